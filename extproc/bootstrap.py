@@ -1,0 +1,182 @@
+"""The Envoy bootstrap, built as plain data from Settings (a pure function), printed as YAML.
+
+Envoy does what it can natively: one cluster per provider (TLS with SNI and the system's roots for
+https, plain HTTP for a loopback base_url), routing on the provider header the processor sets,
+response headers that tell the client what served it, and failing closed when the processor is down.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+import yaml
+
+from extproc.core.config import Settings
+from extproc.gateway import MODEL_HEADER, REASON_HEADER, ROUTE_HEADER
+from extproc.providers import ProviderSpec
+
+PROCESSOR_CLUSTER = "extproc"
+_T = "type.googleapis.com/envoy."
+_GRPC_LIMIT_SLACK = 4 * 1024 * 1024  # room for headers and framing around a body at the limit
+
+
+def provider_cluster_name(provider: str) -> str:
+    return f"provider_{provider}"
+
+
+def render_bootstrap(settings: Settings) -> str:
+    return yaml.safe_dump(build_bootstrap(settings), sort_keys=False, width=120)
+
+
+def build_bootstrap(settings: Settings) -> dict[str, Any]:
+    limit = settings.max_request_bytes
+    return {
+        "admin": {"address": _socket(settings.admin.host, settings.admin.port)},
+        "static_resources": {
+            "listeners": [{
+                "name": "llm",
+                "address": _socket(settings.listen.host, settings.listen.port),
+                "per_connection_buffer_limit_bytes": limit,
+                "filter_chains": [{"filters": [_connection_manager(settings)]}],
+            }],
+            "clusters": [_processor_cluster(settings)]
+            + [_provider_cluster(p, limit) for p in settings.providers.values()],
+        },
+    }
+
+
+def _socket(host: str, port: int) -> dict[str, Any]:
+    return {"socket_address": {"address": host, "port_value": port}}
+
+
+def _connection_manager(settings: Settings) -> dict[str, Any]:
+    timeout = f"{settings.upstream_timeout:g}s"
+    return {
+        "name": "envoy.filters.network.http_connection_manager",
+        "typed_config": {
+            "@type": _T + "extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+            "stat_prefix": "llm",
+            "always_set_request_id_in_response": True,
+            "stream_idle_timeout": timeout,
+            "request_timeout": "0s",
+            "route_config": {"name": "llm", "virtual_hosts": [{
+                "name": "llm",
+                "domains": ["*"],
+                "routes": [_provider_route(p, timeout) for p in settings.providers.values()] + [_unrouted()],
+            }]},
+            "http_filters": [_ext_proc_filter(settings), {
+                "name": "envoy.filters.http.router",
+                "typed_config": {"@type": _T + "extensions.filters.http.router.v3.Router"},
+            }],
+        },
+    }
+
+
+def _ext_proc_filter(settings: Settings) -> dict[str, Any]:
+    return {
+        "name": "envoy.filters.http.ext_proc",
+        "typed_config": {
+            "@type": _T + "extensions.filters.http.ext_proc.v3.ExternalProcessor",
+            "grpc_service": {"envoy_grpc": {
+                "cluster_name": PROCESSOR_CLUSTER,
+                "max_receive_message_length": settings.max_request_bytes + _GRPC_LIMIT_SLACK,
+            }},
+            "failure_mode_allow": False,
+            "message_timeout": "5s",
+            "processing_mode": {
+                "request_header_mode": "SEND",
+                "request_body_mode": "BUFFERED",
+                "request_trailer_mode": "SKIP",
+                "response_header_mode": "SEND",
+                "response_body_mode": "NONE",
+                "response_trailer_mode": "SKIP",
+            },
+        },
+    }
+
+
+def _provider_route(provider: ProviderSpec, timeout: str) -> dict[str, Any]:
+    return {
+        "name": provider.name,
+        "match": {"prefix": "/", "headers": [{"name": ROUTE_HEADER, "string_match": {"exact": provider.name}}]},
+        "route": {
+            "cluster": provider_cluster_name(provider.name),
+            "host_rewrite_literal": provider.upstream.authority,
+            "timeout": timeout,
+        },
+        "response_headers_to_add": [
+            {"header": {"key": h, "value": f"%REQ({h})%"}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
+            for h in (ROUTE_HEADER, MODEL_HEADER, REASON_HEADER)
+        ],
+    }
+
+
+def _unrouted() -> dict[str, Any]:
+    """Reached only if the processor let a request through without choosing a provider: refuse it."""
+    body = '{"error":{"message":"No provider was chosen for this request.","type":"server_error","code":"unrouted"}}'
+    return {
+        "name": "unrouted",
+        "match": {"prefix": "/"},
+        "direct_response": {"status": 502, "body": {"inline_string": body}},
+        "response_headers_to_add": [{"header": {"key": "content-type", "value": "application/json"},
+                                     "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}],
+    }
+
+
+def _processor_cluster(settings: Settings) -> dict[str, Any]:
+    host = settings.processor.host
+    return {
+        "name": PROCESSOR_CLUSTER,
+        "type": "STATIC" if _is_ip(host) else "LOGICAL_DNS",
+        "connect_timeout": "1s",
+        "per_connection_buffer_limit_bytes": settings.max_request_bytes + _GRPC_LIMIT_SLACK,
+        "typed_extension_protocol_options": {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+            "@type": _T + "extensions.upstreams.http.v3.HttpProtocolOptions",
+            "explicit_http_config": {"http2_protocol_options": {}},
+        }},
+        "load_assignment": _endpoints(PROCESSOR_CLUSTER, host, settings.processor.port),
+    }
+
+
+def _provider_cluster(provider: ProviderSpec, limit: int) -> dict[str, Any]:
+    upstream = provider.upstream
+    name = provider_cluster_name(provider.name)
+    cluster: dict[str, Any] = {
+        "name": name,
+        "type": "STATIC" if _is_ip(upstream.host) else "LOGICAL_DNS",
+        "dns_lookup_family": "V4_PREFERRED",
+        "connect_timeout": "10s",
+        "per_connection_buffer_limit_bytes": limit,
+        "load_assignment": _endpoints(name, upstream.host, upstream.port),
+    }
+    protocol: dict[str, Any] = {"@type": _T + "extensions.upstreams.http.v3.HttpProtocolOptions"}
+    if upstream.tls:
+        protocol["auto_config"] = {"http2_protocol_options": {}, "http_protocol_options": {}}
+        cluster["transport_socket"] = {"name": "envoy.transport_sockets.tls", "typed_config": {
+            "@type": _T + "extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+            "sni": upstream.host,
+            "common_tls_context": {
+                "alpn_protocols": ["h2", "http/1.1"],
+                "validation_context": {
+                    "system_root_certs": {},
+                    "match_typed_subject_alt_names": [{"san_type": "DNS", "matcher": {"exact": upstream.host}}],
+                },
+            },
+        }}
+    else:
+        protocol["explicit_http_config"] = {"http_protocol_options": {}}
+    cluster["typed_extension_protocol_options"] = {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": protocol}
+    return cluster
+
+
+def _endpoints(cluster: str, host: str, port: int) -> dict[str, Any]:
+    return {"cluster_name": cluster, "endpoints": [{"lb_endpoints": [{"endpoint": {"address": _socket(host, port)}}]}]}
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True

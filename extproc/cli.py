@@ -1,0 +1,75 @@
+"""`extproc` command line: up, serve, envoy-config, models, check."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+import time
+
+from extproc.bootstrap import render_bootstrap
+from extproc.core.config import Settings, load_settings
+from extproc.core.errors import ConfigError
+from extproc.core.health import Health
+from extproc.core.registry import Registry
+from extproc.core.resolve import availability
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="extproc", description="An LLM gateway for Envoy.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, help_text in (
+        ("up", "run Envoy and the processor together in the foreground"),
+        ("serve", "run the processor alone (beside an Envoy configured elsewhere)"),
+        ("envoy-config", "print the Envoy bootstrap for a config"),
+        ("models", "list the models the gateway knows"),
+        ("check", "validate a config and exit"),
+    ):
+        sub = commands.add_parser(name, help=help_text)
+        sub.add_argument("--config", "-c", help="YAML config file (default: the embedded default config)")
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as exc:
+        print(f"extproc: config error: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "envoy-config":
+        sys.stdout.write(render_bootstrap(settings))
+        return 0
+    if args.command == "models":
+        sys.stdout.write(models_table(settings))
+        return 0
+    if args.command == "check":
+        print(f"config OK: {len(settings.providers)} providers, {len(settings.models)} models, "
+              f"{len(settings.credentials)} credentials")
+        return 0
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    from extproc import runner
+
+    try:
+        asyncio.run(runner.up(settings) if args.command == "up" else runner.serve(settings))
+    except KeyboardInterrupt:
+        pass
+    except (OSError, RuntimeError) as exc:
+        logging.getLogger("extproc").error("%s", exc)
+        return 1
+    return 0
+
+
+def models_table(settings: Settings) -> str:
+    registry, health, now = Registry.build(settings), Health(settings.health), time.time()
+    header = ("MODEL", "PROVIDER", "CONTEXT", "IN $/M", "OUT $/M", "CAPABILITIES", "STATUS", "AVAILABLE")
+    rows = [header]
+    for m in sorted(registry.models, key=lambda m: (m.provider, m.id)):
+        state = availability(m, registry, health, now)
+        rows.append((m.id, m.provider, f"{m.context_window:,}" if m.context_window else "?",
+                     f"{m.input_price:g}", f"{m.output_price:g}",
+                     ",".join(sorted(m.capabilities)) or ("embedding" if m.mode == "embedding" else "-"),
+                     m.status, "yes" if state.available else f"no ({state.reason})"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    return "".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() + "\n" for r in rows)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,49 @@
+"""Model metadata: the built-in catalog (data) and the typed record the registry works with."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import yaml
+
+CAPABILITIES = frozenset({"vision", "tools", "reasoning", "structured_output", "streaming"})
+MODES = frozenset({"chat", "embedding"})
+STATUSES = frozenset({"active", "beta", "deprecated"})
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSpec:
+    id: str
+    provider: str
+    mode: str = "chat"
+    context_window: int = 0  # 0: unknown, never used to reject a request
+    max_output_tokens: int = 0
+    input_price: float = 0.0  # USD per million tokens
+    output_price: float = 0.0
+    capabilities: frozenset[str] = frozenset({"streaming"})
+    status: str = "active"
+    created: dt.date | None = None
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.provider}/{self.id}"
+
+    @property
+    def blended_price(self) -> float:
+        """One number to rank by cost: a 3:1 input:output token mix, the usual chat shape."""
+        return (3 * self.input_price + self.output_price) / 4
+
+    @property
+    def created_ts(self) -> int:
+        if self.created is None:
+            return 0
+        return int(dt.datetime.combine(self.created, dt.time(), dt.UTC).timestamp())
+
+
+def builtin_catalog_data() -> list[dict[str, Any]]:
+    text = resources.files("extproc.data").joinpath("catalog.yaml").read_text()
+    models: list[dict[str, Any]] = yaml.safe_load(text)["models"]
+    return models

@@ -1,0 +1,23 @@
+"""The one internal error type; each client API renders it in its own envelope at the edge."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class ClientError(Exception):
+    """A request the gateway refuses. `kind` is a stable machine-readable code."""
+
+    status: int
+    kind: str
+    message: str
+    retry_after: int | None = None
+    param: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.status} {self.kind}: {self.message}"
+
+
+class ConfigError(Exception):
+    """Invalid configuration; the message names the key and the fix."""

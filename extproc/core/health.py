@@ -1,0 +1,89 @@
+"""What upstream responses taught us about each credential: cooldowns and suspensions.
+
+The only mutable state of the request path. All methods take `now` so the rules are testable
+without sleeping; a lock keeps them safe if a thread ever shares the object with the event loop.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Protocol
+
+from extproc.core.config import HealthPolicy
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    """Why a credential cannot serve a model right now, and until when (inf: until restart)."""
+
+    kind: str  # "cooldown" | "suspended"
+    until: float
+    reason: str
+
+
+class HealthView(Protocol):
+    def blocked(self, credential_id: str, model_id: str, now: float) -> Block | None: ...
+
+
+@dataclass(slots=True)
+class _Cooldown:
+    until: float
+    failures: int
+    reason: str
+
+
+class Health:
+    def __init__(self, policy: HealthPolicy) -> None:
+        self._policy = policy
+        self._lock = threading.Lock()
+        self._cooldowns: dict[tuple[str, str], _Cooldown] = {}
+        self._suspended: dict[str, Block] = {}
+        self._model_suspended: dict[tuple[str, str], Block] = {}
+
+    def blocked(self, credential_id: str, model_id: str, now: float) -> Block | None:
+        with self._lock:
+            suspended = self._suspended.get(credential_id)
+            if suspended is not None and suspended.until > now:
+                return suspended
+            suspended = self._model_suspended.get((credential_id, model_id))
+            if suspended is not None and suspended.until > now:
+                return suspended
+            cooldown = self._cooldowns.get((credential_id, model_id))
+            if cooldown is not None and cooldown.until > now:
+                return Block("cooldown", cooldown.until, cooldown.reason)
+            return None
+
+    def observe(self, credential_id: str, model_id: str, status: int, retry_after: float | None,
+                now: float) -> Block | None:
+        """Learn from one upstream response status; returns the block it caused, if any."""
+        policy = self._policy
+        key = (credential_id, model_id)
+        with self._lock:
+            if 200 <= status < 400:
+                self._cooldowns.pop(key, None)
+                return None
+            if status == 429:
+                previous = self._cooldowns.get(key)
+                failures = previous.failures + 1 if previous else 1
+                if retry_after is not None:
+                    seconds, why = retry_after, f"rate limited (429), retry-after {retry_after:g}s"
+                else:
+                    seconds = min(policy.backoff_base * 2 ** (failures - 1), policy.backoff_max)
+                    why = f"rate limited (429), backoff {seconds:g}s"
+                self._cooldowns[key] = _Cooldown(now + seconds, failures, why)
+                return Block("cooldown", now + seconds, why)
+            if status in (401, 403):
+                block = Block("suspended", now + policy.auth_suspension, f"credential rejected ({status})")
+                self._suspended[credential_id] = block
+                return block
+            if status == 404:
+                block = Block("suspended", now + policy.not_found_suspension, "model not found (404)")
+                self._model_suspended[key] = block
+                return block
+            if status >= 500:
+                seconds = retry_after if retry_after is not None else policy.server_error_cooldown
+                why = f"upstream error ({status})"
+                self._cooldowns[key] = _Cooldown(now + seconds, 0, why)
+                return Block("cooldown", now + seconds, why)
+            return None  # other 4xx: the request's fault, not the credential's

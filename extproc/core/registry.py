@@ -1,0 +1,50 @@
+"""The immutable registry: which models exist, who serves them, and which credentials can serve them.
+
+It is compiled once from Settings and swapped whole; per-credential health lives in `health.Health`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from extproc.core.catalog import ModelSpec
+from extproc.core.config import Credential, Settings
+from extproc.providers import ProviderSpec
+
+
+@dataclass(frozen=True, slots=True)
+class Registry:
+    models: tuple[ModelSpec, ...]
+    providers: Mapping[str, ProviderSpec]
+    credentials: Mapping[str, tuple[Credential, ...]]  # provider → credentials, in priority order
+    aliases: Mapping[str, str]
+    fallbacks: Mapping[str, tuple[str, ...]]
+    strategy: str
+    _by_name: Mapping[str, tuple[ModelSpec, ...]]
+
+    @classmethod
+    def build(cls, settings: Settings, extra_credentials: tuple[Credential, ...] = ()) -> Registry:
+        by_name: dict[str, list[ModelSpec]] = {}
+        for model in settings.models:
+            by_name.setdefault(model.id, []).append(model)
+            by_name.setdefault(model.qualified, []).append(model)
+        creds: dict[str, list[Credential]] = {name: [] for name in settings.providers}
+        for cred in (*settings.credentials, *extra_credentials):
+            creds[cred.provider].append(cred)
+        return cls(
+            models=settings.models,
+            providers=settings.providers,
+            credentials={p: tuple(c) for p, c in creds.items()},
+            aliases=settings.aliases,
+            fallbacks=settings.fallbacks,
+            strategy=settings.strategy,
+            _by_name={name: tuple(specs) for name, specs in by_name.items()},
+        )
+
+    def lookup(self, name: str) -> tuple[ModelSpec, ...]:
+        """Models a name denotes: an exact id (possibly served by several providers) or provider/id."""
+        return self._by_name.get(name, ())
+
+    def credentials_for(self, model: ModelSpec) -> tuple[Credential, ...]:
+        return self.credentials.get(model.provider, ())

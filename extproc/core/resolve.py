@@ -1,0 +1,188 @@
+"""Resolution: (request, registry, health, now) → which model, provider and credential serve it.
+
+Order: exact id or provider/id → alias → the model's explicit fallback chain → the strategy.
+A pure function: it reads health but never changes it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from extproc.core.catalog import ModelSpec
+from extproc.core.config import Credential
+from extproc.core.errors import ClientError
+from extproc.core.health import Block, HealthView
+from extproc.core.registry import Registry
+from extproc.providers import Api, ProviderSpec
+
+
+@dataclass(frozen=True, slots=True)
+class RequestView:
+    """What resolution needs to know about a request, extracted by the format module."""
+
+    api: Api
+    model: str
+    mode: str = "chat"  # chat | embedding
+    needs: frozenset[str] = frozenset()  # capabilities the request uses
+    input_tokens: int = 0  # a rough estimate
+    max_output_tokens: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    requested: str
+    model: ModelSpec
+    provider: ProviderSpec
+    credential: Credential
+    reason: str  # direct | alias | fallback
+    strategy: str | None = None  # for fallbacks: "chain" or the strategy's name
+
+    @property
+    def why(self) -> str:
+        return f"{self.reason}:{self.strategy}" if self.strategy else self.reason
+
+
+def resolve(req: RequestView, registry: Registry, health: HealthView, now: float, turn: int = 0) -> Decision:
+    """`turn` spreads load over several healthy credentials (round robin by request count)."""
+    primaries, reason = _targets(req.model, registry)
+    if not primaries:
+        raise ClientError(404, "model_not_found",
+                          f"The model '{req.model}' does not exist on this gateway; GET /v1/models lists the models.",
+                          param="model")
+    compatible = [m for m in primaries if req.api in registry.providers[m.provider].apis]
+    if not compatible:
+        owner = primaries[0].provider
+        raise ClientError(400, "unsupported_api",
+                          f"The model '{req.model}' is served by '{owner}', which does not accept "
+                          f"{req.api.value} API requests; send it through that provider's API format.",
+                          param="model")
+    suitable = [m for m in compatible if m.mode == req.mode]
+    if not suitable:
+        raise ClientError(400, "unsupported_model",
+                          f"The model '{req.model}' is a {compatible[0].mode} model and cannot serve "
+                          f"{req.mode} requests.", param="model")
+    blocks: list[Block] = []
+    for model in suitable:
+        cred = _pick(model, registry, health, now, turn, blocks)
+        if cred is not None:
+            return Decision(req.model, model, registry.providers[model.provider], cred, reason)
+    primary = suitable[0]
+    tried = {m.qualified for m in suitable}
+    for strategy, model in _fallbacks(req, primary, registry):
+        if model.qualified in tried:
+            continue
+        tried.add(model.qualified)
+        cred = _pick(model, registry, health, now, turn, blocks)
+        if cred is not None:
+            return Decision(req.model, model, registry.providers[model.provider], cred, "fallback", strategy)
+    raise _unavailable(req, primary, registry, blocks, now)
+
+
+def fallback_candidates(req: RequestView, primary: ModelSpec, registry: Registry) -> Iterator[tuple[str, ModelSpec]]:
+    """Fallbacks in the order resolution tries them, availability aside."""
+    return _fallbacks(req, primary, registry)
+
+
+def _targets(name: str, registry: Registry) -> tuple[list[ModelSpec], str]:
+    direct = registry.lookup(name)
+    if direct:
+        return list(direct), "direct"
+    if name in registry.aliases:
+        return list(registry.lookup(registry.aliases[name])), "alias"
+    provider, sep, model_id = name.partition("/")
+    if sep and provider in registry.providers and model_id:
+        # A model the catalog does not know, on a provider it does: pass it through as asked.
+        return [ModelSpec(id=model_id, provider=provider)], "direct"
+    return [], "direct"
+
+
+def _fallbacks(req: RequestView, primary: ModelSpec, registry: Registry) -> Iterator[tuple[str, ModelSpec]]:
+    chain = registry.fallbacks.get(req.model) or registry.fallbacks.get(primary.id) \
+        or registry.fallbacks.get(primary.qualified) or ()
+    for name in chain:
+        for model in _targets(name, registry)[0]:
+            if _can_serve(model, req, registry):
+                yield "chain", model
+    strategy = registry.strategy
+    if strategy == "none":
+        return
+    pool = [m for m in registry.models
+            if m.status != "deprecated" and m.qualified != primary.qualified and _can_serve(m, req, registry)]
+    if strategy == "same-provider":
+        pool = [m for m in pool if m.provider == primary.provider]
+    if strategy == "cost-optimized":
+        pool.sort(key=lambda m: (m.blended_price, -m.created_ts))
+    else:
+        pool.sort(key=lambda m: (m.provider != primary.provider, _price_distance(m, primary), -m.created_ts))
+    for model in pool:
+        yield strategy, model
+
+
+def _can_serve(model: ModelSpec, req: RequestView, registry: Registry) -> bool:
+    if model.mode != req.mode or req.api not in registry.providers[model.provider].apis:
+        return False
+    if not req.needs <= model.capabilities:
+        return False
+    if model.context_window:
+        wanted = req.input_tokens + (req.max_output_tokens or 0)
+        if wanted > model.context_window:
+            return False
+    return not (req.max_output_tokens and model.max_output_tokens
+                and req.max_output_tokens > model.max_output_tokens)
+
+
+def _price_distance(model: ModelSpec, primary: ModelSpec) -> float:
+    """How far apart two models sit in price tier (log scale), a proxy for comparable quality."""
+    return abs(math.log1p(model.blended_price) - math.log1p(primary.blended_price))
+
+
+def _pick(model: ModelSpec, registry: Registry, health: HealthView, now: float, turn: int,
+          blocks: list[Block]) -> Credential | None:
+    usable: list[Credential] = []
+    for cred in registry.credentials_for(model):
+        block = health.blocked(cred.id, model.id, now)
+        if block is None:
+            usable.append(cred)
+        else:
+            blocks.append(block)
+    return usable[turn % len(usable)] if usable else None
+
+
+def _unavailable(req: RequestView, primary: ModelSpec, registry: Registry, blocks: Iterable[Block],
+                 now: float) -> ClientError:
+    recoveries = [b.until for b in blocks if math.isfinite(b.until)]
+    if recoveries:
+        retry_after = max(1, math.ceil(min(recoveries) - now))
+        return ClientError(503, "model_unavailable",
+                           f"The model '{req.model}' and its fallbacks are unavailable right now "
+                           f"(rate limited or suspended); retry in {retry_after}s.", retry_after=retry_after)
+    provider = registry.providers[primary.provider]
+    hint = f"set {provider.api_key_env} or " if provider.api_key_env else ""
+    return ClientError(503, "no_credentials",
+                       f"No credential can serve '{req.model}': provider '{primary.provider}' has none "
+                       f"configured ({hint}add providers.{primary.provider}.api_key) and no fallback is available.")
+
+
+@dataclass(frozen=True, slots=True)
+class Availability:
+    available: bool
+    credentials: int  # how many credentials could serve the model
+    reason: str | None  # why not, when unavailable
+    until: float | None = None  # soonest recovery, when known
+
+
+def availability(model: ModelSpec, registry: Registry, health: HealthView, now: float) -> Availability:
+    """A model is available while at least one credential that can serve it is neither cooling nor suspended."""
+    creds = registry.credentials_for(model)
+    if not creds:
+        return Availability(False, 0, "no credential")
+    blocks = []
+    for cred in creds:
+        block = health.blocked(cred.id, model.id, now)
+        if block is None:
+            return Availability(True, len(creds), None)
+        blocks.append(block)
+    soonest = min(blocks, key=lambda b: b.until)
+    return Availability(False, len(creds), f"{soonest.kind}: {soonest.reason}", soonest.until)

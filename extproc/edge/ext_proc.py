@@ -1,0 +1,133 @@
+"""The ext_proc stream loop: Envoy messages in, the gateway's plain decisions out as ProcessingResponses.
+
+One stream per HTTP request: headers → body (buffered) → upstream response headers. The stream's own
+locals carry the decision from the body answer to the response; no state is shared between streams.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Mapping
+
+import grpc
+from envoy.config.core.v3 import base_pb2
+from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
+from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as pb_grpc
+from envoy.type.v3 import http_status_pb2
+
+from extproc.core.resolve import Decision
+from extproc.gateway import Forward, Gateway, Reply
+
+log = logging.getLogger("extproc.request")
+
+_CONTINUE_REQUEST_HEADERS = pb.ProcessingResponse(request_headers=pb.HeadersResponse())
+_CONTINUE_RESPONSE_HEADERS = pb.ProcessingResponse(response_headers=pb.HeadersResponse())
+_CONTINUE_REQUEST_BODY = pb.ProcessingResponse(request_body=pb.BodyResponse())
+_OVERWRITE = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
+_ADD_IF_ABSENT = base_pb2.HeaderValueOption.ADD_IF_ABSENT
+_WANTED_REQUEST_HEADERS = frozenset({":path", ":method", "x-request-id"})
+_WANTED_RESPONSE_HEADERS = frozenset({":status", "retry-after", "retry-after-ms"})
+
+
+def header_map(headers: pb.HttpHeaders, wanted: frozenset[str]) -> dict[str, str]:
+    """The wanted headers of an ext_proc header message (Envoy sends values as raw bytes)."""
+    found = {}
+    for h in headers.headers.headers:
+        if h.key in wanted:
+            found[h.key] = h.raw_value.decode("utf-8", "replace") if h.raw_value else h.value
+    return found
+
+
+def _header_options(headers: Mapping[str, str], action: int) -> list[base_pb2.HeaderValueOption]:
+    return [base_pb2.HeaderValueOption(header=base_pb2.HeaderValue(key=k, raw_value=v.encode()), append_action=action)
+            for k, v in headers.items()]
+
+
+def forward_response(forward: Forward) -> pb.ProcessingResponse:
+    mutation = pb.HeaderMutation(
+        set_headers=_header_options(forward.set_headers, _OVERWRITE) + _header_options(forward.default_headers,
+                                                                                        _ADD_IF_ABSENT),
+        remove_headers=list(forward.remove_headers),
+    )
+    common = pb.CommonResponse(header_mutation=mutation, clear_route_cache=True)
+    if forward.body is not None:
+        common.body_mutation.body = forward.body
+    return pb.ProcessingResponse(request_body=pb.BodyResponse(response=common))
+
+
+def immediate_response(reply: Reply) -> pb.ProcessingResponse:
+    details = f"extproc_{reply.error.kind}" if reply.error else "extproc"
+    return pb.ProcessingResponse(immediate_response=pb.ImmediateResponse(
+        status=http_status_pb2.HttpStatus(code=reply.status),  # type: ignore[arg-type]
+        headers=pb.HeaderMutation(set_headers=_header_options(reply.headers, _OVERWRITE)),
+        body=reply.body,
+        details=details,
+    ))
+
+
+class ExternalProcessor(pb_grpc.ExternalProcessorServicer):
+    def __init__(self, gateway: Gateway) -> None:
+        self._gateway = gateway
+
+    async def Process(  # noqa: N802 (gRPC method name)
+        self, request_iterator: AsyncIterator[pb.ProcessingRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.ProcessingResponse]:
+        gateway = self._gateway
+        path = method = request_id = ""
+        decision: Decision | None = None
+        async for request in request_iterator:
+            kind = request.WhichOneof("request")
+            if kind == "request_headers":
+                headers = header_map(request.request_headers, _WANTED_REQUEST_HEADERS)
+                path, method = headers.get(":path", ""), headers.get(":method", "")
+                request_id = headers.get("x-request-id", "-")
+                reply = gateway.on_headers(method, path, request.request_headers.end_of_stream)
+                if reply is not None:
+                    _log_reply(request_id, method, path, reply)
+                    yield immediate_response(reply)
+                    return
+                yield _CONTINUE_REQUEST_HEADERS
+            elif kind == "request_body":
+                outcome = gateway.on_body(path, request.request_body.body)
+                if isinstance(outcome, Reply):
+                    _log_reply(request_id, method, path, outcome)
+                    yield immediate_response(outcome)
+                    return
+                decision = outcome.decision
+                log.info("route rid=%s requested=%s resolved=%s provider=%s why=%s credential=%s",
+                         request_id, decision.requested, decision.model.id, decision.provider.name,
+                         decision.why, decision.credential.id)
+                yield forward_response(outcome)
+            elif kind == "response_headers":
+                if decision is not None:
+                    headers = header_map(request.response_headers, _WANTED_RESPONSE_HEADERS)
+                    _observe(gateway, request_id, decision, headers)
+                yield _CONTINUE_RESPONSE_HEADERS
+            elif kind == "request_trailers":
+                yield pb.ProcessingResponse(request_trailers=pb.TrailersResponse())
+            elif kind == "response_body":
+                yield pb.ProcessingResponse(response_body=pb.BodyResponse())
+            elif kind == "response_trailers":
+                yield pb.ProcessingResponse(response_trailers=pb.TrailersResponse())
+
+
+def _observe(gateway: Gateway, request_id: str, decision: Decision, headers: dict[str, str]) -> None:
+    try:
+        status = int(headers.get(":status", "0"))
+    except ValueError:
+        return
+    block = gateway.on_response(decision, status, headers)
+    if block is not None:
+        log.warning("upstream rid=%s status=%d model=%s provider=%s credential=%s %s until=%.0f",
+                    request_id, status, decision.model.id, decision.provider.name, decision.credential.id,
+                    block.kind, block.until)
+    else:
+        log.debug("upstream rid=%s status=%d", request_id, status)
+
+
+def _log_reply(request_id: str, method: str, path: str, reply: Reply) -> None:
+    if reply.error is None:
+        log.debug("reply rid=%s %s %s status=%d", request_id, method, path, reply.status)
+    else:
+        log.info("reject rid=%s %s %s status=%d kind=%s: %s", request_id, method, path.partition("?")[0],
+                 reply.status, reply.error.kind, reply.error.message)

@@ -1,0 +1,106 @@
+"""What every format shares: the endpoint table, body decoding and the token/image walk."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from extproc.core.errors import ClientError
+from extproc.core.resolve import Decision, RequestView
+from extproc.providers import Api
+
+JsonObject = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedRequest:
+    view: RequestView
+    doc: JsonObject | None  # the decoded body; None when the body is passed through untouched
+    path_model: bool = False  # the model is in the path (Gemini), not in the body
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """One client endpoint: how to read its requests and where its path continues upstream."""
+
+    api: Api
+    name: str
+    parse: Callable[[bytes, re.Match[str]], ParsedRequest]
+    client_prefix: str  # stripped from the client path; the provider's api prefix replaces it
+    match: re.Match[str]
+    query: str
+
+    def upstream_rest(self, decision: Decision) -> str:
+        """The path after the client prefix, with the model rewritten where it lives in the path."""
+        if self.name.startswith("gemini"):
+            version, method = self.match.group("version"), self.match.group("method")
+            rest = f"/{version}/models/{decision.model.id}:{method}"
+        else:
+            rest = self.match.group(0)[len(self.client_prefix):]
+        return rest + (f"?{self.query}" if self.query else "")
+
+    def new_body(self, parsed: ParsedRequest, decision: Decision) -> bytes | None:
+        """The rewritten body, or None when the body can go upstream as it came."""
+        if parsed.doc is None or parsed.path_model or parsed.doc.get("model") == decision.model.id:
+            return None
+        parsed.doc["model"] = decision.model.id
+        return orjson.dumps(parsed.doc)
+
+
+def decode_object(body: bytes) -> JsonObject:
+    if not body:
+        raise ClientError(400, "invalid_request", "The request body is empty; send a JSON object.")
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise ClientError(400, "invalid_json", f"The request body is not valid JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise ClientError(400, "invalid_request", "The request body must be a JSON object.")
+    return doc
+
+
+def body_model(doc: JsonObject) -> str:
+    model = doc.get("model")
+    if model is None:
+        raise ClientError(400, "missing_model", "The request has no 'model' field; name the model to use.",
+                          param="model")
+    if not isinstance(model, str) or not model.strip():
+        raise ClientError(400, "invalid_model", "The 'model' field must be a non-empty string.", param="model")
+    return model
+
+
+_IMAGE_TYPES = frozenset({"image_url", "input_image", "image", "document", "input_file"})
+_IMAGE_BLOB_KEYS = ("inline_data", "inlineData", "file_data", "fileData")
+_IMAGE_TOKENS = 1000  # what one image costs in context, roughly, whatever its bytes
+
+
+def measure(value: Any) -> tuple[int, int]:
+    """(estimated tokens, image count) of a request's content; base64 payloads count as images."""
+    chars = images = 0
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            chars += len(item)
+        elif isinstance(item, dict):
+            if item.get("type") in _IMAGE_TYPES or any(k in item for k in _IMAGE_BLOB_KEYS):
+                images += 1
+                continue
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return chars // 4 + images * _IMAGE_TOKENS, images
+
+
+def positive_int(doc: JsonObject, *keys: str) -> int | None:
+    for key in keys:
+        value = doc.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
+
+

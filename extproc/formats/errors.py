@@ -1,0 +1,33 @@
+"""ClientError → each client API's own error envelope."""
+
+from __future__ import annotations
+
+import orjson
+
+from extproc.core.errors import ClientError
+from extproc.providers import Api
+
+_OPENAI_TYPES = {400: "invalid_request_error", 404: "invalid_request_error", 413: "invalid_request_error",
+                 429: "rate_limit_error", 503: "service_unavailable_error"}
+_ANTHROPIC_TYPES = {400: "invalid_request_error", 404: "not_found_error", 413: "request_too_large",
+                    429: "rate_limit_error", 503: "overloaded_error"}
+_GOOGLE_STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
+                  413: "INVALID_ARGUMENT", 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE"}
+
+
+def error_body(api: Api, err: ClientError) -> bytes:
+    if api is Api.ANTHROPIC:
+        return orjson.dumps({"type": "error", "error": {"type": _ANTHROPIC_TYPES.get(err.status, "api_error"),
+                                                        "message": err.message}})
+    if api is Api.GEMINI:
+        return orjson.dumps({"error": {"code": err.status, "message": err.message,
+                                       "status": _GOOGLE_STATUS.get(err.status, "UNKNOWN")}})
+    return orjson.dumps({"error": {"message": err.message, "type": _OPENAI_TYPES.get(err.status, "api_error"),
+                                   "param": err.param, "code": err.kind}})
+
+
+def error_headers(err: ClientError) -> dict[str, str]:
+    headers = {"content-type": "application/json"}
+    if err.retry_after is not None:
+        headers["retry-after"] = str(err.retry_after)
+    return headers

@@ -1,0 +1,54 @@
+"""OpenAI Chat Completions, legacy Completions, Responses and Embeddings."""
+
+from __future__ import annotations
+
+import re
+
+from extproc.core.resolve import RequestView
+from extproc.formats.base import JsonObject, ParsedRequest, body_model, decode_object, measure, positive_int
+from extproc.providers import Api
+
+
+def _common_needs(doc: JsonObject, images: int) -> set[str]:
+    needs = set()
+    if images:
+        needs.add("vision")
+    if doc.get("tools") or doc.get("functions"):
+        needs.add("tools")
+    if doc.get("stream") is True:
+        needs.add("streaming")
+    if doc.get("reasoning_effort") or doc.get("reasoning"):
+        needs.add("reasoning")
+    return needs
+
+
+def parse_chat(body: bytes, _: re.Match[str]) -> ParsedRequest:
+    doc = decode_object(body)
+    model = body_model(doc)
+    tokens, images = measure(doc.get("messages") or doc.get("prompt") or [])
+    needs = _common_needs(doc, images)
+    fmt = doc.get("response_format")
+    if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
+        needs.add("structured_output")
+    view = RequestView(Api.OPENAI, model, "chat", frozenset(needs), tokens,
+                       positive_int(doc, "max_completion_tokens", "max_tokens"))
+    return ParsedRequest(view, doc)
+
+
+def parse_responses(body: bytes, _: re.Match[str]) -> ParsedRequest:
+    doc = decode_object(body)
+    model = body_model(doc)
+    tokens, images = measure([doc.get("input") or [], doc.get("instructions") or ""])
+    needs = _common_needs(doc, images)
+    text = doc.get("text")
+    if isinstance(text, dict) and isinstance(text.get("format"), dict) and text["format"].get("type") == "json_schema":
+        needs.add("structured_output")
+    view = RequestView(Api.OPENAI, model, "chat", frozenset(needs), tokens, positive_int(doc, "max_output_tokens"))
+    return ParsedRequest(view, doc)
+
+
+def parse_embeddings(body: bytes, _: re.Match[str]) -> ParsedRequest:
+    doc = decode_object(body)
+    model = body_model(doc)
+    tokens, _images = measure(doc.get("input") or [])
+    return ParsedRequest(RequestView(Api.OPENAI, model, "embedding", frozenset(), tokens), doc)

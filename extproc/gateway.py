@@ -1,0 +1,144 @@
+"""The request path as plain data: request in, forward-or-reply out. No gRPC here; the edge adapts it."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from email.utils import parsedate_to_datetime
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import orjson
+
+from extproc.core.config import Settings
+from extproc.core.errors import ClientError
+from extproc.core.health import Block, Health
+from extproc.core.registry import Registry
+from extproc.core.resolve import Decision, availability, resolve
+from extproc.formats import api_for_path, match_endpoint
+from extproc.formats.errors import error_body, error_headers
+from extproc.providers import CLIENT_CREDENTIAL_HEADERS, Api
+
+ROUTE_HEADER = "x-extproc-provider"
+MODEL_HEADER = "x-extproc-model"
+REASON_HEADER = "x-extproc-route"
+MODELS_PATHS = frozenset({"/v1/models", "/v1/models/"})
+
+
+@dataclass(frozen=True, slots=True)
+class Forward:
+    """Send the request upstream with these changes."""
+
+    decision: Decision
+    set_headers: Mapping[str, str]  # overwrite
+    default_headers: Mapping[str, str]  # add only when the client did not send them
+    remove_headers: tuple[str, ...]
+    body: bytes | None  # None: the body goes as it came
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """Answer the client directly; nothing goes upstream."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+    error: ClientError | None = field(default=None)
+
+
+def reject(api: Api, err: ClientError) -> Reply:
+    return Reply(err.status, error_headers(err), error_body(api, err), err)
+
+
+class Gateway:
+    """Holds the swappable registry and the health state; each method is one step of the request path."""
+
+    def __init__(self, settings: Settings, clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.registry = Registry.build(settings)
+        self.health = Health(settings.health)
+        self._clock = clock
+        self._turns = itertools.count()
+
+    def on_headers(self, method: str, path: str, end_of_stream: bool) -> Reply | None:
+        """Answer what needs no body; None means: wait for the body."""
+        bare = path.partition("?")[0]
+        if method == "GET" and bare in MODELS_PATHS:
+            return self.models_reply()
+        endpoint = match_endpoint(path)
+        if endpoint is None:
+            return reject(api_for_path(path), ClientError(
+                404, "unknown_endpoint", f"{method} {bare} is not an endpoint this gateway serves."))
+        if method != "POST":
+            return reject(endpoint.api, ClientError(405, "method_not_allowed", f"{bare} takes POST, not {method}."))
+        if end_of_stream:
+            return reject(endpoint.api, ClientError(400, "invalid_request", "The request body is empty; send a JSON object."))
+        return None
+
+    def on_body(self, path: str, body: bytes) -> Forward | Reply:
+        endpoint = match_endpoint(path)
+        if endpoint is None:  # on_headers answered these already; kept for a direct caller
+            return reject(api_for_path(path), ClientError(404, "unknown_endpoint", f"{path} is not served here."))
+        try:
+            parsed = endpoint.parse(body, endpoint.match)
+            decision = resolve(parsed.view, self.registry, self.health, self._clock(), next(self._turns))
+        except ClientError as err:
+            return reject(endpoint.api, err)
+        provider, api = decision.provider, endpoint.api
+        new_body = endpoint.new_body(parsed, decision)
+        set_headers = {
+            ROUTE_HEADER: provider.name,
+            MODEL_HEADER: decision.model.id,
+            REASON_HEADER: decision.why,
+            **provider.auth_headers(api, decision.credential.secret),
+        }
+        upstream_path = provider.upstream_path(api, endpoint.upstream_rest(decision))
+        if upstream_path != path:
+            set_headers[":path"] = upstream_path
+        if new_body is not None:
+            set_headers["content-length"] = str(len(new_body))
+        remove = tuple(h for h in CLIENT_CREDENTIAL_HEADERS if h not in set_headers)
+        return Forward(decision, set_headers, provider.headers, remove, new_body)
+
+    def on_response(self, decision: Decision, status: int, headers: Mapping[str, str]) -> Block | None:
+        """Learn from the upstream's response headers; returns the block it caused, if any."""
+        now = self._clock()
+        retry_after = parse_retry_after(headers, now)
+        return self.health.observe(decision.credential.id, decision.model.id, status, retry_after, now)
+
+    def models_reply(self) -> Reply:
+        now = self._clock()
+        data = []
+        for model in self.registry.models:
+            state = availability(model, self.registry, self.health, now)
+            data.append({
+                "id": model.id, "object": "model", "created": model.created_ts, "owned_by": model.provider,
+                "provider": model.provider, "mode": model.mode,
+                "context_window": model.context_window, "max_output_tokens": model.max_output_tokens,
+                "input_price_per_million": model.input_price, "output_price_per_million": model.output_price,
+                "capabilities": sorted(model.capabilities), "status": model.status,
+                "available": state.available, "unavailable_reason": state.reason,
+            })
+        body = orjson.dumps({"object": "list", "data": data})
+        return Reply(200, {"content-type": "application/json"}, body)
+
+
+def parse_retry_after(headers: Mapping[str, str], now: float) -> float | None:
+    """Seconds from `retry-after-ms`, `retry-after` (seconds or an HTTP date); None when absent or bad."""
+    raw_ms = headers.get("retry-after-ms")
+    if raw_ms:
+        try:
+            return max(0.0, float(raw_ms) / 1000)
+        except ValueError:
+            pass
+    raw = headers.get("retry-after")
+    if not raw:
+        return None
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(raw).timestamp() - now)
+    except (TypeError, ValueError):
+        return None

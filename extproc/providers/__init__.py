@@ -1,0 +1,94 @@
+"""Provider facts as data: where a provider lives, how it authenticates, which client APIs it speaks."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from importlib import resources
+from urllib.parse import urlsplit
+
+import yaml
+
+
+class Api(StrEnum):
+    """Client API families; a request may only go to a provider that speaks its family."""
+
+    OPENAI = "openai"
+    ANTHROPIC = "anthropic"
+    GEMINI = "gemini"
+
+
+class AuthStyle(StrEnum):
+    BEARER = "bearer"
+    X_API_KEY = "x-api-key"
+    X_GOOG_API_KEY = "x-goog-api-key"
+
+
+# Headers a client may carry its own credential in; always removed before a request goes upstream.
+CLIENT_CREDENTIAL_HEADERS: tuple[str, ...] = ("authorization", "x-api-key", "x-goog-api-key", "api-key")
+
+
+@dataclass(frozen=True, slots=True)
+class ApiRoute:
+    """How one client API family reaches this provider."""
+
+    path_prefix: str
+    auth: AuthStyle
+
+
+@dataclass(frozen=True, slots=True)
+class Upstream:
+    scheme: str
+    host: str
+    port: int
+    base_path: str
+
+    @property
+    def tls(self) -> bool:
+        return self.scheme == "https"
+
+    @property
+    def authority(self) -> str:
+        default = 443 if self.tls else 80
+        return self.host if self.port == default else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderSpec:
+    name: str
+    base_url: str
+    auth: AuthStyle
+    apis: Mapping[Api, ApiRoute]
+    headers: Mapping[str, str] = field(default_factory=dict)
+    api_key_env: str | None = None
+
+    @property
+    def upstream(self) -> Upstream:
+        return parse_base_url(self.base_url)
+
+    def upstream_path(self, api: Api, rest: str) -> str:
+        """The upstream path for a request whose client path, minus its API prefix, is `rest`."""
+        return self.upstream.base_path + self.apis[api].path_prefix + rest
+
+    def auth_headers(self, api: Api, secret: str) -> dict[str, str]:
+        """The header that carries `secret` to this provider for requests of the `api` family."""
+        style = self.apis[api].auth
+        if style is AuthStyle.BEARER:
+            return {"authorization": f"Bearer {secret}"}
+        return {style.value: secret}
+
+
+def parse_base_url(base_url: str) -> Upstream:
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{base_url!r} is not an http(s) URL with a host")
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return Upstream(parts.scheme, parts.hostname, port, parts.path.rstrip("/"))
+
+
+def builtin_provider_data() -> dict[str, dict[str, object]]:
+    """The raw built-in provider table, to be merged with user config."""
+    text = resources.files("extproc.data").joinpath("providers.yaml").read_text()
+    data: dict[str, dict[str, object]] = yaml.safe_load(text)["providers"]
+    return data

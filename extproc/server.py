@@ -1,0 +1,27 @@
+"""The grpcio server that hosts the processor (and, later, the control services)."""
+
+from __future__ import annotations
+
+import grpc
+from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as pb_grpc
+
+from extproc.core.config import Settings
+from extproc.edge.ext_proc import ExternalProcessor
+from extproc.gateway import Gateway
+
+_GRPC_SLACK = 8 * 1024 * 1024
+
+
+async def start_server(settings: Settings, gateway: Gateway) -> grpc.aio.Server:
+    limit = settings.max_request_bytes + _GRPC_SLACK
+    server = grpc.aio.server(options=[
+        ("grpc.max_receive_message_length", limit),
+        ("grpc.max_send_message_length", limit),
+        ("grpc.so_reuseport", 0),
+    ])
+    pb_grpc.add_ExternalProcessorServicer_to_server(ExternalProcessor(gateway), server)
+    address = str(settings.processor)
+    if server.add_insecure_port(address) == 0:
+        raise OSError(f"cannot listen on {address} (processor.address / processor.port); is it in use?")
+    await server.start()
+    return server

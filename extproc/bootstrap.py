@@ -1,6 +1,6 @@
 """The Envoy bootstrap, built as plain data from Settings (a pure function), printed as YAML.
 
-Envoy does what it can natively: one cluster per provider (TLS with SNI and the system's roots for
+Envoy does what it can natively: one cluster per provider (TLS with SNI, SAN and CA checks for
 https, plain HTTP for a loopback base_url), routing on the provider header the processor sets,
 response headers that tell the client what served it, and failing closed when the processor is down.
 """
@@ -41,7 +41,7 @@ def build_bootstrap(settings: Settings) -> dict[str, Any]:
                 "filter_chains": [{"filters": [_connection_manager(settings)]}],
             }],
             "clusters": [_processor_cluster(settings)]
-            + [_provider_cluster(p, limit) for p in settings.providers.values()],
+            + [_provider_cluster(p, limit, settings.ca_file) for p in settings.providers.values()],
         },
     }
 
@@ -139,7 +139,7 @@ def _processor_cluster(settings: Settings) -> dict[str, Any]:
     }
 
 
-def _provider_cluster(provider: ProviderSpec, limit: int) -> dict[str, Any]:
+def _provider_cluster(provider: ProviderSpec, limit: int, ca_file: str) -> dict[str, Any]:
     upstream = provider.upstream
     name = provider_cluster_name(provider.name)
     cluster: dict[str, Any] = {
@@ -159,7 +159,7 @@ def _provider_cluster(provider: ProviderSpec, limit: int) -> dict[str, Any]:
             "common_tls_context": {
                 "alpn_protocols": ["h2", "http/1.1"],
                 "validation_context": {
-                    "system_root_certs": {},
+                    "trusted_ca": {"filename": ca_file},
                     "match_typed_subject_alt_names": [{"san_type": "DNS", "matcher": {"exact": upstream.host}}],
                 },
             },

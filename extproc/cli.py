@@ -44,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"config OK: {len(settings.providers)} providers, {len(settings.models)} models, "
               f"{len(settings.credentials)} credentials")
         return 0
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("extproc").setLevel(settings.log_level.upper())
     from extproc import runner
 
     try:

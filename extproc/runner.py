@@ -57,6 +57,9 @@ async def serve(settings: Settings) -> None:
 
 async def up(settings: Settings) -> None:
     """Envoy and the processor together, in the foreground, until Ctrl-C or Envoy exits."""
+    if any(p.upstream.tls for p in settings.providers.values()) and not Path(settings.ca_file).is_file():
+        raise RuntimeError(f"ca_file: {settings.ca_file} does not exist; point ca_file at the system's CA bundle "
+                           "(Envoy checks provider certificates against it)")
     gateway = Gateway(settings)
     report_credentials(settings)
     server = await start_server(settings, gateway)

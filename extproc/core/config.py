@@ -17,6 +17,7 @@ from extproc.core.catalog import CAPABILITIES, MODES, STATUSES, ModelSpec, built
 from extproc.core.errors import ConfigError
 from extproc.providers import Api, ApiRoute, AuthStyle, ProviderSpec, builtin_provider_data, parse_base_url
 
+DEFAULT_CA_FILE = "/etc/ssl/certs/ca-certificates.crt"
 STRATEGIES = ("capability-match", "same-provider", "cost-optimized", "none")
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}")
 
@@ -67,6 +68,7 @@ class Settings:
     log_level: str = "info"
     envoy_log_level: str = "warning"
     envoy_concurrency: int | None = None
+    ca_file: str = DEFAULT_CA_FILE
 
 
 DEFAULT_CONFIG_NAME = "default_config.yaml"
@@ -98,7 +100,7 @@ def parse_settings(raw: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
     raw = _expand_env(raw, env, "")
     _reject_unknown(raw, "", {
         "listen", "processor", "admin", "providers", "models", "aliases", "fallbacks", "strategy",
-        "health", "upstream_timeout", "max_request_bytes", "log_level", "envoy",
+        "health", "upstream_timeout", "max_request_bytes", "log_level", "envoy", "ca_file",
     })
     providers, credentials = _parse_providers(raw.get("providers") or {})
     models = _parse_models(raw.get("models") or [], providers)
@@ -130,6 +132,7 @@ def parse_settings(raw: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
         envoy_log_level=_choice(envoy.get("log_level", "warning"), "envoy.log_level",
                                 ("trace", "debug", "info", "warning", "error", "critical", "off")),
         envoy_concurrency=concurrency,
+        ca_file=_string(raw.get("ca_file", DEFAULT_CA_FILE), "ca_file"),
     )
 
 

@@ -1,0 +1,114 @@
+"""Shared fixtures: fake providers and a real gateway stack (Envoy + processor) started as a user would."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.fakes import FakeProvider
+
+PROVIDERS = ("openai", "anthropic", "gemini", "groq", "mistral")
+SECRETS = {name: f"sk-{name}-secret-{os.getpid()}" for name in PROVIDERS}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Stack:
+    """`extproc up` in a subprocess with its own config; logs go to a file the tests can read."""
+
+    def __init__(self, config: dict[str, Any], workdir: Path) -> None:
+        self.port = free_port()
+        config = {
+            "listen": {"address": "127.0.0.1", "port": self.port},
+            "processor": {"address": "127.0.0.1", "port": free_port()},
+            "admin": {"address": "127.0.0.1", "port": free_port()},
+            "log_level": "debug",
+            **config,
+        }
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.config_path = workdir / "config.yaml"
+        self.config_path.write_text(yaml.safe_dump(config))
+        self.log_path = workdir / "extproc.log"
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+        self._log = self.log_path.open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "extproc", "up", "--config", str(self.config_path)],
+            stdout=self._log, stderr=subprocess.STDOUT, env=env,
+        )
+        self._wait_ready()
+
+    def _wait_ready(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if "extproc ready at" in self.logs():
+                return
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"extproc exited ({self.proc.returncode}):\n{self.logs()}")
+            time.sleep(0.05)
+        raise TimeoutError(f"extproc not ready:\n{self.logs()}")
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        return self.proc.returncode
+
+
+@pytest.fixture(scope="session")
+def fakes() -> Iterator[dict[str, FakeProvider]]:
+    servers = {name: FakeProvider(name) for name in PROVIDERS}
+    yield servers
+    for server in servers.values():
+        server.close()
+
+
+@pytest.fixture(autouse=True)
+def _reset_fakes(request: pytest.FixtureRequest) -> None:
+    if "fakes" in request.fixturenames:
+        for server in request.getfixturevalue("fakes").values():
+            server.reset()
+
+
+def provider_config(fakes: dict[str, FakeProvider], without: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Every built-in provider pointed at its fake, with a key unless named in `without`."""
+    return {name: {"base_url": fake.base_url, "api_key": "" if name in without else SECRETS[name]}
+            for name, fake in fakes.items()}
+
+
+@pytest.fixture(scope="session")
+def make_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[dict[str, Any]], Stack]]:
+    stacks: list[Stack] = []
+
+    def make(config: dict[str, Any]) -> Stack:
+        stack = Stack(config, tmp_path_factory.mktemp("stack"))
+        stacks.append(stack)
+        return stack
+
+    yield make
+    for stack in stacks:
+        stack.stop()
+        logs = stack.logs()
+        leaked = [name for name, secret in SECRETS.items() if secret in logs]
+        assert not leaked, f"secrets of {leaked} appeared in the gateway's logs"

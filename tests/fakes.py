@@ -1,0 +1,137 @@
+"""Fake providers: real HTTP servers on loopback that record every request and answer like the real API."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class Scripted:
+    status: int
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b'{"error":{"message":"scripted failure"}}'
+
+
+class FakeProvider:
+    """One provider. `script(...)` queues answers; otherwise it answers a success shaped for the path."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.requests: list[Recorded] = []
+        self._script: deque[Scripted] = deque()
+        self._lock = threading.Lock()
+        provider = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:  # keep test output quiet
+                pass
+
+            def _handle(self) -> None:
+                length = int(self.headers.get("content-length") or 0)
+                body = self.rfile.read(length) if length else b""
+                provider._record(Recorded(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body))
+                status, headers, payload = provider._answer(self.path, body)
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("content-length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_GET = do_POST = _handle  # noqa: N815
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def script(self, status: int, headers: dict[str, str] | None = None, body: bytes | None = None,
+               times: int = 1) -> None:
+        with self._lock:
+            for _ in range(times):
+                self._script.append(Scripted(status, headers or {}, body or Scripted(status).body))
+
+    def reset(self) -> None:
+        with self._lock:
+            self.requests.clear()
+            self._script.clear()
+
+    def wait_for(self, count: int, timeout: float = 5.0) -> list[Recorded]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if len(self.requests) >= count:
+                    return list(self.requests)
+            time.sleep(0.01)
+        raise AssertionError(f"{self.name} received {len(self.requests)} requests, expected {count}")
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def _record(self, recorded: Recorded) -> None:
+        with self._lock:
+            self.requests.append(recorded)
+
+    def _answer(self, path: str, body: bytes) -> tuple[int, dict[str, str], bytes]:
+        with self._lock:
+            scripted = self._script.popleft() if self._script else None
+        if scripted is not None:
+            return scripted.status, {"content-type": "application/json", **scripted.headers}, scripted.body
+        try:
+            doc = json.loads(body) if body else {}
+        except ValueError:
+            doc = {}
+        return 200, {"content-type": "application/json"}, json.dumps(success_body(path, doc)).encode()
+
+
+def success_body(path: str, doc: dict[str, Any]) -> dict[str, Any]:
+    """A minimal well-formed success answer in the API the path belongs to."""
+    model = doc.get("model", "")
+    bare = path.partition("?")[0]
+    if ":generateContent" in bare or ":streamGenerateContent" in bare:
+        model = bare.rsplit("/models/", 1)[1].split(":")[0]
+        return {"candidates": [{"content": {"role": "model", "parts": [{"text": f"hello from {model}"}]},
+                                "finishReason": "STOP", "index": 0}],
+                "usageMetadata": {"promptTokenCount": 3, "candidatesTokenCount": 4, "totalTokenCount": 7},
+                "modelVersion": model}
+    if bare.endswith("/messages"):
+        return {"id": "msg_1", "type": "message", "role": "assistant", "model": model,
+                "content": [{"type": "text", "text": f"hello from {model}"}], "stop_reason": "end_turn",
+                "stop_sequence": None, "usage": {"input_tokens": 3, "output_tokens": 4}}
+    if bare.endswith("/embeddings"):
+        return {"object": "list", "model": model, "data": [{"object": "embedding", "index": 0, "embedding": [0.1, 0.2]}],
+                "usage": {"prompt_tokens": 2, "total_tokens": 2}}
+    if bare.endswith("/responses"):
+        return {"id": "resp_1", "object": "response", "created_at": 1, "model": model, "status": "completed",
+                "output": [{"type": "message", "id": "m1", "role": "assistant", "status": "completed",
+                            "content": [{"type": "output_text", "text": f"hello from {model}", "annotations": []}]}],
+                "parallel_tool_calls": True, "tool_choice": "auto", "tools": [],
+                "usage": {"input_tokens": 3, "output_tokens": 4, "total_tokens": 7,
+                          "input_tokens_details": {"cached_tokens": 0},
+                          "output_tokens_details": {"reasoning_tokens": 0}}}
+    return {"id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": f"hello from {model}"},
+                         "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}}

@@ -1,0 +1,99 @@
+"""The stack as an operator runs it: the checked-in Envoy config, fail-closed, the default config, Ctrl-C."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from extproc.bootstrap import render_bootstrap
+from extproc.core.config import load_settings
+from extproc.runner import envoy_binary
+from tests.conftest import Stack, free_port, provider_config
+from tests.fakes import FakeProvider
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_checked_in_envoy_config_is_what_envoy_config_renders() -> None:
+    rendered = subprocess.run([sys.executable, "-m", "extproc", "envoy-config"], capture_output=True, text=True,
+                              check=True, env={"PATH": "/usr/bin:/bin"}).stdout
+    assert rendered == (ROOT / "envoy" / "envoy.yaml").read_text(), "run: extproc envoy-config > envoy/envoy.yaml"
+
+
+def test_checked_in_envoy_config_validates() -> None:
+    result = subprocess.run([envoy_binary(), "--mode", "validate", "--disable-hot-restart", "-c",
+                             str(ROOT / "envoy" / "envoy.yaml")], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "OK" in result.stdout + result.stderr
+
+
+def test_fails_closed_when_the_processor_is_down(tmp_path: Path, fakes: dict[str, FakeProvider]) -> None:
+    port, admin = free_port(), free_port()
+    config = {"listen": {"port": port}, "admin": {"port": admin}, "processor": {"port": free_port()},
+              "providers": provider_config(fakes)}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    (tmp_path / "envoy.yaml").write_text(render_bootstrap(load_settings(tmp_path / "c.yaml")))
+    envoy = subprocess.Popen([envoy_binary(), "-c", str(tmp_path / "envoy.yaml"), "--disable-hot-restart",
+                              "--log-level", "error"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_port(port)
+        response = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions",
+                              json={"model": "gpt-6-luna", "messages": []}, headers={"x-extproc-provider": "openai"})
+        assert response.status_code >= 500
+        time.sleep(0.2)
+        assert all(not f.requests for f in fakes.values())
+    finally:
+        envoy.terminate()
+        envoy.wait(10)
+
+
+def test_default_config_without_keys_starts_lists_models_and_explains(
+        make_stack: Callable[[dict[str, Any]], Stack]) -> None:
+    stack = make_stack({})
+    logs = stack.logs()
+    for name, env in (("openai", "OPENAI_API_KEY"), ("anthropic", "ANTHROPIC_API_KEY"), ("gemini", "GEMINI_API_KEY"),
+                      ("groq", "GROQ_API_KEY"), ("mistral", "MISTRAL_API_KEY")):
+        assert f"provider {name} has no credential" in logs and env in logs
+    models = httpx.get(stack.url + "/v1/models").json()["data"]
+    assert len(models) >= 15 and not any(m["available"] for m in models)
+    response = httpx.post(stack.url + "/v1/chat/completions", json={"model": "gpt-6-luna", "messages": []})
+    assert response.status_code == 503
+    assert "OPENAI_API_KEY" in response.json()["error"]["message"]
+
+
+def test_sigint_stops_envoy_and_processor(make_stack: Callable[[dict[str, Any]], Stack]) -> None:
+    stack = make_stack({})
+    stack.proc.send_signal(signal.SIGINT)
+    assert stack.proc.wait(15) == 0
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", stack.port), timeout=1).close()
+    assert "stopping" in stack.logs()
+
+
+def test_bad_config_names_the_key(tmp_path: Path) -> None:
+    (tmp_path / "c.yaml").write_text("providers:\n  openai:\n    api_key: ${NOT_SET_ANYWHERE}\n")
+    result = subprocess.run([sys.executable, "-m", "extproc", "check", "--config", str(tmp_path / "c.yaml")],
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "providers.openai.api_key" in result.stderr and "NOT_SET_ANYWHERE" in result.stderr
+
+
+def _wait_port(port: int, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listened on {port}")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import itertools
 import time
-from email.utils import parsedate_to_datetime
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
 
 import orjson
 
@@ -72,7 +72,7 @@ class Gateway:
         if method != "POST":
             return reject(endpoint.api, ClientError(405, "method_not_allowed", f"{bare} takes POST, not {method}."))
         if end_of_stream:
-            return reject(endpoint.api, ClientError(400, "invalid_request", "The request body is empty; send a JSON object."))
+            return reject(endpoint.api, ClientError(400, "invalid_request", "The request body is empty."))
         return None
 
     def on_body(self, path: str, body: bytes) -> Forward | Reply:

@@ -11,6 +11,7 @@ import socket
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -103,7 +104,7 @@ async def _until_signalled(server: grpc.aio.Server, envoy: asyncio.subprocess.Pr
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    waiters = [asyncio.create_task(stop.wait())]
+    waiters: list[asyncio.Task[Any]] = [asyncio.create_task(stop.wait())]
     if envoy is not None:
         waiters.append(asyncio.create_task(envoy.wait()))
     done, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)

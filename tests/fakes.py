@@ -48,7 +48,8 @@ class FakeProvider:
             def _handle(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
                 body = self.rfile.read(length) if length else b""
-                provider._record(Recorded(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body))
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                provider._record(Recorded(self.command, self.path, headers, body))
                 status, headers, payload = provider._answer(self.path, body)
                 self.send_response(status)
                 for k, v in headers.items():
@@ -121,7 +122,8 @@ def success_body(path: str, doc: dict[str, Any]) -> dict[str, Any]:
                 "content": [{"type": "text", "text": f"hello from {model}"}], "stop_reason": "end_turn",
                 "stop_sequence": None, "usage": {"input_tokens": 3, "output_tokens": 4}}
     if bare.endswith("/embeddings"):
-        return {"object": "list", "model": model, "data": [{"object": "embedding", "index": 0, "embedding": [0.1, 0.2]}],
+        vector = {"object": "embedding", "index": 0, "embedding": [0.1, 0.2]}
+        return {"object": "list", "model": model, "data": [vector],
                 "usage": {"prompt_tokens": 2, "total_tokens": 2}}
     if bare.endswith("/responses"):
         return {"id": "resp_1", "object": "response", "created_at": 1, "model": model, "status": "completed",

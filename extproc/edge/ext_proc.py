@@ -58,14 +58,14 @@ def forward_response(forward: Forward) -> pb.ProcessingResponse:
 def immediate_response(reply: Reply) -> pb.ProcessingResponse:
     details = f"extproc_{reply.error.kind}" if reply.error else "extproc"
     return pb.ProcessingResponse(immediate_response=pb.ImmediateResponse(
-        status=http_status_pb2.HttpStatus(code=reply.status),  # type: ignore[arg-type]
+        status=http_status_pb2.HttpStatus(code=reply.status),
         headers=pb.HeaderMutation(set_headers=_header_options(reply.headers, _OVERWRITE)),
         body=reply.body,
         details=details,
     ))
 
 
-class ExternalProcessor(pb_grpc.ExternalProcessorServicer):
+class ExternalProcessor(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
     def __init__(self, gateway: Gateway) -> None:
         self._gateway = gateway
 

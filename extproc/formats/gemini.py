@@ -11,6 +11,7 @@ from extproc.formats.base import ParsedRequest, decode_object, measure, positive
 from extproc.providers import Api
 
 _EMBEDDING_METHODS = frozenset({"embedContent", "batchEmbedContents"})
+_SCHEMA_KEYS = ("responseSchema", "response_schema", "responseJsonSchema", "response_json_schema")
 
 
 def parse_gemini(body: bytes, match: re.Match[str]) -> ParsedRequest:
@@ -22,7 +23,8 @@ def parse_gemini(body: bytes, match: re.Match[str]) -> ParsedRequest:
     if method in _EMBEDDING_METHODS:
         tokens, _ = measure(doc.get("content") or doc.get("requests") or [])
         return ParsedRequest(RequestView(Api.GEMINI, model, "embedding", frozenset(), tokens), doc, path_model=True)
-    tokens, images = measure([doc.get("contents") or [], doc.get("systemInstruction") or doc.get("system_instruction") or ""])
+    system = doc.get("systemInstruction") or doc.get("system_instruction") or ""
+    tokens, images = measure([doc.get("contents") or [], system])
     needs = set()
     if images:
         needs.add("vision")
@@ -35,7 +37,7 @@ def parse_gemini(body: bytes, match: re.Match[str]) -> ParsedRequest:
     if isinstance(config, dict):
         if config.get("thinkingConfig") or config.get("thinking_config"):
             needs.add("reasoning")
-        if any(config.get(k) for k in ("responseSchema", "response_schema", "responseJsonSchema", "response_json_schema")):
+        if any(config.get(k) for k in _SCHEMA_KEYS):
             needs.add("structured_output")
         max_output = positive_int(config, "maxOutputTokens", "max_output_tokens")
     view = RequestView(Api.GEMINI, model, "chat", frozenset(needs), tokens, max_output)

@@ -51,12 +51,29 @@ class FakeProvider:
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 provider._record(Recorded(self.command, self.path, headers, body))
                 status, headers, payload = provider._answer(self.path, body)
+                if headers.get("content-type") == "text/event-stream":
+                    self._stream(status, headers, payload)
+                    return
                 self.send_response(status)
                 for k, v in headers.items():
                     self.send_header(k, v)
                 self.send_header("content-length", str(len(payload)))
                 self.end_headers()
                 self.wfile.write(payload)
+
+            def _stream(self, status: int, headers: dict[str, str], payload: bytes) -> None:
+                """Server-sent events in chunked encoding, one event per chunk, as providers stream."""
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("transfer-encoding", "chunked")
+                self.end_headers()
+                for event in payload.split(b"\n\n"):
+                    if event:
+                        chunk = event + b"\n\n"
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                        self.wfile.flush()
+                self.wfile.write(b"0\r\n\r\n")
 
             do_GET = do_POST = _handle  # noqa: N815
 
@@ -104,7 +121,21 @@ class FakeProvider:
             doc = json.loads(body) if body else {}
         except ValueError:
             doc = {}
+        if doc.get("stream") is True and path.endswith("/chat/completions"):
+            return 200, {"content-type": "text/event-stream"}, chat_stream(doc.get("model", ""))
         return 200, {"content-type": "application/json"}, json.dumps(success_body(path, doc)).encode()
+
+
+def chat_stream(model: str) -> bytes:
+    """An OpenAI chat-completions SSE stream: one word per event, then [DONE]."""
+    events = []
+    for i, word in enumerate(["hello", " from", f" {model}"]):
+        chunk = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": model,
+                 "choices": [{"index": 0, "delta": {"role": "assistant", "content": word} if i == 0
+                              else {"content": word}, "finish_reason": None}]}
+        events.append(b"data: " + json.dumps(chunk).encode())
+    events.append(b"data: [DONE]")
+    return b"\n\n".join(events) + b"\n\n"
 
 
 def success_body(path: str, doc: dict[str, Any]) -> dict[str, Any]:

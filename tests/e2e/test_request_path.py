@@ -106,6 +106,13 @@ def test_model_without_credential_falls_back_by_capability(
     assert fakes["openai"].wait_for(1)[0].json()["model"] == "oa-chat"
 
 
+def test_streaming_passes_through(oa: openai.OpenAI, fakes: dict[str, FakeProvider]) -> None:
+    stream = oa.chat.completions.create(model="fast", messages=CHAT, stream=True)
+    text = "".join(chunk.choices[0].delta.content or "" for chunk in stream)
+    assert text == "hello from openai/gpt-oss-20b"
+    assert fakes["groq"].wait_for(1)[0].json()["stream"] is True
+
+
 def test_gemini_native_path_is_rewritten(stack: Stack, fakes: dict[str, FakeProvider]) -> None:
     client = genai.Client(api_key="client-gemini-key",
                           http_options=genai_types.HttpOptions(base_url=stack.url, api_version="v1beta"))

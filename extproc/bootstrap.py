@@ -33,6 +33,13 @@ def build_bootstrap(settings: Settings) -> dict[str, Any]:
     limit = settings.max_request_bytes
     return {
         "admin": {"address": _socket(settings.admin.host, settings.admin.port)},
+        "overload_manager": {"resource_monitors": [{
+            "name": "envoy.resource_monitors.global_downstream_max_connections",
+            "typed_config": {
+                "@type": _T + "extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig",
+                "max_active_downstream_connections": settings.max_connections,
+            },
+        }]},
         "static_resources": {
             "listeners": [{
                 "name": "llm",

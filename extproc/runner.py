@@ -75,8 +75,8 @@ async def up(settings: Settings) -> None:
         try:
             await _wait_listening(settings.listen.host, settings.listen.port, envoy)
             url = f"http://{settings.listen.host}:{settings.listen.port}"
-            log.info("extproc ready at %s (OpenAI base URL %s/v1)", url, url)
-            print(f"extproc ready at {url}", flush=True)
+            print(f"extproc ready at {url} (OpenAI SDKs: base URL {url}/v1; Anthropic and Gemini SDKs: {url})",
+                  flush=True)
             await _until_signalled(server, envoy)
         finally:
             if envoy.returncode is None:

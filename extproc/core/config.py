@@ -65,6 +65,7 @@ class Settings:
     health: HealthPolicy
     upstream_timeout: float = 600.0
     max_request_bytes: int = 32 * 1024 * 1024
+    max_connections: int = 10000
     log_level: str = "info"
     envoy_log_level: str = "warning"
     envoy_concurrency: int | None = None
@@ -100,7 +101,7 @@ def parse_settings(raw: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
     raw = _expand_env(raw, env, "")
     _reject_unknown(raw, "", {
         "listen", "processor", "admin", "providers", "models", "aliases", "fallbacks", "strategy",
-        "health", "upstream_timeout", "max_request_bytes", "log_level", "envoy", "ca_file",
+        "health", "upstream_timeout", "max_request_bytes", "max_connections", "log_level", "envoy", "ca_file",
     })
     providers, credentials = _parse_providers(raw.get("providers") or {})
     models = _parse_models(raw.get("models") or [], providers)
@@ -128,6 +129,7 @@ def parse_settings(raw: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
         health=_parse_health(raw.get("health") or {}),
         upstream_timeout=_positive_number(raw.get("upstream_timeout", 600), "upstream_timeout"),
         max_request_bytes=_positive_int(raw.get("max_request_bytes", 32 * 1024 * 1024), "max_request_bytes"),
+        max_connections=_positive_int(raw.get("max_connections", 10000), "max_connections"),
         log_level=_choice(raw.get("log_level", "info"), "log_level", ("debug", "info", "warning", "error")),
         envoy_log_level=_choice(envoy.get("log_level", "warning"), "envoy.log_level",
                                 ("trace", "debug", "info", "warning", "error", "critical", "off")),

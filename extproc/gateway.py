@@ -80,7 +80,7 @@ class Gateway:
         if endpoint is None:  # on_headers answered these already; kept for a direct caller
             return reject(api_for_path(path), ClientError(404, "unknown_endpoint", f"{path} is not served here."))
         try:
-            parsed = endpoint.parse(body, endpoint.match)
+            parsed = endpoint.read(body)
             decision = resolve(parsed.view, self.registry, self.health, self._clock(), next(self._turns))
         except ClientError as err:
             return reject(endpoint.api, err)

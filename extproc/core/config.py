@@ -18,6 +18,12 @@ from extproc.core.errors import ConfigError
 from extproc.providers import Api, ApiRoute, AuthStyle, ProviderSpec, builtin_provider_data, parse_base_url
 
 DEFAULT_CA_FILE = "/etc/ssl/certs/ca-certificates.crt"
+# The client endpoints of each API family, by the names config uses (see extproc.formats).
+ENDPOINTS = {
+    Api.OPENAI: frozenset({"chat", "completions", "responses", "embeddings"}),
+    Api.ANTHROPIC: frozenset({"messages"}),
+    Api.GEMINI: frozenset({"gemini"}),
+}
 STRATEGIES = ("capability-match", "same-provider", "cost-optimized", "none")
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}")
 
@@ -255,16 +261,23 @@ def _provider(name: str, data: Mapping[str, Any], key: str) -> ProviderSpec:
     for api_name, route in _mapping(data.get("apis") or {}, f"{key}.apis").items():
         api_key = f"{key}.apis.{api_name}"
         api = Api(_choice(api_name, api_key, tuple(a.value for a in Api)))
+        endpoints: frozenset[str] | None = None
         if isinstance(route, str) or route is None:
             path, route_auth = route or "", auth
         else:
             route = _mapping(route, api_key)
-            _reject_unknown(route, api_key, {"path", "auth"})
+            _reject_unknown(route, api_key, {"path", "auth", "endpoints"})
             path = route.get("path") or ""
             route_auth = _choice(route.get("auth", auth), f"{api_key}.auth", tuple(s.value for s in AuthStyle))
+            if "endpoints" in route:
+                names = route["endpoints"]
+                if not isinstance(names, list) or not set(names) <= ENDPOINTS[api]:
+                    raise ConfigError(f"{api_key}.endpoints: expected a list drawn from "
+                                      f"{', '.join(sorted(ENDPOINTS[api]))}")
+                endpoints = frozenset(names)
         if path and not path.startswith("/"):
             raise ConfigError(f"{api_key}: a path prefix starts with '/', got {path!r}")
-        apis[api] = ApiRoute(path.rstrip("/"), AuthStyle(route_auth))
+        apis[api] = ApiRoute(path.rstrip("/"), AuthStyle(route_auth), endpoints)
     if not apis:
         raise ConfigError(f"{key}.apis: name at least one client API this provider speaks (openai, anthropic, gemini)")
     env_name = data.get("api_key_env")

@@ -28,6 +28,7 @@ class RequestView:
     needs: frozenset[str] = frozenset()  # capabilities the request uses
     input_tokens: int = 0  # a rough estimate
     max_output_tokens: int | None = None
+    endpoint: str = ""  # the client endpoint's name (chat, responses, messages, …); set by Endpoint.read
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,12 +52,12 @@ def resolve(req: RequestView, registry: Registry, health: HealthView, now: float
         raise ClientError(404, "model_not_found",
                           f"The model '{req.model}' does not exist on this gateway; GET /v1/models lists the models.",
                           param="model")
-    compatible = [m for m in primaries if req.api in registry.providers[m.provider].apis]
+    compatible = [m for m in primaries if registry.providers[m.provider].speaks(req.api, req.endpoint)]
     if not compatible:
         owner = primaries[0].provider
         raise ClientError(400, "unsupported_api",
                           f"The model '{req.model}' is served by '{owner}', which does not accept "
-                          f"{req.api.value} API requests; send it through that provider's API format.",
+                          f"{req.api.value} {req.endpoint} requests; send it through that provider's API.",
                           param="model")
     suitable = [m for m in compatible if m.mode == req.mode]
     if not suitable:
@@ -121,7 +122,7 @@ def _fallbacks(req: RequestView, primary: ModelSpec, registry: Registry) -> Iter
 
 
 def _can_serve(model: ModelSpec, req: RequestView, registry: Registry) -> bool:
-    if model.mode != req.mode or req.api not in registry.providers[model.provider].apis:
+    if model.mode != req.mode or not registry.providers[model.provider].speaks(req.api, req.endpoint):
         return False
     if not req.needs <= model.capabilities:
         return False

@@ -16,11 +16,11 @@ _Parser = Callable[[bytes, re.Match[str]], ParsedRequest]
 # (path pattern, API family, endpoint name, client prefix replaced by the provider's, parser)
 _ENDPOINTS: tuple[tuple[re.Pattern[str], Api, str, str, _Parser], ...] = tuple(
     (re.compile(pattern), api, name, prefix, parse) for pattern, api, name, prefix, parse in (
-        (r"/v1/chat/completions", Api.OPENAI, "openai_chat", "/v1", openai.parse_chat),
-        (r"/v1/completions", Api.OPENAI, "openai_completions", "/v1", openai.parse_chat),
-        (r"/v1/responses", Api.OPENAI, "openai_responses", "/v1", openai.parse_responses),
-        (r"/v1/embeddings", Api.OPENAI, "openai_embeddings", "/v1", openai.parse_embeddings),
-        (r"/v1/messages(/count_tokens)?", Api.ANTHROPIC, "anthropic_messages", "/v1", anthropic.parse_messages),
+        (r"/v1/chat/completions", Api.OPENAI, "chat", "/v1", openai.parse_chat),
+        (r"/v1/completions", Api.OPENAI, "completions", "/v1", openai.parse_chat),
+        (r"/v1/responses", Api.OPENAI, "responses", "/v1", openai.parse_responses),
+        (r"/v1/embeddings", Api.OPENAI, "embeddings", "/v1", openai.parse_embeddings),
+        (r"/v1/messages(/count_tokens)?", Api.ANTHROPIC, "messages", "/v1", anthropic.parse_messages),
         (r"/(?P<version>v1beta|v1|v1alpha)/models/(?P<model>[^:]*):(?P<method>[A-Za-z]+)", Api.GEMINI,
          "gemini", "", gemini.parse_gemini),
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -34,9 +34,14 @@ class Endpoint:
     match: re.Match[str]
     query: str
 
+    def read(self, body: bytes) -> ParsedRequest:
+        """Parse a request body for this endpoint (raises ClientError for bad input)."""
+        parsed = self.parse(body, self.match)
+        return replace(parsed, view=replace(parsed.view, endpoint=self.name))
+
     def upstream_rest(self, decision: Decision) -> str:
         """The path after the client prefix, with the model rewritten where it lives in the path."""
-        if self.name.startswith("gemini"):
+        if self.api is Api.GEMINI:
             version, method = self.match.group("version"), self.match.group("method")
             rest = f"/{version}/models/{decision.model.id}:{method}"
         else:

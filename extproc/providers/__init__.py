@@ -35,6 +35,10 @@ class ApiRoute:
 
     path_prefix: str
     auth: AuthStyle
+    endpoints: frozenset[str] | None = None  # None: every endpoint of the family
+
+    def serves(self, endpoint: str) -> bool:
+        return self.endpoints is None or endpoint in self.endpoints
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +70,11 @@ class ProviderSpec:
     @property
     def upstream(self) -> Upstream:
         return parse_base_url(self.base_url)
+
+    def speaks(self, api: Api, endpoint: str) -> bool:
+        """Whether a request to this client endpoint can go to this provider without translation."""
+        route = self.apis.get(api)
+        return route is not None and route.serves(endpoint)
 
     def upstream_path(self, api: Api, rest: str) -> str:
         """The upstream path for a request whose client path, minus its API prefix, is `rest`."""

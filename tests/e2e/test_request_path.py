@@ -155,6 +155,7 @@ BAD_INPUTS = [
     ("/v1/chat/completions", b'{"model": "no-such-model", "messages": []}', 404, "openai"),
     ("/v1/messages", b'{"model": "oa-chat", "max_tokens": 5, "messages": []}', 400, "anthropic"),
     ("/v1/messages", b"", 400, "anthropic"),
+    ("/v1/responses", b'{"model": "an-chat", "input": "hi"}', 400, "openai"),  # Anthropic's OpenAI API: chat only
     ("/v1/messages", b'{"model": "no-such-model", "max_tokens": 5, "messages": []}', 404, "anthropic"),
     ("/v1beta/models/no-such-model:generateContent", b'{"contents": []}', 404, "gemini"),
     ("/v1beta/models/ge-chat:generateContent", b"nope", 400, "gemini"),

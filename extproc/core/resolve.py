@@ -28,7 +28,7 @@ class RequestView:
     needs: frozenset[str] = frozenset()  # capabilities the request uses
     input_tokens: int = 0  # a rough estimate
     max_output_tokens: int | None = None
-    endpoint: str = ""  # the client endpoint's name (chat, responses, messages, …); set by Endpoint.read
+    endpoint: str = "chat"  # the client endpoint (chat, responses, embeddings, messages, …); set by Endpoint.read
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,9 @@ response headers that tell the client what served it, and failing closed when th
 
 from __future__ import annotations
 
+import base64
 import ipaddress
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -17,6 +19,8 @@ from extproc.gateway import MODEL_HEADER, REASON_HEADER, ROUTE_HEADER
 from extproc.providers import ProviderSpec
 
 PROCESSOR_CLUSTER = "extproc"
+CONTROL_SERVICES = ("extproc.v1.Models",)
+DESCRIPTOR_SET = Path(__file__).resolve().parent / "v1" / "extproc.pb"
 _T = "type.googleapis.com/envoy."
 _GRPC_LIMIT_SLACK = 4 * 1024 * 1024  # room for headers and framing around a body at the limit
 
@@ -70,9 +74,13 @@ def _connection_manager(settings: Settings) -> dict[str, Any]:
             "route_config": {"name": "llm", "virtual_hosts": [{
                 "name": "llm",
                 "domains": ["*"],
-                "routes": [_provider_route(p, timeout) for p in settings.providers.values()] + [_unrouted()],
+                "routes": [_models_route()] + [_provider_route(p, timeout) for p in settings.providers.values()]
+                + [_unrouted()],
             }]},
             "http_filters": [_ext_proc_filter(settings), {
+                "name": "envoy.filters.http.lua",
+                "typed_config": {"@type": _T + "extensions.filters.http.lua.v3.Lua"},
+            }, _transcoder_filter(), {
                 "name": "envoy.filters.http.router",
                 "typed_config": {"@type": _T + "extensions.filters.http.router.v3.Router"},
             }],
@@ -101,6 +109,52 @@ def _ext_proc_filter(settings: Settings) -> dict[str, Any]:
             },
         },
     }
+
+
+def _transcoder_filter() -> dict[str, Any]:
+    """REST for the gateway's own gRPC services; requests that match none of their paths pass through."""
+    return {
+        "name": "envoy.filters.http.grpc_json_transcoder",
+        "typed_config": {
+            "@type": _T + "extensions.filters.http.grpc_json_transcoder.v3.GrpcJsonTranscoder",
+            "proto_descriptor_bin": base64.b64encode(DESCRIPTOR_SET.read_bytes()).decode(),
+            "services": list(CONTROL_SERVICES),
+            "print_options": {"preserve_proto_field_names": True, "always_print_primitive_fields": True},
+            "convert_grpc_status": True,
+            "match_incoming_request_route": True,
+        },
+    }
+
+
+def _models_route() -> dict[str, Any]:
+    """GET /v1/models… goes straight to the Models service: no ext_proc round trip."""
+    return {
+        "name": "models",
+        "match": {"path_separated_prefix": "/v1/models",
+                  "headers": [{"name": ":method", "string_match": {"exact": "GET"}}]},
+        "route": {"cluster": PROCESSOR_CLUSTER, "timeout": "10s"},
+        "typed_per_filter_config": {
+            "envoy.filters.http.ext_proc": {
+                "@type": _T + "extensions.filters.http.ext_proc.v3.ExtProcPerRoute", "disabled": True},
+            "envoy.filters.http.lua": {
+                "@type": _T + "extensions.filters.http.lua.v3.LuaPerRoute",
+                "source_code": {"inline_string": _OPENAI_NOT_FOUND_LUA}},
+        },
+    }
+
+
+# The transcoder prints a gRPC error as {"code":5,"message":"…","details":[]}; OpenAI clients expect
+# {"error":{…}}. The message is already JSON-escaped, so it is moved as it is. Runs on the models route only.
+_OPENAI_NOT_FOUND_LUA = """\
+function envoy_on_response(handle)
+  if handle:headers():get(":status") ~= "404" then return end
+  local body = handle:body()
+  local message = string.match(body:getBytes(0, body:length()), '"message":"(.*)","details"') or "Not found."
+  body:setBytes('{"error":{"message":"' .. message ..
+    '","type":"invalid_request_error","param":"model","code":"model_not_found"}}')
+  handle:headers():replace("content-type", "application/json")
+end
+"""
 
 
 def _provider_route(provider: ProviderSpec, timeout: str) -> dict[str, Any]:

@@ -8,13 +8,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 
-import orjson
-
 from extproc.core.config import Settings
 from extproc.core.errors import ClientError
 from extproc.core.health import Block, Health
 from extproc.core.registry import Registry
-from extproc.core.resolve import Decision, availability, resolve
+from extproc.core.resolve import Decision, resolve
+from extproc.discovery.merge import merge_discovered
+from extproc.discovery.parse import Listed
 from extproc.formats import api_for_path, match_endpoint
 from extproc.formats.errors import error_body, error_headers
 from extproc.providers import CLIENT_CREDENTIAL_HEADERS, Api
@@ -22,7 +22,6 @@ from extproc.providers import CLIENT_CREDENTIAL_HEADERS, Api
 ROUTE_HEADER = "x-extproc-provider"
 MODEL_HEADER = "x-extproc-model"
 REASON_HEADER = "x-extproc-route"
-MODELS_PATHS = frozenset({"/v1/models", "/v1/models/"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +29,7 @@ class Forward:
     """Send the request upstream with these changes."""
 
     decision: Decision
-    set_headers: Mapping[str, str]  # overwrite
+    set_headers: Mapping[str, str] = field(repr=False)  # overwrite; carries the credential
     default_headers: Mapping[str, str]  # add only when the client did not send them
     remove_headers: tuple[str, ...]
     body: bytes | None  # None: the body goes as it came
@@ -60,11 +59,22 @@ class Gateway:
         self._clock = clock
         self._turns = itertools.count()
 
+    def now(self) -> float:
+        return self._clock()
+
+    def update_models(self, lists: Mapping[str, tuple[Listed, ...]]) -> None:
+        """Swap in a registry that includes what discovery found (one assignment: readers see old or new)."""
+        self.registry = Registry.build(self.settings, models=merge_discovered(self.settings.models, lists))
+
     def on_headers(self, method: str, path: str, end_of_stream: bool) -> Reply | None:
         """Answer what needs no body; None means: wait for the body."""
         bare = path.partition("?")[0]
-        if method == "GET" and bare in MODELS_PATHS:
-            return self.models_reply()
+        if bare == "/v1/models" or bare.startswith("/v1/models/") and ":" not in bare:
+            # Envoy serves GET here on a direct route to the Models service; other methods have no meaning.
+            if method != "GET":
+                return reject(Api.OPENAI, ClientError(405, "method_not_allowed", f"{bare} takes GET, not {method}."))
+            return reject(Api.OPENAI, ClientError(404, "unknown_endpoint", f"{bare} is served by the Models service; "
+                                                  "use the Envoy config `extproc envoy-config` prints."))
         endpoint = match_endpoint(path)
         if endpoint is None:
             return reject(api_for_path(path), ClientError(
@@ -105,22 +115,6 @@ class Gateway:
         now = self._clock()
         retry_after = parse_retry_after(headers, now)
         return self.health.observe(decision.credential.id, decision.model.id, status, retry_after, now)
-
-    def models_reply(self) -> Reply:
-        now = self._clock()
-        data = []
-        for model in self.registry.models:
-            state = availability(model, self.registry, self.health, now)
-            data.append({
-                "id": model.id, "object": "model", "created": model.created_ts, "owned_by": model.provider,
-                "provider": model.provider, "mode": model.mode,
-                "context_window": model.context_window, "max_output_tokens": model.max_output_tokens,
-                "input_price_per_million": model.input_price, "output_price_per_million": model.output_price,
-                "capabilities": sorted(model.capabilities), "status": model.status,
-                "available": state.available, "unavailable_reason": state.reason,
-            })
-        body = orjson.dumps({"object": "list", "data": data})
-        return Reply(200, {"content-type": "application/json"}, body)
 
 
 def parse_retry_after(headers: Mapping[str, str], now: float) -> float | None:

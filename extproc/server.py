@@ -5,9 +5,11 @@ from __future__ import annotations
 import grpc
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as pb_grpc
 
+from extproc.control.models import ModelsService
 from extproc.core.config import Settings
 from extproc.edge.ext_proc import ExternalProcessor
 from extproc.gateway import Gateway
+from extproc.v1 import models_pb2_grpc
 
 _GRPC_SLACK = 8 * 1024 * 1024
 
@@ -20,6 +22,7 @@ async def start_server(settings: Settings, gateway: Gateway) -> grpc.aio.Server:
         ("grpc.so_reuseport", 0),
     ])
     pb_grpc.add_ExternalProcessorServicer_to_server(ExternalProcessor(gateway), server)
+    models_pb2_grpc.add_ModelsServicer_to_server(ModelsService(gateway), server)  # type: ignore[no-untyped-call]
     address = str(settings.processor)
     if server.add_insecure_port(address) == 0:
         raise OSError(f"cannot listen on {address} (processor.address / processor.port); is it in use?")

@@ -26,6 +26,7 @@ class ModelSpec:
     capabilities: frozenset[str] = frozenset({"streaming"})
     status: str = "active"
     created: dt.date | None = None
+    discovered: bool = False  # listed by the provider, unknown to the catalog: metadata is what it said
 
     @property
     def qualified(self) -> str:

@@ -15,7 +15,15 @@ import yaml
 
 from extproc.core.catalog import CAPABILITIES, MODES, STATUSES, ModelSpec, builtin_catalog_data
 from extproc.core.errors import ConfigError
-from extproc.providers import Api, ApiRoute, AuthStyle, ProviderSpec, builtin_provider_data, parse_base_url
+from extproc.providers import (
+    Api,
+    ApiRoute,
+    AuthStyle,
+    DiscoverySpec,
+    ProviderSpec,
+    builtin_provider_data,
+    parse_base_url,
+)
 
 DEFAULT_CA_FILE = "/etc/ssl/certs/ca-certificates.crt"
 # The client endpoints of each API family, by the names config uses (see extproc.formats).
@@ -108,8 +116,10 @@ def parse_settings(raw: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
     _reject_unknown(raw, "", {
         "listen", "processor", "admin", "providers", "models", "aliases", "fallbacks", "strategy",
         "health", "upstream_timeout", "max_request_bytes", "max_connections", "log_level", "envoy", "ca_file",
+        "discovery",
     })
-    providers, credentials = _parse_providers(raw.get("providers") or {})
+    discovery_defaults = _discovery_defaults(raw.get("discovery"))
+    providers, credentials = _parse_providers(raw.get("providers") or {}, discovery_defaults)
     models = _parse_models(raw.get("models") or [], providers)
     known = {m.id for m in models} | {m.qualified for m in models}
     aliases = _parse_aliases(raw.get("aliases") or {}, known)
@@ -149,10 +159,12 @@ def _expand_env(value: Any, env: Mapping[str, str], key: str) -> Any:
     if isinstance(value, str):
         def sub(match: re.Match[str]) -> str:
             name, has_default, default = match.group(1), match.group(2), match.group(3)
-            if name in env:
+            if env.get(name):
                 return env[name]
-            if has_default is not None:
+            if has_default is not None:  # like the shell's ${VAR:-default}: unset or empty
                 return default or ""
+            if name in env:
+                return ""
             raise ConfigError(f"{key}: environment variable {name} is not set; set it, "
                               f"or write ${{{name}:-}} to make it optional")
         return _ENV_REF.sub(sub, value)
@@ -179,6 +191,18 @@ def _mapping(value: Any, key: str) -> dict[str, Any]:
 def _string(value: Any, key: str) -> str:
     if not isinstance(value, str) or not value:
         raise ConfigError(f"{key}: expected a non-empty string")
+    return value
+
+
+def _string_list(value: Any, key: str, allowed: frozenset[str] | None = None) -> list[str]:
+    """A list of strings, each one of `allowed` when given."""
+    hint = f" drawn from {', '.join(sorted(allowed))}" if allowed is not None else ""
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{key}: expected a list of strings{hint}")
+    if allowed is not None:
+        for i, item in enumerate(value):
+            if item not in allowed:
+                raise ConfigError(f"{key}[{i}]: {item!r} is not one of {', '.join(sorted(allowed))}")
     return value
 
 
@@ -224,10 +248,50 @@ def _address(value: Any, key: str, default: Address) -> Address:
     return Address(host, port)
 
 
-_PROVIDER_KEYS = {"base_url", "auth", "api_key", "api_keys", "api_key_env", "headers", "apis"}
+_PROVIDER_KEYS = {"base_url", "auth", "api_key", "api_keys", "api_key_env", "headers", "apis", "discovery"}
+_DISCOVERY_STYLES = ("openai", "anthropic", "gemini")
 
 
-def _parse_providers(raw: Any) -> tuple[dict[str, ProviderSpec], tuple[Credential, ...]]:
+def _discovery_defaults(raw: Any) -> DiscoverySpec:
+    """The top-level `discovery` section: defaults every provider's discovery inherits."""
+    if raw is False:
+        return DiscoverySpec("", "openai", Api.OPENAI, enabled=False)
+    section = _mapping(raw or {}, "discovery")
+    _reject_unknown(section, "discovery", {"enabled", "ttl", "timeout"})
+    return DiscoverySpec("", "openai", Api.OPENAI, enabled=_bool(section.get("enabled", True), "discovery.enabled"),
+                         ttl=_positive_number(section.get("ttl", 300), "discovery.ttl"),
+                         timeout=_positive_number(section.get("timeout", 10), "discovery.timeout"))
+
+
+def _bool(value: Any, key: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    return value
+
+
+def _discovery(raw: Any, key: str, defaults: DiscoverySpec, apis: Mapping[Api, ApiRoute]) -> DiscoverySpec | None:
+    if raw is None:
+        return None
+    if raw is False:
+        return replace(defaults, enabled=False)
+    section = _mapping(raw, key)
+    _reject_unknown(section, key, {"path", "style", "api", "enabled", "ttl", "timeout"})
+    path = _string(section.get("path"), f"{key}.path")
+    if not path.startswith("/"):
+        raise ConfigError(f"{key}.path: a path below base_url starts with '/', got {path!r}")
+    style = _choice(section.get("style", "openai"), f"{key}.style", _DISCOVERY_STYLES)
+    api = Api(_choice(section.get("api", "openai"), f"{key}.api", tuple(a.value for a in Api)))
+    if api not in apis:
+        raise ConfigError(f"{key}.api: the provider has no apis.{api.value} entry to take the auth style from")
+    return DiscoverySpec(
+        path=path, style=style, api=api,
+        enabled=defaults.enabled and _bool(section.get("enabled", True), f"{key}.enabled"),
+        ttl=_positive_number(section.get("ttl", defaults.ttl), f"{key}.ttl"),
+        timeout=_positive_number(section.get("timeout", defaults.timeout), f"{key}.timeout"),
+    )
+
+
+def _parse_providers(raw: Any, discovery: DiscoverySpec) -> tuple[dict[str, ProviderSpec], tuple[Credential, ...]]:
     user = _mapping(raw, "providers")
     merged: dict[str, dict[str, Any]] = {name: dict(data) for name, data in builtin_provider_data().items()}
     for name, section in user.items():
@@ -239,17 +303,20 @@ def _parse_providers(raw: Any) -> tuple[dict[str, ProviderSpec], tuple[Credentia
         if name not in merged and ("base_url" not in section or "apis" not in section):
             raise ConfigError(f"{key}: a provider that is not built in needs base_url and apis "
                               f"(e.g. apis: {{openai: /v1}})")
-        merged.setdefault(name, {}).update(section)
+        target = merged.setdefault(name, {})
+        if isinstance(section.get("discovery"), dict) and isinstance(target.get("discovery"), dict):
+            section = {**section, "discovery": {**target["discovery"], **section["discovery"]}}
+        target.update(section)
     providers: dict[str, ProviderSpec] = {}
     credentials: list[Credential] = []
     for name, data in merged.items():
         key = f"providers.{name}"
-        providers[name] = _provider(name, data, key)
+        providers[name] = _provider(name, data, key, discovery)
         credentials.extend(_credentials(name, data, key))
     return providers, tuple(credentials)
 
 
-def _provider(name: str, data: Mapping[str, Any], key: str) -> ProviderSpec:
+def _provider(name: str, data: Mapping[str, Any], key: str, discovery: DiscoverySpec) -> ProviderSpec:
     base_url = _string(data.get("base_url"), f"{key}.base_url")
     try:
         parse_base_url(base_url)
@@ -270,11 +337,7 @@ def _provider(name: str, data: Mapping[str, Any], key: str) -> ProviderSpec:
             path = route.get("path") or ""
             route_auth = _choice(route.get("auth", auth), f"{api_key}.auth", tuple(s.value for s in AuthStyle))
             if "endpoints" in route:
-                names = route["endpoints"]
-                if not isinstance(names, list) or not set(names) <= ENDPOINTS[api]:
-                    raise ConfigError(f"{api_key}.endpoints: expected a list drawn from "
-                                      f"{', '.join(sorted(ENDPOINTS[api]))}")
-                endpoints = frozenset(names)
+                endpoints = frozenset(_string_list(route["endpoints"], f"{api_key}.endpoints", ENDPOINTS[api]))
         if path and not path.startswith("/"):
             raise ConfigError(f"{api_key}: a path prefix starts with '/', got {path!r}")
         apis[api] = ApiRoute(path.rstrip("/"), AuthStyle(route_auth), endpoints)
@@ -282,7 +345,8 @@ def _provider(name: str, data: Mapping[str, Any], key: str) -> ProviderSpec:
         raise ConfigError(f"{key}.apis: name at least one client API this provider speaks (openai, anthropic, gemini)")
     env_name = data.get("api_key_env")
     return ProviderSpec(name=name, base_url=base_url, auth=AuthStyle(auth), apis=apis, headers=headers,
-                        api_key_env=str(env_name) if env_name else None)
+                        api_key_env=str(env_name) if env_name else None,
+                        discovery=_discovery(data.get("discovery"), f"{key}.discovery", discovery, apis))
 
 
 def _credentials(provider: str, data: Mapping[str, Any], key: str) -> list[Credential]:
@@ -296,7 +360,7 @@ def _credentials(provider: str, data: Mapping[str, Any], key: str) -> list[Crede
     return [Credential(id=f"{provider}:key{i + 1}", provider=provider, secret=k) for i, k in enumerate(keys)]
 
 
-_MODEL_KEYS = set(ModelSpec.__dataclass_fields__)
+_MODEL_KEYS = set(ModelSpec.__dataclass_fields__) - {"discovered"}
 
 
 def _parse_models(raw: Any, providers: Mapping[str, ProviderSpec]) -> tuple[ModelSpec, ...]:
@@ -328,9 +392,7 @@ def _parse_models(raw: Any, providers: Mapping[str, ProviderSpec]) -> tuple[Mode
 
 
 def _model(entry: Mapping[str, Any], key: str) -> ModelSpec:
-    caps = entry.get("capabilities", ["streaming"])
-    if not isinstance(caps, list) or not set(caps) <= CAPABILITIES:
-        raise ConfigError(f"{key}.capabilities: expected a list drawn from {', '.join(sorted(CAPABILITIES))}")
+    caps = _string_list(entry.get("capabilities", ["streaming"]), f"{key}.capabilities", CAPABILITIES)
     created = entry.get("created")
     if isinstance(created, str):
         try:
@@ -373,9 +435,9 @@ def _parse_fallbacks(raw: Any, known: set[str]) -> dict[str, tuple[str, ...]]:
         key = f"fallbacks.{name}"
         if name not in known:
             raise ConfigError(f"{key}: {name!r} is not a known model or alias")
-        if not isinstance(chain, list) or not chain:
+        if not chain:
             raise ConfigError(f"{key}: expected a non-empty list of model ids to try in order")
-        for i, target in enumerate(chain):
+        for i, target in enumerate(_string_list(chain, key)):
             if target not in known:
                 raise ConfigError(f"{key}[{i}]: {target!r} is not a known model or alias")
         chains[str(name)] = tuple(chain)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(eq=False)  # not frozen: Python sets __traceback__ and notes on exceptions
 class ClientError(Exception):
     """A request the gateway refuses. `kind` is a stable machine-readable code."""
 

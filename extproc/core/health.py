@@ -83,7 +83,11 @@ class Health:
                 return block
             if status >= 500:
                 seconds = retry_after if retry_after is not None else policy.server_error_cooldown
+                previous = self._cooldowns.get(key)
+                if previous is not None and previous.until >= now + seconds:
+                    return Block("cooldown", previous.until, previous.reason)  # never shorten a longer cooldown
                 why = f"upstream error ({status})"
-                self._cooldowns[key] = _Cooldown(now + seconds, 0, why)
+                failures = previous.failures if previous else 0
+                self._cooldowns[key] = _Cooldown(now + seconds, failures, why)
                 return Block("cooldown", now + seconds, why)
             return None  # other 4xx: the request's fault, not the credential's

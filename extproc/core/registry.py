@@ -24,16 +24,19 @@ class Registry:
     _by_name: Mapping[str, tuple[ModelSpec, ...]]
 
     @classmethod
-    def build(cls, settings: Settings, extra_credentials: tuple[Credential, ...] = ()) -> Registry:
+    def build(cls, settings: Settings, extra_credentials: tuple[Credential, ...] = (),
+              models: tuple[ModelSpec, ...] | None = None) -> Registry:
+        """`models` replaces the configured catalog (e.g. merged with what discovery found)."""
+        models = settings.models if models is None else models
         by_name: dict[str, list[ModelSpec]] = {}
-        for model in settings.models:
+        for model in models:
             by_name.setdefault(model.id, []).append(model)
             by_name.setdefault(model.qualified, []).append(model)
         creds: dict[str, list[Credential]] = {name: [] for name in settings.providers}
         for cred in (*settings.credentials, *extra_credentials):
             creds[cred.provider].append(cred)
         return cls(
-            models=settings.models,
+            models=models,
             providers=settings.providers,
             credentials={p: tuple(c) for p, c in creds.items()},
             aliases=settings.aliases,

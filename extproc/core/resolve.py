@@ -6,6 +6,7 @@ A pure function: it reads health but never changes it.
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -47,7 +48,7 @@ class Decision:
 
 def resolve(req: RequestView, registry: Registry, health: HealthView, now: float, turn: int = 0) -> Decision:
     """`turn` spreads load over several healthy credentials (round robin by request count)."""
-    primaries, reason = _targets(req.model, registry)
+    primaries, reason = _targets(req.model, registry, req.mode)
     if not primaries:
         raise ClientError(404, "model_not_found",
                           f"The model '{req.model}' does not exist on this gateway; GET /v1/models lists the models.",
@@ -86,7 +87,7 @@ def fallback_candidates(req: RequestView, primary: ModelSpec, registry: Registry
     return _fallbacks(req, primary, registry)
 
 
-def _targets(name: str, registry: Registry) -> tuple[list[ModelSpec], str]:
+def _targets(name: str, registry: Registry, mode: str = "chat") -> tuple[list[ModelSpec], str]:
     direct = registry.lookup(name)
     if direct:
         return list(direct), "direct"
@@ -95,7 +96,7 @@ def _targets(name: str, registry: Registry) -> tuple[list[ModelSpec], str]:
     provider, sep, model_id = name.partition("/")
     if sep and provider in registry.providers and model_id:
         # A model the catalog does not know, on a provider it does: pass it through as asked.
-        return [ModelSpec(id=model_id, provider=provider)], "direct"
+        return [ModelSpec(id=model_id, provider=provider, mode=mode)], "direct"
     return [], "direct"
 
 
@@ -103,14 +104,15 @@ def _fallbacks(req: RequestView, primary: ModelSpec, registry: Registry) -> Iter
     chain = registry.fallbacks.get(req.model) or registry.fallbacks.get(primary.id) \
         or registry.fallbacks.get(primary.qualified) or ()
     for name in chain:
-        for model in _targets(name, registry)[0]:
+        for model in _targets(name, registry, req.mode)[0]:
             if _can_serve(model, req, registry):
                 yield "chain", model
     strategy = registry.strategy
     if strategy == "none":
         return
     pool = [m for m in registry.models
-            if m.status != "deprecated" and m.qualified != primary.qualified and _can_serve(m, req, registry)]
+            if m.status != "deprecated" and not m.discovered and m.qualified != primary.qualified
+            and _can_serve(m, req, registry)]
     if strategy == "same-provider":
         pool = [m for m in pool if m.provider == primary.provider]
     if strategy == "cost-optimized":
@@ -186,4 +188,26 @@ def availability(model: ModelSpec, registry: Registry, health: HealthView, now: 
             return Availability(True, len(creds), None)
         blocks.append(block)
     soonest = min(blocks, key=lambda b: b.until)
-    return Availability(False, len(creds), f"{soonest.kind}: {soonest.reason}", soonest.until)
+    if soonest.kind == "cooldown":
+        when = dt.datetime.fromtimestamp(soonest.until, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return Availability(False, len(creds), f"cooling down until {when}: {soonest.reason}", soonest.until)
+    return Availability(False, len(creds), f"suspended: {soonest.reason}", soonest.until)
+
+
+def recommended_fallbacks(model: ModelSpec, registry: Registry, health: HealthView, now: float,
+                          limit: int = 5) -> list[ModelSpec]:
+    """What a plain request for `model` would fall back to now, in order, available ones only."""
+    provider = registry.providers[model.provider]
+    api = Api.OPENAI if Api.OPENAI in provider.apis else next(iter(provider.apis))
+    endpoint = {Api.OPENAI: "embeddings" if model.mode == "embedding" else "chat",
+                Api.ANTHROPIC: "messages", Api.GEMINI: "gemini"}[api]
+    req = RequestView(api, model.qualified, model.mode, endpoint=endpoint)
+    picked: list[ModelSpec] = []
+    for _, candidate in _fallbacks(req, model, registry):
+        if candidate in picked or candidate == model:
+            continue
+        if availability(candidate, registry, health, now).available:
+            picked.append(candidate)
+            if len(picked) == limit:
+                break
+    return picked

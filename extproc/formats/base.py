@@ -16,11 +16,19 @@ from extproc.providers import Api
 JsonObject = dict[str, Any]
 
 
+def set_body_model(doc: JsonObject, model_id: str) -> bool:
+    """Point the body's `model` at model_id; True when that changed the body."""
+    if doc.get("model") == model_id:
+        return False
+    doc["model"] = model_id
+    return True
+
+
 @dataclass(frozen=True, slots=True)
 class ParsedRequest:
     view: RequestView
-    doc: JsonObject | None  # the decoded body; None when the body is passed through untouched
-    path_model: bool = False  # the model is in the path (Gemini), not in the body
+    doc: JsonObject  # the decoded body
+    rewrite: Callable[[JsonObject, str], bool] = set_body_model  # moves the body's model references
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,14 +54,25 @@ class Endpoint:
             rest = f"/{version}/models/{decision.model.id}:{method}"
         else:
             rest = self.match.group(0)[len(self.client_prefix):]
-        return rest + (f"?{self.query}" if self.query else "")
+        query = _without_credentials(self.query)
+        return rest + (f"?{query}" if query else "")
 
     def new_body(self, parsed: ParsedRequest, decision: Decision) -> bytes | None:
         """The rewritten body, or None when the body can go upstream as it came."""
-        if parsed.doc is None or parsed.path_model or parsed.doc.get("model") == decision.model.id:
+        if not parsed.rewrite(parsed.doc, decision.model.id):
             return None
-        parsed.doc["model"] = decision.model.id
         return orjson.dumps(parsed.doc)
+
+
+_CREDENTIAL_PARAMS = frozenset({"key", "api_key"})
+
+
+def _without_credentials(query: str) -> str:
+    """The query minus a client's own key (Gemini clients may send ?key=); other parameters as they came."""
+    if not query:
+        return query
+    kept = [p for p in query.split("&") if p.partition("=")[0] not in _CREDENTIAL_PARAMS]
+    return "&".join(kept)
 
 
 def decode_object(body: bytes) -> JsonObject:
@@ -80,6 +99,7 @@ def body_model(doc: JsonObject) -> str:
 
 _IMAGE_TYPES = frozenset({"image_url", "input_image", "image", "document", "input_file"})
 _IMAGE_BLOB_KEYS = ("inline_data", "inlineData", "file_data", "fileData")
+_ARGUMENT_KEYS = frozenset({"input", "args", "arguments"})
 _IMAGE_TOKENS = 1000  # what one image costs in context, roughly, whatever its bytes
 
 
@@ -92,10 +112,16 @@ def measure(value: Any) -> tuple[int, int]:
         if isinstance(item, str):
             chars += len(item)
         elif isinstance(item, dict):
-            if item.get("type") in _IMAGE_TYPES or any(k in item for k in _IMAGE_BLOB_KEYS):
+            kind = item.get("type")
+            if (isinstance(kind, str) and kind in _IMAGE_TYPES) or any(k in item for k in _IMAGE_BLOB_KEYS):
                 images += 1
                 continue
-            stack.extend(item.values())
+            # Tool-call arguments are the model's own output, data rather than content: count their size only.
+            for key, value in item.items():
+                if key in _ARGUMENT_KEYS and not isinstance(value, str):
+                    chars += len(orjson.dumps(value))
+                else:
+                    stack.append(value)
         elif isinstance(item, list):
             stack.extend(item)
     return chars // 4 + images * _IMAGE_TOKENS, images

@@ -17,7 +17,9 @@ def _common_needs(doc: JsonObject, images: int) -> set[str]:
         needs.add("tools")
     if doc.get("stream") is True:
         needs.add("streaming")
-    if doc.get("reasoning_effort") or doc.get("reasoning"):
+    reasoning = doc.get("reasoning")
+    effort = reasoning.get("effort") if isinstance(reasoning, dict) else doc.get("reasoning_effort")
+    if (reasoning or doc.get("reasoning_effort")) and effort != "none":
         needs.add("reasoning")
     return needs
 

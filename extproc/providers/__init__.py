@@ -42,6 +42,18 @@ class ApiRoute:
 
 
 @dataclass(frozen=True, slots=True)
+class DiscoverySpec:
+    """Where and how to ask a provider for its model list."""
+
+    path: str  # below base_url
+    style: str  # openai | anthropic | gemini: the shape of the answer
+    api: Api  # whose auth style the request uses
+    enabled: bool = True
+    ttl: float = 300.0
+    timeout: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
 class Upstream:
     scheme: str
     host: str
@@ -55,7 +67,8 @@ class Upstream:
     @property
     def authority(self) -> str:
         default = 443 if self.tls else 80
-        return self.host if self.port == default else f"{self.host}:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return host if self.port == default else f"{host}:{self.port}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +79,7 @@ class ProviderSpec:
     apis: Mapping[Api, ApiRoute]
     headers: Mapping[str, str] = field(default_factory=dict)
     api_key_env: str | None = None
+    discovery: DiscoverySpec | None = None
 
     @property
     def upstream(self) -> Upstream:

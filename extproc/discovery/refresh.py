@@ -1,0 +1,118 @@
+"""Fetching providers' model lists in the background, with a TTL and the last good list kept on failure."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import httpx
+
+from extproc.core.config import Credential, Settings
+from extproc.discovery.parse import Listed, ListError, parse_model_list
+from extproc.providers import ProviderSpec
+
+log = logging.getLogger("extproc.discovery")
+_MAX_PAGES = 10
+
+
+@dataclass(slots=True)
+class _ProviderState:
+    models: tuple[Listed, ...] | None = None  # the last good list
+    fetched_at: float = 0.0
+    failing: bool = False  # inside a failure episode: logged once, until a success
+    last_error: str | None = None
+
+
+@dataclass(slots=True)
+class Discovery:
+    """Keeps one model list per provider fresh; calls `on_update` with all lists whenever one changes."""
+
+    settings: Settings
+    client: httpx.AsyncClient
+    on_update: Callable[[Mapping[str, tuple[Listed, ...]]], None]
+    clock: Callable[[], float] = time.monotonic
+    _state: dict[str, _ProviderState] = field(default_factory=dict)
+
+    def targets(self) -> list[tuple[ProviderSpec, Credential]]:
+        """Providers to ask: discovery on, and a credential to ask with (no credential, no call)."""
+        out = []
+        for provider in self.settings.providers.values():
+            if provider.discovery is None or not provider.discovery.enabled:
+                continue
+            cred = next((c for c in self.settings.credentials if c.provider == provider.name), None)
+            if cred is not None:
+                out.append((provider, cred))
+        return out
+
+    def lists(self) -> dict[str, tuple[Listed, ...]]:
+        return {name: s.models for name, s in self._state.items() if s.models is not None}
+
+    def status(self, provider: str) -> tuple[float, str | None]:
+        state = self._state.get(provider, _ProviderState())
+        return state.fetched_at, state.last_error
+
+    async def refresh_due(self) -> None:
+        """Refresh every provider whose list is older than its TTL, concurrently."""
+        now = self.clock()
+        due = [(p, c) for p, c in self.targets()
+               if p.discovery is not None and (self._state.get(p.name) is None
+                                               or now - self._state[p.name].fetched_at >= p.discovery.ttl)]
+        if not due:
+            return
+        changed = await asyncio.gather(*(self._refresh(p, c) for p, c in due))
+        if any(changed):
+            self.on_update(self.lists())
+
+    async def run(self, tick: float = 1.0) -> None:
+        while True:
+            await self.refresh_due()
+            await asyncio.sleep(tick)
+
+    async def _refresh(self, provider: ProviderSpec, cred: Credential) -> bool:
+        state = self._state.setdefault(provider.name, _ProviderState())
+        state.fetched_at = self.clock()  # a failure waits a TTL too: no hammering a broken provider
+        try:
+            models = await self._fetch(provider, cred)
+        except (httpx.HTTPError, ListError) as exc:
+            state.last_error = _describe(exc)
+            if not state.failing:
+                kept = f"keeping the last good list ({len(state.models)} models)" if state.models is not None \
+                    else "using the catalog"
+                log.warning("discovery provider=%s failed: %s; %s", provider.name, state.last_error, kept)
+            state.failing = True
+            return False
+        if state.failing:
+            log.info("discovery provider=%s recovered: %d models", provider.name, len(models))
+        state.failing, state.last_error = False, None
+        changed = state.models != models
+        state.models = models
+        return changed
+
+    async def _fetch(self, provider: ProviderSpec, cred: Credential) -> tuple[Listed, ...]:
+        spec = provider.discovery
+        assert spec is not None
+        headers = {**provider.headers, **provider.auth_headers(spec.api, cred.secret)}
+        url = provider.base_url.rstrip("/") + spec.path
+        models: list[Listed] = []
+        params: dict[str, str] = {}
+        for _ in range(_MAX_PAGES):
+            response = await self.client.get(url, headers=headers, params=params, timeout=spec.timeout)
+            if response.status_code != 200:
+                raise ListError(f"HTTP {response.status_code}")
+            page, cursor = parse_model_list(spec.style, response.content)
+            models.extend(page)
+            if cursor is None:
+                break
+            params = {"pageToken": cursor} if spec.style == "gemini" else {"after_id": cursor}
+        return tuple(models)
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, httpx.TimeoutException):
+        return "timed out"
+    if isinstance(exc, httpx.HTTPError):
+        return f"{type(exc).__name__}"  # the message may carry the URL; the type says enough
+    return str(exc)

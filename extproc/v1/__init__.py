@@ -1,0 +1,1 @@
+"""Generated from protos/extproc/v1 by `python -m extproc.protos`; do not edit."""

@@ -1,0 +1,28 @@
+"""Unit-test speed: parse the built-in YAML data once per session instead of on every parse_settings.
+
+The real loaders run once; each call then gets a deep copy, so no test can leak changes into another.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+import extproc.core.config as config_module
+
+
+def _memoized(load: Callable[[], Any]) -> Callable[[], Any]:
+    cached = functools.cache(load)
+    return lambda: copy.deepcopy(cached())
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _cache_builtin_data() -> Iterator[None]:
+    with pytest.MonkeyPatch.context() as mp:
+        for name in ("builtin_catalog_data", "builtin_provider_data"):
+            mp.setattr(config_module, name, _memoized(getattr(config_module, name)))
+        yield

@@ -1,0 +1,134 @@
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import yaml
+
+from extproc.bootstrap import PROCESSOR_CLUSTER, build_bootstrap, provider_cluster_name, render_bootstrap
+from extproc.gateway import ROUTE_HEADER
+from tests.unit.helpers import provider, settings
+
+LIMIT = 5 * 1024 * 1024
+SETTINGS = settings(
+    providers={
+        "local": provider({"openai": "/v1"}, "k", base_url="http://127.0.0.1:8080"),
+        "corp": provider({"openai": "/v1"}, base_url="https://llm.corp.example:8443/api"),
+    },
+    processor={"address": "127.0.0.1", "port": 50099},
+    listen={"address": "0.0.0.0", "port": 18000},
+    max_request_bytes=LIMIT,
+    ca_file="/tmp/ca.pem",
+)
+BOOT = build_bootstrap(SETTINGS)
+CLUSTERS = {c["name"]: c for c in BOOT["static_resources"]["clusters"]}
+LISTENER = BOOT["static_resources"]["listeners"][0]
+HCM = LISTENER["filter_chains"][0]["filters"][0]["typed_config"]
+ROUTES = HCM["route_config"]["virtual_hosts"][0]["routes"]
+FILTERS = {f["name"]: f["typed_config"] for f in HCM["http_filters"]}
+
+
+def protocol_options(cluster: dict[str, Any]) -> dict[str, Any]:
+    return cluster["typed_extension_protocol_options"]["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]
+
+
+def endpoint_address(cluster: dict[str, Any]) -> dict[str, Any]:
+    lb = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]
+    return lb["endpoint"]["address"]["socket_address"]
+
+
+def test_one_cluster_per_provider_plus_the_processor():
+    expected = {provider_cluster_name(p) for p in SETTINGS.providers} | {PROCESSOR_CLUSTER}
+    assert set(CLUSTERS) == expected
+    assert len(BOOT["static_resources"]["clusters"]) == len(expected)  # no duplicates
+
+
+@pytest.mark.parametrize("name", ["corp", "openai", "anthropic", "gemini", "groq", "mistral"])
+def test_https_provider_gets_tls_with_sni_and_san(name):
+    upstream = SETTINGS.providers[name].upstream
+    cluster = CLUSTERS[provider_cluster_name(name)]
+    tls = cluster["transport_socket"]["typed_config"]
+    assert tls["sni"] == upstream.host
+    validation = tls["common_tls_context"]["validation_context"]
+    assert validation["match_typed_subject_alt_names"] == [{"san_type": "DNS", "matcher": {"exact": upstream.host}}]
+    assert validation["trusted_ca"] == {"filename": "/tmp/ca.pem"}
+    assert cluster["type"] == "LOGICAL_DNS"
+    assert endpoint_address(cluster) == {"address": upstream.host, "port_value": upstream.port}
+    assert "http2_protocol_options" in protocol_options(cluster)["auto_config"]
+
+
+def test_custom_port_and_path_on_https_provider():
+    assert endpoint_address(CLUSTERS["provider_corp"]) == {"address": "llm.corp.example", "port_value": 8443}
+    route = next(r for r in ROUTES if r["name"] == "corp")
+    assert route["route"]["host_rewrite_literal"] == "llm.corp.example:8443"
+
+
+def test_http_loopback_provider_is_plain():
+    cluster = CLUSTERS["provider_local"]
+    assert "transport_socket" not in cluster
+    assert cluster["type"] == "STATIC"
+    assert endpoint_address(cluster) == {"address": "127.0.0.1", "port_value": 8080}
+    assert protocol_options(cluster)["explicit_http_config"] == {"http_protocol_options": {}}
+
+
+@pytest.mark.parametrize("name", ["local", "corp", "openai", "mistral"])
+def test_routes_match_the_provider_header(name):
+    (route,) = [r for r in ROUTES if r["name"] == name]
+    assert route["match"]["headers"] == [{"name": ROUTE_HEADER, "string_match": {"exact": name}}]
+    assert route["route"]["cluster"] == provider_cluster_name(name)
+    assert route["route"]["host_rewrite_literal"] == SETTINGS.providers[name].upstream.authority
+    assert route["route"]["timeout"] == f"{SETTINGS.upstream_timeout:g}s"
+
+
+def test_unrouted_requests_are_refused_last():
+    last = ROUTES[-1]
+    assert "headers" not in last["match"]
+    assert last["direct_response"]["status"] == 502
+    assert all("direct_response" not in r for r in ROUTES[:-1])
+
+
+def test_ext_proc_fails_closed():
+    ext_proc = FILTERS["envoy.filters.http.ext_proc"]
+    assert ext_proc["failure_mode_allow"] is False
+    assert ext_proc["grpc_service"]["envoy_grpc"]["cluster_name"] == PROCESSOR_CLUSTER
+    assert ext_proc["grpc_service"]["envoy_grpc"]["max_receive_message_length"] > LIMIT
+    assert ext_proc["processing_mode"]["request_body_mode"] == "BUFFERED"
+    assert HCM["http_filters"][0]["name"] == "envoy.filters.http.ext_proc"
+    assert HCM["http_filters"][-1]["name"] == "envoy.filters.http.router"
+
+
+def test_buffer_limit_is_max_request_bytes():
+    assert LISTENER["per_connection_buffer_limit_bytes"] == LIMIT
+    for name in SETTINGS.providers:
+        assert CLUSTERS[provider_cluster_name(name)]["per_connection_buffer_limit_bytes"] == LIMIT
+    assert CLUSTERS[PROCESSOR_CLUSTER]["per_connection_buffer_limit_bytes"] > LIMIT  # body plus framing
+
+
+def test_processor_cluster_is_http2_at_the_configured_address():
+    cluster = CLUSTERS[PROCESSOR_CLUSTER]
+    assert protocol_options(cluster)["explicit_http_config"] == {"http2_protocol_options": {}}
+    assert endpoint_address(cluster) == {"address": "127.0.0.1", "port_value": 50099}
+    assert cluster["type"] == "STATIC"
+
+
+def test_listener_and_admin_addresses():
+    assert LISTENER["address"]["socket_address"] == {"address": "0.0.0.0", "port_value": 18000}
+    assert BOOT["admin"]["address"]["socket_address"] == {"address": "127.0.0.1", "port_value": 9901}
+
+
+def test_processor_by_hostname_uses_dns():
+    boot = build_bootstrap(settings(processor={"address": "localhost", "port": 50051}))
+    (cluster,) = [c for c in boot["static_resources"]["clusters"] if c["name"] == PROCESSOR_CLUSTER]
+    assert cluster["type"] == "LOGICAL_DNS"
+
+
+def test_render_is_the_same_data_as_yaml():
+    assert yaml.safe_load(render_bootstrap(SETTINGS)) == BOOT
+
+
+def test_ipv6_loopback_authority_is_bracketed():
+    s = settings(providers={"v6": provider({"openai": "/v1"}, base_url="http://[::1]:8080")})
+    routes = build_bootstrap(s)["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0][
+        "typed_config"]["route_config"]["virtual_hosts"][0]["routes"]
+    (route,) = [r for r in routes if r["name"] == "v6"]
+    assert route["route"]["host_rewrite_literal"] == "[::1]:8080"

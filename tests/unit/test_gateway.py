@@ -1,0 +1,275 @@
+from __future__ import annotations
+
+import datetime as dt
+import json
+from email.utils import format_datetime
+from typing import Any
+
+import pytest
+
+from extproc.gateway import MODEL_HEADER, REASON_HEADER, ROUTE_HEADER, Forward, Gateway, Reply, parse_retry_after
+from extproc.providers import CLIENT_CREDENTIAL_HEADERS
+from tests.unit.helpers import model, settings
+
+T = 1_700_000_000.0
+SECRETS = {"openai": "sk-openai-test", "anthropic": "sk-anthropic-test", "gemini": "sk-gemini-test",
+           "groq": "sk-groq-test"}  # mistral has no key
+MODELS = {"gw-openai": "openai", "gw-openai-backup": "openai", "gw-claude": "anthropic", "gw-gemini": "gemini",
+          "gw-groq": "groq", "gw-mistral": "mistral"}
+CHAT, MESSAGES = "/v1/chat/completions", "/v1/messages"
+
+
+class Clock:
+    def __init__(self, now: float = T) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def gateway(clock: Clock) -> Gateway:
+    s = settings(
+        providers={name: {"api_key": secret} for name, secret in SECRETS.items()},
+        models=[model(m, p) for m, p in MODELS.items()] + [model("gw-embed", "gemini", mode="embedding")],
+        aliases={"fast": "gw-gemini", "smart": "gw-openai"},
+        fallbacks={"gw-openai": ["gw-openai-backup"]},
+        strategy="none",  # only explicit chains: catalog models never get in the way
+    )
+    return Gateway(s, clock=clock)
+
+
+def body(model_id: str, **extra: Any) -> bytes:
+    return json.dumps({"model": model_id, "messages": [{"role": "user", "content": "hi"}], **extra}).encode()
+
+
+def forward(gw: Gateway, path: str, raw: bytes) -> Forward:
+    outcome = gw.on_body(path, raw)
+    assert isinstance(outcome, Forward), outcome
+    return outcome
+
+
+def reply_json(reply: Reply | Forward | None) -> dict[str, Any]:
+    assert isinstance(reply, Reply), reply
+    return json.loads(reply.body)
+
+
+# ---------------------------------------------------------------- on_headers
+
+@pytest.mark.parametrize(("method", "path", "status"), [
+    ("POST", "/v1/models", 405), ("DELETE", "/v1/models/gw-openai", 405), ("GET", "/v1/models", 404),
+])
+def test_models_paths_are_not_the_processors(gateway, method, path, status):
+    """Envoy routes GET /v1/models… to the Models service; whatever reaches ext_proc there is refused."""
+    reply = gateway.on_headers(method, path, end_of_stream=True)
+    assert isinstance(reply, Reply) and reply.status == status
+    assert reply_json(reply)["error"]["code"] in ("method_not_allowed", "unknown_endpoint")
+
+
+@pytest.mark.parametrize(("path", "check"), [
+    ("/v1/nothing", lambda d: d["error"]["code"] == "unknown_endpoint"),
+    ("/v1/messages/batches", lambda d: d["type"] == "error" and d["error"]["type"] == "not_found_error"),
+    ("/v1beta/files", lambda d: d["error"]["code"] == 404 and d["error"]["status"] == "NOT_FOUND"),
+])
+def test_unknown_path_is_404_in_the_api_envelope(gateway, path, check):
+    reply = gateway.on_headers("POST", path, end_of_stream=False)
+    assert reply.status == 404
+    assert check(reply_json(reply))
+
+
+@pytest.mark.parametrize(("method", "path"), [("GET", CHAT), ("PUT", "/v1/embeddings"), ("GET", MESSAGES),
+                                              ("DELETE", "/v1beta/models/gw-gemini:generateContent")])
+def test_wrong_method_is_405(gateway, method, path):
+    reply = gateway.on_headers(method, path, end_of_stream=True)
+    assert reply.status == 405
+    assert reply.error is not None and reply.error.kind == "method_not_allowed"
+
+
+def test_post_without_body_is_400(gateway):
+    reply = gateway.on_headers("POST", CHAT, end_of_stream=True)
+    assert reply.status == 400
+    assert reply_json(reply)["error"]["code"] == "invalid_request"
+
+
+def test_post_with_body_waits_for_it(gateway):
+    assert gateway.on_headers("POST", CHAT, end_of_stream=False) is None
+
+
+# ---------------------------------------------------------------- on_body: forwarding
+
+@pytest.mark.parametrize(("path", "raw", "provider", "auth", "upstream_path"), [
+    (CHAT, body("gw-openai"), "openai", ("authorization", "Bearer sk-openai-test"), None),
+    (MESSAGES, body("gw-claude", max_tokens=5), "anthropic", ("x-api-key", "sk-anthropic-test"), None),
+    (CHAT, body("gw-claude"), "anthropic", ("authorization", "Bearer sk-anthropic-test"), None),
+    ("/v1beta/models/gw-gemini:generateContent", b'{"contents": []}', "gemini",
+     ("x-goog-api-key", "sk-gemini-test"), None),
+    (CHAT, body("gw-gemini"), "gemini", ("authorization", "Bearer sk-gemini-test"),
+     "/v1beta/openai/chat/completions"),
+    ("/v1/embeddings", b'{"model": "gw-embed", "input": "hi"}', "gemini",
+     ("authorization", "Bearer sk-gemini-test"), "/v1beta/openai/embeddings"),
+    (CHAT, body("gw-groq"), "groq", ("authorization", "Bearer sk-groq-test"), "/openai/v1/chat/completions"),
+    (CHAT + "?trace=1", body("gw-groq"), "groq", ("authorization", "Bearer sk-groq-test"),
+     "/openai/v1/chat/completions?trace=1"),
+    ("/v1beta/models/fast:streamGenerateContent?alt=sse", b'{"contents": []}', "gemini",
+     ("x-goog-api-key", "sk-gemini-test"), "/v1beta/models/gw-gemini:streamGenerateContent?alt=sse"),
+])
+def test_forward_routes_and_authenticates(gateway, path, raw, provider, auth, upstream_path):
+    fwd = forward(gateway, path, raw)
+    headers = fwd.set_headers
+    assert headers[ROUTE_HEADER] == provider == fwd.decision.provider.name
+    assert headers[MODEL_HEADER] == fwd.decision.model.id
+    auth_name, auth_value = auth
+    assert headers[auth_name] == auth_value
+    assert headers.get(":path") == upstream_path
+    # every other place a client may put a credential is stripped; ours is set, not removed
+    assert set(fwd.remove_headers) == set(CLIENT_CREDENTIAL_HEADERS) - {auth_name}
+    assert not (set(CLIENT_CREDENTIAL_HEADERS) - {auth_name}) & set(headers)
+
+
+def test_provider_default_headers(gateway):
+    claude = forward(gateway, MESSAGES, body("gw-claude"))
+    assert claude.default_headers == gateway.settings.providers["anthropic"].headers
+    assert "anthropic-version" in claude.default_headers
+    assert "anthropic-version" not in claude.set_headers  # the client's own version wins
+    assert dict(forward(gateway, CHAT, body("gw-openai")).default_headers) == {}
+
+
+@pytest.mark.parametrize(("path", "requested", "reason"), [
+    (CHAT, "gw-openai", "direct"),
+    (MESSAGES, "gw-claude", "direct"),
+])
+def test_body_is_untouched_when_the_model_does_not_change(gateway, path, requested, reason):
+    fwd = forward(gateway, path, body(requested))
+    assert fwd.body is None
+    assert "content-length" not in fwd.set_headers
+    assert fwd.set_headers[REASON_HEADER] == reason
+
+
+@pytest.mark.parametrize(("requested", "served", "reason"), [
+    ("smart", "gw-openai", "alias"),
+    ("openai/gw-openai", "gw-openai", "direct"),
+])
+def test_body_is_rewritten_when_the_model_changes(gateway, requested, served, reason):
+    fwd = forward(gateway, CHAT, body(requested, temperature=0.5))
+    assert fwd.body is not None
+    doc = json.loads(fwd.body)
+    assert doc == {"model": served, "messages": [{"role": "user", "content": "hi"}], "temperature": 0.5}
+    assert fwd.set_headers["content-length"] == str(len(fwd.body))
+    assert fwd.set_headers[REASON_HEADER] == reason
+
+
+def test_gemini_alias_rewrites_the_path_not_the_body(gateway):
+    fwd = forward(gateway, "/v1beta/models/fast:generateContent", b'{"contents": []}')
+    assert fwd.body is None
+    assert fwd.set_headers[":path"] == "/v1beta/models/gw-gemini:generateContent"
+    assert "content-length" not in fwd.set_headers
+
+
+@pytest.mark.parametrize(("path", "raw", "status", "check"), [
+    (CHAT, body("no-such-model"), 404, lambda d: d["error"]["code"] == "model_not_found"),
+    (MESSAGES, body("no-such-model"), 404, lambda d: d["error"]["type"] == "not_found_error"),
+    ("/v1beta/models/no-such:generateContent", b"{}", 404, lambda d: d["error"]["status"] == "NOT_FOUND"),
+    (CHAT, b"{oops", 400, lambda d: d["error"]["code"] == "invalid_json"),
+    (MESSAGES, body("gw-openai"), 400, lambda d: d["error"]["type"] == "invalid_request_error"),
+    ("/v1/responses", body("gw-claude"), 400, lambda d: d["error"]["code"] == "unsupported_api"),
+    (CHAT, body("gw-mistral"), 503, lambda d: "MISTRAL_API_KEY" in d["error"]["message"]),
+])
+def test_refusals_are_replies_in_the_client_format(gateway, path, raw, status, check):
+    reply = gateway.on_body(path, raw)
+    assert isinstance(reply, Reply) and reply.status == status
+    assert check(reply_json(reply))
+
+
+# ---------------------------------------------------------------- on_response: learning
+
+def test_429_with_retry_after_then_next_request_falls_back(gateway, clock):
+    first = forward(gateway, CHAT, body("gw-openai"))
+    block = gateway.on_response(first.decision, 429, {"retry-after": "30"})
+    assert block is not None and block.until == T + 30
+
+    clock.now += 10
+    second = forward(gateway, CHAT, body("gw-openai"))
+    assert second.set_headers[MODEL_HEADER] == "gw-openai-backup"
+    assert second.set_headers[REASON_HEADER] == "fallback:chain"
+    assert json.loads(second.body)["model"] == "gw-openai-backup"
+
+    clock.now += 20
+    assert forward(gateway, CHAT, body("gw-openai")).set_headers[MODEL_HEADER] == "gw-openai"
+
+
+def test_everything_cooling_down_is_503_with_retry_after(gateway, clock):
+    for _ in range(2):
+        fwd = forward(gateway, CHAT, body("gw-openai"))
+        gateway.on_response(fwd.decision, 429, {"retry-after-ms": "4500"})
+    reply = gateway.on_body(CHAT, body("gw-openai"))
+    assert isinstance(reply, Reply) and reply.status == 503
+    assert reply.headers["retry-after"] == "5"
+    assert reply_json(reply)["error"]["type"] == "service_unavailable_error"
+
+
+def test_success_response_causes_no_block(gateway):
+    fwd = forward(gateway, CHAT, body("gw-openai"))
+    assert gateway.on_response(fwd.decision, 200, {"retry-after": "30"}) is None
+    assert forward(gateway, CHAT, body("gw-openai")).set_headers[MODEL_HEADER] == "gw-openai"
+
+
+def test_rejected_key_is_suspended_across_models(gateway):
+    fwd = forward(gateway, CHAT, body("gw-openai"))
+    gateway.on_response(fwd.decision, 401, {})
+    reply = gateway.on_body(CHAT, body("gw-openai"))  # the backup shares the only openai key
+    assert isinstance(reply, Reply) and reply.status == 503
+
+
+def test_round_robin_over_keys():
+    s = settings(providers={"openai": {"api_keys": ["k1", "k2"]}}, models=[model("m", "openai")])
+    gw = Gateway(s, clock=lambda: T)
+    auth = [forward(gw, CHAT, body("m")).set_headers["authorization"] for _ in range(4)]
+    assert auth == ["Bearer k1", "Bearer k2", "Bearer k1", "Bearer k2"]
+
+
+# ---------------------------------------------------------------- parse_retry_after
+
+NOW_DT = dt.datetime.fromtimestamp(T, dt.UTC)
+
+
+@pytest.mark.parametrize(("headers", "expected"), [
+    ({"retry-after": "12"}, 12.0),
+    ({"retry-after": "1.5"}, 1.5),
+    ({"retry-after": "-5"}, 0.0),
+    ({"retry-after-ms": "250"}, 0.25),
+    ({"retry-after-ms": "250", "retry-after": "9"}, 0.25),
+    ({"retry-after-ms": "soon", "retry-after": "9"}, 9.0),
+    ({"retry-after": format_datetime(NOW_DT + dt.timedelta(seconds=30), usegmt=True)}, 30.0),
+    ({"retry-after": format_datetime(NOW_DT - dt.timedelta(seconds=30), usegmt=True)}, 0.0),
+    ({"retry-after": "soon"}, None),
+    ({"retry-after": ""}, None),
+    ({"retry-after-ms": "soon"}, None),
+    ({}, None),
+])
+def test_parse_retry_after(headers, expected):
+    assert parse_retry_after(headers, T) == expected
+
+
+# ---------------------------------------------------------------- bugs
+
+def test_gemini_query_key_is_not_forwarded(gateway):
+    fwd = forward(gateway, "/v1beta/models/gw-gemini:streamGenerateContent?alt=sse&key=client-secret",
+                  b'{"contents": []}')
+    upstream = fwd.set_headers.get(":path", "/v1beta/models/gw-gemini:streamGenerateContent?alt=sse&key=client-secret")
+    assert "client-secret" not in upstream
+    assert "alt=sse" in upstream
+
+
+def test_gemini_batch_embed_alias_rewrites_inner_models():
+    s = settings(providers={"gemini": {"api_key": "k"}}, models=[model("emb", "gemini", mode="embedding")],
+                 aliases={"vec": "emb"})
+    raw = json.dumps({"requests": [{"model": "models/vec", "content": {"parts": [{"text": "a"}]}}]}).encode()
+    fwd = forward(Gateway(s, clock=lambda: T), "/v1beta/models/vec:batchEmbedContents", raw)
+    assert fwd.set_headers[":path"] == "/v1beta/models/emb:batchEmbedContents"
+    assert fwd.body is not None
+    assert [r["model"] for r in json.loads(fwd.body)["requests"]] == ["models/emb"]

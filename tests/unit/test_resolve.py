@@ -1,0 +1,368 @@
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from extproc.core.errors import ClientError
+from extproc.core.health import Health
+from extproc.core.registry import Registry
+from extproc.core.resolve import RequestView, availability, fallback_candidates, resolve
+from extproc.providers import Api
+from tests.unit.helpers import model, provider, settings
+
+NOW = 1_000.0
+OPENAI = {"openai": "/v1"}
+ANTHROPIC = {"anthropic": "/v1", "openai": "/v1"}
+GEMINI = {"gemini": "", "openai": "/v1beta/openai"}
+
+# Custom providers only; built-in ones have no key, so catalog models never win.
+PROVIDERS = {
+    "alpha": provider(OPENAI, "sk-alpha"),
+    "beta": provider(OPENAI, "sk-beta"),
+    "nokey": provider(OPENAI),
+}
+
+
+class World:
+    def __init__(self, models: list[dict[str, Any]], providers: dict[str, Any] | None = None, **raw: Any) -> None:
+        s = settings(providers=PROVIDERS if providers is None else providers, models=models, **raw)
+        self.settings = s
+        self.registry = Registry.build(s)
+        self.health = Health(s.health)
+
+    def resolve(self, name: str, api: Api = Api.OPENAI, now: float = NOW, turn: int = 0, **view: Any):
+        return resolve(RequestView(api, name, **view), self.registry, self.health, now, turn)
+
+    def error(self, name: str, api: Api = Api.OPENAI, now: float = NOW, **view: Any) -> ClientError:
+        with pytest.raises(ClientError) as info:
+            self.resolve(name, api, now, **view)
+        return info.value
+
+    def rate_limit(self, cred: str, model_id: str, seconds: float = 60, now: float = NOW) -> None:
+        self.health.observe(cred, model_id, 429, seconds, now)
+
+
+def chosen(decision) -> str:
+    return decision.model.qualified
+
+
+# ---------------------------------------------------------------- naming a model
+
+def test_exact_id():
+    d = World([model("m", "alpha")]).resolve("m")
+    assert (chosen(d), d.provider.name, d.credential.id) == ("alpha/m", "alpha", "alpha:key1")
+    assert (d.requested, d.reason, d.strategy, d.why) == ("m", "direct", None, "direct")
+
+
+def test_provider_slash_id_picks_that_provider():
+    w = World([model("shared", "alpha"), model("shared", "beta")])
+    assert chosen(w.resolve("beta/shared")) == "beta/shared"
+    assert chosen(w.resolve("alpha/shared")) == "alpha/shared"
+
+
+def test_bare_id_served_by_two_providers_uses_the_other_when_first_is_blocked():
+    w = World([model("shared", "alpha"), model("shared", "beta")], strategy="none")
+    first = w.resolve("shared")
+    w.rate_limit(first.credential.id, "shared")
+    second = w.resolve("shared")
+    assert {chosen(first), chosen(second)} == {"alpha/shared", "beta/shared"}
+    assert second.reason == "direct"
+
+
+def test_unknown_model_on_known_provider_passes_through():
+    d = World([]).resolve("alpha/brand-new-model")
+    assert (d.model.id, d.provider.name, d.credential.id, d.reason) == ("brand-new-model", "alpha", "alpha:key1",
+                                                                        "direct")
+
+
+def test_unknown_embedding_model_on_known_provider_passes_through():
+    d = World([]).resolve("alpha/new-embedding-model", mode="embedding")
+    assert (d.model.id, d.provider.name) == ("new-embedding-model", "alpha")
+
+
+def test_alias():
+    d = World([model("m", "alpha")], aliases={"fast": "m"}).resolve("fast")
+    assert (chosen(d), d.reason, d.requested) == ("alpha/m", "alias", "fast")
+
+
+@pytest.mark.parametrize("name", ["nope", "unknownprovider/m", "alpha/", "/m"])
+def test_unknown_model_is_404(name):
+    err = World([model("m", "alpha")]).error(name)
+    assert (err.status, err.kind, err.param) == (404, "model_not_found", "model")
+    assert name in err.message
+
+
+@pytest.mark.parametrize("api", [Api.ANTHROPIC, Api.GEMINI])
+def test_provider_that_does_not_speak_the_api_is_400(api):
+    err = World([model("m", "alpha")]).error("m", api)
+    assert (err.status, err.kind) == (400, "unsupported_api")
+    assert "alpha" in err.message and api.value in err.message
+
+
+@pytest.mark.parametrize(("model_mode", "request_mode"), [("chat", "embedding"), ("embedding", "chat")])
+def test_mode_mismatch_is_400(model_mode, request_mode):
+    err = World([model("m", "alpha", mode=model_mode)]).error("m", mode=request_mode)
+    assert (err.status, err.kind) == (400, "unsupported_model")
+
+
+# ---------------------------------------------------------------- explicit fallback chains
+
+def test_chain_is_used_when_primary_has_no_credential():
+    w = World([model("primary", "nokey"), model("second", "nokey"), model("third", "beta"),
+               model("closer", "alpha")], fallbacks={"primary": ["second", "third"]})
+    d = w.resolve("primary")
+    assert (chosen(d), d.reason, d.strategy, d.why) == ("beta/third", "fallback", "chain", "fallback:chain")
+
+
+@pytest.mark.parametrize("key", ["fast", "primary", "nokey/primary"])
+def test_chain_keyed_by_alias_id_or_qualified_id(key):
+    w = World([model("primary", "nokey"), model("backup", "beta")], aliases={"fast": "primary"},
+              fallbacks={key: ["backup"]}, strategy="none")
+    assert chosen(w.resolve("fast")) == "beta/backup"
+
+
+def test_chain_entry_that_cannot_serve_the_request_is_skipped():
+    w = World([model("primary", "nokey"), model("blind", "alpha", caps=("streaming",)), model("sees", "beta")],
+              fallbacks={"primary": ["blind", "sees"]}, strategy="none")
+    assert chosen(w.resolve("primary", needs=frozenset({"vision"}))) == "beta/sees"
+    assert chosen(w.resolve("primary")) == "alpha/blind"
+
+
+def test_chain_comes_before_the_strategy():
+    w = World([model("primary", "nokey", price=5), model("twin", "alpha", price=5),
+               model("far", "beta", price=500)], fallbacks={"primary": ["far"]})
+    assert chosen(w.resolve("primary")) == "beta/far"
+    (primary,) = w.registry.lookup("primary")
+    order = [(why, m.qualified) for why, m in fallback_candidates(RequestView(Api.OPENAI, "primary"), primary,
+                                                                   w.registry)]
+    assert order[0] == ("chain", "beta/far")
+    assert ("capability-match", "alpha/twin") in order[1:]
+
+
+# ---------------------------------------------------------------- strategies
+
+def test_same_provider_strategy_stays_on_the_provider():
+    models = [model("primary", "alpha", price=10), model("sibling", "alpha", price=1, caps=("streaming",)),
+              model("twin", "beta", price=10)]
+    w = World(models, strategy="same-provider")
+    w.rate_limit("alpha:key1", "primary")
+    d = w.resolve("primary")
+    assert (chosen(d), d.why) == ("alpha/sibling", "fallback:same-provider")
+    err = w.error("primary", needs=frozenset({"vision"}))  # sibling lacks vision; twin is on another provider
+    assert err.status == 503
+
+
+def test_capability_match_prefers_same_provider_then_nearest_price_then_newest():
+    models = [model("primary", "alpha", price=10),
+              model("sibling", "alpha", price=0.01),
+              model("cheap", "beta", price=0.1),
+              model("near-old", "beta", price=8, created="2024-01-01"),
+              model("near-new", "beta", price=8, created="2025-06-01"),
+              model("pricey", "beta", price=100)]
+    w = World(models)
+    w.rate_limit("alpha:key1", "primary")
+    assert chosen(w.resolve("primary")) == "alpha/sibling"
+    w.rate_limit("alpha:key1", "sibling")
+    d = w.resolve("primary")
+    assert (chosen(d), d.why) == ("beta/near-new", "fallback:capability-match")
+
+
+def test_cost_optimized_picks_the_cheapest_suitable():
+    models = [model("primary", "nokey", price=10), model("near", "alpha", price=9),
+              model("cheapest-blind", "beta", price=0.01, caps=("streaming",)), model("cheap", "beta", price=0.5)]
+    w = World(models, strategy="cost-optimized")
+    assert chosen(w.resolve("primary")) == "beta/cheapest-blind"
+    d = w.resolve("primary", needs=frozenset({"vision"}))
+    assert (chosen(d), d.why) == ("beta/cheap", "fallback:cost-optimized")
+
+
+def test_cost_optimized_ranks_by_blended_price():
+    # blended = (3 * input + output) / 4: input dominates.
+    cheap_input = {**model("cheap-input", "beta"), "input_price": 1.0, "output_price": 10.0}  # 3.25
+    cheap_output = {**model("cheap-output", "beta"), "input_price": 4.0, "output_price": 0.0}  # 3.0
+    w = World([model("primary", "nokey"), cheap_input, cheap_output], strategy="cost-optimized")
+    assert chosen(w.resolve("primary")) == "beta/cheap-output"
+
+
+@pytest.mark.parametrize("need", ["vision", "tools", "reasoning", "structured_output", "streaming"])
+def test_capability_needs_filter_candidates(need):
+    w = World([model("primary", "nokey", price=10), model("plain", "alpha", price=10, caps=()),
+               model("full", "beta", price=50)])
+    assert chosen(w.resolve("primary")) == "alpha/plain"
+    assert chosen(w.resolve("primary", needs=frozenset({need}))) == "beta/full"
+
+
+@pytest.mark.parametrize(("input_tokens", "max_output", "expected"), [
+    (500, None, "alpha/small"),
+    (500, 500, "alpha/small"),  # exactly the window
+    (2_000, None, "beta/big"),
+    (500, 501, "beta/big"),  # input + requested output exceed the window
+])
+def test_context_window_too_small_is_excluded(input_tokens, max_output, expected):
+    w = World([model("primary", "nokey", price=10), model("small", "alpha", price=10, context=1_000, max_output=0),
+               model("big", "beta", price=50, context=1_000_000, max_output=0)])
+    assert chosen(w.resolve("primary", input_tokens=input_tokens, max_output_tokens=max_output)) == expected
+
+
+def test_unknown_context_window_never_excludes():
+    w = World([model("primary", "nokey"), model("unknown", "alpha", context=0, max_output=0)])
+    assert chosen(w.resolve("primary", input_tokens=10**9, max_output_tokens=10**9)) == "alpha/unknown"
+
+
+@pytest.mark.parametrize(("max_output", "expected"), [(None, "alpha/short"), (1_000, "alpha/short"),
+                                                      (1_001, "beta/long")])
+def test_max_output_too_large_is_excluded(max_output, expected):
+    w = World([model("primary", "nokey", price=10), model("short", "alpha", price=10, max_output=1_000),
+               model("long", "beta", price=50, max_output=100_000)])
+    assert chosen(w.resolve("primary", max_output_tokens=max_output)) == expected
+
+
+API_PROVIDERS = {
+    "oai": provider(OPENAI, "k"),
+    "anth": provider(ANTHROPIC, "k", auth="x-api-key"),
+    "anth2": provider({"anthropic": "/v1"}, "k", auth="x-api-key"),
+    "gem": provider(GEMINI, "k", auth="x-goog-api-key"),
+    "gem2": provider({"gemini": ""}, "k", auth="x-goog-api-key"),
+}
+API_MODELS = [model("claude-main", "anth", price=5), model("gem-main", "gem", price=5),
+              model("gpt-twin", "oai", price=5), model("claude-far", "anth2", price=500),
+              model("gem-far", "gem2", price=500)]
+
+
+@pytest.mark.parametrize(("api", "primary", "expected"), [
+    (Api.ANTHROPIC, "anth/claude-main", "anth2/claude-far"),
+    (Api.GEMINI, "gem/gem-main", "gem2/gem-far"),
+    # The same primaries asked through the OpenAI format may go to the closest OpenAI-speaking model.
+    (Api.OPENAI, "anth/claude-main", "oai/gpt-twin"),
+    (Api.OPENAI, "gem/gem-main", "oai/gpt-twin"),
+])
+def test_fallback_only_to_providers_speaking_the_request_api(api, primary, expected):
+    w = World(API_MODELS, providers=API_PROVIDERS)
+    for cred in ("anth:key1", "gem:key1"):  # a rejected key is suspended for every model
+        w.health.observe(cred, "any", 401, None, NOW)
+    d = w.resolve(primary, api)
+    assert chosen(d) == expected
+    assert api in d.provider.apis
+
+
+@pytest.mark.parametrize("endpoint", ["completions", "responses", "embeddings"])
+def test_provider_route_limited_to_some_endpoints_refuses_others(endpoint):
+    mode = "embedding" if endpoint == "embeddings" else "chat"
+    w = World([model("m", "chatty", mode=mode)],
+              providers={"chatty": provider({"openai": {"path": "/v1", "endpoints": ["chat"]}}, "k")})
+    err = w.error("m", endpoint=endpoint, mode=mode)
+    assert (err.status, err.kind) == (400, "unsupported_api")
+    assert endpoint in err.message
+    assert chosen(w.resolve("m", endpoint="chat", mode=mode)) == "chatty/m"
+
+
+@pytest.mark.parametrize(("endpoint", "expected"), [("chat", "chatty/near"), ("responses", "beta/far")])
+def test_fallback_only_to_providers_serving_the_endpoint(endpoint, expected):
+    w = World([model("primary", "nokey", price=10), model("near", "chatty", price=10), model("far", "beta", price=900)],
+              providers={**PROVIDERS, "chatty": provider({"openai": {"path": "/v1", "endpoints": ["chat"]}}, "k")})
+    assert chosen(w.resolve("primary", endpoint=endpoint)) == expected
+
+
+def test_deprecated_models_are_not_strategy_candidates():
+    w = World([model("primary", "nokey", price=10), model("old", "alpha", price=10, status="deprecated"),
+               model("new", "beta", price=100)])
+    assert chosen(w.resolve("primary")) == "beta/new"
+    assert chosen(w.resolve("old")) == "alpha/old"  # still served when asked for by name
+
+
+def test_deprecated_model_can_be_an_explicit_chain_entry():
+    w = World([model("primary", "nokey"), model("old", "alpha", status="deprecated")],
+              fallbacks={"primary": ["old"]}, strategy="none")
+    assert chosen(w.resolve("primary")) == "alpha/old"
+
+
+def test_strategy_none_does_not_fall_back():
+    w = World([model("primary", "nokey"), model("twin", "alpha")], strategy="none")
+    assert w.error("primary").status == 503
+
+
+# ---------------------------------------------------------------- health and 503s
+
+def test_cooldown_makes_primary_unavailable_until_it_expires():
+    w = World([model("primary", "alpha"), model("backup", "beta")], fallbacks={"primary": ["backup"]})
+    w.rate_limit("alpha:key1", "primary", seconds=30)
+    assert chosen(w.resolve("primary")) == "beta/backup"
+    assert chosen(w.resolve("primary", now=NOW + 29.9)) == "beta/backup"
+    assert chosen(w.resolve("primary", now=NOW + 30)) == "alpha/primary"
+
+
+@pytest.mark.parametrize(("now", "retry_after"), [(NOW, 8), (NOW + 5, 3), (NOW + 7.19, 1)])
+def test_503_retry_after_is_soonest_recovery(now, retry_after):
+    w = World([model("primary", "multi"), model("backup", "beta")], strategy="none",
+              providers={**PROVIDERS, "multi": provider(OPENAI, "k1", "k2")}, fallbacks={"primary": ["backup"]})
+    w.rate_limit("multi:key1", "primary", seconds=20)
+    w.rate_limit("multi:key2", "primary", seconds=12)
+    w.rate_limit("beta:key1", "backup", seconds=7.2)
+    err = w.error("primary", now=now)
+    assert (err.status, err.kind, err.retry_after) == (503, "model_unavailable", retry_after)
+    assert f"{retry_after}s" in err.message
+
+
+def test_no_credentials_anywhere_is_503_naming_the_env_var():
+    w = World([model("m", "openai")], providers={})
+    err = w.error("m")
+    assert (err.status, err.kind, err.retry_after) == (503, "no_credentials", None)
+    assert "OPENAI_API_KEY" in err.message and "providers.openai.api_key" in err.message
+
+
+def test_no_credentials_on_custom_provider_names_the_config_key():
+    err = World([model("m", "nokey")], strategy="none").error("m")
+    assert (err.status, err.kind, err.retry_after) == (503, "no_credentials", None)
+    assert "providers.nokey.api_key" in err.message
+
+
+def test_round_robin_over_credentials():
+    w = World([model("m", "multi")], providers={"multi": provider(OPENAI, "a", "b", "c")})
+    assert [w.resolve("m", turn=t).credential.id for t in range(6)] == [
+        "multi:key1", "multi:key2", "multi:key3", "multi:key1", "multi:key2", "multi:key3"]
+    w.rate_limit("multi:key2", "m")
+    assert [w.resolve("m", turn=t).credential.secret for t in range(4)] == ["a", "c", "a", "c"]
+
+
+def test_resolve_does_not_change_health():
+    w = World([model("m", "alpha")])
+    for _ in range(3):
+        w.resolve("m")
+    assert w.health.blocked("alpha:key1", "m", NOW) is None
+
+
+# ---------------------------------------------------------------- availability
+
+def test_availability_reasons():
+    w = World([model("m", "multi"), model("orphan", "nokey")],
+              providers={**PROVIDERS, "multi": provider(OPENAI, "a", "b")})
+    reg, health = w.registry, w.health
+    (m,) = reg.lookup("m")
+    (orphan,) = reg.lookup("orphan")
+
+    none = availability(orphan, reg, health, NOW)
+    assert (none.available, none.credentials, none.reason, none.until) == (False, 0, "no credential", None)
+
+    fresh = availability(m, reg, health, NOW)
+    assert (fresh.available, fresh.credentials, fresh.reason) == (True, 2, None)
+
+    w.rate_limit("multi:key1", "m", seconds=50)
+    assert availability(m, reg, health, NOW).available  # key2 still serves it
+
+    health.observe("multi:key2", "other-model", 401, None, NOW)  # suspends key2 for every model
+    state = availability(m, reg, health, NOW)
+    assert (state.available, state.credentials, state.until) == (False, 2, NOW + 50)  # the soonest recovery
+    assert "cool" in state.reason and "rate limited (429), retry-after 50s" in state.reason
+
+    after = availability(m, reg, health, NOW + 50)
+    assert (after.available, after.reason) == (True, None)
+
+
+def test_availability_of_a_suspended_model():
+    w = World([model("m", "alpha")])
+    w.health.observe("alpha:key1", "m", 404, None, NOW)
+    (m,) = w.registry.lookup("m")
+    state = availability(m, w.registry, w.health, NOW)
+    assert (state.available, state.credentials, state.until) == (False, 1, NOW + w.settings.health.not_found_suspension)
+    assert state.reason.startswith("suspended") and "model not found (404)" in state.reason

@@ -122,6 +122,7 @@ def _transcoder_filter() -> dict[str, Any]:
             "print_options": {"preserve_proto_field_names": True, "always_print_primitive_fields": True},
             "convert_grpc_status": True,
             "match_incoming_request_route": True,
+            "url_unescape_spec": "ALL_CHARACTERS",  # ids like groq/openai/gpt-oss-20b arrive as %2F
         },
     }
 

@@ -10,13 +10,16 @@ import signal
 import socket
 import sys
 import tempfile
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import grpc
+import httpx
 
 from extproc.bootstrap import render_bootstrap
 from extproc.core.config import Settings
+from extproc.discovery.refresh import Discovery
 from extproc.gateway import Gateway
 from extproc.server import start_server
 
@@ -47,13 +50,28 @@ def report_credentials(settings: Settings) -> None:
                         "to the config)", name, how, name)
 
 
+@contextlib.asynccontextmanager
+async def discovering(settings: Settings, gateway: Gateway) -> AsyncIterator[Discovery]:
+    """Provider model lists refreshed in the background for as long as the block runs."""
+    async with httpx.AsyncClient(follow_redirects=False) as client:
+        discovery = Discovery(settings, client, gateway.update_models)
+        task = asyncio.create_task(discovery.run())
+        try:
+            yield discovery
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
 async def serve(settings: Settings) -> None:
     """The processor alone (a sidecar beside an Envoy configured elsewhere)."""
     gateway = Gateway(settings)
     report_credentials(settings)
     server = await start_server(settings, gateway)
     log.info("processor listening on %s", settings.processor)
-    await _until_signalled(server)
+    async with discovering(settings, gateway):
+        await _until_signalled(server)
 
 
 async def up(settings: Settings) -> None:
@@ -73,11 +91,12 @@ async def up(settings: Settings) -> None:
             args += ["--concurrency", str(settings.envoy_concurrency)]
         envoy = await asyncio.create_subprocess_exec(*args)
         try:
-            await _wait_listening(settings.listen.host, settings.listen.port, envoy)
-            url = f"http://{settings.listen.host}:{settings.listen.port}"
-            print(f"extproc ready at {url} (OpenAI SDKs: base URL {url}/v1; Anthropic and Gemini SDKs: {url})",
-                  flush=True)
-            await _until_signalled(server, envoy)
+            async with discovering(settings, gateway):
+                await _wait_listening(settings.listen.host, settings.listen.port, envoy)
+                url = f"http://{settings.listen.host}:{settings.listen.port}"
+                print(f"extproc ready at {url} (OpenAI SDKs: base URL {url}/v1; Anthropic and Gemini SDKs: {url})",
+                      flush=True)
+                await _until_signalled(server, envoy)
         finally:
             if envoy.returncode is None:
                 envoy.terminate()

@@ -23,6 +23,16 @@ class Recorded:
 
 
 @dataclass
+class Listing:
+    """How the provider answers its model-list endpoint."""
+
+    ids: list[str] = field(default_factory=list)
+    status: int = 200
+    delay: float = 0.0  # seconds before answering (past the gateway's timeout: a slow provider)
+    raw: bytes | None = None  # answer these bytes instead (malformed JSON)
+
+
+@dataclass
 class Scripted:
     status: int
     headers: dict[str, str] = field(default_factory=dict)
@@ -34,7 +44,9 @@ class FakeProvider:
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.requests: list[Recorded] = []
+        self.requests: list[Recorded] = []  # everything but model-list calls
+        self.list_requests: list[Recorded] = []
+        self.listing = Listing()
         self._script: deque[Scripted] = deque()
         self._lock = threading.Lock()
         provider = self
@@ -49,8 +61,12 @@ class FakeProvider:
                 length = int(self.headers.get("content-length") or 0)
                 body = self.rfile.read(length) if length else b""
                 headers = {k.lower(): v for k, v in self.headers.items()}
-                provider._record(Recorded(self.command, self.path, headers, body))
-                status, headers, payload = provider._answer(self.path, body)
+                recorded = Recorded(self.command, self.path, headers, body)
+                if self.command == "GET" and self.path.partition("?")[0].endswith("/models"):
+                    status, headers, payload = provider._list_answer(recorded)
+                else:
+                    provider._record(recorded)
+                    status, headers, payload = provider._answer(self.path, body)
                 if headers.get("content-type") == "text/event-stream":
                     self._stream(status, headers, payload)
                     return
@@ -93,7 +109,21 @@ class FakeProvider:
     def reset(self) -> None:
         with self._lock:
             self.requests.clear()
+            self.list_requests.clear()
             self._script.clear()
+            self.listing = Listing()
+
+    def _list_answer(self, recorded: Recorded) -> tuple[int, dict[str, str], bytes]:
+        with self._lock:
+            self.list_requests.append(recorded)
+            listing = self.listing
+        if listing.delay:
+            time.sleep(listing.delay)
+        if listing.raw is not None:
+            return listing.status, {"content-type": "application/json"}, listing.raw
+        if listing.status != 200:
+            return listing.status, {"content-type": "application/json"}, b'{"error":{"message":"list failed"}}'
+        return 200, {"content-type": "application/json"}, json.dumps(model_list(recorded.path, listing.ids)).encode()
 
     def wait_for(self, count: int, timeout: float = 5.0) -> list[Recorded]:
         deadline = time.monotonic() + timeout
@@ -136,6 +166,17 @@ def chat_stream(model: str) -> bytes:
         events.append(b"data: " + json.dumps(chunk).encode())
     events.append(b"data: [DONE]")
     return b"\n\n".join(events) + b"\n\n"
+
+
+def model_list(path: str, ids: list[str]) -> dict[str, Any]:
+    """A model list in the shape of the API the path belongs to."""
+    if path.startswith("/v1beta/"):
+        return {"models": [{"name": f"models/{i}", "inputTokenLimit": 1048576, "outputTokenLimit": 65536,
+                            "supportedGenerationMethods": ["embedContent"] if "embed" in i else ["generateContent"]}
+                           for i in ids]}
+    return {"object": "list", "data": [{"id": i, "object": "model", "created": 1750000000, "owned_by": "fake",
+                                        "type": "model", "created_at": "2025-06-15T00:00:00Z"} for i in ids],
+            "has_more": False}
 
 
 def success_body(path: str, doc: dict[str, Any]) -> dict[str, Any]:

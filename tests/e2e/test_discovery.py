@@ -1,0 +1,163 @@
+"""Discovery against fake providers (real HTTP servers): headers, merge, TTL, timeouts, failures."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from extproc.core.config import Settings, parse_settings
+from extproc.discovery.parse import Listed
+from extproc.discovery.refresh import Discovery
+from extproc.gateway import Gateway
+from tests.conftest import SECRETS, Stack, provider_config
+from tests.fakes import FakeProvider, Listing
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make_settings(fakes: dict[str, FakeProvider], **raw: Any) -> Settings:
+    config = {"providers": provider_config(fakes, without=("mistral",)), "discovery": {"ttl": 60, "timeout": 0.5}}
+    return parse_settings({**config, **raw}, {})
+
+
+def run(settings: Settings, clock: Clock, steps: Callable[[Discovery], Any]) -> list[Mapping[str, tuple[Listed, ...]]]:
+    updates: list[Mapping[str, tuple[Listed, ...]]] = []
+
+    async def go() -> None:
+        async with httpx.AsyncClient() as client:
+            await steps(Discovery(settings, client, updates.append, clock=clock))
+
+    asyncio.run(go())
+    return updates
+
+
+def test_each_provider_is_asked_its_own_way(fakes: dict[str, FakeProvider]) -> None:
+    for fake in fakes.values():
+        fake.listing = Listing(ids=[f"{fake.name}-listed"])
+    updates = run(make_settings(fakes), Clock(), lambda d: d.refresh_due())
+    assert {name: [m.id for m in models] for name, models in updates[-1].items()} == {
+        n: [f"{n}-listed"] for n in ("openai", "anthropic", "gemini", "groq")}
+    openai_call, = fakes["openai"].list_requests
+    assert (openai_call.path, openai_call.headers["authorization"]) == ("/v1/models", f"Bearer {SECRETS['openai']}")
+    anthropic_call, = fakes["anthropic"].list_requests
+    assert anthropic_call.headers["x-api-key"] == SECRETS["anthropic"]
+    assert anthropic_call.headers["anthropic-version"] == "2023-06-01"
+    gemini_call, = fakes["gemini"].list_requests
+    assert gemini_call.path == "/v1beta/models" and gemini_call.headers["x-goog-api-key"] == SECRETS["gemini"]
+    assert fakes["groq"].list_requests[0].path == "/openai/v1/models"
+    assert fakes["mistral"].list_requests == []  # no credential, no call
+
+
+def test_discovered_models_merge_with_the_catalog(fakes: dict[str, FakeProvider]) -> None:
+    fakes["openai"].listing = Listing(ids=["gpt-6-luna", "fresh-model"])
+    fakes["gemini"].listing = Listing(ids=["gemini-new-embedding"])
+    settings = make_settings(fakes)
+    updates = run(settings, Clock(), lambda d: d.refresh_due())
+    gateway = Gateway(settings)
+    gateway.update_models(updates[-1])
+    fresh, = gateway.registry.lookup("fresh-model")
+    assert fresh.discovered and fresh.provider == "openai"
+    luna, = gateway.registry.lookup("gpt-6-luna")
+    assert not luna.discovered and luna.input_price > 0  # the catalog's metadata wins
+    embed, = gateway.registry.lookup("gemini-new-embedding")
+    assert embed.mode == "embedding" and embed.context_window == 1048576
+    assert gateway.registry.lookup("claude-sonnet-5-5")  # catalog models a provider does not list stay
+
+
+def test_ttl_caches_then_refreshes(fakes: dict[str, FakeProvider]) -> None:
+    clock = Clock()
+    fakes["openai"].listing = Listing(ids=["one"])
+
+    async def steps(d: Discovery) -> None:
+        await d.refresh_due()
+        clock.now += 59
+        await d.refresh_due()
+        assert len(fakes["openai"].list_requests) == 1
+        fakes["openai"].listing = Listing(ids=["one", "two"])
+        clock.now += 1
+        await d.refresh_due()
+        assert len(fakes["openai"].list_requests) == 2
+
+    updates = run(make_settings(fakes), clock, steps)
+    assert [m.id for m in updates[-1]["openai"]] == ["one", "two"]
+
+
+def test_failures_keep_the_last_good_list_and_log_once_per_episode(
+        fakes: dict[str, FakeProvider], caplog: pytest.LogCaptureFixture) -> None:
+    clock = Clock()
+    fakes["openai"].listing = Listing(ids=["kept"])
+
+    async def steps(d: Discovery) -> None:
+        await d.refresh_due()
+        for failure in (Listing(status=500), Listing(raw=b"{not json"), Listing(status=500)):
+            fakes["openai"].listing = failure
+            clock.now += 60
+            await d.refresh_due()
+        assert [m.id for m in d.lists()["openai"]] == ["kept"]
+        fakes["openai"].listing = Listing(ids=["kept", "back"])
+        clock.now += 60
+        await d.refresh_due()
+
+    with caplog.at_level(logging.INFO, logger="extproc.discovery"):
+        updates = run(make_settings(fakes), clock, steps)
+    failures = [r.getMessage() for r in caplog.records if "provider=openai failed" in r.getMessage()]
+    assert len(failures) == 1 and "HTTP 500" in failures[0] and "keeping the last good list (1 models)" in failures[0]
+    assert any("provider=openai recovered: 2 models" in r.getMessage() for r in caplog.records)
+    assert [m.id for m in updates[-1]["openai"]] == ["kept", "back"]
+    assert len(fakes["openai"].list_requests) == 5
+    assert all(SECRETS["openai"] not in r.getMessage() for r in caplog.records)
+
+
+def test_slow_and_malformed_providers_time_out_without_holding_up_others(
+        fakes: dict[str, FakeProvider], caplog: pytest.LogCaptureFixture) -> None:
+    fakes["gemini"].listing = Listing(ids=["late"], delay=1.5)
+    fakes["groq"].listing = Listing(raw=b"<html>oops</html>")
+    fakes["openai"].listing = Listing(ids=["prompt"])
+    started = time.monotonic()
+    with caplog.at_level(logging.INFO, logger="extproc.discovery"):
+        updates = run(make_settings(fakes), Clock(), lambda d: d.refresh_due())
+    assert time.monotonic() - started < 1.4  # the 0.5 s timeout, not the provider's 1.5 s
+    assert "gemini" not in updates[-1] and "groq" not in updates[-1]
+    assert [m.id for m in updates[-1]["openai"]] == ["prompt"]
+    messages = " | ".join(r.getMessage() for r in caplog.records)
+    assert "provider=gemini failed: timed out; using the catalog" in messages
+    assert "provider=groq failed: not JSON" in messages
+
+
+def test_discovery_can_be_turned_off(fakes: dict[str, FakeProvider]) -> None:
+    providers = provider_config(fakes)
+    providers["openai"]["discovery"] = False
+    run(make_settings(fakes, providers=providers), Clock(), lambda d: d.refresh_due())
+    assert fakes["openai"].list_requests == [] and fakes["groq"].list_requests
+    run(make_settings(fakes, discovery=False), Clock(), lambda d: d.refresh_due())
+    assert fakes["openai"].list_requests == [] and len(fakes["groq"].list_requests) == 1
+
+
+def test_a_running_gateway_serves_discovered_models(
+        fakes: dict[str, FakeProvider], make_stack: Callable[[dict[str, Any]], Stack]) -> None:
+    fakes["openai"].listing = Listing(ids=["fresh-model"])
+    stack = make_stack({"providers": provider_config(fakes), "discovery": {"ttl": 60}})
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        models = {m["id"]: m for m in httpx.get(stack.url + "/v1/models").json()["data"]}
+        if "fresh-model" in models:
+            break
+        time.sleep(0.1)
+    assert models["fresh-model"]["discovered"] is True and models["fresh-model"]["available"] is True
+    oa = openai.OpenAI(base_url=f"{stack.url}/v1", api_key="unused", max_retries=0)
+    chat = [{"role": "user", "content": "hi"}]
+    raw = oa.chat.completions.with_raw_response.create(model="fresh-model", messages=chat)  # type: ignore[arg-type]
+    assert raw.headers["x-extproc-route"] == "direct" and raw.headers["x-extproc-provider"] == "openai"

@@ -98,6 +98,7 @@ def _ext_proc_filter(settings: Settings) -> dict[str, Any]:
                 "max_receive_message_length": settings.max_request_bytes + _GRPC_LIMIT_SLACK,
             }},
             "failure_mode_allow": False,
+            "allow_mode_override": True,  # a Code Assist answer is unwrapped: its body is asked for per request
             "message_timeout": "5s",
             "processing_mode": {
                 "request_header_mode": "SEND",

@@ -3,21 +3,31 @@
 from __future__ import annotations
 
 import itertools
+import logging
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
+from typing import Protocol
 
-from extproc.core.config import Settings
-from extproc.core.errors import ClientError
+import orjson
+
+from extproc.core.config import Credential, Settings
+from extproc.core.errors import ClientError, CredentialUnavailable
 from extproc.core.health import Block, Health
 from extproc.core.registry import Registry
 from extproc.core.resolve import Decision, resolve
 from extproc.discovery.merge import merge_discovered
 from extproc.discovery.parse import Listed
-from extproc.formats import api_for_path, match_endpoint
+from extproc.formats import Endpoint, ParsedRequest, api_for_path, match_endpoint
+from extproc.formats.anthropic import prepend_system
 from extproc.formats.errors import error_body, error_headers
-from extproc.providers import CLIENT_CREDENTIAL_HEADERS, Api
+from extproc.formats.gemini import codeassist_request
+from extproc.providers import CLIENT_CREDENTIAL_HEADERS, Api, AuthStyle
+
+log = logging.getLogger("extproc.request")
+_SECRET_ATTEMPTS = 3  # credentials tried per request when a login's token cannot be had
 
 ROUTE_HEADER = "x-extproc-provider"
 MODEL_HEADER = "x-extproc-model"
@@ -33,6 +43,7 @@ class Forward:
     default_headers: Mapping[str, str]  # add only when the client did not send them
     remove_headers: tuple[str, ...]
     body: bytes | None  # None: the body goes as it came
+    unwrap: str | None = None  # the response needs unwrapping (codeassist) before the client sees it
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +56,27 @@ class Reply:
     error: ClientError | None = field(default=None)
 
 
+class SecretSource(Protocol):
+    """Where a credential's secret comes from at request time (a login's token may need a refresh)."""
+
+    async def secret(self, credential: Credential) -> str: ...
+
+    def invalidate(self, credential: Credential) -> None:
+        """The upstream refused this credential's token (401): fetch a fresh one before its next use."""
+
+
+class StaticSecrets:
+    """API keys only: the secret is in the credential."""
+
+    async def secret(self, credential: Credential) -> str:
+        if credential.account is not None:
+            raise CredentialUnavailable(f"no account manager for login {credential.id}", permanent=False)
+        return credential.secret
+
+    def invalidate(self, credential: Credential) -> None:
+        pass  # an API key cannot be refreshed; health suspends it
+
+
 def reject(api: Api, err: ClientError) -> Reply:
     return Reply(err.status, error_headers(err), error_body(api, err), err)
 
@@ -52,8 +84,12 @@ def reject(api: Api, err: ClientError) -> Reply:
 class Gateway:
     """Holds the swappable registry and the health state; each method is one step of the request path."""
 
-    def __init__(self, settings: Settings, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, settings: Settings, clock: Callable[[], float] = time.time,
+                 secrets: SecretSource | None = None) -> None:
         self.settings = settings
+        self.secrets: SecretSource = secrets or StaticSecrets()
+        self.logins: tuple[Credential, ...] = ()
+        self._lists: Mapping[str, tuple[Listed, ...]] = {}
         self.registry = Registry.build(settings)
         self.health = Health(settings.health)
         self._clock = clock
@@ -64,7 +100,17 @@ class Gateway:
 
     def update_models(self, lists: Mapping[str, tuple[Listed, ...]]) -> None:
         """Swap in a registry that includes what discovery found (one assignment: readers see old or new)."""
-        self.registry = Registry.build(self.settings, models=merge_discovered(self.settings.models, lists))
+        self._lists = lists
+        self._rebuild()
+
+    def update_logins(self, logins: tuple[Credential, ...]) -> None:
+        """Swap in a registry whose credentials include these logins."""
+        self.logins = logins
+        self._rebuild()
+
+    def _rebuild(self) -> None:
+        models = merge_discovered(self.settings.models, self._lists)
+        self.registry = Registry.build(self.settings, extra_credentials=self.logins, models=models)
 
     def on_headers(self, method: str, path: str, end_of_stream: bool) -> Reply | None:
         """Answer what needs no body; None means: wait for the body."""
@@ -85,36 +131,77 @@ class Gateway:
             return reject(endpoint.api, ClientError(400, "invalid_request", "The request body is empty."))
         return None
 
-    def on_body(self, path: str, body: bytes) -> Forward | Reply:
+    async def on_body(self, path: str, body: bytes, client_headers: Mapping[str, str] | None = None) -> Forward | Reply:
+        """Resolve, fetch the credential's secret (a login may refresh), and build the one mutation."""
         endpoint = match_endpoint(path)
         if endpoint is None:  # on_headers answered these already; kept for a direct caller
             return reject(api_for_path(path), ClientError(404, "unknown_endpoint", f"{path} is not served here."))
         try:
             parsed = endpoint.read(body)
-            decision = resolve(parsed.view, self.registry, self.health, self._clock(), next(self._turns))
         except ClientError as err:
             return reject(endpoint.api, err)
-        provider, api = decision.provider, endpoint.api
-        new_body = endpoint.new_body(parsed, decision)
-        set_headers = {
-            ROUTE_HEADER: provider.name,
-            MODEL_HEADER: decision.model.id,
-            REASON_HEADER: decision.why,
-            **provider.auth_headers(api, decision.credential.secret),
-        }
-        upstream_path = provider.upstream_path(api, endpoint.upstream_rest(decision))
-        if upstream_path != path:
-            set_headers[":path"] = upstream_path
-        if new_body is not None:
-            set_headers["content-length"] = str(len(new_body))
-        remove = tuple(h for h in CLIENT_CREDENTIAL_HEADERS if h not in set_headers)
-        return Forward(decision, set_headers, provider.headers, remove, new_body)
+        for _ in range(_SECRET_ATTEMPTS):
+            try:
+                decision = resolve(parsed.view, self.registry, self.health, self._clock(), next(self._turns))
+            except ClientError as err:
+                return reject(endpoint.api, err)
+            try:
+                secret = await self.secrets.secret(decision.credential)
+            except CredentialUnavailable as exc:
+                # Fail closed for this credential, and let resolution pick the next one.
+                log.warning("credential %s unavailable: %s", decision.credential.id, exc.reason)
+                until = math.inf if exc.permanent else self._clock() + self.settings.health.server_error_cooldown
+                self.health.suspend(decision.credential.id, exc.reason, until)
+                continue
+            return build_forward(endpoint, parsed, decision, secret, client_headers or {})
+        return reject(endpoint.api, ClientError(503, "credentials_unavailable",
+                                                "No credential for this model could be used right now."))
 
     def on_response(self, decision: Decision, status: int, headers: Mapping[str, str]) -> Block | None:
         """Learn from the upstream's response headers; returns the block it caused, if any."""
         now = self._clock()
+        cred = decision.credential
+        if status == 401 and cred.account is not None:
+            self.secrets.invalidate(cred)  # a login's token is refreshed, not the login suspended
+            return None
         retry_after = parse_retry_after(headers, now)
-        return self.health.observe(decision.credential.id, decision.model.id, status, retry_after, now)
+        return self.health.observe(cred.id, decision.model.id, status, retry_after, now)
+
+
+def build_forward(endpoint: Endpoint, parsed: ParsedRequest, decision: Decision, secret: str,
+                  client_headers: Mapping[str, str]) -> Forward:
+    """The mutation that sends this request to the decision's provider with its credential. Pure."""
+    provider, api, cred = decision.provider, endpoint.api, decision.credential
+    changed = endpoint.new_body(parsed, decision) is not None
+    if cred.system_prefix and api is Api.ANTHROPIC:
+        changed = prepend_system(parsed.doc, cred.system_prefix) or changed
+    rest = endpoint.upstream_rest(decision)
+    if provider.transform == "codeassist":
+        rest, doc = codeassist_request(endpoint, decision, parsed.doc, cred.project)
+        new_body: bytes | None = orjson.dumps(doc)
+    else:
+        new_body = orjson.dumps(parsed.doc) if changed else None
+    auth = {"authorization": f"Bearer {secret}"} if cred.auth is AuthStyle.BEARER else \
+        {cred.auth.value: secret} if cred.auth is not None else provider.auth_headers(api, secret)
+    set_headers = {ROUTE_HEADER: provider.name, MODEL_HEADER: decision.model.id, REASON_HEADER: decision.why, **auth}
+    for name, value in cred.merge_headers.items():
+        set_headers[name] = merge_header_values(client_headers.get(name), value)
+    upstream_path = provider.upstream_path(api, rest)
+    if upstream_path != endpoint.path:
+        set_headers[":path"] = upstream_path
+    if new_body is not None:
+        set_headers["content-length"] = str(len(new_body))
+    remove = tuple(h for h in CLIENT_CREDENTIAL_HEADERS if h not in set_headers)
+    defaults = {**provider.headers, **cred.headers}
+    return Forward(decision, set_headers, defaults, remove, new_body,
+                   unwrap="codeassist" if provider.transform == "codeassist" else None)
+
+
+def merge_header_values(client: str | None, ours: str) -> str:
+    """A comma-separated header with our values added to the client's (e.g. anthropic-beta flags)."""
+    values = [v.strip() for v in (client or "").split(",") if v.strip()]
+    values += [v for v in (x.strip() for x in ours.split(",")) if v and v not in values]
+    return ",".join(values)
 
 
 def parse_retry_after(headers: Mapping[str, str], now: float) -> float | None:

@@ -47,11 +47,25 @@ class Address:
 
 @dataclass(frozen=True, slots=True)
 class Credential:
-    """One secret that can serve a provider's models. The secret never appears in a repr or a log."""
+    """One way to serve a provider's models: an API key, or a login whose token is fetched per request.
+
+    The secret never appears in a repr or a log; ids do (`openai:key1`, `claude-3f9a1c`).
+    """
 
     id: str
-    provider: str
-    secret: str = field(repr=False)
+    provider: str  # whose models it serves
+    secret: str = field(repr=False, default="")  # an API key; empty for logins
+    upstream: str = ""  # the provider entry requests go to, when not `provider` (e.g. chatgpt for Codex)
+    account: str | None = None  # a login's account id: its token comes from the account manager
+    auth: AuthStyle | None = None  # overrides the upstream's auth style
+    headers: Mapping[str, str] = field(default_factory=dict)  # set when the client did not send them
+    merge_headers: Mapping[str, str] = field(default_factory=dict)  # comma-joined with the client's values
+    system_prefix: str | None = None  # text the provider requires first in an Anthropic system prompt
+    project: str | None = None  # Code Assist project of a Gemini login
+
+    @property
+    def route(self) -> str:
+        return self.upstream or self.provider
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,7 +262,8 @@ def _address(value: Any, key: str, default: Address) -> Address:
     return Address(host, port)
 
 
-_PROVIDER_KEYS = {"base_url", "auth", "api_key", "api_keys", "api_key_env", "headers", "apis", "discovery"}
+_PROVIDER_KEYS = {"base_url", "auth", "api_key", "api_keys", "api_key_env", "headers", "apis", "discovery",
+                  "transform", "prefer"}
 _DISCOVERY_STYLES = ("openai", "anthropic", "gemini")
 
 
@@ -346,7 +361,10 @@ def _provider(name: str, data: Mapping[str, Any], key: str, discovery: Discovery
     env_name = data.get("api_key_env")
     return ProviderSpec(name=name, base_url=base_url, auth=AuthStyle(auth), apis=apis, headers=headers,
                         api_key_env=str(env_name) if env_name else None,
-                        discovery=_discovery(data.get("discovery"), f"{key}.discovery", discovery, apis))
+                        discovery=_discovery(data.get("discovery"), f"{key}.discovery", discovery, apis),
+                        transform=_choice(data["transform"], f"{key}.transform", ("codeassist",))
+                        if data.get("transform") else None,
+                        prefer=_choice(data.get("prefer", "api_key"), f"{key}.prefer", ("api_key", "login")))
 
 
 def _credentials(provider: str, data: Mapping[str, Any], key: str) -> list[Credential]:

@@ -21,3 +21,12 @@ class ClientError(Exception):
 
 class ConfigError(Exception):
     """Invalid configuration; the message names the key and the fix."""
+
+
+class CredentialUnavailable(Exception):
+    """A credential's secret cannot be had (a login whose refresh failed). Never carries the secret."""
+
+    def __init__(self, reason: str, permanent: bool) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.permanent = permanent

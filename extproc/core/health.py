@@ -6,6 +6,7 @@ without sleeping; a lock keeps them safe if a thread ever shares the object with
 
 from __future__ import annotations
 
+import math
 import threading
 from dataclasses import dataclass
 from typing import Protocol
@@ -53,6 +54,15 @@ class Health:
             if cooldown is not None and cooldown.until > now:
                 return Block("cooldown", cooldown.until, cooldown.reason)
             return None
+
+    def suspend(self, credential_id: str, reason: str, until: float = math.inf) -> None:
+        """Take a credential out of rotation for every model (a login whose refresh was refused)."""
+        with self._lock:
+            self._suspended[credential_id] = Block("suspended", until, reason)
+
+    def reinstate(self, credential_id: str) -> None:
+        with self._lock:
+            self._suspended.pop(credential_id, None)
 
     def observe(self, credential_id: str, model_id: str, status: int, retry_after: float | None,
                 now: float) -> Block | None:

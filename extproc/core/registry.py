@@ -35,6 +35,9 @@ class Registry:
         creds: dict[str, list[Credential]] = {name: [] for name in settings.providers}
         for cred in (*settings.credentials, *extra_credentials):
             creds[cred.provider].append(cred)
+        for name, listed in creds.items():
+            if settings.providers[name].prefer == "login":
+                listed.sort(key=lambda c: c.account is None)  # stable: logins first, each group in order
         return cls(
             models=models,
             providers=settings.providers,

@@ -53,7 +53,7 @@ def resolve(req: RequestView, registry: Registry, health: HealthView, now: float
         raise ClientError(404, "model_not_found",
                           f"The model '{req.model}' does not exist on this gateway; GET /v1/models lists the models.",
                           param="model")
-    compatible = [m for m in primaries if registry.providers[m.provider].speaks(req.api, req.endpoint)]
+    compatible = [m for m in primaries if _reachable(m, req, registry)]
     if not compatible:
         owner = primaries[0].provider
         raise ClientError(400, "unsupported_api",
@@ -67,18 +67,18 @@ def resolve(req: RequestView, registry: Registry, health: HealthView, now: float
                           f"{req.mode} requests.", param="model")
     blocks: list[Block] = []
     for model in suitable:
-        cred = _pick(model, registry, health, now, turn, blocks)
+        cred = _pick(model, req, registry, health, now, turn, blocks)
         if cred is not None:
-            return Decision(req.model, model, registry.providers[model.provider], cred, reason)
+            return Decision(req.model, model, registry.providers[cred.route], cred, reason)
     primary = suitable[0]
     tried = {m.qualified for m in suitable}
     for strategy, model in _fallbacks(req, primary, registry):
         if model.qualified in tried:
             continue
         tried.add(model.qualified)
-        cred = _pick(model, registry, health, now, turn, blocks)
+        cred = _pick(model, req, registry, health, now, turn, blocks)
         if cred is not None:
-            return Decision(req.model, model, registry.providers[model.provider], cred, "fallback", strategy)
+            return Decision(req.model, model, registry.providers[cred.route], cred, "fallback", strategy)
     raise _unavailable(req, primary, registry, blocks, now)
 
 
@@ -124,7 +124,7 @@ def _fallbacks(req: RequestView, primary: ModelSpec, registry: Registry) -> Iter
 
 
 def _can_serve(model: ModelSpec, req: RequestView, registry: Registry) -> bool:
-    if model.mode != req.mode or not registry.providers[model.provider].speaks(req.api, req.endpoint):
+    if model.mode != req.mode or not _reachable(model, req, registry):
         return False
     if not req.needs <= model.capabilities:
         return False
@@ -136,15 +136,24 @@ def _can_serve(model: ModelSpec, req: RequestView, registry: Registry) -> bool:
                 and req.max_output_tokens > model.max_output_tokens)
 
 
+def _reachable(model: ModelSpec, req: RequestView, registry: Registry) -> bool:
+    """Whether the model's provider, or an upstream one of its credentials goes to, takes this request as is."""
+    if registry.providers[model.provider].speaks(req.api, req.endpoint):
+        return True
+    return any(registry.providers[c.route].speaks(req.api, req.endpoint) for c in registry.credentials_for(model))
+
+
 def _price_distance(model: ModelSpec, primary: ModelSpec) -> float:
     """How far apart two models sit in price tier (log scale), a proxy for comparable quality."""
     return abs(math.log1p(model.blended_price) - math.log1p(primary.blended_price))
 
 
-def _pick(model: ModelSpec, registry: Registry, health: HealthView, now: float, turn: int,
+def _pick(model: ModelSpec, req: RequestView, registry: Registry, health: HealthView, now: float, turn: int,
           blocks: list[Block]) -> Credential | None:
     usable: list[Credential] = []
     for cred in registry.credentials_for(model):
+        if not registry.providers[cred.route].speaks(req.api, req.endpoint):
+            continue  # e.g. a Codex login serves OpenAI models through the Responses API only
         block = health.blocked(cred.id, model.id, now)
         if block is None:
             usable.append(cred)

@@ -11,11 +11,13 @@ from collections.abc import AsyncIterator, Mapping
 
 import grpc
 from envoy.config.core.v3 import base_pb2
+from envoy.extensions.filters.http.ext_proc.v3 import processing_mode_pb2
 from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as pb_grpc
 from envoy.type.v3 import http_status_pb2
 
 from extproc.core.resolve import Decision
+from extproc.formats.gemini import SseUnwrapper, unwrap_codeassist
 from extproc.gateway import Forward, Gateway, Reply
 
 log = logging.getLogger("extproc.request")
@@ -25,8 +27,15 @@ _CONTINUE_RESPONSE_HEADERS = pb.ProcessingResponse(response_headers=pb.HeadersRe
 _CONTINUE_REQUEST_BODY = pb.ProcessingResponse(request_body=pb.BodyResponse())
 _OVERWRITE = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
 _ADD_IF_ABSENT = base_pb2.HeaderValueOption.ADD_IF_ABSENT
-_WANTED_REQUEST_HEADERS = frozenset({":path", ":method", "x-request-id"})
-_WANTED_RESPONSE_HEADERS = frozenset({":status", "retry-after", "retry-after-ms"})
+_WANTED_REQUEST_HEADERS = frozenset({":path", ":method", "x-request-id", "anthropic-beta"})
+_WANTED_RESPONSE_HEADERS = frozenset({":status", "retry-after", "retry-after-ms", "content-type"})
+_BUFFER_RESPONSE = pb.ProcessingResponse(
+    response_headers=pb.HeadersResponse(),
+    mode_override=processing_mode_pb2.ProcessingMode(response_body_mode=processing_mode_pb2.ProcessingMode.BUFFERED))
+_STREAM_RESPONSE = pb.ProcessingResponse(
+    response_headers=pb.HeadersResponse(response=pb.CommonResponse(
+        header_mutation=pb.HeaderMutation(remove_headers=["content-length"]))),
+    mode_override=processing_mode_pb2.ProcessingMode(response_body_mode=processing_mode_pb2.ProcessingMode.STREAMED))
 
 
 def header_map(headers: pb.HttpHeaders, wanted: frozenset[str]) -> dict[str, str]:
@@ -74,13 +83,15 @@ class ExternalProcessor(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc
     ) -> AsyncIterator[pb.ProcessingResponse]:
         gateway = self._gateway
         path = method = request_id = ""
-        decision: Decision | None = None
+        client_headers: dict[str, str] = {}
+        forward: Forward | None = None
+        sse: SseUnwrapper | None = None
         async for request in request_iterator:
             kind = request.WhichOneof("request")
             if kind == "request_headers":
-                headers = header_map(request.request_headers, _WANTED_REQUEST_HEADERS)
-                path, method = headers.get(":path", ""), headers.get(":method", "")
-                request_id = headers.get("x-request-id", "-")
+                client_headers = header_map(request.request_headers, _WANTED_REQUEST_HEADERS)
+                path, method = client_headers.get(":path", ""), client_headers.get(":method", "")
+                request_id = client_headers.get("x-request-id", "-")
                 reply = gateway.on_headers(method, path, request.request_headers.end_of_stream)
                 if reply is not None:
                     _log_reply(request_id, method, path, reply)
@@ -88,27 +99,48 @@ class ExternalProcessor(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc
                     return
                 yield _CONTINUE_REQUEST_HEADERS
             elif kind == "request_body":
-                outcome = gateway.on_body(path, request.request_body.body)
+                outcome = await gateway.on_body(path, request.request_body.body, client_headers)
                 if isinstance(outcome, Reply):
                     _log_reply(request_id, method, path, outcome)
                     yield immediate_response(outcome)
                     return
-                decision = outcome.decision
+                forward, decision = outcome, outcome.decision
                 log.info("route rid=%s requested=%s resolved=%s provider=%s why=%s credential=%s",
                          request_id, decision.requested, decision.model.id, decision.provider.name,
                          decision.why, decision.credential.id)
                 yield forward_response(outcome)
             elif kind == "response_headers":
-                if decision is not None:
-                    headers = header_map(request.response_headers, _WANTED_RESPONSE_HEADERS)
-                    _observe(gateway, request_id, decision, headers)
-                yield _CONTINUE_RESPONSE_HEADERS
+                if forward is None:
+                    yield _CONTINUE_RESPONSE_HEADERS
+                    continue
+                headers = header_map(request.response_headers, _WANTED_RESPONSE_HEADERS)
+                _observe(gateway, request_id, forward.decision, headers)
+                if forward.unwrap is None or request.response_headers.end_of_stream:
+                    yield _CONTINUE_RESPONSE_HEADERS
+                elif headers.get("content-type", "").startswith("text/event-stream"):
+                    sse = SseUnwrapper()
+                    yield _STREAM_RESPONSE
+                else:
+                    yield _BUFFER_RESPONSE
             elif kind == "request_trailers":
                 yield pb.ProcessingResponse(request_trailers=pb.TrailersResponse())
             elif kind == "response_body":
-                yield pb.ProcessingResponse(response_body=pb.BodyResponse())
+                yield _unwrapped_body(request.response_body, sse)
             elif kind == "response_trailers":
                 yield pb.ProcessingResponse(response_trailers=pb.TrailersResponse())
+
+
+def _unwrapped_body(body: pb.HttpBody, sse: SseUnwrapper | None) -> pb.ProcessingResponse:
+    """Code Assist's answer with its envelope removed: per SSE event when streamed, else whole."""
+    if sse is not None:
+        common = pb.CommonResponse()
+        common.body_mutation.body = sse.feed(body.body, body.end_of_stream)
+        return pb.ProcessingResponse(response_body=pb.BodyResponse(response=common))
+    unwrapped = unwrap_codeassist(body.body)
+    common = pb.CommonResponse(header_mutation=pb.HeaderMutation(set_headers=_header_options(
+        {"content-length": str(len(unwrapped))}, _OVERWRITE)))
+    common.body_mutation.body = unwrapped
+    return pb.ProcessingResponse(response_body=pb.BodyResponse(response=common))
 
 
 def _observe(gateway: Gateway, request_id: str, decision: Decision, headers: dict[str, str]) -> None:

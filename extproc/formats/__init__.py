@@ -33,7 +33,7 @@ def match_endpoint(path: str) -> Endpoint | None:
     for pattern, api, name, prefix, parse in _ENDPOINTS:
         found = pattern.fullmatch(bare)
         if found:
-            return Endpoint(api, name, parse, prefix, found, query)
+            return Endpoint(api, name, parse, prefix, found, query, path)
     return None
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from extproc.core.resolve import RequestView
-from extproc.formats.base import ParsedRequest, body_model, decode_object, measure, positive_int
+from extproc.formats.base import JsonObject, ParsedRequest, body_model, decode_object, measure, positive_int
 from extproc.providers import Api
 
 
@@ -27,3 +27,23 @@ def parse_messages(body: bytes, _: re.Match[str]) -> ParsedRequest:
         needs.add("structured_output")
     view = RequestView(Api.ANTHROPIC, model, "chat", frozenset(needs), tokens, positive_int(doc, "max_tokens"))
     return ParsedRequest(view, doc)
+
+
+def prepend_system(doc: JsonObject, prefix: str) -> bool:
+    """Put `prefix` first in the system prompt (a login that requires it); True when the body changed."""
+    system = doc.get("system")
+    block = {"type": "text", "text": prefix}
+    if system is None or system == "":
+        doc["system"] = [block]
+    elif isinstance(system, str):
+        if system.startswith(prefix):
+            return False
+        doc["system"] = [block, {"type": "text", "text": system}]
+    elif isinstance(system, list):
+        first = system[0] if system else None
+        if isinstance(first, dict) and isinstance(first.get("text"), str) and first["text"].startswith(prefix):
+            return False
+        doc["system"] = [block, *system]
+    else:
+        return False  # not a shape Anthropic accepts: the provider will say so
+    return True

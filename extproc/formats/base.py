@@ -41,6 +41,7 @@ class Endpoint:
     client_prefix: str  # stripped from the client path; the provider's api prefix replaces it
     match: re.Match[str]
     query: str
+    path: str  # as the client sent it
 
     def read(self, body: bytes) -> ParsedRequest:
         """Parse a request body for this endpoint (raises ClientError for bad input)."""

@@ -5,9 +5,11 @@ from __future__ import annotations
 import re
 from urllib.parse import unquote
 
+import orjson
+
 from extproc.core.errors import ClientError
-from extproc.core.resolve import RequestView
-from extproc.formats.base import JsonObject, ParsedRequest, decode_object, measure, positive_int
+from extproc.core.resolve import Decision, RequestView
+from extproc.formats.base import Endpoint, JsonObject, ParsedRequest, decode_object, measure, positive_int
 from extproc.providers import Api
 
 _EMBEDDING_METHODS = frozenset({"embedContent", "batchEmbedContents"})
@@ -59,3 +61,47 @@ def _rewrite_batch_models(doc: JsonObject, model_id: str) -> bool:
             request["model"] = f"models/{model_id}"
             changed = True
     return changed
+
+
+def codeassist_request(endpoint: Endpoint, decision: Decision, doc: JsonObject,
+                       project: str | None) -> tuple[str, JsonObject]:
+    """Code Assist's shape of a Gemini call: POST /v1internal:{method} with {model, project, request}."""
+    method = endpoint.match.group("method")
+    query = "alt=sse" if method == "streamGenerateContent" else ""
+    wrapped: JsonObject = {"model": decision.model.id, "request": doc}
+    if project:
+        wrapped["project"] = project
+    return f"/v1internal:{method}" + (f"?{query}" if query else ""), wrapped
+
+
+def unwrap_codeassist(payload: bytes) -> bytes:
+    """Code Assist answers {"response": {…}, …}; Gemini clients expect the inner object."""
+    try:
+        doc = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return payload
+    if isinstance(doc, dict) and isinstance(doc.get("response"), dict):
+        return orjson.dumps(doc["response"])
+    if isinstance(doc, list):  # a JSON array of chunks (streamGenerateContent without alt=sse)
+        return orjson.dumps([d["response"] if isinstance(d, dict) and "response" in d else d for d in doc])
+    return payload
+
+
+class SseUnwrapper:
+    """Unwraps Code Assist's SSE events as they stream, holding back an event split across chunks."""
+
+    def __init__(self) -> None:
+        self._pending = b""
+
+    def feed(self, chunk: bytes, end: bool) -> bytes:
+        data = self._pending + chunk
+        events = data.split(b"\n\n")
+        self._pending = b"" if end else events.pop()
+        out = []
+        for event in events:
+            if not event.strip():
+                continue
+            lines = [(b"data: " + unwrap_codeassist(line[5:].strip())) if line.startswith(b"data:") else line
+                     for line in event.split(b"\n")]
+            out.append(b"\n".join(lines) + b"\n\n")
+        return b"".join(out)

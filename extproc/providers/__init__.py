@@ -80,6 +80,8 @@ class ProviderSpec:
     headers: Mapping[str, str] = field(default_factory=dict)
     api_key_env: str | None = None
     discovery: DiscoverySpec | None = None
+    transform: str | None = None  # a request shape the upstream needs (codeassist)
+    prefer: str = "api_key"  # api_key | login: which credentials go first when a provider has both
 
     @property
     def upstream(self) -> Upstream:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 from email.utils import format_datetime
@@ -49,7 +50,7 @@ def body(model_id: str, **extra: Any) -> bytes:
 
 
 def forward(gw: Gateway, path: str, raw: bytes) -> Forward:
-    outcome = gw.on_body(path, raw)
+    outcome = asyncio.run(gw.on_body(path, raw))
     assert isinstance(outcome, Forward), outcome
     return outcome
 
@@ -180,7 +181,7 @@ def test_gemini_alias_rewrites_the_path_not_the_body(gateway):
     (CHAT, body("gw-mistral"), 503, lambda d: "MISTRAL_API_KEY" in d["error"]["message"]),
 ])
 def test_refusals_are_replies_in_the_client_format(gateway, path, raw, status, check):
-    reply = gateway.on_body(path, raw)
+    reply = asyncio.run(gateway.on_body(path, raw))
     assert isinstance(reply, Reply) and reply.status == status
     assert check(reply_json(reply))
 
@@ -206,7 +207,7 @@ def test_everything_cooling_down_is_503_with_retry_after(gateway, clock):
     for _ in range(2):
         fwd = forward(gateway, CHAT, body("gw-openai"))
         gateway.on_response(fwd.decision, 429, {"retry-after-ms": "4500"})
-    reply = gateway.on_body(CHAT, body("gw-openai"))
+    reply = asyncio.run(gateway.on_body(CHAT, body("gw-openai")))
     assert isinstance(reply, Reply) and reply.status == 503
     assert reply.headers["retry-after"] == "5"
     assert reply_json(reply)["error"]["type"] == "service_unavailable_error"
@@ -221,7 +222,7 @@ def test_success_response_causes_no_block(gateway):
 def test_rejected_key_is_suspended_across_models(gateway):
     fwd = forward(gateway, CHAT, body("gw-openai"))
     gateway.on_response(fwd.decision, 401, {})
-    reply = gateway.on_body(CHAT, body("gw-openai"))  # the backup shares the only openai key
+    reply = asyncio.run(gateway.on_body(CHAT, body("gw-openai")))  # the backup shares the only openai key
     assert isinstance(reply, Reply) and reply.status == 503
 
 

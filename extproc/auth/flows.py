@@ -1,0 +1,118 @@
+"""OAuth flows as data (extproc/data/oauth.yaml), overridable per flow under `oauth:` in config."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+from urllib.parse import urlencode
+
+import yaml
+
+from extproc.core.errors import ConfigError
+from extproc.providers import AuthStyle
+
+FLOW_KEYS = {"title", "provider", "upstream", "authorize_url", "token_url", "token_format", "refresh_format",
+             "client_id", "client_secret", "scopes", "authorize_params", "redirect", "create_api_key_url",
+             "userinfo_url", "code_assist_url", "use"}
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """How a request carries a login."""
+
+    auth: AuthStyle
+    headers: Mapping[str, str] = field(default_factory=dict)  # set when the client did not send them
+    merge_headers: Mapping[str, str] = field(default_factory=dict)  # joined with the client's values
+    system_prefix: str | None = None
+    account_header: str | None = None  # carries Account.account_id
+
+
+@dataclass(frozen=True, slots=True)
+class Flow:
+    name: str
+    title: str
+    provider: str
+    upstream: str
+    authorize_url: str
+    token_url: str
+    token_format: str  # json | form
+    refresh_format: str
+    client_id: str
+    scopes: tuple[str, ...]
+    authorize_params: Mapping[str, str]
+    use: Usage
+    client_secret: str | None = field(default=None, repr=False)
+    hosted_redirect: str | None = None
+    loopback_port: int | None = None
+    loopback_path: str = "/callback"
+    create_api_key_url: str | None = None
+    userinfo_url: str | None = None
+    code_assist_url: str | None = None
+
+    def authorize_link(self, redirect_uri: str, state: str, challenge: str) -> str:
+        params = {"response_type": "code", "client_id": self.client_id, "redirect_uri": redirect_uri,
+                  "scope": " ".join(self.scopes), "code_challenge": challenge, "code_challenge_method": "S256",
+                  "state": state, **self.authorize_params}
+        return f"{self.authorize_url}?{urlencode(params)}"
+
+
+def builtin_flow_data() -> dict[str, dict[str, Any]]:
+    text = resources.files("extproc.data").joinpath("oauth.yaml").read_text()
+    flows: dict[str, dict[str, Any]] = yaml.safe_load(text)["flows"]
+    return flows
+
+
+def parse_flows(raw: Any, providers: Mapping[str, Any]) -> dict[str, Flow]:
+    """Built-in flows with the user's `oauth.<flow>` overrides merged in, validated."""
+    if raw is not None and not isinstance(raw, dict):
+        raise ConfigError("oauth: expected a mapping of flow name → fields to override")
+    merged = builtin_flow_data()
+    for name, section in (raw or {}).items():
+        key = f"oauth.{name}"
+        if name not in merged:
+            raise ConfigError(f"{key}: unknown login; expected one of {', '.join(merged)}")
+        if not isinstance(section, dict):
+            raise ConfigError(f"{key}: expected a mapping of fields to override")
+        for field_name in section:
+            if field_name not in FLOW_KEYS:
+                raise ConfigError(f"{key}.{field_name}: unknown key; expected one of {', '.join(sorted(FLOW_KEYS))}")
+        merged[name] = {**merged[name], **section}
+    return {name: _flow(name, data, providers) for name, data in merged.items()}
+
+
+def _flow(name: str, data: Mapping[str, Any], providers: Mapping[str, Any]) -> Flow:
+    key = f"oauth.{name}"
+    for required in ("provider", "upstream", "authorize_url", "token_url", "client_id"):
+        if not isinstance(data.get(required), str) or not data[required]:
+            raise ConfigError(f"{key}.{required}: expected a non-empty string")
+    for ref in ("provider", "upstream"):
+        if data[ref] not in providers:
+            raise ConfigError(f"{key}.{ref}: {data[ref]!r} is not a configured provider")
+    for fmt in ("token_format", "refresh_format"):
+        if data.get(fmt, "json") not in ("json", "form"):
+            raise ConfigError(f"{key}.{fmt}: expected json or form")
+    redirect = data.get("redirect") or {}
+    use = data.get("use") or {}
+    try:
+        auth = AuthStyle(use.get("auth", "bearer"))
+    except ValueError:
+        raise ConfigError(f"{key}.use.auth: expected one of {', '.join(s.value for s in AuthStyle)}") from None
+    port = redirect.get("loopback_port")
+    return Flow(
+        name=name, title=str(data.get("title", name)), provider=data["provider"], upstream=data["upstream"],
+        authorize_url=data["authorize_url"], token_url=data["token_url"],
+        token_format=data.get("token_format", "json"), refresh_format=data.get("refresh_format", "json"),
+        client_id=data["client_id"], client_secret=data.get("client_secret"),
+        scopes=tuple(data.get("scopes") or ()),
+        authorize_params={str(k): str(v) for k, v in (data.get("authorize_params") or {}).items()},
+        use=Usage(auth=auth, headers={k.lower(): str(v) for k, v in (use.get("headers") or {}).items()},
+                  merge_headers={k.lower(): str(v) for k, v in (use.get("merge_headers") or {}).items()},
+                  system_prefix=use.get("system_prefix"), account_header=use.get("account_header")),
+        hosted_redirect=redirect.get("hosted"),
+        loopback_port=int(port) if port is not None else None,
+        loopback_path=redirect.get("loopback_path", "/callback"),
+        create_api_key_url=data.get("create_api_key_url"), userinfo_url=data.get("userinfo_url"),
+        code_assist_url=data.get("code_assist_url"),
+    )

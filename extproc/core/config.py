@@ -24,6 +24,7 @@ from extproc.providers import (
     builtin_provider_data,
     parse_base_url,
 )
+from extproc.providers.oauth import Flow, parse_flows
 
 DEFAULT_CA_FILE = "/etc/ssl/certs/ca-certificates.crt"
 # The client endpoints of each API family, by the names config uses (see extproc.formats).
@@ -98,6 +99,10 @@ class Settings:
     envoy_log_level: str = "warning"
     envoy_concurrency: int | None = None
     ca_file: str = DEFAULT_CA_FILE
+    flows: Mapping[str, Flow] = field(default_factory=dict)  # OAuth logins
+    auth_store: str | None = None  # the accounts file; None: the user's config directory
+    admin_token: str | None = field(default=None, repr=False)  # guards the /auth API
+    refresh_skew: float = 300.0  # refresh a login's token this long before it expires
 
 
 DEFAULT_CONFIG_NAME = "default_config.yaml"
@@ -130,7 +135,7 @@ def parse_settings(raw: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
     _reject_unknown(raw, "", {
         "listen", "processor", "admin", "providers", "models", "aliases", "fallbacks", "strategy",
         "health", "upstream_timeout", "max_request_bytes", "max_connections", "log_level", "envoy", "ca_file",
-        "discovery",
+        "discovery", "oauth", "auth",
     })
     discovery_defaults = _discovery_defaults(raw.get("discovery"))
     providers, credentials = _parse_providers(raw.get("providers") or {}, discovery_defaults)
@@ -141,6 +146,11 @@ def parse_settings(raw: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
     strategy = raw.get("strategy", "capability-match")
     if strategy not in STRATEGIES:
         raise ConfigError(f"strategy: {strategy!r} is not one of {', '.join(STRATEGIES)}")
+    auth = _mapping(raw.get("auth") or {}, "auth")
+    _reject_unknown(auth, "auth", {"store", "admin_token", "refresh_skew"})
+    admin_token = auth.get("admin_token") or None
+    if admin_token is not None and len(_string(admin_token, "auth.admin_token")) < 16:
+        raise ConfigError("auth.admin_token: use at least 16 characters (e.g. `openssl rand -hex 24`)")
     envoy = _mapping(raw.get("envoy") or {}, "envoy")
     _reject_unknown(envoy, "envoy", {"log_level", "concurrency"})
     concurrency = envoy.get("concurrency")
@@ -165,6 +175,10 @@ def parse_settings(raw: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
                                 ("trace", "debug", "info", "warning", "error", "critical", "off")),
         envoy_concurrency=concurrency,
         ca_file=_string(raw.get("ca_file", DEFAULT_CA_FILE), "ca_file"),
+        flows=parse_flows(raw.get("oauth"), providers),
+        auth_store=_string(auth["store"], "auth.store") if auth.get("store") else None,
+        admin_token=admin_token,
+        refresh_skew=_non_negative_number(auth.get("refresh_skew", 300), "auth.refresh_skew"),
     )
 
 

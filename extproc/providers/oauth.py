@@ -1,4 +1,4 @@
-"""OAuth flows as data (extproc/data/oauth.yaml), overridable per flow under `oauth:` in config."""
+"""OAuth login facts as data (extproc/data/oauth.yaml), overridable per flow under `oauth:` in config."""
 
 from __future__ import annotations
 

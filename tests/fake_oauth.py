@@ -1,0 +1,391 @@
+"""A fake OAuth / identity server: one real HTTP server on loopback that plays every endpoint the gateway's
+login flows talk to (Claude Pro/Max, Anthropic Console, Gemini CLI / Code Assist, ChatGPT Codex).
+
+It enforces what the real servers enforce and a client could get wrong:
+- authorize: response_type=code, PKCE S256 with a non-empty challenge, a client_id and a redirect_uri;
+- code exchange: the code is bound to (client_id, redirect_uri, code_challenge, scope), is single-use, and
+  BASE64URL(SHA256(code_verifier)) must equal the challenge (RFC 7636); a configured client secret must match;
+- refresh: refresh tokens rotate and are single-use; reusing one answers `refresh_token_reused`;
+- bearer endpoints (create_api_key, userinfo, Code Assist) accept only unexpired access tokens it issued.
+
+A failed exchange (wrong verifier, wrong redirect_uri, ...) does not burn the code; only a success does.
+Nothing here prints or logs a token; `TokenRequest`'s repr shows parameter names, not values.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+AUTHORIZE_PATHS = frozenset({"/authorize", "/oauth/authorize", "/o/oauth2/v2/auth"})
+TOKEN_PATHS = frozenset({"/token", "/v1/oauth/token", "/oauth/token"})
+USERINFO_PATHS = frozenset({"/userinfo", "/oauth2/v2/userinfo", "/v1/userinfo"})
+CREATE_API_KEY_PATH = "/api/oauth/claude_cli/create_api_key"
+LOAD_CODE_ASSIST_PATH = "/v1internal:loadCodeAssist"
+ONBOARD_USER_PATH = "/v1internal:onboardUser"
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+OPENAI_AUTH_CLAIM = "https://api.openai.com/auth"
+JWT_KEY = b"fake-oauth-dummy-signing-key"  # HS256 over a public dummy key: the signature proves nothing
+
+Answer = tuple[int, dict[str, str], bytes]
+
+
+def s256(verifier: str) -> str:
+    """The RFC 7636 S256 code challenge of a verifier: BASE64URL(SHA256(verifier)) without padding."""
+    return _b64url(hashlib.sha256(verifier.encode("ascii")).digest())
+
+
+def decode_jwt_claims(token: str) -> dict[str, Any]:
+    """The payload of a JWT, unverified (what a client does with an id_token it got over TLS)."""
+    payload = token.split(".")[1]
+    claims: dict[str, Any] = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    return claims
+
+
+def _b64url(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+@dataclass
+class TokenRequest:
+    """One call to the token endpoint: the path, the request's content type and its parsed parameters."""
+
+    path: str
+    content_type: str
+    params: dict[str, str]
+
+    @property
+    def grant_type(self) -> str:
+        return self.params.get("grant_type", "")
+
+    def __repr__(self) -> str:  # parameter values are codes, verifiers, secrets and tokens: never show them
+        return (f"TokenRequest(path={self.path!r}, content_type={self.content_type!r}, "
+                f"grant_type={self.grant_type!r}, params={sorted(self.params)!r})")
+
+
+@dataclass
+class Call:
+    """One call to a bearer-protected endpoint (create_api_key, userinfo, Code Assist)."""
+
+    method: str
+    path: str
+    body: Any  # parsed JSON, None when empty, the text when not JSON
+    authorized: bool  # whether the bearer was a valid access token
+
+
+@dataclass
+class _Code:
+    client_id: str
+    redirect_uri: str
+    code_challenge: str
+    scope: str
+    used: bool = False
+
+
+@dataclass
+class _Refresh:
+    client_id: str
+    scope: str
+    state: str = "live"  # live | used | revoked
+
+
+@dataclass
+class _State:
+    codes: dict[str, _Code] = field(default_factory=dict)
+    refresh: dict[str, _Refresh] = field(default_factory=dict)
+    access: dict[str, float] = field(default_factory=dict)  # token -> expires at (time.time())
+
+
+class FakeOAuth:
+    """Every OAuth / identity endpoint the gateway talks to, on one loopback port (see module docstring).
+
+    Settable at any time: `expires_in`, `email`, `chatgpt_account_id`, `project_id`, `project_onboarded`,
+    `refresh_delay`, `client_secrets`.
+    """
+
+    def __init__(self, client_secrets: dict[str, str] | None = None, *, expires_in: int = 3600,
+                 email: str = "user@example.com", chatgpt_account_id: str = "acct-fake-123",
+                 project_id: str = "fake-project-42", refresh_delay: float = 0.0) -> None:
+        self.client_secrets: dict[str, str] = dict(client_secrets or {})
+        self.expires_in = expires_in
+        self.email = email
+        self.chatgpt_account_id = chatgpt_account_id
+        self.project_id = project_id
+        self.project_onboarded = False
+        self.refresh_delay = refresh_delay
+        self.refresh_calls = 0
+        self.authorize_requests: list[dict[str, str]] = []
+        self.token_requests: list[TokenRequest] = []
+        self.calls: list[Call] = []
+        self.created_api_keys: list[str] = []
+        self.latest_access_token: str | None = None
+        self._state = _State()
+        self._lock = threading.Lock()
+        oauth = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body go out in two writes: no 40 ms delayed-ACK stall
+
+            def log_message(self, *args: object) -> None:  # keep test output quiet (and tokens out of it)
+                pass
+
+            def _handle(self) -> None:
+                length = int(self.headers.get("content-length") or 0)
+                body = self.rfile.read(length) if length else b""
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                status, out_headers, payload = oauth._dispatch(self.command, self.path, headers, body)
+                self.send_response(status)
+                for k, v in out_headers.items():
+                    self.send_header(k, v)
+                self.send_header("content-length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_GET = do_POST = _handle  # noqa: N815
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        # a short poll interval so close() (server.shutdown) returns in milliseconds, not half a second
+        self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02},
+                                        daemon=True)
+        self._thread.start()
+
+    # ------------------------------------------------------------------ public helpers
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def issue_tokens(self, client_id: str, scope: str = "") -> dict[str, Any]:
+        """A valid token answer minted directly, as if a login had happened (for imported credentials)."""
+        with self._lock:
+            return self._mint(client_id, scope)
+
+    def is_valid_access_token(self, token: str) -> bool:
+        with self._lock:
+            expires_at = self._state.access.get(token)
+        return expires_at is not None and time.time() < expires_at
+
+    @property
+    def access_tokens(self) -> set[str]:
+        """The access tokens that are currently valid (issued here and not yet expired)."""
+        now = time.time()
+        with self._lock:
+            return {t for t, expires_at in self._state.access.items() if now < expires_at}
+
+    def revoke_refresh_tokens(self) -> None:
+        """Every outstanding refresh token becomes invalid (invalid_grant): the user revoked the app."""
+        with self._lock:
+            for grant in self._state.refresh.values():
+                if grant.state == "live":
+                    grant.state = "revoked"
+
+    # ------------------------------------------------------------------ dispatch
+
+    def _dispatch(self, method: str, target: str, headers: dict[str, str], body: bytes) -> Answer:
+        path, _, query = target.partition("?")
+        if path in AUTHORIZE_PATHS:
+            return self._authorize(query) if method == "GET" else _error(405, "method_not_allowed")
+        if path in TOKEN_PATHS:
+            return self._token(path, headers, body) if method == "POST" else _error(405, "method_not_allowed")
+        if path in USERINFO_PATHS or path in (CREATE_API_KEY_PATH, LOAD_CODE_ASSIST_PATH, ONBOARD_USER_PATH):
+            return self._bearer_call(method, path, headers, body)
+        return _error(404, "not_found", f"no fake endpoint at {path}")
+
+    # ------------------------------------------------------------------ authorize
+
+    def _authorize(self, query: str) -> Answer:
+        params = dict(parse_qsl(query, keep_blank_values=True))
+        with self._lock:
+            self.authorize_requests.append(params)
+        if params.get("response_type") != "code":
+            return _text(400, "response_type must be 'code'")
+        if params.get("code_challenge_method") != "S256":
+            return _text(400, "code_challenge_method must be 'S256'")
+        if not params.get("code_challenge"):
+            return _text(400, "code_challenge is required")
+        if not params.get("client_id"):
+            return _text(400, "client_id is required")
+        redirect_uri = params.get("redirect_uri", "")
+        parts = urlsplit(redirect_uri)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            return _text(400, "redirect_uri must be an absolute http(s) URL")
+        code = "code-" + secrets.token_urlsafe(24)
+        with self._lock:
+            self._state.codes[code] = _Code(params["client_id"], redirect_uri, params["code_challenge"],
+                                            params.get("scope", ""))
+        state = params.get("state", "")
+        if parts.hostname not in LOOPBACK_HOSTS:  # a hosted code page: the user copies CODE#STATE
+            pasted = f"{code}#{state}"
+            page = ("<html><body>\n<p>Authentication code. Paste it into your terminal:</p>\n<pre>\n"
+                    f"{pasted}\n</pre>\n</body></html>\n")
+            return 200, {"content-type": "text/html; charset=utf-8", "x-fake-code": pasted}, page.encode()
+        answer = {"code": code, **({"state": state} if "state" in params else {})}
+        location = redirect_uri + ("&" if parts.query else "?") + urlencode(answer)
+        return 302, {"location": location}, b""
+
+    # ------------------------------------------------------------------ token
+
+    def _token(self, path: str, headers: dict[str, str], body: bytes) -> Answer:
+        content_type = headers.get("content-type", "")
+        media = content_type.partition(";")[0].strip().lower()
+        params: dict[str, str] | None = None
+        if media == "application/json":
+            try:
+                doc = json.loads(body) if body else {}
+            except ValueError:
+                doc = None
+            if isinstance(doc, dict):
+                params = {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in doc.items()}
+        elif media == "application/x-www-form-urlencoded":
+            try:
+                params = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
+            except UnicodeDecodeError:
+                params = None
+        with self._lock:
+            self.token_requests.append(TokenRequest(path, content_type, dict(params or {})))
+        if params is None:
+            return _error(400, "invalid_request", f"unreadable body for content type {content_type!r}")
+        grant_type = params.get("grant_type")
+        if grant_type == "authorization_code":
+            return self._exchange_code(params)
+        if grant_type == "refresh_token":
+            return self._refresh(params)
+        return _error(400, "unsupported_grant_type", f"grant_type {grant_type!r} is not supported")
+
+    def _client_secret_ok(self, params: dict[str, str]) -> bool:
+        expected = self.client_secrets.get(params.get("client_id", ""))
+        return expected is None or hmac.compare_digest(params.get("client_secret", ""), expected)
+
+    def _exchange_code(self, params: dict[str, str]) -> Answer:
+        missing = [k for k in ("code", "code_verifier", "redirect_uri", "client_id") if not params.get(k)]
+        if missing:
+            return _error(400, "invalid_request", f"missing {', '.join(missing)}")
+        with self._lock:
+            grant = self._state.codes.get(params["code"])
+            if grant is None:
+                return _error(400, "invalid_grant", "unknown authorization code")
+            if grant.used:
+                return _error(400, "invalid_grant", "code already used")
+            if params["client_id"] != grant.client_id:
+                return _error(400, "invalid_grant", "client_id does not match the authorization request")
+            if not self._client_secret_ok(params):
+                return _error(401, "invalid_client", "client authentication failed")
+            if params["redirect_uri"] != grant.redirect_uri:
+                return _error(400, "invalid_grant", "redirect_uri does not match the authorization request")
+            if not hmac.compare_digest(s256(params["code_verifier"]), grant.code_challenge):
+                return _error(400, "invalid_grant", "PKCE verification failed")
+            grant.used = True
+            return _json(200, self._mint(grant.client_id, grant.scope))
+
+    def _refresh(self, params: dict[str, str]) -> Answer:
+        with self._lock:
+            self.refresh_calls += 1
+            delay = self.refresh_delay
+        if delay:
+            time.sleep(delay)  # outside the lock: concurrent refreshes of one token pile up here, then race
+        missing = [k for k in ("refresh_token", "client_id") if not params.get(k)]
+        if missing:
+            return _error(400, "invalid_request", f"missing {', '.join(missing)}")
+        with self._lock:
+            grant = self._state.refresh.get(params["refresh_token"])
+            if grant is None:
+                return _error(400, "invalid_grant", "unknown refresh token")
+            if grant.state == "used":
+                return _error(400, "invalid_grant", "refresh_token_reused", code="refresh_token_reused")
+            if grant.state == "revoked":
+                return _error(400, "invalid_grant", "Token has been expired or revoked.")
+            if params["client_id"] != grant.client_id:
+                return _error(400, "invalid_grant", "client_id does not match the refresh token")
+            if not self._client_secret_ok(params):
+                return _error(401, "invalid_client", "client authentication failed")
+            grant.state = "used"
+            return _json(200, self._mint(grant.client_id, grant.scope))
+
+    def _mint(self, client_id: str, scope: str) -> dict[str, Any]:
+        """A fresh token pair (caller holds the lock)."""
+        access = "at-" + secrets.token_urlsafe(24)
+        refresh = "rt-" + secrets.token_urlsafe(24)
+        expires_in = int(self.expires_in)
+        now = time.time()
+        self._state.access[access] = now + expires_in
+        self._state.refresh[refresh] = _Refresh(client_id, scope)
+        self.latest_access_token = access
+        return {"access_token": access, "refresh_token": refresh, "expires_in": expires_in, "token_type": "Bearer",
+                "scope": scope, "id_token": self._id_token(client_id, int(now), expires_in),
+                "account": {"uuid": "fake-account-uuid", "email_address": self.email},
+                "organization": {"uuid": "fake-org-uuid", "name": "Fake Org"}}
+
+    def _id_token(self, client_id: str, now: int, expires_in: int) -> str:
+        header = {"alg": "HS256", "typ": "JWT"}
+        claims = {"iss": self.base_url, "aud": client_id, "sub": "fake-user-1", "iat": now, "exp": now + expires_in,
+                  "email": self.email, "email_verified": True,
+                  "https://api.openai.com/profile": {"email": self.email, "email_verified": True},
+                  OPENAI_AUTH_CLAIM: {"chatgpt_account_id": self.chatgpt_account_id, "chatgpt_plan_type": "pro"}}
+        signing_input = _b64url(json.dumps(header).encode()) + "." + _b64url(json.dumps(claims).encode())
+        signature = hmac.new(JWT_KEY, signing_input.encode("ascii"), hashlib.sha256).digest()
+        return signing_input + "." + _b64url(signature)
+
+    # ------------------------------------------------------------------ bearer endpoints
+
+    def _bearer_call(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Answer:
+        scheme, _, token = headers.get("authorization", "").partition(" ")
+        authorized = scheme.lower() == "bearer" and self.is_valid_access_token(token.strip())
+        parsed: Any = None
+        if body:
+            try:
+                parsed = json.loads(body)
+            except ValueError:
+                parsed = body.decode("utf-8", "replace")
+        with self._lock:
+            self.calls.append(Call(method, path, parsed, authorized))
+        expected_method = "GET" if path in USERINFO_PATHS else "POST"
+        if method != expected_method:
+            return _error(405, "method_not_allowed")
+        if not authorized:
+            return _json(401, {"error": {"code": 401, "type": "authentication_error", "status": "UNAUTHENTICATED",
+                                         "message": "missing or invalid bearer token"}})
+        if path in USERINFO_PATHS:
+            return _json(200, {"email": self.email, "verified_email": True, "id": "fake-user-1"})
+        if path == CREATE_API_KEY_PATH:
+            key = "sk-ant-api03-fake-" + secrets.token_urlsafe(24)
+            with self._lock:
+                self.created_api_keys.append(key)
+            return _json(200, {"raw_key": key})
+        if path == LOAD_CODE_ASSIST_PATH:
+            with self._lock:
+                onboarded, project = self.project_onboarded, self.project_id
+            if onboarded:
+                return _json(200, {"cloudaicompanionProject": project, "currentTier": {"id": "free-tier"}})
+            return _json(200, {"allowedTiers": [{"id": "free-tier", "isDefault": True}]})
+        with self._lock:  # onboardUser
+            self.project_onboarded = True
+            project = self.project_id
+        return _json(200, {"done": True, "response": {"cloudaicompanionProject": {"id": project}}})
+
+
+def _json(status: int, doc: dict[str, Any]) -> Answer:
+    return status, {"content-type": "application/json"}, json.dumps(doc).encode()
+
+
+def _error(status: int, error: str, description: str = "", code: str | None = None) -> Answer:
+    doc: dict[str, Any] = {"error": error, "error_description": description or error}
+    if code is not None:
+        doc["code"] = code
+    return _json(status, doc)
+
+
+def _text(status: int, message: str) -> Answer:
+    return status, {"content-type": "text/plain; charset=utf-8"}, (message + "\n").encode()

@@ -11,12 +11,15 @@ import socket
 import sys
 import tempfile
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import grpc
 import httpx
 
+from extproc.auth.accounts import AccountManager
+from extproc.auth.store import StoreError, TokenStore, default_store_path
 from extproc.bootstrap import render_bootstrap
 from extproc.core.config import Settings
 from extproc.discovery.refresh import Discovery
@@ -37,41 +40,73 @@ def envoy_binary() -> str:
     return found
 
 
-def report_credentials(settings: Settings) -> None:
+def store_for(settings: Settings) -> TokenStore:
+    return TokenStore(Path(settings.auth_store).expanduser() if settings.auth_store else default_store_path())
+
+
+def report_credentials(settings: Settings, manager: AccountManager) -> None:
     """Say at start-up which providers can serve traffic, and how to give the others a credential."""
-    with_creds = {c.provider for c in settings.credentials}
+    creds = (*settings.credentials, *manager.credentials())
+    vendors = {m.provider for m in settings.models}
     for name, provider in settings.providers.items():
-        if name in with_creds:
-            count = sum(1 for c in settings.credentials if c.provider == name)
+        count = sum(1 for c in creds if c.provider == name)
+        if count:
             log.info("provider %s: %d credential(s)", name, count)
-        else:
+        elif name in vendors:
             how = f"set {provider.api_key_env} or " if provider.api_key_env else ""
             log.warning("provider %s has no credential: its models are unavailable (%sadd providers.%s.api_key "
-                        "to the config)", name, how, name)
+                        "to the config, or log in with `extproc auth login`)", name, how, name)
+
+
+def publish_logins(gateway: Gateway, manager: AccountManager) -> None:
+    """The registry sees every account; a suspended one stays listed, and unavailable with its reason."""
+    gateway.update_logins(manager.credentials())
+    suspended = manager.suspended()
+    for cred in gateway.logins:
+        if cred.id in suspended:
+            gateway.health.suspend(cred.id, f"login suspended: {suspended[cred.id]}")
+        else:
+            gateway.health.reinstate(cred.id)
+
+
+@dataclass
+class Processor:
+    gateway: Gateway
+    manager: AccountManager
+    server: grpc.aio.Server
 
 
 @contextlib.asynccontextmanager
-async def discovering(settings: Settings, gateway: Gateway) -> AsyncIterator[Discovery]:
-    """Provider model lists refreshed in the background for as long as the block runs."""
+async def processor(settings: Settings) -> AsyncIterator[Processor]:
+    """The gRPC server with the gateway, its accounts and discovery running, for as long as the block runs."""
     async with httpx.AsyncClient(follow_redirects=False) as client:
-        discovery = Discovery(settings, client, gateway.update_models)
-        task = asyncio.create_task(discovery.run())
+        manager = AccountManager(store_for(settings), settings.flows, client, skew=settings.refresh_skew)
+        gateway = Gateway(settings, secrets=manager)
+        manager.on_change = lambda: publish_logins(gateway, manager)
         try:
-            yield discovery
+            await manager.load()
+        except StoreError as exc:
+            log.error("logins unavailable until the accounts file is fixed: %s", exc)
+        report_credentials(settings, manager)
+        server = await start_server(settings, gateway, manager)
+        discovery = Discovery(settings, client, gateway.update_models)
+        tasks = [asyncio.create_task(discovery.run()), asyncio.create_task(manager.watch())]
+        try:
+            yield Processor(gateway, manager, server)
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await server.stop(grace=1)
 
 
 async def serve(settings: Settings) -> None:
     """The processor alone (a sidecar beside an Envoy configured elsewhere)."""
-    gateway = Gateway(settings)
-    report_credentials(settings)
-    server = await start_server(settings, gateway)
-    log.info("processor listening on %s", settings.processor)
-    async with discovering(settings, gateway):
-        await _until_signalled(server)
+    async with processor(settings):
+        log.info("processor listening on %s", settings.processor)
+        await _until_signalled()
 
 
 async def up(settings: Settings) -> None:
@@ -79,32 +114,28 @@ async def up(settings: Settings) -> None:
     if any(p.upstream.tls for p in settings.providers.values()) and not Path(settings.ca_file).is_file():
         raise RuntimeError(f"ca_file: {settings.ca_file} does not exist; point ca_file at the system's CA bundle "
                            "(Envoy checks provider certificates against it)")
-    gateway = Gateway(settings)
-    report_credentials(settings)
-    server = await start_server(settings, gateway)
-    with tempfile.TemporaryDirectory(prefix="extproc-") as tmp:
-        config_path = Path(tmp) / "envoy.yaml"
-        config_path.write_text(render_bootstrap(settings))
-        args = [envoy_binary(), "-c", str(config_path), "--disable-hot-restart",
-                "--log-level", settings.envoy_log_level]
-        if settings.envoy_concurrency:
-            args += ["--concurrency", str(settings.envoy_concurrency)]
-        envoy = await asyncio.create_subprocess_exec(*args)
-        try:
-            async with discovering(settings, gateway):
+    async with processor(settings):
+        with tempfile.TemporaryDirectory(prefix="extproc-") as tmp:
+            config_path = Path(tmp) / "envoy.yaml"
+            config_path.write_text(render_bootstrap(settings))
+            args = [envoy_binary(), "-c", str(config_path), "--disable-hot-restart",
+                    "--log-level", settings.envoy_log_level]
+            if settings.envoy_concurrency:
+                args += ["--concurrency", str(settings.envoy_concurrency)]
+            envoy = await asyncio.create_subprocess_exec(*args)
+            try:
                 await _wait_listening(settings.listen.host, settings.listen.port, envoy)
                 url = f"http://{settings.listen.host}:{settings.listen.port}"
                 print(f"extproc ready at {url} (OpenAI SDKs: base URL {url}/v1; Anthropic and Gemini SDKs: {url})",
                       flush=True)
-                await _until_signalled(server, envoy)
-        finally:
-            if envoy.returncode is None:
-                envoy.terminate()
-                try:
-                    await asyncio.wait_for(envoy.wait(), 10)
-                except TimeoutError:
-                    envoy.kill()
-            await server.stop(grace=1)
+                await _until_signalled(envoy)
+            finally:
+                if envoy.returncode is None:
+                    envoy.terminate()
+                    try:
+                        await asyncio.wait_for(envoy.wait(), 10)
+                    except TimeoutError:
+                        envoy.kill()
 
 
 async def _wait_listening(host: str, port: int, envoy: asyncio.subprocess.Process, timeout: float = 30) -> None:
@@ -118,7 +149,7 @@ async def _wait_listening(host: str, port: int, envoy: asyncio.subprocess.Proces
     raise TimeoutError(f"envoy did not listen on {host}:{port} within {timeout:g}s")
 
 
-async def _until_signalled(server: grpc.aio.Server, envoy: asyncio.subprocess.Process | None = None) -> None:
+async def _until_signalled(envoy: asyncio.subprocess.Process | None = None) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -126,11 +157,9 @@ async def _until_signalled(server: grpc.aio.Server, envoy: asyncio.subprocess.Pr
     waiters: list[asyncio.Task[Any]] = [asyncio.create_task(stop.wait())]
     if envoy is not None:
         waiters.append(asyncio.create_task(envoy.wait()))
-    done, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    _, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
     for task in pending:
         task.cancel()
     if envoy is not None and envoy.returncode is not None and not stop.is_set():
         log.error("envoy exited with status %s; stopping", envoy.returncode)
     log.info("stopping")
-    if envoy is None:
-        await server.stop(grace=1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import grpc
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as pb_grpc
 
+from extproc.auth.accounts import AccountManager
 from extproc.control.models import ModelsService
 from extproc.core.config import Settings
 from extproc.edge.ext_proc import ExternalProcessor
@@ -14,7 +15,7 @@ from extproc.v1 import models_pb2_grpc
 _GRPC_SLACK = 8 * 1024 * 1024
 
 
-async def start_server(settings: Settings, gateway: Gateway) -> grpc.aio.Server:
+async def start_server(settings: Settings, gateway: Gateway, accounts: AccountManager) -> grpc.aio.Server:
     limit = settings.max_request_bytes + _GRPC_SLACK
     server = grpc.aio.server(options=[
         ("grpc.max_receive_message_length", limit),

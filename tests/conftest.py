@@ -36,6 +36,7 @@ class Stack:
             "processor": {"address": "127.0.0.1", "port": free_port()},
             "admin": {"address": "127.0.0.1", "port": free_port()},
             "log_level": "debug",
+            "auth": {"store": str(workdir / "accounts.json")},  # never the user's own accounts
             **config,
         }
         workdir.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,231 @@
+"""Logged-in accounts at run time: their credentials for the registry, and fresh tokens on demand.
+
+Refresh is single-flight per account: any number of requests on an expiring token share one call.
+A rotated refresh token is written to the store before the new access token is handed out, and a
+refused refresh suspends the account (visible in `auth list` and in availability) instead of looping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+
+from extproc.auth.client import OAuthError, exchange_code, new_account, refresh_grant
+from extproc.auth.pkce import PendingLogin, PendingLogins, challenge_of
+from extproc.auth.store import Account, TokenStore
+from extproc.core.config import Credential
+from extproc.core.errors import CredentialUnavailable
+from extproc.providers.oauth import Flow
+
+log = logging.getLogger("extproc.auth")
+
+
+class LoginError(Exception):
+    """A login could not be finished; the message says why and what to do."""
+
+
+def login_credential(account: Account, flow: Flow) -> Credential:
+    """How the registry and the request path see an account: never its tokens."""
+    headers = dict(flow.use.headers)
+    if flow.use.account_header and account.account_id:
+        headers[flow.use.account_header] = account.account_id
+    return Credential(id=account.id, provider=flow.provider, upstream=flow.upstream, account=account.id,
+                      auth=flow.use.auth, headers=headers, merge_headers=flow.use.merge_headers,
+                      system_prefix=flow.use.system_prefix, project=account.project_id)
+
+
+def split_pasted(pasted: str) -> tuple[str, str | None]:
+    """(code, state) from what a user pastes: `code#state`, a redirect URL, or a bare code."""
+    pasted = pasted.strip()
+    if pasted.startswith(("http://", "https://")):
+        query = parse_qs(urlsplit(pasted).query)
+        if "code" not in query:
+            raise LoginError("that URL has no ?code=…; paste the address the browser ended on")
+        return query["code"][0], query.get("state", [None])[0]
+    code, sep, state = pasted.partition("#")
+    return code, state if sep else None
+
+
+class AccountManager:
+    def __init__(self, store: TokenStore, flows: Mapping[str, Flow], http: httpx.AsyncClient,
+                 on_change: Callable[[], None] = lambda: None, skew: float = 300.0,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.flows = flows
+        self.pending = PendingLogins(clock)
+        self._http = http
+        self.on_change = on_change
+        self._skew = skew
+        self._clock = clock
+        self._accounts: dict[str, Account] = {}
+        self._stale: set[str] = set()  # accounts whose token an upstream refused
+        self._inflight: dict[str, asyncio.Task[str]] = {}
+        self._stamp: tuple[float, int] | None = None
+
+    # -- what the rest of the gateway sees
+
+    def accounts(self) -> list[Account]:
+        return list(self._accounts.values())
+
+    def credentials(self) -> tuple[Credential, ...]:
+        return tuple(login_credential(a, self.flows[a.kind]) for a in self._accounts.values() if a.kind in self.flows)
+
+    def suspended(self) -> dict[str, str]:
+        return {a.id: a.status_reason or "suspended" for a in self._accounts.values() if a.status == "suspended"}
+
+    async def load(self) -> None:
+        """Read the store (another process, e.g. `extproc auth login`, may have changed it)."""
+        accounts = await asyncio.to_thread(self.store.load)
+        self._stamp = self._file_stamp()
+        self._accounts = {a.id: a for a in accounts}
+        self.on_change()
+
+    async def watch(self, every: float = 2.0) -> None:
+        """Reload when the store file changes on disk."""
+        while True:
+            await asyncio.sleep(every)
+            if self._file_stamp() != self._stamp:
+                try:
+                    await self.load()
+                except Exception as exc:  # a corrupt file is reported, the last good accounts stay
+                    log.error("accounts store: %s", exc)
+                    self._stamp = self._file_stamp()
+
+    def _file_stamp(self) -> tuple[float, int] | None:
+        try:
+            stat = os.stat(self.store.path)
+        except OSError:
+            return None
+        return stat.st_mtime, stat.st_size
+
+    # -- secrets for the request path (the gateway's SecretSource)
+
+    async def secret(self, credential: Credential) -> str:
+        if credential.account is None:
+            return credential.secret  # an API key
+        account = self._accounts.get(credential.account)
+        if account is None:
+            raise CredentialUnavailable(f"account {credential.account} was removed", permanent=True)
+        if account.status == "suspended":
+            raise CredentialUnavailable(f"account {account.id} is suspended: {account.status_reason}", permanent=True)
+        if account.api_key:
+            return account.api_key
+        if account.access_token and not self._expiring(account) and account.id not in self._stale:
+            return account.access_token
+        return await self.refresh(account.id)
+
+    def invalidate(self, credential: Credential) -> None:
+        if credential.account and credential.account in self._accounts:
+            self._stale.add(credential.account)
+
+    def _expiring(self, account: Account) -> bool:
+        return account.expires_at is not None and account.expires_at - self._skew <= self._clock()
+
+    async def refresh(self, account_id: str) -> str:
+        """A fresh access token; concurrent callers share one refresh call."""
+        task = self._inflight.get(account_id)
+        if task is None:
+            task = asyncio.create_task(self._refresh(account_id))
+            self._inflight[account_id] = task
+            task.add_done_callback(lambda _: self._inflight.pop(account_id, None))
+        return await asyncio.shield(task)
+
+    async def _refresh(self, account_id: str) -> str:
+        stored = await asyncio.to_thread(self.store.get, account_id)
+        if stored is None:
+            raise CredentialUnavailable(f"account {account_id} was removed", permanent=True)
+        known = self._accounts.get(account_id)
+        refused = account_id in self._stale and known is not None and known.access_token == stored.access_token
+        if stored.access_token and not self._expiring(stored) and not refused:
+            self._adopt(stored)  # another process refreshed it already
+            return stored.access_token
+        flow = self.flows.get(stored.kind)
+        if flow is None or not stored.refresh_token:
+            raise await self._suspend(stored, "no refresh token: log in again")
+        try:
+            grant = await refresh_grant(self._http, flow, stored.refresh_token)
+        except OAuthError as exc:
+            if exc.permanent:
+                raise await self._suspend(stored, f"{exc}; log in again") from None
+            raise CredentialUnavailable(str(exc), permanent=False) from None
+
+        def rotate(account: Account) -> Account:
+            return dataclasses.replace(account, access_token=grant.access_token,
+                                       refresh_token=grant.refresh_token or account.refresh_token,
+                                       expires_at=grant.expires_at, status="active", status_reason=None)
+
+        updated = await asyncio.to_thread(self.store.update, account_id, rotate)  # persisted before use
+        self._adopt(updated)
+        log.info("account %s refreshed", account_id)
+        return grant.access_token
+
+    def _adopt(self, account: Account) -> None:
+        self._stale.discard(account.id)
+        changed = self._accounts.get(account.id, account).status != account.status
+        self._accounts[account.id] = account
+        if changed:
+            self.on_change()
+
+    async def _suspend(self, account: Account, reason: str) -> CredentialUnavailable:
+        log.warning("account %s suspended: %s", account.id, reason)
+
+        def suspend(a: Account) -> Account:
+            return dataclasses.replace(a, status="suspended", status_reason=reason)
+
+        with contextlib.suppress(KeyError):
+            account = await asyncio.to_thread(self.store.update, account.id, suspend)
+        self._accounts[account.id] = dataclasses.replace(account, status="suspended", status_reason=reason)
+        self.on_change()
+        return CredentialUnavailable(f"account {account.id} suspended: {reason}", permanent=True)
+
+    # -- logging in and out
+
+    def start_login(self, flow_name: str, redirect_uri: str | None = None) -> tuple[PendingLogin, str]:
+        flow = self.flow(flow_name)
+        redirect = redirect_uri or flow.hosted_redirect
+        if not redirect:
+            raise LoginError(f"{flow_name} has no hosted code page; give the loopback redirect URI")
+        pending = self.pending.start(flow.name, redirect)
+        return pending, flow.authorize_link(redirect, pending.state, challenge_of(pending.verifier))
+
+    async def finish_login(self, code: str, state: str) -> Account:
+        pending = self.pending.take(state)
+        flow = self.flow(pending.flow)
+        try:
+            grant = await exchange_code(self._http, flow, code, pending.verifier, pending.redirect_uri, state)
+            account = await new_account(self._http, flow, grant)
+        except OAuthError as exc:
+            raise LoginError(str(exc)) from None
+        stored = await asyncio.to_thread(self.store.upsert, account)
+        self._accounts[stored.id] = stored
+        self._stamp = self._file_stamp()
+        self.on_change()
+        log.info("account %s logged in (%s)", stored.id, flow.title)
+        return stored
+
+    async def remove(self, account_id: str) -> bool:
+        removed = await asyncio.to_thread(self.store.remove, account_id)
+        if self._accounts.pop(account_id, None) is not None or removed:
+            self._stamp = self._file_stamp()
+            self.on_change()
+        return removed
+
+    async def force_refresh(self, account_id: str) -> Account:
+        if account_id not in self._accounts:
+            raise LoginError(f"no account {account_id}; `extproc auth list` shows the accounts")
+        self._stale.add(account_id)
+        await self.refresh(account_id)
+        return self._accounts[account_id]
+
+    def flow(self, name: str) -> Flow:
+        if name not in self.flows:
+            raise LoginError(f"unknown login {name!r}; expected one of {', '.join(self.flows)}")
+        return self.flows[name]

@@ -1,0 +1,196 @@
+"""The OAuth and identity calls: code exchange, refresh, and what each login needs after it.
+
+Every error says what failed without any token in it; `permanent` tells a refused grant (the login
+must be redone) from a passing failure (try again later).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import orjson
+
+from extproc.auth.store import Account, new_account_id
+from extproc.providers.oauth import Flow
+
+_PERMANENT_ERRORS = frozenset({"invalid_grant", "invalid_client", "unauthorized_client", "refresh_token_reused",
+                               "refresh_token_expired", "refresh_token_invalidated", "invalid_token"})
+_OPENAI_AUTH_CLAIM = "https://api.openai.com/auth"
+_CODE_ASSIST_METADATA = {"ideType": "IDE_UNSPECIFIED", "platform": "PLATFORM_UNSPECIFIED", "pluginType": "GEMINI"}
+
+
+class OAuthError(Exception):
+    def __init__(self, message: str, permanent: bool) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    access_token: str = field(repr=False)
+    refresh_token: str | None = field(repr=False)
+    expires_at: float | None
+    id_token: str | None = field(default=None, repr=False)
+    email: str | None = None
+
+
+async def exchange_code(http: httpx.AsyncClient, flow: Flow, code: str, verifier: str, redirect_uri: str,
+                        state: str) -> Grant:
+    params = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri,
+              "client_id": flow.client_id, "code_verifier": verifier}
+    if flow.token_format == "json":
+        params["state"] = state  # Anthropic's token endpoint wants the state back
+    return await _token_call(http, flow, params, flow.token_format, "the code exchange")
+
+
+async def refresh_grant(http: httpx.AsyncClient, flow: Flow, refresh_token: str) -> Grant:
+    params = {"grant_type": "refresh_token", "refresh_token": refresh_token, "client_id": flow.client_id}
+    return await _token_call(http, flow, params, flow.refresh_format, "the refresh")
+
+
+async def _token_call(http: httpx.AsyncClient, flow: Flow, params: dict[str, str], fmt: str, what: str) -> Grant:
+    if flow.client_secret:
+        params["client_secret"] = flow.client_secret
+    try:
+        if fmt == "json":
+            response = await http.post(flow.token_url, json=params, timeout=30)
+        else:
+            response = await http.post(flow.token_url, data=params, timeout=30)
+    except httpx.HTTPError as exc:
+        raise OAuthError(f"{flow.name}: {what} failed: {type(exc).__name__}", permanent=False) from None
+    doc = _json(response)
+    if response.status_code != 200:
+        code = _error_code(doc)
+        permanent = code in _PERMANENT_ERRORS or (response.status_code in (400, 401) and code != "")
+        raise OAuthError(f"{flow.name}: the token endpoint refused {what} (HTTP {response.status_code}, "
+                         f"{code or 'no error code'})", permanent=permanent)
+    access = doc.get("access_token")
+    if not isinstance(access, str) or not access:
+        raise OAuthError(f"{flow.name}: the token endpoint's answer to {what} has no access_token", permanent=False)
+    expires_in = doc.get("expires_in")
+    refresh = doc.get("refresh_token")
+    account = doc.get("account")
+    email = account.get("email_address") if isinstance(account, dict) else None
+    return Grant(access_token=access, refresh_token=refresh if isinstance(refresh, str) else None,
+                 expires_at=time.time() + float(expires_in) if isinstance(expires_in, int | float) else None,
+                 id_token=doc.get("id_token") if isinstance(doc.get("id_token"), str) else None,
+                 email=email if isinstance(email, str) else None)
+
+
+def _json(response: httpx.Response) -> dict[str, Any]:
+    try:
+        doc = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def _error_code(doc: dict[str, Any]) -> str:
+    """The OAuth error code; OpenAI nests it ({"error": {"code": …}}), others put it at the top."""
+    error = doc.get("error")
+    if isinstance(error, dict):
+        code = error.get("code") or error.get("type") or ""
+        return str(code)
+    description = doc.get("error_description")
+    if isinstance(description, str) and description in _PERMANENT_ERRORS:
+        return description  # e.g. invalid_grant with refresh_token_reused as its description
+    if isinstance(doc.get("code"), str) and doc["code"] in _PERMANENT_ERRORS:
+        return str(doc["code"])
+    return str(error or "")
+
+
+def jwt_claims(token: str | None) -> dict[str, Any]:
+    """The claims of a JWT the token endpoint handed us over TLS (not verified: we only read our own)."""
+    if not token or token.count(".") != 2:
+        return {}
+    payload = token.split(".")[1]
+    try:
+        doc = orjson.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (binascii.Error, ValueError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+async def new_account(http: httpx.AsyncClient, flow: Flow, grant: Grant) -> Account:
+    """An account from a fresh grant, with what this login needs beyond tokens."""
+    now = time.time()
+    claims = jwt_claims(grant.id_token)
+    email = grant.email or (claims.get("email") if isinstance(claims.get("email"), str) else None)
+    fields: dict[str, Any] = {}
+    if flow.create_api_key_url:  # Console: the login's purpose is an API key
+        fields["api_key"] = await _create_api_key(http, flow, grant.access_token)
+    if flow.code_assist_url:  # Gemini CLI: the email and the Code Assist project
+        email = email or await _google_email(http, flow, grant.access_token)
+        fields["project_id"] = await _code_assist_project(http, flow, grant.access_token)
+    auth = claims.get(_OPENAI_AUTH_CLAIM)
+    if isinstance(auth, dict):  # Codex: the ChatGPT account requests must name
+        fields["account_id"] = auth.get("chatgpt_account_id")
+        fields["plan"] = auth.get("chatgpt_plan_type")
+    return Account(id=new_account_id(flow.name, email), kind=flow.name, email=email,
+                   access_token=grant.access_token, refresh_token=grant.refresh_token, expires_at=grant.expires_at,
+                   created_at=now, updated_at=now, **fields)
+
+
+async def _create_api_key(http: httpx.AsyncClient, flow: Flow, access_token: str) -> str:
+    assert flow.create_api_key_url is not None
+    response = await _call(http, flow, "POST", flow.create_api_key_url, access_token, {})
+    key = response.get("raw_key")
+    if not isinstance(key, str) or not key:
+        raise OAuthError(f"{flow.name}: creating the API key returned no key", permanent=False)
+    return key
+
+
+async def _google_email(http: httpx.AsyncClient, flow: Flow, access_token: str) -> str | None:
+    if not flow.userinfo_url:
+        return None
+    email = (await _call(http, flow, "GET", flow.userinfo_url, access_token, None)).get("email")
+    return email if isinstance(email, str) else None
+
+
+async def _code_assist_project(http: httpx.AsyncClient, flow: Flow, access_token: str) -> str:
+    """Found once per login: loadCodeAssist names the project, or onboardUser creates one."""
+    base = str(flow.code_assist_url).rstrip("/")
+    loaded = await _call(http, flow, "POST", f"{base}/v1internal:loadCodeAssist", access_token,
+                         {"metadata": _CODE_ASSIST_METADATA})
+    project = _project_id(loaded.get("cloudaicompanionProject"))
+    if project:
+        return project
+    tiers = loaded.get("allowedTiers") or []
+    tier = next((t.get("id") for t in tiers if isinstance(t, dict) and t.get("isDefault")), "free-tier")
+    for _ in range(10):
+        onboarded = await _call(http, flow, "POST", f"{base}/v1internal:onboardUser", access_token,
+                                {"tierId": tier, "metadata": _CODE_ASSIST_METADATA})
+        if onboarded.get("done"):
+            response = onboarded.get("response")
+            project = _project_id(response.get("cloudaicompanionProject") if isinstance(response, dict) else None)
+            if project:
+                return project
+            break
+        await asyncio.sleep(2)
+    raise OAuthError(f"{flow.name}: Code Assist gave no project for this account", permanent=False)
+
+
+def _project_id(value: Any) -> str | None:
+    if isinstance(value, str) and value:
+        return value
+    if isinstance(value, dict) and isinstance(value.get("id"), str):
+        return str(value["id"])
+    return None
+
+
+async def _call(http: httpx.AsyncClient, flow: Flow, method: str, url: str, access_token: str,
+                body: dict[str, Any] | None) -> dict[str, Any]:
+    try:
+        response = await http.request(method, url, json=body, timeout=30,
+                                      headers={"authorization": f"Bearer {access_token}"})
+    except httpx.HTTPError as exc:
+        raise OAuthError(f"{flow.name}: {method} {url} failed: {type(exc).__name__}", permanent=False) from None
+    if response.status_code != 200:
+        raise OAuthError(f"{flow.name}: {method} {url} answered HTTP {response.status_code}", permanent=False)
+    return _json(response)

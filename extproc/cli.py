@@ -28,6 +28,25 @@ def main(argv: list[str] | None = None) -> int:
     ):
         sub = commands.add_parser(name, help=help_text)
         sub.add_argument("--config", "-c", help="YAML config file (default: the embedded default config)")
+    auth = commands.add_parser("auth", help="log in to subscriptions and manage the accounts")
+    auth_commands = auth.add_subparsers(dest="auth_command", required=True)
+    for name, help_text, arg in (
+        ("login", "log in with OAuth (opens the browser, or --no-browser to paste the code)", "login"),
+        ("list", "the accounts: login, email, plan, expiry, status (never secrets)", None),
+        ("logout", "remove an account", "account"),
+        ("refresh", "refresh an account's token now", "account"),
+        ("import", "take logins you already have (Codex, Gemini CLI, Claude Code)", None),
+    ):
+        sub = auth_commands.add_parser(name, help=help_text)
+        sub.add_argument("--config", "-c", help="YAML config file (default: the embedded default config)")
+        if arg == "login":
+            sub.add_argument("login", choices=("claude", "console", "gemini", "codex"))
+            sub.add_argument("--no-browser", action="store_true", help="print the URL and read the pasted code")
+        elif arg:
+            sub.add_argument(arg)
+        elif name == "import":
+            sub.add_argument("files", nargs="*", metavar="KIND[=PATH]",
+                             help="codex, gemini or claude, optionally with a file (default: all found)")
     args = parser.parse_args(argv)
     try:
         settings = load_settings(args.config)
@@ -40,6 +59,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "models":
         sys.stdout.write(models_table(settings))
         return 0
+    if args.command == "auth":
+        from extproc.auth import terminal
+
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+        target = getattr(args, "login", None) or getattr(args, "account", None)
+        rest = [str(target)] if target else list(getattr(args, "files", []) or [])
+        return terminal.run(settings, args.auth_command, rest, getattr(args, "no_browser", False))
     if args.command == "check":
         print(f"config OK: {len(settings.providers)} providers, {len(settings.models)} models, "
               f"{len(settings.credentials)} credentials")

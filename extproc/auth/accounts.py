@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
-from extproc.auth.client import OAuthError, exchange_code, new_account, refresh_grant
+from extproc.auth.client import OAuthError, code_assist_project, exchange_code, new_account, refresh_grant
 from extproc.auth.pkce import PendingLogin, PendingLogins, challenge_of
 from extproc.auth.store import Account, TokenStore
 from extproc.core.config import Credential
@@ -209,6 +209,26 @@ class AccountManager:
         self._stamp = self._file_stamp()
         self.on_change()
         log.info("account %s logged in (%s)", stored.id, flow.title)
+        return stored
+
+    async def add_imported(self, account: Account) -> Account:
+        """Store a login imported from another tool's file, replacing an earlier import of the same login."""
+        flow = self.flow(account.kind)
+        if flow.code_assist_url and not account.project_id and account.access_token:
+            try:
+                account = dataclasses.replace(account, project_id=await code_assist_project(
+                    self._http, flow, account.access_token))
+            except OAuthError as exc:
+                log.warning("%s: no Code Assist project yet (%s); its requests fail until one is found",
+                            account.id, exc)
+        for existing in await asyncio.to_thread(self.store.load):
+            same_login = existing.refresh_token == account.refresh_token or (
+                account.email is not None and existing.email == account.email)
+            if existing.kind == account.kind and same_login:
+                account = dataclasses.replace(account, id=existing.id)
+        stored = await asyncio.to_thread(self.store.upsert, account)
+        self._accounts[stored.id] = stored
+        self.on_change()
         return stored
 
     async def remove(self, account_id: str) -> bool:

@@ -127,7 +127,7 @@ async def new_account(http: httpx.AsyncClient, flow: Flow, grant: Grant) -> Acco
         fields["api_key"] = await _create_api_key(http, flow, grant.access_token)
     if flow.code_assist_url:  # Gemini CLI: the email and the Code Assist project
         email = email or await _google_email(http, flow, grant.access_token)
-        fields["project_id"] = await _code_assist_project(http, flow, grant.access_token)
+        fields["project_id"] = await code_assist_project(http, flow, grant.access_token)
     auth = claims.get(_OPENAI_AUTH_CLAIM)
     if isinstance(auth, dict):  # Codex: the ChatGPT account requests must name
         fields["account_id"] = auth.get("chatgpt_account_id")
@@ -153,7 +153,7 @@ async def _google_email(http: httpx.AsyncClient, flow: Flow, access_token: str) 
     return email if isinstance(email, str) else None
 
 
-async def _code_assist_project(http: httpx.AsyncClient, flow: Flow, access_token: str) -> str:
+async def code_assist_project(http: httpx.AsyncClient, flow: Flow, access_token: str) -> str:
     """Found once per login: loadCodeAssist names the project, or onboardUser creates one."""
     base = str(flow.code_assist_url).rstrip("/")
     loaded = await _call(http, flow, "POST", f"{base}/v1internal:loadCodeAssist", access_token,

@@ -1,0 +1,181 @@
+"""`extproc auth …` in a terminal: log in (browser + loopback redirect, or a pasted code), list, log out, import.
+
+It works on the accounts file directly; a running gateway notices the change within seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import sys
+import threading
+import time
+import webbrowser
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+
+from extproc.auth.accounts import AccountManager, LoginError, split_pasted
+from extproc.auth.imports import DEFAULT_PATHS, LoginFileError, parse_login_file
+from extproc.auth.pkce import LoginExpired
+from extproc.auth.store import Account, StoreError, TokenStore, default_store_path
+from extproc.core.config import Settings
+
+LOGIN_TIMEOUT = 600.0
+
+
+def _store(settings: Settings) -> TokenStore:
+    return TokenStore(Path(settings.auth_store).expanduser() if settings.auth_store else default_store_path())
+
+
+def run(settings: Settings, command: str, args: list[str], no_browser: bool = False) -> int:
+    try:
+        return asyncio.run(_run(settings, command, args, no_browser))
+    except (LoginError, LoginExpired, StoreError, LoginFileError) as exc:
+        print(f"extproc auth: {exc}", file=sys.stderr)
+        return 1
+
+
+async def _run(settings: Settings, command: str, args: list[str], no_browser: bool) -> int:
+    async with httpx.AsyncClient() as http:
+        manager = AccountManager(_store(settings), settings.flows, http, skew=settings.refresh_skew)
+        await manager.load()
+        if command == "login":
+            account = await login(manager, args[0], no_browser)
+            print(f"logged in: {account.id} ({manager.flow(account.kind).title}"
+                  f"{', ' + account.email if account.email else ''})")
+        elif command == "list":
+            sys.stdout.write(accounts_table(manager.accounts()))
+        elif command == "logout":
+            if not await manager.remove(args[0]):
+                raise LoginError(f"no account {args[0]}; `extproc auth list` shows the accounts")
+            print(f"logged out: {args[0]}")
+        elif command == "refresh":
+            account = await manager.force_refresh(args[0])
+            print(f"refreshed: {account.id} (expires {_when(account.expires_at)})")
+        elif command == "import":
+            return await import_logins(manager, args)
+    return 0
+
+
+async def login(manager: AccountManager, flow_name: str, no_browser: bool) -> Account:
+    flow = manager.flow(flow_name)
+    if flow.loopback_port is not None and not no_browser:
+        with _loopback(flow.loopback_port, flow.loopback_path) as (redirect_uri, caught):
+            pending, url = manager.start_login(flow_name, redirect_uri)
+            print(f"Opening your browser to log in to {flow.title}. If it does not open, visit:\n{url}", flush=True)
+            webbrowser.open(url)
+            code, state = await asyncio.to_thread(caught.wait_for, LOGIN_TIMEOUT)
+            return await manager.finish_login(code, state or pending.state)
+    redirect = flow.hosted_redirect or f"http://localhost:{flow.loopback_port or 1455}{flow.loopback_path}"
+    pending, url = manager.start_login(flow_name, redirect)
+    print(f"Open this URL, log in to {flow.title}, then paste the code shown "
+          f"(or the address the browser ended on):\n{url}", flush=True)
+    pasted = await asyncio.to_thread(sys.stdin.readline)
+    if not pasted.strip():
+        raise LoginError("nothing was pasted")
+    code, state = split_pasted(pasted)
+    return await manager.finish_login(code, state or pending.state)
+
+
+class _Caught:
+    """The one redirect a loopback login waits for."""
+
+    def __init__(self) -> None:
+        self._done = threading.Event()
+        self.code: str | None = None
+        self.state: str | None = None
+        self.error: str | None = None
+
+    def set(self, code: str | None, state: str | None, error: str | None) -> None:
+        self.code, self.state, self.error = code, state, error
+        self._done.set()
+
+    def wait_for(self, timeout: float) -> tuple[str, str | None]:
+        if not self._done.wait(timeout):
+            raise LoginError(f"no redirect within {timeout:.0f}s; run the login again")
+        if self.error or not self.code:
+            raise LoginError(f"the provider refused the login: {self.error or 'no code in the redirect'}")
+        return self.code, self.state
+
+
+@contextlib.contextmanager
+def _loopback(port: int, path: str) -> Iterator[tuple[str, _Caught]]:
+    caught = _Caught()
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:  # noqa: N802
+            parts = urlsplit(self.path)
+            if parts.path != path:
+                self.send_error(404)
+                return
+            query = parse_qs(parts.query)
+            code, state, error = (query.get(k, [None])[0] for k in ("code", "state", "error"))
+            caught.set(code, state, error)
+            page = b"<h1>Logged in.</h1><p>You can close this window.</p>" if code else \
+                b"<h1>Login failed.</h1><p>See the terminal.</p>"
+            self.send_response(200)
+            self.send_header("content-type", "text/html; charset=utf-8")
+            self.send_header("content-length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
+
+    try:
+        server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    except OSError as exc:
+        raise LoginError(f"cannot listen on localhost:{port} for the redirect ({exc.strerror}); "
+                         "close what uses it, or use --no-browser and paste the code") from None
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://localhost:{server.server_address[1]}{path}", caught
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+async def import_logins(manager: AccountManager, kinds: list[str]) -> int:
+    """Import each existing login file found (`codex=PATH` picks a file; no argument: every default one)."""
+    chosen: dict[str, Path] = {}
+    for item in kinds or list(DEFAULT_PATHS):
+        kind, _, raw_path = item.partition("=")
+        if kind not in DEFAULT_PATHS:
+            raise LoginError(f"cannot import {kind!r}; expected one of {', '.join(DEFAULT_PATHS)}")
+        chosen[kind] = Path(raw_path) if raw_path else DEFAULT_PATHS[kind]
+    imported = 0
+    for kind, raw in chosen.items():
+        path = raw.expanduser()
+        if not path.exists():
+            if kinds:
+                raise LoginError(f"{path} does not exist")
+            continue
+        account = await manager.add_imported(parse_login_file(kind, path.read_bytes(), str(path)))
+        print(f"imported: {account.id} ({manager.flow(kind).title}) from {path}")
+        imported += 1
+    if not imported:
+        print("nothing to import: no " + ", ".join(str(p) for p in DEFAULT_PATHS.values()))
+    return 0
+
+
+def accounts_table(accounts: list[Account]) -> str:
+    header = ("ACCOUNT", "LOGIN", "EMAIL", "PLAN", "EXPIRES", "STATUS")
+    rows = [header] + [(a.id, a.kind, a.email or "-", a.plan or "-", _when(a.expires_at),
+                        a.status + (f" ({a.status_reason})" if a.status_reason else "")) for a in accounts]
+    if len(rows) == 1:
+        return "no accounts: log in with `extproc auth login <claude|console|gemini|codex>`\n"
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    return "".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() + "\n" for r in rows)
+
+
+def _when(at: float | None) -> str:
+    if at is None:
+        return "never"
+    stamp = dt.datetime.fromtimestamp(at, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return stamp + (" (expired)" if at <= time.time() else "")

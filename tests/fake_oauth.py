@@ -185,6 +185,11 @@ class FakeOAuth:
         with self._lock:
             return {t for t, expires_at in self._state.access.items() if now < expires_at}
 
+    def issued_secrets(self) -> set[str]:
+        """Every access token, refresh token and API key this fake ever handed out (to check none leaks)."""
+        with self._lock:
+            return set(self._state.access) | set(self._state.refresh) | set(self.created_api_keys)
+
     def revoke_refresh_tokens(self) -> None:
         """Every outstanding refresh token becomes invalid (invalid_grant): the user revoked the app."""
         with self._lock:

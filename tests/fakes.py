@@ -154,6 +154,16 @@ class FakeProvider:
             doc = {}
         if doc.get("stream") is True and path.endswith("/chat/completions"):
             return 200, {"content-type": "text/event-stream"}, chat_stream(doc.get("model", ""))
+        if path.startswith("/v1internal:"):  # Code Assist: answers wrapped in {"response": …}
+            inner = success_body(f"/v1beta/models/{doc.get('model', '')}:generateContent", {})
+            if "alt=sse" in path:
+                events = [json.dumps({"response": {**inner, "candidates": [
+                    {"content": {"role": "model", "parts": [{"text": word}]}, "index": 0}]}})
+                    for word in ("hello", " from", f" {doc.get('model', '')}")]
+                return 200, {"content-type": "text/event-stream"}, b"".join(
+                    b"data: " + e.encode() + b"\r\n\r\n" for e in events)
+            return 200, {"content-type": "application/json"}, json.dumps(
+                {"response": inner, "traceId": "t1"}).encode()
         return 200, {"content-type": "application/json"}, json.dumps(success_body(path, doc)).encode()
 
 

@@ -95,13 +95,17 @@ class SseUnwrapper:
 
     def feed(self, chunk: bytes, end: bool) -> bytes:
         data = self._pending + chunk
-        events = data.split(b"\n\n")
+        events = _EVENT_END.split(data)
         self._pending = b"" if end else events.pop()
         out = []
         for event in events:
             if not event.strip():
                 continue
-            lines = [(b"data: " + unwrap_codeassist(line[5:].strip())) if line.startswith(b"data:") else line
-                     for line in event.split(b"\n")]
-            out.append(b"\n".join(lines) + b"\n\n")
+            lines = [line.rstrip(b"\r") for line in event.split(b"\n")]
+            lines = [b"data: " + unwrap_codeassist(line[5:].strip()) if line.startswith(b"data:") else line
+                     for line in lines]
+            out.append(b"\r\n".join(lines) + b"\r\n\r\n")
         return b"".join(out)
+
+
+_EVENT_END = re.compile(rb"\r?\n\r?\n")

@@ -1,0 +1,322 @@
+"""Subscription logins end to end: CLI login against a fake OAuth server, the token reaching a fake
+provider through Envoy, refresh (single-flight, rotating), suspension and fallback, imports."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import anthropic
+import httpx
+import openai
+import pytest
+import yaml
+from google import genai
+from google.genai import types as genai_types
+
+from tests.conftest import SECRETS, Stack, provider_config
+from tests.fake_oauth import FakeOAuth
+from tests.fakes import FakeProvider
+
+ROOT = Path(__file__).resolve().parents[2]
+CHAT = [{"role": "user", "content": "hi"}]
+
+
+@pytest.fixture(scope="module")
+def oauth() -> Iterator[FakeOAuth]:
+    server = FakeOAuth(client_secrets={"681255809395-oo8ft2oprdrnp9e3aqf6av3hmdib135j.apps.googleusercontent.com":
+                                       "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"})
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def upstreams() -> Iterator[dict[str, FakeProvider]]:
+    servers = {name: FakeProvider(name) for name in ("chatgpt", "codeassist")}
+    yield servers
+    for server in servers.values():
+        server.close()
+
+
+def login_config(fakes: dict[str, FakeProvider], upstreams: dict[str, FakeProvider], oauth: FakeOAuth,
+                 store: Path, **extra: Any) -> dict[str, Any]:
+    """Every login pointed at the fake OAuth server; anthropic, openai and gemini without API keys."""
+    base = oauth.base_url
+    providers = provider_config(fakes, without=("anthropic", "openai", "gemini"))
+    providers["chatgpt"] = {"base_url": upstreams["chatgpt"].base_url}
+    providers["codeassist"] = {"base_url": upstreams["codeassist"].base_url}
+    hosted = {"hosted": "https://hosted.example/oauth/code/callback"}
+    return {
+        "providers": providers,
+        "discovery": False,
+        "auth": {"store": str(store), "refresh_skew": 0},
+        "oauth": {
+            "claude": {"authorize_url": f"{base}/authorize", "token_url": f"{base}/v1/oauth/token", "redirect": hosted},
+            "console": {"authorize_url": f"{base}/authorize", "token_url": f"{base}/v1/oauth/token",
+                        "redirect": hosted, "create_api_key_url": f"{base}/api/oauth/claude_cli/create_api_key"},
+            "gemini": {"authorize_url": f"{base}/o/oauth2/v2/auth", "token_url": f"{base}/token",
+                       "userinfo_url": f"{base}/oauth2/v2/userinfo", "code_assist_url": base,
+                       "redirect": {"loopback_port": 0, "loopback_path": "/oauth2callback"}},
+            "codex": {"authorize_url": f"{base}/oauth/authorize", "token_url": f"{base}/oauth/token",
+                      "redirect": {"loopback_port": 0, "loopback_path": "/auth/callback"}},
+        },
+        **extra,
+    }
+
+
+def write_config(tmp: Path, config: dict[str, Any]) -> Path:
+    path = tmp / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def cli(config: Path, *args: str, stdin: str | None = None, env: dict[str, str] | None = None,
+        timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "extproc", "auth", *args, "--config", str(config)],
+                          input=stdin, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+
+
+def login_by_paste(config: Path, flow: str) -> str:
+    """`extproc auth login FLOW --no-browser`; the test plays the user: opens the URL, pastes code#state."""
+    proc = subprocess.Popen([sys.executable, "-m", "extproc", "auth", "login", flow, "--no-browser",
+                             "--config", str(config)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdin is not None
+    url = next(line.strip() for line in proc.stdout if line.startswith("http"))
+    page = httpx.get(url)
+    assert page.status_code == 200, page.text
+    out, err = proc.communicate(page.headers["x-fake-code"] + "\n", timeout=30)
+    assert proc.returncode == 0, err
+    return out
+
+
+def login_by_browser(config: Path, flow: str) -> str:
+    """The browser step: a 'browser' that follows the authorize redirect to the CLI's loopback listener."""
+    browser = f"{sys.executable} {ROOT / 'tests' / 'browser.py'} %s"
+    result = cli(config, "login", flow, env={"BROWSER": browser})
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def no_token_in(text: str, oauth: FakeOAuth) -> None:
+    leaked = [t for t in oauth.issued_secrets() if t in text]
+    assert not leaked, "a token or key appeared in output"
+
+
+def test_claude_login_token_reaches_the_provider(
+        tmp_path: Path, fakes: dict[str, FakeProvider], upstreams: dict[str, FakeProvider], oauth: FakeOAuth,
+        make_stack: Callable[[dict[str, Any]], Stack]) -> None:
+    store = tmp_path / "accounts.json"
+    config = login_config(fakes, upstreams, oauth, store)
+    out = login_by_paste(write_config(tmp_path, config), "claude")
+    assert out.startswith("logged in: claude-")
+    authorize = oauth.authorize_requests[-1]
+    assert authorize["code_challenge_method"] == "S256" and authorize["code"] == "true"
+    assert "code_verifier" not in authorize  # the verifier never goes to the browser
+    assert oct(store.stat().st_mode & 0o777) == "0o600" and oct(store.parent.stat().st_mode & 0o777) == "0o700"
+    no_token_in(out, oauth)
+
+    stack = make_stack(config)
+    client = anthropic.Anthropic(base_url=stack.url, api_key="client-key", max_retries=0)
+    client.messages.create(model="claude-sonnet-5-5", max_tokens=10, messages=CHAT,  # type: ignore[arg-type]
+                           system="Be brief.", extra_headers={"anthropic-beta": "prompt-caching-2024-07-31"})
+    seen = fakes["anthropic"].wait_for(1)[0]
+    token = seen.headers["authorization"].removeprefix("Bearer ")
+    assert oauth.is_valid_access_token(token)
+    assert seen.headers["anthropic-beta"] == "prompt-caching-2024-07-31,oauth-2025-04-20"
+    assert seen.headers["anthropic-version"] == "2023-06-01" and "x-api-key" not in seen.headers
+    assert seen.json()["system"] == [{"type": "text", "text": "You are Claude Code, Anthropic's official CLI for Claude."},
+                                     {"type": "text", "text": "Be brief."}]
+    assert int(seen.headers["content-length"]) == len(seen.body)
+    listed = cli(write_config(tmp_path, config), "list")
+    assert "claude-" in listed.stdout and "active" in listed.stdout
+    no_token_in(listed.stdout + stack.logs(), oauth)
+
+
+def test_codex_login_by_browser_routes_to_chatgpt_backend(
+        tmp_path: Path, fakes: dict[str, FakeProvider], upstreams: dict[str, FakeProvider], oauth: FakeOAuth,
+        make_stack: Callable[[dict[str, Any]], Stack]) -> None:
+    config = login_config(fakes, upstreams, oauth, tmp_path / "accounts.json")
+    out = login_by_browser(write_config(tmp_path, config), "codex")
+    assert "\nlogged in: codex-" in out
+    stack = make_stack(config)
+    oa = openai.OpenAI(base_url=f"{stack.url}/v1", api_key="client-key", max_retries=0)
+    oa.responses.create(model="gpt-6-luna", input="hi")
+    seen = upstreams["chatgpt"].wait_for(1)[0]
+    assert seen.path == "/backend-api/codex/responses"
+    assert seen.headers["chatgpt-account-id"] == "acct-fake-123"
+    assert oauth.is_valid_access_token(seen.headers["authorization"].removeprefix("Bearer "))
+    # The ChatGPT backend takes no Chat Completions: without an OpenAI key that request falls back elsewhere.
+    raw = oa.chat.completions.with_raw_response.create(model="gpt-6-luna", messages=CHAT)  # type: ignore[arg-type]
+    assert raw.headers["x-extproc-route"] == "fallback:capability-match"
+    assert raw.headers["x-extproc-provider"] not in ("chatgpt", "openai")
+    assert len(upstreams["chatgpt"].requests) == 1
+    no_token_in(out + stack.logs(), oauth)
+
+
+def test_gemini_login_wraps_for_code_assist_and_unwraps_answers(
+        tmp_path: Path, fakes: dict[str, FakeProvider], upstreams: dict[str, FakeProvider], oauth: FakeOAuth,
+        make_stack: Callable[[dict[str, Any]], Stack]) -> None:
+    config = login_config(fakes, upstreams, oauth, tmp_path / "accounts.json")
+    out = login_by_browser(write_config(tmp_path, config), "gemini")
+    assert "\nlogged in: gemini-" in out and "user@example.com" in out
+    assert [c.path for c in oauth.calls][-2:] == ["/v1internal:loadCodeAssist", "/v1internal:onboardUser"]
+    stack = make_stack(config)
+    client = genai.Client(api_key="client-key",
+                          http_options=genai_types.HttpOptions(base_url=stack.url, api_version="v1beta"))
+    assert client.models.generate_content(model="gemini-3.8-flash", contents="hi").text == "hello from gemini-3.8-flash"
+    seen = upstreams["codeassist"].wait_for(1)[0]
+    assert seen.path == "/v1internal:generateContent"
+    body = seen.json()
+    assert body["model"] == "gemini-3.8-flash" and body["project"] == "fake-project-42"
+    assert body["request"]["contents"][0]["parts"][0]["text"] == "hi"
+    streamed = "".join(chunk.text or "" for chunk in client.models.generate_content_stream(
+        model="gemini-3.8-flash", contents="hi"))
+    assert streamed == "hello from gemini-3.8-flash"
+    assert upstreams["codeassist"].wait_for(2)[1].path == "/v1internal:streamGenerateContent?alt=sse"
+
+
+def test_console_login_creates_and_uses_an_api_key(
+        tmp_path: Path, fakes: dict[str, FakeProvider], upstreams: dict[str, FakeProvider], oauth: FakeOAuth,
+        make_stack: Callable[[dict[str, Any]], Stack]) -> None:
+    config = login_config(fakes, upstreams, oauth, tmp_path / "accounts.json")
+    login_by_paste(write_config(tmp_path, config), "console")
+    key = oauth.created_api_keys[-1]
+    stack = make_stack(config)
+    httpx.post(stack.url + "/v1/messages", json={"model": "claude-haiku-5-5", "max_tokens": 5, "messages": CHAT})
+    seen = fakes["anthropic"].wait_for(1)[0]
+    assert seen.headers["x-api-key"] == key and "authorization" not in seen.headers
+    no_token_in(stack.logs(), oauth)
+
+
+def test_expiry_means_one_refresh_for_fifty_concurrent_requests(
+        tmp_path: Path, fakes: dict[str, FakeProvider], upstreams: dict[str, FakeProvider], oauth: FakeOAuth,
+        make_stack: Callable[[dict[str, Any]], Stack]) -> None:
+    config = login_config(fakes, upstreams, oauth, tmp_path / "accounts.json")
+    oauth.expires_in = 2
+    try:
+        login_by_paste(write_config(tmp_path, config), "claude")
+    finally:
+        oauth.expires_in = 3600
+    stack = make_stack(config)
+    first_token = json.loads((tmp_path / "accounts.json").read_text())["accounts"][0]["access_token"]
+    time.sleep(2.2)  # the login's token has expired
+    calls_before, oauth.refresh_delay = oauth.refresh_calls, 0.5
+
+    def ask(_: int) -> int:
+        return httpx.post(stack.url + "/v1/messages", timeout=30,
+                          json={"model": "claude-haiku-5-5", "max_tokens": 5, "messages": CHAT}).status_code
+
+    try:
+        with ThreadPoolExecutor(50) as pool:
+            statuses = list(pool.map(ask, range(50)))
+    finally:
+        oauth.refresh_delay = 0
+    assert statuses == [200] * 50
+    assert oauth.refresh_calls - calls_before == 1
+    tokens = {r.headers["authorization"] for r in fakes["anthropic"].wait_for(50)}
+    assert tokens == {f"Bearer {oauth.latest_access_token}"} and first_token not in str(tokens)
+    stored = json.loads((tmp_path / "accounts.json").read_text())["accounts"][0]
+    assert stored["access_token"] == oauth.latest_access_token  # the rotated pair was persisted
+    no_token_in(stack.logs(), oauth)
+
+
+def test_upstream_401_refreshes_the_login(
+        tmp_path: Path, fakes: dict[str, FakeProvider], upstreams: dict[str, FakeProvider], oauth: FakeOAuth,
+        make_stack: Callable[[dict[str, Any]], Stack]) -> None:
+    config = login_config(fakes, upstreams, oauth, tmp_path / "accounts.json")
+    login_by_paste(write_config(tmp_path, config), "claude")
+    stack = make_stack(config)
+    body = {"model": "claude-haiku-5-5", "max_tokens": 5, "messages": CHAT}
+    fakes["anthropic"].script(401)
+    calls = oauth.refresh_calls
+    assert httpx.post(stack.url + "/v1/messages", json=body).status_code == 401
+    assert httpx.post(stack.url + "/v1/messages", json=body).status_code == 200
+    assert oauth.refresh_calls == calls + 1
+    first, second = fakes["anthropic"].wait_for(2)
+    assert first.headers["authorization"] != second.headers["authorization"]
+    assert second.headers["authorization"] == f"Bearer {oauth.latest_access_token}"
+
+
+def test_reused_refresh_token_suspends_the_login_and_the_request_falls_back(
+        tmp_path: Path, fakes: dict[str, FakeProvider], upstreams: dict[str, FakeProvider], oauth: FakeOAuth,
+        make_stack: Callable[[dict[str, Any]], Stack]) -> None:
+    config = login_config(fakes, upstreams, oauth, tmp_path / "accounts.json")
+    config["providers"]["anthropic"] = {"base_url": fakes["anthropic"].base_url, "api_key": SECRETS["anthropic"],
+                                        "prefer": "login"}
+    oauth.expires_in = 1
+    try:
+        login_by_paste(write_config(tmp_path, config), "claude")
+    finally:
+        oauth.expires_in = 3600
+    stored = json.loads((tmp_path / "accounts.json").read_text())["accounts"][0]
+    # Someone else used the refresh token (another tool sharing the login): it is now spent.
+    assert httpx.post(f"{oauth.base_url}/v1/oauth/token", json={
+        "grant_type": "refresh_token", "refresh_token": stored["refresh_token"],
+        "client_id": "9d1c250a-e61b-44d9-88ed-5944d1962f5e"}).status_code == 200
+    time.sleep(1.2)
+    stack = make_stack(config)
+    body = {"model": "claude-haiku-5-5", "max_tokens": 5, "messages": CHAT}
+    for _ in range(3):
+        response = httpx.post(stack.url + "/v1/messages", json=body)
+        assert response.status_code == 200
+    calls = oauth.refresh_calls
+    assert all(r.headers.get("x-api-key") == SECRETS["anthropic"] for r in fakes["anthropic"].wait_for(3))
+    assert oauth.refresh_calls == calls  # suspended: no refresh loop
+    listed = cli(write_config(tmp_path, config), "list").stdout
+    assert "suspended" in listed and "refresh_token_reused" in listed
+    models = {m["id"]: m for m in httpx.get(stack.url + "/v1/models").json()["data"]}
+    assert models["claude-haiku-5-5"]["available"] is True and models["claude-haiku-5-5"]["credentials"] == 2
+
+
+def test_imports_take_each_existing_login_format(tmp_path: Path, fakes: dict[str, FakeProvider],
+                                                  upstreams: dict[str, FakeProvider], oauth: FakeOAuth) -> None:
+    config = write_config(tmp_path, login_config(fakes, upstreams, oauth, tmp_path / "accounts.json"))
+    codex = oauth.issue_tokens("app_EMoamEEZ73f0CkXaXp7hrann")
+    gemini = oauth.issue_tokens("681255809395-oo8ft2oprdrnp9e3aqf6av3hmdib135j.apps.googleusercontent.com")
+    claude = oauth.issue_tokens("9d1c250a-e61b-44d9-88ed-5944d1962f5e")
+    files = {
+        "codex": {"OPENAI_API_KEY": None, "tokens": {"id_token": codex["id_token"], "access_token":
+                  codex["access_token"], "refresh_token": codex["refresh_token"], "account_id": "acct-fake-123"},
+                  "last_refresh": "2026-11-25T00:00:00Z"},
+        "gemini": {"access_token": gemini["access_token"], "refresh_token": gemini["refresh_token"],
+                   "scope": "cloud-platform", "token_type": "Bearer", "id_token": gemini["id_token"],
+                   "expiry_date": int((time.time() + 3600) * 1000)},
+        "claude": {"claudeAiOauth": {"accessToken": claude["access_token"], "refreshToken": claude["refresh_token"],
+                                     "expiresAt": int((time.time() + 3600) * 1000), "scopes": ["user:inference"],
+                                     "subscriptionType": "max"}},
+    }
+    args = []
+    for kind, doc in files.items():
+        (tmp_path / f"{kind}.json").write_text(json.dumps(doc))
+        args.append(f"{kind}={tmp_path / f'{kind}.json'}")
+    result = cli(config, "import", *args)
+    assert result.returncode == 0, result.stderr
+    again = cli(config, "import", *args)  # importing twice replaces, never duplicates
+    assert again.returncode == 0
+    accounts = json.loads((tmp_path / "accounts.json").read_text())["accounts"]
+    by_kind = {a["kind"]: a for a in accounts}
+    assert len(accounts) == 3 and set(by_kind) == {"codex", "gemini", "claude"}
+    assert by_kind["codex"]["account_id"] == "acct-fake-123"
+    assert by_kind["gemini"]["project_id"] == "fake-project-42" and by_kind["gemini"]["email"] == "user@example.com"
+    assert by_kind["claude"]["plan"] == "max"
+    listed = cli(config, "list")
+    for kind in ("codex", "gemini", "claude"):
+        assert f"{kind}-" in listed.stdout
+    no_token_in(result.stdout + result.stderr + listed.stdout, oauth)
+
+
+def test_replayed_state_and_wrong_code_are_refused(tmp_path: Path, fakes: dict[str, FakeProvider],
+                                                   upstreams: dict[str, FakeProvider], oauth: FakeOAuth) -> None:
+    config = write_config(tmp_path, login_config(fakes, upstreams, oauth, tmp_path / "accounts.json"))
+    result = cli(config, "login", "claude", "--no-browser", stdin="not-a-real-code#not-the-state\n")
+    assert result.returncode == 1 and "unknown, already used or expired" in result.stderr
+    assert not (tmp_path / "accounts.json").exists()

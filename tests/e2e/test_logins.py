@@ -133,8 +133,8 @@ def test_claude_login_token_reaches_the_provider(
     assert oauth.is_valid_access_token(token)
     assert seen.headers["anthropic-beta"] == "prompt-caching-2024-07-31,oauth-2025-04-20"
     assert seen.headers["anthropic-version"] == "2023-06-01" and "x-api-key" not in seen.headers
-    assert seen.json()["system"] == [{"type": "text", "text": "You are Claude Code, Anthropic's official CLI for Claude."},
-                                     {"type": "text", "text": "Be brief."}]
+    prefix = "You are Claude Code, Anthropic's official CLI for Claude."
+    assert seen.json()["system"] == [{"type": "text", "text": prefix}, {"type": "text", "text": "Be brief."}]
     assert int(seen.headers["content-length"]) == len(seen.body)
     listed = cli(write_config(tmp_path, config), "list")
     assert "claude-" in listed.stdout and "active" in listed.stdout

@@ -19,7 +19,7 @@ from extproc.gateway import MODEL_HEADER, REASON_HEADER, ROUTE_HEADER
 from extproc.providers import ProviderSpec
 
 PROCESSOR_CLUSTER = "extproc"
-CONTROL_SERVICES = ("extproc.v1.Models",)
+CONTROL_SERVICES = ("extproc.v1.Models", "extproc.v1.Auth")
 DESCRIPTOR_SET = Path(__file__).resolve().parent / "v1" / "extproc.pb"
 _T = "type.googleapis.com/envoy."
 _GRPC_LIMIT_SLACK = 4 * 1024 * 1024  # room for headers and framing around a body at the limit
@@ -74,7 +74,8 @@ def _connection_manager(settings: Settings) -> dict[str, Any]:
             "route_config": {"name": "llm", "virtual_hosts": [{
                 "name": "llm",
                 "domains": ["*"],
-                "routes": [_models_route()] + [_provider_route(p, timeout) for p in settings.providers.values()]
+                "routes": [_models_route(), _auth_route()]
+                + [_provider_route(p, timeout) for p in settings.providers.values()]
                 + [_unrouted()],
             }]},
             "http_filters": [_ext_proc_filter(settings), {
@@ -157,6 +158,17 @@ function envoy_on_response(handle)
   handle:headers():replace("content-type", "application/json")
 end
 """
+
+
+def _auth_route() -> dict[str, Any]:
+    """/auth/… goes straight to the Auth service (its admin token is checked there)."""
+    return {
+        "name": "auth",
+        "match": {"path_separated_prefix": "/auth"},
+        "route": {"cluster": PROCESSOR_CLUSTER, "timeout": "60s"},
+        "typed_per_filter_config": {"envoy.filters.http.ext_proc": {
+            "@type": _T + "extensions.filters.http.ext_proc.v3.ExtProcPerRoute", "disabled": True}},
+    }
 
 
 def _provider_route(provider: ProviderSpec, timeout: str) -> dict[str, Any]:

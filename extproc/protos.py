@@ -16,7 +16,7 @@ from grpc_tools import protoc
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTO_DIR = ROOT / "protos"
-PROTO_FILES = ("extproc/v1/models.proto",)
+PROTO_FILES = ("extproc/v1/models.proto", "extproc/v1/auth.proto")
 DESCRIPTOR_SET = Path(__file__).resolve().parent / "v1" / "extproc.pb"
 
 

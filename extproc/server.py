@@ -6,11 +6,12 @@ import grpc
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as pb_grpc
 
 from extproc.auth.accounts import AccountManager
+from extproc.control.auth import AuthService
 from extproc.control.models import ModelsService
 from extproc.core.config import Settings
 from extproc.edge.ext_proc import ExternalProcessor
 from extproc.gateway import Gateway
-from extproc.v1 import models_pb2_grpc
+from extproc.v1 import auth_pb2_grpc, models_pb2_grpc
 
 _GRPC_SLACK = 8 * 1024 * 1024
 
@@ -24,6 +25,8 @@ async def start_server(settings: Settings, gateway: Gateway, accounts: AccountMa
     ])
     pb_grpc.add_ExternalProcessorServicer_to_server(ExternalProcessor(gateway), server)
     models_pb2_grpc.add_ModelsServicer_to_server(ModelsService(gateway), server)  # type: ignore[no-untyped-call]
+    auth_pb2_grpc.add_AuthServicer_to_server(  # type: ignore[no-untyped-call]
+        AuthService(accounts, settings.admin_token), server)
     address = str(settings.processor)
     if server.add_insecure_port(address) == 0:
         raise OSError(f"cannot listen on {address} (processor.address / processor.port); is it in use?")

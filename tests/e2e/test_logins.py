@@ -320,3 +320,66 @@ def test_replayed_state_and_wrong_code_are_refused(tmp_path: Path, fakes: dict[s
     result = cli(config, "login", "claude", "--no-browser", stdin="not-a-real-code#not-the-state\n")
     assert result.returncode == 1 and "unknown, already used or expired" in result.stderr
     assert not (tmp_path / "accounts.json").exists()
+
+
+ADMIN = "admin-token-for-tests-0123456789"
+
+
+def test_login_api_over_http(tmp_path: Path, fakes: dict[str, FakeProvider], upstreams: dict[str, FakeProvider],
+                             oauth: FakeOAuth, make_stack: Callable[[dict[str, Any]], Stack]) -> None:
+    config = login_config(fakes, upstreams, oauth, tmp_path / "accounts.json")
+    config["auth"]["admin_token"] = ADMIN
+    stack = make_stack(config)
+    admin = {"authorization": f"Bearer {ADMIN}"}
+    assert httpx.get(stack.url + "/auth/accounts").status_code == 401
+    assert httpx.get(stack.url + "/auth/accounts", headers={"authorization": "Bearer wrong"}).status_code == 401
+
+    started = httpx.post(stack.url + "/auth/logins/claude", json={}, headers=admin).json()
+    assert started["redirect_uri"] == "https://hosted.example/oauth/code/callback"
+    pasted = httpx.get(started["authorize_url"]).headers["x-fake-code"]
+    finished = httpx.post(stack.url + "/auth/logins/claude/finish", json={"pasted": pasted}, headers=admin)
+    assert finished.status_code == 200, finished.text
+    account = finished.json()
+    assert account["login"] == "claude" and account["provider"] == "anthropic" and account["status"] == "active"
+    again = httpx.post(stack.url + "/auth/logins/claude/finish", json={"pasted": pasted}, headers=admin)
+    assert again.status_code == 400 and "already used" in again.json()["message"]  # the state works once
+
+    body = {"model": "claude-haiku-5-5", "max_tokens": 5, "messages": CHAT}
+    assert httpx.post(stack.url + "/v1/messages", json=body).status_code == 200
+    first = fakes["anthropic"].wait_for(1)[0].headers["authorization"]
+    refreshed = httpx.post(f"{stack.url}/auth/accounts/{account['id']}/refresh", headers=admin)
+    assert refreshed.status_code == 200
+    assert httpx.post(stack.url + "/v1/messages", json=body).status_code == 200
+    second = fakes["anthropic"].wait_for(2)[1].headers["authorization"]
+    assert first != second == f"Bearer {oauth.latest_access_token}"
+
+    listed = httpx.get(stack.url + "/auth/accounts", headers=admin)
+    assert [a["id"] for a in listed.json()["accounts"]] == [account["id"]]
+    no_token_in(listed.text + finished.text + refreshed.text, oauth)
+
+    assert httpx.delete(f"{stack.url}/auth/accounts/{account['id']}", headers=admin).json() == {"removed": True}
+    assert httpx.delete(f"{stack.url}/auth/accounts/{account['id']}", headers=admin).status_code == 404
+    assert httpx.post(stack.url + "/v1/messages", json=body).status_code == 503  # no credential left
+
+
+def test_browser_callback_to_the_gateway(tmp_path: Path, fakes: dict[str, FakeProvider],
+                                         upstreams: dict[str, FakeProvider], oauth: FakeOAuth,
+                                         make_stack: Callable[[dict[str, Any]], Stack]) -> None:
+    config = login_config(fakes, upstreams, oauth, tmp_path / "accounts.json")
+    config["auth"]["admin_token"] = ADMIN
+    stack = make_stack(config)
+    started = httpx.post(stack.url + "/auth/logins/codex", json={"redirect_uri": f"{stack.url}/auth/callback"},
+                         headers={"authorization": f"Bearer {ADMIN}"}).json()
+    redirect = httpx.get(started["authorize_url"]).headers["location"]
+    page = httpx.get(redirect)
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    assert "is logged in to ChatGPT Plus/Pro (Codex)" in page.text
+    assert httpx.get(redirect).status_code == 400  # replaying the redirect does nothing
+
+
+def test_admin_api_is_off_without_a_token(tmp_path: Path, fakes: dict[str, FakeProvider],
+                                          upstreams: dict[str, FakeProvider], oauth: FakeOAuth,
+                                          make_stack: Callable[[dict[str, Any]], Stack]) -> None:
+    stack = make_stack(login_config(fakes, upstreams, oauth, tmp_path / "accounts.json"))
+    response = httpx.post(stack.url + "/auth/logins/claude", json={}, headers={"authorization": "Bearer x"})
+    assert response.status_code == 403 and "auth.admin_token" in response.json()["message"]

@@ -1,0 +1,117 @@
+"""The Auth service: logins over HTTP (through Envoy's transcoder), thin over the account manager."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hmac
+import html
+from typing import NoReturn
+
+import grpc
+from google.api import httpbody_pb2
+
+from extproc.auth.accounts import AccountManager, LoginError, split_pasted
+from extproc.auth.pkce import STATE_TTL, LoginExpired
+from extproc.auth.store import Account, StoreError
+from extproc.core.errors import CredentialUnavailable
+from extproc.v1 import auth_pb2 as pb
+from extproc.v1 import auth_pb2_grpc as pb_grpc
+
+
+class AuthService(pb_grpc.AuthServicer):
+    def __init__(self, manager: AccountManager, admin_token: str | None) -> None:
+        self._manager = manager
+        self._admin_token = admin_token
+
+    async def StartLogin(self, request: pb.StartLoginRequest, context: grpc.aio.ServicerContext  # noqa: N802
+                         ) -> pb.StartLoginResponse:
+        await self._admin(context)
+        try:
+            pending, url = self._manager.start_login(request.login, request.redirect_uri or None)
+        except LoginError as exc:
+            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        return pb.StartLoginResponse(authorize_url=url, state=pending.state, redirect_uri=pending.redirect_uri,
+                                     expires_in=int(STATE_TTL))
+
+    async def FinishLogin(self, request: pb.FinishLoginRequest, context: grpc.aio.ServicerContext  # noqa: N802
+                          ) -> pb.Account:
+        await self._admin(context)
+        try:
+            code, state = split_pasted(request.pasted) if request.pasted else (request.code, request.state or None)
+            if not code or not state:
+                raise LoginError("send code and state, or pasted (code#state, or the URL the browser ended on)")
+            account = await self._manager.finish_login(code, state)
+        except (LoginError, LoginExpired) as exc:
+            await _abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+        return self._message(account)
+
+    async def Callback(self, request: pb.CallbackRequest, context: grpc.aio.ServicerContext  # noqa: N802
+                       ) -> httpbody_pb2.HttpBody:
+        if request.error or not request.code:
+            return _page("Login failed", f"The provider said: {request.error or 'no code'}.")
+        try:
+            account = await self._manager.finish_login(request.code, request.state)
+        except (LoginError, LoginExpired) as exc:
+            await _abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+        who = account.email or account.id
+        return _page("Logged in", f"{who} is logged in to {self._manager.flow(account.kind).title}. "
+                                  "You can close this window.")
+
+    async def ListAccounts(self, request: pb.ListAccountsRequest, context: grpc.aio.ServicerContext  # noqa: N802
+                           ) -> pb.AccountList:
+        await self._admin(context)
+        return pb.AccountList(accounts=[self._message(a) for a in self._manager.accounts()])
+
+    async def RemoveAccount(self, request: pb.AccountRequest, context: grpc.aio.ServicerContext  # noqa: N802
+                            ) -> pb.RemoveAccountResponse:
+        await self._admin(context)
+        try:
+            removed = await self._manager.remove(request.id)
+        except StoreError as exc:
+            await _abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+        if not removed:
+            await _abort(context, grpc.StatusCode.NOT_FOUND, f"no account {request.id}")
+        return pb.RemoveAccountResponse(removed=True)
+
+    async def RefreshAccount(self, request: pb.AccountRequest, context: grpc.aio.ServicerContext  # noqa: N802
+                             ) -> pb.Account:
+        await self._admin(context)
+        try:
+            account = await self._manager.force_refresh(request.id)
+        except LoginError as exc:
+            await _abort(context, grpc.StatusCode.NOT_FOUND, str(exc))
+        except CredentialUnavailable as exc:
+            await _abort(context, grpc.StatusCode.FAILED_PRECONDITION, exc.reason)
+        return self._message(account)
+
+    async def _admin(self, context: grpc.aio.ServicerContext) -> None:
+        """Fail closed: no admin token configured means no admin API."""
+        if not self._admin_token:
+            await _abort(context, grpc.StatusCode.PERMISSION_DENIED,
+                         "the /auth API is off: set auth.admin_token in the config")
+        sent = dict(context.invocation_metadata() or ()).get("authorization", "")
+        token = sent.removeprefix("Bearer ").strip() if isinstance(sent, str) else ""
+        if not hmac.compare_digest(token.encode(), self._admin_token.encode()):
+            await _abort(context, grpc.StatusCode.UNAUTHENTICATED, "send Authorization: Bearer <auth.admin_token>")
+
+    def _message(self, account: Account) -> pb.Account:
+        flow = self._manager.flows.get(account.kind)
+        message = pb.Account(id=account.id, login=account.kind, provider=flow.provider if flow else "",
+                             status=account.status)
+        for name in ("email", "plan", "status_reason"):
+            value = getattr(account, name)
+            if value:
+                setattr(message, name, value)
+        if account.expires_at is not None:
+            message.expires_at = dt.datetime.fromtimestamp(account.expires_at, dt.UTC).isoformat()
+        return message
+
+
+async def _abort(context: grpc.aio.ServicerContext, code: grpc.StatusCode, message: str) -> NoReturn:
+    await context.abort(code, message)
+    raise AssertionError("unreachable: abort raises")
+
+
+def _page(title: str, text: str) -> httpbody_pb2.HttpBody:
+    body = f"<!doctype html><title>{html.escape(title)}</title><h1>{html.escape(title)}</h1><p>{html.escape(text)}</p>"
+    return httpbody_pb2.HttpBody(content_type="text/html; charset=utf-8", data=body.encode())

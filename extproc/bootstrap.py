@@ -69,6 +69,10 @@ def _connection_manager(settings: Settings) -> dict[str, Any]:
             "@type": _T + "extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
             "stat_prefix": "llm",
             "always_set_request_id_in_response": True,
+            "normalize_path": True,
+            "merge_slashes": True,
+            # An HTTP/2 stream buffers up to its window: keep that at the body limit so big bodies get 413.
+            "http2_protocol_options": {"initial_stream_window_size": max(65535, settings.max_request_bytes)},
             "stream_idle_timeout": timeout,
             "request_timeout": "0s",
             "route_config": {"name": "llm", "virtual_hosts": [{

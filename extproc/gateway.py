@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import math
@@ -28,6 +29,7 @@ from extproc.providers import CLIENT_CREDENTIAL_HEADERS, Api, AuthStyle
 
 log = logging.getLogger("extproc.request")
 _SECRET_ATTEMPTS = 3  # credentials tried per request when a login's token cannot be had
+_INLINE_PARSE_BYTES = 1 << 20  # larger bodies are parsed in a thread: other streams keep moving
 
 ROUTE_HEADER = "x-extproc-provider"
 MODEL_HEADER = "x-extproc-model"
@@ -40,7 +42,6 @@ class Forward:
 
     decision: Decision
     set_headers: Mapping[str, str] = field(repr=False)  # overwrite; carries the credential
-    default_headers: Mapping[str, str]  # add only when the client did not send them
     remove_headers: tuple[str, ...]
     body: bytes | None  # None: the body goes as it came
     unwrap: str | None = None  # the response needs unwrapping (codeassist) before the client sees it
@@ -81,6 +82,11 @@ def reject(api: Api, err: ClientError) -> Reply:
     return Reply(err.status, error_headers(err), error_body(api, err), err)
 
 
+def internal_error(path: str) -> Reply:
+    """What a client gets when the gateway itself failed: its own API's envelope, and nothing sent upstream."""
+    return reject(api_for_path(path), ClientError(500, "internal_error", "The gateway failed to route this request."))
+
+
 class Gateway:
     """Holds the swappable registry and the health state; each method is one step of the request path."""
 
@@ -109,7 +115,7 @@ class Gateway:
         self._rebuild()
 
     def _rebuild(self) -> None:
-        models = merge_discovered(self.settings.models, self._lists)
+        models = merge_discovered(self.settings.models, self._lists, frozenset(self.settings.aliases))
         self.registry = Registry.build(self.settings, extra_credentials=self.logins, models=models)
 
     def on_headers(self, method: str, path: str, end_of_stream: bool) -> Reply | None:
@@ -137,7 +143,8 @@ class Gateway:
         if endpoint is None:  # on_headers answered these already; kept for a direct caller
             return reject(api_for_path(path), ClientError(404, "unknown_endpoint", f"{path} is not served here."))
         try:
-            parsed = endpoint.read(body)
+            parsed = endpoint.read(body) if len(body) < _INLINE_PARSE_BYTES else \
+                await asyncio.to_thread(endpoint.read, body)
         except ClientError as err:
             return reject(endpoint.api, err)
         for _ in range(_SECRET_ATTEMPTS):
@@ -164,8 +171,10 @@ class Gateway:
         if status == 401 and cred.account is not None:
             self.secrets.invalidate(cred)  # a login's token is refreshed, not the login suspended
             return None
+        if status == 404 and (decision.endpoint == "completions" or not self.registry.lookup(decision.model.qualified)):
+            return None  # a legacy endpoint or a made-up model: the client's mistake, not the model's absence
         retry_after = parse_retry_after(headers, now)
-        return self.health.observe(cred.id, decision.model.id, status, retry_after, now)
+        return self.health.observe(cred.id, decision.model.id, status, retry_after, now, decision.at)
 
 
 def build_forward(endpoint: Endpoint, parsed: ParsedRequest, decision: Decision, secret: str,
@@ -191,9 +200,12 @@ def build_forward(endpoint: Endpoint, parsed: ParsedRequest, decision: Decision,
         set_headers[":path"] = upstream_path
     if new_body is not None:
         set_headers["content-length"] = str(len(new_body))
+    for name, value in provider.headers.items():  # defaults: the client's own value wins
+        if name not in client_headers and name not in set_headers:
+            set_headers[name] = value
+    set_headers.update(cred.headers)  # the credential's (e.g. its ChatGPT account): always ours
     remove = tuple(h for h in CLIENT_CREDENTIAL_HEADERS if h not in set_headers)
-    defaults = {**provider.headers, **cred.headers}
-    return Forward(decision, set_headers, defaults, remove, new_body,
+    return Forward(decision, set_headers, remove, new_body,
                    unwrap="codeassist" if provider.transform == "codeassist" else None)
 
 
@@ -204,22 +216,34 @@ def merge_header_values(client: str | None, ours: str) -> str:
     return ",".join(values)
 
 
+_MAX_RETRY_AFTER = 86400.0  # a day: beyond that an upstream's number is not a plan
+
+
 def parse_retry_after(headers: Mapping[str, str], now: float) -> float | None:
-    """Seconds from `retry-after-ms`, `retry-after` (seconds or an HTTP date); None when absent or bad."""
-    raw_ms = headers.get("retry-after-ms")
-    if raw_ms:
-        try:
-            return max(0.0, float(raw_ms) / 1000)
-        except ValueError:
-            pass
+    """Seconds from `retry-after-ms`, `retry-after` (seconds or an HTTP date), at most a day; None when absent."""
+    seconds = _retry_after_seconds(headers, now)
+    return None if seconds is None else min(max(0.0, seconds), _MAX_RETRY_AFTER)
+
+
+def _retry_after_seconds(headers: Mapping[str, str], now: float) -> float | None:
+    raw_ms = _number(headers.get("retry-after-ms"))
+    if raw_ms is not None:
+        return raw_ms / 1000
     raw = headers.get("retry-after")
     if not raw:
         return None
+    seconds = _number(raw)
+    if seconds is not None:
+        return seconds
     try:
-        return max(0.0, float(raw))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, parsedate_to_datetime(raw).timestamp() - now)
+        return parsedate_to_datetime(raw).timestamp() - now
     except (TypeError, ValueError):
         return None
+
+
+def _number(raw: str | None) -> float | None:
+    try:
+        value = float(raw) if raw else None
+    except ValueError:
+        return None
+    return None if value is None or math.isnan(value) else value

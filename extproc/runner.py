@@ -58,6 +58,19 @@ def report_credentials(settings: Settings, manager: AccountManager) -> None:
                         "to the config, or log in with `extproc auth login`)", name, how, name)
 
 
+def warn_about_exposure(settings: Settings) -> None:
+    """Settings that are allowed but put keys where they should not be: say so at start-up."""
+    if settings.envoy_log_level in ("trace", "debug"):
+        log.warning("envoy.log_level %s logs request headers, provider keys and tokens included; "
+                    "use it only to debug, never with real keys", settings.envoy_log_level)
+    with_keys = {c.provider for c in settings.credentials}
+    for provider in settings.providers.values():
+        upstream = provider.upstream
+        if provider.name in with_keys and not upstream.tls and upstream.host not in ("127.0.0.1", "::1", "localhost"):
+            log.warning("provider %s: base_url %s is plain HTTP to another host; its key travels unencrypted",
+                        provider.name, provider.base_url)
+
+
 def publish_logins(gateway: Gateway, manager: AccountManager) -> None:
     """The registry sees every account; a suspended one stays listed, and unavailable with its reason."""
     gateway.update_logins(manager.credentials())
@@ -88,6 +101,7 @@ async def processor(settings: Settings) -> AsyncIterator[Processor]:
         except StoreError as exc:
             log.error("logins unavailable until the accounts file is fixed: %s", exc)
         report_credentials(settings, manager)
+        warn_about_exposure(settings)
         server = await start_server(settings, gateway, manager)
         discovery = Discovery(settings, client, gateway.update_models)
         tasks = [asyncio.create_task(discovery.run()), asyncio.create_task(manager.watch())]

@@ -124,7 +124,10 @@ def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None 
     try:
         raw = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{source} is not valid YAML: {exc}") from exc
+        # Only the position: PyYAML's own message quotes the line, which may hold a key.
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ConfigError(f"{source} is not valid YAML{where}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: the top level must be a mapping of keys like listen, providers, models")
     return parse_settings(raw, os.environ if env is None else env)
@@ -389,6 +392,10 @@ def _credentials(provider: str, data: Mapping[str, Any], key: str) -> list[Crede
     if not isinstance(raw_list, list):
         raise ConfigError(f"{key}.api_keys: expected a list of keys")
     keys.extend(_string(k, f"{key}.api_keys[{i}]") for i, k in enumerate(raw_list) if k != "")
+    for i, k in enumerate(keys):
+        if not all(33 <= ord(c) <= 126 for c in k):
+            raise ConfigError(f"{key}: key {i + 1} has spaces, line breaks or non-ASCII characters "
+                              "(a pasted key often carries a newline); no provider issues such keys")
     return [Credential(id=f"{provider}:key{i + 1}", provider=provider, secret=k) for i, k in enumerate(keys)]
 
 

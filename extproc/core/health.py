@@ -13,6 +13,8 @@ from typing import Protocol
 
 from extproc.core.config import HealthPolicy
 
+_PRUNE_EVERY = 256
+
 
 @dataclass(frozen=True, slots=True)
 class Block:
@@ -32,6 +34,7 @@ class _Cooldown:
     until: float
     failures: int
     reason: str
+    since: float  # when this cooldown was set
 
 
 class Health:
@@ -41,6 +44,7 @@ class Health:
         self._cooldowns: dict[tuple[str, str], _Cooldown] = {}
         self._suspended: dict[str, Block] = {}
         self._model_suspended: dict[tuple[str, str], Block] = {}
+        self._observed = 0
 
     def blocked(self, credential_id: str, model_id: str, now: float) -> Block | None:
         with self._lock:
@@ -65,39 +69,57 @@ class Health:
             self._suspended.pop(credential_id, None)
 
     def observe(self, credential_id: str, model_id: str, status: int, retry_after: float | None,
-                now: float) -> Block | None:
-        """Learn from one upstream response status; returns the block it caused, if any."""
+                now: float, started: float | None = None) -> Block | None:
+        """Learn from one upstream response status; returns the block it caused, if any.
+
+        `started` is when the request was routed: a response to a request sent before the current
+        cooldown began says nothing new (many in flight at once must not stack backoffs or clear it).
+        """
         policy = self._policy
         key = (credential_id, model_id)
         with self._lock:
+            self._observed += 1
+            if self._observed % _PRUNE_EVERY == 0:
+                self._prune(now)
+            previous = self._cooldowns.get(key)
+            stale = previous is not None and started is not None and started < previous.since
             if 200 <= status < 400:
-                self._cooldowns.pop(key, None)
+                if not stale:
+                    self._cooldowns.pop(key, None)
                 return None
             if status == 429:
-                previous = self._cooldowns.get(key)
+                if stale and previous is not None:
+                    return Block("cooldown", previous.until, previous.reason)
                 failures = previous.failures + 1 if previous else 1
                 if retry_after is not None:
                     seconds, why = retry_after, f"rate limited (429), retry-after {retry_after:g}s"
                 else:
-                    seconds = min(policy.backoff_base * 2 ** (failures - 1), policy.backoff_max)
+                    seconds = min(policy.backoff_base * 2 ** min(failures - 1, 32), policy.backoff_max)
                     why = f"rate limited (429), backoff {seconds:g}s"
-                self._cooldowns[key] = _Cooldown(now + seconds, failures, why)
+                self._cooldowns[key] = _Cooldown(now + seconds, failures, why, now)
                 return Block("cooldown", now + seconds, why)
-            if status in (401, 403):
-                block = Block("suspended", now + policy.auth_suspension, f"credential rejected ({status})")
+            if status == 401:
+                block = Block("suspended", now + policy.auth_suspension, "credential rejected (401)")
                 self._suspended[credential_id] = block
                 return block
-            if status == 404:
-                block = Block("suspended", now + policy.not_found_suspension, "model not found (404)")
+            if status in (403, 404):
+                why = "forbidden for this model (403)" if status == 403 else "model not found (404)"
+                seconds = policy.auth_suspension if status == 403 else policy.not_found_suspension
+                block = Block("suspended", now + seconds, why)
                 self._model_suspended[key] = block
                 return block
             if status >= 500:
                 seconds = retry_after if retry_after is not None else policy.server_error_cooldown
-                previous = self._cooldowns.get(key)
                 if previous is not None and previous.until >= now + seconds:
                     return Block("cooldown", previous.until, previous.reason)  # never shorten a longer cooldown
                 why = f"upstream error ({status})"
                 failures = previous.failures if previous else 0
-                self._cooldowns[key] = _Cooldown(now + seconds, failures, why)
+                self._cooldowns[key] = _Cooldown(now + seconds, failures, why, now)
                 return Block("cooldown", now + seconds, why)
             return None  # other 4xx: the request's fault, not the credential's
+
+    def _prune(self, now: float) -> None:
+        """Forget what has expired: model ids come from clients, so these maps must not only grow."""
+        self._cooldowns = {k: c for k, c in self._cooldowns.items() if c.until > now}
+        self._model_suspended = {k: b for k, b in self._model_suspended.items() if b.until > now}
+        self._suspended = {k: b for k, b in self._suspended.items() if b.until > now}

@@ -30,6 +30,7 @@ class RequestView:
     input_tokens: int = 0  # a rough estimate
     max_output_tokens: int | None = None
     endpoint: str = "chat"  # the client endpoint (chat, responses, embeddings, messages, …); set by Endpoint.read
+    same_provider: bool = False  # state lives at the provider (previous_response_id): no cross-provider fallback
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +41,8 @@ class Decision:
     credential: Credential
     reason: str  # direct | alias | fallback
     strategy: str | None = None  # for fallbacks: "chain" or the strategy's name
+    endpoint: str = "chat"  # the client endpoint it was resolved for
+    at: float = 0.0  # when it was made: responses to it are judged against cooldowns set since
 
     @property
     def why(self) -> str:
@@ -69,7 +72,8 @@ def resolve(req: RequestView, registry: Registry, health: HealthView, now: float
     for model in suitable:
         cred = _pick(model, req, registry, health, now, turn, blocks)
         if cred is not None:
-            return Decision(req.model, model, registry.providers[cred.route], cred, reason)
+            return Decision(req.model, model, registry.providers[cred.route], cred, reason, endpoint=req.endpoint,
+                            at=now)
     primary = suitable[0]
     tried = {m.qualified for m in suitable}
     for strategy, model in _fallbacks(req, primary, registry):
@@ -78,7 +82,8 @@ def resolve(req: RequestView, registry: Registry, health: HealthView, now: float
         tried.add(model.qualified)
         cred = _pick(model, req, registry, health, now, turn, blocks)
         if cred is not None:
-            return Decision(req.model, model, registry.providers[cred.route], cred, "fallback", strategy)
+            return Decision(req.model, model, registry.providers[cred.route], cred, "fallback", strategy,
+                            req.endpoint, now)
     raise _unavailable(req, primary, registry, blocks, now)
 
 
@@ -105,7 +110,7 @@ def _fallbacks(req: RequestView, primary: ModelSpec, registry: Registry) -> Iter
         or registry.fallbacks.get(primary.qualified) or ()
     for name in chain:
         for model in _targets(name, registry, req.mode)[0]:
-            if _can_serve(model, req, registry):
+            if _can_serve(model, req, registry) and (model.provider == primary.provider or not req.same_provider):
                 yield "chain", model
     strategy = registry.strategy
     if strategy == "none":
@@ -113,7 +118,7 @@ def _fallbacks(req: RequestView, primary: ModelSpec, registry: Registry) -> Iter
     pool = [m for m in registry.models
             if m.status != "deprecated" and not m.discovered and m.qualified != primary.qualified
             and _can_serve(m, req, registry)]
-    if strategy == "same-provider":
+    if strategy == "same-provider" or req.same_provider:
         pool = [m for m in pool if m.provider == primary.provider]
     if strategy == "cost-optimized":
         pool.sort(key=lambda m: (m.blended_price, -m.created_ts))

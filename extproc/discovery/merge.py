@@ -8,8 +8,11 @@ from extproc.core.catalog import CAPABILITIES, ModelSpec
 from extproc.discovery.parse import Listed
 
 
-def merge_discovered(catalog: tuple[ModelSpec, ...], lists: Mapping[str, tuple[Listed, ...]]) -> tuple[ModelSpec, ...]:
+def merge_discovered(catalog: tuple[ModelSpec, ...], lists: Mapping[str, tuple[Listed, ...]],
+                     reserved: frozenset[str] = frozenset()) -> tuple[ModelSpec, ...]:
     """The catalog plus every listed model it does not know, marked as discovered.
+
+    Names in `reserved` (the aliases) stay the operator's: a provider listing that id does not take it over.
 
     Catalog metadata wins for models it knows (it carries prices and capabilities the lists lack);
     catalog models a provider does not list stay: a list can be partial for one key or one region.
@@ -18,7 +21,7 @@ def merge_discovered(catalog: tuple[ModelSpec, ...], lists: Mapping[str, tuple[L
     extra = []
     for provider, listed in lists.items():
         for item in listed:
-            if (provider, item.id) in known:
+            if (provider, item.id) in known or item.id in reserved:
                 continue
             known.add((provider, item.id))
             caps = frozenset() if item.mode == "embedding" else frozenset({"streaming"})

@@ -47,7 +47,11 @@ def _openai_like(item: Any) -> Listed | None:
         return None
     created = None
     if isinstance(item.get("created"), int):
-        created = dt.datetime.fromtimestamp(item["created"], dt.UTC).date()
+        stamp = item["created"] / 1000 if item["created"] > 100_000_000_000 else item["created"]  # ms or s
+        try:
+            created = dt.datetime.fromtimestamp(stamp, dt.UTC).date()
+        except (ValueError, OverflowError, OSError):
+            created = None
     elif isinstance(item.get("created_at"), str):
         try:
             created = dt.datetime.fromisoformat(item["created_at"].replace("Z", "+00:00")).date()

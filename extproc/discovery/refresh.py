@@ -68,7 +68,10 @@ class Discovery:
 
     async def run(self, tick: float = 1.0) -> None:
         while True:
-            await self.refresh_due()
+            try:
+                await self.refresh_due()
+            except Exception:
+                log.exception("discovery pass failed; retrying at the next tick")
             await asyncio.sleep(tick)
 
     async def _refresh(self, provider: ProviderSpec, cred: Credential) -> bool:
@@ -76,7 +79,7 @@ class Discovery:
         state.fetched_at = self.clock()  # a failure waits a TTL too: no hammering a broken provider
         try:
             models = await self._fetch(provider, cred)
-        except (httpx.HTTPError, ListError) as exc:
+        except Exception as exc:  # whatever a provider answers, the loop and the other providers go on
             state.last_error = _describe(exc)
             if not state.failing:
                 kept = f"keeping the last good list ({len(state.models)} models)" if state.models is not None \
@@ -113,6 +116,6 @@ class Discovery:
 def _describe(exc: Exception) -> str:
     if isinstance(exc, httpx.TimeoutException):
         return "timed out"
-    if isinstance(exc, httpx.HTTPError):
-        return f"{type(exc).__name__}"  # the message may carry the URL; the type says enough
-    return str(exc)
+    if isinstance(exc, ListError):
+        return str(exc)
+    return type(exc).__name__  # other messages may carry the URL or a header: the type says enough

@@ -18,7 +18,7 @@ from envoy.type.v3 import http_status_pb2
 
 from extproc.core.resolve import Decision
 from extproc.formats.gemini import SseUnwrapper, unwrap_codeassist
-from extproc.gateway import Forward, Gateway, Reply
+from extproc.gateway import Forward, Gateway, Reply, internal_error
 
 log = logging.getLogger("extproc.request")
 
@@ -26,8 +26,6 @@ _CONTINUE_REQUEST_HEADERS = pb.ProcessingResponse(request_headers=pb.HeadersResp
 _CONTINUE_RESPONSE_HEADERS = pb.ProcessingResponse(response_headers=pb.HeadersResponse())
 _CONTINUE_REQUEST_BODY = pb.ProcessingResponse(request_body=pb.BodyResponse())
 _OVERWRITE = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
-_ADD_IF_ABSENT = base_pb2.HeaderValueOption.ADD_IF_ABSENT
-_WANTED_REQUEST_HEADERS = frozenset({":path", ":method", "x-request-id", "anthropic-beta"})
 _WANTED_RESPONSE_HEADERS = frozenset({":status", "retry-after", "retry-after-ms", "content-type"})
 _BUFFER_RESPONSE = pb.ProcessingResponse(
     response_headers=pb.HeadersResponse(),
@@ -38,11 +36,11 @@ _STREAM_RESPONSE = pb.ProcessingResponse(
     mode_override=processing_mode_pb2.ProcessingMode(response_body_mode=processing_mode_pb2.ProcessingMode.STREAMED))
 
 
-def header_map(headers: pb.HttpHeaders, wanted: frozenset[str]) -> dict[str, str]:
-    """The wanted headers of an ext_proc header message (Envoy sends values as raw bytes)."""
+def header_map(headers: pb.HttpHeaders, wanted: frozenset[str] | None = None) -> dict[str, str]:
+    """The headers of an ext_proc header message, or only the wanted ones (Envoy sends values as raw bytes)."""
     found = {}
     for h in headers.headers.headers:
-        if h.key in wanted:
+        if wanted is None or h.key in wanted:
             found[h.key] = h.raw_value.decode("utf-8", "replace") if h.raw_value else h.value
     return found
 
@@ -53,11 +51,8 @@ def _header_options(headers: Mapping[str, str], action: int) -> list[base_pb2.He
 
 
 def forward_response(forward: Forward) -> pb.ProcessingResponse:
-    mutation = pb.HeaderMutation(
-        set_headers=_header_options(forward.set_headers, _OVERWRITE) + _header_options(forward.default_headers,
-                                                                                        _ADD_IF_ABSENT),
-        remove_headers=list(forward.remove_headers),
-    )
+    mutation = pb.HeaderMutation(set_headers=_header_options(forward.set_headers, _OVERWRITE),
+                                 remove_headers=list(forward.remove_headers))
     common = pb.CommonResponse(header_mutation=mutation, clear_route_cache=True)
     if forward.body is not None:
         common.body_mutation.body = forward.body
@@ -89,7 +84,7 @@ class ExternalProcessor(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc
         async for request in request_iterator:
             kind = request.WhichOneof("request")
             if kind == "request_headers":
-                client_headers = header_map(request.request_headers, _WANTED_REQUEST_HEADERS)
+                client_headers = header_map(request.request_headers)
                 path, method = client_headers.get(":path", ""), client_headers.get(":method", "")
                 request_id = client_headers.get("x-request-id", "-")
                 reply = gateway.on_headers(method, path, request.request_headers.end_of_stream)
@@ -99,13 +94,17 @@ class ExternalProcessor(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc
                     return
                 yield _CONTINUE_REQUEST_HEADERS
             elif kind == "request_body":
-                outcome = await gateway.on_body(path, request.request_body.body, client_headers)
+                try:
+                    outcome = await gateway.on_body(path, request.request_body.body, client_headers)
+                except Exception:  # a bug must cost one request a clear 500, never a silent reset
+                    log.exception("error rid=%s while routing %s", request_id, path.partition("?")[0])
+                    outcome = internal_error(path)
                 if isinstance(outcome, Reply):
                     _log_reply(request_id, method, path, outcome)
                     yield immediate_response(outcome)
                     return
                 forward, decision = outcome, outcome.decision
-                log.info("route rid=%s requested=%s resolved=%s provider=%s why=%s credential=%s",
+                log.info("route rid=%s requested=%r resolved=%s provider=%s why=%s credential=%s",
                          request_id, decision.requested, decision.model.id, decision.provider.name,
                          decision.why, decision.credential.id)
                 yield forward_response(outcome)
@@ -114,7 +113,10 @@ class ExternalProcessor(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc
                     yield _CONTINUE_RESPONSE_HEADERS
                     continue
                 headers = header_map(request.response_headers, _WANTED_RESPONSE_HEADERS)
-                _observe(gateway, request_id, forward.decision, headers)
+                try:
+                    _observe(gateway, request_id, forward.decision, headers)
+                except Exception:  # learning failed; the response itself still goes to the client
+                    log.exception("error rid=%s while learning from the response", request_id)
                 if forward.unwrap is None or request.response_headers.end_of_stream:
                     yield _CONTINUE_RESPONSE_HEADERS
                 elif headers.get("content-type", "").startswith("text/event-stream"):
@@ -161,5 +163,5 @@ def _log_reply(request_id: str, method: str, path: str, reply: Reply) -> None:
     if reply.error is None:
         log.debug("reply rid=%s %s %s status=%d", request_id, method, path, reply.status)
     else:
-        log.info("reject rid=%s %s %s status=%d kind=%s: %s", request_id, method, path.partition("?")[0],
+        log.info("reject rid=%s %s %r status=%d kind=%s: %s", request_id, method, path.partition("?")[0],
                  reply.status, reply.error.kind, reply.error.message)

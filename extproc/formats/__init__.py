@@ -21,7 +21,8 @@ _ENDPOINTS: tuple[tuple[re.Pattern[str], Api, str, str, _Parser], ...] = tuple(
         (r"/v1/responses", Api.OPENAI, "responses", "/v1", openai.parse_responses),
         (r"/v1/embeddings", Api.OPENAI, "embeddings", "/v1", openai.parse_embeddings),
         (r"/v1/messages(/count_tokens)?", Api.ANTHROPIC, "messages", "/v1", anthropic.parse_messages),
-        (r"/(?P<version>v1beta|v1|v1alpha)/models/(?P<model>[^:]*):(?P<method>[A-Za-z]+)", Api.GEMINI,
+        (r"/(?P<version>v1beta|v1|v1alpha)/models/(?P<model>[^:]*):(?P<method>generateContent|streamGenerateContent|countTokens|embedContent|batchEmbedContents)",
+         Api.GEMINI,
          "gemini", "", gemini.parse_gemini),
     )
 )

@@ -6,6 +6,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
+from urllib.parse import unquote_plus
 
 import orjson
 
@@ -65,14 +66,14 @@ class Endpoint:
         return orjson.dumps(parsed.doc)
 
 
-_CREDENTIAL_PARAMS = frozenset({"key", "api_key"})
+_CREDENTIAL_PARAMS = frozenset({"key", "api_key", "access_token"})
 
 
 def _without_credentials(query: str) -> str:
     """The query minus a client's own key (Gemini clients may send ?key=); other parameters as they came."""
     if not query:
         return query
-    kept = [p for p in query.split("&") if p.partition("=")[0] not in _CREDENTIAL_PARAMS]
+    kept = [p for p in query.split("&") if unquote_plus(p.partition("=")[0]).lower() not in _CREDENTIAL_PARAMS]
     return "&".join(kept)
 
 
@@ -95,6 +96,16 @@ def body_model(doc: JsonObject) -> str:
                           param="model")
     if not isinstance(model, str) or not model.strip():
         raise ClientError(400, "invalid_model", "The 'model' field must be a non-empty string.", param="model")
+    return checked_model_id(model)
+
+
+_MODEL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@+-]*(/[A-Za-z0-9][A-Za-z0-9._:@+-]*)*")
+
+
+def checked_model_id(model: str) -> str:
+    """Model ids go into paths and logs: only the characters ids are made of, no '..' segments."""
+    if len(model) > 256 or not _MODEL_ID.fullmatch(model) or ".." in model:
+        raise ClientError(400, "invalid_model", "The model name has characters no model id uses.", param="model")
     return model
 
 

@@ -9,7 +9,15 @@ import orjson
 
 from extproc.core.errors import ClientError
 from extproc.core.resolve import Decision, RequestView
-from extproc.formats.base import Endpoint, JsonObject, ParsedRequest, decode_object, measure, positive_int
+from extproc.formats.base import (
+    Endpoint,
+    JsonObject,
+    ParsedRequest,
+    checked_model_id,
+    decode_object,
+    measure,
+    positive_int,
+)
 from extproc.providers import Api
 
 _EMBEDDING_METHODS = frozenset({"embedContent", "batchEmbedContents"})
@@ -20,11 +28,15 @@ def parse_gemini(body: bytes, match: re.Match[str]) -> ParsedRequest:
     model = unquote(match.group("model"))
     if not model.strip():
         raise ClientError(400, "missing_model", "The request path names no model: use /v1beta/models/{model}:{method}.")
+    model = checked_model_id(model)
     method = match.group("method")
     doc = decode_object(body)
     if method in _EMBEDDING_METHODS:
-        tokens, _ = measure(doc.get("content") or doc.get("requests") or [])
-        rewrite = _rewrite_batch_models if method == "batchEmbedContents" else _path_only
+        requests = doc.get("requests")
+        if method == "batchEmbedContents" and not isinstance(requests, list):
+            raise ClientError(400, "invalid_request", "batchEmbedContents takes a 'requests' list.")
+        tokens, _ = measure(doc.get("content") or requests or [])
+        rewrite = _rewrite_batch_models if method == "batchEmbedContents" else _rewrite_body_model
         return ParsedRequest(RequestView(Api.GEMINI, model, "embedding", frozenset(), tokens), doc, rewrite)
     system = doc.get("systemInstruction") or doc.get("system_instruction") or ""
     tokens, images = measure([doc.get("contents") or [], system])
@@ -51,6 +63,14 @@ def parse_gemini(body: bytes, match: re.Match[str]) -> ParsedRequest:
 
 def _path_only(doc: JsonObject, model_id: str) -> bool:
     return False  # the model lives in the path alone
+
+
+def _rewrite_body_model(doc: JsonObject, model_id: str) -> bool:
+    """embedContent may name the model in the body too; it must match the path."""
+    if "model" not in doc or doc["model"] == f"models/{model_id}":
+        return False
+    doc["model"] = f"models/{model_id}"
+    return True
 
 
 def _rewrite_batch_models(doc: JsonObject, model_id: str) -> bool:

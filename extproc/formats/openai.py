@@ -45,7 +45,8 @@ def parse_responses(body: bytes, _: re.Match[str]) -> ParsedRequest:
     text = doc.get("text")
     if isinstance(text, dict) and isinstance(text.get("format"), dict) and text["format"].get("type") == "json_schema":
         needs.add("structured_output")
-    view = RequestView(Api.OPENAI, model, "chat", frozenset(needs), tokens, positive_int(doc, "max_output_tokens"))
+    view = RequestView(Api.OPENAI, model, "chat", frozenset(needs), tokens, positive_int(doc, "max_output_tokens"),
+                       same_provider=bool(doc.get("previous_response_id") or doc.get("conversation")))
     return ParsedRequest(view, doc)
 
 

@@ -26,7 +26,9 @@ class AuthStyle(StrEnum):
 
 
 # Headers a client may carry its own credential in; always removed before a request goes upstream.
-CLIENT_CREDENTIAL_HEADERS: tuple[str, ...] = ("authorization", "x-api-key", "x-goog-api-key", "api-key")
+CLIENT_CREDENTIAL_HEADERS: tuple[str, ...] = ("authorization", "x-api-key", "x-goog-api-key", "api-key",
+                                              # tied to the client's own account, meaningless with ours:
+                                              "openai-organization", "openai-project", "chatgpt-account-id")
 
 
 @dataclass(frozen=True, slots=True)

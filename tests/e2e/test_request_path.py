@@ -69,8 +69,11 @@ def test_anthropic_sdk_gets_x_api_key_and_version(stack: Stack, fakes: dict[str,
     (seen,) = fakes["anthropic"].wait_for(1)
     assert seen.path == "/v1/messages"
     assert seen.headers["x-api-key"] == SECRETS["anthropic"]
-    assert seen.headers["anthropic-version"] == "2023-06-01"
+    assert seen.headers["anthropic-version"] == client.default_headers["anthropic-version"]  # the SDK's own wins
     assert "authorization" not in seen.headers
+    fakes["anthropic"].reset()
+    httpx.post(stack.url + "/v1/messages", json={"model": "sonnet", "max_tokens": 5, "messages": CHAT})
+    assert fakes["anthropic"].wait_for(1)[0].headers["anthropic-version"] == "2023-06-01"  # the default when absent
     assert "client-anthropic-key" not in json.dumps(seen.headers)
     assert seen.json()["model"] == "an-chat"
 
@@ -142,7 +145,8 @@ def test_multi_megabyte_image_request_is_not_rejected(oa: openai.OpenAI, fakes: 
 def test_request_id_is_in_the_routing_log_line(stack: Stack, oa: openai.OpenAI) -> None:
     oa.chat.completions.create(model="oa-cheap", messages=CHAT, extra_headers={"x-request-id": "rid-e2e-42"})
     line = next(x for x in stack.logs().splitlines() if "rid=rid-e2e-42" in x and " route " in x)
-    for part in ("requested=oa-cheap", "resolved=oa-cheap", "provider=openai", "why=direct", "credential=openai:key1"):
+    expected = ("requested='oa-cheap'", "resolved=oa-cheap", "provider=openai", "why=direct", "credential=openai:key1")
+    for part in expected:
         assert part in line
 
 
@@ -160,6 +164,10 @@ BAD_INPUTS = [
     ("/v1beta/models/no-such-model:generateContent", b'{"contents": []}', 404, "gemini"),
     ("/v1beta/models/ge-chat:generateContent", b"nope", 400, "gemini"),
     ("/v1/unknown", b"{}", 404, "openai"),
+    ("/v1beta/models/ge-chat:bogusMethod", b"{}", 404, "gemini"),  # only the methods the gateway knows
+    ("/v1beta/models/gemini%2F..%2F..%2Fv1beta%2Fbatches%2Fabc:generateContent", b"{}", 400, "gemini"),
+    ("/v1/chat/completions", b'{"model": "openai/a?b=1", "messages": []}', 400, "openai"),
+    ("/v1/chat/completions", b'{"model": "oa-chat\\nINFO forged", "messages": []}', 400, "openai"),
 ]
 
 

@@ -340,3 +340,18 @@ def test_valid_strategies(strategy):
 @pytest.mark.parametrize("strategy", ["cheapest", "", None, 3])
 def test_invalid_strategy(strategy):
     assert config_error({"strategy": strategy}).startswith("strategy:")
+
+
+@pytest.mark.parametrize("bad", ["sk-abc\n", "sk abc", "sk-\u200babc"])
+def test_keys_with_whitespace_or_non_ascii_are_refused_without_echoing_them(bad):
+    with pytest.raises(ConfigError) as caught:
+        settings(providers={"openai": {"api_key": bad}})
+    assert "providers.openai" in str(caught.value) and bad.strip() not in str(caught.value)
+
+
+def test_yaml_errors_give_the_position_not_the_line(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("providers:\n  openai:\n    api_key: sk-live-secret: oops\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
+    assert "line 3" in str(caught.value) and "sk-live-secret" not in str(caught.value)

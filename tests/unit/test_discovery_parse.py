@@ -50,3 +50,14 @@ def test_merge_adds_unknown_models_only() -> None:
     assert merged[0] is catalog[0]
     assert [(m.provider, m.id, m.discovered) for m in merged[1:]] == [("p", "new", True), ("q", "known", True)]
     assert merged[1].context_window == 10 and merged[1].capabilities == frozenset({"streaming"})
+
+
+def test_millisecond_and_absurd_timestamps() -> None:
+    body = b'{"data":[{"id":"ms","created":1750000000000},{"id":"absurd","created":99999999999999999}]}'
+    models, _ = parse_model_list("openai", body)
+    assert models[0].created == dt.date(2025, 6, 15) and models[1].created is None
+
+
+def test_aliases_are_not_taken_over_by_a_listed_model() -> None:
+    merged = merge_discovered((), {"p": (Listed("my-alias"), Listed("other"))}, reserved=frozenset({"my-alias"}))
+    assert [m.id for m in merged] == ["other"]

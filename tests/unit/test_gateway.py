@@ -133,11 +133,13 @@ def test_forward_routes_and_authenticates(gateway, path, raw, provider, auth, up
 
 
 def test_provider_default_headers(gateway):
+    """Envoy's ext_proc ignores ADD_IF_ABSENT, so the gateway only sets a default the client did not send."""
     claude = forward(gateway, MESSAGES, body("gw-claude"))
-    assert claude.default_headers == gateway.settings.providers["anthropic"].headers
-    assert "anthropic-version" in claude.default_headers
-    assert "anthropic-version" not in claude.set_headers  # the client's own version wins
-    assert dict(forward(gateway, CHAT, body("gw-openai")).default_headers) == {}
+    assert claude.set_headers["anthropic-version"] == gateway.settings.providers["anthropic"].headers[
+        "anthropic-version"]
+    own = asyncio.run(gateway.on_body(MESSAGES, body("gw-claude"), {"anthropic-version": "2099-01-01"}))
+    assert isinstance(own, Forward) and "anthropic-version" not in own.set_headers  # the client's own wins
+    assert "anthropic-version" not in forward(gateway, CHAT, body("gw-openai")).set_headers
 
 
 @pytest.mark.parametrize(("path", "requested", "reason"), [
@@ -274,3 +276,25 @@ def test_gemini_batch_embed_alias_rewrites_inner_models():
     assert fwd.set_headers[":path"] == "/v1beta/models/emb:batchEmbedContents"
     assert fwd.body is not None
     assert [r["model"] for r in json.loads(fwd.body)["requests"]] == ["models/emb"]
+
+
+def test_a_404_for_a_made_up_model_or_the_legacy_endpoint_suspends_nothing(gateway, clock):
+    """Clients choose these; a 404 there is their mistake and must not take a key's model out of service."""
+    passthrough = forward(gateway, CHAT, body("openai/not-a-real-model")).decision
+    assert gateway.on_response(passthrough, 404, {}) is None
+    legacy = forward(gateway, "/v1/completions", json.dumps({"model": "gw-openai", "prompt": "hi"}).encode())
+    assert gateway.on_response(legacy.decision, 404, {}) is None
+    assert forward(gateway, CHAT, body("gw-openai")).decision.model.id == "gw-openai"
+    chat = forward(gateway, CHAT, body("gw-openai")).decision
+    assert gateway.on_response(chat, 404, {}).kind == "suspended"  # on a real endpoint it is the model's absence
+
+
+def test_retry_after_is_capped_at_a_day():
+    assert parse_retry_after({"retry-after": "1e12"}, T) == 86400
+    assert parse_retry_after({"retry-after": "inf"}, T) == 86400
+    assert parse_retry_after({"retry-after": "nan"}, T) is None
+
+
+def test_client_account_headers_are_stripped(gateway):
+    headers = set(forward(gateway, CHAT, body("gw-openai")).remove_headers)
+    assert {"openai-organization", "openai-project"} <= headers

@@ -65,14 +65,39 @@ def test_cooldown_is_per_credential_and_model(health):
     assert health.blocked(OTHER_CRED, MODEL, NOW) is None
 
 
-@pytest.mark.parametrize("status", [401, 403])
-def test_auth_failure_suspends_the_credential_for_every_model(health, status):
-    block = health.observe(CRED, MODEL, status, None, NOW)
+def test_401_suspends_the_credential_for_every_model(health):
+    block = health.observe(CRED, MODEL, 401, None, NOW)
     assert (block.kind, block.until) == ("suspended", NOW + POLICY.auth_suspension)
-    assert str(status) in block.reason
+    assert "401" in block.reason
     for model_id in (MODEL, OTHER_MODEL, "never-seen"):
         assert health.blocked(CRED, model_id, NOW + 99) == block
     assert health.blocked(OTHER_CRED, MODEL, NOW) is None
+
+
+def test_403_suspends_only_that_model_on_that_credential(health):
+    """A 403 is often about what was asked (a file, a model tier), not the key: other models stay usable."""
+    block = health.observe(CRED, MODEL, 403, None, NOW)
+    assert (block.kind, block.until) == ("suspended", NOW + POLICY.auth_suspension)
+    assert health.blocked(CRED, MODEL, NOW + 99) == block
+    assert health.blocked(CRED, OTHER_MODEL, NOW + 99) is None
+
+
+def test_responses_to_requests_sent_before_a_cooldown_neither_stack_nor_clear_it(health):
+    first = health.observe(CRED, MODEL, 429, None, NOW, started=NOW - 1)
+    for _ in range(50):  # the rest of a burst that was already in flight
+        assert health.observe(CRED, MODEL, 429, None, NOW + 0.1, started=NOW - 1) == first
+    assert health.observe(CRED, MODEL, 200, None, NOW + 0.2, started=NOW - 1) is None
+    assert health.blocked(CRED, MODEL, NOW + 0.3) == first  # the late success did not clear it
+    second = health.observe(CRED, MODEL, 429, None, NOW + 2, started=NOW + 1.5)
+    assert second.until == NOW + 2 + 2 * POLICY.backoff_base  # one step of backoff, not fifty
+    health.observe(CRED, MODEL, 200, None, NOW + 3, started=NOW + 2.5)
+    assert health.blocked(CRED, MODEL, NOW + 3) is None
+
+
+def test_backoff_never_overflows(health):
+    for i in range(2000):
+        block = health.observe(CRED, MODEL, 429, None, NOW + i)
+    assert block.until == NOW + 1999 + POLICY.backoff_max
 
 
 def test_404_suspends_only_that_model_on_that_credential(health):

@@ -16,16 +16,9 @@ from extproc.core.config import Settings, parse_settings
 from extproc.discovery.parse import Listed
 from extproc.discovery.refresh import Discovery
 from extproc.gateway import Gateway
+from tests.clock import Clock
 from tests.conftest import SECRETS, Stack, provider_config
 from tests.fakes import FakeProvider, Listing
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def make_settings(fakes: dict[str, FakeProvider], **raw: Any) -> Settings:
@@ -78,7 +71,7 @@ def test_discovered_models_merge_with_the_catalog(fakes: dict[str, FakeProvider]
 
 
 def test_ttl_caches_then_refreshes(fakes: dict[str, FakeProvider]) -> None:
-    clock = Clock()
+    clock = Clock(1000.0)
     fakes["openai"].listing = Listing(ids=["one"])
 
     async def steps(d: Discovery) -> None:
@@ -97,7 +90,7 @@ def test_ttl_caches_then_refreshes(fakes: dict[str, FakeProvider]) -> None:
 
 def test_failures_keep_the_last_good_list_and_log_once_per_episode(
         fakes: dict[str, FakeProvider], caplog: pytest.LogCaptureFixture) -> None:
-    clock = Clock()
+    clock = Clock(1000.0)
     fakes["openai"].listing = Listing(ids=["kept"])
 
     async def steps(d: Discovery) -> None:

@@ -10,6 +10,7 @@ import pytest
 
 from extproc.gateway import MODEL_HEADER, REASON_HEADER, ROUTE_HEADER, Forward, Gateway, Reply, parse_retry_after
 from extproc.providers import CLIENT_CREDENTIAL_HEADERS
+from tests.clock import Clock
 from tests.unit.helpers import model, settings
 
 T = 1_700_000_000.0
@@ -18,14 +19,6 @@ SECRETS = {"openai": "sk-openai-test", "anthropic": "sk-anthropic-test", "gemini
 MODELS = {"gw-openai": "openai", "gw-openai-backup": "openai", "gw-claude": "anthropic", "gw-gemini": "gemini",
           "gw-groq": "groq", "gw-mistral": "mistral"}
 CHAT, MESSAGES = "/v1/chat/completions", "/v1/messages"
-
-
-class Clock:
-    def __init__(self, now: float = T) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

@@ -12,17 +12,10 @@ from extproc.control.models import ModelsService
 from extproc.discovery.parse import Listed
 from extproc.gateway import Gateway
 from extproc.v1 import models_pb2 as pb
+from tests.clock import Clock
 from tests.unit.helpers import model, provider, settings
 
 T = 1_700_000_000.0
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Aborted(Exception):

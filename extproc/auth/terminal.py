@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import socket
 import sys
 import threading
 import time
@@ -128,17 +129,25 @@ def _loopback(port: int, path: str) -> Iterator[tuple[str, _Caught]]:
             self.wfile.write(page)
 
     try:
-        server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        servers = [ThreadingHTTPServer(("127.0.0.1", port), Handler)]
     except OSError as exc:
         raise LoginError(f"cannot listen on localhost:{port} for the redirect ({exc.strerror}); "
                          "close what uses it, or use --no-browser and paste the code") from None
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
+    bound = servers[0].server_address[1]
+    with contextlib.suppress(OSError):  # browsers may resolve localhost to ::1 first; best effort
+        servers.append(_IPv6Server(("::1", bound), Handler))
+    for server in servers:
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     try:
-        yield f"http://localhost:{server.server_address[1]}{path}", caught
+        yield f"http://localhost:{bound}{path}", caught
     finally:
-        server.shutdown()
-        server.server_close()
+        for server in servers:
+            server.shutdown()
+            server.server_close()
+
+
+class _IPv6Server(ThreadingHTTPServer):
+    address_family = socket.AF_INET6
 
 
 async def import_logins(manager: AccountManager, kinds: list[str]) -> int:

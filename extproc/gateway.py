@@ -205,6 +205,8 @@ def build_forward(endpoint: Endpoint, parsed: ParsedRequest, decision: Decision,
             set_headers[name] = value
     set_headers.update(cred.headers)  # the credential's (e.g. its ChatGPT account): always ours
     remove = tuple(h for h in CLIENT_CREDENTIAL_HEADERS if h not in set_headers)
+    if provider.transform == "codeassist":
+        remove += ("accept-encoding",)  # the answer is unwrapped here: it must come back uncompressed
     return Forward(decision, set_headers, remove, new_body,
                    unwrap="codeassist" if provider.transform == "codeassist" else None)
 

@@ -45,6 +45,12 @@ def upstreams() -> Iterator[dict[str, FakeProvider]]:
         server.close()
 
 
+@pytest.fixture(autouse=True)
+def _reset_upstreams(upstreams: dict[str, FakeProvider]) -> None:
+    for server in upstreams.values():
+        server.reset()
+
+
 def login_config(fakes: dict[str, FakeProvider], upstreams: dict[str, FakeProvider], oauth: FakeOAuth,
                  store: Path, **extra: Any) -> dict[str, Any]:
     """Every login pointed at the fake OAuth server; anthropic, openai and gemini without API keys."""
@@ -383,3 +389,15 @@ def test_admin_api_is_off_without_a_token(tmp_path: Path, fakes: dict[str, FakeP
     stack = make_stack(login_config(fakes, upstreams, oauth, tmp_path / "accounts.json"))
     response = httpx.post(stack.url + "/auth/logins/claude", json={}, headers={"authorization": "Bearer x"})
     assert response.status_code == 403 and "auth.admin_token" in response.json()["message"]
+
+
+def test_code_assist_answers_come_back_uncompressed_for_unwrapping(
+        tmp_path: Path, fakes: dict[str, FakeProvider], upstreams: dict[str, FakeProvider], oauth: FakeOAuth,
+        make_stack: Callable[[dict[str, Any]], Stack]) -> None:
+    config = login_config(fakes, upstreams, oauth, tmp_path / "accounts.json")
+    login_by_browser(write_config(tmp_path, config), "gemini")
+    stack = make_stack(config)
+    response = httpx.post(stack.url + "/v1beta/models/gemini-3.8-flash:generateContent",
+                          json={"contents": [{"parts": [{"text": "hi"}]}]}, headers={"accept-encoding": "gzip"})
+    assert response.status_code == 200 and "candidates" in response.json()
+    assert "accept-encoding" not in upstreams["codeassist"].wait_for(1)[0].headers

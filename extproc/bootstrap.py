@@ -129,6 +129,7 @@ def _transcoder_filter() -> dict[str, Any]:
             "convert_grpc_status": True,
             "match_incoming_request_route": True,
             "url_unescape_spec": "ALL_CHARACTERS",  # ids like groq/openai/gpt-oss-20b arrive as %2F
+            "ignore_unknown_query_parameters": True,  # OAuth redirects carry scope, authuser, prompt, …
         },
     }
 
@@ -169,7 +170,7 @@ def _auth_route() -> dict[str, Any]:
     return {
         "name": "auth",
         "match": {"path_separated_prefix": "/auth"},
-        "route": {"cluster": PROCESSOR_CLUSTER, "timeout": "60s"},
+        "route": {"cluster": PROCESSOR_CLUSTER, "timeout": "180s"},  # finishing a Gemini login onboards
         "typed_per_filter_config": {"envoy.filters.http.ext_proc": {
             "@type": _T + "extensions.filters.http.ext_proc.v3.ExtProcPerRoute", "disabled": True}},
     }

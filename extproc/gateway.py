@@ -62,8 +62,11 @@ class SecretSource(Protocol):
 
     async def secret(self, credential: Credential) -> str: ...
 
-    def invalidate(self, credential: Credential) -> None:
-        """The upstream refused this credential's token (401): fetch a fresh one before its next use."""
+    def invalidate(self, credential: Credential) -> bool:
+        """The upstream refused this credential's token (401): True if a fresh one is worth fetching."""
+
+    def confirm(self, credential: Credential) -> None:
+        """The upstream took this credential's token."""
 
 
 class StaticSecrets:
@@ -74,8 +77,11 @@ class StaticSecrets:
             raise CredentialUnavailable(f"no account manager for login {credential.id}", permanent=False)
         return credential.secret
 
-    def invalidate(self, credential: Credential) -> None:
-        pass  # an API key cannot be refreshed; health suspends it
+    def invalidate(self, credential: Credential) -> bool:
+        return False  # an API key cannot be refreshed; health suspends it
+
+    def confirm(self, credential: Credential) -> None:
+        pass
 
 
 def reject(api: Api, err: ClientError) -> Reply:
@@ -168,9 +174,11 @@ class Gateway:
         """Learn from the upstream's response headers; returns the block it caused, if any."""
         now = self._clock()
         cred = decision.credential
-        if status == 401 and cred.account is not None:
-            self.secrets.invalidate(cred)  # a login's token is refreshed, not the login suspended
-            return None
+        if cred.account is not None:
+            if status == 401 and self.secrets.invalidate(cred):
+                return None  # a login's token is refreshed, not the login suspended
+            if 200 <= status < 300:
+                self.secrets.confirm(cred)
         if status == 404 and (decision.endpoint == "completions" or not self.registry.lookup(decision.model.qualified)):
             return None  # a legacy endpoint or a made-up model: the client's mistake, not the model's absence
         retry_after = parse_retry_after(headers, now)
@@ -204,9 +212,9 @@ def build_forward(endpoint: Endpoint, parsed: ParsedRequest, decision: Decision,
         if name not in client_headers and name not in set_headers:
             set_headers[name] = value
     set_headers.update(cred.headers)  # the credential's (e.g. its ChatGPT account): always ours
-    remove = tuple(h for h in CLIENT_CREDENTIAL_HEADERS if h not in set_headers)
     if provider.transform == "codeassist":
-        remove += ("accept-encoding",)  # the answer is unwrapped here: it must come back uncompressed
+        set_headers["accept-encoding"] = "identity"  # the answer is unwrapped here: it must come uncompressed
+    remove = tuple(h for h in CLIENT_CREDENTIAL_HEADERS if h not in set_headers)
     return Forward(decision, set_headers, remove, new_body,
                    unwrap="codeassist" if provider.transform == "codeassist" else None)
 

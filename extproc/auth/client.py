@@ -21,7 +21,7 @@ from extproc.providers.oauth import Flow
 
 _PERMANENT_ERRORS = frozenset({"invalid_grant", "invalid_client", "unauthorized_client", "refresh_token_reused",
                                "refresh_token_expired", "refresh_token_invalidated", "invalid_token"})
-_OPENAI_AUTH_CLAIM = "https://api.openai.com/auth"
+OPENAI_AUTH_CLAIM = "https://api.openai.com/auth"
 _CODE_ASSIST_METADATA = {"ideType": "IDE_UNSPECIFIED", "platform": "PLATFORM_UNSPECIFIED", "pluginType": "GEMINI"}
 
 
@@ -50,7 +50,8 @@ async def exchange_code(http: httpx.AsyncClient, flow: Flow, code: str, verifier
 
 
 async def refresh_grant(http: httpx.AsyncClient, flow: Flow, refresh_token: str) -> Grant:
-    params = {"grant_type": "refresh_token", "refresh_token": refresh_token, "client_id": flow.client_id}
+    params = {"grant_type": "refresh_token", "refresh_token": refresh_token, "client_id": flow.client_id,
+              **flow.refresh_params}
     return await _token_call(http, flow, params, flow.refresh_format, "the refresh")
 
 
@@ -67,20 +68,38 @@ async def _token_call(http: httpx.AsyncClient, flow: Flow, params: dict[str, str
     doc = _json(response)
     if response.status_code != 200:
         code = _error_code(doc)
-        permanent = code in _PERMANENT_ERRORS or (response.status_code in (400, 401) and code != "")
+        permanent = code in _PERMANENT_ERRORS  # anything else (a drifted endpoint, a 5xx) may pass
         raise OAuthError(f"{flow.name}: the token endpoint refused {what} (HTTP {response.status_code}, "
                          f"{code or 'no error code'})", permanent=permanent)
     access = doc.get("access_token")
     if not isinstance(access, str) or not access:
         raise OAuthError(f"{flow.name}: the token endpoint's answer to {what} has no access_token", permanent=False)
-    expires_in = doc.get("expires_in")
+    expires_in = _number(doc.get("expires_in"))
     refresh = doc.get("refresh_token")
     account = doc.get("account")
     email = account.get("email_address") if isinstance(account, dict) else None
     return Grant(access_token=access, refresh_token=refresh if isinstance(refresh, str) else None,
-                 expires_at=time.time() + float(expires_in) if isinstance(expires_in, int | float) else None,
+                 expires_at=time.time() + expires_in if expires_in is not None else None,
                  id_token=doc.get("id_token") if isinstance(doc.get("id_token"), str) else None,
                  email=email if isinstance(email, str) else None)
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+def _text(value: Any) -> str | None:
+    """A claim as a string, or None: the store takes only strings there."""
+    return value if isinstance(value, str) and value else None
 
 
 def _json(response: httpx.Response) -> dict[str, Any]:
@@ -121,19 +140,19 @@ async def new_account(http: httpx.AsyncClient, flow: Flow, grant: Grant) -> Acco
     """An account from a fresh grant, with what this login needs beyond tokens."""
     now = time.time()
     claims = jwt_claims(grant.id_token)
-    email = grant.email or (claims.get("email") if isinstance(claims.get("email"), str) else None)
-    fields: dict[str, Any] = {}
-    if flow.create_api_key_url:  # Console: the login's purpose is an API key
-        fields["api_key"] = await _create_api_key(http, flow, grant.access_token)
+    email = grant.email or _text(claims.get("email"))
+    fields: dict[str, Any] = {"access_token": grant.access_token, "refresh_token": grant.refresh_token,
+                              "expires_at": grant.expires_at}
+    if flow.create_api_key_url:  # Console: the login's purpose is an API key; its tokens are not kept
+        fields = {"api_key": await _create_api_key(http, flow, grant.access_token)}
     if flow.code_assist_url:  # Gemini CLI: the email and the Code Assist project
         email = email or await _google_email(http, flow, grant.access_token)
         fields["project_id"] = await code_assist_project(http, flow, grant.access_token)
-    auth = claims.get(_OPENAI_AUTH_CLAIM)
+    auth = claims.get(OPENAI_AUTH_CLAIM)
     if isinstance(auth, dict):  # Codex: the ChatGPT account requests must name
-        fields["account_id"] = auth.get("chatgpt_account_id")
-        fields["plan"] = auth.get("chatgpt_plan_type")
+        fields["account_id"] = _text(auth.get("chatgpt_account_id"))
+        fields["plan"] = _text(auth.get("chatgpt_plan_type"))
     return Account(id=new_account_id(flow.name, email), kind=flow.name, email=email,
-                   access_token=grant.access_token, refresh_token=grant.refresh_token, expires_at=grant.expires_at,
                    created_at=now, updated_at=now, **fields)
 
 
@@ -156,16 +175,23 @@ async def _google_email(http: httpx.AsyncClient, flow: Flow, access_token: str) 
 async def code_assist_project(http: httpx.AsyncClient, flow: Flow, access_token: str) -> str:
     """Found once per login: loadCodeAssist names the project, or onboardUser creates one."""
     base = str(flow.code_assist_url).rstrip("/")
+    metadata: dict[str, Any] = {**_CODE_ASSIST_METADATA}
+    if flow.project:
+        metadata["duetProject"] = flow.project
     loaded = await _call(http, flow, "POST", f"{base}/v1internal:loadCodeAssist", access_token,
-                         {"metadata": _CODE_ASSIST_METADATA})
-    project = _project_id(loaded.get("cloudaicompanionProject"))
+                         {"cloudaicompanionProject": flow.project, "metadata": metadata} if flow.project
+                         else {"metadata": metadata})
+    project = _project_id(loaded.get("cloudaicompanionProject")) or flow.project
     if project:
         return project
+    if loaded.get("currentTier"):  # a paid or Workspace tier: the project is the user's own to name
+        raise OAuthError(f"{flow.name}: this account needs its Google Cloud project named: "
+                         "set oauth.gemini.project in the config and log in again", permanent=False)
     tiers = loaded.get("allowedTiers") or []
-    tier = next((t.get("id") for t in tiers if isinstance(t, dict) and t.get("isDefault")), "free-tier")
-    for _ in range(10):
+    tier = next((t.get("id") for t in tiers if isinstance(t, dict) and t.get("isDefault")), "legacy-tier")
+    for _ in range(30):
         onboarded = await _call(http, flow, "POST", f"{base}/v1internal:onboardUser", access_token,
-                                {"tierId": tier, "metadata": _CODE_ASSIST_METADATA})
+                                {"tierId": tier, "metadata": metadata})
         if onboarded.get("done"):
             response = onboarded.get("response")
             project = _project_id(response.get("cloudaicompanionProject") if isinstance(response, dict) else None)

@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from extproc.auth.client import jwt_claims
+from extproc.auth.client import OPENAI_AUTH_CLAIM, jwt_claims
 from extproc.auth.store import Account, new_account_id
 
 DEFAULT_PATHS = {
@@ -49,7 +49,7 @@ def _codex(doc: dict[str, Any], where: str) -> dict[str, Any]:
         raise LoginFileError(f"{where} has no tokens (log in with the Codex CLI first)")
     access = _need(tokens, "access_token", where)
     claims = jwt_claims(tokens.get("id_token"))
-    auth = claims.get("https://api.openai.com/auth")
+    auth = claims.get(OPENAI_AUTH_CLAIM)
     auth = auth if isinstance(auth, dict) else {}
     exp = jwt_claims(access).get("exp")
     return {"access_token": access, "refresh_token": _need(tokens, "refresh_token", where),

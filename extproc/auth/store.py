@@ -76,6 +76,11 @@ def default_store_path() -> Path:
     return base / "extproc" / "accounts.json"
 
 
+def store_at(path: str | None) -> TokenStore:
+    """The store at a configured path (`~` expanded), else at the default one."""
+    return TokenStore(Path(path).expanduser() if path else default_store_path())
+
+
 class TokenStore:
     """Blocking file I/O by design: async callers wrap calls in asyncio.to_thread."""
 

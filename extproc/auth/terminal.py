@@ -23,14 +23,10 @@ import httpx
 from extproc.auth.accounts import AccountManager, LoginError, split_pasted
 from extproc.auth.imports import DEFAULT_PATHS, LoginFileError, parse_login_file
 from extproc.auth.pkce import LoginExpired
-from extproc.auth.store import Account, StoreError, TokenStore, default_store_path
+from extproc.auth.store import Account, StoreError, store_at
 from extproc.core.config import Settings
 
 LOGIN_TIMEOUT = 600.0
-
-
-def _store(settings: Settings) -> TokenStore:
-    return TokenStore(Path(settings.auth_store).expanduser() if settings.auth_store else default_store_path())
 
 
 def run(settings: Settings, command: str, args: list[str], no_browser: bool = False) -> int:
@@ -43,7 +39,7 @@ def run(settings: Settings, command: str, args: list[str], no_browser: bool = Fa
 
 async def _run(settings: Settings, command: str, args: list[str], no_browser: bool) -> int:
     async with httpx.AsyncClient() as http:
-        manager = AccountManager(_store(settings), settings.flows, http, skew=settings.refresh_skew)
+        manager = AccountManager(store_at(settings.auth_store), settings.flows, http, skew=settings.refresh_skew)
         await manager.load()
         if command == "login":
             account = await login(manager, args[0], no_browser)
@@ -68,10 +64,11 @@ async def login(manager: AccountManager, flow_name: str, no_browser: bool) -> Ac
     if flow.loopback_port is not None and not no_browser:
         with _loopback(flow.loopback_port, flow.loopback_path) as (redirect_uri, caught):
             pending, url = manager.start_login(flow_name, redirect_uri)
+            caught.expected_state = pending.state
             print(f"Opening your browser to log in to {flow.title}. If it does not open, visit:\n{url}", flush=True)
             webbrowser.open(url)
-            code, state = await asyncio.to_thread(caught.wait_for, LOGIN_TIMEOUT)
-            return await manager.finish_login(code, state or pending.state)
+            code, _ = await asyncio.to_thread(caught.wait_for, LOGIN_TIMEOUT)
+            return await manager.finish_login(code, pending.state)
     redirect = flow.hosted_redirect or f"http://localhost:{flow.loopback_port or 1455}{flow.loopback_path}"
     pending, url = manager.start_login(flow_name, redirect)
     print(f"Open this URL, log in to {flow.title}, then paste the code shown "
@@ -92,9 +89,15 @@ class _Caught:
         self.state: str | None = None
         self.error: str | None = None
 
-    def set(self, code: str | None, state: str | None, error: str | None) -> None:
+    expected_state: str | None = None
+
+    def set(self, code: str | None, state: str | None, error: str | None) -> bool:
+        """Take the redirect if it belongs to this login; any other request to the port is ignored."""
+        if self.expected_state is None or state != self.expected_state:
+            return False
         self.code, self.state, self.error = code, state, error
         self._done.set()
+        return True
 
     def wait_for(self, timeout: float) -> tuple[str, str | None]:
         if not self._done.wait(timeout):
@@ -119,7 +122,9 @@ def _loopback(port: int, path: str) -> Iterator[tuple[str, _Caught]]:
                 return
             query = parse_qs(parts.query)
             code, state, error = (query.get(k, [None])[0] for k in ("code", "state", "error"))
-            caught.set(code, state, error)
+            if not caught.set(code, state, error):
+                self.send_error(400, "not the login this port waits for")
+                return
             page = b"<h1>Logged in.</h1><p>You can close this window.</p>" if code else \
                 b"<h1>Login failed.</h1><p>See the terminal.</p>"
             self.send_response(200)

@@ -40,7 +40,7 @@ class AuthService(pb_grpc.AuthServicer):
             code, state = split_pasted(request.pasted) if request.pasted else (request.code, request.state or None)
             if not code or not state:
                 raise LoginError("send code and state, or pasted (code#state, or the URL the browser ended on)")
-            account = await self._manager.finish_login(code, state)
+            account = await self._manager.finish_login(code, state, request.login)
         except (LoginError, LoginExpired) as exc:
             await _abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(exc))
         return self._message(account)
@@ -90,7 +90,9 @@ class AuthService(pb_grpc.AuthServicer):
             await _abort(context, grpc.StatusCode.PERMISSION_DENIED,
                          "the /auth API is off: set auth.admin_token in the config")
         sent = dict(context.invocation_metadata() or ()).get("authorization", "")
-        token = sent.removeprefix("Bearer ").strip() if isinstance(sent, str) else ""
+        scheme, _, token = sent.strip().partition(" ") if isinstance(sent, str) else ("", "", "")
+        if scheme.lower() != "bearer":
+            token = ""
         if not hmac.compare_digest(token.encode(), self._admin_token.encode()):
             await _abort(context, grpc.StatusCode.UNAUTHENTICATED, "send Authorization: Bearer <auth.admin_token>")
 

@@ -26,7 +26,8 @@ _CONTINUE_REQUEST_HEADERS = pb.ProcessingResponse(request_headers=pb.HeadersResp
 _CONTINUE_RESPONSE_HEADERS = pb.ProcessingResponse(response_headers=pb.HeadersResponse())
 _CONTINUE_REQUEST_BODY = pb.ProcessingResponse(request_body=pb.BodyResponse())
 _OVERWRITE = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
-_WANTED_RESPONSE_HEADERS = frozenset({":status", "retry-after", "retry-after-ms", "content-type"})
+_WANTED_RESPONSE_HEADERS = frozenset({":status", "retry-after", "retry-after-ms", "content-type",
+                                      "content-encoding"})
 _BUFFER_RESPONSE = pb.ProcessingResponse(
     response_headers=pb.HeadersResponse(),
     mode_override=processing_mode_pb2.ProcessingMode(response_body_mode=processing_mode_pb2.ProcessingMode.BUFFERED))
@@ -117,7 +118,8 @@ class ExternalProcessor(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc
                     _observe(gateway, request_id, forward.decision, headers)
                 except Exception:  # learning failed; the response itself still goes to the client
                     log.exception("error rid=%s while learning from the response", request_id)
-                if forward.unwrap is None or request.response_headers.end_of_stream:
+                encoded = headers.get("content-encoding", "identity").lower() != "identity"
+                if forward.unwrap is None or request.response_headers.end_of_stream or encoded:
                     yield _CONTINUE_RESPONSE_HEADERS
                 elif headers.get("content-type", "").startswith("text/event-stream"):
                     sse = SseUnwrapper()

@@ -87,7 +87,7 @@ def codeassist_request(endpoint: Endpoint, decision: Decision, doc: JsonObject,
                        project: str | None) -> tuple[str, JsonObject]:
     """Code Assist's shape of a Gemini call: POST /v1internal:{method} with {model, project, request}."""
     method = endpoint.match.group("method")
-    query = "alt=sse" if method == "streamGenerateContent" else ""
+    query = "alt=sse" if "alt=sse" in endpoint.query.split("&") else ""  # else a JSON array, as asked
     wrapped: JsonObject = {"model": decision.model.id, "request": doc}
     if project:
         wrapped["project"] = project

@@ -14,8 +14,8 @@ from extproc.core.errors import ConfigError
 from extproc.providers import AuthStyle
 
 FLOW_KEYS = {"title", "provider", "upstream", "authorize_url", "token_url", "token_format", "refresh_format",
-             "client_id", "client_secret", "scopes", "authorize_params", "redirect", "create_api_key_url",
-             "userinfo_url", "code_assist_url", "use"}
+             "client_id", "client_secret", "scopes", "authorize_params", "refresh_params", "redirect",
+             "create_api_key_url", "userinfo_url", "code_assist_url", "project", "use"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +50,8 @@ class Flow:
     create_api_key_url: str | None = None
     userinfo_url: str | None = None
     code_assist_url: str | None = None
+    project: str | None = None  # Code Assist: a Google Cloud project for accounts whose tier needs one
+    refresh_params: Mapping[str, str] = field(default_factory=dict)  # extra fields of a refresh request
 
     def authorize_link(self, redirect_uri: str, state: str, challenge: str) -> str:
         params = {"response_type": "code", "client_id": self.client_id, "redirect_uri": redirect_uri,
@@ -114,5 +116,6 @@ def _flow(name: str, data: Mapping[str, Any], providers: Mapping[str, Any]) -> F
         loopback_port=int(port) if port is not None else None,
         loopback_path=redirect.get("loopback_path", "/callback"),
         create_api_key_url=data.get("create_api_key_url"), userinfo_url=data.get("userinfo_url"),
-        code_assist_url=data.get("code_assist_url"),
+        code_assist_url=data.get("code_assist_url"), project=data.get("project") or None,
+        refresh_params={str(k): str(v) for k, v in (data.get("refresh_params") or {}).items()},
     )

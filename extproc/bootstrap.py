@@ -19,6 +19,7 @@ from extproc.gateway import MODEL_HEADER, REASON_HEADER, ROUTE_HEADER
 from extproc.providers import ProviderSpec
 
 PROCESSOR_CLUSTER = "extproc"
+PROCESSOR_TOKEN_HEADER = "x-extproc-token"
 CONTROL_SERVICES = ("extproc.v1.Models", "extproc.v1.Auth")
 DESCRIPTOR_SET = Path(__file__).resolve().parent / "v1" / "extproc.pb"
 _T = "type.googleapis.com/envoy."
@@ -98,10 +99,14 @@ def _ext_proc_filter(settings: Settings) -> dict[str, Any]:
         "name": "envoy.filters.http.ext_proc",
         "typed_config": {
             "@type": _T + "extensions.filters.http.ext_proc.v3.ExternalProcessor",
-            "grpc_service": {"envoy_grpc": {
-                "cluster_name": PROCESSOR_CLUSTER,
-                "max_receive_message_length": settings.max_request_bytes + _GRPC_LIMIT_SLACK,
-            }},
+            "grpc_service": {
+                "envoy_grpc": {
+                    "cluster_name": PROCESSOR_CLUSTER,
+                    "max_receive_message_length": settings.max_request_bytes + _GRPC_LIMIT_SLACK,
+                },
+                **({"initial_metadata": [{"key": PROCESSOR_TOKEN_HEADER, "value": settings.processor_token}]}
+                   if settings.processor_token else {}),
+            },
             "failure_mode_allow": False,
             "allow_mode_override": True,  # a Code Assist answer is unwrapped: its body is asked for per request
             "message_timeout": "5s",

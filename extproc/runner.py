@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
+import secrets
 import shutil
 import signal
 import socket
@@ -121,6 +123,10 @@ async def processor(settings: Settings) -> AsyncIterator[Processor]:
 
 async def serve(settings: Settings) -> None:
     """The processor alone (a sidecar beside an Envoy configured elsewhere)."""
+    if settings.processor_token is None:
+        log.warning("processor.token is not set: anything that can reach %s can obtain provider credentials; "
+                    "set it, and render Envoy's config with `extproc envoy-config` so Envoy sends it",
+                    settings.processor)
     async with processor(settings):
         log.info("processor listening on %s", settings.processor)
         await _until_signalled()
@@ -131,6 +137,8 @@ async def up(settings: Settings) -> None:
     if any(p.upstream.tls for p in settings.providers.values()) and not Path(settings.ca_file).is_file():
         raise RuntimeError(f"ca_file: {settings.ca_file} does not exist; point ca_file at the system's CA bundle "
                            "(Envoy checks provider certificates against it)")
+    if settings.processor_token is None:  # Envoy and the processor share a secret only they know
+        settings = dataclasses.replace(settings, processor_token=secrets.token_urlsafe(32))
     async with processor(settings):
         with tempfile.TemporaryDirectory(prefix="extproc-") as tmp:
             config_path = Path(tmp) / "envoy.yaml"

@@ -103,6 +103,7 @@ class Settings:
     auth_store: str | None = None  # the accounts file; None: the user's config directory
     admin_token: str | None = field(default=None, repr=False)  # guards the /auth API
     refresh_skew: float = 300.0  # refresh a login's token this long before it expires
+    processor_token: str | None = field(default=None, repr=False)  # Envoy presents it on every ext_proc stream
 
 
 DEFAULT_CONFIG_NAME = "default_config.yaml"
@@ -161,7 +162,9 @@ def parse_settings(raw: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
         concurrency = _positive_int(concurrency, "envoy.concurrency")
     return Settings(
         listen=_address(raw.get("listen"), "listen", Address("127.0.0.1", 10000)),
-        processor=_address(raw.get("processor"), "processor", Address("127.0.0.1", 50051)),
+        processor=_address({k: v for k, v in (raw.get("processor") or {}).items() if k != "token"} or None,
+                           "processor", Address("127.0.0.1", 50051)),
+        processor_token=_processor_token(raw.get("processor")),
         admin=_address(raw.get("admin"), "admin", Address("127.0.0.1", 9901)),
         providers=providers,
         credentials=credentials,
@@ -265,6 +268,16 @@ def _choice(value: Any, key: str, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise ConfigError(f"{key}: {value!r} is not one of {', '.join(choices)}")
     return str(value)
+
+
+def _processor_token(value: Any) -> str | None:
+    """The shared secret between Envoy and the processor: whoever can open a stream gets credentials."""
+    if not isinstance(value, dict) or not value.get("token"):
+        return None
+    token = _string(value["token"], "processor.token")
+    if len(token) < 16 or not all(33 <= ord(c) <= 126 for c in token):
+        raise ConfigError("processor.token: use 16+ visible ASCII characters (e.g. `openssl rand -hex 24`)")
+    return token
 
 
 def _address(value: Any, key: str, default: Address) -> Address:

@@ -6,6 +6,7 @@ locals carry the decision from the body answer to the response; no state is shar
 
 from __future__ import annotations
 
+import hmac
 import logging
 from collections.abc import AsyncIterator, Mapping
 
@@ -16,6 +17,7 @@ from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as pb_grpc
 from envoy.type.v3 import http_status_pb2
 
+from extproc.bootstrap import PROCESSOR_TOKEN_HEADER
 from extproc.core.resolve import Decision
 from extproc.formats.gemini import SseUnwrapper, unwrap_codeassist
 from extproc.gateway import Forward, Gateway, Reply, internal_error
@@ -78,6 +80,12 @@ class ExternalProcessor(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc
         self, request_iterator: AsyncIterator[pb.ProcessingRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.ProcessingResponse]:
         gateway = self._gateway
+        expected = gateway.settings.processor_token
+        if expected is not None:
+            sent = dict(context.invocation_metadata() or ()).get(PROCESSOR_TOKEN_HEADER, "")
+            if not isinstance(sent, str) or not hmac.compare_digest(sent.encode(), expected.encode()):
+                log.warning("refused an ext_proc stream without the processor token (from %s)", context.peer())
+                await context.abort(grpc.StatusCode.PERMISSION_DENIED, "missing or wrong processor token")
         path = method = request_id = ""
         client_headers: dict[str, str] = {}
         forward: Forward | None = None

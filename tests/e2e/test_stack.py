@@ -11,9 +11,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import grpc
 import httpx
 import pytest
 import yaml
+from envoy.config.core.v3 import base_pb2
+from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
+from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as pb_grpc
 
 from extproc.bootstrap import render_bootstrap
 from extproc.core.config import load_settings
@@ -97,3 +101,25 @@ def _wait_port(port: int, timeout: float = 20) -> None:
         except OSError:
             time.sleep(0.05)
     raise TimeoutError(f"nothing listened on {port}")
+
+
+def test_processor_hands_nothing_to_a_stream_without_envoys_token(
+        make_stack: Callable[[dict[str, Any]], Stack], fakes: dict[str, FakeProvider]) -> None:
+    """`extproc up` shares a fresh secret with its Envoy: another local process cannot get credentials."""
+    stack = make_stack({"providers": provider_config(fakes)})
+    processor_port = yaml.safe_load(stack.config_path.read_text())["processor"]["port"]
+    headers = pb.HttpHeaders(headers=base_pb2.HeaderMap(headers=[
+        base_pb2.HeaderValue(key=":path", raw_value=b"/v1/chat/completions"),
+        base_pb2.HeaderValue(key=":method", raw_value=b"POST")]))
+    messages = [pb.ProcessingRequest(request_headers=headers),
+                pb.ProcessingRequest(request_body=pb.HttpBody(body=b'{"model":"gpt-6-luna","messages":[]}',
+                                                              end_of_stream=True))]
+    with grpc.insecure_channel(f"127.0.0.1:{processor_port}") as channel:
+        stub = pb_grpc.ExternalProcessorStub(channel)
+        with pytest.raises(grpc.RpcError) as caught:
+            list(stub.Process(iter(messages), timeout=5))
+    assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "refused an ext_proc stream" in stack.logs()
+    # …while Envoy, which has the token, is served as usual.
+    assert httpx.post(stack.url + "/v1/chat/completions",
+                      json={"model": "gpt-6-luna", "messages": [{"role": "user", "content": "hi"}]}).status_code == 200

@@ -252,6 +252,21 @@ def test_upstream_401_refreshes_the_login(
     assert second.headers["authorization"] == f"Bearer {oauth.latest_access_token}"
 
 
+def test_a_token_refused_again_after_its_refresh_suspends_the_login(
+        tmp_path: Path, fakes: dict[str, FakeProvider], upstreams: dict[str, FakeProvider], oauth: FakeOAuth,
+        make_stack: Callable[[dict[str, Any]], Stack]) -> None:
+    """An upstream that refuses every token must cost one refresh, not one per request."""
+    config = login_config(fakes, upstreams, oauth, tmp_path / "accounts.json")
+    login_by_paste(write_config(tmp_path, config), "claude")
+    stack = make_stack(config)
+    body = {"model": "claude-haiku-5-5", "max_tokens": 5, "messages": CHAT}
+    fakes["anthropic"].script(401, times=2)
+    calls = oauth.refresh_calls
+    statuses = [httpx.post(stack.url + "/v1/messages", json=body).status_code for _ in range(4)]
+    assert statuses == [401, 401, 503, 503]
+    assert oauth.refresh_calls == calls + 1 and len(fakes["anthropic"].requests) == 2
+
+
 def test_reused_refresh_token_suspends_the_login_and_the_request_falls_back(
         tmp_path: Path, fakes: dict[str, FakeProvider], upstreams: dict[str, FakeProvider], oauth: FakeOAuth,
         make_stack: Callable[[dict[str, Any]], Stack]) -> None:
@@ -340,8 +355,14 @@ def test_login_api_over_http(tmp_path: Path, fakes: dict[str, FakeProvider], ups
     assert httpx.get(stack.url + "/auth/accounts").status_code == 401
     assert httpx.get(stack.url + "/auth/accounts", headers={"authorization": "Bearer wrong"}).status_code == 401
 
-    started = httpx.post(stack.url + "/auth/logins/claude", json={}, headers=admin).json()
+    started = httpx.post(stack.url + "/auth/logins/claude", json={}, headers={"authorization": f"bearer {ADMIN}"})
+    assert started.status_code == 200  # the scheme is case-insensitive
+    started = started.json()
     assert started["redirect_uri"] == "https://hosted.example/oauth/code/callback"
+    pasted = httpx.get(started["authorize_url"]).headers["x-fake-code"]
+    wrong_kind = httpx.post(stack.url + "/auth/logins/gemini/finish", json={"pasted": pasted}, headers=admin)
+    assert wrong_kind.status_code == 400 and "belongs to a claude login" in wrong_kind.json()["message"]
+    started = httpx.post(stack.url + "/auth/logins/claude", json={}, headers=admin).json()
     pasted = httpx.get(started["authorize_url"]).headers["x-fake-code"]
     finished = httpx.post(stack.url + "/auth/logins/claude/finish", json={"pasted": pasted}, headers=admin)
     assert finished.status_code == 200, finished.text
@@ -376,7 +397,8 @@ def test_browser_callback_to_the_gateway(tmp_path: Path, fakes: dict[str, FakePr
     stack = make_stack(config)
     started = httpx.post(stack.url + "/auth/logins/codex", json={"redirect_uri": f"{stack.url}/auth/callback"},
                          headers={"authorization": f"Bearer {ADMIN}"}).json()
-    redirect = httpx.get(started["authorize_url"]).headers["location"]
+    # Providers add their own parameters to the redirect (Google: scope, authuser, prompt).
+    redirect = httpx.get(started["authorize_url"]).headers["location"] + "&scope=openid+email&authuser=0"
     page = httpx.get(redirect)
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
     assert "is logged in to ChatGPT Plus/Pro (Codex)" in page.text

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import dataclasses
 import hashlib
 import json
 
+import httpx
 import pytest
 
 from extproc.auth.accounts import LoginError, split_pasted
+from extproc.auth.client import OAuthError, refresh_grant
 from extproc.auth.imports import LoginFileError, parse_login_file
 from extproc.auth.pkce import STATE_TTL, LoginExpired, PendingLogins, challenge_of, new_verifier
+from extproc.core.config import load_settings
 from extproc.formats.anthropic import prepend_system
 from extproc.formats.gemini import SseUnwrapper, unwrap_codeassist
 from extproc.gateway import merge_header_values
 from tests.clock import Clock
+from tests.fakes import FakeProvider
 
 
 def test_verifier_and_s256_challenge_follow_rfc_7636() -> None:
@@ -104,3 +110,29 @@ def test_code_assist_answers_are_unwrapped_whole_and_per_event() -> None:
         for i, chunk in enumerate(chunks):
             out += sse.feed(chunk, i == len(chunks) - 1)
         assert out == b"".join(b'data: {"n":%d}\r\n\r\n' % i for i in range(4))
+
+
+@pytest.mark.parametrize(("status", "body", "permanent"), [
+    (400, b'{"error": "invalid_grant", "error_description": "expired"}', True),
+    (400, b'{"error": "invalid_grant", "error_description": "refresh_token_reused"}', True),
+    (401, b'{"error": {"code": "refresh_token_reused", "message": "x"}}', True),  # OpenAI nests it
+    (400, b'{"error": {"type": "invalid_request_error", "message": "x"}}', False),  # a drifted endpoint
+    (400, b'{"error": "unsupported_grant_type"}', False),
+    (500, b'{"error": "server_error"}', False),
+    (503, b"<html>down</html>", False),
+])
+def test_only_refused_grants_are_permanent(status: int, body: bytes, permanent: bool) -> None:
+    endpoint = FakeProvider("token")
+    try:
+        endpoint.script(status, body=body)
+        flow = dataclasses.replace(load_settings().flows["claude"], token_url=f"{endpoint.base_url}/v1/oauth/token")
+
+        async def go() -> None:
+            async with httpx.AsyncClient() as http:
+                await refresh_grant(http, flow, "rt-secret-value")
+
+        with pytest.raises(OAuthError) as caught:
+            asyncio.run(go())
+        assert caught.value.permanent is permanent and "rt-secret-value" not in str(caught.value)
+    finally:
+        endpoint.close()

@@ -22,7 +22,7 @@ from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as pb_grpc
 from extproc.bootstrap import render_bootstrap
 from extproc.core.config import load_settings
 from extproc.runner import envoy_binary
-from tests.conftest import Stack, free_port, provider_config
+from tests.conftest import SECRETS, Stack, free_port, provider_config
 from tests.fakes import FakeProvider
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -123,3 +123,34 @@ def test_processor_hands_nothing_to_a_stream_without_envoys_token(
     # …while Envoy, which has the token, is served as usual.
     assert httpx.post(stack.url + "/v1/chat/completions",
                       json={"model": "gpt-6-luna", "messages": [{"role": "user", "content": "hi"}]}).status_code == 200
+
+
+def test_sidecar_shape_serve_beside_a_separately_started_envoy(tmp_path: Path, fakes: dict[str, FakeProvider]) -> None:
+    """`extproc serve` plus an Envoy started from `extproc envoy-config`: the Kubernetes sidecar layout."""
+    port = free_port()
+    config = {"listen": {"port": port}, "admin": {"port": free_port()},
+              "processor": {"port": free_port(), "token": "sidecar-shared-secret-0123456789"},
+              "providers": provider_config(fakes), "discovery": False,
+              "auth": {"store": str(tmp_path / "accounts.json")}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    rendered = subprocess.run([sys.executable, "-m", "extproc", "envoy-config", "--config", str(tmp_path / "c.yaml")],
+                              capture_output=True, text=True, check=True).stdout
+    (tmp_path / "envoy.yaml").write_text(rendered)
+    log = (tmp_path / "serve.log").open("wb")
+    serve = subprocess.Popen([sys.executable, "-m", "extproc", "serve", "--config", str(tmp_path / "c.yaml")],
+                             stdout=log, stderr=subprocess.STDOUT)
+    envoy = subprocess.Popen([envoy_binary(), "-c", str(tmp_path / "envoy.yaml"), "--disable-hot-restart",
+                              "--log-level", "error"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_port(port)
+        _wait_port(config["processor"]["port"])
+        response = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions",
+                              json={"model": "gpt-6-luna", "messages": [{"role": "user", "content": "hi"}]})
+        assert response.status_code == 200 and response.headers["x-extproc-provider"] == "openai"
+        assert fakes["openai"].wait_for(1)[0].headers["authorization"] == f"Bearer {SECRETS['openai']}"
+    finally:
+        for proc in (envoy, serve):
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(15)
+        log.close()
+    assert serve.returncode == 0

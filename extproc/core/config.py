@@ -293,7 +293,7 @@ def _address(value: Any, key: str, default: Address) -> Address:
 
 
 _PROVIDER_KEYS = {"base_url", "auth", "api_key", "api_keys", "api_key_env", "headers", "apis", "discovery",
-                  "transform", "prefer"}
+                  "transform", "prefer", "model_prefixes"}
 _DISCOVERY_STYLES = ("openai", "anthropic", "gemini")
 
 
@@ -394,7 +394,8 @@ def _provider(name: str, data: Mapping[str, Any], key: str, discovery: Discovery
                         discovery=_discovery(data.get("discovery"), f"{key}.discovery", discovery, apis),
                         transform=_choice(data["transform"], f"{key}.transform", ("codeassist",))
                         if data.get("transform") else None,
-                        prefer=_choice(data.get("prefer", "api_key"), f"{key}.prefer", ("api_key", "login")))
+                        prefer=_choice(data.get("prefer", "api_key"), f"{key}.prefer", ("api_key", "login")),
+                        model_prefixes=tuple(_string_list(data.get("model_prefixes") or [], f"{key}.model_prefixes")))
 
 
 def _credentials(provider: str, data: Mapping[str, Any], key: str) -> list[Credential]:

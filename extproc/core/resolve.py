@@ -53,6 +53,10 @@ def resolve(req: RequestView, registry: Registry, health: HealthView, now: float
     """`turn` spreads load over several healthy credentials (round robin by request count)."""
     primaries, reason = _targets(req.model, registry, req.mode)
     if not primaries:
+        owner = _prefix_owner(req, registry)
+        if owner is not None:  # e.g. a dated Claude id the catalog lacks: its provider's naming says whose it is
+            primaries = [ModelSpec(id=req.model, provider=owner, mode=req.mode)]
+    if not primaries:
         raise ClientError(404, "model_not_found",
                           f"The model '{req.model}' does not exist on this gateway; GET /v1/models lists the models.",
                           param="model")
@@ -103,6 +107,13 @@ def _targets(name: str, registry: Registry, mode: str = "chat") -> tuple[list[Mo
         # A model the catalog does not know, on a provider it does: pass it through as asked.
         return [ModelSpec(id=model_id, provider=provider, mode=mode)], "direct"
     return [], "direct"
+
+
+def _prefix_owner(req: RequestView, registry: Registry) -> str | None:
+    """The one provider whose model-id prefixes (data) claim this unknown name and that takes the request."""
+    owners = [p.name for p in registry.providers.values()
+              if p.model_prefixes and req.model.startswith(p.model_prefixes) and p.speaks(req.api, req.endpoint)]
+    return owners[0] if len(owners) == 1 else None
 
 
 def _fallbacks(req: RequestView, primary: ModelSpec, registry: Registry) -> Iterator[tuple[str, ModelSpec]]:

@@ -84,6 +84,7 @@ class ProviderSpec:
     discovery: DiscoverySpec | None = None
     transform: str | None = None  # a request shape the upstream needs (codeassist)
     prefer: str = "api_key"  # api_key | login: which credentials go first when a provider has both
+    model_prefixes: tuple[str, ...] = ()  # ids the catalog lacks but that are this provider's (claude-…)
 
     @property
     def upstream(self) -> Upstream:

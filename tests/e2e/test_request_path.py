@@ -200,3 +200,12 @@ def test_models_list_is_served(stack: Stack) -> None:
     assert by_id["oa-chat"]["available"] is True
     assert by_id["mi-chat"]["available"] is False
     assert by_id["mi-chat"]["unavailable_reason"] == "no credential"
+
+
+def test_a_dated_claude_id_the_catalog_lacks_goes_to_anthropic(stack: Stack, fakes: dict[str, FakeProvider]) -> None:
+    """Claude Code asks for dated ids; `model_prefixes` says whose they are, so they pass through, not 404."""
+    client = anthropic.Anthropic(base_url=stack.url, api_key="unused", max_retries=0)
+    client.messages.create(model="claude-opus-4-1-20250805", max_tokens=5, messages=CHAT)  # type: ignore[arg-type]
+    seen = fakes["anthropic"].wait_for(1)[0]
+    assert seen.json()["model"] == "claude-opus-4-1-20250805"
+    assert seen.headers["x-api-key"] == SECRETS["anthropic"]

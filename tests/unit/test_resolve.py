@@ -366,3 +366,22 @@ def test_availability_of_a_suspended_model():
     state = availability(m, w.registry, w.health, NOW)
     assert (state.available, state.credentials, state.until) == (False, 1, NOW + w.settings.health.not_found_suspension)
     assert state.reason.startswith("suspended") and "model not found (404)" in state.reason
+
+
+@pytest.mark.parametrize(("name", "api", "endpoint", "owner"), [
+    ("claude-opus-4-1-20250805", Api.ANTHROPIC, "messages", "anthropic"),
+    ("gpt-7-preview", Api.OPENAI, "chat", "openai"),
+    ("gemini-9-flash", Api.GEMINI, "gemini", "gemini"),
+])
+def test_unknown_ids_a_provider_claims_by_prefix_pass_through(name: str, api: Api, endpoint: str, owner: str) -> None:
+    s = settings(providers={p: {"api_key": f"sk-{p}"} for p in ("openai", "anthropic", "gemini")})
+    decision = resolve(RequestView(api, name, endpoint=endpoint), Registry.build(s), Health(s.health), 0.0)
+    assert (decision.provider.name, decision.model.id, decision.reason) == (owner, name, "direct")
+
+
+def test_an_unknown_id_no_prefix_claims_is_404() -> None:
+    s = settings(providers={"anthropic": {"api_key": "sk-a"}})
+    with pytest.raises(ClientError) as caught:
+        resolve(RequestView(Api.ANTHROPIC, "no-such-model", endpoint="messages"), Registry.build(s),
+                Health(s.health), 0.0)
+    assert caught.value.status == 404

@@ -50,10 +50,6 @@ class Discovery:
     def lists(self) -> dict[str, tuple[Listed, ...]]:
         return {name: s.models for name, s in self._state.items() if s.models is not None}
 
-    def status(self, provider: str) -> tuple[float, str | None]:
-        state = self._state.get(provider, _ProviderState())
-        return state.fetched_at, state.last_error
-
     async def refresh_due(self) -> None:
         """Refresh every provider whose list is older than its TTL, concurrently."""
         now = self.clock()

@@ -235,12 +235,18 @@ def test_expiry_means_one_refresh_for_fifty_concurrent_requests(
     no_token_in(stack.logs(), oauth)
 
 
-def test_upstream_401_refreshes_the_login(
-        tmp_path: Path, fakes: dict[str, FakeProvider], upstreams: dict[str, FakeProvider], oauth: FakeOAuth,
-        make_stack: Callable[[dict[str, Any]], Stack]) -> None:
+@pytest.fixture
+def claude_stack(tmp_path: Path, fakes: dict[str, FakeProvider], upstreams: dict[str, FakeProvider],
+                 oauth: FakeOAuth, make_stack: Callable[[dict[str, Any]], Stack]) -> Stack:
+    """A gateway whose only Anthropic credential is a fresh Claude login."""
     config = login_config(fakes, upstreams, oauth, tmp_path / "accounts.json")
     login_by_paste(write_config(tmp_path, config), "claude")
-    stack = make_stack(config)
+    return make_stack(config)
+
+
+def test_upstream_401_refreshes_the_login(claude_stack: Stack, fakes: dict[str, FakeProvider],
+                                          oauth: FakeOAuth) -> None:
+    stack = claude_stack
     body = {"model": "claude-haiku-5-5", "max_tokens": 5, "messages": CHAT}
     fakes["anthropic"].script(401)
     calls = oauth.refresh_calls
@@ -253,12 +259,9 @@ def test_upstream_401_refreshes_the_login(
 
 
 def test_a_token_refused_again_after_its_refresh_suspends_the_login(
-        tmp_path: Path, fakes: dict[str, FakeProvider], upstreams: dict[str, FakeProvider], oauth: FakeOAuth,
-        make_stack: Callable[[dict[str, Any]], Stack]) -> None:
+        claude_stack: Stack, fakes: dict[str, FakeProvider], oauth: FakeOAuth) -> None:
     """An upstream that refuses every token must cost one refresh, not one per request."""
-    config = login_config(fakes, upstreams, oauth, tmp_path / "accounts.json")
-    login_by_paste(write_config(tmp_path, config), "claude")
-    stack = make_stack(config)
+    stack = claude_stack
     body = {"model": "claude-haiku-5-5", "max_tokens": 5, "messages": CHAT}
     fakes["anthropic"].script(401, times=2)
     calls = oauth.refresh_calls

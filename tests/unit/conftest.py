@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 import extproc.core.config as config_module
+from tests.clock import Clock
 
 
 def _memoized(load: Callable[[], Any]) -> Callable[[], Any]:
@@ -26,3 +27,9 @@ def _cache_builtin_data() -> Iterator[None]:
         for name in ("builtin_catalog_data", "builtin_provider_data"):
             mp.setattr(config_module, name, _memoized(getattr(config_module, name)))
         yield
+
+
+@pytest.fixture
+def clock() -> Clock:
+    """A clock set by hand, at a fixed moment."""
+    return Clock()

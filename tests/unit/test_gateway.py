@@ -22,11 +22,6 @@ CHAT, MESSAGES = "/v1/chat/completions", "/v1/messages"
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
 def gateway(clock: Clock) -> Gateway:
     s = settings(
         providers={name: {"api_key": secret} for name, secret in SECRETS.items()},

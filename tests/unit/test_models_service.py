@@ -33,11 +33,6 @@ class Context:
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
 def gateway(clock: Clock) -> Gateway:
     s = settings(
         # Custom providers only: built-in ones have no key here, so catalog models never appear as fallbacks.

@@ -240,28 +240,29 @@ def _string_list(value: Any, key: str, allowed: frozenset[str] | None = None) ->
     return value
 
 
-def _positive_int(value: Any, key: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ConfigError(f"{key}: expected a positive whole number, got {value!r}")
+def _number(value: Any, key: str, *, whole: bool = False, zero_ok: bool = False) -> float:
+    """A number > 0 (≥ 0 with zero_ok), a whole one with `whole`; the error says which was expected."""
+    kinds = (int,) if whole else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or value < 0 or (value == 0 and not zero_ok):
+        what = "whole number" if whole else "number"
+        raise ConfigError(f"{key}: expected a {what} {'≥ 0' if zero_ok else '> 0'}, got {value!r}")
     return value
+
+
+def _positive_int(value: Any, key: str) -> int:
+    return int(_number(value, key, whole=True))
 
 
 def _non_negative_int(value: Any, key: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ConfigError(f"{key}: expected a whole number ≥ 0, got {value!r}")
-    return value
+    return int(_number(value, key, whole=True, zero_ok=True))
 
 
 def _positive_number(value: Any, key: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise ConfigError(f"{key}: expected a positive number of seconds, got {value!r}")
-    return float(value)
+    return float(_number(value, key))
 
 
 def _non_negative_number(value: Any, key: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        raise ConfigError(f"{key}: expected a number ≥ 0, got {value!r}")
-    return float(value)
+    return float(_number(value, key, zero_ok=True))
 
 
 def _choice(value: Any, key: str, choices: tuple[str, ...]) -> str:

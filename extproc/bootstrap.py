@@ -50,6 +50,7 @@ def build_bootstrap(settings: Settings) -> dict[str, Any]:
                 "name": "llm",
                 "address": _socket(settings.listen.host, settings.listen.port),
                 "per_connection_buffer_limit_bytes": limit,
+                "enable_reuse_port": False,  # a second gateway on the same port must fail, not share it
                 "filter_chains": [{"filters": [_connection_manager(settings)]}],
             }],
             "clusters": [_processor_cluster(settings)]

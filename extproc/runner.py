@@ -139,6 +139,8 @@ async def up(settings: Settings) -> None:
                            "(Envoy checks provider certificates against it)")
     if settings.processor_token is None:  # Envoy and the processor share a secret only they know
         settings = dataclasses.replace(settings, processor_token=secrets.token_urlsafe(32))
+    for key, address in (("listen", settings.listen), ("admin", settings.admin)):
+        _check_free(key, address.host, address.port)
     async with processor(settings):
         with tempfile.TemporaryDirectory(prefix="extproc-") as tmp:
             config_path = Path(tmp) / "envoy.yaml"
@@ -149,11 +151,13 @@ async def up(settings: Settings) -> None:
                 args += ["--concurrency", str(settings.envoy_concurrency)]
             envoy = await asyncio.create_subprocess_exec(*args)
             try:
-                await _wait_listening(settings.listen.host, settings.listen.port, envoy)
+                await _wait_ready(settings, envoy)
                 url = f"http://{settings.listen.host}:{settings.listen.port}"
                 print(f"extproc ready at {url} (OpenAI SDKs: base URL {url}/v1; Anthropic and Gemini SDKs: {url})",
                       flush=True)
                 await _until_signalled(envoy)
+                if envoy.returncode is not None:
+                    raise RuntimeError(f"envoy exited with status {envoy.returncode}")
             finally:
                 if envoy.returncode is None:
                     envoy.terminate()
@@ -163,15 +167,31 @@ async def up(settings: Settings) -> None:
                         envoy.kill()
 
 
-async def _wait_listening(host: str, port: int, envoy: asyncio.subprocess.Process, timeout: float = 30) -> None:
+def _check_free(key: str, host: str, port: int) -> None:
+    """Fail with the key to change, before Envoy fails with a bind error (or, worse, shares the port)."""
+    if port == 0:
+        return
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise RuntimeError(f"{key}.port: {host}:{port} is not available ({exc.strerror}); "
+                               f"stop what uses it or set {key}.port") from None
+
+
+async def _wait_ready(settings: Settings, envoy: asyncio.subprocess.Process, timeout: float = 30) -> None:
+    """Ready when this Envoy's own admin says so: another process on the listen port must not count."""
+    url = f"http://{settings.admin.host}:{settings.admin.port}/ready"
     deadline = asyncio.get_running_loop().time() + timeout
-    while asyncio.get_running_loop().time() < deadline:
-        if envoy.returncode is not None:
-            raise RuntimeError(f"envoy exited with status {envoy.returncode} before it was ready")
-        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
-            return
-        await asyncio.sleep(0.05)
-    raise TimeoutError(f"envoy did not listen on {host}:{port} within {timeout:g}s")
+    async with httpx.AsyncClient() as client:
+        while asyncio.get_running_loop().time() < deadline:
+            if envoy.returncode is not None:
+                raise RuntimeError(f"envoy exited with status {envoy.returncode} before it was ready")
+            with contextlib.suppress(httpx.HTTPError):
+                if (await client.get(url, timeout=0.5)).status_code == 200:
+                    return
+            await asyncio.sleep(0.05)
+    raise TimeoutError(f"envoy was not ready within {timeout:g}s")
 
 
 async def _until_signalled(envoy: asyncio.subprocess.Process | None = None) -> None:

@@ -154,3 +154,16 @@ def test_sidecar_shape_serve_beside_a_separately_started_envoy(tmp_path: Path, f
             proc.wait(15)
         log.close()
     assert serve.returncode == 0
+
+
+def test_a_second_gateway_on_a_busy_port_fails_naming_the_key(tmp_path: Path,
+                                                               make_stack: Callable[[dict[str, Any]], Stack]) -> None:
+    first = make_stack({"discovery": False})
+    config = {"listen": {"port": first.port}, "processor": {"port": free_port()}, "admin": {"port": free_port()},
+              "discovery": False, "auth": {"store": str(tmp_path / "accounts.json")}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    second = subprocess.run([sys.executable, "-m", "extproc", "up", "--config", str(tmp_path / "c.yaml")],
+                            capture_output=True, text=True, timeout=60)
+    assert second.returncode == 1
+    assert f"listen.port: 127.0.0.1:{first.port} is not available" in second.stderr + second.stdout
+    assert httpx.get(first.url + "/v1/models").status_code == 200  # the first one is untouched

@@ -77,6 +77,7 @@ def _connection_manager(settings: Settings) -> dict[str, Any]:
             "http2_protocol_options": {"initial_stream_window_size": max(65535, settings.max_request_bytes)},
             "stream_idle_timeout": timeout,
             "request_timeout": "0s",
+            "local_reply_config": _local_replies(),
             "route_config": {"name": "llm", "virtual_hosts": [{
                 "name": "llm",
                 "domains": ["*"],
@@ -93,6 +94,35 @@ def _connection_manager(settings: Settings) -> dict[str, Any]:
             }],
         },
     }
+
+
+# Envoy's own replies (no healthy upstream, connect failure, timeout, body too large) come as plain text;
+# clients expect their API's error envelope. Matched by Envoy's response flags and by 413, which the
+# processor's own immediate responses never carry, so those (already in the right shape) stay as they are.
+_ENVOY_FAILURE_FLAGS = ["UH", "UF", "UO", "NR", "URX", "UT", "UR", "UC", "DC", "LH"]
+_GEMINI_PATH = r".*:(generateContent|streamGenerateContent|countTokens|embedContent|batchEmbedContents).*"
+
+
+def _local_replies() -> dict[str, Any]:
+    envelopes = [
+        ({"name": ":path", "string_match": {"prefix": "/v1/messages"}},
+         {"type": "error", "error": {"type": "api_error", "message": "%LOCAL_REPLY_BODY%"}}),
+        ({"name": ":path", "string_match": {"safe_regex": {"regex": _GEMINI_PATH}}},
+         {"error": {"code": "%RESPONSE_CODE%", "message": "%LOCAL_REPLY_BODY%", "status": "UNAVAILABLE"}}),
+        (None, {"error": {"message": "%LOCAL_REPLY_BODY%", "type": "server_error", "param": None,
+                          "code": "%RESPONSE_CODE_DETAILS%"}}),
+    ]
+    envoy_failure = {"or_filter": {"filters": [
+        {"response_flag_filter": {"flags": _ENVOY_FAILURE_FLAGS}},
+        {"status_code_filter": {"comparison": {"op": "EQ", "value": {"default_value": 413, "runtime_key": "_"}}}},
+    ]}}
+    mappers = []
+    for header, body in envelopes:
+        match = {"and_filter": {"filters": [envoy_failure, {"header_filter": {"header": header}}]}} \
+            if header else envoy_failure
+        mappers.append({"filter": match, "body_format_override": {
+            "json_format": body, "content_type": "application/json"}})
+    return {"mappers": mappers}
 
 
 def _ext_proc_filter(settings: Settings) -> dict[str, Any]:
@@ -125,19 +155,24 @@ def _ext_proc_filter(settings: Settings) -> dict[str, Any]:
 
 def _transcoder_filter() -> dict[str, Any]:
     """REST for the gateway's own gRPC services; requests that match none of their paths pass through."""
-    return {
-        "name": "envoy.filters.http.grpc_json_transcoder",
-        "typed_config": {
-            "@type": _T + "extensions.filters.http.grpc_json_transcoder.v3.GrpcJsonTranscoder",
-            "proto_descriptor_bin": base64.b64encode(DESCRIPTOR_SET.read_bytes()).decode(),
-            "services": list(CONTROL_SERVICES),
-            "print_options": {"preserve_proto_field_names": True, "always_print_primitive_fields": True},
-            "convert_grpc_status": True,
-            "match_incoming_request_route": True,
-            "url_unescape_spec": "ALL_CHARACTERS",  # ids like groq/openai/gpt-oss-20b arrive as %2F
-            "ignore_unknown_query_parameters": True,  # OAuth redirects carry scope, authuser, prompt, …
-        },
+    return {"name": "envoy.filters.http.grpc_json_transcoder", "typed_config": _transcoder_config()}
+
+
+def _transcoder_config(strict: bool = False) -> dict[str, Any]:
+    """`strict` on the gateway's own routes: a path or method no service has is a 404/405, not a gRPC reset."""
+    config: dict[str, Any] = {
+        "@type": _T + "extensions.filters.http.grpc_json_transcoder.v3.GrpcJsonTranscoder",
+        "proto_descriptor_bin": base64.b64encode(DESCRIPTOR_SET.read_bytes()).decode(),
+        "services": list(CONTROL_SERVICES),
+        "print_options": {"preserve_proto_field_names": True, "always_print_primitive_fields": True},
+        "convert_grpc_status": True,
+        "match_incoming_request_route": True,
+        "url_unescape_spec": "ALL_CHARACTERS",  # ids like groq/openai/gpt-oss-20b arrive as %2F
+        "ignore_unknown_query_parameters": True,  # OAuth redirects carry scope, authuser, prompt, …
     }
+    if strict:
+        config["request_validation_options"] = {"reject_unknown_method": True}
+    return config
 
 
 def _models_route() -> dict[str, Any]:
@@ -177,8 +212,11 @@ def _auth_route() -> dict[str, Any]:
         "name": "auth",
         "match": {"path_separated_prefix": "/auth"},
         "route": {"cluster": PROCESSOR_CLUSTER, "timeout": "180s"},  # finishing a Gemini login onboards
-        "typed_per_filter_config": {"envoy.filters.http.ext_proc": {
-            "@type": _T + "extensions.filters.http.ext_proc.v3.ExtProcPerRoute", "disabled": True}},
+        "typed_per_filter_config": {
+            "envoy.filters.http.ext_proc": {
+                "@type": _T + "extensions.filters.http.ext_proc.v3.ExtProcPerRoute", "disabled": True},
+            "envoy.filters.http.grpc_json_transcoder": _transcoder_config(strict=True),
+        },
     }
 
 

@@ -414,6 +414,8 @@ def test_admin_api_is_off_without_a_token(tmp_path: Path, fakes: dict[str, FakeP
     stack = make_stack(login_config(fakes, upstreams, oauth, tmp_path / "accounts.json"))
     response = httpx.post(stack.url + "/auth/logins/claude", json={}, headers={"authorization": "Bearer x"})
     assert response.status_code == 403 and "auth.admin_token" in response.json()["message"]
+    for method, path in (("PUT", "/auth/accounts"), ("GET", "/auth/nope"), ("GET", "/auth")):
+        assert httpx.request(method, stack.url + path).status_code == 404  # not a reset from the gRPC server
 
 
 def test_code_assist_answers_come_back_uncompressed_for_unwrapping(

@@ -167,3 +167,25 @@ def test_a_second_gateway_on_a_busy_port_fails_naming_the_key(tmp_path: Path,
     assert second.returncode == 1
     assert f"listen.port: 127.0.0.1:{first.port} is not available" in second.stderr + second.stdout
     assert httpx.get(first.url + "/v1/models").status_code == 200  # the first one is untouched
+
+
+def test_envoys_own_failures_come_in_the_clients_envelope(make_stack: Callable[[dict[str, Any]], Stack]) -> None:
+    """No provider listening, a body over the limit: the SDKs still get JSON in their own error shape."""
+    dead = f"http://127.0.0.1:{free_port()}"
+    stack = make_stack({"providers": {p: {"base_url": dead, "api_key": SECRETS[p]} for p in ("openai", "anthropic",
+                                                                                                "gemini")},
+                        "discovery": False, "max_request_bytes": 1_000_000})
+    chat = {"model": "gpt-6-luna", "messages": [{"role": "user", "content": "hi"}]}
+    response = httpx.post(stack.url + "/v1/chat/completions", json=chat)
+    assert response.status_code == 503 and response.headers["content-type"] == "application/json"
+    assert response.json()["error"]["message"]
+    response = httpx.post(stack.url + "/v1/messages", json={**chat, "model": "claude-haiku-5-5", "max_tokens": 5})
+    assert response.status_code == 503 and response.json()["type"] == "error"
+    response = httpx.post(stack.url + "/v1beta/models/gemini-3.8-flash:generateContent", json={"contents": []})
+    assert response.status_code == 503 and response.json()["error"]["code"] == 503
+    big = {"model": "gpt-6-luna", "messages": [{"role": "user", "content": "x" * 1_500_000}]}
+    response = httpx.post(stack.url + "/v1/chat/completions", json=big)
+    assert response.status_code == 413 and "error" in response.json()
+    # the processor's own answers are untouched: still one envelope, not wrapped twice
+    response = httpx.post(stack.url + "/v1/chat/completions", json={**chat, "model": "no-such-model"})
+    assert response.status_code == 404 and response.json()["error"]["code"] == "model_not_found"

@@ -182,7 +182,8 @@ class Gateway:
         if status == 404 and (decision.endpoint == "completions" or not self.registry.lookup(decision.model.qualified)):
             return None  # a legacy endpoint or a made-up model: the client's mistake, not the model's absence
         retry_after = parse_retry_after(headers, now)
-        return self.health.observe(cred.id, decision.model.id, status, retry_after, now, decision.at)
+        return self.health.observe(cred.id, decision.model.id, status, retry_after, now, decision.at,
+                                   decision.endpoint)
 
 
 def build_forward(endpoint: Endpoint, parsed: ParsedRequest, decision: Decision, secret: str,

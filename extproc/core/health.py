@@ -26,7 +26,7 @@ class Block:
 
 
 class HealthView(Protocol):
-    def blocked(self, credential_id: str, model_id: str, now: float) -> Block | None: ...
+    def blocked(self, credential_id: str, model_id: str, now: float, endpoint: str = "") -> Block | None: ...
 
 
 @dataclass(slots=True)
@@ -44,16 +44,16 @@ class Health:
         self._cooldowns: dict[tuple[str, str], _Cooldown] = {}
         self._suspended: dict[str, Block] = {}
         self._model_suspended: dict[tuple[str, str], Block] = {}
+        self._missing: dict[tuple[str, str, str], Block] = {}  # 404s, per client endpoint
         self._observed = 0
 
-    def blocked(self, credential_id: str, model_id: str, now: float) -> Block | None:
+    def blocked(self, credential_id: str, model_id: str, now: float, endpoint: str = "") -> Block | None:
+        """Why this credential cannot serve this model (through this client endpoint) now, if it cannot."""
         with self._lock:
-            suspended = self._suspended.get(credential_id)
-            if suspended is not None and suspended.until > now:
-                return suspended
-            suspended = self._model_suspended.get((credential_id, model_id))
-            if suspended is not None and suspended.until > now:
-                return suspended
+            for suspended in (self._suspended.get(credential_id), self._model_suspended.get((credential_id, model_id)),
+                              self._missing.get((credential_id, model_id, endpoint))):
+                if suspended is not None and suspended.until > now:
+                    return suspended
             cooldown = self._cooldowns.get((credential_id, model_id))
             if cooldown is not None and cooldown.until > now:
                 return Block("cooldown", cooldown.until, cooldown.reason)
@@ -69,7 +69,7 @@ class Health:
             self._suspended.pop(credential_id, None)
 
     def observe(self, credential_id: str, model_id: str, status: int, retry_after: float | None,
-                now: float, started: float | None = None) -> Block | None:
+                now: float, started: float | None = None, endpoint: str = "") -> Block | None:
         """Learn from one upstream response status; returns the block it caused, if any.
 
         `started` is when the request was routed: a response to a request sent before the current
@@ -102,11 +102,13 @@ class Health:
                 block = Block("suspended", now + policy.auth_suspension, "credential rejected (401)")
                 self._suspended[credential_id] = block
                 return block
-            if status in (403, 404):
-                why = "forbidden for this model (403)" if status == 403 else "model not found (404)"
-                seconds = policy.auth_suspension if status == 403 else policy.not_found_suspension
-                block = Block("suspended", now + seconds, why)
+            if status == 403:
+                block = Block("suspended", now + policy.auth_suspension, "forbidden for this model (403)")
                 self._model_suspended[key] = block
+                return block
+            if status == 404:  # per endpoint: a provider may serve a model on one endpoint and not another
+                block = Block("suspended", now + policy.not_found_suspension, "model not found (404)")
+                self._missing[(credential_id, model_id, endpoint)] = block
                 return block
             if status >= 500:
                 seconds = retry_after if retry_after is not None else policy.server_error_cooldown
@@ -122,4 +124,5 @@ class Health:
         """Forget what has expired: model ids come from clients, so these maps must not only grow."""
         self._cooldowns = {k: c for k, c in self._cooldowns.items() if c.until > now}
         self._model_suspended = {k: b for k, b in self._model_suspended.items() if b.until > now}
+        self._missing = {k: b for k, b in self._missing.items() if b.until > now}
         self._suspended = {k: b for k, b in self._suspended.items() if b.until > now}

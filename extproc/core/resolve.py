@@ -170,7 +170,7 @@ def _pick(model: ModelSpec, req: RequestView, registry: Registry, health: Health
     for cred in registry.credentials_for(model):
         if not registry.providers[cred.route].speaks(req.api, req.endpoint):
             continue  # e.g. a Codex login serves OpenAI models through the Responses API only
-        block = health.blocked(cred.id, model.id, now)
+        block = health.blocked(cred.id, model.id, now, req.endpoint)
         if block is None:
             usable.append(cred)
         else:
@@ -202,13 +202,15 @@ class Availability:
 
 
 def availability(model: ModelSpec, registry: Registry, health: HealthView, now: float) -> Availability:
-    """A model is available while at least one credential that can serve it is neither cooling nor suspended."""
+    """A model is available while at least one credential that can serve it is neither cooling nor suspended
+    (for its usual endpoint: chat, embeddings, messages or Gemini's)."""
     creds = registry.credentials_for(model)
     if not creds:
         return Availability(False, 0, "no credential")
+    endpoint = usual_request(model, registry).endpoint
     blocks = []
     for cred in creds:
-        block = health.blocked(cred.id, model.id, now)
+        block = health.blocked(cred.id, model.id, now, endpoint)
         if block is None:
             return Availability(True, len(creds), None)
         blocks.append(block)
@@ -219,14 +221,19 @@ def availability(model: ModelSpec, registry: Registry, health: HealthView, now: 
     return Availability(False, len(creds), f"suspended: {soonest.reason}", soonest.until)
 
 
-def recommended_fallbacks(model: ModelSpec, registry: Registry, health: HealthView, now: float,
-                          limit: int = 5) -> list[ModelSpec]:
-    """What a plain request for `model` would fall back to now, in order, available ones only."""
+def usual_request(model: ModelSpec, registry: Registry) -> RequestView:
+    """A plain request for the model through its provider's usual API (OpenAI's when it speaks it)."""
     provider = registry.providers[model.provider]
     api = Api.OPENAI if Api.OPENAI in provider.apis else next(iter(provider.apis))
     endpoint = {Api.OPENAI: "embeddings" if model.mode == "embedding" else "chat",
                 Api.ANTHROPIC: "messages", Api.GEMINI: "gemini"}[api]
-    req = RequestView(api, model.qualified, model.mode, endpoint=endpoint)
+    return RequestView(api, model.qualified, model.mode, endpoint=endpoint)
+
+
+def recommended_fallbacks(model: ModelSpec, registry: Registry, health: HealthView, now: float,
+                          limit: int = 5) -> list[ModelSpec]:
+    """What a plain request for `model` would fall back to now, in order, available ones only."""
+    req = usual_request(model, registry)
     picked: list[ModelSpec] = []
     for _, candidate in _fallbacks(req, model, registry):
         if candidate in picked or candidate == model:

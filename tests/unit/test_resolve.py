@@ -361,11 +361,21 @@ def test_availability_reasons():
 
 def test_availability_of_a_suspended_model():
     w = World([model("m", "alpha")])
-    w.health.observe("alpha:key1", "m", 404, None, NOW)
+    w.health.observe("alpha:key1", "m", 404, None, NOW, endpoint="chat")
     (m,) = w.registry.lookup("m")
     state = availability(m, w.registry, w.health, NOW)
     assert (state.available, state.credentials, state.until) == (False, 1, NOW + w.settings.health.not_found_suspension)
     assert state.reason.startswith("suspended") and "model not found (404)" in state.reason
+
+
+def test_a_404_on_one_endpoint_leaves_the_model_usable_on_others():
+    """Providers answer 404 for an endpoint they lack, not only for a missing model."""
+    w = World([model("m", "alpha")])
+    w.health.observe("alpha:key1", "m", 404, None, NOW, endpoint="responses")
+    assert resolve(RequestView(Api.OPENAI, "m", endpoint="chat"), w.registry, w.health, NOW).model.id == "m"
+    with pytest.raises(ClientError) as caught:
+        resolve(RequestView(Api.OPENAI, "m", endpoint="responses"), w.registry, w.health, NOW)
+    assert caught.value.status == 503
 
 
 @pytest.mark.parametrize(("name", "api", "endpoint", "owner"), [

@@ -46,14 +46,18 @@ def report_credentials(settings: Settings, manager: AccountManager) -> None:
     """Say at start-up which providers can serve traffic, and how to give the others a credential."""
     creds = (*settings.credentials, *manager.credentials())
     vendors = {m.provider for m in settings.models}
+    logins: dict[str, list[str]] = {}
+    for flow in settings.flows.values():
+        logins.setdefault(flow.provider, []).append(flow.name)
     for name, provider in settings.providers.items():
         count = sum(1 for c in creds if c.provider == name)
         if count:
             log.info("provider %s: %d credential(s)", name, count)
         elif name in vendors:
-            how = f"set {provider.api_key_env} or " if provider.api_key_env else ""
-            log.warning("provider %s has no credential: its models are unavailable (%sadd providers.%s.api_key "
-                        "to the config, or log in with `extproc auth login`)", name, how, name)
+            env = f" (the default config reads {provider.api_key_env})" if provider.api_key_env else ""
+            login = f", or `extproc auth login {'|'.join(logins[name])}`" if name in logins else ""
+            log.warning("provider %s has no credential, its models are unavailable: add providers.%s.api_key%s%s",
+                        name, name, env, login)
 
 
 def warn_about_exposure(settings: Settings) -> None:

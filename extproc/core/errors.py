@@ -14,6 +14,7 @@ class ClientError(Exception):
     message: str
     retry_after: int | None = None
     param: str | None = None
+    retryable: bool | None = None  # False: tell SDKs not to retry (nothing changes until the config does)
 
     def __str__(self) -> str:
         return f"{self.status} {self.kind}: {self.message}"

@@ -65,7 +65,7 @@ def resolve(req: RequestView, registry: Registry, health: HealthView, now: float
         owner = primaries[0].provider
         raise ClientError(400, "unsupported_api",
                           f"The model '{req.model}' is served by '{owner}', which does not accept "
-                          f"{req.api.value} {req.endpoint} requests; send it through that provider's API.",
+                          f"{_describe_endpoint(req)} requests; send it through that provider's API.",
                           param="model")
     suitable = [m for m in compatible if m.mode == req.mode]
     if not suitable:
@@ -107,6 +107,10 @@ def _targets(name: str, registry: Registry, mode: str = "chat") -> tuple[list[Mo
         # A model the catalog does not know, on a provider it does: pass it through as asked.
         return [ModelSpec(id=model_id, provider=provider, mode=mode)], "direct"
     return [], "direct"
+
+
+def _describe_endpoint(req: RequestView) -> str:
+    return req.api.value if req.endpoint in (req.api.value, "") else f"{req.api.value} {req.endpoint}"
 
 
 def _prefix_owner(req: RequestView, registry: Registry) -> str | None:
@@ -180,17 +184,25 @@ def _pick(model: ModelSpec, req: RequestView, registry: Registry, health: Health
 
 def _unavailable(req: RequestView, primary: ModelSpec, registry: Registry, blocks: Iterable[Block],
                  now: float) -> ClientError:
+    blocks = list(blocks)
     recoveries = [b.until for b in blocks if math.isfinite(b.until)]
-    if recoveries:
-        retry_after = max(1, math.ceil(min(recoveries) - now))
+    if blocks:
+        soonest = min(blocks, key=lambda b: b.until)
+        reason = soonest.reason if soonest.kind == "cooldown" else f"suspended: {soonest.reason}"
+        if recoveries:
+            retry_after = max(1, math.ceil(min(recoveries) - now))
+            return ClientError(503, "model_unavailable",
+                               f"The model '{req.model}' is unavailable ({reason}) and no fallback can take the "
+                               f"request; retry in {retry_after}s.", retry_after=retry_after)
         return ClientError(503, "model_unavailable",
-                           f"The model '{req.model}' and its fallbacks are unavailable right now "
-                           f"(rate limited or suspended); retry in {retry_after}s.", retry_after=retry_after)
+                           f"The model '{req.model}' is unavailable ({reason}) and no fallback can take the request.",
+                           retryable=False)
     provider = registry.providers[primary.provider]
-    hint = f"set {provider.api_key_env} or " if provider.api_key_env else ""
+    hint = f" (the default config reads it from {provider.api_key_env})" if provider.api_key_env else ""
     return ClientError(503, "no_credentials",
-                       f"No credential can serve '{req.model}': provider '{primary.provider}' has none "
-                       f"configured ({hint}add providers.{primary.provider}.api_key) and no fallback is available.")
+                       f"No credential can serve '{req.model}': add providers.{primary.provider}.api_key to the "
+                       f"config{hint} or log in to the provider, and no fallback can take the request.",
+                       retryable=False)
 
 
 @dataclass(frozen=True, slots=True)

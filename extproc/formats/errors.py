@@ -10,7 +10,7 @@ from extproc.providers import Api
 _OPENAI_TYPES = {400: "invalid_request_error", 404: "invalid_request_error", 413: "invalid_request_error",
                  429: "rate_limit_error", 503: "service_unavailable_error"}
 _ANTHROPIC_TYPES = {400: "invalid_request_error", 404: "not_found_error", 413: "request_too_large",
-                    429: "rate_limit_error", 503: "overloaded_error"}
+                    429: "rate_limit_error", 503: "api_error"}
 _GOOGLE_STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
                   413: "INVALID_ARGUMENT", 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE"}
 
@@ -30,4 +30,6 @@ def error_headers(err: ClientError) -> dict[str, str]:
     headers = {"content-type": "application/json"}
     if err.retry_after is not None:
         headers["retry-after"] = str(err.retry_after)
+    if err.retryable is False:
+        headers["x-should-retry"] = "false"  # the OpenAI and Anthropic SDKs honour it
     return headers

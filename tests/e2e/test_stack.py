@@ -13,6 +13,7 @@ from typing import Any
 
 import grpc
 import httpx
+import openai
 import pytest
 import yaml
 from envoy.config.core.v3 import base_pb2
@@ -71,8 +72,14 @@ def test_default_config_without_keys_starts_lists_models_and_explains(
     models = httpx.get(stack.url + "/v1/models").json()["data"]
     assert len(models) >= 15 and not any(m["available"] for m in models)
     response = httpx.post(stack.url + "/v1/chat/completions", json={"model": "gpt-6-luna", "messages": []})
-    assert response.status_code == 503
+    assert response.status_code == 503 and response.headers["x-should-retry"] == "false"
     assert "OPENAI_API_KEY" in response.json()["error"]["message"]
+    # Nothing changes until the config does: the SDK is told not to retry, so it asks once.
+    before = stack.logs().count("kind=no_credentials")
+    with pytest.raises(openai.APIStatusError):
+        openai.OpenAI(base_url=f"{stack.url}/v1", api_key="unused", max_retries=2).chat.completions.create(
+            model="gpt-6-luna", messages=[{"role": "user", "content": "hi"}])
+    assert stack.logs().count("kind=no_credentials") == before + 1
 
 
 def test_sigint_stops_envoy_and_processor(make_stack: Callable[[dict[str, Any]], Stack]) -> None:

@@ -237,7 +237,7 @@ def test_gemini_error_envelope():
 @pytest.mark.parametrize(("status", "openai", "anthropic", "gemini"), [
     (400, "invalid_request_error", "invalid_request_error", "INVALID_ARGUMENT"),
     (429, "rate_limit_error", "rate_limit_error", "RESOURCE_EXHAUSTED"),
-    (503, "service_unavailable_error", "overloaded_error", "UNAVAILABLE"),
+    (503, "service_unavailable_error", "api_error", "UNAVAILABLE"),
     (418, "api_error", "api_error", "UNKNOWN"),
 ])
 def test_error_types_by_status(status, openai, anthropic, gemini):

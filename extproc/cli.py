@@ -8,6 +8,7 @@ import logging
 import sys
 import time
 
+from extproc import __version__
 from extproc.bootstrap import render_bootstrap
 from extproc.core.config import Settings, load_settings
 from extproc.core.errors import ConfigError
@@ -18,6 +19,7 @@ from extproc.core.resolve import availability
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="extproc", description="An LLM gateway for Envoy.")
+    parser.add_argument("--version", action="version", version=f"extproc {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     for name, help_text in (
         ("up", "run Envoy and the processor together in the foreground"),
@@ -67,8 +69,10 @@ def main(argv: list[str] | None = None) -> int:
         rest = [str(target)] if target else list(getattr(args, "files", []) or [])
         return terminal.run(settings, args.auth_command, rest, getattr(args, "no_browser", False))
     if args.command == "check":
-        print(f"config OK: {len(settings.providers)} providers, {len(settings.models)} models, "
-              f"{len(settings.credentials)} credentials")
+        serving = sorted({m.provider for m in settings.models})
+        keys = len(settings.credentials)
+        print(f"config OK: providers {', '.join(serving)}; {len(settings.models)} models; "
+              f"{keys} API key{'' if keys == 1 else 's'}")
         return 0
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("extproc").setLevel(settings.log_level.upper())

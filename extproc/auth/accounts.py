@@ -19,7 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 
 from extproc.auth.client import OAuthError, code_assist_project, exchange_code, new_account, refresh_grant
-from extproc.auth.pkce import PendingLogin, PendingLogins, challenge_of
+from extproc.auth.pkce import LoginExpired, PendingLogin, PendingLogins, challenge_of
 from extproc.auth.store import Account, StoreError, TokenStore
 from extproc.core.config import Credential
 from extproc.core.errors import CredentialUnavailable
@@ -47,10 +47,16 @@ def split_pasted(pasted: str) -> tuple[str, str | None]:
     pasted = pasted.strip()
     if pasted.startswith(("http://", "https://")):
         query = parse_qs(urlsplit(pasted).query)
+        if "error" in query:
+            detail = query.get("error_description", [""])[0]
+            why = query["error"][0] + (f" ({detail})" if detail else "")
+            raise LoginError(f"the provider refused the login: {why}")
         if "code" not in query:
             raise LoginError("that URL has no ?code=…; paste the address the browser ended on")
         return query["code"][0], query.get("state", [None])[0]
     code, sep, state = pasted.partition("#")
+    if not code:
+        raise LoginError("nothing before '#': paste the whole code#state the page shows")
     return code, state if sep else None
 
 
@@ -87,7 +93,11 @@ class AccountManager:
         stamp = self._file_stamp()  # before reading: a write landing meanwhile is reloaded next tick
         accounts = await asyncio.to_thread(self.store.load)
         self._stamp = stamp
+        known = set(self._accounts)
         self._accounts = {a.id: a for a in accounts}
+        for account in self._accounts.values():
+            if account.id not in known:
+                log.info("account %s (%s, %s) loaded from the store", account.id, account.kind, account.status)
         self.on_change()
 
     async def watch(self, every: float = 2.0) -> None:
@@ -232,7 +242,11 @@ class AccountManager:
         return pending, flow.authorize_link(redirect, pending.state, challenge_of(pending.verifier))
 
     async def finish_login(self, code: str, state: str, login: str | None = None) -> Account:
-        pending = self.pending.take(state)
+        try:
+            pending = self.pending.take(state)
+        except LoginExpired:
+            raise LoginExpired("the pasted state matches no login in progress (it is from another login, already "
+                               "used, or older than ten minutes); start the login again and paste its code") from None
         if login is not None and login != pending.flow:
             raise LoginError(f"this state belongs to a {pending.flow} login, not {login}")
         flow = self.flow(pending.flow)

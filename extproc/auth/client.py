@@ -64,7 +64,7 @@ async def _token_call(http: httpx.AsyncClient, flow: Flow, params: dict[str, str
         else:
             response = await http.post(flow.token_url, data=params, timeout=30)
     except httpx.HTTPError as exc:
-        raise OAuthError(f"{flow.name}: {what} failed: {type(exc).__name__}", permanent=False) from None
+        raise OAuthError(f"{flow.name}: {what} failed: {_unreachable(flow.token_url, exc)}", permanent=False) from None
     doc = _json(response)
     if response.status_code != 200:
         code = _error_code(doc)
@@ -82,6 +82,16 @@ async def _token_call(http: httpx.AsyncClient, flow: Flow, params: dict[str, str
                  expires_at=time.time() + expires_in if expires_in is not None else None,
                  id_token=doc.get("id_token") if isinstance(doc.get("id_token"), str) else None,
                  email=email if isinstance(email, str) else None)
+
+
+def _unreachable(url: str, exc: httpx.HTTPError) -> str:
+    """Where and how a call failed, without the request (its body holds codes and tokens)."""
+    where = httpx.URL(url).copy_with(query=None)
+    if isinstance(exc, httpx.TimeoutException):
+        return f"{where} did not answer in time"
+    if isinstance(exc, httpx.ConnectError):
+        return f"could not connect to {where} (DNS, network or proxy)"
+    return f"{where}: {type(exc).__name__}"
 
 
 def _number(value: Any) -> float | None:
@@ -216,7 +226,7 @@ async def _call(http: httpx.AsyncClient, flow: Flow, method: str, url: str, acce
         response = await http.request(method, url, json=body, timeout=30,
                                       headers={"authorization": f"Bearer {access_token}"})
     except httpx.HTTPError as exc:
-        raise OAuthError(f"{flow.name}: {method} {url} failed: {type(exc).__name__}", permanent=False) from None
+        raise OAuthError(f"{flow.name}: {method} failed: {_unreachable(url, exc)}", permanent=False) from None
     if response.status_code != 200:
         raise OAuthError(f"{flow.name}: {method} {url} answered HTTP {response.status_code}", permanent=False)
     return _json(response)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hmac
 import html
+import logging
 from typing import NoReturn
 
 import grpc
@@ -16,6 +17,8 @@ from extproc.auth.store import Account, StoreError
 from extproc.core.errors import CredentialUnavailable
 from extproc.v1 import auth_pb2 as pb
 from extproc.v1 import auth_pb2_grpc as pb_grpc
+
+log = logging.getLogger("extproc.auth")
 
 
 class AuthService(pb_grpc.AuthServicer):
@@ -30,6 +33,7 @@ class AuthService(pb_grpc.AuthServicer):
             pending, url = self._manager.start_login(request.login, request.redirect_uri or None)
         except LoginError as exc:
             await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        log.info("auth api: %s login started (redirect %s)", request.login, pending.redirect_uri)
         return pb.StartLoginResponse(authorize_url=url, state=pending.state, redirect_uri=pending.redirect_uri,
                                      expires_in=int(STATE_TTL))
 
@@ -38,20 +42,24 @@ class AuthService(pb_grpc.AuthServicer):
         await self._admin(context)
         try:
             code, state = split_pasted(request.pasted) if request.pasted else (request.code, request.state or None)
-            if not code or not state:
-                raise LoginError("send code and state, or pasted (code#state, or the URL the browser ended on)")
+            if not state:
+                raise LoginError("no state: paste code#state as the page shows it, or the whole URL the browser "
+                                 "ended on, or send code and state" if request.pasted else "send code and state")
             account = await self._manager.finish_login(code, state, request.login)
         except (LoginError, LoginExpired) as exc:
+            log.warning("auth api: %s login not finished: %s", request.login, exc)
             await _abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(exc))
         return self._message(account)
 
     async def Callback(self, request: pb.CallbackRequest, context: grpc.aio.ServicerContext  # noqa: N802
                        ) -> httpbody_pb2.HttpBody:
         if request.error or not request.code:
+            log.warning("auth api: a login's redirect brought no code: %s", request.error or "nothing")
             return _page("Login failed", f"The provider said: {request.error or 'no code'}.")
         try:
             account = await self._manager.finish_login(request.code, request.state)
         except (LoginError, LoginExpired) as exc:
+            log.warning("auth api: a login's redirect did not finish it: %s", exc)
             await _abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(exc))
         who = account.email or account.id
         return _page("Logged in", f"{who} is logged in to {self._manager.flow(account.kind).title}. "
@@ -71,6 +79,7 @@ class AuthService(pb_grpc.AuthServicer):
             await _abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(exc))
         if not removed:
             await _abort(context, grpc.StatusCode.NOT_FOUND, f"no account {request.id}")
+        log.info("auth api: account %s removed", request.id)
         return pb.RemoveAccountResponse(removed=True)
 
     async def RefreshAccount(self, request: pb.AccountRequest, context: grpc.aio.ServicerContext  # noqa: N802
@@ -81,6 +90,7 @@ class AuthService(pb_grpc.AuthServicer):
         except LoginError as exc:
             await _abort(context, grpc.StatusCode.NOT_FOUND, str(exc))
         except CredentialUnavailable as exc:
+            log.warning("auth api: account %s not refreshed: %s", request.id, exc.reason)
             await _abort(context, grpc.StatusCode.FAILED_PRECONDITION, exc.reason)
         return self._message(account)
 
@@ -94,6 +104,7 @@ class AuthService(pb_grpc.AuthServicer):
         if scheme.lower() != "bearer":
             token = ""
         if not hmac.compare_digest(token.encode(), self._admin_token.encode()):
+            log.warning("auth api: refused a call without the admin token (from %s)", context.peer())
             await _abort(context, grpc.StatusCode.UNAUTHENTICATED, "send Authorization: Bearer <auth.admin_token>")
 
     def _message(self, account: Account) -> pb.Account:

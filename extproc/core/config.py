@@ -386,6 +386,10 @@ def _provider(name: str, data: Mapping[str, Any], key: str, discovery: Discovery
                 endpoints = frozenset(_string_list(route["endpoints"], f"{api_key}.endpoints", ENDPOINTS[api]))
         if path and not path.startswith("/"):
             raise ConfigError(f"{api_key}: a path prefix starts with '/', got {path!r}")
+        base_path = parse_base_url(base_url).base_path
+        if path and base_path.endswith(path.rstrip("/")):
+            raise ConfigError(f"{key}.base_url: it ends with {path.rstrip('/')}, which apis.{api_name} adds again "
+                              f"({base_path}{path}/…); drop {path.rstrip('/')} from base_url")
         apis[api] = ApiRoute(path.rstrip("/"), AuthStyle(route_auth), endpoints)
     if not apis:
         raise ConfigError(f"{key}.apis: name at least one client API this provider speaks (openai, anthropic, gemini)")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hmac
 import logging
 from collections.abc import AsyncIterator, Mapping
+from datetime import UTC, datetime
 
 import grpc
 from envoy.config.core.v3 import base_pb2
@@ -162,9 +163,11 @@ def _observe(gateway: Gateway, request_id: str, decision: Decision, headers: dic
         return
     block = gateway.on_response(decision, status, headers)
     if block is not None:
-        log.warning("upstream rid=%s status=%d model=%s provider=%s credential=%s %s until=%.0f",
+        until = "restart or re-login" if block.until == float("inf") else \
+            datetime.fromtimestamp(block.until, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        log.warning("upstream rid=%s status=%d model=%s provider=%s credential=%s %s until %s: %s",
                     request_id, status, decision.model.id, decision.provider.name, decision.credential.id,
-                    block.kind, block.until)
+                    block.kind, until, block.reason)
     else:
         log.debug("upstream rid=%s status=%d", request_id, status)
 

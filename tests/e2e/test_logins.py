@@ -342,7 +342,7 @@ def test_replayed_state_and_wrong_code_are_refused(tmp_path: Path, fakes: dict[s
                                                    upstreams: dict[str, FakeProvider], oauth: FakeOAuth) -> None:
     config = write_config(tmp_path, login_config(fakes, upstreams, oauth, tmp_path / "accounts.json"))
     result = cli(config, "login", "claude", "--no-browser", stdin="not-a-real-code#not-the-state\n")
-    assert result.returncode == 1 and "unknown, already used or expired" in result.stderr
+    assert result.returncode == 1 and "matches no login in progress" in result.stderr
     assert not (tmp_path / "accounts.json").exists()
 
 

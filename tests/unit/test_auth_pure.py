@@ -58,9 +58,13 @@ def test_split_pasted(pasted: str, expected: tuple[str, str | None]) -> None:
     assert split_pasted(pasted) == expected
 
 
-def test_a_pasted_url_without_a_code_is_refused() -> None:
+def test_a_pasted_url_without_a_code_is_refused_with_the_providers_reason() -> None:
     with pytest.raises(LoginError, match="no \\?code="):
-        split_pasted("http://localhost:1455/auth/callback?error=access_denied")
+        split_pasted("http://localhost:1455/auth/callback?state=x")
+    with pytest.raises(LoginError, match=r"refused the login: access_denied \(User denied\)"):
+        split_pasted("http://localhost:1455/auth/callback?error=access_denied&error_description=User+denied")
+    with pytest.raises(LoginError, match="nothing before '#'"):
+        split_pasted("#state")
 
 
 @pytest.mark.parametrize(("kind", "doc", "problem"), [

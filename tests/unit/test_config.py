@@ -355,3 +355,10 @@ def test_yaml_errors_give_the_position_not_the_line(tmp_path):
     with pytest.raises(ConfigError) as caught:
         load_settings(path)
     assert "line 3" in str(caught.value) and "sk-live-secret" not in str(caught.value)
+
+
+def test_a_base_url_that_already_ends_with_the_api_prefix_is_refused():
+    """A copy from vLLM/Ollama docs (…/v1) would send /v1/v1/chat/completions."""
+    with pytest.raises(ConfigError) as caught:
+        settings(providers={"local": {"base_url": "http://127.0.0.1:8000/v1", "apis": {"openai": "/v1"}}})
+    assert str(caught.value).startswith("providers.local.base_url:") and "drop /v1 from base_url" in str(caught.value)

@@ -192,10 +192,19 @@ def _models_route() -> dict[str, Any]:
     }
 
 
+# After the transcoder (filters encode in reverse), so it still saw grpc-status: HTTP clients need none of it.
+_STRIP_GRPC_HEADERS = """\
+  for _, name in ipairs({"grpc-status", "grpc-message", "grpc-accept-encoding", "grpc-encoding"}) do
+    handle:headers():remove(name)
+  end
+"""
+_WITHOUT_GRPC_HEADERS_LUA = "function envoy_on_response(handle)\n" + _STRIP_GRPC_HEADERS + "end\n"
+
 # The transcoder prints a gRPC error as {"code":5,"message":"…","details":[]}; OpenAI clients expect
 # {"error":{…}}. The message is already JSON-escaped, so it is moved as it is. Runs on the models route only.
 _OPENAI_NOT_FOUND_LUA = """\
 function envoy_on_response(handle)
+""" + _STRIP_GRPC_HEADERS + """\
   if handle:headers():get(":status") ~= "404" then return end
   local body = handle:body()
   local message = string.match(body:getBytes(0, body:length()), '"message":"(.*)","details"') or "Not found."
@@ -216,6 +225,9 @@ def _auth_route() -> dict[str, Any]:
             "envoy.filters.http.ext_proc": {
                 "@type": _T + "extensions.filters.http.ext_proc.v3.ExtProcPerRoute", "disabled": True},
             "envoy.filters.http.grpc_json_transcoder": _transcoder_config(strict=True),
+            "envoy.filters.http.lua": {
+                "@type": _T + "extensions.filters.http.lua.v3.LuaPerRoute",
+                "source_code": {"inline_string": _WITHOUT_GRPC_HEADERS_LUA}},
         },
     }
 

@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
         ("up", "run Envoy and the processor together in the foreground"),
         ("serve", "run the processor alone (beside an Envoy configured elsewhere)"),
         ("envoy-config", "print the Envoy bootstrap for a config"),
-        ("models", "list the models the gateway knows"),
+        ("models", "list the configured catalog (a running gateway's /v1/models adds discovered models)"),
         ("check", "validate a config and exit"),
     ):
         sub = commands.add_parser(name, help=help_text)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
@@ -213,7 +214,13 @@ def _reject_unknown(section: Mapping[str, Any], key: str, allowed: set[str]) -> 
     for name in section:
         if name not in allowed:
             where = f"{key}.{name}" if key else str(name)
-            raise ConfigError(f"{where}: unknown key; expected one of {', '.join(sorted(allowed))}")
+            raise ConfigError(f"{where}: unknown key{_did_you_mean(str(name), allowed)}; "
+                              f"expected one of {', '.join(sorted(allowed))}")
+
+
+def _did_you_mean(name: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(choices), n=1)
+    return f" (did you mean {close[0]}?)" if close else ""
 
 
 def _mapping(value: Any, key: str) -> dict[str, Any]:
@@ -347,8 +354,8 @@ def _parse_providers(raw: Any, discovery: DiscoverySpec) -> tuple[dict[str, Prov
         section = _mapping(section or {}, key)
         _reject_unknown(section, key, _PROVIDER_KEYS)
         if name not in merged and ("base_url" not in section or "apis" not in section):
-            raise ConfigError(f"{key}: a provider that is not built in needs base_url and apis "
-                              f"(e.g. apis: {{openai: /v1}})")
+            raise ConfigError(f"{key}: not a built-in provider{_did_you_mean(name, merged)}; a provider of your own "
+                              f"needs base_url and apis (e.g. apis: {{openai: /v1}})")
         target = merged.setdefault(name, {})
         if isinstance(section.get("discovery"), dict) and isinstance(target.get("discovery"), dict):
             section = {**section, "discovery": {**target["discovery"], **section["discovery"]}}

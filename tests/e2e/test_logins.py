@@ -385,6 +385,7 @@ def test_login_api_over_http(tmp_path: Path, fakes: dict[str, FakeProvider], ups
 
     listed = httpx.get(stack.url + "/auth/accounts", headers=admin)
     assert [a["id"] for a in listed.json()["accounts"]] == [account["id"]]
+    assert not [h for h in listed.headers if h.startswith("grpc-")]
     no_token_in(listed.text + finished.text + refreshed.text, oauth)
 
     assert httpx.delete(f"{stack.url}/auth/accounts/{account['id']}", headers=admin).json() == {"removed": True}

@@ -82,3 +82,8 @@ def test_models_route_skips_the_processor_for_llm_paths(oa: openai.OpenAI, fakes
                           json={"contents": [{"parts": [{"text": "hi"}]}]})
     assert response.status_code == 200
     assert fakes["gemini"].wait_for(1)[0].path == "/v1/models/gemini-3.8-flash:generateContent"
+
+
+def test_no_grpc_internals_in_http_answers(stack: Stack) -> None:
+    response = httpx.get(stack.url + "/v1/models")
+    assert not [h for h in response.headers if h.startswith("grpc-")]

@@ -362,3 +362,13 @@ def test_a_base_url_that_already_ends_with_the_api_prefix_is_refused():
     with pytest.raises(ConfigError) as caught:
         settings(providers={"local": {"base_url": "http://127.0.0.1:8000/v1", "apis": {"openai": "/v1"}}})
     assert str(caught.value).startswith("providers.local.base_url:") and "drop /v1 from base_url" in str(caught.value)
+
+
+@pytest.mark.parametrize(("raw", "hint"), [
+    ({"listn": {"port": 1}}, "listn: unknown key (did you mean listen?)"),
+    ({"providers": {"opnai": {"api_key": "sk-x"}}}, "providers.opnai: not a built-in provider (did you mean openai?)"),
+])
+def test_typos_get_a_suggestion(raw, hint):
+    with pytest.raises(ConfigError) as caught:
+        settings(**raw)
+    assert str(caught.value).startswith(hint)

@@ -4,6 +4,7 @@ render errors in that API's own envelope. Every function here works on plain byt
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 
@@ -31,10 +32,20 @@ _ENDPOINTS: tuple[tuple[re.Pattern[str], Api, str, str, _Parser], ...] = tuple(
 def match_endpoint(path: str) -> Endpoint | None:
     """The endpoint a request path names, or None when the gateway does not serve that path."""
     bare, _, query = path.partition("?")
-    for pattern, api, name, prefix, parse in _ENDPOINTS:
-        found = pattern.fullmatch(bare)
+    found = _match(bare)
+    if found is None:
+        return None
+    (_, api, name, prefix, parse), match = found
+    return Endpoint(api, name, parse, prefix, match, query, path)
+
+
+@functools.lru_cache(maxsize=1024)
+def _match(bare: str) -> tuple[tuple[re.Pattern[str], Api, str, str, _Parser], re.Match[str]] | None:
+    """Cached on the bare path (never the query, which may hold a client's key): each request asks twice."""
+    for entry in _ENDPOINTS:
+        found = entry[0].fullmatch(bare)
         if found:
-            return Endpoint(api, name, parse, prefix, found, query, path)
+            return entry, found
     return None
 
 

@@ -23,7 +23,7 @@ import httpx
 from extproc.auth.accounts import AccountManager
 from extproc.auth.store import StoreError, store_at
 from extproc.bootstrap import render_bootstrap
-from extproc.core.config import Settings
+from extproc.core.config import Credential, Settings
 from extproc.discovery.refresh import Discovery
 from extproc.gateway import Gateway
 from extproc.server import start_server
@@ -42,22 +42,24 @@ def envoy_binary() -> str:
     return found
 
 
-def report_credentials(settings: Settings, manager: AccountManager) -> None:
+def report_credentials(settings: Settings, logins: tuple[Credential, ...]) -> None:
     """Say at start-up which providers can serve traffic, and how to give the others a credential."""
-    creds = (*settings.credentials, *manager.credentials())
+    creds = (*settings.credentials, *logins)
     vendors = {m.provider for m in settings.models}
-    logins: dict[str, list[str]] = {}
+    flows_for: dict[str, list[str]] = {}
     for flow in settings.flows.values():
-        logins.setdefault(flow.provider, []).append(flow.name)
+        flows_for.setdefault(flow.provider, []).append(flow.name)
     for name, provider in settings.providers.items():
         count = sum(1 for c in creds if c.provider == name)
         if count:
             log.info("provider %s: %d credential(s)", name, count)
         elif name in vendors:
-            env = f" (the default config reads {provider.api_key_env})" if provider.api_key_env else ""
-            login = f", or `extproc auth login {'|'.join(logins[name])}`" if name in logins else ""
-            log.warning("provider %s has no credential, its models are unavailable: add providers.%s.api_key%s%s",
-                        name, name, env, login)
+            if settings.source is None and provider.api_key_env:
+                how = f"set {provider.api_key_env}"  # what the embedded default config reads
+            else:
+                how = f"add providers.{name}.api_key to {settings.source or 'the config'}"
+            login = f", or `extproc auth login {'|'.join(flows_for[name])}`" if name in flows_for else ""
+            log.warning("provider %s has no credential, its models are unavailable: %s%s", name, how, login)
 
 
 def warn_about_exposure(settings: Settings) -> None:
@@ -109,7 +111,7 @@ async def processor(settings: Settings) -> AsyncIterator[Processor]:
             await manager.load()
         except StoreError as exc:
             log.error("logins unavailable until the accounts file is fixed: %s", exc)
-        report_credentials(settings, manager)
+        report_credentials(settings, manager.credentials())
         warn_about_exposure(settings)
         server = await start_server(settings, gateway, manager)
         discovery = Discovery(settings, client, gateway.update_models)

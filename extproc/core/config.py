@@ -105,6 +105,7 @@ class Settings:
     admin_token: str | None = field(default=None, repr=False)  # guards the /auth API
     refresh_skew: float = 300.0  # refresh a login's token this long before it expires
     processor_token: str | None = field(default=None, repr=False)  # Envoy presents it on every ext_proc stream
+    source: str | None = None  # the config file; None: the embedded default config
 
 
 DEFAULT_CONFIG_NAME = "default_config.yaml"
@@ -132,7 +133,7 @@ def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None 
         raise ConfigError(f"{source} is not valid YAML{where}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: the top level must be a mapping of keys like listen, providers, models")
-    return parse_settings(raw, os.environ if env is None else env)
+    return replace(parse_settings(raw, os.environ if env is None else env), source=None if path is None else str(path))
 
 
 def parse_settings(raw: Mapping[str, Any], env: Mapping[str, str]) -> Settings:

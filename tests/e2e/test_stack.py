@@ -66,9 +66,8 @@ def test_default_config_without_keys_starts_lists_models_and_explains(
         make_stack: Callable[[dict[str, Any]], Stack]) -> None:
     stack = make_stack({})
     logs = stack.logs()
-    for name, env in (("openai", "OPENAI_API_KEY"), ("anthropic", "ANTHROPIC_API_KEY"), ("gemini", "GEMINI_API_KEY"),
-                      ("groq", "GROQ_API_KEY"), ("mistral", "MISTRAL_API_KEY")):
-        assert f"provider {name} has no credential" in logs and env in logs
+    for name in ("openai", "anthropic", "gemini", "groq", "mistral"):
+        assert f"provider {name} has no credential" in logs and f"add providers.{name}.api_key to" in logs
     models = httpx.get(stack.url + "/v1/models").json()["data"]
     assert len(models) >= 15 and not any(m["available"] for m in models)
     response = httpx.post(stack.url + "/v1/chat/completions", json={"model": "gpt-6-luna", "messages": []})

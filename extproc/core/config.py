@@ -137,7 +137,13 @@ def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None 
 
 
 def parse_settings(raw: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
-    raw = _expand_env(raw, env, "")
+    unset: list[tuple[str, str]] = []
+    raw = _expand_env(raw, env, "", unset)
+    if unset:
+        first_key, first_name = unset[0]
+        more = "".join(f"; {k}: {n}" for k, n in unset[1:])
+        raise ConfigError(f"{first_key}: environment variable {first_name} is not set{more}; set "
+                          f"{'them' if len(unset) > 1 else 'it'}, or write ${{{first_name}:-}} to make it optional")
     _reject_unknown(raw, "", {
         "listen", "processor", "admin", "providers", "models", "aliases", "fallbacks", "strategy",
         "health", "upstream_timeout", "max_request_bytes", "max_connections", "log_level", "envoy", "ca_file",
@@ -190,8 +196,8 @@ def parse_settings(raw: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
     )
 
 
-def _expand_env(value: Any, env: Mapping[str, str], key: str) -> Any:
-    """Replace ${VAR} and ${VAR:-default} in every string; an unset ${VAR} is an error."""
+def _expand_env(value: Any, env: Mapping[str, str], key: str, unset: list[tuple[str, str]]) -> Any:
+    """Replace ${VAR} and ${VAR:-default} in every string; each unset ${VAR} is noted in `unset` (key, name)."""
     if isinstance(value, str):
         def sub(match: re.Match[str]) -> str:
             name, has_default, default = match.group(1), match.group(2), match.group(3)
@@ -199,15 +205,14 @@ def _expand_env(value: Any, env: Mapping[str, str], key: str) -> Any:
                 return env[name]
             if has_default is not None:  # like the shell's ${VAR:-default}: unset or empty
                 return default or ""
-            if name in env:
-                return ""
-            raise ConfigError(f"{key}: environment variable {name} is not set; set it, "
-                              f"or write ${{{name}:-}} to make it optional")
+            if name not in env:
+                unset.append((key, name))
+            return ""
         return _ENV_REF.sub(sub, value)
     if isinstance(value, dict):
-        return {k: _expand_env(v, env, f"{key}.{k}" if key else str(k)) for k, v in value.items()}
+        return {k: _expand_env(v, env, f"{key}.{k}" if key else str(k), unset) for k, v in value.items()}
     if isinstance(value, list):
-        return [_expand_env(v, env, f"{key}[{i}]") for i, v in enumerate(value)]
+        return [_expand_env(v, env, f"{key}[{i}]", unset) for i, v in enumerate(value)]
     return value
 
 

@@ -372,3 +372,11 @@ def test_typos_get_a_suggestion(raw, hint):
     with pytest.raises(ConfigError) as caught:
         settings(**raw)
     assert str(caught.value).startswith(hint)
+
+
+def test_every_unset_variable_is_named_at_once():
+    with pytest.raises(ConfigError) as caught:
+        settings(providers={"openai": {"api_keys": ["${KEY_A}", "${KEY_B}"]}, "anthropic": {"api_key": "${KEY_C}"}})
+    message = str(caught.value)
+    assert message.startswith("providers.openai.api_keys[0]: environment variable KEY_A is not set")
+    assert "providers.openai.api_keys[1]: KEY_B" in message and "providers.anthropic.api_key: KEY_C" in message

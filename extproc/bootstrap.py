@@ -96,32 +96,40 @@ def _connection_manager(settings: Settings) -> dict[str, Any]:
     }
 
 
-# Envoy's own replies (no healthy upstream, connect failure, timeout, body too large) come as plain text;
-# clients expect their API's error envelope. Matched by Envoy's response flags and by 413, which the
-# processor's own immediate responses never carry, so those (already in the right shape) stay as they are.
+# Envoy's own replies (no healthy upstream, connect failure, timeout, body too large, processor down) come
+# as plain text; clients expect their API's error envelope. Matched by Envoy's response flags and by 413
+# and 502 (the processor-failure status), which the processor's own immediate responses never carry, so
+# those (already in the right shape) stay as they are.
 _ENVOY_FAILURE_FLAGS = ["UH", "UF", "UO", "NR", "URX", "UT", "UR", "UC", "DC", "LH"]
 _GEMINI_PATH = r".*:(generateContent|streamGenerateContent|countTokens|embedContent|batchEmbedContents).*"
 
 
+_PROCESSOR_DOWN = "The gateway could not reach its processor; nothing was sent upstream."
+
+
 def _local_replies() -> dict[str, Any]:
-    envelopes = [
-        ({"name": ":path", "string_match": {"prefix": "/v1/messages"}},
-         {"type": "error", "error": {"type": "api_error", "message": "%LOCAL_REPLY_BODY%"}}),
-        ({"name": ":path", "string_match": {"safe_regex": {"regex": _GEMINI_PATH}}},
-         {"error": {"code": "%RESPONSE_CODE%", "message": "%LOCAL_REPLY_BODY%", "status": "UNAVAILABLE"}}),
-        (None, {"error": {"message": "%LOCAL_REPLY_BODY%", "type": "server_error", "param": None,
-                          "code": "%RESPONSE_CODE_DETAILS%"}}),
-    ]
-    envoy_failure = {"or_filter": {"filters": [
-        {"response_flag_filter": {"flags": _ENVOY_FAILURE_FLAGS}},
-        {"status_code_filter": {"comparison": {"op": "EQ", "value": {"default_value": 413, "runtime_key": "_"}}}},
-    ]}}
+    def envelopes(message: str) -> list[tuple[dict[str, Any] | None, dict[str, Any]]]:
+        return [
+            ({"name": ":path", "string_match": {"prefix": "/v1/messages"}},
+             {"type": "error", "error": {"type": "api_error", "message": message}}),
+            ({"name": ":path", "string_match": {"safe_regex": {"regex": _GEMINI_PATH}}},
+             {"error": {"code": "%RESPONSE_CODE%", "message": message, "status": "UNAVAILABLE"}}),
+            (None, {"error": {"message": message, "type": "server_error", "param": None,
+                              "code": "%RESPONSE_CODE_DETAILS%"}}),
+        ]
+
+    def status(code: int) -> dict[str, Any]:
+        equal = {"op": "EQ", "value": {"default_value": code, "runtime_key": "_"}}
+        return {"status_code_filter": {"comparison": equal}}
+
+    envoy_failure = {"or_filter": {"filters": [{"response_flag_filter": {"flags": _ENVOY_FAILURE_FLAGS}}, status(413)]}}
     mappers = []
-    for header, body in envelopes:
-        match = {"and_filter": {"filters": [envoy_failure, {"header_filter": {"header": header}}]}} \
-            if header else envoy_failure
-        mappers.append({"filter": match, "body_format_override": {
-            "json_format": body, "content_type": "application/json"}})
+    for failure, message in ((status(502), _PROCESSOR_DOWN), (envoy_failure, "%LOCAL_REPLY_BODY%")):
+        for header, body in envelopes(message):
+            match = {"and_filter": {"filters": [failure, {"header_filter": {"header": header}}]}} \
+                if header else failure
+            mappers.append({"filter": match, "body_format_override": {
+                "json_format": body, "content_type": "application/json"}})
     return {"mappers": mappers}
 
 
@@ -139,6 +147,7 @@ def _ext_proc_filter(settings: Settings) -> dict[str, Any]:
                    if settings.processor_token else {}),
             },
             "failure_mode_allow": False,
+            "status_on_error": {"code": 502},  # processor unreachable: a status only this failure uses
             "allow_mode_override": True,  # a Code Assist answer is unwrapped: its body is asked for per request
             "message_timeout": "5s",
             "processing_mode": {
@@ -254,7 +263,7 @@ def _unrouted() -> dict[str, Any]:
     return {
         "name": "unrouted",
         "match": {"prefix": "/"},
-        "direct_response": {"status": 502, "body": {"inline_string": body}},
+        "direct_response": {"status": 500, "body": {"inline_string": body}},
         "response_headers_to_add": [{"header": {"key": "content-type", "value": "application/json"},
                                      "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}],
     }

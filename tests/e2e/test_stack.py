@@ -54,7 +54,9 @@ def test_fails_closed_when_the_processor_is_down(tmp_path: Path, fakes: dict[str
         _wait_port(port)
         response = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions",
                               json={"model": "gpt-6-luna", "messages": []}, headers={"x-extproc-provider": "openai"})
-        assert response.status_code >= 500
+        assert response.status_code == 502 and response.json()["error"]["message"]  # in the client's envelope
+        response = httpx.post(f"http://127.0.0.1:{port}/v1/messages", json={"model": "claude-haiku-5-5"})
+        assert response.status_code == 502 and response.json()["type"] == "error"
         time.sleep(0.2)
         assert all(not f.requests for f in fakes.values())
     finally:

@@ -83,7 +83,7 @@ def test_routes_match_the_provider_header(name):
 def test_unrouted_requests_are_refused_last():
     last = ROUTES[-1]
     assert "headers" not in last["match"]
-    assert last["direct_response"]["status"] == 502
+    assert last["direct_response"]["status"] == 500
     assert all("direct_response" not in r for r in ROUTES[:-1])
 
 

@@ -14,9 +14,9 @@ from typing import Any
 
 import yaml
 
-from extproc.core.config import Settings
+from extproc.core.providers import ProviderSpec
+from extproc.core.settings import Settings
 from extproc.gateway import MODEL_HEADER, REASON_HEADER, ROUTE_HEADER
-from extproc.providers import ProviderSpec
 
 PROCESSOR_CLUSTER = "extproc"
 PROCESSOR_TOKEN_HEADER = "x-extproc-token"

@@ -14,18 +14,18 @@ from typing import Protocol
 
 import orjson
 
-from extproc.core.config import Credential, Settings
 from extproc.core.errors import ClientError, CredentialUnavailable
 from extproc.core.health import Block, Health
+from extproc.core.providers import CLIENT_CREDENTIAL_HEADERS, Api, AuthStyle
 from extproc.core.registry import Registry
 from extproc.core.resolve import Decision, resolve
+from extproc.core.settings import Credential, Settings
 from extproc.discovery.merge import merge_discovered
 from extproc.discovery.parse import Listed
 from extproc.formats import Endpoint, ParsedRequest, api_for_path, match_endpoint
 from extproc.formats.anthropic import prepend_system
 from extproc.formats.errors import error_body, error_headers
 from extproc.formats.gemini import codeassist_request
-from extproc.providers import CLIENT_CREDENTIAL_HEADERS, Api, AuthStyle
 
 log = logging.getLogger("extproc.request")
 _SECRET_ATTEMPTS = 3  # credentials tried per request when a login's token cannot be had

@@ -23,7 +23,7 @@ import httpx
 from extproc.auth.accounts import AccountManager
 from extproc.auth.store import StoreError, store_at
 from extproc.bootstrap import render_bootstrap
-from extproc.core.config import Credential, Settings
+from extproc.core.settings import Credential, Settings
 from extproc.discovery.refresh import Discovery
 from extproc.gateway import Gateway
 from extproc.server import start_server

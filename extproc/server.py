@@ -8,7 +8,7 @@ from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as pb_grpc
 from extproc.auth.accounts import AccountManager
 from extproc.control.auth import AuthService
 from extproc.control.models import ModelsService
-from extproc.core.config import Settings
+from extproc.core.settings import Settings
 from extproc.edge.ext_proc import ExternalProcessor
 from extproc.gateway import Gateway
 from extproc.v1 import auth_pb2_grpc, models_pb2_grpc

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from extproc.core.config import load_settings
+from extproc.config import load_settings
 from extproc.runner import envoy_binary
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from extproc.core.config import parse_settings
+from extproc.config import parse_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -21,9 +21,9 @@ import httpx
 from extproc.auth.client import OAuthError, code_assist_project, exchange_code, new_account, refresh_grant
 from extproc.auth.pkce import LoginExpired, PendingLogin, PendingLogins, challenge_of
 from extproc.auth.store import Account, StoreError, TokenStore
-from extproc.core.config import Credential
 from extproc.core.errors import CredentialUnavailable
-from extproc.providers.oauth import Flow
+from extproc.core.flows import Flow
+from extproc.core.settings import Credential
 
 log = logging.getLogger("extproc.auth")
 

@@ -17,7 +17,7 @@ import httpx
 import orjson
 
 from extproc.auth.store import Account, new_account_id
-from extproc.providers.oauth import Flow
+from extproc.core.flows import Flow
 
 _PERMANENT_ERRORS = frozenset({"invalid_grant", "invalid_client", "unauthorized_client", "refresh_token_reused",
                                "refresh_token_expired", "refresh_token_invalidated", "invalid_token"})

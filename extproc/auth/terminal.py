@@ -24,7 +24,7 @@ from extproc.auth.accounts import AccountManager, LoginError, split_pasted
 from extproc.auth.imports import DEFAULT_PATHS, LoginFileError, parse_login_file
 from extproc.auth.pkce import LoginExpired
 from extproc.auth.store import Account, StoreError, store_at
-from extproc.core.config import Settings
+from extproc.core.settings import Settings
 
 LOGIN_TIMEOUT = 600.0
 

@@ -1,13 +1,9 @@
-"""Model metadata: the built-in catalog (data) and the typed record the registry works with."""
+"""Model metadata: the typed record the registry works with (the built-in catalog is package data)."""
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from importlib import resources
-from typing import Any
-
-import yaml
 
 CAPABILITIES = frozenset({"vision", "tools", "reasoning", "structured_output", "streaming"})
 MODES = frozenset({"chat", "embedding"})
@@ -42,9 +38,3 @@ class ModelSpec:
         if self.created is None:
             return 0
         return int(dt.datetime.combine(self.created, dt.time(), dt.UTC).timestamp())
-
-
-def builtin_catalog_data() -> list[dict[str, Any]]:
-    text = resources.files("extproc.data").joinpath("catalog.yaml").read_text()
-    models: list[dict[str, Any]] = yaml.safe_load(text)["models"]
-    return models

@@ -11,7 +11,7 @@ import threading
 from dataclasses import dataclass
 from typing import Protocol
 
-from extproc.core.config import HealthPolicy
+from extproc.core.settings import HealthPolicy
 
 _PRUNE_EVERY = 256
 

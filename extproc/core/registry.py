@@ -9,8 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from extproc.core.catalog import ModelSpec
-from extproc.core.config import Credential, Settings
-from extproc.providers import ProviderSpec
+from extproc.core.providers import ProviderSpec
+from extproc.core.settings import Credential, Settings
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,11 +12,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from extproc.core.catalog import ModelSpec
-from extproc.core.config import Credential
 from extproc.core.errors import ClientError
 from extproc.core.health import Block, HealthView
+from extproc.core.providers import Api, ProviderSpec
 from extproc.core.registry import Registry
-from extproc.providers import Api, ProviderSpec
+from extproc.core.settings import Credential
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from extproc.core.config import Credential, Settings
+from extproc.core.providers import ProviderSpec
+from extproc.core.settings import Credential, Settings
 from extproc.discovery.parse import Listed, ListError, parse_model_list
-from extproc.providers import ProviderSpec
 
 log = logging.getLogger("extproc.discovery")
 _MAX_PAGES = 10

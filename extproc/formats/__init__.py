@@ -8,9 +8,9 @@ import functools
 import re
 from collections.abc import Callable
 
+from extproc.core.providers import Api
 from extproc.formats import anthropic, gemini, openai
 from extproc.formats.base import Endpoint, ParsedRequest
-from extproc.providers import Api
 
 _Parser = Callable[[bytes, re.Match[str]], ParsedRequest]
 

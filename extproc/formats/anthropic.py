@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 
+from extproc.core.providers import Api
 from extproc.core.resolve import RequestView
 from extproc.formats.base import JsonObject, ParsedRequest, body_model, decode_object, measure, positive_int
-from extproc.providers import Api
 
 
 def parse_messages(body: bytes, _: re.Match[str]) -> ParsedRequest:

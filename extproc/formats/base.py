@@ -11,8 +11,8 @@ from urllib.parse import unquote_plus
 import orjson
 
 from extproc.core.errors import ClientError
+from extproc.core.providers import Api
 from extproc.core.resolve import Decision, RequestView
-from extproc.providers import Api
 
 JsonObject = dict[str, Any]
 

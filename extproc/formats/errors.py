@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 
 from extproc.core.errors import ClientError
-from extproc.providers import Api
+from extproc.core.providers import Api
 
 _OPENAI_TYPES = {400: "invalid_request_error", 404: "invalid_request_error", 413: "invalid_request_error",
                  429: "rate_limit_error", 503: "service_unavailable_error"}

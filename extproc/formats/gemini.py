@@ -8,6 +8,7 @@ from urllib.parse import unquote
 import orjson
 
 from extproc.core.errors import ClientError
+from extproc.core.providers import Api
 from extproc.core.resolve import Decision, RequestView
 from extproc.formats.base import (
     Endpoint,
@@ -18,7 +19,6 @@ from extproc.formats.base import (
     measure,
     positive_int,
 )
-from extproc.providers import Api
 
 _EMBEDDING_METHODS = frozenset({"embedContent", "batchEmbedContents"})
 _SCHEMA_KEYS = ("responseSchema", "response_schema", "responseJsonSchema", "response_json_schema")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 
+from extproc.core.providers import Api
 from extproc.core.resolve import RequestView
 from extproc.formats.base import JsonObject, ParsedRequest, body_model, decode_object, measure, positive_int
-from extproc.providers import Api
 
 
 def _common_needs(doc: JsonObject, images: int) -> set[str]:

@@ -12,7 +12,8 @@ import httpx
 import openai
 import pytest
 
-from extproc.core.config import Settings, parse_settings
+from extproc.config import parse_settings
+from extproc.core.settings import Settings
 from extproc.discovery.parse import Listed
 from extproc.discovery.refresh import Discovery
 from extproc.gateway import Gateway

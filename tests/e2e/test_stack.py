@@ -21,7 +21,7 @@ from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as pb_grpc
 
 from extproc.bootstrap import render_bootstrap
-from extproc.core.config import load_settings
+from extproc.config import load_settings
 from extproc.runner import envoy_binary
 from tests.conftest import SECRETS, Stack, free_port, provider_config
 from tests.fakes import FakeProvider

@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-import extproc.core.config as config_module
+import extproc.config.models
+import extproc.config.providers
 from tests.clock import Clock
 
 
@@ -24,8 +25,9 @@ def _memoized(load: Callable[[], Any]) -> Callable[[], Any]:
 @pytest.fixture(scope="session", autouse=True)
 def _cache_builtin_data() -> Iterator[None]:
     with pytest.MonkeyPatch.context() as mp:
-        for name in ("builtin_catalog_data", "builtin_provider_data"):
-            mp.setattr(config_module, name, _memoized(getattr(config_module, name)))
+        for module, name in ((extproc.config.models, "builtin_catalog_data"),
+                             (extproc.config.providers, "builtin_provider_data")):
+            mp.setattr(module, name, _memoized(getattr(module, name)))
         yield
 
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from extproc.core.config import Settings, parse_settings
+from extproc.config import parse_settings
+from extproc.core.settings import Settings
 
 ALL_CAPS = ("vision", "tools", "reasoning", "structured_output", "streaming")
 

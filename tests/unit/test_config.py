@@ -5,10 +5,12 @@ from collections import Counter
 
 import pytest
 
-from extproc.core.config import ENDPOINTS, Address, Credential, HealthPolicy, load_settings, parse_settings
+from extproc.config import load_settings, parse_settings
+from extproc.config.providers import ENDPOINTS
 from extproc.core.errors import ConfigError
+from extproc.core.providers import Api, AuthStyle
+from extproc.core.settings import Address, Credential, HealthPolicy
 from extproc.formats import match_endpoint
-from extproc.providers import Api, AuthStyle
 from tests.unit.helpers import model, provider, settings
 
 BUILTIN_PROVIDERS = {"openai", "anthropic", "gemini", "groq", "mistral"}

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from extproc.core.providers import CLIENT_CREDENTIAL_HEADERS
 from extproc.gateway import MODEL_HEADER, REASON_HEADER, ROUTE_HEADER, Forward, Gateway, Reply, parse_retry_after
-from extproc.providers import CLIENT_CREDENTIAL_HEADERS
 from tests.clock import Clock
 from tests.unit.helpers import model, settings
 

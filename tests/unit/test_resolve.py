@@ -6,9 +6,9 @@ import pytest
 
 from extproc.core.errors import ClientError
 from extproc.core.health import Health
+from extproc.core.providers import Api
 from extproc.core.registry import Registry
 from extproc.core.resolve import RequestView, availability, fallback_candidates, resolve
-from extproc.providers import Api
 from tests.unit.helpers import model, provider, settings
 
 NOW = 1_000.0

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from extproc.core.config import load_settings
+from extproc.config import load_settings
 from extproc.runner import report_credentials
 
 

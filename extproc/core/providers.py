@@ -1,14 +1,14 @@
-"""Provider facts as data: where a provider lives, how it authenticates, which client APIs it speaks."""
+"""Provider facts as types: where a provider lives, how it authenticates, which client APIs it speaks.
+
+The facts themselves are data (extproc/data/providers.yaml), loaded and validated by `extproc.config`.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from importlib import resources
 from urllib.parse import urlsplit
-
-import yaml
 
 
 class Api(StrEnum):
@@ -113,10 +113,3 @@ def parse_base_url(base_url: str) -> Upstream:
         raise ValueError(f"{base_url!r} is not an http(s) URL with a host")
     port = parts.port or (443 if parts.scheme == "https" else 80)
     return Upstream(parts.scheme, parts.hostname, port, parts.path.rstrip("/"))
-
-
-def builtin_provider_data() -> dict[str, dict[str, object]]:
-    """The raw built-in provider table, to be merged with user config."""
-    text = resources.files("extproc.data").joinpath("providers.yaml").read_text()
-    data: dict[str, dict[str, object]] = yaml.safe_load(text)["providers"]
-    return data

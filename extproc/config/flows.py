@@ -1,69 +1,18 @@
-"""OAuth login facts as data (extproc/data/oauth.yaml), overridable per flow under `oauth:` in config."""
+"""The `oauth` section: built-in login flows with the user's per-flow overrides, validated."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from importlib import resources
 from typing import Any
-from urllib.parse import urlencode
 
-import yaml
-
+from extproc.config.data import builtin_flow_data
 from extproc.core.errors import ConfigError
-from extproc.providers import AuthStyle
+from extproc.core.flows import Flow, Usage
+from extproc.core.providers import AuthStyle
 
 FLOW_KEYS = {"title", "provider", "upstream", "authorize_url", "token_url", "token_format", "refresh_format",
              "client_id", "client_secret", "scopes", "authorize_params", "refresh_params", "redirect",
              "create_api_key_url", "userinfo_url", "code_assist_url", "project", "use"}
-
-
-@dataclass(frozen=True, slots=True)
-class Usage:
-    """How a request carries a login."""
-
-    auth: AuthStyle
-    headers: Mapping[str, str] = field(default_factory=dict)  # set when the client did not send them
-    merge_headers: Mapping[str, str] = field(default_factory=dict)  # joined with the client's values
-    system_prefix: str | None = None
-    account_header: str | None = None  # carries Account.account_id
-
-
-@dataclass(frozen=True, slots=True)
-class Flow:
-    name: str
-    title: str
-    provider: str
-    upstream: str
-    authorize_url: str
-    token_url: str
-    token_format: str  # json | form
-    refresh_format: str
-    client_id: str
-    scopes: tuple[str, ...]
-    authorize_params: Mapping[str, str]
-    use: Usage
-    client_secret: str | None = field(default=None, repr=False)
-    hosted_redirect: str | None = None
-    loopback_port: int | None = None
-    loopback_path: str = "/callback"
-    create_api_key_url: str | None = None
-    userinfo_url: str | None = None
-    code_assist_url: str | None = None
-    project: str | None = None  # Code Assist: a Google Cloud project for accounts whose tier needs one
-    refresh_params: Mapping[str, str] = field(default_factory=dict)  # extra fields of a refresh request
-
-    def authorize_link(self, redirect_uri: str, state: str, challenge: str) -> str:
-        params = {"response_type": "code", "client_id": self.client_id, "redirect_uri": redirect_uri,
-                  "scope": " ".join(self.scopes), "code_challenge": challenge, "code_challenge_method": "S256",
-                  "state": state, **self.authorize_params}
-        return f"{self.authorize_url}?{urlencode(params)}"
-
-
-def builtin_flow_data() -> dict[str, dict[str, Any]]:
-    text = resources.files("extproc.data").joinpath("oauth.yaml").read_text()
-    flows: dict[str, dict[str, Any]] = yaml.safe_load(text)["flows"]
-    return flows
 
 
 def parse_flows(raw: Any, providers: Mapping[str, Any]) -> dict[str, Flow]:

@@ -1,0 +1,126 @@
+"""YAML configuration → validated, immutable Settings. Every error names the key and the fix.
+
+This is the only room that reads config files, the environment and package data; `core` gets plain types.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from extproc.config.data import default_config_text
+from extproc.config.flows import parse_flows
+from extproc.config.models import parse_aliases, parse_fallbacks, parse_models
+from extproc.config.providers import discovery_defaults, parse_providers
+from extproc.config.values import (
+    address,
+    choice,
+    expand_env,
+    mapping,
+    non_negative_number,
+    positive_int,
+    positive_number,
+    processor_token,
+    reject_unknown,
+    string,
+)
+from extproc.core.errors import ConfigError
+from extproc.core.settings import DEFAULT_CA_FILE, STRATEGIES, Address, HealthPolicy, Settings
+
+
+def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Read a config file (or the embedded default) and validate it."""
+    if path is None:
+        text, source = default_config_text(), "the embedded default config"
+    else:
+        try:
+            text, source = Path(path).read_text(), str(path)
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    try:
+        raw = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        # Only the position: PyYAML's own message quotes the line, which may hold a key.
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ConfigError(f"{source} is not valid YAML{where}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping of keys like listen, providers, models")
+    return replace(parse_settings(raw, os.environ if env is None else env), source=None if path is None else str(path))
+
+
+def parse_settings(raw: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
+    unset: list[tuple[str, str]] = []
+    raw = expand_env(raw, env, "", unset)
+    if unset:
+        first_key, first_name = unset[0]
+        more = "".join(f"; {k}: {n}" for k, n in unset[1:])
+        raise ConfigError(f"{first_key}: environment variable {first_name} is not set{more}; set "
+                          f"{'them' if len(unset) > 1 else 'it'}, or write ${{{first_name}:-}} to make it optional")
+    reject_unknown(raw, "", {
+        "listen", "processor", "admin", "providers", "models", "aliases", "fallbacks", "strategy",
+        "health", "upstream_timeout", "max_request_bytes", "max_connections", "log_level", "envoy", "ca_file",
+        "discovery", "oauth", "auth",
+    })
+    discovery = discovery_defaults(raw.get("discovery"))
+    providers, credentials = parse_providers(raw.get("providers") or {}, discovery)
+    models = parse_models(raw.get("models") or [], providers)
+    known = {m.id for m in models} | {m.qualified for m in models}
+    aliases = parse_aliases(raw.get("aliases") or {}, known)
+    fallbacks = parse_fallbacks(raw.get("fallbacks") or {}, known | set(aliases))
+    strategy = raw.get("strategy", "capability-match")
+    if strategy not in STRATEGIES:
+        raise ConfigError(f"strategy: {strategy!r} is not one of {', '.join(STRATEGIES)}")
+    auth = mapping(raw.get("auth") or {}, "auth")
+    reject_unknown(auth, "auth", {"store", "admin_token", "refresh_skew"})
+    admin_token = auth.get("admin_token") or None
+    if admin_token is not None and len(string(admin_token, "auth.admin_token")) < 16:
+        raise ConfigError("auth.admin_token: use at least 16 characters (e.g. `openssl rand -hex 24`)")
+    envoy = mapping(raw.get("envoy") or {}, "envoy")
+    reject_unknown(envoy, "envoy", {"log_level", "concurrency"})
+    concurrency = envoy.get("concurrency")
+    if concurrency is not None:
+        concurrency = positive_int(concurrency, "envoy.concurrency")
+    return Settings(
+        listen=address(raw.get("listen"), "listen", Address("127.0.0.1", 10000)),
+        processor=address({k: v for k, v in (raw.get("processor") or {}).items() if k != "token"} or None,
+                           "processor", Address("127.0.0.1", 50051)),
+        processor_token=processor_token(raw.get("processor")),
+        admin=address(raw.get("admin"), "admin", Address("127.0.0.1", 9901)),
+        providers=providers,
+        credentials=credentials,
+        models=models,
+        aliases=aliases,
+        fallbacks=fallbacks,
+        strategy=strategy,
+        health=parse_health(raw.get("health") or {}),
+        upstream_timeout=positive_number(raw.get("upstream_timeout", 600), "upstream_timeout"),
+        max_request_bytes=positive_int(raw.get("max_request_bytes", 32 * 1024 * 1024), "max_request_bytes"),
+        max_connections=positive_int(raw.get("max_connections", 10000), "max_connections"),
+        log_level=choice(raw.get("log_level", "info"), "log_level", ("debug", "info", "warning", "error")),
+        envoy_log_level=choice(envoy.get("log_level", "warning"), "envoy.log_level",
+                                ("trace", "debug", "info", "warning", "error", "critical", "off")),
+        envoy_concurrency=concurrency,
+        ca_file=string(raw.get("ca_file", DEFAULT_CA_FILE), "ca_file"),
+        flows=parse_flows(raw.get("oauth"), providers),
+        auth_store=string(auth["store"], "auth.store") if auth.get("store") else None,
+        admin_token=admin_token,
+        refresh_skew=non_negative_number(auth.get("refresh_skew", 300), "auth.refresh_skew"),
+    )
+
+
+
+def parse_health(raw: Any) -> HealthPolicy:
+    section = mapping(raw, "health")
+    names = set(HealthPolicy.__dataclass_fields__)
+    reject_unknown(section, "health", names)
+    values = {k: positive_number(v, f"health.{k}") for k, v in section.items()}
+    return replace(HealthPolicy(), **values)
+
+
+__all__ = ["default_config_text", "load_settings", "parse_settings"]

@@ -1,0 +1,105 @@
+"""The `models`, `aliases` and `fallbacks` sections: the built-in catalog merged with the user's models."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from typing import Any
+
+from extproc.config.data import builtin_catalog_data
+from extproc.config.values import (
+    choice,
+    mapping,
+    non_negative_int,
+    non_negative_number,
+    reject_unknown,
+    string,
+    string_list,
+)
+from extproc.core.catalog import CAPABILITIES, MODES, STATUSES, ModelSpec
+from extproc.core.errors import ConfigError
+from extproc.core.providers import ProviderSpec
+
+_MODEL_KEYS = set(ModelSpec.__dataclass_fields__) - {"discovered"}
+
+
+def parse_models(raw: Any, providers: Mapping[str, ProviderSpec]) -> tuple[ModelSpec, ...]:
+    if not isinstance(raw, list):
+        raise ConfigError("models: expected a list of model entries (each with at least id and provider)")
+    merged: dict[tuple[str, str], dict[str, Any]] = {}
+    for entry in builtin_catalog_data():
+        merged[(entry["provider"], entry["id"])] = dict(entry)
+    for i, entry in enumerate(raw):
+        key = f"models[{i}]"
+        entry = mapping(entry, key)
+        reject_unknown(entry, key, _MODEL_KEYS)
+        model_id = string(entry.get("id"), f"{key}.id")
+        provider = entry.get("provider")
+        if provider is None:
+            owners = [p for (p, m) in merged if m == model_id]
+            if len(owners) != 1:
+                raise ConfigError(f"{key}.provider: required for {model_id!r} (it is not a single catalog model)")
+            provider = owners[0]
+        merged.setdefault((provider, model_id), {}).update(entry, provider=provider)
+    models = []
+    for (provider, model_id), entry in merged.items():
+        key = f"models[{model_id}]"
+        if provider not in providers:
+            raise ConfigError(f"{key}.provider: {provider!r} is not a configured provider; "
+                              f"declare it under providers or use one of {', '.join(providers)}")
+        models.append(_model(entry, key))
+    return tuple(models)
+
+
+def _model(entry: Mapping[str, Any], key: str) -> ModelSpec:
+    caps = string_list(entry.get("capabilities", ["streaming"]), f"{key}.capabilities", CAPABILITIES)
+    created = entry.get("created")
+    if isinstance(created, str):
+        try:
+            created = dt.date.fromisoformat(created)
+        except ValueError as exc:
+            raise ConfigError(f"{key}.created: expected a date like 2025-09-29") from exc
+    elif created is not None and not isinstance(created, dt.date):
+        raise ConfigError(f"{key}.created: expected a date like 2025-09-29")
+    return ModelSpec(
+        id=string(entry.get("id"), f"{key}.id"),
+        provider=string(entry.get("provider"), f"{key}.provider"),
+        mode=choice(entry.get("mode", "chat"), f"{key}.mode", tuple(sorted(MODES))),
+        context_window=non_negative_int(entry.get("context_window", 0), f"{key}.context_window"),
+        max_output_tokens=non_negative_int(entry.get("max_output_tokens", 0), f"{key}.max_output_tokens"),
+        input_price=non_negative_number(entry.get("input_price", 0.0), f"{key}.input_price"),
+        output_price=non_negative_number(entry.get("output_price", 0.0), f"{key}.output_price"),
+        capabilities=frozenset(caps),
+        status=choice(entry.get("status", "active"), f"{key}.status", tuple(sorted(STATUSES))),
+        created=created,
+    )
+
+
+def parse_aliases(raw: Any, known: set[str]) -> dict[str, str]:
+    aliases: dict[str, str] = {}
+    for name, target in mapping(raw, "aliases").items():
+        key = f"aliases.{name}"
+        target = string(target, key)
+        if name in known:
+            raise ConfigError(f"{key}: {name!r} is already a model id; pick another alias name")
+        if target not in known:
+            raise ConfigError(f"{key}: target {target!r} is not a known model; add it under models "
+                              f"or use an id that `extproc models` lists")
+        aliases[str(name)] = target
+    return aliases
+
+
+def parse_fallbacks(raw: Any, known: set[str]) -> dict[str, tuple[str, ...]]:
+    chains: dict[str, tuple[str, ...]] = {}
+    for name, chain in mapping(raw, "fallbacks").items():
+        key = f"fallbacks.{name}"
+        if name not in known:
+            raise ConfigError(f"{key}: {name!r} is not a known model or alias")
+        if not chain:
+            raise ConfigError(f"{key}: expected a non-empty list of model ids to try in order")
+        for i, target in enumerate(string_list(chain, key)):
+            if target not in known:
+                raise ConfigError(f"{key}[{i}]: {target!r} is not a known model or alias")
+        chains[str(name)] = tuple(chain)
+    return chains
+

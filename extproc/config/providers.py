@@ -1,0 +1,150 @@
+"""The `providers` section: built-in provider facts merged with the user's, and the API keys they carry."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
+from extproc.config.data import builtin_provider_data
+from extproc.config.values import (
+    boolean,
+    choice,
+    did_you_mean,
+    mapping,
+    positive_number,
+    reject_unknown,
+    string,
+    string_list,
+)
+from extproc.core.errors import ConfigError
+from extproc.core.providers import Api, ApiRoute, AuthStyle, DiscoverySpec, ProviderSpec, parse_base_url
+from extproc.core.settings import Credential
+
+# The client endpoints of each API family, by the names config uses (see extproc.formats).
+ENDPOINTS = {
+    Api.OPENAI: frozenset({"chat", "completions", "responses", "embeddings"}),
+    Api.ANTHROPIC: frozenset({"messages"}),
+    Api.GEMINI: frozenset({"gemini"}),
+}
+
+_PROVIDER_KEYS = {"base_url", "auth", "api_key", "api_keys", "api_key_env", "headers", "apis", "discovery",
+                  "transform", "prefer", "model_prefixes"}
+_DISCOVERY_STYLES = ("openai", "anthropic", "gemini")
+
+
+def discovery_defaults(raw: Any) -> DiscoverySpec:
+    """The top-level `discovery` section: defaults every provider's discovery inherits."""
+    if raw is False:
+        return DiscoverySpec("", "openai", Api.OPENAI, enabled=False)
+    section = mapping(raw or {}, "discovery")
+    reject_unknown(section, "discovery", {"enabled", "ttl", "timeout"})
+    return DiscoverySpec("", "openai", Api.OPENAI, enabled=boolean(section.get("enabled", True), "discovery.enabled"),
+                         ttl=positive_number(section.get("ttl", 300), "discovery.ttl"),
+                         timeout=positive_number(section.get("timeout", 10), "discovery.timeout"))
+
+
+
+def _discovery(raw: Any, key: str, defaults: DiscoverySpec, apis: Mapping[Api, ApiRoute]) -> DiscoverySpec | None:
+    if raw is None:
+        return None
+    if raw is False:
+        return replace(defaults, enabled=False)
+    section = mapping(raw, key)
+    reject_unknown(section, key, {"path", "style", "api", "enabled", "ttl", "timeout"})
+    path = string(section.get("path"), f"{key}.path")
+    if not path.startswith("/"):
+        raise ConfigError(f"{key}.path: a path below base_url starts with '/', got {path!r}")
+    style = choice(section.get("style", "openai"), f"{key}.style", _DISCOVERY_STYLES)
+    api = Api(choice(section.get("api", "openai"), f"{key}.api", tuple(a.value for a in Api)))
+    if api not in apis:
+        raise ConfigError(f"{key}.api: the provider has no apis.{api.value} entry to take the auth style from")
+    return DiscoverySpec(
+        path=path, style=style, api=api,
+        enabled=defaults.enabled and boolean(section.get("enabled", True), f"{key}.enabled"),
+        ttl=positive_number(section.get("ttl", defaults.ttl), f"{key}.ttl"),
+        timeout=positive_number(section.get("timeout", defaults.timeout), f"{key}.timeout"),
+    )
+
+
+def parse_providers(raw: Any, discovery: DiscoverySpec) -> tuple[dict[str, ProviderSpec], tuple[Credential, ...]]:
+    user = mapping(raw, "providers")
+    merged: dict[str, dict[str, Any]] = {name: dict(data) for name, data in builtin_provider_data().items()}
+    for name, section in user.items():
+        key = f"providers.{name}"
+        if not isinstance(name, str) or not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", name):
+            raise ConfigError(f"{key}: provider names are lower-case letters, digits, '-' and '_'")
+        section = mapping(section or {}, key)
+        reject_unknown(section, key, _PROVIDER_KEYS)
+        if name not in merged and ("base_url" not in section or "apis" not in section):
+            raise ConfigError(f"{key}: not a built-in provider{did_you_mean(name, merged)}; a provider of your own "
+                              f"needs base_url and apis (e.g. apis: {{openai: /v1}})")
+        target = merged.setdefault(name, {})
+        if isinstance(section.get("discovery"), dict) and isinstance(target.get("discovery"), dict):
+            section = {**section, "discovery": {**target["discovery"], **section["discovery"]}}
+        target.update(section)
+    providers: dict[str, ProviderSpec] = {}
+    credentials: list[Credential] = []
+    for name, data in merged.items():
+        key = f"providers.{name}"
+        providers[name] = _provider(name, data, key, discovery)
+        credentials.extend(_credentials(name, data, key))
+    return providers, tuple(credentials)
+
+
+def _provider(name: str, data: Mapping[str, Any], key: str, discovery: DiscoverySpec) -> ProviderSpec:
+    base_url = string(data.get("base_url"), f"{key}.base_url")
+    try:
+        parse_base_url(base_url)
+    except ValueError as exc:
+        raise ConfigError(f"{key}.base_url: {exc}; write e.g. https://api.example.com") from exc
+    auth = choice(data.get("auth", "bearer"), f"{key}.auth", tuple(s.value for s in AuthStyle))
+    headers = {str(k).lower(): str(v) for k, v in mapping(data.get("headers") or {}, f"{key}.headers").items()}
+    apis: dict[Api, ApiRoute] = {}
+    for api_name, route in mapping(data.get("apis") or {}, f"{key}.apis").items():
+        api_key = f"{key}.apis.{api_name}"
+        api = Api(choice(api_name, api_key, tuple(a.value for a in Api)))
+        endpoints: frozenset[str] | None = None
+        if isinstance(route, str) or route is None:
+            path, route_auth = route or "", auth
+        else:
+            route = mapping(route, api_key)
+            reject_unknown(route, api_key, {"path", "auth", "endpoints"})
+            path = route.get("path") or ""
+            route_auth = choice(route.get("auth", auth), f"{api_key}.auth", tuple(s.value for s in AuthStyle))
+            if "endpoints" in route:
+                endpoints = frozenset(string_list(route["endpoints"], f"{api_key}.endpoints", ENDPOINTS[api]))
+        if path and not path.startswith("/"):
+            raise ConfigError(f"{api_key}: a path prefix starts with '/', got {path!r}")
+        base_path = parse_base_url(base_url).base_path
+        if path and base_path.endswith(path.rstrip("/")):
+            raise ConfigError(f"{key}.base_url: it ends with {path.rstrip('/')}, which apis.{api_name} adds again "
+                              f"({base_path}{path}/…); drop {path.rstrip('/')} from base_url")
+        apis[api] = ApiRoute(path.rstrip("/"), AuthStyle(route_auth), endpoints)
+    if not apis:
+        raise ConfigError(f"{key}.apis: name at least one client API this provider speaks (openai, anthropic, gemini)")
+    env_name = data.get("api_key_env")
+    return ProviderSpec(name=name, base_url=base_url, auth=AuthStyle(auth), apis=apis, headers=headers,
+                        api_key_env=str(env_name) if env_name else None,
+                        discovery=_discovery(data.get("discovery"), f"{key}.discovery", discovery, apis),
+                        transform=choice(data["transform"], f"{key}.transform", ("codeassist",))
+                        if data.get("transform") else None,
+                        prefer=choice(data.get("prefer", "api_key"), f"{key}.prefer", ("api_key", "login")),
+                        model_prefixes=tuple(string_list(data.get("model_prefixes") or [], f"{key}.model_prefixes")))
+
+
+def _credentials(provider: str, data: Mapping[str, Any], key: str) -> list[Credential]:
+    keys: list[str] = []
+    if data.get("api_key") not in (None, ""):
+        keys.append(string(data["api_key"], f"{key}.api_key"))
+    raw_list = data.get("api_keys") or []
+    if not isinstance(raw_list, list):
+        raise ConfigError(f"{key}.api_keys: expected a list of keys")
+    keys.extend(string(k, f"{key}.api_keys[{i}]") for i, k in enumerate(raw_list) if k != "")
+    for i, k in enumerate(keys):
+        if not all(33 <= ord(c) <= 126 for c in k):
+            raise ConfigError(f"{key}: key {i + 1} has spaces, line breaks or non-ASCII characters "
+                              "(a pasted key often carries a newline); no provider issues such keys")
+    return [Credential(id=f"{provider}:key{i + 1}", provider=provider, secret=k) for i, k in enumerate(keys)]
+

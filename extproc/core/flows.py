@@ -1,0 +1,51 @@
+"""OAuth login facts as types (the data is extproc/data/oauth.yaml, overridable under `oauth:` in config)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlencode
+
+from extproc.core.providers import AuthStyle
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """How a request carries a login."""
+
+    auth: AuthStyle
+    headers: Mapping[str, str] = field(default_factory=dict)  # set when the client did not send them
+    merge_headers: Mapping[str, str] = field(default_factory=dict)  # joined with the client's values
+    system_prefix: str | None = None
+    account_header: str | None = None  # carries Account.account_id
+
+
+@dataclass(frozen=True, slots=True)
+class Flow:
+    name: str
+    title: str
+    provider: str
+    upstream: str
+    authorize_url: str
+    token_url: str
+    token_format: str  # json | form
+    refresh_format: str
+    client_id: str
+    scopes: tuple[str, ...]
+    authorize_params: Mapping[str, str]
+    use: Usage
+    client_secret: str | None = field(default=None, repr=False)
+    hosted_redirect: str | None = None
+    loopback_port: int | None = None
+    loopback_path: str = "/callback"
+    create_api_key_url: str | None = None
+    userinfo_url: str | None = None
+    code_assist_url: str | None = None
+    project: str | None = None  # Code Assist: a Google Cloud project for accounts whose tier needs one
+    refresh_params: Mapping[str, str] = field(default_factory=dict)  # extra fields of a refresh request
+
+    def authorize_link(self, redirect_uri: str, state: str, challenge: str) -> str:
+        params = {"response_type": "code", "client_id": self.client_id, "redirect_uri": redirect_uri,
+                  "scope": " ".join(self.scopes), "code_challenge": challenge, "code_challenge_method": "S256",
+                  "state": state, **self.authorize_params}
+        return f"{self.authorize_url}?{urlencode(params)}"

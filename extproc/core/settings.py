@@ -1,0 +1,84 @@
+"""The validated configuration as plain immutable types (loading and validation live in `extproc.config`)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from extproc.core.catalog import ModelSpec
+from extproc.core.flows import Flow
+from extproc.core.providers import AuthStyle, ProviderSpec
+
+DEFAULT_CA_FILE = "/etc/ssl/certs/ca-certificates.crt"
+STRATEGIES = ("capability-match", "same-provider", "cost-optimized", "none")
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class Credential:
+    """One way to serve a provider's models: an API key, or a login whose token is fetched per request.
+
+    The secret never appears in a repr or a log; ids do (`openai:key1`, `claude-3f9a1c`).
+    """
+
+    id: str
+    provider: str  # whose models it serves
+    secret: str = field(repr=False, default="")  # an API key; empty for logins
+    upstream: str = ""  # the provider entry requests go to, when not `provider` (e.g. chatgpt for Codex)
+    account: str | None = None  # a login's account id: its token comes from the account manager
+    auth: AuthStyle | None = None  # overrides the upstream's auth style
+    headers: Mapping[str, str] = field(default_factory=dict)  # set when the client did not send them
+    merge_headers: Mapping[str, str] = field(default_factory=dict)  # comma-joined with the client's values
+    system_prefix: str | None = None  # text the provider requires first in an Anthropic system prompt
+    project: str | None = None  # Code Assist project of a Gemini login
+
+    @property
+    def route(self) -> str:
+        return self.upstream or self.provider
+
+
+@dataclass(frozen=True, slots=True)
+class HealthPolicy:
+    """How long upstream failures keep a credential out of rotation, in seconds."""
+
+    backoff_base: float = 1.0
+    backoff_max: float = 300.0
+    server_error_cooldown: float = 5.0
+    auth_suspension: float = 1800.0
+    not_found_suspension: float = 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    listen: Address
+    processor: Address
+    admin: Address
+    providers: Mapping[str, ProviderSpec]
+    credentials: tuple[Credential, ...]
+    models: tuple[ModelSpec, ...]
+    aliases: Mapping[str, str]
+    fallbacks: Mapping[str, tuple[str, ...]]
+    strategy: str
+    health: HealthPolicy
+    upstream_timeout: float = 600.0
+    max_request_bytes: int = 32 * 1024 * 1024
+    max_connections: int = 10000
+    log_level: str = "info"
+    envoy_log_level: str = "warning"
+    envoy_concurrency: int | None = None
+    ca_file: str = DEFAULT_CA_FILE
+    flows: Mapping[str, Flow] = field(default_factory=dict)  # OAuth logins
+    auth_store: str | None = None  # the accounts file; None: the user's config directory
+    admin_token: str | None = field(default=None, repr=False)  # guards the /auth API
+    refresh_skew: float = 300.0  # refresh a login's token this long before it expires
+    processor_token: str | None = field(default=None, repr=False)  # Envoy presents it on every ext_proc stream
+    source: str | None = None  # the config file; None: the embedded default config
+

@@ -14,12 +14,12 @@ from typing import Any
 
 import yaml
 
+from extproc.core.headers import MODEL_HEADER, PROCESSOR_TOKEN_HEADER, REASON_HEADER, ROUTE_HEADER
 from extproc.core.providers import ProviderSpec
 from extproc.core.settings import Settings
-from extproc.gateway import MODEL_HEADER, REASON_HEADER, ROUTE_HEADER
 
 PROCESSOR_CLUSTER = "extproc"
-PROCESSOR_TOKEN_HEADER = "x-extproc-token"
+
 CONTROL_SERVICES = ("extproc.v1.Models", "extproc.v1.Auth")
 DESCRIPTOR_SET = Path(__file__).resolve().parent / "v1" / "extproc.pb"
 _T = "type.googleapis.com/envoy."

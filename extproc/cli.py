@@ -11,10 +11,10 @@ import time
 from extproc import __version__
 from extproc.bootstrap import render_bootstrap
 from extproc.config import load_settings
+from extproc.core.availability import availability
 from extproc.core.errors import ConfigError
 from extproc.core.health import Health
 from extproc.core.registry import Registry
-from extproc.core.resolve import availability
 from extproc.core.settings import Settings
 
 

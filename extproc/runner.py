@@ -25,7 +25,8 @@ from extproc.auth.store import StoreError, store_at
 from extproc.bootstrap import render_bootstrap
 from extproc.core.settings import Credential, Settings
 from extproc.discovery.refresh import Discovery
-from extproc.gateway import Gateway
+from extproc.exchange import Gateway
+from extproc.runtime import Runtime
 from extproc.server import start_server
 
 log = logging.getLogger("extproc")
@@ -75,26 +76,9 @@ def warn_about_exposure(settings: Settings) -> None:
                         provider.name, provider.base_url)
 
 
-def publish_logins(gateway: Gateway, manager: AccountManager, was_suspended: set[str]) -> None:
-    """The registry sees every account; a suspended one stays listed, and unavailable with its reason.
-
-    Only an account that was suspended and is active again is reinstated: a store write must not
-    wipe the short cooldowns health keeps for logins whose token endpoint is failing.
-    """
-    gateway.update_logins(manager.credentials())
-    suspended = manager.suspended()
-    for cred in gateway.logins:
-        if cred.id in suspended:
-            gateway.health.suspend(cred.id, f"login suspended: {suspended[cred.id]}")
-        elif cred.id in was_suspended:
-            gateway.health.reinstate(cred.id)
-    was_suspended.clear()
-    was_suspended.update(suspended)
-
-
 @dataclass
 class Processor:
-    gateway: Gateway
+    runtime: Runtime
     manager: AccountManager
     server: grpc.aio.Server
 
@@ -103,21 +87,20 @@ class Processor:
 async def processor(settings: Settings) -> AsyncIterator[Processor]:
     """The gRPC server with the gateway, its accounts and discovery running, for as long as the block runs."""
     async with httpx.AsyncClient(follow_redirects=False) as client:
-        manager = AccountManager(store_at(settings.auth_store), settings.flows, client, skew=settings.refresh_skew)
-        gateway = Gateway(settings, secrets=manager)
-        suspended: set[str] = set()
-        manager.on_change = lambda: publish_logins(gateway, manager, suspended)
+        runtime = Runtime(settings)
+        manager = AccountManager(store_at(settings.auth_store), settings.flows, client,
+                                 on_change=runtime.publish_logins, skew=settings.refresh_skew)
         try:
             await manager.load()
         except StoreError as exc:
             log.error("logins unavailable until the accounts file is fixed: %s", exc)
         report_credentials(settings, manager.credentials())
         warn_about_exposure(settings)
-        server = await start_server(settings, gateway, manager)
-        discovery = Discovery(settings, client, gateway.update_models)
+        server = await start_server(settings, Gateway(runtime, secrets=manager), manager)
+        discovery = Discovery(settings, client, runtime.publish_discovered)
         tasks = [asyncio.create_task(discovery.run()), asyncio.create_task(manager.watch())]
         try:
-            yield Processor(gateway, manager, server)
+            yield Processor(runtime, manager, server)
         finally:
             for task in tasks:
                 task.cancel()

@@ -1,16 +1,15 @@
-"""The grpcio server that hosts the processor (and, later, the control services)."""
+"""The grpcio server that hosts the processor and the control services."""
 
 from __future__ import annotations
 
 import grpc
-from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as pb_grpc
 
 from extproc.auth.accounts import AccountManager
 from extproc.control.auth import AuthService
 from extproc.control.models import ModelsService
 from extproc.core.settings import Settings
-from extproc.edge.ext_proc import ExternalProcessor
-from extproc.gateway import Gateway
+from extproc.edge import ext_proc
+from extproc.exchange import Gateway
 from extproc.v1 import auth_pb2_grpc, models_pb2_grpc
 
 _GRPC_SLACK = 8 * 1024 * 1024
@@ -23,8 +22,8 @@ async def start_server(settings: Settings, gateway: Gateway, accounts: AccountMa
         ("grpc.max_send_message_length", limit),
         ("grpc.so_reuseport", 0),
     ])
-    pb_grpc.add_ExternalProcessorServicer_to_server(ExternalProcessor(gateway), server)
-    models_pb2_grpc.add_ModelsServicer_to_server(ModelsService(gateway), server)  # type: ignore[no-untyped-call]
+    ext_proc.add_to_server(server, gateway, settings.processor_token)
+    models_pb2_grpc.add_ModelsServicer_to_server(ModelsService(gateway.runtime), server)  # type: ignore[no-untyped-call]
     auth_pb2_grpc.add_AuthServicer_to_server(  # type: ignore[no-untyped-call]
         AuthService(accounts, settings.admin_token), server)
     address = str(settings.processor)

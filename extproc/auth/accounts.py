@@ -62,13 +62,14 @@ def split_pasted(pasted: str) -> tuple[str, str | None]:
 
 class AccountManager:
     def __init__(self, store: TokenStore, flows: Mapping[str, Flow], http: httpx.AsyncClient,
-                 on_change: Callable[[], None] = lambda: None, skew: float = 300.0,
+                 on_change: Callable[[tuple[Credential, ...], Mapping[str, str]], None] = lambda _c, _s: None,
+                 skew: float = 300.0,
                  clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.flows = flows
         self.pending = PendingLogins(clock)
         self._http = http
-        self.on_change = on_change
+        self._on_change = on_change
         self._skew = skew
         self._clock = clock
         self._accounts: dict[str, Account] = {}
@@ -88,6 +89,10 @@ class AccountManager:
     def suspended(self) -> dict[str, str]:
         return {a.id: a.status_reason or "suspended" for a in self._accounts.values() if a.status == "suspended"}
 
+    def _changed(self) -> None:
+        """Tell the runtime what the accounts are now (credentials, and which are suspended why)."""
+        self._on_change(self.credentials(), self.suspended())
+
     async def load(self) -> None:
         """Read the store (another process, e.g. `extproc auth login`, may have changed it)."""
         stamp = self._file_stamp()  # before reading: a write landing meanwhile is reloaded next tick
@@ -98,7 +103,7 @@ class AccountManager:
         for account in self._accounts.values():
             if account.id not in known:
                 log.info("account %s (%s, %s) loaded from the store", account.id, account.kind, account.status)
-        self.on_change()
+        self._changed()
 
     async def watch(self, every: float = 2.0) -> None:
         """Reload when the store file changes on disk."""
@@ -217,7 +222,7 @@ class AccountManager:
         changed = self._accounts.get(account.id, account).status != account.status
         self._accounts[account.id] = account
         if changed:
-            self.on_change()
+            self._changed()
 
     async def _suspend(self, account: Account, reason: str) -> CredentialUnavailable:
         log.warning("account %s suspended: %s", account.id, reason)
@@ -228,7 +233,7 @@ class AccountManager:
         with contextlib.suppress(KeyError):
             account = await asyncio.to_thread(self.store.update, account.id, suspend)
         self._accounts[account.id] = dataclasses.replace(account, status="suspended", status_reason=reason)
-        self.on_change()
+        self._changed()
         return CredentialUnavailable(f"account {account.id} suspended: {reason}", permanent=True)
 
     # -- logging in and out
@@ -281,14 +286,14 @@ class AccountManager:
         stored = await asyncio.to_thread(self.store.upsert, account)
         self._accounts[stored.id] = stored
         self._stamp = self._file_stamp()
-        self.on_change()
+        self._changed()
         return stored
 
     async def remove(self, account_id: str) -> bool:
         removed = await asyncio.to_thread(self.store.remove, account_id)
         if self._accounts.pop(account_id, None) is not None or removed:
             self._stamp = self._file_stamp()
-            self.on_change()
+            self._changed()
         return removed
 
     async def force_refresh(self, account_id: str) -> Account:

@@ -21,13 +21,8 @@ from extproc.config.values import (
 from extproc.core.errors import ConfigError
 from extproc.core.providers import Api, ApiRoute, AuthStyle, DiscoverySpec, ProviderSpec, parse_base_url
 from extproc.core.settings import Credential
-
-# The client endpoints of each API family, by the names config uses (see extproc.formats).
-ENDPOINTS = {
-    Api.OPENAI: frozenset({"chat", "completions", "responses", "embeddings"}),
-    Api.ANTHROPIC: frozenset({"messages"}),
-    Api.GEMINI: frozenset({"gemini"}),
-}
+from extproc.formats import ENDPOINTS
+from extproc.formats.transforms import PROVIDER_TRANSFORMS
 
 _PROVIDER_KEYS = {"base_url", "auth", "api_key", "api_keys", "api_key_env", "headers", "apis", "discovery",
                   "transform", "prefer", "model_prefixes"}
@@ -128,7 +123,7 @@ def _provider(name: str, data: Mapping[str, Any], key: str, discovery: Discovery
     return ProviderSpec(name=name, base_url=base_url, auth=AuthStyle(auth), apis=apis, headers=headers,
                         api_key_env=str(env_name) if env_name else None,
                         discovery=_discovery(data.get("discovery"), f"{key}.discovery", discovery, apis),
-                        transform=choice(data["transform"], f"{key}.transform", ("codeassist",))
+                        transform=choice(data["transform"], f"{key}.transform", PROVIDER_TRANSFORMS)
                         if data.get("transform") else None,
                         prefer=choice(data.get("prefer", "api_key"), f"{key}.prefer", ("api_key", "login")),
                         model_prefixes=tuple(string_list(data.get("model_prefixes") or [], f"{key}.model_prefixes")))

@@ -1,19 +1,21 @@
-"""The Models service: the registry as an OpenAI-compatible models API."""
+"""The Models service: the registry as an OpenAI-compatible models API. Each call reads one snapshot."""
 
 from __future__ import annotations
 
 import grpc
 
+from extproc.core.availability import availability, recommended_fallbacks
 from extproc.core.catalog import ModelSpec
-from extproc.core.resolve import availability, recommended_fallbacks
-from extproc.gateway import Gateway
+from extproc.core.health import HealthView
+from extproc.core.registry import Registry
+from extproc.runtime import Runtime
 from extproc.v1 import models_pb2 as pb
 from extproc.v1 import models_pb2_grpc as pb_grpc
 
 
 class ModelsService(pb_grpc.ModelsServicer):
-    def __init__(self, gateway: Gateway) -> None:
-        self._gateway = gateway
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
 
     async def ListModels(self, request: pb.ListModelsRequest, context: grpc.aio.ServicerContext) -> pb.ModelList:  # noqa: N802
         return self._list(only_available=False)
@@ -24,32 +26,33 @@ class ModelsService(pb_grpc.ModelsServicer):
         return self._list(only_available=True)
 
     async def GetModel(self, request: pb.GetModelRequest, context: grpc.aio.ServicerContext) -> pb.Model:  # noqa: N802
-        registry = self._gateway.registry
+        registry = self._runtime.current.registry
         name = request.id
         found = registry.lookup(name) or registry.lookup(registry.aliases.get(name, ""))
         if not found:
             await context.abort(grpc.StatusCode.NOT_FOUND,
                                 f"The model '{name}' does not exist on this gateway; GET /v1/models lists the models.")
-        return self._card(found[0], with_fallbacks=True)
+        return _card(found[0], registry, self._runtime.health, self._runtime.clock(), with_fallbacks=True)
 
     def _list(self, only_available: bool) -> pb.ModelList:
-        cards = [self._card(m) for m in self._gateway.registry.models]
+        registry, health, now = self._runtime.current.registry, self._runtime.health, self._runtime.clock()
+        cards = [_card(m, registry, health, now) for m in registry.models]
         return pb.ModelList(object="list", data=[c for c in cards if c.available or not only_available])
 
-    def _card(self, model: ModelSpec, with_fallbacks: bool = False) -> pb.Model:
-        gateway = self._gateway
-        registry, now = gateway.registry, gateway.now()
-        state = availability(model, registry, gateway.health, now)
-        card = pb.Model(
-            id=model.id, object="model", created=model.created_ts, owned_by=model.provider,
-            provider=model.provider, mode=model.mode, context_window=model.context_window,
-            max_output_tokens=model.max_output_tokens, input_price_per_million=model.input_price,
-            output_price_per_million=model.output_price, capabilities=sorted(model.capabilities),
-            status=model.status, available=state.available, credentials=state.credentials,
-            discovered=model.discovered,
-        )
-        if state.reason is not None:
-            card.unavailable_reason = state.reason
-        if with_fallbacks:
-            card.fallbacks.extend(m.id for m in recommended_fallbacks(model, registry, gateway.health, now))
-        return card
+
+def _card(model: ModelSpec, registry: Registry, health: HealthView, now: float,
+          with_fallbacks: bool = False) -> pb.Model:
+    state = availability(model, registry, health, now)
+    card = pb.Model(
+        id=model.id, object="model", created=model.created_ts, owned_by=model.provider,
+        provider=model.provider, mode=model.mode, context_window=model.context_window,
+        max_output_tokens=model.max_output_tokens, input_price_per_million=model.input_price,
+        output_price_per_million=model.output_price, capabilities=sorted(model.capabilities),
+        status=model.status, available=state.available, credentials=state.credentials,
+        discovered=model.discovered,
+    )
+    if state.reason is not None:
+        card.unavailable_reason = state.reason
+    if with_fallbacks:
+        card.fallbacks.extend(m.id for m in recommended_fallbacks(model, registry, health, now))
+    return card

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 from typing import Protocol
 
 from extproc.core.settings import HealthPolicy
@@ -126,3 +128,36 @@ class Health:
         self._model_suspended = {k: b for k, b in self._model_suspended.items() if b.until > now}
         self._missing = {k: b for k, b in self._missing.items() if b.until > now}
         self._suspended = {k: b for k, b in self._suspended.items() if b.until > now}
+
+
+_MAX_RETRY_AFTER = 86400.0  # a day: beyond that an upstream's number is not a plan
+
+
+def parse_retry_after(headers: Mapping[str, str], now: float) -> float | None:
+    """Seconds from `retry-after-ms`, `retry-after` (seconds or an HTTP date), at most a day; None when absent."""
+    seconds = _retry_after_seconds(headers, now)
+    return None if seconds is None else min(max(0.0, seconds), _MAX_RETRY_AFTER)
+
+
+def _retry_after_seconds(headers: Mapping[str, str], now: float) -> float | None:
+    raw_ms = _number(headers.get("retry-after-ms"))
+    if raw_ms is not None:
+        return raw_ms / 1000
+    raw = headers.get("retry-after")
+    if not raw:
+        return None
+    seconds = _number(raw)
+    if seconds is not None:
+        return seconds
+    try:
+        return parsedate_to_datetime(raw).timestamp() - now
+    except (TypeError, ValueError):
+        return None
+
+
+def _number(raw: str | None) -> float | None:
+    try:
+        value = float(raw) if raw else None
+    except ValueError:
+        return None
+    return None if value is None or math.isnan(value) else value

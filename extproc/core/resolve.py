@@ -6,7 +6,6 @@ A pure function: it reads health but never changes it.
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -203,55 +202,3 @@ def _unavailable(req: RequestView, primary: ModelSpec, registry: Registry, block
                        f"No credential can serve '{req.model}': add providers.{primary.provider}.api_key to the "
                        f"config{hint} or log in to the provider, and no fallback can take the request.",
                        retryable=False)
-
-
-@dataclass(frozen=True, slots=True)
-class Availability:
-    available: bool
-    credentials: int  # how many credentials could serve the model
-    reason: str | None  # why not, when unavailable
-    until: float | None = None  # soonest recovery, when known
-
-
-def availability(model: ModelSpec, registry: Registry, health: HealthView, now: float) -> Availability:
-    """A model is available while at least one credential that can serve it is neither cooling nor suspended
-    (for its usual endpoint: chat, embeddings, messages or Gemini's)."""
-    creds = registry.credentials_for(model)
-    if not creds:
-        return Availability(False, 0, "no credential")
-    endpoint = usual_request(model, registry).endpoint
-    blocks = []
-    for cred in creds:
-        block = health.blocked(cred.id, model.id, now, endpoint)
-        if block is None:
-            return Availability(True, len(creds), None)
-        blocks.append(block)
-    soonest = min(blocks, key=lambda b: b.until)
-    if soonest.kind == "cooldown":
-        when = dt.datetime.fromtimestamp(soonest.until, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        return Availability(False, len(creds), f"cooling down until {when}: {soonest.reason}", soonest.until)
-    return Availability(False, len(creds), f"suspended: {soonest.reason}", soonest.until)
-
-
-def usual_request(model: ModelSpec, registry: Registry) -> RequestView:
-    """A plain request for the model through its provider's usual API (OpenAI's when it speaks it)."""
-    provider = registry.providers[model.provider]
-    api = Api.OPENAI if Api.OPENAI in provider.apis else next(iter(provider.apis))
-    endpoint = {Api.OPENAI: "embeddings" if model.mode == "embedding" else "chat",
-                Api.ANTHROPIC: "messages", Api.GEMINI: "gemini"}[api]
-    return RequestView(api, model.qualified, model.mode, endpoint=endpoint)
-
-
-def recommended_fallbacks(model: ModelSpec, registry: Registry, health: HealthView, now: float,
-                          limit: int = 5) -> list[ModelSpec]:
-    """What a plain request for `model` would fall back to now, in order, available ones only."""
-    req = usual_request(model, registry)
-    picked: list[ModelSpec] = []
-    for _, candidate in _fallbacks(req, model, registry):
-        if candidate in picked or candidate == model:
-            continue
-        if availability(candidate, registry, health, now).available:
-            picked.append(candidate)
-            if len(picked) == limit:
-                break
-    return picked

@@ -6,11 +6,10 @@ import re
 
 from extproc.core.providers import Api
 from extproc.core.resolve import RequestView
-from extproc.formats.base import JsonObject, ParsedRequest, body_model, decode_object, measure, positive_int
+from extproc.formats.base import JsonObject, body_model, measure, positive_int
 
 
-def parse_messages(body: bytes, _: re.Match[str]) -> ParsedRequest:
-    doc = decode_object(body)
+def read_messages(doc: JsonObject, _: re.Match[str]) -> RequestView:
     model = body_model(doc)
     tokens, images = measure([doc.get("messages") or [], doc.get("system") or ""])
     needs = set()
@@ -25,8 +24,7 @@ def parse_messages(body: bytes, _: re.Match[str]) -> ParsedRequest:
         needs.add("reasoning")
     if doc.get("output_format") or (isinstance(doc.get("output_config"), dict) and doc["output_config"].get("format")):
         needs.add("structured_output")
-    view = RequestView(Api.ANTHROPIC, model, "chat", frozenset(needs), tokens, positive_int(doc, "max_tokens"))
-    return ParsedRequest(view, doc)
+    return RequestView(Api.ANTHROPIC, model, "chat", frozenset(needs), tokens, positive_int(doc, "max_tokens"))
 
 
 def prepend_system(doc: JsonObject, prefix: str) -> bool:

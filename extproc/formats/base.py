@@ -1,18 +1,14 @@
-"""What every format shares: the endpoint table, body decoding and the token/image walk."""
+"""What every format shares: body decoding, model ids, the token/image walk."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import unquote_plus
 
 import orjson
 
 from extproc.core.errors import ClientError
-from extproc.core.providers import Api
-from extproc.core.resolve import Decision, RequestView
 
 JsonObject = dict[str, Any]
 
@@ -25,51 +21,10 @@ def set_body_model(doc: JsonObject, model_id: str) -> bool:
     return True
 
 
-@dataclass(frozen=True, slots=True)
-class ParsedRequest:
-    view: RequestView
-    doc: JsonObject  # the decoded body
-    rewrite: Callable[[JsonObject, str], bool] = set_body_model  # moves the body's model references
-
-
-@dataclass(frozen=True, slots=True)
-class Endpoint:
-    """One client endpoint: how to read its requests and where its path continues upstream."""
-
-    api: Api
-    name: str
-    parse: Callable[[bytes, re.Match[str]], ParsedRequest]
-    client_prefix: str  # stripped from the client path; the provider's api prefix replaces it
-    match: re.Match[str]
-    query: str
-    path: str  # as the client sent it
-
-    def read(self, body: bytes) -> ParsedRequest:
-        """Parse a request body for this endpoint (raises ClientError for bad input)."""
-        parsed = self.parse(body, self.match)
-        return replace(parsed, view=replace(parsed.view, endpoint=self.name))
-
-    def upstream_rest(self, decision: Decision) -> str:
-        """The path after the client prefix, with the model rewritten where it lives in the path."""
-        if self.api is Api.GEMINI:
-            version, method = self.match.group("version"), self.match.group("method")
-            rest = f"/{version}/models/{decision.model.id}:{method}"
-        else:
-            rest = self.match.group(0)[len(self.client_prefix):]
-        query = _without_credentials(self.query)
-        return rest + (f"?{query}" if query else "")
-
-    def new_body(self, parsed: ParsedRequest, decision: Decision) -> bytes | None:
-        """The rewritten body, or None when the body can go upstream as it came."""
-        if not parsed.rewrite(parsed.doc, decision.model.id):
-            return None
-        return orjson.dumps(parsed.doc)
-
-
 _CREDENTIAL_PARAMS = frozenset({"key", "api_key", "access_token"})
 
 
-def _without_credentials(query: str) -> str:
+def without_credentials(query: str) -> str:
     """The query minus a client's own key (Gemini clients may send ?key=); other parameters as they came."""
     if not query:
         return query

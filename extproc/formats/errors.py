@@ -1,11 +1,12 @@
-"""ClientError → each client API's own error envelope."""
+"""ClientError → each client API's own error envelope, and the bodies of Envoy's own replies in it."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import orjson
 
 from extproc.core.errors import ClientError
-from extproc.core.providers import Api
 
 _OPENAI_TYPES = {400: "invalid_request_error", 404: "invalid_request_error", 413: "invalid_request_error",
                  429: "rate_limit_error", 503: "service_unavailable_error"}
@@ -15,15 +16,33 @@ _GOOGLE_STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISS
                   413: "INVALID_ARGUMENT", 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE"}
 
 
-def error_body(api: Api, err: ClientError) -> bytes:
-    if api is Api.ANTHROPIC:
-        return orjson.dumps({"type": "error", "error": {"type": _ANTHROPIC_TYPES.get(err.status, "api_error"),
-                                                        "message": err.message}})
-    if api is Api.GEMINI:
-        return orjson.dumps({"error": {"code": err.status, "message": err.message,
-                                       "status": _GOOGLE_STATUS.get(err.status, "UNKNOWN")}})
+def openai_error(err: ClientError) -> bytes:
     return orjson.dumps({"error": {"message": err.message, "type": _OPENAI_TYPES.get(err.status, "api_error"),
                                    "param": err.param, "code": err.kind}})
+
+
+def anthropic_error(err: ClientError) -> bytes:
+    return orjson.dumps({"type": "error", "error": {"type": _ANTHROPIC_TYPES.get(err.status, "api_error"),
+                                                    "message": err.message}})
+
+
+def gemini_error(err: ClientError) -> bytes:
+    return orjson.dumps({"error": {"code": err.status, "message": err.message,
+                                   "status": _GOOGLE_STATUS.get(err.status, "UNKNOWN")}})
+
+
+# Envoy's own replies (upstream unreachable, processor down, …): `message` may hold Envoy format operators.
+
+def openai_local_reply(message: str) -> dict[str, Any]:
+    return {"error": {"message": message, "type": "server_error", "param": None, "code": "%RESPONSE_CODE_DETAILS%"}}
+
+
+def anthropic_local_reply(message: str) -> dict[str, Any]:
+    return {"type": "error", "error": {"type": "api_error", "message": message}}
+
+
+def gemini_local_reply(message: str) -> dict[str, Any]:
+    return {"error": {"code": "%RESPONSE_CODE%", "message": message, "status": "UNAVAILABLE"}}
 
 
 def error_headers(err: ClientError) -> dict[str, str]:

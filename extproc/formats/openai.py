@@ -6,7 +6,7 @@ import re
 
 from extproc.core.providers import Api
 from extproc.core.resolve import RequestView
-from extproc.formats.base import JsonObject, ParsedRequest, body_model, decode_object, measure, positive_int
+from extproc.formats.base import JsonObject, body_model, measure, positive_int
 
 
 def _common_needs(doc: JsonObject, images: int) -> set[str]:
@@ -24,34 +24,29 @@ def _common_needs(doc: JsonObject, images: int) -> set[str]:
     return needs
 
 
-def parse_chat(body: bytes, _: re.Match[str]) -> ParsedRequest:
-    doc = decode_object(body)
+def read_chat(doc: JsonObject, _: re.Match[str]) -> RequestView:
     model = body_model(doc)
     tokens, images = measure(doc.get("messages") or doc.get("prompt") or [])
     needs = _common_needs(doc, images)
     fmt = doc.get("response_format")
     if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
         needs.add("structured_output")
-    view = RequestView(Api.OPENAI, model, "chat", frozenset(needs), tokens,
+    return RequestView(Api.OPENAI, model, "chat", frozenset(needs), tokens,
                        positive_int(doc, "max_completion_tokens", "max_tokens"))
-    return ParsedRequest(view, doc)
 
 
-def parse_responses(body: bytes, _: re.Match[str]) -> ParsedRequest:
-    doc = decode_object(body)
+def read_responses(doc: JsonObject, _: re.Match[str]) -> RequestView:
     model = body_model(doc)
     tokens, images = measure([doc.get("input") or [], doc.get("instructions") or ""])
     needs = _common_needs(doc, images)
     text = doc.get("text")
     if isinstance(text, dict) and isinstance(text.get("format"), dict) and text["format"].get("type") == "json_schema":
         needs.add("structured_output")
-    view = RequestView(Api.OPENAI, model, "chat", frozenset(needs), tokens, positive_int(doc, "max_output_tokens"),
+    return RequestView(Api.OPENAI, model, "chat", frozenset(needs), tokens, positive_int(doc, "max_output_tokens"),
                        same_provider=bool(doc.get("previous_response_id") or doc.get("conversation")))
-    return ParsedRequest(view, doc)
 
 
-def parse_embeddings(body: bytes, _: re.Match[str]) -> ParsedRequest:
-    doc = decode_object(body)
+def read_embeddings(doc: JsonObject, _: re.Match[str]) -> RequestView:
     model = body_model(doc)
     tokens, _images = measure(doc.get("input") or [])
-    return ParsedRequest(RequestView(Api.OPENAI, model, "embedding", frozenset(), tokens), doc)
+    return RequestView(Api.OPENAI, model, "embedding", frozenset(), tokens)

@@ -16,7 +16,7 @@ from extproc.config import parse_settings
 from extproc.core.settings import Settings
 from extproc.discovery.parse import Listed
 from extproc.discovery.refresh import Discovery
-from extproc.gateway import Gateway
+from extproc.runtime import Snapshot
 from tests.clock import Clock
 from tests.conftest import SECRETS, Stack, provider_config
 from tests.fakes import FakeProvider, Listing
@@ -60,15 +60,14 @@ def test_discovered_models_merge_with_the_catalog(fakes: dict[str, FakeProvider]
     fakes["gemini"].listing = Listing(ids=["gemini-new-embedding"])
     settings = make_settings(fakes)
     updates = run(settings, Clock(), lambda d: d.refresh_due())
-    gateway = Gateway(settings)
-    gateway.update_models(updates[-1])
-    fresh, = gateway.registry.lookup("fresh-model")
+    registry = Snapshot.build(settings).with_discovered(updates[-1]).registry
+    fresh, = registry.lookup("fresh-model")
     assert fresh.discovered and fresh.provider == "openai"
-    luna, = gateway.registry.lookup("gpt-6-luna")
+    luna, = registry.lookup("gpt-6-luna")
     assert not luna.discovered and luna.input_price > 0  # the catalog's metadata wins
-    embed, = gateway.registry.lookup("gemini-new-embedding")
+    embed, = registry.lookup("gemini-new-embedding")
     assert embed.mode == "embedding" and embed.context_window == 1048576
-    assert gateway.registry.lookup("claude-sonnet-5-5")  # catalog models a provider does not list stay
+    assert registry.lookup("claude-sonnet-5-5")  # catalog models a provider does not list stay
 
 
 def test_ttl_caches_then_refreshes(fakes: dict[str, FakeProvider]) -> None:

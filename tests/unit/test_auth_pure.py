@@ -16,9 +16,8 @@ from extproc.auth.client import OAuthError, refresh_grant
 from extproc.auth.imports import LoginFileError, parse_login_file
 from extproc.auth.pkce import STATE_TTL, LoginExpired, PendingLogins, challenge_of, new_verifier
 from extproc.config import load_settings
-from extproc.formats.anthropic import prepend_system
-from extproc.formats.gemini import SseUnwrapper, unwrap_codeassist
-from extproc.gateway import merge_header_values
+from extproc.formats.transforms import SseUnwrapper, prepend_system, unwrap_codeassist
+from extproc.forward import merge_header_values
 from tests.clock import Clock
 from tests.fakes import FakeProvider
 

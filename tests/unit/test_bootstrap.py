@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from extproc.bootstrap import PROCESSOR_CLUSTER, build_bootstrap, provider_cluster_name, render_bootstrap
-from extproc.gateway import ROUTE_HEADER
+from extproc.core.headers import ROUTE_HEADER
 from tests.unit.helpers import provider, settings
 
 LIMIT = 5 * 1024 * 1024

@@ -6,11 +6,10 @@ from collections import Counter
 import pytest
 
 from extproc.config import load_settings, parse_settings
-from extproc.config.providers import ENDPOINTS
 from extproc.core.errors import ConfigError
 from extproc.core.providers import Api, AuthStyle
 from extproc.core.settings import Address, Credential, HealthPolicy
-from extproc.formats import match_endpoint
+from extproc.formats import ENDPOINTS, match_endpoint
 from tests.unit.helpers import model, provider, settings
 
 BUILTIN_PROVIDERS = {"openai", "anthropic", "gemini", "groq", "mistral"}

@@ -8,8 +8,8 @@ import pytest
 from extproc.core.errors import ClientError
 from extproc.core.providers import Api
 from extproc.core.resolve import RequestView
-from extproc.formats import api_for_path, match_endpoint
-from extproc.formats.errors import error_body, error_headers
+from extproc.formats import api_for_path, error_body, match_endpoint
+from extproc.formats.errors import error_headers
 
 CHAT, COMPLETIONS, RESPONSES = "/v1/chat/completions", "/v1/completions", "/v1/responses"
 EMBEDDINGS, MESSAGES = "/v1/embeddings", "/v1/messages"

@@ -1,4 +1,4 @@
-"""The Models service over a gateway: listing, availability reasons, detail with fallbacks, 404."""
+"""The Models service over a runtime: listing, availability reasons, detail with fallbacks, 404."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 from extproc.control.models import ModelsService
 from extproc.discovery.parse import Listed
-from extproc.gateway import Gateway
+from extproc.runtime import Runtime
 from extproc.v1 import models_pb2 as pb
 from tests.clock import Clock
 from tests.unit.helpers import model, provider, settings
@@ -33,7 +33,7 @@ class Context:
 
 
 @pytest.fixture
-def gateway(clock: Clock) -> Gateway:
+def runtime(clock: Clock) -> Runtime:
     s = settings(
         # Custom providers only: built-in ones have no key here, so catalog models never appear as fallbacks.
         providers={"acme": provider({"openai": "/v1"}, "sk-a"), "zeta": provider({"openai": "/v1"}, "sk-z"),
@@ -44,24 +44,24 @@ def gateway(clock: Clock) -> Gateway:
         aliases={"fast": "svc-c"},
         strategy="capability-match",
     )
-    return Gateway(s, clock=clock)
+    return Runtime(s, clock=clock)
 
 
 def call(coro: Any) -> Any:
     return asyncio.run(coro)
 
 
-def listed(gateway: Gateway, available: bool = False) -> dict[str, pb.Model]:
-    service = ModelsService(gateway)
+def listed(runtime: Runtime, available: bool = False) -> dict[str, pb.Model]:
+    service = ModelsService(runtime)
     method = service.ListAvailableModels if available else service.ListModels
     result = call(method(pb.ListModelsRequest(), Context()))
     assert result.object == "list"
     return {m.id: m for m in result.data}
 
 
-def test_list_has_every_model_with_openai_and_rich_fields(gateway: Gateway) -> None:
-    models = listed(gateway)
-    assert len(models) == len(gateway.registry.models)
+def test_list_has_every_model_with_openai_and_rich_fields(runtime: Runtime) -> None:
+    models = listed(runtime)
+    assert len(models) == len(runtime.current.registry.models)
     a = models["svc-a"]
     assert (a.object, a.owned_by, a.provider, a.available, a.credentials) == ("model", "acme", "acme", True, 1)
     assert a.created > 0 and a.context_window == 100_000 and a.input_price_per_million == 1.0
@@ -70,33 +70,33 @@ def test_list_has_every_model_with_openai_and_rich_fields(gateway: Gateway) -> N
     assert (m.available, m.unavailable_reason, m.credentials) == (False, "no credential", 0)
 
 
-def test_available_lists_only_what_a_request_could_use_now(gateway: Gateway, clock: Clock) -> None:
-    gateway.health.observe("acme:key1", "svc-a", 429, 30, clock.now)
-    available = listed(gateway, available=True)
+def test_available_lists_only_what_a_request_could_use_now(runtime: Runtime, clock: Clock) -> None:
+    runtime.health.observe("acme:key1", "svc-a", 429, 30, clock.now)
+    available = listed(runtime, available=True)
     assert "svc-a" not in available and "svc-m" not in available and "svc-b" in available
-    reason = listed(gateway)["svc-a"].unavailable_reason
+    reason = listed(runtime)["svc-a"].unavailable_reason
     assert reason.startswith("cooling down until 2023-11-14T22:13:50Z") and "429" in reason
     clock.now += 30
-    assert "svc-a" in listed(gateway, available=True)
+    assert "svc-a" in listed(runtime, available=True)
 
 
-def test_suspension_reason(gateway: Gateway, clock: Clock) -> None:
-    gateway.health.observe("acme:key1", "svc-a", 401, None, clock.now)
-    assert listed(gateway)["svc-b"].unavailable_reason == "suspended: credential rejected (401)"
+def test_suspension_reason(runtime: Runtime, clock: Clock) -> None:
+    runtime.health.observe("acme:key1", "svc-a", 401, None, clock.now)
+    assert listed(runtime)["svc-b"].unavailable_reason == "suspended: credential rejected (401)"
 
 
-def test_detail_lists_fallbacks_in_resolution_order_available_only(gateway: Gateway, clock: Clock) -> None:
-    service = ModelsService(gateway)
+def test_detail_lists_fallbacks_in_resolution_order_available_only(runtime: Runtime, clock: Clock) -> None:
+    service = ModelsService(runtime)
     detail = call(service.GetModel(pb.GetModelRequest(id="svc-a"), Context()))
     # capability-match: same provider first (svc-b), then nearest price (svc-c); not deprecated, not keyless.
     assert list(detail.fallbacks) == ["svc-b", "svc-c"]
-    gateway.health.observe("acme:key1", "svc-b", 429, 60, clock.now)
+    runtime.health.observe("acme:key1", "svc-b", 429, 60, clock.now)
     detail = call(service.GetModel(pb.GetModelRequest(id="acme/svc-a"), Context()))
     assert list(detail.fallbacks) == ["svc-c"]
 
 
-def test_detail_by_alias_and_unknown_is_not_found(gateway: Gateway) -> None:
-    service = ModelsService(gateway)
+def test_detail_by_alias_and_unknown_is_not_found(runtime: Runtime) -> None:
+    service = ModelsService(runtime)
     assert call(service.GetModel(pb.GetModelRequest(id="fast"), Context())).id == "svc-c"
     context = Context()
     with pytest.raises(Aborted, match="'nope' does not exist"):
@@ -104,8 +104,8 @@ def test_detail_by_alias_and_unknown_is_not_found(gateway: Gateway) -> None:
     assert context.code is grpc.StatusCode.NOT_FOUND
 
 
-def test_discovered_models_are_listed_and_marked(gateway: Gateway) -> None:
-    gateway.update_models({"zeta": (Listed("svc-c"), Listed("brand-new", context_window=8192))})
-    models = listed(gateway)
+def test_discovered_models_are_listed_and_marked(runtime: Runtime) -> None:
+    runtime.publish_discovered({"zeta": (Listed("svc-c"), Listed("brand-new", context_window=8192))})
+    models = listed(runtime)
     assert models["brand-new"].discovered and models["brand-new"].context_window == 8192
     assert not models["svc-c"].discovered and models["svc-c"].input_price_per_million == 0.9

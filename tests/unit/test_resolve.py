@@ -4,11 +4,12 @@ from typing import Any
 
 import pytest
 
+from extproc.core.availability import availability
 from extproc.core.errors import ClientError
 from extproc.core.health import Health
 from extproc.core.providers import Api
 from extproc.core.registry import Registry
-from extproc.core.resolve import RequestView, availability, fallback_candidates, resolve
+from extproc.core.resolve import RequestView, fallback_candidates, resolve
 from tests.unit.helpers import model, provider, settings
 
 NOW = 1_000.0

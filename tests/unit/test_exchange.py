@@ -1,3 +1,5 @@
+"""The exchange driven by plain events, as the edge drives it: no gRPC, no Envoy, no network."""
+
 from __future__ import annotations
 
 import asyncio
@@ -8,8 +10,13 @@ from typing import Any
 
 import pytest
 
+from extproc.core.headers import MODEL_HEADER, REASON_HEADER, ROUTE_HEADER
+from extproc.core.health import Block, parse_retry_after
 from extproc.core.providers import CLIENT_CREDENTIAL_HEADERS
-from extproc.gateway import MODEL_HEADER, REASON_HEADER, ROUTE_HEADER, Forward, Gateway, Reply, parse_retry_after
+from extproc.core.settings import Settings
+from extproc.exchange import CONTINUE, Continue, Exchange, Gateway, Mutate, Reply
+from extproc.forward import Forward
+from extproc.runtime import Runtime
 from tests.clock import Clock
 from tests.unit.helpers import model, settings
 
@@ -30,32 +37,62 @@ def gateway(clock: Clock) -> Gateway:
         fallbacks={"gw-openai": ["gw-openai-backup"]},
         strategy="none",  # only explicit chains: catalog models never get in the way
     )
-    return Gateway(s, clock=clock)
+    return make_gateway(s, clock)
+
+
+def make_gateway(s: Settings, clock: Any) -> Gateway:
+    return Gateway(Runtime(s, clock=clock))
+
+
+def start(gw: Gateway, path: str, headers: dict[str, str] | None = None) -> Exchange:
+    """An exchange that has seen the request headers of a POST to `path`."""
+    ex = gw.exchange()
+    assert ex.request_headers({":method": "POST", ":path": path, **(headers or {})}, end_of_stream=False) is CONTINUE
+    return ex
+
+
+def outcome(gw: Gateway, path: str, raw: bytes, headers: dict[str, str] | None = None) -> Mutate | Reply:
+    return asyncio.run(start(gw, path, headers).request_body(raw))
+
+
+def routed(gw: Gateway, path: str, raw: bytes, headers: dict[str, str] | None = None) -> Exchange:
+    ex = start(gw, path, headers)
+    action = asyncio.run(ex.request_body(raw))
+    assert isinstance(action, Mutate), action
+    assert ex.forward is not None and action.clear_route_cache
+    assert (action.set_headers, action.remove_headers, action.body) == \
+        (ex.forward.set_headers, ex.forward.remove_headers, ex.forward.body)
+    return ex
+
+
+def respond(ex: Exchange, status: int, headers: dict[str, str] | None = None) -> Block | None:
+    ex.response_headers({":status": str(status), **(headers or {})}, end_of_stream=False)
+    return ex.learned
 
 
 def body(model_id: str, **extra: Any) -> bytes:
     return json.dumps({"model": model_id, "messages": [{"role": "user", "content": "hi"}], **extra}).encode()
 
 
-def forward(gw: Gateway, path: str, raw: bytes) -> Forward:
-    outcome = asyncio.run(gw.on_body(path, raw))
-    assert isinstance(outcome, Forward), outcome
-    return outcome
+def forward(gw: Gateway, path: str, raw: bytes, headers: dict[str, str] | None = None) -> Forward:
+    ex = routed(gw, path, raw, headers)
+    assert ex.forward is not None
+    return ex.forward
 
 
-def reply_json(reply: Reply | Forward | None) -> dict[str, Any]:
+def reply_json(reply: Reply | Mutate | Continue | None) -> dict[str, Any]:
     assert isinstance(reply, Reply), reply
     return json.loads(reply.body)
 
 
-# ---------------------------------------------------------------- on_headers
+# ---------------------------------------------------------------- request headers
 
 @pytest.mark.parametrize(("method", "path", "status"), [
     ("POST", "/v1/models", 405), ("DELETE", "/v1/models/gw-openai", 405), ("GET", "/v1/models", 404),
 ])
 def test_models_paths_are_not_the_processors(gateway, method, path, status):
     """Envoy routes GET /v1/models… to the Models service; whatever reaches ext_proc there is refused."""
-    reply = gateway.on_headers(method, path, end_of_stream=True)
+    reply = gateway.exchange().request_headers({":method": method, ":path": path}, end_of_stream=True)
     assert isinstance(reply, Reply) and reply.status == status
     assert reply_json(reply)["error"]["code"] in ("method_not_allowed", "unknown_endpoint")
 
@@ -66,7 +103,7 @@ def test_models_paths_are_not_the_processors(gateway, method, path, status):
     ("/v1beta/files", lambda d: d["error"]["code"] == 404 and d["error"]["status"] == "NOT_FOUND"),
 ])
 def test_unknown_path_is_404_in_the_api_envelope(gateway, path, check):
-    reply = gateway.on_headers("POST", path, end_of_stream=False)
+    reply = gateway.exchange().request_headers({":method": "POST", ":path": path}, end_of_stream=False)
     assert reply.status == 404
     assert check(reply_json(reply))
 
@@ -74,22 +111,22 @@ def test_unknown_path_is_404_in_the_api_envelope(gateway, path, check):
 @pytest.mark.parametrize(("method", "path"), [("GET", CHAT), ("PUT", "/v1/embeddings"), ("GET", MESSAGES),
                                               ("DELETE", "/v1beta/models/gw-gemini:generateContent")])
 def test_wrong_method_is_405(gateway, method, path):
-    reply = gateway.on_headers(method, path, end_of_stream=True)
+    reply = gateway.exchange().request_headers({":method": method, ":path": path}, end_of_stream=True)
     assert reply.status == 405
     assert reply.error is not None and reply.error.kind == "method_not_allowed"
 
 
 def test_post_without_body_is_400(gateway):
-    reply = gateway.on_headers("POST", CHAT, end_of_stream=True)
+    reply = gateway.exchange().request_headers({":method": "POST", ":path": CHAT}, end_of_stream=True)
     assert reply.status == 400
     assert reply_json(reply)["error"]["code"] == "invalid_request"
 
 
 def test_post_with_body_waits_for_it(gateway):
-    assert gateway.on_headers("POST", CHAT, end_of_stream=False) is None
+    assert gateway.exchange().request_headers({":method": "POST", ":path": CHAT}, end_of_stream=False) is CONTINUE
 
 
-# ---------------------------------------------------------------- on_body: forwarding
+# ---------------------------------------------------------------- request body: forwarding
 
 @pytest.mark.parametrize(("path", "raw", "provider", "auth", "upstream_path"), [
     (CHAT, body("gw-openai"), "openai", ("authorization", "Bearer sk-openai-test"), None),
@@ -123,10 +160,10 @@ def test_forward_routes_and_authenticates(gateway, path, raw, provider, auth, up
 def test_provider_default_headers(gateway):
     """Envoy's ext_proc ignores ADD_IF_ABSENT, so the gateway only sets a default the client did not send."""
     claude = forward(gateway, MESSAGES, body("gw-claude"))
-    assert claude.set_headers["anthropic-version"] == gateway.settings.providers["anthropic"].headers[
-        "anthropic-version"]
-    own = asyncio.run(gateway.on_body(MESSAGES, body("gw-claude"), {"anthropic-version": "2099-01-01"}))
-    assert isinstance(own, Forward) and "anthropic-version" not in own.set_headers  # the client's own wins
+    providers = gateway.runtime.current.settings.providers
+    assert claude.set_headers["anthropic-version"] == providers["anthropic"].headers["anthropic-version"]
+    own = forward(gateway, MESSAGES, body("gw-claude"), {"anthropic-version": "2099-01-01"})
+    assert "anthropic-version" not in own.set_headers  # the client's own wins
     assert "anthropic-version" not in forward(gateway, CHAT, body("gw-openai")).set_headers
 
 
@@ -171,16 +208,15 @@ def test_gemini_alias_rewrites_the_path_not_the_body(gateway):
     (CHAT, body("gw-mistral"), 503, lambda d: "MISTRAL_API_KEY" in d["error"]["message"]),
 ])
 def test_refusals_are_replies_in_the_client_format(gateway, path, raw, status, check):
-    reply = asyncio.run(gateway.on_body(path, raw))
+    reply = outcome(gateway, path, raw)
     assert isinstance(reply, Reply) and reply.status == status
     assert check(reply_json(reply))
 
 
-# ---------------------------------------------------------------- on_response: learning
+# ---------------------------------------------------------------- response headers: learning
 
 def test_429_with_retry_after_then_next_request_falls_back(gateway, clock):
-    first = forward(gateway, CHAT, body("gw-openai"))
-    block = gateway.on_response(first.decision, 429, {"retry-after": "30"})
+    block = respond(routed(gateway, CHAT, body("gw-openai")), 429, {"retry-after": "30"})
     assert block is not None and block.until == T + 30
 
     clock.now += 10
@@ -195,30 +231,27 @@ def test_429_with_retry_after_then_next_request_falls_back(gateway, clock):
 
 def test_everything_cooling_down_is_503_with_retry_after(gateway, clock):
     for _ in range(2):
-        fwd = forward(gateway, CHAT, body("gw-openai"))
-        gateway.on_response(fwd.decision, 429, {"retry-after-ms": "4500"})
-    reply = asyncio.run(gateway.on_body(CHAT, body("gw-openai")))
+        respond(routed(gateway, CHAT, body("gw-openai")), 429, {"retry-after-ms": "4500"})
+    reply = outcome(gateway, CHAT, body("gw-openai"))
     assert isinstance(reply, Reply) and reply.status == 503
     assert reply.headers["retry-after"] == "5"
     assert reply_json(reply)["error"]["type"] == "service_unavailable_error"
 
 
 def test_success_response_causes_no_block(gateway):
-    fwd = forward(gateway, CHAT, body("gw-openai"))
-    assert gateway.on_response(fwd.decision, 200, {"retry-after": "30"}) is None
+    assert respond(routed(gateway, CHAT, body("gw-openai")), 200, {"retry-after": "30"}) is None
     assert forward(gateway, CHAT, body("gw-openai")).set_headers[MODEL_HEADER] == "gw-openai"
 
 
 def test_rejected_key_is_suspended_across_models(gateway):
-    fwd = forward(gateway, CHAT, body("gw-openai"))
-    gateway.on_response(fwd.decision, 401, {})
-    reply = asyncio.run(gateway.on_body(CHAT, body("gw-openai")))  # the backup shares the only openai key
+    respond(routed(gateway, CHAT, body("gw-openai")), 401)
+    reply = outcome(gateway, CHAT, body("gw-openai"))  # the backup shares the only openai key
     assert isinstance(reply, Reply) and reply.status == 503
 
 
 def test_round_robin_over_keys():
     s = settings(providers={"openai": {"api_keys": ["k1", "k2"]}}, models=[model("m", "openai")])
-    gw = Gateway(s, clock=lambda: T)
+    gw = make_gateway(s, lambda: T)
     auth = [forward(gw, CHAT, body("m")).set_headers["authorization"] for _ in range(4)]
     assert auth == ["Bearer k1", "Bearer k2", "Bearer k1", "Bearer k2"]
 
@@ -260,7 +293,7 @@ def test_gemini_batch_embed_alias_rewrites_inner_models():
     s = settings(providers={"gemini": {"api_key": "k"}}, models=[model("emb", "gemini", mode="embedding")],
                  aliases={"vec": "emb"})
     raw = json.dumps({"requests": [{"model": "models/vec", "content": {"parts": [{"text": "a"}]}}]}).encode()
-    fwd = forward(Gateway(s, clock=lambda: T), "/v1beta/models/vec:batchEmbedContents", raw)
+    fwd = forward(make_gateway(s, lambda: T), "/v1beta/models/vec:batchEmbedContents", raw)
     assert fwd.set_headers[":path"] == "/v1beta/models/emb:batchEmbedContents"
     assert fwd.body is not None
     assert [r["model"] for r in json.loads(fwd.body)["requests"]] == ["models/emb"]
@@ -268,13 +301,12 @@ def test_gemini_batch_embed_alias_rewrites_inner_models():
 
 def test_a_404_for_a_made_up_model_or_the_legacy_endpoint_suspends_nothing(gateway, clock):
     """Clients choose these; a 404 there is their mistake and must not take a key's model out of service."""
-    passthrough = forward(gateway, CHAT, body("openai/not-a-real-model")).decision
-    assert gateway.on_response(passthrough, 404, {}) is None
-    legacy = forward(gateway, "/v1/completions", json.dumps({"model": "gw-openai", "prompt": "hi"}).encode())
-    assert gateway.on_response(legacy.decision, 404, {}) is None
+    assert respond(routed(gateway, CHAT, body("openai/not-a-real-model")), 404) is None
+    legacy = routed(gateway, "/v1/completions", json.dumps({"model": "gw-openai", "prompt": "hi"}).encode())
+    assert respond(legacy, 404) is None
     assert forward(gateway, CHAT, body("gw-openai")).decision.model.id == "gw-openai"
-    chat = forward(gateway, CHAT, body("gw-openai")).decision
-    assert gateway.on_response(chat, 404, {}).kind == "suspended"  # on a real endpoint it is the model's absence
+    block = respond(routed(gateway, CHAT, body("gw-openai")), 404)
+    assert block is not None and block.kind == "suspended"  # on a real endpoint it is the model's absence
 
 
 def test_retry_after_is_capped_at_a_day():
@@ -286,3 +318,143 @@ def test_retry_after_is_capped_at_a_day():
 def test_client_account_headers_are_stripped(gateway):
     headers = set(forward(gateway, CHAT, body("gw-openai")).remove_headers)
     assert {"openai-organization", "openai-project"} <= headers
+
+
+# ---------------------------------------------------------------- the exchange's own rules
+
+class FailingSecrets:
+    """A secret source with a bug in it: the exchange must answer 500, never reset or forward."""
+
+    async def secret(self, credential: Any) -> str:
+        raise RuntimeError("boom")
+
+    def invalidate(self, credential: Any) -> bool:
+        return False
+
+    def confirm(self, credential: Any) -> None:
+        pass
+
+
+@pytest.mark.parametrize("method", ["generateContent", "streamGenerateContent", "countTokens", "embedContent",
+                                    "batchEmbedContents"])
+def test_a_failure_inside_the_processor_answers_every_gemini_method_in_geminis_envelope(clock, method):
+    s = settings(providers={"gemini": {"api_key": "k"}},
+                 models=[model("gw-gemini", "gemini"), model("gw-embed", "gemini", mode="embedding")])
+    gw = Gateway(Runtime(s, clock=clock), secrets=FailingSecrets())
+    name = "gw-embed" if "mbed" in method else "gw-gemini"
+    raw = b'{"requests": []}' if method == "batchEmbedContents" else b'{"contents": []}'
+    reply = outcome(gw, f"/v1beta/models/{name}:{method}", raw)
+    assert isinstance(reply, Reply) and reply.status == 500
+    assert reply_json(reply)["error"] == {"code": 500, "message": "The gateway failed to route this request.",
+                                          "status": "INTERNAL"}
+
+
+def test_a_rewritten_body_is_serialised_once(gateway, monkeypatch):
+    import extproc.forward
+    calls = []
+    real = extproc.forward.orjson.dumps
+    monkeypatch.setattr(extproc.forward.orjson, "dumps", lambda doc: calls.append(1) or real(doc))
+    fwd = forward(gateway, CHAT, body("smart"))
+    assert fwd.body is not None and json.loads(fwd.body)["model"] == "gw-openai"
+    assert len(calls) == 1
+
+
+def test_large_bodies_are_parsed_and_built_off_the_event_loop(gateway, monkeypatch):
+    import threading
+
+    import extproc.exchange
+    threads = []
+    real = extproc.exchange.build_forward
+
+    def recording(*args: Any) -> Forward:
+        threads.append(threading.current_thread())
+        return real(*args)
+
+    monkeypatch.setattr(extproc.exchange, "build_forward", recording)
+    forward(gateway, CHAT, body("smart"))
+    forward(gateway, CHAT, body("smart", padding="x" * (2 << 20)))
+    assert threads[0] is threading.main_thread() and threads[1] is not threading.main_thread()
+
+
+def test_learning_uses_the_snapshot_the_decision_came_from(clock):
+    """A model discovery dropped while the request was in flight is still the model that answered 404."""
+    from extproc.discovery.parse import Listed
+    s = settings(providers={"openai": {"api_key": "k"}}, models=[model("gw-openai", "openai")])
+    runtime = Runtime(s, clock=clock)
+    runtime.publish_discovered({"openai": (Listed("fresh"),)})
+    gw = Gateway(runtime)
+    ex = routed(gw, CHAT, body("fresh"))
+    runtime.publish_discovered({})  # the next snapshot no longer lists it
+    block = respond(ex, 404)
+    assert block is not None and block.kind == "suspended"
+    assert runtime.health.blocked("openai:key1", "fresh", clock.now, "chat") is not None
+
+
+def test_an_unavailable_secret_fails_closed_for_that_credential_and_the_next_one_serves(clock):
+    s = settings(providers={"openai": {"api_keys": ["k1", "k2"]}}, models=[model("m", "openai")])
+
+    class FirstRefused:
+        async def secret(self, credential: Any) -> str:
+            if credential.id == "openai:key1":
+                from extproc.core.errors import CredentialUnavailable
+                raise CredentialUnavailable("token endpoint down", permanent=False)
+            return str(credential.secret)
+
+        def invalidate(self, credential: Any) -> bool:
+            return False
+
+        def confirm(self, credential: Any) -> None:
+            pass
+
+    gw = Gateway(Runtime(s, clock=clock), secrets=FirstRefused())
+    assert forward(gw, CHAT, body("m")).set_headers["authorization"] == "Bearer k2"
+    block = gw.runtime.health.blocked("openai:key1", "m", clock.now)
+    assert block is not None and block.reason == "token endpoint down"
+
+
+CODE_ASSIST = {"base_url": "https://ca.example.com", "apis": {"gemini": ""}, "transform": "codeassist",
+               "api_key": "ca-key"}
+
+
+@pytest.fixture
+def codeassist(clock: Clock) -> Gateway:
+    return make_gateway(settings(providers={"ca": CODE_ASSIST}, models=[model("ca-model", "ca")]), clock)
+
+
+def test_codeassist_request_is_wrapped_and_its_buffered_answer_unwrapped(codeassist):
+    ex = routed(codeassist, "/v1beta/models/ca-model:generateContent", b'{"contents": []}')
+    assert ex.forward is not None
+    assert ex.forward.set_headers[":path"] == "/v1internal:generateContent"
+    assert json.loads(ex.forward.body or b"") == {"model": "ca-model", "request": {"contents": []}}
+    assert ex.forward.set_headers["accept-encoding"] == "identity"
+    action = ex.response_headers({":status": "200", "content-type": "application/json"}, end_of_stream=False)
+    assert action == Mutate(body_mode="buffered")
+    answer = ex.response_body(b'{"response": {"candidates": [1]}, "traceId": "t"}', end_of_stream=True)
+    assert isinstance(answer, Mutate) and json.loads(answer.body or b"") == {"candidates": [1]}
+    assert answer.set_headers == {"content-length": str(len(answer.body or b""))}
+
+
+def test_codeassist_stream_is_unwrapped_per_event_across_chunks(codeassist):
+    ex = routed(codeassist, "/v1beta/models/ca-model:streamGenerateContent?alt=sse", b'{"contents": []}')
+    assert ex.forward is not None and ex.forward.set_headers[":path"] == "/v1internal:streamGenerateContent?alt=sse"
+    action = ex.response_headers({":status": "200", "content-type": "text/event-stream"}, end_of_stream=False)
+    assert action == Mutate(remove_headers=("content-length",), body_mode="streamed")
+    first = ex.response_body(b'data: {"response": {"n": 1}}\r\n\r\ndata: {"resp', end_of_stream=False)
+    second = ex.response_body(b'onse": {"n": 2}}\r\n\r\n', end_of_stream=True)
+    assert isinstance(first, Mutate) and first.body == b'data: {"n":1}\r\n\r\n'
+    assert isinstance(second, Mutate) and second.body == b'data: {"n":2}\r\n\r\n'
+
+
+def test_answers_pass_untouched_without_a_shaping_transform_or_when_encoded(gateway, codeassist):
+    plain = routed(gateway, CHAT, body("gw-openai"))
+    assert plain.response_headers({":status": "200"}, end_of_stream=False) is CONTINUE
+    assert plain.response_body(b"{}", end_of_stream=True) is CONTINUE
+    encoded = routed(codeassist, "/v1beta/models/ca-model:generateContent", b'{"contents": []}')
+    assert encoded.response_headers({":status": "200", "content-encoding": "gzip"}, end_of_stream=False) is CONTINUE
+    assert encoded.response_body(b"\x1f\x8b", end_of_stream=True) is CONTINUE
+
+
+def test_a_response_without_a_decision_is_let_through(gateway):
+    ex = gateway.exchange()
+    assert ex.response_headers({":status": "200"}, end_of_stream=True) is CONTINUE
+    assert ex.learned is None

@@ -1,0 +1,294 @@
+"""One HTTP request's walk through the gateway, sans-IO: events in, plain actions out.
+
+The edge turns Envoy's messages into the four events (request headers, request body, response headers,
+response body chunk) and the actions back into protobuf; nothing here knows gRPC. An exchange reads the
+runtime snapshot once, carries the matched endpoint from headers to body, learns from the response
+against the snapshot its decision came from, and owns the answer's policy (pass, buffer or stream it
+through a transform's shaper).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Protocol, TypeVar
+
+from extproc.core.errors import ClientError, CredentialUnavailable
+from extproc.core.health import Block, parse_retry_after
+from extproc.core.providers import Api
+from extproc.core.resolve import Decision, resolve
+from extproc.core.settings import Credential
+from extproc.formats import Endpoint, ParsedRequest, api_for_path, error_body, match_endpoint
+from extproc.formats.errors import error_headers
+from extproc.formats.transforms import Shaper
+from extproc.forward import Forward, build_forward
+from extproc.runtime import Runtime
+
+log = logging.getLogger("extproc.request")
+_SECRET_ATTEMPTS = 3  # credentials tried per request when a login's token cannot be had
+_INLINE_BYTES = 1 << 20  # larger bodies are parsed and serialised in a thread: other streams keep moving
+_T = TypeVar("_T")
+
+
+# ---------------------------------------------------------------- actions
+
+@dataclass(frozen=True, slots=True)
+class Continue:
+    """Let the message through unchanged."""
+
+
+CONTINUE = Continue()
+
+
+@dataclass(frozen=True, slots=True)
+class Mutate:
+    """Change the message: headers, body, and how the rest of this direction's body is sent."""
+
+    set_headers: Mapping[str, str] = field(default_factory=dict, repr=False)  # overwrite
+    remove_headers: tuple[str, ...] = ()
+    body: bytes | None = None  # None: as it came
+    clear_route_cache: bool = False  # the route depends on headers set here
+    body_mode: str | None = None  # "buffered" | "streamed": ask for the body this way from now on
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """Answer the client directly; nothing goes upstream."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+    error: ClientError | None = field(default=None)
+
+
+Action = Continue | Mutate | Reply
+
+
+def reject(api: Api, err: ClientError) -> Reply:
+    return Reply(err.status, error_headers(err), error_body(api, err), err)
+
+
+def internal_error(path: str) -> Reply:
+    """What a client gets when the gateway itself failed: its own API's envelope, and nothing sent upstream."""
+    return reject(api_for_path(path), ClientError(500, "internal_error", "The gateway failed to route this request."))
+
+
+# ---------------------------------------------------------------- where secrets come from
+
+class SecretSource(Protocol):
+    """Where a credential's secret comes from at request time (a login's token may need a refresh)."""
+
+    async def secret(self, credential: Credential) -> str: ...
+
+    def invalidate(self, credential: Credential) -> bool:
+        """The upstream refused this credential's token (401): True if a fresh one is worth fetching."""
+
+    def confirm(self, credential: Credential) -> None:
+        """The upstream took this credential's token."""
+
+
+class StaticSecrets:
+    """API keys only: the secret is in the credential."""
+
+    async def secret(self, credential: Credential) -> str:
+        if credential.account is not None:
+            raise CredentialUnavailable(f"no account manager for login {credential.id}", permanent=False)
+        return credential.secret
+
+    def invalidate(self, credential: Credential) -> bool:
+        return False  # an API key cannot be refreshed; health suspends it
+
+    def confirm(self, credential: Credential) -> None:
+        pass
+
+
+class Gateway:
+    """What every exchange shares: the runtime, where secrets come from, and the round-robin turn."""
+
+    def __init__(self, runtime: Runtime, secrets: SecretSource | None = None) -> None:
+        self.runtime = runtime
+        self.secrets: SecretSource = secrets or StaticSecrets()
+        self._turns = itertools.count()
+
+    def exchange(self) -> Exchange:
+        return Exchange(self)
+
+    def turn(self) -> int:
+        return next(self._turns)
+
+
+# ---------------------------------------------------------------- the exchange
+
+_WANTED_RESPONSE_HEADERS = frozenset({":status", "retry-after", "retry-after-ms", "content-type", "content-encoding"})
+
+
+class Exchange:
+    WANTED_RESPONSE_HEADERS = _WANTED_RESPONSE_HEADERS  # all the response-headers event needs
+
+    def __init__(self, gateway: Gateway) -> None:
+        self._gateway = gateway
+        self.snapshot = gateway.runtime.current  # read once: this request sees one configuration
+        self.request_id = "-"
+        self.method = self.path = ""
+        self.forward: Forward | None = None
+        self.learned: Block | None = None  # what the response taught health, if anything
+        self._endpoint: Endpoint | None = None
+        self._client_headers: Mapping[str, str] = {}
+        self._shapers: tuple[Shaper, ...] = ()
+        self._buffered = False
+
+    @property
+    def decision(self) -> Decision | None:
+        return self.forward.decision if self.forward else None
+
+    # -- request headers: answer what needs no body
+
+    def request_headers(self, headers: Mapping[str, str], end_of_stream: bool) -> Continue | Reply:
+        self._client_headers = headers
+        self.path, self.method = headers.get(":path", ""), headers.get(":method", "")
+        self.request_id = headers.get("x-request-id", "-")
+        reply = self._refusal(end_of_stream)
+        if reply is not None:
+            return self._replied(reply)
+        return CONTINUE
+
+    def _refusal(self, end_of_stream: bool) -> Reply | None:
+        method, bare = self.method, self.path.partition("?")[0]
+        if bare == "/v1/models" or bare.startswith("/v1/models/") and ":" not in bare:
+            # Envoy serves GET here on a direct route to the Models service; other methods have no meaning.
+            if method != "GET":
+                return reject(Api.OPENAI, ClientError(405, "method_not_allowed", f"{bare} takes GET, not {method}."))
+            return reject(Api.OPENAI, ClientError(404, "unknown_endpoint", f"{bare} is served by the Models service; "
+                                                  "use the Envoy config `extproc envoy-config` prints."))
+        self._endpoint = match_endpoint(self.path)
+        if self._endpoint is None:
+            return reject(api_for_path(self.path), ClientError(
+                404, "unknown_endpoint", f"{method} {bare} is not an endpoint this gateway serves."))
+        if method != self._endpoint.spec.method:
+            return reject(self._endpoint.api, ClientError(
+                405, "method_not_allowed", f"{bare} takes {self._endpoint.spec.method}, not {method}."))
+        if end_of_stream:
+            return reject(self._endpoint.api, ClientError(400, "invalid_request", "The request body is empty."))
+        return None
+
+    # -- request body: resolve, fetch the secret, build the one mutation
+
+    async def request_body(self, body: bytes) -> Mutate | Reply:
+        try:
+            outcome = await self._route(body)
+        except Exception:  # a bug must cost one request a clear 500, never a silent reset
+            log.exception("error rid=%s while routing %s", self.request_id, self.path.partition("?")[0])
+            outcome = internal_error(self.path)
+        if isinstance(outcome, Reply):
+            return self._replied(outcome)
+        self.forward, decision = outcome, outcome.decision
+        log.info("route rid=%s requested=%r resolved=%s provider=%s why=%s credential=%s", self.request_id,
+                 decision.requested, decision.model.id, decision.provider.name, decision.why, decision.credential.id)
+        return Mutate(outcome.set_headers, outcome.remove_headers, outcome.body, clear_route_cache=True)
+
+    async def _route(self, body: bytes) -> Forward | Reply:
+        endpoint = self._endpoint
+        if endpoint is None:  # the headers event answered these already
+            return reject(api_for_path(self.path), ClientError(404, "unknown_endpoint", "No endpoint was matched."))
+        large = len(body) >= _INLINE_BYTES
+        try:
+            parsed = await _maybe_in_thread(large, endpoint.read, body)
+        except ClientError as err:
+            return reject(endpoint.api, err)
+        runtime, registry = self._gateway.runtime, self.snapshot.registry
+        for _ in range(_SECRET_ATTEMPTS):
+            try:
+                decision = resolve(parsed.view, registry, runtime.health, runtime.clock(), self._gateway.turn())
+            except ClientError as err:
+                return reject(endpoint.api, err)
+            try:
+                secret = await self._gateway.secrets.secret(decision.credential)
+            except CredentialUnavailable as exc:
+                # Fail closed for this credential, and let resolution pick the next one.
+                log.warning("credential %s unavailable: %s", decision.credential.id, exc.reason)
+                policy = self.snapshot.settings.health
+                until = math.inf if exc.permanent else runtime.clock() + policy.server_error_cooldown
+                runtime.health.suspend(decision.credential.id, exc.reason, until)
+                continue
+            return await _maybe_in_thread(large, self._build, endpoint, parsed, decision, secret)
+        return reject(endpoint.api, ClientError(503, "credentials_unavailable",
+                                                "No credential for this model could be used right now."))
+
+    def _build(self, endpoint: Endpoint, parsed: ParsedRequest, decision: Decision, secret: str) -> Forward:
+        return build_forward(endpoint, parsed, decision, secret, self._client_headers)
+
+    # -- response headers: learn, and choose how the answer passes
+
+    def response_headers(self, headers: Mapping[str, str], end_of_stream: bool) -> Continue | Mutate:
+        forward = self.forward
+        if forward is None:
+            return CONTINUE
+        try:
+            self._learn(forward.decision, headers)
+        except Exception:  # learning failed; the response itself still goes to the client
+            log.exception("error rid=%s while learning from the response", self.request_id)
+        encoded = headers.get("content-encoding", "identity").lower() != "identity"
+        if not forward.answer or end_of_stream or encoded:
+            return CONTINUE
+        streamed = headers.get("content-type", "").startswith("text/event-stream")
+        self._shapers = tuple(make(streamed) for make in forward.answer)
+        self._buffered = not streamed
+        if streamed:
+            return Mutate(remove_headers=("content-length",), body_mode="streamed")
+        return Mutate(body_mode="buffered")
+
+    def _learn(self, decision: Decision, headers: Mapping[str, str]) -> None:
+        try:
+            status = int(headers.get(":status", "0"))
+        except ValueError:
+            return
+        runtime, secrets, cred = self._gateway.runtime, self._gateway.secrets, decision.credential
+        now = runtime.clock()
+        if cred.account is not None:
+            if status == 401 and secrets.invalidate(cred):
+                return  # a login's token is refreshed, not the login suspended
+            if 200 <= status < 300:
+                secrets.confirm(cred)
+        if status == 404 and (decision.endpoint == "completions"
+                              or not self.snapshot.registry.lookup(decision.model.qualified)):
+            return  # a legacy endpoint or a made-up model: the client's mistake, not the model's absence
+        block = runtime.health.observe(cred.id, decision.model.id, status, parse_retry_after(headers, now), now,
+                                       decision.at, decision.endpoint)
+        self.learned = block
+        if block is None:
+            log.debug("upstream rid=%s status=%d", self.request_id, status)
+            return
+        until = "restart or re-login" if block.until == math.inf else \
+            datetime.fromtimestamp(block.until, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        log.warning("upstream rid=%s status=%d model=%s provider=%s credential=%s %s until %s: %s",
+                    self.request_id, status, decision.model.id, decision.provider.name, cred.id,
+                    block.kind, until, block.reason)
+
+    # -- response body: through the shapers, when there are any
+
+    def response_body(self, chunk: bytes, end_of_stream: bool) -> Continue | Mutate:
+        if not self._shapers:
+            return CONTINUE
+        for shaper in self._shapers:
+            chunk = shaper.feed(chunk, end_of_stream)
+        if self._buffered:
+            return Mutate({"content-length": str(len(chunk))}, body=chunk)
+        return Mutate(body=chunk)
+
+    def _replied(self, reply: Reply) -> Reply:
+        bare = self.path.partition("?")[0]
+        if reply.error is None:
+            log.debug("reply rid=%s %s %s status=%d", self.request_id, self.method, bare, reply.status)
+        else:
+            log.info("reject rid=%s %s %r status=%d kind=%s: %s", self.request_id, self.method, bare,
+                     reply.status, reply.error.kind, reply.error.message)
+        return reply
+
+
+async def _maybe_in_thread(large: bool, work: Callable[..., _T], *args: object) -> _T:
+    return await asyncio.to_thread(work, *args) if large else work(*args)

@@ -1,0 +1,145 @@
+"""Provider-specific reshaping of a request and of its answer, selected by name from provider and login data.
+
+The generic path (model rewrite, credential, headers) knows none of them: a transform takes the request
+as it is about to leave and changes it, and may give the exchange a shaper for the answer.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+import orjson
+
+from extproc.core.providers import Api
+from extproc.core.resolve import Decision
+from extproc.formats import Endpoint
+from extproc.formats.base import JsonObject
+
+
+@dataclass(slots=True)
+class Outgoing:
+    """The request as it will leave, built up step by step."""
+
+    rest: str  # the path after the provider's API prefix, query included
+    doc: JsonObject  # the body, decoded
+    changed: bool  # the body differs from the client's
+    headers: dict[str, str]  # set on the request (overwriting)
+
+
+class Shaper(Protocol):
+    """Reshapes an answer's body as it passes; one per exchange (it may hold a split event)."""
+
+    def feed(self, chunk: bytes, end: bool) -> bytes: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Transform:
+    request: Callable[[Outgoing, Endpoint, Decision], None]
+    answer: Callable[[bool], Shaper] | None = None  # streamed? → the shaper for this answer
+
+
+def selected(decision: Decision) -> tuple[Transform, ...]:
+    """The transforms data selects for a decision: the login's system prefix, the upstream's request shape."""
+    names = (["system_prefix"] if decision.credential.system_prefix else []) + \
+        ([decision.provider.transform] if decision.provider.transform else [])
+    return tuple(TRANSFORMS[name] for name in names)
+
+
+# ---------------------------------------------------------------- system_prefix (Claude logins)
+
+def _system_prefix(out: Outgoing, endpoint: Endpoint, decision: Decision) -> None:
+    prefix = decision.credential.system_prefix
+    if prefix and endpoint.api is Api.ANTHROPIC and prepend_system(out.doc, prefix):
+        out.changed = True
+
+
+def prepend_system(doc: JsonObject, prefix: str) -> bool:
+    """Put `prefix` first in the system prompt (a login that requires it); True when the body changed."""
+    system = doc.get("system")
+    block = {"type": "text", "text": prefix}
+    if system is None or system == "":
+        doc["system"] = [block]
+    elif isinstance(system, str):
+        if system.startswith(prefix):
+            return False
+        doc["system"] = [block, {"type": "text", "text": system}]
+    elif isinstance(system, list):
+        first = system[0] if system else None
+        if isinstance(first, dict) and isinstance(first.get("text"), str) and first["text"].startswith(prefix):
+            return False
+        doc["system"] = [block, *system]
+    else:
+        return False  # not a shape Anthropic accepts: the provider will say so
+    return True
+
+
+# ---------------------------------------------------------------- codeassist (Gemini CLI logins)
+
+def _codeassist_request(out: Outgoing, endpoint: Endpoint, decision: Decision) -> None:
+    """Code Assist's shape of a Gemini call: POST /v1internal:{method} with {model, project, request}."""
+    method = endpoint.match.string.rpartition(":")[2]
+    query = "alt=sse" if "alt=sse" in endpoint.query.split("&") else ""  # else a JSON array, as asked
+    wrapped: JsonObject = {"model": decision.model.id, "request": out.doc}
+    if decision.credential.project:
+        wrapped["project"] = decision.credential.project
+    out.rest = f"/v1internal:{method}" + (f"?{query}" if query else "")
+    out.doc, out.changed = wrapped, True
+    out.headers["accept-encoding"] = "identity"  # the answer is unwrapped here: it must come uncompressed
+
+
+def unwrap_codeassist(payload: bytes) -> bytes:
+    """Code Assist answers {"response": {…}, …}; Gemini clients expect the inner object."""
+    try:
+        doc = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return payload
+    if isinstance(doc, dict) and isinstance(doc.get("response"), dict):
+        return orjson.dumps(doc["response"])
+    if isinstance(doc, list):  # a JSON array of chunks (streamGenerateContent without alt=sse)
+        return orjson.dumps([d["response"] if isinstance(d, dict) and "response" in d else d for d in doc])
+    return payload
+
+
+class WholeUnwrapper:
+    """A buffered answer: unwrapped once, whole."""
+
+    def feed(self, chunk: bytes, end: bool) -> bytes:
+        return unwrap_codeassist(chunk)
+
+
+class SseUnwrapper:
+    """Unwraps Code Assist's SSE events as they stream, holding back an event split across chunks."""
+
+    def __init__(self) -> None:
+        self._pending = b""
+
+    def feed(self, chunk: bytes, end: bool) -> bytes:
+        data = self._pending + chunk
+        events = _EVENT_END.split(data)
+        self._pending = b"" if end else events.pop()
+        out = []
+        for event in events:
+            if not event.strip():
+                continue
+            lines = [line.rstrip(b"\r") for line in event.split(b"\n")]
+            lines = [b"data: " + unwrap_codeassist(line[5:].strip()) if line.startswith(b"data:") else line
+                     for line in lines]
+            out.append(b"\r\n".join(lines) + b"\r\n\r\n")
+        return b"".join(out)
+
+
+_EVENT_END = re.compile(rb"\r?\n\r?\n")
+
+
+def _codeassist_answer(streamed: bool) -> Shaper:
+    return SseUnwrapper() if streamed else WholeUnwrapper()
+
+
+TRANSFORMS: Mapping[str, Transform] = {
+    "system_prefix": Transform(_system_prefix),
+    "codeassist": Transform(_codeassist_request, _codeassist_answer),
+}
+PROVIDER_TRANSFORMS = ("codeassist",)  # what `providers.X.transform` may name

@@ -1,0 +1,69 @@
+"""Clusters: the processor (gRPC over HTTP/2) and one per provider (TLS with SNI, SAN and CA checks for
+https, plain HTTP for a loopback base_url)."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+from extproc.bootstrap.names import GRPC_LIMIT_SLACK, PROCESSOR_CLUSTER, T, provider_cluster_name, socket
+from extproc.core.providers import ProviderSpec
+from extproc.core.settings import Settings
+
+
+def processor_cluster(settings: Settings) -> dict[str, Any]:
+    host = settings.processor.host
+    return {
+        "name": PROCESSOR_CLUSTER,
+        "type": "STATIC" if _is_ip(host) else "LOGICAL_DNS",
+        "connect_timeout": "1s",
+        "per_connection_buffer_limit_bytes": settings.max_request_bytes + GRPC_LIMIT_SLACK,
+        "typed_extension_protocol_options": {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+            "@type": T + "extensions.upstreams.http.v3.HttpProtocolOptions",
+            "explicit_http_config": {"http2_protocol_options": {}},
+        }},
+        "load_assignment": _endpoints(PROCESSOR_CLUSTER, host, settings.processor.port),
+    }
+
+
+def provider_cluster(provider: ProviderSpec, limit: int, ca_file: str) -> dict[str, Any]:
+    upstream = provider.upstream
+    name = provider_cluster_name(provider.name)
+    cluster: dict[str, Any] = {
+        "name": name,
+        "type": "STATIC" if _is_ip(upstream.host) else "LOGICAL_DNS",
+        "dns_lookup_family": "V4_PREFERRED",
+        "connect_timeout": "10s",
+        "per_connection_buffer_limit_bytes": limit,
+        "load_assignment": _endpoints(name, upstream.host, upstream.port),
+    }
+    protocol: dict[str, Any] = {"@type": T + "extensions.upstreams.http.v3.HttpProtocolOptions"}
+    if upstream.tls:
+        protocol["auto_config"] = {"http2_protocol_options": {}, "http_protocol_options": {}}
+        cluster["transport_socket"] = {"name": "envoy.transport_sockets.tls", "typed_config": {
+            "@type": T + "extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+            "sni": upstream.host,
+            "common_tls_context": {
+                "alpn_protocols": ["h2", "http/1.1"],
+                "validation_context": {
+                    "trusted_ca": {"filename": ca_file},
+                    "match_typed_subject_alt_names": [{"san_type": "DNS", "matcher": {"exact": upstream.host}}],
+                },
+            },
+        }}
+    else:
+        protocol["explicit_http_config"] = {"http_protocol_options": {}}
+    cluster["typed_extension_protocol_options"] = {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": protocol}
+    return cluster
+
+
+def _endpoints(cluster: str, host: str, port: int) -> dict[str, Any]:
+    return {"cluster_name": cluster, "endpoints": [{"lb_endpoints": [{"endpoint": {"address": socket(host, port)}}]}]}
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,104 @@
+"""The listener and its HTTP filter chain: ext_proc (fail-closed), Lua, the gRPC-JSON transcoder, the router."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from extproc.bootstrap.local_replies import PROCESSOR_DOWN_STATUS, local_reply_config
+from extproc.bootstrap.names import CONTROL_SERVICES, DESCRIPTOR_SET, GRPC_LIMIT_SLACK, PROCESSOR_CLUSTER, T, socket
+from extproc.bootstrap.routes import auth_route, models_route, provider_route, unrouted
+from extproc.core.headers import PROCESSOR_TOKEN_HEADER
+from extproc.core.settings import Settings
+
+
+def listener(settings: Settings) -> dict[str, Any]:
+    return {
+        "name": "llm",
+        "address": socket(settings.listen.host, settings.listen.port),
+        "per_connection_buffer_limit_bytes": settings.max_request_bytes,
+        "enable_reuse_port": False,  # a second gateway on the same port must fail, not share it
+        "filter_chains": [{"filters": [_connection_manager(settings)]}],
+    }
+
+
+def _connection_manager(settings: Settings) -> dict[str, Any]:
+    timeout = f"{settings.upstream_timeout:g}s"
+    return {
+        "name": "envoy.filters.network.http_connection_manager",
+        "typed_config": {
+            "@type": T + "extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+            "stat_prefix": "llm",
+            "always_set_request_id_in_response": True,
+            "normalize_path": True,
+            "merge_slashes": True,
+            # An HTTP/2 stream buffers up to its window: keep that at the body limit so big bodies get 413.
+            "http2_protocol_options": {"initial_stream_window_size": max(65535, settings.max_request_bytes)},
+            "stream_idle_timeout": timeout,
+            "request_timeout": "0s",
+            "local_reply_config": local_reply_config(),
+            "route_config": {"name": "llm", "virtual_hosts": [{
+                "name": "llm",
+                "domains": ["*"],
+                "routes": [models_route(), auth_route(_transcoder_config(strict=True))]
+                + [provider_route(p, timeout) for p in settings.providers.values()]
+                + [unrouted()],
+            }]},
+            "http_filters": [_ext_proc_filter(settings), {
+                "name": "envoy.filters.http.lua",
+                "typed_config": {"@type": T + "extensions.filters.http.lua.v3.Lua"},
+            }, {"name": "envoy.filters.http.grpc_json_transcoder", "typed_config": _transcoder_config()}, {
+                "name": "envoy.filters.http.router",
+                "typed_config": {"@type": T + "extensions.filters.http.router.v3.Router"},
+            }],
+        },
+    }
+
+
+def _ext_proc_filter(settings: Settings) -> dict[str, Any]:
+    return {
+        "name": "envoy.filters.http.ext_proc",
+        "typed_config": {
+            "@type": T + "extensions.filters.http.ext_proc.v3.ExternalProcessor",
+            "grpc_service": {
+                "envoy_grpc": {
+                    "cluster_name": PROCESSOR_CLUSTER,
+                    "max_receive_message_length": settings.max_request_bytes + GRPC_LIMIT_SLACK,
+                },
+                **({"initial_metadata": [{"key": PROCESSOR_TOKEN_HEADER, "value": settings.processor_token}]}
+                   if settings.processor_token else {}),
+            },
+            "failure_mode_allow": False,
+            "status_on_error": {"code": PROCESSOR_DOWN_STATUS},  # processor unreachable: a status only it uses
+            "allow_mode_override": True,  # a Code Assist answer is unwrapped: its body is asked for per request
+            "message_timeout": "5s",
+            "processing_mode": {
+                "request_header_mode": "SEND",
+                "request_body_mode": "BUFFERED",
+                "request_trailer_mode": "SKIP",
+                "response_header_mode": "SEND",
+                "response_body_mode": "NONE",
+                "response_trailer_mode": "SKIP",
+            },
+        },
+    }
+
+
+def _transcoder_config(strict: bool = False) -> dict[str, Any]:
+    """REST for the gateway's own gRPC services; requests that match none of their paths pass through.
+
+    `strict` on the gateway's own routes: a path or method no service has is a 404/405, not a gRPC reset.
+    """
+    config: dict[str, Any] = {
+        "@type": T + "extensions.filters.http.grpc_json_transcoder.v3.GrpcJsonTranscoder",
+        "proto_descriptor_bin": base64.b64encode(DESCRIPTOR_SET.read_bytes()).decode(),
+        "services": list(CONTROL_SERVICES),
+        "print_options": {"preserve_proto_field_names": True, "always_print_primitive_fields": True},
+        "convert_grpc_status": True,
+        "match_incoming_request_route": True,
+        "url_unescape_spec": "ALL_CHARACTERS",  # ids like groq/openai/gpt-oss-20b arrive as %2F
+        "ignore_unknown_query_parameters": True,  # OAuth redirects carry scope, authuser, prompt, …
+    }
+    if strict:
+        config["request_validation_options"] = {"reject_unknown_method": True}
+    return config

@@ -1,0 +1,26 @@
+"""Names and small shapes every part of the bootstrap shares."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+PROCESSOR_CLUSTER = "extproc"
+CONTROL_SERVICES = ("extproc.v1.Models", "extproc.v1.Auth")
+DESCRIPTOR_SET = Path(__file__).resolve().parents[1] / "v1" / "extproc.pb"
+T = "type.googleapis.com/envoy."
+GRPC_LIMIT_SLACK = 4 * 1024 * 1024  # room for headers and framing around a body at the limit
+_LUA = Path(__file__).resolve().parent / "lua"
+
+
+def provider_cluster_name(provider: str) -> str:
+    return f"provider_{provider}"
+
+
+def socket(host: str, port: int) -> dict[str, Any]:
+    return {"socket_address": {"address": host, "port_value": port}}
+
+
+def lua(*names: str) -> str:
+    """A Lua script made of these package files, in order (shared helpers first)."""
+    return "".join((_LUA / f"{name}.lua").read_text() for name in names)

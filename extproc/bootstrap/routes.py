@@ -1,0 +1,75 @@
+"""Routes: the gateway's own APIs straight to the processor's gRPC services, one route per provider on the
+header the processor sets, and a refusal for anything the processor let through unrouted."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from extproc.bootstrap.names import PROCESSOR_CLUSTER, T, lua, provider_cluster_name
+from extproc.core.headers import RESPONSE_HEADERS, ROUTE_HEADER
+from extproc.core.providers import ProviderSpec
+
+
+def _ext_proc_off() -> dict[str, Any]:
+    return {"@type": T + "extensions.filters.http.ext_proc.v3.ExtProcPerRoute", "disabled": True}
+
+
+def _lua_per_route(*scripts: str) -> dict[str, Any]:
+    return {"@type": T + "extensions.filters.http.lua.v3.LuaPerRoute",
+            "source_code": {"inline_string": lua("grpc_headers", *scripts)}}
+
+
+def models_route() -> dict[str, Any]:
+    """GET /v1/models… goes straight to the Models service: no ext_proc round trip."""
+    return {
+        "name": "models",
+        "match": {"path_separated_prefix": "/v1/models",
+                  "headers": [{"name": ":method", "string_match": {"exact": "GET"}}]},
+        "route": {"cluster": PROCESSOR_CLUSTER, "timeout": "10s"},
+        "typed_per_filter_config": {
+            "envoy.filters.http.ext_proc": _ext_proc_off(),
+            "envoy.filters.http.lua": _lua_per_route("models_response"),
+        },
+    }
+
+
+def auth_route(strict_transcoder: dict[str, Any]) -> dict[str, Any]:
+    """/auth/… goes straight to the Auth service (its admin token is checked there)."""
+    return {
+        "name": "auth",
+        "match": {"path_separated_prefix": "/auth"},
+        "route": {"cluster": PROCESSOR_CLUSTER, "timeout": "180s"},  # finishing a Gemini login onboards
+        "typed_per_filter_config": {
+            "envoy.filters.http.ext_proc": _ext_proc_off(),
+            "envoy.filters.http.grpc_json_transcoder": strict_transcoder,
+            "envoy.filters.http.lua": _lua_per_route("auth_response"),
+        },
+    }
+
+
+def provider_route(provider: ProviderSpec, timeout: str) -> dict[str, Any]:
+    return {
+        "name": provider.name,
+        "match": {"prefix": "/", "headers": [{"name": ROUTE_HEADER, "string_match": {"exact": provider.name}}]},
+        "route": {
+            "cluster": provider_cluster_name(provider.name),
+            "host_rewrite_literal": provider.upstream.authority,
+            "timeout": timeout,
+        },
+        "response_headers_to_add": [
+            {"header": {"key": h, "value": f"%REQ({h})%"}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
+            for h in RESPONSE_HEADERS
+        ],
+    }
+
+
+def unrouted() -> dict[str, Any]:
+    """Reached only if the processor let a request through without choosing a provider: refuse it."""
+    body = '{"error":{"message":"No provider was chosen for this request.","type":"server_error","code":"unrouted"}}'
+    return {
+        "name": "unrouted",
+        "match": {"prefix": "/"},
+        "direct_response": {"status": 500, "body": {"inline_string": body}},
+        "response_headers_to_add": [{"header": {"key": "content-type", "value": "application/json"},
+                                     "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}],
+    }

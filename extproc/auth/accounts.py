@@ -1,6 +1,7 @@
 """Logged-in accounts at run time: their credentials for the registry, and fresh tokens on demand.
 
 Refresh is single-flight per account: any number of requests on an expiring token share one call.
+Each account's token has one explicit state (TokenState) whose transitions are one table.
 A rotated refresh token is written to the store before the new access token is handed out, and a
 refused refresh suspends the account (visible in `auth list` and in availability) instead of looping.
 """
@@ -14,6 +15,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Mapping
+from enum import Enum
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -26,6 +28,31 @@ from extproc.core.flows import Flow
 from extproc.core.settings import Credential
 
 log = logging.getLogger("extproc.auth")
+
+
+class TokenState(Enum):
+    """Where a login's access token stands with its upstream, as far as this process has seen."""
+
+    TRUSTED = "trusted"  # use it until it nears expiry
+    REFUSED = "refused"  # an upstream refused it: refresh before its next use
+    RETRIED = "retried"  # fresh from a refresh that a refusal caused, not yet accepted: refused again → suspend
+
+
+# (state, event) → next state; a pair not listed leaves the state as it is. Events: `refused` (an upstream
+# 401), `forced` (a refresh asked for by hand), `refreshed` (this process got a new token), `adopted` (it
+# took another process's new token), `accepted` (an upstream took the token).
+_TRANSITIONS: dict[tuple[TokenState, str], TokenState] = {
+    (TokenState.TRUSTED, "refused"): TokenState.REFUSED,
+    (TokenState.TRUSTED, "forced"): TokenState.REFUSED,
+    (TokenState.RETRIED, "forced"): TokenState.REFUSED,
+    (TokenState.REFUSED, "refreshed"): TokenState.RETRIED,
+    (TokenState.REFUSED, "adopted"): TokenState.TRUSTED,
+    (TokenState.RETRIED, "accepted"): TokenState.TRUSTED,
+}
+
+
+def next_state(state: TokenState, event: str) -> TokenState:
+    return _TRANSITIONS.get((state, event), state)
 
 
 class LoginError(Exception):
@@ -73,8 +100,7 @@ class AccountManager:
         self._skew = skew
         self._clock = clock
         self._accounts: dict[str, Account] = {}
-        self._stale: set[str] = set()  # accounts whose token an upstream refused
-        self._refreshed_after_refusal: set[str] = set()  # refreshed because of a refusal, no success since
+        self._tokens: dict[str, TokenState] = {}  # absent: TRUSTED
         self._inflight: dict[str, asyncio.Task[str]] = {}
         self._stamp: tuple[float, int] | None = None
 
@@ -135,7 +161,8 @@ class AccountManager:
             raise CredentialUnavailable(f"account {account.id} is suspended: {account.status_reason}", permanent=True)
         if account.api_key:
             return account.api_key
-        if account.access_token and not self._expiring(account) and account.id not in self._stale:
+        trusted = self.token_state(account.id) is not TokenState.REFUSED
+        if account.access_token and not self._expiring(account) and trusted:
             return account.access_token
         return await self.refresh(account.id)
 
@@ -145,15 +172,20 @@ class AccountManager:
         account = credential.account
         if not account or account not in self._accounts:
             return False
-        if account in self._refreshed_after_refusal:
-            return False
-        self._stale.add(account)
-        return True
+        return self._event(account, "refused") is TokenState.REFUSED
 
     def confirm(self, credential: Credential) -> None:
         """The upstream took the token: a later refusal deserves a refresh again."""
         if credential.account:
-            self._refreshed_after_refusal.discard(credential.account)
+            self._event(credential.account, "accepted")
+
+    def token_state(self, account_id: str) -> TokenState:
+        return self._tokens.get(account_id, TokenState.TRUSTED)
+
+    def _event(self, account_id: str, event: str) -> TokenState:
+        state = next_state(self.token_state(account_id), event)
+        self._tokens[account_id] = state
+        return state
 
     def _expiring(self, account: Account) -> bool:
         return account.expires_at is not None and account.expires_at - self._skew <= self._clock()
@@ -181,7 +213,8 @@ class AccountManager:
             self._adopt(stored)
             return stored.api_key  # a Console login's key does not expire
         known = self._accounts.get(account_id)
-        refused = account_id in self._stale and known is not None and known.access_token == stored.access_token
+        refused = self.token_state(account_id) is TokenState.REFUSED and known is not None \
+            and known.access_token == stored.access_token
         if stored.access_token and not self._expiring(stored) and not refused:
             self._adopt(stored)  # another process refreshed it already
             return stored.access_token
@@ -211,14 +244,14 @@ class AccountManager:
             # The old refresh token is spent: keep the new pair in memory and write it at the next chance.
             log.error("account %s refreshed but not saved (%s); keeping the new tokens in memory", account_id, exc)
             updated = rotate(stored)
-        if account_id in self._stale:
-            self._refreshed_after_refusal.add(account_id)
-        self._adopt(updated)
+        self._event(account_id, "refreshed")
+        self._adopt(updated, event=None)
         log.info("account %s refreshed", account_id)
         return grant.access_token
 
-    def _adopt(self, account: Account) -> None:
-        self._stale.discard(account.id)
+    def _adopt(self, account: Account, event: str | None = "adopted") -> None:
+        if event is not None:
+            self._event(account.id, event)
         changed = self._accounts.get(account.id, account).status != account.status
         self._accounts[account.id] = account
         if changed:
@@ -291,6 +324,7 @@ class AccountManager:
 
     async def remove(self, account_id: str) -> bool:
         removed = await asyncio.to_thread(self.store.remove, account_id)
+        self._tokens.pop(account_id, None)
         if self._accounts.pop(account_id, None) is not None or removed:
             self._stamp = self._file_stamp()
             self._changed()
@@ -299,7 +333,7 @@ class AccountManager:
     async def force_refresh(self, account_id: str) -> Account:
         if account_id not in self._accounts:
             raise LoginError(f"no account {account_id}; `extproc auth list` shows the accounts")
-        self._stale.add(account_id)
+        self._event(account_id, "forced")
         await self.refresh(account_id)
         return self._accounts[account_id]
 

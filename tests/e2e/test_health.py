@@ -10,7 +10,7 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import Stack, provider_config
+from tests.conftest import Stack
 from tests.fakes import FakeProvider
 
 CHAT = [{"role": "user", "content": "hi"}]
@@ -21,14 +21,32 @@ def _model(model_id: str, provider: str, price: float) -> dict[str, Any]:
             "output_price": price * 4, "capabilities": ["tools", "streaming"]}
 
 
+# Health is learned per credential and model, and a 401 suspends a credential for every model. So that the tests
+# pass in any order and alone on one stack, each test's models sit on providers of its own (each with its own key)
+# pointed at the shared fakes: what one test teaches the registry no other test's request can meet.
+LANES: dict[str, tuple[str, str, str]] = {  # provider: (fake it points at, client API it speaks, auth style)
+    "ratelimit-openai": ("openai", "openai", "bearer"),
+    "ratelimit-groq": ("groq", "openai", "bearer"),
+    "revoked-openai": ("openai", "openai", "bearer"),
+    "revoked-mistral": ("mistral", "openai", "bearer"),
+    "exhausted-anthropic": ("anthropic", "anthropic", "x-api-key"),
+    "flaky-groq": ("groq", "openai", "bearer"),
+}
+
+
 @pytest.fixture(scope="module")
 def stack(fakes: dict[str, FakeProvider], make_stack: Callable[[dict[str, Any]], Stack]) -> Stack:
     return make_stack({
-        "providers": provider_config(fakes),
-        "models": [_model("primary-a", "openai", 1.0), _model("backup-a", "groq", 1.0),
-                   _model("primary-b", "openai", 2.0), _model("backup-b", "mistral", 2.0),
-                   _model("solo", "anthropic", 3.0)],
-        "fallbacks": {"primary-a": ["backup-a"], "primary-b": ["backup-b"]},
+        "providers": {name: {"base_url": fakes[fake].base_url, "api_key": f"sk-{name}-key", "auth": auth,
+                             "apis": {api: "/v1"}}
+                      for name, (fake, api, auth) in LANES.items()},
+        "models": [_model("ratelimit-primary", "ratelimit-openai", 1.0),
+                   _model("ratelimit-backup", "ratelimit-groq", 1.0),
+                   _model("revoked-primary", "revoked-openai", 2.0),
+                   _model("revoked-backup", "revoked-mistral", 2.0),
+                   _model("exhausted-solo", "exhausted-anthropic", 3.0),
+                   _model("flaky-solo", "flaky-groq", 4.0)],
+        "fallbacks": {"ratelimit-primary": ["ratelimit-backup"], "revoked-primary": ["revoked-backup"]},
         "strategy": "none",
         "health": {"auth_suspension": 600},
     })
@@ -42,17 +60,17 @@ def oa(stack: Stack) -> openai.OpenAI:
 def test_429_with_retry_after_cools_down_then_recovers(oa: openai.OpenAI, fakes: dict[str, FakeProvider]) -> None:
     fakes["openai"].script(429, {"retry-after": "2"})
     with pytest.raises(openai.RateLimitError):
-        oa.chat.completions.create(model="primary-a", messages=CHAT)
+        oa.chat.completions.create(model="ratelimit-primary", messages=CHAT)
     cooled_at = time.monotonic()
 
-    raw = oa.chat.completions.with_raw_response.create(model="primary-a", messages=CHAT)
-    assert raw.headers["x-extproc-model"] == "backup-a"
+    raw = oa.chat.completions.with_raw_response.create(model="ratelimit-primary", messages=CHAT)
+    assert raw.headers["x-extproc-model"] == "ratelimit-backup"
     assert raw.headers["x-extproc-route"] == "fallback:chain"
-    assert [r.json()["model"] for r in fakes["groq"].requests] == ["backup-a"]
+    assert [r.json()["model"] for r in fakes["groq"].requests] == ["ratelimit-backup"]
 
     time.sleep(max(0.0, 2.2 - (time.monotonic() - cooled_at)))
-    raw = oa.chat.completions.with_raw_response.create(model="primary-a", messages=CHAT)
-    assert raw.headers["x-extproc-model"] == "primary-a"
+    raw = oa.chat.completions.with_raw_response.create(model="ratelimit-primary", messages=CHAT)
+    assert raw.headers["x-extproc-model"] == "ratelimit-primary"
     assert len(fakes["openai"].requests) == 2
 
 
@@ -60,20 +78,20 @@ def test_401_suspends_the_credential_and_requests_fall_back(
         oa: openai.OpenAI, fakes: dict[str, FakeProvider], stack: Stack) -> None:
     fakes["openai"].script(401)
     with pytest.raises(openai.AuthenticationError):
-        oa.chat.completions.create(model="primary-b", messages=CHAT)
+        oa.chat.completions.create(model="revoked-primary", messages=CHAT)
     for _ in range(2):
-        raw = oa.chat.completions.with_raw_response.create(model="primary-b", messages=CHAT)
-        assert raw.headers["x-extproc-model"] == "backup-b"
+        raw = oa.chat.completions.with_raw_response.create(model="revoked-primary", messages=CHAT)
+        assert raw.headers["x-extproc-model"] == "revoked-backup"
     assert len(fakes["openai"].requests) == 1
     models = {m["id"]: m for m in httpx.get(stack.url + "/v1/models").json()["data"]}
-    assert models["primary-b"]["available"] is False
-    assert "suspended" in models["primary-b"]["unavailable_reason"]
-    assert "401" in models["primary-b"]["unavailable_reason"]
+    assert models["revoked-primary"]["available"] is False
+    assert "suspended" in models["revoked-primary"]["unavailable_reason"]
+    assert "401" in models["revoked-primary"]["unavailable_reason"]
 
 
 def test_nothing_available_is_503_with_retry_after(stack: Stack, fakes: dict[str, FakeProvider]) -> None:
     fakes["anthropic"].script(429, {"retry-after": "30"})
-    body = {"model": "solo", "max_tokens": 5, "messages": CHAT}
+    body = {"model": "exhausted-solo", "max_tokens": 5, "messages": CHAT}
     first = httpx.post(stack.url + "/v1/messages", json=body)
     assert first.status_code == 429
     second = httpx.post(stack.url + "/v1/messages", json=body)
@@ -86,9 +104,9 @@ def test_nothing_available_is_503_with_retry_after(stack: Stack, fakes: dict[str
 def test_server_error_cools_down_briefly(oa: openai.OpenAI, fakes: dict[str, FakeProvider]) -> None:
     fakes["groq"].script(502)
     with pytest.raises(openai.InternalServerError):
-        oa.chat.completions.create(model="backup-a", messages=CHAT)
+        oa.chat.completions.create(model="flaky-solo", messages=CHAT)
     with pytest.raises(openai.APIStatusError) as caught:
-        oa.chat.completions.create(model="backup-a", messages=CHAT)
+        oa.chat.completions.create(model="flaky-solo", messages=CHAT)
     assert caught.value.status_code == 503
     assert 1 <= int(caught.value.response.headers["retry-after"]) <= 5
     assert len(fakes["groq"].requests) == 1

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -8,7 +9,7 @@ import pytest
 from extproc.core.errors import ClientError
 from extproc.core.providers import Api
 from extproc.core.resolve import RequestView
-from extproc.formats import api_for_path, error_body, match_endpoint
+from extproc.formats import ENDPOINTS, FAMILIES, SPECS, ApiSpec, api_for_path, error_body, match_endpoint
 from extproc.formats.errors import error_headers
 
 CHAT, COMPLETIONS, RESPONSES = "/v1/chat/completions", "/v1/completions", "/v1/responses"
@@ -253,3 +254,42 @@ def test_error_types_by_status(status, openai, anthropic, gemini):
 ])
 def test_error_headers(retry_after, expected):
     assert error_headers(ClientError(503, "k", "m", retry_after=retry_after)) == expected
+
+
+# ---------------------------------------------------------------- the table and what is derived from it
+
+def _examples(spec: ApiSpec) -> list[str]:
+    """Concrete paths a row's pattern matches, one per API version it takes."""
+    versions = ["v1beta", "v1", "v1alpha"] if "(?P<version>" in spec.pattern else [""]
+    return [re.sub(r"\(\?P<model>[^)]*\)", "some-model", re.sub(r"\(\?P<version>[^)]*\)", v, spec.pattern))
+            for v in versions]
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.pattern)
+def test_every_row_is_matched_and_enveloped_alike_by_processor_and_envoy(spec):
+    for path in _examples(spec):
+        endpoint = match_endpoint(path + "?x=1")
+        assert endpoint is not None and endpoint.spec is spec
+        assert api_for_path(path) is spec.api
+        # Envoy's local replies pick the envelope with the family regexes; they must agree with the processor.
+        claimed = [f.api for f in FAMILIES.values() if f.api is not Api.OPENAI and re.fullmatch(f.paths, path)]
+        assert claimed == ([] if spec.api is Api.OPENAI else [spec.api])
+        assert re.fullmatch(FAMILIES[spec.api].paths, path + "?alt=sse")
+
+
+def test_config_endpoint_names_come_from_the_table():
+    expected = {Api.OPENAI: {"chat", "completions", "responses", "embeddings"}, Api.ANTHROPIC: {"messages"},
+                Api.GEMINI: {"gemini"}}
+    assert expected == ENDPOINTS
+
+
+@pytest.mark.parametrize(("path", "model", "upstream"), [
+    ("/v1beta/models/a:generateContent", "b", "/v1beta/models/b:generateContent"),
+    ("/v1/models/a:embedContent", "b", "/v1/models/b:embedContent"),
+    ("/v1/chat/completions", "b", "/chat/completions"),
+    ("/v1beta/models/a:streamGenerateContent?alt=sse&key=secret", "b",
+     "/v1beta/models/b:streamGenerateContent?alt=sse"),
+])
+def test_upstream_rest_rewrites_a_path_model_and_drops_client_keys(path, model, upstream):
+    endpoint = match_endpoint(path)
+    assert endpoint is not None and endpoint.upstream_rest(model) == upstream

@@ -124,11 +124,10 @@ class Gateway:
 
 # ---------------------------------------------------------------- the exchange
 
-_WANTED_RESPONSE_HEADERS = frozenset({":status", "retry-after", "retry-after-ms", "content-type", "content-encoding"})
-
-
 class Exchange:
-    WANTED_RESPONSE_HEADERS = _WANTED_RESPONSE_HEADERS  # all the response-headers event needs
+    # All the response-headers event needs: the edge passes only these.
+    WANTED_RESPONSE_HEADERS = frozenset({":status", "retry-after", "retry-after-ms", "content-type",
+                                         "content-encoding"})
 
     def __init__(self, gateway: Gateway) -> None:
         self._gateway = gateway

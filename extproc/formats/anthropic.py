@@ -25,23 +25,3 @@ def read_messages(doc: JsonObject, _: re.Match[str]) -> RequestView:
     if doc.get("output_format") or (isinstance(doc.get("output_config"), dict) and doc["output_config"].get("format")):
         needs.add("structured_output")
     return RequestView(Api.ANTHROPIC, model, "chat", frozenset(needs), tokens, positive_int(doc, "max_tokens"))
-
-
-def prepend_system(doc: JsonObject, prefix: str) -> bool:
-    """Put `prefix` first in the system prompt (a login that requires it); True when the body changed."""
-    system = doc.get("system")
-    block = {"type": "text", "text": prefix}
-    if system is None or system == "":
-        doc["system"] = [block]
-    elif isinstance(system, str):
-        if system.startswith(prefix):
-            return False
-        doc["system"] = [block, {"type": "text", "text": system}]
-    elif isinstance(system, list):
-        first = system[0] if system else None
-        if isinstance(first, dict) and isinstance(first.get("text"), str) and first["text"].startswith(prefix):
-            return False
-        doc["system"] = [block, *system]
-    else:
-        return False  # not a shape Anthropic accepts: the provider will say so
-    return True

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -34,10 +35,20 @@ LANES: dict[str, tuple[str, str, str]] = {  # provider: (fake it points at, clie
 }
 
 
+def _key(provider: str) -> str:
+    return f"sk-{provider}-secret-{os.getpid()}"
+
+
+def _keys_sent(fake: FakeProvider) -> list[str]:
+    """Which lane's key each request the fake received carried."""
+    sent = {f"Bearer {_key(name)}" if auth == "bearer" else _key(name): name for name, (_, _, auth) in LANES.items()}
+    return [sent.get(r.headers.get("authorization") or r.headers.get("x-api-key", ""), "?") for r in fake.requests]
+
+
 @pytest.fixture(scope="module")
-def stack(fakes: dict[str, FakeProvider], make_stack: Callable[[dict[str, Any]], Stack]) -> Stack:
-    return make_stack({
-        "providers": {name: {"base_url": fakes[fake].base_url, "api_key": f"sk-{name}-key", "auth": auth,
+def stack(fakes: dict[str, FakeProvider], make_stack: Callable[[dict[str, Any]], Stack]) -> Iterator[Stack]:
+    stack = make_stack({
+        "providers": {name: {"base_url": fakes[fake].base_url, "api_key": _key(name), "auth": auth,
                              "apis": {api: "/v1"}}
                       for name, (fake, api, auth) in LANES.items()},
         "models": [_model("ratelimit-primary", "ratelimit-openai", 1.0),
@@ -50,6 +61,10 @@ def stack(fakes: dict[str, FakeProvider], make_stack: Callable[[dict[str, Any]],
         "strategy": "none",
         "health": {"auth_suspension": 600},
     })
+    yield stack
+    logs = stack.logs()
+    leaked = [name for name in LANES if _key(name) in logs]
+    assert not leaked, f"keys of {leaked} appeared in the gateway's logs"
 
 
 @pytest.fixture
@@ -71,7 +86,8 @@ def test_429_with_retry_after_cools_down_then_recovers(oa: openai.OpenAI, fakes:
     time.sleep(max(0.0, 2.2 - (time.monotonic() - cooled_at)))
     raw = oa.chat.completions.with_raw_response.create(model="ratelimit-primary", messages=CHAT)
     assert raw.headers["x-extproc-model"] == "ratelimit-primary"
-    assert len(fakes["openai"].requests) == 2
+    assert _keys_sent(fakes["openai"]) == ["ratelimit-openai"] * 2
+    assert _keys_sent(fakes["groq"]) == ["ratelimit-groq"]
 
 
 def test_401_suspends_the_credential_and_requests_fall_back(
@@ -82,7 +98,8 @@ def test_401_suspends_the_credential_and_requests_fall_back(
     for _ in range(2):
         raw = oa.chat.completions.with_raw_response.create(model="revoked-primary", messages=CHAT)
         assert raw.headers["x-extproc-model"] == "revoked-backup"
-    assert len(fakes["openai"].requests) == 1
+    assert _keys_sent(fakes["openai"]) == ["revoked-openai"]
+    assert _keys_sent(fakes["mistral"]) == ["revoked-mistral"] * 2
     models = {m["id"]: m for m in httpx.get(stack.url + "/v1/models").json()["data"]}
     assert models["revoked-primary"]["available"] is False
     assert "suspended" in models["revoked-primary"]["unavailable_reason"]
@@ -98,7 +115,7 @@ def test_nothing_available_is_503_with_retry_after(stack: Stack, fakes: dict[str
     assert second.status_code == 503
     assert 28 <= int(second.headers["retry-after"]) <= 30
     assert second.json()["type"] == "error"
-    assert len(fakes["anthropic"].requests) == 1
+    assert _keys_sent(fakes["anthropic"]) == ["exhausted-anthropic"]
 
 
 def test_server_error_cools_down_briefly(oa: openai.OpenAI, fakes: dict[str, FakeProvider]) -> None:
@@ -109,4 +126,4 @@ def test_server_error_cools_down_briefly(oa: openai.OpenAI, fakes: dict[str, Fak
         oa.chat.completions.create(model="flaky-solo", messages=CHAT)
     assert caught.value.status_code == 503
     assert 1 <= int(caught.value.response.headers["retry-after"]) <= 5
-    assert len(fakes["groq"].requests) == 1
+    assert _keys_sent(fakes["groq"]) == ["flaky-groq"]

@@ -18,7 +18,7 @@ from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as pb_grpc
 from envoy.type.v3 import http_status_pb2
 
 from extproc.core.headers import PROCESSOR_TOKEN_HEADER
-from extproc.exchange import Action, Continue, Exchange, Gateway, Mutate, Reply
+from extproc.exchange import CONTINUE, Action, Continue, Exchange, Gateway, Mutate, Reply
 
 log = logging.getLogger("extproc.request")
 
@@ -90,7 +90,7 @@ async def _event(exchange: Exchange, kind: str, request: pb.ProcessingRequest) -
         return exchange.response_headers(headers, request.response_headers.end_of_stream)
     if kind == "response_body":
         return exchange.response_body(request.response_body.body, request.response_body.end_of_stream)
-    return Continue()  # trailers: nothing to do
+    return CONTINUE  # trailers: nothing to do
 
 
 class ExternalProcessor(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]

@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from functools import lru_cache
 from typing import Any
 
 from extproc.core.errors import ClientError
@@ -121,17 +120,10 @@ class Endpoint:
 def match_endpoint(path: str) -> Endpoint | None:
     """The endpoint a request path names, or None when the gateway does not serve that path."""
     bare, _, query = path.partition("?")
-    found = _match(bare)
-    return None if found is None else Endpoint(found[1], found[0], query, path)
-
-
-@lru_cache(maxsize=1024)
-def _match(bare: str) -> tuple[re.Match[str], ApiSpec] | None:
-    """Cached on the bare path (never the query, which may hold a client's key)."""
     for pattern, spec in _COMPILED:
         found = pattern.fullmatch(bare)
         if found:
-            return found, spec
+            return Endpoint(spec, found, query, path)
     return None
 
 

@@ -99,8 +99,7 @@ def openai_embeddings(model: str) -> Call:
 def anthropic_messages(model: str) -> Call:
     def call(url: str) -> Reply:
         client = anthropic.Anthropic(base_url=url, api_key=CLIENT_KEY, max_retries=0)
-        raw = client.messages.with_raw_response.create(
-            model=model, max_tokens=100, messages=CHAT)  # type: ignore[arg-type]  # dated ids are not in the SDK's list
+        raw = client.messages.with_raw_response.create(model=model, max_tokens=100, messages=CHAT)  # type: ignore[arg-type]
         return Reply(raw.headers, raw.parse().content[0].text)  # type: ignore[union-attr]
     return call
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import lru_cache
 from urllib.parse import urlsplit
 
 
@@ -107,6 +108,7 @@ class ProviderSpec:
         return {style.value: secret}
 
 
+@lru_cache(maxsize=256)  # asked per request (the upstream path): the answer never changes
 def parse_base_url(base_url: str) -> Upstream:
     parts = urlsplit(base_url)
     if parts.scheme not in ("http", "https") or not parts.hostname:

@@ -64,17 +64,16 @@ def to_response(kind: str, action: Action) -> pb.ProcessingResponse:
 
 
 def _mutation(kind: str, action: Mutate) -> pb.ProcessingResponse:
-    common = pb.CommonResponse(clear_route_cache=action.clear_route_cache)
-    if action.set_headers or action.remove_headers:
-        common.header_mutation.CopyFrom(pb.HeaderMutation(set_headers=_header_options(action.set_headers),
-                                                          remove_headers=list(action.remove_headers)))
+    answer = pb.ProcessingResponse()
+    common = getattr(answer, kind).response  # HeadersResponse and BodyResponse both carry a CommonResponse
+    common.SetInParent()  # filled in place: no copies of a body that may be megabytes
+    common.clear_route_cache = action.clear_route_cache
+    if action.set_headers:
+        common.header_mutation.set_headers.extend(_header_options(action.set_headers))
+    if action.remove_headers:
+        common.header_mutation.remove_headers.extend(action.remove_headers)
     if action.body is not None:
         common.body_mutation.body = action.body
-    answer = pb.ProcessingResponse()
-    if kind.endswith("_headers"):
-        getattr(answer, kind).CopyFrom(pb.HeadersResponse(response=common))
-    else:
-        getattr(answer, kind).CopyFrom(pb.BodyResponse(response=common))
     if action.body_mode is not None:
         answer.mode_override.response_body_mode = _BODY_MODES[action.body_mode]
     return answer

@@ -106,7 +106,9 @@ class Endpoint:
         """Parse a request body for this endpoint (raises ClientError for bad input)."""
         doc = decode_object(body)
         view = self.spec.read(doc, self.match)
-        return ParsedRequest(replace(view, endpoint=self.spec.endpoint), doc)
+        if view.endpoint != self.spec.endpoint:
+            view = replace(view, endpoint=self.spec.endpoint)
+        return ParsedRequest(view, doc)
 
     def upstream_rest(self, model_id: str) -> str:
         """The path after the client prefix, with the model rewritten where it lives in the path."""

@@ -30,7 +30,7 @@ from extproc.config.values import (
     string,
 )
 from extproc.core.errors import ConfigError
-from extproc.core.settings import DEFAULT_CA_FILE, STRATEGIES, Address, HealthPolicy, Settings
+from extproc.core.settings import DEFAULT_CA_FILE, STRATEGIES, Address, FailoverPolicy, HealthPolicy, Settings
 
 
 def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
@@ -65,7 +65,7 @@ def parse_settings(raw: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
     reject_unknown(raw, "", {
         "listen", "processor", "admin", "providers", "models", "aliases", "fallbacks", "strategy",
         "health", "upstream_timeout", "max_request_bytes", "max_connections", "log_level", "envoy", "ca_file",
-        "discovery", "oauth", "auth",
+        "discovery", "oauth", "auth", "failover",
     })
     discovery = discovery_defaults(raw.get("discovery"))
     providers, credentials = parse_providers(raw.get("providers") or {}, discovery)
@@ -86,6 +86,7 @@ def parse_settings(raw: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
     concurrency = envoy.get("concurrency")
     if concurrency is not None:
         concurrency = positive_int(concurrency, "envoy.concurrency")
+    upstream_timeout = positive_number(raw.get("upstream_timeout", 600), "upstream_timeout")
     return Settings(
         listen=address(raw.get("listen"), "listen", Address("127.0.0.1", 10000)),
         processor=address({k: v for k, v in (raw.get("processor") or {}).items() if k != "token"} or None,
@@ -99,7 +100,8 @@ def parse_settings(raw: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
         fallbacks=fallbacks,
         strategy=strategy,
         health=parse_health(raw.get("health") or {}),
-        upstream_timeout=positive_number(raw.get("upstream_timeout", 600), "upstream_timeout"),
+        failover=parse_failover(raw.get("failover") or {}, upstream_timeout),
+        upstream_timeout=upstream_timeout,
         max_request_bytes=positive_int(raw.get("max_request_bytes", 32 * 1024 * 1024), "max_request_bytes"),
         max_connections=positive_int(raw.get("max_connections", 10000), "max_connections"),
         log_level=choice(raw.get("log_level", "info"), "log_level", ("debug", "info", "warning", "error")),
@@ -121,6 +123,32 @@ def parse_health(raw: Any) -> HealthPolicy:
     reject_unknown(section, "health", names)
     values = {k: positive_number(v, f"health.{k}") for k, v in section.items()}
     return replace(HealthPolicy(), **values)
+
+
+_MAX_ATTEMPTS = 10
+
+
+def parse_failover(raw: Any, upstream_timeout: float) -> FailoverPolicy:
+    section = mapping(raw, "failover")
+    reject_unknown(section, "failover", set(FailoverPolicy.__dataclass_fields__))
+    default = FailoverPolicy()
+    attempts = positive_int(section.get("attempts", default.attempts), "failover.attempts")
+    if attempts > _MAX_ATTEMPTS:
+        raise ConfigError(f"failover.attempts: at most {_MAX_ATTEMPTS} (each attempt costs the client time), "
+                          f"got {attempts}")
+    statuses = section.get("statuses", list(default.statuses))
+    if not isinstance(statuses, list) or not all(isinstance(s, int) and not isinstance(s, bool) for s in statuses):
+        raise ConfigError("failover.statuses: expected a list of HTTP status codes, e.g. [429, 500, 502, 503]")
+    for i, status in enumerate(statuses):
+        if not 400 <= status <= 599:
+            raise ConfigError(f"failover.statuses[{i}]: {status} is not an error status (400-599)")
+    timeout = positive_number(section.get("first_byte_timeout", min(default.first_byte_timeout, upstream_timeout)),
+                              "failover.first_byte_timeout")
+    if timeout > upstream_timeout:
+        raise ConfigError(f"failover.first_byte_timeout: {timeout:g}s is longer than upstream_timeout "
+                          f"({upstream_timeout:g}s), which would end the request first; lower it")
+    return FailoverPolicy(attempts, tuple(dict.fromkeys(statuses)), timeout)
+
 
 
 __all__ = ["default_config_text", "load_settings", "parse_settings"]

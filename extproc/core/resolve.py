@@ -50,6 +50,43 @@ class Decision:
 
 def resolve(req: RequestView, registry: Registry, health: HealthView, now: float, turn: int = 0) -> Decision:
     """`turn` spreads load over several healthy credentials (round robin by request count)."""
+    return plan(req, registry, health, now, turn)[0]
+
+
+def plan(req: RequestView, registry: Registry, health: HealthView, now: float, turn: int = 0,
+         limit: int = 1) -> list[Decision]:
+    """Up to `limit` decisions, in the order a request's attempts try them: the first is what `resolve`
+    answers; then the same model on its other healthy credentials; then the fallbacks, each on theirs."""
+    suitable, reason = _suitable(req, registry)
+    blocks: list[Block] = []
+    found: list[Decision] = []
+
+    def take(model: ModelSpec, why: str, strategy: str | None) -> bool:
+        for cred in _usable(model, req, registry, health, now, turn, blocks):
+            found.append(Decision(req.model, model, registry.providers[cred.route], cred, why, strategy,
+                                  req.endpoint, now))
+            if len(found) == limit:
+                return True
+        return False
+
+    for model in suitable:
+        if take(model, reason, None):
+            return found
+    primary = suitable[0]
+    tried = {m.qualified for m in suitable}
+    for strategy, model in _fallbacks(req, primary, registry):
+        if model.qualified in tried:
+            continue
+        tried.add(model.qualified)
+        if take(model, "fallback", strategy):
+            return found
+    if not found:
+        raise _unavailable(req, primary, registry, blocks, now)
+    return found
+
+
+def _suitable(req: RequestView, registry: Registry) -> tuple[list[ModelSpec], str]:
+    """The models a request names that can take it as it is, or the ClientError that says why none can."""
     primaries, reason = _targets(req.model, registry, req.mode)
     if not primaries:
         owner = _prefix_owner(req, registry)
@@ -71,23 +108,7 @@ def resolve(req: RequestView, registry: Registry, health: HealthView, now: float
         raise ClientError(400, "unsupported_model",
                           f"The model '{req.model}' is a {compatible[0].mode} model and cannot serve "
                           f"{req.mode} requests.", param="model")
-    blocks: list[Block] = []
-    for model in suitable:
-        cred = _pick(model, req, registry, health, now, turn, blocks)
-        if cred is not None:
-            return Decision(req.model, model, registry.providers[cred.route], cred, reason, endpoint=req.endpoint,
-                            at=now)
-    primary = suitable[0]
-    tried = {m.qualified for m in suitable}
-    for strategy, model in _fallbacks(req, primary, registry):
-        if model.qualified in tried:
-            continue
-        tried.add(model.qualified)
-        cred = _pick(model, req, registry, health, now, turn, blocks)
-        if cred is not None:
-            return Decision(req.model, model, registry.providers[cred.route], cred, "fallback", strategy,
-                            req.endpoint, now)
-    raise _unavailable(req, primary, registry, blocks, now)
+    return suitable, reason
 
 
 def fallback_candidates(req: RequestView, primary: ModelSpec, registry: Registry) -> Iterator[tuple[str, ModelSpec]]:
@@ -167,8 +188,9 @@ def _price_distance(model: ModelSpec, primary: ModelSpec) -> float:
     return abs(math.log1p(model.blended_price) - math.log1p(primary.blended_price))
 
 
-def _pick(model: ModelSpec, req: RequestView, registry: Registry, health: HealthView, now: float, turn: int,
-          blocks: list[Block]) -> Credential | None:
+def _usable(model: ModelSpec, req: RequestView, registry: Registry, health: HealthView, now: float, turn: int,
+            blocks: list[Block]) -> list[Credential]:
+    """The model's healthy credentials that take this request, starting at the `turn`-th (round robin)."""
     usable: list[Credential] = []
     for cred in registry.credentials_for(model):
         if not registry.providers[cred.route].speaks(req.api, req.endpoint):
@@ -178,7 +200,8 @@ def _pick(model: ModelSpec, req: RequestView, registry: Registry, health: Health
             usable.append(cred)
         else:
             blocks.append(block)
-    return usable[turn % len(usable)] if usable else None
+    start = turn % len(usable) if usable else 0
+    return usable[start:] + usable[:start]
 
 
 def _unavailable(req: RequestView, primary: ModelSpec, registry: Registry, blocks: Iterable[Block],

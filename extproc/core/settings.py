@@ -57,6 +57,16 @@ class HealthPolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class FailoverPolicy:
+    """Same-request failover: how many attempts one client request may make, and which answers retry it."""
+
+    attempts: int = 3  # 1: no failover
+    statuses: tuple[int, ...] = (429, 500, 502, 503, 504, 529)  # besides connect failures, resets and stalls
+    first_byte_timeout: float = 300.0  # no response headers by then: the attempt stalled (non-streamed answers
+    # arrive whole, so this bounds the longest answer too)
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     listen: Address
     processor: Address
@@ -68,6 +78,7 @@ class Settings:
     fallbacks: Mapping[str, tuple[str, ...]]
     strategy: str
     health: HealthPolicy
+    failover: FailoverPolicy = FailoverPolicy()
     upstream_timeout: float = 600.0
     max_request_bytes: int = 32 * 1024 * 1024
     max_connections: int = 10000

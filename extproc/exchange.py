@@ -3,8 +3,8 @@
 The edge turns Envoy's messages into the four events (request headers, request body, response headers,
 response body chunk) and the actions back into protobuf; nothing here knows gRPC. An exchange reads the
 runtime snapshot once, carries the matched endpoint from headers to body, learns from the response
-against the snapshot its decision came from, and owns the answer's policy (pass, buffer or stream it
-through a transform's shaper).
+against the snapshot its decision came from. Each attempt Envoy makes after the first (same-request failover)
+has an exchange of its own in `attempt.py`.
 """
 
 from __future__ import annotations
@@ -15,18 +15,19 @@ import logging
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
+from extproc.attempts import decision_for
 from extproc.core.errors import ClientError, CredentialUnavailable
-from extproc.core.health import Block, parse_retry_after
+from extproc.core.headers import ATTEMPTS_HEADER
+from extproc.core.health import Block
 from extproc.core.providers import Api
-from extproc.core.resolve import Decision, resolve
+from extproc.core.resolve import Decision, plan
 from extproc.core.settings import Credential
-from extproc.formats import Endpoint, ParsedRequest, api_for_path, error_body, match_endpoint
+from extproc.formats import Endpoint, api_for_path, error_body, match_endpoint
 from extproc.formats.errors import error_headers
-from extproc.formats.transforms import Shaper
-from extproc.forward import Forward, build_forward
+from extproc.forward import Forward, route_request
+from extproc.learning import learn
 from extproc.runtime import Runtime
 
 log = logging.getLogger("extproc.request")
@@ -54,6 +55,8 @@ class Mutate:
     body: bytes | None = None  # None: as it came
     clear_route_cache: bool = False  # the route depends on headers set here
     body_mode: str | None = None  # "buffered" | "streamed": ask for the body this way from now on
+    answer_headers: bool = False  # on a request-headers answer: send the response headers too (this stream only)
+    dynamic_metadata: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # Envoy dynamic metadata
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +130,7 @@ class Gateway:
 class Exchange:
     # All the response-headers event needs: the edge passes only these.
     WANTED_RESPONSE_HEADERS = frozenset({":status", "retry-after", "retry-after-ms", "content-type",
-                                         "content-encoding"})
+                                         "content-encoding", ATTEMPTS_HEADER})
 
     def __init__(self, gateway: Gateway) -> None:
         self._gateway = gateway
@@ -138,8 +141,6 @@ class Exchange:
         self.learned: Block | None = None  # what the response taught health, if anything
         self._endpoint: Endpoint | None = None
         self._client_headers: Mapping[str, str] = {}
-        self._shapers: tuple[Shaper, ...] = ()
-        self._buffered = False
 
     @property
     def decision(self) -> Decision | None:
@@ -188,7 +189,8 @@ class Exchange:
         self.forward, decision = outcome, outcome.decision
         log.info("route rid=%s requested=%r resolved=%s provider=%s why=%s credential=%s", self.request_id,
                  decision.requested, decision.model.id, decision.provider.name, decision.why, decision.credential.id)
-        return Mutate(outcome.set_headers, outcome.remove_headers, outcome.body, clear_route_cache=True)
+        return Mutate(outcome.set_headers, outcome.remove_headers, outcome.body, clear_route_cache=True,
+                      dynamic_metadata=outcome.plan.to_metadata() if outcome.plan else {})
 
     async def _route(self, body: bytes) -> Forward | Reply:
         endpoint = self._endpoint
@@ -200,11 +202,14 @@ class Exchange:
         except ClientError as err:
             return reject(endpoint.api, err)
         runtime, registry = self._gateway.runtime, self.snapshot.registry
+        attempts = self.snapshot.settings.failover.attempts
         for _ in range(_SECRET_ATTEMPTS):
             try:
-                decision = resolve(parsed.view, registry, runtime.health, runtime.clock(), self._gateway.turn())
+                decisions = plan(parsed.view, registry, runtime.health, runtime.clock(), self._gateway.turn(),
+                                 attempts)
             except ClientError as err:
                 return reject(endpoint.api, err)
+            decision = decisions[0]
             try:
                 secret = await self._gateway.secrets.secret(decision.credential)
             except CredentialUnavailable as exc:
@@ -214,70 +219,49 @@ class Exchange:
                 until = math.inf if exc.permanent else runtime.clock() + policy.server_error_cooldown
                 runtime.health.suspend(decision.credential.id, exc.reason, until)
                 continue
-            return await _maybe_in_thread(large, self._build, endpoint, parsed, decision, secret)
+            return await _maybe_in_thread(large, route_request, endpoint, parsed, decisions, secret,
+                                          self._client_headers)
         return reject(endpoint.api, ClientError(503, "credentials_unavailable",
                                                 "No credential for this model could be used right now."))
 
-    def _build(self, endpoint: Endpoint, parsed: ParsedRequest, decision: Decision, secret: str) -> Forward:
-        return build_forward(endpoint, parsed, decision, secret, self._client_headers)
-
-    # -- response headers: learn, and choose how the answer passes
+    # -- response headers: learn from the attempt that answered
 
     def response_headers(self, headers: Mapping[str, str], end_of_stream: bool) -> Continue | Mutate:
         forward = self.forward
         if forward is None:
             return CONTINUE
         try:
-            self._learn(forward.decision, headers)
+            decision = self._answered_by(forward, headers)
+            if decision is not None:
+                self._learn(decision, headers)
         except Exception:  # learning failed; the response itself still goes to the client
             log.exception("error rid=%s while learning from the response", self.request_id)
-        encoded = headers.get("content-encoding", "identity").lower() != "identity"
-        if not forward.answer or end_of_stream or encoded:
-            return CONTINUE
-        streamed = headers.get("content-type", "").startswith("text/event-stream")
-        self._shapers = tuple(make(streamed) for make in forward.answer)
-        self._buffered = not streamed
-        if streamed:
-            return Mutate(remove_headers=("content-length",), body_mode="streamed")
-        return Mutate(body_mode="buffered")
+        return CONTINUE  # an answer that needs reshaping is reshaped by its own attempt's processor
+
+    def _answered_by(self, forward: Forward, headers: Mapping[str, str]) -> Decision | None:
+        """The decision of the attempt whose answer this is (Envoy says which, in x-extproc-attempts)."""
+        try:
+            attempt = int(headers.get(ATTEMPTS_HEADER) or 1)
+        except ValueError:
+            return None
+        if attempt == 1 and forward.handled:
+            return forward.decision
+        plan = forward.plan
+        if plan is None or not 1 <= attempt <= len(plan.candidates):
+            return None
+        return decision_for(plan.candidates[attempt - 1], plan, self.snapshot.registry, forward.decision.endpoint)
 
     def _learn(self, decision: Decision, headers: Mapping[str, str]) -> None:
         try:
             status = int(headers.get(":status", "0"))
         except ValueError:
             return
-        runtime, secrets, cred = self._gateway.runtime, self._gateway.secrets, decision.credential
-        now = runtime.clock()
-        if cred.account is not None:
-            if status == 401 and secrets.invalidate(cred):
-                return  # a login's token is refreshed, not the login suspended
-            if 200 <= status < 300:
-                secrets.confirm(cred)
-        if status == 404 and (decision.endpoint == "completions"
-                              or not self.snapshot.registry.lookup(decision.model.qualified)):
-            return  # a legacy endpoint or a made-up model: the client's mistake, not the model's absence
-        block = runtime.health.observe(cred.id, decision.model.id, status, parse_retry_after(headers, now), now,
-                                       decision.at, decision.endpoint)
-        self.learned = block
-        if block is None:
-            log.debug("upstream rid=%s status=%d", self.request_id, status)
-            return
-        until = "restart or re-login" if block.until == math.inf else \
-            datetime.fromtimestamp(block.until, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        log.warning("upstream rid=%s status=%d model=%s provider=%s credential=%s %s until %s: %s",
-                    self.request_id, status, decision.model.id, decision.provider.name, cred.id,
-                    block.kind, until, block.reason)
-
-    # -- response body: through the shapers, when there are any
+        self.learned = learn(self._gateway.runtime, self._gateway.secrets, self.snapshot.registry,
+                             decision.credential, decision.model, decision.endpoint, decision.at, status, headers,
+                             self.request_id)
 
     def response_body(self, chunk: bytes, end_of_stream: bool) -> Continue | Mutate:
-        if not self._shapers:
-            return CONTINUE
-        for shaper in self._shapers:
-            chunk = shaper.feed(chunk, end_of_stream)
-        if self._buffered:
-            return Mutate({"content-length": str(len(chunk))}, body=chunk)
-        return Mutate(body=chunk)
+        return CONTINUE
 
     def _replied(self, reply: Reply) -> Reply:
         bare = self.path.partition("?")[0]

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import orjson
 
-from extproc.core.headers import MODEL_HEADER, REASON_HEADER, ROUTE_HEADER
+from extproc.attempts import Candidate, Plan, attempt_header
+from extproc.core.headers import API_HEADER, ATTEMPT_HEADER, HANDLED_HEADER, MODEL_HEADER, REASON_HEADER, ROUTE_HEADER
 from extproc.core.providers import CLIENT_CREDENTIAL_HEADERS, AuthStyle
 from extproc.core.resolve import Decision
 from extproc.formats import Endpoint, ParsedRequest
@@ -23,6 +24,8 @@ class Forward:
     remove_headers: tuple[str, ...]
     body: bytes | None  # None: the body goes as it came
     answer: tuple[Callable[[bool], Shaper], ...] = ()  # shapers the answer passes through (streamed? → shaper)
+    plan: Plan | None = None  # what every attempt of the request follows (router level only)
+    handled: bool = True  # this mutation makes the first attempt; False: its own processor builds it
 
 
 def build_forward(endpoint: Endpoint, parsed: ParsedRequest, decision: Decision, secret: str,
@@ -37,7 +40,7 @@ def build_forward(endpoint: Endpoint, parsed: ParsedRequest, decision: Decision,
     new_body = orjson.dumps(out.doc) if out.changed else None
     auth = {"authorization": f"Bearer {secret}"} if cred.auth is AuthStyle.BEARER else \
         {cred.auth.value: secret} if cred.auth is not None else provider.auth_headers(api, secret)
-    set_headers = {ROUTE_HEADER: provider.name, MODEL_HEADER: decision.model.id, REASON_HEADER: decision.why, **auth}
+    set_headers = {**_route_headers(decision), **auth}
     for name, value in cred.merge_headers.items():
         set_headers[name] = merge_header_values(client_headers.get(name), value)
     upstream_path = provider.upstream_path(api, out.rest)
@@ -52,6 +55,36 @@ def build_forward(endpoint: Endpoint, parsed: ParsedRequest, decision: Decision,
     set_headers.update(out.headers)  # what a transform needs (e.g. an uncompressed answer)
     remove = tuple(h for h in CLIENT_CREDENTIAL_HEADERS if h not in set_headers)
     return Forward(decision, set_headers, remove, new_body, tuple(t.answer for t in transforms if t.answer))
+
+
+_NOT_RESTORED = frozenset({"content-length"})  # each attempt sets its own, for the body it sends
+
+
+def route_request(endpoint: Endpoint, parsed: ParsedRequest, decisions: list[Decision], secret: str,
+                  client_headers: Mapping[str, str]) -> Forward:
+    """The router-level mutation: the plan every attempt follows, and the first attempt itself when it can.
+
+    A first attempt whose transforms reshape the body is left to its own processor: later attempts get the
+    body this mutation leaves, and must never get one reshaped for another provider.
+    """
+    first = decisions[0]
+    candidates = tuple(Candidate.of(d) for d in decisions)
+    if selected(first):
+        forward = Forward(first, _route_headers(first), (), None, handled=False)
+        restore: dict[str, str | None] = {}
+    else:
+        forward = build_forward(endpoint, parsed, first, secret, client_headers)
+        restore = {name: client_headers.get(name) for name in forward.set_headers if name not in _NOT_RESTORED}
+    plan = Plan(endpoint.path, first.requested, parsed.view.mode, first.at, candidates, restore)
+    headers = {**forward.set_headers, "x-envoy-max-retries": str(len(decisions) - 1),
+               ATTEMPT_HEADER: attempt_header(first), API_HEADER: endpoint.api.value}
+    if forward.handled:
+        headers[HANDLED_HEADER] = "1"
+    return replace(forward, set_headers=headers, plan=plan)
+
+
+def _route_headers(decision: Decision) -> dict[str, str]:
+    return {ROUTE_HEADER: decision.provider.name, MODEL_HEADER: decision.model.id, REASON_HEADER: decision.why}
 
 
 def merge_header_values(client: str | None, ours: str) -> str:

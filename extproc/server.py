@@ -8,7 +8,7 @@ from extproc.auth.accounts import AccountManager
 from extproc.control.auth import AuthService
 from extproc.control.models import ModelsService
 from extproc.core.settings import Settings
-from extproc.edge import ext_proc
+from extproc.edge import access_log, ext_proc
 from extproc.exchange import Gateway
 from extproc.v1 import auth_pb2_grpc, models_pb2_grpc
 
@@ -23,6 +23,7 @@ async def start_server(settings: Settings, gateway: Gateway, accounts: AccountMa
         ("grpc.so_reuseport", 0),
     ])
     ext_proc.add_to_server(server, gateway, settings.processor_token)
+    access_log.add_to_server(server, gateway, settings.processor_token)
     models_pb2_grpc.add_ModelsServicer_to_server(ModelsService(gateway.runtime), server)  # type: ignore[no-untyped-call]
     auth_pb2_grpc.add_AuthServicer_to_server(  # type: ignore[no-untyped-call]
         AuthService(accounts, settings.admin_token), server)

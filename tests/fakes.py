@@ -37,6 +37,7 @@ class Scripted:
     status: int
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b'{"error":{"message":"scripted failure"}}'
+    delay: float = 0.0  # seconds before answering (a stalled provider)
 
 
 class FakeProvider:
@@ -102,10 +103,10 @@ class FakeProvider:
         self._thread.start()
 
     def script(self, status: int, headers: dict[str, str] | None = None, body: bytes | None = None,
-               times: int = 1) -> None:
+               times: int = 1, delay: float = 0.0) -> None:
         with self._lock:
             for _ in range(times):
-                self._script.append(Scripted(status, headers or {}, body or Scripted(status).body))
+                self._script.append(Scripted(status, headers or {}, body or Scripted(status).body, delay))
 
     def reset(self) -> None:
         with self._lock:
@@ -147,6 +148,7 @@ class FakeProvider:
         with self._lock:
             scripted = self._script.popleft() if self._script else None
         if scripted is not None:
+            time.sleep(scripted.delay)
             return scripted.status, {"content-type": "application/json", **scripted.headers}, scripted.body
         try:
             doc = json.loads(body) if body else {}

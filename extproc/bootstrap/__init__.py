@@ -12,8 +12,10 @@ from typing import Any
 
 import yaml
 
+from extproc.bootstrap.attempts import attempts_cluster, provider_listener
 from extproc.bootstrap.clusters import processor_cluster, provider_cluster
 from extproc.bootstrap.listeners import listener
+from extproc.bootstrap.local_replies import local_reply_config
 from extproc.bootstrap.names import PROCESSOR_CLUSTER, T, provider_cluster_name, socket
 from extproc.core.settings import Settings
 
@@ -23,6 +25,7 @@ def render_bootstrap(settings: Settings) -> str:
 
 
 def build_bootstrap(settings: Settings) -> dict[str, Any]:
+    inner_replies = local_reply_config(by_api_header=True)
     return {
         "admin": {"address": socket(settings.admin.host, settings.admin.port)},
         "overload_manager": {"resource_monitors": [{
@@ -33,10 +36,13 @@ def build_bootstrap(settings: Settings) -> dict[str, Any]:
             },
         }]},
         "static_resources": {
-            "listeners": [listener(settings)],
-            "clusters": [processor_cluster(settings)]
+            "listeners": [listener(settings)]
+            + [provider_listener(p, settings, inner_replies) for p in settings.providers.values()],
+            "clusters": [processor_cluster(settings), attempts_cluster(settings)]
             + [provider_cluster(p, settings.max_request_bytes, settings.ca_file) for p in settings.providers.values()],
         },
+        "bootstrap_extensions": [{"name": "envoy.bootstrap.internal_listener", "typed_config": {
+            "@type": T + "extensions.bootstrap.internal_listener.v3.InternalListener"}}],
     }
 
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import base64
 from typing import Any
 
+from extproc.attempts import LB_NAMESPACE, PLAN_NAMESPACE
+from extproc.bootstrap.attempts import grpc_service, upstream_log
 from extproc.bootstrap.local_replies import PROCESSOR_DOWN_STATUS, local_reply_config
-from extproc.bootstrap.names import CONTROL_SERVICES, DESCRIPTOR_SET, GRPC_LIMIT_SLACK, PROCESSOR_CLUSTER, T, socket
-from extproc.bootstrap.routes import auth_route, models_route, provider_route, unrouted
-from extproc.core.headers import PROCESSOR_TOKEN_HEADER
+from extproc.bootstrap.names import CONTROL_SERVICES, DESCRIPTOR_SET, T, socket
+from extproc.bootstrap.routes import attempts_route, auth_route, models_route, unrouted
 from extproc.core.settings import Settings
 
 
@@ -40,16 +41,17 @@ def _connection_manager(settings: Settings) -> dict[str, Any]:
             "route_config": {"name": "llm", "virtual_hosts": [{
                 "name": "llm",
                 "domains": ["*"],
-                "routes": [models_route(), auth_route(_transcoder_config(strict=True))]
-                + [provider_route(p, timeout) for p in settings.providers.values()]
-                + [unrouted()],
+                "include_request_attempt_count": True,  # x-envoy-attempt-count: which candidate an attempt is
+                "routes": [models_route(), auth_route(_transcoder_config(strict=True)), attempts_route(settings),
+                           unrouted()],
             }]},
             "http_filters": [_ext_proc_filter(settings), {
                 "name": "envoy.filters.http.lua",
                 "typed_config": {"@type": T + "extensions.filters.http.lua.v3.Lua"},
             }, {"name": "envoy.filters.http.grpc_json_transcoder", "typed_config": _transcoder_config()}, {
                 "name": "envoy.filters.http.router",
-                "typed_config": {"@type": T + "extensions.filters.http.router.v3.Router"},
+                "typed_config": {"@type": T + "extensions.filters.http.router.v3.Router",
+                                 "upstream_log": upstream_log(settings)},
             }],
         },
     }
@@ -60,18 +62,14 @@ def _ext_proc_filter(settings: Settings) -> dict[str, Any]:
         "name": "envoy.filters.http.ext_proc",
         "typed_config": {
             "@type": T + "extensions.filters.http.ext_proc.v3.ExternalProcessor",
-            "grpc_service": {
-                "envoy_grpc": {
-                    "cluster_name": PROCESSOR_CLUSTER,
-                    "max_receive_message_length": settings.max_request_bytes + GRPC_LIMIT_SLACK,
-                },
-                **({"initial_metadata": [{"key": PROCESSOR_TOKEN_HEADER, "value": settings.processor_token}]}
-                   if settings.processor_token else {}),
-            },
+            "grpc_service": grpc_service(settings),
             "failure_mode_allow": False,
             "status_on_error": {"code": PROCESSOR_DOWN_STATUS},  # processor unreachable: a status only it uses
             "allow_mode_override": True,  # a Code Assist answer is unwrapped: its body is asked for per request
             "message_timeout": "5s",
+            # The plan for later attempts, and the endpoint list for the override_host load balancer.
+            "metadata_options": {"receiving_namespaces": {"untyped": [PLAN_NAMESPACE, LB_NAMESPACE]}},
+            "mutation_rules": {"allow_envoy": True},  # x-envoy-max-retries: no attempt past the plan
             "processing_mode": {
                 "request_header_mode": "SEND",
                 "request_body_mode": "BUFFERED",

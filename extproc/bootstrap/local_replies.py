@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from extproc.core.headers import API_HEADER
 from extproc.core.providers import Api
 from extproc.formats import FAMILIES
 
@@ -22,7 +23,9 @@ def _status(code: int) -> dict[str, Any]:
     return {"status_code_filter": {"comparison": equal}}
 
 
-def local_reply_config() -> dict[str, Any]:
+def local_reply_config(by_api_header: bool = False) -> dict[str, Any]:
+    """Mappers that pick the envelope by the client's path, or (`by_api_header`, behind the attempts'
+    internal listeners, where the path is the provider's) by the API the processor names in `x-extproc-api`."""
     envoy_failure = {"or_filter": {"filters": [{"response_flag_filter": {"flags": _ENVOY_FAILURE_FLAGS}},
                                                _status(413)]}}
     # Families that claim paths first; OpenAI's envelope is the default and goes last, unfiltered.
@@ -30,8 +33,10 @@ def local_reply_config() -> dict[str, Any]:
     mappers = []
     for failure, message in ((_status(PROCESSOR_DOWN_STATUS), PROCESSOR_DOWN), (envoy_failure, "%LOCAL_REPLY_BODY%")):
         for family in families:
-            match = failure if family.api is Api.OPENAI else {"and_filter": {"filters": [failure, {"header_filter": {
-                "header": {"name": ":path", "string_match": {"safe_regex": {"regex": family.paths}}}}}]}}
+            header = {"name": API_HEADER, "string_match": {"exact": family.api.value}} if by_api_header else \
+                {"name": ":path", "string_match": {"safe_regex": {"regex": family.paths}}}
+            match = failure if family.api is Api.OPENAI else \
+                {"and_filter": {"filters": [failure, {"header_filter": {"header": header}}]}}
             mappers.append({"filter": match, "body_format_override": {
                 "json_format": family.local_reply(message), "content_type": "application/json"}})
     return {"mappers": mappers}

@@ -1,13 +1,14 @@
-"""Routes: the gateway's own APIs straight to the processor's gRPC services, one route per provider on the
-header the processor sets, and a refusal for anything the processor let through unrouted."""
+"""Routes: the gateway's own APIs straight to the processor's gRPC services, every planned request to the
+attempts cluster, and a refusal for anything the processor let through unplanned."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from extproc.bootstrap.names import PROCESSOR_CLUSTER, T, lua, provider_cluster_name
-from extproc.core.headers import RESPONSE_HEADERS, ROUTE_HEADER
-from extproc.core.providers import ProviderSpec
+from extproc.bootstrap.attempts import ATTEMPTS_CLUSTER, retry_policy
+from extproc.bootstrap.names import PROCESSOR_CLUSTER, T, lua
+from extproc.core.headers import ATTEMPTS_HEADER, RESPONSE_HEADERS, ROUTE_HEADER
+from extproc.core.settings import Settings
 
 
 def _ext_proc_off() -> dict[str, Any]:
@@ -47,19 +48,18 @@ def auth_route(strict_transcoder: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def provider_route(provider: ProviderSpec, timeout: str) -> dict[str, Any]:
+def attempts_route(settings: Settings) -> dict[str, Any]:
+    """Every request the processor planned (it always sets the provider header) goes to the attempts cluster."""
+    headers = [{"header": {"key": h, "value": f"%REQ({h})%"}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
+               for h in RESPONSE_HEADERS]
+    headers.append({"header": {"key": ATTEMPTS_HEADER, "value": "%UPSTREAM_REQUEST_ATTEMPT_COUNT%"},
+                    "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"})
     return {
-        "name": provider.name,
-        "match": {"prefix": "/", "headers": [{"name": ROUTE_HEADER, "string_match": {"exact": provider.name}}]},
-        "route": {
-            "cluster": provider_cluster_name(provider.name),
-            "host_rewrite_literal": provider.upstream.authority,
-            "timeout": timeout,
-        },
-        "response_headers_to_add": [
-            {"header": {"key": h, "value": f"%REQ({h})%"}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
-            for h in RESPONSE_HEADERS
-        ],
+        "name": "attempts",
+        "match": {"prefix": "/", "headers": [{"name": ROUTE_HEADER, "present_match": True}]},
+        "route": {"cluster": ATTEMPTS_CLUSTER, "timeout": f"{settings.upstream_timeout:g}s",
+                  "retry_policy": retry_policy(settings)},
+        "response_headers_to_add": headers,
     }
 
 

@@ -60,6 +60,7 @@ def stack(fakes: dict[str, FakeProvider], make_stack: Callable[[dict[str, Any]],
         "fallbacks": {"ratelimit-primary": ["ratelimit-backup"], "revoked-primary": ["revoked-backup"]},
         "strategy": "none",
         "health": {"auth_suspension": 600},
+        "failover": {"attempts": 1},  # one attempt per request: these tests watch what the next request learned
     })
     yield stack
     logs = stack.logs()

@@ -5,7 +5,9 @@ from typing import Any
 import pytest
 import yaml
 
+from extproc.attempts import listener_name
 from extproc.bootstrap import PROCESSOR_CLUSTER, build_bootstrap, provider_cluster_name, render_bootstrap
+from extproc.bootstrap.attempts import ATTEMPTS_CLUSTER
 from extproc.core.headers import ROUTE_HEADER
 from tests.unit.helpers import provider, settings
 
@@ -23,6 +25,7 @@ SETTINGS = settings(
 BOOT = build_bootstrap(SETTINGS)
 CLUSTERS = {c["name"]: c for c in BOOT["static_resources"]["clusters"]}
 LISTENER = BOOT["static_resources"]["listeners"][0]
+INNER = {li["name"]: li for li in BOOT["static_resources"]["listeners"][1:]}
 HCM = LISTENER["filter_chains"][0]["filters"][0]["typed_config"]
 ROUTES = HCM["route_config"]["virtual_hosts"][0]["routes"]
 FILTERS = {f["name"]: f["typed_config"] for f in HCM["http_filters"]}
@@ -37,8 +40,16 @@ def endpoint_address(cluster: dict[str, Any]) -> dict[str, Any]:
     return lb["endpoint"]["address"]["socket_address"]
 
 
-def test_one_cluster_per_provider_plus_the_processor():
-    expected = {provider_cluster_name(p) for p in SETTINGS.providers} | {PROCESSOR_CLUSTER}
+def inner_route(name: str, boot: dict[str, Any] = BOOT) -> dict[str, Any]:
+    """The route of the internal listener that attempts to this provider go through."""
+    (listener,) = [li for li in boot["static_resources"]["listeners"] if li["name"] == listener_name(name)]
+    hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
+    (route,) = hcm["route_config"]["virtual_hosts"][0]["routes"]
+    return dict(route)
+
+
+def test_one_cluster_per_provider_plus_the_processor_and_the_attempts():
+    expected = {provider_cluster_name(p) for p in SETTINGS.providers} | {PROCESSOR_CLUSTER, ATTEMPTS_CLUSTER}
     assert set(CLUSTERS) == expected
     assert len(BOOT["static_resources"]["clusters"]) == len(expected)  # no duplicates
 
@@ -59,8 +70,7 @@ def test_https_provider_gets_tls_with_sni_and_san(name):
 
 def test_custom_port_and_path_on_https_provider():
     assert endpoint_address(CLUSTERS["provider_corp"]) == {"address": "llm.corp.example", "port_value": 8443}
-    route = next(r for r in ROUTES if r["name"] == "corp")
-    assert route["route"]["host_rewrite_literal"] == "llm.corp.example:8443"
+    assert inner_route("corp")["route"]["host_rewrite_literal"] == "llm.corp.example:8443"
 
 
 def test_http_loopback_provider_is_plain():
@@ -71,13 +81,28 @@ def test_http_loopback_provider_is_plain():
     assert protocol_options(cluster)["explicit_http_config"] == {"http_protocol_options": {}}
 
 
+def test_planned_requests_go_to_the_attempts_cluster_with_the_retry_policy():
+    (route,) = [r for r in ROUTES if r["name"] == "attempts"]
+    assert route["match"]["headers"] == [{"name": ROUTE_HEADER, "present_match": True}]
+    assert route["route"]["cluster"] == ATTEMPTS_CLUSTER
+    assert route["route"]["timeout"] == f"{SETTINGS.upstream_timeout:g}s"
+    retry = route["route"]["retry_policy"]
+    assert retry["retriable_status_codes"] == [429, 500, 502, 503, 504, 529]
+    assert retry["num_retries"] == 2 and retry["per_try_timeout"] == "300s"
+    assert {"connect-failure", "reset", "retriable-status-codes"} <= set(retry["retry_on"].split(","))
+
+
 @pytest.mark.parametrize("name", ["local", "corp", "openai", "mistral"])
-def test_routes_match_the_provider_header(name):
-    (route,) = [r for r in ROUTES if r["name"] == name]
-    assert route["match"]["headers"] == [{"name": ROUTE_HEADER, "string_match": {"exact": name}}]
+def test_each_provider_is_an_attempts_endpoint_behind_its_own_internal_listener(name):
+    route = inner_route(name)
     assert route["route"]["cluster"] == provider_cluster_name(name)
     assert route["route"]["host_rewrite_literal"] == SETTINGS.providers[name].upstream.authority
     assert route["route"]["timeout"] == f"{SETTINGS.upstream_timeout:g}s"
+    assert ROUTE_HEADER in route["request_headers_to_remove"]  # the gateway's own headers stay here
+    endpoints = CLUSTERS[ATTEMPTS_CLUSTER]["load_assignment"]["endpoints"][0]["lb_endpoints"]
+    (endpoint,) = [e for e in endpoints if e["metadata"]["filter_metadata"]["extproc"]["provider"] == name]
+    assert endpoint["endpoint"]["address"]["envoy_internal_address"]["server_listener_name"] == listener_name(name)
+    assert INNER[listener_name(name)]["per_connection_buffer_limit_bytes"] == LIMIT
 
 
 def test_unrouted_requests_are_refused_last():
@@ -128,7 +153,4 @@ def test_render_is_the_same_data_as_yaml():
 
 def test_ipv6_loopback_authority_is_bracketed():
     s = settings(providers={"v6": provider({"openai": "/v1"}, base_url="http://[::1]:8080")})
-    routes = build_bootstrap(s)["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0][
-        "typed_config"]["route_config"]["virtual_hosts"][0]["routes"]
-    (route,) = [r for r in routes if r["name"] == "v6"]
-    assert route["route"]["host_rewrite_literal"] == "[::1]:8080"
+    assert inner_route("v6", build_bootstrap(s))["route"]["host_rewrite_literal"] == "[::1]:8080"

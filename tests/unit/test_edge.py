@@ -14,7 +14,8 @@ from envoy.extensions.filters.http.ext_proc.v3 import processing_mode_pb2
 from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 
 from extproc.core.headers import PROCESSOR_TOKEN_HEADER, ROUTE_HEADER
-from extproc.edge.ext_proc import ExternalProcessor, to_response
+from extproc.edge.ext_proc import ExternalProcessor
+from extproc.edge.messages import to_response
 from extproc.exchange import CONTINUE, Gateway, Mutate, Reply
 from extproc.runtime import Runtime
 from tests.unit.helpers import model, settings

@@ -364,13 +364,13 @@ def test_large_bodies_are_parsed_and_built_off_the_event_loop(gateway, monkeypat
 
     import extproc.exchange
     threads = []
-    real = extproc.exchange.build_forward
+    real = extproc.exchange.route_request
 
     def recording(*args: Any) -> Forward:
         threads.append(threading.current_thread())
         return real(*args)
 
-    monkeypatch.setattr(extproc.exchange, "build_forward", recording)
+    monkeypatch.setattr(extproc.exchange, "route_request", recording)
     forward(gateway, CHAT, body("smart"))
     forward(gateway, CHAT, body("smart", padding="x" * (2 << 20)))
     assert threads[0] is threading.main_thread() and threads[1] is not threading.main_thread()
@@ -410,48 +410,6 @@ def test_an_unavailable_secret_fails_closed_for_that_credential_and_the_next_one
     assert forward(gw, CHAT, body("m")).set_headers["authorization"] == "Bearer k2"
     block = gw.runtime.health.blocked("openai:key1", "m", clock.now)
     assert block is not None and block.reason == "token endpoint down"
-
-
-CODE_ASSIST = {"base_url": "https://ca.example.com", "apis": {"gemini": ""}, "transform": "codeassist",
-               "api_key": "ca-key"}
-
-
-@pytest.fixture
-def codeassist(clock: Clock) -> Gateway:
-    return make_gateway(settings(providers={"ca": CODE_ASSIST}, models=[model("ca-model", "ca")]), clock)
-
-
-def test_codeassist_request_is_wrapped_and_its_buffered_answer_unwrapped(codeassist):
-    ex = routed(codeassist, "/v1beta/models/ca-model:generateContent", b'{"contents": []}')
-    assert ex.forward is not None
-    assert ex.forward.set_headers[":path"] == "/v1internal:generateContent"
-    assert json.loads(ex.forward.body or b"") == {"model": "ca-model", "request": {"contents": []}}
-    assert ex.forward.set_headers["accept-encoding"] == "identity"
-    action = ex.response_headers({":status": "200", "content-type": "application/json"}, end_of_stream=False)
-    assert action == Mutate(body_mode="buffered")
-    answer = ex.response_body(b'{"response": {"candidates": [1]}, "traceId": "t"}', end_of_stream=True)
-    assert isinstance(answer, Mutate) and json.loads(answer.body or b"") == {"candidates": [1]}
-    assert answer.set_headers == {"content-length": str(len(answer.body or b""))}
-
-
-def test_codeassist_stream_is_unwrapped_per_event_across_chunks(codeassist):
-    ex = routed(codeassist, "/v1beta/models/ca-model:streamGenerateContent?alt=sse", b'{"contents": []}')
-    assert ex.forward is not None and ex.forward.set_headers[":path"] == "/v1internal:streamGenerateContent?alt=sse"
-    action = ex.response_headers({":status": "200", "content-type": "text/event-stream"}, end_of_stream=False)
-    assert action == Mutate(remove_headers=("content-length",), body_mode="streamed")
-    first = ex.response_body(b'data: {"response": {"n": 1}}\r\n\r\ndata: {"resp', end_of_stream=False)
-    second = ex.response_body(b'onse": {"n": 2}}\r\n\r\n', end_of_stream=True)
-    assert isinstance(first, Mutate) and first.body == b'data: {"n":1}\r\n\r\n'
-    assert isinstance(second, Mutate) and second.body == b'data: {"n":2}\r\n\r\n'
-
-
-def test_answers_pass_untouched_without_a_shaping_transform_or_when_encoded(gateway, codeassist):
-    plain = routed(gateway, CHAT, body("gw-openai"))
-    assert plain.response_headers({":status": "200"}, end_of_stream=False) is CONTINUE
-    assert plain.response_body(b"{}", end_of_stream=True) is CONTINUE
-    encoded = routed(codeassist, "/v1beta/models/ca-model:generateContent", b'{"contents": []}')
-    assert encoded.response_headers({":status": "200", "content-encoding": "gzip"}, end_of_stream=False) is CONTINUE
-    assert encoded.response_body(b"\x1f\x8b", end_of_stream=True) is CONTINUE
 
 
 def test_a_response_without_a_decision_is_let_through(gateway):

@@ -1,0 +1,125 @@
+"""One attempt of a request, seen from the processor in the provider cluster's filter chain. Sans-IO.
+
+Envoy runs it for every attempt the router-level answer did not make itself: the retries of same-request
+failover, and a first attempt whose transforms reshape the body. It reads which attempt this is
+(`x-envoy-attempt-count`), the plan the router-level answer left in dynamic metadata, and the endpoint Envoy
+picked; it builds that attempt from the client's body with the candidate's model, path, credential and
+transforms. The header map is shared between attempts, so it first undoes what the first attempt set.
+Nothing is shared between streams: any processor process can take any attempt.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Mapping
+
+from extproc.attempts import Plan, attempt_header, decision_for
+from extproc.core.errors import ClientError, CredentialUnavailable
+from extproc.core.headers import ATTEMPT_HEADER
+from extproc.core.resolve import Decision
+from extproc.exchange import CONTINUE, Continue, Gateway, Mutate, Reply, reject
+from extproc.formats import Endpoint, api_for_path, match_endpoint
+from extproc.formats.transforms import Shaper, selected
+from extproc.forward import build_forward
+
+log = logging.getLogger("extproc.request")
+
+ATTEMPT_COUNT_HEADER = "x-envoy-attempt-count"
+
+
+class AttemptExchange:
+    WANTED_RESPONSE_HEADERS = frozenset({":status", "content-type", "content-encoding"})
+
+    def __init__(self, gateway: Gateway) -> None:
+        self._gateway = gateway
+        self.snapshot = gateway.runtime.current
+        self.request_id = "-"
+        self.attempt = 0
+        self.decision: Decision | None = None
+        self._plan: Plan | None = None
+        self._endpoint: Endpoint | None = None
+        self._client_headers: dict[str, str] = {}
+        self._shaping: tuple[Callable[[bool], Shaper], ...] = ()  # the answer's shaper makers, once built
+        self._shapers: tuple[Shaper, ...] = ()
+
+    # -- request headers: which attempt, which candidate, and is this the endpoint it was meant for
+
+    def request_headers(self, headers: Mapping[str, str], plan_text: str | None,
+                        host_route: str | None) -> Mutate | Reply:
+        self.request_id = headers.get("x-request-id", "-")
+        path = headers.get(":path", "")
+        try:
+            self.attempt = int(headers.get(ATTEMPT_COUNT_HEADER) or 1)
+            plan = self._plan = Plan.from_metadata(plan_text or "")
+        except (ValueError, KeyError, TypeError):
+            return self._fail(path, 500, "unrouted", "The request reached a provider without a routing plan.")
+        if self.attempt > len(plan.candidates):
+            return self._fail(plan.path, 503, "attempts_exhausted", "No candidate is left for this attempt.")
+        candidate = plan.candidates[self.attempt - 1]
+        if host_route is not None and host_route != candidate.route:  # never a credential to another provider
+            return self._fail(plan.path, 503, "wrong_endpoint", "This attempt reached another provider than planned.")
+        self._endpoint = match_endpoint(plan.path)
+        decision = decision_for(candidate, plan, self.snapshot.registry,
+                                self._endpoint.name if self._endpoint else "")
+        if self._endpoint is None or decision is None:
+            return self._fail(plan.path, 503, "credentials_unavailable",
+                              f"The credential planned for attempt {self.attempt} is no longer configured.")
+        self.decision = decision
+        # The client's headers as they came: undo what the first attempt set on the shared header map.
+        self._client_headers = {k: v for k, v in headers.items() if k not in plan.restore}
+        self._client_headers.update({k: v for k, v in plan.restore.items() if v is not None})
+        reshapes_answer = any(t.answer for t in selected(decision))
+        return Mutate(body_mode="buffered", answer_headers=reshapes_answer)
+
+    # -- request body: build this attempt
+
+    async def request_body(self, body: bytes) -> Mutate | Reply:
+        plan, endpoint, decision = self._plan, self._endpoint, self.decision
+        if plan is None or endpoint is None or decision is None:
+            return self._fail("", 500, "unrouted", "The attempt's headers were not seen.")
+        try:
+            parsed = endpoint.read(body)
+            secret = await self._gateway.secrets.secret(decision.credential)
+        except ClientError as err:
+            return reject(endpoint.api, err)
+        except CredentialUnavailable as exc:
+            runtime = self._gateway.runtime
+            until = math.inf if exc.permanent else runtime.clock() + self.snapshot.settings.health.server_error_cooldown
+            runtime.health.suspend(decision.credential.id, exc.reason, until)
+            return self._fail(plan.path, 503, "credentials_unavailable", "The planned credential cannot be used now.")
+        forward = build_forward(endpoint, parsed, decision, secret, self._client_headers)
+        set_headers = {k: v for k, v in plan.restore.items() if v is not None and k not in forward.set_headers}
+        set_headers.update(forward.set_headers)
+        set_headers[ATTEMPT_HEADER] = attempt_header(decision)
+        remove = tuple(k for k, v in plan.restore.items() if v is None and k not in set_headers)
+        self._shaping = forward.answer
+        log.info("attempt rid=%s n=%d requested=%r resolved=%s provider=%s why=%s credential=%s", self.request_id,
+                 self.attempt, decision.requested, decision.model.id, decision.provider.name, decision.why,
+                 decision.credential.id)
+        return Mutate(set_headers, (*forward.remove_headers, *remove), forward.body)
+
+    # -- the answer: through this attempt's shapers, when its transforms reshape it
+
+    def response_headers(self, headers: Mapping[str, str], end_of_stream: bool) -> Continue | Mutate:
+        makers = self._shaping
+        encoded = headers.get("content-encoding", "identity").lower() != "identity"
+        if not makers or end_of_stream or encoded:
+            return CONTINUE
+        streamed = headers.get("content-type", "").startswith("text/event-stream")
+        self._shapers = tuple(make(streamed) for make in makers)
+        # The reshaped answer's length is not the provider's (and Envoy checks a length set on a mutated body
+        # in this chain against the original): it goes out without one.
+        return Mutate(remove_headers=("content-length",), body_mode="streamed" if streamed else "buffered")
+
+    def response_body(self, chunk: bytes, end_of_stream: bool) -> Continue | Mutate:
+        if not self._shapers:
+            return CONTINUE
+        for shaper in self._shapers:
+            chunk = shaper.feed(chunk, end_of_stream)
+        return Mutate(body=chunk)
+
+    def _fail(self, path: str, status: int, kind: str, message: str) -> Reply:
+        """Fail closed: this attempt goes nowhere (a retriable status lets Envoy try the next candidate)."""
+        log.warning("attempt rid=%s n=%d refused: %s", self.request_id, self.attempt, message)
+        return reject(api_for_path(path), ClientError(status, kind, message))

@@ -1,0 +1,109 @@
+"""What a request's router stream hands to the streams of its later attempts, and how an attempt is named.
+
+Envoy carries the plan as dynamic metadata from the router-level answer to the per-attempt processor in
+the cluster's filter chain, and walks the endpoint list itself (the `override_host` load balancer), so any
+processor process can build any attempt: nothing is shared between streams. Pure data, no I/O.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from extproc.core.catalog import ModelSpec
+from extproc.core.registry import Registry
+from extproc.core.resolve import Decision
+
+PLAN_NAMESPACE = "extproc"  # dynamic metadata: the router answer sets it, the per-attempt processor receives it
+LB_NAMESPACE = "envoy.lb"  # dynamic metadata the override_host load balancer reads
+ENDPOINTS_KEY = "x-extproc-endpoints"
+
+
+def listener_name(route: str) -> str:
+    """The internal listener that sends to a provider entry (its TLS, SNI and Host)."""
+    return f"provider_{route}"
+
+
+def endpoint_address(route: str) -> str:
+    """How the override_host load balancer names that listener's endpoint."""
+    return f"envoy://{listener_name(route)}/0"
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    route: str  # the provider entry the attempt goes to
+    owner: str  # the provider whose model it is
+    model: str  # the model id as that provider knows it
+    credential: str  # the credential's id
+    reason: str
+    strategy: str | None = None
+
+    @classmethod
+    def of(cls, decision: Decision) -> Candidate:
+        return cls(decision.provider.name, decision.model.provider, decision.model.id, decision.credential.id,
+                   decision.reason, decision.strategy)
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    path: str  # the client's path: each attempt builds its own from it
+    requested: str  # the model the client asked for
+    mode: str  # chat | embedding
+    at: float  # when the request was routed
+    candidates: tuple[Candidate, ...]
+    restore: Mapping[str, str | None] = field(default_factory=dict)  # headers the first attempt set → the
+    # client's value (None: the client sent none); a later attempt undoes them before setting its own
+
+    def to_metadata(self) -> dict[str, dict[str, Any]]:
+        """The router answer's dynamic metadata: the plan for the attempts, the endpoint list for Envoy."""
+        doc = {"path": self.path, "requested": self.requested, "mode": self.mode, "at": self.at,
+               "candidates": [[c.route, c.owner, c.model, c.credential, c.reason, c.strategy]
+                              for c in self.candidates],
+               "restore": dict(self.restore)}
+        return {PLAN_NAMESPACE: {"plan": json.dumps(doc, separators=(",", ":"))},
+                LB_NAMESPACE: {ENDPOINTS_KEY: ",".join(endpoint_address(c.route) for c in self.candidates)}}
+
+    @classmethod
+    def from_metadata(cls, text: str) -> Plan:
+        doc = json.loads(text)
+        return cls(doc["path"], doc["requested"], doc["mode"], float(doc["at"]),
+                   tuple(Candidate(*c) for c in doc["candidates"]), doc.get("restore") or {})
+
+
+def decision_for(candidate: Candidate, plan: Plan, registry: Registry, endpoint: str) -> Decision | None:
+    """The decision a candidate stands for, in this process's registry; None if it no longer has its credential."""
+    known = registry.lookup(f"{candidate.owner}/{candidate.model}")
+    model = known[0] if known else ModelSpec(id=candidate.model, provider=candidate.owner, mode=plan.mode)
+    cred = next((c for c in registry.credentials_for(model) if c.id == candidate.credential), None)
+    provider = registry.providers.get(candidate.route)
+    if cred is None or provider is None or cred.route != candidate.route:
+        return None
+    return Decision(plan.requested, model, provider, cred, candidate.reason, candidate.strategy, endpoint, plan.at)
+
+
+def attempt_header(decision: Decision) -> str:
+    """`<credential> <owner>/<model> <endpoint> <routed at>`: enough to learn from an attempt's access log."""
+    return f"{decision.credential.id} {decision.model.qualified} {decision.endpoint} {decision.at!r}"
+
+
+@dataclass(frozen=True, slots=True)
+class Attempted:
+    credential: str
+    owner: str
+    model: str
+    endpoint: str
+    at: float
+
+
+def parse_attempt_header(value: str) -> Attempted | None:
+    parts = value.split(" ")
+    if len(parts) != 4 or "/" not in parts[1]:
+        return None
+    owner, _, model = parts[1].partition("/")
+    try:
+        at = float(parts[3])
+    except ValueError:
+        return None
+    return Attempted(parts[0], owner, model, parts[2], at)

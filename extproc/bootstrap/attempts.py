@@ -1,0 +1,189 @@
+"""Same-request failover in Envoy's terms: the attempts cluster, one internal listener per provider, the
+per-attempt ext_proc, and the upstream access log that teaches the processor what each failed attempt got.
+
+Every request goes to the `attempts` cluster. Its `override_host` load balancer walks the endpoint list the
+router-level answer put in dynamic metadata, one entry per attempt; each endpoint is an internal listener
+that sends to its provider's cluster with that provider's TLS, SNI and Host. The router's retry policy
+decides when an attempt failed. The per-attempt ext_proc runs for every attempt the router-level answer
+did not make itself (skipped, at no message, on a first attempt it made).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from extproc.attempts import ENDPOINTS_KEY, LB_NAMESPACE, PLAN_NAMESPACE, listener_name
+from extproc.bootstrap.names import GRPC_LIMIT_SLACK, PROCESSOR_CLUSTER, T, provider_cluster_name
+from extproc.core.headers import (
+    ATTEMPT_HEADER,
+    ATTEMPT_ROLE,
+    HANDLED_HEADER,
+    INTERNAL_HEADERS,
+    PROCESSOR_TOKEN_HEADER,
+    ROLE_HEADER,
+)
+from extproc.core.providers import ProviderSpec
+from extproc.core.settings import Settings
+
+ATTEMPTS_CLUSTER = "attempts"
+_ATTEMPT_COUNT = "x-envoy-attempt-count"
+
+
+def grpc_service(settings: Settings, role: str | None = None) -> dict[str, Any]:
+    """How Envoy reaches the processor: with the shared token, and the role of the filter that calls."""
+    metadata = [{"key": PROCESSOR_TOKEN_HEADER, "value": settings.processor_token}] if settings.processor_token else []
+    if role:
+        metadata.append({"key": ROLE_HEADER, "value": role})
+    service: dict[str, Any] = {"envoy_grpc": {"cluster_name": PROCESSOR_CLUSTER,
+                                              "max_receive_message_length": settings.max_request_bytes
+                                              + GRPC_LIMIT_SLACK}}
+    if metadata:
+        service["initial_metadata"] = metadata
+    return service
+
+
+def retry_policy(settings: Settings) -> dict[str, Any]:
+    policy = settings.failover
+    return {
+        "retry_on": "connect-failure,reset,refused-stream,retriable-status-codes",
+        "retriable_status_codes": list(policy.statuses),
+        "num_retries": policy.attempts - 1,  # the router-level answer lowers it to the plan's length
+        "per_try_timeout": f"{policy.first_byte_timeout:g}s",  # no response headers by then: a stalled attempt
+        "retry_back_off": {"base_interval": "0.01s", "max_interval": "0.05s"},
+    }
+
+
+def attempts_cluster(settings: Settings) -> dict[str, Any]:
+    endpoints = [{"endpoint": {"address": {"envoy_internal_address": {
+        "server_listener_name": listener_name(p.name), "endpoint_id": "0"}}},
+        "metadata": {"filter_metadata": {PLAN_NAMESPACE: {"provider": p.name}}}}
+        for p in settings.providers.values()]
+    return {
+        "name": ATTEMPTS_CLUSTER,
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "per_connection_buffer_limit_bytes": settings.max_request_bytes,
+        "load_balancing_policy": {"policies": [{"typed_extension_config": {
+            "name": "envoy.load_balancing_policies.override_host",
+            "typed_config": {
+                "@type": T + "extensions.load_balancing_policies.override_host.v3.OverrideHost",
+                "override_host_sources": [{"metadata": {"key": LB_NAMESPACE, "path": [{"key": ENDPOINTS_KEY}]}}],
+                # Past the list Envoy would pick any endpoint: the router-level answer caps the retries at the
+                # list's length, and the per-attempt processor refuses an endpoint its candidate does not name.
+                "fallback_policy": {"policies": [{"typed_extension_config": {
+                    "name": "envoy.load_balancing_policies.round_robin",
+                    "typed_config": {"@type": T + "extensions.load_balancing_policies.round_robin.v3.RoundRobin"},
+                }}]},
+            },
+        }}]},
+        "typed_extension_protocol_options": {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+            "@type": T + "extensions.upstreams.http.v3.HttpProtocolOptions",
+            "explicit_http_config": {"http_protocol_options": {}},
+            "http_filters": [_attempt_filter(settings), {
+                "name": "envoy.filters.http.upstream_codec",
+                "typed_config": {"@type": T + "extensions.filters.http.upstream_codec.v3.UpstreamCodec"},
+            }],
+        }},
+        "load_assignment": {"cluster_name": ATTEMPTS_CLUSTER, "endpoints": [{"lb_endpoints": endpoints}]},
+    }
+
+
+def _header_is(name: str, value: str) -> dict[str, Any]:
+    return {"single_predicate": {
+        "input": {"name": name, "typed_config": {
+            "@type": T + "type.matcher.v3.HttpRequestHeaderMatchInput", "header_name": name}},
+        "value_match": {"exact": value}}}
+
+
+def _attempt_filter(settings: Settings) -> dict[str, Any]:
+    """The per-attempt ext_proc, skipped on a first attempt the router-level answer made (no message)."""
+    ext_proc = {
+        "name": "envoy.filters.http.ext_proc",
+        "typed_config": {
+            "@type": T + "extensions.filters.http.ext_proc.v3.ExternalProcessor",
+            "grpc_service": grpc_service(settings, ATTEMPT_ROLE),
+            "failure_mode_allow": False,
+            "allow_mode_override": True,  # the body is asked for per attempt, the answer only when reshaped
+            "message_timeout": "5s",
+            "request_attributes": ["xds.upstream_host_metadata"],
+            "mutation_rules": {"allow_all_routing": True},  # each attempt sets its own :path
+            "metadata_options": {"forwarding_namespaces": {"untyped": [PLAN_NAMESPACE]}},
+            "processing_mode": {
+                "request_header_mode": "SEND",
+                "request_body_mode": "NONE",
+                "request_trailer_mode": "SKIP",
+                "response_header_mode": "SKIP",
+                "response_body_mode": "NONE",
+                "response_trailer_mode": "SKIP",
+            },
+        },
+    }
+    skip_first = {"and_matcher": {"predicate": [_header_is(_ATTEMPT_COUNT, "1"), _header_is(HANDLED_HEADER, "1")]}}
+    return {
+        "name": "envoy.filters.http.match_delegate",
+        "typed_config": {
+            "@type": T + "extensions.common.matching.v3.ExtensionWithMatcher",
+            "extension_config": ext_proc,
+            "xds_matcher": {"matcher_list": {"matchers": [{
+                "predicate": skip_first,
+                "on_match": {"action": {"name": "skip", "typed_config": {
+                    "@type": T + "extensions.filters.common.matcher.action.v3.SkipFilter"}}},
+            }]}},
+        },
+    }
+
+
+def provider_listener(provider: ProviderSpec, settings: Settings, local_replies: dict[str, Any]) -> dict[str, Any]:
+    """The internal listener an attempt to this provider goes through: its cluster, its Host, no internal headers."""
+    timeout = f"{settings.upstream_timeout:g}s"
+    return {
+        "name": listener_name(provider.name),
+        "internal_listener": {},
+        "per_connection_buffer_limit_bytes": settings.max_request_bytes,
+        "filter_chains": [{"filters": [{
+            "name": "envoy.filters.network.http_connection_manager",
+            "typed_config": {
+                "@type": T + "extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                "stat_prefix": listener_name(provider.name),
+                "stream_idle_timeout": timeout,
+                "request_timeout": "0s",
+                "local_reply_config": local_replies,
+                "route_config": {"name": provider.name, "virtual_hosts": [{
+                    "name": provider.name,
+                    "domains": ["*"],
+                    "routes": [{
+                        "match": {"prefix": "/"},
+                        "route": {"cluster": provider_cluster_name(provider.name),
+                                  "host_rewrite_literal": provider.upstream.authority, "timeout": timeout},
+                        # x-extproc-api stays: Envoy's own replies here pick the client's envelope by it.
+                        "request_headers_to_remove": [*INTERNAL_HEADERS, _ATTEMPT_COUNT, "x-envoy-max-retries"],
+                    }],
+                }]},
+                "http_filters": [{"name": "envoy.filters.http.router",
+                                  "typed_config": {"@type": T + "extensions.filters.http.router.v3.Router"}}],
+            },
+        }]}],
+    }
+
+
+def upstream_log(settings: Settings) -> list[dict[str, Any]]:
+    """Every failed attempt (a status ≥ 400, or none), streamed to the processor as it ends."""
+    failed = {"or_filter": {"filters": [
+        {"status_code_filter": {"comparison": {"op": "GE", "value": {"default_value": 400, "runtime_key": "_"}}}},
+        {"response_flag_filter": {}},  # any flag: connect failure, reset, per-try timeout
+    ]}}
+    return [{
+        "name": "envoy.access_loggers.http_grpc",
+        "filter": failed,
+        "typed_config": {
+            "@type": T + "extensions.access_loggers.grpc.v3.HttpGrpcAccessLogConfig",
+            "common_config": {
+                "log_name": "attempts",
+                "transport_api_version": "V3",
+                "grpc_service": grpc_service(settings),
+                "buffer_size_bytes": 0,  # each entry as it comes: the next request should already know
+            },
+            "additional_request_headers_to_log": [ATTEMPT_HEADER],
+            "additional_response_headers_to_log": ["retry-after", "retry-after-ms"],
+        },
+    }]

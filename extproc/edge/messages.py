@@ -1,0 +1,75 @@
+"""ext_proc protobuf ⇄ plain data, shared by both edges: header maps in, actions out as ProcessingResponses."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from envoy.config.core.v3 import base_pb2
+from envoy.extensions.filters.http.ext_proc.v3 import processing_mode_pb2
+from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
+from envoy.type.v3 import http_status_pb2
+
+from extproc.exchange import Action, Continue, Mutate, Reply
+
+_OVERWRITE = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
+_BODY_MODES = {"buffered": processing_mode_pb2.ProcessingMode.BUFFERED,
+               "streamed": processing_mode_pb2.ProcessingMode.STREAMED}
+# The answer to each message kind when the action is Continue, built once.
+_CONTINUE = {
+    "request_headers": pb.ProcessingResponse(request_headers=pb.HeadersResponse()),
+    "request_body": pb.ProcessingResponse(request_body=pb.BodyResponse()),
+    "request_trailers": pb.ProcessingResponse(request_trailers=pb.TrailersResponse()),
+    "response_headers": pb.ProcessingResponse(response_headers=pb.HeadersResponse()),
+    "response_body": pb.ProcessingResponse(response_body=pb.BodyResponse()),
+    "response_trailers": pb.ProcessingResponse(response_trailers=pb.TrailersResponse()),
+}
+
+
+def header_map(headers: pb.HttpHeaders, wanted: frozenset[str] | None = None) -> dict[str, str]:
+    """The headers of an ext_proc header message, or only the wanted ones (Envoy sends values as raw bytes)."""
+    found = {}
+    for h in headers.headers.headers:
+        if wanted is None or h.key in wanted:
+            found[h.key] = h.raw_value.decode("utf-8", "replace") if h.raw_value else h.value
+    return found
+
+
+def _header_options(headers: Mapping[str, str]) -> list[base_pb2.HeaderValueOption]:
+    return [base_pb2.HeaderValueOption(header=base_pb2.HeaderValue(key=k, raw_value=v.encode()),
+                                       append_action=_OVERWRITE) for k, v in headers.items()]
+
+
+def to_response(kind: str, action: Action) -> pb.ProcessingResponse:
+    """The ProcessingResponse that carries an action as the answer to a message of this kind."""
+    if isinstance(action, Continue):
+        return _CONTINUE[kind]
+    if isinstance(action, Reply):
+        details = f"extproc_{action.error.kind}" if action.error else "extproc"
+        return pb.ProcessingResponse(immediate_response=pb.ImmediateResponse(
+            status=http_status_pb2.HttpStatus(code=action.status),
+            headers=pb.HeaderMutation(set_headers=_header_options(action.headers)),
+            body=action.body, details=details))
+    return _mutation(kind, action)
+
+
+def _mutation(kind: str, action: Mutate) -> pb.ProcessingResponse:
+    answer = pb.ProcessingResponse()
+    common = getattr(answer, kind).response  # HeadersResponse and BodyResponse both carry a CommonResponse
+    common.SetInParent()  # filled in place: no copies of a body that may be megabytes
+    common.clear_route_cache = action.clear_route_cache
+    if action.set_headers:
+        common.header_mutation.set_headers.extend(_header_options(action.set_headers))
+    if action.remove_headers:
+        common.header_mutation.remove_headers.extend(action.remove_headers)
+    if action.body is not None:
+        common.body_mutation.body = action.body
+    if action.body_mode is not None:
+        if kind.startswith("request"):
+            answer.mode_override.request_body_mode = _BODY_MODES[action.body_mode]
+        else:
+            answer.mode_override.response_body_mode = _BODY_MODES[action.body_mode]
+    if action.answer_headers:
+        answer.mode_override.response_header_mode = processing_mode_pb2.ProcessingMode.SEND
+    if action.dynamic_metadata:
+        answer.dynamic_metadata.update(action.dynamic_metadata)
+    return answer

@@ -1,0 +1,71 @@
+"""Learning from an upstream's answer: health for the credential and model that served it, login refreshes.
+
+One rule for every source: the response headers of a request's final attempt, and the access-log entry of
+each attempt that failed along the way.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Protocol
+
+from extproc.attempts import parse_attempt_header
+from extproc.core.catalog import ModelSpec
+from extproc.core.health import Block, parse_retry_after
+from extproc.core.registry import Registry
+from extproc.core.settings import Credential
+from extproc.runtime import Runtime
+
+log = logging.getLogger("extproc.request")
+
+
+class Refresher(Protocol):
+    def invalidate(self, credential: Credential) -> bool: ...
+
+    def confirm(self, credential: Credential) -> None: ...
+
+
+def learn(runtime: Runtime, secrets: Refresher, registry: Registry, credential: Credential, model: ModelSpec,
+          endpoint: str, at: float, status: int, headers: Mapping[str, str], request_id: str) -> Block | None:
+    """Teach health what one attempt's status says; returns the block it caused, if any."""
+    now = runtime.clock()
+    if credential.account is not None:
+        if status == 401 and secrets.invalidate(credential):
+            return None  # a login's token is refreshed, not the login suspended
+        if 200 <= status < 300:
+            secrets.confirm(credential)
+    if status == 404 and (endpoint == "completions" or not registry.lookup(model.qualified)):
+        return None  # a legacy endpoint or a made-up model: the client's mistake, not the model's absence
+    block = runtime.health.observe(credential.id, model.id, status, parse_retry_after(headers, now), now, at,
+                                   endpoint)
+    if block is None:
+        log.debug("upstream rid=%s status=%d", request_id, status)
+        return None
+    until = "restart or re-login" if block.until == math.inf else \
+        datetime.fromtimestamp(block.until, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    log.warning("upstream rid=%s status=%d model=%s provider=%s credential=%s %s until %s: %s",
+                request_id, status, model.id, credential.route, credential.id, block.kind, until, block.reason)
+    return block
+
+
+def learn_attempt(runtime: Runtime, secrets: Refresher, attempt: str, status: int, headers: Mapping[str, str],
+                  request_id: str) -> Block | None:
+    """Learn from one attempt's access-log entry: `attempt` is the header the attempt went out with.
+
+    No status (the connection failed, reset, or the attempt stalled past its first-byte timeout) counts as
+    the provider failing: a short cooldown, like a 503.
+    """
+    attempted = parse_attempt_header(attempt)
+    if attempted is None:
+        return None
+    registry = runtime.current.registry
+    known = registry.lookup(f"{attempted.owner}/{attempted.model}")
+    model = known[0] if known else ModelSpec(id=attempted.model, provider=attempted.owner)
+    credential = next((c for c in registry.credentials_for(model) if c.id == attempted.credential), None)
+    if credential is None:
+        return None
+    return learn(runtime, secrets, registry, credential, model, attempted.endpoint, attempted.at, status or 503,
+                 headers, request_id)

@@ -1,0 +1,157 @@
+"""Same-request failover through a real Envoy: the request whose attempt fails still succeeds.
+
+Each test has its own providers (pointing at the shared fakes), keys and models, so the cooldowns one
+test causes never reach another, in any order. The SDKs run with max_retries=0: every retry seen here
+is the gateway's own, inside the one client request.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from tests.conftest import Stack, free_port
+from tests.fakes import FakeProvider, Recorded
+
+CHAT = [{"role": "user", "content": "hi"}]
+# name → (fake it points at, its keys)
+LANES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "rl-primary": ("openai", ("k-rl-primary",)), "rl-backup": ("groq", ("k-rl-backup",)),
+    "twokeys": ("openai", ("k-two-1", "k-two-2")),
+    "stall-primary": ("mistral", ("k-stall-primary",)), "stall-backup": ("groq", ("k-stall-backup",)),
+    "allfail-primary": ("openai", ("k-allfail-primary",)), "allfail-backup": ("mistral", ("k-allfail-backup",)),
+    "stream-primary": ("openai", ("k-stream-primary",)), "stream-backup": ("groq", ("k-stream-backup",)),
+    "learn-primary": ("openai", ("k-learn-primary",)), "learn-backup": ("groq", ("k-learn-backup",)),
+    "down-backup": ("groq", ("k-down-backup",)),
+}
+PAIRS = {"rl": ("rl-primary", "rl-backup"), "stall": ("stall-primary", "stall-backup"),
+         "allfail": ("allfail-primary", "allfail-backup"), "stream": ("stream-primary", "stream-backup"),
+         "learn": ("learn-primary", "learn-backup"), "down": ("down", "down-backup")}
+
+
+def _model(model_id: str, provider: str) -> dict[str, Any]:
+    return {"id": model_id, "provider": provider, "context_window": 100000, "input_price": 1.0, "output_price": 4.0,
+            "capabilities": ["tools", "streaming"]}
+
+
+@pytest.fixture(scope="module")
+def stack(fakes: dict[str, FakeProvider], make_stack: Callable[[dict[str, Any]], Stack]) -> Iterator[Stack]:
+    providers: dict[str, Any] = {name: {"base_url": fakes[fake].base_url, "apis": {"openai": "/v1"},
+                                        "api_keys": list(keys)} for name, (fake, keys) in LANES.items()}
+    nowhere = f"http://127.0.0.1:{free_port()}"  # nothing listens there: every connection is refused
+    providers["down"] = {"base_url": nowhere, "apis": {"openai": "/v1"}, "api_key": "k-down"}
+    providers["down-anthropic"] = {"base_url": nowhere, "apis": {"anthropic": "/v1"}, "api_key": "k-down-an",
+                                   "auth": "x-api-key"}
+    models = [_model(f"{name}-model", name) for name in (*LANES, "down", "down-anthropic")]
+    stack = make_stack({
+        "providers": providers,
+        "models": models,
+        "fallbacks": {f"{primary}-model": [f"{backup}-model"] for primary, backup in PAIRS.values()},
+        "strategy": "none",
+        "failover": {"first_byte_timeout": 1},
+    })
+    yield stack
+    logs = stack.logs()
+    assert not [key for _, keys in LANES.values() for key in keys if key in logs], "a key reached the logs"
+
+
+@pytest.fixture
+def oa(stack: Stack) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{stack.url}/v1", api_key="client-key", max_retries=0)
+
+
+def sent_with(request: Recorded) -> tuple[str, str]:
+    return request.headers["authorization"].removeprefix("Bearer "), request.json()["model"]
+
+
+def without_model(request: Recorded) -> dict[str, Any]:
+    return {k: v for k, v in request.json().items() if k != "model"}
+
+
+def test_a_429_is_answered_by_the_fallback_in_the_same_request(oa, fakes):
+    fakes["openai"].script(429, {"retry-after": "30"})
+    raw = oa.chat.completions.with_raw_response.create(model="rl-primary-model", messages=CHAT, temperature=0.3)
+    assert raw.parse().choices[0].message.content == "hello from rl-backup-model"
+    assert (raw.headers["x-extproc-attempts"], raw.headers["x-extproc-model"], raw.headers["x-extproc-provider"],
+            raw.headers["x-extproc-route"]) == ("2", "rl-backup-model", "rl-backup", "fallback:chain")
+    (first,) = fakes["openai"].wait_for(1)
+    (second,) = fakes["groq"].wait_for(1)
+    assert sent_with(first) == ("k-rl-primary", "rl-primary-model")
+    assert sent_with(second) == ("k-rl-backup", "rl-backup-model")
+    # each attempt carried the client's body apart from the model, and none of the gateway's own headers
+    # but the client's API family (Envoy's own replies on the way to the provider use it)
+    assert without_model(first) == without_model(second) == {"messages": CHAT, "temperature": 0.3}
+    assert int(second.headers["content-length"]) == len(second.body)
+    assert [h for h in (*first.headers, *second.headers) if h.startswith("x-extproc-")] == ["x-extproc-api"] * 2
+
+
+def test_the_failed_attempt_teaches_the_next_request(oa, fakes, stack):
+    fakes["openai"].script(429, {"retry-after": "30"})
+    oa.chat.completions.create(model="learn-primary-model", messages=CHAT)
+    deadline = time.monotonic() + 5  # the failed attempt is learned from Envoy's access log, as it ends
+    while time.monotonic() < deadline:
+        card = httpx.get(f"{stack.url}/v1/models/learn-primary-model").json()
+        if not card["available"]:
+            break
+        time.sleep(0.05)
+    assert "429" in card["unavailable_reason"] and "retry-after 30" in card["unavailable_reason"]
+    raw = oa.chat.completions.with_raw_response.create(model="learn-primary-model", messages=CHAT)
+    assert (raw.headers["x-extproc-attempts"], raw.headers["x-extproc-model"]) == ("1", "learn-backup-model")
+    assert len(fakes["openai"].requests) == 1  # the cooling primary was not tried again
+
+
+def test_a_503_is_retried_on_the_same_model_with_its_other_key(oa, fakes):
+    fakes["openai"].script(503)
+    raw = oa.chat.completions.with_raw_response.create(model="twokeys-model", messages=CHAT)
+    assert raw.parse().choices[0].message.content == "hello from twokeys-model"
+    assert raw.headers["x-extproc-attempts"] == "2" and raw.headers["x-extproc-model"] == "twokeys-model"
+    first, second = fakes["openai"].wait_for(2)
+    assert {sent_with(first)[0], sent_with(second)[0]} == {"k-two-1", "k-two-2"}
+    assert sent_with(first)[1] == sent_with(second)[1] == "twokeys-model"
+
+
+def test_a_provider_that_refuses_connections_is_failed_over(oa, fakes):
+    raw = oa.chat.completions.with_raw_response.create(model="down-model", messages=CHAT)
+    assert raw.headers["x-extproc-attempts"] == "2" and raw.headers["x-extproc-model"] == "down-backup-model"
+    assert sent_with(fakes["groq"].wait_for(1)[0]) == ("k-down-backup", "down-backup-model")
+
+
+def test_a_stalled_provider_past_the_first_byte_timeout_is_failed_over(oa, fakes):
+    fakes["mistral"].script(200, delay=2.5)  # no headers within failover.first_byte_timeout (1 s)
+    raw = oa.chat.completions.with_raw_response.create(model="stall-primary-model", messages=CHAT)
+    assert raw.parse().choices[0].message.content == "hello from stall-backup-model"
+    assert raw.headers["x-extproc-attempts"] == "2"
+    assert sent_with(fakes["groq"].wait_for(1)[0]) == ("k-stall-backup", "stall-backup-model")
+
+
+def test_when_every_candidate_fails_the_client_gets_the_last_answer(oa, fakes):
+    fakes["openai"].script(429, {"retry-after": "7"})
+    fakes["mistral"].script(503)
+    with pytest.raises(openai.APIStatusError) as caught:
+        oa.chat.completions.create(model="allfail-primary-model", messages=CHAT)
+    assert caught.value.status_code == 503
+    assert caught.value.response.headers["x-extproc-attempts"] == "2"
+    assert caught.value.response.json()["error"]["message"]  # the provider's own error, in the client's API
+    assert len(fakes["openai"].requests) == 1 and len(fakes["mistral"].requests) == 1
+
+
+def test_a_streaming_request_fails_over_before_the_first_byte(oa, fakes):
+    fakes["openai"].script(429)
+    stream = oa.chat.completions.create(model="stream-primary-model", messages=CHAT, stream=True)
+    assert "".join(chunk.choices[0].delta.content or "" for chunk in stream) == "hello from stream-backup-model"
+    assert fakes["groq"].wait_for(1)[0].json()["stream"] is True
+
+
+def test_an_unreachable_provider_with_no_fallback_answers_in_the_clients_envelope(stack):
+    import anthropic
+
+    client = anthropic.Anthropic(base_url=stack.url, api_key="client-key", max_retries=0)
+    with pytest.raises(anthropic.APIStatusError) as caught:
+        client.messages.create(model="down-anthropic-model", max_tokens=5, messages=CHAT)  # type: ignore[arg-type]
+    assert caught.value.status_code == 503
+    assert caught.value.response.json()["type"] == "error"  # Anthropic's envelope, from Envoy's own reply

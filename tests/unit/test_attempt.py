@@ -1,0 +1,185 @@
+"""Same-request failover without Envoy: the router-level plan, and each later attempt built from it by
+an AttemptExchange that shares nothing with the router-level one (as in another processor process)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+
+from extproc.attempt import AttemptExchange
+from extproc.attempts import ENDPOINTS_KEY, LB_NAMESPACE, PLAN_NAMESPACE, endpoint_address
+from extproc.core.headers import API_HEADER, ATTEMPT_HEADER, HANDLED_HEADER
+from extproc.exchange import CONTINUE, Gateway, Mutate, Reply
+from extproc.runtime import Runtime
+from tests.clock import Clock
+from tests.unit.helpers import model, settings
+
+CHAT, MESSAGES = "/v1/chat/completions", "/v1/messages"
+
+
+def gateway_for(clock: Clock, **raw: Any) -> Gateway:
+    return Gateway(Runtime(settings(**raw), clock=clock))
+
+
+@pytest.fixture
+def gateway(clock: Clock) -> Gateway:
+    return gateway_for(clock,
+                       providers={"anthropic": {"api_keys": ["an-1", "an-2"]}, "openai": {"api_key": "oa-1"}},
+                       models=[model("claude-x", "anthropic"), model("gpt-x", "openai")],
+                       fallbacks={"claude-x": ["gpt-x"]}, strategy="none")
+
+
+def route(gw: Gateway, path: str, doc: dict[str, Any], headers: dict[str, str] | None = None) -> Mutate:
+    ex = gw.exchange()
+    assert ex.request_headers({":method": "POST", ":path": path, **(headers or {})}, False) is CONTINUE
+    action = asyncio.run(ex.request_body(json.dumps(doc).encode()))
+    assert isinstance(action, Mutate), action
+    return action
+
+
+def shared_headers(client: dict[str, str], first: Mutate) -> dict[str, str]:
+    """The header map a later attempt sees: the client's, as the router-level answer left it."""
+    seen = {k: v for k, v in client.items() if k not in first.remove_headers}
+    seen.update(first.set_headers)
+    return seen
+
+
+def attempt(gw: Gateway, first: Mutate, n: int, host: str | None, headers: dict[str, str],
+            body: bytes) -> tuple[AttemptExchange, Mutate | Reply]:
+    ex = AttemptExchange(gw)
+    plan = first.dynamic_metadata[PLAN_NAMESPACE]["plan"]
+    started = ex.request_headers({**headers, "x-envoy-attempt-count": str(n)}, plan, host)
+    if isinstance(started, Reply):
+        return ex, started
+    assert started.body_mode == "buffered"  # the attempt asks for the body: it rewrites it
+    return ex, asyncio.run(ex.request_body(body))
+
+
+CLIENT = {":method": "POST", ":path": MESSAGES, "anthropic-beta": "tools-1", "x-api-key": "client-own-key",
+          "x-request-id": "rid-1"}
+DOC = {"model": "claude-x", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}
+
+
+def test_the_plan_names_every_attempt_and_caps_envoys_retries(gateway):
+    first = route(gateway, CHAT, {"model": "claude-x", "messages": []})
+    # the same model on its other key first, then the explicit fallback on another provider
+    assert first.dynamic_metadata[LB_NAMESPACE][ENDPOINTS_KEY] == ",".join(
+        endpoint_address(p) for p in ("anthropic", "anthropic", "openai"))
+    plan = json.loads(first.dynamic_metadata[PLAN_NAMESPACE]["plan"])
+    assert [c[2:4] for c in plan["candidates"]] == [["claude-x", "anthropic:key1"], ["claude-x", "anthropic:key2"],
+                                                    ["gpt-x", "openai:key1"]]
+    assert first.set_headers["x-envoy-max-retries"] == "2"
+    assert first.set_headers[HANDLED_HEADER] == "1" and first.set_headers[API_HEADER] == "openai"
+    assert first.set_headers[ATTEMPT_HEADER].startswith("anthropic:key1 anthropic/claude-x chat ")
+    assert "an-" not in first.dynamic_metadata[PLAN_NAMESPACE]["plan"]  # ids only, never a secret
+
+
+def test_failover_attempts_are_limited_by_config(clock):
+    gw = gateway_for(clock, providers={"anthropic": {"api_keys": ["a", "b"]}}, models=[model("m", "anthropic")],
+                     failover={"attempts": 1})
+    first = route(gw, CHAT, {"model": "m", "messages": []})
+    assert first.set_headers["x-envoy-max-retries"] == "0"
+    assert first.dynamic_metadata[LB_NAMESPACE][ENDPOINTS_KEY] == endpoint_address("anthropic")
+
+
+def test_a_later_attempt_undoes_what_the_first_set_and_goes_out_with_its_own_provider_model_and_key(gateway):
+    client = {":method": "POST", ":path": CHAT, "authorization": "Bearer client", "x-request-id": "rid-2"}
+    first = route(gateway, CHAT, {"model": "claude-x", "messages": []}, client)
+    assert first.set_headers["authorization"] == "Bearer an-1" and "anthropic-version" in first.set_headers
+    left = first.body or json.dumps({"model": "claude-x", "messages": []}).encode()
+    ex, third = attempt(gateway, first, 3, "openai", shared_headers(client, first), left)
+    assert isinstance(third, Mutate), third
+    assert third.set_headers["authorization"] == "Bearer oa-1"
+    assert "anthropic-version" in third.remove_headers  # the first attempt's provider default, undone
+    assert json.loads(third.body or b"")["model"] == "gpt-x"
+    assert third.set_headers["x-extproc-provider"] == "openai" and third.set_headers["x-extproc-route"] == \
+        "fallback:chain"
+    assert ex.decision is not None and ex.decision.credential.id == "openai:key1"
+
+
+def test_a_later_attempt_on_another_key_of_the_same_provider(gateway):
+    first = route(gateway, MESSAGES, DOC, CLIENT)
+    seen = shared_headers(CLIENT, first)
+    ex, second = attempt(gateway, first, 2, "anthropic", seen, json.dumps(DOC).encode())
+    assert isinstance(second, Mutate), second
+    assert second.set_headers["x-api-key"] == "an-2"
+    assert "anthropic-beta" not in second.set_headers and "anthropic-beta" not in second.remove_headers  # client's
+    assert second.set_headers[ATTEMPT_HEADER].startswith("anthropic:key2 anthropic/claude-x messages ")
+    assert "authorization" in second.remove_headers
+    assert ex.response_headers({":status": "200"}, False) is CONTINUE  # nothing to reshape
+
+
+def test_an_attempt_with_another_model_rewrites_the_body_the_first_attempt_left(clock):
+    gw = gateway_for(clock, providers={"openai": {"api_key": "oa"}, "groq": {"api_key": "gq"}},
+                     models=[model("a", "openai"), model("b", "groq")], fallbacks={"a": ["b"]}, strategy="none")
+    client = {":method": "POST", ":path": CHAT, "authorization": "Bearer client"}
+    first = route(gw, CHAT, {"model": "a", "messages": [], "temperature": 0.5}, client)
+    left = first.body or json.dumps({"model": "a", "messages": [], "temperature": 0.5}).encode()
+    _, second = attempt(gw, first, 2, "groq", shared_headers(client, first), left)
+    assert isinstance(second, Mutate), second
+    assert json.loads(second.body or b"") == {"model": "b", "messages": [], "temperature": 0.5}
+    assert second.set_headers["content-length"] == str(len(second.body or b""))
+    assert second.set_headers[":path"] == "/openai/v1/chat/completions"  # absolute: the map is shared
+    assert second.set_headers["authorization"] == "Bearer gq"
+
+
+@pytest.mark.parametrize(("n", "host", "status"), [(4, "openai", 503), (2, "openai", 503)])
+def test_an_attempt_past_the_plan_or_at_another_endpoint_goes_nowhere(gateway, n, host, status):
+    first = route(gateway, CHAT, {"model": "claude-x", "messages": []})
+    _, refused = attempt(gateway, first, n, host, shared_headers({":path": CHAT}, first), b"{}")
+    assert isinstance(refused, Reply) and refused.status == status
+
+
+def test_an_attempt_without_a_plan_fails_closed(gateway):
+    refused = AttemptExchange(gateway).request_headers({":path": CHAT, "x-envoy-attempt-count": "1"}, None, "openai")
+    assert isinstance(refused, Reply) and refused.status == 500
+
+
+CODE_ASSIST = {"base_url": "https://ca.example.com", "apis": {"gemini": ""}, "transform": "codeassist",
+               "api_key": "ca-key"}
+
+
+@pytest.fixture
+def codeassist(clock: Clock) -> Gateway:
+    return gateway_for(clock, providers={"ca": CODE_ASSIST}, models=[model("ca-model", "ca")])
+
+
+def codeassist_attempt(gw: Gateway, path: str) -> tuple[AttemptExchange, Mutate]:
+    client = {":method": "POST", ":path": path}
+    first = route(gw, path, {"contents": []}, client)
+    assert HANDLED_HEADER not in first.set_headers and first.body is None  # a reshaped body is the attempt's own
+    assert "x-goog-api-key" not in first.set_headers
+    ex, built = attempt(gw, first, 1, "ca", shared_headers(client, first), b'{"contents": []}')
+    assert isinstance(built, Mutate), built
+    return ex, built
+
+
+def test_codeassist_request_is_wrapped_by_its_attempt_and_its_buffered_answer_unwrapped(codeassist):
+    ex, built = codeassist_attempt(codeassist, "/v1beta/models/ca-model:generateContent")
+    assert built.set_headers[":path"] == "/v1internal:generateContent"
+    assert json.loads(built.body or b"") == {"model": "ca-model", "request": {"contents": []}}
+    assert built.set_headers["accept-encoding"] == "identity"
+    action = ex.response_headers({":status": "200", "content-type": "application/json"}, end_of_stream=False)
+    assert action == Mutate(remove_headers=("content-length",), body_mode="buffered")
+    answer = ex.response_body(b'{"response": {"candidates": [1]}, "traceId": "t"}', end_of_stream=True)
+    assert isinstance(answer, Mutate) and json.loads(answer.body or b"") == {"candidates": [1]}
+
+
+def test_codeassist_stream_is_unwrapped_per_event_across_chunks(codeassist):
+    ex, built = codeassist_attempt(codeassist, "/v1beta/models/ca-model:streamGenerateContent?alt=sse")
+    assert built.set_headers[":path"] == "/v1internal:streamGenerateContent?alt=sse"
+    action = ex.response_headers({":status": "200", "content-type": "text/event-stream"}, end_of_stream=False)
+    assert action == Mutate(remove_headers=("content-length",), body_mode="streamed")
+    first = ex.response_body(b'data: {"response": {"n": 1}}\r\n\r\ndata: {"resp', end_of_stream=False)
+    second = ex.response_body(b'onse": {"n": 2}}\r\n\r\n', end_of_stream=True)
+    assert isinstance(first, Mutate) and first.body == b'data: {"n":1}\r\n\r\n'
+    assert isinstance(second, Mutate) and second.body == b'data: {"n":2}\r\n\r\n'
+
+
+def test_an_encoded_codeassist_answer_passes_untouched(codeassist):
+    ex, _ = codeassist_attempt(codeassist, "/v1beta/models/ca-model:generateContent")
+    assert ex.response_headers({":status": "200", "content-encoding": "gzip"}, end_of_stream=False) is CONTINUE
+    assert ex.response_body(b"\x1f\x8b", end_of_stream=True) is CONTINUE

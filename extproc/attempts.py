@@ -7,10 +7,11 @@ processor process can build any attempt: nothing is shared between streams. Pure
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from extproc.core.catalog import ModelSpec
 from extproc.core.registry import Registry
@@ -62,12 +63,12 @@ class Plan:
                "candidates": [[c.route, c.owner, c.model, c.credential, c.reason, c.strategy]
                               for c in self.candidates],
                "restore": dict(self.restore)}
-        return {PLAN_NAMESPACE: {"plan": json.dumps(doc, separators=(",", ":"))},
+        return {PLAN_NAMESPACE: {"plan": orjson.dumps(doc).decode()},
                 LB_NAMESPACE: {ENDPOINTS_KEY: ",".join(endpoint_address(c.route) for c in self.candidates)}}
 
     @classmethod
     def from_metadata(cls, text: str) -> Plan:
-        doc = json.loads(text)
+        doc = orjson.loads(text)
         return cls(doc["path"], doc["requested"], doc["mode"], float(doc["at"]),
                    tuple(Candidate(*c) for c in doc["candidates"]), doc.get("restore") or {})
 
@@ -80,12 +81,15 @@ def decision_for(candidate: Candidate, plan: Plan, registry: Registry, endpoint:
     provider = registry.providers.get(candidate.route)
     if cred is None or provider is None or cred.route != candidate.route:
         return None
-    return Decision(plan.requested, model, provider, cred, candidate.reason, candidate.strategy, endpoint, plan.at)
+    return Decision(plan.requested, model, provider, cred, candidate.reason, candidate.strategy, endpoint, plan.at,
+                    bool(known))
 
 
 def attempt_header(decision: Decision) -> str:
-    """`<credential> <owner>/<model> <endpoint> <routed at>`: enough to learn from an attempt's access log."""
-    return f"{decision.credential.id} {decision.model.qualified} {decision.endpoint} {decision.at!r}"
+    """`<credential> <owner>/<model> <endpoint> <routed at> <listed 1|0>`: all that learning from an attempt's
+    access-log entry needs, whichever processor process reads it."""
+    return (f"{decision.credential.id} {decision.model.qualified} {decision.endpoint} {decision.at!r} "
+            f"{int(decision.listed)}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,15 +99,16 @@ class Attempted:
     model: str
     endpoint: str
     at: float
+    listed: bool
 
 
 def parse_attempt_header(value: str) -> Attempted | None:
     parts = value.split(" ")
-    if len(parts) != 4 or "/" not in parts[1]:
+    if len(parts) != 5 or "/" not in parts[1] or parts[4] not in ("0", "1"):
         return None
     owner, _, model = parts[1].partition("/")
     try:
         at = float(parts[3])
     except ValueError:
         return None
-    return Attempted(parts[0], owner, model, parts[2], at)
+    return Attempted(parts[0], owner, model, parts[2], at, parts[4] == "1")

@@ -1,10 +1,10 @@
 """One HTTP request's walk through the gateway, sans-IO: events in, plain actions out.
 
-The edge turns Envoy's messages into the four events (request headers, request body, response headers,
-response body chunk) and the actions back into protobuf; nothing here knows gRPC. An exchange reads the
-runtime snapshot once, carries the matched endpoint from headers to body, learns from the response
-against the snapshot its decision came from. Each attempt Envoy makes after the first (same-request failover)
-has an exchange of its own in `attempt.py`.
+The edge turns Envoy's request messages (headers, then the buffered body) into events and the actions back
+into protobuf; nothing here knows gRPC. An exchange reads the runtime snapshot once, carries the matched
+endpoint from headers to body, and answers with the plan for every attempt and the first attempt itself.
+Each attempt Envoy makes beyond that has an exchange of its own (`attempt.py`); what the attempts got is
+learned from Envoy's access log (`learning.py`), not from this stream.
 """
 
 from __future__ import annotations
@@ -17,17 +17,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
-from extproc.attempts import decision_for
 from extproc.core.errors import ClientError, CredentialUnavailable
-from extproc.core.headers import ATTEMPTS_HEADER
-from extproc.core.health import Block
 from extproc.core.providers import Api
 from extproc.core.resolve import Decision, plan
 from extproc.core.settings import Credential
 from extproc.formats import Endpoint, api_for_path, error_body, match_endpoint
 from extproc.formats.errors import error_headers
 from extproc.forward import Forward, route_request
-from extproc.learning import learn
 from extproc.runtime import Runtime
 
 log = logging.getLogger("extproc.request")
@@ -128,17 +124,12 @@ class Gateway:
 # ---------------------------------------------------------------- the exchange
 
 class Exchange:
-    # All the response-headers event needs: the edge passes only these.
-    WANTED_RESPONSE_HEADERS = frozenset({":status", "retry-after", "retry-after-ms", "content-type",
-                                         "content-encoding", ATTEMPTS_HEADER})
-
     def __init__(self, gateway: Gateway) -> None:
         self._gateway = gateway
         self.snapshot = gateway.runtime.current  # read once: this request sees one configuration
         self.request_id = "-"
         self.method = self.path = ""
         self.forward: Forward | None = None
-        self.learned: Block | None = None  # what the response taught health, if anything
         self._endpoint: Endpoint | None = None
         self._client_headers: Mapping[str, str] = {}
 
@@ -223,45 +214,6 @@ class Exchange:
                                           self._client_headers)
         return reject(endpoint.api, ClientError(503, "credentials_unavailable",
                                                 "No credential for this model could be used right now."))
-
-    # -- response headers: learn from the attempt that answered
-
-    def response_headers(self, headers: Mapping[str, str], end_of_stream: bool) -> Continue | Mutate:
-        forward = self.forward
-        if forward is None:
-            return CONTINUE
-        try:
-            decision = self._answered_by(forward, headers)
-            if decision is not None:
-                self._learn(decision, headers)
-        except Exception:  # learning failed; the response itself still goes to the client
-            log.exception("error rid=%s while learning from the response", self.request_id)
-        return CONTINUE  # an answer that needs reshaping is reshaped by its own attempt's processor
-
-    def _answered_by(self, forward: Forward, headers: Mapping[str, str]) -> Decision | None:
-        """The decision of the attempt whose answer this is (Envoy says which, in x-extproc-attempts)."""
-        try:
-            attempt = int(headers.get(ATTEMPTS_HEADER) or 1)
-        except ValueError:
-            return None
-        if attempt == 1 and forward.handled:
-            return forward.decision
-        plan = forward.plan
-        if plan is None or not 1 <= attempt <= len(plan.candidates):
-            return None
-        return decision_for(plan.candidates[attempt - 1], plan, self.snapshot.registry, forward.decision.endpoint)
-
-    def _learn(self, decision: Decision, headers: Mapping[str, str]) -> None:
-        try:
-            status = int(headers.get(":status", "0"))
-        except ValueError:
-            return
-        self.learned = learn(self._gateway.runtime, self._gateway.secrets, self.snapshot.registry,
-                             decision.credential, decision.model, decision.endpoint, decision.at, status, headers,
-                             self.request_id)
-
-    def response_body(self, chunk: bytes, end_of_stream: bool) -> Continue | Mutate:
-        return CONTINUE
 
     def _replied(self, reply: Reply) -> Reply:
         bare = self.path.partition("?")[0]

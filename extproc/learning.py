@@ -1,7 +1,7 @@
 """Learning from an upstream's answer: health for the credential and model that served it, login refreshes.
 
-One rule for every source: the response headers of a request's final attempt, and the access-log entry of
-each attempt that failed along the way.
+Envoy's upstream access log streams one entry per attempt (gRPC ALS); each carries the attempt's
+`x-extproc-attempt` header, so any processor process can learn from any entry, with no ext_proc message.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from typing import Protocol
 from extproc.attempts import parse_attempt_header
 from extproc.core.catalog import ModelSpec
 from extproc.core.health import Block, parse_retry_after
-from extproc.core.registry import Registry
 from extproc.core.settings import Credential
 from extproc.runtime import Runtime
 
@@ -28,16 +27,18 @@ class Refresher(Protocol):
     def confirm(self, credential: Credential) -> None: ...
 
 
-def learn(runtime: Runtime, secrets: Refresher, registry: Registry, credential: Credential, model: ModelSpec,
-          endpoint: str, at: float, status: int, headers: Mapping[str, str], request_id: str) -> Block | None:
+def learn(runtime: Runtime, secrets: Refresher, credential: Credential, model: ModelSpec, endpoint: str, at: float,
+          listed: bool, status: int, headers: Mapping[str, str], request_id: str) -> Block | None:
     """Teach health what one attempt's status says; returns the block it caused, if any."""
     now = runtime.clock()
     if credential.account is not None:
         if status == 401 and secrets.invalidate(credential):
+            log.info("upstream rid=%s status=401 credential=%s: its token is refreshed before its next use",
+                     request_id, credential.id)
             return None  # a login's token is refreshed, not the login suspended
         if 200 <= status < 300:
             secrets.confirm(credential)
-    if status == 404 and (endpoint == "completions" or not registry.lookup(model.qualified)):
+    if status == 404 and (endpoint == "completions" or not listed):
         return None  # a legacy endpoint or a made-up model: the client's mistake, not the model's absence
     block = runtime.health.observe(credential.id, model.id, status, parse_retry_after(headers, now), now, at,
                                    endpoint)
@@ -67,5 +68,5 @@ def learn_attempt(runtime: Runtime, secrets: Refresher, attempt: str, status: in
     credential = next((c for c in registry.credentials_for(model) if c.id == attempted.credential), None)
     if credential is None:
         return None
-    return learn(runtime, secrets, registry, credential, model, attempted.endpoint, attempted.at, status or 503,
-                 headers, request_id)
+    return learn(runtime, secrets, credential, model, attempted.endpoint, attempted.at, attempted.listed,
+                 status or 503, headers, request_id)

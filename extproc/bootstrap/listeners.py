@@ -74,7 +74,7 @@ def _ext_proc_filter(settings: Settings) -> dict[str, Any]:
                 "request_header_mode": "SEND",
                 "request_body_mode": "BUFFERED",
                 "request_trailer_mode": "SKIP",
-                "response_header_mode": "SEND",
+                "response_header_mode": "SKIP",  # what attempts got is learned from the upstream access log
                 "response_body_mode": "NONE",
                 "response_trailer_mode": "SKIP",
             },

@@ -5,12 +5,15 @@ It is compiled once from Settings and swapped whole; per-credential health lives
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Hashable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from extproc.core.catalog import ModelSpec
 from extproc.core.providers import ProviderSpec
 from extproc.core.settings import Credential, Settings
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +25,7 @@ class Registry:
     fallbacks: Mapping[str, tuple[str, ...]]
     strategy: str
     _by_name: Mapping[str, tuple[ModelSpec, ...]]
+    _memo: dict[Hashable, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def build(cls, settings: Settings, extra_credentials: tuple[Credential, ...] = (),
@@ -54,3 +58,10 @@ class Registry:
 
     def credentials_for(self, model: ModelSpec) -> tuple[Credential, ...]:
         return self.credentials.get(model.provider, ())
+
+    def memo(self, key: Hashable, compute: Callable[[], _T]) -> _T:
+        """Something derived from this registry alone, computed once (the registry never changes)."""
+        if key not in self._memo:
+            self._memo[key] = compute()
+        value: _T = self._memo[key]
+        return value

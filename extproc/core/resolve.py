@@ -42,6 +42,7 @@ class Decision:
     strategy: str | None = None  # for fallbacks: "chain" or the strategy's name
     endpoint: str = "chat"  # the client endpoint it was resolved for
     at: float = 0.0  # when it was made: responses to it are judged against cooldowns set since
+    listed: bool = True  # a model the registry knows (not one passed through by name): its 404 means absence
 
     @property
     def why(self) -> str:
@@ -64,7 +65,7 @@ def plan(req: RequestView, registry: Registry, health: HealthView, now: float, t
     def take(model: ModelSpec, why: str, strategy: str | None) -> bool:
         for cred in _usable(model, req, registry, health, now, turn, blocks):
             found.append(Decision(req.model, model, registry.providers[cred.route], cred, why, strategy,
-                                  req.endpoint, now))
+                                  req.endpoint, now, bool(registry.lookup(model.qualified))))
             if len(found) == limit:
                 return True
         return False
@@ -150,17 +151,21 @@ def _fallbacks(req: RequestView, primary: ModelSpec, registry: Registry) -> Iter
     strategy = registry.strategy
     if strategy == "none":
         return
+    same_provider = strategy == "same-provider" or req.same_provider
+    for model in registry.memo(("ranked", primary.qualified), lambda: _ranked(primary, registry)):
+        if (not same_provider or model.provider == primary.provider) and _can_serve(model, req, registry):
+            yield strategy, model
+
+
+def _ranked(primary: ModelSpec, registry: Registry) -> tuple[ModelSpec, ...]:
+    """Every model the strategy may fall back to from `primary`, best first (what a request can use aside)."""
     pool = [m for m in registry.models
-            if m.status != "deprecated" and not m.discovered and m.qualified != primary.qualified
-            and _can_serve(m, req, registry)]
-    if strategy == "same-provider" or req.same_provider:
-        pool = [m for m in pool if m.provider == primary.provider]
-    if strategy == "cost-optimized":
+            if m.status != "deprecated" and not m.discovered and m.qualified != primary.qualified]
+    if registry.strategy == "cost-optimized":
         pool.sort(key=lambda m: (m.blended_price, -m.created_ts))
     else:
         pool.sort(key=lambda m: (m.provider != primary.provider, _price_distance(m, primary), -m.created_ts))
-    for model in pool:
-        yield strategy, model
+    return tuple(pool)
 
 
 def _can_serve(model: ModelSpec, req: RequestView, registry: Registry) -> bool:

@@ -1,6 +1,6 @@
 """The access-log edge: Envoy's per-attempt upstream log entries (gRPC ALS) → learning.
 
-Envoy writes one entry per attempt that failed (a status ≥ 400, or none at all); each carries the attempt's
+Envoy writes one entry per attempt, in small batches; each carries the attempt's
 `x-extproc-attempt` request header, so any processor process can learn from any entry. Learning is
 best-effort by nature: Envoy drops entries rather than slow requests down.
 """

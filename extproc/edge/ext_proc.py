@@ -28,12 +28,7 @@ async def _event(exchange: Exchange, kind: str, request: pb.ProcessingRequest) -
         return exchange.request_headers(header_map(request.request_headers), request.request_headers.end_of_stream)
     if kind == "request_body":
         return await exchange.request_body(request.request_body.body)
-    if kind == "response_headers":
-        headers = header_map(request.response_headers, Exchange.WANTED_RESPONSE_HEADERS)
-        return exchange.response_headers(headers, request.response_headers.end_of_stream)
-    if kind == "response_body":
-        return exchange.response_body(request.response_body.body, request.response_body.end_of_stream)
-    return CONTINUE  # trailers: nothing to do
+    return CONTINUE  # the response and trailers: nothing to do here (Envoy is not configured to send them)
 
 
 async def check_token(context: grpc.aio.ServicerContext, token: bytes | None, what: str = "ext_proc") -> dict[str, str]:

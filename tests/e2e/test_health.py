@@ -68,16 +68,32 @@ def stack(fakes: dict[str, FakeProvider], make_stack: Callable[[dict[str, Any]],
     assert not leaked, f"keys of {leaked} appeared in the gateway's logs"
 
 
+def learned(stack: Stack, model_id: str, timeout: float = 5.0) -> dict[str, Any]:
+    """The model's card once the gateway has learned it is unavailable.
+
+    Envoy streams each attempt's outcome to the processor as the attempt ends (its access log), so the
+    client can be a few milliseconds ahead of what the gateway knows: wait for it, as a second client would.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        card: dict[str, Any] = httpx.get(f"{stack.url}/v1/models/{model_id}").json()
+        if not card["available"] or time.monotonic() > deadline:
+            return card
+        time.sleep(0.02)
+
+
 @pytest.fixture
 def oa(stack: Stack) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{stack.url}/v1", api_key="client", max_retries=0)
 
 
-def test_429_with_retry_after_cools_down_then_recovers(oa: openai.OpenAI, fakes: dict[str, FakeProvider]) -> None:
+def test_429_with_retry_after_cools_down_then_recovers(
+        oa: openai.OpenAI, fakes: dict[str, FakeProvider], stack: Stack) -> None:
     fakes["openai"].script(429, {"retry-after": "2"})
     with pytest.raises(openai.RateLimitError):
         oa.chat.completions.create(model="ratelimit-primary", messages=CHAT)
     cooled_at = time.monotonic()
+    assert "429" in learned(stack, "ratelimit-primary")["unavailable_reason"]
 
     raw = oa.chat.completions.with_raw_response.create(model="ratelimit-primary", messages=CHAT)
     assert raw.headers["x-extproc-model"] == "ratelimit-backup"
@@ -96,6 +112,7 @@ def test_401_suspends_the_credential_and_requests_fall_back(
     fakes["openai"].script(401)
     with pytest.raises(openai.AuthenticationError):
         oa.chat.completions.create(model="revoked-primary", messages=CHAT)
+    learned(stack, "revoked-primary")
     for _ in range(2):
         raw = oa.chat.completions.with_raw_response.create(model="revoked-primary", messages=CHAT)
         assert raw.headers["x-extproc-model"] == "revoked-backup"
@@ -112,6 +129,7 @@ def test_nothing_available_is_503_with_retry_after(stack: Stack, fakes: dict[str
     body = {"model": "exhausted-solo", "max_tokens": 5, "messages": CHAT}
     first = httpx.post(stack.url + "/v1/messages", json=body)
     assert first.status_code == 429
+    learned(stack, "exhausted-solo")
     second = httpx.post(stack.url + "/v1/messages", json=body)
     assert second.status_code == 503
     assert 28 <= int(second.headers["retry-after"]) <= 30
@@ -119,10 +137,11 @@ def test_nothing_available_is_503_with_retry_after(stack: Stack, fakes: dict[str
     assert _keys_sent(fakes["anthropic"]) == ["exhausted-anthropic"]
 
 
-def test_server_error_cools_down_briefly(oa: openai.OpenAI, fakes: dict[str, FakeProvider]) -> None:
+def test_server_error_cools_down_briefly(oa: openai.OpenAI, fakes: dict[str, FakeProvider], stack: Stack) -> None:
     fakes["groq"].script(502)
     with pytest.raises(openai.InternalServerError):
         oa.chat.completions.create(model="flaky-solo", messages=CHAT)
+    assert "502" in learned(stack, "flaky-solo")["unavailable_reason"]
     with pytest.raises(openai.APIStatusError) as caught:
         oa.chat.completions.create(model="flaky-solo", messages=CHAT)
     assert caught.value.status_code == 503

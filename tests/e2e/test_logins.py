@@ -235,6 +235,14 @@ def test_expiry_means_one_refresh_for_fifty_concurrent_requests(
     no_token_in(stack.logs(), oauth)
 
 
+def wait_for_log(stack: Stack, text: str, timeout: float = 5.0) -> None:
+    """Until the gateway's log says `text`: what an attempt got reaches it a moment after the client."""
+    deadline = time.monotonic() + timeout
+    while text not in stack.logs():
+        assert time.monotonic() < deadline, f"the gateway never logged {text!r}"
+        time.sleep(0.02)
+
+
 @pytest.fixture
 def claude_stack(tmp_path: Path, fakes: dict[str, FakeProvider], upstreams: dict[str, FakeProvider],
                  oauth: FakeOAuth, make_stack: Callable[[dict[str, Any]], Stack]) -> Stack:
@@ -251,6 +259,7 @@ def test_upstream_401_refreshes_the_login(claude_stack: Stack, fakes: dict[str, 
     fakes["anthropic"].script(401)
     calls = oauth.refresh_calls
     assert httpx.post(stack.url + "/v1/messages", json=body).status_code == 401
+    wait_for_log(stack, "status=401 credential=claude-")  # learned from Envoy's access log as the attempt ended
     assert httpx.post(stack.url + "/v1/messages", json=body).status_code == 200
     assert oauth.refresh_calls == calls + 1
     first, second = fakes["anthropic"].wait_for(2)
@@ -265,7 +274,11 @@ def test_a_token_refused_again_after_its_refresh_suspends_the_login(
     body = {"model": "claude-haiku-5-5", "max_tokens": 5, "messages": CHAT}
     fakes["anthropic"].script(401, times=2)
     calls = oauth.refresh_calls
-    statuses = [httpx.post(stack.url + "/v1/messages", json=body).status_code for _ in range(4)]
+    statuses = [httpx.post(stack.url + "/v1/messages", json=body).status_code]
+    wait_for_log(stack, "its token is refreshed before its next use")
+    statuses.append(httpx.post(stack.url + "/v1/messages", json=body).status_code)
+    wait_for_log(stack, "suspended until")
+    statuses += [httpx.post(stack.url + "/v1/messages", json=body).status_code for _ in range(2)]
     assert statuses == [401, 401, 503, 503]
     assert oauth.refresh_calls == calls + 1 and len(fakes["anthropic"].requests) == 2
 

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 
 from extproc.attempts import Plan, attempt_header, decision_for
 from extproc.core.errors import ClientError, CredentialUnavailable
-from extproc.core.headers import ATTEMPT_HEADER
+from extproc.core.headers import ATTEMPT_HEADER, LEARN_HEADER
 from extproc.core.resolve import Decision
 from extproc.exchange import CONTINUE, Continue, Gateway, Mutate, Reply, reject
 from extproc.formats import Endpoint, api_for_path, match_endpoint
@@ -92,7 +92,11 @@ class AttemptExchange:
         set_headers = {k: v for k, v in plan.restore.items() if v is not None and k not in forward.set_headers}
         set_headers.update(forward.set_headers)
         set_headers[ATTEMPT_HEADER] = attempt_header(decision)
+        if self._gateway.success_is_news(decision):
+            set_headers[LEARN_HEADER] = "1"
         remove = tuple(k for k, v in plan.restore.items() if v is None and k not in set_headers)
+        if LEARN_HEADER not in set_headers:
+            remove += (LEARN_HEADER,)  # the shared map may still carry the first attempt's
         self._shaping = forward.answer
         log.info("attempt rid=%s n=%d requested=%r resolved=%s provider=%s why=%s credential=%s", self.request_id,
                  self.attempt, decision.requested, decision.model.id, decision.provider.name, decision.why,

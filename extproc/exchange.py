@@ -90,6 +90,9 @@ class SecretSource(Protocol):
     def confirm(self, credential: Credential) -> None:
         """The upstream took this credential's token."""
 
+    def awaits_confirmation(self, credential: Credential) -> bool:
+        """Whether an upstream's success with this credential is news (a token fresh from a refused one)."""
+
 
 class StaticSecrets:
     """API keys only: the secret is in the credential."""
@@ -105,6 +108,9 @@ class StaticSecrets:
     def confirm(self, credential: Credential) -> None:
         pass
 
+    def awaits_confirmation(self, credential: Credential) -> bool:
+        return False
+
 
 class Gateway:
     """What every exchange shares: the runtime, where secrets come from, and the round-robin turn."""
@@ -119,6 +125,12 @@ class Gateway:
 
     def turn(self) -> int:
         return next(self._turns)
+
+    def success_is_news(self, decision: Decision) -> bool:
+        """Whether a success of this attempt must be learned (it clears a failure or confirms a token); the
+        access log carries only failures and these, so a healthy request costs no learning at all."""
+        return self.runtime.health.remembers(decision.credential.id, decision.model.id) \
+            or self.secrets.awaits_confirmation(decision.credential)
 
 
 # ---------------------------------------------------------------- the exchange
@@ -211,7 +223,7 @@ class Exchange:
                 runtime.health.suspend(decision.credential.id, exc.reason, until)
                 continue
             return await _maybe_in_thread(large, route_request, endpoint, parsed, decisions, secret,
-                                          self._client_headers)
+                                          self._client_headers, self._gateway.success_is_news(decision))
         return reject(endpoint.api, ClientError(503, "credentials_unavailable",
                                                 "No credential for this model could be used right now."))
 

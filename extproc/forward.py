@@ -8,7 +8,15 @@ from dataclasses import dataclass, field, replace
 import orjson
 
 from extproc.attempts import Candidate, Plan, attempt_header
-from extproc.core.headers import API_HEADER, ATTEMPT_HEADER, HANDLED_HEADER, MODEL_HEADER, REASON_HEADER, ROUTE_HEADER
+from extproc.core.headers import (
+    API_HEADER,
+    ATTEMPT_HEADER,
+    HANDLED_HEADER,
+    LEARN_HEADER,
+    MODEL_HEADER,
+    REASON_HEADER,
+    ROUTE_HEADER,
+)
 from extproc.core.providers import CLIENT_CREDENTIAL_HEADERS, AuthStyle
 from extproc.core.resolve import Decision
 from extproc.formats import Endpoint, ParsedRequest
@@ -61,7 +69,7 @@ _NOT_RESTORED = frozenset({"content-length"})  # each attempt sets its own, for 
 
 
 def route_request(endpoint: Endpoint, parsed: ParsedRequest, decisions: list[Decision], secret: str,
-                  client_headers: Mapping[str, str]) -> Forward:
+                  client_headers: Mapping[str, str], learn_success: bool = False) -> Forward:
     """The router-level mutation: the plan every attempt follows, and the first attempt itself when it can.
 
     A first attempt whose transforms reshape the body is left to its own processor: later attempts get the
@@ -80,6 +88,8 @@ def route_request(endpoint: Endpoint, parsed: ParsedRequest, decisions: list[Dec
                ATTEMPT_HEADER: attempt_header(first), API_HEADER: endpoint.api.value}
     if forward.handled:
         headers[HANDLED_HEADER] = "1"
+    if learn_success:
+        headers[LEARN_HEADER] = "1"
     return replace(forward, set_headers=headers, plan=plan)
 
 

@@ -179,6 +179,9 @@ class AccountManager:
         if credential.account:
             self._event(credential.account, "accepted")
 
+    def awaits_confirmation(self, credential: Credential) -> bool:
+        return credential.account is not None and self.token_state(credential.account) is TokenState.RETRIED
+
     def token_state(self, account_id: str) -> TokenState:
         return self._tokens.get(account_id, TokenState.TRUSTED)
 

@@ -19,6 +19,7 @@ from extproc.core.headers import (
     ATTEMPT_ROLE,
     HANDLED_HEADER,
     INTERNAL_HEADERS,
+    LEARN_HEADER,
     PROCESSOR_TOKEN_HEADER,
     ROLE_HEADER,
 )
@@ -167,10 +168,17 @@ def provider_listener(provider: ProviderSpec, settings: Settings, local_replies:
 
 
 def upstream_log(settings: Settings) -> list[dict[str, Any]]:
-    """Every attempt, streamed to the processor in small batches as attempts end: learning costs no ext_proc
-    message, and a failure is known to the next request within a few milliseconds."""
+    """The attempts that teach something, streamed to the processor in small batches as they end: every
+    failure (a status ≥ 400, or none), and a success the processor asked to hear of. Learning costs no
+    ext_proc message, a healthy request no log entry, and a failure is known within milliseconds."""
+    teaching = {"or_filter": {"filters": [
+        {"status_code_filter": {"comparison": {"op": "GE", "value": {"default_value": 400, "runtime_key": "_"}}}},
+        {"response_flag_filter": {}},  # any flag: connect failure, reset, per-try timeout
+        {"header_filter": {"header": {"name": LEARN_HEADER, "present_match": True}}},
+    ]}}
     return [{
         "name": "envoy.access_loggers.http_grpc",
+        "filter": teaching,
         "typed_config": {
             "@type": T + "extensions.access_loggers.grpc.v3.HttpGrpcAccessLogConfig",
             "common_config": {

@@ -11,4 +11,5 @@ API_HEADER = "x-extproc-api"  # the client's API family: Envoy's own replies beh
 ATTEMPTS_HEADER = "x-extproc-attempts"  # on the response: how many attempts the request took
 RESPONSE_HEADERS = (ROUTE_HEADER, MODEL_HEADER, REASON_HEADER)  # copied to the client's response by Envoy
 ATTEMPT_HEADER = "x-extproc-attempt"  # who served an attempt (ids, never secrets): read back from access logs
-INTERNAL_HEADERS = (ROUTE_HEADER, MODEL_HEADER, REASON_HEADER, HANDLED_HEADER, ATTEMPT_HEADER)  # never sent on
+LEARN_HEADER = "x-extproc-learn"  # the access log reports this attempt even when it succeeds
+INTERNAL_HEADERS = (ROUTE_HEADER, MODEL_HEADER, REASON_HEADER, HANDLED_HEADER, ATTEMPT_HEADER, LEARN_HEADER)

@@ -61,6 +61,11 @@ class Health:
                 return Block("cooldown", cooldown.until, cooldown.reason)
             return None
 
+    def remembers(self, credential_id: str, model_id: str) -> bool:
+        """Whether this credential and model have a failure on record that a success should clear."""
+        with self._lock:
+            return (credential_id, model_id) in self._cooldowns
+
     def suspend(self, credential_id: str, reason: str, until: float = math.inf) -> None:
         """Take a credential out of rotation for every model (a login whose refresh was refused)."""
         with self._lock:

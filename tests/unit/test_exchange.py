@@ -337,6 +337,9 @@ class FailingSecrets:
     def confirm(self, credential: Any) -> None:
         pass
 
+    def awaits_confirmation(self, credential: Any) -> bool:
+        return False
+
 
 @pytest.mark.parametrize("method", ["generateContent", "streamGenerateContent", "countTokens", "embedContent",
                                     "batchEmbedContents"])
@@ -409,7 +412,21 @@ def test_an_unavailable_secret_fails_closed_for_that_credential_and_the_next_one
         def confirm(self, credential: Any) -> None:
             pass
 
+        def awaits_confirmation(self, credential: Any) -> bool:
+            return False
+
     gw = Gateway(Runtime(s, clock=clock), secrets=FirstRefused())
     assert forward(gw, CHAT, body("m")).set_headers["authorization"] == "Bearer k2"
     block = gw.runtime.health.blocked("openai:key1", "m", clock.now)
     assert block is not None and block.reason == "token endpoint down"
+
+
+def test_only_a_success_that_is_news_asks_the_access_log_for_its_entry(gateway, clock):
+    from extproc.core.headers import LEARN_HEADER
+    assert LEARN_HEADER not in forward(gateway, CHAT, body("gw-openai")).set_headers  # healthy: no entry at all
+    respond(routed(gateway, CHAT, body("gw-openai")), 429, {"retry-after": "5"})
+    clock.now += 6  # the cooldown is over; its record is not: the next success must clear it
+    recovering = routed(gateway, CHAT, body("gw-openai"))
+    assert recovering.forward is not None and recovering.forward.set_headers[LEARN_HEADER] == "1"
+    assert respond(recovering, 200) is None
+    assert LEARN_HEADER not in forward(gateway, CHAT, body("gw-openai")).set_headers

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 import orjson
 
@@ -57,7 +56,7 @@ class Plan:
     restore: Mapping[str, str | None] = field(default_factory=dict)  # headers the first attempt set → the
     # client's value (None: the client sent none); a later attempt undoes them before setting its own
 
-    def to_metadata(self) -> dict[str, dict[str, Any]]:
+    def to_metadata(self) -> dict[str, dict[str, str]]:
         """The router answer's dynamic metadata: the plan for the attempts, the endpoint list for Envoy."""
         doc = {"path": self.path, "requested": self.requested, "mode": self.mode, "at": self.at,
                "candidates": [[c.route, c.owner, c.model, c.credential, c.reason, c.strategy]

@@ -15,7 +15,7 @@ import logging
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 from extproc.core.errors import ClientError, CredentialUnavailable
 from extproc.core.providers import Api
@@ -52,7 +52,7 @@ class Mutate:
     clear_route_cache: bool = False  # the route depends on headers set here
     body_mode: str | None = None  # "buffered" | "streamed": ask for the body this way from now on
     answer_headers: bool = False  # on a request-headers answer: send the response headers too (this stream only)
-    dynamic_metadata: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # Envoy dynamic metadata
+    dynamic_metadata: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # Envoy dynamic metadata
 
 
 @dataclass(frozen=True, slots=True)

@@ -155,3 +155,71 @@ def test_an_unreachable_provider_with_no_fallback_answers_in_the_clients_envelop
         client.messages.create(model="down-anthropic-model", max_tokens=5, messages=CHAT)  # type: ignore[arg-type]
     assert caught.value.status_code == 503
     assert caught.value.response.json()["type"] == "error"  # Anthropic's envelope, from Envoy's own reply
+
+
+def test_failover_works_with_two_processor_processes_behind_one_envoy(tmp_path, fakes):
+    """The router-level stream and an attempt's stream land on different processes: nothing links them."""
+    import signal
+    import subprocess
+    import sys
+
+    import yaml
+
+    from extproc.runner import envoy_binary
+    from tests.e2e.test_stack import _wait_port
+
+    port, ports = free_port(), [free_port(), free_port()]
+    base = {"listen": {"port": port}, "admin": {"port": free_port()}, "discovery": False,
+            "auth": {"store": str(tmp_path / "accounts.json")},
+            "providers": {"two-a": {"base_url": fakes["openai"].base_url, "apis": {"openai": "/v1"},
+                                    "api_key": "k-two-procs-a"},
+                          "two-b": {"base_url": fakes["groq"].base_url, "apis": {"openai": "/v1"},
+                                    "api_key": "k-two-procs-b"}},
+            "models": [_model("two-a-model", "two-a"), _model("two-b-model", "two-b")],
+            "fallbacks": {"two-a-model": ["two-b-model"]}, "strategy": "none", "log_level": "debug"}
+    serves, logs = [], []
+    for i, processor_port in enumerate(ports):
+        config = {**base, "processor": {"port": processor_port, "token": "two-processes-shared-secret-42"}}
+        (tmp_path / f"c{i}.yaml").write_text(yaml.safe_dump(config))
+        logs.append((tmp_path / f"serve{i}.log").open("wb"))
+        serves.append(subprocess.Popen([sys.executable, "-m", "extproc", "serve", "--config",
+                                        str(tmp_path / f"c{i}.yaml")], stdout=logs[i], stderr=subprocess.STDOUT))
+    rendered = yaml.safe_load(subprocess.run(
+        [sys.executable, "-m", "extproc", "envoy-config", "--config", str(tmp_path / "c0.yaml")],
+        capture_output=True, text=True, check=True).stdout)
+    (processor,) = [c for c in rendered["static_resources"]["clusters"] if c["name"] == "extproc"]
+    processor["load_assignment"]["endpoints"][0]["lb_endpoints"] = [
+        {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": p}}}} for p in ports]
+    (tmp_path / "envoy.yaml").write_text(yaml.safe_dump(rendered))
+    envoy = subprocess.Popen([envoy_binary(), "-c", str(tmp_path / "envoy.yaml"), "--disable-hot-restart",
+                              "--log-level", "error"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for p in (port, *ports):
+            _wait_port(p)
+        fakes["openai"].script(429, times=12)
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="client-key", max_retries=0)
+        attempts = []
+        for _ in range(12):
+            raw = client.chat.completions.with_raw_response.create(model="two-a-model", messages=CHAT)
+            assert raw.parse().choices[0].message.content == "hello from two-b-model"
+            attempts.append(raw.headers["x-extproc-attempts"])
+        # Health is still per process (only the one reading Envoy's access log learns the 429), so a request
+        # routed by the other one tries two-a first again: every request still ends on two-b, in one call.
+        assert set(attempts) <= {"1", "2"} and "2" in attempts
+        assert {sent_with(r) for r in fakes["groq"].wait_for(12)} == {("k-two-procs-b", "two-b-model")}
+    finally:
+        for proc in (envoy, *serves):
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(15)
+        for log in logs:
+            log.close()
+    texts = [(tmp_path / f"serve{i}.log").read_text() for i in range(2)]
+
+    def rids(text: str, line_kind: str) -> set[str]:
+        return {line.split("rid=")[1].split()[0] for line in text.splitlines() if f" {line_kind} rid=" in line}
+
+    routed, built = [rids(text, "route") for text in texts], [rids(text, "attempt") for text in texts]
+    assert all(routed) and any(built)
+    assert (routed[0] & built[1]) | (routed[1] & built[0]), \
+        "some request was routed by one process and its second attempt built by the other"
+    assert not [key for key in ("k-two-procs-a", "k-two-procs-b") for text in texts if key in text]

@@ -25,7 +25,8 @@ from extproc.formats import ENDPOINTS
 from extproc.formats.transforms import PROVIDER_TRANSFORMS
 
 _PROVIDER_KEYS = {"base_url", "auth", "api_key", "api_keys", "api_key_env", "headers", "apis", "discovery",
-                  "transform", "prefer", "model_prefixes"}
+                  "transform", "prefer", "model_prefixes", "rotation"}
+ROTATIONS = ("round-robin", "fill-first")
 _DISCOVERY_STYLES = ("openai", "anthropic", "gemini")
 
 
@@ -126,7 +127,8 @@ def _provider(name: str, data: Mapping[str, Any], key: str, discovery: Discovery
                         transform=choice(data["transform"], f"{key}.transform", PROVIDER_TRANSFORMS)
                         if data.get("transform") else None,
                         prefer=choice(data.get("prefer", "api_key"), f"{key}.prefer", ("api_key", "login")),
-                        model_prefixes=tuple(string_list(data.get("model_prefixes") or [], f"{key}.model_prefixes")))
+                        model_prefixes=tuple(string_list(data.get("model_prefixes") or [], f"{key}.model_prefixes")),
+                        rotation=choice(data.get("rotation", "round-robin"), f"{key}.rotation", ROTATIONS))
 
 
 def _credentials(provider: str, data: Mapping[str, Any], key: str) -> list[Credential]:

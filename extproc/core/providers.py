@@ -86,6 +86,7 @@ class ProviderSpec:
     transform: str | None = None  # a request shape the upstream needs (codeassist)
     prefer: str = "api_key"  # api_key | login: which credentials go first when a provider has both
     model_prefixes: tuple[str, ...] = ()  # ids the catalog lacks but that are this provider's (claude-…)
+    rotation: str = "round-robin"  # round-robin | fill-first: how requests spread over its healthy credentials
 
     @property
     def upstream(self) -> Upstream:

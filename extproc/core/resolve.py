@@ -195,7 +195,9 @@ def _price_distance(model: ModelSpec, primary: ModelSpec) -> float:
 
 def _usable(model: ModelSpec, req: RequestView, registry: Registry, health: HealthView, now: float, turn: int,
             blocks: list[Block]) -> list[Credential]:
-    """The model's healthy credentials that take this request, starting at the `turn`-th (round robin)."""
+    """The model's healthy credentials that take this request, in the order its provider's rotation says:
+    starting at the `turn`-th (round-robin), or always from the first (fill-first: spill over only when
+    the first cannot serve)."""
     usable: list[Credential] = []
     for cred in registry.credentials_for(model):
         if not registry.providers[cred.route].speaks(req.api, req.endpoint):
@@ -205,7 +207,8 @@ def _usable(model: ModelSpec, req: RequestView, registry: Registry, health: Heal
             usable.append(cred)
         else:
             blocks.append(block)
-    start = turn % len(usable) if usable else 0
+    round_robin = registry.providers[model.provider].rotation == "round-robin"
+    start = turn % len(usable) if usable and round_robin else 0
     return usable[start:] + usable[:start]
 
 

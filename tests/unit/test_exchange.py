@@ -430,3 +430,29 @@ def test_only_a_success_that_is_news_asks_the_access_log_for_its_entry(gateway, 
     assert recovering.forward is not None and recovering.forward.set_headers[LEARN_HEADER] == "1"
     assert respond(recovering, 200) is None
     assert LEARN_HEADER not in forward(gateway, CHAT, body("gw-openai")).set_headers
+
+
+def test_round_robin_spreads_over_three_keys_and_skips_the_cooling_one(clock):
+    gw = make_gateway(settings(providers={"openai": {"api_keys": ["k1", "k2", "k3"]}}, models=[model("m", "openai")]),
+                      clock)
+    respond(routed(gw, CHAT, body("m")), 429, {"retry-after": "60"})  # k1 cools (turn 0)
+    auth = [forward(gw, CHAT, body("m")).set_headers["authorization"] for _ in range(4)]
+    assert sorted(auth) == ["Bearer k2", "Bearer k2", "Bearer k3", "Bearer k3"]  # the healthy two, in turn
+    assert auth[0] != auth[1] and auth[1] != auth[2]
+
+
+def test_fill_first_uses_the_first_healthy_key_until_it_cools(clock):
+    s = settings(providers={"openai": {"api_keys": ["k1", "k2"], "rotation": "fill-first"}},
+                 models=[model("m", "openai")])
+    gw = make_gateway(s, clock)
+    assert {forward(gw, CHAT, body("m")).set_headers["authorization"] for _ in range(3)} == {"Bearer k1"}
+    respond(routed(gw, CHAT, body("m")), 429, {"retry-after": "60"})
+    assert {forward(gw, CHAT, body("m")).set_headers["authorization"] for _ in range(3)} == {"Bearer k2"}
+    clock.now += 61
+    assert forward(gw, CHAT, body("m")).set_headers["authorization"] == "Bearer k1"
+
+
+def test_rotation_is_validated_with_the_key():
+    from extproc.core.errors import ConfigError
+    with pytest.raises(ConfigError, match=r"providers\.openai\.rotation: 'random' is not one of round-robin"):
+        settings(providers={"openai": {"rotation": "random"}})

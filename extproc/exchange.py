@@ -127,9 +127,11 @@ class Gateway:
         return next(self._turns)
 
     def success_is_news(self, decision: Decision) -> bool:
-        """Whether a success of this attempt must be learned (it clears a failure or confirms a token); the
-        access log carries only failures and these, so a healthy request costs no learning at all."""
-        return self.runtime.health.remembers(decision.credential.id, decision.model.id) \
+        """Whether a success of this attempt must be learned (it reports a subscription's windows, clears a
+        failure or confirms a token); the access log carries only failures and these, so a healthy request
+        on an API key costs no learning at all."""
+        return decision.credential.windows is not None \
+            or self.runtime.health.remembers(decision.credential.id, decision.model.id) \
             or self.secrets.awaits_confirmation(decision.credential)
 
 

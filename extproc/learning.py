@@ -16,6 +16,7 @@ from extproc.attempts import parse_attempt_header
 from extproc.core.catalog import ModelSpec
 from extproc.core.health import Block, parse_retry_after
 from extproc.core.settings import Credential
+from extproc.core.windows import read_windows
 from extproc.runtime import Runtime
 
 log = logging.getLogger("extproc.request")
@@ -31,6 +32,14 @@ def learn(runtime: Runtime, secrets: Refresher, credential: Credential, model: M
           listed: bool, status: int, headers: Mapping[str, str], request_id: str) -> Block | None:
     """Teach health what one attempt's status says; returns the block it caused, if any."""
     now = runtime.clock()
+    if credential.windows is not None:
+        state = read_windows(credential.windows, headers)
+        if state is not None:
+            exhausted = runtime.health.window(credential.id, state, now, runtime.current.settings.rotate_at)
+            if exhausted is not None:
+                log.warning("upstream rid=%s status=%d credential=%s cooldown until %s: %s", request_id, status,
+                            credential.id, _when(exhausted.until), exhausted.reason)
+                return exhausted
     if credential.account is not None:
         if status == 401 and secrets.invalidate(credential):
             log.info("upstream rid=%s status=401 credential=%s: its token is refreshed before its next use",
@@ -45,11 +54,15 @@ def learn(runtime: Runtime, secrets: Refresher, credential: Credential, model: M
     if block is None:
         log.debug("upstream rid=%s status=%d", request_id, status)
         return None
-    until = "restart or re-login" if block.until == math.inf else \
-        datetime.fromtimestamp(block.until, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     log.warning("upstream rid=%s status=%d model=%s provider=%s credential=%s %s until %s: %s",
-                request_id, status, model.id, credential.route, credential.id, block.kind, until, block.reason)
+                request_id, status, model.id, credential.route, credential.id, block.kind, _when(block.until),
+                block.reason)
     return block
+
+
+def _when(until: float) -> str:
+    return "restart or re-login" if until == math.inf else \
+        datetime.fromtimestamp(until, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def learn_attempt(runtime: Runtime, secrets: Refresher, attempt: str, status: int, headers: Mapping[str, str],

@@ -66,7 +66,7 @@ def login_credential(account: Account, flow: Flow) -> Credential:
         headers[flow.use.account_header] = account.account_id
     return Credential(id=account.id, provider=flow.provider, upstream=flow.upstream, account=account.id,
                       auth=flow.use.auth, headers=headers, merge_headers=flow.use.merge_headers,
-                      system_prefix=flow.use.system_prefix, project=account.project_id)
+                      system_prefix=flow.use.system_prefix, project=account.project_id, windows=flow.use.windows)
 
 
 def split_pasted(pasted: str) -> tuple[str, str | None]:

@@ -167,6 +167,12 @@ def provider_listener(provider: ProviderSpec, settings: Settings, local_replies:
     }
 
 
+def _window_headers(settings: Settings) -> list[str]:
+    """The headers in which the logins' subscriptions report their usage windows (data: the flows' `use`)."""
+    return list(dict.fromkeys(h for flow in settings.flows.values() if flow.use.windows
+                              for h in flow.use.windows.headers))
+
+
 def upstream_log(settings: Settings) -> list[dict[str, Any]]:
     """The attempts that teach something, streamed to the processor in small batches as they end: every
     failure (a status ≥ 400, or none), and a success the processor asked to hear of. Learning costs no
@@ -188,6 +194,6 @@ def upstream_log(settings: Settings) -> list[dict[str, Any]]:
                 "buffer_flush_interval": "0.01s",
             },
             "additional_request_headers_to_log": [ATTEMPT_HEADER],
-            "additional_response_headers_to_log": ["retry-after", "retry-after-ms"],
+            "additional_response_headers_to_log": ["retry-after", "retry-after-ms", *_window_headers(settings)],
         },
     }]

@@ -77,7 +77,10 @@ def parse_settings(raw: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
     if strategy not in STRATEGIES:
         raise ConfigError(f"strategy: {strategy!r} is not one of {', '.join(STRATEGIES)}")
     auth = mapping(raw.get("auth") or {}, "auth")
-    reject_unknown(auth, "auth", {"store", "admin_token", "refresh_skew"})
+    reject_unknown(auth, "auth", {"store", "admin_token", "refresh_skew", "rotate_at"})
+    rotate_at = positive_number(auth.get("rotate_at", 0.95), "auth.rotate_at")
+    if rotate_at > 1:
+        raise ConfigError(f"auth.rotate_at: a fraction of a window (e.g. 0.95), got {rotate_at:g}")
     admin_token = auth.get("admin_token") or None
     if admin_token is not None and len(string(admin_token, "auth.admin_token")) < 16:
         raise ConfigError("auth.admin_token: use at least 16 characters (e.g. `openssl rand -hex 24`)")
@@ -113,6 +116,7 @@ def parse_settings(raw: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
         auth_store=string(auth["store"], "auth.store") if auth.get("store") else None,
         admin_token=admin_token,
         refresh_skew=non_negative_number(auth.get("refresh_skew", 300), "auth.refresh_skew"),
+        rotate_at=rotate_at,
     )
 
 

@@ -6,8 +6,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from extproc.config.data import builtin_flow_data
+from extproc.config.values import mapping, positive_number, reject_unknown, string, string_list
 from extproc.core.errors import ConfigError
-from extproc.core.flows import Flow, Usage
+from extproc.core.flows import Flow, Usage, WindowLimit, Windows
 from extproc.core.providers import AuthStyle
 
 FLOW_KEYS = {"title", "provider", "upstream", "authorize_url", "token_url", "token_format", "refresh_format",
@@ -31,6 +32,25 @@ def parse_flows(raw: Any, providers: Mapping[str, Any]) -> dict[str, Flow]:
                 raise ConfigError(f"{key}.{field_name}: unknown key; expected one of {', '.join(sorted(FLOW_KEYS))}")
         merged[name] = {**merged[name], **section}
     return {name: _flow(name, data, providers) for name, data in merged.items()}
+
+
+def _windows(raw: Any, key: str) -> Windows | None:
+    if raw is None:
+        return None
+    section = mapping(raw, key)
+    reject_unknown(section, key, {"status", "limits"})
+    limits = []
+    for i, entry in enumerate(section.get("limits") or []):
+        entry = mapping(entry, f"{key}.limits[{i}]")
+        reject_unknown(entry, f"{key}.limits[{i}]", {"utilization", "reset", "scale"})
+        limits.append(WindowLimit(string(entry.get("utilization"), f"{key}.limits[{i}].utilization").lower(),
+                                  string(entry.get("reset"), f"{key}.limits[{i}].reset").lower(),
+                                  positive_number(entry.get("scale", 1), f"{key}.limits[{i}].scale")))
+    status = mapping(section.get("status") or {}, f"{key}.status")
+    reject_unknown(status, f"{key}.status", {"header", "exhausted"})
+    header = string(status["header"], f"{key}.status.header").lower() if status else None
+    exhausted = frozenset(string_list(status.get("exhausted") or [], f"{key}.status.exhausted"))
+    return Windows(tuple(limits), header, exhausted)
 
 
 def _flow(name: str, data: Mapping[str, Any], providers: Mapping[str, Any]) -> Flow:
@@ -60,7 +80,8 @@ def _flow(name: str, data: Mapping[str, Any], providers: Mapping[str, Any]) -> F
         authorize_params={str(k): str(v) for k, v in (data.get("authorize_params") or {}).items()},
         use=Usage(auth=auth, headers={k.lower(): str(v) for k, v in (use.get("headers") or {}).items()},
                   merge_headers={k.lower(): str(v) for k, v in (use.get("merge_headers") or {}).items()},
-                  system_prefix=use.get("system_prefix"), account_header=use.get("account_header")),
+                  system_prefix=use.get("system_prefix"), account_header=use.get("account_header"),
+                  windows=_windows(use.get("windows"), f"{key}.use.windows")),
         hosted_redirect=redirect.get("hosted"),
         loopback_port=int(port) if port is not None else None,
         loopback_path=redirect.get("loopback_path", "/callback"),

@@ -10,6 +10,27 @@ from extproc.core.providers import AuthStyle
 
 
 @dataclass(frozen=True, slots=True)
+class WindowLimit:
+    """One usage window a subscription reports on each answer: how full it is, and when it resets."""
+
+    utilization: str  # the header with its fill level
+    reset: str  # the header with its reset time (unix seconds)
+    scale: float = 1.0  # the level's full value (1 for a fraction, 100 for a percentage)
+
+
+@dataclass(frozen=True, slots=True)
+class Windows:
+    limits: tuple[WindowLimit, ...]
+    status_header: str | None = None  # a header that says the subscription refused outright
+    exhausted: frozenset[str] = frozenset()  # its values that mean so
+
+    @property
+    def headers(self) -> tuple[str, ...]:
+        named = [h for limit in self.limits for h in (limit.utilization, limit.reset)]
+        return (*([self.status_header] if self.status_header else []), *named)
+
+
+@dataclass(frozen=True, slots=True)
 class Usage:
     """How a request carries a login."""
 
@@ -18,6 +39,7 @@ class Usage:
     merge_headers: Mapping[str, str] = field(default_factory=dict)  # joined with the client's values
     system_prefix: str | None = None
     account_header: str | None = None  # carries Account.account_id
+    windows: Windows | None = None  # the subscription's usage windows, read from its answers
 
 
 @dataclass(frozen=True, slots=True)

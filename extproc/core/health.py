@@ -14,6 +14,7 @@ from email.utils import parsedate_to_datetime
 from typing import Protocol
 
 from extproc.core.settings import HealthPolicy
+from extproc.core.windows import WindowState
 
 _PRUNE_EVERY = 256
 
@@ -29,6 +30,8 @@ class Block:
 
 class HealthView(Protocol):
     def blocked(self, credential_id: str, model_id: str, now: float, endpoint: str = "") -> Block | None: ...
+
+    def strained(self, credential_id: str, now: float) -> bool: ...
 
 
 @dataclass(slots=True)
@@ -47,18 +50,43 @@ class Health:
         self._suspended: dict[str, Block] = {}
         self._model_suspended: dict[tuple[str, str], Block] = {}
         self._missing: dict[tuple[str, str, str], Block] = {}  # 404s, per client endpoint
+        self._exhausted: dict[str, Block] = {}  # a subscription window ran out: the whole account cools
+        self._strained: dict[str, float] = {}  # a window nearly full, until it resets: used last
         self._observed = 0
 
     def blocked(self, credential_id: str, model_id: str, now: float, endpoint: str = "") -> Block | None:
         """Why this credential cannot serve this model (through this client endpoint) now, if it cannot."""
         with self._lock:
-            for suspended in (self._suspended.get(credential_id), self._model_suspended.get((credential_id, model_id)),
+            for suspended in (self._suspended.get(credential_id), self._exhausted.get(credential_id),
+                              self._model_suspended.get((credential_id, model_id)),
                               self._missing.get((credential_id, model_id, endpoint))):
                 if suspended is not None and suspended.until > now:
                     return suspended
             cooldown = self._cooldowns.get((credential_id, model_id))
             if cooldown is not None and cooldown.until > now:
                 return Block("cooldown", cooldown.until, cooldown.reason)
+            return None
+
+    def strained(self, credential_id: str, now: float) -> bool:
+        """Whether a subscription window of this credential is nearly full: serve with it only as a last resort."""
+        with self._lock:
+            return self._strained.get(credential_id, 0.0) > now
+
+    def window(self, credential_id: str, state: WindowState, now: float, rotate_at: float) -> Block | None:
+        """Learn a subscription's windows from an answer: exhausted cools the account (every model) until the
+        window resets; nearly full (≥ rotate_at) puts it last until then; anything less clears both."""
+        resets_at = state.resets_at if state.resets_at is not None and state.resets_at > now else None
+        with self._lock:
+            if state.exhausted:
+                until = resets_at if resets_at is not None else now + self._policy.backoff_max
+                block = Block("cooldown", until, f"subscription window exhausted ({state.utilization:.0%} used)")
+                self._exhausted[credential_id] = block
+                return block
+            self._exhausted.pop(credential_id, None)
+            if state.utilization >= rotate_at:
+                self._strained[credential_id] = resets_at if resets_at is not None else now + self._policy.backoff_max
+            else:
+                self._strained.pop(credential_id, None)
             return None
 
     def remembers(self, credential_id: str, model_id: str) -> bool:
@@ -133,6 +161,8 @@ class Health:
         self._model_suspended = {k: b for k, b in self._model_suspended.items() if b.until > now}
         self._missing = {k: b for k, b in self._missing.items() if b.until > now}
         self._suspended = {k: b for k, b in self._suspended.items() if b.until > now}
+        self._exhausted = {k: b for k, b in self._exhausted.items() if b.until > now}
+        self._strained = {k: until for k, until in self._strained.items() if until > now}
 
 
 _MAX_RETRY_AFTER = 86400.0  # a day: beyond that an upstream's number is not a plan

@@ -209,7 +209,9 @@ def _usable(model: ModelSpec, req: RequestView, registry: Registry, health: Heal
             blocks.append(block)
     round_robin = registry.providers[model.provider].rotation == "round-robin"
     start = turn % len(usable) if usable and round_robin else 0
-    return usable[start:] + usable[:start]
+    rotated = usable[start:] + usable[:start]
+    # A login whose subscription window is nearly full goes last: traffic moves before its 429.
+    return sorted(rotated, key=lambda c: health.strained(c.id, now))
 
 
 def _unavailable(req: RequestView, primary: ModelSpec, registry: Registry, blocks: Iterable[Block],

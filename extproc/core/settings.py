@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from extproc.core.catalog import ModelSpec
-from extproc.core.flows import Flow
+from extproc.core.flows import Flow, Windows
 from extproc.core.providers import AuthStyle, ProviderSpec
 
 DEFAULT_CA_FILE = "/etc/ssl/certs/ca-certificates.crt"
@@ -39,6 +39,7 @@ class Credential:
     merge_headers: Mapping[str, str] = field(default_factory=dict)  # comma-joined with the client's values
     system_prefix: str | None = None  # text the provider requires first in an Anthropic system prompt
     project: str | None = None  # Code Assist project of a Gemini login
+    windows: Windows | None = None  # a subscription's usage windows, reported on its answers
 
     @property
     def route(self) -> str:
@@ -90,6 +91,7 @@ class Settings:
     auth_store: str | None = None  # the accounts file; None: the user's config directory
     admin_token: str | None = field(default=None, repr=False)  # guards the /auth API
     refresh_skew: float = 300.0  # refresh a login's token this long before it expires
+    rotate_at: float = 0.95  # a subscription window this full: use that login only when nothing else can serve
     processor_token: str | None = field(default=None, repr=False)  # Envoy presents it on every ext_proc stream
     source: str | None = None  # the config file; None: the embedded default config
 

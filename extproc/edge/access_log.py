@@ -20,14 +20,11 @@ from extproc.exchange import Gateway
 from extproc.learning import learn_attempt
 
 log = logging.getLogger("extproc.request")
-LEARNED_RESPONSE_HEADERS = ("retry-after", "retry-after-ms")
-
-
 def learn_entry(gateway: Gateway, entry: accesslog_pb2.HTTPAccessLogEntry) -> None:
     attempt = entry.request.request_headers.get(ATTEMPT_HEADER)
     if not attempt:
         return
-    headers = {k: v for k, v in entry.response.response_headers.items() if k in LEARNED_RESPONSE_HEADERS}
+    headers = dict(entry.response.response_headers)  # only those the log config names: retry-after, windows
     learn_attempt(gateway.runtime, gateway.secrets, attempt, entry.response.response_code.value, headers,
                   entry.request.request_id or "-")
 

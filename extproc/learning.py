@@ -35,7 +35,12 @@ def learn(runtime: Runtime, secrets: Refresher, credential: Credential, model: M
     if credential.windows is not None:
         state = read_windows(credential.windows, headers)
         if state is not None:
-            exhausted = runtime.health.window(credential.id, state, now, runtime.current.settings.rotate_at)
+            rotate_at = runtime.current.settings.rotate_at
+            exhausted = runtime.health.window(credential.id, state, now, rotate_at)
+            if exhausted is None and state.utilization >= rotate_at:
+                log.info("upstream rid=%s credential=%s: a subscription window is %.0f%% used; it serves last until "
+                         "%s", request_id, credential.id, 100 * state.utilization,
+                         _when(state.resets_at) if state.resets_at else "it eases")
             if exhausted is not None:
                 log.warning("upstream rid=%s status=%d credential=%s cooldown until %s: %s", request_id, status,
                             credential.id, _when(exhausted.until), exhausted.reason)

@@ -442,3 +442,26 @@ def test_code_assist_answers_come_back_uncompressed_for_unwrapping(
                           json={"contents": [{"parts": [{"text": "hi"}]}]}, headers={"accept-encoding": "gzip"})
     assert response.status_code == 200 and "candidates" in response.json()
     assert upstreams["codeassist"].wait_for(1)[0].headers["accept-encoding"] == "identity"
+
+
+def test_a_login_whose_window_is_nearly_full_is_passed_over_while_a_key_can_serve(
+        tmp_path: Path, fakes: dict[str, FakeProvider], upstreams: dict[str, FakeProvider], oauth: FakeOAuth,
+        make_stack: Callable[[dict[str, Any]], Stack]) -> None:
+    config = login_config(fakes, upstreams, oauth, tmp_path / "accounts.json")
+    config["providers"]["anthropic"] = {"base_url": fakes["anthropic"].base_url, "api_key": SECRETS["anthropic"],
+                                        "prefer": "login"}
+    login_by_paste(write_config(tmp_path, config), "claude")
+    stack = make_stack(config)
+    answer = json.dumps({"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-haiku-5-5",
+                         "content": [{"type": "text", "text": "hi"}], "stop_reason": "end_turn",
+                         "usage": {"input_tokens": 1, "output_tokens": 1}}).encode()
+    fakes["anthropic"].script(200, {"anthropic-ratelimit-unified-status": "allowed_warning",
+                                    "anthropic-ratelimit-unified-7d-utilization": "0.97",
+                                    "anthropic-ratelimit-unified-7d-reset": str(int(time.time()) + 3600)}, answer)
+    body = {"model": "claude-haiku-5-5", "max_tokens": 5, "messages": CHAT}
+    assert httpx.post(stack.url + "/v1/messages", json=body).status_code == 200
+    wait_for_log(stack, "a subscription window is 97% used")
+    assert httpx.post(stack.url + "/v1/messages", json=body).status_code == 200
+    first, second = fakes["anthropic"].wait_for(2)
+    assert first.headers["authorization"].startswith("Bearer ") and "x-api-key" not in first.headers  # the login
+    assert second.headers["x-api-key"] == SECRETS["anthropic"] and "authorization" not in second.headers

@@ -11,7 +11,9 @@ from extproc.attempts import Candidate, Plan, attempt_header
 from extproc.core.headers import (
     API_HEADER,
     ATTEMPT_HEADER,
+    ENVOY_REQUEST_HEADERS,
     HANDLED_HEADER,
+    INTERNAL_HEADERS,
     LEARN_HEADER,
     MODEL_HEADER,
     REASON_HEADER,
@@ -90,7 +92,9 @@ def route_request(endpoint: Endpoint, parsed: ParsedRequest, decisions: list[Dec
         headers[HANDLED_HEADER] = "1"
     if learn_success:
         headers[LEARN_HEADER] = "1"
-    return replace(forward, set_headers=headers, plan=plan)
+    # Nothing a client sends may steer the attempts: our own headers, and Envoy's retry and timeout ones.
+    forged = tuple(h for h in (*INTERNAL_HEADERS, *ENVOY_REQUEST_HEADERS) if h not in headers)
+    return replace(forward, set_headers=headers, remove_headers=(*forward.remove_headers, *forged), plan=plan)
 
 
 def _route_headers(decision: Decision) -> dict[str, str]:

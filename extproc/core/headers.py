@@ -11,5 +11,10 @@ API_HEADER = "x-extproc-api"  # the client's API family: Envoy's own replies beh
 ATTEMPTS_HEADER = "x-extproc-attempts"  # on the response: how many attempts the request took
 RESPONSE_HEADERS = (ROUTE_HEADER, MODEL_HEADER, REASON_HEADER)  # copied to the client's response by Envoy
 ATTEMPT_HEADER = "x-extproc-attempt"  # who served an attempt (ids, never secrets): read back from access logs
+# Envoy's request headers that change retries and timeouts: never the client's to set.
+ENVOY_REQUEST_HEADERS = ("x-envoy-retry-on", "x-envoy-retry-grpc-on", "x-envoy-retriable-status-codes",
+                         "x-envoy-retriable-header-names", "x-envoy-upstream-rq-timeout-ms",
+                         "x-envoy-upstream-rq-per-try-timeout-ms", "x-envoy-hedge-on-per-try-timeout",
+                         "x-envoy-max-retries", "x-envoy-attempt-count", "x-envoy-upstream-alt-stat-name")
 LEARN_HEADER = "x-extproc-learn"  # the access log reports this attempt even when it succeeds
 INTERNAL_HEADERS = (ROUTE_HEADER, MODEL_HEADER, REASON_HEADER, HANDLED_HEADER, ATTEMPT_HEADER, LEARN_HEADER)

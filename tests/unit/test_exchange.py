@@ -10,7 +10,14 @@ from typing import Any
 
 import pytest
 
-from extproc.core.headers import ATTEMPT_HEADER, MODEL_HEADER, REASON_HEADER, ROUTE_HEADER
+from extproc.core.headers import (
+    ATTEMPT_HEADER,
+    ENVOY_REQUEST_HEADERS,
+    INTERNAL_HEADERS,
+    MODEL_HEADER,
+    REASON_HEADER,
+    ROUTE_HEADER,
+)
 from extproc.core.health import Block, parse_retry_after
 from extproc.core.providers import CLIENT_CREDENTIAL_HEADERS
 from extproc.core.settings import Settings
@@ -156,7 +163,9 @@ def test_forward_routes_and_authenticates(gateway, path, raw, provider, auth, up
     assert headers[auth_name] == auth_value
     assert headers.get(":path") == upstream_path
     # every other place a client may put a credential is stripped; ours is set, not removed
-    assert set(fwd.remove_headers) == set(CLIENT_CREDENTIAL_HEADERS) - {auth_name}
+    steering = set(INTERNAL_HEADERS) | set(ENVOY_REQUEST_HEADERS)  # a client's own copies of these go too
+    assert set(fwd.remove_headers) - steering == set(CLIENT_CREDENTIAL_HEADERS) - {auth_name}
+    assert steering - set(fwd.remove_headers) <= set(headers)  # what is not removed is set by the gateway
     assert not (set(CLIENT_CREDENTIAL_HEADERS) - {auth_name}) & set(headers)
 
 
@@ -456,3 +465,14 @@ def test_rotation_is_validated_with_the_key():
     from extproc.core.errors import ConfigError
     with pytest.raises(ConfigError, match=r"providers\.openai\.rotation: 'random' is not one of round-robin"):
         settings(providers={"openai": {"rotation": "random"}})
+
+
+def test_a_client_cannot_forge_the_headers_that_steer_attempts(clock):
+    """A forged x-extproc-handled would skip the attempt's own processor: the request would leave unbuilt."""
+    ca = {"base_url": "https://ca.example.com", "apis": {"gemini": ""}, "transform": "codeassist", "api_key": "k"}
+    gw = make_gateway(settings(providers={"ca": ca}, models=[model("ca-model", "ca")]), clock)
+    forged = {"x-extproc-handled": "1", "x-extproc-learn": "1", "x-envoy-retry-on": "4xx", "x-envoy-max-retries": "9"}
+    fwd = forward(gw, "/v1beta/models/ca-model:generateContent", b'{"contents": []}', forged)
+    assert not fwd.handled
+    assert {"x-extproc-handled", "x-extproc-learn", "x-envoy-retry-on"} <= set(fwd.remove_headers)
+    assert fwd.set_headers["x-envoy-max-retries"] == "0"

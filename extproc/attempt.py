@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 
 from extproc.attempts import Plan, attempt_header, decision_for
 from extproc.core.errors import ClientError, CredentialUnavailable
-from extproc.core.headers import ATTEMPT_HEADER, LEARN_HEADER
+from extproc.core.headers import ATTEMPT_COUNT_HEADER, ATTEMPT_HEADER, LEARN_HEADER
 from extproc.core.resolve import Decision
 from extproc.exchange import CONTINUE, Continue, Gateway, Mutate, Reply, reject
 from extproc.formats import Endpoint, api_for_path, match_endpoint
@@ -24,9 +24,6 @@ from extproc.formats.transforms import Shaper, selected
 from extproc.forward import build_forward
 
 log = logging.getLogger("extproc.request")
-
-ATTEMPT_COUNT_HEADER = "x-envoy-attempt-count"
-
 
 class AttemptExchange:
     WANTED_RESPONSE_HEADERS = frozenset({":status", "content-type", "content-encoding"})
@@ -57,7 +54,7 @@ class AttemptExchange:
         if self.attempt > len(plan.candidates):
             return self._fail(plan.path, 503, "attempts_exhausted", "No candidate is left for this attempt.")
         candidate = plan.candidates[self.attempt - 1]
-        if host_route is not None and host_route != candidate.route:  # never a credential to another provider
+        if host_route != candidate.route:  # never a credential to another provider (nor to one Envoy did not name)
             return self._fail(plan.path, 503, "wrong_endpoint", "This attempt reached another provider than planned.")
         self._endpoint = match_endpoint(plan.path)
         decision = decision_for(candidate, plan, self.snapshot.registry,
@@ -89,19 +86,21 @@ class AttemptExchange:
             runtime.health.suspend(decision.credential.id, exc.reason, until)
             return self._fail(plan.path, 503, "credentials_unavailable", "The planned credential cannot be used now.")
         forward = build_forward(endpoint, parsed, decision, secret, self._client_headers)
-        set_headers = {k: v for k, v in plan.restore.items() if v is not None and k not in forward.set_headers}
+        # Undo what earlier attempts set (the client's values back, or nothing), then this attempt's own; the
+        # length is always this attempt's: the map may carry an earlier attempt's.
+        set_headers = {k: v for k, v in plan.restore.items() if v is not None}
         set_headers.update(forward.set_headers)
-        set_headers[ATTEMPT_HEADER] = attempt_header(decision)
+        set_headers["content-length"] = str(len(forward.body if forward.body is not None else body))
+        set_headers[ATTEMPT_HEADER] = attempt_header(decision, self.attempt)
         if self._gateway.success_is_news(decision):
             set_headers[LEARN_HEADER] = "1"
-        remove = tuple(k for k, v in plan.restore.items() if v is None and k not in set_headers)
-        if LEARN_HEADER not in set_headers:
-            remove += (LEARN_HEADER,)  # the shared map may still carry the first attempt's
+        gone = {k for k, v in plan.restore.items() if v is None} | set(forward.remove_headers) | {LEARN_HEADER}
+        remove = tuple(sorted(gone - set(set_headers)))
         self._shaping = forward.answer
         log.info("attempt rid=%s n=%d requested=%r resolved=%s provider=%s why=%s credential=%s", self.request_id,
                  self.attempt, decision.requested, decision.model.id, decision.provider.name, decision.why,
                  decision.credential.id)
-        return Mutate(set_headers, (*forward.remove_headers, *remove), forward.body)
+        return Mutate(set_headers, remove, forward.body)
 
     # -- the answer: through this attempt's shapers, when its transforms reshape it
 

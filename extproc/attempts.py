@@ -84,15 +84,17 @@ def decision_for(candidate: Candidate, plan: Plan, registry: Registry, endpoint:
                     bool(known))
 
 
-def attempt_header(decision: Decision) -> str:
-    """`<credential> <owner>/<model> <endpoint> <routed at> <listed 1|0>`: all that learning from an attempt's
-    access-log entry needs, whichever processor process reads it."""
-    return (f"{decision.credential.id} {decision.model.qualified} {decision.endpoint} {decision.at!r} "
+def attempt_header(decision: Decision, attempt: int) -> str:
+    """`<attempt> <credential> <owner>/<model> <endpoint> <routed at> <listed 1|0>`: all that learning from an
+    attempt's access-log entry needs, whichever processor process reads it. The attempt number tells an entry
+    of this attempt from one of a later attempt refused before it could set its own."""
+    return (f"{attempt} {decision.credential.id} {decision.model.qualified} {decision.endpoint} {decision.at!r} "
             f"{int(decision.listed)}")
 
 
 @dataclass(frozen=True, slots=True)
 class Attempted:
+    attempt: int
     credential: str
     owner: str
     model: str
@@ -103,11 +105,11 @@ class Attempted:
 
 def parse_attempt_header(value: str) -> Attempted | None:
     parts = value.split(" ")
-    if len(parts) != 5 or "/" not in parts[1] or parts[4] not in ("0", "1"):
+    if len(parts) != 6 or "/" not in parts[2] or parts[5] not in ("0", "1"):
         return None
-    owner, _, model = parts[1].partition("/")
+    owner, _, model = parts[2].partition("/")
     try:
-        at = float(parts[3])
+        attempt, at = int(parts[0]), float(parts[4])
     except ValueError:
         return None
-    return Attempted(parts[0], owner, model, parts[2], at, parts[4] == "1")
+    return Attempted(attempt, parts[1], owner, model, parts[3], at, parts[5] == "1")

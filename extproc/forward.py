@@ -22,6 +22,7 @@ from extproc.core.headers import (
 from extproc.core.providers import CLIENT_CREDENTIAL_HEADERS, AuthStyle
 from extproc.core.resolve import Decision
 from extproc.formats import Endpoint, ParsedRequest
+from extproc.formats.base import without_credentials
 from extproc.formats.transforms import Outgoing, Shaper, selected
 
 
@@ -67,7 +68,14 @@ def build_forward(endpoint: Endpoint, parsed: ParsedRequest, decision: Decision,
     return Forward(decision, set_headers, remove, new_body, tuple(t.answer for t in transforms if t.answer))
 
 
-_NOT_RESTORED = frozenset({"content-length"})  # each attempt sets its own, for the body it sends
+def _settable(decisions: list[Decision]) -> list[str]:
+    """The headers the attempts of these decisions may set: routing, credentials, provider and login headers,
+    the path, and what their transforms add (the header map is shared between attempts)."""
+    names = [ROUTE_HEADER, MODEL_HEADER, REASON_HEADER, ":path", *CLIENT_CREDENTIAL_HEADERS]
+    for decision in decisions:
+        names += [*decision.provider.headers, *decision.credential.headers, *decision.credential.merge_headers]
+        names += [h for transform in selected(decision) for h in transform.headers]
+    return list(dict.fromkeys(names))
 
 
 def route_request(endpoint: Endpoint, parsed: ParsedRequest, decisions: list[Decision], secret: str,
@@ -80,14 +88,18 @@ def route_request(endpoint: Endpoint, parsed: ParsedRequest, decisions: list[Dec
     first = decisions[0]
     candidates = tuple(Candidate.of(d) for d in decisions)
     if selected(first):
-        forward = Forward(first, _route_headers(first), (), None, handled=False)
-        restore: dict[str, str | None] = {}
+        forward = Forward(first, _route_headers(first), CLIENT_CREDENTIAL_HEADERS, None, handled=False)
     else:
         forward = build_forward(endpoint, parsed, first, secret, client_headers)
-        restore = {name: client_headers.get(name) for name in forward.set_headers if name not in _NOT_RESTORED}
-    plan = Plan(endpoint.path, first.requested, parsed.view.mode, first.at, candidates, restore)
+    # Every header any attempt may set, with the client's value to put back (never its credentials).
+    restore = {name: None if name in CLIENT_CREDENTIAL_HEADERS else client_headers.get(name)
+               for name in _settable(decisions)}
+    query = without_credentials(endpoint.query)
+    path = endpoint.path.partition("?")[0] + (f"?{query}" if query else "")  # a client's ?key= stays out
+    restore[":path"] = path
+    plan = Plan(path, first.requested, parsed.view.mode, first.at, candidates, restore)
     headers = {**forward.set_headers, "x-envoy-max-retries": str(len(decisions) - 1),
-               ATTEMPT_HEADER: attempt_header(first), API_HEADER: endpoint.api.value}
+               ATTEMPT_HEADER: attempt_header(first, 1), API_HEADER: endpoint.api.value}
     if forward.handled:
         headers[HANDLED_HEADER] = "1"
     if learn_success:

@@ -71,15 +71,15 @@ def _when(until: float) -> str:
 
 
 def learn_attempt(runtime: Runtime, secrets: Refresher, attempt: str, status: int, headers: Mapping[str, str],
-                  request_id: str) -> Block | None:
+                  request_id: str, attempt_count: int | None = None) -> Block | None:
     """Learn from one attempt's access-log entry: `attempt` is the header the attempt went out with.
 
     No status (the connection failed, reset, or the attempt stalled past its first-byte timeout) counts as
     the provider failing: a short cooldown, like a 503.
     """
     attempted = parse_attempt_header(attempt)
-    if attempted is None:
-        return None
+    if attempted is None or (attempt_count is not None and attempted.attempt != attempt_count):
+        return None  # an attempt refused before it went: the header is an earlier attempt's
     registry = runtime.current.registry
     known = registry.lookup(f"{attempted.owner}/{attempted.model}")
     model = known[0] if known else ModelSpec(id=attempted.model, provider=attempted.owner)

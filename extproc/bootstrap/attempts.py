@@ -15,6 +15,7 @@ from typing import Any
 from extproc.attempts import ENDPOINTS_KEY, LB_NAMESPACE, PLAN_NAMESPACE, listener_name
 from extproc.bootstrap.names import GRPC_LIMIT_SLACK, PROCESSOR_CLUSTER, T, provider_cluster_name
 from extproc.core.headers import (
+    ATTEMPT_COUNT_HEADER,
     ATTEMPT_HEADER,
     ATTEMPT_ROLE,
     HANDLED_HEADER,
@@ -27,7 +28,6 @@ from extproc.core.providers import ProviderSpec
 from extproc.core.settings import Settings
 
 ATTEMPTS_CLUSTER = "attempts"
-_ATTEMPT_COUNT = "x-envoy-attempt-count"
 
 
 def grpc_service(settings: Settings, role: str | None = None) -> dict[str, Any]:
@@ -119,7 +119,8 @@ def _attempt_filter(settings: Settings) -> dict[str, Any]:
             },
         },
     }
-    skip_first = {"and_matcher": {"predicate": [_header_is(_ATTEMPT_COUNT, "1"), _header_is(HANDLED_HEADER, "1")]}}
+    skip_first = {"and_matcher": {"predicate": [_header_is(ATTEMPT_COUNT_HEADER, "1"),
+                                                _header_is(HANDLED_HEADER, "1")]}}
     return {
         "name": "envoy.filters.http.match_delegate",
         "typed_config": {
@@ -157,7 +158,7 @@ def provider_listener(provider: ProviderSpec, settings: Settings, local_replies:
                         "route": {"cluster": provider_cluster_name(provider.name),
                                   "host_rewrite_literal": provider.upstream.authority, "timeout": timeout},
                         # x-extproc-api stays: Envoy's own replies here pick the client's envelope by it.
-                        "request_headers_to_remove": [*INTERNAL_HEADERS, _ATTEMPT_COUNT, "x-envoy-max-retries"],
+                        "request_headers_to_remove": [*INTERNAL_HEADERS, ATTEMPT_COUNT_HEADER, "x-envoy-max-retries"],
                     }],
                 }]},
                 "http_filters": [{"name": "envoy.filters.http.router",
@@ -193,7 +194,7 @@ def upstream_log(settings: Settings) -> list[dict[str, Any]]:
                 "grpc_service": grpc_service(settings),
                 "buffer_flush_interval": "0.01s",
             },
-            "additional_request_headers_to_log": [ATTEMPT_HEADER],
+            "additional_request_headers_to_log": [ATTEMPT_HEADER, ATTEMPT_COUNT_HEADER],
             "additional_response_headers_to_log": ["retry-after", "retry-after-ms", *_window_headers(settings)],
         },
     }]

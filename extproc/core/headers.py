@@ -15,6 +15,7 @@ ATTEMPT_HEADER = "x-extproc-attempt"  # who served an attempt (ids, never secret
 ENVOY_REQUEST_HEADERS = ("x-envoy-retry-on", "x-envoy-retry-grpc-on", "x-envoy-retriable-status-codes",
                          "x-envoy-retriable-header-names", "x-envoy-upstream-rq-timeout-ms",
                          "x-envoy-upstream-rq-per-try-timeout-ms", "x-envoy-hedge-on-per-try-timeout",
-                         "x-envoy-max-retries", "x-envoy-attempt-count", "x-envoy-upstream-alt-stat-name")
+                         "x-envoy-max-retries", "x-envoy-upstream-alt-stat-name")
+ATTEMPT_COUNT_HEADER = "x-envoy-attempt-count"  # Envoy's: which attempt of the request this is (1, 2, …)
 LEARN_HEADER = "x-extproc-learn"  # the access log reports this attempt even when it succeeds
 INTERNAL_HEADERS = (ROUTE_HEADER, MODEL_HEADER, REASON_HEADER, HANDLED_HEADER, ATTEMPT_HEADER, LEARN_HEADER)

@@ -14,7 +14,7 @@ import grpc
 from envoy.data.accesslog.v3 import accesslog_pb2
 from envoy.service.accesslog.v3 import als_pb2, als_pb2_grpc
 
-from extproc.core.headers import ATTEMPT_HEADER
+from extproc.core.headers import ATTEMPT_COUNT_HEADER, ATTEMPT_HEADER
 from extproc.edge.ext_proc import check_token
 from extproc.exchange import Gateway
 from extproc.learning import learn_attempt
@@ -25,8 +25,12 @@ def learn_entry(gateway: Gateway, entry: accesslog_pb2.HTTPAccessLogEntry) -> No
     if not attempt:
         return
     headers = dict(entry.response.response_headers)  # only those the log config names: retry-after, windows
+    try:
+        count = int(entry.request.request_headers.get(ATTEMPT_COUNT_HEADER, "1"))
+    except ValueError:
+        return
     learn_attempt(gateway.runtime, gateway.secrets, attempt, entry.response.response_code.value, headers,
-                  entry.request.request_id or "-")
+                  entry.request.request_id or "-", count)
 
 
 class AccessLogService(als_pb2_grpc.AccessLogServiceServicer):  # type: ignore[misc]

@@ -39,6 +39,7 @@ class Shaper(Protocol):
 class Transform:
     request: Callable[[Outgoing, Endpoint, Decision], None]
     answer: Callable[[bool], Shaper] | None = None  # streamed? → the shaper for this answer
+    headers: tuple[str, ...] = ()  # request headers it may set
 
 
 def selected(decision: Decision) -> tuple[Transform, ...]:
@@ -140,6 +141,6 @@ def _codeassist_answer(streamed: bool) -> Shaper:
 
 TRANSFORMS: Mapping[str, Transform] = {
     "system_prefix": Transform(_system_prefix),
-    "codeassist": Transform(_codeassist_request, _codeassist_answer),
+    "codeassist": Transform(_codeassist_request, _codeassist_answer, ("accept-encoding",)),
 }
 PROVIDER_TRANSFORMS = ("codeassist",)  # what `providers.X.transform` may name

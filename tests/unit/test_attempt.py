@@ -40,10 +40,13 @@ def route(gw: Gateway, path: str, doc: dict[str, Any], headers: dict[str, str] |
     return action
 
 
-def shared_headers(client: dict[str, str], first: Mutate) -> dict[str, str]:
-    """The header map a later attempt sees: the client's, as the router-level answer left it."""
-    seen = {k: v for k, v in client.items() if k not in first.remove_headers}
-    seen.update(first.set_headers)
+def shared_headers(client: dict[str, str], *mutations: Mutate) -> dict[str, str]:
+    """The header map a later attempt sees: the client's, as the router-level answer and every earlier
+    attempt's processor left it (Envoy shares one map between the attempts; removals apply first)."""
+    seen = dict(client)
+    for mutation in mutations:
+        seen = {k: v for k, v in seen.items() if k not in mutation.remove_headers}
+        seen.update(mutation.set_headers)
     return seen
 
 
@@ -73,7 +76,7 @@ def test_the_plan_names_every_attempt_and_caps_envoys_retries(gateway):
                                                     ["gpt-x", "openai:key1"]]
     assert first.set_headers["x-envoy-max-retries"] == "2"
     assert first.set_headers[HANDLED_HEADER] == "1" and first.set_headers[API_HEADER] == "openai"
-    assert first.set_headers[ATTEMPT_HEADER].startswith("anthropic:key1 anthropic/claude-x chat ")
+    assert first.set_headers[ATTEMPT_HEADER].startswith("1 anthropic:key1 anthropic/claude-x chat ")
     assert "an-" not in first.dynamic_metadata[PLAN_NAMESPACE]["plan"]  # ids only, never a secret
 
 
@@ -107,7 +110,7 @@ def test_a_later_attempt_on_another_key_of_the_same_provider(gateway):
     assert isinstance(second, Mutate), second
     assert second.set_headers["x-api-key"] == "an-2"
     assert "anthropic-beta" not in second.set_headers and "anthropic-beta" not in second.remove_headers  # client's
-    assert second.set_headers[ATTEMPT_HEADER].startswith("anthropic:key2 anthropic/claude-x messages ")
+    assert second.set_headers[ATTEMPT_HEADER].startswith("2 anthropic:key2 anthropic/claude-x messages ")
     assert "authorization" in second.remove_headers
     assert ex.response_headers({":status": "200"}, False) is CONTINUE  # nothing to reshape
 
@@ -183,3 +186,49 @@ def test_an_encoded_codeassist_answer_passes_untouched(codeassist):
     ex, _ = codeassist_attempt(codeassist, "/v1beta/models/ca-model:generateContent")
     assert ex.response_headers({":status": "200", "content-encoding": "gzip"}, end_of_stream=False) is CONTINUE
     assert ex.response_body(b"\x1f\x8b", end_of_stream=True) is CONTINUE
+
+
+def test_the_clients_own_credential_never_reaches_a_later_attempt(clock):
+    gw = gateway_for(clock, providers={
+        "p1": {"base_url": "https://p1.example.com", "apis": {"openai": "/v1"}, "api_key": "k1"},
+        "p2": {"base_url": "https://p2.example.com", "apis": {"openai": "/v1"}, "api_key": "k2", "auth": "x-api-key"}},
+        models=[model("m1", "p1"), model("m2", "p2")], fallbacks={"m1": ["m2"]}, strategy="none")
+    client = {":method": "POST", ":path": CHAT + "?key=CLIENT-SECRET", "authorization": "Bearer CLIENT-SECRET"}
+    first = route(gw, CHAT + "?key=CLIENT-SECRET", {"model": "m1", "messages": []}, client)
+    assert "CLIENT-SECRET" not in json.dumps(first.dynamic_metadata)  # not in the plan, not in its path
+    left = first.body or json.dumps({"model": "m1", "messages": []}).encode()
+    _, second = attempt(gw, first, 2, "p2", shared_headers(client, first), left)
+    assert isinstance(second, Mutate), second
+    assert second.set_headers["x-api-key"] == "k2" and "authorization" not in second.set_headers
+    assert "authorization" in second.remove_headers  # the first attempt's bearer goes, and no one's comes back
+
+
+def test_attempts_after_a_reshaped_first_attempt_keep_nothing_of_it(clock):
+    """Code Assist first, then the Gemini API: the second attempt must not inherit the first's path,
+    length or accept-encoding from the shared header map."""
+    ca = {"base_url": "https://ca.example.com", "apis": {"gemini": ""}, "transform": "codeassist", "api_key": "ca"}
+    gw = gateway_for(clock, providers={"ca": ca, "gemini": {"api_key": "ge"}},
+                     models=[model("g-ca", "ca"), model("g-api", "gemini")], fallbacks={"g-ca": ["g-api"]},
+                     strategy="none")
+    path = "/v1beta/models/g-ca:generateContent"
+    client = {":method": "POST", ":path": path}
+    doc = b'{"contents": [{"parts": [{"text": "hi"}]}]}'
+    first = route(gw, path, json.loads(doc), client)
+    _, one = attempt(gw, first, 1, "ca", shared_headers(client, first), doc)
+    assert isinstance(one, Mutate) and one.set_headers[":path"] == "/v1internal:generateContent"
+    _, two = attempt(gw, first, 2, "gemini", shared_headers(client, first, one), doc)
+    assert isinstance(two, Mutate), two
+    assert two.set_headers[":path"] == "/v1beta/models/g-api:generateContent"
+    assert two.body is None and two.set_headers["content-length"] == str(len(doc))  # the client's body, as it came
+    assert "accept-encoding" in two.remove_headers and two.set_headers["x-goog-api-key"] == "ge"
+    assert "authorization" in two.remove_headers  # Code Assist's bearer
+
+
+def test_an_attempt_refused_before_it_went_is_not_learned_against_the_previous_one(gateway):
+    from extproc.learning import learn_attempt
+    first = route(gateway, CHAT, {"model": "claude-x", "messages": []})
+    header = first.set_headers[ATTEMPT_HEADER]  # what the shared map still says when attempt 2 is refused
+    runtime = gateway.runtime
+    assert learn_attempt(runtime, gateway.secrets, header, 503, {}, "rid", attempt_count=2) is None
+    assert runtime.health.blocked("anthropic:key1", "claude-x", runtime.clock()) is None
+    assert learn_attempt(runtime, gateway.secrets, header, 503, {}, "rid", attempt_count=1) is not None

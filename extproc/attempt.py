@@ -11,7 +11,6 @@ Nothing is shared between streams: any processor process can take any attempt.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable, Mapping
 
 from extproc.attempts import Plan, attempt_header, decision_for
@@ -81,9 +80,7 @@ class AttemptExchange:
         except ClientError as err:
             return reject(endpoint.api, err)
         except CredentialUnavailable as exc:
-            runtime = self._gateway.runtime
-            until = math.inf if exc.permanent else runtime.clock() + self.snapshot.settings.health.server_error_cooldown
-            runtime.health.suspend(decision.credential.id, exc.reason, until)
+            self._gateway.unavailable(decision.credential, exc)
             return self._fail(plan.path, 503, "credentials_unavailable", "The planned credential cannot be used now.")
         forward = build_forward(endpoint, parsed, decision, secret, self._client_headers)
         # Undo what earlier attempts set (the client's values back, or nothing), then this attempt's own; the

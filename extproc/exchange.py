@@ -23,6 +23,7 @@ from extproc.core.resolve import Decision, plan
 from extproc.core.settings import Credential
 from extproc.formats import Endpoint, api_for_path, error_body, match_endpoint
 from extproc.formats.errors import error_headers
+from extproc.formats.transforms import selected
 from extproc.forward import Forward, route_request
 from extproc.runtime import Runtime
 
@@ -126,6 +127,13 @@ class Gateway:
     def turn(self) -> int:
         return next(self._turns)
 
+    def unavailable(self, credential: Credential, exc: CredentialUnavailable) -> None:
+        """A credential's secret cannot be had: out of rotation, for good or for a short cooldown."""
+        log.warning("credential %s unavailable: %s", credential.id, exc.reason)
+        runtime = self.runtime
+        until = math.inf if exc.permanent else runtime.clock() + runtime.current.settings.health.server_error_cooldown
+        runtime.health.suspend(credential.id, exc.reason, until)
+
     def success_is_news(self, decision: Decision) -> bool:
         """Whether a success of this attempt must be learned (it reports a subscription's windows, clears a
         failure or confirms a token); the access log carries only failures and these, so a healthy request
@@ -215,15 +223,11 @@ class Exchange:
             except ClientError as err:
                 return reject(endpoint.api, err)
             decision = decisions[0]
-            try:
-                secret = await self._gateway.secrets.secret(decision.credential)
+            try:  # a first attempt with reshaping transforms is built (and its secret fetched) by its own processor
+                secret = "" if selected(decision) else await self._gateway.secrets.secret(decision.credential)
             except CredentialUnavailable as exc:
-                # Fail closed for this credential, and let resolution pick the next one.
-                log.warning("credential %s unavailable: %s", decision.credential.id, exc.reason)
-                policy = self.snapshot.settings.health
-                until = math.inf if exc.permanent else runtime.clock() + policy.server_error_cooldown
-                runtime.health.suspend(decision.credential.id, exc.reason, until)
-                continue
+                self._gateway.unavailable(decision.credential, exc)
+                continue  # fail closed for this credential, and let resolution pick the next one
             return await _maybe_in_thread(large, route_request, endpoint, parsed, decisions, secret,
                                           self._client_headers, self._gateway.success_is_news(decision))
         return reject(endpoint.api, ClientError(503, "credentials_unavailable",

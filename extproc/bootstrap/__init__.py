@@ -39,7 +39,7 @@ def build_bootstrap(settings: Settings) -> dict[str, Any]:
             "listeners": [listener(settings)]
             + [provider_listener(p, settings, inner_replies) for p in settings.providers.values()],
             "clusters": [processor_cluster(settings), attempts_cluster(settings)]
-            + [provider_cluster(p, settings.max_request_bytes, settings.ca_file) for p in settings.providers.values()],
+            + [provider_cluster(p, settings) for p in settings.providers.values()],
         },
         "bootstrap_extensions": [{"name": "envoy.bootstrap.internal_listener", "typed_config": {
             "@type": T + "extensions.bootstrap.internal_listener.v3.InternalListener"}}],

@@ -23,6 +23,7 @@ from extproc.core.headers import (
     LEARN_HEADER,
     PROCESSOR_TOKEN_HEADER,
     ROLE_HEADER,
+    ROUTE_HEADER,
 )
 from extproc.core.providers import ProviderSpec
 from extproc.core.settings import Settings
@@ -43,10 +44,18 @@ def grpc_service(settings: Settings, role: str | None = None) -> dict[str, Any]:
     return service
 
 
+def circuit_breakers(settings: Settings) -> dict[str, Any]:
+    """As many requests, and retries, in flight as clients may hold connections: Envoy's defaults (1024
+    requests, 3 retries at once) would refuse failover under load."""
+    limit = settings.max_connections * settings.failover.attempts
+    return {"thresholds": [{"priority": "DEFAULT", "max_connections": limit, "max_pending_requests": limit,
+                            "max_requests": limit, "max_retries": limit}]}
+
+
 def retry_policy(settings: Settings) -> dict[str, Any]:
     policy = settings.failover
     return {
-        "retry_on": "connect-failure,reset,refused-stream,retriable-status-codes",
+        "retry_on": "connect-failure,reset,retriable-status-codes",
         "retriable_status_codes": list(policy.statuses),
         "num_retries": policy.attempts - 1,  # the router-level answer lowers it to the plan's length
         "per_try_timeout": f"{policy.first_byte_timeout:g}s",  # no response headers by then: a stalled attempt
@@ -64,6 +73,7 @@ def attempts_cluster(settings: Settings) -> dict[str, Any]:
         "type": "STATIC",
         "connect_timeout": "1s",
         "per_connection_buffer_limit_bytes": settings.max_request_bytes,
+        "circuit_breakers": circuit_breakers(settings),
         "load_balancing_policy": {"policies": [{"typed_extension_config": {
             "name": "envoy.load_balancing_policies.override_host",
             "typed_config": {
@@ -154,15 +164,21 @@ def provider_listener(provider: ProviderSpec, settings: Settings, local_replies:
                     "name": provider.name,
                     "domains": ["*"],
                     "routes": [{
-                        "match": {"prefix": "/"},
+                        # Only an attempt planned for this provider: anything else is refused, never sent on.
+                        "match": {"prefix": "/", "headers": [
+                            {"name": ROUTE_HEADER, "string_match": {"exact": provider.name}}]},
                         "route": {"cluster": provider_cluster_name(provider.name),
-                                  "host_rewrite_literal": provider.upstream.authority, "timeout": timeout},
+                                  "host_rewrite_literal": provider.upstream.authority, "timeout": "0s"},
                         # x-extproc-api stays: Envoy's own replies here pick the client's envelope by it.
                         "request_headers_to_remove": [*INTERNAL_HEADERS, ATTEMPT_COUNT_HEADER, "x-envoy-max-retries"],
+                    }, {
+                        "match": {"prefix": "/"},
+                        "direct_response": {"status": 503, "body": {"inline_string": "misrouted attempt"}},
                     }],
                 }]},
                 "http_filters": [{"name": "envoy.filters.http.router",
-                                  "typed_config": {"@type": T + "extensions.filters.http.router.v3.Router"}}],
+                                  "typed_config": {"@type": T + "extensions.filters.http.router.v3.Router",
+                                                   "suppress_envoy_headers": True}}],  # none reach a provider
             },
         }]}],
     }

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
+from extproc.bootstrap.attempts import circuit_breakers
 from extproc.bootstrap.names import GRPC_LIMIT_SLACK, PROCESSOR_CLUSTER, T, provider_cluster_name, socket
 from extproc.core.providers import ProviderSpec
 from extproc.core.settings import Settings
@@ -26,7 +27,8 @@ def processor_cluster(settings: Settings) -> dict[str, Any]:
     }
 
 
-def provider_cluster(provider: ProviderSpec, limit: int, ca_file: str) -> dict[str, Any]:
+def provider_cluster(provider: ProviderSpec, settings: Settings) -> dict[str, Any]:
+    limit, ca_file = settings.max_request_bytes, settings.ca_file
     upstream = provider.upstream
     name = provider_cluster_name(provider.name)
     cluster: dict[str, Any] = {
@@ -35,6 +37,7 @@ def provider_cluster(provider: ProviderSpec, limit: int, ca_file: str) -> dict[s
         "dns_lookup_family": "V4_PREFERRED",
         "connect_timeout": "10s",
         "per_connection_buffer_limit_bytes": limit,
+        "circuit_breakers": circuit_breakers(settings),  # long streams: more than Envoy's 1024 at once
         "load_assignment": _endpoints(name, upstream.host, upstream.port),
     }
     protocol: dict[str, Any] = {"@type": T + "extensions.upstreams.http.v3.HttpProtocolOptions"}

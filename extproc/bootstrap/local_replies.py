@@ -24,8 +24,9 @@ def _status(code: int) -> dict[str, Any]:
 
 
 def local_reply_config(by_api_header: bool = False) -> dict[str, Any]:
-    """Mappers that pick the envelope by the client's path, or (`by_api_header`, behind the attempts'
-    internal listeners, where the path is the provider's) by the API the processor names in `x-extproc-api`."""
+    """Mappers that pick the envelope by the API the processor names in `x-extproc-api` (an attempt may have
+    rewritten the path to the provider's), else by the client's path; `by_api_header` alone behind the
+    attempts' internal listeners, where the path is always the provider's."""
     envoy_failure = {"or_filter": {"filters": [{"response_flag_filter": {"flags": _ENVOY_FAILURE_FLAGS}},
                                                _status(413)]}}
     # Families that claim paths first; OpenAI's envelope is the default and goes last, unfiltered.
@@ -33,10 +34,13 @@ def local_reply_config(by_api_header: bool = False) -> dict[str, Any]:
     mappers = []
     for failure, message in ((_status(PROCESSOR_DOWN_STATUS), PROCESSOR_DOWN), (envoy_failure, "%LOCAL_REPLY_BODY%")):
         for family in families:
-            header = {"name": API_HEADER, "string_match": {"exact": family.api.value}} if by_api_header else \
-                {"name": ":path", "string_match": {"safe_regex": {"regex": family.paths}}}
-            match = failure if family.api is Api.OPENAI else \
-                {"and_filter": {"filters": [failure, {"header_filter": {"header": header}}]}}
+            named = {"header_filter": {"header": {"name": API_HEADER, "string_match": {"exact": family.api.value}}}}
+            by_path = {"and_filter": {"filters": [
+                {"header_filter": {"header": {"name": API_HEADER, "present_match": False}}},
+                {"header_filter": {"header": {"name": ":path", "string_match": {"safe_regex": {
+                    "regex": family.paths}}}}}]}}
+            family_filter = named if by_api_header else {"or_filter": {"filters": [named, by_path]}}
+            match = failure if family.api is Api.OPENAI else {"and_filter": {"filters": [failure, family_filter]}}
             mappers.append({"filter": match, "body_format_override": {
                 "json_format": family.local_reply(message), "content_type": "application/json"}})
     return {"mappers": mappers}

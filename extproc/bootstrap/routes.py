@@ -57,8 +57,9 @@ def attempts_route(settings: Settings) -> dict[str, Any]:
     return {
         "name": "attempts",
         "match": {"prefix": "/", "headers": [{"name": ROUTE_HEADER, "present_match": True}]},
-        "route": {"cluster": ATTEMPTS_CLUSTER, "timeout": f"{settings.upstream_timeout:g}s",
-                  "retry_policy": retry_policy(settings)},
+        # No overall timeout: each attempt has failover.first_byte_timeout to answer, and an answer
+        # upstream_timeout between chunks (the stream idle timeout); a long stream is never cut.
+        "route": {"cluster": ATTEMPTS_CLUSTER, "timeout": "0s", "retry_policy": retry_policy(settings)},
         "response_headers_to_add": headers,
     }
 

@@ -152,7 +152,10 @@ def _fallbacks(req: RequestView, primary: ModelSpec, registry: Registry) -> Iter
     if strategy == "none":
         return
     same_provider = strategy == "same-provider" or req.same_provider
-    for model in registry.memo(("ranked", primary.qualified), lambda: _ranked(primary, registry)):
+    # Ranked once per registry for its own models; a name a client made up is ranked afresh (never kept).
+    ranked = registry.memo(("ranked", primary.qualified), lambda: _ranked(primary, registry)) \
+        if registry.lookup(primary.qualified) else _ranked(primary, registry)
+    for model in ranked:
         if (not same_provider or model.provider == primary.provider) and _can_serve(model, req, registry):
             yield strategy, model
 

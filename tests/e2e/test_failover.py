@@ -27,11 +27,13 @@ LANES: dict[str, tuple[str, tuple[str, ...]]] = {
     "allfail-primary": ("openai", ("k-allfail-primary",)), "allfail-backup": ("mistral", ("k-allfail-backup",)),
     "stream-primary": ("openai", ("k-stream-primary",)), "stream-backup": ("groq", ("k-stream-backup",)),
     "learn-primary": ("openai", ("k-learn-primary",)), "learn-backup": ("groq", ("k-learn-backup",)),
+    "busy-primary": ("openai", ("k-busy-primary",)), "busy-backup": ("groq", ("k-busy-backup",)),
     "down-backup": ("groq", ("k-down-backup",)),
 }
 PAIRS = {"rl": ("rl-primary", "rl-backup"), "stall": ("stall-primary", "stall-backup"),
          "allfail": ("allfail-primary", "allfail-backup"), "stream": ("stream-primary", "stream-backup"),
-         "learn": ("learn-primary", "learn-backup"), "down": ("down", "down-backup")}
+         "learn": ("learn-primary", "learn-backup"), "busy": ("busy-primary", "busy-backup"),
+         "down": ("down", "down-backup")}
 
 
 def _model(model_id: str, provider: str) -> dict[str, Any]:
@@ -54,6 +56,7 @@ def stack(fakes: dict[str, FakeProvider], make_stack: Callable[[dict[str, Any]],
         "fallbacks": {f"{primary}-model": [f"{backup}-model"] for primary, backup in PAIRS.values()},
         "strategy": "none",
         "failover": {"first_byte_timeout": 1},
+        "health": {"backoff_base": 0.001, "backoff_max": 0.001},  # a 429 without retry-after barely cools
     })
     yield stack
     logs = stack.logs()
@@ -223,3 +226,29 @@ def test_failover_works_with_two_processor_processes_behind_one_envoy(tmp_path, 
     assert (routed[0] & built[1]) | (routed[1] & built[0]), \
         "some request was routed by one process and its second attempt built by the other"
     assert not [key for key in ("k-two-procs-a", "k-two-procs-b") for text in texts if key in text]
+
+
+def test_many_requests_fail_over_at_once(stack, fakes):
+    """Envoy allows 3 retries in flight by default; the gateway's own limit must let every one fail over."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    fakes["openai"].script(429, times=16)  # no retry-after: each cools the primary for a millisecond only
+
+    def one(_: int) -> tuple[str, str]:
+        client = openai.OpenAI(base_url=f"{stack.url}/v1", api_key="client-key", max_retries=0)
+        raw = client.chat.completions.with_raw_response.create(model="busy-primary-model", messages=CHAT)
+        return raw.parse().choices[0].message.content or "", raw.headers["x-extproc-model"]
+
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(one, range(16)))
+    assert answers == [("hello from busy-backup-model", "busy-backup-model")] * 16
+
+
+def test_a_forged_handled_header_does_not_skip_an_attempts_own_processor(stack, fakes):
+    """The router-level answer removes what it does not set: the attempt is still built, with our key."""
+    response = httpx.post(f"{stack.url}/v1/chat/completions", json={"model": "rl-backup-model", "messages": CHAT},
+                          headers={"x-extproc-handled": "1", "x-extproc-learn": "1", "authorization": "Bearer mine",
+                                   "x-envoy-retry-on": "4xx", "x-extproc-attempt": "1 forged forged/x chat 0 1"})
+    assert response.status_code == 200
+    (seen,) = fakes["groq"].wait_for(1)
+    assert sent_with(seen) == ("k-rl-backup", "rl-backup-model")

@@ -23,7 +23,6 @@ from extproc.core.resolve import Decision, plan
 from extproc.core.settings import Credential
 from extproc.formats import Endpoint, api_for_path, error_body, match_endpoint
 from extproc.formats.errors import error_headers
-from extproc.formats.transforms import selected
 from extproc.forward import Forward, route_request
 from extproc.runtime import Runtime
 
@@ -223,8 +222,8 @@ class Exchange:
             except ClientError as err:
                 return reject(endpoint.api, err)
             decision = decisions[0]
-            try:  # a first attempt with reshaping transforms is built (and its secret fetched) by its own processor
-                secret = "" if selected(decision) else await self._gateway.secrets.secret(decision.credential)
+            try:  # also for a first attempt its own processor builds: a login that cannot serve is re-planned here
+                secret = await self._gateway.secrets.secret(decision.credential)
             except CredentialUnavailable as exc:
                 self._gateway.unavailable(decision.credential, exc)
                 continue  # fail closed for this credential, and let resolution pick the next one

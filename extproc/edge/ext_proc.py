@@ -6,6 +6,7 @@ edge also checks that the stream comes from our Envoy (the processor token). Not
 
 from __future__ import annotations
 
+import functools
 import hmac
 import logging
 from collections.abc import AsyncIterator
@@ -17,8 +18,8 @@ from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as pb_grpc
 from extproc.attempt import AttemptExchange
 from extproc.core.headers import ATTEMPT_ROLE, PROCESSOR_TOKEN_HEADER, ROLE_HEADER
 from extproc.edge import upstream
-from extproc.edge.messages import header_map, to_response
-from extproc.exchange import CONTINUE, Action, Exchange, Gateway, Reply
+from extproc.edge.messages import answer_stream, header_map
+from extproc.exchange import CONTINUE, Action, Exchange, Gateway
 
 log = logging.getLogger("extproc.request")
 
@@ -52,16 +53,11 @@ class ExternalProcessor(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc
     ) -> AsyncIterator[pb.ProcessingResponse]:
         metadata = await check_token(context, self._token)
         if metadata.get(ROLE_HEADER) == ATTEMPT_ROLE:
-            async for answer in upstream.process(AttemptExchange(self._gateway), request_iterator):
-                yield answer
-            return
-        exchange = self._gateway.exchange()
-        async for request in request_iterator:
-            kind = request.WhichOneof("request")
-            action = await _event(exchange, kind, request)
-            yield to_response(kind, action)
-            if isinstance(action, Reply):
-                return
+            answers = upstream.process(AttemptExchange(self._gateway), request_iterator)
+        else:
+            answers = answer_stream(request_iterator, functools.partial(_event, self._gateway.exchange()))
+        async for answer in answers:
+            yield answer
 
 
 def add_to_server(server: grpc.aio.Server, gateway: Gateway, token: str | None) -> None:

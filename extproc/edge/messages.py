@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
 from envoy.config.core.v3 import base_pb2
 from envoy.extensions.filters.http.ext_proc.v3 import processing_mode_pb2
@@ -23,6 +23,20 @@ _CONTINUE = {
     "response_body": pb.ProcessingResponse(response_body=pb.BodyResponse()),
     "response_trailers": pb.ProcessingResponse(response_trailers=pb.TrailersResponse()),
 }
+
+
+Event = Callable[[str, pb.ProcessingRequest], Awaitable[Action]]
+
+
+async def answer_stream(requests: AsyncIterator[pb.ProcessingRequest], event: Event
+                        ) -> AsyncIterator[pb.ProcessingResponse]:
+    """One answer per message, each the action its event returned; a reply ends the stream."""
+    async for request in requests:
+        kind = request.WhichOneof("request")
+        action = await event(kind, request)
+        yield to_response(kind, action)
+        if isinstance(action, Reply):
+            return
 
 
 def header_map(headers: pb.HttpHeaders, wanted: frozenset[str] | None = None) -> dict[str, str]:

@@ -6,6 +6,7 @@ carries the plan (dynamic metadata forwarded from the router-level answer) and t
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator
 
 from envoy.config.core.v3 import base_pb2
@@ -14,8 +15,8 @@ from google.protobuf import text_format
 
 from extproc.attempt import AttemptExchange
 from extproc.attempts import PLAN_NAMESPACE
-from extproc.edge.messages import header_map, to_response
-from extproc.exchange import CONTINUE, Action, Reply
+from extproc.edge.messages import answer_stream, header_map
+from extproc.exchange import CONTINUE, Action
 
 _HOST_METADATA = "xds.upstream_host_metadata"
 
@@ -48,11 +49,6 @@ async def _event(exchange: AttemptExchange, kind: str, request: pb.ProcessingReq
     return CONTINUE
 
 
-async def process(exchange: AttemptExchange,
-                  requests: AsyncIterator[pb.ProcessingRequest]) -> AsyncIterator[pb.ProcessingResponse]:
-    async for request in requests:
-        kind = request.WhichOneof("request")
-        action = await _event(exchange, kind, request)
-        yield to_response(kind, action)
-        if isinstance(action, Reply):
-            return
+def process(exchange: AttemptExchange,
+            requests: AsyncIterator[pb.ProcessingRequest]) -> AsyncIterator[pb.ProcessingResponse]:
+    return answer_stream(requests, functools.partial(_event, exchange))

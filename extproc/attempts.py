@@ -19,6 +19,9 @@ from extproc.core.resolve import Decision
 PLAN_NAMESPACE = "extproc"  # dynamic metadata: the router answer sets it, the per-attempt processor receives it
 LB_NAMESPACE = "envoy.lb"  # dynamic metadata the override_host load balancer reads
 ENDPOINTS_KEY = "x-extproc-endpoints"
+PLAN_KEY = "plan"  # the plan's key in PLAN_NAMESPACE
+PROVIDER_KEY = "provider"  # an attempts endpoint's metadata key (in PLAN_NAMESPACE): the provider it sends to
+HOST_METADATA = "xds.upstream_host_metadata"  # the ext_proc attribute with the endpoint Envoy picked
 
 
 def listener_name(route: str) -> str:
@@ -62,7 +65,7 @@ class Plan:
                "candidates": [[c.route, c.owner, c.model, c.credential, c.reason, c.strategy]
                               for c in self.candidates],
                "restore": dict(self.restore)}
-        return {PLAN_NAMESPACE: {"plan": orjson.dumps(doc).decode()},
+        return {PLAN_NAMESPACE: {PLAN_KEY: orjson.dumps(doc).decode()},
                 LB_NAMESPACE: {ENDPOINTS_KEY: ",".join(endpoint_address(c.route) for c in self.candidates)}}
 
     @classmethod

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from extproc.attempts import ENDPOINTS_KEY, LB_NAMESPACE, PLAN_NAMESPACE, listener_name
+from extproc.attempts import ENDPOINTS_KEY, HOST_METADATA, LB_NAMESPACE, PLAN_NAMESPACE, PROVIDER_KEY, listener_name
 from extproc.bootstrap.names import GRPC_LIMIT_SLACK, PROCESSOR_CLUSTER, T, provider_cluster_name
 from extproc.core.headers import (
     ATTEMPT_COUNT_HEADER,
@@ -66,7 +66,7 @@ def retry_policy(settings: Settings) -> dict[str, Any]:
 def attempts_cluster(settings: Settings) -> dict[str, Any]:
     endpoints = [{"endpoint": {"address": {"envoy_internal_address": {
         "server_listener_name": listener_name(p.name), "endpoint_id": "0"}}},
-        "metadata": {"filter_metadata": {PLAN_NAMESPACE: {"provider": p.name}}}}
+        "metadata": {"filter_metadata": {PLAN_NAMESPACE: {PROVIDER_KEY: p.name}}}}
         for p in settings.providers.values()]
     return {
         "name": ATTEMPTS_CLUSTER,
@@ -116,7 +116,7 @@ def _attempt_filter(settings: Settings) -> dict[str, Any]:
             "failure_mode_allow": False,
             "allow_mode_override": True,  # the body is asked for per attempt, the answer only when reshaped
             "message_timeout": "5s",
-            "request_attributes": ["xds.upstream_host_metadata"],
+            "request_attributes": [HOST_METADATA],
             "mutation_rules": {"allow_all_routing": True},  # each attempt sets its own :path
             "metadata_options": {"forwarding_namespaces": {"untyped": [PLAN_NAMESPACE]}},
             "processing_mode": {

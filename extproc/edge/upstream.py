@@ -14,26 +14,24 @@ from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 from google.protobuf import text_format
 
 from extproc.attempt import AttemptExchange
-from extproc.attempts import PLAN_NAMESPACE
+from extproc.attempts import HOST_METADATA, PLAN_KEY, PLAN_NAMESPACE, PROVIDER_KEY
 from extproc.edge.messages import answer_stream, header_map
 from extproc.exchange import CONTINUE, Action
-
-_HOST_METADATA = "xds.upstream_host_metadata"
 
 
 def _plan(request: pb.ProcessingRequest) -> str | None:
     fields = request.metadata_context.filter_metadata[PLAN_NAMESPACE].fields
-    return fields["plan"].string_value if "plan" in fields else None
+    return fields[PLAN_KEY].string_value if PLAN_KEY in fields else None
 
 
 def _host_route(request: pb.ProcessingRequest) -> str | None:
     """The provider entry of the endpoint Envoy picked for this attempt (from its metadata, as text proto)."""
     attributes = request.attributes["envoy.filters.http.ext_proc"].fields
-    if _HOST_METADATA not in attributes:
+    if HOST_METADATA not in attributes:
         return None
-    metadata = text_format.Parse(attributes[_HOST_METADATA].string_value, base_pb2.Metadata())
+    metadata = text_format.Parse(attributes[HOST_METADATA].string_value, base_pb2.Metadata())
     fields = metadata.filter_metadata[PLAN_NAMESPACE].fields
-    return fields["provider"].string_value if "provider" in fields else None
+    return fields[PROVIDER_KEY].string_value if PROVIDER_KEY in fields else None
 
 
 async def _event(exchange: AttemptExchange, kind: str, request: pb.ProcessingRequest) -> Action:

@@ -334,11 +334,11 @@ def test_client_account_headers_are_stripped(gateway):
 
 # ---------------------------------------------------------------- the exchange's own rules
 
-class FailingSecrets:
-    """A secret source with a bug in it: the exchange must answer 500, never reset or forward."""
+class KeysOnly:
+    """A secret source for API keys: nothing to refresh or confirm; subclasses decide what `secret` does."""
 
     async def secret(self, credential: Any) -> str:
-        raise RuntimeError("boom")
+        return str(credential.secret)
 
     def invalidate(self, credential: Any) -> bool:
         return False
@@ -348,6 +348,13 @@ class FailingSecrets:
 
     def awaits_confirmation(self, credential: Any) -> bool:
         return False
+
+
+class FailingSecrets(KeysOnly):
+    """A secret source with a bug in it: the exchange must answer 500, never reset or forward."""
+
+    async def secret(self, credential: Any) -> str:
+        raise RuntimeError("boom")
 
 
 @pytest.mark.parametrize("method", ["generateContent", "streamGenerateContent", "countTokens", "embedContent",
@@ -408,21 +415,12 @@ def test_learning_uses_the_snapshot_the_decision_came_from(clock):
 def test_an_unavailable_secret_fails_closed_for_that_credential_and_the_next_one_serves(clock):
     s = settings(providers={"openai": {"api_keys": ["k1", "k2"]}}, models=[model("m", "openai")])
 
-    class FirstRefused:
+    class FirstRefused(KeysOnly):
         async def secret(self, credential: Any) -> str:
             if credential.id == "openai:key1":
                 from extproc.core.errors import CredentialUnavailable
                 raise CredentialUnavailable("token endpoint down", permanent=False)
             return str(credential.secret)
-
-        def invalidate(self, credential: Any) -> bool:
-            return False
-
-        def confirm(self, credential: Any) -> None:
-            pass
-
-        def awaits_confirmation(self, credential: Any) -> bool:
-            return False
 
     gw = Gateway(Runtime(s, clock=clock), secrets=FirstRefused())
     assert forward(gw, CHAT, body("m")).set_headers["authorization"] == "Bearer k2"

@@ -13,12 +13,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 
-from extproc.attempts import Plan, attempt_header, decision_for
+from extproc.attempts import REFUSED_ROUTE, Plan, attempt_header, decision_for
 from extproc.core.errors import ClientError, CredentialUnavailable
-from extproc.core.headers import ATTEMPT_COUNT_HEADER, ATTEMPT_HEADER, LEARN_HEADER
+from extproc.core.headers import ATTEMPT_COUNT_HEADER, ATTEMPT_HEADER, LEARN_HEADER, ROUTE_HEADER
+from extproc.core.providers import CLIENT_CREDENTIAL_HEADERS
 from extproc.core.resolve import Decision
 from extproc.exchange import CONTINUE, Continue, Gateway, Mutate, Reply, reject
-from extproc.formats import Endpoint, api_for_path, match_endpoint
+from extproc.formats import Endpoint, match_endpoint
 from extproc.formats.transforms import Shaper, selected
 from extproc.forward import build_forward
 
@@ -42,25 +43,24 @@ class AttemptExchange:
     # -- request headers: which attempt, which candidate, and is this the endpoint it was meant for
 
     def request_headers(self, headers: Mapping[str, str], plan_text: str | None,
-                        host_route: str | None) -> Mutate | Reply:
+                        host_route: str | None) -> Mutate:
         self.request_id = headers.get("x-request-id", "-")
-        path = headers.get(":path", "")
         try:
             self.attempt = int(headers.get(ATTEMPT_COUNT_HEADER) or 1)
             plan = self._plan = Plan.from_metadata(plan_text or "")
         except (ValueError, KeyError, TypeError):
-            return self._fail(path, 500, "unrouted", "The request reached a provider without a routing plan.")
+            return self._refuse("The request reached a provider without a routing plan.")
         if self.attempt > len(plan.candidates):
-            return self._fail(plan.path, 503, "attempts_exhausted", "No candidate is left for this attempt.")
+            return self._refuse("No candidate is left for this attempt.")
         candidate = plan.candidates[self.attempt - 1]
         if host_route != candidate.route:  # never a credential to another provider (nor to one Envoy did not name)
-            return self._fail(plan.path, 503, "wrong_endpoint", "This attempt reached another provider than planned.")
+            return self._refuse("This attempt reached another provider than planned.")
         self._endpoint = match_endpoint(plan.path)
         decision = decision_for(candidate, plan, self.snapshot.registry,
                                 self._endpoint.name if self._endpoint else "")
         if self._endpoint is None or decision is None:
-            return self._fail(plan.path, 503, "credentials_unavailable",
-                              f"The credential planned for attempt {self.attempt} is no longer configured.")
+            return self._refuse(
+                f"The credential planned for attempt {self.attempt} is no longer configured.")
         self.decision = decision
         # The client's headers as they came: undo what the first attempt set on the shared header map.
         self._client_headers = {k: v for k, v in headers.items() if k not in plan.restore}
@@ -73,7 +73,7 @@ class AttemptExchange:
     async def request_body(self, body: bytes) -> Mutate | Reply:
         plan, endpoint, decision = self._plan, self._endpoint, self.decision
         if plan is None or endpoint is None or decision is None:
-            return self._fail("", 500, "unrouted", "The attempt's headers were not seen.")
+            return self._refuse("The attempt's headers were not seen.")
         try:
             parsed = endpoint.read(body)
             secret = await self._gateway.secrets.secret(decision.credential)
@@ -81,7 +81,7 @@ class AttemptExchange:
             return reject(endpoint.api, err)
         except CredentialUnavailable as exc:
             self._gateway.unavailable(decision.credential, exc)
-            return self._fail(plan.path, 503, "credentials_unavailable", "The planned credential cannot be used now.")
+            return self._refuse("The planned credential cannot be used now.")
         forward = build_forward(endpoint, parsed, decision, secret, self._client_headers)
         # Undo what earlier attempts set (the client's values back, or nothing), then this attempt's own; the
         # length is always this attempt's: the map may carry an earlier attempt's.
@@ -119,7 +119,10 @@ class AttemptExchange:
             chunk = shaper.feed(chunk, end_of_stream)
         return Mutate(body=chunk)
 
-    def _fail(self, path: str, status: int, kind: str, message: str) -> Reply:
-        """Fail closed: this attempt goes nowhere (a retriable status lets Envoy try the next candidate)."""
+    def _refuse(self, message: str) -> Mutate:
+        """Fail closed, and let Envoy try the next candidate: the attempt goes out with no credential at all and
+        a provider header no provider has, so the internal listener Envoy picked answers a 503 itself (a reply
+        from this filter would go to the client unretried). No attempt header: nothing is learned from it."""
         log.warning("attempt rid=%s n=%d refused: %s", self.request_id, self.attempt, message)
-        return reject(api_for_path(path), ClientError(status, kind, message))
+        return Mutate({ROUTE_HEADER: REFUSED_ROUTE},
+                      tuple(sorted({*CLIENT_CREDENTIAL_HEADERS, ATTEMPT_HEADER, LEARN_HEADER})))

@@ -19,6 +19,7 @@ from extproc.core.resolve import Decision
 PLAN_NAMESPACE = "extproc"  # dynamic metadata: the router answer sets it, the per-attempt processor receives it
 LB_NAMESPACE = "envoy.lb"  # dynamic metadata the override_host load balancer reads
 ENDPOINTS_KEY = "x-extproc-endpoints"
+REFUSED_ROUTE = "-refused-"  # a provider header no provider has: the internal listener answers 503 itself
 PLAN_KEY = "plan"  # the plan's key in PLAN_NAMESPACE
 PROVIDER_KEY = "provider"  # an attempts endpoint's metadata key (in PLAN_NAMESPACE): the provider it sends to
 HOST_METADATA = "xds.upstream_host_metadata"  # the ext_proc attribute with the endpoint Envoy picked

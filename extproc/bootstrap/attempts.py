@@ -14,7 +14,9 @@ from typing import Any
 
 from extproc.attempts import ENDPOINTS_KEY, HOST_METADATA, LB_NAMESPACE, PLAN_NAMESPACE, PROVIDER_KEY, listener_name
 from extproc.bootstrap.names import GRPC_LIMIT_SLACK, PROCESSOR_CLUSTER, T, provider_cluster_name
+from extproc.core.errors import ClientError
 from extproc.core.headers import (
+    API_HEADER,
     ATTEMPT_COUNT_HEADER,
     ATTEMPT_HEADER,
     ATTEMPT_ROLE,
@@ -25,8 +27,9 @@ from extproc.core.headers import (
     ROLE_HEADER,
     ROUTE_HEADER,
 )
-from extproc.core.providers import ProviderSpec
+from extproc.core.providers import Api, ProviderSpec
 from extproc.core.settings import Settings
+from extproc.formats import FAMILIES
 
 ATTEMPTS_CLUSTER = "attempts"
 
@@ -171,10 +174,7 @@ def provider_listener(provider: ProviderSpec, settings: Settings, local_replies:
                                   "host_rewrite_literal": provider.upstream.authority, "timeout": "0s"},
                         # x-extproc-api stays: Envoy's own replies here pick the client's envelope by it.
                         "request_headers_to_remove": [*INTERNAL_HEADERS, ATTEMPT_COUNT_HEADER, "x-envoy-max-retries"],
-                    }, {
-                        "match": {"prefix": "/"},
-                        "direct_response": {"status": 503, "body": {"inline_string": "misrouted attempt"}},
-                    }],
+                    }, *_refusals()],
                 }]},
                 "http_filters": [{"name": "envoy.filters.http.router",
                                   "typed_config": {"@type": T + "extensions.filters.http.router.v3.Router",
@@ -188,6 +188,21 @@ def _window_headers(settings: Settings) -> list[str]:
     """The headers in which the logins' subscriptions report their usage windows (data: the flows' `use`)."""
     return list(dict.fromkeys(h for flow in settings.flows.values() if flow.use.windows
                               for h in flow.use.windows.headers))
+
+
+def _refusals() -> list[dict[str, Any]]:
+    """What an attempt not planned for this provider gets (its processor refused it, or it was misrouted): a
+    503 in the client's envelope, which the router's retry policy sends to the next candidate."""
+    refusal = ClientError(503, "attempt_refused", "This attempt could not be made; no credential went with it.")
+    routes = []
+    for family in sorted(FAMILIES.values(), key=lambda f: f.api is Api.OPENAI):  # OpenAI's: the catch-all
+        match: dict[str, Any] = {"prefix": "/"}
+        if family.api is not Api.OPENAI:
+            match["headers"] = [{"name": API_HEADER, "string_match": {"exact": family.api.value}}]
+        routes.append({"match": match, "direct_response": {
+            "status": 503, "body": {"inline_string": family.error_body(refusal).decode()}},
+            "response_headers_to_add": [{"header": {"key": "content-type", "value": "application/json"}}]})
+    return routes
 
 
 def upstream_log(settings: Settings) -> list[dict[str, Any]]:

@@ -465,3 +465,35 @@ def test_a_login_whose_window_is_nearly_full_is_passed_over_while_a_key_can_serv
     first, second = fakes["anthropic"].wait_for(2)
     assert first.headers["authorization"].startswith("Bearer ") and "x-api-key" not in first.headers  # the login
     assert second.headers["x-api-key"] == SECRETS["anthropic"] and "authorization" not in second.headers
+
+
+def test_an_attempt_whose_login_cannot_be_had_passes_to_the_next_candidate(
+        tmp_path: Path, fakes: dict[str, FakeProvider], upstreams: dict[str, FakeProvider], oauth: FakeOAuth,
+        make_stack: Callable[[dict[str, Any]], Stack]) -> None:
+    """Attempt 1 (a key) gets a 429; attempt 2's login cannot refresh, so its processor sends it on with no
+    credential to a 503 of Envoy's own, which Envoy retries: attempt 3 (the fallback) answers."""
+    config = login_config(fakes, upstreams, oauth, tmp_path / "accounts.json")
+    config["providers"]["anthropic"] = {"base_url": fakes["anthropic"].base_url, "api_key": SECRETS["anthropic"],
+                                        "rotation": "fill-first"}  # the key first, then the login
+    config["providers"]["anthropic-b"] = {"base_url": fakes["mistral"].base_url, "apis": {"anthropic": "/v1"},
+                                          "auth": "x-api-key", "api_key": "k-anthropic-b"}
+    config["models"] = [{"id": "claude-backup", "provider": "anthropic-b", "context_window": 200000,
+                         "capabilities": ["tools", "streaming"]}]
+    config["fallbacks"] = {"claude-haiku-5-5": ["claude-backup"]}
+    oauth.expires_in = 1
+    try:
+        login_by_paste(write_config(tmp_path, config), "claude")
+    finally:
+        oauth.expires_in = 3600
+    oauth.revoke_refresh_tokens()
+    time.sleep(1.2)  # the login's token has expired, and its refresh will be refused
+    stack = make_stack(config)
+    fakes["anthropic"].script(429)
+    response = httpx.post(stack.url + "/v1/messages",
+                          json={"model": "claude-haiku-5-5", "max_tokens": 5, "messages": CHAT})
+    assert response.status_code == 200, response.text
+    assert response.headers["x-extproc-attempts"] == "3" and response.headers["x-extproc-model"] == "claude-backup"
+    (first,) = fakes["anthropic"].wait_for(1)  # the key's attempt; the login's never reached a provider
+    assert first.headers["x-api-key"] == SECRETS["anthropic"]
+    assert fakes["mistral"].wait_for(1)[0].headers["x-api-key"] == "k-anthropic-b"
+    wait_for_log(stack, "refused: The planned credential cannot be used now.")

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -44,8 +45,11 @@ def inner_route(name: str, boot: dict[str, Any] = BOOT) -> dict[str, Any]:
     """The route of the internal listener that attempts to this provider go through."""
     (listener,) = [li for li in boot["static_resources"]["listeners"] if li["name"] == listener_name(name)]
     hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
-    route, refusal = hcm["route_config"]["virtual_hosts"][0]["routes"]
-    assert refusal["direct_response"]["status"] == 503  # an attempt planned for another provider goes nowhere
+    route, *refusals = hcm["route_config"]["virtual_hosts"][0]["routes"]
+    # an attempt refused or planned for another provider goes nowhere: a 503 per client API, OpenAI's last
+    assert [r["direct_response"]["status"] for r in refusals] == [503, 503, 503]
+    assert "headers" not in refusals[-1]["match"]
+    assert json.loads(refusals[0]["direct_response"]["body"]["inline_string"])["type"] == "error"  # Anthropic's
     return dict(route)
 
 

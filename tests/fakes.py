@@ -38,6 +38,7 @@ class Scripted:
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b'{"error":{"message":"scripted failure"}}'
     delay: float = 0.0  # seconds before answering (a stalled provider)
+    cut_after: int | None = None  # a stream: the connection drops after this many events, mid-answer
 
 
 class FakeProvider:
@@ -70,7 +71,7 @@ class FakeProvider:
                     provider._record(recorded)
                     status, headers, payload = provider._answer(self.path, body)
                 if headers.get("content-type") == "text/event-stream":
-                    self._stream(status, headers, payload)
+                    self._stream(status, headers, payload, headers.pop("x-fake-cut-after", None))
                     return
                 self.send_response(status)
                 for k, v in headers.items():
@@ -79,18 +80,23 @@ class FakeProvider:
                 self.end_headers()
                 self.wfile.write(payload)
 
-            def _stream(self, status: int, headers: dict[str, str], payload: bytes) -> None:
+            def _stream(self, status: int, headers: dict[str, str], payload: bytes, cut_after: str | None) -> None:
                 """Server-sent events in chunked encoding, one event per chunk, as providers stream."""
                 self.send_response(status)
                 for k, v in headers.items():
                     self.send_header(k, v)
                 self.send_header("transfer-encoding", "chunked")
                 self.end_headers()
-                for event in payload.split(b"\n\n"):
-                    if event:
-                        chunk = event + b"\n\n"
-                        self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                events = [e for e in payload.split(b"\n\n") if e]
+                for i, event in enumerate(events):
+                    if cut_after is not None and i == int(cut_after):
                         self.wfile.flush()
+                        self.connection.shutdown(2)  # the provider drops the connection mid-answer
+                        self.close_connection = True
+                        return
+                    chunk = event + b"\n\n"
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                    self.wfile.flush()
                 self.wfile.write(b"0\r\n\r\n")
 
             do_GET = do_POST = _handle  # noqa: N815
@@ -103,10 +109,10 @@ class FakeProvider:
         self._thread.start()
 
     def script(self, status: int, headers: dict[str, str] | None = None, body: bytes | None = None,
-               times: int = 1, delay: float = 0.0) -> None:
+               times: int = 1, delay: float = 0.0, cut_after: int | None = None) -> None:
         with self._lock:
             for _ in range(times):
-                self._script.append(Scripted(status, headers or {}, body or Scripted(status).body, delay))
+                self._script.append(Scripted(status, headers or {}, body or Scripted(status).body, delay, cut_after))
 
     def reset(self) -> None:
         with self._lock:
@@ -149,7 +155,10 @@ class FakeProvider:
             scripted = self._script.popleft() if self._script else None
         if scripted is not None:
             time.sleep(scripted.delay)
-            return scripted.status, {"content-type": "application/json", **scripted.headers}, scripted.body
+            headers = {"content-type": "application/json", **scripted.headers}
+            if scripted.cut_after is not None:
+                headers["x-fake-cut-after"] = str(scripted.cut_after)  # read, and dropped, by the stream writer
+            return scripted.status, headers, scripted.body
         try:
             doc = json.loads(body) if body else {}
         except ValueError:

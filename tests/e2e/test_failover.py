@@ -252,3 +252,17 @@ def test_a_forged_handled_header_does_not_skip_an_attempts_own_processor(stack, 
     assert response.status_code == 200
     (seen,) = fakes["groq"].wait_for(1)
     assert sent_with(seen) == ("k-rl-backup", "rl-backup-model")
+
+
+def test_a_stream_cut_after_its_first_byte_is_an_error_to_the_client_not_a_short_answer(oa, fakes):
+    """Past the first byte there is no failing over: the client must see the cut, never a complete answer."""
+    from tests.fakes import chat_stream
+
+    fakes["openai"].script(200, {"content-type": "text/event-stream"}, chat_stream("stream-primary-model"),
+                           cut_after=1)
+    stream = oa.chat.completions.create(model="stream-primary-model", messages=CHAT, stream=True)
+    received = []
+    with pytest.raises((openai.APIError, httpx.HTTPError)):
+        for chunk in stream:
+            received.append(chunk.choices[0].delta.content or "")
+    assert received == ["hello"]  # what came before the cut, and then an error, not a silent end

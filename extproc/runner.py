@@ -20,6 +20,7 @@ from typing import Any
 import grpc
 import httpx
 
+from extproc import probing
 from extproc.auth.accounts import AccountManager
 from extproc.auth.store import StoreError, store_at
 from extproc.bootstrap import render_bootstrap
@@ -98,7 +99,8 @@ async def processor(settings: Settings) -> AsyncIterator[Processor]:
         warn_about_exposure(settings)
         server = await start_server(settings, Gateway(runtime, secrets=manager), manager)
         discovery = Discovery(settings, client, runtime.publish_discovered)
-        tasks = [asyncio.create_task(discovery.run()), asyncio.create_task(manager.watch())]
+        tasks = [asyncio.create_task(discovery.run()), asyncio.create_task(manager.watch()),
+                 asyncio.create_task(probing.run(runtime, client))]
         try:
             yield Processor(runtime, manager, server)
         finally:

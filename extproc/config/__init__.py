@@ -125,7 +125,8 @@ def parse_health(raw: Any) -> HealthPolicy:
     section = mapping(raw, "health")
     names = set(HealthPolicy.__dataclass_fields__)
     reject_unknown(section, "health", names)
-    values = {k: positive_number(v, f"health.{k}") for k, v in section.items()}
+    values = {k: non_negative_number(v, f"health.{k}") if k == "probe_interval" else positive_number(v, f"health.{k}")
+              for k, v in section.items()}
     return replace(HealthPolicy(), **values)
 
 

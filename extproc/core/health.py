@@ -99,6 +99,11 @@ class Health:
         with self._lock:
             self._suspended[credential_id] = Block("suspended", until, reason)
 
+    def suspended_ids(self, now: float) -> set[str]:
+        """Credentials out of rotation for every model (a 401, a login that cannot refresh), right now."""
+        with self._lock:
+            return {c for c, b in self._suspended.items() if b.until > now}
+
     def reinstate(self, credential_id: str) -> None:
         with self._lock:
             self._suspended.pop(credential_id, None)

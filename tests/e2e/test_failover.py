@@ -28,6 +28,7 @@ LANES: dict[str, tuple[str, tuple[str, ...]]] = {
     "stream-primary": ("openai", ("k-stream-primary",)), "stream-backup": ("groq", ("k-stream-backup",)),
     "learn-primary": ("openai", ("k-learn-primary",)), "learn-backup": ("groq", ("k-learn-backup",)),
     "busy-primary": ("openai", ("k-busy-primary",)), "busy-backup": ("groq", ("k-busy-backup",)),
+    "probe-primary": ("openai", ("k-probe-primary",)),
     "down-backup": ("groq", ("k-down-backup",)),
 }
 PAIRS = {"rl": ("rl-primary", "rl-backup"), "stall": ("stall-primary", "stall-backup"),
@@ -45,6 +46,7 @@ def _model(model_id: str, provider: str) -> dict[str, Any]:
 def stack(fakes: dict[str, FakeProvider], make_stack: Callable[[dict[str, Any]], Stack]) -> Iterator[Stack]:
     providers: dict[str, Any] = {name: {"base_url": fakes[fake].base_url, "apis": {"openai": "/v1"},
                                         "api_keys": list(keys)} for name, (fake, keys) in LANES.items()}
+    providers["probe-primary"]["discovery"] = {"path": "/v1/models", "style": "openai"}  # what a probe asks
     nowhere = f"http://127.0.0.1:{free_port()}"  # nothing listens there: every connection is refused
     providers["down"] = {"base_url": nowhere, "apis": {"openai": "/v1"}, "api_key": "k-down"}
     providers["down-anthropic"] = {"base_url": nowhere, "apis": {"anthropic": "/v1"}, "api_key": "k-down-an",
@@ -56,7 +58,8 @@ def stack(fakes: dict[str, FakeProvider], make_stack: Callable[[dict[str, Any]],
         "fallbacks": {f"{primary}-model": [f"{backup}-model"] for primary, backup in PAIRS.values()},
         "strategy": "none",
         "failover": {"first_byte_timeout": 1},
-        "health": {"backoff_base": 0.001, "backoff_max": 0.001},  # a 429 without retry-after barely cools
+        "health": {"backoff_base": 0.001, "backoff_max": 0.001,  # a 429 without retry-after barely cools
+                   "probe_interval": 0.3},
     })
     yield stack
     logs = stack.logs()
@@ -266,3 +269,17 @@ def test_a_stream_cut_after_its_first_byte_is_an_error_to_the_client_not_a_short
         for chunk in stream:
             received.append(chunk.choices[0].delta.content or "")
     assert received == ["hello"]  # what came before the cut, and then an error, not a silent end
+
+
+def test_a_key_suspended_after_a_401_is_probed_and_back_as_soon_as_its_provider_takes_it(oa, fakes, stack):
+    fakes["openai"].script(401)
+    with pytest.raises(openai.AuthenticationError):  # a 401 is not retried: the client's request gets it
+        oa.chat.completions.create(model="probe-primary-model", messages=CHAT)
+    deadline = time.monotonic() + 5
+    while "probe: credential probe-primary:key1 is taken again" not in stack.logs():
+        assert time.monotonic() < deadline, "the suspended key was never probed back"
+        time.sleep(0.05)
+    assert "suspended until" in stack.logs()  # it was suspended first (for health.auth_suspension, 1800 s)
+    assert [r.headers["authorization"] for r in fakes["openai"].list_requests][-1] == "Bearer k-probe-primary"
+    assert httpx.get(f"{stack.url}/v1/models/probe-primary-model").json()["available"] is True
+    assert oa.chat.completions.create(model="probe-primary-model", messages=CHAT).choices[0].message.content

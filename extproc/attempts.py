@@ -15,6 +15,7 @@ import orjson
 from extproc.core.catalog import ModelSpec
 from extproc.core.registry import Registry
 from extproc.core.resolve import Decision
+from extproc.core.settings import Credential
 
 PLAN_NAMESPACE = "extproc"  # dynamic metadata: the router answer sets it, the per-attempt processor receives it
 LB_NAMESPACE = "envoy.lb"  # dynamic metadata the override_host load balancer reads
@@ -76,16 +77,24 @@ class Plan:
                    tuple(Candidate(*c) for c in doc["candidates"]), doc.get("restore") or {})
 
 
+def served_by(registry: Registry, owner: str, model_id: str, credential_id: str,
+              mode: str = "chat") -> tuple[ModelSpec, Credential | None, bool]:
+    """The model and credential ids name in this process's registry, and whether the model is a listed one
+    (a name passed through is rebuilt); the credential is None when this registry no longer has it."""
+    known = registry.lookup(f"{owner}/{model_id}")
+    model = known[0] if known else ModelSpec(id=model_id, provider=owner, mode=mode)
+    cred = next((c for c in registry.credentials_for(model) if c.id == credential_id), None)
+    return model, cred, bool(known)
+
+
 def decision_for(candidate: Candidate, plan: Plan, registry: Registry, endpoint: str) -> Decision | None:
     """The decision a candidate stands for, in this process's registry; None if it no longer has its credential."""
-    known = registry.lookup(f"{candidate.owner}/{candidate.model}")
-    model = known[0] if known else ModelSpec(id=candidate.model, provider=candidate.owner, mode=plan.mode)
-    cred = next((c for c in registry.credentials_for(model) if c.id == candidate.credential), None)
+    model, cred, listed = served_by(registry, candidate.owner, candidate.model, candidate.credential, plan.mode)
     provider = registry.providers.get(candidate.route)
     if cred is None or provider is None or cred.route != candidate.route:
         return None
     return Decision(plan.requested, model, provider, cred, candidate.reason, candidate.strategy, endpoint, plan.at,
-                    bool(known))
+                    listed)
 
 
 def attempt_header(decision: Decision, attempt: int) -> str:

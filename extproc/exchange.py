@@ -154,10 +154,6 @@ class Exchange:
         self._endpoint: Endpoint | None = None
         self._client_headers: Mapping[str, str] = {}
 
-    @property
-    def decision(self) -> Decision | None:
-        return self.forward.decision if self.forward else None
-
     # -- request headers: answer what needs no body
 
     def request_headers(self, headers: Mapping[str, str], end_of_stream: bool) -> Continue | Reply:

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Protocol
 
-from extproc.attempts import parse_attempt_header
+from extproc.attempts import parse_attempt_header, served_by
 from extproc.core.catalog import ModelSpec
 from extproc.core.health import Block, parse_retry_after
 from extproc.core.settings import Credential
@@ -80,10 +80,7 @@ def learn_attempt(runtime: Runtime, secrets: Refresher, attempt: str, status: in
     attempted = parse_attempt_header(attempt)
     if attempted is None or (attempt_count is not None and attempted.attempt != attempt_count):
         return None  # an attempt refused before it went: the header is an earlier attempt's
-    registry = runtime.current.registry
-    known = registry.lookup(f"{attempted.owner}/{attempted.model}")
-    model = known[0] if known else ModelSpec(id=attempted.model, provider=attempted.owner)
-    credential = next((c for c in registry.credentials_for(model) if c.id == attempted.credential), None)
+    model, credential, _ = served_by(runtime.current.registry, attempted.owner, attempted.model, attempted.credential)
     if credential is None:
         return None
     return learn(runtime, secrets, credential, model, attempted.endpoint, attempted.at, attempted.listed,

@@ -11,6 +11,7 @@ import httpx
 
 from extproc.core.providers import ProviderSpec
 from extproc.core.settings import Credential
+from extproc.discovery.refresh import list_request
 from extproc.runtime import Runtime
 
 log = logging.getLogger("extproc.health")
@@ -31,11 +32,10 @@ async def probe_once(runtime: Runtime, client: httpx.AsyncClient) -> list[str]:
 
 
 async def _answers(client: httpx.AsyncClient, provider: ProviderSpec, cred: Credential) -> bool:
-    spec = provider.discovery
-    assert spec is not None
-    headers = {**provider.headers, **provider.auth_headers(spec.api, cred.secret)}
+    assert provider.discovery is not None
+    url, headers = list_request(provider, cred)
     try:
-        response = await client.get(provider.base_url.rstrip("/") + spec.path, headers=headers, timeout=spec.timeout)
+        response = await client.get(url, headers=headers, timeout=provider.discovery.timeout)
     except httpx.HTTPError:
         return False
     return response.status_code == 200

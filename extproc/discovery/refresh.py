@@ -93,8 +93,7 @@ class Discovery:
     async def _fetch(self, provider: ProviderSpec, cred: Credential) -> tuple[Listed, ...]:
         spec = provider.discovery
         assert spec is not None
-        headers = {**provider.headers, **provider.auth_headers(spec.api, cred.secret)}
-        url = provider.base_url.rstrip("/") + spec.path
+        url, headers = list_request(provider, cred)
         models: list[Listed] = []
         params: dict[str, str] = {}
         for _ in range(_MAX_PAGES):
@@ -107,6 +106,14 @@ class Discovery:
                 break
             params = {"pageToken": cursor} if spec.style == "gemini" else {"after_id": cursor}
         return tuple(models)
+
+
+def list_request(provider: ProviderSpec, cred: Credential) -> tuple[str, dict[str, str]]:
+    """Where and how to ask a provider for its model list with an API key (never the key in the URL)."""
+    spec = provider.discovery
+    assert spec is not None
+    return provider.base_url.rstrip("/") + spec.path, {**provider.headers, **provider.auth_headers(spec.api,
+                                                                                                    cred.secret)}
 
 
 def _describe(exc: Exception) -> str:

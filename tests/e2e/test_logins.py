@@ -235,6 +235,12 @@ def test_expiry_means_one_refresh_for_fifty_concurrent_requests(
     no_token_in(stack.logs(), oauth)
 
 
+def with_anthropic_key(config: dict[str, Any], fakes: dict[str, FakeProvider], **extra: str) -> None:
+    """Give the config's anthropic provider an API key beside its logins (with these provider fields)."""
+    config["providers"]["anthropic"] = {"base_url": fakes["anthropic"].base_url, "api_key": SECRETS["anthropic"],
+                                        **extra}
+
+
 def wait_for_log(stack: Stack, text: str, timeout: float = 5.0) -> None:
     """Until the gateway's log says `text`: what an attempt got reaches it a moment after the client."""
     deadline = time.monotonic() + timeout
@@ -287,8 +293,7 @@ def test_reused_refresh_token_suspends_the_login_and_the_request_falls_back(
         tmp_path: Path, fakes: dict[str, FakeProvider], upstreams: dict[str, FakeProvider], oauth: FakeOAuth,
         make_stack: Callable[[dict[str, Any]], Stack]) -> None:
     config = login_config(fakes, upstreams, oauth, tmp_path / "accounts.json")
-    config["providers"]["anthropic"] = {"base_url": fakes["anthropic"].base_url, "api_key": SECRETS["anthropic"],
-                                        "prefer": "login"}
+    with_anthropic_key(config, fakes, prefer="login")
     oauth.expires_in = 1
     try:
         login_by_paste(write_config(tmp_path, config), "claude")
@@ -448,8 +453,7 @@ def test_a_login_whose_window_is_nearly_full_is_passed_over_while_a_key_can_serv
         tmp_path: Path, fakes: dict[str, FakeProvider], upstreams: dict[str, FakeProvider], oauth: FakeOAuth,
         make_stack: Callable[[dict[str, Any]], Stack]) -> None:
     config = login_config(fakes, upstreams, oauth, tmp_path / "accounts.json")
-    config["providers"]["anthropic"] = {"base_url": fakes["anthropic"].base_url, "api_key": SECRETS["anthropic"],
-                                        "prefer": "login"}
+    with_anthropic_key(config, fakes, prefer="login")
     login_by_paste(write_config(tmp_path, config), "claude")
     stack = make_stack(config)
     answer = json.dumps({"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-haiku-5-5",
@@ -473,8 +477,7 @@ def test_an_attempt_whose_login_cannot_be_had_passes_to_the_next_candidate(
     """Attempt 1 (a key) gets a 429; attempt 2's login cannot refresh, so its processor sends it on with no
     credential to a 503 of Envoy's own, which Envoy retries: attempt 3 (the fallback) answers."""
     config = login_config(fakes, upstreams, oauth, tmp_path / "accounts.json")
-    config["providers"]["anthropic"] = {"base_url": fakes["anthropic"].base_url, "api_key": SECRETS["anthropic"],
-                                        "rotation": "fill-first"}  # the key first, then the login
+    with_anthropic_key(config, fakes, rotation="fill-first")  # the key first, then the login
     config["providers"]["anthropic-b"] = {"base_url": fakes["mistral"].base_url, "apis": {"anthropic": "/v1"},
                                           "auth": "x-api-key", "api_key": "k-anthropic-b"}
     config["models"] = [{"id": "claude-backup", "provider": "anthropic-b", "context_window": 200000,

@@ -22,6 +22,7 @@ LB_NAMESPACE = "envoy.lb"  # dynamic metadata the override_host load balancer re
 ENDPOINTS_KEY = "x-extproc-endpoints"
 REFUSED_ROUTE = "-refused-"  # a provider header no provider has: the internal listener answers 503 itself
 PLAN_KEY = "plan"  # the plan's key in PLAN_NAMESPACE
+LOGIN_KEY = "login"  # a provider listener's stream: the login its attempt carries (for a retry after a 401)
 PROVIDER_KEY = "provider"  # an attempts endpoint's metadata key (in PLAN_NAMESPACE): the provider it sends to
 HOST_METADATA = "xds.upstream_host_metadata"  # the ext_proc attribute with the endpoint Envoy picked
 

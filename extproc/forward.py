@@ -15,12 +15,14 @@ from extproc.core.headers import (
     HANDLED_HEADER,
     INTERNAL_HEADERS,
     LEARN_HEADER,
+    LOGIN_HEADER,
     MODEL_HEADER,
     REASON_HEADER,
     ROUTE_HEADER,
 )
-from extproc.core.providers import CLIENT_CREDENTIAL_HEADERS, AuthStyle
+from extproc.core.providers import CLIENT_CREDENTIAL_HEADERS, Api, AuthStyle, ProviderSpec
 from extproc.core.resolve import Decision
+from extproc.core.settings import Credential
 from extproc.formats import Endpoint, ParsedRequest
 from extproc.formats.base import without_credentials
 from extproc.formats.transforms import Outgoing, Shaper, selected
@@ -49,9 +51,9 @@ def build_forward(endpoint: Endpoint, parsed: ParsedRequest, decision: Decision,
     for transform in transforms:
         transform.request(out, endpoint, decision)
     new_body = orjson.dumps(out.doc) if out.changed else None
-    auth = {"authorization": f"Bearer {secret}"} if cred.auth is AuthStyle.BEARER else \
-        {cred.auth.value: secret} if cred.auth is not None else provider.auth_headers(api, secret)
-    set_headers = {**_route_headers(decision), **auth}
+    set_headers = {**_route_headers(decision), **credential_headers(provider, api, cred, secret)}
+    if cred.account is not None:  # a 401 gets one retry on this login, with a refreshed token
+        set_headers[LOGIN_HEADER] = cred.id
     for name, value in cred.merge_headers.items():
         set_headers[name] = merge_header_values(client_headers.get(name), value)
     upstream_path = provider.upstream_path(api, out.rest)
@@ -68,10 +70,19 @@ def build_forward(endpoint: Endpoint, parsed: ParsedRequest, decision: Decision,
     return Forward(decision, set_headers, remove, new_body, tuple(t.answer for t in transforms if t.answer))
 
 
+def credential_headers(provider: ProviderSpec, api: Api, cred: Credential, secret: str) -> dict[str, str]:
+    """The header(s) that carry a credential's secret to its provider."""
+    if cred.auth is AuthStyle.BEARER:
+        return {"authorization": f"Bearer {secret}"}
+    if cred.auth is not None:
+        return {cred.auth.value: secret}
+    return provider.auth_headers(api, secret)
+
+
 def _settable(decisions: list[Decision]) -> list[str]:
     """The headers the attempts of these decisions may set: routing, credentials, provider and login headers,
     the path, and what their transforms add (the header map is shared between attempts)."""
-    names = [ROUTE_HEADER, MODEL_HEADER, REASON_HEADER, ":path", *CLIENT_CREDENTIAL_HEADERS]
+    names = [ROUTE_HEADER, MODEL_HEADER, REASON_HEADER, LOGIN_HEADER, ":path", *CLIENT_CREDENTIAL_HEADERS]
     for decision in decisions:
         names += [*decision.provider.headers, *decision.credential.headers, *decision.credential.merge_headers]
         names += [h for transform in selected(decision) for h in transform.headers]
@@ -92,8 +103,7 @@ def route_request(endpoint: Endpoint, parsed: ParsedRequest, decisions: list[Dec
     else:
         forward = build_forward(endpoint, parsed, first, secret, client_headers)
     # Every header any attempt may set, with the client's value to put back (never its credentials).
-    restore = {name: None if name in CLIENT_CREDENTIAL_HEADERS else client_headers.get(name)
-               for name in _settable(decisions)}
+    restore = {name: None if name in _NEVER_RESTORED else client_headers.get(name) for name in _settable(decisions)}
     query = without_credentials(endpoint.query)
     path = endpoint.path.partition("?")[0] + (f"?{query}" if query else "")  # a client's ?key= stays out
     restore[":path"] = path
@@ -105,8 +115,11 @@ def route_request(endpoint: Endpoint, parsed: ParsedRequest, decisions: list[Dec
     if learn_success:
         headers[LEARN_HEADER] = "1"
     # Nothing a client sends may steer the attempts: our own headers, and Envoy's retry and timeout ones.
-    forged = tuple(h for h in (*INTERNAL_HEADERS, *ENVOY_REQUEST_HEADERS) if h not in headers)
+    forged = tuple(h for h in (*INTERNAL_HEADERS, LOGIN_HEADER, *ENVOY_REQUEST_HEADERS) if h not in headers)
     return replace(forward, set_headers=headers, remove_headers=(*forward.remove_headers, *forged), plan=plan)
+
+
+_NEVER_RESTORED = frozenset({*CLIENT_CREDENTIAL_HEADERS, LOGIN_HEADER})  # a later attempt sets its own or none
 
 
 def _route_headers(decision: Decision) -> dict[str, str]:

@@ -12,7 +12,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from extproc.attempts import ENDPOINTS_KEY, HOST_METADATA, LB_NAMESPACE, PLAN_NAMESPACE, PROVIDER_KEY, listener_name
+from extproc.attempts import (
+    ENDPOINTS_KEY,
+    HOST_METADATA,
+    LB_NAMESPACE,
+    LOGIN_KEY,
+    PLAN_NAMESPACE,
+    PROVIDER_KEY,
+    listener_name,
+)
 from extproc.bootstrap.names import GRPC_LIMIT_SLACK, PROCESSOR_CLUSTER, T, provider_cluster_name
 from extproc.core.errors import ClientError
 from extproc.core.headers import (
@@ -23,7 +31,9 @@ from extproc.core.headers import (
     HANDLED_HEADER,
     INTERNAL_HEADERS,
     LEARN_HEADER,
+    LOGIN_HEADER,
     PROCESSOR_TOKEN_HEADER,
+    REAUTH_ROLE,
     ROLE_HEADER,
     ROUTE_HEADER,
 )
@@ -32,6 +42,8 @@ from extproc.core.settings import Settings
 from extproc.formats import FAMILIES
 
 ATTEMPTS_CLUSTER = "attempts"
+UPSTREAM_CODEC = {"name": "envoy.filters.http.upstream_codec",  # last in a cluster's upstream filters
+                  "typed_config": {"@type": T + "extensions.filters.http.upstream_codec.v3.UpstreamCodec"}}
 
 
 def grpc_service(settings: Settings, role: str | None = None) -> dict[str, Any]:
@@ -93,10 +105,7 @@ def attempts_cluster(settings: Settings) -> dict[str, Any]:
         "typed_extension_protocol_options": {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
             "@type": T + "extensions.upstreams.http.v3.HttpProtocolOptions",
             "explicit_http_config": {"http_protocol_options": {}},
-            "http_filters": [_attempt_filter(settings), {
-                "name": "envoy.filters.http.upstream_codec",
-                "typed_config": {"@type": T + "extensions.filters.http.upstream_codec.v3.UpstreamCodec"},
-            }],
+            "http_filters": [_attempt_filter(settings), UPSTREAM_CODEC],
         }},
         "load_assignment": {"cluster_name": ATTEMPTS_CLUSTER, "endpoints": [{"lb_endpoints": endpoints}]},
     }
@@ -107,6 +116,22 @@ def _header_is(name: str, value: str) -> dict[str, Any]:
         "input": {"name": name, "typed_config": {
             "@type": T + "type.matcher.v3.HttpRequestHeaderMatchInput", "header_name": name}},
         "value_match": {"exact": value}}}
+
+
+def _skipped_when(predicate: dict[str, Any], filter_config: dict[str, Any]) -> dict[str, Any]:
+    """A filter Envoy skips, at no cost, on the requests the predicate matches."""
+    return {
+        "name": "envoy.filters.http.match_delegate",
+        "typed_config": {
+            "@type": T + "extensions.common.matching.v3.ExtensionWithMatcher",
+            "extension_config": filter_config,
+            "xds_matcher": {"matcher_list": {"matchers": [{
+                "predicate": predicate,
+                "on_match": {"action": {"name": "skip", "typed_config": {
+                    "@type": T + "extensions.filters.common.matcher.action.v3.SkipFilter"}}},
+            }]}},
+        },
+    }
 
 
 def _attempt_filter(settings: Settings) -> dict[str, Any]:
@@ -134,18 +159,64 @@ def _attempt_filter(settings: Settings) -> dict[str, Any]:
     }
     skip_first = {"and_matcher": {"predicate": [_header_is(ATTEMPT_COUNT_HEADER, "1"),
                                                 _header_is(HANDLED_HEADER, "1")]}}
+    return _skipped_when(skip_first, ext_proc)
+
+
+def login_retry_policy() -> dict[str, Any]:
+    """A login's 401, once, on the same login: its retry goes with a refreshed token (the reauth filter)."""
     return {
-        "name": "envoy.filters.http.match_delegate",
+        "retry_on": "retriable-status-codes",
+        "retriable_status_codes": [401],
+        "num_retries": 1,
+        "retry_back_off": {"base_interval": "0.01s", "max_interval": "0.02s"},
+    }
+
+
+def login_to_metadata() -> dict[str, Any]:
+    """The login an attempt carries, kept where the reauth filter reads it (the header itself never goes on:
+    the route drops it, and a retry sees the header map its first try left)."""
+    return {
+        "name": "envoy.filters.http.header_to_metadata",
         "typed_config": {
-            "@type": T + "extensions.common.matching.v3.ExtensionWithMatcher",
-            "extension_config": ext_proc,
-            "xds_matcher": {"matcher_list": {"matchers": [{
-                "predicate": skip_first,
-                "on_match": {"action": {"name": "skip", "typed_config": {
-                    "@type": T + "extensions.filters.common.matcher.action.v3.SkipFilter"}}},
-            }]}},
+            "@type": T + "extensions.filters.http.header_to_metadata.v3.Config",
+            "request_rules": [{"header": LOGIN_HEADER, "on_header_present": {
+                "metadata_namespace": PLAN_NAMESPACE, "key": LOGIN_KEY, "type": "STRING"}}],
         },
     }
+
+
+def provider_filters(settings: Settings) -> list[dict[str, Any]]:
+    """The provider cluster's upstream filters: the reauth ext_proc on a login's retry only (skipped, at no
+    message, on every first try), then nothing of ours goes on to the provider."""
+    reauth = {
+        "name": "envoy.filters.http.ext_proc",
+        "typed_config": {
+            "@type": T + "extensions.filters.http.ext_proc.v3.ExternalProcessor",
+            "grpc_service": grpc_service(settings, REAUTH_ROLE),
+            "failure_mode_allow": False,
+            "allow_mode_override": True,  # the retry's answer is asked for: its success confirms the token
+            "message_timeout": "15s",  # a token refresh is a call to the provider's OAuth server
+            "metadata_options": {"forwarding_namespaces": {"untyped": [PLAN_NAMESPACE]}},
+            "processing_mode": {
+                "request_header_mode": "SEND",
+                "request_body_mode": "NONE",
+                "request_trailer_mode": "SKIP",
+                "response_header_mode": "SKIP",
+                "response_body_mode": "NONE",
+                "response_trailer_mode": "SKIP",
+            },
+        },
+    }
+    # The route drops the count the attempts router set, and this router sets its own on a retry only.
+    first_try = {"not_matcher": _header_is(ATTEMPT_COUNT_HEADER, "2")}
+    scrub = {
+        "name": "envoy.filters.http.header_mutation",
+        "typed_config": {
+            "@type": T + "extensions.filters.http.header_mutation.v3.HeaderMutation",
+            "mutations": {"request_mutations": [{"remove": ATTEMPT_COUNT_HEADER}]},
+        },
+    }
+    return [_skipped_when(first_try, reauth), scrub, UPSTREAM_CODEC]
 
 
 def provider_listener(provider: ProviderSpec, settings: Settings, local_replies: dict[str, Any]) -> dict[str, Any]:
@@ -166,22 +237,31 @@ def provider_listener(provider: ProviderSpec, settings: Settings, local_replies:
                 "route_config": {"name": provider.name, "virtual_hosts": [{
                     "name": provider.name,
                     "domains": ["*"],
-                    "routes": [{
-                        # Only an attempt planned for this provider: anything else is refused, never sent on.
-                        "match": {"prefix": "/", "headers": [
-                            {"name": ROUTE_HEADER, "string_match": {"exact": provider.name}}]},
-                        "route": {"cluster": provider_cluster_name(provider.name),
-                                  "host_rewrite_literal": provider.upstream.authority, "timeout": "0s"},
-                        # x-extproc-api stays: Envoy's own replies here pick the client's envelope by it.
-                        "request_headers_to_remove": [*INTERNAL_HEADERS, ATTEMPT_COUNT_HEADER, "x-envoy-max-retries"],
-                    }, *_refusals()],
+                    "include_request_attempt_count": True,  # the reauth filter runs on a retry only
+                    # Only an attempt planned for this provider: anything else is refused, never sent on.
+                    "routes": [_provider_route(provider, login=True), _provider_route(provider, login=False),
+                               *_refusals()],
                 }]},
-                "http_filters": [{"name": "envoy.filters.http.router",
+                "http_filters": [login_to_metadata(), {"name": "envoy.filters.http.router",
                                   "typed_config": {"@type": T + "extensions.filters.http.router.v3.Router",
                                                    "suppress_envoy_headers": True}}],  # none reach a provider
             },
         }]}],
     }
+
+
+def _provider_route(provider: ProviderSpec, login: bool) -> dict[str, Any]:
+    """The route of an attempt planned for this provider; a login's retries its 401 once (see reauth.py)."""
+    headers: list[dict[str, Any]] = [{"name": ROUTE_HEADER, "string_match": {"exact": provider.name}}]
+    route: dict[str, Any] = {"cluster": provider_cluster_name(provider.name),
+                             "host_rewrite_literal": provider.upstream.authority, "timeout": "0s"}
+    if login:
+        headers.append({"name": LOGIN_HEADER, "present_match": True})
+        route["retry_policy"] = login_retry_policy()
+    return {"match": {"prefix": "/", "headers": headers}, "route": route,
+            # x-extproc-api stays: Envoy's own replies here pick the client's envelope by it.
+            "request_headers_to_remove": [*INTERNAL_HEADERS, LOGIN_HEADER, ATTEMPT_COUNT_HEADER,
+                                          "x-envoy-max-retries"]}
 
 
 def _window_headers(settings: Settings) -> list[str]:

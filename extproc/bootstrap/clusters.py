@@ -6,7 +6,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from extproc.bootstrap.attempts import circuit_breakers
+from extproc.bootstrap.attempts import circuit_breakers, provider_filters
 from extproc.bootstrap.names import GRPC_LIMIT_SLACK, PROCESSOR_CLUSTER, T, provider_cluster_name, socket
 from extproc.core.providers import ProviderSpec
 from extproc.core.settings import Settings
@@ -56,6 +56,7 @@ def provider_cluster(provider: ProviderSpec, settings: Settings) -> dict[str, An
         }}
     else:
         protocol["explicit_http_config"] = {"http_protocol_options": {}}
+    protocol["http_filters"] = provider_filters(settings)
     cluster["typed_extension_protocol_options"] = {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": protocol}
     return cluster
 

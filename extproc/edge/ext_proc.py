@@ -16,10 +16,11 @@ from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as pb_grpc
 
 from extproc.attempt import AttemptExchange
-from extproc.core.headers import ATTEMPT_ROLE, PROCESSOR_TOKEN_HEADER, ROLE_HEADER
+from extproc.core.headers import ATTEMPT_ROLE, PROCESSOR_TOKEN_HEADER, REAUTH_ROLE, ROLE_HEADER
 from extproc.edge import upstream
 from extproc.edge.messages import answer_stream, header_map
 from extproc.exchange import CONTINUE, Action, Exchange, Gateway
+from extproc.reauth import ReauthExchange
 
 log = logging.getLogger("extproc.request")
 
@@ -42,7 +43,8 @@ async def check_token(context: grpc.aio.ServicerContext, token: bytes | None, wh
 
 
 class ExternalProcessor(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
-    """Both ext_proc roles on one service: the router-level stream, and (by its role metadata) an attempt's."""
+    """Every ext_proc role on one service: the router-level stream, and (by their role metadata) an attempt's
+    and a login's retry after a 401."""
 
     def __init__(self, gateway: Gateway, token: str | None) -> None:
         self._gateway = gateway
@@ -52,8 +54,11 @@ class ExternalProcessor(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc
         self, request_iterator: AsyncIterator[pb.ProcessingRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.ProcessingResponse]:
         metadata = await check_token(context, self._token)
-        if metadata.get(ROLE_HEADER) == ATTEMPT_ROLE:
+        role = metadata.get(ROLE_HEADER)
+        if role == ATTEMPT_ROLE:
             answers = upstream.process(AttemptExchange(self._gateway), request_iterator)
+        elif role == REAUTH_ROLE:
+            answers = upstream.process_reauth(ReauthExchange(self._gateway), request_iterator)
         else:
             answers = answer_stream(request_iterator, functools.partial(_event, self._gateway.exchange()))
         async for answer in answers:

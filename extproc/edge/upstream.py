@@ -1,7 +1,6 @@
-"""The per-attempt ext_proc edge: an attempt's messages → AttemptExchange events, its actions → protobuf.
-
-Beside the router-level loop in `ext_proc.py`; only the request-headers event differs, because it also
-carries the plan (dynamic metadata forwarded from the router-level answer) and the endpoint Envoy picked.
+"""The upstream ext_proc edges, beside the router-level loop in `ext_proc.py`: an attempt's messages →
+AttemptExchange events (its request headers also carry the plan, forwarded dynamic metadata, and the endpoint
+Envoy picked), and a login's retry after a 401 → ReauthExchange events; their actions → protobuf.
 """
 
 from __future__ import annotations
@@ -14,9 +13,10 @@ from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 from google.protobuf import text_format
 
 from extproc.attempt import AttemptExchange
-from extproc.attempts import HOST_METADATA, PLAN_KEY, PLAN_NAMESPACE, PROVIDER_KEY
+from extproc.attempts import HOST_METADATA, LOGIN_KEY, PLAN_KEY, PLAN_NAMESPACE, PROVIDER_KEY
 from extproc.edge.messages import answer_stream, header_map
 from extproc.exchange import CONTINUE, Action
+from extproc.reauth import ReauthExchange
 
 
 def _plan(request: pb.ProcessingRequest) -> str | None:
@@ -50,3 +50,18 @@ async def _event(exchange: AttemptExchange, kind: str, request: pb.ProcessingReq
 def process(exchange: AttemptExchange,
             requests: AsyncIterator[pb.ProcessingRequest]) -> AsyncIterator[pb.ProcessingResponse]:
     return answer_stream(requests, functools.partial(_event, exchange))
+
+
+async def _reauth_event(exchange: ReauthExchange, kind: str, request: pb.ProcessingRequest) -> Action:
+    if kind == "request_headers":
+        fields = request.metadata_context.filter_metadata[PLAN_NAMESPACE].fields
+        login = fields[LOGIN_KEY].string_value if LOGIN_KEY in fields else ""
+        return await exchange.request_headers(header_map(request.request_headers), login)
+    if kind == "response_headers":
+        return exchange.response_headers(header_map(request.response_headers, ReauthExchange.WANTED_RESPONSE_HEADERS))
+    return CONTINUE
+
+
+def process_reauth(exchange: ReauthExchange,
+                   requests: AsyncIterator[pb.ProcessingRequest]) -> AsyncIterator[pb.ProcessingResponse]:
+    return answer_stream(requests, functools.partial(_reauth_event, exchange))

@@ -258,19 +258,27 @@ def claude_stack(tmp_path: Path, fakes: dict[str, FakeProvider], upstreams: dict
     return make_stack(config)
 
 
-def test_upstream_401_refreshes_the_login(claude_stack: Stack, fakes: dict[str, FakeProvider],
-                                          oauth: FakeOAuth) -> None:
+def test_a_401_on_a_login_is_refreshed_and_retried_on_the_same_login_in_the_same_request(
+        claude_stack: Stack, fakes: dict[str, FakeProvider], oauth: FakeOAuth) -> None:
     stack = claude_stack
-    body = {"model": "claude-haiku-5-5", "max_tokens": 5, "messages": CHAT}
+    client = anthropic.Anthropic(base_url=stack.url, api_key="unused", max_retries=0)
     fakes["anthropic"].script(401)
     calls = oauth.refresh_calls
-    assert httpx.post(stack.url + "/v1/messages", json=body).status_code == 401
-    wait_for_log(stack, "status=401 credential=claude-")  # learned from Envoy's access log as the attempt ended
-    assert httpx.post(stack.url + "/v1/messages", json=body).status_code == 200
+    answer = client.messages.with_raw_response.create(model="claude-haiku-5-5", max_tokens=5, messages=CHAT)
+    assert answer.http_response.status_code == 200 and answer.parse().content
     assert oauth.refresh_calls == calls + 1
     first, second = fakes["anthropic"].wait_for(2)
-    assert first.headers["authorization"] != second.headers["authorization"]
-    assert second.headers["authorization"] == f"Bearer {oauth.latest_access_token}"
+    refreshed = second.headers["authorization"] == f"Bearer {oauth.latest_access_token}"
+    assert refreshed and first.headers["authorization"] != second.headers["authorization"], "the retry's token"
+    assert json.loads(first.body) == json.loads(second.body)
+    assert not {"x-extproc-login", "x-envoy-attempt-count"} & {*first.headers, *second.headers}
+    wait_for_log(stack, "retried with a refreshed one")
+    # The new token was taken: the next request uses it with no refresh, and a later 401 is refreshed again.
+    assert httpx.post(stack.url + "/v1/messages", json={"model": "claude-haiku-5-5", "max_tokens": 5,
+                                                        "messages": CHAT}).status_code == 200
+    assert oauth.refresh_calls == calls + 1
+    kept = fakes["anthropic"].wait_for(3)[2].headers["authorization"] == second.headers["authorization"]
+    assert kept, "the next request went with another token than the refreshed one"
 
 
 def test_a_token_refused_again_after_its_refresh_suspends_the_login(
@@ -281,12 +289,19 @@ def test_a_token_refused_again_after_its_refresh_suspends_the_login(
     fakes["anthropic"].script(401, times=2)
     calls = oauth.refresh_calls
     statuses = [httpx.post(stack.url + "/v1/messages", json=body).status_code]
-    wait_for_log(stack, "its token is refreshed before its next use")
-    statuses.append(httpx.post(stack.url + "/v1/messages", json=body).status_code)
     wait_for_log(stack, "suspended until")
     statuses += [httpx.post(stack.url + "/v1/messages", json=body).status_code for _ in range(2)]
-    assert statuses == [401, 401, 503, 503]
+    assert statuses == [401, 503, 503]
     assert oauth.refresh_calls == calls + 1 and len(fakes["anthropic"].requests) == 2
+
+
+def test_a_401_on_an_api_key_is_not_retried(make_stack: Callable[[dict[str, Any]], Stack],
+                                            fakes: dict[str, FakeProvider]) -> None:
+    stack = make_stack({"providers": provider_config(fakes), "discovery": False})
+    fakes["anthropic"].script(401)
+    body = {"model": "claude-haiku-5-5", "max_tokens": 5, "messages": CHAT}
+    assert httpx.post(stack.url + "/v1/messages", json=body).status_code == 401
+    assert len(fakes["anthropic"].requests) == 1
 
 
 def test_reused_refresh_token_suspends_the_login_and_the_request_falls_back(

@@ -45,7 +45,8 @@ def inner_route(name: str, boot: dict[str, Any] = BOOT) -> dict[str, Any]:
     """The route of the internal listener that attempts to this provider go through."""
     (listener,) = [li for li in boot["static_resources"]["listeners"] if li["name"] == listener_name(name)]
     hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
-    route, *refusals = hcm["route_config"]["virtual_hosts"][0]["routes"]
+    login_route, route, *refusals = hcm["route_config"]["virtual_hosts"][0]["routes"]
+    assert login_route["route"]["cluster"] == route["route"]["cluster"]  # the same, with a 401 retried
     # an attempt refused or planned for another provider goes nowhere: a 503 per client API, OpenAI's last
     assert [r["direct_response"]["status"] for r in refusals] == [503, 503, 503]
     assert "headers" not in refusals[-1]["match"]

@@ -14,6 +14,7 @@ from extproc.core.headers import (
     ATTEMPT_HEADER,
     ENVOY_REQUEST_HEADERS,
     INTERNAL_HEADERS,
+    LOGIN_HEADER,
     MODEL_HEADER,
     REASON_HEADER,
     ROUTE_HEADER,
@@ -163,7 +164,7 @@ def test_forward_routes_and_authenticates(gateway, path, raw, provider, auth, up
     assert headers[auth_name] == auth_value
     assert headers.get(":path") == upstream_path
     # every other place a client may put a credential is stripped; ours is set, not removed
-    steering = set(INTERNAL_HEADERS) | set(ENVOY_REQUEST_HEADERS)  # a client's own copies of these go too
+    steering = {*INTERNAL_HEADERS, LOGIN_HEADER, *ENVOY_REQUEST_HEADERS}  # a client's own copies of these go too
     assert set(fwd.remove_headers) - steering == set(CLIENT_CREDENTIAL_HEADERS) - {auth_name}
     assert steering - set(fwd.remove_headers) <= set(headers)  # what is not removed is set by the gateway
     assert not (set(CLIENT_CREDENTIAL_HEADERS) - {auth_name}) & set(headers)

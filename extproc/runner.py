@@ -100,7 +100,7 @@ async def processor(settings: Settings) -> AsyncIterator[Processor]:
         server = await start_server(settings, Gateway(runtime, secrets=manager), manager)
         discovery = Discovery(settings, client, runtime.publish_discovered)
         tasks = [asyncio.create_task(discovery.run()), asyncio.create_task(manager.watch()),
-                 asyncio.create_task(probing.run(runtime, client))]
+                 asyncio.create_task(probing.run(runtime, client, manager))]
         try:
             yield Processor(runtime, manager, server)
         finally:

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
+import orjson
+
 from extproc.config.data import builtin_provider_data
 from extproc.config.values import (
     boolean,
@@ -19,12 +21,12 @@ from extproc.config.values import (
     string_list,
 )
 from extproc.core.errors import ConfigError
-from extproc.core.providers import Api, ApiRoute, AuthStyle, DiscoverySpec, ProviderSpec, parse_base_url
+from extproc.core.providers import Api, ApiRoute, AuthStyle, DiscoverySpec, ProbeSpec, ProviderSpec, parse_base_url
 from extproc.core.settings import Credential
 from extproc.formats import ENDPOINTS
 from extproc.formats.transforms import PROVIDER_TRANSFORMS
 
-_PROVIDER_KEYS = {"base_url", "auth", "api_key", "api_keys", "api_key_env", "headers", "apis", "discovery",
+_PROVIDER_KEYS = {"base_url", "auth", "api_key", "api_keys", "api_key_env", "headers", "apis", "discovery", "probe",
                   "transform", "prefer", "model_prefixes", "rotation"}
 ROTATIONS = ("round-robin", "fill-first")
 _DISCOVERY_STYLES = ("openai", "anthropic", "gemini")
@@ -62,6 +64,28 @@ def _discovery(raw: Any, key: str, defaults: DiscoverySpec, apis: Mapping[Api, A
         ttl=positive_number(section.get("ttl", defaults.ttl), f"{key}.ttl"),
         timeout=positive_number(section.get("timeout", defaults.timeout), f"{key}.timeout"),
     )
+
+
+def _probe(raw: Any, key: str, discovery: DiscoverySpec | None, apis: Mapping[Api, ApiRoute]) -> ProbeSpec | None:
+    """`probe: false`, a call of its own ({path, method, body, api}), or by default the model list."""
+    if raw is False:
+        return None
+    if raw is None:
+        return ProbeSpec(discovery.path, discovery.api, timeout=discovery.timeout) if discovery else None
+    section = mapping(raw, key)
+    reject_unknown(section, key, {"path", "method", "body", "api", "timeout"})
+    path = string(section.get("path"), f"{key}.path")
+    if not path.startswith("/"):
+        raise ConfigError(f"{key}.path: a path below base_url starts with '/', got {path!r}")
+    method = choice(section.get("method", "GET"), f"{key}.method", ("GET", "POST"))
+    api = Api(choice(section.get("api", "openai"), f"{key}.api", tuple(a.value for a in Api)))
+    if api not in apis:
+        raise ConfigError(f"{key}.api: the provider has no apis.{api.value} entry to take the auth style from")
+    body = section.get("body")
+    if body is not None and method != "POST":
+        raise ConfigError(f"{key}.body: only a POST probe sends a body; set {key}.method: POST or drop the body")
+    return ProbeSpec(path, api, method, orjson.dumps(mapping(body, f"{key}.body")) if body is not None else None,
+                     positive_number(section.get("timeout", 10), f"{key}.timeout"))
 
 
 def parse_providers(raw: Any, discovery: DiscoverySpec) -> tuple[dict[str, ProviderSpec], tuple[Credential, ...]]:
@@ -121,9 +145,10 @@ def _provider(name: str, data: Mapping[str, Any], key: str, discovery: Discovery
     if not apis:
         raise ConfigError(f"{key}.apis: name at least one client API this provider speaks (openai, anthropic, gemini)")
     env_name = data.get("api_key_env")
+    found = _discovery(data.get("discovery"), f"{key}.discovery", discovery, apis)
     return ProviderSpec(name=name, base_url=base_url, auth=AuthStyle(auth), apis=apis, headers=headers,
                         api_key_env=str(env_name) if env_name else None,
-                        discovery=_discovery(data.get("discovery"), f"{key}.discovery", discovery, apis),
+                        discovery=found, probe=_probe(data.get("probe"), f"{key}.probe", found, apis),
                         transform=choice(data["transform"], f"{key}.transform", PROVIDER_TRANSFORMS)
                         if data.get("transform") else None,
                         prefer=choice(data.get("prefer", "api_key"), f"{key}.prefer", ("api_key", "login")),

@@ -40,6 +40,7 @@ class _Cooldown:
     failures: int
     reason: str
     since: float  # when this cooldown was set
+    server_error: bool = False  # the provider failed (5xx, no answer), not a rate limit
 
 
 class Health:
@@ -108,6 +109,26 @@ class Health:
         with self._lock:
             self._suspended.pop(credential_id, None)
 
+    def probe_targets(self, now: float) -> set[str]:
+        """Credentials a probe could bring back before their block ends: suspended for every model until a
+        known time (a 401, a login whose refresh failed for now), cooling after server errors, or an account
+        whose subscription window ran out. A block until restart (a refused refresh) waits for a new login."""
+        with self._lock:
+            found = {c for c, b in self._suspended.items() if now < b.until < math.inf}
+            found |= {c for c, b in self._exhausted.items() if b.until > now}
+            found |= {c for (c, _), cd in self._cooldowns.items() if cd.server_error and cd.until > now}
+            return found
+
+    def recovered(self, credential_id: str) -> None:
+        """A probe found the credential taken again: lift what a probe can disprove (a suspension until a known
+        time, server-error cooldowns); rate limits stay, their provider said when they end."""
+        with self._lock:
+            block = self._suspended.get(credential_id)
+            if block is not None and block.until < math.inf:
+                del self._suspended[credential_id]
+            self._cooldowns = {k: c for k, c in self._cooldowns.items()
+                               if k[0] != credential_id or not c.server_error}
+
     def observe(self, credential_id: str, model_id: str, status: int, retry_after: float | None,
                 now: float, started: float | None = None, endpoint: str = "") -> Block | None:
         """Learn from one upstream response status; returns the block it caused, if any.
@@ -156,7 +177,7 @@ class Health:
                     return Block("cooldown", previous.until, previous.reason)  # never shorten a longer cooldown
                 why = f"upstream error ({status})"
                 failures = previous.failures if previous else 0
-                self._cooldowns[key] = _Cooldown(now + seconds, failures, why, now)
+                self._cooldowns[key] = _Cooldown(now + seconds, failures, why, now, server_error=True)
                 return Block("cooldown", now + seconds, why)
             return None  # other 4xx: the request's fault, not the credential's
 

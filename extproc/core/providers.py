@@ -57,6 +57,17 @@ class DiscoverySpec:
 
 
 @dataclass(frozen=True, slots=True)
+class ProbeSpec:
+    """A call that costs no tokens and says whether a provider takes a cooled or suspended credential again."""
+
+    path: str  # below base_url
+    api: Api  # whose auth style the call uses
+    method: str = "GET"
+    body: bytes | None = None  # JSON, for a POST
+    timeout: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
 class Upstream:
     scheme: str
     host: str
@@ -83,6 +94,7 @@ class ProviderSpec:
     headers: Mapping[str, str] = field(default_factory=dict)
     api_key_env: str | None = None
     discovery: DiscoverySpec | None = None
+    probe: ProbeSpec | None = None  # None: never probed
     transform: str | None = None  # a request shape the upstream needs (codeassist)
     prefer: str = "api_key"  # api_key | login: which credentials go first when a provider has both
     model_prefixes: tuple[str, ...] = ()  # ids the catalog lacks but that are this provider's (claude-…)

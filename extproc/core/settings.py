@@ -55,7 +55,7 @@ class HealthPolicy:
     server_error_cooldown: float = 5.0
     auth_suspension: float = 1800.0
     not_found_suspension: float = 3600.0
-    probe_interval: float = 60.0  # a suspended API key is asked for its provider's model list this often (0: never)
+    probe_interval: float = 60.0  # a suspended or failing credential is probed this often (0: never)
 
 
 @dataclass(frozen=True, slots=True)

@@ -515,3 +515,25 @@ def test_an_attempt_whose_login_cannot_be_had_passes_to_the_next_candidate(
     assert first.headers["x-api-key"] == SECRETS["anthropic"]
     assert fakes["mistral"].wait_for(1)[0].headers["x-api-key"] == "k-anthropic-b"
     wait_for_log(stack, "refused: The planned credential cannot be used now.")
+
+
+def test_a_login_cooling_after_server_errors_is_probed_and_back_as_soon_as_its_provider_answers(
+        tmp_path: Path, fakes: dict[str, FakeProvider], upstreams: dict[str, FakeProvider], oauth: FakeOAuth,
+        make_stack: Callable[[dict[str, Any]], Stack]) -> None:
+    """An hour's cooldown after a 503 ends as soon as the provider's model list (no tokens) takes the login."""
+    config = login_config(fakes, upstreams, oauth, tmp_path / "accounts.json",
+                          health={"server_error_cooldown": 3600, "probe_interval": 0.3},
+                          failover={"attempts": 1})  # the 503 reaches the client: nothing else may serve
+    login_by_paste(write_config(tmp_path, config), "claude")
+    stack = make_stack(config)
+    client = anthropic.Anthropic(base_url=stack.url, api_key="unused", max_retries=0)
+    fakes["anthropic"].script(503)
+    with pytest.raises(anthropic.APIStatusError) as failed:
+        client.messages.create(model="claude-haiku-5-5", max_tokens=5, messages=CHAT)
+    assert failed.value.status_code == 503
+    wait_for_log(stack, "probe: credential claude-")
+    probe = fakes["anthropic"].list_requests[-1]
+    with_login = probe.headers.get("authorization") == f"Bearer {oauth.latest_access_token}"
+    assert with_login and "x-api-key" not in probe.headers and "oauth" in probe.headers.get("anthropic-beta", "")
+    answer = client.messages.create(model="claude-haiku-5-5", max_tokens=5, messages=CHAT)
+    assert answer.content and len(fakes["anthropic"].requests) == 2

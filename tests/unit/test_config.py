@@ -381,3 +381,14 @@ def test_every_unset_variable_is_named_at_once():
     message = str(caught.value)
     assert message.startswith("providers.openai.api_keys[0]: environment variable KEY_A is not set")
     assert "providers.openai.api_keys[1]: KEY_B" in message and "providers.anthropic.api_key: KEY_C" in message
+
+
+def test_probes_default_to_the_model_list_and_are_validated():
+    s = settings(providers={"openai": {"api_key": "k"}, "groq": {"api_key": "k", "probe": False}})
+    assert s.providers["openai"].probe is not None and s.providers["openai"].probe.path == "/v1/models"
+    assert s.providers["groq"].probe is None
+    assert s.providers["codeassist"].probe is not None and s.providers["codeassist"].probe.method == "POST"
+    with pytest.raises(ConfigError, match=r"providers.openai.probe.body: only a POST probe"):
+        settings(providers={"openai": {"api_key": "k", "probe": {"path": "/v1/models", "body": {"a": 1}}}})
+    with pytest.raises(ConfigError, match=r"providers.openai.probe.method"):
+        settings(providers={"openai": {"api_key": "k", "probe": {"path": "/v1/models", "method": "PUT"}}})

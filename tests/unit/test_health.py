@@ -143,3 +143,19 @@ def test_server_error_does_not_shorten_a_rate_limit_cooldown(health):
     health.observe(CRED, MODEL, 429, 60, NOW)
     health.observe(CRED, MODEL, 503, None, NOW + 1)
     assert health.blocked(CRED, MODEL, NOW + 30) is not None
+
+
+def test_a_probe_can_lift_suspensions_and_server_error_cooldowns_but_not_rate_limits(health):
+    import math
+    health.observe(CRED, MODEL, 401, None, NOW)
+    health.observe(OTHER_CRED, MODEL, 503, None, NOW)
+    health.observe(OTHER_CRED, OTHER_MODEL, 429, 60, NOW)
+    health.suspend("login-1", "refresh refused", math.inf)  # only a new login brings it back
+    assert health.probe_targets(NOW + 1) == {CRED, OTHER_CRED}
+    health.recovered(CRED)
+    health.recovered(OTHER_CRED)
+    assert health.blocked(CRED, MODEL, NOW + 1) is None and health.blocked(OTHER_CRED, MODEL, NOW + 1) is None
+    assert health.blocked(OTHER_CRED, OTHER_MODEL, NOW + 1) is not None  # the provider said when it ends
+    assert health.probe_targets(NOW + 1) == set()
+    health.recovered("login-1")
+    assert health.blocked("login-1", MODEL, NOW + 1) is not None

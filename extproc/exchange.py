@@ -21,6 +21,7 @@ from extproc.core.errors import ClientError, CredentialUnavailable
 from extproc.core.providers import Api
 from extproc.core.resolve import Decision, plan
 from extproc.core.settings import Credential
+from extproc.core.windows import WindowState
 from extproc.formats import Endpoint, api_for_path, error_body, match_endpoint
 from extproc.formats.errors import error_headers
 from extproc.forward import Forward, route_request
@@ -93,6 +94,9 @@ class SecretSource(Protocol):
     def awaits_confirmation(self, credential: Credential) -> bool:
         """Whether an upstream's success with this credential is news (a token fresh from a refused one)."""
 
+    def note_windows(self, credential: Credential, state: WindowState) -> None:
+        """A login's answer reported its subscription's usage windows."""
+
 
 class StaticSecrets:
     """API keys only: the secret is in the credential."""
@@ -110,6 +114,9 @@ class StaticSecrets:
 
     def awaits_confirmation(self, credential: Credential) -> bool:
         return False
+
+    def note_windows(self, credential: Credential, state: WindowState) -> None:
+        pass
 
 
 class Gateway:

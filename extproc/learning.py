@@ -16,7 +16,7 @@ from extproc.attempts import parse_attempt_header, served_by
 from extproc.core.catalog import ModelSpec
 from extproc.core.health import Block, parse_retry_after
 from extproc.core.settings import Credential
-from extproc.core.windows import read_windows
+from extproc.core.windows import WindowState, read_windows
 from extproc.runtime import Runtime
 
 log = logging.getLogger("extproc.request")
@@ -27,6 +27,8 @@ class Refresher(Protocol):
 
     def confirm(self, credential: Credential) -> None: ...
 
+    def note_windows(self, credential: Credential, state: WindowState) -> None: ...
+
 
 def learn(runtime: Runtime, secrets: Refresher, credential: Credential, model: ModelSpec, endpoint: str, at: float,
           listed: bool, status: int, headers: Mapping[str, str], request_id: str) -> Block | None:
@@ -35,6 +37,7 @@ def learn(runtime: Runtime, secrets: Refresher, credential: Credential, model: M
     if credential.windows is not None:
         state = read_windows(credential.windows, headers)
         if state is not None:
+            secrets.note_windows(credential, state)
             rotate_at = runtime.current.settings.rotate_at
             exhausted = runtime.health.window(credential.id, state, now, rotate_at)
             if exhausted is None and state.utilization >= rotate_at:

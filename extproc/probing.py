@@ -46,6 +46,7 @@ def _learn(runtime: Runtime, secrets: SecretSource, cred: Credential, status: in
     if cred.windows is not None:
         state = read_windows(cred.windows, headers)
         if state is not None:
+            secrets.note_windows(cred, state)
             health.window(cred.id, state, now, runtime.current.settings.rotate_at)
     if status == 401 and cred.account is not None:
         secrets.invalidate(cred)  # the next probe (or request) refreshes the token first

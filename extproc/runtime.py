@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from extproc.core.health import Health
 from extproc.core.registry import Registry
 from extproc.core.settings import Credential, Settings
+from extproc.core.windows import WindowState
 from extproc.discovery.merge import merge_discovered
 from extproc.discovery.parse import Listed
 
@@ -56,13 +57,20 @@ class Runtime:
     def publish_discovered(self, lists: Mapping[str, tuple[Listed, ...]]) -> None:
         self._current = self._current.with_discovered(lists)
 
-    def publish_logins(self, logins: tuple[Credential, ...], suspended: Mapping[str, str]) -> None:
+    def publish_logins(self, logins: tuple[Credential, ...], suspended: Mapping[str, str],
+                       windows: Mapping[str, WindowState] | None = None) -> None:
         """Every account becomes a credential; a suspended one stays listed, and unavailable with its reason.
 
         Only an account that was suspended and is active again is reinstated: a store write must not
-        wipe the short cooldowns health keeps for logins whose token endpoint is failing.
+        wipe the short cooldowns health keeps for logins whose token endpoint is failing. Windows a login
+        reported before (another process, or before a restart) count until their reset, unless this process
+        has heard newer.
         """
         self._current = self._current.with_logins(logins)
+        now = self.clock()
+        for cred_id, state in (windows or {}).items():
+            if self.health.windows(cred_id) is None and state.resets_at is not None and state.resets_at > now:
+                self.health.window(cred_id, state, now, self._current.settings.rotate_at)
         for cred in logins:
             if cred.id in suspended:
                 self.health.suspend(cred.id, f"login suspended: {suspended[cred.id]}")

@@ -26,6 +26,7 @@ from extproc.auth.store import Account, StoreError, TokenStore
 from extproc.core.errors import CredentialUnavailable
 from extproc.core.flows import Flow
 from extproc.core.settings import Credential
+from extproc.core.windows import WindowState
 
 log = logging.getLogger("extproc.auth")
 
@@ -89,7 +90,8 @@ def split_pasted(pasted: str) -> tuple[str, str | None]:
 
 class AccountManager:
     def __init__(self, store: TokenStore, flows: Mapping[str, Flow], http: httpx.AsyncClient,
-                 on_change: Callable[[tuple[Credential, ...], Mapping[str, str]], None] = lambda _c, _s: None,
+                 on_change: Callable[[tuple[Credential, ...], Mapping[str, str], Mapping[str, WindowState]], None]
+                 = lambda _c, _s, _w: None,
                  skew: float = 300.0,
                  clock: Callable[[], float] = time.time) -> None:
         self.store = store
@@ -103,6 +105,7 @@ class AccountManager:
         self._tokens: dict[str, TokenState] = {}  # absent: TRUSTED
         self._inflight: dict[str, asyncio.Task[str]] = {}
         self._stamp: tuple[float, int] | None = None
+        self._saving: dict[str, asyncio.Task[None]] = {}  # accounts whose windows are being written
 
     # -- what the rest of the gateway sees
 
@@ -115,9 +118,39 @@ class AccountManager:
     def suspended(self) -> dict[str, str]:
         return {a.id: a.status_reason or "suspended" for a in self._accounts.values() if a.status == "suspended"}
 
+    def windows(self) -> dict[str, WindowState]:
+        return {a.id: a.windows for a in self._accounts.values() if a.windows is not None}
+
     def _changed(self) -> None:
-        """Tell the runtime what the accounts are now (credentials, and which are suspended why)."""
-        self._on_change(self.credentials(), self.suspended())
+        """Tell the runtime what the accounts are now (credentials, which are suspended why, their windows)."""
+        self._on_change(self.credentials(), self.suspended(), self.windows())
+
+    def note_windows(self, credential: Credential, state: WindowState) -> None:
+        """Keep a login's windows with its account when they say something new (a level moved by 5 points, a
+        reset, an exhaustion): `extproc auth list` shows them, and a restarted gateway knows them again."""
+        account = self._accounts.get(credential.account or "")
+        if account is None or not state.differs(account.windows):
+            return
+        at = self._clock()
+        self._accounts[account.id] = dataclasses.replace(account, windows=state, windows_at=at)
+        if account.id not in self._saving:
+            self._saving[account.id] = asyncio.get_running_loop().create_task(self._save_windows(account.id))
+
+    async def _save_windows(self, account_id: str) -> None:
+        try:
+            current = self._accounts.get(account_id)
+            if current is None:
+                return
+            state, at = current.windows, current.windows_at  # the newest reading, whenever this runs
+
+            def keep(stored: Account) -> Account:  # only the windows: never a token this process may not know
+                return dataclasses.replace(stored, windows=state, windows_at=at)
+
+            await asyncio.to_thread(self.store.update, account_id, keep)
+        except (StoreError, KeyError) as exc:
+            log.debug("account %s: windows not saved (%s)", account_id, exc)
+        finally:
+            self._saving.pop(account_id, None)
 
     async def load(self) -> None:
         """Read the store (another process, e.g. `extproc auth login`, may have changed it)."""

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from extproc.core.windows import WindowLevel, WindowState
+
 VERSION = 1
 _FILE_MODE = 0o600
 _DIR_MODE = 0o700
@@ -42,11 +44,13 @@ class Account:
     status_reason: str | None = None
     created_at: float = 0.0
     updated_at: float = 0.0
+    windows: WindowState | None = None  # the subscription's usage windows, as its answers last reported them
+    windows_at: float | None = None  # when
 
 
 _STRINGS = frozenset({"email", "plan", "access_token", "refresh_token", "api_key", "project_id", "account_id",
                       "status_reason"})
-_NUMBERS = frozenset({"expires_at", "created_at", "updated_at"})
+_NUMBERS = frozenset({"expires_at", "created_at", "updated_at", "windows_at"})
 _FIELDS = tuple(f.name for f in fields(Account))
 
 
@@ -201,7 +205,9 @@ def _parse_account(path: Path, index: int, item: Any) -> Account:
         value = item.get(name)
         if value is None:
             continue
-        if name in _NUMBERS:
+        if name == "windows":
+            value = _parse_windows(path, f"{where}.windows", value)
+        elif name in _NUMBERS:
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise _corrupt(path, f"{where}.{name} is {_kind_of(value)}, expected a number")
             value = float(value)
@@ -209,6 +215,32 @@ def _parse_account(path: Path, index: int, item: Any) -> Account:
             raise _corrupt(path, f"{where}.{name} is {_kind_of(value)}, expected a string")
         values[name] = value
     return Account(**values)
+
+
+def _parse_windows(path: Path, where: str, value: Any) -> WindowState:
+    levels = value.get("levels") if isinstance(value, dict) else None
+    if not isinstance(levels, list) or not isinstance(value.get("exhausted", False), bool):
+        raise _corrupt(path, f"{where} is {_kind_of(value)}, expected {{exhausted, levels: [...]}}")
+    parsed = []
+    for i, level in enumerate(levels):
+        ok = isinstance(level, dict) and isinstance(level.get("name"), str) and _is_number(level.get("used")) \
+            and (level.get("resets_at") is None or _is_number(level.get("resets_at")))
+        if not ok:
+            raise _corrupt(path, f"{where}.levels[{i}] is not {{name, used, resets_at}}")
+        resets = level.get("resets_at")
+        parsed.append(WindowLevel(level["name"], float(level["used"]), float(resets) if resets is not None else None))
+    fullest = max(parsed, key=lambda lv: lv.utilization, default=None)
+    return WindowState(fullest.utilization if fullest else 1.0, fullest.resets_at if fullest else None,
+                       bool(value.get("exhausted", False)), tuple(parsed))
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _dump_windows(state: WindowState) -> dict[str, Any]:
+    return {"exhausted": state.exhausted, "levels": [{"name": lv.name, "used": lv.utilization,
+                                                      "resets_at": lv.resets_at} for lv in state.levels]}
 
 
 def _kind_of(value: Any) -> str:
@@ -224,7 +256,8 @@ def _corrupt(path: Path, what: str) -> StoreError:
 
 
 def _dump(accounts: list[Account]) -> bytes:
-    items = [{k: v for k in _FIELDS if (v := getattr(a, k)) is not None} for a in accounts]
+    items = [{k: _dump_windows(v) if k == "windows" else v for k in _FIELDS if (v := getattr(a, k)) is not None}
+             for a in accounts]
     return (json.dumps({"version": VERSION, "accounts": items}, sort_keys=True, indent=2) + "\n").encode()
 
 

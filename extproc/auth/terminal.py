@@ -179,13 +179,29 @@ async def import_logins(manager: AccountManager, kinds: list[str]) -> int:
 
 
 def accounts_table(accounts: list[Account]) -> str:
-    header = ("ACCOUNT", "LOGIN", "EMAIL", "PLAN", "EXPIRES", "STATUS")
+    header = ("ACCOUNT", "LOGIN", "EMAIL", "PLAN", "EXPIRES", "STATUS", "WINDOWS")
     rows = [header] + [(a.id, a.kind, a.email or "-", a.plan or "-", _when(a.expires_at),
-                        a.status + (f" ({a.status_reason})" if a.status_reason else "")) for a in accounts]
+                        a.status + (f" ({a.status_reason})" if a.status_reason else ""), _windows(a))
+                       for a in accounts]
     if len(rows) == 1:
         return "no accounts: log in with `extproc auth login <claude|console|gemini|codex>`\n"
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     return "".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() + "\n" for r in rows)
+
+
+def _windows(account: Account) -> str:
+    """`5h 42% (resets 12-01 14:00 UTC), 7d 97% (…)`: what the subscription's answers last reported."""
+    state = account.windows
+    if state is None or not (state.levels or state.exhausted):
+        return "-"
+    now = time.time()
+    parts = []
+    for level in state.levels:
+        resets = level.resets_at
+        when = "" if resets is None or resets <= now else \
+            f" (resets {dt.datetime.fromtimestamp(resets, dt.UTC).strftime('%m-%d %H:%M UTC')})"
+        parts.append(f"{level.name} {level.utilization:.0%}{when}")
+    return ("exhausted: " if state.exhausted else "") + (", ".join(parts) or "no levels reported")
 
 
 def _when(at: float | None) -> str:

@@ -42,10 +42,11 @@ def _windows(raw: Any, key: str) -> Windows | None:
     limits = []
     for i, entry in enumerate(section.get("limits") or []):
         entry = mapping(entry, f"{key}.limits[{i}]")
-        reject_unknown(entry, f"{key}.limits[{i}]", {"utilization", "reset", "scale"})
+        reject_unknown(entry, f"{key}.limits[{i}]", {"name", "utilization", "reset", "scale"})
         limits.append(WindowLimit(string(entry.get("utilization"), f"{key}.limits[{i}].utilization").lower(),
                                   string(entry.get("reset"), f"{key}.limits[{i}].reset").lower(),
-                                  positive_number(entry.get("scale", 1), f"{key}.limits[{i}].scale")))
+                                  positive_number(entry.get("scale", 1), f"{key}.limits[{i}].scale"),
+                                  string(entry.get("name", f"window{i + 1}"), f"{key}.limits[{i}].name")))
     status = mapping(section.get("status") or {}, f"{key}.status")
     reject_unknown(status, f"{key}.status", {"header", "exhausted"})
     header = string(status["header"], f"{key}.status.header").lower() if status else None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import hmac
 import html
 import logging
@@ -14,6 +13,7 @@ from google.api import httpbody_pb2
 from extproc.auth.accounts import AccountManager, LoginError, split_pasted
 from extproc.auth.pkce import STATE_TTL, LoginExpired
 from extproc.auth.store import Account, StoreError
+from extproc.control.windows import rfc3339, window_messages
 from extproc.core.errors import CredentialUnavailable
 from extproc.v1 import auth_pb2 as pb
 from extproc.v1 import auth_pb2_grpc as pb_grpc
@@ -116,7 +116,12 @@ class AuthService(pb_grpc.AuthServicer):
             if value:
                 setattr(message, name, value)
         if account.expires_at is not None:
-            message.expires_at = dt.datetime.fromtimestamp(account.expires_at, dt.UTC).isoformat()
+            message.expires_at = rfc3339(account.expires_at)
+        if account.windows is not None:
+            message.windows.extend(window_messages(account.windows))
+            message.exhausted = account.windows.exhausted
+            if account.windows_at is not None:
+                message.windows_at = rfc3339(account.windows_at)
         return message
 
 

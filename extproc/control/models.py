@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import math
+
 import grpc
 
-from extproc.core.availability import availability, recommended_fallbacks
+from extproc.control.windows import rfc3339, window_messages
+from extproc.core.availability import availability, recommended_fallbacks, usual_request
 from extproc.core.catalog import ModelSpec
 from extproc.core.health import HealthView
 from extproc.core.registry import Registry
+from extproc.core.settings import Credential
 from extproc.runtime import Runtime
 from extproc.v1 import models_pb2 as pb
 from extproc.v1 import models_pb2_grpc as pb_grpc
@@ -55,4 +59,20 @@ def _card(model: ModelSpec, registry: Registry, health: HealthView, now: float,
         card.unavailable_reason = state.reason
     if with_fallbacks:
         card.fallbacks.extend(m.id for m in recommended_fallbacks(model, registry, health, now))
+        card.credential_states.extend(_credential_state(c, model, registry, health, now)
+                                      for c in registry.credentials_for(model))
     return card
+
+
+def _credential_state(cred: Credential, model: ModelSpec, registry: Registry, health: HealthView,
+                      now: float) -> pb.CredentialState:
+    block = health.blocked(cred.id, model.id, now, usual_request(model, registry).endpoint)
+    state = pb.CredentialState(id=cred.id, available=block is None)
+    if block is not None:
+        until = rfc3339(block.until) if block.until < math.inf else "restart"
+        state.unavailable_reason = f"{block.kind} until {until}: {block.reason}"
+    windows = health.windows(cred.id)
+    if windows is not None:
+        state.windows.extend(window_messages(windows))
+        state.exhausted = windows.exhausted
+    return state

@@ -16,6 +16,7 @@ class WindowLimit:
     utilization: str  # the header with its fill level
     reset: str  # the header with its reset time (unix seconds)
     scale: float = 1.0  # the level's full value (1 for a fraction, 100 for a percentage)
+    name: str = ""  # how `extproc auth list` and the Models API call it (5h, 7d, primary, …)
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,6 +33,8 @@ class HealthView(Protocol):
 
     def strained(self, credential_id: str, now: float) -> bool: ...
 
+    def windows(self, credential_id: str) -> WindowState | None: ...
+
 
 @dataclass(slots=True)
 class _Cooldown:
@@ -53,6 +55,7 @@ class Health:
         self._missing: dict[tuple[str, str, str], Block] = {}  # 404s, per client endpoint
         self._exhausted: dict[str, Block] = {}  # a subscription window ran out: the whole account cools
         self._strained: dict[str, float] = {}  # a window nearly full, until it resets: used last
+        self._windows: dict[str, WindowState] = {}  # each login's last reported windows, for display
         self._observed = 0
 
     def blocked(self, credential_id: str, model_id: str, now: float, endpoint: str = "") -> Block | None:
@@ -78,6 +81,7 @@ class Health:
         window resets; nearly full (≥ rotate_at) puts it last until then; anything less clears both."""
         resets_at = state.resets_at if state.resets_at is not None and state.resets_at > now else None
         with self._lock:
+            self._windows[credential_id] = state
             if state.exhausted:
                 until = resets_at if resets_at is not None else now + self._policy.backoff_max
                 block = Block("cooldown", until, f"subscription window exhausted ({state.utilization:.0%} used)")
@@ -89,6 +93,11 @@ class Health:
             else:
                 self._strained.pop(credential_id, None)
             return None
+
+    def windows(self, credential_id: str) -> WindowState | None:
+        """The windows this credential's subscription reported last, if it reported any."""
+        with self._lock:
+            return self._windows.get(credential_id)
 
     def remembers(self, credential_id: str, model_id: str) -> bool:
         """Whether this credential and model have a failure on record that a success should clear."""

@@ -67,7 +67,7 @@ class RemoveAccountResponse(_message.Message):
     def __init__(self, removed: _Optional[bool] = ...) -> None: ...
 
 class Account(_message.Message):
-    __slots__ = ("id", "login", "provider", "email", "plan", "expires_at", "status", "status_reason")
+    __slots__ = ("id", "login", "provider", "email", "plan", "expires_at", "status", "status_reason", "windows", "windows_at", "exhausted")
     ID_FIELD_NUMBER: _ClassVar[int]
     LOGIN_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
@@ -76,6 +76,9 @@ class Account(_message.Message):
     EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     STATUS_REASON_FIELD_NUMBER: _ClassVar[int]
+    WINDOWS_FIELD_NUMBER: _ClassVar[int]
+    WINDOWS_AT_FIELD_NUMBER: _ClassVar[int]
+    EXHAUSTED_FIELD_NUMBER: _ClassVar[int]
     id: str
     login: str
     provider: str
@@ -84,7 +87,20 @@ class Account(_message.Message):
     expires_at: str
     status: str
     status_reason: str
-    def __init__(self, id: _Optional[str] = ..., login: _Optional[str] = ..., provider: _Optional[str] = ..., email: _Optional[str] = ..., plan: _Optional[str] = ..., expires_at: _Optional[str] = ..., status: _Optional[str] = ..., status_reason: _Optional[str] = ...) -> None: ...
+    windows: _containers.RepeatedCompositeFieldContainer[Window]
+    windows_at: str
+    exhausted: bool
+    def __init__(self, id: _Optional[str] = ..., login: _Optional[str] = ..., provider: _Optional[str] = ..., email: _Optional[str] = ..., plan: _Optional[str] = ..., expires_at: _Optional[str] = ..., status: _Optional[str] = ..., status_reason: _Optional[str] = ..., windows: _Optional[_Iterable[_Union[Window, _Mapping]]] = ..., windows_at: _Optional[str] = ..., exhausted: _Optional[bool] = ...) -> None: ...
+
+class Window(_message.Message):
+    __slots__ = ("name", "used", "resets_at")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    USED_FIELD_NUMBER: _ClassVar[int]
+    RESETS_AT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    used: float
+    resets_at: str
+    def __init__(self, name: _Optional[str] = ..., used: _Optional[float] = ..., resets_at: _Optional[str] = ...) -> None: ...
 
 class AccountList(_message.Message):
     __slots__ = ("accounts",)

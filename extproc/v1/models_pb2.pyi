@@ -1,4 +1,5 @@
 from google.api import annotations_pb2 as _annotations_pb2
+from extproc.v1 import auth_pb2 as _auth_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -26,7 +27,7 @@ class ModelList(_message.Message):
     def __init__(self, object: _Optional[str] = ..., data: _Optional[_Iterable[_Union[Model, _Mapping]]] = ...) -> None: ...
 
 class Model(_message.Message):
-    __slots__ = ("id", "object", "created", "owned_by", "provider", "mode", "context_window", "max_output_tokens", "input_price_per_million", "output_price_per_million", "capabilities", "status", "available", "unavailable_reason", "credentials", "discovered", "fallbacks")
+    __slots__ = ("id", "object", "created", "owned_by", "provider", "mode", "context_window", "max_output_tokens", "input_price_per_million", "output_price_per_million", "capabilities", "status", "available", "unavailable_reason", "credentials", "discovered", "fallbacks", "credential_states")
     ID_FIELD_NUMBER: _ClassVar[int]
     OBJECT_FIELD_NUMBER: _ClassVar[int]
     CREATED_FIELD_NUMBER: _ClassVar[int]
@@ -44,6 +45,7 @@ class Model(_message.Message):
     CREDENTIALS_FIELD_NUMBER: _ClassVar[int]
     DISCOVERED_FIELD_NUMBER: _ClassVar[int]
     FALLBACKS_FIELD_NUMBER: _ClassVar[int]
+    CREDENTIAL_STATES_FIELD_NUMBER: _ClassVar[int]
     id: str
     object: str
     created: int
@@ -61,4 +63,19 @@ class Model(_message.Message):
     credentials: int
     discovered: bool
     fallbacks: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, id: _Optional[str] = ..., object: _Optional[str] = ..., created: _Optional[int] = ..., owned_by: _Optional[str] = ..., provider: _Optional[str] = ..., mode: _Optional[str] = ..., context_window: _Optional[int] = ..., max_output_tokens: _Optional[int] = ..., input_price_per_million: _Optional[float] = ..., output_price_per_million: _Optional[float] = ..., capabilities: _Optional[_Iterable[str]] = ..., status: _Optional[str] = ..., available: _Optional[bool] = ..., unavailable_reason: _Optional[str] = ..., credentials: _Optional[int] = ..., discovered: _Optional[bool] = ..., fallbacks: _Optional[_Iterable[str]] = ...) -> None: ...
+    credential_states: _containers.RepeatedCompositeFieldContainer[CredentialState]
+    def __init__(self, id: _Optional[str] = ..., object: _Optional[str] = ..., created: _Optional[int] = ..., owned_by: _Optional[str] = ..., provider: _Optional[str] = ..., mode: _Optional[str] = ..., context_window: _Optional[int] = ..., max_output_tokens: _Optional[int] = ..., input_price_per_million: _Optional[float] = ..., output_price_per_million: _Optional[float] = ..., capabilities: _Optional[_Iterable[str]] = ..., status: _Optional[str] = ..., available: _Optional[bool] = ..., unavailable_reason: _Optional[str] = ..., credentials: _Optional[int] = ..., discovered: _Optional[bool] = ..., fallbacks: _Optional[_Iterable[str]] = ..., credential_states: _Optional[_Iterable[_Union[CredentialState, _Mapping]]] = ...) -> None: ...
+
+class CredentialState(_message.Message):
+    __slots__ = ("id", "available", "unavailable_reason", "windows", "exhausted")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    AVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    UNAVAILABLE_REASON_FIELD_NUMBER: _ClassVar[int]
+    WINDOWS_FIELD_NUMBER: _ClassVar[int]
+    EXHAUSTED_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    available: bool
+    unavailable_reason: str
+    windows: _containers.RepeatedCompositeFieldContainer[_auth_pb2.Window]
+    exhausted: bool
+    def __init__(self, id: _Optional[str] = ..., available: _Optional[bool] = ..., unavailable_reason: _Optional[str] = ..., windows: _Optional[_Iterable[_Union[_auth_pb2.Window, _Mapping]]] = ..., exhausted: _Optional[bool] = ...) -> None: ...

@@ -484,6 +484,20 @@ def test_a_login_whose_window_is_nearly_full_is_passed_over_while_a_key_can_serv
     first, second = fakes["anthropic"].wait_for(2)
     assert first.headers["authorization"].startswith("Bearer ") and "x-api-key" not in first.headers  # the login
     assert second.headers["x-api-key"] == SECRETS["anthropic"] and "authorization" not in second.headers
+    # The windows are shown: live in the model's detail, and kept with the account for `extproc auth list`.
+    detail = httpx.get(stack.url + "/v1/models/claude-haiku-5-5").json()
+    (login,) = [c for c in detail["credential_states"] if c["id"].startswith("claude-")]
+    assert login["windows"][0]["name"] == "7d" and login["windows"][0]["used"] == 0.97
+    assert login["windows"][0]["resets_at"].endswith("+00:00") and not login.get("exhausted", False)
+    deadline = time.monotonic() + 5
+    while "7d 97% (resets " not in (listed := cli(write_config(tmp_path, config), "list").stdout):
+        assert time.monotonic() < deadline, f"the windows never reached the account: {listed}"
+        time.sleep(0.1)
+    # A gateway started again knows the login is nearly full until the window resets: the key serves first.
+    stack.stop()
+    again = make_stack(config)
+    assert httpx.post(again.url + "/v1/messages", json=body).status_code == 200
+    assert "x-api-key" in fakes["anthropic"].wait_for(3)[2].headers
 
 
 def test_an_attempt_whose_login_cannot_be_had_passes_to_the_next_candidate(

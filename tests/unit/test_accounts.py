@@ -156,7 +156,7 @@ def test_a_refused_refresh_suspends_the_login_and_tells_the_runtime(store, endpo
 
     async def run() -> None:
         http = httpx.AsyncClient(transport=httpx.MockTransport(endpoint))
-        m = AccountManager(store, FLOWS, http, on_change=lambda creds, suspended: published.append(dict(suspended)))
+        m = AccountManager(store, FLOWS, http, on_change=lambda _c, suspended, _w: published.append(dict(suspended)))
         await m.load()
         with pytest.raises(CredentialUnavailable) as caught:
             await m.secret(credential(store))

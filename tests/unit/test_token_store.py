@@ -174,6 +174,8 @@ CORRUPT = {
     "token where a number goes": _file(_valid_account(expires_at=REFRESH)),
     "token of the wrong type": _file(_valid_account(refresh_token=[REFRESH])),
     "duplicate ids": _file(_valid_account(), _valid_account()),
+    "windows not an object": _file(_valid_account(windows=[0.5])),
+    "a window without its level": _file(_valid_account(windows={"exhausted": False, "levels": [{"name": "5h"}]})),
 }
 
 
@@ -282,3 +284,17 @@ def test_new_account_id() -> None:
     assert new_account_id("codex", "a@example.com") != first
     assert new_account_id("gemini", None) != new_account_id("gemini", None)
     assert new_account_id("gemini", None).startswith("gemini-")
+
+
+def test_windows_round_trip_and_only_the_windows_change(store: TokenStore) -> None:
+    from extproc.core.windows import WindowLevel, WindowState
+    store.upsert(FULL)
+    state = WindowState(0.97, 1_800_000_000.0, False, (WindowLevel("5h", 0.4, None),
+                                                       WindowLevel("7d", 0.97, 1_800_000_000.0)))
+    store.update(FULL.id, lambda a: replace(a, windows=state, windows_at=1_799_000_000.0))
+    (back,) = TokenStore(store.path).load()
+    assert back.windows == state and back.windows_at == 1_799_000_000.0
+    assert replace(back, windows=None, windows_at=None, created_at=0.0, updated_at=0.0) == FULL
+    assert not state.differs(WindowState(0.99, 1_800_000_000.0, False, (
+        WindowLevel("5h", 0.42, None), WindowLevel("7d", 0.99, 1_800_000_000.0))))  # under 5 points: not news
+    assert state.differs(WindowState(1.0, 1_800_000_000.0, True, state.levels))

@@ -11,7 +11,7 @@ from extproc.core.providers import Api
 from extproc.core.registry import Registry
 from extproc.core.resolve import RequestView, plan
 from extproc.core.settings import Credential, HealthPolicy
-from extproc.core.windows import WindowState, read_windows
+from extproc.core.windows import WindowLevel, WindowState, read_windows
 from extproc.learning import learn
 from extproc.runtime import Runtime
 from tests.clock import Clock
@@ -43,7 +43,17 @@ T = 1_700_000_000.0
 ])
 def test_read_windows(spec, headers, expected):
     assert spec is not None
-    assert read_windows(spec, headers) == expected
+    found = read_windows(spec, headers)
+    assert (found if found is None else (found.utilization, found.resets_at, found.exhausted)) == \
+        (expected if expected is None else (expected.utilization, expected.resets_at, expected.exhausted))
+
+
+def test_every_window_an_answer_reports_is_kept_by_name():
+    assert CLAUDE is not None
+    found = read_windows(CLAUDE, {"anthropic-ratelimit-unified-5h-utilization": "0.4",
+                                  "anthropic-ratelimit-unified-7d-utilization": "0.97",
+                                  "anthropic-ratelimit-unified-7d-reset": "1700500000"})
+    assert found is not None and found.levels == (WindowLevel("5h", 0.4, None), WindowLevel("7d", 0.97, 1700500000.0))
 
 
 def test_an_exhausted_window_cools_every_model_of_the_account_until_it_resets():
@@ -85,6 +95,9 @@ def test_learning_reads_a_logins_windows_from_its_successes_and_cools_the_accoun
             return False
 
         def confirm(self, credential: Credential) -> None:
+            pass
+
+        def note_windows(self, credential: Credential, state: WindowState) -> None:
             pass
 
     full = {"anthropic-ratelimit-unified-7d-utilization": "0.96", "anthropic-ratelimit-unified-7d-reset": str(T + 60)}

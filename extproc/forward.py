@@ -18,7 +18,9 @@ from extproc.core.headers import (
     LOGIN_HEADER,
     MODEL_HEADER,
     REASON_HEADER,
+    RELAY_HEADERS,
     ROUTE_HEADER,
+    STREAM_HEADER,
 )
 from extproc.core.providers import CLIENT_CREDENTIAL_HEADERS, Api, AuthStyle, ProviderSpec
 from extproc.core.resolve import Decision
@@ -54,6 +56,8 @@ def build_forward(endpoint: Endpoint, parsed: ParsedRequest, decision: Decision,
     set_headers = {**_route_headers(decision), **credential_headers(provider, api, cred, secret)}
     if cred.account is not None:  # a 401 gets one retry on this login, with a refreshed token
         set_headers[LOGIN_HEADER] = cred.id
+    if "streaming" in parsed.view.needs:  # through the relay: a failure midway ends with an error event
+        set_headers[STREAM_HEADER] = "1"
     for name, value in cred.merge_headers.items():
         set_headers[name] = merge_header_values(client_headers.get(name), value)
     upstream_path = provider.upstream_path(api, out.rest)
@@ -82,7 +86,8 @@ def credential_headers(provider: ProviderSpec, api: Api, cred: Credential, secre
 def _settable(decisions: list[Decision]) -> list[str]:
     """The headers the attempts of these decisions may set: routing, credentials, provider and login headers,
     the path, and what their transforms add (the header map is shared between attempts)."""
-    names = [ROUTE_HEADER, MODEL_HEADER, REASON_HEADER, LOGIN_HEADER, ":path", *CLIENT_CREDENTIAL_HEADERS]
+    names = [ROUTE_HEADER, MODEL_HEADER, REASON_HEADER, LOGIN_HEADER, STREAM_HEADER, ":path",
+             *CLIENT_CREDENTIAL_HEADERS]
     for decision in decisions:
         names += [*decision.provider.headers, *decision.credential.headers, *decision.credential.merge_headers]
         names += [h for transform in selected(decision) for h in transform.headers]
@@ -115,11 +120,13 @@ def route_request(endpoint: Endpoint, parsed: ParsedRequest, decisions: list[Dec
     if learn_success:
         headers[LEARN_HEADER] = "1"
     # Nothing a client sends may steer the attempts: our own headers, and Envoy's retry and timeout ones.
-    forged = tuple(h for h in (*INTERNAL_HEADERS, LOGIN_HEADER, *ENVOY_REQUEST_HEADERS) if h not in headers)
+    forged = tuple(h for h in (*INTERNAL_HEADERS, LOGIN_HEADER, STREAM_HEADER, *RELAY_HEADERS, *ENVOY_REQUEST_HEADERS)
+                   if h not in headers)
     return replace(forward, set_headers=headers, remove_headers=(*forward.remove_headers, *forged), plan=plan)
 
 
-_NEVER_RESTORED = frozenset({*CLIENT_CREDENTIAL_HEADERS, LOGIN_HEADER})  # a later attempt sets its own or none
+# A later attempt sets its own or none.
+_NEVER_RESTORED = frozenset({*CLIENT_CREDENTIAL_HEADERS, LOGIN_HEADER, STREAM_HEADER})
 
 
 def _route_headers(decision: Decision) -> dict[str, str]:

@@ -27,6 +27,7 @@ from extproc.bootstrap import render_bootstrap
 from extproc.core.settings import Credential, Settings
 from extproc.discovery.refresh import Discovery
 from extproc.exchange import Gateway
+from extproc.relay import start_relay, stop_relay, upstream_client
 from extproc.runtime import Runtime
 from extproc.server import start_server
 
@@ -97,7 +98,10 @@ async def processor(settings: Settings) -> AsyncIterator[Processor]:
             log.error("logins unavailable until the accounts file is fixed: %s", exc)
         report_credentials(settings, manager.credentials())
         warn_about_exposure(settings)
-        server = await start_server(settings, Gateway(runtime, secrets=manager), manager)
+        gateway = Gateway(runtime, secrets=manager)
+        server = await start_server(settings, gateway, manager)
+        relayed = upstream_client(settings)
+        relay = await start_relay(settings, gateway, relayed)
         discovery = Discovery(settings, client, runtime.publish_discovered)
         tasks = [asyncio.create_task(discovery.run()), asyncio.create_task(manager.watch()),
                  asyncio.create_task(probing.run(runtime, client, manager))]
@@ -110,6 +114,8 @@ async def processor(settings: Settings) -> AsyncIterator[Processor]:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await server.stop(grace=1)
+            await stop_relay(relay)
+            await relayed.aclose()
 
 
 async def serve(settings: Settings) -> None:

@@ -33,7 +33,7 @@ class Stack:
         self.port = free_port()
         config = {
             "listen": {"address": "127.0.0.1", "port": self.port},
-            "processor": {"address": "127.0.0.1", "port": free_port()},
+            "processor": {"address": "127.0.0.1", "port": free_port(), "relay_port": free_port()},
             "admin": {"address": "127.0.0.1", "port": free_port()},
             "log_level": "debug",
             "auth": {"store": str(workdir / "accounts.json")},  # never the user's own accounts

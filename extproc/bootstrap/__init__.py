@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 from extproc.bootstrap.attempts import attempts_cluster, provider_listener
-from extproc.bootstrap.clusters import processor_cluster, provider_cluster
+from extproc.bootstrap.clusters import processor_cluster, provider_cluster, relay_cluster
 from extproc.bootstrap.listeners import listener
 from extproc.bootstrap.local_replies import local_reply_config
 from extproc.bootstrap.names import PROCESSOR_CLUSTER, T, provider_cluster_name, socket
@@ -38,7 +38,7 @@ def build_bootstrap(settings: Settings) -> dict[str, Any]:
         "static_resources": {
             "listeners": [listener(settings)]
             + [provider_listener(p, settings, inner_replies) for p in settings.providers.values()],
-            "clusters": [processor_cluster(settings), attempts_cluster(settings)]
+            "clusters": [processor_cluster(settings), attempts_cluster(settings), relay_cluster(settings)]
             + [provider_cluster(p, settings) for p in settings.providers.values()],
         },
         "bootstrap_extensions": [{"name": "envoy.bootstrap.internal_listener", "typed_config": {

@@ -34,14 +34,17 @@ from extproc.core.headers import (
     LOGIN_HEADER,
     PROCESSOR_TOKEN_HEADER,
     REAUTH_ROLE,
+    RELAY_HEADERS,
     ROLE_HEADER,
     ROUTE_HEADER,
+    STREAM_HEADER,
 )
 from extproc.core.providers import Api, ProviderSpec
 from extproc.core.settings import Settings
 from extproc.formats import FAMILIES
 
 ATTEMPTS_CLUSTER = "attempts"
+RELAY_CLUSTER = "relay"  # the processor's stream relay
 UPSTREAM_CODEC = {"name": "envoy.filters.http.upstream_codec",  # last in a cluster's upstream filters
                   "typed_config": {"@type": T + "extensions.filters.http.upstream_codec.v3.UpstreamCodec"}}
 
@@ -239,8 +242,8 @@ def provider_listener(provider: ProviderSpec, settings: Settings, local_replies:
                     "domains": ["*"],
                     "include_request_attempt_count": True,  # the reauth filter runs on a retry only
                     # Only an attempt planned for this provider: anything else is refused, never sent on.
-                    "routes": [_provider_route(provider, login=True), _provider_route(provider, login=False),
-                               *_refusals()],
+                    "routes": [*(_provider_route(provider, settings, login, stream)
+                                 for login in (True, False) for stream in (True, False)), *_refusals()],
                 }]},
                 "http_filters": [login_to_metadata(), {"name": "envoy.filters.http.router",
                                   "typed_config": {"@type": T + "extensions.filters.http.router.v3.Router",
@@ -250,18 +253,28 @@ def provider_listener(provider: ProviderSpec, settings: Settings, local_replies:
     }
 
 
-def _provider_route(provider: ProviderSpec, login: bool) -> dict[str, Any]:
-    """The route of an attempt planned for this provider; a login's retries its 401 once (see reauth.py)."""
+def _provider_route(provider: ProviderSpec, settings: Settings, login: bool, stream: bool) -> dict[str, Any]:
+    """The route of an attempt planned for this provider: a login's retries its 401 once (see reauth.py), and
+    a streamed answer comes through the processor's relay (see relay.py)."""
     headers: list[dict[str, Any]] = [{"name": ROUTE_HEADER, "string_match": {"exact": provider.name}}]
-    route: dict[str, Any] = {"cluster": provider_cluster_name(provider.name),
+    route: dict[str, Any] = {"cluster": RELAY_CLUSTER if stream else provider_cluster_name(provider.name),
                              "host_rewrite_literal": provider.upstream.authority, "timeout": "0s"}
     if login:
         headers.append({"name": LOGIN_HEADER, "present_match": True})
         route["retry_policy"] = login_retry_policy()
-    return {"match": {"prefix": "/", "headers": headers}, "route": route,
-            # x-extproc-api stays: Envoy's own replies here pick the client's envelope by it.
-            "request_headers_to_remove": [*INTERNAL_HEADERS, LOGIN_HEADER, ATTEMPT_COUNT_HEADER,
-                                          "x-envoy-max-retries"]}
+    if stream:
+        headers.append({"name": STREAM_HEADER, "present_match": True})
+    # x-extproc-api stays: Envoy's own replies here pick the client's envelope by it. The relay also reads the
+    # provider and attempt headers, and takes them off itself.
+    kept = {ROUTE_HEADER, ATTEMPT_HEADER} if stream else set()
+    entry: dict[str, Any] = {
+        "match": {"prefix": "/", "headers": headers}, "route": route,
+        "request_headers_to_remove": [*(h for h in INTERNAL_HEADERS if h not in kept), LOGIN_HEADER, STREAM_HEADER,
+                                      ATTEMPT_COUNT_HEADER, "x-envoy-max-retries", *RELAY_HEADERS]}
+    if stream and settings.processor_token:
+        entry["request_headers_to_add"] = [{"header": {"key": RELAY_HEADERS[0], "value": settings.processor_token},
+                                            "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}]
+    return entry
 
 
 def _window_headers(settings: Settings) -> list[str]:

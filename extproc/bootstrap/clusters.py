@@ -6,7 +6,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from extproc.bootstrap.attempts import circuit_breakers, provider_filters
+from extproc.bootstrap.attempts import RELAY_CLUSTER, circuit_breakers, provider_filters
 from extproc.bootstrap.names import GRPC_LIMIT_SLACK, PROCESSOR_CLUSTER, T, provider_cluster_name, socket
 from extproc.core.providers import ProviderSpec
 from extproc.core.settings import Settings
@@ -24,6 +24,25 @@ def processor_cluster(settings: Settings) -> dict[str, Any]:
             "explicit_http_config": {"http2_protocol_options": {}},
         }},
         "load_assignment": _endpoints(PROCESSOR_CLUSTER, host, settings.processor.port),
+    }
+
+
+def relay_cluster(settings: Settings) -> dict[str, Any]:
+    """The processor's stream relay (plain HTTP/1.1 on processor.relay_port), with a provider's upstream
+    filters: a login's retry after a 401 is refreshed here too."""
+    host = settings.relay.host
+    return {
+        "name": RELAY_CLUSTER,
+        "type": "STATIC" if _is_ip(host) else "LOGICAL_DNS",
+        "connect_timeout": "1s",
+        "per_connection_buffer_limit_bytes": settings.max_request_bytes,
+        "circuit_breakers": circuit_breakers(settings),
+        "typed_extension_protocol_options": {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+            "@type": T + "extensions.upstreams.http.v3.HttpProtocolOptions",
+            "explicit_http_config": {"http_protocol_options": {}},
+            "http_filters": provider_filters(settings),
+        }},
+        "load_assignment": _endpoints(RELAY_CLUSTER, host, settings.relay.port),
     }
 
 

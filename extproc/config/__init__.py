@@ -27,6 +27,7 @@ from extproc.config.values import (
     positive_number,
     processor_token,
     reject_unknown,
+    relay_port,
     string,
 )
 from extproc.core.errors import ConfigError
@@ -90,10 +91,12 @@ def parse_settings(raw: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
     if concurrency is not None:
         concurrency = positive_int(concurrency, "envoy.concurrency")
     upstream_timeout = positive_number(raw.get("upstream_timeout", 600), "upstream_timeout")
+    processor = address({k: v for k, v in (raw.get("processor") or {}).items() if k not in ("token", "relay_port")}
+                        or None, "processor", Address("127.0.0.1", 50051))
     return Settings(
         listen=address(raw.get("listen"), "listen", Address("127.0.0.1", 10000)),
-        processor=address({k: v for k, v in (raw.get("processor") or {}).items() if k != "token"} or None,
-                           "processor", Address("127.0.0.1", 50051)),
+        processor=processor,
+        relay=Address(processor.host, relay_port(raw.get("processor"), processor)),
         processor_token=processor_token(raw.get("processor")),
         admin=address(raw.get("admin"), "admin", Address("127.0.0.1", 9901)),
         providers=providers,

@@ -111,6 +111,16 @@ def processor_token(value: Any) -> str | None:
     return token
 
 
+def relay_port(value: Any, processor: Address) -> int:
+    """Where the processor relays streamed answers (a failure midway ends them with an error event)."""
+    default = processor.port + 1 if 0 < processor.port < 65535 else 0
+    port = value.get("relay_port", default) if isinstance(value, dict) else default
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port <= 65535 or port == processor.port:
+        raise ConfigError(f"processor.relay_port: expected a port number 1-65535 other than processor.port, got "
+                          f"{port!r}")
+    return port
+
+
 def address(value: Any, key: str, default: Address) -> Address:
     if value is None:
         return default

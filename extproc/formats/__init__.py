@@ -32,6 +32,7 @@ class Family:
     paths: str  # a regex (Python and RE2 alike) that the family's paths, query included, match whole
     error_body: Callable[[ClientError], bytes]
     local_reply: Callable[[str], dict[str, Any]]  # Envoy's own reply body (may hold Envoy format operators)
+    stream_error: Callable[[ClientError, str], bytes]  # the event that ends a stream failed midway (endpoint →)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,9 +50,11 @@ class ApiSpec:
 
 
 FAMILIES: Mapping[Api, Family] = {f.api: f for f in (
-    Family(Api.OPENAI, r"/.*", errors.openai_error, errors.openai_local_reply),
-    Family(Api.ANTHROPIC, r"/v1/messages([/?].*)?", errors.anthropic_error, errors.anthropic_local_reply),
-    Family(Api.GEMINI, r"/(v1beta|v1alpha)/.*|/v1/models/[^?]*:.*", errors.gemini_error, errors.gemini_local_reply),
+    Family(Api.OPENAI, r"/.*", errors.openai_error, errors.openai_local_reply, errors.openai_stream_error),
+    Family(Api.ANTHROPIC, r"/v1/messages([/?].*)?", errors.anthropic_error, errors.anthropic_local_reply,
+           errors.anthropic_stream_error),
+    Family(Api.GEMINI, r"/(v1beta|v1alpha)/.*|/v1/models/[^?]*:.*", errors.gemini_error, errors.gemini_local_reply,
+           errors.gemini_stream_error),
 )}
 
 _GEMINI = r"/(?P<version>v1beta|v1|v1alpha)/models/(?P<model>[^:]*):"

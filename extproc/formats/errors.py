@@ -31,6 +31,24 @@ def gemini_error(err: ClientError) -> bytes:
                                    "status": _GOOGLE_STATUS.get(err.status, "UNKNOWN")}})
 
 
+# A stream that failed after its first byte: the last event, in the client's own streaming format.
+
+def openai_stream_error(err: ClientError, endpoint: str) -> bytes:
+    if endpoint == "responses":  # the Responses API ends a failed answer with response.failed (Codex reads it)
+        doc = {"type": "response.failed", "response": {"status": "failed", "error": {"code": err.kind,
+                                                                                      "message": err.message}}}
+        return b"event: response.failed\ndata: " + orjson.dumps(doc) + b"\n\n"
+    return b"data: " + openai_error(err) + b"\n\n"  # the SDKs raise on a chunk that carries `error`
+
+
+def anthropic_stream_error(err: ClientError, endpoint: str) -> bytes:
+    return b"event: error\ndata: " + anthropic_error(err) + b"\n\n"
+
+
+def gemini_stream_error(err: ClientError, endpoint: str) -> bytes:
+    return b"data: " + gemini_error(err) + b"\n\n"
+
+
 # Envoy's own replies (upstream unreachable, processor down, …): `message` may hold Envoy format operators.
 
 def openai_local_reply(message: str) -> dict[str, Any]:

@@ -174,7 +174,7 @@ def test_failover_works_with_two_processor_processes_behind_one_envoy(tmp_path, 
     from extproc.runner import envoy_binary
     from tests.e2e.test_stack import _wait_port
 
-    port, ports = free_port(), [free_port(), free_port()]
+    port, ports, relays = free_port(), [free_port(), free_port()], [free_port(), free_port()]
     base = {"listen": {"port": port}, "admin": {"port": free_port()}, "discovery": False,
             "auth": {"store": str(tmp_path / "accounts.json")},
             "providers": {"two-a": {"base_url": fakes["openai"].base_url, "apis": {"openai": "/v1"},
@@ -185,7 +185,8 @@ def test_failover_works_with_two_processor_processes_behind_one_envoy(tmp_path, 
             "fallbacks": {"two-a-model": ["two-b-model"]}, "strategy": "none", "log_level": "debug"}
     serves, logs = [], []
     for i, processor_port in enumerate(ports):
-        config = {**base, "processor": {"port": processor_port, "token": "two-processes-shared-secret-42"}}
+        config = {**base, "processor": {"port": processor_port, "relay_port": relays[i],
+                                        "token": "two-processes-shared-secret-42"}}
         (tmp_path / f"c{i}.yaml").write_text(yaml.safe_dump(config))
         logs.append((tmp_path / f"serve{i}.log").open("wb"))
         serves.append(subprocess.Popen([sys.executable, "-m", "extproc", "serve", "--config",
@@ -194,8 +195,11 @@ def test_failover_works_with_two_processor_processes_behind_one_envoy(tmp_path, 
         [sys.executable, "-m", "extproc", "envoy-config", "--config", str(tmp_path / "c0.yaml")],
         capture_output=True, text=True, check=True).stdout)
     (processor,) = [c for c in rendered["static_resources"]["clusters"] if c["name"] == "extproc"]
-    processor["load_assignment"]["endpoints"][0]["lb_endpoints"] = [
-        {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": p}}}} for p in ports]
+    (relay,) = [c for c in rendered["static_resources"]["clusters"] if c["name"] == "relay"]
+    for cluster, endpoints in ((processor, ports), (relay, relays)):
+        cluster["load_assignment"]["endpoints"][0]["lb_endpoints"] = [
+            {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": p}}}}
+            for p in endpoints]
     (tmp_path / "envoy.yaml").write_text(yaml.safe_dump(rendered))
     envoy = subprocess.Popen([envoy_binary(), "-c", str(tmp_path / "envoy.yaml"), "--disable-hot-restart",
                               "--log-level", "error"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -257,18 +261,24 @@ def test_a_forged_handled_header_does_not_skip_an_attempts_own_processor(stack, 
     assert sent_with(seen) == ("k-rl-backup", "rl-backup-model")
 
 
-def test_a_stream_cut_after_its_first_byte_is_an_error_to_the_client_not_a_short_answer(oa, fakes):
-    """Past the first byte there is no failing over: the client must see the cut, never a complete answer."""
+def test_a_stream_cut_after_its_first_byte_ends_with_an_error_event_not_a_short_answer(oa, fakes, stack):
+    """Past the first byte there is no failing over: the stream ends with an error in the client's own format,
+    which the SDK raises, never a silent end it would read as a complete answer."""
     from tests.fakes import chat_stream
 
     fakes["openai"].script(200, {"content-type": "text/event-stream"}, chat_stream("stream-primary-model"),
                            cut_after=1)
     stream = oa.chat.completions.create(model="stream-primary-model", messages=CHAT, stream=True)
     received = []
-    with pytest.raises((openai.APIError, httpx.HTTPError)):
+    with pytest.raises(openai.APIError) as failed:
         for chunk in stream:
             received.append(chunk.choices[0].delta.content or "")
-    assert received == ["hello"]  # what came before the cut, and then an error, not a silent end
+    assert received == ["hello"]  # what came before the cut, and then the error event
+    assert "stream failed before the answer was complete" in str(failed.value)
+    deadline = time.monotonic() + 5
+    while "the stream failed after" not in stack.logs():
+        assert time.monotonic() < deadline, "the relay never said the stream failed"
+        time.sleep(0.05)
 
 
 def test_a_key_suspended_after_a_401_is_probed_and_back_as_soon_as_its_provider_takes_it(oa, fakes, stack):

@@ -45,8 +45,9 @@ def inner_route(name: str, boot: dict[str, Any] = BOOT) -> dict[str, Any]:
     """The route of the internal listener that attempts to this provider go through."""
     (listener,) = [li for li in boot["static_resources"]["listeners"] if li["name"] == listener_name(name)]
     hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
-    login_route, route, *refusals = hcm["route_config"]["virtual_hosts"][0]["routes"]
+    login_stream, login_route, stream, route, *refusals = hcm["route_config"]["virtual_hosts"][0]["routes"]
     assert login_route["route"]["cluster"] == route["route"]["cluster"]  # the same, with a 401 retried
+    assert login_stream["route"]["cluster"] == stream["route"]["cluster"] == "relay"  # streamed answers
     # an attempt refused or planned for another provider goes nowhere: a 503 per client API, OpenAI's last
     assert [r["direct_response"]["status"] for r in refusals] == [503, 503, 503]
     assert "headers" not in refusals[-1]["match"]
@@ -55,7 +56,7 @@ def inner_route(name: str, boot: dict[str, Any] = BOOT) -> dict[str, Any]:
 
 
 def test_one_cluster_per_provider_plus_the_processor_and_the_attempts():
-    expected = {provider_cluster_name(p) for p in SETTINGS.providers} | {PROCESSOR_CLUSTER, ATTEMPTS_CLUSTER}
+    expected = {provider_cluster_name(p) for p in SETTINGS.providers} | {PROCESSOR_CLUSTER, ATTEMPTS_CLUSTER, "relay"}
     assert set(CLUSTERS) == expected
     assert len(BOOT["static_resources"]["clusters"]) == len(expected)  # no duplicates
 

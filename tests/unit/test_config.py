@@ -392,3 +392,10 @@ def test_probes_default_to_the_model_list_and_are_validated():
         settings(providers={"openai": {"api_key": "k", "probe": {"path": "/v1/models", "body": {"a": 1}}}})
     with pytest.raises(ConfigError, match=r"providers.openai.probe.method"):
         settings(providers={"openai": {"api_key": "k", "probe": {"path": "/v1/models", "method": "PUT"}}})
+
+
+def test_the_relay_port_follows_the_processor_port_and_is_validated():
+    assert parse_settings({"processor": {"port": 6000}}, {}).relay.port == 6001
+    assert parse_settings({"processor": {"port": 6000, "relay_port": 7000}}, {}).relay.port == 7000
+    with pytest.raises(ConfigError, match="processor.relay_port"):
+        parse_settings({"processor": {"port": 6000, "relay_port": 6000}}, {})

@@ -17,7 +17,9 @@ from extproc.core.headers import (
     LOGIN_HEADER,
     MODEL_HEADER,
     REASON_HEADER,
+    RELAY_HEADERS,
     ROUTE_HEADER,
+    STREAM_HEADER,
 )
 from extproc.core.health import Block, parse_retry_after
 from extproc.core.providers import CLIENT_CREDENTIAL_HEADERS
@@ -164,7 +166,8 @@ def test_forward_routes_and_authenticates(gateway, path, raw, provider, auth, up
     assert headers[auth_name] == auth_value
     assert headers.get(":path") == upstream_path
     # every other place a client may put a credential is stripped; ours is set, not removed
-    steering = {*INTERNAL_HEADERS, LOGIN_HEADER, *ENVOY_REQUEST_HEADERS}  # a client's own copies of these go too
+    # a client's own copies of these go too
+    steering = {*INTERNAL_HEADERS, LOGIN_HEADER, STREAM_HEADER, *RELAY_HEADERS, *ENVOY_REQUEST_HEADERS}
     assert set(fwd.remove_headers) - steering == set(CLIENT_CREDENTIAL_HEADERS) - {auth_name}
     assert steering - set(fwd.remove_headers) <= set(headers)  # what is not removed is set by the gateway
     assert not (set(CLIENT_CREDENTIAL_HEADERS) - {auth_name}) & set(headers)

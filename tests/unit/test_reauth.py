@@ -81,11 +81,17 @@ def test_envoy_retries_a_401_only_on_a_login_and_runs_the_reauth_filter_on_that_
     hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
     assert [f["name"] for f in hcm["http_filters"]] == ["envoy.filters.http.header_to_metadata",
                                                          "envoy.filters.http.router"]
-    login_route, key_route = hcm["route_config"]["virtual_hosts"][0]["routes"][:2]
+    login_stream, login_route, key_stream, key_route = hcm["route_config"]["virtual_hosts"][0]["routes"][:4]
     assert {"name": "x-extproc-login", "present_match": True} in login_route["match"]["headers"]
-    assert login_route["route"]["retry_policy"]["retriable_status_codes"] == [401]
-    assert "retry_policy" not in key_route["route"]  # an API key's 401 is the client's answer
-    assert all("x-extproc-login" in r["request_headers_to_remove"] for r in (login_route, key_route))
+    for login in (login_route, login_stream):
+        assert login["route"]["retry_policy"]["retriable_status_codes"] == [401]
+    assert "retry_policy" not in key_route["route"] and "retry_policy" not in key_stream["route"]  # a key's 401 stays
+    routes = (login_stream, login_route, key_stream, key_route)
+    assert all("x-extproc-login" in r["request_headers_to_remove"] for r in routes)
+    relay = next(c for c in boot["static_resources"]["clusters"] if c["name"] == "relay")
+    relay_filters = relay["typed_extension_protocol_options"][
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]["http_filters"]
+    assert relay_filters[0]["name"] == "envoy.filters.http.match_delegate"  # a streamed retry is refreshed too
     cluster = next(c for c in boot["static_resources"]["clusters"] if c["name"] == "provider_anthropic")
     filters = cluster["typed_extension_protocol_options"]["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"][
         "http_filters"]

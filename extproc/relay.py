@@ -1,0 +1,136 @@
+"""The stream relay: streamed answers pass through the processor on their way from the provider to Envoy.
+
+Envoy cannot add to a response whose upstream failed after the first byte: it resets the client's stream,
+and a client may read the cut as an end. So an attempt whose answer streams goes from its provider listener
+to this relay, which makes the call to the provider itself, passes every chunk on as it comes, and when the
+provider fails midway (reset, cut, timeout) ends the stream cleanly with an error event in the client's
+own format (Anthropic `event: error`, OpenAI `data: {"error": …}` or `response.failed`, Gemini's error
+object), and teaches health what happened. Before the first byte nothing changes: a status the provider
+answers goes back as it came, and Envoy fails over on it as on any other.
+
+Requests reach it from Envoy only, with the processor token; the attempt is already built (credential,
+path, body), so the relay only adds the transport. aiohttp serves, httpx calls the provider.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import ssl
+
+import httpx
+from aiohttp import web
+
+from extproc.attempts import parse_attempt_header
+from extproc.core.errors import ClientError
+from extproc.core.headers import API_HEADER, ATTEMPT_HEADER, RELAY_HEADERS, ROUTE_HEADER
+from extproc.core.providers import Api
+from extproc.core.settings import Settings
+from extproc.exchange import Gateway
+from extproc.formats import FAMILIES, error_body
+from extproc.learning import learn_attempt
+
+log = logging.getLogger("extproc.request")
+TOKEN_HEADER = RELAY_HEADERS[0]
+# Hop-by-hop, transport and our own: never passed on in either direction.
+_NOT_FORWARDED = frozenset({"host", "connection", "keep-alive", "transfer-encoding", "te", "upgrade",
+                            "proxy-connection", "content-length", "accept-encoding", API_HEADER, ATTEMPT_HEADER,
+                            ROUTE_HEADER, *RELAY_HEADERS})
+_NOT_RETURNED = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length", "server", "date"})
+
+
+class Relay:
+    def __init__(self, gateway: Gateway, client: httpx.AsyncClient, token: str | None) -> None:
+        self._gateway = gateway
+        self._client = client
+        self._token = token.encode() if token is not None else None
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        if self._token is not None and not hmac.compare_digest(request.headers.get(TOKEN_HEADER, "").encode(),
+                                                               self._token):
+            log.warning("relay: refused a request without the processor token (from %s)", request.remote)
+            return web.Response(status=403, text="forbidden")
+        api = _api(request.headers.get(API_HEADER, ""))
+        attempt = request.headers.get(ATTEMPT_HEADER, "")
+        attempted = parse_attempt_header(attempt)
+        endpoint = attempted.endpoint if attempted else ""
+        rid = request.headers.get("x-request-id", "-")
+        provider = self._gateway.runtime.current.registry.providers.get(request.headers.get(ROUTE_HEADER, ""))
+        if provider is None:
+            return _reply(api, ClientError(503, "attempt_refused", "This attempt names no provider of this gateway."))
+        headers = [(k, v) for k, v in request.headers.items() if k.lower() not in _NOT_FORWARDED]
+        headers.append(("accept-encoding", "identity"))  # an error event can only be added to plain text
+        upstream_url = provider.upstream.scheme + "://" + provider.upstream.authority + request.path_qs
+        body = await request.read()
+        try:
+            upstream = await self._client.send(
+                self._client.build_request(request.method, upstream_url, headers=headers, content=body),
+                stream=True)
+        except httpx.HTTPError as exc:
+            log.warning("relay rid=%s provider=%s: no answer (%s)", rid, provider.name, type(exc).__name__)
+            return _reply(api, ClientError(503, "upstream_unavailable", "The provider could not be reached."))
+        try:
+            out_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in _NOT_RETURNED}
+            if not upstream.headers.get("content-type", "").startswith("text/event-stream"):
+                content = await upstream.aread()  # an error, or an answer that does not stream: as it came
+                return web.Response(status=upstream.status_code, headers=out_headers, body=content)
+            response = web.StreamResponse(status=upstream.status_code, headers=out_headers)
+            await response.prepare(request)
+            sent = 0
+            try:
+                async for chunk in upstream.aiter_raw():
+                    await response.write(chunk)
+                    sent += len(chunk)
+            except httpx.HTTPError as exc:
+                log.warning("relay rid=%s provider=%s: the stream failed after %d bytes (%s); it ends with an "
+                            "error event", rid, provider.name, sent, type(exc).__name__)
+                failure = ClientError(502, "upstream_stream_failed",
+                                      "The provider's stream failed before the answer was complete.")
+                await response.write(FAMILIES[api].stream_error(failure, endpoint))
+                if attempt:
+                    learn_attempt(self._gateway.runtime, self._gateway.secrets, attempt, 503, {}, rid)
+            await response.write_eof()
+            return response
+        finally:
+            await upstream.aclose()
+
+
+def _reply(api: Api, err: ClientError) -> web.Response:
+    return web.Response(status=err.status, body=error_body(api, err), content_type="application/json")
+
+
+def _api(value: str) -> Api:
+    try:
+        return Api(value)
+    except ValueError:
+        return Api.OPENAI
+
+
+def upstream_client(settings: Settings) -> httpx.AsyncClient:
+    """Calls to providers: their CA bundle, no read timeout (Envoy bounds a stream), pooled connections."""
+    verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=settings.ca_file) if settings.ca_file else True
+    return httpx.AsyncClient(verify=verify, follow_redirects=False,
+                             timeout=httpx.Timeout(connect=10.0, read=None, write=None, pool=None),
+                             limits=httpx.Limits(max_connections=None, max_keepalive_connections=256))
+
+
+async def start_relay(settings: Settings, gateway: Gateway, client: httpx.AsyncClient) -> web.AppRunner:
+    app = web.Application(client_max_size=settings.max_request_bytes)
+    app.router.add_route("*", "/{tail:.*}", Relay(gateway, client, settings.processor_token).handle)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.relay.host, settings.relay.port, reuse_address=True)
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise OSError(f"cannot listen on {settings.relay} (processor.relay_port); is it in use?") from exc
+    return runner
+
+
+async def stop_relay(runner: web.AppRunner) -> None:
+    with contextlib.suppress(asyncio.CancelledError):
+        await runner.cleanup()
+

@@ -179,7 +179,7 @@ def gateway_config(port: int, processor_port: int, admin_port: int, upstream_por
                  for name in BUILTIN_PROVIDERS}
     return {
         "listen": {"address": HOST, "port": port},
-        "processor": {"address": HOST, "port": processor_port},
+        "processor": {"address": HOST, "port": processor_port, "relay_port": free_port()},
         "admin": {"address": HOST, "port": admin_port},
         "log_level": "warning",
         "envoy": {"concurrency": envoy_concurrency, "log_level": "warning"},

@@ -101,7 +101,12 @@ async def processor(settings: Settings) -> AsyncIterator[Processor]:
         gateway = Gateway(runtime, secrets=manager)
         server = await start_server(settings, gateway, manager)
         relayed = upstream_client(settings)
-        relay = await start_relay(settings, gateway, relayed)
+        try:
+            relay = await start_relay(settings, gateway, relayed)
+        except OSError:
+            await server.stop(grace=None)
+            await relayed.aclose()
+            raise
         discovery = Discovery(settings, client, runtime.publish_discovered)
         tasks = [asyncio.create_task(discovery.run()), asyncio.create_task(manager.watch()),
                  asyncio.create_task(probing.run(runtime, client, manager))]

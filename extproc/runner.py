@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import ctypes.util
 import dataclasses
 import logging
 import secrets
@@ -151,7 +153,7 @@ async def up(settings: Settings) -> None:
                     "--log-level", settings.envoy_log_level]
             if settings.envoy_concurrency:
                 args += ["--concurrency", str(settings.envoy_concurrency)]
-            envoy = await asyncio.create_subprocess_exec(*args)
+            envoy = await asyncio.create_subprocess_exec(*args, preexec_fn=die_with_parent)
             try:
                 await _wait_ready(settings, envoy)
                 url = f"http://{settings.listen.host}:{settings.listen.port}"
@@ -160,6 +162,7 @@ async def up(settings: Settings) -> None:
                 await _until_signalled(envoy)
                 if envoy.returncode is not None:
                     raise RuntimeError(f"envoy exited with status {envoy.returncode}")
+                await _drain(settings, envoy)
             finally:
                 if envoy.returncode is None:
                     envoy.terminate()
@@ -169,11 +172,24 @@ async def up(settings: Settings) -> None:
                         envoy.kill()
 
 
+def die_with_parent() -> None:
+    """In a child before it execs: the kernel sends it SIGTERM when this process dies, even by SIGKILL, so an
+    Envoy (or a worker) never outlives the `extproc up` that started it (Linux's PR_SET_PDEATHSIG)."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
 def _check_free(key: str, host: str, port: int) -> None:
     """Fail with the key to change, before Envoy fails with a bind error (or, worse, shares the port)."""
     if port == 0:
         return
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        # As Envoy binds: connections closed by a previous run (TIME_WAIT) do not make the port busy.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError as exc:
@@ -194,6 +210,37 @@ async def _wait_ready(settings: Settings, envoy: asyncio.subprocess.Process, tim
                     return
             await asyncio.sleep(0.05)
     raise TimeoutError(f"envoy was not ready within {timeout:g}s")
+
+
+async def _drain(settings: Settings, envoy: asyncio.subprocess.Process) -> None:
+    """Stop taking connections and let the open requests and streams finish, for up to shutdown.grace; the
+    processor serves them until then."""
+    admin = f"http://{settings.admin.host}:{settings.admin.port}"
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + settings.shutdown_grace
+    async with httpx.AsyncClient(timeout=2) as client:
+        with contextlib.suppress(httpx.HTTPError):  # keep-alive clients are told to go, new ones refused
+            await client.post(f"{admin}/drain_listeners?graceful")
+            await client.post(f"{admin}/drain_listeners")
+        active = -1
+        while envoy.returncode is None and loop.time() < deadline:
+            active = await _active_requests(client, admin)
+            if active == 0:
+                break
+            await asyncio.sleep(0.1)
+    if active > 0:
+        log.warning("shutdown.grace (%gs) is over with %d requests still open; they are cut",
+                    settings.shutdown_grace, active)
+
+
+async def _active_requests(client: httpx.AsyncClient, admin: str) -> int:
+    """Requests open on the client-facing listener, from Envoy's own stats (0 when Envoy cannot say)."""
+    try:
+        stats = (await client.get(f"{admin}/stats", params={"filter": r"^http\.llm\.downstream_rq_active$",
+                                                            "format": "json"})).json()
+    except (httpx.HTTPError, ValueError):
+        return 0
+    return sum(int(s.get("value", 0)) for s in stats.get("stats", []) if "value" in s)
 
 
 async def _until_signalled(envoy: asyncio.subprocess.Process | None = None) -> None:

@@ -30,7 +30,7 @@ class Stack:
     """`extproc up` in a subprocess with its own config; logs go to a file the tests can read."""
 
     def __init__(self, config: dict[str, Any], workdir: Path) -> None:
-        self.port = free_port()
+        self.port = (config.get("listen") or {}).get("port") or free_port()
         config = {
             "listen": {"address": "127.0.0.1", "port": self.port},
             "processor": {"address": "127.0.0.1", "port": free_port(), "relay_port": free_port()},

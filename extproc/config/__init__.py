@@ -66,7 +66,7 @@ def parse_settings(raw: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
     reject_unknown(raw, "", {
         "listen", "processor", "admin", "providers", "models", "aliases", "fallbacks", "strategy",
         "health", "upstream_timeout", "max_request_bytes", "max_connections", "log_level", "envoy", "ca_file",
-        "discovery", "oauth", "auth", "failover",
+        "discovery", "oauth", "auth", "failover", "shutdown",
     })
     discovery = discovery_defaults(raw.get("discovery"))
     providers, credentials = parse_providers(raw.get("providers") or {}, discovery)
@@ -91,6 +91,8 @@ def parse_settings(raw: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
     if concurrency is not None:
         concurrency = positive_int(concurrency, "envoy.concurrency")
     upstream_timeout = positive_number(raw.get("upstream_timeout", 600), "upstream_timeout")
+    shutdown = mapping(raw.get("shutdown") or {}, "shutdown")
+    reject_unknown(shutdown, "shutdown", {"grace"})
     processor = address({k: v for k, v in (raw.get("processor") or {}).items() if k not in ("token", "relay_port")}
                         or None, "processor", Address("127.0.0.1", 50051))
     return Settings(
@@ -107,6 +109,7 @@ def parse_settings(raw: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
         strategy=strategy,
         health=parse_health(raw.get("health") or {}),
         failover=parse_failover(raw.get("failover") or {}, upstream_timeout),
+        shutdown_grace=non_negative_number(shutdown.get("grace", 30), "shutdown.grace"),
         upstream_timeout=upstream_timeout,
         max_request_bytes=positive_int(raw.get("max_request_bytes", 32 * 1024 * 1024), "max_request_bytes"),
         max_connections=positive_int(raw.get("max_connections", 10000), "max_connections"),

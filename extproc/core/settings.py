@@ -82,6 +82,7 @@ class Settings:
     health: HealthPolicy
     failover: FailoverPolicy = FailoverPolicy()
     upstream_timeout: float = 600.0
+    shutdown_grace: float = 30.0  # on SIGTERM, how long open requests and streams may take to finish (s)
     relay: Address = Address("127.0.0.1", 50052)  # the processor's stream relay (processor.relay_port)
     max_request_bytes: int = 32 * 1024 * 1024
     max_connections: int = 10000

@@ -1,0 +1,91 @@
+"""`extproc up` as a supervisor: Envoy never outlives it, SIGTERM drains, and the port is free again at once."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import Stack, free_port, provider_config
+from tests.fakes import FakeProvider
+
+CHAT = {"model": "gpt-5-mini", "messages": [{"role": "user", "content": "hi"}]}
+
+
+def _children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(c) for c in path.read_text().split()] if path.exists() else []
+
+
+def _gone(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        with open(f"/proc/{pid}/stat") as stat:  # a zombie has exited: only its parent has not reaped it
+            if stat.read().rsplit(")", 1)[1].split()[0] == "Z":
+                return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.fixture
+def config(fakes: dict[str, FakeProvider]) -> dict[str, Any]:
+    for fake in fakes.values():
+        fake.reset()
+    return {"providers": provider_config(fakes), "discovery": False}
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc to find Envoy's process")
+def test_kill_9_of_extproc_up_leaves_no_envoy_behind_and_the_port_is_free(
+        config: dict[str, Any], make_stack: Callable[[dict[str, Any]], Stack]) -> None:
+    stack = make_stack(config)
+    envoys = [c for c in _children(stack.proc.pid) if "envoy" in Path(f"/proc/{c}/cmdline").read_text()]
+    assert len(envoys) == 1
+    stack.proc.send_signal(signal.SIGKILL)
+    stack.proc.wait()
+    assert _gone(envoys[0], 5), "Envoy outlived the extproc up that started it"
+    again = make_stack({**config, "listen": {"address": "127.0.0.1", "port": stack.port}})
+    assert httpx.post(again.url + "/v1/chat/completions", json=CHAT).status_code == 200
+
+
+def test_sigterm_lets_an_open_request_finish_then_both_exit_0(
+        config: dict[str, Any], fakes: dict[str, FakeProvider], make_stack: Callable[[dict[str, Any]], Stack]) -> None:
+    stack = make_stack(config)
+    fakes["openai"].script(200, body=b'{"id": "c1", "object": "chat.completion", "choices": []}', delay=1.5)
+    answers: list[int] = []
+    slow = threading.Thread(target=lambda: answers.append(
+        httpx.post(stack.url + "/v1/chat/completions", json=CHAT, timeout=20).status_code))
+    slow.start()
+    fakes["openai"].wait_for(1)  # the request is at the provider
+    stack.proc.send_signal(signal.SIGTERM)
+    slow.join(20)
+    assert answers == [200]
+    assert stack.proc.wait(20) == 0
+    with pytest.raises(httpx.ConnectError):
+        httpx.post(stack.url + "/v1/chat/completions", json=CHAT, timeout=2)
+
+
+def test_a_restart_right_after_a_burst_of_traffic_gets_the_same_port(
+        config: dict[str, Any], make_stack: Callable[[dict[str, Any]], Stack]) -> None:
+    """Connections the gateway closed leave sockets in TIME_WAIT: the start-up check must not take them for a
+    process holding the port, as Envoy itself does not."""
+    port = free_port()
+    first = make_stack({**config, "listen": {"address": "127.0.0.1", "port": port}})
+    clients = [httpx.Client() for _ in range(20)]  # kept open: the gateway closes them first, at shutdown
+    for client in clients:
+        assert client.post(first.url + "/v1/chat/completions", json=CHAT).status_code == 200
+    assert first.stop() == 0
+    for client in clients:
+        client.close()
+    again = make_stack({**config, "listen": {"address": "127.0.0.1", "port": port}})
+    assert httpx.post(again.url + "/v1/chat/completions", json=CHAT).status_code == 200

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import grpc
+from grpc_health.v1 import health as grpc_health
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from extproc.auth.accounts import AccountManager
 from extproc.control.auth import AuthService
@@ -27,6 +29,10 @@ async def start_server(settings: Settings, gateway: Gateway, accounts: AccountMa
     models_pb2_grpc.add_ModelsServicer_to_server(ModelsService(gateway.runtime), server)  # type: ignore[no-untyped-call]
     auth_pb2_grpc.add_AuthServicer_to_server(  # type: ignore[no-untyped-call]
         AuthService(accounts, settings.admin_token), server)
+    health = grpc_health.HealthServicer()  # the standard gRPC health service: probes and load balancers
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    for service in ("", "envoy.service.ext_proc.v3.ExternalProcessor", "extproc.v1.Models", "extproc.v1.Auth"):
+        health.set(service, health_pb2.HealthCheckResponse.SERVING)
     address = str(settings.processor)
     if server.add_insecure_port(address) == 0:
         raise OSError(f"cannot listen on {address} (processor.address / processor.port); is it in use?")

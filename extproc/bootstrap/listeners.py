@@ -9,7 +9,7 @@ from extproc.attempts import LB_NAMESPACE, PLAN_NAMESPACE
 from extproc.bootstrap.attempts import grpc_service, upstream_log
 from extproc.bootstrap.local_replies import PROCESSOR_DOWN_STATUS, local_reply_config
 from extproc.bootstrap.names import CONTROL_SERVICES, DESCRIPTOR_SET, T, socket
-from extproc.bootstrap.routes import attempts_route, auth_route, models_route, unrouted
+from extproc.bootstrap.routes import attempts_route, auth_route, health_routes, models_route, unrouted
 from extproc.core.settings import Settings
 
 
@@ -42,8 +42,8 @@ def _connection_manager(settings: Settings) -> dict[str, Any]:
                 "name": "llm",
                 "domains": ["*"],
                 "include_request_attempt_count": True,  # x-envoy-attempt-count: which candidate an attempt is
-                "routes": [models_route(), auth_route(_transcoder_config(strict=True)), attempts_route(settings),
-                           unrouted()],
+                "routes": [*health_routes(), models_route(), auth_route(_transcoder_config(strict=True)),
+                           attempts_route(settings), unrouted()],
             }]},
             "http_filters": [_ext_proc_filter(settings), {
                 "name": "envoy.filters.http.lua",

@@ -34,6 +34,27 @@ def models_route() -> dict[str, Any]:
     }
 
 
+def health_routes() -> list[dict[str, Any]]:
+    """GET /healthz: Envoy answers itself (alive). GET /readyz: the processor's Models service answers (it is
+    reachable) with what it lacks. Neither touches a provider."""
+    return [{
+        "name": "healthz",
+        "match": {"path": "/healthz", "headers": [{"name": ":method", "string_match": {"exact": "GET"}}]},
+        "direct_response": {"status": 200, "body": {"inline_string": '{"status":"alive"}'}},
+        "response_headers_to_add": [{"header": {"key": "content-type", "value": "application/json"},
+                                     "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}],
+        "typed_per_filter_config": {"envoy.filters.http.ext_proc": _ext_proc_off()},
+    }, {
+        "name": "readyz",
+        "match": {"path": "/readyz", "headers": [{"name": ":method", "string_match": {"exact": "GET"}}]},
+        "route": {"cluster": PROCESSOR_CLUSTER, "timeout": "5s"},
+        "typed_per_filter_config": {
+            "envoy.filters.http.ext_proc": _ext_proc_off(),
+            "envoy.filters.http.lua": _lua_per_route("models_response"),
+        },
+    }]
+
+
 def auth_route(strict_transcoder: dict[str, Any]) -> dict[str, Any]:
     """/auth/… goes straight to the Auth service (its admin token is checked there)."""
     return {

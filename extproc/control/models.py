@@ -38,6 +38,16 @@ class ModelsService(pb_grpc.ModelsServicer):
                                 f"The model '{name}' does not exist on this gateway; GET /v1/models lists the models.")
         return _card(found[0], registry, self._runtime.health, self._runtime.clock(), with_fallbacks=True)
 
+    async def GetReadiness(self, request: pb.ReadinessRequest,  # noqa: N802
+                           context: grpc.aio.ServicerContext) -> pb.Readiness:
+        registry, health, now = self._runtime.current.registry, self._runtime.health, self._runtime.clock()
+        suspended = self._runtime.health.suspended_ids(now)
+        usable = {p for p, creds in registry.credentials.items() if any(c.id not in suspended for c in creds)}
+        lacking = sorted(p for p in registry.providers if p not in usable)
+        cards = [availability(m, registry, health, now) for m in registry.models]
+        return pb.Readiness(status="ready", providers_without_credential=lacking, models=len(cards),
+                            available_models=sum(1 for c in cards if c.available))
+
     def _list(self, only_available: bool) -> pb.ModelList:
         registry, health, now = self._runtime.current.registry, self._runtime.health, self._runtime.clock()
         cards = [_card(m, registry, health, now) for m in registry.models]

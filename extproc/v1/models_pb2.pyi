@@ -8,6 +8,22 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class ReadinessRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class Readiness(_message.Message):
+    __slots__ = ("status", "providers_without_credential", "models", "available_models")
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    PROVIDERS_WITHOUT_CREDENTIAL_FIELD_NUMBER: _ClassVar[int]
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    AVAILABLE_MODELS_FIELD_NUMBER: _ClassVar[int]
+    status: str
+    providers_without_credential: _containers.RepeatedScalarFieldContainer[str]
+    models: int
+    available_models: int
+    def __init__(self, status: _Optional[str] = ..., providers_without_credential: _Optional[_Iterable[str]] = ..., models: _Optional[int] = ..., available_models: _Optional[int] = ...) -> None: ...
+
 class ListModelsRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

@@ -49,6 +49,11 @@ class ModelsStub:
                 request_serializer=extproc_dot_v1_dot_models__pb2.GetModelRequest.SerializeToString,
                 response_deserializer=extproc_dot_v1_dot_models__pb2.Model.FromString,
                 _registered_method=True)
+        self.GetReadiness = channel.unary_unary(
+                '/extproc.v1.Models/GetReadiness',
+                request_serializer=extproc_dot_v1_dot_models__pb2.ReadinessRequest.SerializeToString,
+                response_deserializer=extproc_dot_v1_dot_models__pb2.Readiness.FromString,
+                _registered_method=True)
 
 
 class ModelsServicer:
@@ -75,6 +80,13 @@ class ModelsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetReadiness(self, request, context):
+        """Whether the gateway can serve: the processor answers (Envoy reached it), and what it lacks.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ModelsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -92,6 +104,11 @@ def add_ModelsServicer_to_server(servicer, server):
                     servicer.GetModel,
                     request_deserializer=extproc_dot_v1_dot_models__pb2.GetModelRequest.FromString,
                     response_serializer=extproc_dot_v1_dot_models__pb2.Model.SerializeToString,
+            ),
+            'GetReadiness': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetReadiness,
+                    request_deserializer=extproc_dot_v1_dot_models__pb2.ReadinessRequest.FromString,
+                    response_serializer=extproc_dot_v1_dot_models__pb2.Readiness.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -175,6 +192,33 @@ class Models:
             '/extproc.v1.Models/GetModel',
             extproc_dot_v1_dot_models__pb2.GetModelRequest.SerializeToString,
             extproc_dot_v1_dot_models__pb2.Model.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetReadiness(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/extproc.v1.Models/GetReadiness',
+            extproc_dot_v1_dot_models__pb2.ReadinessRequest.SerializeToString,
+            extproc_dot_v1_dot_models__pb2.Readiness.FromString,
             options,
             channel_credentials,
             insecure,

@@ -89,3 +89,22 @@ def test_a_restart_right_after_a_burst_of_traffic_gets_the_same_port(
         client.close()
     again = make_stack({**config, "listen": {"address": "127.0.0.1", "port": port}})
     assert httpx.post(again.url + "/v1/chat/completions", json=CHAT).status_code == 200
+
+
+def test_healthz_readyz_and_the_grpc_health_service(make_stack: Callable[[dict[str, Any]], Stack],
+                                                    fakes: dict[str, FakeProvider]) -> None:
+    import grpc
+    import yaml
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    stack = make_stack({"providers": provider_config(fakes, without=("groq",)), "discovery": False})
+    assert httpx.get(stack.url + "/healthz").json() == {"status": "alive"}
+    ready = httpx.get(stack.url + "/readyz")
+    assert ready.status_code == 200 and ready.json()["status"] == "ready"
+    assert "groq" in ready.json()["providers_without_credential"]
+    assert "openai" not in ready.json()["providers_without_credential"]
+    assert all(fake.requests == [] and fake.list_requests == [] for fake in fakes.values())  # no provider touched
+    port = yaml.safe_load(stack.config_path.read_text())["processor"]["port"]
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        answer = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+    assert answer.status == health_pb2.HealthCheckResponse.SERVING

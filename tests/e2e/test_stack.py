@@ -57,6 +57,8 @@ def test_fails_closed_when_the_processor_is_down(tmp_path: Path, fakes: dict[str
         assert response.status_code == 502 and response.json()["error"]["message"]  # in the client's envelope
         response = httpx.post(f"http://127.0.0.1:{port}/v1/messages", json={"model": "claude-haiku-5-5"})
         assert response.status_code == 502 and response.json()["type"] == "error"
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200  # Envoy is alive
+        assert httpx.get(f"http://127.0.0.1:{port}/readyz").status_code >= 500  # but cannot serve
         time.sleep(0.2)
         assert all(not f.requests for f in fakes.values())
     finally:

@@ -32,6 +32,7 @@ from extproc.exchange import Gateway
 from extproc.relay import start_relay, stop_relay, upstream_client
 from extproc.runtime import Runtime
 from extproc.server import start_server
+from extproc.state.health_sync import HealthSync
 
 log = logging.getLogger("extproc")
 
@@ -112,6 +113,10 @@ async def processor(settings: Settings) -> AsyncIterator[Processor]:
         discovery = Discovery(settings, client, runtime.publish_discovered)
         tasks = [asyncio.create_task(discovery.run()), asyncio.create_task(manager.watch()),
                  asyncio.create_task(probing.run(runtime, client, manager))]
+        if settings.state_redis_url:
+            sync = HealthSync(runtime.health, settings.state_redis_url, settings.state_prefix)
+            runtime.shared_state = sync.status
+            tasks.append(asyncio.create_task(sync.run()))
         try:
             yield Processor(runtime, manager, server)
         finally:

@@ -49,6 +49,7 @@ class Runtime:
         self.health = Health(settings.health)
         self.clock = clock
         self._suspended_logins: frozenset[str] = frozenset()
+        self.shared_state: Callable[[], str] = lambda: "local: state.redis is not set"  # for /readyz
 
     @property
     def current(self) -> Snapshot:

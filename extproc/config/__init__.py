@@ -66,7 +66,7 @@ def parse_settings(raw: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
     reject_unknown(raw, "", {
         "listen", "processor", "admin", "providers", "models", "aliases", "fallbacks", "strategy",
         "health", "upstream_timeout", "max_request_bytes", "max_connections", "log_level", "envoy", "ca_file",
-        "discovery", "oauth", "auth", "failover", "shutdown",
+        "discovery", "oauth", "auth", "failover", "shutdown", "state",
     })
     discovery = discovery_defaults(raw.get("discovery"))
     providers, credentials = parse_providers(raw.get("providers") or {}, discovery)
@@ -91,6 +91,7 @@ def parse_settings(raw: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
     if concurrency is not None:
         concurrency = positive_int(concurrency, "envoy.concurrency")
     upstream_timeout = positive_number(raw.get("upstream_timeout", 600), "upstream_timeout")
+    redis_url, redis_prefix = _state(raw.get("state"))
     shutdown = mapping(raw.get("shutdown") or {}, "shutdown")
     reject_unknown(shutdown, "shutdown", {"grace"})
     processor = address({k: v for k, v in (raw.get("processor") or {}).items() if k not in ("token", "relay_port")}
@@ -110,6 +111,7 @@ def parse_settings(raw: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
         health=parse_health(raw.get("health") or {}),
         failover=parse_failover(raw.get("failover") or {}, upstream_timeout),
         shutdown_grace=non_negative_number(shutdown.get("grace", 30), "shutdown.grace"),
+        state_redis_url=redis_url, state_prefix=redis_prefix,
         upstream_timeout=upstream_timeout,
         max_request_bytes=positive_int(raw.get("max_request_bytes", 32 * 1024 * 1024), "max_request_bytes"),
         max_connections=positive_int(raw.get("max_connections", 10000), "max_connections"),
@@ -163,3 +165,18 @@ def parse_failover(raw: Any, upstream_timeout: float) -> FailoverPolicy:
 
 
 __all__ = ["default_config_text", "load_settings", "parse_settings"]
+
+
+def _state(raw: Any) -> tuple[str | None, str]:
+    """`state.redis`: where replicas and workers share health (unset: each process keeps its own)."""
+    section = mapping(raw or {}, "state")
+    reject_unknown(section, "state", {"redis"})
+    if section.get("redis") is None:
+        return None, "extproc:"
+    redis = mapping(section["redis"], "state.redis")
+    reject_unknown(redis, "state.redis", {"url", "prefix"})
+    url = string(redis.get("url"), "state.redis.url")
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError("state.redis.url: expected redis://host:port[/db], rediss://… or unix://…, e.g. "
+                          "redis://127.0.0.1:6379/0 (or ${REDIS_URL})")
+    return url, string(redis.get("prefix", "extproc:"), "state.redis.prefix")

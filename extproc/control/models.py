@@ -46,7 +46,8 @@ class ModelsService(pb_grpc.ModelsServicer):
         lacking = sorted(p for p in registry.providers if p not in usable)
         cards = [availability(m, registry, health, now) for m in registry.models]
         return pb.Readiness(status="ready", providers_without_credential=lacking, models=len(cards),
-                            available_models=sum(1 for c in cards if c.available))
+                            available_models=sum(1 for c in cards if c.available),
+                            shared_state=self._runtime.shared_state())
 
     def _list(self, only_available: bool) -> pb.ModelList:
         registry, health, now = self._runtime.current.registry, self._runtime.health, self._runtime.clock()

@@ -37,7 +37,7 @@ class HealthView(Protocol):
 
 
 @dataclass(slots=True)
-class _Cooldown:
+class Cooldown:
     until: float
     failures: int
     reason: str
@@ -57,7 +57,7 @@ class Health:
         self._lock = threading.Lock()
         self._on_change = on_change
         self._changes: list[Change] = []  # made under the lock, told after it
-        self._cooldowns: dict[tuple[str, ...], _Cooldown] = {}  # (credential, model)
+        self._cooldowns: dict[tuple[str, ...], Cooldown] = {}  # (credential, model)
         self._suspended: dict[tuple[str, ...], Block] = {}  # (credential,)
         self._model_suspended: dict[tuple[str, ...], Block] = {}  # (credential, model)
         self._missing: dict[tuple[str, ...], Block] = {}  # 404s: (credential, model, client endpoint)
@@ -236,7 +236,7 @@ class Health:
             else:
                 seconds = min(policy.backoff_base * 2 ** min(failures - 1, 32), policy.backoff_max)
                 why = f"rate limited (429), backoff {seconds:g}s"
-            self._put("cooldowns", key, _Cooldown(now + seconds, failures, why, now))
+            self._put("cooldowns", key, Cooldown(now + seconds, failures, why, now))
             return Block("cooldown", now + seconds, why)
         if status == 401:
             block = Block("suspended", now + policy.auth_suspension, "credential rejected (401)")
@@ -256,7 +256,7 @@ class Health:
                 return Block("cooldown", previous.until, previous.reason)  # never shorten a longer cooldown
             why = f"upstream error ({status})"
             failures = previous.failures if previous else 0
-            self._put("cooldowns", key, _Cooldown(now + seconds, failures, why, now, server_error=True))
+            self._put("cooldowns", key, Cooldown(now + seconds, failures, why, now, server_error=True))
             return Block("cooldown", now + seconds, why)
         return None  # other 4xx: the request's fault, not the credential's
 

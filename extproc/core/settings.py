@@ -82,6 +82,8 @@ class Settings:
     health: HealthPolicy
     failover: FailoverPolicy = FailoverPolicy()
     upstream_timeout: float = 600.0
+    state_redis_url: str | None = field(default=None, repr=False)  # state.redis.url (may hold a password)
+    state_prefix: str = "extproc:"  # state.redis.prefix: every key and channel starts with it
     shutdown_grace: float = 30.0  # on SIGTERM, how long open requests and streams may take to finish (s)
     relay: Address = Address("127.0.0.1", 50052)  # the processor's stream relay (processor.relay_port)
     max_request_bytes: int = 32 * 1024 * 1024

@@ -1,0 +1,1 @@
+"""Shared state across processes and replicas (`state.redis`): health today, the edge that syncs it."""

@@ -31,6 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     ):
         sub = commands.add_parser(name, help=help_text)
         sub.add_argument("--config", "-c", help="YAML config file (default: the embedded default config)")
+    worker = commands.add_parser("worker")  # one processor worker, started by `up` or `serve` (not for users)
+    worker.add_argument("--config", "-c")
+    worker.add_argument("--index", type=int, required=True)
     auth = commands.add_parser("auth", help="log in to subscriptions and manage the accounts")
     auth_commands = auth.add_subparsers(dest="auth_command", required=True)
     for name, help_text, arg in (
@@ -79,8 +82,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("extproc").setLevel(settings.log_level.upper())
     from extproc import runner
 
+    if args.command == "worker":
+        settings = runner.worker_settings(settings, args.index)
+    run = {"up": runner.up, "serve": runner.serve, "worker": runner.serve_worker}[args.command]
     try:
-        asyncio.run(runner.up(settings) if args.command == "up" else runner.serve(settings))
+        asyncio.run(run(settings))
     except KeyboardInterrupt:
         pass
     except (OSError, RuntimeError) as exc:

@@ -8,6 +8,7 @@ import ctypes
 import ctypes.util
 import dataclasses
 import logging
+import os
 import secrets
 import shutil
 import signal
@@ -26,7 +27,7 @@ from extproc import probing
 from extproc.auth.accounts import AccountManager
 from extproc.auth.store import StoreError, store_at
 from extproc.bootstrap import render_bootstrap
-from extproc.core.settings import Credential, Settings
+from extproc.core.settings import Address, Credential, Settings
 from extproc.discovery.refresh import Discovery
 from extproc.exchange import Gateway
 from extproc.relay import start_relay, stop_relay, upstream_client
@@ -131,14 +132,104 @@ async def processor(settings: Settings) -> AsyncIterator[Processor]:
 
 
 async def serve(settings: Settings) -> None:
-    """The processor alone (a sidecar beside an Envoy configured elsewhere)."""
+    """The processor alone (a sidecar beside an Envoy configured elsewhere): in this process, or as
+    `processor.workers` supervised worker processes."""
     if settings.processor_token is None:
         log.warning("processor.token is not set: anything that can reach %s can obtain provider credentials; "
                     "set it, and render Envoy's config with `extproc envoy-config` so Envoy sends it",
                     settings.processor)
-    async with processor(settings):
-        log.info("processor listening on %s", settings.processor)
+    async with serving(settings):
+        log.info("processor listening on %s", ", ".join(str(a) for a in settings.processor_addresses))
         await _until_signalled()
+
+
+async def serve_worker(settings: Settings) -> None:
+    """One worker: the processor on its own ports, until its supervisor stops it (or dies)."""
+    async with processor(settings):
+        await _until_signalled()
+
+
+def worker_settings(settings: Settings, index: int) -> Settings:
+    """A worker's settings: its ports, and the processor token its supervisor shares (never in argv)."""
+    token = os.environ.get(WORKER_TOKEN_ENV) or settings.processor_token
+    return dataclasses.replace(settings.worker(index), processor_token=token)
+
+
+WORKER_TOKEN_ENV = "EXTPROC_WORKER_PROCESSOR_TOKEN"
+
+
+@contextlib.asynccontextmanager
+async def serving(settings: Settings) -> AsyncIterator[None]:
+    """The processor: in this process for one worker, else supervised worker processes."""
+    if settings.workers == 1:
+        async with processor(settings):
+            yield
+        return
+    supervisor = Supervisor(settings)
+    await supervisor.start()
+    try:
+        yield
+    finally:
+        await supervisor.stop()
+
+
+class Supervisor:
+    """Keeps `processor.workers` worker processes serving: one that dies is started again at once (Envoy's
+    health checks route around it meanwhile); none outlives this process."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._procs: dict[int, asyncio.subprocess.Process] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
+
+    async def start(self) -> None:
+        for index in range(self._settings.workers):
+            await self._spawn(index)
+        await asyncio.gather(*(_wait_listening(a) for a in self._settings.processor_addresses))
+        self._tasks = [asyncio.create_task(self._watch(i)) for i in range(self._settings.workers)]
+
+    async def _spawn(self, index: int) -> None:
+        args = [sys.executable, "-m", "extproc", "worker", "--index", str(index)]
+        if self._settings.source:
+            args += ["--config", self._settings.source]
+        env = {**os.environ, WORKER_TOKEN_ENV: self._settings.processor_token or ""}
+        self._procs[index] = await asyncio.create_subprocess_exec(*args, env=env, preexec_fn=die_with_parent)
+
+    async def _watch(self, index: int) -> None:
+        while not self._stopping:
+            status = await self._procs[index].wait()
+            if self._stopping:
+                return
+            log.warning("processor worker %d exited (status %s); starting it again", index, status)
+            await asyncio.sleep(0.1)
+            await self._spawn(index)
+
+    async def stop(self) -> None:
+        self._stopping = True
+        for task in self._tasks:
+            task.cancel()
+        for proc in self._procs.values():
+            if proc.returncode is None:
+                proc.terminate()
+        for proc in self._procs.values():
+            try:
+                await asyncio.wait_for(proc.wait(), 10)
+            except TimeoutError:
+                proc.kill()
+
+
+async def _wait_listening(address: Address, timeout: float = 30) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        try:
+            _, writer = await asyncio.open_connection(address.host, address.port)
+            writer.close()
+            return
+        except OSError:
+            await asyncio.sleep(0.05)
+    raise TimeoutError(f"processor worker on {address} did not start within {timeout:g}s")
 
 
 async def up(settings: Settings) -> None:
@@ -150,7 +241,7 @@ async def up(settings: Settings) -> None:
         settings = dataclasses.replace(settings, processor_token=secrets.token_urlsafe(32))
     for key, address in (("listen", settings.listen), ("admin", settings.admin)):
         _check_free(key, address.host, address.port)
-    async with processor(settings):
+    async with serving(settings):
         with tempfile.TemporaryDirectory(prefix="extproc-") as tmp:
             config_path = Path(tmp) / "envoy.yaml"
             config_path.write_text(render_bootstrap(settings))

@@ -9,22 +9,27 @@ from typing import Any
 from extproc.bootstrap.attempts import RELAY_CLUSTER, circuit_breakers, provider_filters
 from extproc.bootstrap.names import GRPC_LIMIT_SLACK, PROCESSOR_CLUSTER, T, provider_cluster_name, socket
 from extproc.core.providers import ProviderSpec
-from extproc.core.settings import Settings
+from extproc.core.settings import Address, Settings
 
 
 def processor_cluster(settings: Settings) -> dict[str, Any]:
     host = settings.processor.host
-    return {
+    cluster: dict[str, Any] = {
         "name": PROCESSOR_CLUSTER,
-        "type": "STATIC" if _is_ip(host) else "LOGICAL_DNS",
+        "type": _discovery_type(host, settings.workers),
         "connect_timeout": "1s",
         "per_connection_buffer_limit_bytes": settings.max_request_bytes + GRPC_LIMIT_SLACK,
         "typed_extension_protocol_options": {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
             "@type": T + "extensions.upstreams.http.v3.HttpProtocolOptions",
             "explicit_http_config": {"http2_protocol_options": {}},
         }},
-        "load_assignment": _endpoints(PROCESSOR_CLUSTER, host, settings.processor.port),
+        "load_assignment": _all_of(PROCESSOR_CLUSTER, settings.processor_addresses),
     }
+    if settings.workers > 1:  # a worker that died gets no streams until it serves again (gRPC health service)
+        cluster["health_checks"] = [{"timeout": "0.5s", "interval": "0.5s", "unhealthy_threshold": 1,
+                                     "healthy_threshold": 1, "grpc_health_check": {}}]
+        cluster["common_lb_config"] = {"healthy_panic_threshold": {"value": 0}}  # none healthy: fail closed
+    return cluster
 
 
 def relay_cluster(settings: Settings) -> dict[str, Any]:
@@ -33,7 +38,7 @@ def relay_cluster(settings: Settings) -> dict[str, Any]:
     host = settings.relay.host
     return {
         "name": RELAY_CLUSTER,
-        "type": "STATIC" if _is_ip(host) else "LOGICAL_DNS",
+        "type": _discovery_type(host, settings.workers),
         "connect_timeout": "1s",
         "per_connection_buffer_limit_bytes": settings.max_request_bytes,
         "circuit_breakers": circuit_breakers(settings),
@@ -42,7 +47,7 @@ def relay_cluster(settings: Settings) -> dict[str, Any]:
             "explicit_http_config": {"http_protocol_options": {}},
             "http_filters": provider_filters(settings),
         }},
-        "load_assignment": _endpoints(RELAY_CLUSTER, host, settings.relay.port),
+        "load_assignment": _all_of(RELAY_CLUSTER, settings.relay_addresses),
     }
 
 
@@ -80,8 +85,18 @@ def provider_cluster(provider: ProviderSpec, settings: Settings) -> dict[str, An
     return cluster
 
 
+def _all_of(cluster: str, addresses: tuple[Address, ...]) -> dict[str, Any]:
+    """Every worker: Envoy spreads streams across them (round robin)."""
+    return {"cluster_name": cluster, "endpoints": [{"lb_endpoints": [
+        {"endpoint": {"address": socket(a.host, a.port)}} for a in addresses]}]}
+
+
 def _endpoints(cluster: str, host: str, port: int) -> dict[str, Any]:
     return {"cluster_name": cluster, "endpoints": [{"lb_endpoints": [{"endpoint": {"address": socket(host, port)}}]}]}
+
+
+def _discovery_type(host: str, endpoints: int) -> str:
+    return "STATIC" if _is_ip(host) else "LOGICAL_DNS" if endpoints == 1 else "STRICT_DNS"
 
 
 def _is_ip(host: str) -> bool:

@@ -26,6 +26,7 @@ from extproc.config.values import (
     positive_int,
     positive_number,
     processor_token,
+    processor_workers,
     reject_unknown,
     relay_port,
     string,
@@ -91,15 +92,17 @@ def parse_settings(raw: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
     if concurrency is not None:
         concurrency = positive_int(concurrency, "envoy.concurrency")
     upstream_timeout = positive_number(raw.get("upstream_timeout", 600), "upstream_timeout")
-    redis_url, redis_prefix = _state(raw.get("state"))
     shutdown = mapping(raw.get("shutdown") or {}, "shutdown")
     reject_unknown(shutdown, "shutdown", {"grace"})
-    processor = address({k: v for k, v in (raw.get("processor") or {}).items() if k not in ("token", "relay_port")}
-                        or None, "processor", Address("127.0.0.1", 50051))
+    redis_url, redis_prefix = _state(raw.get("state"))
+    own = {k: v for k, v in (raw.get("processor") or {}).items() if k not in ("token", "relay_port", "workers")}
+    processor = address(own or None, "processor", Address("127.0.0.1", 50051))
+    workers = processor_workers(raw.get("processor"), redis_url is not None)
     return Settings(
         listen=address(raw.get("listen"), "listen", Address("127.0.0.1", 10000)),
         processor=processor,
-        relay=Address(processor.host, relay_port(raw.get("processor"), processor)),
+        relay=Address(processor.host, relay_port(raw.get("processor"), processor, workers)),
+        workers=workers,
         processor_token=processor_token(raw.get("processor")),
         admin=address(raw.get("admin"), "admin", Address("127.0.0.1", 9901)),
         providers=providers,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import os
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -111,14 +112,30 @@ def processor_token(value: Any) -> str | None:
     return token
 
 
-def relay_port(value: Any, processor: Address) -> int:
-    """Where the processor relays streamed answers (a failure midway ends them with an error event)."""
-    default = processor.port + 1 if 0 < processor.port < 65535 else 0
+def relay_port(value: Any, processor: Address, workers: int = 1) -> int:
+    """Where the processor relays streamed answers (a failure midway ends them with an error event); worker i
+    listens on it + i, after the workers' own processor ports."""
+    default = processor.port + workers if 0 < processor.port <= 65535 - 2 * workers else 0
     port = value.get("relay_port", default) if isinstance(value, dict) else default
-    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port <= 65535 or port == processor.port:
-        raise ConfigError(f"processor.relay_port: expected a port number 1-65535 other than processor.port, got "
-                          f"{port!r}")
+    ours = range(processor.port, processor.port + workers)
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port <= 65535 - workers + 1 \
+            or any(p in ours for p in range(port, port + workers)):
+        raise ConfigError(f"processor.relay_port: expected a port number 1-65535 clear of the workers' processor "
+                          f"ports ({processor.port}-{processor.port + workers - 1}), got {port!r}")
     return port
+
+
+def processor_workers(value: Any, shared_state: bool) -> int:
+    """processor.workers: the number of cores when health is shared (state.redis), else one — several processes
+    that do not share health would each learn cooldowns alone."""
+    default = (os.cpu_count() or 1) if shared_state else 1
+    workers = value.get("workers", default) if isinstance(value, dict) else default
+    if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= 64:
+        raise ConfigError(f"processor.workers: expected a number of processes 1-64, got {workers!r}")
+    if workers > 1 and not shared_state:
+        raise ConfigError(f"processor.workers: {workers} processes share health through Redis; set state.redis.url "
+                          "(e.g. redis://127.0.0.1:6379/0) or processor.workers: 1")
+    return workers
 
 
 def address(value: Any, key: str, default: Address) -> Address:

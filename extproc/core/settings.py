@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from extproc.core.catalog import ModelSpec
 from extproc.core.flows import Flow, Windows
@@ -86,6 +86,20 @@ class Settings:
     state_prefix: str = "extproc:"  # state.redis.prefix: every key and channel starts with it
     shutdown_grace: float = 30.0  # on SIGTERM, how long open requests and streams may take to finish (s)
     relay: Address = Address("127.0.0.1", 50052)  # the processor's stream relay (processor.relay_port)
+    workers: int = 1  # processor.workers: processes serving Envoy; worker i listens on port + i, relay + i
+
+    def worker(self, index: int) -> Settings:
+        """The settings worker `index` runs with: its own processor and relay ports."""
+        return replace(self, processor=Address(self.processor.host, self.processor.port + index),
+                       relay=Address(self.relay.host, self.relay.port + index), workers=1)
+
+    @property
+    def processor_addresses(self) -> tuple[Address, ...]:
+        return tuple(Address(self.processor.host, self.processor.port + i) for i in range(self.workers))
+
+    @property
+    def relay_addresses(self) -> tuple[Address, ...]:
+        return tuple(Address(self.relay.host, self.relay.port + i) for i in range(self.workers))
     max_request_bytes: int = 32 * 1024 * 1024
     max_connections: int = 10000
     log_level: str = "info"

@@ -49,3 +49,40 @@ def test_a_429_seen_by_one_gateway_makes_the_other_route_around_it_within_a_seco
     raw = other.chat.completions.with_raw_response.create(model="shared-a-model", messages=CHAT)
     assert raw.headers["x-extproc-model"] == "shared-b-model" and raw.headers["x-extproc-attempts"] == "1"
     assert len(fakes["openai"].requests) == 1  # the cooled provider was not tried again by either
+
+
+def _workers(pid: int) -> list[int]:
+    from pathlib import Path
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [int(c) for c in children if b"worker" in Path(f"/proc/{c}/cmdline").read_bytes()]
+
+
+def test_a_killed_processor_worker_is_replaced_within_two_seconds_and_traffic_resumes(
+        fakes: dict[str, FakeProvider], redis_server: RedisServer,
+        make_stack: Callable[[dict[str, Any]], Stack]) -> None:
+    import os
+    import signal
+
+    from tests.conftest import free_port, provider_config
+
+    for fake in fakes.values():
+        fake.reset()
+    stack = make_stack({"providers": provider_config(fakes), "discovery": False,
+                        "processor": {"address": "127.0.0.1", "port": free_port(), "workers": 2},
+                        "state": {"redis": {"url": redis_server.url, "prefix": f"w{time.monotonic_ns()}:"}}})
+    body = {"model": "gpt-5-mini", "messages": CHAT}
+    assert all(httpx.post(stack.url + "/v1/chat/completions", json=body).status_code == 200 for _ in range(6))
+    workers = _workers(stack.proc.pid)
+    assert len(workers) == 2
+    os.kill(workers[0], signal.SIGKILL)
+    killed = time.monotonic()
+    while True:
+        now = _workers(stack.proc.pid)
+        if len(now) == 2 and workers[0] not in now:
+            break
+        assert time.monotonic() - killed < 2.0, "the killed worker was not replaced within 2 s"
+        time.sleep(0.05)
+    deadline = time.monotonic() + 2.0  # once Envoy's health check sees it serve, traffic resumes everywhere
+    while not all(httpx.post(stack.url + "/v1/chat/completions", json=body).status_code == 200 for _ in range(4)):
+        assert time.monotonic() < deadline, "traffic did not resume after the worker was replaced"
+    assert "processor worker 0 exited" in stack.logs()

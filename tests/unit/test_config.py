@@ -399,3 +399,18 @@ def test_the_relay_port_follows_the_processor_port_and_is_validated():
     assert parse_settings({"processor": {"port": 6000, "relay_port": 7000}}, {}).relay.port == 7000
     with pytest.raises(ConfigError, match="processor.relay_port"):
         parse_settings({"processor": {"port": 6000, "relay_port": 6000}}, {})
+
+
+def test_workers_need_shared_health_and_default_to_the_cores_with_it():
+    import os
+    assert parse_settings({}, {}).workers == 1
+    shared = {"state": {"redis": {"url": "redis://127.0.0.1:6379/0"}}}
+    assert parse_settings(shared, {}).workers == (os.cpu_count() or 1)
+    with pytest.raises(ConfigError, match="processor.workers: 2 processes share health through Redis"):
+        parse_settings({"processor": {"workers": 2}}, {})
+    s = parse_settings({**shared, "processor": {"port": 7000, "workers": 3}}, {})
+    assert [a.port for a in s.processor_addresses] == [7000, 7001, 7002]
+    assert [a.port for a in s.relay_addresses] == [7003, 7004, 7005]
+    assert s.worker(2).processor.port == 7002 and s.worker(2).relay.port == 7005
+    with pytest.raises(ConfigError, match="processor.relay_port"):
+        parse_settings({**shared, "processor": {"port": 7000, "workers": 3, "relay_port": 7002}}, {})

@@ -73,6 +73,11 @@ class Row:
     concurrency: int
     bare: Point
     gateway: Point
+    workers: Point | None = None  # the gateway with processor.workers > 1 (sharing health through Redis)
+
+    @property
+    def workers_ratio(self) -> float:
+        return self.workers.rps / self.bare.rps if self.workers and self.bare.rps else 0.0
 
     @property
     def rps_ratio(self) -> float:
@@ -172,14 +177,15 @@ def bare_envoy_bootstrap(port: int, admin_port: int, upstream_port: int) -> dict
 
 
 def gateway_config(port: int, processor_port: int, admin_port: int, upstream_port: int,
-                   envoy_concurrency: int) -> dict[str, Any]:
+                   envoy_concurrency: int, workers: int = 1, redis_url: str | None = None) -> dict[str, Any]:
     """Every built-in provider points at the fake (keeping the run off the network); only openai has a key."""
     base_url = f"http://{HOST}:{upstream_port}"
     providers = {name: {"base_url": base_url, "api_key": PROVIDER_KEY if name == "openai" else ""}
                  for name in BUILTIN_PROVIDERS}
     return {
         "listen": {"address": HOST, "port": port},
-        "processor": {"address": HOST, "port": processor_port, "relay_port": free_port()},
+        "processor": {"address": HOST, "port": processor_port, "relay_port": free_port(), "workers": workers},
+        **({"state": {"redis": {"url": redis_url}}} if redis_url else {}),
         "admin": {"address": HOST, "port": admin_port},
         "log_level": "warning",
         "envoy": {"concurrency": envoy_concurrency, "log_level": "warning"},
@@ -285,10 +291,13 @@ class Targets:
     fake: str
     bare: str
     gateway: str
+    workers: str | None = None  # the same gateway with several processor workers
+    worker_count: int = 1
 
 
-def start_stack(children: Children, envoy: str, envoy_concurrency: int) -> Targets:
-    """Fake provider, bare Envoy and gateway, all up and listening; returns their request URLs."""
+def start_stack(children: Children, envoy: str, envoy_concurrency: int, workers: int = 1) -> Targets:
+    """Fake provider, bare Envoy and gateway (and, for `workers` > 1, a second gateway with that many processor
+    workers sharing health through a redis-server of its own), all up and listening; returns their URLs."""
     fake_port, bare_port, gw_port = free_port(), free_port(), free_port()
     fake = start_envoy(children, "fake", fake_provider_bootstrap(fake_port, free_port()), 1, envoy)
     wait_listening(fake, fake_port)
@@ -300,7 +309,23 @@ def start_stack(children: Children, envoy: str, envoy_concurrency: int) -> Targe
     gateway = children.start("gateway", [sys.executable, "-m", "extproc", "up", "--config", str(config)])
     wait_listening(bare, bare_port)
     wait_gateway_ready(gateway)
-    return Targets(*(f"http://{HOST}:{p}{PATH}" for p in (fake_port, bare_port, gw_port)))
+    fake_url, bare_url, gw_url = (f"http://{HOST}:{p}{PATH}" for p in (fake_port, bare_port, gw_port))
+    redis = shutil.which("redis-server")
+    if workers <= 1:
+        return Targets(fake_url, bare_url, gw_url)
+    if redis is None:
+        print(f"bench: redis-server not found, so no run with {workers} workers (apt-get install redis-server)")
+        return Targets(fake_url, bare_url, gw_url)
+    redis_port, many_port = free_port(), free_port()
+    redis_child = children.start("redis", [redis, "--port", str(redis_port), "--bind", HOST, "--save", "",
+                                           "--appendonly", "no"])
+    wait_listening(redis_child, redis_port)
+    many = children.workdir / "gateway-workers.yaml"
+    many.write_text(yaml.safe_dump(gateway_config(many_port, free_port(), free_port(), fake_port, envoy_concurrency,
+                                                  workers, f"redis://{HOST}:{redis_port}/0"), sort_keys=False))
+    wait_gateway_ready(children.start("gateway-workers", [sys.executable, "-m", "extproc", "up", "--config",
+                                                          str(many)]))
+    return Targets(fake_url, bare_url, gw_url, f"http://{HOST}:{many_port}{PATH}", workers)
 
 
 # ------------------------------------------------------------------------------------------ sanity
@@ -468,25 +493,42 @@ def run_points(load: Load, targets: Targets, concurrencies: Sequence[int], durat
         bare = measure(load, targets.bare, conc, duration, warmup)
         print(f" {bare.rps:,.0f} rps; gateway ...", end="", flush=True)
         gateway = measure(load, targets.gateway, conc, duration, warmup)
-        print(f" {gateway.rps:,.0f} rps", flush=True)
-        rows.append(Row(conc, bare, gateway))
+        print(f" {gateway.rps:,.0f} rps", end="", flush=True)
+        workers = None
+        if targets.workers:
+            print(f"; {targets.worker_count} workers ...", end="", flush=True)
+            workers = measure(load, targets.workers, conc, duration, warmup)
+            print(f" {workers.rps:,.0f} rps", end="", flush=True)
+        print(flush=True)
+        rows.append(Row(conc, bare, gateway, workers))
     return rows
 
 
 # ------------------------------------------------------------------------------------------ output
 
 
-def render_table(rows: Sequence[Row]) -> str:
-    header = ("conc", "bare rps", "gw rps", "ratio", "bare p50", "gw p50", "+p50", "bare p99", "gw p99", "+p99")
+def render_table(rows: Sequence[Row], worker_count: int = 1) -> str:
+    many = any(r.workers for r in rows)
+    header: tuple[str, ...] = ("conc", "bare rps", "gw rps", "ratio", "bare p50", "gw p50", "+p50", "bare p99",
+                               "gw p99", "+p99")
+    if many:
+        header += (f"gw×{worker_count} rps", f"ratio×{worker_count}")
     lines = [header]
     for r in rows:
-        lines.append((str(r.concurrency), f"{r.bare.rps:,.0f}", f"{r.gateway.rps:,.0f}", f"{r.rps_ratio:.2f}",
-                      f"{r.bare.p50_ms:.2f}", f"{r.gateway.p50_ms:.2f}", f"{r.added_p50_ms:+.2f}",
-                      f"{r.bare.p99_ms:.2f}", f"{r.gateway.p99_ms:.2f}", f"{r.added_p99_ms:+.2f}"))
+        line: tuple[str, ...] = (str(r.concurrency), f"{r.bare.rps:,.0f}", f"{r.gateway.rps:,.0f}",
+                                 f"{r.rps_ratio:.2f}", f"{r.bare.p50_ms:.2f}", f"{r.gateway.p50_ms:.2f}",
+                                 f"{r.added_p50_ms:+.2f}", f"{r.bare.p99_ms:.2f}", f"{r.gateway.p99_ms:.2f}",
+                                 f"{r.added_p99_ms:+.2f}")
+        if many:
+            line += (f"{r.workers.rps:,.0f}" if r.workers else "-", f"{r.workers_ratio:.2f}")
+        lines.append(line)
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     text = [" | ".join(c.rjust(w) for c, w in zip(line, widths, strict=True)) for line in lines]
     text.insert(1, "-+-".join("-" * w for w in widths))
-    return "\n".join(text) + "\n(latencies in ms; ratio = gateway rps / bare rps; +p50/+p99 = gateway - bare)"
+    legend = "\n(latencies in ms; ratio = gateway rps / bare rps; +p50/+p99 = gateway - bare"
+    if many:
+        legend += f"; gw×{worker_count} = {worker_count} processor workers sharing health through Redis"
+    return "\n".join(text) + legend + ")"
 
 
 def error_notes(rows: Sequence[Row]) -> list[str]:
@@ -517,6 +559,7 @@ def write_json(path: Path, machine: dict[str, Any], load: Load, args: argparse.N
                      "envoy_concurrency": args.envoy_concurrency, "body_bytes": len(request_body())},
         "fake_provider_ceiling": asdict(ceiling) if ceiling else None,
         "points": [{"concurrency": r.concurrency, "bare": asdict(r.bare), "gateway": asdict(r.gateway),
+                    "workers": asdict(r.workers) if r.workers else None,
                     "rps_ratio": r.rps_ratio, "added_p50_ms": r.added_p50_ms, "added_p99_ms": r.added_p99_ms}
                    for r in rows],
     }
@@ -545,6 +588,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="worker threads of the bare and the gateway Envoy alike (default 1)")
     parser.add_argument("--warmup", type=float, default=2, help="seconds of unmeasured load per point (default 2)")
     parser.add_argument("--json", type=Path, help="also write the results as JSON to this path")
+    parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)),
+                        help="also measure a gateway with this many processor workers (default: the cores; 1: "
+                             "skip)")
     args = parser.parse_args(argv)
     if args.duration <= 0 or args.warmup < 0 or args.envoy_concurrency < 1:
         parser.error("--duration must be > 0, --warmup ≥ 0 and --envoy-concurrency ≥ 1")
@@ -559,7 +605,7 @@ def benchmark(args: argparse.Namespace, workdir: Path, children: Children) -> in
           f"| {machine['date']}")
     print(f"load: {load.name} | {args.duration:g}s per point after {args.warmup:g}s warm-up | "
           f"Envoy --concurrency {args.envoy_concurrency} | {len(request_body())}-byte POST {PATH}")
-    targets = start_stack(children, envoy, args.envoy_concurrency)
+    targets = start_stack(children, envoy, args.envoy_concurrency, args.workers)
     sanity_check(targets)
     print("sanity: bare 200, gateway 200 with x-extproc-provider: openai")
     top = max(args.concurrency)
@@ -568,7 +614,7 @@ def benchmark(args: argparse.Namespace, workdir: Path, children: Children) -> in
           "(the ceiling; both paths should stay well below it)")
     rows = run_points(load, targets, args.concurrency, args.duration, args.warmup)
     print()
-    print(render_table(rows))
+    print(render_table(rows, targets.worker_count))
     for note in [*error_notes(rows), load.caveat]:
         if note:
             print(note)

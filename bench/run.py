@@ -176,6 +176,9 @@ def bare_envoy_bootstrap(port: int, admin_port: int, upstream_port: int) -> dict
     return _envoy_bootstrap(port, admin_port, {"route": {"cluster": "fake", "timeout": "15s"}}, [cluster])
 
 
+BENCH_STATE_KEY = "bmv2vDyfjOs2wW4Zt5r0m6M8rXyV6bV2hW1aTOv2Q1k="  # a Fernet key; the bench stores no logins
+
+
 def gateway_config(port: int, processor_port: int, admin_port: int, upstream_port: int,
                    envoy_concurrency: int, workers: int = 1, redis_url: str | None = None) -> dict[str, Any]:
     """Every built-in provider points at the fake (keeping the run off the network); only openai has a key."""
@@ -185,7 +188,7 @@ def gateway_config(port: int, processor_port: int, admin_port: int, upstream_por
     return {
         "listen": {"address": HOST, "port": port},
         "processor": {"address": HOST, "port": processor_port, "relay_port": free_port(), "workers": workers},
-        **({"state": {"redis": {"url": redis_url}}} if redis_url else {}),
+        **({"state": {"redis": {"url": redis_url, "key": BENCH_STATE_KEY}}} if redis_url else {}),
         "admin": {"address": HOST, "port": admin_port},
         "log_level": "warning",
         "envoy": {"concurrency": envoy_concurrency, "log_level": "warning"},

@@ -25,7 +25,7 @@ import httpx
 
 from extproc import probing
 from extproc.auth.accounts import AccountManager
-from extproc.auth.store import StoreError, store_at
+from extproc.auth.store import StoreError
 from extproc.bootstrap import render_bootstrap
 from extproc.core.settings import Address, Credential, Settings
 from extproc.discovery.refresh import Discovery
@@ -34,6 +34,7 @@ from extproc.relay import start_relay, stop_relay, upstream_client
 from extproc.runtime import Runtime
 from extproc.server import start_server
 from extproc.state.health_sync import HealthSync
+from extproc.state.stores import account_store
 
 log = logging.getLogger("extproc")
 
@@ -94,7 +95,7 @@ async def processor(settings: Settings) -> AsyncIterator[Processor]:
     """The gRPC server with the gateway, its accounts and discovery running, for as long as the block runs."""
     async with httpx.AsyncClient(follow_redirects=False) as client:
         runtime = Runtime(settings)
-        manager = AccountManager(store_at(settings.auth_store), settings.flows, client,
+        manager = AccountManager(account_store(settings), settings.flows, client,
                                  on_change=runtime.publish_logins, skew=settings.refresh_skew)
         try:
             await manager.load()

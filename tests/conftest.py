@@ -17,6 +17,7 @@ import yaml
 
 from tests.fakes import FakeProvider
 
+STATE_KEY = "q3YF0FJ4nUqUqgCAsQ2RZp6pr3sE1-9nOHqYmB9F8pI="  # a Fernet key for tests' state.redis.key
 PROVIDERS = ("openai", "anthropic", "gemini", "groq", "mistral")
 SECRETS = {name: f"sk-{name}-secret-{os.getpid()}" for name in PROVIDERS}
 

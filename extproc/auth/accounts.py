@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import os
 import time
 from collections.abc import Callable, Mapping
 from enum import Enum
@@ -22,7 +21,7 @@ import httpx
 
 from extproc.auth.client import OAuthError, code_assist_project, exchange_code, new_account, refresh_grant
 from extproc.auth.pkce import LoginExpired, PendingLogin, PendingLogins, challenge_of
-from extproc.auth.store import Account, StoreError, TokenStore
+from extproc.auth.store import Account, AccountNotFound, AccountStore, StoreError
 from extproc.core.errors import CredentialUnavailable
 from extproc.core.flows import Flow
 from extproc.core.settings import Credential
@@ -89,7 +88,7 @@ def split_pasted(pasted: str) -> tuple[str, str | None]:
 
 
 class AccountManager:
-    def __init__(self, store: TokenStore, flows: Mapping[str, Flow], http: httpx.AsyncClient,
+    def __init__(self, store: AccountStore, flows: Mapping[str, Flow], http: httpx.AsyncClient,
                  on_change: Callable[[tuple[Credential, ...], Mapping[str, str], Mapping[str, WindowState]], None]
                  = lambda _c, _s, _w: None,
                  skew: float = 300.0,
@@ -104,8 +103,9 @@ class AccountManager:
         self._accounts: dict[str, Account] = {}
         self._tokens: dict[str, TokenState] = {}  # absent: TRUSTED
         self._inflight: dict[str, asyncio.Task[str]] = {}
-        self._stamp: tuple[float, int] | None = None
+        self._stamp: object = None
         self._saving: dict[str, asyncio.Task[None]] = {}  # accounts whose windows are being written
+        self._unsaved: dict[str, tuple[Account, str | None]] = {}  # refreshed, not yet stored: (new, spent token)
 
     # -- what the rest of the gateway sees
 
@@ -154,7 +154,7 @@ class AccountManager:
 
     async def load(self) -> None:
         """Read the store (another process, e.g. `extproc auth login`, may have changed it)."""
-        stamp = self._file_stamp()  # before reading: a write landing meanwhile is reloaded next tick
+        stamp = await self._store_stamp()  # before reading: a write landing meanwhile is reloaded next tick
         accounts = await asyncio.to_thread(self.store.load)
         self._stamp = stamp
         known = set(self._accounts)
@@ -165,22 +165,40 @@ class AccountManager:
         self._changed()
 
     async def watch(self, every: float = 2.0) -> None:
-        """Reload when the store file changes on disk."""
+        """Reload when the store changes (another process wrote it); write what could not be written before."""
         while True:
             await asyncio.sleep(every)
-            if self._file_stamp() != self._stamp:
-                try:
+            try:
+                await self._save_unsaved()
+                if await self._store_stamp() != self._stamp:
                     await self.load()
-                except Exception as exc:  # a corrupt file is reported, the last good accounts stay
-                    log.error("accounts store: %s", exc)
-                    self._stamp = self._file_stamp()
+            except Exception as exc:  # a corrupt or unreachable store is reported; the last good accounts stay
+                log.error("accounts store: %s", exc)
 
-    def _file_stamp(self) -> tuple[float, int] | None:
+    async def _store_stamp(self) -> object:
         try:
-            stat = os.stat(self.store.path)
-        except OSError:
-            return None
-        return stat.st_mtime, stat.st_size
+            return await asyncio.to_thread(self.store.stamp)
+        except StoreError:
+            return self._stamp  # unreachable: nothing to reload from yet
+
+    async def _save_unsaved(self) -> None:
+        """A refresh made while the store was unreachable: written now, unless the store holds a newer pair
+        (another process refreshed since, from the token we spent or after us) — then that one is adopted."""
+        for account_id, (ours, spent) in list(self._unsaved.items()):
+            def newer(stored: Account, ours: Account = ours, spent: str | None = spent) -> Account:
+                if stored.refresh_token in (spent, ours.refresh_token) and stored.updated_at <= ours.updated_at:
+                    return dataclasses.replace(stored, access_token=ours.access_token,
+                                               refresh_token=ours.refresh_token, expires_at=ours.expires_at,
+                                               status=ours.status, status_reason=ours.status_reason)
+                return stored
+            try:
+                written = await asyncio.to_thread(self.store.update, account_id, newer)
+            except AccountNotFound:  # the store lost it meanwhile (a Redis restarted without persistence)
+                written = await asyncio.to_thread(self.store.upsert, ours)
+            del self._unsaved[account_id]
+            self._adopt(written, event=None)
+            log.info("account %s: the refresh made while the store was unreachable is %s", account_id,
+                     "saved" if written.refresh_token == ours.refresh_token else "superseded by a newer one")
 
     # -- secrets for the request path (the gateway's SecretSource)
 
@@ -236,10 +254,40 @@ class AccountManager:
         return await asyncio.shield(task)
 
     async def _refresh(self, account_id: str) -> str:
+        """One refresh at a time across processes and replicas (the store's lock): a later one finds the new
+        token in the store and adopts it. With the store unreachable, the token this process knows is
+        refreshed anyway, kept in memory, and written when the store is back."""
+        try:
+            lock = self.store.refresh_lock(account_id)
+            await asyncio.to_thread(lock.__enter__)
+        except StoreError as exc:
+            return await self._refresh_unlocked(account_id, exc)
         try:
             return await self._refresh_stored(account_id)
-        except StoreError as exc:  # the file, not the login, is broken: other credentials carry on
+        except StoreError as exc:  # the store, not the login, is broken: other credentials carry on
             raise CredentialUnavailable(f"accounts store: {exc}", permanent=False) from None
+        finally:
+            await asyncio.to_thread(lock.__exit__, None, None, None)
+
+    async def _refresh_unlocked(self, account_id: str, why: StoreError) -> str:
+        known = self._accounts.get(account_id)
+        flow = self.flows.get(known.kind) if known is not None else None
+        if known is None or flow is None or not known.refresh_token:
+            raise CredentialUnavailable(f"accounts store: {why}", permanent=False)
+        log.warning("account %s: the store is unreachable (%s); refreshing the token this process knows and "
+                    "saving it when the store is back", account_id, why)
+        try:
+            grant = await refresh_grant(self._http, flow, known.refresh_token)
+        except OAuthError as exc:
+            raise CredentialUnavailable(str(exc), permanent=False) from None
+        fresh = dataclasses.replace(known, access_token=grant.access_token,
+                                    refresh_token=grant.refresh_token or known.refresh_token,
+                                    expires_at=grant.expires_at, status="active", status_reason=None,
+                                    updated_at=self._clock())
+        self._unsaved[account_id] = (fresh, known.refresh_token)
+        self._event(account_id, "refreshed")
+        self._adopt(fresh, event=None)
+        return grant.access_token
 
     async def _refresh_stored(self, account_id: str) -> str:
         stored = await asyncio.to_thread(self.store.get, account_id)
@@ -279,7 +327,8 @@ class AccountManager:
         except StoreError as exc:
             # The old refresh token is spent: keep the new pair in memory and write it at the next chance.
             log.error("account %s refreshed but not saved (%s); keeping the new tokens in memory", account_id, exc)
-            updated = rotate(stored)
+            updated = dataclasses.replace(rotate(stored), updated_at=self._clock())
+            self._unsaved[account_id] = (updated, stored.refresh_token)
         self._event(account_id, "refreshed")
         self._adopt(updated, event=None)
         log.info("account %s refreshed", account_id)
@@ -354,7 +403,7 @@ class AccountManager:
         """Write an account, and know that this process made the store's latest change."""
         stored = await asyncio.to_thread(self.store.upsert, account)
         self._accounts[stored.id] = stored
-        self._stamp = self._file_stamp()
+        self._stamp = await self._store_stamp()
         self._changed()
         return stored
 
@@ -362,7 +411,7 @@ class AccountManager:
         removed = await asyncio.to_thread(self.store.remove, account_id)
         self._tokens.pop(account_id, None)
         if self._accounts.pop(account_id, None) is not None or removed:
-            self._stamp = self._file_stamp()
+            self._stamp = await self._store_stamp()
             self._changed()
         return removed
 

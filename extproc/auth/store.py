@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from extproc.core.windows import WindowLevel, WindowState
 
@@ -80,6 +80,26 @@ def default_store_path() -> Path:
     return base / "extproc" / "accounts.json"
 
 
+class AccountStore(Protocol):
+    """Where accounts live: this file store, or Redis for replicas (extproc.state.token_store). Blocking."""
+
+    path: Path
+
+    def load(self) -> list[Account]: ...
+
+    def get(self, account_id: str) -> Account | None: ...
+
+    def upsert(self, account: Account) -> Account: ...
+
+    def update(self, account_id: str, change: Callable[[Account], Account]) -> Account: ...
+
+    def remove(self, account_id: str) -> bool: ...
+
+    def stamp(self) -> object: ...
+
+    def refresh_lock(self, account_id: str) -> contextlib.AbstractContextManager[None]: ...
+
+
 def store_at(path: str | None) -> TokenStore:
     """The store at a configured path (`~` expanded), else at the default one."""
     return TokenStore(Path(path).expanduser() if path else default_store_path())
@@ -125,6 +145,27 @@ class TokenStore:
                 raise ValueError(f"update() may not change an account's id ({account_id!r} → {changed.id!r})")
             accounts[index] = replace(changed, updated_at=time.time())
             return accounts[index]
+
+    def stamp(self) -> object:
+        """Changes whenever the store does (another process wrote it): when to load again."""
+        try:
+            stat = os.stat(self.path)
+        except OSError:
+            return None
+        return stat.st_mtime_ns, stat.st_size
+
+    @contextlib.contextmanager
+    def refresh_lock(self, account_id: str) -> Iterator[None]:
+        """Held across a token refresh, so processes on this machine refresh a login one at a time and the
+        later ones find the new token instead of spending the refresh token again."""
+        _make_dirs(self.path.parent)
+        fd = os.open(self.path.with_name(self.path.name + ".refresh.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
+                     _FILE_MODE)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
 
     def remove(self, account_id: str) -> bool:
         """Delete an account; False when there was none (then nothing is rewritten)."""
@@ -255,9 +296,18 @@ def _corrupt(path: Path, what: str) -> StoreError:
     return StoreError(f"{path} {what}; fix or move it away — extproc will not overwrite it")
 
 
+def account_doc(account: Account) -> dict[str, Any]:
+    """An account as a JSON object (its tokens included: callers write it only where tokens may be)."""
+    return {k: _dump_windows(v) if k == "windows" else v for k in _FIELDS if (v := getattr(account, k)) is not None}
+
+
+def account_from_doc(where: str, item: Any) -> Account:
+    """The account a JSON object holds; a StoreError naming `where` (never a value) when it holds none."""
+    return _parse_account(Path(where), 0, item)
+
+
 def _dump(accounts: list[Account]) -> bytes:
-    items = [{k: _dump_windows(v) if k == "windows" else v for k in _FIELDS if (v := getattr(a, k)) is not None}
-             for a in accounts]
+    items = [account_doc(a) for a in accounts]
     return (json.dumps({"version": VERSION, "accounts": items}, sort_keys=True, indent=2) + "\n").encode()
 
 

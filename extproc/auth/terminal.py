@@ -23,8 +23,9 @@ import httpx
 from extproc.auth.accounts import AccountManager, LoginError, split_pasted
 from extproc.auth.imports import DEFAULT_PATHS, LoginFileError, parse_login_file
 from extproc.auth.pkce import LoginExpired
-from extproc.auth.store import Account, StoreError, store_at
+from extproc.auth.store import Account, StoreError
 from extproc.core.settings import Settings
+from extproc.state.stores import account_store
 
 LOGIN_TIMEOUT = 600.0
 
@@ -39,7 +40,7 @@ def run(settings: Settings, command: str, args: list[str], no_browser: bool = Fa
 
 async def _run(settings: Settings, command: str, args: list[str], no_browser: bool) -> int:
     async with httpx.AsyncClient() as http:
-        manager = AccountManager(store_at(settings.auth_store), settings.flows, http, skew=settings.refresh_skew)
+        manager = AccountManager(account_store(settings), settings.flows, http, skew=settings.refresh_skew)
         await manager.load()
         if command == "login":
             account = await login(manager, args[0], no_browser)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from cryptography.fernet import Fernet
 
 from extproc.config.data import default_config_text
 from extproc.config.flows import parse_flows
@@ -94,7 +95,7 @@ def parse_settings(raw: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
     upstream_timeout = positive_number(raw.get("upstream_timeout", 600), "upstream_timeout")
     shutdown = mapping(raw.get("shutdown") or {}, "shutdown")
     reject_unknown(shutdown, "shutdown", {"grace"})
-    redis_url, redis_prefix = _state(raw.get("state"))
+    redis_url, redis_prefix, redis_key = _state(raw.get("state"))
     own = {k: v for k, v in (raw.get("processor") or {}).items() if k not in ("token", "relay_port", "workers")}
     processor = address(own or None, "processor", Address("127.0.0.1", 50051))
     workers = processor_workers(raw.get("processor"), redis_url is not None)
@@ -114,7 +115,7 @@ def parse_settings(raw: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
         health=parse_health(raw.get("health") or {}),
         failover=parse_failover(raw.get("failover") or {}, upstream_timeout),
         shutdown_grace=non_negative_number(shutdown.get("grace", 30), "shutdown.grace"),
-        state_redis_url=redis_url, state_prefix=redis_prefix,
+        state_redis_url=redis_url, state_prefix=redis_prefix, state_key=redis_key,
         upstream_timeout=upstream_timeout,
         max_request_bytes=positive_int(raw.get("max_request_bytes", 32 * 1024 * 1024), "max_request_bytes"),
         max_connections=positive_int(raw.get("max_connections", 10000), "max_connections"),
@@ -170,16 +171,27 @@ def parse_failover(raw: Any, upstream_timeout: float) -> FailoverPolicy:
 __all__ = ["default_config_text", "load_settings", "parse_settings"]
 
 
-def _state(raw: Any) -> tuple[str | None, str]:
-    """`state.redis`: where replicas and workers share health (unset: each process keeps its own)."""
+def _state(raw: Any) -> tuple[str | None, str, str | None]:
+    """`state.redis`: where replicas and workers share health and logins (unset: each process keeps its own
+    health, and logins stay in the file store)."""
     section = mapping(raw or {}, "state")
     reject_unknown(section, "state", {"redis"})
     if section.get("redis") is None:
-        return None, "extproc:"
+        return None, "extproc:", None
     redis = mapping(section["redis"], "state.redis")
-    reject_unknown(redis, "state.redis", {"url", "prefix"})
+    reject_unknown(redis, "state.redis", {"url", "prefix", "key"})
     url = string(redis.get("url"), "state.redis.url")
     if not url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError("state.redis.url: expected redis://host:port[/db], rediss://… or unix://…, e.g. "
                           "redis://127.0.0.1:6379/0 (or ${REDIS_URL})")
-    return url, string(redis.get("prefix", "extproc:"), "state.redis.prefix")
+    key = redis.get("key")
+    if not key:
+        raise ConfigError("state.redis.key: logins in Redis are encrypted with it; set it from the environment "
+                          "(key: ${EXTPROC_STATE_KEY}), and make one with python -c \"from cryptography.fernet import "
+                          "Fernet; print(Fernet.generate_key().decode())\"")
+    try:
+        Fernet(string(key, "state.redis.key").encode())
+    except ValueError:
+        raise ConfigError("state.redis.key: not a Fernet key (32 url-safe base64-encoded bytes); make one with "
+                          "Fernet.generate_key()") from None
+    return url, string(redis.get("prefix", "extproc:"), "state.redis.prefix"), str(key)

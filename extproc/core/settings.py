@@ -84,6 +84,7 @@ class Settings:
     upstream_timeout: float = 600.0
     state_redis_url: str | None = field(default=None, repr=False)  # state.redis.url (may hold a password)
     state_prefix: str = "extproc:"  # state.redis.prefix: every key and channel starts with it
+    state_key: str | None = field(default=None, repr=False)  # state.redis.key: encrypts logins at rest
     shutdown_grace: float = 30.0  # on SIGTERM, how long open requests and streams may take to finish (s)
     relay: Address = Address("127.0.0.1", 50052)  # the processor's stream relay (processor.relay_port)
     workers: int = 1  # processor.workers: processes serving Envoy; worker i listens on port + i, relay + i

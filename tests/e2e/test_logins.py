@@ -551,3 +551,47 @@ def test_a_login_cooling_after_server_errors_is_probed_and_back_as_soon_as_its_p
     assert with_login and "x-api-key" not in probe.headers and "oauth" in probe.headers.get("anthropic-beta", "")
     answer = client.messages.create(model="claude-haiku-5-5", max_tokens=5, messages=CHAT)
     assert answer.content and len(fakes["anthropic"].requests) == 2
+
+
+def test_two_gateways_sharing_logins_in_redis_refresh_an_expired_one_exactly_once(
+        tmp_path: Path, fakes: dict[str, FakeProvider], upstreams: dict[str, FakeProvider], oauth: FakeOAuth,
+        redis_server: Any, make_stack: Callable[[dict[str, Any]], Stack]) -> None:
+    """2 × 50 concurrent requests on an expired login, half through each replica: one refresh call, and every
+    request goes with the new token. The login lives in Redis, encrypted: no token is readable there."""
+    import redis
+
+    from tests.conftest import STATE_KEY
+
+    prefix = f"logins{time.monotonic_ns()}:"
+    config = login_config(fakes, upstreams, oauth, tmp_path / "unused.json",
+                          state={"redis": {"url": redis_server.url, "prefix": prefix, "key": STATE_KEY}})
+    oauth.expires_in = 2
+    try:
+        login_by_paste(write_config(tmp_path, config), "claude")  # the CLI writes the login into Redis
+    finally:
+        oauth.expires_in = 3600
+    assert not (tmp_path / "unused.json").exists()
+    raw = redis.Redis.from_url(redis_server.url).hgetall(f"{prefix}accounts")
+    assert len(raw) == 1 and oauth.latest_access_token.encode() not in next(iter(raw.values()))
+    first, second = make_stack(config), make_stack(config)
+    time.sleep(2.2)  # the login's token has expired
+    calls_before, oauth.refresh_delay = oauth.refresh_calls, 0.5
+
+    def ask(i: int) -> int:
+        stack = (first, second)[i % 2]
+        return httpx.post(stack.url + "/v1/messages", timeout=30,
+                          json={"model": "claude-haiku-5-5", "max_tokens": 5, "messages": CHAT}).status_code
+
+    try:
+        with ThreadPoolExecutor(100) as pool:
+            statuses = list(pool.map(ask, range(100)))
+    finally:
+        oauth.refresh_delay = 0
+    assert statuses == [200] * 100
+    assert oauth.refresh_calls - calls_before == 1
+    tokens = {r.headers["authorization"] for r in fakes["anthropic"].wait_for(100)}
+    assert tokens == {f"Bearer {oauth.latest_access_token}"}, "a request went with another token than the new one"
+    listed = cli(write_config(tmp_path, config), "list").stdout
+    assert "claude-" in listed and "active" in listed
+    for stack in (first, second):
+        no_token_in(stack.logs(), oauth)

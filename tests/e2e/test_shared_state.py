@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import openai
 
-from tests.conftest import RedisServer, Stack
+from tests.conftest import STATE_KEY, RedisServer, Stack
 from tests.fakes import FakeProvider
 
 CHAT = [{"role": "user", "content": "hi"}]
@@ -26,7 +26,7 @@ def test_a_429_seen_by_one_gateway_makes_the_other_route_around_it_within_a_seco
         fake.reset()
     config = {
         "discovery": False, "strategy": "none",
-        "state": {"redis": {"url": redis_server.url, "prefix": f"e2e{time.monotonic_ns()}:"}},
+        "state": {"redis": {"url": redis_server.url, "prefix": f"e2e{time.monotonic_ns()}:", "key": STATE_KEY}},
         "providers": {"shared-a": {"base_url": fakes["openai"].base_url, "apis": {"openai": "/v1"},
                                    "api_key": "k-shared-a"},
                       "shared-b": {"base_url": fakes["groq"].base_url, "apis": {"openai": "/v1"},
@@ -69,7 +69,8 @@ def test_a_killed_processor_worker_is_replaced_within_two_seconds_and_traffic_re
         fake.reset()
     stack = make_stack({"providers": provider_config(fakes), "discovery": False,
                         "processor": {"address": "127.0.0.1", "port": free_port(), "workers": 2},
-                        "state": {"redis": {"url": redis_server.url, "prefix": f"w{time.monotonic_ns()}:"}}})
+                        "state": {"redis": {"url": redis_server.url, "prefix": f"w{time.monotonic_ns()}:",
+                                                  "key": STATE_KEY}}})
     body = {"model": "gpt-5-mini", "messages": CHAT}
     assert all(httpx.post(stack.url + "/v1/chat/completions", json=body).status_code == 200 for _ in range(6))
     workers = _workers(stack.proc.pid)

@@ -128,11 +128,18 @@ def test_a_token_another_process_already_refreshed_is_adopted_without_a_call(sto
 
 
 def test_losing_a_refresh_race_to_another_process_adopts_its_rotation(store, endpoint):
-    """Both send r1; the other process's call lands first, ours gets invalid_grant: take its tokens, don't suspend."""
+    """Both send r1 (the other one takes no lock: another tool on the same store); its call lands first, ours
+    gets invalid_grant: take its tokens, don't suspend."""
+    import contextlib
+
     store.update("claude-1", _expired)
 
+    class Unlocked(TokenStore):
+        def refresh_lock(self, account_id: str) -> contextlib.AbstractContextManager[None]:
+            return contextlib.nullcontext()
+
     async def run() -> str:
-        ours, theirs = manager(store, endpoint), manager(store, endpoint)
+        ours, theirs = manager(store, endpoint), manager(Unlocked(store.path), endpoint)
         await ours.load()
         await theirs.load()
         cred = credential(store)

@@ -404,7 +404,8 @@ def test_the_relay_port_follows_the_processor_port_and_is_validated():
 def test_workers_need_shared_health_and_default_to_the_cores_with_it():
     import os
     assert parse_settings({}, {}).workers == 1
-    shared = {"state": {"redis": {"url": "redis://127.0.0.1:6379/0"}}}
+    from tests.conftest import STATE_KEY
+    shared = {"state": {"redis": {"url": "redis://127.0.0.1:6379/0", "key": STATE_KEY}}}
     assert parse_settings(shared, {}).workers == (os.cpu_count() or 1)
     with pytest.raises(ConfigError, match="processor.workers: 2 processes share health through Redis"):
         parse_settings({"processor": {"workers": 2}}, {})
@@ -414,3 +415,10 @@ def test_workers_need_shared_health_and_default_to_the_cores_with_it():
     assert s.worker(2).processor.port == 7002 and s.worker(2).relay.port == 7005
     with pytest.raises(ConfigError, match="processor.relay_port"):
         parse_settings({**shared, "processor": {"port": 7000, "workers": 3, "relay_port": 7002}}, {})
+
+
+def test_logins_in_redis_need_an_encryption_key():
+    with pytest.raises(ConfigError, match=r"state.redis.key: logins in Redis are encrypted"):
+        parse_settings({"state": {"redis": {"url": "redis://127.0.0.1:6379/0"}}}, {})
+    with pytest.raises(ConfigError, match=r"state.redis.key: not a Fernet key"):
+        parse_settings({"state": {"redis": {"url": "redis://127.0.0.1:6379/0", "key": "short"}}}, {})

@@ -28,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
         ("envoy-config", "print the Envoy bootstrap for a config"),
         ("models", "list the configured catalog (a running gateway's /v1/models adds discovered models)"),
         ("check", "validate a config and exit"),
+        ("drain", "tell the running Envoy to drain and wait for its open requests (a preStop hook)"),
     ):
         sub = commands.add_parser(name, help=help_text)
         sub.add_argument("--config", "-c", help="YAML config file (default: the embedded default config)")
@@ -72,6 +73,10 @@ def main(argv: list[str] | None = None) -> int:
         target = getattr(args, "login", None) or getattr(args, "account", None)
         rest = [str(target)] if target else list(getattr(args, "files", []) or [])
         return terminal.run(settings, args.auth_command, rest, getattr(args, "no_browser", False))
+    if args.command == "drain":
+        from extproc import runner as drain_runner
+
+        return 1 if asyncio.run(drain_runner.drain(settings)) else 0
     if args.command == "check":
         serving = sorted({m.provider for m in settings.models})
         keys = len(settings.credentials)

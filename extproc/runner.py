@@ -259,7 +259,7 @@ async def up(settings: Settings) -> None:
                 await _until_signalled(envoy)
                 if envoy.returncode is not None:
                     raise RuntimeError(f"envoy exited with status {envoy.returncode}")
-                await _drain(settings, envoy)
+                await drain(settings, envoy)
             finally:
                 if envoy.returncode is None:
                     envoy.terminate()
@@ -309,9 +309,10 @@ async def _wait_ready(settings: Settings, envoy: asyncio.subprocess.Process, tim
     raise TimeoutError(f"envoy was not ready within {timeout:g}s")
 
 
-async def _drain(settings: Settings, envoy: asyncio.subprocess.Process) -> None:
-    """Stop taking connections and let the open requests and streams finish, for up to shutdown.grace; the
-    processor serves them until then."""
+async def drain(settings: Settings, envoy: asyncio.subprocess.Process | None = None) -> int:
+    """Stop taking connections and let the open requests and streams finish, for up to shutdown.grace (the
+    processor serves them until then); returns how many were still open. Also `extproc drain`, the preStop
+    hook of a sidecar deployment, whose Envoy this process did not start."""
     admin = f"http://{settings.admin.host}:{settings.admin.port}"
     loop = asyncio.get_running_loop()
     deadline = loop.time() + settings.shutdown_grace
@@ -320,7 +321,7 @@ async def _drain(settings: Settings, envoy: asyncio.subprocess.Process) -> None:
             await client.post(f"{admin}/drain_listeners?graceful")
             await client.post(f"{admin}/drain_listeners")
         active = -1
-        while envoy.returncode is None and loop.time() < deadline:
+        while (envoy is None or envoy.returncode is None) and loop.time() < deadline:
             active = await _active_requests(client, admin)
             if active == 0:
                 break
@@ -328,6 +329,7 @@ async def _drain(settings: Settings, envoy: asyncio.subprocess.Process) -> None:
     if active > 0:
         log.warning("shutdown.grace (%gs) is over with %d requests still open; they are cut",
                     settings.shutdown_grace, active)
+    return max(active, 0)
 
 
 async def _active_requests(client: httpx.AsyncClient, admin: str) -> int:

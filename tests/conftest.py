@@ -28,6 +28,26 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def free_port_block(count: int) -> int:
+    """The first of `count` consecutive free ports (for processor workers: port + i, then their relays)."""
+    while True:
+        base = free_port()
+        if base + count > 65535:
+            continue
+        sockets = []
+        try:
+            for port in range(base, base + count):
+                s = socket.socket()
+                sockets.append(s)
+                s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in sockets:
+                s.close()
+
+
 class Stack:
     """`extproc up` in a subprocess with its own config; logs go to a file the tests can read."""
 

@@ -63,12 +63,12 @@ def test_a_killed_processor_worker_is_replaced_within_two_seconds_and_traffic_re
     import os
     import signal
 
-    from tests.conftest import free_port, provider_config
+    from tests.conftest import free_port_block, provider_config
 
     for fake in fakes.values():
         fake.reset()
     stack = make_stack({"providers": provider_config(fakes), "discovery": False,
-                        "processor": {"address": "127.0.0.1", "port": free_port(), "workers": 2},
+                        "processor": {"address": "127.0.0.1", "port": free_port_block(4), "workers": 2},
                         "state": {"redis": {"url": redis_server.url, "prefix": f"w{time.monotonic_ns()}:",
                                                   "key": STATE_KEY}}})
     body = {"model": "gpt-5-mini", "messages": CHAT}

@@ -137,18 +137,18 @@ def _skipped_when(predicate: dict[str, Any], filter_config: dict[str, Any]) -> d
     }
 
 
-def _attempt_filter(settings: Settings) -> dict[str, Any]:
-    """The per-attempt ext_proc, skipped on a first attempt the router-level answer made (no message)."""
-    ext_proc = {
+def _upstream_ext_proc(settings: Settings, role: str, timeout: str, **extra: Any) -> dict[str, Any]:
+    """An ext_proc in a cluster's upstream filters: request headers only, unless its answer asks for more
+    (mode override: the body of an attempt it builds, the answer it reshapes or confirms), failing closed, with
+    the plan's dynamic metadata forwarded."""
+    return {
         "name": "envoy.filters.http.ext_proc",
         "typed_config": {
             "@type": T + "extensions.filters.http.ext_proc.v3.ExternalProcessor",
-            "grpc_service": grpc_service(settings, ATTEMPT_ROLE),
+            "grpc_service": grpc_service(settings, role),
             "failure_mode_allow": False,
-            "allow_mode_override": True,  # the body is asked for per attempt, the answer only when reshaped
-            "message_timeout": "5s",
-            "request_attributes": [HOST_METADATA],
-            "mutation_rules": {"allow_all_routing": True},  # each attempt sets its own :path
+            "allow_mode_override": True,
+            "message_timeout": timeout,
             "metadata_options": {"forwarding_namespaces": {"untyped": [PLAN_NAMESPACE]}},
             "processing_mode": {
                 "request_header_mode": "SEND",
@@ -158,8 +158,16 @@ def _attempt_filter(settings: Settings) -> dict[str, Any]:
                 "response_body_mode": "NONE",
                 "response_trailer_mode": "SKIP",
             },
+            **extra,
         },
     }
+
+
+def _attempt_filter(settings: Settings) -> dict[str, Any]:
+    """The per-attempt ext_proc, skipped on a first attempt the router-level answer made (no message)."""
+    ext_proc = _upstream_ext_proc(settings, ATTEMPT_ROLE, timeout="5s",
+                                  request_attributes=[HOST_METADATA],
+                                  mutation_rules={"allow_all_routing": True})  # each attempt sets its own :path
     skip_first = {"and_matcher": {"predicate": [_header_is(ATTEMPT_COUNT_HEADER, "1"),
                                                 _header_is(HANDLED_HEADER, "1")]}}
     return _skipped_when(skip_first, ext_proc)
@@ -191,25 +199,7 @@ def login_to_metadata() -> dict[str, Any]:
 def provider_filters(settings: Settings) -> list[dict[str, Any]]:
     """The provider cluster's upstream filters: the reauth ext_proc on a login's retry only (skipped, at no
     message, on every first try), then nothing of ours goes on to the provider."""
-    reauth = {
-        "name": "envoy.filters.http.ext_proc",
-        "typed_config": {
-            "@type": T + "extensions.filters.http.ext_proc.v3.ExternalProcessor",
-            "grpc_service": grpc_service(settings, REAUTH_ROLE),
-            "failure_mode_allow": False,
-            "allow_mode_override": True,  # the retry's answer is asked for: its success confirms the token
-            "message_timeout": "15s",  # a token refresh is a call to the provider's OAuth server
-            "metadata_options": {"forwarding_namespaces": {"untyped": [PLAN_NAMESPACE]}},
-            "processing_mode": {
-                "request_header_mode": "SEND",
-                "request_body_mode": "NONE",
-                "request_trailer_mode": "SKIP",
-                "response_header_mode": "SKIP",
-                "response_body_mode": "NONE",
-                "response_trailer_mode": "SKIP",
-            },
-        },
-    }
+    reauth = _upstream_ext_proc(settings, REAUTH_ROLE, timeout="15s")  # a refresh calls the OAuth server
     # The route drops the count the attempts router set, and this router sets its own on a retry only.
     first_try = {"not_matcher": _header_is(ATTEMPT_COUNT_HEADER, "2")}
     scrub = {

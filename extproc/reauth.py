@@ -34,15 +34,20 @@ class ReauthExchange:
     async def request_headers(self, headers: Mapping[str, str], cred_id: str) -> Mutate | Reply:
         """`cred_id`: the login the attempt carried (the provider listener keeps it in dynamic metadata)."""
         request_id = headers.get("x-request-id", "-")
-        api = _api(headers.get(API_HEADER, ""))
+        api = Api.named(headers.get(API_HEADER, ""))
         registry = self.snapshot.registry
         cred = next((c for creds in registry.credentials.values() for c in creds if c.id == cred_id), None)
         provider = registry.providers.get(cred.route) if cred is not None else None
         if cred is None or provider is None or cred.account is None:
             return self._no_retry(api, request_id, f"login {cred_id!r} is no longer configured")
-        self._gateway.secrets.invalidate(cred)
+        secrets = self._gateway.secrets
         try:
-            secret = await self._gateway.secrets.secret(cred)
+            secret = await secrets.secret(cred)
+            sent = credential_headers(provider, api, cred, secret)
+            if all(headers.get(k) == v for k, v in sent.items()):  # the current token was refused: refresh it
+                secrets.invalidate(cred)
+                secret = await secrets.secret(cred)
+            # else another request refreshed it already: the retry goes with that one, no second refresh
         except CredentialUnavailable as exc:
             self._gateway.unavailable(cred, exc)
             return self._no_retry(api, request_id, f"login {cred.id} could not be refreshed")
@@ -63,9 +68,3 @@ class ReauthExchange:
         return reject(api, ClientError(503, "credential_unavailable", "The login planned for this request refused "
                                                                       "its token and could not be refreshed."))
 
-
-def _api(value: str) -> Api:
-    try:
-        return Api(value)
-    except ValueError:
-        return Api.OPENAI

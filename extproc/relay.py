@@ -52,7 +52,7 @@ class Relay:
                                                                self._token):
             log.warning("relay: refused a request without the processor token (from %s)", request.remote)
             return web.Response(status=403, text="forbidden")
-        api = _api(request.headers.get(API_HEADER, ""))
+        api = Api.named(request.headers.get(API_HEADER, ""))
         attempt = request.headers.get(ATTEMPT_HEADER, "")
         attempted = parse_attempt_header(attempt)
         endpoint = attempted.endpoint if attempted else ""
@@ -83,6 +83,8 @@ class Relay:
                 async for chunk in upstream.aiter_raw():
                     await response.write(chunk)
                     sent += len(chunk)
+            except ConnectionResetError:  # Envoy (the client) went away: nothing to tell, the provider call ends
+                return response
             except httpx.HTTPError as exc:
                 log.warning("relay rid=%s provider=%s: the stream failed after %d bytes (%s); it ends with an "
                             "error event", rid, provider.name, sent, type(exc).__name__)
@@ -101,25 +103,21 @@ def _reply(api: Api, err: ClientError) -> web.Response:
     return web.Response(status=err.status, body=error_body(api, err), content_type="application/json")
 
 
-def _api(value: str) -> Api:
-    try:
-        return Api(value)
-    except ValueError:
-        return Api.OPENAI
-
 
 def upstream_client(settings: Settings) -> httpx.AsyncClient:
-    """Calls to providers: their CA bundle, no read timeout (Envoy bounds a stream), pooled connections."""
+    """Calls to providers: their CA bundle, pooled connections, and a read timeout as long as Envoy's idle
+    timeout between chunks (upstream_timeout): a stalled provider does not hold a handler for ever."""
     verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=settings.ca_file) if settings.ca_file else True
     return httpx.AsyncClient(verify=verify, follow_redirects=False,
-                             timeout=httpx.Timeout(connect=10.0, read=None, write=None, pool=None),
+                             timeout=httpx.Timeout(connect=10.0, read=settings.upstream_timeout, write=None, pool=None),
                              limits=httpx.Limits(max_connections=None, max_keepalive_connections=256))
 
 
 async def start_relay(settings: Settings, gateway: Gateway, client: httpx.AsyncClient) -> web.AppRunner:
     app = web.Application(client_max_size=settings.max_request_bytes)
     app.router.add_route("*", "/{tail:.*}", Relay(gateway, client, settings.processor_token).handle)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    # A client that goes away cancels its handler (and with it the call to the provider).
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, handler_cancellation=True)
     await runner.setup()
     site = web.TCPSite(runner, settings.relay.host, settings.relay.port, reuse_address=True)
     try:

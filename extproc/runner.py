@@ -125,8 +125,12 @@ async def processor(settings: Settings) -> AsyncIterator[Processor]:
             for task in tasks:
                 task.cancel()
             for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
+                try:
                     await task
+                except asyncio.CancelledError:
+                    pass
+                except Exception:  # a background task's failure must not cut the shutdown short
+                    log.exception("a background task had failed")
             await server.stop(grace=1)
             await stop_relay(relay)
             await relayed.aclose()
@@ -167,8 +171,8 @@ async def serving(settings: Settings) -> AsyncIterator[None]:
             yield
         return
     supervisor = Supervisor(settings)
-    await supervisor.start()
     try:
+        await supervisor.start()
         yield
     finally:
         await supervisor.stop()
@@ -195,16 +199,24 @@ class Supervisor:
         if self._settings.source:
             args += ["--config", self._settings.source]
         env = {**os.environ, WORKER_TOKEN_ENV: self._settings.processor_token or ""}
-        self._procs[index] = await asyncio.create_subprocess_exec(*args, env=env, preexec_fn=die_with_parent)
+        # Its own session: Ctrl-C reaches this supervisor only, which drains before it stops the workers.
+        self._procs[index] = await asyncio.create_subprocess_exec(*args, env=env, preexec_fn=die_with_parent,
+                                                                  start_new_session=True)
 
     async def _watch(self, index: int) -> None:
+        pause = 0.1
         while not self._stopping:
+            started = asyncio.get_running_loop().time()
             status = await self._procs[index].wait()
             if self._stopping:
                 return
-            log.warning("processor worker %d exited (status %s); starting it again", index, status)
-            await asyncio.sleep(0.1)
-            await self._spawn(index)
+            pause = 0.1 if asyncio.get_running_loop().time() - started > 10 else min(pause * 2, 5.0)  # crash loops
+            log.warning("processor worker %d exited (status %s); starting it again in %.1fs", index, status, pause)
+            await asyncio.sleep(pause)
+            try:
+                await self._spawn(index)
+            except OSError:
+                log.exception("processor worker %d could not be started; trying again", index)
 
     async def stop(self) -> None:
         self._stopping = True
@@ -250,7 +262,7 @@ async def up(settings: Settings) -> None:
                     "--log-level", settings.envoy_log_level]
             if settings.envoy_concurrency:
                 args += ["--concurrency", str(settings.envoy_concurrency)]
-            envoy = await asyncio.create_subprocess_exec(*args, preexec_fn=die_with_parent)
+            envoy = await asyncio.create_subprocess_exec(*args, preexec_fn=die_with_parent, start_new_session=True)
             try:
                 await _wait_ready(settings, envoy)
                 url = f"http://{settings.listen.host}:{settings.listen.port}"
@@ -269,15 +281,22 @@ async def up(settings: Settings) -> None:
                         envoy.kill()
 
 
-def die_with_parent() -> None:
-    """In a child before it execs: the kernel sends it SIGTERM when this process dies, even by SIGKILL, so an
-    Envoy (or a worker) never outlives the `extproc up` that started it (Linux's PR_SET_PDEATHSIG)."""
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+def _prctl() -> Any:
+    """libc's prctl, looked up here in the parent: a forked child may only call it (no dlopen after fork)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True).prctl
 
 
 _PR_SET_PDEATHSIG = 1
+_PRCTL = _prctl()
+
+
+def die_with_parent() -> None:
+    """In a child before it execs: the kernel sends it SIGTERM when this process dies, even by SIGKILL, so an
+    Envoy (or a worker) never outlives the `extproc up` that started it (Linux's PR_SET_PDEATHSIG)."""
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _check_free(key: str, host: str, port: int) -> None:

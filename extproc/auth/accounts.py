@@ -21,7 +21,7 @@ import httpx
 
 from extproc.auth.client import OAuthError, code_assist_project, exchange_code, new_account, refresh_grant
 from extproc.auth.pkce import LoginExpired, PendingLogin, PendingLogins, challenge_of
-from extproc.auth.store import Account, AccountNotFound, AccountStore, StoreError
+from extproc.auth.store import Account, AccountNotFound, AccountStore, RefreshLockBusy, StoreError
 from extproc.core.errors import CredentialUnavailable
 from extproc.core.flows import Flow
 from extproc.core.settings import Credential
@@ -186,7 +186,7 @@ class AccountManager:
         (another process refreshed since, from the token we spent or after us) — then that one is adopted."""
         for account_id, (ours, spent) in list(self._unsaved.items()):
             def newer(stored: Account, ours: Account = ours, spent: str | None = spent) -> Account:
-                if stored.refresh_token in (spent, ours.refresh_token) and stored.updated_at <= ours.updated_at:
+                if stored.refresh_token in (spent, ours.refresh_token):  # nobody rotated it since we spent it
                     return dataclasses.replace(stored, access_token=ours.access_token,
                                                refresh_token=ours.refresh_token, expires_at=ours.expires_at,
                                                status=ours.status, status_reason=ours.status_reason)
@@ -258,8 +258,11 @@ class AccountManager:
         token in the store and adopts it. With the store unreachable, the token this process knows is
         refreshed anyway, kept in memory, and written when the store is back."""
         try:
+            await self._save_unsaved()  # a pair refreshed while the store was away goes first
             lock = self.store.refresh_lock(account_id)
             await asyncio.to_thread(lock.__enter__)
+        except RefreshLockBusy as exc:  # the store works; another process holds the refresh: wait for it
+            raise CredentialUnavailable(f"accounts store: {exc}", permanent=False) from None
         except StoreError as exc:
             return await self._refresh_unlocked(account_id, exc)
         try:

@@ -58,6 +58,13 @@ class StoreError(Exception):
     """The account file cannot be used; the message names the file and the fix, never a token."""
 
 
+class RefreshLockBusy(StoreError):
+    """Another process held a login's refresh lock too long: the store works, the refresh waits."""
+
+
+REFRESH_LOCK_WAIT = 10.0  # seconds a refresh waits for another process's (under the reauth filter's timeout)
+
+
 class AccountNotFound(StoreError, KeyError):
     """No account with the given id; a KeyError too, so `except KeyError` callers work."""
 
@@ -157,12 +164,22 @@ class TokenStore:
     @contextlib.contextmanager
     def refresh_lock(self, account_id: str) -> Iterator[None]:
         """Held across a token refresh, so processes on this machine refresh a login one at a time and the
-        later ones find the new token instead of spending the refresh token again."""
+        later ones find the new token instead of spending the refresh token again. One lock per login, waited
+        for at most REFRESH_LOCK_WAIT: a thread never blocks for good."""
         _make_dirs(self.path.parent)
-        fd = os.open(self.path.with_name(self.path.name + ".refresh.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
-                     _FILE_MODE)
+        name = hashlib.sha256(account_id.encode()).hexdigest()[:16]
+        fd = os.open(self.path.with_name(f".{self.path.name}.refresh-{name}.lock"),
+                     os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, _FILE_MODE)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            deadline = time.monotonic() + REFRESH_LOCK_WAIT
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise RefreshLockBusy(f"another process is refreshing {account_id}") from None
+                    time.sleep(0.05)
             yield
         finally:
             os.close(fd)

@@ -128,7 +128,7 @@ def relay_port(value: Any, processor: Address, workers: int = 1) -> int:
 def processor_workers(value: Any, shared_state: bool) -> int:
     """processor.workers: the number of cores when health is shared (state.redis), else one — several processes
     that do not share health would each learn cooldowns alone."""
-    default = (os.cpu_count() or 1) if shared_state else 1
+    default = len(os.sched_getaffinity(0)) if shared_state else 1  # the cores this process may use
     workers = value.get("workers", default) if isinstance(value, dict) else default
     if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= 64:
         raise ConfigError(f"processor.workers: expected a number of processes 1-64, got {workers!r}")

@@ -161,7 +161,7 @@ class Health:
         key = (credential_id,)
         try:
             with self._lock:
-                if self._windows.get(key) != state:
+                if state.differs(self._windows.get(key)):  # a level moved, a reset, an exhaustion: worth telling
                     self._put("windows", key, state)
                 if state.exhausted:
                     until = resets_at if resets_at is not None else now + self._policy.backoff_max

@@ -19,6 +19,14 @@ class Api(StrEnum):
     ANTHROPIC = "anthropic"
     GEMINI = "gemini"
 
+    @classmethod
+    def named(cls, value: str) -> Api:
+        """The family an `x-extproc-api` header names; OpenAI's (the catch-all envelope) for anything else."""
+        try:
+            return cls(value)
+        except ValueError:
+            return cls.OPENAI
+
 
 class AuthStyle(StrEnum):
     BEARER = "bearer"

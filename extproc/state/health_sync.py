@@ -19,7 +19,6 @@ from collections.abc import Callable
 
 import orjson
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from extproc.core.health import Change, Health
 from extproc.state.codec import change_doc, change_from_doc, decode_change, encode_change, entry_key, expires_in
@@ -77,7 +76,9 @@ class HealthSync:
                                        health_check_interval=10)
             try:
                 await self._session(client)
-            except (RedisError, OSError) as exc:
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # Redis away (or a bug): keep serving, say so once, try again
                 if self.connected or self.down_since is None:
                     self.down_since = self._clock()
                     log.warning("state.redis is unreachable (%s); serving from the last known state and "
@@ -114,13 +115,14 @@ class HealthSync:
         raise ConnectionError("the subscription ended")
 
     def _received(self, data: object) -> None:
+        """Another process's changes; anything else on the channel is ignored."""
         if not isinstance(data, bytes | str):
             return
         try:
             doc = orjson.loads(data)
         except orjson.JSONDecodeError:
             return
-        if doc.get("origin") == self._origin:
+        if not isinstance(doc, dict) or doc.get("origin") == self._origin or not isinstance(doc.get("changes"), list):
             return
         changes = [c for c in (change_from_doc(raw) for raw in doc.get("changes", [])) if c is not None]
         self._health.apply(changes)

@@ -22,7 +22,15 @@ import redis
 from cryptography.fernet import Fernet, InvalidToken
 from redis.exceptions import LockError, RedisError, WatchError
 
-from extproc.auth.store import Account, AccountNotFound, StoreError, account_doc, account_from_doc
+from extproc.auth.store import (
+    REFRESH_LOCK_WAIT,
+    Account,
+    AccountNotFound,
+    RefreshLockBusy,
+    StoreError,
+    account_doc,
+    account_from_doc,
+)
 
 _LOCK_SECONDS = 60.0  # longer than a token refresh takes; a replica that dies holding it frees it by then
 
@@ -84,10 +92,11 @@ class RedisTokenStore:
     @contextlib.contextmanager
     def refresh_lock(self, account_id: str) -> Iterator[None]:
         lock = self._redis.lock(self._lock_prefix + account_id, timeout=_LOCK_SECONDS,
-                                blocking_timeout=_LOCK_SECONDS, thread_local=False)
+                                blocking_timeout=REFRESH_LOCK_WAIT, thread_local=False)
         with self._errors():
-            if not lock.acquire():
-                raise StoreError(f"another replica held the refresh lock of {account_id} for {_LOCK_SECONDS:g}s")
+            acquired = lock.acquire()
+        if not acquired:  # the store works: another replica is refreshing (never a reason to refresh unlocked)
+            raise RefreshLockBusy(f"another replica is refreshing {account_id}")
         try:
             yield
         finally:

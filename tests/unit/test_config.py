@@ -406,7 +406,7 @@ def test_workers_need_shared_health_and_default_to_the_cores_with_it():
     assert parse_settings({}, {}).workers == 1
     from tests.conftest import STATE_KEY
     shared = {"state": {"redis": {"url": "redis://127.0.0.1:6379/0", "key": STATE_KEY}}}
-    assert parse_settings(shared, {}).workers == (os.cpu_count() or 1)
+    assert parse_settings(shared, {}).workers == len(os.sched_getaffinity(0))
     with pytest.raises(ConfigError, match="processor.workers: 2 processes share health through Redis"):
         parse_settings({"processor": {"workers": 2}}, {})
     s = parse_settings({**shared, "processor": {"port": 7000, "workers": 3}}, {})

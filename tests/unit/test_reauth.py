@@ -99,3 +99,12 @@ def test_envoy_retries_a_401_only_on_a_login_and_runs_the_reauth_filter_on_that_
                                             "envoy.filters.http.upstream_codec"]
     skip = filters[0]["typed_config"]["xds_matcher"]["matcher_list"]["matchers"][0]["predicate"]
     assert skip["not_matcher"]["single_predicate"]["value_match"] == {"exact": "2"}  # a retry: the only one it runs on
+
+
+def test_a_retry_whose_token_was_already_replaced_goes_with_the_new_one_without_a_second_refresh(clock):
+    secrets = Logins()
+    secrets.events.append("invalidate")  # another request saw the refusal and refreshed
+    ex = ReauthExchange(gateway(clock, secrets))
+    action = asyncio.run(ex.request_headers(HEADERS, "claude-1"))  # this retry carries the old token
+    assert isinstance(action, Mutate) and action.set_headers == {"authorization": "Bearer fresh-token"}
+    assert secrets.events == ["invalidate"]  # not invalidated again

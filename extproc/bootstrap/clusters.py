@@ -36,7 +36,7 @@ def relay_cluster(settings: Settings) -> dict[str, Any]:
     """The processor's stream relay (plain HTTP/1.1 on processor.relay_port), with a provider's upstream
     filters: a login's retry after a 401 is refreshed here too."""
     host = settings.relay.host
-    return {
+    cluster: dict[str, Any] = {
         "name": RELAY_CLUSTER,
         "type": _discovery_type(host, settings.workers),
         "connect_timeout": "1s",
@@ -49,6 +49,10 @@ def relay_cluster(settings: Settings) -> dict[str, Any]:
         }},
         "load_assignment": _all_of(RELAY_CLUSTER, settings.relay_addresses),
     }
+    if settings.workers > 1:  # a restarting worker's relay gets no attempts (they would cool healthy credentials)
+        cluster["health_checks"] = [{"timeout": "0.5s", "interval": "0.5s", "unhealthy_threshold": 1,
+                                     "healthy_threshold": 1, "tcp_health_check": {}}]
+    return cluster
 
 
 def provider_cluster(provider: ProviderSpec, settings: Settings) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
+from extproc.core.clients import ClientKey, forbidden, identify
 from extproc.core.errors import ClientError, CredentialUnavailable
 from extproc.core.providers import Api
 from extproc.core.resolve import Decision, plan
@@ -160,6 +161,7 @@ class Exchange:
         self.forward: Forward | None = None
         self._endpoint: Endpoint | None = None
         self._client_headers: Mapping[str, str] = {}
+        self.client: ClientKey | None = None
 
     # -- request headers: answer what needs no body
 
@@ -167,6 +169,10 @@ class Exchange:
         self._client_headers = headers
         self.path, self.method = headers.get(":path", ""), headers.get(":method", "")
         self.request_id = headers.get("x-request-id", "-")
+        try:  # who may spend the owner's credentials, before anything else is looked at
+            self.client = identify(self.snapshot.settings.clients, headers)
+        except ClientError as err:
+            return self._replied(reject(api_for_path(self.path), err))
         reply = self._refusal(end_of_stream)
         if reply is not None:
             return self._replied(reply)
@@ -202,8 +208,9 @@ class Exchange:
         if isinstance(outcome, Reply):
             return self._replied(outcome)
         self.forward, decision = outcome, outcome.decision
-        log.info("route rid=%s requested=%r resolved=%s provider=%s why=%s credential=%s", self.request_id,
-                 decision.requested, decision.model.id, decision.provider.name, decision.why, decision.credential.id)
+        log.info("route rid=%s client=%s requested=%r resolved=%s provider=%s why=%s credential=%s", self.request_id,
+                 self.client.name if self.client else "-", decision.requested, decision.model.id,
+                 decision.provider.name, decision.why, decision.credential.id)
         return Mutate(outcome.set_headers, outcome.remove_headers, outcome.body, clear_route_cache=True,
                       dynamic_metadata=outcome.plan.to_metadata() if outcome.plan else {})
 
@@ -220,8 +227,8 @@ class Exchange:
         attempts = self.snapshot.settings.failover.attempts
         for _ in range(_SECRET_ATTEMPTS):
             try:
-                decisions = plan(parsed.view, registry, runtime.health, runtime.clock(), self._gateway.turn(),
-                                 attempts)
+                decisions = self._allowed(plan(parsed.view, registry, runtime.health, runtime.clock(),
+                                               self._gateway.turn(), attempts))
             except ClientError as err:
                 return reject(endpoint.api, err)
             decision = decisions[0]
@@ -235,13 +242,28 @@ class Exchange:
         return reject(endpoint.api, ClientError(503, "credentials_unavailable",
                                                 "No credential for this model could be used right now."))
 
+    def _allowed(self, decisions: list[Decision]) -> list[Decision]:
+        """The candidates this client's key may use: what it asked for must match, and every model it may end
+        on (a fallback is no way around the key's models)."""
+        client = self.client
+        if client is None or not client.models:
+            return decisions
+        requested = decisions[0].requested
+        if not client.may_use(requested):
+            raise forbidden(client, requested)
+        allowed = [d for d in decisions if client.may_use(d.model.id, d.model.qualified)]
+        if not allowed:
+            raise forbidden(client, decisions[0].model.id)
+        return allowed
+
     def _replied(self, reply: Reply) -> Reply:
         bare = self.path.partition("?")[0]
         if reply.error is None:
             log.debug("reply rid=%s %s %s status=%d", self.request_id, self.method, bare, reply.status)
         else:
-            log.info("reject rid=%s %s %r status=%d kind=%s: %s", self.request_id, self.method, bare,
-                     reply.status, reply.error.kind, reply.error.message)
+            log.info("reject rid=%s client=%s %s %r status=%d kind=%s: %s", self.request_id,
+                     self.client.name if self.client else "-", self.method, bare, reply.status, reply.error.kind,
+                     reply.error.message)
         return reply
 
 

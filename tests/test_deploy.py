@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 COMPOSE_ENV = {"EXTPROC_PROCESSOR_TOKEN": "compose-processor-token-0123456789",
+               "EXTPROC_CLIENT_KEY": "compose-client-key-0123456789",
                "EXTPROC_STATE_KEY": "q3YF0FJ4nUqUqgCAsQ2RZp6pr3sE1-9nOHqYmB9F8pI="}
 
 
@@ -72,7 +73,9 @@ def test_the_compose_stack_answers_a_request() -> None:
     with DockerCompose(str(ROOT), compose_file_name="docker-compose.yml", build=True, wait=True):
         ready = httpx.get("http://127.0.0.1:10000/readyz", timeout=10)
         assert ready.status_code == 200 and ready.json()["shared_state"] == "redis: connected"
-        assert httpx.get("http://127.0.0.1:10000/v1/models", timeout=10).json()["object"] == "list"
+        answer = httpx.post("http://127.0.0.1:10000/v1/chat/completions", json={"model": "x", "messages": []},
+                            timeout=10)
+        assert answer.status_code == 401 and answer.json()["error"]["code"] == "missing_api_key"
 
 
 def test_image_builds() -> None:
@@ -101,7 +104,8 @@ def test_kubernetes_sidecar_bootstrap_renders_from_its_config(tmp_path: Path) ->
     config = tmp_path / "config.yaml"
     config.write_text(docs["ConfigMap"]["data"]["config.yaml"])
     env = {"EXTPROC_PROCESSOR_TOKEN": "k8s-processor-token-0123456789", "PATH": os.environ["PATH"],
-           "REDIS_URL": "redis://extproc-redis:6379/0", "EXTPROC_STATE_KEY": COMPOSE_ENV["EXTPROC_STATE_KEY"]}
+           "REDIS_URL": "redis://extproc-redis:6379/0", "EXTPROC_STATE_KEY": COMPOSE_ENV["EXTPROC_STATE_KEY"],
+           "EXTPROC_CLIENT_KEY": COMPOSE_ENV["EXTPROC_CLIENT_KEY"]}
     settings = load_settings(config, env=env)
     assert settings.processor_token == env["EXTPROC_PROCESSOR_TOKEN"] and settings.listen.host == "0.0.0.0"
     rendered = subprocess.run([sys.executable, "-m", "extproc", "envoy-config", "--config", str(config)],

@@ -20,6 +20,7 @@ from extproc.config.models import parse_aliases, parse_fallbacks, parse_models
 from extproc.config.providers import discovery_defaults, parse_providers
 from extproc.config.values import (
     address,
+    boolean,
     choice,
     expand_env,
     mapping,
@@ -31,7 +32,9 @@ from extproc.config.values import (
     reject_unknown,
     relay_port,
     string,
+    string_list,
 )
+from extproc.core.clients import ClientKey, ClientPolicy, digest
 from extproc.core.errors import ConfigError
 from extproc.core.settings import DEFAULT_CA_FILE, STRATEGIES, Address, FailoverPolicy, HealthPolicy, Settings
 
@@ -68,7 +71,7 @@ def parse_settings(raw: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
     reject_unknown(raw, "", {
         "listen", "processor", "admin", "providers", "models", "aliases", "fallbacks", "strategy",
         "health", "upstream_timeout", "max_request_bytes", "max_connections", "log_level", "envoy", "ca_file",
-        "discovery", "oauth", "auth", "failover", "shutdown", "state",
+        "discovery", "oauth", "auth", "failover", "shutdown", "state", "clients",
     })
     discovery = discovery_defaults(raw.get("discovery"))
     providers, credentials = parse_providers(raw.get("providers") or {}, discovery)
@@ -99,8 +102,10 @@ def parse_settings(raw: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
     own = {k: v for k, v in (raw.get("processor") or {}).items() if k not in ("token", "relay_port", "workers")}
     processor = address(own or None, "processor", Address("127.0.0.1", 50051))
     workers = processor_workers(raw.get("processor"), redis_url is not None)
+    listen = address(raw.get("listen"), "listen", Address("127.0.0.1", 10000))
     return Settings(
-        listen=address(raw.get("listen"), "listen", Address("127.0.0.1", 10000)),
+        listen=listen,
+        clients=_clients(raw.get("clients"), listen),
         processor=processor,
         relay=Address(processor.host, relay_port(raw.get("processor"), processor, workers)),
         workers=workers,
@@ -195,3 +200,38 @@ def _state(raw: Any) -> tuple[str | None, str, str | None]:
         raise ConfigError("state.redis.key: not a Fernet key (32 url-safe base64-encoded bytes); make one with "
                           "Fernet.generate_key()") from None
     return url, string(redis.get("prefix", "extproc:"), "state.redis.prefix"), str(key)
+
+
+def _clients(raw: Any, listen: Address) -> ClientPolicy:
+    """`clients`: the keys that may spend the owner's credentials. Required by default off loopback."""
+    section = mapping(raw or {}, "clients")
+    reject_unknown(section, "clients", {"keys", "require_key"})
+    loopback = listen.host in ("127.0.0.1", "::1", "localhost") or listen.host.startswith("127.")
+    require = boolean(section.get("require_key", not loopback), "clients.require_key")
+    keys = []
+    for i, entry in enumerate(section.get("keys") or []):
+        key = f"clients.keys[{i}]"
+        entry = mapping(entry, key)
+        reject_unknown(entry, key, {"name", "key", "sha256", "models"})
+        name = string(entry.get("name"), f"{key}.name")
+        if ("key" in entry) == ("sha256" in entry):
+            raise ConfigError(f"{key}: give either key (e.g. ${{CLIENT_KEY}}) or sha256 (its hex SHA-256), not both "
+                              "or neither")
+        if "key" in entry:
+            secret = string(entry["key"], f"{key}.key")
+            if len(secret) < 16:
+                raise ConfigError(f"{key}.key: use at least 16 characters (e.g. `openssl rand -hex 24`)")
+            sha = digest(secret)
+        else:
+            hexed = string(entry["sha256"], f"{key}.sha256").lower()
+            if len(hexed) != 64 or any(c not in "0123456789abcdef" for c in hexed):
+                raise ConfigError(f"{key}.sha256: expected 64 hex digits (sha256sum of the key), not the key itself")
+            sha = bytes.fromhex(hexed)
+        keys.append(ClientKey(name, sha, tuple(string_list(entry.get("models") or [], f"{key}.models"))))
+    if require and not keys:
+        raise ConfigError(f"clients.keys: listen.address {listen.host} is not loopback, so anyone who reaches it "
+                          "would spend your credentials; add clients.keys (e.g. [{name: me, key: ${CLIENT_KEY}}]) "
+                          "or set clients.require_key: false to opt out")
+    if len({k.name for k in keys}) != len(keys):
+        raise ConfigError("clients.keys: each key needs a name of its own (it is what logs show)")
+    return ClientPolicy(tuple(keys), require)

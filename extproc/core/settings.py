@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from extproc.core.catalog import ModelSpec
+from extproc.core.clients import ClientPolicy
 from extproc.core.flows import Flow, Windows
 from extproc.core.providers import AuthStyle, ProviderSpec
 
@@ -85,6 +86,7 @@ class Settings:
     state_redis_url: str | None = field(default=None, repr=False)  # state.redis.url (may hold a password)
     state_prefix: str = "extproc:"  # state.redis.prefix: every key and channel starts with it
     state_key: str | None = field(default=None, repr=False)  # state.redis.key: encrypts logins at rest
+    clients: ClientPolicy = ClientPolicy()  # clients.keys: who may use the gateway
     shutdown_grace: float = 30.0  # on SIGTERM, how long open requests and streams may take to finish (s)
     relay: Address = Address("127.0.0.1", 50052)  # the processor's stream relay (processor.relay_port)
     workers: int = 1  # processor.workers: processes serving Envoy; worker i listens on port + i, relay + i

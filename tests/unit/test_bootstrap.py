@@ -20,6 +20,7 @@ SETTINGS = settings(
     },
     processor={"address": "127.0.0.1", "port": 50099},
     listen={"address": "0.0.0.0", "port": 18000},
+    clients={"require_key": False},
     max_request_bytes=LIMIT,
     ca_file="/tmp/ca.pem",
 )

@@ -1,0 +1,80 @@
+"""Who may spend the owner's credentials: client keys, read the way each SDK sends them. Pure.
+
+A key is kept as its SHA-256 only; a presented key is hashed and compared with every configured digest in
+constant time, so neither the comparison nor the config reveals a key. Matching is by glob on what the
+client asked for and on what resolution chose.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import hmac
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import parse_qs
+
+from extproc.core.errors import ClientError
+
+
+@dataclass(frozen=True, slots=True)
+class ClientKey:
+    name: str
+    sha256: bytes = b""  # the key's digest (never the key)
+    models: tuple[str, ...] = ()  # glob patterns of model ids or aliases it may use; empty: any
+
+    def may_use(self, *names: str) -> bool:
+        return not self.models or any(fnmatch.fnmatchcase(n, p) for n in names if n for p in self.models)
+
+
+@dataclass(frozen=True, slots=True)
+class ClientPolicy:
+    keys: tuple[ClientKey, ...] = ()
+    require_key: bool = False
+
+    @property
+    def active(self) -> bool:
+        return self.require_key or bool(self.keys)
+
+
+def digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode()).digest()
+
+
+def presented_key(headers: Mapping[str, str]) -> str | None:
+    """The key as the client's SDK sends it: Authorization Bearer (OpenAI), x-api-key (Anthropic),
+    x-goog-api-key or ?key= (Gemini)."""
+    auth = headers.get("authorization", "")
+    scheme, _, value = auth.strip().partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    for name in ("x-api-key", "x-goog-api-key"):
+        if headers.get(name):
+            return headers[name].strip()
+    query = headers.get(":path", "").partition("?")[2]
+    found = parse_qs(query).get("key") if query else None
+    return found[0] if found else None
+
+
+def identify(policy: ClientPolicy, headers: Mapping[str, str]) -> ClientKey | None:
+    """The client key a request carries; None when keys are not required and none is configured. Raises a
+    401 ClientError for a missing or unknown key (never saying which keys exist)."""
+    if not policy.active:
+        return None
+    key = presented_key(headers)
+    if key is None:
+        raise ClientError(401, "missing_api_key", "This gateway needs a client key: send it as your SDK's API key.",
+                          retryable=False)
+    sent = digest(key)
+    match = None
+    for candidate in policy.keys:  # every digest is compared: the time does not say which one matched
+        if hmac.compare_digest(sent, candidate.sha256):
+            match = candidate
+    if match is None:
+        raise ClientError(401, "invalid_api_key", "The client key is not valid for this gateway.", retryable=False)
+    return match
+
+
+def forbidden(key: ClientKey, model: str) -> ClientError:
+    return ClientError(403, "model_not_allowed", f"The client key {key.name!r} may not use the model {model!r}.",
+                       retryable=False)

@@ -9,6 +9,8 @@ import grpc
 from extproc.control.windows import rfc3339, window_messages
 from extproc.core.availability import availability, recommended_fallbacks, usual_request
 from extproc.core.catalog import ModelSpec
+from extproc.core.clients import identify
+from extproc.core.errors import ClientError
 from extproc.core.health import HealthView
 from extproc.core.registry import Registry
 from extproc.core.settings import Credential
@@ -22,14 +24,34 @@ class ModelsService(pb_grpc.ModelsServicer):
         self._runtime = runtime
 
     async def ListModels(self, request: pb.ListModelsRequest, context: grpc.aio.ServicerContext) -> pb.ModelList:  # noqa: N802
+        await self._client(context)
         return self._list(only_available=False)
 
     async def ListAvailableModels(  # noqa: N802
         self, request: pb.ListModelsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ModelList:
+        await self._client(context)
         return self._list(only_available=True)
 
+    async def _client(self, context: grpc.aio.ServicerContext) -> None:
+        """The models API follows the request path's rule: a client key when keys are configured or required."""
+        if not self._holds_key(context):
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "This gateway needs a client key: send it as "
+                                                                 "your SDK's API key.")
+
+    def _holds_key(self, context: grpc.aio.ServicerContext) -> bool:
+        policy = self._runtime.current.settings.clients
+        if not policy.active:
+            return True
+        metadata = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
+        try:
+            identify(policy, metadata)
+        except ClientError:
+            return False
+        return True
+
     async def GetModel(self, request: pb.GetModelRequest, context: grpc.aio.ServicerContext) -> pb.Model:  # noqa: N802
+        await self._client(context)
         registry = self._runtime.current.registry
         name = request.id
         found = registry.lookup(name) or registry.lookup(registry.aliases.get(name, ""))
@@ -40,6 +62,8 @@ class ModelsService(pb_grpc.ModelsServicer):
 
     async def GetReadiness(self, request: pb.ReadinessRequest,  # noqa: N802
                            context: grpc.aio.ServicerContext) -> pb.Readiness:
+        if not self._holds_key(context):  # ready or not is for anyone; what it lacks, for key holders only
+            return pb.Readiness(status="ready")
         registry, health, now = self._runtime.current.registry, self._runtime.health, self._runtime.clock()
         suspended = self._runtime.health.suspended_ids(now)
         usable = {p for p, creds in registry.credentials.items() if any(c.id not in suspended for c in creds)}

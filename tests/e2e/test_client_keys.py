@@ -69,3 +69,16 @@ def test_a_key_limited_to_some_models_gets_403_for_others(stack: Stack, fakes: d
     an = anthropic.Anthropic(base_url=stack.url, api_key=CLAUDE_ONLY, max_retries=0)
     assert an.messages.create(model="claude-haiku-5-5", max_tokens=5, messages=CHAT).content
     assert not fakes["openai"].requests and len(fakes["anthropic"].requests) == 1
+
+
+def test_the_models_api_and_readyz_detail_need_a_key_and_healthz_does_not(stack: Stack) -> None:
+    refused = httpx.get(stack.url + "/v1/models")
+    assert refused.status_code == 401 and refused.json()["error"]["code"] == "invalid_api_key"
+    assert httpx.get(stack.url + "/v1/models/gpt-5-mini").status_code == 401
+    listed = openai.OpenAI(base_url=stack.url + "/v1", api_key=TEAM, max_retries=0).models.list()
+    assert any(m.id == "claude-haiku-5-5" for m in listed.data)
+    assert httpx.get(stack.url + "/readyz").json() == {"status": "ready", "providers_without_credential": [],
+                                                       "models": 0, "available_models": 0, "shared_state": ""}
+    detail = httpx.get(stack.url + "/readyz", headers={"authorization": f"Bearer {TEAM}"}).json()
+    assert detail["models"] > 0 and detail["shared_state"].startswith("local")
+    assert httpx.get(stack.url + "/healthz").status_code == 200

@@ -2,10 +2,16 @@
 -- {"error":{…}}. The message is already JSON-escaped, so it is moved as it is.
 function envoy_on_response(handle)
   strip_grpc_headers(handle)
-  if handle:headers():get(":status") ~= "404" then return end
+  local status = handle:headers():get(":status")
+  if status ~= "404" and status ~= "401" then return end
   local body = handle:body()
   local message = string.match(body:getBytes(0, body:length()), '"message":"(.*)","details"') or "Not found."
-  body:setBytes('{"error":{"message":"' .. message ..
-    '","type":"invalid_request_error","param":"model","code":"model_not_found"}}')
+  if status == "401" then
+    body:setBytes('{"error":{"message":"' .. message .. '","type":"invalid_request_error","param":null,' ..
+      '"code":"invalid_api_key"}}')
+  else
+    body:setBytes('{"error":{"message":"' .. message ..
+      '","type":"invalid_request_error","param":"model","code":"model_not_found"}}')
+  end
   handle:headers():replace("content-type", "application/json")
 end

@@ -102,6 +102,16 @@ class Health:
                 else:
                     self._tables[table][key] = value
 
+    def replace_all(self, changes: list[Change]) -> None:
+        """Everything the shared store holds now, in place of what this process had: what others removed
+        while it could not hear them (a lifted suspension) goes too. Not told again."""
+        with self._lock:
+            for table in self._tables.values():
+                table.clear()
+            for name, key, value in changes:
+                if name in self._tables and value is not None:
+                    self._tables[name][key] = value
+
     def snapshot(self) -> list[Change]:
         """Everything known now, as changes (what a process joining late, or catching up, takes)."""
         with self._lock:

@@ -94,7 +94,7 @@ class HealthSync:
         await pubsub.subscribe(self._channel)
         try:
             await self._flush(client)  # what we learned while away first: it is newer than what we read
-            self._health.apply(await self._read_all(client))
+            self._health.replace_all(await self._read_all(client))  # and what others removed meanwhile goes
             if self.down_since is not None:
                 log.info("state.redis is back; shared health caught up")
             self.connected, self.down_since = True, None

@@ -109,6 +109,15 @@ def test_redis_going_away_keeps_each_process_serving_and_they_converge_when_it_r
         redis_server.start()
         await _until(lambda: all(s.connected for s in syncs), timeout=15)
         await _until(lambda: b.blocked("k1", "m", time.time()) is not None)
+        # What one process lifts while the other cannot hear it is gone there too once it reconnects.
+        syncs[1]._health.listen(None)  # b stops telling: its next changes are made "while away"
+        b.suspend("k9", "401", time.time() + 60)
+        a.apply([("suspended", ("k9",), None)])
+        redis_server.stop()
+        await _until(lambda: not any(s.connected for s in syncs), timeout=15)
+        redis_server.start()
+        await _until(lambda: all(s.connected for s in syncs), timeout=15)
+        await _until(lambda: "k9" not in b.suspended_ids(time.time()))
 
     _run(redis_server, body)
 

@@ -19,7 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
-from extproc.auth.client import OAuthError, code_assist_project, exchange_code, new_account, refresh_grant
+from extproc.auth.client import Grant, OAuthError, code_assist_project, exchange_code, new_account, refresh_grant
 from extproc.auth.pkce import LoginExpired, PendingLogin, PendingLogins, challenge_of
 from extproc.auth.store import Account, AccountNotFound, AccountStore, RefreshLockBusy, StoreError
 from extproc.core.errors import CredentialUnavailable
@@ -57,6 +57,13 @@ def next_state(state: TokenState, event: str) -> TokenState:
 
 class LoginError(Exception):
     """A login could not be finished; the message says why and what to do."""
+
+
+def _rotated(account: Account, grant: Grant) -> Account:
+    """The account with a refresh's new pair (a refresh token the grant does not rotate stays)."""
+    return dataclasses.replace(account, access_token=grant.access_token,
+                               refresh_token=grant.refresh_token or account.refresh_token,
+                               expires_at=grant.expires_at, status="active", status_reason=None)
 
 
 def login_credential(account: Account, flow: Flow) -> Credential:
@@ -283,10 +290,7 @@ class AccountManager:
             grant = await refresh_grant(self._http, flow, known.refresh_token)
         except OAuthError as exc:
             raise CredentialUnavailable(str(exc), permanent=False) from None
-        fresh = dataclasses.replace(known, access_token=grant.access_token,
-                                    refresh_token=grant.refresh_token or known.refresh_token,
-                                    expires_at=grant.expires_at, status="active", status_reason=None,
-                                    updated_at=self._clock())
+        fresh = dataclasses.replace(_rotated(known, grant), updated_at=self._clock())
         self._unsaved[account_id] = (fresh, known.refresh_token)
         self._event(account_id, "refreshed")
         self._adopt(fresh, event=None)
@@ -321,9 +325,7 @@ class AccountManager:
             raise await self._suspend(stored, f"{exc}; log in again") from None
 
         def rotate(account: Account) -> Account:
-            return dataclasses.replace(account, access_token=grant.access_token,
-                                       refresh_token=grant.refresh_token or account.refresh_token,
-                                       expires_at=grant.expires_at, status="active", status_reason=None)
+            return _rotated(account, grant)
 
         try:
             updated = await asyncio.to_thread(self.store.update, account_id, rotate)  # persisted before use

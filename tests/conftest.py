@@ -52,11 +52,16 @@ class Stack:
     """`extproc up` in a subprocess with its own config; logs go to a file the tests can read."""
 
     def __init__(self, config: dict[str, Any], workdir: Path) -> None:
-        self.port = (config.get("listen") or {}).get("port") or free_port()
+        # One block of consecutive free ports for everything the gateway binds: with several workers (the
+        # default once state.redis is set) worker i takes processor port + i and relay port + i, which ports
+        # picked one by one could hand to the next stack's admin or listener.
+        workers = (config.get("processor") or {}).get("workers") or len(os.sched_getaffinity(0))
+        base = free_port_block(2 + 2 * workers)
+        self.port = (config.get("listen") or {}).get("port") or base
         config = {
             "listen": {"address": "127.0.0.1", "port": self.port},
-            "processor": {"address": "127.0.0.1", "port": free_port(), "relay_port": free_port()},
-            "admin": {"address": "127.0.0.1", "port": free_port()},
+            "processor": {"address": "127.0.0.1", "port": base + 2, "relay_port": base + 2 + workers},
+            "admin": {"address": "127.0.0.1", "port": base + 1},
             "log_level": "debug",
             "auth": {"store": str(workdir / "accounts.json")},  # never the user's own accounts
             **config,

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
-from extproc.core.clients import ClientKey, forbidden, identify
+from extproc.core.clients import ClientKey, forbidden, identify, over_rate
 from extproc.core.errors import ClientError, CredentialUnavailable
 from extproc.core.providers import Api
 from extproc.core.resolve import Decision, plan
@@ -27,6 +27,7 @@ from extproc.formats import Endpoint, api_for_path, error_body, match_endpoint
 from extproc.formats.errors import error_headers
 from extproc.forward import Forward, route_request
 from extproc.runtime import Runtime
+from extproc.state.rate_limit import LocalRateLimiter, RateLimiter
 
 log = logging.getLogger("extproc.request")
 _SECRET_ATTEMPTS = 3  # credentials tried per request when a login's token cannot be had
@@ -121,11 +122,14 @@ class StaticSecrets:
 
 
 class Gateway:
-    """What every exchange shares: the runtime, where secrets come from, and the round-robin turn."""
+    """What every exchange shares: the runtime, where secrets come from, the client keys' request counts,
+    and the round-robin turn."""
 
-    def __init__(self, runtime: Runtime, secrets: SecretSource | None = None) -> None:
+    def __init__(self, runtime: Runtime, secrets: SecretSource | None = None,
+                 limiter: RateLimiter | None = None) -> None:
         self.runtime = runtime
         self.secrets: SecretSource = secrets or StaticSecrets()
+        self.limiter: RateLimiter = limiter or LocalRateLimiter(runtime.clock)
         self._turns = itertools.count()
 
     def exchange(self) -> Exchange:
@@ -218,6 +222,11 @@ class Exchange:
         endpoint = self._endpoint
         if endpoint is None:  # the headers event answered these already
             return reject(api_for_path(self.path), ClientError(404, "unknown_endpoint", "No endpoint was matched."))
+        client = self.client
+        if client is not None and client.rpm is not None:  # counted before any work: over it, nothing is done
+            wait = await self._gateway.limiter.admit(client.name, client.rpm)
+            if wait is not None:
+                return reject(endpoint.api, over_rate(client, client.rpm, wait))
         large = len(body) >= _INLINE_BYTES
         try:
             parsed = await _maybe_in_thread(large, endpoint.read, body)

@@ -34,6 +34,7 @@ from extproc.relay import start_relay, stop_relay, upstream_client
 from extproc.runtime import Runtime
 from extproc.server import start_server
 from extproc.state.health_sync import HealthSync
+from extproc.state.rate_limit import LocalRateLimiter, RedisRateLimiter
 from extproc.state.stores import account_store
 
 log = logging.getLogger("extproc")
@@ -103,7 +104,9 @@ async def processor(settings: Settings) -> AsyncIterator[Processor]:
             log.error("logins unavailable until the accounts file is fixed: %s", exc)
         report_credentials(settings, manager.credentials())
         warn_about_exposure(settings)
-        gateway = Gateway(runtime, secrets=manager)
+        limiter = RedisRateLimiter(settings.state_redis_url, settings.state_prefix) if settings.state_redis_url \
+            else LocalRateLimiter()
+        gateway = Gateway(runtime, secrets=manager, limiter=limiter)
         server = await start_server(settings, gateway, manager)
         relayed = upstream_client(settings)
         try:
@@ -134,6 +137,8 @@ async def processor(settings: Settings) -> AsyncIterator[Processor]:
             await server.stop(grace=1)
             await stop_relay(relay)
             await relayed.aclose()
+            if isinstance(limiter, RedisRateLimiter):
+                await limiter.close()
 
 
 async def serve(settings: Settings) -> None:

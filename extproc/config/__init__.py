@@ -212,7 +212,7 @@ def _clients(raw: Any, listen: Address) -> ClientPolicy:
     for i, entry in enumerate(section.get("keys") or []):
         key = f"clients.keys[{i}]"
         entry = mapping(entry, key)
-        reject_unknown(entry, key, {"name", "key", "sha256", "models"})
+        reject_unknown(entry, key, {"name", "key", "sha256", "models", "rpm"})
         name = string(entry.get("name"), f"{key}.name")
         if ("key" in entry) == ("sha256" in entry):
             raise ConfigError(f"{key}: give either key (e.g. ${{CLIENT_KEY}}) or sha256 (its hex SHA-256), not both "
@@ -227,7 +227,8 @@ def _clients(raw: Any, listen: Address) -> ClientPolicy:
             if len(hexed) != 64 or any(c not in "0123456789abcdef" for c in hexed):
                 raise ConfigError(f"{key}.sha256: expected 64 hex digits (sha256sum of the key), not the key itself")
             sha = bytes.fromhex(hexed)
-        keys.append(ClientKey(name, sha, tuple(string_list(entry.get("models") or [], f"{key}.models"))))
+        rpm = positive_int(entry["rpm"], f"{key}.rpm") if entry.get("rpm") is not None else None
+        keys.append(ClientKey(name, sha, tuple(string_list(entry.get("models") or [], f"{key}.models")), rpm))
     if require and not keys:
         raise ConfigError(f"clients.keys: listen.address {listen.host} is not loopback, so anyone who reaches it "
                           "would spend your credentials; add clients.keys (e.g. [{name: me, key: ${CLIENT_KEY}}]) "

@@ -22,6 +22,7 @@ class ClientKey:
     name: str
     sha256: bytes = b""  # the key's digest (never the key)
     models: tuple[str, ...] = ()  # glob patterns of model ids or aliases it may use; empty: any
+    rpm: int | None = None  # requests per minute (across replicas with state.redis); None: no limit
 
     def may_use(self, *names: str) -> bool:
         return not self.models or any(fnmatch.fnmatchcase(n, p) for n in names if n for p in self.models)
@@ -73,6 +74,11 @@ def identify(policy: ClientPolicy, headers: Mapping[str, str]) -> ClientKey | No
     if match is None:
         raise ClientError(401, "invalid_api_key", "The client key is not valid for this gateway.", retryable=False)
     return match
+
+
+def over_rate(key: ClientKey, rpm: int, wait: int) -> ClientError:
+    return ClientError(429, "rate_limit_exceeded", f"The client key {key.name!r} is over its {rpm} requests per "
+                       f"minute; retry in {wait}s.", retry_after=wait)
 
 
 def forbidden(key: ClientKey, model: str) -> ClientError:

@@ -15,14 +15,15 @@ from google.genai import types as genai_types
 from tests.conftest import SECRETS, Stack, provider_config
 from tests.fakes import FakeProvider
 
-TEAM, CLAUDE_ONLY = "team-key-0123456789abcdef", "claude-only-key-0123456789"
+TEAM, CLAUDE_ONLY, LIMITED = "team-key-0123456789abcdef", "claude-only-key-0123456789", "limited-key-0123456789ab"
 CHAT = [{"role": "user", "content": "hi"}]
 
 
 @pytest.fixture(scope="module")
 def stack(fakes: dict[str, FakeProvider], make_stack: Callable[[dict[str, Any]], Stack]) -> Stack:
     return make_stack({"providers": provider_config(fakes), "discovery": False, "clients": {"keys": [
-        {"name": "team", "key": TEAM}, {"name": "claude-only", "key": CLAUDE_ONLY, "models": ["claude-*"]}]}})
+        {"name": "team", "key": TEAM}, {"name": "claude-only", "key": CLAUDE_ONLY, "models": ["claude-*"]},
+        {"name": "limited", "key": LIMITED, "rpm": 2}]}})
 
 
 @pytest.fixture(autouse=True)
@@ -69,6 +70,25 @@ def test_a_key_limited_to_some_models_gets_403_for_others(stack: Stack, fakes: d
     an = anthropic.Anthropic(base_url=stack.url, api_key=CLAUDE_ONLY, max_retries=0)
     assert an.messages.create(model="claude-haiku-5-5", max_tokens=5, messages=CHAT).content
     assert not fakes["openai"].requests and len(fakes["anthropic"].requests) == 1
+
+
+def test_a_key_over_its_rpm_gets_429_with_retry_after_in_its_envelope_and_nothing_goes_upstream(
+        stack: Stack, fakes: dict[str, FakeProvider]) -> None:
+    an = anthropic.Anthropic(base_url=stack.url, api_key=LIMITED, max_retries=0)
+    for _ in range(2):
+        assert an.messages.create(model="claude-haiku-5-5", max_tokens=5, messages=CHAT).content
+    with pytest.raises(anthropic.RateLimitError) as failed:
+        an.messages.create(model="claude-haiku-5-5", max_tokens=5, messages=CHAT)
+    assert isinstance(failed.value.body, dict) and failed.value.body["error"]["type"] == "rate_limit_error"
+    assert 1 <= int(failed.value.response.headers["retry-after"]) <= 120
+    refused = httpx.post(stack.url + "/v1/chat/completions", headers={"authorization": f"Bearer {LIMITED}"},
+                         json={"model": "gpt-5-mini", "messages": CHAT})
+    assert refused.status_code == 429 and refused.json()["error"]["code"] == "rate_limit_exceeded"
+    assert len(fakes["anthropic"].requests) == 2 and not fakes["openai"].requests
+    # Other keys count on their own.
+    assert anthropic.Anthropic(base_url=stack.url, api_key=TEAM, max_retries=0).messages.create(
+        model="claude-haiku-5-5", max_tokens=5, messages=CHAT).content
+    assert "client=limited" in stack.logs() and LIMITED not in stack.logs()
 
 
 def test_the_models_api_and_readyz_detail_need_a_key_and_healthz_does_not(stack: Stack) -> None:

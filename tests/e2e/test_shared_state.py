@@ -51,6 +51,24 @@ def test_a_429_seen_by_one_gateway_makes_the_other_route_around_it_within_a_seco
     assert len(fakes["openai"].requests) == 1  # the cooled provider was not tried again by either
 
 
+def test_a_client_keys_rpm_is_shared_by_the_gateways_sharing_redis(
+        fakes: dict[str, FakeProvider], redis_server: RedisServer,
+        make_stack: Callable[[dict[str, Any]], Stack]) -> None:
+    from tests.conftest import provider_config
+
+    key = "shared-rpm-key-0123456789"
+    config = {"providers": provider_config(fakes), "discovery": False,
+              "clients": {"keys": [{"name": "team", "key": key, "rpm": 3}]},
+              "state": {"redis": {"url": redis_server.url, "prefix": f"rpm{time.monotonic_ns()}:", "key": STATE_KEY}}}
+    first, second = make_stack(config), make_stack(config)
+    body = {"model": "gpt-5-mini", "messages": CHAT}
+    headers = {"authorization": f"Bearer {key}"}
+    statuses = [httpx.post(stack.url + "/v1/chat/completions", json=body, headers=headers).status_code
+                for stack in (first, second, first, second)]
+    assert statuses == [200, 200, 200, 429]
+    assert len(fakes["openai"].requests) == 3
+
+
 def _workers(pid: int) -> list[int]:
     from pathlib import Path
     children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()

@@ -48,11 +48,13 @@ def test_config_requires_keys_off_loopback_and_takes_a_key_or_its_digest():
     assert not parse_settings({"listen": {"address": "0.0.0.0"}, "clients": {"require_key": False}}, {}).clients.active
     hexed = hashlib.sha256(KEY.encode()).hexdigest()
     s = parse_settings({"clients": {"keys": [{"name": "a", "key": KEY}, {"name": "b", "sha256": hexed,
-                                                                        "models": ["claude-*"]}]}}, {})
+                                                                        "models": ["claude-*"], "rpm": 30}]}}, {})
+    assert [k.rpm for k in s.clients.keys] == [None, 30]
     assert [k.sha256 for k in s.clients.keys] == [digest(KEY), digest(KEY)]
     assert s.clients.keys[1].models == ("claude-*",)
     for bad, where in (({"name": "a"}, "clients.keys[0]: give either key"),
                        ({"name": "a", "key": "short"}, "clients.keys[0].key: use at least 16"),
-                       ({"name": "a", "sha256": KEY}, "clients.keys[0].sha256: expected 64 hex digits")):
+                       ({"name": "a", "sha256": KEY}, "clients.keys[0].sha256: expected 64 hex digits"),
+                       ({"name": "a", "key": KEY, "rpm": 0}, "clients.keys[0].rpm: ")):
         with pytest.raises(ConfigError, match=where.replace("[", r"\[").replace("]", r"\]")):
             parse_settings({"clients": {"keys": [bad]}}, {})

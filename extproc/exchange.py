@@ -247,7 +247,8 @@ class Exchange:
                 self._gateway.unavailable(decision.credential, exc)
                 continue  # fail closed for this credential, and let resolution pick the next one
             return await _maybe_in_thread(large, route_request, endpoint, parsed, decisions, secret,
-                                          self._client_headers, self._gateway.success_is_news(decision))
+                                          self._client_headers, self._gateway.success_is_news(decision),
+                                          self.snapshot.settings.failover)
         return reject(endpoint.api, ClientError(503, "credentials_unavailable",
                                                 "No credential for this model could be used right now."))
 

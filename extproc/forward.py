@@ -24,7 +24,7 @@ from extproc.core.headers import (
 )
 from extproc.core.providers import CLIENT_CREDENTIAL_HEADERS, Api, AuthStyle, ProviderSpec
 from extproc.core.resolve import Decision
-from extproc.core.settings import Credential
+from extproc.core.settings import Credential, FailoverPolicy
 from extproc.formats import Endpoint, ParsedRequest
 from extproc.formats.base import without_credentials
 from extproc.formats.transforms import Outgoing, Shaper, selected
@@ -94,8 +94,21 @@ def _settable(decisions: list[Decision]) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+_DEFAULT_FAILOVER = FailoverPolicy()
+
+
+def failover_headers(policy: FailoverPolicy, planned: int) -> dict[str, str]:
+    """What Envoy's router retries, per request: the attempts of the plan, the statuses that retry, and how long
+    an attempt may wait for its first byte (the route itself retries only connect failures and resets). Set on
+    every request, so `failover` applies on a reload without a change to Envoy."""
+    return {"x-envoy-max-retries": str(planned - 1), "x-envoy-retry-on": "retriable-status-codes",
+            "x-envoy-retriable-status-codes": ",".join(map(str, policy.statuses)),
+            "x-envoy-upstream-rq-per-try-timeout-ms": str(round(policy.first_byte_timeout * 1000))}
+
+
 def route_request(endpoint: Endpoint, parsed: ParsedRequest, decisions: list[Decision], secret: str,
-                  client_headers: Mapping[str, str], learn_success: bool = False) -> Forward:
+                  client_headers: Mapping[str, str], learn_success: bool = False,
+                  failover: FailoverPolicy = _DEFAULT_FAILOVER) -> Forward:
     """The router-level mutation: the plan every attempt follows, and the first attempt itself when it can.
 
     A first attempt whose transforms reshape the body is left to its own processor: later attempts get the
@@ -113,7 +126,7 @@ def route_request(endpoint: Endpoint, parsed: ParsedRequest, decisions: list[Dec
     path = endpoint.path.partition("?")[0] + (f"?{query}" if query else "")  # a client's ?key= stays out
     restore[":path"] = path
     plan = Plan(path, first.requested, parsed.view.mode, first.at, candidates, restore)
-    headers = {**forward.set_headers, "x-envoy-max-retries": str(len(decisions) - 1),
+    headers = {**forward.set_headers, **failover_headers(failover, len(decisions)),
                ATTEMPT_HEADER: attempt_header(first, 1), API_HEADER: endpoint.api.value}
     if forward.handled:
         headers[HANDLED_HEADER] = "1"

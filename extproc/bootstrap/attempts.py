@@ -40,7 +40,7 @@ from extproc.core.headers import (
     STREAM_HEADER,
 )
 from extproc.core.providers import Api, ProviderSpec
-from extproc.core.settings import Settings
+from extproc.core.settings import MAX_FAILOVER_ATTEMPTS, Settings
 from extproc.formats import FAMILIES
 
 ATTEMPTS_CLUSTER = "attempts"
@@ -65,18 +65,20 @@ def grpc_service(settings: Settings, role: str | None = None) -> dict[str, Any]:
 def circuit_breakers(settings: Settings) -> dict[str, Any]:
     """As many requests, and retries, in flight as clients may hold connections: Envoy's defaults (1024
     requests, 3 retries at once) would refuse failover under load."""
-    limit = settings.max_connections * settings.failover.attempts
+    limit = settings.max_connections * MAX_FAILOVER_ATTEMPTS  # failover.attempts may grow on a reload
     return {"thresholds": [{"priority": "DEFAULT", "max_connections": limit, "max_pending_requests": limit,
                             "max_requests": limit, "max_retries": limit}]}
 
 
 def retry_policy(settings: Settings) -> dict[str, Any]:
+    """Retries on connection failures and resets; the router-level answer adds the rest per request (which
+    statuses retry, how many attempts, how long one may wait for its first byte: `forward.failover_headers`),
+    so a reloaded `failover` section applies with no change to Envoy."""
     policy = settings.failover
     return {
-        "retry_on": "connect-failure,reset,retriable-status-codes",
-        "retriable_status_codes": list(policy.statuses),
-        "num_retries": policy.attempts - 1,  # the router-level answer lowers it to the plan's length
-        "per_try_timeout": f"{policy.first_byte_timeout:g}s",  # no response headers by then: a stalled attempt
+        "retry_on": "connect-failure,reset",
+        "num_retries": policy.attempts - 1,
+        "per_try_timeout": f"{policy.first_byte_timeout:g}s",
         "retry_back_off": {"base_interval": "0.01s", "max_interval": "0.05s"},
     }
 

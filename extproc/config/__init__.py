@@ -36,7 +36,15 @@ from extproc.config.values import (
 )
 from extproc.core.clients import ClientKey, ClientPolicy, digest
 from extproc.core.errors import ConfigError
-from extproc.core.settings import DEFAULT_CA_FILE, STRATEGIES, Address, FailoverPolicy, HealthPolicy, Settings
+from extproc.core.settings import (
+    DEFAULT_CA_FILE,
+    MAX_FAILOVER_ATTEMPTS,
+    STRATEGIES,
+    Address,
+    FailoverPolicy,
+    HealthPolicy,
+    Settings,
+)
 
 
 def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
@@ -147,16 +155,13 @@ def parse_health(raw: Any) -> HealthPolicy:
     return replace(HealthPolicy(), **values)
 
 
-_MAX_ATTEMPTS = 10
-
-
 def parse_failover(raw: Any, upstream_timeout: float) -> FailoverPolicy:
     section = mapping(raw, "failover")
     reject_unknown(section, "failover", set(FailoverPolicy.__dataclass_fields__))
     default = FailoverPolicy()
     attempts = positive_int(section.get("attempts", default.attempts), "failover.attempts")
-    if attempts > _MAX_ATTEMPTS:
-        raise ConfigError(f"failover.attempts: at most {_MAX_ATTEMPTS} (each attempt costs the client time), "
+    if attempts > MAX_FAILOVER_ATTEMPTS:
+        raise ConfigError(f"failover.attempts: at most {MAX_FAILOVER_ATTEMPTS} (each attempt costs the client time), "
                           f"got {attempts}")
     statuses = section.get("statuses", list(default.statuses))
     if not isinstance(statuses, list) or not all(isinstance(s, int) and not isinstance(s, bool) for s in statuses):

@@ -59,6 +59,9 @@ class HealthPolicy:
     probe_interval: float = 60.0  # a suspended or failing credential is probed this often (0: never)
 
 
+MAX_FAILOVER_ATTEMPTS = 10  # failover.attempts at most: each attempt costs the client time
+
+
 @dataclass(frozen=True, slots=True)
 class FailoverPolicy:
     """Same-request failover: how many attempts one client request may make, and which answers retry it."""

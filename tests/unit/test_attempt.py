@@ -80,11 +80,21 @@ def test_the_plan_names_every_attempt_and_caps_envoys_retries(gateway):
     assert "an-" not in first.dynamic_metadata[PLAN_NAMESPACE]["plan"]  # ids only, never a secret
 
 
+def test_each_request_tells_envoy_which_statuses_retry_and_how_long_a_first_byte_may_take(clock):
+    gw = gateway_for(clock, providers={"anthropic": {"api_keys": ["a", "b"]}}, models=[model("m", "anthropic")],
+                     failover={"statuses": [429, 418], "first_byte_timeout": 2.5})
+    headers = route(gw, CHAT, {"model": "m", "messages": []}).set_headers
+    assert headers["x-envoy-retry-on"] == "retriable-status-codes"
+    assert headers["x-envoy-retriable-status-codes"] == "429,418"
+    assert headers["x-envoy-upstream-rq-per-try-timeout-ms"] == "2500"
+
+
 def test_failover_attempts_are_limited_by_config(clock):
     gw = gateway_for(clock, providers={"anthropic": {"api_keys": ["a", "b"]}}, models=[model("m", "anthropic")],
                      failover={"attempts": 1})
     first = route(gw, CHAT, {"model": "m", "messages": []})
     assert first.set_headers["x-envoy-max-retries"] == "0"
+    assert first.set_headers["x-envoy-retriable-status-codes"] == "429,500,502,503,504,529"
     assert first.dynamic_metadata[LB_NAMESPACE][ENDPOINTS_KEY] == endpoint_address("anthropic")
 
 

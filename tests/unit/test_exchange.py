@@ -476,5 +476,6 @@ def test_a_client_cannot_forge_the_headers_that_steer_attempts(clock):
     forged = {"x-extproc-handled": "1", "x-extproc-learn": "1", "x-envoy-retry-on": "4xx", "x-envoy-max-retries": "9"}
     fwd = forward(gw, "/v1beta/models/ca-model:generateContent", b'{"contents": []}', forged)
     assert not fwd.handled
-    assert {"x-extproc-handled", "x-extproc-learn", "x-envoy-retry-on"} <= set(fwd.remove_headers)
-    assert fwd.set_headers["x-envoy-max-retries"] == "0"
+    assert {"x-extproc-handled", "x-extproc-learn"} <= set(fwd.remove_headers)
+    assert fwd.set_headers["x-envoy-max-retries"] == "0"  # ours overwrite the client's
+    assert fwd.set_headers["x-envoy-retry-on"] == "retriable-status-codes"

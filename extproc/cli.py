@@ -87,11 +87,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("extproc").setLevel(settings.log_level.upper())
     from extproc import runner
 
-    if args.command == "worker":
-        settings = runner.worker_settings(settings, args.index)
-    run = {"up": runner.up, "serve": runner.serve, "worker": runner.serve_worker}[args.command]
     try:
-        asyncio.run(run(settings))
+        if args.command == "worker":
+            asyncio.run(runner.serve_worker(settings, args.index))
+        else:
+            asyncio.run({"up": runner.up, "serve": runner.serve}[args.command](settings))
     except KeyboardInterrupt:
         pass
     except (OSError, RuntimeError) as exc:

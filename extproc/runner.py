@@ -15,7 +15,7 @@ import signal
 import socket
 import sys
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ from extproc.core.settings import Address, Credential, Settings
 from extproc.discovery.refresh import Discovery
 from extproc.exchange import Gateway
 from extproc.relay import start_relay, stop_relay, upstream_client
+from extproc.reload import ConfigReloader
 from extproc.runtime import Runtime
 from extproc.server import start_server
 from extproc.state.health_sync import HealthSync
@@ -92,8 +93,10 @@ class Processor:
 
 
 @contextlib.asynccontextmanager
-async def processor(settings: Settings) -> AsyncIterator[Processor]:
-    """The gRPC server with the gateway, its accounts and discovery running, for as long as the block runs."""
+async def processor(settings: Settings, prepare: Callable[[Settings], Settings] = lambda s: s
+                    ) -> AsyncIterator[Processor]:
+    """The gRPC server with the gateway, its accounts and discovery running, for as long as the block runs;
+    the config file is reloaded when it changes (`prepare` makes a reloaded file this process's settings)."""
     async with httpx.AsyncClient(follow_redirects=False) as client:
         runtime = Runtime(settings)
         manager = AccountManager(account_store(settings), settings.flows, client,
@@ -116,8 +119,14 @@ async def processor(settings: Settings) -> AsyncIterator[Processor]:
             await relayed.aclose()
             raise
         discovery = Discovery(settings, client, runtime.publish_discovered)
+
+        def apply(new: Settings) -> None:
+            runtime.publish_settings(new)
+            discovery.settings = new
+
+        reloader = ConfigReloader(settings, apply, prepare)
         tasks = [asyncio.create_task(discovery.run()), asyncio.create_task(manager.watch()),
-                 asyncio.create_task(probing.run(runtime, client, manager))]
+                 asyncio.create_task(probing.run(runtime, client, manager)), asyncio.create_task(reloader.run())]
         if settings.state_redis_url:
             sync = HealthSync(runtime.health, settings.state_redis_url, settings.state_prefix)
             runtime.shared_state = sync.status
@@ -153,9 +162,9 @@ async def serve(settings: Settings) -> None:
         await _until_signalled()
 
 
-async def serve_worker(settings: Settings) -> None:
+async def serve_worker(settings: Settings, index: int) -> None:
     """One worker: the processor on its own ports, until its supervisor stops it (or dies)."""
-    async with processor(settings):
+    async with processor(worker_settings(settings, index), lambda s: worker_settings(s, index)):
         await _until_signalled()
 
 
@@ -172,7 +181,9 @@ WORKER_TOKEN_ENV = "EXTPROC_WORKER_PROCESSOR_TOKEN"
 async def serving(settings: Settings) -> AsyncIterator[None]:
     """The processor: in this process for one worker, else supervised worker processes."""
     if settings.workers == 1:
-        async with processor(settings):
+        token = settings.processor_token  # one `extproc up` made stays across reloads of a file without one
+        async with processor(settings, lambda s: s if s.processor_token or token is None
+                             else dataclasses.replace(s, processor_token=token)):
             yield
         return
     supervisor = Supervisor(settings)
@@ -198,6 +209,13 @@ class Supervisor:
             await self._spawn(index)
         await asyncio.gather(*(_wait_listening(a) for a in self._settings.processor_addresses))
         self._tasks = [asyncio.create_task(self._watch(i)) for i in range(self._settings.workers)]
+        # Each worker reloads the config file itself; a SIGHUP here is passed on to all of them.
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._hangup)
+
+    def _hangup(self) -> None:
+        for proc in self._procs.values():
+            if proc.returncode is None:
+                proc.send_signal(signal.SIGHUP)
 
     async def _spawn(self, index: int) -> None:
         args = [sys.executable, "-m", "extproc", "worker", "--index", str(index)]
@@ -225,6 +243,8 @@ class Supervisor:
 
     async def stop(self) -> None:
         self._stopping = True
+        with contextlib.suppress(ValueError, RuntimeError):
+            asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
         for task in self._tasks:
             task.cancel()
         for proc in self._procs.values():

@@ -55,6 +55,12 @@ class Runtime:
     def current(self) -> Snapshot:
         return self._current
 
+    def publish_settings(self, settings: Settings) -> None:
+        """A reloaded configuration: the same logins and discovered lists under the new settings."""
+        current = self._current
+        self._current = Snapshot.build(settings, current.logins, current.discovered)
+        self.health.set_policy(settings.health)
+
     def publish_discovered(self, lists: Mapping[str, tuple[Listed, ...]]) -> None:
         self._current = self._current.with_discovered(lists)
 

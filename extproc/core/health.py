@@ -70,6 +70,10 @@ class Health:
             "windows": self._windows}
         self._observed = 0
 
+    def set_policy(self, policy: HealthPolicy) -> None:
+        """A reloaded `health` section: what is learned from now on follows it."""
+        self._policy = policy
+
     # -- changes: every write goes through these, so another process can be told
 
     def _put(self, table: str, key: tuple[str, ...], value: object) -> None:

@@ -69,10 +69,16 @@ def _model(entry: Mapping[str, Any], key: str) -> ModelSpec:
         max_output_tokens=non_negative_int(entry.get("max_output_tokens", 0), f"{key}.max_output_tokens"),
         input_price=non_negative_number(entry.get("input_price", 0.0), f"{key}.input_price"),
         output_price=non_negative_number(entry.get("output_price", 0.0), f"{key}.output_price"),
+        cache_read_price=_price(entry, "cache_read_price", key),
+        cache_write_price=_price(entry, "cache_write_price", key),
         capabilities=frozenset(caps),
         status=choice(entry.get("status", "active"), f"{key}.status", tuple(sorted(STATUSES))),
         created=created,
     )
+
+
+def _price(entry: Mapping[str, Any], name: str, key: str) -> float | None:
+    return None if entry.get(name) is None else non_negative_number(entry[name], f"{key}.{name}")
 
 
 def parse_aliases(raw: Any, known: set[str]) -> dict[str, str]:

@@ -19,6 +19,8 @@ class ModelSpec:
     max_output_tokens: int = 0
     input_price: float = 0.0  # USD per million tokens
     output_price: float = 0.0
+    cache_read_price: float | None = None  # USD per million tokens read from a prompt cache; None: input_price
+    cache_write_price: float | None = None  # … written into one; None: input_price
     capabilities: frozenset[str] = frozenset({"streaming"})
     status: str = "active"
     created: dt.date | None = None

@@ -6,7 +6,6 @@ as it is about to leave and changes it, and may give the exchange a shaper for t
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
@@ -17,6 +16,7 @@ from extproc.core.providers import Api
 from extproc.core.resolve import Decision
 from extproc.formats import Endpoint
 from extproc.formats.base import JsonObject
+from extproc.formats.sse import EventSplitter
 
 
 @dataclass(slots=True)
@@ -115,24 +115,16 @@ class SseUnwrapper:
     """Unwraps Code Assist's SSE events as they stream, holding back an event split across chunks."""
 
     def __init__(self) -> None:
-        self._pending = b""
+        self._events = EventSplitter()
 
     def feed(self, chunk: bytes, end: bool) -> bytes:
-        data = self._pending + chunk
-        events = _EVENT_END.split(data)
-        self._pending = b"" if end else events.pop()
         out = []
-        for event in events:
-            if not event.strip():
-                continue
+        for event in self._events.feed(chunk, end):
             lines = [line.rstrip(b"\r") for line in event.split(b"\n")]
             lines = [b"data: " + unwrap_codeassist(line[5:].strip()) if line.startswith(b"data:") else line
                      for line in lines]
             out.append(b"\r\n".join(lines) + b"\r\n\r\n")
         return b"".join(out)
-
-
-_EVENT_END = re.compile(rb"\r?\n\r?\n")
 
 
 def _codeassist_answer(streamed: bool) -> Shaper:

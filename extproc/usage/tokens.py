@@ -1,0 +1,158 @@
+"""Token usage as each API reports it, in one shape. Pure.
+
+`input` counts the prompt tokens read neither from nor into a cache (Anthropic's meaning; OpenAI and
+Gemini count cached tokens inside their prompt figure, so they are taken out), `output` every generated
+token, thinking included, and `reasoning` the thinking part of it — so a cost is a plain sum of
+(count × price) with no token counted twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from extproc.core.providers import Api
+from extproc.formats.sse import EventSplitter, fields
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    input: int = 0
+    output: int = 0
+    cache_read: int = 0
+    cache_write: int = 0
+    reasoning: int = 0  # part of output
+
+    @property
+    def total(self) -> int:
+        return self.input + self.output + self.cache_read + self.cache_write
+
+    def merged(self, later: Usage) -> Usage:
+        """Two partial reports of one answer (Anthropic's message_start, then message_delta): each figure the
+        later one gives wins."""
+        return Usage(*(b or a for a, b in zip(self.as_tuple(), later.as_tuple(), strict=True)))
+
+    def as_tuple(self) -> tuple[int, int, int, int, int]:
+        return self.input, self.output, self.cache_read, self.cache_write, self.reasoning
+
+
+def _count(doc: Any, *path: str) -> int:
+    for key in path:
+        if not isinstance(doc, dict):
+            return 0
+        doc = doc.get(key)
+    return doc if isinstance(doc, int) and not isinstance(doc, bool) and doc > 0 else 0
+
+
+def openai_usage(usage: Any) -> Usage | None:
+    """Chat Completions' `prompt_tokens`/`completion_tokens`, or the Responses API's `input_tokens`/
+    `output_tokens`, each with its details."""
+    if not isinstance(usage, dict):
+        return None
+    if "input_tokens" in usage:
+        prompt, details, out_details = _count(usage, "input_tokens"), "input_tokens_details", "output_tokens_details"
+        output = _count(usage, "output_tokens")
+    else:
+        prompt, details, out_details = _count(usage, "prompt_tokens"), "prompt_tokens_details", \
+            "completion_tokens_details"
+        output = _count(usage, "completion_tokens")
+    cached = min(_count(usage, details, "cached_tokens"), prompt)
+    return Usage(prompt - cached, output, cached, 0, _count(usage, out_details, "reasoning_tokens"))
+
+
+def anthropic_usage(usage: Any) -> Usage | None:
+    if not isinstance(usage, dict):
+        return None
+    return Usage(_count(usage, "input_tokens"), _count(usage, "output_tokens"),
+                 _count(usage, "cache_read_input_tokens"), _count(usage, "cache_creation_input_tokens"))
+
+
+def gemini_usage(meta: Any) -> Usage | None:
+    """`usageMetadata`: thinking is billed as output but reported beside it (`thoughtsTokenCount`)."""
+    if not isinstance(meta, dict):
+        return None
+    prompt = _count(meta, "promptTokenCount") + _count(meta, "toolUsePromptTokenCount")
+    cached = min(_count(meta, "cachedContentTokenCount"), prompt)
+    thoughts = _count(meta, "thoughtsTokenCount")
+    return Usage(prompt - cached, _count(meta, "candidatesTokenCount") + thoughts, cached, 0, thoughts)
+
+
+def _gemini_doc(doc: Any) -> Any:
+    """Code Assist wraps Gemini's answer in {"response": …}."""
+    return doc["response"] if isinstance(doc, dict) and isinstance(doc.get("response"), dict) else doc
+
+
+def usage_of_answer(api: Api, body: bytes) -> Usage | None:
+    """The usage of a whole (non-streamed) answer; None when it reports none (an error, an odd shape)."""
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    if api is Api.ANTHROPIC:
+        return anthropic_usage(doc.get("usage")) if isinstance(doc, dict) else None
+    if api is Api.GEMINI:
+        if isinstance(doc, list):  # streamGenerateContent without alt=sse: a JSON array, the last chunk counts
+            found = [gemini_usage(_gemini_doc(d).get("usageMetadata")) for d in doc if isinstance(d, dict)]
+            return next((u for u in reversed(found) if u is not None), None)
+        doc = _gemini_doc(doc)
+        return gemini_usage(doc.get("usageMetadata")) if isinstance(doc, dict) else None
+    return openai_usage(doc.get("usage")) if isinstance(doc, dict) else None
+
+
+class StreamUsage:
+    """Reads usage from a streamed answer as it passes, chunk by chunk, split at any byte.
+
+    With `hide_usage_chunk` (the gateway asked OpenAI for `stream_options.include_usage` on the client's
+    behalf) the extra usage-only chunk is kept from the client: `feed` then returns what to pass on, whole
+    events only. Without it, `feed` returns the chunk as it came, at once.
+    """
+
+    def __init__(self, api: Api, hide_usage_chunk: bool = False) -> None:
+        self._api = api
+        self._hide = hide_usage_chunk
+        self._events = EventSplitter()
+        self.usage: Usage | None = None
+
+    def feed(self, chunk: bytes, end: bool = False) -> bytes:
+        events = self._events.feed(chunk, end)
+        if not self._hide:
+            for event in events:
+                self._read(event)
+            return chunk
+        out = []
+        for event in events:
+            if not self._read(event):
+                out.append(event + b"\n\n")
+        return b"".join(out)
+
+    def _read(self, event: bytes) -> bool:
+        """Take what the event says; True when it is the usage-only chunk a client did not ask for."""
+        name, data = fields(event)
+        if not data or data == b"[DONE]":
+            return False
+        try:
+            doc = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return False
+        if not isinstance(doc, dict):
+            return False
+        found: Usage | None = None
+        if self._api is Api.ANTHROPIC:
+            kind = doc.get("type", name)
+            usage = doc.get("message", {}).get("usage") if kind == "message_start" and isinstance(
+                doc.get("message"), dict) else doc.get("usage") if kind == "message_delta" else None
+            found = anthropic_usage(usage)
+        elif self._api is Api.GEMINI:
+            found = gemini_usage(_gemini_doc(doc).get("usageMetadata"))
+        elif isinstance(doc.get("response"), dict):  # Responses: response.completed (or .incomplete/.failed)
+            found = openai_usage(doc["response"].get("usage"))
+        else:
+            found = openai_usage(doc.get("usage"))
+            if found is not None and self._hide and doc.get("choices") == []:
+                self.usage = found
+                return True
+        if found is not None:
+            self.usage = found if self.usage is None or self._api is not Api.ANTHROPIC else self.usage.merged(found)
+        return False

@@ -1,0 +1,117 @@
+"""Token usage read from every API's answers, whole and streamed, split at every byte; and its cost."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from extproc.core.catalog import ModelSpec
+from extproc.core.providers import Api
+from extproc.usage.cost import cost
+from extproc.usage.tokens import StreamUsage, Usage, usage_of_answer
+
+
+def _sse(*events: tuple[str | None, object], crlf: bool = False) -> bytes:
+    nl = "\r\n" if crlf else "\n"
+    out = []
+    for name, doc in events:
+        data = doc if isinstance(doc, str) else orjson.dumps(doc).decode()
+        out.append((f"event: {name}{nl}" if name else "") + f"data: {data}{nl}{nl}")
+    return "".join(out).encode()
+
+
+WHOLE = [
+    ("openai chat", Api.OPENAI, {"choices": [], "usage": {
+        "prompt_tokens": 120, "completion_tokens": 30, "prompt_tokens_details": {"cached_tokens": 100},
+        "completion_tokens_details": {"reasoning_tokens": 12}}}, Usage(20, 30, 100, 0, 12)),
+    ("openai responses", Api.OPENAI, {"output": [], "usage": {
+        "input_tokens": 50, "output_tokens": 70, "input_tokens_details": {"cached_tokens": 10},
+        "output_tokens_details": {"reasoning_tokens": 40}}}, Usage(40, 70, 10, 0, 40)),
+    ("openai embeddings", Api.OPENAI, {"data": [], "usage": {"prompt_tokens": 8, "total_tokens": 8}},
+     Usage(8, 0, 0, 0, 0)),
+    ("anthropic", Api.ANTHROPIC, {"content": [], "usage": {
+        "input_tokens": 9, "output_tokens": 11, "cache_read_input_tokens": 1000,
+        "cache_creation_input_tokens": 200}}, Usage(9, 11, 1000, 200, 0)),
+    ("gemini", Api.GEMINI, {"candidates": [], "usageMetadata": {
+        "promptTokenCount": 60, "candidatesTokenCount": 5, "cachedContentTokenCount": 50,
+        "thoughtsTokenCount": 20, "totalTokenCount": 85}}, Usage(10, 25, 50, 0, 20)),
+    ("code assist", Api.GEMINI, {"response": {"usageMetadata": {"promptTokenCount": 7,
+                                                                "candidatesTokenCount": 3}}}, Usage(7, 3)),
+]
+
+
+@pytest.mark.parametrize(("api", "doc", "expected"), [w[1:] for w in WHOLE], ids=[w[0] for w in WHOLE])
+def test_a_whole_answer_reports_its_usage(api: Api, doc: object, expected: Usage) -> None:
+    assert usage_of_answer(api, orjson.dumps(doc)) == expected
+
+
+@pytest.mark.parametrize("body", [b"not json", b"[1, 2]", b'{"error": {"message": "no"}}', b'{"usage": "x"}'])
+def test_an_answer_without_usage_reports_none(body: bytes) -> None:
+    assert usage_of_answer(Api.OPENAI, body) is None and usage_of_answer(Api.ANTHROPIC, body) is None
+
+
+STREAMS = [
+    ("openai chat", Api.OPENAI, _sse(
+        (None, {"choices": [{"delta": {"content": "Hé"}}], "usage": None}),
+        (None, {"choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 2}}), (None, "[DONE]")),
+     Usage(5, 2)),
+    ("openai responses", Api.OPENAI, _sse(
+        ("response.output_text.delta", {"type": "response.output_text.delta", "delta": "hi"}),
+        ("response.completed", {"type": "response.completed", "response": {"usage": {
+            "input_tokens": 30, "output_tokens": 4, "input_tokens_details": {"cached_tokens": 10}}}}), crlf=True),
+     Usage(20, 4, 10)),
+    ("anthropic", Api.ANTHROPIC, _sse(
+        ("message_start", {"type": "message_start", "message": {"usage": {
+            "input_tokens": 12, "output_tokens": 1, "cache_read_input_tokens": 300,
+            "cache_creation_input_tokens": 40}}}),
+        ("content_block_delta", {"type": "content_block_delta", "delta": {"text": "ünïcode"}}),
+        ("message_delta", {"type": "message_delta", "usage": {"output_tokens": 25}}),
+        ("message_stop", {"type": "message_stop"})),
+     Usage(12, 25, 300, 40)),
+    ("gemini", Api.GEMINI, _sse(
+        (None, {"candidates": [{"content": {"parts": [{"text": "a"}]}}],
+                "usageMetadata": {"promptTokenCount": 4, "candidatesTokenCount": 1}}),
+        (None, {"candidates": [], "usageMetadata": {"promptTokenCount": 4, "candidatesTokenCount": 9,
+                                                    "thoughtsTokenCount": 3}}), crlf=True),
+     Usage(4, 12, 0, 0, 3)),
+    ("code assist", Api.GEMINI, _sse(
+        (None, {"response": {"usageMetadata": {"promptTokenCount": 2, "candidatesTokenCount": 6}}})),
+     Usage(2, 6)),
+]
+
+
+@pytest.mark.parametrize(("api", "stream", "expected"), [s[1:] for s in STREAMS], ids=[s[0] for s in STREAMS])
+def test_a_stream_reports_its_usage_split_at_every_byte(api: Api, stream: bytes, expected: Usage) -> None:
+    for cut in range(len(stream) + 1):
+        reader = StreamUsage(api)
+        passed = reader.feed(stream[:cut]) + reader.feed(stream[cut:]) + reader.feed(b"", end=True)
+        assert reader.usage == expected, cut
+        assert passed == stream  # untouched, and passed on as it came
+
+
+def test_a_stream_split_into_single_bytes_reports_its_usage() -> None:
+    _, api, stream, expected = STREAMS[2]
+    reader = StreamUsage(api)
+    for i in range(len(stream)):
+        reader.feed(stream[i:i + 1])
+    assert reader.usage == expected
+
+
+def test_the_usage_chunk_the_gateway_asked_for_is_kept_from_the_client_at_any_split() -> None:
+    content = (None, {"choices": [{"delta": {"content": "hi"}}], "usage": None})
+    stream = _sse(content, (None, {"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 1}}),
+                  (None, "[DONE]"))
+    shown = _sse(content, (None, "[DONE]"))
+    for cut in range(len(stream) + 1):
+        reader = StreamUsage(Api.OPENAI, hide_usage_chunk=True)
+        passed = reader.feed(stream[:cut]) + reader.feed(stream[cut:]) + reader.feed(b"", end=True)
+        assert passed == shown and reader.usage == Usage(3, 1), cut
+
+
+def test_cost_uses_cache_prices_where_the_catalog_has_them() -> None:
+    priced = ModelSpec("m", "p", input_price=3.0, output_price=15.0, cache_read_price=0.3, cache_write_price=3.75)
+    usage = Usage(input=1_000_000, output=100_000, cache_read=2_000_000, cache_write=400_000)
+    assert cost(usage, priced) == pytest.approx(3.0 + 1.5 + 0.6 + 1.5)
+    plain = ModelSpec("m", "p", input_price=2.0, output_price=8.0)
+    assert cost(Usage(cache_read=1_000_000), plain) == pytest.approx(2.0)
+    assert cost(Usage(), plain) == 0.0

@@ -211,6 +211,7 @@ def gateway_config(port: int, processor_port: int, admin_port: int, upstream_por
                       "workers": workers},
         **({"state": {"redis": {"url": redis_url, "key": BENCH_STATE_KEY}}} if redis_url else {}),
         "admin": {"address": HOST, "port": admin_port},
+        "metrics": False,  # its figures are still kept (the cost is measured); only not served
         "log_level": "warning",
         "envoy": {"concurrency": envoy_concurrency, "log_level": "warning"},
         "providers": providers,

@@ -82,7 +82,8 @@ class AttemptExchange:
         except CredentialUnavailable as exc:
             self._gateway.unavailable(decision.credential, exc)
             return self._refuse("The planned credential cannot be used now.")
-        forward = build_forward(endpoint, parsed, decision, secret, self._client_headers)
+        forward = build_forward(endpoint, parsed, decision, secret, self._client_headers,
+                                self._gateway.runtime.current.settings.accounting)
         # Undo what earlier attempts set (the client's values back, or nothing), then this attempt's own; the
         # length is always this attempt's: the map may carry an earlier attempt's.
         set_headers = {k: v for k, v in plan.restore.items() if v is not None}

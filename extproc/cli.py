@@ -29,9 +29,13 @@ def main(argv: list[str] | None = None) -> int:
         ("models", "list the configured catalog (a running gateway's /v1/models adds discovered models)"),
         ("check", "validate a config and exit"),
         ("drain", "tell the running Envoy to drain and wait for its open requests (a preStop hook)"),
+        ("top", "a live view of a running gateway: requests, errors, tokens, cost, credentials"),
     ):
         sub = commands.add_parser(name, help=help_text)
         sub.add_argument("--config", "-c", help="YAML config file (default: the embedded default config)")
+        if name == "top":
+            sub.add_argument("--key", help="a client key for the models API (default: $EXTPROC_CLIENT_KEY)")
+            sub.add_argument("--once", action="store_true", help="print one reading and exit")
     worker = commands.add_parser("worker")  # one processor worker, started by `up` or `serve` (not for users)
     worker.add_argument("--config", "-c")
     worker.add_argument("--index", type=int, required=True)
@@ -77,15 +81,22 @@ def main(argv: list[str] | None = None) -> int:
         from extproc import runner as drain_runner
 
         return 1 if asyncio.run(drain_runner.drain(settings)) else 0
+    if args.command == "top":
+        from extproc import top
+
+        try:
+            return top.run(settings, args.key, once=args.once)
+        except KeyboardInterrupt:
+            return 0
     if args.command == "check":
         serving = sorted({m.provider for m in settings.models})
         keys = len(settings.credentials)
         print(f"config OK: providers {', '.join(serving)}; {len(settings.models)} models; "
               f"{keys} API key{'' if keys == 1 else 's'}")
         return 0
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("extproc").setLevel(settings.log_level.upper())
-    from extproc import runner
+    from extproc import logs, runner
+
+    logs.configure(settings.log_level, settings.log_format)
 
     try:
         if args.command == "worker":

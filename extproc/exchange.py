@@ -14,20 +14,25 @@ import itertools
 import logging
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol, TypeVar
 
-from extproc.core.clients import ClientKey, forbidden, identify, over_rate
+from extproc.core.clients import ClientKey, forbidden, identify, over_budget, over_rate
 from extproc.core.errors import ClientError, CredentialUnavailable
+from extproc.core.headers import ACCOUNT_HEADER, ATTEMPT_HEADER, REASON_HEADER, ROUTE_HEADER
 from extproc.core.providers import Api
 from extproc.core.resolve import Decision, plan
 from extproc.core.settings import Credential
 from extproc.core.windows import WindowState
 from extproc.formats import Endpoint, api_for_path, error_body, match_endpoint
 from extproc.formats.errors import error_headers
-from extproc.forward import Forward, route_request
+from extproc.forward import Forward, asks_without_usage, route_request
+from extproc.logs import logged_body
 from extproc.runtime import Runtime
 from extproc.state.rate_limit import LocalRateLimiter, RateLimiter
+from extproc.usage.accounting import Accounting
+from extproc.usage.record import Asked, build, served
+from extproc.usage.tokens import Usage, usage_of_answer
 
 log = logging.getLogger("extproc.request")
 _SECRET_ATTEMPTS = 3  # credentials tried per request when a login's token cannot be had
@@ -126,10 +131,11 @@ class Gateway:
     and the round-robin turn."""
 
     def __init__(self, runtime: Runtime, secrets: SecretSource | None = None,
-                 limiter: RateLimiter | None = None) -> None:
+                 limiter: RateLimiter | None = None, accounting: Accounting | None = None) -> None:
         self.runtime = runtime
         self.secrets: SecretSource = secrets or StaticSecrets()
         self.limiter: RateLimiter = limiter or LocalRateLimiter(runtime.clock)
+        self.accounting = accounting or Accounting(clock=runtime.clock)
         self._turns = itertools.count()
 
     def exchange(self) -> Exchange:
@@ -166,10 +172,16 @@ class Exchange:
         self._endpoint: Endpoint | None = None
         self._client_headers: Mapping[str, str] = {}
         self.client: ClientKey | None = None
+        self.started = gateway.runtime.clock()
+        self._accounted = False  # this answer's headers (and, unless it streams, its body) are asked for
+        self._streams = False  # the client asked for a stream: it goes through the relay
+        self._hides_usage = False  # … without its usage: the chunk the gateway asks for is kept from it
+        self._bodies: tuple[tuple[str, str], ...] = ()  # log.bodies: what the usage record shows
+        self._answer: _Answer | None = None
 
     # -- request headers: answer what needs no body
 
-    def request_headers(self, headers: Mapping[str, str], end_of_stream: bool) -> Continue | Reply:
+    def request_headers(self, headers: Mapping[str, str], end_of_stream: bool) -> Continue | Mutate | Reply:
         self._client_headers = headers
         self.path, self.method = headers.get(":path", ""), headers.get(":method", "")
         self.request_id = headers.get("x-request-id", "-")
@@ -180,6 +192,10 @@ class Exchange:
         reply = self._refusal(end_of_stream)
         if reply is not None:
             return self._replied(reply)
+        if self.snapshot.settings.accounting:  # the answer's headers, to read usage from what served it
+            self._accounted = True
+            # An override is a whole processing mode: the body is still wanted as configured.
+            return Mutate(body_mode="buffered", answer_headers=True)
         return CONTINUE
 
     def _refusal(self, end_of_stream: bool) -> Reply | None:
@@ -215,7 +231,13 @@ class Exchange:
         log.info("route rid=%s client=%s requested=%r resolved=%s provider=%s why=%s credential=%s", self.request_id,
                  self.client.name if self.client else "-", decision.requested, decision.model.id,
                  decision.provider.name, decision.why, decision.credential.id)
-        return Mutate(outcome.set_headers, outcome.remove_headers, outcome.body, clear_route_cache=True,
+        set_headers, remove_headers = outcome.set_headers, outcome.remove_headers
+        if self._accounted:  # the relay writes a streamed answer's record: it needs what only this stream knows
+            asked = Asked(self.started, self.client.name if self.client else "", decision.requested,
+                          self._hides_usage)
+            set_headers = {**set_headers, ACCOUNT_HEADER: asked.header()}
+            remove_headers = tuple(h for h in remove_headers if h != ACCOUNT_HEADER)
+        return Mutate(set_headers, remove_headers, outcome.body, clear_route_cache=True,
                       dynamic_metadata=outcome.plan.to_metadata() if outcome.plan else {})
 
     async def _route(self, body: bytes) -> Forward | Reply:
@@ -223,6 +245,10 @@ class Exchange:
         if endpoint is None:  # the headers event answered these already
             return reject(api_for_path(self.path), ClientError(404, "unknown_endpoint", "No endpoint was matched."))
         client = self.client
+        if client is not None and client.budget is not None:
+            wait = await self._gateway.accounting.over_budget(client)
+            if wait is not None:
+                return reject(endpoint.api, over_budget(client, client.budget, wait))
         if client is not None and client.rpm is not None:  # counted before any work: over it, nothing is done
             wait = await self._gateway.limiter.admit(client.name, client.rpm)
             if wait is not None:
@@ -232,6 +258,10 @@ class Exchange:
             parsed = await _maybe_in_thread(large, endpoint.read, body)
         except ClientError as err:
             return reject(endpoint.api, err)
+        self._streams = "streaming" in parsed.view.needs
+        if self.snapshot.settings.log_bodies:
+            self._bodies = (("request_body", logged_body(body)),)
+        self._hides_usage = asks_without_usage(endpoint, parsed.doc)  # before any attempt asks on its behalf
         runtime, registry = self._gateway.runtime, self.snapshot.registry
         attempts = self.snapshot.settings.failover.attempts
         for _ in range(_SECRET_ATTEMPTS):
@@ -248,7 +278,7 @@ class Exchange:
                 continue  # fail closed for this credential, and let resolution pick the next one
             return await _maybe_in_thread(large, route_request, endpoint, parsed, decisions, secret,
                                           self._client_headers, self._gateway.success_is_news(decision),
-                                          self.snapshot.settings.failover)
+                                          self.snapshot.settings.failover, self._accounted)
         return reject(endpoint.api, ClientError(503, "credentials_unavailable",
                                                 "No credential for this model could be used right now."))
 
@@ -266,7 +296,52 @@ class Exchange:
             raise forbidden(client, decisions[0].model.id)
         return allowed
 
+    # -- the answer (asked for with accounting): who served it and, unless it streams, its usage
+
+    def response_headers(self, headers: Mapping[str, str], end_of_stream: bool) -> Continue | Mutate:
+        if not self._accounted or self.forward is None:
+            return CONTINUE
+        try:
+            status = int(headers.get(":status", "0"))
+        except ValueError:
+            status = 0
+        relayed = self._streams
+        streamed = headers.get("content-type", "").startswith("text/event-stream")
+        self._answer = _Answer(status, headers.get(ATTEMPT_HEADER, ""), headers.get(ROUTE_HEADER, ""),
+                               headers.get(REASON_HEADER, ""), self._gateway.runtime.clock(), streamed)
+        hide = Mutate(remove_headers=(ATTEMPT_HEADER,))  # ids only, but the client's business they are not
+        if streamed and relayed:
+            return hide  # the relay read this stream's usage and wrote its record
+        if end_of_stream or streamed or headers.get("content-encoding", "identity").lower() != "identity":
+            self._account(None)
+            return hide
+        return Mutate(remove_headers=(ATTEMPT_HEADER,), body_mode="buffered")
+
+    def response_body(self, body: bytes, end_of_stream: bool) -> Continue:
+        if self._answer is not None and self.forward is not None:
+            if self.snapshot.settings.log_bodies:
+                self._bodies = (*self._bodies, ("response_body", logged_body(body)))
+            self._account(usage_of_answer(self._endpoint.api if self._endpoint else Api.OPENAI, body))
+        return CONTINUE
+
+    def _account(self, usage: Usage | None) -> None:
+        answer, forward = self._answer, self.forward
+        if answer is None or forward is None:
+            return
+        self._answer = None  # one record per request
+        who = served(self.snapshot.registry, answer.attempt, answer.provider)
+        asked = Asked(self.started, self.client.name if self.client else "", forward.decision.requested)
+        api = self._endpoint.api.value if self._endpoint else ""
+        record = replace(build(self.request_id, asked, api, who, answer.status, answer.streamed,
+                               self._gateway.runtime.clock(), answer.at, usage, answer.route), bodies=self._bodies)
+        self._gateway.accounting.record(record, self.client)
+
     def _replied(self, reply: Reply) -> Reply:
+        if self.snapshot.settings.accounting:  # refused here: nothing served it, nothing was spent
+            asked = Asked(self.started, self.client.name if self.client else "", "")
+            nobody = served(self.snapshot.registry, "", "")
+            self._gateway.accounting.record(build(self.request_id, asked, api_for_path(self.path).value, nobody,
+                                                  reply.status, False, self._gateway.runtime.clock(), None, None), None)
         bare = self.path.partition("?")[0]
         if reply.error is None:
             log.debug("reply rid=%s %s %s status=%d", self.request_id, self.method, bare, reply.status)
@@ -275,6 +350,16 @@ class Exchange:
                      self.client.name if self.client else "-", self.method, bare, reply.status, reply.error.kind,
                      reply.error.message)
         return reply
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    status: int
+    attempt: str  # the serving attempt's header
+    provider: str
+    route: str  # why it was chosen (x-extproc-route)
+    at: float  # when its headers came
+    streamed: bool
 
 
 async def _maybe_in_thread(large: bool, work: Callable[..., _T], *args: object) -> _T:

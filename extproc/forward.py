@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
-import orjson
-
 from extproc.attempts import Candidate, Plan, attempt_header
 from extproc.core.headers import (
+    ACCOUNT_HEADER,
     API_HEADER,
     ATTEMPT_HEADER,
     ENVOY_REQUEST_HEADERS,
@@ -26,7 +25,7 @@ from extproc.core.providers import CLIENT_CREDENTIAL_HEADERS, Api, AuthStyle, Pr
 from extproc.core.resolve import Decision
 from extproc.core.settings import Credential, FailoverPolicy
 from extproc.formats import Endpoint, ParsedRequest
-from extproc.formats.base import without_credentials
+from extproc.formats.base import dumps, without_credentials
 from extproc.formats.transforms import Outgoing, Shaper, selected
 
 
@@ -44,15 +43,20 @@ class Forward:
 
 
 def build_forward(endpoint: Endpoint, parsed: ParsedRequest, decision: Decision, secret: str,
-                  client_headers: Mapping[str, str]) -> Forward:
-    """Rewrite the model, apply the transforms data selects, set the credential; the body is serialised once."""
+                  client_headers: Mapping[str, str], usage: bool = False) -> Forward:
+    """Rewrite the model, apply the transforms data selects, set the credential; the body is serialised once.
+    With `usage` (accounting), an OpenAI-style stream is asked for its usage."""
     provider, api, cred = decision.provider, endpoint.api, decision.credential
     changed = endpoint.spec.rewrite(parsed.doc, decision.model.id)
     out = Outgoing(endpoint.upstream_rest(decision.model.id), parsed.doc, changed, {})
     transforms = selected(decision)
     for transform in transforms:
         transform.request(out, endpoint, decision)
-    new_body = orjson.dumps(out.doc) if out.changed else None
+    if usage and provider.stream_usage and asks_without_usage(endpoint, out.doc):
+        options = out.doc.get("stream_options")
+        out.doc["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
+        out.changed = True
+    new_body = dumps(out.doc) if out.changed else None
     set_headers = {**_route_headers(decision), **credential_headers(provider, api, cred, secret)}
     if cred.account is not None:  # a 401 gets one retry on this login, with a refreshed token
         set_headers[LOGIN_HEADER] = cred.id
@@ -65,6 +69,12 @@ def build_forward(endpoint: Endpoint, parsed: ParsedRequest, decision: Decision,
         set_headers[":path"] = upstream_path
     if new_body is not None:
         set_headers["content-length"] = str(len(new_body))
+    elif "content-length" not in client_headers:  # sent chunked, or inflated by Envoy: the body is whole here
+        set_headers["content-length"] = str(parsed.size)
+    if not is_json_media(client_headers.get("content-type", "")):
+        # Any content-type is read as JSON (curl -d says form-urlencoded, fetch text/plain); the provider must
+        # read the body as the gateway did, not as a form or as nothing.
+        set_headers["content-type"] = "application/json"
     for name, value in provider.headers.items():  # defaults: the client's own value wins
         if name not in client_headers and name not in set_headers:
             set_headers[name] = value
@@ -72,6 +82,20 @@ def build_forward(endpoint: Endpoint, parsed: ParsedRequest, decision: Decision,
     set_headers.update(out.headers)  # what a transform needs (e.g. an uncompressed answer)
     remove = tuple(h for h in CLIENT_CREDENTIAL_HEADERS if h not in set_headers)
     return Forward(decision, set_headers, remove, new_body, tuple(t.answer for t in transforms if t.answer))
+
+
+def asks_without_usage(endpoint: Endpoint, doc: Mapping[str, object]) -> bool:
+    """An OpenAI-style stream that does not ask for its usage (`stream_options.include_usage`): the provider
+    would send none, and the client does not expect the extra chunk that carries it."""
+    if endpoint.api is not Api.OPENAI or endpoint.name not in ("chat", "completions") or doc.get("stream") is not True:
+        return False
+    options = doc.get("stream_options")
+    return not (isinstance(options, dict) and options.get("include_usage") is True)
+
+
+def is_json_media(content_type: str) -> bool:
+    media = content_type.partition(";")[0].strip().lower()
+    return media == "application/json" or media.endswith("+json")
 
 
 def credential_headers(provider: ProviderSpec, api: Api, cred: Credential, secret: str) -> dict[str, str]:
@@ -108,7 +132,7 @@ def failover_headers(policy: FailoverPolicy, planned: int) -> dict[str, str]:
 
 def route_request(endpoint: Endpoint, parsed: ParsedRequest, decisions: list[Decision], secret: str,
                   client_headers: Mapping[str, str], learn_success: bool = False,
-                  failover: FailoverPolicy = _DEFAULT_FAILOVER) -> Forward:
+                  failover: FailoverPolicy = _DEFAULT_FAILOVER, usage: bool = False) -> Forward:
     """The router-level mutation: the plan every attempt follows, and the first attempt itself when it can.
 
     A first attempt whose transforms reshape the body is left to its own processor: later attempts get the
@@ -119,7 +143,7 @@ def route_request(endpoint: Endpoint, parsed: ParsedRequest, decisions: list[Dec
     if selected(first):
         forward = Forward(first, _route_headers(first), CLIENT_CREDENTIAL_HEADERS, None, handled=False)
     else:
-        forward = build_forward(endpoint, parsed, first, secret, client_headers)
+        forward = build_forward(endpoint, parsed, first, secret, client_headers, usage)
     # Every header any attempt may set, with the client's value to put back (never its credentials).
     restore = {name: None if name in _NEVER_RESTORED else client_headers.get(name) for name in _settable(decisions)}
     query = without_credentials(endpoint.query)
@@ -133,8 +157,8 @@ def route_request(endpoint: Endpoint, parsed: ParsedRequest, decisions: list[Dec
     if learn_success:
         headers[LEARN_HEADER] = "1"
     # Nothing a client sends may steer the attempts: our own headers, and Envoy's retry and timeout ones.
-    forged = tuple(h for h in (*INTERNAL_HEADERS, LOGIN_HEADER, STREAM_HEADER, *RELAY_HEADERS, *ENVOY_REQUEST_HEADERS)
-                   if h not in headers)
+    forged = tuple(h for h in (*INTERNAL_HEADERS, LOGIN_HEADER, STREAM_HEADER, ACCOUNT_HEADER, *RELAY_HEADERS,
+                               *ENVOY_REQUEST_HEADERS) if h not in headers)
     return replace(forward, set_headers=headers, remove_headers=(*forward.remove_headers, *forged), plan=plan)
 
 

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Protocol
 
+from extproc import metrics
 from extproc.attempts import parse_attempt_header, served_by
 from extproc.core.catalog import ModelSpec
 from extproc.core.health import Block, parse_retry_after
@@ -59,6 +60,9 @@ def learn(runtime: Runtime, secrets: Refresher, credential: Credential, model: M
         return None  # a legacy endpoint or a made-up model: the client's mistake, not the model's absence
     block = runtime.health.observe(credential.id, model.id, status, parse_retry_after(headers, now), now, at,
                                    endpoint)
+    if block is not None and block.kind in ("cooldown", "suspended"):
+        (metrics.COOLDOWNS if block.kind == "cooldown" else metrics.SUSPENSIONS).labels(
+            credential.route, credential.id).inc()
     if block is None:
         log.debug("upstream rid=%s status=%d", request_id, status)
         return None
@@ -86,5 +90,7 @@ def learn_attempt(runtime: Runtime, secrets: Refresher, attempt: str, status: in
     model, credential, _ = served_by(runtime.current.registry, attempted.owner, attempted.model, attempted.credential)
     if credential is None:
         return None
+    if not 200 <= status < 400:
+        metrics.FAILOVER_ATTEMPTS.labels(str(status) if status else "none", credential.route).inc()
     return learn(runtime, secrets, credential, model, attempted.endpoint, attempted.at, attempted.listed,
                  status or 503, headers, request_id)

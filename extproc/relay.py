@@ -25,19 +25,28 @@ from aiohttp import web
 
 from extproc.attempts import parse_attempt_header
 from extproc.core.errors import ClientError
-from extproc.core.headers import API_HEADER, ATTEMPT_HEADER, RELAY_HEADERS, ROUTE_HEADER
+from extproc.core.headers import (
+    ACCOUNT_HEADER,
+    API_HEADER,
+    ATTEMPT_HEADER,
+    REASON_HEADER,
+    RELAY_HEADERS,
+    ROUTE_HEADER,
+)
 from extproc.core.providers import Api
 from extproc.core.settings import Settings
 from extproc.exchange import Gateway
 from extproc.formats import FAMILIES, error_body
 from extproc.learning import learn_attempt
+from extproc.usage.record import Asked, build, served
+from extproc.usage.tokens import StreamUsage
 
 log = logging.getLogger("extproc.request")
 TOKEN_HEADER = RELAY_HEADERS[0]
 # Hop-by-hop, transport and our own: never passed on in either direction.
 _NOT_FORWARDED = frozenset({"host", "connection", "keep-alive", "transfer-encoding", "te", "upgrade",
                             "proxy-connection", "content-length", "accept-encoding", API_HEADER, ATTEMPT_HEADER,
-                            ROUTE_HEADER, *RELAY_HEADERS})
+                            ROUTE_HEADER, REASON_HEADER, ACCOUNT_HEADER, *RELAY_HEADERS})
 _NOT_RETURNED = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length", "server", "date"})
 
 
@@ -78,12 +87,19 @@ class Relay:
                 return web.Response(status=upstream.status_code, headers=out_headers, body=content)
             response = web.StreamResponse(status=upstream.status_code, headers=out_headers)
             await response.prepare(request)
-            sent = 0
+            asked = Asked.parse(request.headers.get(ACCOUNT_HEADER, ""))  # set when accounting is on
+            usage = StreamUsage(api, asked.hide_usage) if asked is not None else None
+            sent, status, first = 0, upstream.status_code, None
             try:
                 async for chunk in upstream.aiter_raw():
-                    await response.write(chunk)
+                    if first is None:
+                        first = self._gateway.runtime.clock()
+                    await response.write(usage.feed(chunk) if usage is not None else chunk)
                     sent += len(chunk)
+                if usage is not None:
+                    await response.write(usage.feed(b"", end=True))
             except ConnectionResetError:  # Envoy (the client) went away: nothing to tell, the provider call ends
+                status = 499  # the client closed the request (nginx's figure)
                 return response
             except httpx.HTTPError as exc:
                 log.warning("relay rid=%s provider=%s: the stream failed after %d bytes (%s); it ends with an "
@@ -91,12 +107,28 @@ class Relay:
                 failure = ClientError(502, "upstream_stream_failed",
                                       "The provider's stream failed before the answer was complete.")
                 await response.write(FAMILIES[api].stream_error(failure, endpoint))
+                status = 502
                 if attempt:
                     learn_attempt(self._gateway.runtime, self._gateway.secrets, attempt, 503, {}, rid)
+            finally:
+                if asked is not None and usage is not None:
+                    self._account(rid, asked, api, attempt, provider.name, request.headers.get(REASON_HEADER, ""),
+                                  status, first, usage)
             await response.write_eof()
             return response
         finally:
             await upstream.aclose()
+
+
+    def _account(self, rid: str, asked: Asked, api: Api, attempt: str, provider: str, route: str, status: int,
+                 first: float | None, usage: StreamUsage) -> None:
+        """The streamed answer's usage record (the router-level exchange writes the others)."""
+        gateway = self._gateway
+        snapshot = gateway.runtime.current
+        who = served(snapshot.registry, attempt, provider)
+        record = build(rid, asked, api.value, who, status, True, gateway.runtime.clock(), first, usage.usage, route)
+        client = next((k for k in snapshot.settings.clients.keys if k.name == asked.client), None)
+        gateway.accounting.record(record, client)
 
 
 def _reply(api: Api, err: ClientError) -> web.Response:
@@ -104,12 +136,20 @@ def _reply(api: Api, err: ClientError) -> web.Response:
 
 
 
+def read_timeout(upstream_timeout: float) -> float:
+    """The relay's longest wait between two chunks: a little under Envoy's stream idle timeout (also
+    upstream_timeout, on both connection managers the stream crosses). Equal, the two timers race and Envoy's
+    often wins: it resets the client's stream, a cut the SDK reports as a connection error, instead of the
+    error event the relay ends a stalled stream with."""
+    return upstream_timeout - min(1.0, upstream_timeout / 10)
+
+
 def upstream_client(settings: Settings) -> httpx.AsyncClient:
-    """Calls to providers: their CA bundle, pooled connections, and a read timeout as long as Envoy's idle
+    """Calls to providers: their CA bundle, pooled connections, and a read timeout just under Envoy's idle
     timeout between chunks (upstream_timeout): a stalled provider does not hold a handler for ever."""
     verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=settings.ca_file) if settings.ca_file else True
-    return httpx.AsyncClient(verify=verify, follow_redirects=False,
-                             timeout=httpx.Timeout(connect=10.0, read=settings.upstream_timeout, write=None, pool=None),
+    timeout = httpx.Timeout(connect=10.0, read=read_timeout(settings.upstream_timeout), write=None, pool=None)
+    return httpx.AsyncClient(verify=verify, follow_redirects=False, timeout=timeout,
                              limits=httpx.Limits(max_connections=None, max_keepalive_connections=256))
 
 

@@ -15,7 +15,7 @@ import signal
 import socket
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,13 +30,16 @@ from extproc.bootstrap import render_bootstrap
 from extproc.core.settings import Address, Credential, Settings
 from extproc.discovery.refresh import Discovery
 from extproc.exchange import Gateway
+from extproc.metrics import MULTIPROCESS_ENV, serve_metrics
 from extproc.relay import start_relay, stop_relay, upstream_client
 from extproc.reload import ConfigReloader
 from extproc.runtime import Runtime
 from extproc.server import start_server
 from extproc.state.health_sync import HealthSync
 from extproc.state.rate_limit import LocalRateLimiter, RedisRateLimiter
+from extproc.state.spend import LocalSpend, RedisSpend
 from extproc.state.stores import account_store
+from extproc.usage.accounting import Accounting
 
 log = logging.getLogger("extproc")
 
@@ -107,9 +110,11 @@ async def processor(settings: Settings, prepare: Callable[[Settings], Settings] 
             log.error("logins unavailable until the accounts file is fixed: %s", exc)
         report_credentials(settings, manager.credentials())
         warn_about_exposure(settings)
-        limiter = RedisRateLimiter(settings.state_redis_url, settings.state_prefix) if settings.state_redis_url \
-            else LocalRateLimiter()
-        gateway = Gateway(runtime, secrets=manager, limiter=limiter)
+        redis_url = settings.state_redis_url
+        limiter = RedisRateLimiter(redis_url, settings.state_prefix) if redis_url else LocalRateLimiter()
+        spend = RedisSpend(redis_url, settings.state_prefix) if redis_url else LocalSpend()
+        accounting = Accounting(spend)
+        gateway = Gateway(runtime, secrets=manager, limiter=limiter, accounting=accounting)
         server = await start_server(settings, gateway, manager)
         relayed = upstream_client(settings)
         try:
@@ -146,8 +151,11 @@ async def processor(settings: Settings, prepare: Callable[[Settings], Settings] 
             await server.stop(grace=1)
             await stop_relay(relay)
             await relayed.aclose()
+            await accounting.settle()  # the charges of answers that came in: never dropped at shutdown
             if isinstance(limiter, RedisRateLimiter):
                 await limiter.close()
+            if isinstance(spend, RedisSpend):
+                await spend.close()
 
 
 async def serve(settings: Settings) -> None:
@@ -184,22 +192,41 @@ async def serving(settings: Settings) -> AsyncIterator[None]:
         token = settings.processor_token  # one `extproc up` made stays across reloads of a file without one
         async with processor(settings, lambda s: s if s.processor_token or token is None
                              else dataclasses.replace(s, processor_token=token)):
-            yield
+            with _metrics(settings, None):
+                yield
         return
-    supervisor = Supervisor(settings)
+    with tempfile.TemporaryDirectory(prefix="extproc-metrics-") as figures:
+        supervisor = Supervisor(settings, figures)
+        try:
+            await supervisor.start()
+            with _metrics(settings, figures):
+                yield
+        finally:
+            await supervisor.stop()
+
+
+@contextlib.contextmanager
+def _metrics(settings: Settings, workers_dir: str | None) -> Iterator[None]:
+    """`/metrics` for as long as the processor serves (this process's figures, or every worker's)."""
+    if settings.metrics is None:
+        yield
+        return
+    server, thread = serve_metrics(settings.metrics, workers_dir)
     try:
-        await supervisor.start()
         yield
     finally:
-        await supervisor.stop()
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
 
 
 class Supervisor:
     """Keeps `processor.workers` worker processes serving: one that dies is started again at once (Envoy's
     health checks route around it meanwhile); none outlives this process."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, figures: str) -> None:
         self._settings = settings
+        self._figures = figures  # where the workers write their metrics, for /metrics to add up
         self._procs: dict[int, asyncio.subprocess.Process] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
@@ -221,7 +248,7 @@ class Supervisor:
         args = [sys.executable, "-m", "extproc", "worker", "--index", str(index)]
         if self._settings.source:
             args += ["--config", self._settings.source]
-        env = {**os.environ, WORKER_TOKEN_ENV: self._settings.processor_token or ""}
+        env = {**os.environ, WORKER_TOKEN_ENV: self._settings.processor_token or "", MULTIPROCESS_ENV: self._figures}
         # Its own session: Ctrl-C reaches this supervisor only, which drains before it stops the workers.
         self._procs[index] = await asyncio.create_subprocess_exec(*args, env=env, preexec_fn=die_with_parent,
                                                                   start_new_session=True)
@@ -277,8 +304,9 @@ async def up(settings: Settings) -> None:
                            "(Envoy checks provider certificates against it)")
     if settings.processor_token is None:  # Envoy and the processor share a secret only they know
         settings = dataclasses.replace(settings, processor_token=secrets.token_urlsafe(32))
-    for key, address in (("listen", settings.listen), ("admin", settings.admin)):
-        _check_free(key, address.host, address.port)
+    for key, address in (("listen", settings.listen), ("admin", settings.admin), ("metrics", settings.metrics)):
+        if address is not None:
+            _check_free(key, address.host, address.port)
     async with serving(settings):
         with tempfile.TemporaryDirectory(prefix="extproc-") as tmp:
             config_path = Path(tmp) / "envoy.yaml"

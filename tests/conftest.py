@@ -1,4 +1,6 @@
-"""Shared fixtures: fake providers and a real gateway stack (Envoy + processor) started as a user would."""
+"""Shared fixtures: fake providers and a real gateway stack (Envoy + processor) started as a user would; and the
+suite-wide secret scan's observers, installed before any test runs, with the scan (marked `last`) ordered after
+every other test of the session."""
 
 from __future__ import annotations
 
@@ -15,11 +17,27 @@ from typing import Any
 import pytest
 import yaml
 
+from tests import secrets_registry
 from tests.fakes import FakeProvider
 
 STATE_KEY = "q3YF0FJ4nUqUqgCAsQ2RZp6pr3sE1-9nOHqYmB9F8pI="  # a Fernet key for tests' state.redis.key
 PROVIDERS = ("openai", "anthropic", "gemini", "groq", "mistral")
 SECRETS = {name: f"sk-{name}-secret-{os.getpid()}" for name in PROVIDERS}
+for _name, _value in SECRETS.items():
+    secrets_registry.secret(f"{_name} provider key", _value)
+secrets_registry.secret("state key", STATE_KEY)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "last: runs after every other test of the session (the secret scan)")
+    secrets_registry.install()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked `last` go to the end, in their order; the sort is stable, so every other test keeps its place
+    (and module-scoped fixtures their grouping)."""
+    items.sort(key=lambda item: item.get_closest_marker("last") is not None)
 
 
 def free_port() -> int:
@@ -56,20 +74,25 @@ class Stack:
         # default once state.redis is set) worker i takes processor port + i and relay port + i, which ports
         # picked one by one could hand to the next stack's admin or listener.
         workers = (config.get("processor") or {}).get("workers") or len(os.sched_getaffinity(0))
-        base = free_port_block(2 + 2 * workers)
+        base = free_port_block(3 + 2 * workers)
         self.port = (config.get("listen") or {}).get("port") or base
+        self.metrics_url = f"http://127.0.0.1:{base + 2}/metrics"
         config = {
             "listen": {"address": "127.0.0.1", "port": self.port},
-            "processor": {"address": "127.0.0.1", "port": base + 2, "relay_port": base + 2 + workers},
             "admin": {"address": "127.0.0.1", "port": base + 1},
+            "metrics": {"address": "127.0.0.1", "port": base + 2},
             "log_level": "debug",
             "auth": {"store": str(workdir / "accounts.json")},  # never the user's own accounts
             **config,
+            # A test's processor settings (workers, a token) on top of the ports of this stack's block.
+            "processor": {"address": "127.0.0.1", "port": base + 3, "relay_port": base + 3 + workers,
+                          **(config.get("processor") or {})},
         }
         workdir.mkdir(parents=True, exist_ok=True)
         self.config_path = workdir / "config.yaml"
         self.config_path.write_text(yaml.safe_dump(config))
         self.log_path = workdir / "extproc.log"
+        secrets_registry.log_file(self.log_path)
         self.url = f"http://127.0.0.1:{self.port}"
         env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
         self._log = self.log_path.open("wb")
@@ -138,8 +161,8 @@ def make_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[d
     for stack in stacks:
         stack.stop()
         logs = stack.logs()
-        leaked = [name for name, secret in SECRETS.items() if secret in logs]
-        assert not leaked, f"secrets of {leaked} appeared in the gateway's logs"
+        leaked = sorted({name for value, name in secrets_registry.REGISTRY.secrets.items() if value in logs})
+        assert not leaked, f"secrets {leaked} appeared in the gateway's logs"
 
 
 class RedisServer:

@@ -26,6 +26,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
+from tests import secrets_registry
+
 AUTHORIZE_PATHS = frozenset({"/authorize", "/oauth/authorize", "/o/oauth2/v2/auth"})
 TOKEN_PATHS = frozenset({"/token", "/v1/oauth/token", "/oauth/token"})
 USERINFO_PATHS = frozenset({"/userinfo", "/oauth2/v2/userinfo", "/v1/userinfo"})
@@ -228,6 +230,7 @@ class FakeOAuth:
         if parts.scheme not in ("http", "https") or not parts.hostname:
             return _text(400, "redirect_uri must be an absolute http(s) URL")
         code = "code-" + secrets.token_urlsafe(24)
+        secrets_registry.secret("oauth authorization code", code)
         with self._lock:
             self._state.codes[code] = _Code(params["client_id"], redirect_uri, params["code_challenge"],
                                             params.get("scope", ""))
@@ -275,6 +278,7 @@ class FakeOAuth:
         return expected is None or hmac.compare_digest(params.get("client_secret", ""), expected)
 
     def _exchange_code(self, params: dict[str, str]) -> Answer:
+        secrets_registry.secret("pkce verifier", params.get("code_verifier"))  # made by the client under test
         missing = [k for k in ("code", "code_verifier", "redirect_uri", "client_id") if not params.get(k)]
         if missing:
             return _error(400, "invalid_request", f"missing {', '.join(missing)}")
@@ -328,8 +332,12 @@ class FakeOAuth:
         self._state.access[access] = now + expires_in
         self._state.refresh[refresh] = _Refresh(client_id, scope)
         self.latest_access_token = access
+        id_token = self._id_token(client_id, int(now), expires_in)
+        for kind, value in (("oauth access token", access), ("oauth refresh token", refresh),
+                            ("oauth id token", id_token)):
+            secrets_registry.secret(kind, value)
         return {"access_token": access, "refresh_token": refresh, "expires_in": expires_in, "token_type": "Bearer",
-                "scope": scope, "id_token": self._id_token(client_id, int(now), expires_in),
+                "scope": scope, "id_token": id_token,
                 "account": {"uuid": "fake-account-uuid", "email_address": self.email},
                 "organization": {"uuid": "fake-org-uuid", "name": "Fake Org"}}
 
@@ -366,6 +374,7 @@ class FakeOAuth:
             return _json(200, {"email": self.email, "verified_email": True, "id": "fake-user-1"})
         if path == CREATE_API_KEY_PATH:
             key = "sk-ant-api03-fake-" + secrets.token_urlsafe(24)
+            secrets_registry.secret("console api key", key)
             with self._lock:
                 self.created_api_keys.append(key)
             return _json(200, {"raw_key": key})

@@ -164,7 +164,9 @@ class FakeProvider:
         except ValueError:
             doc = {}
         if doc.get("stream") is True and path.endswith("/chat/completions"):
-            return 200, {"content-type": "text/event-stream"}, chat_stream(doc.get("model", ""))
+            options = doc.get("stream_options")
+            usage = isinstance(options, dict) and options.get("include_usage") is True
+            return 200, {"content-type": "text/event-stream"}, chat_stream(doc.get("model", ""), usage)
         if path.startswith("/v1internal:"):  # Code Assist: answers wrapped in {"response": …}
             inner = success_body(f"/v1beta/models/{doc.get('model', '')}:generateContent", {})
             if "alt=sse" in path:
@@ -178,14 +180,22 @@ class FakeProvider:
         return 200, {"content-type": "application/json"}, json.dumps(success_body(path, doc)).encode()
 
 
-def chat_stream(model: str) -> bytes:
-    """An OpenAI chat-completions SSE stream: one word per event, then [DONE]."""
+def chat_stream(model: str, usage: bool = False) -> bytes:
+    """An OpenAI chat-completions SSE stream: one word per event, then (when asked, as OpenAI does) a chunk with
+    the usage and no choices, then [DONE]."""
     events = []
     for i, word in enumerate(["hello", " from", f" {model}"]):
-        chunk = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": model,
-                 "choices": [{"index": 0, "delta": {"role": "assistant", "content": word} if i == 0
-                              else {"content": word}, "finish_reason": None}]}
+        chunk: dict[str, Any] = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": model,
+                                 "choices": [{"index": 0, "delta": {"role": "assistant", "content": word} if i == 0
+                                              else {"content": word}, "finish_reason": None}]}
+        if usage:
+            chunk["usage"] = None
         events.append(b"data: " + json.dumps(chunk).encode())
+    if usage:
+        events.append(b"data: " + json.dumps({"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1,
+                                              "model": model, "choices": [], "usage": {
+                                                  "prompt_tokens": 11, "completion_tokens": 3,
+                                                  "total_tokens": 14}}).encode())
     events.append(b"data: [DONE]")
     return b"\n\n".join(events) + b"\n\n"
 

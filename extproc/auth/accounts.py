@@ -19,6 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
+from extproc import metrics
 from extproc.auth.client import Grant, OAuthError, code_assist_project, exchange_code, new_account, refresh_grant
 from extproc.auth.pkce import LoginExpired, PendingLogin, PendingLogins, challenge_of
 from extproc.auth.store import Account, AccountNotFound, AccountStore, RefreshLockBusy, StoreError
@@ -28,6 +29,7 @@ from extproc.core.settings import Credential
 from extproc.core.windows import WindowState
 
 log = logging.getLogger("extproc.auth")
+AHEAD_RETRY = 10.0  # s between two refreshes ahead of expiry when one failed (the token still serves meanwhile)
 
 
 class TokenState(Enum):
@@ -113,6 +115,7 @@ class AccountManager:
         self._stamp: object = None
         self._saving: dict[str, asyncio.Task[None]] = {}  # accounts whose windows are being written
         self._unsaved: dict[str, tuple[Account, str | None]] = {}  # refreshed, not yet stored: (new, spent token)
+        self._ahead_retry: dict[str, float] = {}  # accounts whose refresh ahead of expiry failed: when to try again
 
     # -- what the rest of the gateway sees
 
@@ -220,8 +223,10 @@ class AccountManager:
         if account.api_key:
             return account.api_key
         trusted = self.token_state(account.id) is not TokenState.REFUSED
-        if account.access_token and not self._expiring(account) and trusted:
-            return account.access_token
+        if account.access_token and trusted and not self._expired(account):
+            if self._expiring(account):
+                self._refresh_ahead(account.id)
+            return account.access_token  # still good: no request waits on the token endpoint before expiry
         return await self.refresh(account.id)
 
     def invalidate(self, credential: Credential) -> bool:
@@ -251,14 +256,44 @@ class AccountManager:
     def _expiring(self, account: Account) -> bool:
         return account.expires_at is not None and account.expires_at - self._skew <= self._clock()
 
+    def _expired(self, account: Account) -> bool:
+        return account.expires_at is not None and account.expires_at <= self._clock()
+
     async def refresh(self, account_id: str) -> str:
         """A fresh access token; concurrent callers share one refresh call."""
+        return await asyncio.shield(self._flight(account_id))
+
+    def _flight(self, account_id: str) -> asyncio.Task[str]:
+        """The account's refresh in flight, started if there is none: one call however many callers."""
         task = self._inflight.get(account_id)
         if task is None:
             task = asyncio.create_task(self._refresh(account_id))
             self._inflight[account_id] = task
             task.add_done_callback(lambda _: self._inflight.pop(account_id, None))
-        return await asyncio.shield(task)
+        return task
+
+    def _refresh_ahead(self, account_id: str) -> None:
+        """A token within the refresh skew is refreshed in the background while it keeps serving: a token
+        endpoint that is down or slow costs no request anything until the token really expires. A failed
+        refresh is tried again after AHEAD_RETRY, not on every request."""
+        if account_id in self._inflight or self._clock() < self._ahead_retry.get(account_id, 0.0):
+            return
+        self._flight(account_id).add_done_callback(lambda task: self._ahead_done(account_id, task))
+
+    def _ahead_done(self, account_id: str, task: asyncio.Task[str]) -> None:
+        if task.cancelled():
+            return
+        exc = task.exception()  # retrieved here: a background failure is reported once, as a log line
+        if exc is None:
+            self._ahead_retry.pop(account_id, None)
+            return
+        self._ahead_retry[account_id] = self._clock() + AHEAD_RETRY
+        if isinstance(exc, CredentialUnavailable) and exc.permanent:
+            return  # suspended, and logged as such
+        reason = exc.reason if isinstance(exc, CredentialUnavailable) else type(exc).__name__
+        log.warning("account %s: refreshing ahead of expiry failed (%s); its token serves until it expires, and "
+                    "the refresh is tried again in %gs", account_id, reason, AHEAD_RETRY,
+                    exc_info=None if isinstance(exc, CredentialUnavailable) else exc)
 
     async def _refresh(self, account_id: str) -> str:
         """One refresh at a time across processes and replicas (the store's lock): a later one finds the new
@@ -287,7 +322,7 @@ class AccountManager:
         log.warning("account %s: the store is unreachable (%s); refreshing the token this process knows and "
                     "saving it when the store is back", account_id, why)
         try:
-            grant = await refresh_grant(self._http, flow, known.refresh_token)
+            grant = await self._grant(flow, known.refresh_token)
         except OAuthError as exc:
             raise CredentialUnavailable(str(exc), permanent=False) from None
         fresh = dataclasses.replace(_rotated(known, grant), updated_at=self._clock())
@@ -313,7 +348,7 @@ class AccountManager:
         if flow is None or not stored.refresh_token:
             raise await self._suspend(stored, "no refresh token: log in again")
         try:
-            grant = await refresh_grant(self._http, flow, stored.refresh_token)
+            grant = await self._grant(flow, stored.refresh_token)
         except OAuthError as exc:
             if not exc.permanent:
                 raise CredentialUnavailable(str(exc), permanent=False) from None
@@ -338,6 +373,16 @@ class AccountManager:
         self._adopt(updated, event=None)
         log.info("account %s refreshed", account_id)
         return grant.access_token
+
+    async def _grant(self, flow: Flow, refresh_token: str) -> Grant:
+        """The token endpoint's answer to a refresh, counted by result in the metrics."""
+        try:
+            grant = await refresh_grant(self._http, flow, refresh_token)
+        except OAuthError as exc:
+            metrics.TOKEN_REFRESHES.labels("refused" if exc.permanent else "failed").inc()
+            raise
+        metrics.TOKEN_REFRESHES.labels("ok").inc()
+        return grant
 
     def _adopt(self, account: Account, event: str | None = "adopted") -> None:
         if event is not None:

@@ -205,6 +205,7 @@ class TokenStore:
             accounts = list(before)
             yield accounts
             if accounts != before:
+                _sweep_temp_files(self.path)
                 _write_atomic(self.path, _dump(accounts))
             elif raw is not None and _mode(self.path) != _FILE_MODE:
                 os.chmod(self.path, _FILE_MODE)
@@ -342,6 +343,18 @@ def _make_dirs(directory: Path) -> None:
     except FileExistsError:
         return  # another process made it first
     os.chmod(directory, _DIR_MODE)  # the umask may have narrowed it
+
+
+def _sweep_temp_files(path: Path) -> None:
+    """Remove the temp files of writers that died mid-write (SIGKILL, power loss): each is a copy of the tokens
+    that nothing would ever read or remove. Called under the store's lock, which every writer holds from its
+    temp file to its rename, so any temp file there is a dead writer's."""
+    prefix = f".{path.name}."
+    with contextlib.suppress(OSError):
+        for name in os.listdir(path.parent):
+            if name.startswith(prefix) and name.endswith(".tmp"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path.parent / name)
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

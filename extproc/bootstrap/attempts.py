@@ -24,6 +24,7 @@ from extproc.attempts import (
 from extproc.bootstrap.names import GRPC_LIMIT_SLACK, PROCESSOR_CLUSTER, T, provider_cluster_name
 from extproc.core.errors import ClientError
 from extproc.core.headers import (
+    ACCOUNT_HEADER,
     API_HEADER,
     ATTEMPT_COUNT_HEADER,
     ATTEMPT_HEADER,
@@ -33,6 +34,7 @@ from extproc.core.headers import (
     LEARN_HEADER,
     LOGIN_HEADER,
     PROCESSOR_TOKEN_HEADER,
+    REASON_HEADER,
     REAUTH_ROLE,
     RELAY_HEADERS,
     ROLE_HEADER,
@@ -258,11 +260,12 @@ def _provider_route(provider: ProviderSpec, settings: Settings, login: bool, str
         headers.append({"name": STREAM_HEADER, "present_match": True})
     # x-extproc-api stays: Envoy's own replies here pick the client's envelope by it. The relay also reads the
     # provider and attempt headers, and takes them off itself.
-    kept = {ROUTE_HEADER, ATTEMPT_HEADER} if stream else set()
+    kept = {ROUTE_HEADER, ATTEMPT_HEADER, REASON_HEADER, ACCOUNT_HEADER} if stream else set()
     entry: dict[str, Any] = {
         "match": {"prefix": "/", "headers": headers}, "route": route,
-        "request_headers_to_remove": [*(h for h in INTERNAL_HEADERS if h not in kept), LOGIN_HEADER, STREAM_HEADER,
-                                      ATTEMPT_COUNT_HEADER, "x-envoy-max-retries", *RELAY_HEADERS]}
+        "request_headers_to_remove": [*(h for h in (*INTERNAL_HEADERS, ACCOUNT_HEADER) if h not in kept),
+                                      LOGIN_HEADER, STREAM_HEADER, ATTEMPT_COUNT_HEADER, "x-envoy-max-retries",
+                                      *RELAY_HEADERS]}
     if stream and settings.processor_token:
         entry["request_headers_to_add"] = [{"header": {"key": RELAY_HEADERS[0], "value": settings.processor_token},
                                             "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}]

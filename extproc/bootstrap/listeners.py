@@ -1,4 +1,5 @@
-"""The listener and its HTTP filter chain: ext_proc (fail-closed), Lua, the gRPC-JSON transcoder, the router."""
+"""The listener and its HTTP filter chain: request decompressors, ext_proc (fail-closed), Lua, the gRPC-JSON
+transcoder, the router."""
 
 from __future__ import annotations
 
@@ -8,8 +9,16 @@ from typing import Any
 from extproc.attempts import LB_NAMESPACE, PLAN_NAMESPACE
 from extproc.bootstrap.attempts import grpc_service, upstream_log
 from extproc.bootstrap.local_replies import PROCESSOR_DOWN_STATUS, local_reply_config
-from extproc.bootstrap.names import CONTROL_SERVICES, DESCRIPTOR_SET, T, socket
-from extproc.bootstrap.routes import attempts_route, auth_route, health_routes, models_route, unrouted
+from extproc.bootstrap.names import CONTROL_SERVICES, DESCRIPTOR_SET, REQUEST_CODINGS, T, socket
+from extproc.bootstrap.routes import (
+    attempts_route,
+    auth_route,
+    gemini_models_route,
+    health_routes,
+    models_routes,
+    undecodable,
+    unrouted,
+)
 from extproc.core.settings import Settings
 
 
@@ -42,10 +51,11 @@ def _connection_manager(settings: Settings) -> dict[str, Any]:
                 "name": "llm",
                 "domains": ["*"],
                 "include_request_attempt_count": True,  # x-envoy-attempt-count: which candidate an attempt is
-                "routes": [*health_routes(), models_route(), auth_route(_transcoder_config(strict=True)),
-                           attempts_route(settings), unrouted()],
+                "routes": [*health_routes(), *models_routes(), gemini_models_route(),
+                           auth_route(_transcoder_config(strict=True)),
+                           undecodable(), attempts_route(settings), unrouted()],
             }]},
-            "http_filters": [_ext_proc_filter(settings), {
+            "http_filters": [*request_decompressors(), _ext_proc_filter(settings), {
                 "name": "envoy.filters.http.lua",
                 "typed_config": {"@type": T + "extensions.filters.http.lua.v3.Lua"},
             }, {"name": "envoy.filters.http.grpc_json_transcoder", "typed_config": _transcoder_config()}, {
@@ -55,6 +65,24 @@ def _connection_manager(settings: Settings) -> dict[str, Any]:
             }],
         },
     }
+
+
+def request_decompressors() -> list[dict[str, Any]]:
+    """Compressed request bodies are inflated before the processor reads them (and before the body limit is
+    counted, so a small bomb still gets 413); answers are left as the provider sent them. A coding without
+    a decompressor here is refused with 415 (`routes.undecodable`)."""
+    return [{
+        "name": f"envoy.filters.http.decompressor.{coding}",
+        "typed_config": {
+            "@type": T + "extensions.filters.http.decompressor.v3.Decompressor",
+            "decompressor_library": {"name": coding, "typed_config": library},
+            "request_direction_config": {"common_config": {"enabled": {
+                "default_value": True, "runtime_key": f"extproc.decompress_request_{coding}"}},
+                "advertise_accept_encoding": False},
+            "response_direction_config": {"common_config": {"enabled": {
+                "default_value": False, "runtime_key": f"extproc.decompress_response_{coding}"}}},
+        },
+    } for coding, library in REQUEST_CODINGS.items()]
 
 
 def _ext_proc_filter(settings: Settings) -> dict[str, Any]:

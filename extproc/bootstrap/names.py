@@ -10,6 +10,13 @@ CONTROL_SERVICES = ("extproc.v1.Models", "extproc.v1.Auth")
 DESCRIPTOR_SET = Path(__file__).resolve().parents[1] / "v1" / "extproc.pb"
 T = "type.googleapis.com/envoy."
 GRPC_LIMIT_SLACK = 4 * 1024 * 1024  # room for headers and framing around a body at the limit
+# Content codings a client may compress its request body with (the SDKs can send gzip), and Envoy's library for each.
+REQUEST_CODINGS: dict[str, dict[str, Any]] = {
+    "gzip": {"@type": T + "extensions.compression.gzip.decompressor.v3.Gzip",
+             "max_inflate_ratio": 1032},  # deflate's own ceiling: no valid body is cut; max_request_bytes bounds it
+    "br": {"@type": T + "extensions.compression.brotli.decompressor.v3.Brotli"},
+    "zstd": {"@type": T + "extensions.compression.zstd.decompressor.v3.Zstd"},
+}
 _LUA = Path(__file__).resolve().parent / "lua"
 
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 from extproc.bootstrap.attempts import ATTEMPTS_CLUSTER, retry_policy
-from extproc.bootstrap.names import PROCESSOR_CLUSTER, T, lua
-from extproc.core.headers import ATTEMPTS_HEADER, RESPONSE_HEADERS, ROUTE_HEADER
+from extproc.bootstrap.local_replies import UNDECODABLE_STATUS
+from extproc.bootstrap.names import PROCESSOR_CLUSTER, REQUEST_CODINGS, T, lua
+from extproc.core.headers import ATTEMPT_HEADER, ATTEMPTS_HEADER, RESPONSE_HEADERS, ROUTE_HEADER
 from extproc.core.settings import Settings
 
 
@@ -20,11 +21,26 @@ def _lua_per_route(*scripts: str) -> dict[str, Any]:
             "source_code": {"inline_string": lua("grpc_headers", *scripts)}}
 
 
-def models_route() -> dict[str, Any]:
-    """GET /v1/models… goes straight to the Models service: no ext_proc round trip."""
+def models_routes() -> list[dict[str, Any]]:
+    """GET /v1/models… goes straight to the Models service: no ext_proc round trip. The Anthropic SDK's (its
+    Lua moves it under /extproc/anthropic, and the route is matched again there) gets Anthropic's shape."""
+    return [{
+        "name": name,
+        "match": {"path_separated_prefix": prefix,
+                  "headers": [{"name": ":method", "string_match": {"exact": "GET"}}]},
+        "route": {"cluster": PROCESSOR_CLUSTER, "timeout": "10s"},
+        "typed_per_filter_config": {
+            "envoy.filters.http.ext_proc": _ext_proc_off(),
+            "envoy.filters.http.lua": _lua_per_route("models_response"),
+        },
+    } for name, prefix in (("models", "/v1/models"), ("anthropic-models", "/extproc/anthropic/v1/models"))]
+
+
+def gemini_models_route() -> dict[str, Any]:
+    """GET /v1beta/models… (Gemini's models list and model) to the Models service; POSTs there are requests."""
     return {
-        "name": "models",
-        "match": {"path_separated_prefix": "/v1/models",
+        "name": "gemini-models",
+        "match": {"path_separated_prefix": "/v1beta/models",
                   "headers": [{"name": ":method", "string_match": {"exact": "GET"}}]},
         "route": {"cluster": PROCESSOR_CLUSTER, "timeout": "10s"},
         "typed_per_filter_config": {
@@ -75,6 +91,9 @@ def attempts_route(settings: Settings) -> dict[str, Any]:
                for h in RESPONSE_HEADERS]
     headers.append({"header": {"key": ATTEMPTS_HEADER, "value": "%UPSTREAM_REQUEST_ATTEMPT_COUNT%"},
                     "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"})
+    if settings.accounting:  # who served it, for its usage record: the processor reads it and takes it off
+        headers.append({"header": {"key": ATTEMPT_HEADER, "value": f"%REQ({ATTEMPT_HEADER})%"},
+                        "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"})
     return {
         "name": "attempts",
         "match": {"prefix": "/", "headers": [{"name": ROUTE_HEADER, "present_match": True}]},
@@ -82,6 +101,22 @@ def attempts_route(settings: Settings) -> dict[str, Any]:
         # upstream_timeout between chunks (the stream idle timeout); a long stream is never cut.
         "route": {"cluster": ATTEMPTS_CLUSTER, "timeout": "0s", "retry_policy": retry_policy(settings)},
         "response_headers_to_add": headers,
+    }
+
+
+def undecodable() -> dict[str, Any]:
+    """A body in a content-encoding no request decompressor reads: 415 (in the client's envelope, by the local
+    replies), before the processor could mistake it for invalid JSON. Matched on the headers as the client sent
+    them, so the codings the decompressors take (and `identity`) pass on."""
+    readable = "|".join(("identity", *REQUEST_CODINGS))
+    return {
+        "name": "undecodable",
+        "match": {"prefix": "/", "headers": [
+            {"name": "content-encoding", "present_match": True},
+            {"name": "content-encoding", "string_match": {"safe_regex": {"regex": f"(?i)\\s*({readable})\\s*"}},
+             "invert_match": True}]},
+        "direct_response": {"status": UNDECODABLE_STATUS, "body": {"inline_string": "Unsupported content-encoding"}},
+        "typed_per_filter_config": {"envoy.filters.http.ext_proc": _ext_proc_off()},
     }
 
 

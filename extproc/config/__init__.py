@@ -34,6 +34,7 @@ from extproc.config.values import (
     string,
     string_list,
 )
+from extproc.core.budget import PERIODS, Budget
 from extproc.core.clients import ClientKey, ClientPolicy, digest
 from extproc.core.errors import ConfigError
 from extproc.core.settings import (
@@ -79,7 +80,7 @@ def parse_settings(raw: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
     reject_unknown(raw, "", {
         "listen", "processor", "admin", "providers", "models", "aliases", "fallbacks", "strategy",
         "health", "upstream_timeout", "max_request_bytes", "max_connections", "log_level", "envoy", "ca_file",
-        "discovery", "oauth", "auth", "failover", "shutdown", "state", "clients",
+        "discovery", "oauth", "auth", "failover", "shutdown", "state", "clients", "accounting", "metrics", "log",
     })
     discovery = discovery_defaults(raw.get("discovery"))
     providers, credentials = parse_providers(raw.get("providers") or {}, discovery)
@@ -111,6 +112,8 @@ def parse_settings(raw: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
     processor = address(own or None, "processor", Address("127.0.0.1", 50051))
     workers = processor_workers(raw.get("processor"), redis_url is not None)
     listen = address(raw.get("listen"), "listen", Address("127.0.0.1", 10000))
+    log_section = mapping(raw.get("log") or {}, "log")
+    reject_unknown(log_section, "log", {"format", "bodies"})
     return Settings(
         listen=listen,
         clients=_clients(raw.get("clients"), listen),
@@ -133,6 +136,11 @@ def parse_settings(raw: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
         max_request_bytes=positive_int(raw.get("max_request_bytes", 32 * 1024 * 1024), "max_request_bytes"),
         max_connections=positive_int(raw.get("max_connections", 10000), "max_connections"),
         log_level=choice(raw.get("log_level", "info"), "log_level", ("debug", "info", "warning", "error")),
+        log_format=choice(log_section.get("format", "json"), "log.format", ("json", "text")),
+        log_bodies=boolean(log_section.get("bodies", False), "log.bodies"),
+        accounting=boolean(raw.get("accounting", True), "accounting"),
+        metrics=None if raw.get("metrics") is False else address(raw.get("metrics"), "metrics",
+                                                                   Address("127.0.0.1", 9464)),
         envoy_log_level=choice(envoy.get("log_level", "warning"), "envoy.log_level",
                                 ("trace", "debug", "info", "warning", "error", "critical", "off")),
         envoy_concurrency=concurrency,
@@ -207,6 +215,17 @@ def _state(raw: Any) -> tuple[str | None, str, str | None]:
     return url, string(redis.get("prefix", "extproc:"), "state.redis.prefix"), str(key)
 
 
+def _budget(raw: Any, key: str) -> Budget | None:
+    if raw is None:
+        return None
+    section = mapping(raw, key)
+    reject_unknown(section, key, {"usd", "per"})
+    if "usd" not in section:
+        raise ConfigError(f"{key}.usd: how many US dollars the key may spend per period, e.g. {{usd: 50, per: month}}")
+    return Budget(positive_number(section["usd"], f"{key}.usd"), choice(section.get("per", "month"), f"{key}.per",
+                                                                         PERIODS))
+
+
 def _clients(raw: Any, listen: Address) -> ClientPolicy:
     """`clients`: the keys that may spend the owner's credentials. Required by default off loopback."""
     section = mapping(raw or {}, "clients")
@@ -217,7 +236,7 @@ def _clients(raw: Any, listen: Address) -> ClientPolicy:
     for i, entry in enumerate(section.get("keys") or []):
         key = f"clients.keys[{i}]"
         entry = mapping(entry, key)
-        reject_unknown(entry, key, {"name", "key", "sha256", "models", "rpm"})
+        reject_unknown(entry, key, {"name", "key", "sha256", "models", "rpm", "budget"})
         name = string(entry.get("name"), f"{key}.name")
         if ("key" in entry) == ("sha256" in entry):
             raise ConfigError(f"{key}: give either key (e.g. ${{CLIENT_KEY}}) or sha256 (its hex SHA-256), not both "
@@ -233,7 +252,8 @@ def _clients(raw: Any, listen: Address) -> ClientPolicy:
                 raise ConfigError(f"{key}.sha256: expected 64 hex digits (sha256sum of the key), not the key itself")
             sha = bytes.fromhex(hexed)
         rpm = positive_int(entry["rpm"], f"{key}.rpm") if entry.get("rpm") is not None else None
-        keys.append(ClientKey(name, sha, tuple(string_list(entry.get("models") or [], f"{key}.models")), rpm))
+        keys.append(ClientKey(name, sha, tuple(string_list(entry.get("models") or [], f"{key}.models")), rpm,
+                              _budget(entry.get("budget"), f"{key}.budget")))
     if require and not keys:
         raise ConfigError(f"clients.keys: listen.address {listen.host} is not loopback, so anyone who reaches it "
                           "would spend your credentials; add clients.keys (e.g. [{name: me, key: ${CLIENT_KEY}}]) "

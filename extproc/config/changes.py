@@ -22,7 +22,8 @@ _AT_START = {
     "admin_token": "auth.admin_token", "refresh_skew": "auth.refresh_skew", "flows": "oauth",
     "log_level": "log_level", "envoy_log_level": "envoy.log_level", "envoy_concurrency": "envoy.concurrency",
     "ca_file": "ca_file", "max_request_bytes": "max_request_bytes", "max_connections": "max_connections",
-    "upstream_timeout": "upstream_timeout", "shutdown_grace": "shutdown.grace",
+    "upstream_timeout": "upstream_timeout", "shutdown_grace": "shutdown.grace", "accounting": "accounting",
+    "metrics": "metrics", "log_format": "log.format", "log_bodies": "log.bodies",
 }
 # Settings fields the snapshot carries → their config key.
 _LIVE = {

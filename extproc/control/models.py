@@ -1,17 +1,22 @@
-"""The Models service: the registry as an OpenAI-compatible models API. Each call reads one snapshot."""
+"""The Models service: the registry as each SDK's models API (OpenAI's typed, Anthropic's and Gemini's as the
+JSON `model_lists` builds). Each call reads one snapshot."""
 
 from __future__ import annotations
 
 import math
 
 import grpc
+import orjson
+from google.api import httpbody_pb2
 
+from extproc.control.model_lists import anthropic_model, anthropic_page, gemini_model, gemini_page, reachable
 from extproc.control.windows import rfc3339, window_messages
 from extproc.core.availability import availability, recommended_fallbacks, usual_request
 from extproc.core.catalog import ModelSpec
 from extproc.core.clients import identify
 from extproc.core.errors import ClientError
 from extproc.core.health import HealthView
+from extproc.core.providers import Api
 from extproc.core.registry import Registry
 from extproc.core.settings import Credential
 from extproc.runtime import Runtime
@@ -33,17 +38,19 @@ class ModelsService(pb_grpc.ModelsServicer):
         await self._client(context)
         return self._list(only_available=True)
 
-    async def _client(self, context: grpc.aio.ServicerContext) -> None:
+    async def _client(self, context: grpc.aio.ServicerContext, query_key: str = "") -> None:
         """The models API follows the request path's rule: a client key when keys are configured or required."""
-        if not self._holds_key(context):
+        if not self._holds_key(context, query_key):
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, "This gateway needs a client key: send it as "
                                                                  "your SDK's API key.")
 
-    def _holds_key(self, context: grpc.aio.ServicerContext) -> bool:
+    def _holds_key(self, context: grpc.aio.ServicerContext, query_key: str = "") -> bool:
         policy = self._runtime.current.settings.clients
         if not policy.active:
             return True
         metadata = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
+        if query_key and not any(k in metadata for k in ("authorization", "x-api-key", "x-goog-api-key")):
+            metadata["x-goog-api-key"] = query_key  # Gemini's ?key=
         try:
             identify(policy, metadata)
         except ClientError:
@@ -53,12 +60,36 @@ class ModelsService(pb_grpc.ModelsServicer):
     async def GetModel(self, request: pb.GetModelRequest, context: grpc.aio.ServicerContext) -> pb.Model:  # noqa: N802
         await self._client(context)
         registry = self._runtime.current.registry
-        name = request.id
-        found = registry.lookup(name) or registry.lookup(registry.aliases.get(name, ""))
-        if not found:
-            await context.abort(grpc.StatusCode.NOT_FOUND,
-                                f"The model '{name}' does not exist on this gateway; GET /v1/models lists the models.")
-        return _card(found[0], registry, self._runtime.health, self._runtime.clock(), with_fallbacks=True)
+        found = await _found(context, find_model(registry, request.id), f"The model '{request.id}' does not exist "
+                             "on this gateway; GET /v1/models lists the models.")
+        return _card(found, registry, self._runtime.health, self._runtime.clock(), with_fallbacks=True)
+
+    async def ListAnthropicModels(self, request: pb.AnthropicListRequest,  # noqa: N802
+                                  context: grpc.aio.ServicerContext) -> httpbody_pb2.HttpBody:
+        await self._client(context)
+        models = reachable(self._runtime.current.registry, Api.ANTHROPIC, "messages")
+        return _json(anthropic_page(models, request.limit, request.after_id, request.before_id))
+
+    async def GetAnthropicModel(self, request: pb.GetModelRequest,  # noqa: N802
+                                context: grpc.aio.ServicerContext) -> httpbody_pb2.HttpBody:
+        await self._client(context)
+        found = await _found(context, find_model(self._runtime.current.registry, request.id), f"model: {request.id}")
+        return _json(anthropic_model(found))
+
+    async def ListGeminiModels(self, request: pb.GeminiListRequest,  # noqa: N802
+                               context: grpc.aio.ServicerContext) -> httpbody_pb2.HttpBody:
+        await self._client(context, request.key)
+        models = reachable(self._runtime.current.registry, Api.GEMINI, "gemini")
+        return _json(gemini_page(models, request.page_size, request.page_token))
+
+    async def GetGeminiModel(self, request: pb.GetGeminiModelRequest,  # noqa: N802
+                             context: grpc.aio.ServicerContext) -> httpbody_pb2.HttpBody:
+        await self._client(context, request.key)
+        name = request.id.removeprefix("models/")
+        found = await _found(context, find_model(self._runtime.current.registry, name),
+                             f"models/{name} is not found for API version v1beta, or is not supported for "
+                             "generateContent.")
+        return _json(gemini_model(found))
 
     async def GetReadiness(self, request: pb.ReadinessRequest,  # noqa: N802
                            context: grpc.aio.ServicerContext) -> pb.Readiness:
@@ -77,6 +108,27 @@ class ModelsService(pb_grpc.ModelsServicer):
         registry, health, now = self._runtime.current.registry, self._runtime.health, self._runtime.clock()
         cards = [_card(m, registry, health, now) for m in registry.models]
         return pb.ModelList(object="list", data=[c for c in cards if c.available or not only_available])
+
+
+def find_model(registry: Registry, name: str) -> ModelSpec | None:
+    """A model by id, provider/id or alias; else one a provider's model prefixes claim (a request for it would
+    pass through to that provider as asked)."""
+    found = registry.lookup(name) or registry.lookup(registry.aliases.get(name, ""))
+    if found:
+        return found[0]
+    owners = [p.name for p in registry.providers.values() if p.model_prefixes and name.startswith(p.model_prefixes)]
+    return ModelSpec(id=name, provider=owners[0]) if len(owners) == 1 else None
+
+
+async def _found(context: grpc.aio.ServicerContext, model: ModelSpec | None, message: str) -> ModelSpec:
+    if model is None:
+        await context.abort(grpc.StatusCode.NOT_FOUND, message)
+        raise AssertionError("unreachable: abort raises")
+    return model
+
+
+def _json(doc: object) -> httpbody_pb2.HttpBody:
+    return httpbody_pb2.HttpBody(content_type="application/json", data=orjson.dumps(doc))
 
 
 def _card(model: ModelSpec, registry: Registry, health: HealthView, now: float,

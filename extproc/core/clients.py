@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import parse_qs
 
+from extproc.core.budget import Budget
 from extproc.core.errors import ClientError
 
 
@@ -23,6 +24,7 @@ class ClientKey:
     sha256: bytes = b""  # the key's digest (never the key)
     models: tuple[str, ...] = ()  # glob patterns of model ids or aliases it may use; empty: any
     rpm: int | None = None  # requests per minute (across replicas with state.redis); None: no limit
+    budget: Budget | None = None  # USD per day or month (across replicas with state.redis)
 
     def may_use(self, *names: str) -> bool:
         return not self.models or any(fnmatch.fnmatchcase(n, p) for n in names if n for p in self.models)
@@ -79,6 +81,11 @@ def identify(policy: ClientPolicy, headers: Mapping[str, str]) -> ClientKey | No
 def over_rate(key: ClientKey, rpm: int, wait: int) -> ClientError:
     return ClientError(429, "rate_limit_exceeded", f"The client key {key.name!r} is over its {rpm} requests per "
                        f"minute; retry in {wait}s.", retry_after=wait)
+
+
+def over_budget(key: ClientKey, budget: Budget, wait: int) -> ClientError:
+    return ClientError(429, "budget_exceeded", f"The client key {key.name!r} has spent its ${budget.usd:g} budget for "
+                       f"this {budget.per}; it resets in {wait}s.", retry_after=wait)
 
 
 def forbidden(key: ClientKey, model: str) -> ClientError:

@@ -21,5 +21,7 @@ ENVOY_REQUEST_HEADERS = ("x-envoy-retry-on", "x-envoy-retry-grpc-on", "x-envoy-r
                          "x-envoy-upstream-rq-per-try-timeout-ms", "x-envoy-hedge-on-per-try-timeout",
                          "x-envoy-max-retries", "x-envoy-upstream-alt-stat-name")
 ATTEMPT_COUNT_HEADER = "x-envoy-attempt-count"  # Envoy's: which attempt of the request this is (1, 2, …)
+ACCOUNT_HEADER = "x-extproc-account"  # router level → the relay: when the request came, its client key, its model
+USAGE_HEADER = "x-extproc-usage"  # on an attempt whose stream was asked for its usage on the client's behalf
 LEARN_HEADER = "x-extproc-learn"  # the access log reports this attempt even when it succeeds
 INTERNAL_HEADERS = (ROUTE_HEADER, MODEL_HEADER, REASON_HEADER, HANDLED_HEADER, ATTEMPT_HEADER, LEARN_HEADER)

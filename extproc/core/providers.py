@@ -107,6 +107,7 @@ class ProviderSpec:
     prefer: str = "api_key"  # api_key | login: which credentials go first when a provider has both
     model_prefixes: tuple[str, ...] = ()  # ids the catalog lacks but that are this provider's (claude-…)
     rotation: str = "round-robin"  # round-robin | fill-first: how requests spread over its healthy credentials
+    stream_usage: bool = True  # takes stream_options.include_usage on OpenAI-style streams (asked for, for accounting)
 
     @property
     def upstream(self) -> Upstream:

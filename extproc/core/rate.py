@@ -35,4 +35,8 @@ def retry_after(previous: int, current: int, now: float, rpm: int) -> int:
         wait = WINDOW * (1.0 - (rpm - current - 1) / previous) - into
     else:  # this minute alone is over: in the next one, this minute's count is the weighted one
         wait = WINDOW - into + (WINDOW * (1.0 - (rpm - 1) / current) if current >= rpm and rpm > 0 else 0.0)
-    return max(1, math.ceil(wait))
+    seconds = max(1, math.ceil(wait))
+    later = now + seconds  # float error may leave the exact second a hair short: then the next one
+    shift = window_start(later) - window_start(now)
+    counts = (previous, current) if shift == 0 else (current, 0) if shift == 1 else (0, 0)
+    return seconds if admits(*counts, later, rpm) else seconds + 1

@@ -93,6 +93,10 @@ class Settings:
     shutdown_grace: float = 30.0  # on SIGTERM, how long open requests and streams may take to finish (s)
     relay: Address = Address("127.0.0.1", 50052)  # the processor's stream relay (processor.relay_port)
     workers: int = 1  # processor.workers: processes serving Envoy; worker i listens on port + i, relay + i
+    accounting: bool = True  # read usage from answers: usage records, cost, budgets, token metrics
+    metrics: Address | None = Address("127.0.0.1", 9464)  # where /metrics is served; None: nowhere
+    log_format: str = "json"  # log.format: json lines, or text
+    log_bodies: bool = False  # log.bodies: prompts and answers in the log (secrets still masked)
 
     def worker(self, index: int) -> Settings:
         """The settings worker `index` runs with: its own processor and relay ports."""

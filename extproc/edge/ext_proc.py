@@ -16,7 +16,15 @@ from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as pb_grpc
 
 from extproc.attempt import AttemptExchange
-from extproc.core.headers import ATTEMPT_ROLE, PROCESSOR_TOKEN_HEADER, REAUTH_ROLE, ROLE_HEADER
+from extproc.core.headers import (
+    ATTEMPT_HEADER,
+    ATTEMPT_ROLE,
+    PROCESSOR_TOKEN_HEADER,
+    REASON_HEADER,
+    REAUTH_ROLE,
+    ROLE_HEADER,
+    ROUTE_HEADER,
+)
 from extproc.edge import upstream
 from extproc.edge.messages import answer_stream, header_map
 from extproc.exchange import CONTINUE, Action, Exchange, Gateway
@@ -30,7 +38,16 @@ async def _event(exchange: Exchange, kind: str, request: pb.ProcessingRequest) -
         return exchange.request_headers(header_map(request.request_headers), request.request_headers.end_of_stream)
     if kind == "request_body":
         return await exchange.request_body(request.request_body.body)
-    return CONTINUE  # the response and trailers: nothing to do here (Envoy is not configured to send them)
+    if kind == "response_headers":  # asked for per request, with accounting
+        return exchange.response_headers(header_map(request.response_headers, _ANSWER_HEADERS),
+                                         request.response_headers.end_of_stream)
+    if kind == "response_body":
+        return exchange.response_body(request.response_body.body, request.response_body.end_of_stream)
+    return CONTINUE  # trailers: nothing to do here (Envoy is not configured to send them)
+
+
+_ANSWER_HEADERS = frozenset({":status", "content-type", "content-encoding", ATTEMPT_HEADER, ROUTE_HEADER,
+                             REASON_HEADER})
 
 
 async def check_token(context: grpc.aio.ServicerContext, token: bytes | None, what: str = "ext_proc") -> dict[str, str]:

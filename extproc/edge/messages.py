@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
 from envoy.config.core.v3 import base_pb2
@@ -10,6 +11,7 @@ from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 from envoy.type.v3 import http_status_pb2
 
 from extproc.exchange import Action, Continue, Mutate, Reply
+from extproc.metrics import MESSAGE_SECONDS
 
 _OVERWRITE = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
 _BODY_MODES = {"buffered": processing_mode_pb2.ProcessingMode.BUFFERED,
@@ -30,11 +32,15 @@ Event = Callable[[str, pb.ProcessingRequest], Awaitable[Action]]
 
 async def answer_stream(requests: AsyncIterator[pb.ProcessingRequest], event: Event
                         ) -> AsyncIterator[pb.ProcessingResponse]:
-    """One answer per message, each the action its event returned; a reply ends the stream."""
+    """One answer per message, each the action its event returned; a reply ends the stream. The time each
+    answer took is the processor's own latency metric."""
     async for request in requests:
+        started = time.perf_counter()
         kind = request.WhichOneof("request")
         action = await event(kind, request)
-        yield to_response(kind, action)
+        answer = to_response(kind, action)
+        MESSAGE_SECONDS.labels(kind).observe(time.perf_counter() - started)
+        yield answer
         if isinstance(action, Reply):
             return
 

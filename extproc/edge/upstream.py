@@ -29,7 +29,10 @@ def _host_route(request: pb.ProcessingRequest) -> str | None:
     attributes = request.attributes["envoy.filters.http.ext_proc"].fields
     if HOST_METADATA not in attributes:
         return None
-    metadata = text_format.Parse(attributes[HOST_METADATA].string_value, base_pb2.Metadata())
+    try:
+        metadata = text_format.Parse(attributes[HOST_METADATA].string_value, base_pb2.Metadata())
+    except text_format.ParseError:  # not an endpoint we can name: the attempt is refused, never sent
+        return None
     fields = metadata.filter_metadata[PLAN_NAMESPACE].fields
     return fields[PROVIDER_KEY].string_value if PROVIDER_KEY in fields else None
 

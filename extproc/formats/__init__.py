@@ -86,6 +86,7 @@ _FAMILY_PATHS = tuple((re.compile(f.paths), f.api) for f in FAMILIES.values() if
 class ParsedRequest:
     view: RequestView
     doc: JsonObject  # the decoded body
+    size: int = 0  # the body's length in bytes, as it came
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,11 +108,11 @@ class Endpoint:
 
     def read(self, body: bytes) -> ParsedRequest:
         """Parse a request body for this endpoint (raises ClientError for bad input)."""
-        doc = decode_object(body)
+        doc = decode_object(body, None if self.spec.model_in_path else "model")
         view = self.spec.read(doc, self.match)
         if view.endpoint != self.spec.endpoint:
             view = replace(view, endpoint=self.spec.endpoint)
-        return ParsedRequest(view, doc)
+        return ParsedRequest(view, doc, len(body))
 
     def upstream_rest(self, model_id: str) -> str:
         """The path after the client prefix, with the model rewritten where it lives in the path."""

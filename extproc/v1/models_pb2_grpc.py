@@ -4,6 +4,7 @@ import grpc
 import warnings
 
 from extproc.v1 import models_pb2 as extproc_dot_v1_dot_models__pb2
+from google.api import httpbody_pb2 as google_dot_api_dot_httpbody__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -49,6 +50,26 @@ class ModelsStub:
                 request_serializer=extproc_dot_v1_dot_models__pb2.GetModelRequest.SerializeToString,
                 response_deserializer=extproc_dot_v1_dot_models__pb2.Model.FromString,
                 _registered_method=True)
+        self.ListAnthropicModels = channel.unary_unary(
+                '/extproc.v1.Models/ListAnthropicModels',
+                request_serializer=extproc_dot_v1_dot_models__pb2.AnthropicListRequest.SerializeToString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+                _registered_method=True)
+        self.GetAnthropicModel = channel.unary_unary(
+                '/extproc.v1.Models/GetAnthropicModel',
+                request_serializer=extproc_dot_v1_dot_models__pb2.GetModelRequest.SerializeToString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+                _registered_method=True)
+        self.ListGeminiModels = channel.unary_unary(
+                '/extproc.v1.Models/ListGeminiModels',
+                request_serializer=extproc_dot_v1_dot_models__pb2.GeminiListRequest.SerializeToString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+                _registered_method=True)
+        self.GetGeminiModel = channel.unary_unary(
+                '/extproc.v1.Models/GetGeminiModel',
+                request_serializer=extproc_dot_v1_dot_models__pb2.GetGeminiModelRequest.SerializeToString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+                _registered_method=True)
         self.GetReadiness = channel.unary_unary(
                 '/extproc.v1.Models/GetReadiness',
                 request_serializer=extproc_dot_v1_dot_models__pb2.ReadinessRequest.SerializeToString,
@@ -80,6 +101,32 @@ class ModelsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListAnthropicModels(self, request, context):
+        """Anthropic's shape: Envoy's Lua sends /v1/models… here when the request carries anthropic-version.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetAnthropicModel(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListGeminiModels(self, request, context):
+        """Gemini's shape, at Gemini's own paths.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetGeminiModel(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetReadiness(self, request, context):
         """Whether the gateway can serve: the processor answers (Envoy reached it), and what it lacks.
         """
@@ -104,6 +151,26 @@ def add_ModelsServicer_to_server(servicer, server):
                     servicer.GetModel,
                     request_deserializer=extproc_dot_v1_dot_models__pb2.GetModelRequest.FromString,
                     response_serializer=extproc_dot_v1_dot_models__pb2.Model.SerializeToString,
+            ),
+            'ListAnthropicModels': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAnthropicModels,
+                    request_deserializer=extproc_dot_v1_dot_models__pb2.AnthropicListRequest.FromString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
+            ),
+            'GetAnthropicModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAnthropicModel,
+                    request_deserializer=extproc_dot_v1_dot_models__pb2.GetModelRequest.FromString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
+            ),
+            'ListGeminiModels': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListGeminiModels,
+                    request_deserializer=extproc_dot_v1_dot_models__pb2.GeminiListRequest.FromString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
+            ),
+            'GetGeminiModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetGeminiModel,
+                    request_deserializer=extproc_dot_v1_dot_models__pb2.GetGeminiModelRequest.FromString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
             ),
             'GetReadiness': grpc.unary_unary_rpc_method_handler(
                     servicer.GetReadiness,
@@ -192,6 +259,114 @@ class Models:
             '/extproc.v1.Models/GetModel',
             extproc_dot_v1_dot_models__pb2.GetModelRequest.SerializeToString,
             extproc_dot_v1_dot_models__pb2.Model.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAnthropicModels(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/extproc.v1.Models/ListAnthropicModels',
+            extproc_dot_v1_dot_models__pb2.AnthropicListRequest.SerializeToString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAnthropicModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/extproc.v1.Models/GetAnthropicModel',
+            extproc_dot_v1_dot_models__pb2.GetModelRequest.SerializeToString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListGeminiModels(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/extproc.v1.Models/ListGeminiModels',
+            extproc_dot_v1_dot_models__pb2.GeminiListRequest.SerializeToString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetGeminiModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/extproc.v1.Models/GetGeminiModel',
+            extproc_dot_v1_dot_models__pb2.GetGeminiModelRequest.SerializeToString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
             options,
             channel_credentials,
             insecure,

@@ -186,7 +186,7 @@ def test_failover_works_with_two_processor_processes_behind_one_envoy(tmp_path, 
     serves, logs = [], []
     for i, processor_port in enumerate(ports):
         config = {**base, "processor": {"port": processor_port, "relay_port": relays[i],
-                                        "token": "two-processes-shared-secret-42"}}
+                                        "token": "two-processes-shared-secret-42"}, "metrics": False}
         (tmp_path / f"c{i}.yaml").write_text(yaml.safe_dump(config))
         logs.append((tmp_path / f"serve{i}.log").open("wb"))
         serves.append(subprocess.Popen([sys.executable, "-m", "extproc", "serve", "--config",
@@ -226,7 +226,7 @@ def test_failover_works_with_two_processor_processes_behind_one_envoy(tmp_path, 
     texts = [(tmp_path / f"serve{i}.log").read_text() for i in range(2)]
 
     def rids(text: str, line_kind: str) -> set[str]:
-        return {line.split("rid=")[1].split()[0] for line in text.splitlines() if f" {line_kind} rid=" in line}
+        return {line.split("rid=")[1].split()[0] for line in text.splitlines() if f'"{line_kind} rid=' in line}
 
     routed, built = [rids(text, "route") for text in texts], [rids(text, "attempt") for text in texts]
     assert all(routed) and any(built)

@@ -87,3 +87,49 @@ def test_models_route_skips_the_processor_for_llm_paths(oa: openai.OpenAI, fakes
 def test_no_grpc_internals_in_http_answers(stack: Stack) -> None:
     response = httpx.get(stack.url + "/v1/models")
     assert not [h for h in response.headers if h.startswith("grpc-")]
+
+
+# ---------------------------------------------------------------- each SDK's own models list
+
+def test_the_anthropic_sdk_lists_pages_and_retrieves_in_anthropics_shape(stack: Stack) -> None:
+    import anthropic
+
+    an = anthropic.Anthropic(base_url=stack.url, api_key="unused", max_retries=0)
+    first = an.models.list(limit=2)
+    assert len(first.data) == 2 and first.has_more and first.first_id == first.data[0].id
+    every = [m.id for m in an.models.list(limit=2)]  # the SDK follows after_id page by page
+    assert len(every) == len(set(every)) and "claude-haiku-5-5" in every and "api-a" not in every  # Anthropic's
+    created = [m.created_at for m in an.models.list(limit=100).data]
+    assert created == sorted(created, reverse=True)  # newest first, as Anthropic orders them
+    one = an.models.retrieve("claude-haiku-5-5")
+    assert (one.type, one.id, one.display_name, one.max_input_tokens) == \
+        ("model", "claude-haiku-5-5", "Claude Haiku 5.5", 1000000)
+    with pytest.raises(anthropic.NotFoundError) as missing:
+        an.models.retrieve("no-such-model")
+    assert isinstance(missing.value.body, dict) and missing.value.body["error"]["type"] == "not_found_error"
+
+
+def test_the_gemini_sdk_lists_and_gets_in_geminis_shape(stack: Stack) -> None:
+    from google import genai
+    from google.genai import errors as genai_errors
+    from google.genai import types as genai_types
+
+    gm = genai.Client(api_key="unused", http_options=genai_types.HttpOptions(base_url=stack.url))
+    listed = list(gm.models.list(config={"page_size": 3}))  # pages through nextPageToken
+    names = [m.name for m in listed]
+    assert len(names) == len(set(names)) > 3 and "models/gemini-3.8-flash" in names
+    assert all(n.startswith("models/gemini") or n.startswith("models/gemma") or "embedding" in n for n in names)
+    got = gm.models.get(model="gemini-3.8-flash")
+    assert got.name == "models/gemini-3.8-flash" and got.input_token_limit == 1048576
+    assert "generateContent" in (got.supported_actions or [])
+    with pytest.raises(genai_errors.ClientError) as missing:
+        gm.models.get(model="no-such-model")
+    assert missing.value.code == 404 and missing.value.status == "NOT_FOUND"
+    raw = httpx.get(f"{stack.url}/v1beta/models", params={"pageSize": 2})
+    assert raw.status_code == 200 and len(raw.json()["models"]) == 2 and raw.json()["nextPageToken"] == "2"
+
+
+def test_an_id_a_providers_prefixes_pass_through_resolves_in_the_model_detail(stack: Stack) -> None:
+    card = httpx.get(f"{stack.url}/v1/models/gpt-99-preview").json()
+    assert (card["id"], card["provider"]) == ("gpt-99-preview", "openai")
+    assert httpx.get(f"{stack.url}/v1/models/zzz-unclaimed").status_code == 404

@@ -101,7 +101,9 @@ def test_a_killed_processor_worker_is_replaced_within_two_seconds_and_traffic_re
             break
         assert time.monotonic() - killed < 2.0, "the killed worker was not replaced within 2 s"
         time.sleep(0.05)
-    deadline = time.monotonic() + 2.0  # once Envoy's health check sees it serve, traffic resumes everywhere
+    # Once the new worker serves (its start-up is about a second of imports on this machine, more under load) and
+    # Envoy's health check sees it, traffic resumes everywhere.
+    deadline = time.monotonic() + 6.0
     while not all(httpx.post(stack.url + "/v1/chat/completions", json=body).status_code == 200 for _ in range(4)):
         assert time.monotonic() < deadline, "traffic did not resume after the worker was replaced"
     assert "processor worker 0 exited" in stack.logs()

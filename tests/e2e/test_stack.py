@@ -140,7 +140,7 @@ def test_sidecar_shape_serve_beside_a_separately_started_envoy(tmp_path: Path, f
     port = free_port()
     config = {"listen": {"port": port}, "admin": {"port": free_port()},
               "processor": {"port": free_port(), "token": "sidecar-shared-secret-0123456789"},
-              "providers": provider_config(fakes), "discovery": False,
+              "metrics": {"port": free_port()}, "providers": provider_config(fakes), "discovery": False,
               "auth": {"store": str(tmp_path / "accounts.json")}}
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
     rendered = subprocess.run([sys.executable, "-m", "extproc", "envoy-config", "--config", str(tmp_path / "c.yaml")],

@@ -9,8 +9,11 @@ from typing import Any
 
 from extproc.config import parse_settings
 from extproc.core.settings import Settings
+from extproc.exchange import Mutate
 
 ALL_CAPS = ("vision", "tools", "reasoning", "structured_output", "streaming")
+# How a request's headers are answered with accounting on: its body, and the answer's headers, are asked for.
+ASKS_FOR_THE_ANSWER = Mutate(body_mode="buffered", answer_headers=True)
 
 
 def provider(apis: dict[str, Any], *keys: str, auth: str = "bearer",

@@ -15,7 +15,7 @@ from extproc.core.headers import API_HEADER, ATTEMPT_HEADER, HANDLED_HEADER
 from extproc.exchange import CONTINUE, Gateway, Mutate, Reply
 from extproc.runtime import Runtime
 from tests.clock import Clock
-from tests.unit.helpers import model, settings
+from tests.unit.helpers import ASKS_FOR_THE_ANSWER, model, settings
 
 CHAT, MESSAGES = "/v1/chat/completions", "/v1/messages"
 
@@ -34,7 +34,7 @@ def gateway(clock: Clock) -> Gateway:
 
 def route(gw: Gateway, path: str, doc: dict[str, Any], headers: dict[str, str] | None = None) -> Mutate:
     ex = gw.exchange()
-    assert ex.request_headers({":method": "POST", ":path": path, **(headers or {})}, False) is CONTINUE
+    assert ex.request_headers({":method": "POST", ":path": path, **(headers or {})}, False) == ASKS_FOR_THE_ANSWER
     action = asyncio.run(ex.request_body(json.dumps(doc).encode()))
     assert isinstance(action, Mutate), action
     return action

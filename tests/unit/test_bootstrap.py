@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -119,7 +120,30 @@ def test_unrouted_requests_are_refused_last():
     last = ROUTES[-1]
     assert "headers" not in last["match"]
     assert last["direct_response"]["status"] == 500
-    assert all("direct_response" not in r for r in ROUTES[:-1] if r["name"] != "healthz")  # /healthz: Envoy's
+    # /healthz is Envoy's own answer, and a body no decompressor reads is refused before the processor sees it
+    assert all("direct_response" not in r for r in ROUTES[:-1] if r["name"] not in ("healthz", "undecodable"))
+
+
+def test_a_body_no_decompressor_reads_is_refused_with_415_before_the_processor():
+    (route,) = [r for r in ROUTES if r["name"] == "undecodable"]
+    assert route["direct_response"]["status"] == 415
+    assert route["typed_per_filter_config"]["envoy.filters.http.ext_proc"]["disabled"] is True
+    assert [r["name"] for r in ROUTES].index("undecodable") < [r["name"] for r in ROUTES].index("attempts")
+    present, readable = route["match"]["headers"]
+    assert present == {"name": "content-encoding", "present_match": True} and readable["invert_match"] is True
+    pattern = re.compile(readable["string_match"]["safe_regex"]["regex"])
+    assert all(pattern.fullmatch(c) for c in ("gzip", "GZIP", "br", "zstd", "identity"))
+    assert not any(pattern.fullmatch(c) for c in ("deflate", "compress", "gzip, br", "x-gzip"))
+
+
+def test_request_bodies_are_inflated_before_ext_proc_and_answers_never():
+    names = [f["name"] for f in HCM["http_filters"]]
+    decompressors = [f["typed_config"] for f in HCM["http_filters"] if "decompressor" in f["name"]]
+    assert names.index("envoy.filters.http.ext_proc") == len(decompressors) == 3
+    assert {d["decompressor_library"]["name"] for d in decompressors} == {"gzip", "br", "zstd"}
+    for d in decompressors:
+        assert d["request_direction_config"]["common_config"]["enabled"]["default_value"] is True
+        assert d["response_direction_config"]["common_config"]["enabled"]["default_value"] is False
 
 
 def test_ext_proc_fails_closed():
@@ -128,7 +152,9 @@ def test_ext_proc_fails_closed():
     assert ext_proc["grpc_service"]["envoy_grpc"]["cluster_name"] == PROCESSOR_CLUSTER
     assert ext_proc["grpc_service"]["envoy_grpc"]["max_receive_message_length"] > LIMIT
     assert ext_proc["processing_mode"]["request_body_mode"] == "BUFFERED"
-    assert HCM["http_filters"][0]["name"] == "envoy.filters.http.ext_proc"
+    # only the request decompressors come first: they inflate the body, and nothing goes upstream past ext_proc
+    first = next(f["name"] for f in HCM["http_filters"] if "decompressor" not in f["name"])
+    assert first == "envoy.filters.http.ext_proc"
     assert HCM["http_filters"][-1]["name"] == "envoy.filters.http.router"
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from extproc.core.headers import (
+    ACCOUNT_HEADER,
     ATTEMPT_HEADER,
     ENVOY_REQUEST_HEADERS,
     INTERNAL_HEADERS,
@@ -24,12 +25,12 @@ from extproc.core.headers import (
 from extproc.core.health import Block, parse_retry_after
 from extproc.core.providers import CLIENT_CREDENTIAL_HEADERS
 from extproc.core.settings import Settings
-from extproc.exchange import CONTINUE, Continue, Exchange, Gateway, Mutate, Reply
+from extproc.exchange import Continue, Exchange, Gateway, Mutate, Reply
 from extproc.forward import Forward
 from extproc.learning import learn_attempt
 from extproc.runtime import Runtime
 from tests.clock import Clock
-from tests.unit.helpers import model, settings
+from tests.unit.helpers import ASKS_FOR_THE_ANSWER, model, settings
 
 T = 1_700_000_000.0
 SECRETS = {"openai": "sk-openai-test", "anthropic": "sk-anthropic-test", "gemini": "sk-gemini-test",
@@ -58,7 +59,8 @@ def make_gateway(s: Settings, clock: Any) -> Gateway:
 def start(gw: Gateway, path: str, headers: dict[str, str] | None = None) -> Exchange:
     """An exchange that has seen the request headers of a POST to `path`."""
     ex = gw.exchange()
-    assert ex.request_headers({":method": "POST", ":path": path, **(headers or {})}, end_of_stream=False) is CONTINUE
+    assert ex.request_headers({":method": "POST", ":path": path, **(headers or {})},
+                              end_of_stream=False) == ASKS_FOR_THE_ANSWER
     return ex
 
 
@@ -71,8 +73,11 @@ def routed(gw: Gateway, path: str, raw: bytes, headers: dict[str, str] | None = 
     action = asyncio.run(ex.request_body(raw))
     assert isinstance(action, Mutate), action
     assert ex.forward is not None and action.clear_route_cache
-    assert (action.set_headers, action.remove_headers, action.body) == \
-        (ex.forward.set_headers, ex.forward.remove_headers, ex.forward.body)
+    # The exchange adds what the relay's usage record needs (and so does not remove it).
+    ours = {k: v for k, v in action.set_headers.items() if k != ACCOUNT_HEADER}
+    assert ACCOUNT_HEADER in action.set_headers and ACCOUNT_HEADER not in action.remove_headers
+    assert (ours, action.remove_headers, action.body) == \
+        (ex.forward.set_headers, tuple(h for h in ex.forward.remove_headers if h != ACCOUNT_HEADER), ex.forward.body)
     return ex
 
 
@@ -136,7 +141,8 @@ def test_post_without_body_is_400(gateway):
 
 
 def test_post_with_body_waits_for_it(gateway):
-    assert gateway.exchange().request_headers({":method": "POST", ":path": CHAT}, end_of_stream=False) is CONTINUE
+    assert gateway.exchange().request_headers({":method": "POST", ":path": CHAT},
+                                              end_of_stream=False) == ASKS_FOR_THE_ANSWER
 
 
 # ---------------------------------------------------------------- request body: forwarding
@@ -167,7 +173,7 @@ def test_forward_routes_and_authenticates(gateway, path, raw, provider, auth, up
     assert headers.get(":path") == upstream_path
     # every other place a client may put a credential is stripped; ours is set, not removed
     # a client's own copies of these go too
-    steering = {*INTERNAL_HEADERS, LOGIN_HEADER, STREAM_HEADER, *RELAY_HEADERS, *ENVOY_REQUEST_HEADERS}
+    steering = {*INTERNAL_HEADERS, LOGIN_HEADER, STREAM_HEADER, ACCOUNT_HEADER, *RELAY_HEADERS, *ENVOY_REQUEST_HEADERS}
     assert set(fwd.remove_headers) - steering == set(CLIENT_CREDENTIAL_HEADERS) - {auth_name}
     assert steering - set(fwd.remove_headers) <= set(headers)  # what is not removed is set by the gateway
     assert not (set(CLIENT_CREDENTIAL_HEADERS) - {auth_name}) & set(headers)
@@ -188,10 +194,33 @@ def test_provider_default_headers(gateway):
     (MESSAGES, "gw-claude", "direct"),
 ])
 def test_body_is_untouched_when_the_model_does_not_change(gateway, path, requested, reason):
-    fwd = forward(gateway, path, body(requested))
+    raw = body(requested)
+    fwd = forward(gateway, path, raw, {"content-type": "application/json", "content-length": str(len(raw))})
     assert fwd.body is None
-    assert "content-length" not in fwd.set_headers
+    assert "content-length" not in fwd.set_headers and "content-type" not in fwd.set_headers
     assert fwd.set_headers[REASON_HEADER] == reason
+
+
+def test_an_untouched_body_sent_without_a_length_goes_with_one(gateway):
+    """Sent chunked, or inflated by Envoy's decompressor: the body is whole here, so the provider gets its length."""
+    raw = body("gw-openai")
+    fwd = forward(gateway, CHAT, raw, {"content-type": "application/json"})
+    assert fwd.body is None and fwd.set_headers["content-length"] == str(len(raw))
+
+
+@pytest.mark.parametrize("content_type", [None, "text/plain;charset=UTF-8", "application/x-www-form-urlencoded",
+                                          "multipart/form-data; boundary=x"])
+def test_a_json_body_under_another_content_type_reaches_the_provider_as_json(gateway, content_type):
+    headers = {"content-type": content_type} if content_type else {}
+    fwd = forward(gateway, CHAT, body("gw-openai"), headers)
+    assert fwd.set_headers["content-type"] == "application/json"
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "application/json; charset=utf-8",
+                                          "APPLICATION/JSON", "application/vnd.api+json"])
+def test_a_json_content_type_is_left_as_the_client_sent_it(gateway, content_type):
+    fwd = forward(gateway, CHAT, body("gw-openai"), {"content-type": content_type})
+    assert "content-type" not in fwd.set_headers
 
 
 @pytest.mark.parametrize(("requested", "served", "reason"), [
@@ -208,7 +237,8 @@ def test_body_is_rewritten_when_the_model_changes(gateway, requested, served, re
 
 
 def test_gemini_alias_rewrites_the_path_not_the_body(gateway):
-    fwd = forward(gateway, "/v1beta/models/fast:generateContent", b'{"contents": []}')
+    fwd = forward(gateway, "/v1beta/models/fast:generateContent", b'{"contents": []}',
+                  {"content-type": "application/json", "content-length": "16"})
     assert fwd.body is None
     assert fwd.set_headers[":path"] == "/v1beta/models/gw-gemini:generateContent"
     assert "content-length" not in fwd.set_headers
@@ -376,10 +406,10 @@ def test_a_failure_inside_the_processor_answers_every_gemini_method_in_geminis_e
 
 
 def test_a_rewritten_body_is_serialised_once(gateway, monkeypatch):
-    import extproc.forward
+    import orjson
     calls = []
-    real = extproc.forward.orjson.dumps
-    monkeypatch.setattr(extproc.forward.orjson, "dumps", lambda doc: calls.append(doc) or real(doc))
+    real = orjson.dumps
+    monkeypatch.setattr(orjson, "dumps", lambda doc: calls.append(doc) or real(doc))
     fwd = forward(gateway, CHAT, body("smart"))
     assert fwd.body is not None and json.loads(fwd.body)["model"] == "gw-openai"
     assert len([doc for doc in calls if "messages" in doc]) == 1  # the body; the other is the failover plan

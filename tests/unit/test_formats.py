@@ -4,12 +4,14 @@ import json
 import re
 from typing import Any
 
+import orjson
 import pytest
 
 from extproc.core.errors import ClientError
 from extproc.core.providers import Api
 from extproc.core.resolve import RequestView
 from extproc.formats import ENDPOINTS, FAMILIES, SPECS, ApiSpec, api_for_path, error_body, match_endpoint
+from extproc.formats.base import dumps
 from extproc.formats.errors import error_headers
 
 CHAT, COMPLETIONS, RESPONSES = "/v1/chat/completions", "/v1/completions", "/v1/responses"
@@ -205,6 +207,48 @@ def test_bad_gemini_requests_are_400(path, body, kind):
     assert (err.status, err.kind) == (400, kind)
 
 
+@pytest.mark.parametrize("path", [CHAT, RESPONSES, EMBEDDINGS, MESSAGES, MESSAGES + "/count_tokens"])
+@pytest.mark.parametrize("body", [
+    b'{"model": "a", "model": "b"}',
+    b'{"model": "a", "model": "a"}',
+    b'{"model": "a", "mod\\u0065l": "b"}',  # an escaped letter: the same key to every parser
+    b'{"m\\u006Fdel": "a", "model": "b"}',
+    b'{"model": "a", "metadata": {"model": 1, "model": 2}}',
+])
+def test_a_model_named_twice_is_refused(path, body):
+    err = parse_error(path, body)
+    assert (err.status, err.kind, err.param) == (400, "duplicate_key", "model")
+
+
+@pytest.mark.parametrize("body", [
+    b'{"model": "a", "tools": [{"parameters": {"properties": {"model": {"type": "string"}}}}]}',
+    b'{"model": "a", "messages": [{"role": "user", "content": "say \\"model\\" twice: model"}]}',
+    b'{"model": "a", "user": "caf\\u00e9 \\u0000"}',
+])
+def test_model_as_a_word_or_a_nested_key_once_is_no_duplicate(body):
+    assert parse(CHAT, body).model == "a"
+
+
+def test_gemini_bodies_are_not_checked_for_model_keys():
+    """The model is in the path; a Gemini chat names the "model" role in every answer turn."""
+    contents = [{"role": r, "parts": [{"text": "x"}]} for r in ("user", "model", "user", "model", "user")]
+    assert parse(GEN, {"contents": contents}).model == "gem"
+
+
+@pytest.mark.parametrize("depth", [1, 199, 200, 254, 255, 401, 1000, 1022])  # 1022 + 2: orjson's 1024
+def test_any_document_orjson_reads_is_written_back_the_same(depth):
+    raw = (b'{"model": "m", "a": ' + b'[{"k": 1, "l": ' * (depth // 2) + b"[]" + b"}]" * (depth // 2)
+           + b', "b": ' + b"[" * depth + b"{}" + b"]" * depth + b"}").replace(b" ", b"")
+    assert dumps(orjson.loads(raw)) == raw
+
+
+def test_deep_tool_arguments_are_measured_not_refused():
+    deep = {"a": json.loads("[" * 400 + "]" * 400)}
+    view = parse(MESSAGES, {"model": "m", "messages": [{"role": "assistant", "content": [
+        {"type": "tool_use", "id": "t1", "name": "f", "input": deep}]}]})
+    assert view.model == "m"
+
+
 @pytest.mark.parametrize(("path", "body"), [
     (MESSAGES, {"model": "m", "messages": [{"role": "assistant", "content": [
         {"type": "tool_use", "id": "t1", "name": "search", "input": {"type": ["pdf", "doc"]}}]}]}),
@@ -239,6 +283,9 @@ def test_gemini_error_envelope():
     (400, "invalid_request_error", "invalid_request_error", "INVALID_ARGUMENT"),
     (429, "rate_limit_error", "rate_limit_error", "RESOURCE_EXHAUSTED"),
     (503, "service_unavailable_error", "api_error", "UNAVAILABLE"),
+    (405, "invalid_request_error", "invalid_request_error", "UNIMPLEMENTED"),
+    (413, "invalid_request_error", "request_too_large", "INVALID_ARGUMENT"),
+    (415, "invalid_request_error", "invalid_request_error", "INVALID_ARGUMENT"),
     (418, "api_error", "api_error", "UNKNOWN"),
 ])
 def test_error_types_by_status(status, openai, anthropic, gemini):

@@ -115,3 +115,11 @@ def test_cost_uses_cache_prices_where_the_catalog_has_them() -> None:
     plain = ModelSpec("m", "p", input_price=2.0, output_price=8.0)
     assert cost(Usage(cache_read=1_000_000), plain) == pytest.approx(2.0)
     assert cost(Usage(), plain) == 0.0
+
+
+def test_a_logged_body_masks_keys_and_tokens_and_is_cut() -> None:
+    from extproc.logs import logged_body
+
+    text = logged_body(b'{"messages": [{"content": "my key is sk-proj-abcdef123456789 and Bearer eyJhbGciOi.x.y"}]}')
+    assert "abcdef123456789" not in text and "eyJhbGciOi.x.y" not in text and "my key is" in text
+    assert logged_body(b"x" * 100_000).endswith("…") and len(logged_body(b"x" * 100_000)) == 64 * 1024 + 1

@@ -1,0 +1,75 @@
+"""Where usage records go: one log line each, the metrics, and the client key's budget.
+
+Budgets are checked before a request is routed and charged when its answer is in; the record's cost is
+what is charged, so a budget and the usage log always agree.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+from extproc import metrics
+from extproc.core.budget import period, seconds_to
+from extproc.core.clients import ClientKey
+from extproc.state.spend import LocalSpend, SpendLedger
+from extproc.usage.record import UsageRecord
+
+log = logging.getLogger("extproc.usage")
+_KEEP_PAST_PERIOD = 86400.0  # a period's spend is kept a day past its end: a late answer still counts
+
+
+class Accounting:
+    def __init__(self, spend: SpendLedger | None = None, clock: Callable[[], float] = time.time) -> None:
+        self.spend: SpendLedger = spend or LocalSpend()
+        self._clock = clock
+        self._charges: set[asyncio.Task[None]] = set()
+
+    async def over_budget(self, client: ClientKey) -> int | None:
+        """Seconds until the key's budget resets when it is spent, else None."""
+        budget = client.budget
+        if budget is None:
+            return None
+        now = self._clock()
+        name, reset = period(now, budget.per)
+        if await self.spend.spent(client.name, name) >= budget.usd:
+            return seconds_to(reset, now)
+        return None
+
+    def record(self, rec: UsageRecord, client: ClientKey | None) -> None:
+        log.info("usage rid=%s client=%s status=%d served=%s cost=%.6f", rec.request_id, rec.client or "-",
+                 rec.status, rec.served or "-", rec.cost, extra={"fields": rec.doc()})
+        _observe(rec)
+        if client is not None and client.budget is not None and rec.cost > 0:
+            name, reset = period(self._clock(), client.budget.per)
+            task = asyncio.get_running_loop().create_task(
+                self.spend.add(client.name, name, rec.cost, reset - self._clock() + _KEEP_PAST_PERIOD))
+            self._charges.add(task)  # held until done: a charge is never dropped half-way
+            task.add_done_callback(self._charges.discard)
+
+    async def settle(self) -> None:
+        """Wait for the charges still being written (at shutdown)."""
+        if self._charges:
+            await asyncio.gather(*self._charges, return_exceptions=True)
+
+
+def _observe(rec: UsageRecord) -> None:
+    metrics.REQUESTS.labels(rec.outcome, str(rec.status), rec.client or "-").inc()
+    if not rec.served:
+        return
+    labels = (rec.provider, rec.requested, rec.served)
+    error = "" if 200 <= rec.status < 400 else str(rec.status)
+    metrics.REQUEST_DURATION.labels(*labels, error).observe(rec.latency)
+    if rec.first_token is not None:
+        metrics.TIME_TO_FIRST_TOKEN.labels(*labels).observe(rec.first_token)
+    if rec.usage is not None:
+        for kind, count in (("input", rec.usage.input), ("output", rec.usage.output),
+                            ("cache_read", rec.usage.cache_read), ("cache_write", rec.usage.cache_write)):
+            if count or kind in ("input", "output"):
+                metrics.TOKEN_USAGE.labels(kind, *labels).observe(count)
+    if rec.cost > 0:
+        metrics.COST.labels(rec.client or "-").inc(rec.cost)
+    if rec.route.startswith("fallback"):
+        metrics.FALLBACKS.labels(rec.route).inc()

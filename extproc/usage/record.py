@@ -1,0 +1,106 @@
+"""The one usage record of a request: who asked, what served it, how it went, what it used and cost. Pure.
+
+The router-level exchange writes it for an answer that does not stream (and for a request the gateway
+refused), the stream relay for one that does; both build it here, from what each knows.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from dataclasses import dataclass
+from typing import Any
+
+from extproc.attempts import parse_attempt_header, served_by
+from extproc.core.catalog import ModelSpec
+from extproc.core.registry import Registry
+from extproc.usage.cost import cost
+from extproc.usage.tokens import Usage
+
+
+@dataclass(frozen=True, slots=True)
+class Served:
+    """Who served the request: its last attempt's header (ids only)."""
+
+    model: ModelSpec | None
+    provider: str
+    credential: str
+    attempts: int
+
+
+def served(registry: Registry, attempt_header: str, provider: str) -> Served:
+    attempted = parse_attempt_header(attempt_header)
+    if attempted is None:
+        return Served(None, provider, "", 0)
+    model, _, _ = served_by(registry, attempted.owner, attempted.model, attempted.credential)
+    return Served(model, provider or model.provider, attempted.credential, attempted.attempt)
+
+
+@dataclass(frozen=True, slots=True)
+class Asked:
+    """What the router-level exchange knows of the request, passed to the relay in one header."""
+
+    start: float  # wall clock, seconds
+    client: str  # the client key's name, or ""
+    requested: str
+    hide_usage: bool = False  # the client's stream did not ask for its usage: the gateway's extra chunk is kept
+
+    def header(self) -> str:
+        quote = urllib.parse.quote
+        return f"{self.start!r} {quote(self.client, safe='')} {quote(self.requested, safe='')} {int(self.hide_usage)}"
+
+    @classmethod
+    def parse(cls, value: str) -> Asked | None:
+        parts = value.split(" ")
+        if len(parts) != 4 or parts[3] not in ("0", "1"):
+            return None
+        try:
+            start = float(parts[0])
+        except ValueError:
+            return None
+        return cls(start, urllib.parse.unquote(parts[1]), urllib.parse.unquote(parts[2]), parts[3] == "1")
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRecord:
+    request_id: str
+    client: str
+    api: str
+    requested: str
+    served: str  # the model that served it ("" when none did)
+    provider: str
+    credential: str
+    attempts: int
+    status: int
+    streamed: bool
+    latency: float  # seconds, request to the end of its answer
+    first_token: float | None  # seconds to the first byte of the answer
+    usage: Usage | None
+    cost: float  # USD
+    route: str = ""  # why what served it was chosen: direct, alias, fallback:<strategy>
+    bodies: tuple[tuple[str, str], ...] = ()  # with log.bodies: the prompt and the answer, secrets masked
+
+    @property
+    def outcome(self) -> str:
+        if not self.served:
+            return "rejected"  # the gateway answered itself; nothing went upstream
+        return "served" if 200 <= self.status < 400 else "failed"
+
+    def doc(self) -> dict[str, Any]:
+        usage = self.usage or Usage()
+        return {"kind": "usage", "request_id": self.request_id, "client": self.client or None, "api": self.api,
+                "requested_model": self.requested, "served_model": self.served or None,
+                "provider": self.provider or None, "credential": self.credential or None, "attempts": self.attempts,
+                "status": self.status, "outcome": self.outcome, "route": self.route or None, "streamed": self.streamed,
+                "latency_ms": round(self.latency * 1000, 1),
+                "ttft_ms": None if self.first_token is None else round(self.first_token * 1000, 1),
+                "input_tokens": usage.input, "output_tokens": usage.output, "cache_read_tokens": usage.cache_read,
+                "cache_write_tokens": usage.cache_write, "reasoning_tokens": usage.reasoning,
+                "cost_usd": round(self.cost, 8), **dict(self.bodies)}
+
+
+def build(request_id: str, asked: Asked, api: str, who: Served, status: int, streamed: bool, now: float,
+          first_byte: float | None, usage: Usage | None, route: str = "") -> UsageRecord:
+    spent = cost(usage, who.model) if usage is not None and who.model is not None else 0.0
+    return UsageRecord(request_id, asked.client, api, asked.requested, who.model.id if who.model else "",
+                       who.provider, who.credential, who.attempts, status, streamed, max(0.0, now - asked.start),
+                       None if first_byte is None else max(0.0, first_byte - asked.start), usage, spent, route)

@@ -1,0 +1,44 @@
+"""Anthropic's and Gemini's models lists from the registry: shapes and pagination."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from extproc.control.model_lists import anthropic_page, gemini_model, gemini_page
+from extproc.core.catalog import ModelSpec
+
+MODELS = [ModelSpec(f"m-{i}", "p", created=dt.date(2025, 1, 1 + i), context_window=1000, max_output_tokens=10)
+          for i in range(7)]
+
+
+def test_anthropic_pages_newest_first_forward_and_back() -> None:
+    first = anthropic_page(MODELS, 3, "", "")
+    assert [m["id"] for m in first["data"]] == ["m-6", "m-5", "m-4"] and first["has_more"]
+    assert (first["first_id"], first["last_id"]) == ("m-6", "m-4")
+    seen, after = [], ""
+    while True:
+        page = anthropic_page(MODELS, 3, after, "")
+        seen += [m["id"] for m in page["data"]]
+        if not page["has_more"]:
+            break
+        after = page["last_id"]
+    assert seen == [f"m-{i}" for i in range(6, -1, -1)]
+    back = anthropic_page(MODELS, 2, "", "m-2")
+    assert [m["id"] for m in back["data"]] == ["m-4", "m-3"] and back["has_more"]
+    assert first["data"][0] == {"type": "model", "id": "m-6", "display_name": "M 6",
+                                "created_at": "2025-01-07T00:00:00Z", "max_input_tokens": 1000, "max_tokens": 10}
+    assert anthropic_page([], 20, "", "") == {"data": [], "has_more": False, "first_id": None, "last_id": None}
+
+
+def test_gemini_pages_by_token_and_names_its_methods() -> None:
+    pages, token = [], ""
+    while True:
+        page = gemini_page(MODELS, 3, token)
+        pages.append([m["name"] for m in page["models"]])
+        if "nextPageToken" not in page:
+            break
+        token = page["nextPageToken"]
+    assert [len(p) for p in pages] == [3, 3, 1] and pages[0][0] == "models/m-0"
+    embed = gemini_model(ModelSpec("text-embedding-9", "gemini", mode="embedding"))
+    assert embed["supportedGenerationMethods"] == ["embedContent", "batchEmbedContents"]
+    assert "inputTokenLimit" not in embed  # unknown limits are left out, not zero

@@ -74,6 +74,11 @@ class Row:
     bare: Point
     gateway: Point
     workers: Point | None = None  # the gateway with processor.workers > 1 (sharing health through Redis)
+    plain: Point | None = None  # the gateway with accounting off (no usage read from answers)
+
+    @property
+    def plain_ratio(self) -> float:
+        return self.plain.rps / self.bare.rps if self.plain and self.bare.rps else 0.0
 
     @property
     def workers_ratio(self) -> float:
@@ -200,7 +205,8 @@ BENCH_STATE_KEY = "bmv2vDyfjOs2wW4Zt5r0m6M8rXyV6bV2hW1aTOv2Q1k="  # a Fernet key
 
 
 def gateway_config(port: int, processor_port: int, admin_port: int, upstream_port: int,
-                   envoy_concurrency: int, workers: int = 1, redis_url: str | None = None) -> dict[str, Any]:
+                   envoy_concurrency: int, workers: int = 1, redis_url: str | None = None,
+                   accounting: bool = True) -> dict[str, Any]:
     """Every built-in provider points at the fake (keeping the run off the network); only openai has a key."""
     base_url = f"http://{HOST}:{upstream_port}"
     providers = {name: {"base_url": base_url, "api_key": PROVIDER_KEY if name == "openai" else ""}
@@ -212,6 +218,7 @@ def gateway_config(port: int, processor_port: int, admin_port: int, upstream_por
         **({"state": {"redis": {"url": redis_url, "key": BENCH_STATE_KEY}}} if redis_url else {}),
         "admin": {"address": HOST, "port": admin_port},
         "metrics": False,  # its figures are still kept (the cost is measured); only not served
+        "accounting": accounting,
         "log_level": "warning",
         "envoy": {"concurrency": envoy_concurrency, "log_level": "warning"},
         "providers": providers,
@@ -316,6 +323,7 @@ class Targets:
     fake: str
     bare: str
     gateway: str
+    plain: str | None = None  # the same gateway with accounting off
     workers: str | None = None  # the same gateway with several processor workers
     worker_count: int = 1
 
@@ -332,15 +340,22 @@ def start_stack(children: Children, envoy: str, envoy_concurrency: int, workers:
     config.write_text(yaml.safe_dump(
         gateway_config(gw_port, free_port_block(2), free_port(), fake_port, envoy_concurrency), sort_keys=False))
     gateway = children.start("gateway", [sys.executable, "-m", "extproc", "up", "--config", str(config)])
+    plain_port = free_port()
+    plain_config = children.workdir / "gateway-plain.yaml"
+    plain_config.write_text(yaml.safe_dump(gateway_config(plain_port, free_port_block(2), free_port(), fake_port,
+                                                          envoy_concurrency, accounting=False), sort_keys=False))
+    plain = children.start("gateway-plain", [sys.executable, "-m", "extproc", "up", "--config", str(plain_config)])
     wait_listening(bare, bare_port)
     wait_gateway_ready(gateway)
-    fake_url, bare_url, gw_url = (f"http://{HOST}:{p}{PATH}" for p in (fake_port, bare_port, gw_port))
+    wait_gateway_ready(plain)
+    fake_url, bare_url, gw_url, plain_url = (f"http://{HOST}:{p}{PATH}"
+                                             for p in (fake_port, bare_port, gw_port, plain_port))
     redis = shutil.which("redis-server")
     if workers <= 1:
-        return Targets(fake_url, bare_url, gw_url)
+        return Targets(fake_url, bare_url, gw_url, plain_url)
     if redis is None:
         print(f"bench: redis-server not found, so no run with {workers} workers (apt-get install redis-server)")
-        return Targets(fake_url, bare_url, gw_url)
+        return Targets(fake_url, bare_url, gw_url, plain_url)
     redis_port, many_port = free_port(), free_port()
     redis_child = children.start("redis", [redis, "--port", str(redis_port), "--bind", HOST, "--save", "",
                                            "--appendonly", "no"])
@@ -351,7 +366,7 @@ def start_stack(children: Children, envoy: str, envoy_concurrency: int, workers:
                                                   workers, f"redis://{HOST}:{redis_port}/0"), sort_keys=False))
     wait_gateway_ready(children.start("gateway-workers", [sys.executable, "-m", "extproc", "up", "--config",
                                                           str(many)]))
-    return Targets(fake_url, bare_url, gw_url, f"http://{HOST}:{many_port}{PATH}", workers)
+    return Targets(fake_url, bare_url, gw_url, plain_url, f"http://{HOST}:{many_port}{PATH}", workers)
 
 
 # ------------------------------------------------------------------------------------------ sanity
@@ -520,13 +535,18 @@ def run_points(load: Load, targets: Targets, concurrencies: Sequence[int], durat
         print(f" {bare.rps:,.0f} rps; gateway ...", end="", flush=True)
         gateway = measure(load, targets.gateway, conc, duration, warmup)
         print(f" {gateway.rps:,.0f} rps", end="", flush=True)
+        plain = None
+        if targets.plain:
+            print("; no accounting ...", end="", flush=True)
+            plain = measure(load, targets.plain, conc, duration, warmup)
+            print(f" {plain.rps:,.0f} rps", end="", flush=True)
         workers = None
         if targets.workers:
             print(f"; {targets.worker_count} workers ...", end="", flush=True)
             workers = measure(load, targets.workers, conc, duration, warmup)
             print(f" {workers.rps:,.0f} rps", end="", flush=True)
         print(flush=True)
-        rows.append(Row(conc, bare, gateway, workers))
+        rows.append(Row(conc, bare, gateway, workers, plain))
     return rows
 
 
@@ -534,9 +554,11 @@ def run_points(load: Load, targets: Targets, concurrencies: Sequence[int], durat
 
 
 def render_table(rows: Sequence[Row], worker_count: int = 1) -> str:
-    many = any(r.workers for r in rows)
+    many, plain = any(r.workers for r in rows), any(r.plain for r in rows)
     header: tuple[str, ...] = ("conc", "bare rps", "gw rps", "ratio", "bare p50", "gw p50", "+p50", "bare p99",
                                "gw p99", "+p99")
+    if plain:
+        header += ("no-acct rps", "ratio")
     if many:
         header += (f"gw×{worker_count} rps", f"ratio×{worker_count}")
     lines = [header]
@@ -545,6 +567,8 @@ def render_table(rows: Sequence[Row], worker_count: int = 1) -> str:
                                  f"{r.rps_ratio:.2f}", f"{r.bare.p50_ms:.2f}", f"{r.gateway.p50_ms:.2f}",
                                  f"{r.added_p50_ms:+.2f}", f"{r.bare.p99_ms:.2f}", f"{r.gateway.p99_ms:.2f}",
                                  f"{r.added_p99_ms:+.2f}")
+        if plain:
+            line += (f"{r.plain.rps:,.0f}" if r.plain else "-", f"{r.plain_ratio:.2f}")
         if many:
             line += (f"{r.workers.rps:,.0f}" if r.workers else "-", f"{r.workers_ratio:.2f}")
         lines.append(line)
@@ -552,6 +576,8 @@ def render_table(rows: Sequence[Row], worker_count: int = 1) -> str:
     text = [" | ".join(c.rjust(w) for c, w in zip(line, widths, strict=True)) for line in lines]
     text.insert(1, "-+-".join("-" * w for w in widths))
     legend = "\n(latencies in ms; ratio = gateway rps / bare rps; +p50/+p99 = gateway - bare"
+    if plain:
+        legend += "; no-acct = the gateway with accounting: false"
     if many:
         legend += f"; gw×{worker_count} = {worker_count} processor workers sharing health through Redis"
     return "\n".join(text) + legend + ")"
@@ -586,6 +612,7 @@ def write_json(path: Path, machine: dict[str, Any], load: Load, args: argparse.N
         "fake_provider_ceiling": asdict(ceiling) if ceiling else None,
         "points": [{"concurrency": r.concurrency, "bare": asdict(r.bare), "gateway": asdict(r.gateway),
                     "workers": asdict(r.workers) if r.workers else None,
+                    "no_accounting": asdict(r.plain) if r.plain else None,
                     "rps_ratio": r.rps_ratio, "added_p50_ms": r.added_p50_ms, "added_p99_ms": r.added_p99_ms}
                    for r in rows],
     }

@@ -340,13 +340,13 @@ def start_stack(children: Children, envoy: str, envoy_concurrency: int, workers:
     config.write_text(yaml.safe_dump(
         gateway_config(gw_port, free_port_block(2), free_port(), fake_port, envoy_concurrency), sort_keys=False))
     gateway = children.start("gateway", [sys.executable, "-m", "extproc", "up", "--config", str(config)])
+    wait_listening(bare, bare_port)
+    wait_gateway_ready(gateway)  # its ports are bound: the next free ones cannot be the same
     plain_port = free_port()
     plain_config = children.workdir / "gateway-plain.yaml"
     plain_config.write_text(yaml.safe_dump(gateway_config(plain_port, free_port_block(2), free_port(), fake_port,
                                                           envoy_concurrency, accounting=False), sort_keys=False))
     plain = children.start("gateway-plain", [sys.executable, "-m", "extproc", "up", "--config", str(plain_config)])
-    wait_listening(bare, bare_port)
-    wait_gateway_ready(gateway)
     wait_gateway_ready(plain)
     fake_url, bare_url, gw_url, plain_url = (f"http://{HOST}:{p}{PATH}"
                                              for p in (fake_port, bare_port, gw_port, plain_port))

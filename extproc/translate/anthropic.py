@@ -1,0 +1,177 @@
+"""Anthropic Messages ⇄ the internal representation. Pure."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from extproc.translate.ir import (
+    ChatAnswer,
+    ChatRequest,
+    Image,
+    Message,
+    Part,
+    Text,
+    Thinking,
+    Tool,
+    ToolCall,
+    ToolResult,
+    Unsupported,
+    check_translatable,
+)
+
+DEFAULT_MAX_TOKENS = 4096  # Anthropic requires max_tokens; a request from another API may not say
+_EFFORT_BUDGET = {"low": 1024, "medium": 4096, "high": 16384}  # thinking budget for an OpenAI-style effort
+
+
+def _image(block: dict[str, Any]) -> Image:
+    source = block.get("source") or {}
+    if source.get("type") == "url":
+        return Image(url=str(source.get("url", "")))
+    return Image(media_type=str(source.get("media_type", "")), data=str(source.get("data", "")))
+
+
+def _blocks(content: Any) -> list[Part]:
+    if isinstance(content, str):
+        return [Text(content)] if content else []
+    parts: list[Part] = []
+    for b in content or []:
+        kind = b.get("type") if isinstance(b, dict) else None
+        if kind == "text":
+            parts.append(Text(str(b.get("text", ""))))
+        elif kind == "image":
+            parts.append(_image(b))
+        elif kind == "tool_use":
+            parts.append(ToolCall(str(b.get("id", "")), str(b.get("name", "")),
+                                  orjson.dumps(b.get("input") or {}).decode()))
+        elif kind == "tool_result":
+            inner = [p for p in _blocks(b.get("content")) if isinstance(p, (Text, Image))]
+            parts.append(ToolResult(str(b.get("tool_use_id", "")), tuple(inner), is_error=bool(b.get("is_error"))))
+        elif kind == "thinking":
+            parts.append(Thinking(str(b.get("thinking", "")), str(b.get("signature", ""))))
+    return parts
+
+
+def read_request(doc: dict[str, Any]) -> ChatRequest:
+    system = doc.get("system")
+    texts = [system] if isinstance(system, str) else [str(b.get("text", "")) for b in system or []
+                                                       if isinstance(b, dict) and b.get("type") == "text"]
+    messages = tuple(Message("assistant" if m.get("role") == "assistant" else "user", tuple(_blocks(m.get("content"))))
+                     for m in doc.get("messages") or [])
+    tools = tuple(Tool(str(t.get("name", "")), str(t.get("description", "")), dict(t.get("input_schema") or {}))
+                  for t in doc.get("tools") or [] if isinstance(t, dict) and t.get("type") in (None, "custom"))
+    choice_doc = doc.get("tool_choice") or {}
+    choice = {"auto": "auto", "any": "required", "none": "none"}.get(str(choice_doc.get("type"))) \
+        or (choice_doc.get("name") if choice_doc.get("type") == "tool" else None)
+    thinking = doc.get("thinking") or {}
+    own = [f"tools of type {t.get('type')}" for t in doc.get("tools") or []
+           if isinstance(t, dict) and t.get("type") not in (None, "custom")]
+    return ChatRequest(
+        model=str(doc.get("model", "")), messages=messages, system=tuple(t for t in texts if t), tools=tools,
+        tool_choice=choice, parallel_tool_calls=False if choice_doc.get("disable_parallel_tool_use") else None,
+        max_tokens=doc.get("max_tokens"), temperature=doc.get("temperature"), top_p=doc.get("top_p"),
+        stop=tuple(doc.get("stop_sequences") or ()), stream=doc.get("stream") is True,
+        reasoning_budget=thinking.get("budget_tokens") if thinking.get("type") == "enabled" else None,
+        untranslatable=tuple(own))
+
+
+def _image_out(image: Image) -> dict[str, Any]:
+    source = {"type": "url", "url": image.url} if image.url else \
+        {"type": "base64", "media_type": image.media_type, "data": image.data}
+    return {"type": "image", "source": source}
+
+
+def _arguments(call: ToolCall) -> Any:
+    try:
+        return orjson.loads(call.arguments or "{}")
+    except orjson.JSONDecodeError:
+        raise Unsupported(f"the arguments of tool call {call.id} are not JSON") from None
+
+
+def _blocks_out(parts: tuple[Part, ...], keep_thinking: bool) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for p in parts:
+        if isinstance(p, Text):
+            if p.text:
+                out.append({"type": "text", "text": p.text})
+        elif isinstance(p, Image):
+            out.append(_image_out(p))
+        elif isinstance(p, ToolCall):
+            out.append({"type": "tool_use", "id": p.id, "name": p.name, "input": _arguments(p)})
+        elif isinstance(p, ToolResult):
+            content = [{"type": "text", "text": c.text} if isinstance(c, Text) else _image_out(c) for c in p.content]
+            block: dict[str, Any] = {"type": "tool_result", "tool_use_id": p.call_id, "content": content}
+            if p.is_error:
+                block["is_error"] = True
+            out.append(block)
+        elif isinstance(p, Thinking) and keep_thinking and p.signature:
+            out.append({"type": "thinking", "thinking": p.text, "signature": p.signature})
+    return out
+
+
+def write_request(req: ChatRequest, keep_thinking: bool = False) -> dict[str, Any]:
+    """`keep_thinking`: the request goes back to the provider that signed its thinking blocks; anywhere else
+    they are left out (another provider rejects a signature it did not make)."""
+    check_translatable(req)
+    if req.json_schema is not None or req.json_object:
+        raise Unsupported("a structured (JSON schema) answer")
+    doc: dict[str, Any] = {"model": req.model, "max_tokens": req.max_tokens or DEFAULT_MAX_TOKENS,
+                           "messages": [{"role": m.role, "content": _blocks_out(m.parts, keep_thinking)}
+                                        for m in req.messages]}
+    if req.system:
+        doc["system"] = "\n\n".join(req.system)
+    if req.tools:
+        doc["tools"] = [{"name": t.name, "description": t.description,
+                         "input_schema": t.parameters or {"type": "object"}} for t in req.tools]
+    if req.tool_choice is not None:
+        choice: dict[str, Any] = {"type": {"auto": "auto", "required": "any", "none": "none"}.get(
+            req.tool_choice, "tool")}
+        if choice["type"] == "tool":
+            choice["name"] = req.tool_choice
+        if req.parallel_tool_calls is False and choice["type"] != "none":
+            choice["disable_parallel_tool_use"] = True
+        doc["tool_choice"] = choice
+    for key, value in (("temperature", req.temperature), ("top_p", req.top_p)):
+        if value is not None:
+            doc[key] = value
+    if req.stop:
+        doc["stop_sequences"] = list(req.stop)
+    if req.stream:
+        doc["stream"] = True
+    budget = req.reasoning_budget or _EFFORT_BUDGET.get(req.reasoning_effort or "")
+    if budget:
+        doc["thinking"] = {"type": "enabled", "budget_tokens": max(1024, budget)}
+        doc["max_tokens"] = max(doc["max_tokens"], doc["thinking"]["budget_tokens"] + 1024)
+        doc.pop("temperature", None)  # thinking takes the default temperature only
+    return doc
+
+
+_STOP_IN = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls",
+            "refusal": "content_filter", "pause_turn": "stop"}
+_STOP_OUT = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use", "content_filter": "refusal"}
+
+
+def read_answer(doc: dict[str, Any]) -> ChatAnswer:
+    usage = doc.get("usage") or {}
+    parts = tuple(p for p in _blocks(doc.get("content")) if isinstance(p, (Text, ToolCall, Thinking)))
+    return ChatAnswer(str(doc.get("id", "")), str(doc.get("model", "")), parts,
+                      _STOP_IN.get(str(doc.get("stop_reason")), "stop"), int(usage.get("input_tokens") or 0),
+                      int(usage.get("output_tokens") or 0), int(usage.get("cache_read_input_tokens") or 0),
+                      int(usage.get("cache_creation_input_tokens") or 0))
+
+
+def write_answer(answer: ChatAnswer) -> dict[str, Any]:
+    content: list[dict[str, Any]] = []
+    for p in answer.parts:
+        if isinstance(p, Thinking):
+            content.append({"type": "thinking", "thinking": p.text, "signature": p.signature})
+        elif isinstance(p, Text):
+            content.append({"type": "text", "text": p.text})
+        elif isinstance(p, ToolCall):
+            content.append({"type": "tool_use", "id": p.id, "name": p.name, "input": _arguments(p)})
+    return {"id": answer.id, "type": "message", "role": "assistant", "model": answer.model, "content": content,
+            "stop_reason": _STOP_OUT.get(answer.stop_reason, "end_turn"), "stop_sequence": None,
+            "usage": {"input_tokens": answer.input_tokens, "output_tokens": answer.output_tokens,
+                      "cache_read_input_tokens": answer.cache_read_tokens,
+                      "cache_creation_input_tokens": answer.cache_write_tokens}}

@@ -1,0 +1,188 @@
+"""Gemini generateContent ⇄ the internal representation. Pure.
+
+Gemini's function calls carry no ids and its results name the function instead; ids are made up when
+reading (`call_<n>_<name>`), and a result written for Gemini takes its name from the call it answers.
+The model is in the path, not the body.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from extproc.translate.ir import (
+    ChatAnswer,
+    ChatRequest,
+    Image,
+    Message,
+    Part,
+    Text,
+    Thinking,
+    Tool,
+    ToolCall,
+    ToolResult,
+    Unsupported,
+    check_translatable,
+)
+
+_EFFORT_BUDGET = {"low": 1024, "medium": 8192, "high": 24576}
+
+
+def _parts(parts: Any, calls: list[ToolCall]) -> list[Part]:
+    out: list[Part] = []
+    for p in parts or []:
+        if not isinstance(p, dict):
+            continue
+        if "text" in p:
+            out.append(Thinking(str(p["text"]), str(p.get("thoughtSignature", ""))) if p.get("thought")
+                       else Text(str(p["text"])))
+        elif "inlineData" in p:
+            data = p["inlineData"] or {}
+            out.append(Image(media_type=str(data.get("mimeType", "")), data=str(data.get("data", ""))))
+        elif "fileData" in p:
+            out.append(Image(url=str((p["fileData"] or {}).get("fileUri", ""))))
+        elif "functionCall" in p:
+            fn = p["functionCall"] or {}
+            call = ToolCall(str(fn.get("id") or f"call_{len(calls)}_{fn.get('name', '')}"), str(fn.get("name", "")),
+                            orjson.dumps(fn.get("args") or {}).decode())
+            calls.append(call)
+            out.append(call)
+        elif "functionResponse" in p:
+            fn = p["functionResponse"] or {}
+            name = str(fn.get("name", ""))
+            call_id = str(fn.get("id") or next((c.id for c in reversed(calls) if c.name == name), name))
+            response = fn.get("response")
+            text = response.get("content") if isinstance(response, dict) and isinstance(
+                response.get("content"), str) else orjson.dumps(response).decode()
+            out.append(ToolResult(call_id, (Text(str(text)),), name=name))
+    return out
+
+
+def read_request(doc: dict[str, Any], model: str) -> ChatRequest:
+    calls: list[ToolCall] = []
+    messages = tuple(Message("assistant" if c.get("role") == "model" else "user", tuple(_parts(c.get("parts"), calls)))
+                     for c in doc.get("contents") or [] if isinstance(c, dict))
+    system = doc.get("systemInstruction") or doc.get("system_instruction") or {}
+    texts = tuple(str(p.get("text", "")) for p in system.get("parts") or [] if isinstance(p, dict) and p.get("text"))
+    tools = tuple(Tool(str(f.get("name", "")), str(f.get("description", "")),
+                       dict(f.get("parameters") or f.get("parametersJsonSchema") or {}))
+                  for t in doc.get("tools") or [] for f in t.get("functionDeclarations") or [])
+    own = [k for t in doc.get("tools") or [] for k in t if k != "functionDeclarations"]  # googleSearch, codeExecution
+    mode_doc = (doc.get("toolConfig") or {}).get("functionCallingConfig") or {}
+    allowed = mode_doc.get("allowedFunctionNames") or []
+    mode = str(mode_doc.get("mode", "")).upper()
+    choice = allowed[0] if mode == "ANY" and len(allowed) == 1 else \
+        {"AUTO": "auto", "ANY": "required", "NONE": "none"}.get(mode)
+    gen = doc.get("generationConfig") or {}
+    schema = gen.get("responseJsonSchema") or gen.get("responseSchema")
+    thinking = gen.get("thinkingConfig") or {}
+    if gen.get("candidateCount", 1) not in (None, 1):
+        own.append("candidateCount > 1")
+    return ChatRequest(
+        model=model, messages=messages, system=texts, tools=tools, tool_choice=choice,
+        max_tokens=gen.get("maxOutputTokens"), temperature=gen.get("temperature"), top_p=gen.get("topP"),
+        stop=tuple(gen.get("stopSequences") or ()),
+        json_schema={"name": "answer", "schema": schema} if schema else None,
+        json_object=not schema and gen.get("responseMimeType") == "application/json",
+        reasoning_budget=thinking.get("thinkingBudget") or None, untranslatable=tuple(own))
+
+
+def _parts_out(parts: tuple[Part, ...], names: dict[str, str]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for p in parts:
+        if isinstance(p, Text):
+            if p.text:
+                out.append({"text": p.text})
+        elif isinstance(p, Image):
+            if p.url:
+                raise Unsupported("an image by URL (Gemini takes inline images or uploaded files)")
+            out.append({"inlineData": {"mimeType": p.media_type, "data": p.data}})
+        elif isinstance(p, ToolCall):
+            try:
+                args = orjson.loads(p.arguments or "{}")
+            except orjson.JSONDecodeError:
+                raise Unsupported(f"the arguments of tool call {p.id} are not JSON") from None
+            out.append({"functionCall": {"name": p.name, "args": args}})
+        elif isinstance(p, ToolResult):
+            text = "".join(c.text for c in p.content if isinstance(c, Text))
+            out.append({"functionResponse": {"name": p.name or names.get(p.call_id, p.call_id),
+                                             "response": {"content": text}}})
+    return out
+
+
+def write_request(req: ChatRequest) -> dict[str, Any]:
+    check_translatable(req)
+    names = {p.id: p.name for m in req.messages for p in m.parts if isinstance(p, ToolCall)}
+    doc: dict[str, Any] = {"contents": [{"role": "model" if m.role == "assistant" else "user",
+                                         "parts": _parts_out(m.parts, names)} for m in req.messages]}
+    if req.system:
+        doc["systemInstruction"] = {"parts": [{"text": s} for s in req.system]}
+    if req.tools:
+        doc["tools"] = [{"functionDeclarations": [
+            {"name": t.name, "description": t.description, **({"parameters": t.parameters} if t.parameters else {})}
+            for t in req.tools]}]
+    if req.tool_choice is not None:
+        config: dict[str, Any] = {"mode": {"auto": "AUTO", "required": "ANY", "none": "NONE"}.get(req.tool_choice,
+                                                                                                   "ANY")}
+        if req.tool_choice not in ("auto", "required", "none"):
+            config["allowedFunctionNames"] = [req.tool_choice]
+        doc["toolConfig"] = {"functionCallingConfig": config}
+    gen: dict[str, Any] = {}
+    for key, value in (("maxOutputTokens", req.max_tokens), ("temperature", req.temperature), ("topP", req.top_p)):
+        if value is not None:
+            gen[key] = value
+    if req.stop:
+        gen["stopSequences"] = list(req.stop)
+    if req.json_schema:
+        gen["responseMimeType"] = "application/json"
+        gen["responseJsonSchema"] = req.json_schema.get("schema") or {}
+    elif req.json_object:
+        gen["responseMimeType"] = "application/json"
+    budget = req.reasoning_budget or _EFFORT_BUDGET.get(req.reasoning_effort or "")
+    if budget:
+        gen["thinkingConfig"] = {"thinkingBudget": budget, "includeThoughts": True}
+    if gen:
+        doc["generationConfig"] = gen
+    return doc
+
+
+_FINISH_IN = {"STOP": "stop", "MAX_TOKENS": "length", "SAFETY": "content_filter", "RECITATION": "content_filter",
+              "PROHIBITED_CONTENT": "content_filter", "BLOCKLIST": "content_filter", "SPII": "content_filter"}
+_FINISH_OUT = {"stop": "STOP", "length": "MAX_TOKENS", "tool_calls": "STOP", "content_filter": "SAFETY"}
+
+
+def read_answer(doc: dict[str, Any], model: str = "") -> ChatAnswer:
+    doc = doc["response"] if isinstance(doc.get("response"), dict) else doc  # Code Assist's wrapping
+    candidate = (doc.get("candidates") or [{}])[0]
+    parts = tuple(p for p in _parts((candidate.get("content") or {}).get("parts"), [])
+                  if isinstance(p, (Text, ToolCall, Thinking)))
+    meta = doc.get("usageMetadata") or {}
+    cached = int(meta.get("cachedContentTokenCount") or 0)
+    thoughts = int(meta.get("thoughtsTokenCount") or 0)
+    reason = _FINISH_IN.get(str(candidate.get("finishReason")), "stop")
+    if reason == "stop" and any(isinstance(p, ToolCall) for p in parts):
+        reason = "tool_calls"
+    return ChatAnswer(str(doc.get("responseId", "")), str(doc.get("modelVersion") or model), parts, reason,
+                      int(meta.get("promptTokenCount") or 0) - cached,
+                      int(meta.get("candidatesTokenCount") or 0) + thoughts, cached, 0, thoughts)
+
+
+def write_answer(answer: ChatAnswer) -> dict[str, Any]:
+    parts: list[dict[str, Any]] = []
+    for p in answer.parts:
+        if isinstance(p, Thinking):
+            parts.append({"text": p.text, "thought": True})
+        elif isinstance(p, Text):
+            parts.append({"text": p.text})
+        elif isinstance(p, ToolCall):
+            parts.append({"functionCall": {"name": p.name, "args": orjson.loads(p.arguments or "{}")}})
+    prompt = answer.input_tokens + answer.cache_read_tokens
+    return {"candidates": [{"content": {"role": "model", "parts": parts}, "index": 0,
+                            "finishReason": _FINISH_OUT.get(answer.stop_reason, "STOP")}],
+            "usageMetadata": {"promptTokenCount": prompt,
+                              "candidatesTokenCount": answer.output_tokens - answer.reasoning_tokens,
+                              "thoughtsTokenCount": answer.reasoning_tokens,
+                              "cachedContentTokenCount": answer.cache_read_tokens,
+                              "totalTokenCount": prompt + answer.output_tokens},
+            "modelVersion": answer.model, "responseId": answer.id}

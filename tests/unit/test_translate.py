@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 import pytest
 
-from extproc.translate import anthropic, gemini, openai_chat
+from extproc.translate import anthropic, gemini, openai_chat, responses
 from extproc.translate.ir import ChatRequest, Image, Text, Thinking, ToolCall, ToolResult, Unsupported
 
 PNG = "iVBORw0KGgo="
@@ -143,6 +143,12 @@ ANSWERS: list[tuple[str, Any, dict[str, Any]]] = [
                 {"id": "toolu_1", "type": "function",
                  "function": {"name": "weather", "arguments": '{"city": "Paris"}'}}]}}],
         "usage": {"prompt_tokens": 15, "completion_tokens": 20, "prompt_tokens_details": {"cached_tokens": 5}}}),
+    ("responses", responses.read_answer, {
+        "id": "resp_1", "object": "response", "model": "gpt-x", "status": "completed", "output": [
+            {"type": "reasoning", "id": "rs_1", "summary": [{"type": "summary_text", "text": "let me see"}]},
+            {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Checking."}]},
+            {"type": "function_call", "call_id": "toolu_1", "name": "weather", "arguments": '{"city":"Paris"}'}],
+        "usage": {"input_tokens": 15, "output_tokens": 20, "input_tokens_details": {"cached_tokens": 5}}}),
     ("gemini", lambda d: gemini.read_answer(d, "gemini-x"), {
         "candidates": [{"content": {"role": "model", "parts": [
             {"text": "let me see", "thought": True}, {"text": "Checking."},
@@ -171,6 +177,7 @@ def test_an_answer_of_each_api_reads_the_same_and_writes_as_every_other(name: st
     assert gm["candidates"][0]["content"]["parts"][-1] == {"functionCall": {"name": "weather",
                                                                              "args": {"city": "Paris"}}}
     assert same(openai_chat.read_answer(oa).parts[1:]) == same(answer.parts[1:])
+    assert same(responses.read_answer(responses.write_answer(answer)).parts[1:]) == same(answer.parts[1:])
     assert same(anthropic.read_answer(an).parts[1:]) == same(answer.parts[1:])
 
 
@@ -181,3 +188,28 @@ def test_a_text_only_message_stays_a_string_and_images_stay_images() -> None:
     image = openai_chat.read_request({"model": "m", "messages": [{"role": "user", "content": [
         {"type": "image_url", "image_url": {"url": f"data:image/jpeg;base64,{PNG}"}}]}]}).messages[0].parts[0]
     assert image == Image(media_type="image/jpeg", data=PNG)
+
+
+def test_a_chat_client_reaches_a_responses_only_login_and_back() -> None:
+    """The Codex (ChatGPT) login speaks only the Responses API."""
+    doc = responses.write_request(openai_chat.read_request({**OPENAI_REQUEST, "stop": None}))
+    assert doc["instructions"] == "Be brief." and doc["store"] is False and doc["max_output_tokens"] == 300
+    kinds = [(i["type"], i.get("role")) for i in doc["input"]]
+    assert kinds == [("message", "user"), ("function_call", None), ("function_call", None),
+                     ("function_call_output", None), ("function_call_output", None)]
+    assert doc["input"][0]["content"][1] == {"type": "input_image", "image_url": "https://img.example/cat.png"}
+    assert doc["tool_choice"] == {"type": "function", "name": "weather"}
+    back = openai_chat.write_request(responses.read_request(doc))
+    assert [m["role"] for m in back["messages"]] == ["system", "user", "assistant", "tool", "tool"]
+    with pytest.raises(Unsupported, match="stop sequences"):
+        responses.write_request(openai_chat.read_request(OPENAI_REQUEST))
+
+
+def test_a_responses_request_bound_to_provider_state_is_never_rebuilt_elsewhere() -> None:
+    doc = {"model": "gpt-x", "input": "and then?", "previous_response_id": "resp_9"}
+    with pytest.raises(Unsupported, match="previous_response_id"):
+        anthropic.write_request(responses.read_request(doc))
+    plain = anthropic.write_request(responses.read_request({"model": "gpt-x", "input": "hi",
+                                                            "reasoning": {"effort": "high"}}))
+    assert plain["messages"] == [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]
+    assert plain["thinking"]["budget_tokens"] == 16384

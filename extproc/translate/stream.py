@@ -1,0 +1,416 @@
+"""Streamed answers translated event by event: a provider's stream → internal events → the client's stream.
+
+Readers take raw chunks (split at any byte: `EventSplitter` holds a partial event) and give events as soon as
+each provider event is whole, so the client's first byte is as early as without translation. Writers turn
+events into the client API's own stream, with the framing (block starts and stops, the final usage) it needs.
+Pure: bytes in, bytes out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from extproc.formats.sse import EventSplitter, fields
+
+
+@dataclass(frozen=True, slots=True)
+class Start:
+    id: str
+    model: str
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ThinkingDelta:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class CallStart:
+    index: int  # the call's place among this answer's tool calls
+    id: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class CallDelta:
+    index: int
+    arguments: str  # a fragment of the JSON text
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    stop_reason: str = "stop"
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+
+
+Event = Start | TextDelta | ThinkingDelta | CallStart | CallDelta | Finish
+
+
+class _Reader:
+    """Splits the provider's stream into its events; subclasses turn each into internal events."""
+
+    def __init__(self) -> None:
+        self._events = EventSplitter()
+        self.finished = False
+
+    def feed(self, chunk: bytes, end: bool = False) -> list[Event]:
+        out: list[Event] = []
+        for raw in self._events.feed(chunk, end):
+            name, data = fields(raw)
+            if not data or data == b"[DONE]":
+                continue
+            try:
+                doc = orjson.loads(data)
+            except orjson.JSONDecodeError:
+                continue
+            if isinstance(doc, dict):
+                out.extend(self._read(name, doc))
+        if end and not self.finished:
+            out.extend(self._end())
+        return out
+
+    def _read(self, name: str, doc: dict[str, Any]) -> list[Event]:
+        raise NotImplementedError
+
+    def _end(self) -> list[Event]:
+        self.finished = True
+        return [Finish()]
+
+
+_OPENAI_FINISH = {"stop": "stop", "length": "length", "tool_calls": "tool_calls", "content_filter": "content_filter"}
+
+
+class OpenAIChatReader(_Reader):
+    def __init__(self) -> None:
+        super().__init__()
+        self._started = False
+        self._calls: set[int] = set()
+        self._finish = Finish()
+
+    def _read(self, name: str, doc: dict[str, Any]) -> list[Event]:
+        out: list[Event] = []
+        if not self._started:
+            self._started = True
+            out.append(Start(str(doc.get("id", "")), str(doc.get("model", ""))))
+        for choice in doc.get("choices") or []:
+            delta = choice.get("delta") or {}
+            if delta.get("reasoning_content"):
+                out.append(ThinkingDelta(str(delta["reasoning_content"])))
+            if delta.get("content"):
+                out.append(TextDelta(str(delta["content"])))
+            for call in delta.get("tool_calls") or []:
+                index, fn = int(call.get("index", 0)), call.get("function") or {}
+                if index not in self._calls:
+                    self._calls.add(index)
+                    out.append(CallStart(index, str(call.get("id", "")), str(fn.get("name", ""))))
+                if fn.get("arguments"):
+                    out.append(CallDelta(index, str(fn["arguments"])))
+            if choice.get("finish_reason"):
+                self._finish = Finish(_OPENAI_FINISH.get(str(choice["finish_reason"]), "stop"))
+        usage = doc.get("usage")
+        if isinstance(usage, dict):
+            cached = int((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0)
+            self._finish = Finish(self._finish.stop_reason, int(usage.get("prompt_tokens") or 0) - cached,
+                                  int(usage.get("completion_tokens") or 0), cached)
+        return out
+
+    def _end(self) -> list[Event]:
+        self.finished = True
+        return [self._finish]
+
+
+_ANTHROPIC_STOP = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls",
+                   "refusal": "content_filter"}
+
+
+class AnthropicReader(_Reader):
+    def __init__(self) -> None:
+        super().__init__()
+        self._kinds: dict[int, str] = {}
+        self._call_of: dict[int, int] = {}
+        self._usage: dict[str, int] = {}
+        self._stop = "stop"
+
+    def _read(self, name: str, doc: dict[str, Any]) -> list[Event]:
+        kind = doc.get("type", name)
+        if kind == "message_start":
+            message = doc.get("message") or {}
+            self._take_usage(message.get("usage"))
+            return [Start(str(message.get("id", "")), str(message.get("model", "")))]
+        if kind == "content_block_start":
+            block, index = doc.get("content_block") or {}, int(doc.get("index", 0))
+            self._kinds[index] = str(block.get("type"))
+            if block.get("type") == "tool_use":
+                self._call_of[index] = len(self._call_of)
+                return [CallStart(self._call_of[index], str(block.get("id", "")), str(block.get("name", "")))]
+            if block.get("type") == "text" and block.get("text"):
+                return [TextDelta(str(block["text"]))]
+            return []
+        if kind == "content_block_delta":
+            delta, index = doc.get("delta") or {}, int(doc.get("index", 0))
+            if delta.get("type") == "text_delta":
+                return [TextDelta(str(delta.get("text", "")))]
+            if delta.get("type") == "thinking_delta":
+                return [ThinkingDelta(str(delta.get("thinking", "")))]
+            if delta.get("type") == "input_json_delta" and index in self._call_of:
+                return [CallDelta(self._call_of[index], str(delta.get("partial_json", "")))]
+            return []
+        if kind == "message_delta":
+            self._stop = _ANTHROPIC_STOP.get(str((doc.get("delta") or {}).get("stop_reason")), self._stop)
+            self._take_usage(doc.get("usage"))
+            return []
+        if kind == "message_stop":
+            return self._end()
+        return []
+
+    def _take_usage(self, usage: Any) -> None:
+        if isinstance(usage, dict):
+            self._usage.update({k: int(v) for k, v in usage.items() if isinstance(v, int) and v})
+
+    def _end(self) -> list[Event]:
+        if self.finished:
+            return []
+        self.finished = True
+        u = self._usage
+        return [Finish(self._stop, u.get("input_tokens", 0), u.get("output_tokens", 0),
+                       u.get("cache_read_input_tokens", 0), u.get("cache_creation_input_tokens", 0))]
+
+
+_GEMINI_FINISH = {"STOP": "stop", "MAX_TOKENS": "length", "SAFETY": "content_filter"}
+
+
+class GeminiReader(_Reader):
+    def __init__(self, model: str = "") -> None:
+        super().__init__()
+        self._model = model
+        self._started = False
+        self._calls = 0
+        self._finish = Finish()
+
+    def _read(self, name: str, doc: dict[str, Any]) -> list[Event]:
+        doc = doc["response"] if isinstance(doc.get("response"), dict) else doc  # Code Assist's wrapping
+        out: list[Event] = []
+        if not self._started:
+            self._started = True
+            out.append(Start(str(doc.get("responseId", "")), str(doc.get("modelVersion") or self._model)))
+        stop = self._finish.stop_reason
+        for candidate in (doc.get("candidates") or [])[:1]:
+            for part in (candidate.get("content") or {}).get("parts") or []:
+                if "text" in part:
+                    text = str(part["text"])
+                    out.append(ThinkingDelta(text) if part.get("thought") else TextDelta(text))
+                elif "functionCall" in part:
+                    fn = part["functionCall"] or {}
+                    index, self._calls = self._calls, self._calls + 1
+                    out.append(CallStart(index, str(fn.get("id") or f"call_{index}_{fn.get('name', '')}"),
+                                         str(fn.get("name", ""))))
+                    out.append(CallDelta(index, orjson.dumps(fn.get("args") or {}).decode()))
+                    stop = "tool_calls"
+            if candidate.get("finishReason") and stop != "tool_calls":
+                stop = _GEMINI_FINISH.get(str(candidate["finishReason"]), "stop")
+        meta = doc.get("usageMetadata")
+        if isinstance(meta, dict):  # each chunk reports the answer so far: the last one counts
+            cached = int(meta.get("cachedContentTokenCount") or 0)
+            self._finish = Finish(stop, int(meta.get("promptTokenCount") or 0) - cached,
+                                  int(meta.get("candidatesTokenCount") or 0) + int(meta.get("thoughtsTokenCount") or 0),
+                                  cached)
+        else:
+            self._finish = Finish(stop, self._finish.input_tokens, self._finish.output_tokens,
+                                  self._finish.cache_read_tokens)
+        return out
+
+    def _end(self) -> list[Event]:
+        self.finished = True
+        return [self._finish]
+
+
+# ---------------------------------------------------------------- writers: the client's stream
+
+
+def _sse(doc: Any, event: str | None = None) -> bytes:
+    head = f"event: {event}\n".encode() if event else b""
+    return head + b"data: " + orjson.dumps(doc) + b"\n\n"
+
+
+@dataclass
+class OpenAIChatWriter:
+    include_usage: bool = False  # the client asked for stream_options.include_usage
+    model: str = ""
+    _id: str = "chatcmpl-translated"
+    _tools: dict[int, int] = field(default_factory=dict)
+
+    def write(self, events: list[Event]) -> bytes:
+        out = []
+        for e in events:
+            if isinstance(e, Start):
+                self._id, self.model = e.id or self._id, self.model or e.model
+                out.append(self._chunk({"role": "assistant", "content": ""}))
+            elif isinstance(e, TextDelta):
+                out.append(self._chunk({"content": e.text}))
+            elif isinstance(e, ThinkingDelta):
+                out.append(self._chunk({"reasoning_content": e.text}))
+            elif isinstance(e, CallStart):
+                self._tools[e.index] = len(self._tools)
+                out.append(self._chunk({"tool_calls": [{"index": self._tools[e.index], "id": e.id, "type": "function",
+                                                        "function": {"name": e.name, "arguments": ""}}]}))
+            elif isinstance(e, CallDelta):
+                out.append(self._chunk({"tool_calls": [{"index": self._tools.get(e.index, 0),
+                                                        "function": {"arguments": e.arguments}}]}))
+            elif isinstance(e, Finish):
+                out.append(self._chunk({}, finish=e.stop_reason))
+                if self.include_usage:
+                    prompt = e.input_tokens + e.cache_read_tokens + e.cache_write_tokens
+                    out.append(_sse({"id": self._id, "object": "chat.completion.chunk", "created": 0,
+                                     "model": self.model, "choices": [], "usage": {
+                                         "prompt_tokens": prompt, "completion_tokens": e.output_tokens,
+                                         "total_tokens": prompt + e.output_tokens,
+                                         "prompt_tokens_details": {"cached_tokens": e.cache_read_tokens}}}))
+                out.append(b"data: [DONE]\n\n")
+        return b"".join(out)
+
+    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
+        return _sse({"id": self._id, "object": "chat.completion.chunk", "created": 0, "model": self.model,
+                     "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+
+
+_TO_ANTHROPIC_STOP = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use",
+                      "content_filter": "refusal"}
+
+
+@dataclass
+class AnthropicWriter:
+    model: str = ""
+    _index: int = -1
+    _open: str | None = None  # the kind of the content block being written
+    _calls: dict[int, int] = field(default_factory=dict)  # a call's index → its block's
+
+    def write(self, events: list[Event]) -> bytes:
+        out: list[bytes] = []
+        for e in events:
+            if isinstance(e, Start):
+                self.model = self.model or e.model
+                out.append(_sse({"type": "message_start", "message": {
+                    "id": e.id or "msg_translated", "type": "message", "role": "assistant", "model": self.model,
+                    "content": [], "stop_reason": None, "stop_sequence": None,
+                    "usage": {"input_tokens": 0, "output_tokens": 0}}}, "message_start"))
+            elif isinstance(e, TextDelta | ThinkingDelta):
+                kind = "text" if isinstance(e, TextDelta) else "thinking"
+                if self._open != kind:
+                    out.extend(self._start({"type": kind, kind: ""} if kind == "text"
+                                           else {"type": "thinking", "thinking": "", "signature": ""}))
+                delta = {"type": "text_delta", "text": e.text} if kind == "text" else \
+                    {"type": "thinking_delta", "thinking": e.text}
+                out.append(_sse({"type": "content_block_delta", "index": self._index, "delta": delta},
+                                "content_block_delta"))
+            elif isinstance(e, CallStart):
+                out.extend(self._start({"type": "tool_use", "id": e.id, "name": e.name, "input": {}}))
+                self._calls[e.index] = self._index
+            elif isinstance(e, CallDelta):
+                out.append(_sse({"type": "content_block_delta", "index": self._calls.get(e.index, self._index),
+                                 "delta": {"type": "input_json_delta", "partial_json": e.arguments}},
+                                "content_block_delta"))
+            elif isinstance(e, Finish):
+                out.extend(self._stop())
+                out.append(_sse({"type": "message_delta", "delta": {
+                    "stop_reason": _TO_ANTHROPIC_STOP.get(e.stop_reason, "end_turn"), "stop_sequence": None},
+                    "usage": {"input_tokens": e.input_tokens, "output_tokens": e.output_tokens,
+                              "cache_read_input_tokens": e.cache_read_tokens,
+                              "cache_creation_input_tokens": e.cache_write_tokens}}, "message_delta"))
+                out.append(_sse({"type": "message_stop"}, "message_stop"))
+        return b"".join(out)
+
+    def _start(self, block: dict[str, Any]) -> list[bytes]:
+        out = self._stop()
+        self._index += 1
+        self._open = str(block["type"])
+        return [*out, _sse({"type": "content_block_start", "index": self._index, "content_block": block},
+                           "content_block_start")]
+
+    def _stop(self) -> list[bytes]:
+        if self._open is None:
+            return []
+        self._open = None
+        return [_sse({"type": "content_block_stop", "index": self._index}, "content_block_stop")]
+
+
+_TO_GEMINI_FINISH = {"stop": "STOP", "length": "MAX_TOKENS", "tool_calls": "STOP", "content_filter": "SAFETY"}
+
+
+@dataclass
+class GeminiWriter:
+    """Gemini's stream (`alt=sse`): every event a whole GenerateContentResponse; a call goes out whole, once its
+    arguments are (Gemini has no argument fragments)."""
+
+    model: str = ""
+    _calls: dict[int, list[str]] = field(default_factory=dict)  # index → name, then argument fragments
+
+    def write(self, events: list[Event]) -> bytes:
+        out: list[bytes] = []
+        for e in events:
+            if isinstance(e, Start):
+                self.model = self.model or e.model
+            elif isinstance(e, TextDelta | ThinkingDelta):
+                part: dict[str, Any] = {"text": e.text}
+                if isinstance(e, ThinkingDelta):
+                    part["thought"] = True
+                out.append(self._chunk([part]))
+            elif isinstance(e, CallStart):
+                self._calls[e.index] = [e.name]
+            elif isinstance(e, CallDelta):
+                self._calls.setdefault(e.index, [""]).append(e.arguments)
+            elif isinstance(e, Finish):
+                calls = []
+                for name, *fragments in self._calls.values():
+                    try:
+                        args = orjson.loads("".join(fragments) or "{}")
+                    except orjson.JSONDecodeError:
+                        args = {}
+                    calls.append({"functionCall": {"name": name, "args": args}})
+                prompt = e.input_tokens + e.cache_read_tokens
+                out.append(self._chunk(calls, finish=_TO_GEMINI_FINISH.get(e.stop_reason, "STOP"), usage={
+                    "promptTokenCount": prompt, "candidatesTokenCount": e.output_tokens,
+                    "cachedContentTokenCount": e.cache_read_tokens, "totalTokenCount": prompt + e.output_tokens}))
+        return b"".join(out)
+
+    def _chunk(self, parts: list[dict[str, Any]], finish: str | None = None,
+               usage: dict[str, int] | None = None) -> bytes:
+        candidate: dict[str, Any] = {"content": {"role": "model", "parts": parts}, "index": 0}
+        if finish:
+            candidate["finishReason"] = finish
+        doc: dict[str, Any] = {"candidates": [candidate], "modelVersion": self.model}
+        if usage:
+            doc["usageMetadata"] = usage
+        return b"data: " + orjson.dumps(doc) + b"\r\n\r\n"
+
+
+Reader = OpenAIChatReader | AnthropicReader | GeminiReader
+Writer = OpenAIChatWriter | AnthropicWriter | GeminiWriter
+
+
+@dataclass
+class StreamTranslator:
+    """The provider's stream in, the client's out: one per streamed answer (it holds split events)."""
+
+    reader: Reader
+    writer: Writer
+    on_finish: Callable[[Finish], None] | None = None
+
+    def feed(self, chunk: bytes, end: bool = False) -> bytes:
+        events = self.reader.feed(chunk, end)
+        if self.on_finish is not None:
+            for e in events:
+                if isinstance(e, Finish):
+                    self.on_finish(e)
+        return self.writer.write(events)

@@ -1,0 +1,121 @@
+"""Streamed answers translated event by event, every provider stream into every client stream, split at every
+byte: what the client's own stream says is what the provider's said."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+
+from extproc.translate.stream import (
+    AnthropicReader,
+    AnthropicWriter,
+    CallDelta,
+    CallStart,
+    Event,
+    Finish,
+    GeminiReader,
+    GeminiWriter,
+    OpenAIChatReader,
+    OpenAIChatWriter,
+    StreamTranslator,
+    TextDelta,
+    ThinkingDelta,
+)
+
+
+def sse(*docs: Any, named: bool = False) -> bytes:
+    out = b""
+    for doc in docs:
+        head = f"event: {doc['type']}\n".encode() if named else b""
+        out += head + b"data: " + (doc if isinstance(doc, bytes) else orjson.dumps(doc)) + b"\n\n"
+    return out
+
+
+OPENAI = sse(
+    {"id": "c1", "model": "gpt-x", "choices": [{"index": 0, "delta": {"role": "assistant", "content": "Hé"}}]},
+    {"id": "c1", "choices": [{"index": 0, "delta": {"content": "llo"}}]},
+    {"id": "c1", "choices": [{"index": 0, "delta": {"tool_calls": [
+        {"index": 0, "id": "call_1", "type": "function", "function": {"name": "weather", "arguments": '{"ci'}}]}}]},
+    {"id": "c1", "choices": [{"index": 0, "delta": {"tool_calls": [
+        {"index": 0, "function": {"arguments": 'ty": "Paris"}'}}]}}]},
+    {"id": "c1", "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]},
+    {"id": "c1", "choices": [], "usage": {"prompt_tokens": 12, "completion_tokens": 7}},
+    b"[DONE]")
+ANTHROPIC = sse(
+    {"type": "message_start", "message": {"id": "m1", "model": "claude-x", "usage": {"input_tokens": 12,
+                                                                                       "output_tokens": 1}}},
+    {"type": "content_block_start", "index": 0, "content_block": {"type": "thinking", "thinking": ""}},
+    {"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": "hmm"}},
+    {"type": "content_block_stop", "index": 0},
+    {"type": "content_block_start", "index": 1, "content_block": {"type": "text", "text": ""}},
+    {"type": "content_block_delta", "index": 1, "delta": {"type": "text_delta", "text": "Hé"}},
+    {"type": "content_block_delta", "index": 1, "delta": {"type": "text_delta", "text": "llo"}},
+    {"type": "content_block_stop", "index": 1},
+    {"type": "content_block_start", "index": 2, "content_block": {"type": "tool_use", "id": "call_1",
+                                                                  "name": "weather", "input": {}}},
+    {"type": "content_block_delta", "index": 2, "delta": {"type": "input_json_delta", "partial_json": '{"city"'}},
+    {"type": "content_block_delta", "index": 2, "delta": {"type": "input_json_delta", "partial_json": ': "Paris"}'}},
+    {"type": "content_block_stop", "index": 2},
+    {"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 7}},
+    {"type": "message_stop"}, named=True)
+GEMINI = sse(
+    {"candidates": [{"content": {"role": "model", "parts": [{"text": "Hé"}]}}], "modelVersion": "gemini-x"},
+    {"candidates": [{"content": {"role": "model", "parts": [{"text": "llo"}]}}]},
+    {"candidates": [{"content": {"role": "model", "parts": [{"functionCall": {"name": "weather",
+                                                                              "args": {"city": "Paris"}}}]},
+                     "finishReason": "STOP"}],
+     "usageMetadata": {"promptTokenCount": 12, "candidatesTokenCount": 7}})
+
+PROVIDERS = {"openai": (OPENAI, OpenAIChatReader), "anthropic": (ANTHROPIC, AnthropicReader),
+             "gemini": (GEMINI, GeminiReader)}
+CLIENTS = {"openai": (lambda: OpenAIChatWriter(include_usage=True), OpenAIChatReader),
+           "anthropic": (AnthropicWriter, AnthropicReader), "gemini": (GeminiWriter, GeminiReader)}
+
+
+def said(events: list[Event]) -> dict[str, Any]:
+    """What a stream says, whatever its framing: text, thinking, calls (name and arguments), how it ended."""
+    calls: dict[int, list[str]] = {}
+    for e in events:
+        if isinstance(e, CallStart):
+            calls[e.index] = [e.name]
+        elif isinstance(e, CallDelta):
+            calls[e.index].append(e.arguments)
+    finish = next(e for e in events if isinstance(e, Finish))
+    return {"text": "".join(e.text for e in events if isinstance(e, TextDelta)),
+            "thinking": "".join(e.text for e in events if isinstance(e, ThinkingDelta)),
+            "calls": [(name, orjson.loads("".join(args))) for name, *args in calls.values()],
+            "stop": finish.stop_reason, "usage": (finish.input_tokens, finish.output_tokens)}
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_every_provider_stream_reaches_every_client_split_at_every_byte(provider: str, client: str) -> None:
+    stream, reader = PROVIDERS[provider]
+    expected = said(reader().feed(stream, end=True))
+    make_writer, client_reader = CLIENTS[client]
+    for cut in range(len(stream) + 1):
+        translator = StreamTranslator(reader(), make_writer())
+        out = translator.feed(stream[:cut]) + translator.feed(stream[cut:]) + translator.feed(b"", end=True)
+        assert said(client_reader().feed(out, end=True)) == expected, (provider, client, cut)
+
+
+def test_the_client_gets_its_first_byte_with_the_providers_first_event() -> None:
+    translator = StreamTranslator(AnthropicReader(), OpenAIChatWriter())
+    first = ANTHROPIC.split(b"\n\n")[0] + b"\n\n"
+    assert translator.feed(first).startswith(b"data: ")  # the role chunk, before any text has come
+
+
+def test_an_anthropic_client_sees_its_block_framing() -> None:
+    translator = StreamTranslator(OpenAIChatReader(), AnthropicWriter())
+    out = translator.feed(OPENAI, end=True)
+    kinds = [orjson.loads(line[6:])["type"] for line in out.split(b"\n") if line.startswith(b"data: ")]
+    assert kinds[0] == "message_start" and kinds[-2:] == ["message_delta", "message_stop"]
+    assert kinds.count("content_block_start") == kinds.count("content_block_stop") == 2  # text, then the call
+
+
+def test_usage_is_handed_on_when_the_stream_finishes() -> None:
+    seen: list[Finish] = []
+    StreamTranslator(GeminiReader(), AnthropicWriter(), on_finish=seen.append).feed(GEMINI, end=True)
+    assert [(f.stop_reason, f.input_tokens, f.output_tokens) for f in seen] == [("tool_calls", 12, 7)]

@@ -37,7 +37,7 @@ class AttemptExchange:
         self._plan: Plan | None = None
         self._endpoint: Endpoint | None = None
         self._client_headers: dict[str, str] = {}
-        self._shaping: tuple[Callable[[bool], Shaper], ...] = ()  # the answer's shaper makers, once built
+        self._shaping: tuple[Callable[[bool, int], Shaper], ...] = ()  # the answer's shaper makers, once built
         self._shapers: tuple[Shaper, ...] = ()
 
     # -- request headers: which attempt, which candidate, and is this the endpoint it was meant for
@@ -65,7 +65,7 @@ class AttemptExchange:
         # The client's headers as they came: undo what the first attempt set on the shared header map.
         self._client_headers = {k: v for k, v in headers.items() if k not in plan.restore}
         self._client_headers.update({k: v for k, v in plan.restore.items() if v is not None})
-        reshapes_answer = any(t.answer for t in selected(decision))
+        reshapes_answer = any(t.answer or t.reshapes for t in selected(decision))
         return Mutate(body_mode="buffered", answer_headers=reshapes_answer)
 
     # -- request body: build this attempt
@@ -108,7 +108,11 @@ class AttemptExchange:
         if not makers or end_of_stream or encoded:
             return CONTINUE
         streamed = headers.get("content-type", "").startswith("text/event-stream")
-        self._shapers = tuple(make(streamed) for make in makers)
+        try:
+            status = int(headers.get(":status", "200"))
+        except ValueError:
+            status = 502
+        self._shapers = tuple(make(streamed, status) for make in makers)
         # The reshaped answer's length is not the provider's (and Envoy checks a length set on a mutated body
         # in this chain against the original): it goes out without one.
         return Mutate(remove_headers=("content-length",), body_mode="streamed" if streamed else "buffered")

@@ -24,12 +24,14 @@ from extproc.core.providers import Api
 from extproc.core.resolve import Decision, plan
 from extproc.core.settings import Credential
 from extproc.core.windows import WindowState
-from extproc.formats import Endpoint, api_for_path, error_body, match_endpoint
+from extproc.formats import Endpoint, ParsedRequest, api_for_path, error_body, match_endpoint
 from extproc.formats.errors import error_headers
+from extproc.formats.transforms import translates
 from extproc.forward import Forward, asks_without_usage, route_request
 from extproc.logs import logged_body
 from extproc.runtime import Runtime
 from extproc.state.rate_limit import LocalRateLimiter, RateLimiter
+from extproc.translate.transform import translatable
 from extproc.usage.accounting import Accounting
 from extproc.usage.record import Asked, build, served
 from extproc.usage.tokens import Usage, usage_of_answer
@@ -266,8 +268,9 @@ class Exchange:
         attempts = self.snapshot.settings.failover.attempts
         for _ in range(_SECRET_ATTEMPTS):
             try:
-                decisions = self._allowed(plan(parsed.view, registry, runtime.health, runtime.clock(),
-                                               self._gateway.turn(), attempts))
+                decisions = self._translatable(self._allowed(plan(parsed.view, registry, runtime.health,
+                                                                  runtime.clock(), self._gateway.turn(), attempts)),
+                                               endpoint, parsed)
             except ClientError as err:
                 return reject(endpoint.api, err)
             decision = decisions[0]
@@ -281,6 +284,27 @@ class Exchange:
                                           self.snapshot.settings.failover, self._accounted)
         return reject(endpoint.api, ClientError(503, "credentials_unavailable",
                                                 "No credential for this model could be used right now."))
+
+    def _translatable(self, decisions: list[Decision], endpoint: Endpoint, parsed: ParsedRequest) -> list[Decision]:
+        """The candidates whose API can express this request: one another API serves is translated, unless it
+        uses what that API cannot say (then that candidate is left out; if none is left, the client is told
+        why). Only requests with such a candidate pay for this."""
+        reasons: dict[str, str | None] = {}
+        kept = []
+        for d in decisions:
+            target = translates(d)
+            if target is not None:
+                if target[1] not in reasons:
+                    reasons[target[1]] = translatable(endpoint.name, parsed.doc, d.model.id,
+                                                      "streaming" in parsed.view.needs, target[1])
+                if reasons[target[1]] is not None:
+                    continue
+            kept.append(d)
+        if not kept:
+            why = next(r for r in reasons.values() if r is not None)
+            raise ClientError(400, "untranslatable", f"The model {decisions[0].model.id!r} is served through another "
+                              f"API, which cannot express this request: {why}.", retryable=False)
+        return kept
 
     def _allowed(self, decisions: list[Decision]) -> list[Decision]:
         """The candidates this client's key may use: what it asked for must match, and every model it may end

@@ -20,6 +20,7 @@ from extproc.core.headers import (
     RELAY_HEADERS,
     ROUTE_HEADER,
     STREAM_HEADER,
+    UPSTREAM_API_HEADER,
 )
 from extproc.core.providers import CLIENT_CREDENTIAL_HEADERS, Api, AuthStyle, ProviderSpec
 from extproc.core.resolve import Decision
@@ -37,7 +38,7 @@ class Forward:
     set_headers: Mapping[str, str] = field(repr=False)  # overwrite; carries the credential
     remove_headers: tuple[str, ...]
     body: bytes | None  # None: the body goes as it came
-    answer: tuple[Callable[[bool], Shaper], ...] = ()  # shapers the answer passes through (streamed? → shaper)
+    answer: tuple[Callable[[bool, int], Shaper], ...] = ()  # the answer's shapers: (streamed, status) → shaper
     plan: Plan | None = None  # what every attempt of the request follows (router level only)
     handled: bool = True  # this mutation makes the first attempt; False: its own processor builds it
 
@@ -52,7 +53,8 @@ def build_forward(endpoint: Endpoint, parsed: ParsedRequest, decision: Decision,
     transforms = selected(decision)
     for transform in transforms:
         transform.request(out, endpoint, decision)
-    if usage and provider.stream_usage and asks_without_usage(endpoint, out.doc):
+    api = out.api or api  # a translated request leaves in the provider's API
+    if usage and out.api is None and provider.stream_usage and asks_without_usage(endpoint, out.doc):
         options = out.doc.get("stream_options")
         out.doc["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
         out.changed = True
@@ -81,7 +83,8 @@ def build_forward(endpoint: Endpoint, parsed: ParsedRequest, decision: Decision,
     set_headers.update(cred.headers)  # the credential's (e.g. its ChatGPT account): always ours
     set_headers.update(out.headers)  # what a transform needs (e.g. an uncompressed answer)
     remove = tuple(h for h in CLIENT_CREDENTIAL_HEADERS if h not in set_headers)
-    return Forward(decision, set_headers, remove, new_body, tuple(t.answer for t in transforms if t.answer))
+    return Forward(decision, set_headers, remove, new_body,
+                   (*(t.answer for t in transforms if t.answer), *out.answers))
 
 
 def asks_without_usage(endpoint: Endpoint, doc: Mapping[str, object]) -> bool:
@@ -157,7 +160,8 @@ def route_request(endpoint: Endpoint, parsed: ParsedRequest, decisions: list[Dec
     if learn_success:
         headers[LEARN_HEADER] = "1"
     # Nothing a client sends may steer the attempts: our own headers, and Envoy's retry and timeout ones.
-    forged = tuple(h for h in (*INTERNAL_HEADERS, LOGIN_HEADER, STREAM_HEADER, ACCOUNT_HEADER, *RELAY_HEADERS,
+    forged = tuple(h for h in (*INTERNAL_HEADERS, LOGIN_HEADER, STREAM_HEADER, ACCOUNT_HEADER, UPSTREAM_API_HEADER,
+                               *RELAY_HEADERS,
                                *ENVOY_REQUEST_HEADERS) if h not in headers)
     return replace(forward, set_headers=headers, remove_headers=(*forward.remove_headers, *forged), plan=plan)
 

@@ -32,6 +32,7 @@ from extproc.core.headers import (
     REASON_HEADER,
     RELAY_HEADERS,
     ROUTE_HEADER,
+    UPSTREAM_API_HEADER,
 )
 from extproc.core.providers import Api
 from extproc.core.settings import Settings
@@ -46,7 +47,7 @@ TOKEN_HEADER = RELAY_HEADERS[0]
 # Hop-by-hop, transport and our own: never passed on in either direction.
 _NOT_FORWARDED = frozenset({"host", "connection", "keep-alive", "transfer-encoding", "te", "upgrade",
                             "proxy-connection", "content-length", "accept-encoding", API_HEADER, ATTEMPT_HEADER,
-                            ROUTE_HEADER, REASON_HEADER, ACCOUNT_HEADER, *RELAY_HEADERS})
+                            ROUTE_HEADER, REASON_HEADER, ACCOUNT_HEADER, UPSTREAM_API_HEADER, *RELAY_HEADERS})
 _NOT_RETURNED = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length", "server", "date"})
 
 
@@ -88,7 +89,9 @@ class Relay:
             response = web.StreamResponse(status=upstream.status_code, headers=out_headers)
             await response.prepare(request)
             asked = Asked.parse(request.headers.get(ACCOUNT_HEADER, ""))  # set when accounting is on
-            usage = StreamUsage(api, asked.hide_usage) if asked is not None else None
+            upstream_api = request.headers.get(UPSTREAM_API_HEADER)  # translated: the stream is in this API
+            usage = None if asked is None else StreamUsage(Api.named(upstream_api), False) if upstream_api \
+                else StreamUsage(api, asked.hide_usage)
             sent, status, first = 0, upstream.status_code, None
             try:
                 async for chunk in upstream.aiter_raw():

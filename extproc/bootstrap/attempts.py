@@ -40,6 +40,7 @@ from extproc.core.headers import (
     ROLE_HEADER,
     ROUTE_HEADER,
     STREAM_HEADER,
+    UPSTREAM_API_HEADER,
 )
 from extproc.core.providers import Api, ProviderSpec
 from extproc.core.settings import MAX_FAILOVER_ATTEMPTS, Settings
@@ -260,10 +261,11 @@ def _provider_route(provider: ProviderSpec, settings: Settings, login: bool, str
         headers.append({"name": STREAM_HEADER, "present_match": True})
     # x-extproc-api stays: Envoy's own replies here pick the client's envelope by it. The relay also reads the
     # provider and attempt headers, and takes them off itself.
-    kept = {ROUTE_HEADER, ATTEMPT_HEADER, REASON_HEADER, ACCOUNT_HEADER} if stream else set()
+    kept = {ROUTE_HEADER, ATTEMPT_HEADER, REASON_HEADER, ACCOUNT_HEADER, UPSTREAM_API_HEADER} if stream else set()
     entry: dict[str, Any] = {
         "match": {"prefix": "/", "headers": headers}, "route": route,
-        "request_headers_to_remove": [*(h for h in (*INTERNAL_HEADERS, ACCOUNT_HEADER) if h not in kept),
+        "request_headers_to_remove": [*(h for h in (*INTERNAL_HEADERS, ACCOUNT_HEADER, UPSTREAM_API_HEADER)
+                                        if h not in kept),
                                       LOGIN_HEADER, STREAM_HEADER, ATTEMPT_COUNT_HEADER, "x-envoy-max-retries",
                                       *RELAY_HEADERS]}
     if stream and settings.processor_token:

@@ -81,9 +81,12 @@ def parse_settings(raw: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
         "listen", "processor", "admin", "providers", "models", "aliases", "fallbacks", "strategy",
         "health", "upstream_timeout", "max_request_bytes", "max_connections", "log_level", "envoy", "ca_file",
         "discovery", "oauth", "auth", "failover", "shutdown", "state", "clients", "accounting", "metrics", "log",
+        "translation",
     })
     discovery = discovery_defaults(raw.get("discovery"))
     providers, credentials = parse_providers(raw.get("providers") or {}, discovery)
+    if not boolean(raw.get("translation", True), "translation"):  # every request stays in its own API
+        providers = {name: replace(p, translation=False) for name, p in providers.items()}
     models = parse_models(raw.get("models") or [], providers)
     known = {m.id for m in models} | {m.qualified for m in models}
     aliases = parse_aliases(raw.get("aliases") or {}, known)

@@ -8,6 +8,7 @@ from typing import Any
 
 from extproc.config.data import builtin_catalog_data
 from extproc.config.values import (
+    boolean,
     choice,
     mapping,
     non_negative_int,
@@ -74,6 +75,7 @@ def _model(entry: Mapping[str, Any], key: str) -> ModelSpec:
         capabilities=frozenset(caps),
         status=choice(entry.get("status", "active"), f"{key}.status", tuple(sorted(STATUSES))),
         created=created,
+        translation=boolean(entry.get("translation", True), f"{key}.translation"),
     )
 
 

@@ -27,7 +27,7 @@ from extproc.formats import ENDPOINTS
 from extproc.formats.transforms import PROVIDER_TRANSFORMS
 
 _PROVIDER_KEYS = {"base_url", "auth", "api_key", "api_keys", "api_key_env", "headers", "apis", "discovery", "probe",
-                  "transform", "prefer", "model_prefixes", "rotation", "stream_usage"}
+                  "transform", "prefer", "model_prefixes", "rotation", "stream_usage", "translation"}
 ROTATIONS = ("round-robin", "fill-first")
 _DISCOVERY_STYLES = ("openai", "anthropic", "gemini")
 
@@ -154,7 +154,8 @@ def _provider(name: str, data: Mapping[str, Any], key: str, discovery: Discovery
                         prefer=choice(data.get("prefer", "api_key"), f"{key}.prefer", ("api_key", "login")),
                         model_prefixes=tuple(string_list(data.get("model_prefixes") or [], f"{key}.model_prefixes")),
                         rotation=choice(data.get("rotation", "round-robin"), f"{key}.rotation", ROTATIONS),
-                        stream_usage=boolean(data.get("stream_usage", True), f"{key}.stream_usage"))
+                        stream_usage=boolean(data.get("stream_usage", True), f"{key}.stream_usage"),
+                        translation=boolean(data.get("translation", True), f"{key}.translation"))
 
 
 def _credentials(provider: str, data: Mapping[str, Any], key: str) -> list[Credential]:

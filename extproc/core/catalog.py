@@ -24,6 +24,7 @@ class ModelSpec:
     capabilities: frozenset[str] = frozenset({"streaming"})
     status: str = "active"
     created: dt.date | None = None
+    translation: bool = True  # a request of another API may be translated for it (translation: false: never)
     discovered: bool = False  # listed by the provider, unknown to the catalog: metadata is what it said
 
     @property

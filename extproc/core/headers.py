@@ -22,6 +22,6 @@ ENVOY_REQUEST_HEADERS = ("x-envoy-retry-on", "x-envoy-retry-grpc-on", "x-envoy-r
                          "x-envoy-max-retries", "x-envoy-upstream-alt-stat-name")
 ATTEMPT_COUNT_HEADER = "x-envoy-attempt-count"  # Envoy's: which attempt of the request this is (1, 2, …)
 ACCOUNT_HEADER = "x-extproc-account"  # router level → the relay: when the request came, its client key, its model
-USAGE_HEADER = "x-extproc-usage"  # on an attempt whose stream was asked for its usage on the client's behalf
+UPSTREAM_API_HEADER = "x-extproc-upstream-api"  # on a translated attempt: the API it leaves in (the relay reads it)
 LEARN_HEADER = "x-extproc-learn"  # the access log reports this attempt even when it succeeds
 INTERNAL_HEADERS = (ROUTE_HEADER, MODEL_HEADER, REASON_HEADER, HANDLED_HEADER, ATTEMPT_HEADER, LEARN_HEADER)

@@ -40,6 +40,12 @@ CLIENT_CREDENTIAL_HEADERS: tuple[str, ...] = ("authorization", "x-api-key", "x-g
                                               "openai-organization", "openai-project", "chatgpt-account-id")
 
 
+# Chat endpoints translation reads and writes, by API (embeddings and legacy completions are never translated).
+TRANSLATED_ENDPOINTS_OF: dict[Api, tuple[str, ...]] = {
+    Api.OPENAI: ("chat", "responses"), Api.ANTHROPIC: ("messages",), Api.GEMINI: ("gemini",)}
+TRANSLATED_ENDPOINTS = frozenset(e for endpoints in TRANSLATED_ENDPOINTS_OF.values() for e in endpoints)
+
+
 @dataclass(frozen=True, slots=True)
 class ApiRoute:
     """How one client API family reaches this provider."""
@@ -108,6 +114,7 @@ class ProviderSpec:
     model_prefixes: tuple[str, ...] = ()  # ids the catalog lacks but that are this provider's (claude-…)
     rotation: str = "round-robin"  # round-robin | fill-first: how requests spread over its healthy credentials
     stream_usage: bool = True  # takes stream_options.include_usage on OpenAI-style streams (asked for, for accounting)
+    translation: bool = True  # a client of another API may be served here, translated (translation: false)
 
     @property
     def upstream(self) -> Upstream:
@@ -117,6 +124,19 @@ class ProviderSpec:
         """Whether a request to this client endpoint can go to this provider without translation."""
         route = self.apis.get(api)
         return route is not None and route.serves(endpoint)
+
+    def target(self, api: Api, endpoint: str) -> tuple[Api, str] | None:
+        """The API and endpoint a request of this client endpoint goes out in: its own when this provider speaks
+        it, else (translated) the first of this provider's that translation writes; None: it cannot come here."""
+        if self.speaks(api, endpoint):
+            return api, endpoint
+        if endpoint not in TRANSLATED_ENDPOINTS or not self.translation:
+            return None
+        for target_api, route in self.apis.items():
+            for target_endpoint in TRANSLATED_ENDPOINTS_OF[target_api]:
+                if route.serves(target_endpoint):
+                    return target_api, target_endpoint
+        return None
 
     def upstream_path(self, api: Api, rest: str) -> str:
         """The upstream path for a request whose client path, minus its API prefix, is `rest`."""

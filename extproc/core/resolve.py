@@ -138,6 +138,10 @@ def _prefix_owner(req: RequestView, registry: Registry) -> str | None:
     """The one provider whose model-id prefixes (data) claim this unknown name and that takes the request."""
     owners = [p.name for p in registry.providers.values()
               if p.model_prefixes and req.model.startswith(p.model_prefixes) and p.speaks(req.api, req.endpoint)]
+    # A name of another API's family (the Anthropic SDK asking for gpt-6-luna) goes there, translated.
+    if not owners:
+        owners = [p.name for p in registry.providers.values()
+                  if p.model_prefixes and req.model.startswith(p.model_prefixes) and p.target(req.api, req.endpoint)]
     return owners[0] if len(owners) == 1 else None
 
 
@@ -155,9 +159,21 @@ def _fallbacks(req: RequestView, primary: ModelSpec, registry: Registry) -> Iter
     # Ranked once per registry for its own models; a name a client made up is ranked afresh (never kept).
     ranked = registry.memo(("ranked", primary.qualified), lambda: _ranked(primary, registry)) \
         if registry.lookup(primary.qualified) else _ranked(primary, registry)
+    # Models reached in the request's own API first; another API's (translated) only after them.
+    translated = []
     for model in ranked:
         if (not same_provider or model.provider == primary.provider) and _can_serve(model, req, registry):
-            yield strategy, model
+            if _native(model, req, registry):
+                yield strategy, model
+            else:
+                translated.append(model)
+    for model in translated:
+        yield strategy, model
+
+
+def _native(model: ModelSpec, req: RequestView, registry: Registry) -> bool:
+    return registry.providers[model.provider].speaks(req.api, req.endpoint) or any(
+        registry.providers[c.route].speaks(req.api, req.endpoint) for c in registry.credentials_for(model))
 
 
 def _ranked(primary: ModelSpec, registry: Registry) -> tuple[ModelSpec, ...]:
@@ -184,11 +200,18 @@ def _can_serve(model: ModelSpec, req: RequestView, registry: Registry) -> bool:
                 and req.max_output_tokens > model.max_output_tokens)
 
 
-def _reachable(model: ModelSpec, req: RequestView, registry: Registry) -> bool:
-    """Whether the model's provider, or an upstream one of its credentials goes to, takes this request as is."""
-    if registry.providers[model.provider].speaks(req.api, req.endpoint):
+def takes(provider: ProviderSpec, model: ModelSpec, req: RequestView) -> bool:
+    """Whether a request can go to this provider for this model: in its own API, or translated."""
+    if provider.speaks(req.api, req.endpoint):
         return True
-    return any(registry.providers[c.route].speaks(req.api, req.endpoint) for c in registry.credentials_for(model))
+    return model.translation and not req.same_provider and provider.target(req.api, req.endpoint) is not None
+
+
+def _reachable(model: ModelSpec, req: RequestView, registry: Registry) -> bool:
+    """Whether the model's provider, or an upstream one of its credentials goes to, takes this request."""
+    if takes(registry.providers[model.provider], model, req):
+        return True
+    return any(takes(registry.providers[c.route], model, req) for c in registry.credentials_for(model))
 
 
 def _price_distance(model: ModelSpec, primary: ModelSpec) -> float:
@@ -203,8 +226,8 @@ def _usable(model: ModelSpec, req: RequestView, registry: Registry, health: Heal
     the first cannot serve)."""
     usable: list[Credential] = []
     for cred in registry.credentials_for(model):
-        if not registry.providers[cred.route].speaks(req.api, req.endpoint):
-            continue  # e.g. a Codex login serves OpenAI models through the Responses API only
+        if not takes(registry.providers[cred.route], model, req):
+            continue  # e.g. a Codex login serves OpenAI models through the Responses API only (untranslated)
         block = health.blocked(cred.id, model.id, now, req.endpoint)
         if block is None:
             usable.append(cred)

@@ -7,16 +7,19 @@ as it is about to leave and changes it, and may give the exchange a shaper for t
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import orjson
 
+from extproc.core.headers import REASON_HEADER, UPSTREAM_API_HEADER
 from extproc.core.providers import Api
 from extproc.core.resolve import Decision
-from extproc.formats import Endpoint
+from extproc.formats import Endpoint, error_body
 from extproc.formats.base import JsonObject
 from extproc.formats.sse import EventSplitter
+from extproc.translate import transform as translation
+from extproc.translate.transform import API_OF
 
 
 @dataclass(slots=True)
@@ -27,6 +30,8 @@ class Outgoing:
     doc: JsonObject  # the body, decoded
     changed: bool  # the body differs from the client's
     headers: dict[str, str]  # set on the request (overwriting)
+    api: Api | None = None  # the API it leaves in, when translated (None: the client's)
+    answers: list[Callable[[bool, int], Shaper]] = field(default_factory=list)  # (streamed, status) → shaper
 
 
 class Shaper(Protocol):
@@ -38,22 +43,33 @@ class Shaper(Protocol):
 @dataclass(frozen=True, slots=True)
 class Transform:
     request: Callable[[Outgoing, Endpoint, Decision], None]
-    answer: Callable[[bool], Shaper] | None = None  # streamed? → the shaper for this answer
+    answer: Callable[[bool, int], Shaper] | None = None  # (streamed, status) → the shaper for this answer
     headers: tuple[str, ...] = ()  # request headers it may set
+    reshapes: bool = False  # its request step hands the answer a shaper of its own (Outgoing.answers)
 
 
 def selected(decision: Decision) -> tuple[Transform, ...]:
-    """The transforms data selects for a decision: the login's system prefix, the upstream's request shape."""
-    names = (["system_prefix"] if decision.credential.system_prefix else []) + \
+    """The transforms data selects for a decision: translation when its provider does not speak the client's
+    API, the login's system prefix, the upstream's request shape."""
+    names = (["translate"] if translates(decision) else []) + \
+        (["system_prefix"] if decision.credential.system_prefix else []) + \
         ([decision.provider.transform] if decision.provider.transform else [])
     return tuple(TRANSFORMS[name] for name in names)
+
+
+def translates(decision: Decision) -> tuple[Api, str] | None:
+    """The provider API and endpoint a decision's request is translated into; None when it goes as it is."""
+    api = API_OF.get(decision.endpoint)
+    if api is None or decision.provider.speaks(api, decision.endpoint):
+        return None
+    return decision.provider.target(api, decision.endpoint)
 
 
 # ---------------------------------------------------------------- system_prefix (Claude logins)
 
 def _system_prefix(out: Outgoing, endpoint: Endpoint, decision: Decision) -> None:
     prefix = decision.credential.system_prefix
-    if prefix and endpoint.api is Api.ANTHROPIC and prepend_system(out.doc, prefix):
+    if prefix and (out.api or endpoint.api) is Api.ANTHROPIC and prepend_system(out.doc, prefix):
         out.changed = True
 
 
@@ -81,8 +97,9 @@ def prepend_system(doc: JsonObject, prefix: str) -> bool:
 
 def _codeassist_request(out: Outgoing, endpoint: Endpoint, decision: Decision) -> None:
     """Code Assist's shape of a Gemini call: POST /v1internal:{method} with {model, project, request}."""
-    method = endpoint.match.string.rpartition(":")[2]
-    query = "alt=sse" if "alt=sse" in endpoint.query.split("&") else ""  # else a JSON array, as asked
+    path, _, query_string = out.rest.partition("?")  # the Gemini call as it would leave (translated or not)
+    method = path.rpartition(":")[2]
+    query = "alt=sse" if "alt=sse" in query_string.split("&") else ""  # else a JSON array, as asked
     wrapped: JsonObject = {"model": decision.model.id, "request": out.doc}
     if decision.credential.project:
         wrapped["project"] = decision.credential.project
@@ -127,11 +144,40 @@ class SseUnwrapper:
         return b"".join(out)
 
 
-def _codeassist_answer(streamed: bool) -> Shaper:
+def _codeassist_answer(streamed: bool, status: int) -> Shaper:
     return SseUnwrapper() if streamed else WholeUnwrapper()
 
 
+# ---------------------------------------------------------------- translate (another API's provider)
+
+def _translate(out: Outgoing, endpoint: Endpoint, decision: Decision) -> None:
+    target = translates(decision)
+    if target is None:
+        return
+    target_api, target_endpoint = target
+    streams = "streamGenerateContent" in endpoint.match.string or out.doc.get("stream") is True
+    ir = translation.read_request(endpoint.name, out.doc, decision.model.id, streams)
+    include_usage = ir.stream and endpoint.name == "chat" and isinstance(out.doc.get("stream_options"), dict) \
+        and out.doc["stream_options"].get("include_usage") is True
+    out.doc, out.rest = translation.write_request(target_endpoint, ir)
+    out.changed, out.api = True, target_api
+    out.headers[UPSTREAM_API_HEADER] = target_api.value
+    out.headers["accept-encoding"] = "identity"  # the answer is rewritten here: it must come uncompressed
+    out.headers[REASON_HEADER] = f"{decision.why}; translated {endpoint.name}->{target_endpoint}"
+    source, model = endpoint.name, decision.model.id
+
+    def answer(streamed: bool, status: int) -> Shaper:
+        if streamed and status < 400:
+            return translation.stream_translator(source, target_endpoint, model, include_usage)
+        return translation.WholeAnswer(source, target_endpoint, model, status,
+                                       lambda err: error_body(endpoint.api, err))
+
+    out.answers.append(answer)
+
+
 TRANSFORMS: Mapping[str, Transform] = {
+    "translate": Transform(_translate, headers=(UPSTREAM_API_HEADER, REASON_HEADER, "accept-encoding"),
+                           reshapes=True),
     "system_prefix": Transform(_system_prefix),
     "codeassist": Transform(_codeassist_request, _codeassist_answer, ("accept-encoding",)),
 }

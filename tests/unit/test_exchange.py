@@ -21,6 +21,7 @@ from extproc.core.headers import (
     RELAY_HEADERS,
     ROUTE_HEADER,
     STREAM_HEADER,
+    UPSTREAM_API_HEADER,
 )
 from extproc.core.health import Block, parse_retry_after
 from extproc.core.providers import CLIENT_CREDENTIAL_HEADERS
@@ -173,7 +174,8 @@ def test_forward_routes_and_authenticates(gateway, path, raw, provider, auth, up
     assert headers.get(":path") == upstream_path
     # every other place a client may put a credential is stripped; ours is set, not removed
     # a client's own copies of these go too
-    steering = {*INTERNAL_HEADERS, LOGIN_HEADER, STREAM_HEADER, ACCOUNT_HEADER, *RELAY_HEADERS, *ENVOY_REQUEST_HEADERS}
+    steering = {*INTERNAL_HEADERS, LOGIN_HEADER, STREAM_HEADER, ACCOUNT_HEADER, UPSTREAM_API_HEADER, *RELAY_HEADERS,
+                *ENVOY_REQUEST_HEADERS}
     assert set(fwd.remove_headers) - steering == set(CLIENT_CREDENTIAL_HEADERS) - {auth_name}
     assert steering - set(fwd.remove_headers) <= set(headers)  # what is not removed is set by the gateway
     assert not (set(CLIENT_CREDENTIAL_HEADERS) - {auth_name}) & set(headers)
@@ -249,14 +251,37 @@ def test_gemini_alias_rewrites_the_path_not_the_body(gateway):
     (MESSAGES, body("no-such-model"), 404, lambda d: d["error"]["type"] == "not_found_error"),
     ("/v1beta/models/no-such:generateContent", b"{}", 404, lambda d: d["error"]["status"] == "NOT_FOUND"),
     (CHAT, b"{oops", 400, lambda d: d["error"]["code"] == "invalid_json"),
-    (MESSAGES, body("gw-openai"), 400, lambda d: d["error"]["type"] == "invalid_request_error"),
-    ("/v1/responses", body("gw-claude"), 400, lambda d: d["error"]["code"] == "unsupported_api"),
     (CHAT, body("gw-mistral"), 503, lambda d: "MISTRAL_API_KEY" in d["error"]["message"]),
 ])
 def test_refusals_are_replies_in_the_client_format(gateway, path, raw, status, check):
     reply = outcome(gateway, path, raw)
     assert isinstance(reply, Reply) and reply.status == status
     assert check(reply_json(reply))
+
+
+@pytest.mark.parametrize(("path", "raw", "check"), [
+    (MESSAGES, body("gw-openai"), lambda d: d["error"]["type"] == "invalid_request_error"),
+    ("/v1/responses", b'{"model": "gw-gemini", "input": "hi"}', lambda d: d["error"]["code"] == "unsupported_api"),
+])
+def test_without_translation_another_apis_model_is_refused_in_the_client_format(clock, path, raw, check):
+    s = settings(providers={name: {"api_key": secret} for name, secret in SECRETS.items()},
+                 models=[model(m, p) for m, p in MODELS.items()], strategy="none", translation=False)
+    reply = outcome(make_gateway(s, clock), path, raw)
+    assert isinstance(reply, Reply) and reply.status == 400 and check(reply_json(reply))
+
+
+def test_with_translation_another_apis_model_is_planned_and_left_to_its_attempt_to_translate(gateway):
+    action = outcome(gateway, MESSAGES, body("gw-openai"))
+    assert isinstance(action, Mutate) and action.set_headers[ROUTE_HEADER] == "openai"
+    assert "x-extproc-handled" not in action.set_headers  # the attempt's own processor builds it, translated
+    # A conversation the provider keeps cannot be rebuilt for another API: never sent where it would fail.
+    bound = outcome(gateway, "/v1/responses", b'{"model": "gw-claude", "input": "hi", "previous_response_id": "r"}')
+    assert isinstance(bound, Reply) and bound.status == 400
+    assert reply_json(bound)["error"]["code"] == "unsupported_api"
+    cannot = outcome(gateway, MESSAGES, b'{"model": "gw-openai", "max_tokens": 5, "messages": [], '
+                                        b'"tools": [{"type": "web_search_20250305", "name": "web_search"}]}')
+    assert isinstance(cannot, Reply) and cannot.status == 400 and cannot.error is not None
+    assert cannot.error.kind == "untranslatable" and "web_search" in reply_json(cannot)["error"]["message"]
 
 
 # ---------------------------------------------------------------- learning (from the attempt's access-log entry)

@@ -94,11 +94,16 @@ def test_unknown_model_is_404(name):
     assert name in err.message
 
 
-@pytest.mark.parametrize("api", [Api.ANTHROPIC, Api.GEMINI])
-def test_provider_that_does_not_speak_the_api_is_400(api):
-    err = World([model("m", "alpha")]).error("m", api)
-    assert (err.status, err.kind) == (400, "unsupported_api")
-    assert "alpha" in err.message and api.value in err.message
+@pytest.mark.parametrize(("api", "endpoint"), [(Api.ANTHROPIC, "messages"), (Api.GEMINI, "gemini")])
+def test_a_provider_of_another_api_serves_translated_unless_translation_is_off(api, endpoint):
+    assert chosen(World([model("m", "alpha")]).resolve("m", api, endpoint=endpoint)) == "alpha/m"
+    for off in ({"translation": False}, {"providers": {**PROVIDERS, "alpha": {**PROVIDERS["alpha"],
+                                                                              "translation": False}}}):
+        err = World([model("m", "alpha")], **off).error("m", api, endpoint=endpoint)
+        assert (err.status, err.kind) == (400, "unsupported_api")
+        assert "alpha" in err.message and api.value in err.message
+    no_model = World([{**model("m", "alpha"), "translation": False}]).error("m", api, endpoint=endpoint)
+    assert no_model.kind == "unsupported_api"
 
 
 @pytest.mark.parametrize(("model_mode", "request_mode"), [("chat", "embedding"), ("embedding", "chat")])
@@ -238,16 +243,32 @@ API_MODELS = [model("claude-main", "anth", price=5), model("gem-main", "gem", pr
     (Api.OPENAI, "anth/claude-main", "oai/gpt-twin"),
     (Api.OPENAI, "gem/gem-main", "oai/gpt-twin"),
 ])
-def test_fallback_only_to_providers_speaking_the_request_api(api, primary, expected):
+def test_fallbacks_in_the_request_api_come_before_translated_ones(api, primary, expected):
     w = World(API_MODELS, providers=API_PROVIDERS)
     for cred in ("anth:key1", "gem:key1"):  # a rejected key is suspended for every model
         w.health.observe(cred, "any", 401, None, NOW)
-    d = w.resolve(primary, api)
+    endpoint = {Api.ANTHROPIC: "messages", Api.GEMINI: "gemini"}.get(api, "chat")
+    d = w.resolve(primary, api, endpoint=endpoint)
     assert chosen(d) == expected
     assert api in d.provider.apis
+    for cred in ("anth2:key1", "gem2:key1"):  # with no model left in its own API, another API's serves
+        w.health.observe(cred, "any", 401, None, NOW)
+    if api is not Api.OPENAI:
+        assert chosen(w.resolve(primary, api, endpoint=endpoint)) == "oai/gpt-twin"
+        off = World(API_MODELS, providers=API_PROVIDERS, translation=False)
+        for cred in ("anth:key1", "gem:key1", "anth2:key1", "gem2:key1"):
+            off.health.observe(cred, "any", 401, None, NOW)
+        assert off.error(primary, api, endpoint=endpoint).status == 503
 
 
-@pytest.mark.parametrize("endpoint", ["completions", "responses", "embeddings"])
+def test_a_responses_request_reaches_a_chat_only_route_translated():
+    chatty = {"chatty": provider({"openai": {"path": "/v1", "endpoints": ["chat"]}}, "k")}
+    assert chosen(World([model("m", "chatty")], providers=chatty).resolve("m", endpoint="responses")) == "chatty/m"
+    assert World([model("m", "chatty")], providers=chatty, translation=False).error(
+        "m", endpoint="responses").kind == "unsupported_api"
+
+
+@pytest.mark.parametrize("endpoint", ["completions", "embeddings"])  # never translated
 def test_provider_route_limited_to_some_endpoints_refuses_others(endpoint):
     mode = "embedding" if endpoint == "embeddings" else "chat"
     w = World([model("m", "chatty", mode=mode)],

@@ -1,0 +1,121 @@
+"""Translation through the real stack: a client of one API served by a provider of another, with the SDKs."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import anthropic
+import openai
+import pytest
+
+from tests.conftest import Stack
+from tests.fakes import FakeProvider
+
+CHAT = [{"role": "user", "content": "hi"}]
+
+
+@pytest.fixture(scope="module")
+def stack(fakes: dict[str, FakeProvider], make_stack: Callable[[dict[str, Any]], Stack]) -> Stack:
+    return make_stack({"discovery": False, "strategy": "none", "providers": {
+        "oa": {"base_url": fakes["openai"].base_url, "apis": {"openai": "/v1"}, "api_key": "k-oa-translate"},
+        "an": {"base_url": fakes["anthropic"].base_url, "apis": {"anthropic": "/v1"}, "auth": "x-api-key",
+               "api_key": "k-an-translate", "headers": {"anthropic-version": "2023-06-01"}}},
+        "models": [{"id": "oa-model", "provider": "oa", "context_window": 100000,
+                    "capabilities": ["tools", "streaming", "vision"]},
+                   {"id": "an-model", "provider": "an", "context_window": 100000,
+                    "capabilities": ["tools", "streaming", "vision"]}]})
+
+
+def test_the_anthropic_sdk_is_served_by_an_openai_provider(stack: Stack, fakes: dict[str, FakeProvider]) -> None:
+    an = anthropic.Anthropic(base_url=stack.url, api_key="unused", max_retries=0)
+    raw = an.messages.with_raw_response.create(model="oa-model", max_tokens=50, system="Be brief.", messages=CHAT)
+    message = raw.parse()
+    assert message.content[0].type == "text" and message.content[0].text == "hello from oa-model"  # type: ignore[union-attr]
+    assert message.usage.input_tokens == 3 and message.usage.output_tokens == 4
+    assert "translated messages->chat" in raw.headers["x-extproc-route"]
+    sent = fakes["openai"].requests[-1]
+    assert sent.path == "/v1/chat/completions" and sent.headers["authorization"] == "Bearer k-oa-translate"
+    assert sent.json()["messages"] == [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}]
+    assert sent.json()["max_tokens"] == 50
+
+
+def test_the_anthropic_sdk_streams_from_an_openai_provider(stack: Stack, fakes: dict[str, FakeProvider]) -> None:
+    an = anthropic.Anthropic(base_url=stack.url, api_key="unused", max_retries=0)
+    with an.messages.stream(model="oa-model", max_tokens=50, messages=CHAT) as events:
+        text = "".join(events.text_stream)
+        final = events.get_final_message()
+    assert text == "hello from oa-model" and final.stop_reason == "end_turn"
+    assert fakes["openai"].requests[-1].json()["stream"] is True
+
+
+def test_tool_calls_round_trip_between_anthropic_clients_and_openai_providers(
+        stack: Stack, fakes: dict[str, FakeProvider]) -> None:
+    call = {"id": "chatcmpl-t", "object": "chat.completion", "created": 1, "model": "oa-model", "choices": [{
+        "index": 0, "finish_reason": "tool_calls", "message": {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "call_7", "type": "function", "function": {"name": "weather", "arguments": '{"city":"Paris"}'}}]}}],
+        "usage": {"prompt_tokens": 9, "completion_tokens": 5}}
+    fakes["openai"].script(200, body=json.dumps(call).encode())
+    an = anthropic.Anthropic(base_url=stack.url, api_key="unused", max_retries=0)
+    tools = [{"name": "weather", "description": "Weather now", "input_schema": {
+        "type": "object", "properties": {"city": {"type": "string"}}}}]
+    first = an.messages.create(model="oa-model", max_tokens=50, messages=CHAT, tools=tools)  # type: ignore[arg-type]
+    use = first.content[0]
+    assert first.stop_reason == "tool_use" and use.type == "tool_use"
+    assert (use.id, use.name, use.input) == ("call_7", "weather", {"city": "Paris"})  # type: ignore[union-attr]
+    an.messages.create(model="oa-model", max_tokens=50, tools=tools, messages=[  # type: ignore[arg-type]
+        *CHAT, {"role": "assistant", "content": [{"type": "tool_use", "id": "call_7", "name": "weather",
+                                                  "input": {"city": "Paris"}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "call_7", "content": "18C"}]}])
+    sent = fakes["openai"].requests[-1].json()
+    assert sent["tools"][0]["function"]["name"] == "weather"
+    assert sent["messages"][1]["tool_calls"][0]["id"] == "call_7"
+    assert sent["messages"][2] == {"role": "tool", "tool_call_id": "call_7", "content": "18C"}
+
+
+def test_the_openai_sdk_is_served_by_an_anthropic_only_provider(stack: Stack, fakes: dict[str, FakeProvider]) -> None:
+    oa = openai.OpenAI(base_url=stack.url + "/v1", api_key="unused", max_retries=0)
+    raw = oa.chat.completions.with_raw_response.create(model="an-model", messages=CHAT, max_tokens=20)
+    done = raw.parse()
+    assert done.choices[0].message.content == "hello from an-model" and done.choices[0].finish_reason == "stop"
+    assert done.usage is not None and done.usage.prompt_tokens == 3
+    sent = fakes["anthropic"].requests[-1]
+    assert sent.path == "/v1/messages" and sent.headers["x-api-key"] == "k-an-translate"
+    assert sent.json()["messages"] == [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]
+
+
+def test_a_provider_error_comes_back_in_the_clients_envelope(stack: Stack, fakes: dict[str, FakeProvider]) -> None:
+    fakes["openai"].script(400, body=b'{"error": {"message": "bad thing", "type": "invalid_request_error"}}')
+    an = anthropic.Anthropic(base_url=stack.url, api_key="unused", max_retries=0)
+    with pytest.raises(anthropic.BadRequestError) as failed:
+        an.messages.create(model="oa-model", max_tokens=5, messages=CHAT)
+    assert isinstance(failed.value.body, dict) and failed.value.body["type"] == "error"
+    assert failed.value.body["error"]["message"] == "bad thing"
+
+
+def test_what_the_target_cannot_express_is_refused_before_anything_goes_upstream(
+        stack: Stack, fakes: dict[str, FakeProvider]) -> None:
+    before = len(fakes["openai"].requests)
+    an = anthropic.Anthropic(base_url=stack.url, api_key="unused", max_retries=0)
+    with pytest.raises(anthropic.BadRequestError) as refused:
+        an.messages.create(model="oa-model", max_tokens=5, messages=CHAT,
+                           tools=[{"type": "web_search_20250305", "name": "web_search"}])  # type: ignore[list-item]
+    assert "web_search" in str(refused.value) and len(fakes["openai"].requests) == before
+
+
+def test_google_genai_is_served_by_an_openai_provider_whole_and_streamed(
+        stack: Stack, fakes: dict[str, FakeProvider]) -> None:
+    from google import genai
+    from google.genai import types as genai_types
+
+    gm = genai.Client(api_key="unused", http_options=genai_types.HttpOptions(base_url=stack.url))
+    answer = gm.models.generate_content(model="oa-model", contents="hi", config=genai_types.GenerateContentConfig(
+        system_instruction="Be brief.", max_output_tokens=30))
+    assert answer.text == "hello from oa-model"
+    assert answer.usage_metadata is not None and answer.usage_metadata.prompt_token_count == 3
+    sent = fakes["openai"].requests[-1].json()
+    assert sent["messages"][0] == {"role": "system", "content": "Be brief."} and sent["max_tokens"] == 30
+    streamed = "".join(c.text or "" for c in gm.models.generate_content_stream(model="oa-model", contents="hi"))
+    assert streamed == "hello from oa-model"
+    assert fakes["openai"].requests[-1].json()["stream"] is True

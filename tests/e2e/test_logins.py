@@ -160,11 +160,12 @@ def test_codex_login_by_browser_routes_to_chatgpt_backend(
     assert seen.path == "/backend-api/codex/responses"
     assert seen.headers["chatgpt-account-id"] == "acct-fake-123"
     assert oauth.is_valid_access_token(seen.headers["authorization"].removeprefix("Bearer "))
-    # The ChatGPT backend takes no Chat Completions: without an OpenAI key that request falls back elsewhere.
+    # The ChatGPT backend takes no Chat Completions: the request is translated into the Responses API for it.
     raw = oa.chat.completions.with_raw_response.create(model="gpt-6-luna", messages=CHAT)  # type: ignore[arg-type]
-    assert raw.headers["x-extproc-route"] == "fallback:capability-match"
-    assert raw.headers["x-extproc-provider"] not in ("chatgpt", "openai")
-    assert len(upstreams["chatgpt"].requests) == 1
+    assert raw.headers["x-extproc-route"] == "direct; translated chat->responses"
+    assert raw.headers["x-extproc-provider"] == "chatgpt" and raw.parse().choices[0].message.content
+    translated = upstreams["chatgpt"].wait_for(2)[1]
+    assert translated.path == "/backend-api/codex/responses" and translated.json()["input"][0]["role"] == "user"
     no_token_in(out + stack.logs(), oauth)
 
 
@@ -252,8 +253,8 @@ def wait_for_log(stack: Stack, text: str, timeout: float = 5.0) -> None:
 @pytest.fixture
 def claude_stack(tmp_path: Path, fakes: dict[str, FakeProvider], upstreams: dict[str, FakeProvider],
                  oauth: FakeOAuth, make_stack: Callable[[dict[str, Any]], Stack]) -> Stack:
-    """A gateway whose only Anthropic credential is a fresh Claude login."""
-    config = login_config(fakes, upstreams, oauth, tmp_path / "accounts.json")
+    """A gateway whose only Anthropic credential is a fresh Claude login (and no other API serves it)."""
+    config = {**login_config(fakes, upstreams, oauth, tmp_path / "accounts.json"), "translation": False}
     login_by_paste(write_config(tmp_path, config), "claude")
     return make_stack(config)
 
@@ -386,6 +387,7 @@ def test_login_api_over_http(tmp_path: Path, fakes: dict[str, FakeProvider], ups
                              oauth: FakeOAuth, make_stack: Callable[[dict[str, Any]], Stack]) -> None:
     config = login_config(fakes, upstreams, oauth, tmp_path / "accounts.json")
     config["auth"]["admin_token"] = ADMIN
+    config["translation"] = False  # without its login, an Anthropic request has nothing in its own API
     stack = make_stack(config)
     admin = {"authorization": f"Bearer {ADMIN}"}
     assert httpx.get(stack.url + "/auth/accounts").status_code == 401

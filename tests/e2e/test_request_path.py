@@ -256,11 +256,8 @@ BAD_INPUTS = [
     ("/v1/chat/completions", b'{"model": 42, "messages": []}', 400, "openai", "invalid_model"),
     ("/v1/chat/completions", b'["model"]', 400, "openai", "invalid_request"),
     ("/v1/chat/completions", b'{"model": "no-such-model", "messages": []}', 404, "openai", "model_not_found"),
-    ("/v1/messages", b'{"model": "oa-chat", "max_tokens": 5, "messages": []}', 400, "anthropic",
-     "invalid_request_error"),
+
     ("/v1/messages", b"", 400, "anthropic", "invalid_request_error"),
-    # Anthropic's OpenAI API: chat only
-    ("/v1/responses", b'{"model": "an-chat", "input": "hi"}', 400, "openai", "unsupported_api"),
     ("/v1/messages", b'{"model": "no-such-model", "max_tokens": 5, "messages": []}', 404, "anthropic",
      "not_found_error"),
     ("/v1beta/models/no-such-model:generateContent", b'{"contents": []}', 404, "gemini", "NOT_FOUND"),

@@ -107,15 +107,17 @@ class AttemptExchange:
         encoded = headers.get("content-encoding", "identity").lower() != "identity"
         if not makers or end_of_stream or encoded:
             return CONTINUE
-        streamed = headers.get("content-type", "").startswith("text/event-stream")
         try:
             status = int(headers.get(":status", "200"))
         except ValueError:
             status = 502
+        # An error is reshaped whole, whatever its type says: one envelope, never one per chunk.
+        streamed = headers.get("content-type", "").startswith("text/event-stream") and status < 400
         self._shapers = tuple(make(streamed, status) for make in makers)
         # The reshaped answer's length is not the provider's (and Envoy checks a length set on a mutated body
-        # in this chain against the original): it goes out without one.
-        return Mutate(remove_headers=("content-length",), body_mode="streamed" if streamed else "buffered")
+        # in this chain against the original): it goes out without one. What is reshaped whole is JSON.
+        return Mutate({} if streamed else {"content-type": "application/json"}, ("content-length",),
+                      body_mode="streamed" if streamed else "buffered")
 
     def response_body(self, chunk: bytes, end_of_stream: bool) -> Continue | Mutate:
         if not self._shapers:

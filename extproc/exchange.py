@@ -26,8 +26,8 @@ from extproc.core.settings import Credential
 from extproc.core.windows import WindowState
 from extproc.formats import Endpoint, ParsedRequest, api_for_path, error_body, match_endpoint
 from extproc.formats.errors import error_headers
-from extproc.formats.transforms import translates
-from extproc.forward import Forward, asks_without_usage, route_request
+from extproc.formats.transforms import asks_without_usage, translates
+from extproc.forward import Forward, route_request
 from extproc.logs import logged_body
 from extproc.runtime import Runtime
 from extproc.state.rate_limit import LocalRateLimiter, RateLimiter
@@ -264,13 +264,10 @@ class Exchange:
         if self.snapshot.settings.log_bodies:
             self._bodies = (("request_body", logged_body(body)),)
         self._hides_usage = asks_without_usage(endpoint, parsed.doc)  # before any attempt asks on its behalf
-        runtime, registry = self._gateway.runtime, self.snapshot.registry
         attempts = self.snapshot.settings.failover.attempts
         for _ in range(_SECRET_ATTEMPTS):
             try:
-                decisions = self._translatable(self._allowed(plan(parsed.view, registry, runtime.health,
-                                                                  runtime.clock(), self._gateway.turn(), attempts)),
-                                               endpoint, parsed)
+                decisions = self._candidates(parsed, endpoint, attempts)
             except ClientError as err:
                 return reject(endpoint.api, err)
             decision = decisions[0]
@@ -285,6 +282,17 @@ class Exchange:
         return reject(endpoint.api, ClientError(503, "credentials_unavailable",
                                                 "No credential for this model could be used right now."))
 
+    def _candidates(self, parsed: ParsedRequest, endpoint: Endpoint, attempts: int) -> list[Decision]:
+        """The plan's first `attempts` candidates this client may use and whose API can express the request; a
+        candidate left out for either reason does not cost the request one of its attempts."""
+        runtime, turn, limit = self._gateway.runtime, self._gateway.turn(), attempts
+        while True:
+            planned = plan(parsed.view, self.snapshot.registry, runtime.health, runtime.clock(), turn, limit)
+            kept = self._translatable(self._allowed(planned), endpoint, parsed)
+            if len(kept) >= attempts or len(planned) < limit or limit >= 4 * attempts:
+                return kept[:attempts]
+            limit += attempts
+
     def _translatable(self, decisions: list[Decision], endpoint: Endpoint, parsed: ParsedRequest) -> list[Decision]:
         """The candidates whose API can express this request: one another API serves is translated, unless it
         uses what that API cannot say (then that candidate is left out; if none is left, the client is told
@@ -296,7 +304,7 @@ class Exchange:
             if target is not None:
                 if target[1] not in reasons:
                     reasons[target[1]] = translatable(endpoint.name, parsed.doc, d.model.id,
-                                                      "streaming" in parsed.view.needs, target[1])
+                                                      "streaming" in parsed.view.needs, target[1], endpoint.query)
                 if reasons[target[1]] is not None:
                     continue
             kept.append(d)
@@ -357,7 +365,8 @@ class Exchange:
         asked = Asked(self.started, self.client.name if self.client else "", forward.decision.requested)
         api = self._endpoint.api.value if self._endpoint else ""
         record = replace(build(self.request_id, asked, api, who, answer.status, answer.streamed,
-                               self._gateway.runtime.clock(), answer.at, usage, answer.route), bodies=self._bodies)
+                               self._gateway.runtime.clock(), answer.at, usage, answer.route, self.snapshot.registry),
+                         bodies=self._bodies)
         self._gateway.accounting.record(record, self.client)
 
     def _replied(self, reply: Reply) -> Reply:

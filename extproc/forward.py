@@ -27,7 +27,8 @@ from extproc.core.resolve import Decision
 from extproc.core.settings import Credential, FailoverPolicy
 from extproc.formats import Endpoint, ParsedRequest
 from extproc.formats.base import dumps, without_credentials
-from extproc.formats.transforms import Outgoing, Shaper, selected
+from extproc.formats.transforms import Outgoing, Shaper, asks_without_usage, selected
+from extproc.usage.record import Asked
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +50,9 @@ def build_forward(endpoint: Endpoint, parsed: ParsedRequest, decision: Decision,
     With `usage` (accounting), an OpenAI-style stream is asked for its usage."""
     provider, api, cred = decision.provider, endpoint.api, decision.credential
     changed = endpoint.spec.rewrite(parsed.doc, decision.model.id)
-    out = Outgoing(endpoint.upstream_rest(decision.model.id), parsed.doc, changed, {})
+    asked = Asked.parse(client_headers.get(ACCOUNT_HEADER, ""))  # later attempts: what the client's body said
+    out = Outgoing(endpoint.upstream_rest(decision.model.id), parsed.doc, changed, {},
+                   hides_usage=asked is not None and asked.hide_usage)
     transforms = selected(decision)
     for transform in transforms:
         transform.request(out, endpoint, decision)
@@ -85,15 +88,6 @@ def build_forward(endpoint: Endpoint, parsed: ParsedRequest, decision: Decision,
     remove = tuple(h for h in CLIENT_CREDENTIAL_HEADERS if h not in set_headers)
     return Forward(decision, set_headers, remove, new_body,
                    (*(t.answer for t in transforms if t.answer), *out.answers))
-
-
-def asks_without_usage(endpoint: Endpoint, doc: Mapping[str, object]) -> bool:
-    """An OpenAI-style stream that does not ask for its usage (`stream_options.include_usage`): the provider
-    would send none, and the client does not expect the extra chunk that carries it."""
-    if endpoint.api is not Api.OPENAI or endpoint.name not in ("chat", "completions") or doc.get("stream") is not True:
-        return False
-    options = doc.get("stream_options")
-    return not (isinstance(options, dict) and options.get("include_usage") is True)
 
 
 def is_json_media(content_type: str) -> bool:
@@ -167,7 +161,7 @@ def route_request(endpoint: Endpoint, parsed: ParsedRequest, decisions: list[Dec
 
 
 # A later attempt sets its own or none.
-_NEVER_RESTORED = frozenset({*CLIENT_CREDENTIAL_HEADERS, LOGIN_HEADER, STREAM_HEADER})
+_NEVER_RESTORED = frozenset({*CLIENT_CREDENTIAL_HEADERS, LOGIN_HEADER, STREAM_HEADER, UPSTREAM_API_HEADER})
 
 
 def _route_headers(decision: Decision) -> dict[str, str]:

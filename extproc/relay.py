@@ -129,7 +129,8 @@ class Relay:
         gateway = self._gateway
         snapshot = gateway.runtime.current
         who = served(snapshot.registry, attempt, provider)
-        record = build(rid, asked, api.value, who, status, True, gateway.runtime.clock(), first, usage.usage, route)
+        record = build(rid, asked, api.value, who, status, True, gateway.runtime.clock(), first, usage.usage, route,
+                       snapshot.registry)
         client = next((k for k in snapshot.settings.clients.keys if k.name == asked.client), None)
         gateway.accounting.record(record, client)
 

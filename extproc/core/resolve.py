@@ -236,8 +236,10 @@ def _usable(model: ModelSpec, req: RequestView, registry: Registry, health: Heal
     round_robin = registry.providers[model.provider].rotation == "round-robin"
     start = turn % len(usable) if usable and round_robin else 0
     rotated = usable[start:] + usable[:start]
-    # A login whose subscription window is nearly full goes last: traffic moves before its 429.
-    return sorted(rotated, key=lambda c: health.strained(c.id, now))
+    # A login whose subscription window is nearly full goes last: traffic moves before its 429. One that takes
+    # the request in its own API goes before one it must be translated for.
+    return sorted(rotated, key=lambda c: (health.strained(c.id, now),
+                                          not registry.providers[c.route].speaks(req.api, req.endpoint)))
 
 
 def _unavailable(req: RequestView, primary: ModelSpec, registry: Registry, blocks: Iterable[Block],

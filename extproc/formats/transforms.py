@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import orjson
 
@@ -31,6 +31,7 @@ class Outgoing:
     changed: bool  # the body differs from the client's
     headers: dict[str, str]  # set on the request (overwriting)
     api: Api | None = None  # the API it leaves in, when translated (None: the client's)
+    hides_usage: bool = False  # the client's stream did not ask for its usage (an earlier attempt may have)
     answers: list[Callable[[bool, int], Shaper]] = field(default_factory=list)  # (streamed, status) → shaper
 
 
@@ -46,6 +47,15 @@ class Transform:
     answer: Callable[[bool, int], Shaper] | None = None  # (streamed, status) → the shaper for this answer
     headers: tuple[str, ...] = ()  # request headers it may set
     reshapes: bool = False  # its request step hands the answer a shaper of its own (Outgoing.answers)
+
+
+def asks_without_usage(endpoint: Endpoint, doc: Mapping[str, Any]) -> bool:
+    """An OpenAI-style stream that does not ask for its usage (`stream_options.include_usage`): the provider
+    would send none, and the client does not expect the extra chunk that carries it."""
+    if endpoint.api is not Api.OPENAI or endpoint.name not in ("chat", "completions") or doc.get("stream") is not True:
+        return False
+    options = doc.get("stream_options")
+    return not (isinstance(options, dict) and options.get("include_usage") is True)
 
 
 def selected(decision: Decision) -> tuple[Transform, ...]:
@@ -157,8 +167,8 @@ def _translate(out: Outgoing, endpoint: Endpoint, decision: Decision) -> None:
     target_api, target_endpoint = target
     streams = "streamGenerateContent" in endpoint.match.string or out.doc.get("stream") is True
     ir = translation.read_request(endpoint.name, out.doc, decision.model.id, streams)
-    include_usage = ir.stream and endpoint.name == "chat" and isinstance(out.doc.get("stream_options"), dict) \
-        and out.doc["stream_options"].get("include_usage") is True
+    include_usage = ir.stream and endpoint.name == "chat" and not out.hides_usage \
+        and not asks_without_usage(endpoint, out.doc)
     out.doc, out.rest = translation.write_request(target_endpoint, ir)
     out.changed, out.api = True, target_api
     out.headers[UPSTREAM_API_HEADER] = target_api.value

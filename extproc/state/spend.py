@@ -87,15 +87,22 @@ class RedisSpend:
             await pipe.execute()
 
     async def _catch_up(self) -> None:
-        """Redis answers again: what was spent meanwhile is added to what it holds, then counted there only."""
+        """Redis answers again: what was spent meanwhile is added to what it holds, then counted there only.
+        Taken out before anything is awaited, so two requests arriving together never write it twice."""
         if self._away_until is None:
             return
-        for (name, period), keep in list(self._unwritten.items()):
-            await self._write(name, period, await self._local.spent(name, period), keep)
-            del self._unwritten[(name, period)]
-        self._local = LocalSpend()
+        local, unwritten = self._local, self._unwritten
+        self._local, self._unwritten, self._away_until = LocalSpend(), {}, None
+        try:
+            for (name, period), keep in list(unwritten.items()):
+                await self._write(name, period, await local.spent(name, period), keep)
+                del unwritten[(name, period)]
+        except (RedisError, OSError):
+            for (name, period), keep in unwritten.items():  # put back what was not written, for the next time
+                await self._local.add(name, period, await local.spent(name, period), keep)
+                self._unwritten[(name, period)] = keep
+            raise
         log.info("client key budgets are shared through Redis again")
-        self._away_until = None
 
     async def close(self) -> None:
         await self._redis.aclose()

@@ -14,6 +14,8 @@ from typing import Any
 
 import orjson
 
+from extproc.core.errors import ClientError
+from extproc.formats import errors
 from extproc.formats.sse import EventSplitter, fields
 
 
@@ -55,7 +57,19 @@ class Finish:
     cache_write_tokens: int = 0
 
 
-Event = Start | TextDelta | ThinkingDelta | CallStart | CallDelta | Finish
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """The provider's stream ended before its answer did (a cut, or its own error event)."""
+
+    message: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.message:
+            object.__setattr__(self, "message", CUT)
+
+
+CUT = "The provider's stream ended before the answer was complete."
+Event = Start | TextDelta | ThinkingDelta | CallStart | CallDelta | Finish | Failed
 
 
 class _Reader:
@@ -64,22 +78,38 @@ class _Reader:
     def __init__(self) -> None:
         self._events = EventSplitter()
         self.finished = False
+        self.done_marker = False
 
     def feed(self, chunk: bytes, end: bool = False) -> list[Event]:
         out: list[Event] = []
         for raw in self._events.feed(chunk, end):
             name, data = fields(raw)
-            if not data or data == b"[DONE]":
+            if data == b"[DONE]":
+                self.done_marker = True  # OpenAI's own end of stream
+                continue
+            if not data:
                 continue
             try:
                 doc = orjson.loads(data)
             except orjson.JSONDecodeError:
                 continue
             if isinstance(doc, dict):
+                if name == "error" or doc.get("type") == "error" or isinstance(doc.get("error"), dict):
+                    error = doc.get("error")
+                    message = error.get("message") if isinstance(error, dict) else None
+                    self.finished = True  # the provider's own error event: nothing is made up after it
+                    out.append(Failed(str(message or CUT)))
+                    continue
                 out.extend(self._read(name, doc))
         if end and not self.finished:
-            out.extend(self._end())
+            out.extend(self._end() if self.complete else [Failed()])
+            self.finished = True
         return out
+
+    @property
+    def complete(self) -> bool:
+        """Whether the provider said how its answer ended (a stream without that was cut)."""
+        return True
 
     def _read(self, name: str, doc: dict[str, Any]) -> list[Event]:
         raise NotImplementedError
@@ -98,6 +128,11 @@ class OpenAIChatReader(_Reader):
         self._started = False
         self._calls: set[int] = set()
         self._finish = Finish()
+        self._done = False
+
+    @property
+    def complete(self) -> bool:
+        return self._done or self.done_marker
 
     def _read(self, name: str, doc: dict[str, Any]) -> list[Event]:
         out: list[Event] = []
@@ -118,6 +153,7 @@ class OpenAIChatReader(_Reader):
                 if fn.get("arguments"):
                     out.append(CallDelta(index, str(fn["arguments"])))
             if choice.get("finish_reason"):
+                self._done = True
                 self._finish = Finish(_OPENAI_FINISH.get(str(choice["finish_reason"]), "stop"))
         usage = doc.get("usage")
         if isinstance(usage, dict):
@@ -142,6 +178,10 @@ class AnthropicReader(_Reader):
         self._call_of: dict[int, int] = {}
         self._usage: dict[str, int] = {}
         self._stop = "stop"
+
+    @property
+    def complete(self) -> bool:
+        return False  # a stream that ends before message_stop was cut (message_stop finishes it)
 
     def _read(self, name: str, doc: dict[str, Any]) -> list[Event]:
         kind = doc.get("type", name)
@@ -198,6 +238,11 @@ class GeminiReader(_Reader):
         self._started = False
         self._calls = 0
         self._finish = Finish()
+        self._done = False
+
+    @property
+    def complete(self) -> bool:
+        return self._done
 
     def _read(self, name: str, doc: dict[str, Any]) -> list[Event]:
         doc = doc["response"] if isinstance(doc.get("response"), dict) else doc  # Code Assist's wrapping
@@ -218,8 +263,10 @@ class GeminiReader(_Reader):
                                          str(fn.get("name", ""))))
                     out.append(CallDelta(index, orjson.dumps(fn.get("args") or {}).decode()))
                     stop = "tool_calls"
-            if candidate.get("finishReason") and stop != "tool_calls":
-                stop = _GEMINI_FINISH.get(str(candidate["finishReason"]), "stop")
+            if candidate.get("finishReason"):
+                self._done = True
+                if stop != "tool_calls":
+                    stop = _GEMINI_FINISH.get(str(candidate["finishReason"]), "stop")
         meta = doc.get("usageMetadata")
         if isinstance(meta, dict):  # each chunk reports the answer so far: the last one counts
             cached = int(meta.get("cachedContentTokenCount") or 0)
@@ -237,6 +284,10 @@ class GeminiReader(_Reader):
 
 
 # ---------------------------------------------------------------- writers: the client's stream
+
+
+def _failure(failed: Failed) -> ClientError:
+    return ClientError(502, "upstream_stream_failed", failed.message)
 
 
 def _sse(doc: Any, event: str | None = None) -> bytes:
@@ -268,6 +319,8 @@ class OpenAIChatWriter:
             elif isinstance(e, CallDelta):
                 out.append(self._chunk({"tool_calls": [{"index": self._tools.get(e.index, 0),
                                                         "function": {"arguments": e.arguments}}]}))
+            elif isinstance(e, Failed):
+                out.append(errors.openai_stream_error(_failure(e), "chat"))
             elif isinstance(e, Finish):
                 out.append(self._chunk({}, finish=e.stop_reason))
                 if self.include_usage:
@@ -321,6 +374,9 @@ class AnthropicWriter:
                 out.append(_sse({"type": "content_block_delta", "index": self._calls.get(e.index, self._index),
                                  "delta": {"type": "input_json_delta", "partial_json": e.arguments}},
                                 "content_block_delta"))
+            elif isinstance(e, Failed):
+                out.extend(self._stop())
+                out.append(errors.anthropic_stream_error(_failure(e), "messages"))
             elif isinstance(e, Finish):
                 out.extend(self._stop())
                 out.append(_sse({"type": "message_delta", "delta": {
@@ -370,6 +426,8 @@ class GeminiWriter:
                 self._calls[e.index] = [e.name]
             elif isinstance(e, CallDelta):
                 self._calls.setdefault(e.index, [""]).append(e.arguments)
+            elif isinstance(e, Failed):
+                out.append(errors.gemini_stream_error(_failure(e), "gemini"))
             elif isinstance(e, Finish):
                 calls = []
                 for name, *fragments in self._calls.values():

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from extproc.core.errors import ClientError
-from extproc.core.providers import Api
+from extproc.core.providers import TRANSLATED_ENDPOINTS_OF
 from extproc.translate import anthropic, gemini, openai_chat, responses, stream
 from extproc.translate.ir import ChatAnswer, ChatRequest, Unsupported
 
@@ -45,15 +45,18 @@ def write_request(endpoint: str, ir: ChatRequest) -> tuple[JsonObject, str]:
     return openai_chat.write_request(ir), "/chat/completions"
 
 
-def translatable(endpoint: str, doc: JsonObject, model: str, streams: bool, target: str) -> str | None:
+def translatable(endpoint: str, doc: JsonObject, model: str, streams: bool, target: str,
+                 query: str = "") -> str | None:
     """Why a request cannot be written for `target` (None: it can)."""
     if streams and (endpoint not in _READERS or target not in _READERS):
         return f"a stream between {endpoint} and {target} is not translated yet"
+    if streams and endpoint == "gemini" and "alt=sse" not in query.split("&"):
+        return "a Gemini stream as a JSON array (ask with alt=sse)"
     try:
         write_request(target, read_request(endpoint, doc, model, streams))
     except Unsupported as exc:
         return str(exc)
-    except (AttributeError, TypeError, ValueError, KeyError, IndexError):  # a field not in the shape its API defines
+    except (AttributeError, TypeError, ValueError, KeyError, IndexError, RecursionError, OverflowError):
         return "a field of the request is not in the shape its API defines"
     return None
 
@@ -120,5 +123,4 @@ def stream_translator(source: str, target: str, model: str, include_usage: bool)
     return stream.StreamTranslator(_READERS[target](model), writer)
 
 
-STREAMED_ENDPOINTS = frozenset(_READERS)
-API_OF = {"chat": Api.OPENAI, "responses": Api.OPENAI, "messages": Api.ANTHROPIC, "gemini": Api.GEMINI}
+API_OF = {endpoint: api for api, endpoints in TRANSLATED_ENDPOINTS_OF.items() for endpoint in endpoints}

@@ -59,7 +59,7 @@ def _observe(rec: UsageRecord) -> None:
     metrics.REQUESTS.labels(rec.outcome, str(rec.status), rec.client or "-").inc()
     if not rec.served:
         return
-    labels = (rec.provider, rec.requested, rec.served)
+    labels = (rec.provider, rec.request_label, rec.response_label)
     error = "" if 200 <= rec.status < 400 else str(rec.status)
     metrics.REQUEST_DURATION.labels(*labels, error).observe(rec.latency)
     if rec.first_token is not None:

@@ -25,14 +25,20 @@ class Served:
     provider: str
     credential: str
     attempts: int
+    listed: bool = False  # a model the registry knows (not a name passed through as asked)
 
 
 def served(registry: Registry, attempt_header: str, provider: str) -> Served:
     attempted = parse_attempt_header(attempt_header)
     if attempted is None:
         return Served(None, provider, "", 0)
-    model, _, _ = served_by(registry, attempted.owner, attempted.model, attempted.credential)
-    return Served(model, provider or model.provider, attempted.credential, attempted.attempt)
+    model, _, listed = served_by(registry, attempted.owner, attempted.model, attempted.credential)
+    return Served(model, provider or model.provider, attempted.credential, attempted.attempt, listed)
+
+
+def known_name(registry: Registry, name: str) -> bool:
+    """A model id or alias of this registry: one a client could not make up (a metric label may carry it)."""
+    return bool(registry.lookup(name)) or name in registry.aliases
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +84,9 @@ class UsageRecord:
     cost: float  # USD
     route: str = ""  # why what served it was chosen: direct, alias, fallback:<strategy>
     bodies: tuple[tuple[str, str], ...] = ()  # with log.bodies: the prompt and the answer, secrets masked
+    # Metric labels: what a client made up is "other", so a label never takes more values than the registry has.
+    request_label: str = "other"
+    response_label: str = "other"
 
     @property
     def outcome(self) -> str:
@@ -99,8 +108,13 @@ class UsageRecord:
 
 
 def build(request_id: str, asked: Asked, api: str, who: Served, status: int, streamed: bool, now: float,
-          first_byte: float | None, usage: Usage | None, route: str = "") -> UsageRecord:
+          first_byte: float | None, usage: Usage | None, route: str = "", registry: Registry | None = None
+          ) -> UsageRecord:
     spent = cost(usage, who.model) if usage is not None and who.model is not None else 0.0
-    return UsageRecord(request_id, asked.client, api, asked.requested, who.model.id if who.model else "",
+    served_id = who.model.id if who.model else ""
+    known = registry is not None and known_name(registry, asked.requested)
+    return UsageRecord(request_id, asked.client, api, asked.requested, served_id,
                        who.provider, who.credential, who.attempts, status, streamed, max(0.0, now - asked.start),
-                       None if first_byte is None else max(0.0, first_byte - asked.start), usage, spent, route)
+                       None if first_byte is None else max(0.0, first_byte - asked.start), usage, spent, route,
+                       request_label=asked.requested if known else "other",
+                       response_label=served_id if who.listed else "other")

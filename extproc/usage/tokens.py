@@ -130,7 +130,7 @@ class StreamUsage:
     def _read(self, event: bytes) -> bool:
         """Take what the event says; True when it is the usage-only chunk a client did not ask for."""
         name, data = fields(event)
-        if not data or data == b"[DONE]":
+        if b"usage" not in data and b"Usage" not in data:  # most events carry none: not parsed at all
             return False
         try:
             doc = orjson.loads(data)

@@ -6,7 +6,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -91,12 +91,24 @@ def test_a_restart_right_after_a_burst_of_traffic_gets_the_same_port(
     assert httpx.post(again.url + "/v1/chat/completions", json=CHAT).status_code == 200
 
 
+@pytest.fixture
+def own_fakes() -> Iterator[dict[str, FakeProvider]]:
+    """Providers of one stack only: the suite's shared fakes also hear other stacks' background probes."""
+    from tests.conftest import PROVIDERS
+
+    servers = {name: FakeProvider(name) for name in PROVIDERS}
+    yield servers
+    for server in servers.values():
+        server.close()
+
+
 def test_healthz_readyz_and_the_grpc_health_service(make_stack: Callable[[dict[str, Any]], Stack],
-                                                    fakes: dict[str, FakeProvider]) -> None:
+                                                    own_fakes: dict[str, FakeProvider]) -> None:
     import grpc
     import yaml
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+    fakes = own_fakes
     stack = make_stack({"providers": provider_config(fakes, without=("groq",)), "discovery": False})
     assert httpx.get(stack.url + "/healthz").json() == {"status": "alive"}
     ready = httpx.get(stack.url + "/readyz")

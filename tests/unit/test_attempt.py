@@ -185,7 +185,7 @@ def test_codeassist_request_is_wrapped_by_its_attempt_and_its_buffered_answer_un
     assert json.loads(built.body or b"") == {"model": "ca-model", "request": {"contents": []}}
     assert built.set_headers["accept-encoding"] == "identity"
     action = ex.response_headers({":status": "200", "content-type": "application/json"}, end_of_stream=False)
-    assert action == Mutate(remove_headers=("content-length",), body_mode="buffered")
+    assert action == Mutate({"content-type": "application/json"}, ("content-length",), body_mode="buffered")
     answer = ex.response_body(b'{"response": {"candidates": [1]}, "traceId": "t"}', end_of_stream=True)
     assert isinstance(answer, Mutate) and json.loads(answer.body or b"") == {"candidates": [1]}
 

@@ -119,3 +119,21 @@ def test_usage_is_handed_on_when_the_stream_finishes() -> None:
     seen: list[Finish] = []
     StreamTranslator(GeminiReader(), AnthropicWriter(), on_finish=seen.append).feed(GEMINI, end=True)
     assert [(f.stop_reason, f.input_tokens, f.output_tokens) for f in seen] == [("tool_calls", 12, 7)]
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+@pytest.mark.parametrize("client", CLIENTS)
+def test_a_stream_cut_before_its_end_ends_with_the_clients_error_event_not_a_normal_finish(
+        provider: str, client: str) -> None:
+    stream, reader = PROVIDERS[provider]
+    cut = stream[:stream.index(b"llo")]  # mid-answer: no finish reason, no message_stop
+    out = StreamTranslator(reader(), CLIENTS[client][0]()).feed(cut, end=True)
+    assert b"upstream_stream_failed" in out or b"error" in out
+    assert b"end_turn" not in out and b'"finish_reason":"stop"' not in out and b"STOP" not in out
+
+
+def test_a_providers_own_error_event_reaches_the_client_as_its_error_event() -> None:
+    stream = ANTHROPIC.split(b"\n\n")[0] + b"\n\n" + sse({"type": "error", "error": {
+        "type": "overloaded_error", "message": "Overloaded"}}, named=True)
+    out = StreamTranslator(AnthropicReader(), OpenAIChatWriter()).feed(stream, end=True)
+    assert b"Overloaded" in out and b'"finish_reason":"stop"' not in out

@@ -75,6 +75,11 @@ class Row:
     gateway: Point
     workers: Point | None = None  # the gateway with processor.workers > 1 (sharing health through Redis)
     plain: Point | None = None  # the gateway with accounting off (no usage read from answers)
+    translated: Point | None = None  # the gateway serving the same request from Anthropic's API, translated
+
+    @property
+    def translated_ratio(self) -> float:
+        return self.translated.rps / self.bare.rps if self.translated and self.bare.rps else 0.0
 
     @property
     def plain_ratio(self) -> float:
@@ -115,6 +120,17 @@ def request_body(size: int = BODY_BYTES) -> bytes:
     words = "lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor "
     filler = (words * (size // len(words) + 1))[: max(0, size - len(build("")))]
     return build(filler)
+
+
+def anthropic_request_body(size: int = BODY_BYTES) -> bytes:
+    """The same request in Anthropic's Messages API, for the OpenAI model: it is served translated."""
+    doc = json.loads(request_body(size))
+    system, user = doc["messages"]
+    return json.dumps({"model": MODEL, "max_tokens": 16, "system": system["content"], "messages": [user],
+                       "temperature": 0.2}, separators=(",", ":")).encode()
+
+
+TRANSLATED_PATH = "/v1/messages"
 
 
 def request_headers() -> dict[str, str]:
@@ -388,6 +404,12 @@ def sanity_check(targets: Targets) -> None:
             if problem:
                 raise RuntimeError(f"sanity check failed for {name} ({url}): {problem}\n"
                                    f"headers: {dict(resp.headers)}\nbody: {resp.text[:500]}")
+        moved = targets.gateway.removesuffix(PATH) + TRANSLATED_PATH
+        resp = client.post(moved, content=anthropic_request_body(), headers=headers)
+        if resp.status_code != 200 or "translated" not in resp.headers.get("x-extproc-route", "") \
+                or resp.json().get("type") != "message":
+            raise RuntimeError(f"sanity check failed for the translated path ({moved}): status {resp.status_code}, "
+                               f"route {resp.headers.get('x-extproc-route')!r}\nbody: {resp.text[:500]}")
 
 
 # ------------------------------------------------------------------------------------------ load: wrk
@@ -409,13 +431,17 @@ class WrkLoad:
     name = "wrk"
     caveat = ""
 
-    def __init__(self, workdir: Path, threads: int) -> None:
+    def __init__(self, workdir: Path, threads: int, body: bytes | None = None, tag: str = "") -> None:
         self.script = workdir / "post.lua"
         self.script.write_text(_WRK_LUA.format(key=CLIENT_KEY))
-        body_file = workdir / "body.json"
-        body_file.write_bytes(request_body())
+        body_file = workdir / f"body{tag}.json"
+        body_file.write_bytes(request_body() if body is None else body)
         self.env = {**os.environ, "BENCH_BODY_FILE": str(body_file)}
         self.threads = threads
+        self.workdir = workdir
+
+    def with_body(self, body: bytes, tag: str) -> WrkLoad:
+        return WrkLoad(self.workdir, self.threads, body, tag)
 
     def run(self, url: str, concurrency: int, duration: float) -> Point:
         threads = max(1, min(self.threads, concurrency))
@@ -464,13 +490,19 @@ class PythonLoad:
     caveat = ("note: the Python client is probably the bottleneck here, which hides part of the gateway's "
               "cost (ratios read high); install wrk for figures worth quoting")
 
+    def __init__(self, body: bytes | None = None) -> None:
+        self.body = request_body() if body is None else body
+
+    def with_body(self, body: bytes, tag: str) -> PythonLoad:
+        return PythonLoad(body)
+
     def run(self, url: str, concurrency: int, duration: float) -> Point:
         return asyncio.run(self._run(url, concurrency, duration))
 
     async def _run(self, url: str, concurrency: int, duration: float) -> Point:
         import httpx
 
-        body, headers = request_body(), request_headers()
+        body, headers = self.body, request_headers()
         latencies: list[float] = []
         errors = 0
         limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
@@ -526,7 +558,7 @@ def measure(load: Load, url: str, concurrency: int, duration: float, warmup: flo
 
 
 def run_points(load: Load, targets: Targets, concurrencies: Sequence[int], duration: float,
-               warmup: float) -> list[Row]:
+               warmup: float, translated: Load | None = None) -> list[Row]:
     """Bare then gateway at each concurrency, back to back, so both see the same machine noise."""
     rows = []
     for conc in concurrencies:
@@ -540,13 +572,18 @@ def run_points(load: Load, targets: Targets, concurrencies: Sequence[int], durat
             print("; no accounting ...", end="", flush=True)
             plain = measure(load, targets.plain, conc, duration, warmup)
             print(f" {plain.rps:,.0f} rps", end="", flush=True)
+        moved = None
+        if translated is not None:
+            print("; translated ...", end="", flush=True)
+            moved = measure(translated, targets.gateway.removesuffix(PATH) + TRANSLATED_PATH, conc, duration, warmup)
+            print(f" {moved.rps:,.0f} rps", end="", flush=True)
         workers = None
         if targets.workers:
             print(f"; {targets.worker_count} workers ...", end="", flush=True)
             workers = measure(load, targets.workers, conc, duration, warmup)
             print(f" {workers.rps:,.0f} rps", end="", flush=True)
         print(flush=True)
-        rows.append(Row(conc, bare, gateway, workers, plain))
+        rows.append(Row(conc, bare, gateway, workers, plain, moved))
     return rows
 
 
@@ -559,6 +596,9 @@ def render_table(rows: Sequence[Row], worker_count: int = 1) -> str:
                                "gw p99", "+p99")
     if plain:
         header += ("no-acct rps", "ratio")
+    moved = any(r.translated for r in rows)
+    if moved:
+        header += ("translated rps", "ratio")
     if many:
         header += (f"gw×{worker_count} rps", f"ratio×{worker_count}")
     lines = [header]
@@ -569,6 +609,8 @@ def render_table(rows: Sequence[Row], worker_count: int = 1) -> str:
                                  f"{r.added_p99_ms:+.2f}")
         if plain:
             line += (f"{r.plain.rps:,.0f}" if r.plain else "-", f"{r.plain_ratio:.2f}")
+        if moved:
+            line += (f"{r.translated.rps:,.0f}" if r.translated else "-", f"{r.translated_ratio:.2f}")
         if many:
             line += (f"{r.workers.rps:,.0f}" if r.workers else "-", f"{r.workers_ratio:.2f}")
         lines.append(line)
@@ -578,6 +620,8 @@ def render_table(rows: Sequence[Row], worker_count: int = 1) -> str:
     legend = "\n(latencies in ms; ratio = gateway rps / bare rps; +p50/+p99 = gateway - bare"
     if plain:
         legend += "; no-acct = the gateway with accounting: false"
+    if moved:
+        legend += "; translated = the same request in Anthropic's API, served by the OpenAI model"
     if many:
         legend += f"; gw×{worker_count} = {worker_count} processor workers sharing health through Redis"
     return "\n".join(text) + legend + ")"
@@ -613,6 +657,7 @@ def write_json(path: Path, machine: dict[str, Any], load: Load, args: argparse.N
         "points": [{"concurrency": r.concurrency, "bare": asdict(r.bare), "gateway": asdict(r.gateway),
                     "workers": asdict(r.workers) if r.workers else None,
                     "no_accounting": asdict(r.plain) if r.plain else None,
+                    "translated": asdict(r.translated) if r.translated else None,
                     "rps_ratio": r.rps_ratio, "added_p50_ms": r.added_p50_ms, "added_p99_ms": r.added_p99_ms}
                    for r in rows],
     }
@@ -665,7 +710,8 @@ def benchmark(args: argparse.Namespace, workdir: Path, children: Children) -> in
     ceiling = measure(load, targets.fake, top, min(args.duration, 5), min(args.warmup, 1))
     print(f"fake provider alone at concurrency {top}: {ceiling.rps:,.0f} rps, p50 {ceiling.p50_ms:.2f} ms "
           "(the ceiling; both paths should stay well below it)")
-    rows = run_points(load, targets, args.concurrency, args.duration, args.warmup)
+    rows = run_points(load, targets, args.concurrency, args.duration, args.warmup,
+                      load.with_body(anthropic_request_body(), "-anthropic"))
     print()
     print(render_table(rows, targets.worker_count))
     for note in [*error_notes(rows), load.caveat]:

@@ -8,7 +8,6 @@ supervisor sets for its workers); one process serves its own. Envoy's stats stay
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from wsgiref.simple_server import WSGIServer
 
@@ -50,10 +49,6 @@ COST = Counter("extproc_cost_usd", "What requests cost (USD, from the catalog's 
 MESSAGE_SECONDS = Histogram(
     "extproc_processor_message_seconds", "The processor's time on one ext_proc message, by kind.", ("kind",),
     buckets=(0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0))
-
-
-def multiprocess_dir() -> str | None:
-    return os.environ.get(MULTIPROCESS_ENV) or None
 
 
 def serve_metrics(address: Address, workers_dir: str | None = None) -> tuple[WSGIServer, threading.Thread]:

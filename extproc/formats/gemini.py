@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 from urllib.parse import unquote
 
 from extproc.core.errors import ClientError
@@ -11,6 +12,11 @@ from extproc.core.resolve import RequestView
 from extproc.formats.base import JsonObject, checked_model_id, measure, positive_int
 
 _SCHEMA_KEYS = ("responseSchema", "response_schema", "responseJsonSchema", "response_json_schema")
+
+
+def unwrapped(doc: Any) -> Any:
+    """Code Assist wraps Gemini's answer in {"response": …}: the Gemini answer inside, or the doc as it is."""
+    return doc["response"] if isinstance(doc, dict) and isinstance(doc.get("response"), dict) else doc
 
 
 def _path_model(match: re.Match[str]) -> str:

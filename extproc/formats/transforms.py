@@ -17,6 +17,7 @@ from extproc.core.providers import Api
 from extproc.core.resolve import Decision
 from extproc.formats import Endpoint, error_body
 from extproc.formats.base import JsonObject
+from extproc.formats.gemini import unwrapped
 from extproc.formats.sse import EventSplitter
 from extproc.translate import transform as translation
 from extproc.translate.transform import API_OF
@@ -124,8 +125,9 @@ def unwrap_codeassist(payload: bytes) -> bytes:
         doc = orjson.loads(payload)
     except orjson.JSONDecodeError:
         return payload
-    if isinstance(doc, dict) and isinstance(doc.get("response"), dict):
-        return orjson.dumps(doc["response"])
+    inner = unwrapped(doc)
+    if inner is not doc:
+        return orjson.dumps(inner)
     if isinstance(doc, list):  # a JSON array of chunks (streamGenerateContent without alt=sse)
         return orjson.dumps([d["response"] if isinstance(d, dict) and "response" in d else d for d in doc])
     return payload

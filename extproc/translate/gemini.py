@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 
+from extproc.formats.gemini import unwrapped
 from extproc.translate.ir import (
     ChatAnswer,
     ChatRequest,
@@ -153,7 +154,7 @@ _FINISH_OUT = {"stop": "STOP", "length": "MAX_TOKENS", "tool_calls": "STOP", "co
 
 
 def read_answer(doc: dict[str, Any], model: str = "") -> ChatAnswer:
-    doc = doc["response"] if isinstance(doc.get("response"), dict) else doc  # Code Assist's wrapping
+    doc = unwrapped(doc)
     candidate = (doc.get("candidates") or [{}])[0]
     parts = tuple(p for p in _parts((candidate.get("content") or {}).get("parts"), [])
                   if isinstance(p, (Text, ToolCall, Thinking)))

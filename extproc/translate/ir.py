@@ -103,15 +103,12 @@ def data_url(image: Image) -> str:
     return image.url or f"data:{image.media_type};base64,{image.data}"
 
 
-STOP_REASONS = ("stop", "length", "tool_calls", "content_filter")
-
-
 @dataclass(frozen=True, slots=True)
 class ChatAnswer:
     id: str
     model: str
     parts: tuple[Part, ...]  # Text, ToolCall, Thinking
-    stop_reason: str = "stop"  # one of STOP_REASONS
+    stop_reason: str = "stop"  # stop | length | tool_calls | content_filter
     input_tokens: int = 0
     output_tokens: int = 0
     cache_read_tokens: int = 0

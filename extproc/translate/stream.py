@@ -16,6 +16,7 @@ import orjson
 
 from extproc.core.errors import ClientError
 from extproc.formats import errors
+from extproc.formats.gemini import unwrapped
 from extproc.formats.sse import EventSplitter, fields
 
 
@@ -245,7 +246,7 @@ class GeminiReader(_Reader):
         return self._done
 
     def _read(self, name: str, doc: dict[str, Any]) -> list[Event]:
-        doc = doc["response"] if isinstance(doc.get("response"), dict) else doc  # Code Assist's wrapping
+        doc = unwrapped(doc)
         out: list[Event] = []
         if not self._started:
             self._started = True

@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from extproc.core.providers import Api
+from extproc.formats.gemini import unwrapped
 from extproc.formats.sse import EventSplitter, fields
 
 
@@ -24,10 +25,6 @@ class Usage:
     cache_read: int = 0
     cache_write: int = 0
     reasoning: int = 0  # part of output
-
-    @property
-    def total(self) -> int:
-        return self.input + self.output + self.cache_read + self.cache_write
 
     def merged(self, later: Usage) -> Usage:
         """Two partial reports of one answer (Anthropic's message_start, then message_delta): each figure the
@@ -79,11 +76,6 @@ def gemini_usage(meta: Any) -> Usage | None:
     return Usage(prompt - cached, _count(meta, "candidatesTokenCount") + thoughts, cached, 0, thoughts)
 
 
-def _gemini_doc(doc: Any) -> Any:
-    """Code Assist wraps Gemini's answer in {"response": …}."""
-    return doc["response"] if isinstance(doc, dict) and isinstance(doc.get("response"), dict) else doc
-
-
 def usage_of_answer(api: Api, body: bytes) -> Usage | None:
     """The usage of a whole (non-streamed) answer; None when it reports none (an error, an odd shape)."""
     try:
@@ -94,9 +86,9 @@ def usage_of_answer(api: Api, body: bytes) -> Usage | None:
         return anthropic_usage(doc.get("usage")) if isinstance(doc, dict) else None
     if api is Api.GEMINI:
         if isinstance(doc, list):  # streamGenerateContent without alt=sse: a JSON array, the last chunk counts
-            found = [gemini_usage(_gemini_doc(d).get("usageMetadata")) for d in doc if isinstance(d, dict)]
+            found = [gemini_usage(unwrapped(d).get("usageMetadata")) for d in doc if isinstance(d, dict)]
             return next((u for u in reversed(found) if u is not None), None)
-        doc = _gemini_doc(doc)
+        doc = unwrapped(doc)
         return gemini_usage(doc.get("usageMetadata")) if isinstance(doc, dict) else None
     return openai_usage(doc.get("usage")) if isinstance(doc, dict) else None
 
@@ -130,7 +122,7 @@ class StreamUsage:
     def _read(self, event: bytes) -> bool:
         """Take what the event says; True when it is the usage-only chunk a client did not ask for."""
         name, data = fields(event)
-        if b"usage" not in data and b"Usage" not in data:  # most events carry none: not parsed at all
+        if b"usage" not in data:  # most events carry none (Gemini's is usageMetadata): not parsed at all
             return False
         try:
             doc = orjson.loads(data)
@@ -145,7 +137,7 @@ class StreamUsage:
                 doc.get("message"), dict) else doc.get("usage") if kind == "message_delta" else None
             found = anthropic_usage(usage)
         elif self._api is Api.GEMINI:
-            found = gemini_usage(_gemini_doc(doc).get("usageMetadata"))
+            found = gemini_usage(unwrapped(doc).get("usageMetadata"))
         elif isinstance(doc.get("response"), dict):  # Responses: response.completed (or .incomplete/.failed)
             found = openai_usage(doc["response"].get("usage"))
         else:

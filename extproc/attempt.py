@@ -114,6 +114,8 @@ class AttemptExchange:
         # An error is reshaped whole, whatever its type says: one envelope, never one per chunk.
         streamed = headers.get("content-type", "").startswith("text/event-stream") and status < 400
         self._shapers = tuple(make(streamed, status) for make in makers)
+        # A stream collected into one answer (a provider that only streams) leaves whole, as JSON.
+        streamed = streamed and not any(getattr(s, "collects", False) for s in self._shapers)
         # The reshaped answer's length is not the provider's (and Envoy checks a length set on a mutated body
         # in this chain against the original): it goes out without one. What is reshaped whole is JSON.
         return Mutate({} if streamed else {"content-type": "application/json"}, ("content-length",),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections import deque
@@ -44,8 +45,9 @@ class Scripted:
 class FakeProvider:
     """One provider. `script(...)` queues answers; otherwise it answers a success shaped for the path."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, stream_only: bool = False) -> None:
         self.name = name
+        self.stream_only = stream_only  # like ChatGPT's Codex backend: a request that does not stream is a 400
         self.requests: list[Recorded] = []  # everything but model-list calls
         self.list_requests: list[Recorded] = []
         self.listing = Listing()
@@ -87,14 +89,14 @@ class FakeProvider:
                     self.send_header(k, v)
                 self.send_header("transfer-encoding", "chunked")
                 self.end_headers()
-                events = [e for e in payload.split(b"\n\n") if e]
-                for i, event in enumerate(events):
+                events = [e for e in re.split(rb"(?<=\r\n\r\n)|(?<=[^\r]\n\n)", payload) if e.strip()]
+                for i, chunk in enumerate(events):
                     if cut_after is not None and i == int(cut_after):
                         self.wfile.flush()
                         self.connection.shutdown(2)  # the provider drops the connection mid-answer
                         self.close_connection = True
                         return
-                    chunk = event + b"\n\n"
+                    chunk = chunk if chunk.endswith(b"\n\n") else chunk + b"\n\n"
                     self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
                     self.wfile.flush()
                 self.wfile.write(b"0\r\n\r\n")
@@ -163,10 +165,20 @@ class FakeProvider:
             doc = json.loads(body) if body else {}
         except ValueError:
             doc = {}
-        if doc.get("stream") is True and path.endswith("/chat/completions"):
+        bare = path.partition("?")[0]
+        if self.stream_only and doc.get("stream") is not True:
+            return 400, {"content-type": "application/json"}, b'{"detail":"Stream must be set to true"}'
+        if doc.get("stream") is True and bare.endswith("/chat/completions"):
             options = doc.get("stream_options")
             usage = isinstance(options, dict) and options.get("include_usage") is True
             return 200, {"content-type": "text/event-stream"}, chat_stream(doc.get("model", ""), usage)
+        if doc.get("stream") is True and bare.endswith("/messages"):
+            return 200, {"content-type": "text/event-stream"}, messages_stream(doc.get("model", ""))
+        if doc.get("stream") is True and bare.endswith("/responses"):
+            return 200, {"content-type": "text/event-stream"}, responses_stream(doc.get("model", ""))
+        if ":streamGenerateContent" in bare and not bare.startswith("/v1internal:") and "alt=sse" in path:
+            model = bare.rsplit("/models/", 1)[1].split(":")[0]
+            return 200, {"content-type": "text/event-stream"}, gemini_stream(model)
         if path.startswith("/v1internal:"):  # Code Assist: answers wrapped in {"response": …}
             inner = success_body(f"/v1beta/models/{doc.get('model', '')}:generateContent", {})
             if "alt=sse" in path:
@@ -198,6 +210,66 @@ def chat_stream(model: str, usage: bool = False) -> bytes:
                                                   "total_tokens": 14}}).encode())
     events.append(b"data: [DONE]")
     return b"\n\n".join(events) + b"\n\n"
+
+
+WORDS = ("hello", " from", " {model}")  # every fake stream says "hello from <model>", a word per event
+
+
+def _sse(kind: str | None, doc: dict[str, Any]) -> bytes:
+    return (f"event: {kind}\n".encode() if kind else b"") + b"data: " + json.dumps(doc).encode()
+
+
+def messages_stream(model: str) -> bytes:
+    """Anthropic's Messages stream: message_start, one text block filled word by word, message_delta, stop."""
+    events = [_sse("message_start", {"type": "message_start", "message": {
+        "id": "msg_1", "type": "message", "role": "assistant", "model": model, "content": [], "stop_reason": None,
+        "usage": {"input_tokens": 3, "output_tokens": 1}}}),
+        _sse("content_block_start", {"type": "content_block_start", "index": 0,
+                                     "content_block": {"type": "text", "text": ""}})]
+    events += [_sse("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {
+        "type": "text_delta", "text": w.format(model=model)}}) for w in WORDS]
+    events += [_sse("content_block_stop", {"type": "content_block_stop", "index": 0}),
+               _sse("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn"},
+                                      "usage": {"output_tokens": 4}}),
+               _sse("message_stop", {"type": "message_stop"})]
+    return b"\n\n".join(events) + b"\n\n"
+
+
+def responses_stream(model: str) -> bytes:
+    """OpenAI's Responses stream: created, a message item filled word by word, its done events, completed."""
+    text = "".join(WORDS).format(model=model)
+    item = {"type": "message", "id": "msg_1", "role": "assistant", "status": "completed",
+            "content": [{"type": "output_text", "text": text, "annotations": []}]}
+    response = {"id": "resp_1", "object": "response", "created_at": 1, "model": model, "status": "in_progress",
+                "output": []}
+    events = [_sse("response.created", {"type": "response.created", "response": response}),
+              _sse("response.output_item.added", {"type": "response.output_item.added", "output_index": 0,
+                                                  "item": {**item, "status": "in_progress", "content": []}}),
+              _sse("response.content_part.added", {"type": "response.content_part.added", "item_id": "msg_1",
+                                                   "output_index": 0, "content_index": 0,
+                                                   "part": {"type": "output_text", "text": "", "annotations": []}})]
+    events += [_sse("response.output_text.delta", {"type": "response.output_text.delta", "item_id": "msg_1",
+                                                   "output_index": 0, "content_index": 0,
+                                                   "delta": w.format(model=model)}) for w in WORDS]
+    events += [_sse("response.output_item.done", {"type": "response.output_item.done", "output_index": 0,
+                                                  "item": item}),
+               _sse("response.completed", {"type": "response.completed", "response": {
+                   **response, "status": "completed", "output": [item],
+                   "usage": {"input_tokens": 3, "output_tokens": 4, "total_tokens": 7}}})]
+    return b"\n\n".join(events) + b"\n\n"
+
+
+def gemini_stream(model: str) -> bytes:
+    """Gemini's `alt=sse` stream: a GenerateContentResponse per word, the last with finishReason and usage."""
+    events = []
+    for i, word in enumerate(WORDS):
+        chunk: dict[str, Any] = {"candidates": [{"content": {"role": "model", "parts": [
+            {"text": word.format(model=model)}]}, "index": 0}], "modelVersion": model}
+        if i == len(WORDS) - 1:
+            chunk["candidates"][0]["finishReason"] = "STOP"
+            chunk["usageMetadata"] = {"promptTokenCount": 3, "candidatesTokenCount": 4, "totalTokenCount": 7}
+        events.append(_sse(None, chunk))
+    return b"\r\n\r\n".join(events) + b"\r\n\r\n"
 
 
 def model_list(path: str, ids: list[str]) -> dict[str, Any]:

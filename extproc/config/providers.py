@@ -27,7 +27,8 @@ from extproc.formats import ENDPOINTS
 from extproc.formats.transforms import PROVIDER_TRANSFORMS
 
 _PROVIDER_KEYS = {"base_url", "auth", "api_key", "api_keys", "api_key_env", "headers", "apis", "discovery", "probe",
-                  "transform", "prefer", "model_prefixes", "rotation", "stream_usage", "translation"}
+                  "transform", "prefer", "model_prefixes", "rotation", "stream_usage", "stream_only",
+                  "translation"}
 ROTATIONS = ("round-robin", "fill-first")
 _DISCOVERY_STYLES = ("openai", "anthropic", "gemini")
 
@@ -155,6 +156,7 @@ def _provider(name: str, data: Mapping[str, Any], key: str, discovery: Discovery
                         model_prefixes=tuple(string_list(data.get("model_prefixes") or [], f"{key}.model_prefixes")),
                         rotation=choice(data.get("rotation", "round-robin"), f"{key}.rotation", ROTATIONS),
                         stream_usage=boolean(data.get("stream_usage", True), f"{key}.stream_usage"),
+                        stream_only=boolean(data.get("stream_only", False), f"{key}.stream_only"),
                         translation=boolean(data.get("translation", True), f"{key}.translation"))
 
 

@@ -114,6 +114,7 @@ class ProviderSpec:
     model_prefixes: tuple[str, ...] = ()  # ids the catalog lacks but that are this provider's (claude-…)
     rotation: str = "round-robin"  # round-robin | fill-first: how requests spread over its healthy credentials
     stream_usage: bool = True  # takes stream_options.include_usage on OpenAI-style streams (asked for, for accounting)
+    stream_only: bool = False  # answers streamed requests only: a whole answer is asked for streamed, and collected
     translation: bool = True  # a client of another API may be served here, translated (translation: false)
 
     @property

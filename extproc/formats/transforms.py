@@ -7,11 +7,12 @@ as it is about to leave and changes it, and may give the exchange a shaper for t
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import orjson
 
+from extproc.core.errors import ClientError
 from extproc.core.headers import REASON_HEADER, UPSTREAM_API_HEADER
 from extproc.core.providers import Api
 from extproc.core.resolve import Decision
@@ -62,7 +63,7 @@ def asks_without_usage(endpoint: Endpoint, doc: Mapping[str, Any]) -> bool:
 def selected(decision: Decision) -> tuple[Transform, ...]:
     """The transforms data selects for a decision: translation when its provider does not speak the client's
     API, the login's system prefix, the upstream's request shape."""
-    names = (["translate"] if translates(decision) else []) + \
+    names = (["translate"] if translates(decision) or decision.provider.stream_only else []) + \
         (["system_prefix"] if decision.credential.system_prefix else []) + \
         ([decision.provider.transform] if decision.provider.transform else [])
     return tuple(TRANSFORMS[name] for name in names)
@@ -163,26 +164,37 @@ def _codeassist_answer(streamed: bool, status: int) -> Shaper:
 # ---------------------------------------------------------------- translate (another API's provider)
 
 def _translate(out: Outgoing, endpoint: Endpoint, decision: Decision) -> None:
+    """Another API's provider: the request rewritten in its API. A provider that only streams, asked for a whole
+    answer: the request asks for a stream, collected into one answer for the client (`stream_only`)."""
     target = translates(decision)
-    if target is None:
-        return
-    target_api, target_endpoint = target
     streams = "streamGenerateContent" in endpoint.match.string or out.doc.get("stream") is True
-    ir = translation.read_request(endpoint.name, out.doc, decision.model.id, streams)
-    include_usage = ir.stream and endpoint.name == "chat" and not out.hides_usage \
-        and not asks_without_usage(endpoint, out.doc)
-    out.doc, out.rest = translation.write_request(target_endpoint, ir)
-    out.changed, out.api = True, target_api
-    out.headers[UPSTREAM_API_HEADER] = target_api.value
-    out.headers["accept-encoding"] = "identity"  # the answer is rewritten here: it must come uncompressed
-    out.headers[REASON_HEADER] = f"{decision.why}; translated {endpoint.name}->{target_endpoint}"
+    collect = decision.provider.stream_only and not streams and endpoint.name in ("chat", "responses", "messages")
+    if target is None and not collect:
+        return
     source, model = endpoint.name, decision.model.id
+    target_endpoint = target[1] if target else source
+    include_usage = False
+    if target is not None:
+        ir = translation.read_request(source, out.doc, model, streams)
+        include_usage = ir.stream and source == "chat" and not out.hides_usage \
+            and not asks_without_usage(endpoint, out.doc)
+        out.doc, out.rest = translation.write_request(target_endpoint, replace(ir, stream=ir.stream or collect))
+        out.api = target[0]
+        out.headers[UPSTREAM_API_HEADER] = target[0].value
+        out.headers[REASON_HEADER] = f"{decision.why}; translated {source}->{target_endpoint}"
+    else:
+        out.doc["stream"] = True
+    out.changed = True
+    out.headers["accept-encoding"] = "identity"  # the answer is rewritten here: it must come uncompressed
+
+    def render(err: ClientError) -> bytes:
+        return error_body(endpoint.api, err)
 
     def answer(streamed: bool, status: int) -> Shaper:
         if streamed and status < 400:
-            return translation.stream_translator(source, target_endpoint, model, include_usage)
-        return translation.WholeAnswer(source, target_endpoint, model, status,
-                                       lambda err: error_body(endpoint.api, err))
+            return translation.CollectedAnswer(source, target_endpoint, model, render) if collect else \
+                translation.stream_translator(source, target_endpoint, model, include_usage)
+        return translation.WholeAnswer(source, target_endpoint, model, status, render)
 
     out.answers.append(answer)
 

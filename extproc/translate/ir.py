@@ -9,6 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+TRANSLATED_REASONING = "rs_xp_"
+"""The id prefix of Responses reasoning items written here from another provider's thinking: OpenAI holds no
+such item, so they are never sent back to it."""
+
 
 class Unsupported(Exception):
     """The request uses something the target API cannot express (the message says what)."""

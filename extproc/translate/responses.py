@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from extproc.translate.ir import (
+    TRANSLATED_REASONING,
     ChatAnswer,
     ChatRequest,
     Image,
@@ -178,7 +179,7 @@ def write_answer(answer: ChatAnswer, created: int = 0) -> dict[str, Any]:
     output: list[dict[str, Any]] = []
     for i, p in enumerate(answer.parts):
         if isinstance(p, Thinking):
-            output.append({"type": "reasoning", "id": f"rs_{i}", "summary": [{"type": "summary_text",
+            output.append({"type": "reasoning", "id": f"{TRANSLATED_REASONING}{i}", "summary": [{"type": "summary_text",
                                                                                "text": p.text}]})
         elif isinstance(p, Text):
             output.append({"type": "message", "id": f"msg_{i}", "role": "assistant", "status": "completed",

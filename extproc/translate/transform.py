@@ -16,7 +16,7 @@ import orjson
 from extproc.core.errors import ClientError
 from extproc.core.providers import TRANSLATED_ENDPOINTS_OF
 from extproc.translate import anthropic, gemini, openai_chat, responses, stream
-from extproc.translate.ir import ChatAnswer, ChatRequest, Unsupported
+from extproc.translate.ir import ChatAnswer, ChatRequest, Part, Text, Thinking, ToolCall, Unsupported
 
 JsonObject = dict[str, Any]
 
@@ -48,8 +48,6 @@ def write_request(endpoint: str, ir: ChatRequest) -> tuple[JsonObject, str]:
 def translatable(endpoint: str, doc: JsonObject, model: str, streams: bool, target: str,
                  query: str = "") -> str | None:
     """Why a request cannot be written for `target` (None: it can)."""
-    if streams and (endpoint not in _READERS or target not in _READERS):
-        return f"a stream between {endpoint} and {target} is not translated yet"
     if streams and endpoint == "gemini" and "alt=sse" not in query.split("&"):
         return "a Gemini stream as a JSON array (ask with alt=sse)"
     try:
@@ -111,7 +109,7 @@ class WholeAnswer:
 
 _READERS: dict[str, Callable[[str], stream.Reader]] = {
     "chat": lambda model: stream.OpenAIChatReader(), "messages": lambda model: stream.AnthropicReader(),
-    "gemini": stream.GeminiReader,
+    "gemini": stream.GeminiReader, "responses": lambda model: stream.ResponsesReader(),
 }
 
 
@@ -119,8 +117,50 @@ def stream_translator(source: str, target: str, model: str, include_usage: bool)
     if target not in _READERS or source not in _READERS:
         raise Unsupported(f"streaming between {target} and {source}")
     writer: stream.Writer = stream.OpenAIChatWriter(include_usage, model) if source == "chat" else \
-        stream.AnthropicWriter(model) if source == "messages" else stream.GeminiWriter(model)
+        stream.AnthropicWriter(model) if source == "messages" else \
+        stream.ResponsesWriter(model) if source == "responses" else stream.GeminiWriter(model)
     return stream.StreamTranslator(_READERS[target](model), writer)
+
+
+class CollectedAnswer:
+    """A provider that only streams (ChatGPT's Codex backend), asked for a whole answer: its stream is read to
+    the end and the client gets one answer in its own API (or its error envelope, if the stream failed)."""
+
+    collects = True  # the client gets JSON, once, at the end
+
+    def __init__(self, source: str, target: str, model: str, render_error: Callable[[ClientError], bytes]) -> None:
+        self._source, self._model, self._render_error = source, model, render_error
+        self._reader = _READERS[target](model)
+        self._id, self._served = "", model
+        self._parts: list[Part | int] = []  # a tool call stands as its index until its arguments are whole
+        self._calls: dict[int, list[str]] = {}  # index → id, name, then argument fragments
+
+    def feed(self, chunk: bytes, end: bool) -> bytes:
+        for e in self._reader.feed(chunk, end):
+            if isinstance(e, stream.Start):
+                self._id, self._served = e.id, e.model or self._model
+            elif isinstance(e, stream.TextDelta | stream.ThinkingDelta):
+                kind = Text if isinstance(e, stream.TextDelta) else Thinking
+                last = self._parts[-1] if self._parts else None
+                if isinstance(last, Text | Thinking) and type(last) is kind:
+                    self._parts[-1] = kind(last.text + e.text)
+                else:
+                    self._parts.append(kind(e.text))
+            elif isinstance(e, stream.CallStart):
+                self._calls[e.index] = [e.id, e.name]
+                self._parts.append(e.index)
+            elif isinstance(e, stream.CallDelta) and e.index in self._calls:
+                self._calls[e.index].append(e.arguments)
+            elif isinstance(e, stream.Failed):
+                return self._render_error(ClientError(502, "upstream_stream_failed", e.message))
+            elif isinstance(e, stream.Finish):
+                parts = tuple(p if not isinstance(p, int) else
+                              ToolCall(self._calls[p][0], self._calls[p][1], "".join(self._calls[p][2:]) or "{}")
+                              for p in self._parts)
+                answer = ChatAnswer(self._id, self._served, parts, e.stop_reason, e.input_tokens, e.output_tokens,
+                                    e.cache_read_tokens, e.cache_write_tokens)
+                return orjson.dumps(write_answer(self._source, answer))
+        return b""
 
 
 API_OF = {endpoint: api for api, endpoints in TRANSLATED_ENDPOINTS_OF.items() for endpoint in endpoints}

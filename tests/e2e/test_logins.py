@@ -39,7 +39,7 @@ def oauth() -> Iterator[FakeOAuth]:
 
 @pytest.fixture(scope="module")
 def upstreams() -> Iterator[dict[str, FakeProvider]]:
-    servers = {name: FakeProvider(name) for name in ("chatgpt", "codeassist")}
+    servers = {"chatgpt": FakeProvider("chatgpt", stream_only=True), "codeassist": FakeProvider("codeassist")}
     yield servers
     for server in servers.values():
         server.close()

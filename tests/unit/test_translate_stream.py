@@ -19,10 +19,13 @@ from extproc.translate.stream import (
     GeminiWriter,
     OpenAIChatReader,
     OpenAIChatWriter,
+    ResponsesReader,
+    ResponsesWriter,
     StreamTranslator,
     TextDelta,
     ThinkingDelta,
 )
+from extproc.translate.transform import CollectedAnswer
 
 
 def sse(*docs: Any, named: bool = False) -> bytes:
@@ -67,11 +70,26 @@ GEMINI = sse(
                                                                               "args": {"city": "Paris"}}}]},
                      "finishReason": "STOP"}],
      "usageMetadata": {"promptTokenCount": 12, "candidatesTokenCount": 7}})
+RESPONSES = sse(
+    {"type": "response.created", "response": {"id": "resp_1", "model": "gpt-x", "status": "in_progress"}},
+    {"type": "response.output_item.added", "output_index": 0, "item": {"type": "reasoning", "id": "rs_1"}},
+    {"type": "response.reasoning_summary_text.delta", "output_index": 0, "delta": "hmm"},
+    {"type": "response.output_item.added", "output_index": 1, "item": {"type": "message", "id": "m1"}},
+    {"type": "response.output_text.delta", "output_index": 1, "content_index": 0, "delta": "Hé"},
+    {"type": "response.output_text.delta", "output_index": 1, "content_index": 0, "delta": "llo"},
+    {"type": "response.output_item.added", "output_index": 2, "item": {
+        "type": "function_call", "id": "fc_1", "call_id": "call_1", "name": "weather", "arguments": ""}},
+    {"type": "response.function_call_arguments.delta", "output_index": 2, "delta": '{"city"'},
+    {"type": "response.function_call_arguments.delta", "output_index": 2, "delta": ': "Paris"}'},
+    {"type": "response.output_item.done", "output_index": 2, "item": {"type": "function_call", "id": "fc_1"}},
+    {"type": "response.completed", "response": {"id": "resp_1", "status": "completed", "usage": {
+        "input_tokens": 12, "output_tokens": 7, "input_tokens_details": {"cached_tokens": 0}}}}, named=True)
 
 PROVIDERS = {"openai": (OPENAI, OpenAIChatReader), "anthropic": (ANTHROPIC, AnthropicReader),
-             "gemini": (GEMINI, GeminiReader)}
+             "gemini": (GEMINI, GeminiReader), "responses": (RESPONSES, ResponsesReader)}
 CLIENTS = {"openai": (lambda: OpenAIChatWriter(include_usage=True), OpenAIChatReader),
-           "anthropic": (AnthropicWriter, AnthropicReader), "gemini": (GeminiWriter, GeminiReader)}
+           "anthropic": (AnthropicWriter, AnthropicReader), "gemini": (GeminiWriter, GeminiReader),
+           "responses": (ResponsesWriter, ResponsesReader)}
 
 
 def said(events: list[Event]) -> dict[str, Any]:
@@ -137,3 +155,40 @@ def test_a_providers_own_error_event_reaches_the_client_as_its_error_event() -> 
         "type": "overloaded_error", "message": "Overloaded"}}, named=True)
     out = StreamTranslator(AnthropicReader(), OpenAIChatWriter()).feed(stream, end=True)
     assert b"Overloaded" in out and b'"finish_reason":"stop"' not in out
+
+
+def test_a_responses_client_gets_each_item_opened_filled_and_closed_and_the_whole_answer_at_the_end() -> None:
+    out = StreamTranslator(AnthropicReader(), ResponsesWriter()).feed(ANTHROPIC, end=True)
+    docs = [orjson.loads(line[6:]) for line in out.split(b"\n") if line.startswith(b"data: ")]
+    kinds = [d["type"] for d in docs]
+    assert kinds[:2] == ["response.created", "response.in_progress"] and kinds[-1] == "response.completed"
+    assert kinds.count("response.output_item.added") == kinds.count("response.output_item.done") == 3
+    assert [d["sequence_number"] for d in docs] == list(range(1, len(docs) + 1))
+    final = docs[-1]["response"]
+    assert [item["type"] for item in final["output"]] == ["reasoning", "message", "function_call"]
+    assert final["output"][1]["content"][0]["text"] == "Héllo"
+    assert final["output"][2]["arguments"] == '{"city": "Paris"}' and final["output"][2]["call_id"] == "call_1"
+    assert final["output"][0]["id"].startswith("rs_xp_")  # ours: never sent back to OpenAI as its own
+    assert final["usage"]["input_tokens"] == 12 and final["usage"]["output_tokens"] == 7
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_a_stream_from_a_provider_that_only_streams_is_collected_into_one_whole_answer(provider: str) -> None:
+    stream, reader = PROVIDERS[provider]
+    expected = said(reader().feed(stream, end=True))
+    collector = CollectedAnswer("chat", provider_endpoint(provider), "gpt-x", lambda err: b"error")
+    out = b"".join(collector.feed(stream[i:i + 7], i + 7 >= len(stream)) for i in range(0, len(stream), 7))
+    answer = orjson.loads(out)["choices"][0]
+    assert answer["message"]["content"] == expected["text"] and answer["finish_reason"] == expected["stop"]
+    call = answer["message"]["tool_calls"][0]["function"]
+    assert (call["name"], orjson.loads(call["arguments"])) == expected["calls"][0]
+
+
+def test_a_collected_stream_that_is_cut_is_the_clients_error_not_a_partial_answer() -> None:
+    collector = CollectedAnswer("responses", "responses", "gpt-x", lambda err: err.message.encode())
+    out = collector.feed(RESPONSES[:RESPONSES.index(b"llo")], True)
+    assert out == b"The provider's stream ended before the answer was complete."
+
+
+def provider_endpoint(provider: str) -> str:
+    return {"openai": "chat", "anthropic": "messages"}.get(provider, provider)

@@ -39,7 +39,7 @@ def write_request(endpoint: str, ir: ChatRequest) -> tuple[JsonObject, str]:
         return anthropic.write_request(ir), "/messages"
     if endpoint == "gemini":
         method = ":streamGenerateContent?alt=sse" if ir.stream else ":generateContent"
-        return gemini.write_request(ir), f"/models/{ir.model}{method}"
+        return gemini.write_request(ir), f"/v1beta/models/{ir.model}{method}"  # Gemini keeps its version in the path
     if endpoint == "responses":
         return responses.write_request(ir), "/responses"
     return openai_chat.write_request(ir), "/chat/completions"

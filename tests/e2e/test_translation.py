@@ -21,10 +21,14 @@ def stack(fakes: dict[str, FakeProvider], make_stack: Callable[[dict[str, Any]],
     return make_stack({"discovery": False, "strategy": "none", "providers": {
         "oa": {"base_url": fakes["openai"].base_url, "apis": {"openai": "/v1"}, "api_key": "k-oa-translate"},
         "an": {"base_url": fakes["anthropic"].base_url, "apis": {"anthropic": "/v1"}, "auth": "x-api-key",
-               "api_key": "k-an-translate", "headers": {"anthropic-version": "2023-06-01"}}},
+               "api_key": "k-an-translate", "headers": {"anthropic-version": "2023-06-01"}},
+        "gm": {"base_url": fakes["gemini"].base_url, "apis": {"gemini": ""}, "auth": "x-goog-api-key",
+               "api_key": "k-gm-translate"}},
         "models": [{"id": "oa-model", "provider": "oa", "context_window": 100000,
                     "capabilities": ["tools", "streaming", "vision"]},
                    {"id": "an-model", "provider": "an", "context_window": 100000,
+                    "capabilities": ["tools", "streaming", "vision"]},
+                   {"id": "gm-model", "provider": "gm", "context_window": 100000,
                     "capabilities": ["tools", "streaming", "vision"]}]})
 
 
@@ -119,3 +123,58 @@ def test_google_genai_is_served_by_an_openai_provider_whole_and_streamed(
     streamed = "".join(c.text or "" for c in gm.models.generate_content_stream(model="oa-model", contents="hi"))
     assert streamed == "hello from oa-model"
     assert fakes["openai"].requests[-1].json()["stream"] is True
+
+
+WEATHER = [{"name": "weather", "description": "Weather now", "input_schema": {
+    "type": "object", "properties": {"city": {"type": "string"}}}}]
+
+
+def test_the_anthropic_sdk_is_served_by_a_gemini_provider_whole_streamed_and_with_tools(
+        stack: Stack, fakes: dict[str, FakeProvider]) -> None:
+    an = anthropic.Anthropic(base_url=stack.url, api_key="unused", max_retries=0)
+    raw = an.messages.with_raw_response.create(model="gm-model", max_tokens=50, system="Be brief.", messages=CHAT)
+    assert raw.parse().content[0].text == "hello from gm-model"  # type: ignore[union-attr]
+    assert "translated messages->gemini" in raw.headers["x-extproc-route"]
+    sent = fakes["gemini"].requests[-1]
+    assert sent.path == "/v1beta/models/gm-model:generateContent" and sent.headers["x-goog-api-key"] == "k-gm-translate"
+    assert sent.json()["systemInstruction"]["parts"] == [{"text": "Be brief."}]
+    with an.messages.stream(model="gm-model", max_tokens=50, messages=CHAT) as events:
+        assert "".join(events.text_stream) == "hello from gm-model"
+        assert events.get_final_message().usage.output_tokens == 4
+    assert fakes["gemini"].requests[-1].path == "/v1beta/models/gm-model:streamGenerateContent?alt=sse"
+    call = {"candidates": [{"content": {"role": "model", "parts": [
+        {"functionCall": {"name": "weather", "args": {"city": "Paris"}}}]}, "finishReason": "STOP"}],
+        "usageMetadata": {"promptTokenCount": 9, "candidatesTokenCount": 5}}
+    fakes["gemini"].script(200, body=json.dumps(call).encode())
+    first = an.messages.create(model="gm-model", max_tokens=50, messages=CHAT, tools=WEATHER)  # type: ignore[arg-type]
+    use = first.content[0]
+    assert first.stop_reason == "tool_use" and use.type == "tool_use" and use.input == {"city": "Paris"}
+    an.messages.create(model="gm-model", max_tokens=50, tools=WEATHER, messages=[  # type: ignore[arg-type]
+        *CHAT, {"role": "assistant", "content": [{"type": "tool_use", "id": use.id, "name": "weather",
+                                                  "input": {"city": "Paris"}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": use.id, "content": "18C"}]}])
+    contents = fakes["gemini"].requests[-1].json()["contents"]
+    assert contents[1]["parts"][0]["functionCall"]["name"] == "weather"
+    assert contents[2]["parts"][0]["functionResponse"]["name"] == "weather"  # Gemini names what a result answers
+
+
+def test_the_openai_sdk_streams_from_an_anthropic_only_provider(stack: Stack, fakes: dict[str, FakeProvider]) -> None:
+    oa = openai.OpenAI(base_url=stack.url + "/v1", api_key="unused", max_retries=0)
+    chunks = list(oa.chat.completions.create(model="an-model", messages=CHAT, stream=True,  # type: ignore[arg-type]
+                                             stream_options={"include_usage": True}))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "hello from an-model"
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 4
+    assert fakes["anthropic"].requests[-1].json()["stream"] is True
+
+
+@pytest.mark.parametrize("model", ["an-model", "oa-model", "gm-model"])
+def test_a_responses_client_streams_from_a_provider_of_any_other_api(
+        stack: Stack, fakes: dict[str, FakeProvider], model: str) -> None:
+    oa = openai.OpenAI(base_url=stack.url + "/v1", api_key="unused", max_retries=0)
+    with oa.responses.stream(model=model, input="hi", instructions="Be brief.") as events:
+        deltas = [e.delta for e in events if e.type == "response.output_text.delta"]
+        final = events.get_final_response()
+    assert "".join(deltas) == final.output_text == f"hello from {model}"
+    assert final.status == "completed" and final.usage is not None and final.usage.output_tokens > 0
+    whole = oa.responses.create(model=model, input="hi")
+    assert whole.output_text == f"hello from {model}"

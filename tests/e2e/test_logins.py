@@ -166,6 +166,9 @@ def test_codex_login_by_browser_routes_to_chatgpt_backend(
     assert raw.headers["x-extproc-provider"] == "chatgpt" and raw.parse().choices[0].message.content
     translated = upstreams["chatgpt"].wait_for(2)[1]
     assert translated.path == "/backend-api/codex/responses" and translated.json()["input"][0]["role"] == "user"
+    assert translated.json()["stream"] is True  # the backend only streams: the answer was collected for the client
+    chunks = oa.chat.completions.create(model="gpt-6-luna", messages=CHAT, stream=True)  # type: ignore[arg-type]
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "hello from gpt-6-luna"
     no_token_in(out + stack.logs(), oauth)
 
 

@@ -28,6 +28,7 @@ from extproc.core.settings import Credential, FailoverPolicy
 from extproc.formats import Endpoint, ParsedRequest
 from extproc.formats.base import dumps, without_credentials
 from extproc.formats.transforms import Outgoing, Shaper, asks_without_usage, selected
+from extproc.translate.held import drop_translated
 from extproc.usage.record import Asked
 
 
@@ -57,6 +58,8 @@ def build_forward(endpoint: Endpoint, parsed: ParsedRequest, decision: Decision,
     for transform in transforms:
         transform.request(out, endpoint, decision)
     api = out.api or api  # a translated request leaves in the provider's API
+    if parsed.translated_history and out.api is None and drop_translated(endpoint.name, out.doc):
+        out.changed = True  # back to its own API: without the thinking another provider wrote
     if usage and out.api is None and provider.stream_usage and asks_without_usage(endpoint, out.doc):
         options = out.doc.get("stream_options")
         out.doc["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}

@@ -19,6 +19,7 @@ from extproc.core.providers import Api
 from extproc.core.resolve import RequestView
 from extproc.formats import anthropic, errors, gemini, openai
 from extproc.formats.base import JsonObject, decode_object, set_body_model, without_credentials
+from extproc.translate import held
 
 Reader = Callable[[JsonObject, re.Match[str]], RequestView]
 Rewriter = Callable[[JsonObject, str], bool]
@@ -87,6 +88,7 @@ class ParsedRequest:
     view: RequestView
     doc: JsonObject  # the decoded body
     size: int = 0  # the body's length in bytes, as it came
+    translated_history: bool = False  # it carries thinking written here from another provider's (translate.held)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +114,8 @@ class Endpoint:
         view = self.spec.read(doc, self.match)
         if view.endpoint != self.spec.endpoint:
             view = replace(view, endpoint=self.spec.endpoint)
-        return ParsedRequest(view, doc, len(body))
+        history = self.spec.endpoint in ("messages", "responses") and held.MARK in body
+        return ParsedRequest(view, doc, len(body), history)
 
     def upstream_rest(self, model_id: str) -> str:
         """The path after the client prefix, with the model rewritten where it lives in the path."""

@@ -7,6 +7,7 @@ from typing import Any
 import orjson
 
 from extproc.translate.ir import (
+    TRANSLATED,
     ChatAnswer,
     ChatRequest,
     Image,
@@ -164,8 +165,8 @@ def read_answer(doc: dict[str, Any]) -> ChatAnswer:
 def write_answer(answer: ChatAnswer) -> dict[str, Any]:
     content: list[dict[str, Any]] = []
     for p in answer.parts:
-        if isinstance(p, Thinking):
-            content.append({"type": "thinking", "thinking": p.text, "signature": p.signature})
+        if isinstance(p, Thinking):  # another provider's: its signature means nothing to Anthropic
+            content.append({"type": "thinking", "thinking": p.text, "signature": TRANSLATED})
         elif isinstance(p, Text):
             content.append({"type": "text", "text": p.text})
         elif isinstance(p, ToolCall):

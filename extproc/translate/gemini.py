@@ -27,6 +27,7 @@ from extproc.translate.ir import (
     check_translatable,
 )
 
+OTHER_MODELS_SIGNATURE = "skip_thought_signature_validator"
 _EFFORT_BUDGET = {"low": 1024, "medium": 8192, "high": 24576}
 
 
@@ -104,7 +105,12 @@ def _parts_out(parts: tuple[Part, ...], names: dict[str, str]) -> list[dict[str,
                 args = orjson.loads(p.arguments or "{}")
             except orjson.JSONDecodeError:
                 raise Unsupported(f"the arguments of tool call {p.id} are not JSON") from None
-            out.append({"functionCall": {"name": p.name, "args": args}})
+            call: dict[str, Any] = {"functionCall": {"name": p.name, "args": args}}
+            if not any("functionCall" in o for o in out):
+                # Gemini 3 wants the signature of its own thoughts on a turn's first call; a call another
+                # provider made has none, and Gemini's documented stand-in says so.
+                call["thoughtSignature"] = OTHER_MODELS_SIGNATURE
+            out.append(call)
         elif isinstance(p, ToolResult):
             text = "".join(c.text for c in p.content if isinstance(c, Text))
             out.append({"functionResponse": {"name": p.name or names.get(p.call_id, p.call_id),

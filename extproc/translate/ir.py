@@ -9,9 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-TRANSLATED_REASONING = "rs_xp_"
-"""The id prefix of Responses reasoning items written here from another provider's thinking: OpenAI holds no
-such item, so they are never sent back to it."""
+TRANSLATED = "extproc-translated"
+"""Marks thinking this gateway wrote into a client's answer from another provider's: the signature of such an
+Anthropic thinking block, inside the id of such a Responses reasoning item. Neither Anthropic nor OpenAI made
+them, and both reject them; when the client sends them back, they are left out of a request to its own API."""
+TRANSLATED_REASONING = f"rs_{TRANSLATED}_"
 
 
 class Unsupported(Exception):

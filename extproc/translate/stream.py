@@ -18,7 +18,7 @@ from extproc.core.errors import ClientError
 from extproc.formats import errors
 from extproc.formats.gemini import unwrapped
 from extproc.formats.sse import EventSplitter, fields
-from extproc.translate.ir import TRANSLATED_REASONING
+from extproc.translate.ir import TRANSLATED, TRANSLATED_REASONING
 
 
 @dataclass(frozen=True, slots=True)
@@ -453,8 +453,12 @@ class AnthropicWriter:
     def _stop(self) -> list[bytes]:
         if self._open is None:
             return []
+        out = []
+        if self._open == "thinking":  # another provider's thinking: signed as ours, never sent back to Anthropic
+            out.append(_sse({"type": "content_block_delta", "index": self._index, "delta": {
+                "type": "signature_delta", "signature": TRANSLATED}}, "content_block_delta"))
         self._open = None
-        return [_sse({"type": "content_block_stop", "index": self._index}, "content_block_stop")]
+        return [*out, _sse({"type": "content_block_stop", "index": self._index}, "content_block_stop")]
 
 
 _TO_GEMINI_FINISH = {"stop": "STOP", "length": "MAX_TOKENS", "tool_calls": "STOP", "content_filter": "SAFETY"}

@@ -178,3 +178,23 @@ def test_a_responses_client_streams_from_a_provider_of_any_other_api(
     assert final.status == "completed" and final.usage is not None and final.usage.output_tokens > 0
     whole = oa.responses.create(model=model, input="hi")
     assert whole.output_text == f"hello from {model}"
+
+
+def test_thinking_another_provider_wrote_never_reaches_anthropic_when_the_conversation_moves_back(
+        stack: Stack, fakes: dict[str, FakeProvider]) -> None:
+    reasoned = {"id": "chatcmpl-r", "object": "chat.completion", "created": 1, "model": "oa-model", "choices": [{
+        "index": 0, "finish_reason": "stop", "message": {"role": "assistant", "reasoning_content": "Let me see.",
+                                                          "content": "It is 4."}}],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 6}}
+    fakes["openai"].script(200, body=json.dumps(reasoned).encode())
+    an = anthropic.Anthropic(base_url=stack.url, api_key="unused", max_retries=0)
+    first = an.messages.create(model="oa-model", max_tokens=50, messages=[{"role": "user", "content": "2+2?"}])
+    assert [b.type for b in first.content] == ["thinking", "text"]
+    history = [{"role": "user", "content": "2+2?"},
+               {"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in first.content]},
+               {"role": "user", "content": "And 3+3?"}]
+    second = an.messages.create(model="an-model", max_tokens=50, messages=history)  # type: ignore[arg-type]
+    assert second.content[0].text == "hello from an-model"  # type: ignore[union-attr]
+    sent = fakes["anthropic"].requests[-1].json()["messages"]
+    assert sent[1]["content"] == [{"type": "text", "text": "It is 4."}]  # the thinking Anthropic never made: left out
+    assert int(fakes["anthropic"].requests[-1].headers["content-length"]) == len(fakes["anthropic"].requests[-1].body)

@@ -8,8 +8,8 @@ from typing import Any
 import orjson
 import pytest
 
-from extproc.translate import anthropic, gemini, openai_chat, responses
-from extproc.translate.ir import ChatRequest, Image, Text, Thinking, ToolCall, ToolResult, Unsupported
+from extproc.translate import anthropic, gemini, held, openai_chat, responses
+from extproc.translate.ir import TRANSLATED, ChatRequest, Image, Text, Thinking, ToolCall, ToolResult, Unsupported
 
 PNG = "iVBORw0KGgo="
 
@@ -70,7 +70,8 @@ def test_openai_chat_to_gemini_names_results_by_their_calls_and_back() -> None:
     doc = gemini.write_request(openai_chat.read_request(request))
     assert doc["systemInstruction"] == {"parts": [{"text": "Be brief."}]}
     model_turn, results, last = doc["contents"]
-    assert model_turn == {"role": "model", "parts": [{"functionCall": {"name": "weather", "args": {"city": "Paris"}}},
+    assert model_turn == {"role": "model", "parts": [{"functionCall": {"name": "weather", "args": {"city": "Paris"}},
+                                                      "thoughtSignature": gemini.OTHER_MODELS_SIGNATURE},
                                                      {"functionCall": {"name": "time", "args": {"tz": "CET"}}}]}
     assert [p["functionResponse"]["name"] for p in results["parts"]] == ["weather", "time"]
     assert doc["toolConfig"] == {"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": ["weather"]}}
@@ -213,3 +214,56 @@ def test_a_responses_request_bound_to_provider_state_is_never_rebuilt_elsewhere(
                                                             "reasoning": {"effort": "high"}}))
     assert plain["messages"] == [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]
     assert plain["thinking"]["budget_tokens"] == 16384
+
+
+# Provider-held state: thinking written here from another provider's never goes back to the client's own API.
+
+def test_thinking_from_another_provider_reaches_an_anthropic_client_signed_as_translated() -> None:
+    answer = openai_chat.read_answer({"id": "c1", "model": "gpt-x", "choices": [{"finish_reason": "stop", "message": {
+        "role": "assistant", "reasoning_content": "think", "content": "done"}}]})
+    blocks = anthropic.write_answer(answer)["content"]
+    assert blocks[0] == {"type": "thinking", "thinking": "think", "signature": TRANSLATED}
+
+
+def test_translated_thinking_is_left_out_of_a_request_to_anthropic_and_thinking_is_off_for_that_turn() -> None:
+    own = {"type": "thinking", "thinking": "mine", "signature": "EqQBCkYIBxgCKkDreal"}
+    doc: dict[str, Any] = {
+        "model": "claude-x", "thinking": {"type": "enabled", "budget_tokens": 2048},
+        "context_management": {"edits": [{"type": "clear_thinking_20251015", "keep": "all"}]},
+        "messages": [
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": [own, {"type": "text", "text": "earlier"}]},
+            {"role": "user", "content": "go on"},
+            {"role": "assistant", "content": [{"type": "thinking", "thinking": "theirs", "signature": TRANSLATED},
+                                              {"type": "tool_use", "id": "t1", "name": "ls", "input": {}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "a.txt"}]}]}
+    assert held.MARK in orjson.dumps(doc)
+    assert held.drop_translated("messages", doc) is True
+    assert doc["messages"][1]["content"][0] == own  # Anthropic's own signed thinking stays
+    assert doc["messages"][3]["content"] == [{"type": "tool_use", "id": "t1", "name": "ls", "input": {}}]
+    assert "thinking" not in doc and "context_management" not in doc
+    assert held.drop_translated("messages", doc) is False  # nothing left to drop: the body goes as it came
+
+
+def test_translated_reasoning_items_are_left_out_of_a_request_to_openai() -> None:
+    written = responses.write_answer(anthropic.read_answer({"id": "m1", "model": "claude-x", "content": [
+        {"type": "thinking", "thinking": "hmm", "signature": "sig"}, {"type": "text", "text": "ok"}],
+        "stop_reason": "end_turn", "usage": {}}))
+    history = [{"role": "user", "content": "hi"}, *written["output"], {"role": "user", "content": "more"}]
+    own = {"type": "reasoning", "id": "rs_abc", "summary": [], "encrypted_content": "gAAA"}
+    doc = {"model": "gpt-x", "input": [*history, own]}
+    assert held.drop_translated("responses", doc) is True
+    assert [i.get("type", "message") for i in doc["input"]] == ["message", "message", "message", "reasoning"]
+    assert doc["input"][-1] == own
+
+
+def test_a_call_another_provider_made_reaches_gemini_with_the_signature_gemini_documents_for_it() -> None:
+    req = openai_chat.read_request({"model": "g", "messages": [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "c1", "type": "function", "function": {"name": "a", "arguments": "{}"}},
+            {"id": "c2", "type": "function", "function": {"name": "b", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "1"},
+        {"role": "tool", "tool_call_id": "c2", "content": "2"}]})
+    parts = gemini.write_request(req)["contents"][1]["parts"]
+    assert [p.get("thoughtSignature") for p in parts] == [gemini.OTHER_MODELS_SIGNATURE, None]  # the turn's first

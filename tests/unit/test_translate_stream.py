@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 import pytest
 
+from extproc.translate.ir import TRANSLATED, TRANSLATED_REASONING
 from extproc.translate.stream import (
     AnthropicReader,
     AnthropicWriter,
@@ -168,7 +169,7 @@ def test_a_responses_client_gets_each_item_opened_filled_and_closed_and_the_whol
     assert [item["type"] for item in final["output"]] == ["reasoning", "message", "function_call"]
     assert final["output"][1]["content"][0]["text"] == "Héllo"
     assert final["output"][2]["arguments"] == '{"city": "Paris"}' and final["output"][2]["call_id"] == "call_1"
-    assert final["output"][0]["id"].startswith("rs_xp_")  # ours: never sent back to OpenAI as its own
+    assert final["output"][0]["id"].startswith(TRANSLATED_REASONING)  # ours: never sent back to OpenAI as its own
     assert final["usage"]["input_tokens"] == 12 and final["usage"]["output_tokens"] == 7
 
 
@@ -192,3 +193,10 @@ def test_a_collected_stream_that_is_cut_is_the_clients_error_not_a_partial_answe
 
 def provider_endpoint(provider: str) -> str:
     return {"openai": "chat", "anthropic": "messages"}.get(provider, provider)
+
+
+def test_an_anthropic_client_gets_translated_thinking_signed_as_translated() -> None:
+    out = StreamTranslator(ResponsesReader(), AnthropicWriter()).feed(RESPONSES, end=True)
+    deltas = [orjson.loads(line[6:])["delta"] for line in out.split(b"\n")
+              if line.startswith(b"data: ") and b"signature_delta" in line]
+    assert deltas == [{"type": "signature_delta", "signature": TRANSLATED}]

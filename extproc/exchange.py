@@ -17,6 +17,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Protocol, TypeVar
 
+import orjson
+
 from extproc.core.clients import ClientKey, forbidden, identify, over_budget, over_rate
 from extproc.core.errors import ClientError, CredentialUnavailable
 from extproc.core.headers import ACCOUNT_HEADER, ATTEMPT_HEADER, REASON_HEADER, ROUTE_HEADER
@@ -30,6 +32,7 @@ from extproc.formats.transforms import asks_without_usage, translates
 from extproc.forward import Forward, route_request
 from extproc.logs import logged_body
 from extproc.runtime import Runtime
+from extproc.state.conversations import ConversationHolders, LocalHolders
 from extproc.state.rate_limit import LocalRateLimiter, RateLimiter
 from extproc.translate.transform import translatable
 from extproc.usage.accounting import Accounting
@@ -39,6 +42,7 @@ from extproc.usage.tokens import Usage, usage_of_answer
 log = logging.getLogger("extproc.request")
 _SECRET_ATTEMPTS = 3  # credentials tried per request when a login's token cannot be had
 _INLINE_BYTES = 1 << 20  # larger bodies are parsed and serialised in a thread: other streams keep moving
+_HOLDER_SEARCH = 64  # candidates looked through for the one credential that holds a stored conversation
 _T = TypeVar("_T")
 
 
@@ -133,12 +137,22 @@ class Gateway:
     and the round-robin turn."""
 
     def __init__(self, runtime: Runtime, secrets: SecretSource | None = None,
-                 limiter: RateLimiter | None = None, accounting: Accounting | None = None) -> None:
+                 limiter: RateLimiter | None = None, accounting: Accounting | None = None,
+                 holders: ConversationHolders | None = None) -> None:
         self.runtime = runtime
         self.secrets: SecretSource = secrets or StaticSecrets()
         self.limiter: RateLimiter = limiter or LocalRateLimiter(runtime.clock)
         self.accounting = accounting or Accounting(clock=runtime.clock)
+        self.holders: ConversationHolders = holders or LocalHolders()
+        self._holding: set[asyncio.Task[None]] = set()
         self._turns = itertools.count()
+
+    def hold(self, response_id: str, credential: str) -> None:
+        """Remember which credential made a stored answer (written in the background, kept until written)."""
+        if response_id and credential:
+            task = asyncio.get_running_loop().create_task(self.holders.remember(response_id, credential))
+            self._holding.add(task)
+            task.add_done_callback(self._holding.discard)
 
     def exchange(self) -> Exchange:
         return Exchange(self)
@@ -178,6 +192,7 @@ class Exchange:
         self._accounted = False  # this answer's headers (and, unless it streams, its body) are asked for
         self._streams = False  # the client asked for a stream: it goes through the relay
         self._hides_usage = False  # … without its usage: the chunk the gateway asks for is kept from it
+        self._holds = False  # the provider stores the answer (Responses, store on): remember who made it
         self._bodies: tuple[tuple[str, str], ...] = ()  # log.bodies: what the usage record shows
         self._answer: _Answer | None = None
 
@@ -236,7 +251,7 @@ class Exchange:
         set_headers, remove_headers = outcome.set_headers, outcome.remove_headers
         if self._accounted:  # the relay writes a streamed answer's record: it needs what only this stream knows
             asked = Asked(self.started, self.client.name if self.client else "", decision.requested,
-                          self._hides_usage)
+                          self._hides_usage, self._holds)
             set_headers = {**set_headers, ACCOUNT_HEADER: asked.header()}
             remove_headers = tuple(h for h in remove_headers if h != ACCOUNT_HEADER)
         return Mutate(set_headers, remove_headers, outcome.body, clear_route_cache=True,
@@ -264,10 +279,15 @@ class Exchange:
         if self.snapshot.settings.log_bodies:
             self._bodies = (("request_body", logged_body(body)),)
         self._hides_usage = asks_without_usage(endpoint, parsed.doc)  # before any attempt asks on its behalf
+        self._holds = endpoint.name == "responses" and parsed.doc.get("store") is not False
+        previous = parsed.doc.get("previous_response_id") if endpoint.name == "responses" else None
+        holder = await self._gateway.holders.holder(previous) if isinstance(previous, str) and previous else None
         attempts = self.snapshot.settings.failover.attempts
         for _ in range(_SECRET_ATTEMPTS):
             try:
                 decisions = self._candidates(parsed, endpoint, attempts)
+                if holder is not None:
+                    decisions = self._held_by(holder, str(previous), parsed, endpoint)
             except ClientError as err:
                 return reject(endpoint.api, err)
             decision = decisions[0]
@@ -292,6 +312,24 @@ class Exchange:
             if len(kept) >= attempts or len(planned) < limit or limit >= 4 * attempts:
                 return kept[:attempts]
             limit += attempts
+
+    def _held_by(self, holder: str, previous: str, parsed: ParsedRequest, endpoint: Endpoint) -> list[Decision]:
+        """A conversation the provider stores goes on only where it is held: that one credential, or a clear
+        error (never another account, which would answer that it knows no such response)."""
+        runtime = self._gateway.runtime
+        planned = plan(parsed.view, self.snapshot.registry, runtime.health, runtime.clock(), self._gateway.turn(),
+                       _HOLDER_SEARCH)
+        held = [d for d in self._allowed(planned) if d.credential.id == holder]
+        if held and translates(held[0]) is not None:
+            raise ClientError(400, "conversation_not_stored", f"previous_response_id {previous!r} names an answer "
+                              "another API's provider made (translated): no conversation is stored under it. Send "
+                              "the whole conversation in `input` instead.", retryable=False)
+        if not held:
+            raise ClientError(503, "conversation_unavailable", f"The conversation previous_response_id {previous!r} "
+                              f"continues is stored by credential {holder}, which cannot serve this request now "
+                              "(cooling down, suspended or gone). Retry later, or send the whole conversation in "
+                              "`input` without previous_response_id to be served elsewhere.")
+        return held[:1]
 
     def _translatable(self, decisions: list[Decision], endpoint: Endpoint, parsed: ParsedRequest) -> list[Decision]:
         """The candidates whose API can express this request: one another API serves is translated, unless it
@@ -353,6 +391,9 @@ class Exchange:
         if self._answer is not None and self.forward is not None:
             if self.snapshot.settings.log_bodies:
                 self._bodies = (*self._bodies, ("response_body", logged_body(body)))
+            if self._holds and self._answer.status < 400:
+                who = served(self.snapshot.registry, self._answer.attempt, self._answer.provider)
+                self._gateway.hold(answer_id(body), who.credential)
             self._account(usage_of_answer(self._endpoint.api if self._endpoint else Api.OPENAI, body))
         return CONTINUE
 
@@ -393,6 +434,14 @@ class _Answer:
     route: str  # why it was chosen (x-extproc-route)
     at: float  # when its headers came
     streamed: bool
+
+
+def answer_id(body: bytes) -> str:
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return ""
+    return str(doc.get("id") or "") if isinstance(doc, dict) else ""
 
 
 async def _maybe_in_thread(large: bool, work: Callable[..., _T], *args: object) -> _T:

@@ -114,6 +114,9 @@ class Relay:
                 if attempt:
                     learn_attempt(self._gateway.runtime, self._gateway.secrets, attempt, 503, {}, rid)
             finally:
+                if asked is not None and usage is not None and asked.holds and status < 400:
+                    who = served(self._gateway.runtime.current.registry, attempt, provider.name)
+                    self._gateway.hold(usage.response_id, who.credential)
                 if asked is not None and usage is not None:
                     self._account(rid, asked, api, attempt, provider.name, request.headers.get(REASON_HEADER, ""),
                                   status, first, usage)

@@ -35,6 +35,7 @@ from extproc.relay import start_relay, stop_relay, upstream_client
 from extproc.reload import ConfigReloader
 from extproc.runtime import Runtime
 from extproc.server import start_server
+from extproc.state.conversations import LocalHolders, RedisHolders
 from extproc.state.health_sync import HealthSync
 from extproc.state.rate_limit import LocalRateLimiter, RedisRateLimiter
 from extproc.state.spend import LocalSpend, RedisSpend
@@ -114,7 +115,8 @@ async def processor(settings: Settings, prepare: Callable[[Settings], Settings] 
         limiter = RedisRateLimiter(redis_url, settings.state_prefix) if redis_url else LocalRateLimiter()
         spend = RedisSpend(redis_url, settings.state_prefix) if redis_url else LocalSpend()
         accounting = Accounting(spend)
-        gateway = Gateway(runtime, secrets=manager, limiter=limiter, accounting=accounting)
+        holders = RedisHolders(redis_url, settings.state_prefix) if redis_url else LocalHolders()
+        gateway = Gateway(runtime, secrets=manager, limiter=limiter, accounting=accounting, holders=holders)
         server = await start_server(settings, gateway, manager)
         relayed = upstream_client(settings)
         try:

@@ -49,21 +49,24 @@ class Asked:
     client: str  # the client key's name, or ""
     requested: str
     hide_usage: bool = False  # the client's stream did not ask for its usage: the gateway's extra chunk is kept
+    holds: bool = False  # the provider stores the answer (Responses, store on): who made it is remembered
 
     def header(self) -> str:
         quote = urllib.parse.quote
-        return f"{self.start!r} {quote(self.client, safe='')} {quote(self.requested, safe='')} {int(self.hide_usage)}"
+        return (f"{self.start!r} {quote(self.client, safe='')} {quote(self.requested, safe='')} "
+                f"{int(self.hide_usage)} {int(self.holds)}")
 
     @classmethod
     def parse(cls, value: str) -> Asked | None:
         parts = value.split(" ")
-        if len(parts) != 4 or parts[3] not in ("0", "1"):
+        if len(parts) != 5 or parts[3] not in ("0", "1") or parts[4] not in ("0", "1"):
             return None
         try:
             start = float(parts[0])
         except ValueError:
             return None
-        return cls(start, urllib.parse.unquote(parts[1]), urllib.parse.unquote(parts[2]), parts[3] == "1")
+        return cls(start, urllib.parse.unquote(parts[1]), urllib.parse.unquote(parts[2]), parts[3] == "1",
+                   parts[4] == "1")
 
 
 @dataclass(frozen=True, slots=True)

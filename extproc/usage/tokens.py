@@ -106,6 +106,7 @@ class StreamUsage:
         self._hide = hide_usage_chunk
         self._events = EventSplitter()
         self.usage: Usage | None = None
+        self.response_id = ""  # a Responses answer's id, from the event that carries its usage
 
     def feed(self, chunk: bytes, end: bool = False) -> bytes:
         events = self._events.feed(chunk, end)
@@ -140,6 +141,7 @@ class StreamUsage:
             found = gemini_usage(unwrapped(doc).get("usageMetadata"))
         elif isinstance(doc.get("response"), dict):  # Responses: response.completed (or .incomplete/.failed)
             found = openai_usage(doc["response"].get("usage"))
+            self.response_id = str(doc["response"].get("id") or "")
         else:
             found = openai_usage(doc.get("usage"))
             if found is not None and self._hide and doc.get("choices") == []:

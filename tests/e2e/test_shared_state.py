@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 import openai
+import pytest
 
 from tests.conftest import STATE_KEY, RedisServer, Stack
 from tests.fakes import FakeProvider
@@ -107,3 +109,47 @@ def test_a_killed_processor_worker_is_replaced_within_two_seconds_and_traffic_re
     while not all(httpx.post(stack.url + "/v1/chat/completions", json=body).status_code == 200 for _ in range(4)):
         assert time.monotonic() < deadline, "traffic did not resume after the worker was replaced"
     assert "processor worker 0 exited" in stack.logs()
+
+
+def test_a_stored_conversation_goes_on_at_the_account_that_holds_it_from_any_gateway(
+        fakes: dict[str, FakeProvider], redis_server: RedisServer,
+        make_stack: Callable[[dict[str, Any]], Stack]) -> None:
+    for fake in fakes.values():
+        fake.reset()
+    config = {
+        "discovery": False, "strategy": "none",
+        "state": {"redis": {"url": redis_server.url, "prefix": f"e2e{time.monotonic_ns()}:", "key": STATE_KEY}},
+        "providers": {"held": {"base_url": fakes["openai"].base_url, "apis": {"openai": "/v1"},
+                               "api_keys": ["k-held-one", "k-held-two"]}},  # round-robin between two accounts
+        "models": [_model("held-model", "held")]}
+    first, second = make_stack(config), make_stack(config)
+    one = openai.OpenAI(base_url=first.url + "/v1", api_key="unused", max_retries=0)
+    other = openai.OpenAI(base_url=second.url + "/v1", api_key="unused", max_retries=0)
+    seen = fakes["openai"].requests
+    answer = {"id": "resp_held_A", "object": "response", "created_at": 1, "model": "held-model", "status": "completed",
+              "output": [], "usage": {"input_tokens": 1, "output_tokens": 1, "total_tokens": 2}}
+    fakes["openai"].script(200, body=json.dumps(answer).encode())
+    one.responses.create(model="held-model", input="hi")
+    holder = seen[-1].headers["authorization"]
+    with one.responses.stream(model="held-model", input="hi") as events:  # a streamed answer (id resp_1)
+        events.get_final_response()
+    streamed_holder = seen[-1].headers["authorization"]
+    for _ in range(3):  # round-robin alone would alternate between the accounts
+        other.responses.create(model="held-model", input="more", previous_response_id="resp_held_A")
+        assert seen[-1].headers["authorization"] == holder
+        one.responses.create(model="held-model", input="more", previous_response_id="resp_1")
+        assert seen[-1].headers["authorization"] == streamed_holder
+    fakes["openai"].script(429, {"retry-after": "60"})  # the holder's window runs out
+    with pytest.raises(openai.RateLimitError):
+        one.responses.create(model="held-model", input="more", previous_response_id="resp_held_A")
+    deadline = time.monotonic() + 2.0
+    while True:  # the other gateway learns the cooldown through Redis, and then refuses clearly
+        sent = len(seen)
+        try:
+            other.responses.create(model="held-model", input="more", previous_response_id="resp_held_A")
+        except openai.APIStatusError as refused:
+            assert refused.status_code == 503 and "send the whole conversation" in refused.message
+            break
+        assert seen[-1].headers["authorization"] == holder  # not learned yet: still only the holder
+        assert time.monotonic() < deadline, "the other gateway sent a held conversation past its holder's cooldown"
+    assert len(seen) == sent  # refused before anything went upstream: never to the account that lacks it

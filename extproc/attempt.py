@@ -126,6 +126,9 @@ class AttemptExchange:
             return CONTINUE
         for shaper in self._shapers:
             chunk = shaper.feed(chunk, end_of_stream)
+        failed = next((status for s in self._shapers if (status := getattr(s, "failed_status", None))), None)
+        if failed is not None:  # a stream collected into one answer failed: the client's status says so
+            return Mutate({":status": str(failed)}, body=chunk)
         return Mutate(body=chunk)
 
     def _refuse(self, message: str) -> Mutate:

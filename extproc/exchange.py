@@ -28,7 +28,7 @@ from extproc.core.settings import Credential
 from extproc.core.windows import WindowState
 from extproc.formats import Endpoint, ParsedRequest, api_for_path, error_body, match_endpoint
 from extproc.formats.errors import error_headers
-from extproc.formats.transforms import asks_without_usage, translates
+from extproc.formats.transforms import asks_without_usage, counts_tokens, translates
 from extproc.forward import Forward, route_request
 from extproc.logs import logged_body
 from extproc.runtime import Runtime
@@ -249,6 +249,8 @@ class Exchange:
                  self.client.name if self.client else "-", decision.requested, decision.model.id,
                  decision.provider.name, decision.why, decision.credential.id)
         set_headers, remove_headers = outcome.set_headers, outcome.remove_headers
+        if self._holds and self._accounted and not self._streams:  # its id is read here: it must come uncompressed
+            set_headers = {**set_headers, "accept-encoding": "identity"}
         if self._accounted:  # the relay writes a streamed answer's record: it needs what only this stream knows
             asked = Asked(self.started, self.client.name if self.client else "", decision.requested,
                           self._hides_usage, self._holds)
@@ -285,9 +287,8 @@ class Exchange:
         attempts = self.snapshot.settings.failover.attempts
         for _ in range(_SECRET_ATTEMPTS):
             try:
-                decisions = self._candidates(parsed, endpoint, attempts)
-                if holder is not None:
-                    decisions = self._held_by(holder, str(previous), parsed, endpoint)
+                decisions = self._held_by(holder, str(previous), parsed) if holder is not None \
+                    else self._candidates(parsed, endpoint, attempts)
             except ClientError as err:
                 return reject(endpoint.api, err)
             decision = decisions[0]
@@ -313,7 +314,7 @@ class Exchange:
                 return kept[:attempts]
             limit += attempts
 
-    def _held_by(self, holder: str, previous: str, parsed: ParsedRequest, endpoint: Endpoint) -> list[Decision]:
+    def _held_by(self, holder: str, previous: str, parsed: ParsedRequest) -> list[Decision]:
         """A conversation the provider stores goes on only where it is held: that one credential, or a clear
         error (never another account, which would answer that it knows no such response)."""
         runtime = self._gateway.runtime
@@ -326,9 +327,9 @@ class Exchange:
                               "the whole conversation in `input` instead.", retryable=False)
         if not held:
             raise ClientError(503, "conversation_unavailable", f"The conversation previous_response_id {previous!r} "
-                              f"continues is stored by credential {holder}, which cannot serve this request now "
-                              "(cooling down, suspended or gone). Retry later, or send the whole conversation in "
-                              "`input` without previous_response_id to be served elsewhere.")
+                              "continues is stored by one account, which cannot serve this request now (cooling "
+                              "down, suspended or no longer configured). Retry later, or send the whole "
+                              "conversation in `input` without previous_response_id to be served elsewhere.")
         return held[:1]
 
     def _translatable(self, decisions: list[Decision], endpoint: Endpoint, parsed: ParsedRequest) -> list[Decision]:
@@ -339,6 +340,9 @@ class Exchange:
         kept = []
         for d in decisions:
             target = translates(d)
+            if target is not None and counts_tokens(endpoint):
+                reasons[target[1]] = "token counting is answered in the model's own API only"
+                continue
             if target is not None:
                 if target[1] not in reasons:
                     reasons[target[1]] = translatable(endpoint.name, parsed.doc, d.model.id,

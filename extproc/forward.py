@@ -54,7 +54,7 @@ def build_forward(endpoint: Endpoint, parsed: ParsedRequest, decision: Decision,
     asked = Asked.parse(client_headers.get(ACCOUNT_HEADER, ""))  # later attempts: what the client's body said
     out = Outgoing(endpoint.upstream_rest(decision.model.id), parsed.doc, changed, {},
                    hides_usage=asked is not None and asked.hide_usage)
-    transforms = selected(decision)
+    transforms = selected(decision, "streaming" in parsed.view.needs)
     for transform in transforms:
         transform.request(out, endpoint, decision)
     api = out.api or api  # a translated request leaves in the provider's API
@@ -140,7 +140,7 @@ def route_request(endpoint: Endpoint, parsed: ParsedRequest, decisions: list[Dec
     """
     first = decisions[0]
     candidates = tuple(Candidate.of(d) for d in decisions)
-    if selected(first):
+    if selected(first, "streaming" in parsed.view.needs):
         forward = Forward(first, _route_headers(first), CLIENT_CREDENTIAL_HEADERS, None, handled=False)
     else:
         forward = build_forward(endpoint, parsed, first, secret, client_headers, usage)

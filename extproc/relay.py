@@ -38,6 +38,7 @@ from extproc.core.providers import Api
 from extproc.core.settings import Settings
 from extproc.exchange import Gateway
 from extproc.formats import FAMILIES, error_body
+from extproc.formats.errors import openai_stream_error
 from extproc.learning import learn_attempt
 from extproc.usage.record import Asked, build, served
 from extproc.usage.tokens import StreamUsage
@@ -109,7 +110,10 @@ class Relay:
                             "error event", rid, provider.name, sent, type(exc).__name__)
                 failure = ClientError(502, "upstream_stream_failed",
                                       "The provider's stream failed before the answer was complete.")
-                await response.write(FAMILIES[api].stream_error(failure, endpoint))
+                if endpoint == "responses" and usage is not None:  # the id the stream was created with
+                    await response.write(openai_stream_error(failure, endpoint, usage.response_id))
+                else:
+                    await response.write(FAMILIES[api].stream_error(failure, endpoint))
                 status = 502
                 if attempt:
                     learn_attempt(self._gateway.runtime, self._gateway.secrets, attempt, 503, {}, rid)

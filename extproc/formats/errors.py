@@ -39,10 +39,12 @@ def gemini_error(err: ClientError) -> bytes:
 
 # A stream that failed after its first byte: the last event, in the client's own streaming format.
 
-def openai_stream_error(err: ClientError, endpoint: str) -> bytes:
+def openai_stream_error(err: ClientError, endpoint: str, response_id: str = "") -> bytes:
     if endpoint == "responses":  # the Responses API ends a failed answer with response.failed (Codex reads it)
-        doc = {"type": "response.failed", "response": {"status": "failed", "error": {"code": err.kind,
-                                                                                      "message": err.message}}}
+        # The SDKs hold the response to the id it was created with: a failed event must carry the same one.
+        doc = {"type": "response.failed", "response": {"id": response_id or None, "object": "response",
+                                                       "status": "failed", "error": {"code": err.kind,
+                                                                                     "message": err.message}}}
         return b"event: response.failed\ndata: " + orjson.dumps(doc) + b"\n\n"
     return b"data: " + openai_error(err) + b"\n\n"  # the SDKs raise on a chunk that carries `error`
 

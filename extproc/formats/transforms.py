@@ -60,13 +60,22 @@ def asks_without_usage(endpoint: Endpoint, doc: Mapping[str, Any]) -> bool:
     return not (isinstance(options, dict) and options.get("include_usage") is True)
 
 
-def selected(decision: Decision) -> tuple[Transform, ...]:
+def selected(decision: Decision, streams: bool | None = None) -> tuple[Transform, ...]:
     """The transforms data selects for a decision: translation when its provider does not speak the client's
-    API, the login's system prefix, the upstream's request shape."""
-    names = (["translate"] if translates(decision) or decision.provider.stream_only else []) + \
+    API (or only streams, and the request may not: `streams` None when that is not known yet), the login's
+    system prefix, the upstream's request shape."""
+    collects = decision.provider.stream_only and streams is not True
+    names = (["translate"] if collects or translates(decision) else []) + \
         (["system_prefix"] if decision.credential.system_prefix else []) + \
         ([decision.provider.transform] if decision.provider.transform else [])
     return tuple(TRANSFORMS[name] for name in names)
+
+
+def counts_tokens(endpoint: Endpoint) -> bool:
+    """Anthropic's count_tokens and Gemini's countTokens: they answer a count, not a completion, so they are
+    never translated into one (nor collected)."""
+    bare = endpoint.match.string
+    return bare.endswith("/count_tokens") or bare.endswith(":countTokens")
 
 
 def translates(decision: Decision) -> tuple[Api, str] | None:
@@ -168,7 +177,9 @@ def _translate(out: Outgoing, endpoint: Endpoint, decision: Decision) -> None:
     answer: the request asks for a stream, collected into one answer for the client (`stream_only`)."""
     target = translates(decision)
     streams = "streamGenerateContent" in endpoint.match.string or out.doc.get("stream") is True
-    collect = decision.provider.stream_only and not streams and endpoint.name in ("chat", "responses", "messages")
+    collect = decision.provider.stream_only and not streams and (
+        endpoint.name in ("chat", "responses", "messages") and not counts_tokens(endpoint)
+        or endpoint.name == "gemini" and ":generateContent" in endpoint.match.string)
     if target is None and not collect:
         return
     source, model = endpoint.name, decision.model.id
@@ -192,6 +203,8 @@ def _translate(out: Outgoing, endpoint: Endpoint, decision: Decision) -> None:
 
     def answer(streamed: bool, status: int) -> Shaper:
         if streamed and status < 400:
+            if collect and source == target_endpoint == "responses":
+                return translation.CollectedResponse(render)
             return translation.CollectedAnswer(source, target_endpoint, model, render) if collect else \
                 translation.stream_translator(source, target_endpoint, model, include_usage)
         return translation.WholeAnswer(source, target_endpoint, model, status, render)

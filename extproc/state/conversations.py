@@ -16,6 +16,7 @@ from redis.exceptions import RedisError
 
 log = logging.getLogger("extproc.state")
 KEEP = 30 * 86400  # seconds: OpenAI keeps a stored response 30 days
+_LONGEST_ID = 256
 _CAPACITY = 100_000  # conversations one process remembers on its own (the oldest go first)
 
 
@@ -54,9 +55,11 @@ class RedisHolders:
                         type(exc).__name__)
 
     async def holder(self, response_id: str) -> str | None:
+        if len(response_id) > _LONGEST_ID:
+            return None  # no provider's id is that long: nothing was remembered under it
         try:
             found = await self._redis.get(self._prefix + response_id)
-        except RedisError as exc:
+        except (RedisError, OSError) as exc:
             self._failed(exc)
             return await self._local.holder(response_id)
         if found is None:
@@ -64,9 +67,11 @@ class RedisHolders:
         return found.decode() if isinstance(found, bytes) else str(found)
 
     async def remember(self, response_id: str, credential: str) -> None:
+        if len(response_id) > _LONGEST_ID:
+            return
         try:
             await self._redis.set(self._prefix + response_id, credential, ex=KEEP)
-        except RedisError as exc:
+        except (RedisError, OSError) as exc:
             self._failed(exc)
             await self._local.remember(response_id, credential)
             return

@@ -28,6 +28,16 @@ from extproc.translate.ir import (
 )
 
 OTHER_MODELS_SIGNATURE = "skip_thought_signature_validator"
+
+
+def signed(parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Gemini 3 wants the signature of its own thoughts on a turn's first call; a call another provider made
+    has none, and Gemini's documented stand-in says so (in a request, and in an answer a Gemini client will
+    send back)."""
+    first = next((p for p in parts if "functionCall" in p), None)
+    if first is not None and "thoughtSignature" not in first:
+        first["thoughtSignature"] = OTHER_MODELS_SIGNATURE
+    return parts
 _EFFORT_BUDGET = {"low": 1024, "medium": 8192, "high": 24576}
 
 
@@ -105,12 +115,7 @@ def _parts_out(parts: tuple[Part, ...], names: dict[str, str]) -> list[dict[str,
                 args = orjson.loads(p.arguments or "{}")
             except orjson.JSONDecodeError:
                 raise Unsupported(f"the arguments of tool call {p.id} are not JSON") from None
-            call: dict[str, Any] = {"functionCall": {"name": p.name, "args": args}}
-            if not any("functionCall" in o for o in out):
-                # Gemini 3 wants the signature of its own thoughts on a turn's first call; a call another
-                # provider made has none, and Gemini's documented stand-in says so.
-                call["thoughtSignature"] = OTHER_MODELS_SIGNATURE
-            out.append(call)
+            out.append({"functionCall": {"name": p.name, "args": args}})
         elif isinstance(p, ToolResult):
             text = "".join(c.text for c in p.content if isinstance(c, Text))
             out.append({"functionResponse": {"name": p.name or names.get(p.call_id, p.call_id),
@@ -122,7 +127,7 @@ def write_request(req: ChatRequest) -> dict[str, Any]:
     check_translatable(req)
     names = {p.id: p.name for m in req.messages for p in m.parts if isinstance(p, ToolCall)}
     doc: dict[str, Any] = {"contents": [{"role": "model" if m.role == "assistant" else "user",
-                                         "parts": _parts_out(m.parts, names)} for m in req.messages]}
+                                         "parts": signed(_parts_out(m.parts, names))} for m in req.messages]}
     if req.system:
         doc["systemInstruction"] = {"parts": [{"text": s} for s in req.system]}
     if req.tools:
@@ -184,6 +189,7 @@ def write_answer(answer: ChatAnswer) -> dict[str, Any]:
             parts.append({"text": p.text})
         elif isinstance(p, ToolCall):
             parts.append({"functionCall": {"name": p.name, "args": orjson.loads(p.arguments or "{}")}})
+    signed(parts)
     prompt = answer.input_tokens + answer.cache_read_tokens
     return {"candidates": [{"content": {"role": "model", "parts": parts}, "index": 0,
                             "finishReason": _FINISH_OUT.get(answer.stop_reason, "STOP")}],

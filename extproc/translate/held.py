@@ -58,12 +58,13 @@ def _messages(doc: dict[str, Any]) -> bool:
         # With thinking on, Anthropic wants the turn a tool loop continues to open with its own thinking block;
         # that turn's thinking was another provider's, so this turn goes without thinking.
         doc.pop("thinking")
-        edits = (doc.get("context_management") or {}).get("edits")
-        if isinstance(edits, list):
+        management = doc.get("context_management")
+        edits = management.get("edits") if isinstance(management, dict) else None
+        if isinstance(management, dict) and isinstance(edits, list):
             kept = [e for e in edits if not (isinstance(e, dict) and str(e.get("type", "")).startswith(
                 "clear_thinking"))]  # edits of thinking, which this turn has none of
             if kept:
-                doc["context_management"]["edits"] = kept
+                management["edits"] = kept
             else:
                 doc.pop("context_management")
     return True

@@ -18,6 +18,7 @@ from extproc.core.errors import ClientError
 from extproc.formats import errors
 from extproc.formats.gemini import unwrapped
 from extproc.formats.sse import EventSplitter, fields
+from extproc.translate.gemini import signed
 from extproc.translate.ir import TRANSLATED, TRANSLATED_REASONING
 
 
@@ -75,6 +76,11 @@ CUT = "The provider's stream ended before the answer was complete."
 Event = Start | TextDelta | ThinkingDelta | CallStart | CallDelta | Finish | Failed
 
 
+def _index(value: Any) -> int:
+    """A position the provider gave (a block's, a call's, an item's); anything but a number counts as 0."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
 class _Reader:
     """Splits the provider's stream into its events; subclasses turn each into internal events."""
 
@@ -86,6 +92,8 @@ class _Reader:
     def feed(self, chunk: bytes, end: bool = False) -> list[Event]:
         out: list[Event] = []
         for raw in self._events.feed(chunk, end):
+            if self.finished:
+                break  # after the answer's end, or the provider's error event, nothing more is read
             name, data = fields(raw)
             if data == b"[DONE]":
                 self.done_marker = True  # OpenAI's own end of stream
@@ -149,10 +157,10 @@ class OpenAIChatReader(_Reader):
             if delta.get("content"):
                 out.append(TextDelta(str(delta["content"])))
             for call in delta.get("tool_calls") or []:
-                index, fn = int(call.get("index", 0)), call.get("function") or {}
+                index, fn = _index(call.get("index")), call.get("function") or {}
                 if index not in self._calls:
                     self._calls.add(index)
-                    out.append(CallStart(index, str(call.get("id", "")), str(fn.get("name", ""))))
+                    out.append(CallStart(index, str(call.get("id") or f"call_{index}"), str(fn.get("name", ""))))
                 if fn.get("arguments"):
                     out.append(CallDelta(index, str(fn["arguments"])))
             if choice.get("finish_reason"):
@@ -193,7 +201,7 @@ class AnthropicReader(_Reader):
             self._take_usage(message.get("usage"))
             return [Start(str(message.get("id", "")), str(message.get("model", "")))]
         if kind == "content_block_start":
-            block, index = doc.get("content_block") or {}, int(doc.get("index", 0))
+            block, index = doc.get("content_block") or {}, _index(doc.get("index"))
             self._kinds[index] = str(block.get("type"))
             if block.get("type") == "tool_use":
                 self._call_of[index] = len(self._call_of)
@@ -202,7 +210,7 @@ class AnthropicReader(_Reader):
                 return [TextDelta(str(block["text"]))]
             return []
         if kind == "content_block_delta":
-            delta, index = doc.get("delta") or {}, int(doc.get("index", 0))
+            delta, index = doc.get("delta") or {}, _index(doc.get("index"))
             if delta.get("type") == "text_delta":
                 return [TextDelta(str(delta.get("text", "")))]
             if delta.get("type") == "thinking_delta":
@@ -314,13 +322,13 @@ class ResponsesReader(_Reader):
             item = doc.get("item") or {}
             if item.get("type") != "function_call":
                 return []
-            index = self._call_of[int(doc.get("output_index", 0))] = len(self._call_of)
+            index = self._call_of[_index(doc.get("output_index"))] = len(self._call_of)
             out: list[Event] = [CallStart(index, str(item.get("call_id", "")), str(item.get("name", "")))]
             if item.get("arguments"):
                 out.append(CallDelta(index, str(item["arguments"])))
             return out
         if kind == "response.function_call_arguments.delta":
-            call = self._call_of.get(int(doc.get("output_index", 0)))
+            call = self._call_of.get(_index(doc.get("output_index")))
             return [] if call is None else [CallDelta(call, str(doc.get("delta", "")))]
         if kind == "response.failed":
             error = (doc.get("response") or {}).get("error") or {}
@@ -496,6 +504,7 @@ class GeminiWriter:
                     except orjson.JSONDecodeError:
                         args = {}
                     calls.append({"functionCall": {"name": name, "args": args}})
+                signed(calls)
                 prompt = e.input_tokens + e.cache_read_tokens
                 out.append(self._chunk(calls, finish=_TO_GEMINI_FINISH.get(e.stop_reason, "STOP"), usage={
                     "promptTokenCount": prompt, "candidatesTokenCount": e.output_tokens,
@@ -526,18 +535,20 @@ class ResponsesWriter:
     _text: int | None = None  # the open message or reasoning item's output index
     _calls: dict[int, int] = field(default_factory=dict)  # a call's index → its item's output index
     _sequence: int = 0
+    _started: bool = False
 
     def write(self, events: list[Event]) -> bytes:
         out: list[bytes] = []
         for e in events:
             if isinstance(e, Start):
-                self._id, self.model = e.id or self._id, self.model or e.model
+                self._id, self.model, self._started = e.id or self._id, self.model or e.model, True
                 out.append(self._event("response.created", response=self._response("in_progress")))
                 out.append(self._event("response.in_progress", response=self._response("in_progress")))
             elif isinstance(e, TextDelta | ThinkingDelta):
                 kind = "message" if isinstance(e, TextDelta) else "reasoning"
                 if self._text is None or self._items[self._text]["type"] != kind:
-                    out.extend(self._close_all())
+                    if self._text is not None:  # calls stay open: their arguments may still come
+                        out.extend(self._close(self._text))
                     out.extend(self._open_text(kind))
                 index = self._text
                 assert index is not None
@@ -566,7 +577,11 @@ class ResponsesWriter:
                     out.append(self._event("response.function_call_arguments.delta", item_id=f"fc_{index}",
                                            output_index=index, delta=e.arguments))
             elif isinstance(e, Failed):
-                out.append(errors.openai_stream_error(_failure(e), "responses"))
+                if not self._started:  # the SDKs want the response created before it can fail
+                    out.append(self._event("response.created", response=self._response("in_progress")))
+                failure = _failure(e)
+                response = {**self._response("failed"), "error": {"code": failure.kind, "message": failure.message}}
+                out.append(self._event("response.failed", response=response))
             elif isinstance(e, Finish):
                 out.extend(self._close_all())
                 incomplete = e.stop_reason in ("length", "content_filter")

@@ -15,6 +15,7 @@ import orjson
 
 from extproc.core.errors import ClientError
 from extproc.core.providers import TRANSLATED_ENDPOINTS_OF
+from extproc.formats.sse import EventSplitter, fields
 from extproc.translate import anthropic, gemini, openai_chat, responses, stream
 from extproc.translate.ir import ChatAnswer, ChatRequest, Part, Text, Thinking, ToolCall, Unsupported
 
@@ -130,6 +131,7 @@ class CollectedAnswer:
 
     def __init__(self, source: str, target: str, model: str, render_error: Callable[[ClientError], bytes]) -> None:
         self._source, self._model, self._render_error = source, model, render_error
+        self.failed_status: int | None = None  # the stream failed: the client's answer is this error
         self._reader = _READERS[target](model)
         self._id, self._served = "", model
         self._parts: list[Part | int] = []  # a tool call stands as its index until its arguments are whole
@@ -152,6 +154,7 @@ class CollectedAnswer:
             elif isinstance(e, stream.CallDelta) and e.index in self._calls:
                 self._calls[e.index].append(e.arguments)
             elif isinstance(e, stream.Failed):
+                self.failed_status = 502
                 return self._render_error(ClientError(502, "upstream_stream_failed", e.message))
             elif isinstance(e, stream.Finish):
                 parts = tuple(p if not isinstance(p, int) else
@@ -164,3 +167,43 @@ class CollectedAnswer:
 
 
 API_OF = {endpoint: api for api, endpoints in TRANSLATED_ENDPOINTS_OF.items() for endpoint in endpoints}
+
+
+class CollectedResponse:
+    """A Responses client's own stream collected (a provider that only streams, asked for a whole answer): the
+    answer is the provider's own final response, every item as the provider wrote it (encrypted reasoning,
+    custom tools and all), not a rebuild."""
+
+    collects = True
+
+    def __init__(self, render_error: Callable[[ClientError], bytes]) -> None:
+        self._render_error = render_error
+        self._events = EventSplitter()
+        self._items: list[Any] = []
+        self.failed_status: int | None = None
+
+    def feed(self, chunk: bytes, end: bool) -> bytes:
+        for raw in self._events.feed(chunk, end):
+            name, data = fields(raw)
+            try:
+                doc = orjson.loads(data)
+            except orjson.JSONDecodeError:
+                continue
+            if not isinstance(doc, dict):
+                continue
+            kind = doc.get("type", name)
+            response = doc.get("response")
+            if kind == "response.output_item.done":
+                self._items.append(doc.get("item"))
+            elif kind in ("response.completed", "response.incomplete") and isinstance(response, dict):
+                if not response.get("output"):
+                    response["output"] = self._items
+                return orjson.dumps(response)
+            elif kind in ("response.failed", "error"):
+                error = (response or {}).get("error") if isinstance(response, dict) else doc
+                return self._fail(error_message({"error": error}))
+        return self._fail(stream.CUT) if end else b""
+
+    def _fail(self, message: str) -> bytes:
+        self.failed_status = 502
+        return self._render_error(ClientError(502, "upstream_stream_failed", message))

@@ -21,6 +21,7 @@ import yaml
 from google import genai
 from google.genai import types as genai_types
 
+from tests import fakes as fakes_module
 from tests.conftest import SECRETS, Stack, provider_config
 from tests.fake_oauth import FakeOAuth
 from tests.fakes import FakeProvider
@@ -169,6 +170,20 @@ def test_codex_login_by_browser_routes_to_chatgpt_backend(
     assert translated.json()["stream"] is True  # the backend only streams: the answer was collected for the client
     chunks = oa.chat.completions.create(model="gpt-6-luna", messages=CHAT, stream=True)  # type: ignore[arg-type]
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "hello from gpt-6-luna"
+    # The backend's stream cut midway: the whole answer was being collected, so Envoy fails that attempt over.
+    upstreams["chatgpt"].script(200, {"content-type": "text/event-stream"},
+                                fakes_module.responses_stream("gpt-6-luna"), cut_after=3)
+    raw = oa.chat.completions.with_raw_response.create(model="gpt-6-luna", messages=CHAT)  # type: ignore[arg-type]
+    assert int(raw.headers["x-extproc-attempts"]) >= 2 and raw.parse().choices[0].message.content
+    # The backend's own failure event: a client that wanted a whole answer gets an error, never a partial one
+    failed = (b'event: response.created\ndata: {"type":"response.created","response":{"id":"resp_f"}}\n\n'
+              b'event: response.failed\ndata: {"type":"response.failed","response":{"id":"resp_f","status":"failed",'
+              b'"error":{"code":"server_error","message":"the backend gave up"}}}\n\n')
+    # (a 502 to Envoy: each candidate is tried, and the client hears the failure when none is left)
+    upstreams["chatgpt"].script(200, {"content-type": "text/event-stream"}, failed, times=12)
+    with pytest.raises(openai.APIStatusError) as cut:
+        oa.chat.completions.create(model="gpt-6-luna", messages=CHAT)  # type: ignore[arg-type]
+    assert cut.value.status_code == 502 and "the backend gave up" in cut.value.message
     no_token_in(out + stack.logs(), oauth)
 
 

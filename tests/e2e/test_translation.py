@@ -198,3 +198,11 @@ def test_thinking_another_provider_wrote_never_reaches_anthropic_when_the_conver
     sent = fakes["anthropic"].requests[-1].json()["messages"]
     assert sent[1]["content"] == [{"type": "text", "text": "It is 4."}]  # the thinking Anthropic never made: left out
     assert int(fakes["anthropic"].requests[-1].headers["content-length"]) == len(fakes["anthropic"].requests[-1].body)
+
+
+def test_token_counting_is_never_translated_into_a_completion(stack: Stack, fakes: dict[str, FakeProvider]) -> None:
+    before = len(fakes["openai"].requests)
+    an = anthropic.Anthropic(base_url=stack.url, api_key="unused", max_retries=0)
+    with pytest.raises(anthropic.BadRequestError) as refused:
+        an.messages.count_tokens(model="oa-model", messages=CHAT)  # type: ignore[arg-type]
+    assert "token counting" in str(refused.value) and len(fakes["openai"].requests) == before

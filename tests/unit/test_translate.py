@@ -176,7 +176,8 @@ def test_an_answer_of_each_api_reads_the_same_and_writes_as_every_other(name: st
     assert an["stop_reason"] == "tool_use" and an["content"][-1]["input"] == {"city": "Paris"}
     gm = gemini.write_answer(answer)
     assert gm["candidates"][0]["content"]["parts"][-1] == {"functionCall": {"name": "weather",
-                                                                             "args": {"city": "Paris"}}}
+                                                                             "args": {"city": "Paris"}},
+                                                            "thoughtSignature": gemini.OTHER_MODELS_SIGNATURE}
     assert same(openai_chat.read_answer(oa).parts[1:]) == same(answer.parts[1:])
     assert same(responses.read_answer(responses.write_answer(answer)).parts[1:]) == same(answer.parts[1:])
     assert same(anthropic.read_answer(an).parts[1:]) == same(answer.parts[1:])

@@ -10,11 +10,13 @@ import pytest
 
 from extproc.translate.ir import TRANSLATED, TRANSLATED_REASONING
 from extproc.translate.stream import (
+    CUT,
     AnthropicReader,
     AnthropicWriter,
     CallDelta,
     CallStart,
     Event,
+    Failed,
     Finish,
     GeminiReader,
     GeminiWriter,
@@ -22,11 +24,12 @@ from extproc.translate.stream import (
     OpenAIChatWriter,
     ResponsesReader,
     ResponsesWriter,
+    Start,
     StreamTranslator,
     TextDelta,
     ThinkingDelta,
 )
-from extproc.translate.transform import CollectedAnswer
+from extproc.translate.transform import CollectedAnswer, CollectedResponse
 
 
 def sse(*docs: Any, named: bool = False) -> bytes:
@@ -200,3 +203,46 @@ def test_an_anthropic_client_gets_translated_thinking_signed_as_translated() -> 
     deltas = [orjson.loads(line[6:])["delta"] for line in out.split(b"\n")
               if line.startswith(b"data: ") and b"signature_delta" in line]
     assert deltas == [{"type": "signature_delta", "signature": TRANSLATED}]
+
+
+def test_a_call_whose_arguments_go_on_after_some_text_keeps_every_fragment() -> None:
+    writer = ResponsesWriter()
+    out = writer.write([Start("r1", "m"), CallStart(0, "call_1", "ls"), CallDelta(0, '{"a"'), TextDelta("hm"),
+                        CallDelta(0, ": 1}"), Finish("tool_calls")])
+    final = orjson.loads(out.split(b"data: ")[-1])["response"]
+    call = next(item for item in final["output"] if item["type"] == "function_call")
+    assert orjson.loads(call["arguments"]) == {"a": 1}
+
+
+@pytest.mark.parametrize("started", [True, False])
+def test_a_failed_responses_stream_keeps_the_lifecycle_the_sdks_check(started: bool) -> None:
+    events: list[Event] = [Start("resp_9", "m"), TextDelta("par")] if started else []
+    out = ResponsesWriter().write([*events, Failed("overloaded")])
+    docs = [orjson.loads(line[6:]) for line in out.split(b"\n") if line.startswith(b"data: ")]
+    assert docs[0]["type"] == "response.created" and docs[-1]["type"] == "response.failed"
+    assert docs[-1]["response"]["id"] == docs[0]["response"]["id"]
+    assert docs[-1]["response"]["error"]["message"] == "overloaded"
+
+
+def test_after_the_providers_error_event_nothing_more_is_read() -> None:
+    stream = RESPONSES.split(b"\n\n")[0] + b"\n\n" + sse(
+        {"type": "error", "code": "server_error", "message": "boom"},
+        {"type": "response.failed", "response": {"error": {"message": "boom again"}}}, named=True)
+    events = ResponsesReader().feed(stream, end=True)
+    assert [e for e in events if isinstance(e, Failed)] == [Failed("boom")]
+
+
+def test_a_responses_clients_own_stream_is_collected_as_the_providers_own_final_response() -> None:
+    item = {"type": "reasoning", "id": "rs_real", "summary": [], "encrypted_content": "gAAAA"}
+    custom = {"type": "custom_tool_call", "id": "ctc_1", "call_id": "call_9", "name": "apply_patch", "input": "x"}
+    stream = sse({"type": "response.created", "response": {"id": "resp_c", "status": "in_progress"}},
+                 {"type": "response.output_item.done", "output_index": 0, "item": item},
+                 {"type": "response.output_item.done", "output_index": 1, "item": custom},
+                 {"type": "response.completed", "response": {"id": "resp_c", "status": "completed", "output": [],
+                                                             "usage": {"input_tokens": 2}}}, named=True)
+    collector = CollectedResponse(lambda err: b"error")
+    out = b"".join(collector.feed(stream[i:i + 5], i + 5 >= len(stream)) for i in range(0, len(stream), 5))
+    assert orjson.loads(out) == {"id": "resp_c", "status": "completed", "output": [item, custom],
+                                 "usage": {"input_tokens": 2}}
+    cut = CollectedResponse(lambda err: err.message.encode())
+    assert cut.feed(stream[:stream.index(b"response.completed")], True) == CUT.encode() and cut.failed_status == 502

@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 CLIS := $(VENV)/clis/.installed
 CONFIG ?=
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench bench-suite clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,9 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+
+bench-suite: $(STAMP)
+	$(BIN)/python bench/suite.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

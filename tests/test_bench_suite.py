@@ -1,0 +1,32 @@
+"""The benchmark suite's smoke run: every path, growth and memory measurement runs end to end and reports,
+a few seconds each, so the suite cannot rot. No figure is asserted: speed is measured, never tested."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_benchmark_suite_runs_every_measurement_and_writes_its_report(tmp_path: Path) -> None:
+    if shutil.which("wrk") is None:
+        pytest.skip("wrk is not installed (apt-get install wrk): the suite's load comes from it")
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "suite.py"), "--smoke", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    report = json.loads((tmp_path / "benchmarks.json").read_text())
+    assert set(report["paths"]) == {"bare", "direct", "alias", "accounting", "translated", "failover"}
+    assert all(f["rps"] > 0 and f["errors"] == 0 for by in report["paths"].values() for f in by.values())
+    assert [row["bytes"] for row in report["bodies"]] == [1024, 102400]
+    assert [row["models"] for row in report["registries"]] == [15, 1000]
+    assert report["streams"]["opened"] == report["streams"]["streams"] == 20
+    assert report["memory"][-1]["requests"] >= 2000 and report["workers"]["workers"] >= 2
+    text = (tmp_path / "benchmarks.md").read_text()
+    assert "| direct: " in text and "## Open streams" in text and "LiteLLM proxy not measured" in text
+    assert (tmp_path / "benchmarks.png").read_bytes().startswith(b"\x89PNG")

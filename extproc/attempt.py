@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 
 from extproc.attempts import REFUSED_ROUTE, Plan, attempt_header, decision_for
 from extproc.core.errors import ClientError, CredentialUnavailable
-from extproc.core.headers import ATTEMPT_COUNT_HEADER, ATTEMPT_HEADER, LEARN_HEADER, ROUTE_HEADER
+from extproc.core.headers import ATTEMPT_COUNT_HEADER, ATTEMPT_HEADER, LEARN_HEADER, PLAN_HEADER, ROUTE_HEADER
 from extproc.core.providers import CLIENT_CREDENTIAL_HEADERS
 from extproc.core.resolve import Decision
 from extproc.exchange import CONTINUE, Continue, Gateway, Mutate, Reply, reject
@@ -47,7 +47,8 @@ class AttemptExchange:
         self.request_id = headers.get("x-request-id", "-")
         try:
             self.attempt = int(headers.get(ATTEMPT_COUNT_HEADER) or 1)
-            plan = self._plan = Plan.from_metadata(plan_text or "")
+            # A fast route's plan comes as a header its route set (a client's own is removed there).
+            plan = self._plan = Plan.from_metadata(plan_text or headers.get(PLAN_HEADER) or "")
         except (ValueError, KeyError, TypeError):
             return self._refuse("The request reached a provider without a routing plan.")
         if self.attempt > len(plan.candidates):

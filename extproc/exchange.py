@@ -15,7 +15,7 @@ import logging
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import orjson
 
@@ -26,6 +26,7 @@ from extproc.core.providers import Api
 from extproc.core.resolve import Decision, plan
 from extproc.core.settings import Credential
 from extproc.core.windows import WindowState
+from extproc.fast_routes import fast_candidate
 from extproc.formats import Endpoint, ParsedRequest, api_for_path, error_body, match_endpoint
 from extproc.formats.errors import error_headers
 from extproc.formats.transforms import asks_without_usage, counts_tokens, translates
@@ -38,6 +39,9 @@ from extproc.translate.transform import translatable
 from extproc.usage.accounting import Accounting
 from extproc.usage.record import Asked, build, served
 from extproc.usage.tokens import Usage, usage_of_answer
+
+if TYPE_CHECKING:
+    from extproc.fast_publisher import FastPublisher
 
 log = logging.getLogger("extproc.request")
 _SECRET_ATTEMPTS = 3  # credentials tried per request when a login's token cannot be had
@@ -138,12 +142,13 @@ class Gateway:
 
     def __init__(self, runtime: Runtime, secrets: SecretSource | None = None,
                  limiter: RateLimiter | None = None, accounting: Accounting | None = None,
-                 holders: ConversationHolders | None = None) -> None:
+                 holders: ConversationHolders | None = None, fast: FastPublisher | None = None) -> None:
         self.runtime = runtime
         self.secrets: SecretSource = secrets or StaticSecrets()
         self.limiter: RateLimiter = limiter or LocalRateLimiter(runtime.clock)
         self.accounting = accounting or Accounting(clock=runtime.clock)
         self.holders: ConversationHolders = holders or LocalHolders()
+        self.fast = fast  # the fast path's publisher (in the one process that writes its routes)
         self._holding: set[asyncio.Task[None]] = set()
         self._turns = itertools.count()
 
@@ -245,6 +250,10 @@ class Exchange:
         if isinstance(outcome, Reply):
             return self._replied(outcome)
         self.forward, decision = outcome, outcome.decision
+        fast = self._gateway.fast
+        if fast is not None and self._endpoint is not None and fast_candidate(self._endpoint.name, self._streams,
+                                                                              decision):
+            fast.note(self._endpoint.name, decision.requested)
         log.info("route rid=%s client=%s requested=%r resolved=%s provider=%s why=%s credential=%s", self.request_id,
                  self.client.name if self.client else "-", decision.requested, decision.model.id,
                  decision.provider.name, decision.why, decision.credential.id)

@@ -30,6 +30,7 @@ from extproc.bootstrap import render_bootstrap
 from extproc.core.settings import Address, Credential, Settings
 from extproc.discovery.refresh import Discovery
 from extproc.exchange import Gateway
+from extproc.fast_publisher import FastPublisher, initial_routes
 from extproc.metrics import MULTIPROCESS_ENV, serve_metrics
 from extproc.relay import start_relay, stop_relay, upstream_client
 from extproc.reload import ConfigReloader
@@ -116,7 +117,9 @@ async def processor(settings: Settings, prepare: Callable[[Settings], Settings] 
         spend = RedisSpend(redis_url, settings.state_prefix) if redis_url else LocalSpend()
         accounting = Accounting(spend)
         holders = RedisHolders(redis_url, settings.state_prefix) if redis_url else LocalHolders()
-        gateway = Gateway(runtime, secrets=manager, limiter=limiter, accounting=accounting, holders=holders)
+        fast = FastPublisher(runtime, settings.fast_routes) if settings.fast_routes else None
+        gateway = Gateway(runtime, secrets=manager, limiter=limiter, accounting=accounting, holders=holders,
+                          fast=fast)
         server = await start_server(settings, gateway, manager)
         relayed = upstream_client(settings)
         try:
@@ -134,6 +137,8 @@ async def processor(settings: Settings, prepare: Callable[[Settings], Settings] 
         reloader = ConfigReloader(settings, apply, prepare)
         tasks = [asyncio.create_task(discovery.run()), asyncio.create_task(manager.watch()),
                  asyncio.create_task(probing.run(runtime, client, manager)), asyncio.create_task(reloader.run())]
+        if fast is not None:
+            tasks.append(asyncio.create_task(fast.run()))
         if settings.state_redis_url:
             sync = HealthSync(runtime.health, settings.state_redis_url, settings.state_prefix)
             runtime.shared_state = sync.status
@@ -179,12 +184,15 @@ async def serve_worker(settings: Settings, index: int) -> None:
 
 
 def worker_settings(settings: Settings, index: int) -> Settings:
-    """A worker's settings: its ports, and the processor token its supervisor shares (never in argv)."""
+    """A worker's settings: its ports, the processor token its supervisor shares (never in argv), and for
+    worker 0 the fast path's routes file, which it alone writes."""
     token = os.environ.get(WORKER_TOKEN_ENV) or settings.processor_token
-    return dataclasses.replace(settings.worker(index), processor_token=token)
+    return dataclasses.replace(settings.worker(index), processor_token=token,
+                               fast_routes=os.environ.get(FAST_ROUTES_ENV) or None)
 
 
 WORKER_TOKEN_ENV = "EXTPROC_WORKER_PROCESSOR_TOKEN"
+FAST_ROUTES_ENV = "EXTPROC_WORKER_FAST_ROUTES"
 
 
 @contextlib.asynccontextmanager
@@ -192,8 +200,9 @@ async def serving(settings: Settings) -> AsyncIterator[None]:
     """The processor: in this process for one worker, else supervised worker processes."""
     if settings.workers == 1:
         token = settings.processor_token  # one `extproc up` made stays across reloads of a file without one
-        async with processor(settings, lambda s: s if s.processor_token or token is None
-                             else dataclasses.replace(s, processor_token=token)):
+        routes = settings.fast_routes  # and so does the routes file it made
+        async with processor(settings, lambda s: dataclasses.replace(
+                s, processor_token=s.processor_token or token, fast_routes=routes)):
             with _metrics(settings, None):
                 yield
         return
@@ -250,7 +259,8 @@ class Supervisor:
         args = [sys.executable, "-m", "extproc", "worker", "--index", str(index)]
         if self._settings.source:
             args += ["--config", self._settings.source]
-        env = {**os.environ, WORKER_TOKEN_ENV: self._settings.processor_token or "", MULTIPROCESS_ENV: self._figures}
+        env = {**os.environ, WORKER_TOKEN_ENV: self._settings.processor_token or "", MULTIPROCESS_ENV: self._figures,
+               FAST_ROUTES_ENV: self._settings.fast_routes or "" if index == 0 else ""}
         # Its own session: Ctrl-C reaches this supervisor only, which drains before it stops the workers.
         self._procs[index] = await asyncio.create_subprocess_exec(*args, env=env, preexec_fn=die_with_parent,
                                                                   start_new_session=True)
@@ -309,8 +319,13 @@ async def up(settings: Settings) -> None:
     for key, address in (("listen", settings.listen), ("admin", settings.admin), ("metrics", settings.metrics)):
         if address is not None:
             _check_free(key, address.host, address.port)
-    async with serving(settings):
-        with tempfile.TemporaryDirectory(prefix="extproc-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="extproc-") as tmp:
+        # The routes Envoy watches, which the processor rewrites (the fast path); with accounting (bound at start)
+        # every answer is read, so no request could go fast.
+        if settings.fast_path and not settings.accounting:
+            settings = dataclasses.replace(settings, fast_routes=str(Path(tmp) / "routes"))
+            initial_routes(settings, str(settings.fast_routes))
+        async with serving(settings):
             config_path = Path(tmp) / "envoy.yaml"
             config_path.write_text(render_bootstrap(settings))
             args = [envoy_binary(), "-c", str(config_path), "--disable-hot-restart",

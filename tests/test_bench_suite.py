@@ -21,7 +21,7 @@ def test_the_benchmark_suite_runs_every_measurement_and_writes_its_report(tmp_pa
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     report = json.loads((tmp_path / "benchmarks.json").read_text())
-    assert set(report["paths"]) == {"bare", "direct", "alias", "accounting", "translated", "failover"}
+    assert set(report["paths"]) == {"bare", "direct", "full", "alias", "accounting", "translated", "failover"}
     assert all(f["rps"] > 0 and f["errors"] == 0 for by in report["paths"].values() for f in by.values())
     assert [row["bytes"] for row in report["bodies"]] == [1024, 102400]
     assert [row["models"] for row in report["registries"]] == [15, 1000]

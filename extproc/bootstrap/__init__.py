@@ -27,6 +27,7 @@ def render_bootstrap(settings: Settings) -> str:
 def build_bootstrap(settings: Settings) -> dict[str, Any]:
     inner_replies = local_reply_config(by_api_header=True)
     return {
+        "node": {"id": "extproc", "cluster": "extproc"},  # a routes file (the fast path) is a config source
         "admin": {"address": socket(settings.admin.host, settings.admin.port)},
         "overload_manager": {"resource_monitors": [{
             "name": "envoy.resource_monitors.global_downstream_max_connections",

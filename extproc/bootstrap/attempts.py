@@ -29,6 +29,7 @@ from extproc.core.headers import (
     ATTEMPT_COUNT_HEADER,
     ATTEMPT_HEADER,
     ATTEMPT_ROLE,
+    ENDPOINTS_HEADER,
     HANDLED_HEADER,
     INTERNAL_HEADERS,
     LEARN_HEADER,
@@ -101,7 +102,9 @@ def attempts_cluster(settings: Settings) -> dict[str, Any]:
             "name": "envoy.load_balancing_policies.override_host",
             "typed_config": {
                 "@type": T + "extensions.load_balancing_policies.override_host.v3.OverrideHost",
-                "override_host_sources": [{"metadata": {"key": LB_NAMESPACE, "path": [{"key": ENDPOINTS_KEY}]}}],
+                # The router-level answer's list, or a fast route's (a header only its route sets).
+                "override_host_sources": [{"metadata": {"key": LB_NAMESPACE, "path": [{"key": ENDPOINTS_KEY}]}},
+                                          {"header": ENDPOINTS_HEADER}],
                 # Past the list Envoy would pick any endpoint: the router-level answer caps the retries at the
                 # list's length, and the per-attempt processor refuses an endpoint its candidate does not name.
                 "fallback_policy": {"policies": [{"typed_extension_config": {

@@ -4,13 +4,16 @@ transcoder, the router."""
 from __future__ import annotations
 
 import base64
+from collections.abc import Sequence
 from typing import Any
 
 from extproc.attempts import LB_NAMESPACE, PLAN_NAMESPACE
 from extproc.bootstrap.attempts import grpc_service, upstream_log
+from extproc.bootstrap.fast import body_to_metadata, fast_route, route_source
 from extproc.bootstrap.local_replies import PROCESSOR_DOWN_STATUS, local_reply_config
 from extproc.bootstrap.names import CONTROL_SERVICES, DESCRIPTOR_SET, REQUEST_CODINGS, T, socket
 from extproc.bootstrap.routes import (
+    attempts_response_headers,
     attempts_route,
     auth_route,
     gemini_models_route,
@@ -20,6 +23,7 @@ from extproc.bootstrap.routes import (
     unrouted,
 )
 from extproc.core.settings import Settings
+from extproc.fast_routes import FastRoute
 
 
 def listener(settings: Settings) -> dict[str, Any]:
@@ -47,15 +51,10 @@ def _connection_manager(settings: Settings) -> dict[str, Any]:
             "stream_idle_timeout": timeout,
             "request_timeout": "0s",
             "local_reply_config": local_reply_config(),
-            "route_config": {"name": "llm", "virtual_hosts": [{
-                "name": "llm",
-                "domains": ["*"],
-                "include_request_attempt_count": True,  # x-envoy-attempt-count: which candidate an attempt is
-                "routes": [*health_routes(), *models_routes(), gemini_models_route(),
-                           auth_route(_transcoder_config(strict=True)),
-                           undecodable(), attempts_route(settings), unrouted()],
-            }]},
-            "http_filters": [*request_decompressors(), _ext_proc_filter(settings), {
+            **({"rds": route_source(settings.fast_routes)} if settings.fast_routes
+               else {"route_config": route_configuration(settings)}),
+            "http_filters": [*request_decompressors(), *([body_to_metadata()] if settings.fast_routes else []),
+                             _ext_proc_filter(settings), {
                 "name": "envoy.filters.http.lua",
                 "typed_config": {"@type": T + "extensions.filters.http.lua.v3.Lua"},
             }, {"name": "envoy.filters.http.grpc_json_transcoder", "typed_config": _transcoder_config()}, {
@@ -65,6 +64,19 @@ def _connection_manager(settings: Settings) -> dict[str, Any]:
             }],
         },
     }
+
+
+def route_configuration(settings: Settings, fast: Sequence[FastRoute] = ()) -> dict[str, Any]:
+    """The listener's routes; the fast path's (when published) before the processor's."""
+    shown = attempts_response_headers(settings)
+    return {"name": "llm", "virtual_hosts": [{
+        "name": "llm",
+        "domains": ["*"],
+        "include_request_attempt_count": True,  # x-envoy-attempt-count: which candidate an attempt is
+        "routes": [*health_routes(), *models_routes(), gemini_models_route(),
+                   auth_route(_transcoder_config(strict=True)), undecodable(),
+                   *(fast_route(r, settings, shown) for r in fast), attempts_route(settings), unrouted()],
+    }]}
 
 
 def request_decompressors() -> list[dict[str, Any]]:

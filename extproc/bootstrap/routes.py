@@ -85,8 +85,8 @@ def auth_route(strict_transcoder: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def attempts_route(settings: Settings) -> dict[str, Any]:
-    """Every request the processor planned (it always sets the provider header) goes to the attempts cluster."""
+def attempts_response_headers(settings: Settings) -> list[dict[str, Any]]:
+    """What the client's response carries of how it was served (Envoy copies it from the request)."""
     headers = [{"header": {"key": h, "value": f"%REQ({h})%"}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
                for h in RESPONSE_HEADERS]
     headers.append({"header": {"key": ATTEMPTS_HEADER, "value": "%UPSTREAM_REQUEST_ATTEMPT_COUNT%"},
@@ -94,13 +94,18 @@ def attempts_route(settings: Settings) -> dict[str, Any]:
     if settings.accounting:  # who served it, for its usage record: the processor reads it and takes it off
         headers.append({"header": {"key": ATTEMPT_HEADER, "value": f"%REQ({ATTEMPT_HEADER})%"},
                         "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"})
+    return headers
+
+
+def attempts_route(settings: Settings) -> dict[str, Any]:
+    """Every request the processor planned (it always sets the provider header) goes to the attempts cluster."""
     return {
         "name": "attempts",
         "match": {"prefix": "/", "headers": [{"name": ROUTE_HEADER, "present_match": True}]},
         # No overall timeout: each attempt has failover.first_byte_timeout to answer, and an answer
         # upstream_timeout between chunks (the stream idle timeout); a long stream is never cut.
         "route": {"cluster": ATTEMPTS_CLUSTER, "timeout": "0s", "retry_policy": retry_policy(settings)},
-        "response_headers_to_add": headers,
+        "response_headers_to_add": attempts_response_headers(settings),
     }
 
 

@@ -81,7 +81,7 @@ def parse_settings(raw: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
         "listen", "processor", "admin", "providers", "models", "aliases", "fallbacks", "strategy",
         "health", "upstream_timeout", "max_request_bytes", "max_connections", "log_level", "envoy", "ca_file",
         "discovery", "oauth", "auth", "failover", "shutdown", "state", "clients", "accounting", "metrics", "log",
-        "translation",
+        "translation", "fast_path",
     })
     discovery = discovery_defaults(raw.get("discovery"))
     providers, credentials = parse_providers(raw.get("providers") or {}, discovery)
@@ -142,6 +142,7 @@ def parse_settings(raw: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
         log_format=choice(log_section.get("format", "json"), "log.format", ("json", "text")),
         log_bodies=boolean(log_section.get("bodies", False), "log.bodies"),
         accounting=boolean(raw.get("accounting", True), "accounting"),
+        fast_path=boolean(raw.get("fast_path", True), "fast_path"),
         metrics=None if raw.get("metrics") is False else address(raw.get("metrics"), "metrics",
                                                                    Address("127.0.0.1", 9464)),
         envoy_log_level=choice(envoy.get("log_level", "warning"), "envoy.log_level",

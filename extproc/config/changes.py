@@ -24,12 +24,13 @@ _AT_START = {
     "ca_file": "ca_file", "max_request_bytes": "max_request_bytes", "max_connections": "max_connections",
     "upstream_timeout": "upstream_timeout", "shutdown_grace": "shutdown.grace", "accounting": "accounting",
     "metrics": "metrics", "log_format": "log.format", "log_bodies": "log.bodies",
+    "fast_routes": "fast_path (the routes file Envoy watches)",
 }
 # Settings fields the snapshot carries → their config key.
 _LIVE = {
     "providers": "providers", "credentials": "providers (API keys)", "models": "models", "aliases": "aliases",
     "fallbacks": "fallbacks", "strategy": "strategy", "health": "health", "failover": "failover",
-    "clients": "clients", "rotate_at": "auth.rotate_at",
+    "clients": "clients", "rotate_at": "auth.rotate_at", "fast_path": "fast_path",
 }
 
 

@@ -97,6 +97,8 @@ class Settings:
     metrics: Address | None = Address("127.0.0.1", 9464)  # where /metrics is served; None: nowhere
     log_format: str = "json"  # log.format: json lines, or text
     log_bodies: bool = False  # log.bodies: prompts and answers in the log (secrets still masked)
+    fast_path: bool = True  # fast_path: Envoy routes requests that need nothing from Python by itself
+    fast_routes: str | None = None  # the directory of the routes file Envoy watches (set by `extproc up`)
 
     def worker(self, index: int) -> Settings:
         """The settings worker `index` runs with: its own processor and relay ports."""

@@ -1,0 +1,75 @@
+"""The fast path in Envoy's terms: the body's model read into metadata, and one route per published model
+that adds what the router-level answer would have (see `fast_routes`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from extproc.bootstrap.attempts import ATTEMPTS_CLUSTER
+from extproc.bootstrap.names import T
+from extproc.core.settings import Settings
+from extproc.fast_routes import MAX_BODY, NAMESPACE, FastRoute
+
+ROUTES_FILE = "routes.json"  # in settings.fast_routes: the route configuration Envoy watches
+
+
+def body_to_metadata() -> dict[str, Any]:
+    """The model a JSON body names, and whether it streams, as dynamic metadata the fast routes match on."""
+    return {
+        "name": "envoy.filters.http.json_to_metadata",
+        "typed_config": {
+            "@type": T + "extensions.filters.http.json_to_metadata.v3.JsonToMetadata",
+            "request_rules": {"rules": [
+                {"selectors": [{"key": "model"}], "on_present": {"metadata_namespace": NAMESPACE, "key": "model"}},
+                {"selectors": [{"key": "stream"}], "on_present": {"metadata_namespace": NAMESPACE, "key": "stream"}},
+            ]},
+        },
+    }
+
+
+def route_source(directory: str) -> dict[str, Any]:
+    """The listener's routes, from the file the processor rewrites (moved into place: Envoy reloads it)."""
+    return {"route_config_name": "llm", "config_source": {
+        "path_config_source": {"path": str(Path(directory) / ROUTES_FILE), "watched_directory": {"path": directory}},
+        "resource_api_version": "V3"}}
+
+
+def routes_document(route_config: dict[str, Any]) -> bytes:
+    return orjson.dumps({"resources": [{"@type": T + "config.route.v3.RouteConfiguration", **route_config}]})
+
+
+def fast_route(route: FastRoute, settings: Settings, response_headers: list[dict[str, Any]]) -> dict[str, Any]:
+    """A published model's route: matched on the metadata the body gave, for a body the plan was made for."""
+    policy = settings.failover
+    action: dict[str, Any] = {
+        "cluster": ATTEMPTS_CLUSTER, "timeout": "0s",
+        "retry_policy": {"retry_on": "connect-failure,reset,retriable-status-codes",
+                         "retriable_status_codes": list(policy.statuses), "num_retries": route.attempts - 1,
+                         "per_try_timeout": f"{policy.first_byte_timeout:g}s",
+                         "retry_back_off": {"base_interval": "0.01s", "max_interval": "0.05s"}},
+    }
+    if route.upstream_path != route.path:
+        action["prefix_rewrite"] = route.upstream_path
+    overwrite, absent = "OVERWRITE_IF_EXISTS_OR_ADD", "ADD_IF_ABSENT"
+    return {
+        "name": f"fast {route.endpoint} {route.model}",
+        "match": {
+            "path": route.path,
+            "headers": [{"name": "content-length", "range_match": {"start": 0, "end": MAX_BODY + 1}},
+                        {"name": "content-encoding", "present_match": True, "invert_match": True}],
+            "dynamic_metadata": [
+                {"filter": NAMESPACE, "path": [{"key": "model"}], "value": {"string_match": {"exact": route.model}}},
+                {"filter": NAMESPACE, "path": [{"key": "stream"}], "value": {"bool_match": True}, "invert": True}],
+        },
+        "route": action,
+        "request_headers_to_remove": list(route.remove),
+        "request_headers_to_add": [{"header": {"key": k, "value": v}, "append_action": overwrite}
+                                   for k, v in route.headers.items()]
+        + [{"header": {"key": k, "value": v}, "append_action": absent} for k, v in route.defaults.items()],
+        "response_headers_to_add": response_headers,
+        "typed_per_filter_config": {"envoy.filters.http.ext_proc": {
+            "@type": T + "extensions.filters.http.ext_proc.v3.ExtProcPerRoute", "disabled": True}},
+    }

@@ -1,0 +1,124 @@
+"""The fast path through the real stack: once a model has been asked for, Envoy serves its plain requests by
+itself (no processor message), with the same credential, learning and failover as the full path."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from tests.conftest import Stack
+from tests.fakes import FakeProvider
+
+CHAT = [{"role": "user", "content": "hi"}]
+KEY_A, KEY_B = "k-fast-primary", "k-fast-backup"
+
+
+@pytest.fixture(scope="module")
+def stack(fakes: dict[str, FakeProvider], make_stack: Callable[[dict[str, Any]], Stack]) -> Stack:
+    return make_stack({
+        "discovery": False, "strategy": "none", "accounting": False,
+        "providers": {"fa": {"base_url": fakes["openai"].base_url, "apis": {"openai": "/v1"}, "api_key": KEY_A},
+                      "fb": {"base_url": fakes["groq"].base_url, "apis": {"openai": "/v1"}, "api_key": KEY_B},
+                      "fm": {"base_url": fakes["anthropic"].base_url, "apis": {"anthropic": "/v1"},
+                             "auth": "x-api-key", "api_key": "k-fast-anthropic",
+                             "headers": {"anthropic-version": "2023-06-01"}}},
+        "models": [{"id": "fa-model", "provider": "fa", "context_window": 100000,
+                    "capabilities": ["tools", "vision", "reasoning", "structured_output", "streaming"]},
+                   {"id": "fb-model", "provider": "fb", "context_window": 100000,
+                    "capabilities": ["tools", "vision", "reasoning", "structured_output", "streaming"]},
+                   {"id": "fm-model", "provider": "fm", "context_window": 100000,
+                    "capabilities": ["tools", "vision", "reasoning", "structured_output", "streaming"]}],
+        "fallbacks": {"fa-model": ["fb-model"]},
+        "health": {"backoff_base": 0.2, "backoff_max": 0.2}})
+
+
+def routed(stack: Stack) -> int:
+    """How many requests the processor has routed (each logs one line)."""
+    return stack.logs().count('"message":"route rid=')
+
+
+def until_fast(post: Callable[[], httpx.Response], timeout: float = 5.0) -> httpx.Response:
+    """Requests of a model the full path served once go fast within a moment (the routes file is rewritten)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = post()
+        if answer.headers.get("x-extproc-route", "").endswith("fast"):
+            return answer
+        assert time.monotonic() < deadline, f"never fast: {answer.headers}"
+        time.sleep(0.1)
+
+
+def chat(stack: Stack, model: str = "fa-model", **extra: Any) -> httpx.Response:
+    return httpx.post(stack.url + "/v1/chat/completions", json={"model": model, "messages": CHAT, **extra},
+                      headers={"authorization": "Bearer client-own-key", "x-extproc-provider": "fb",
+                               "x-envoy-max-retries": "7", "x-extproc-plan": "forged"})
+
+
+def test_a_model_asked_for_once_is_then_served_by_envoy_alone_with_its_credential(
+        stack: Stack, fakes: dict[str, FakeProvider]) -> None:
+    first = chat(stack)
+    assert first.status_code == 200 and first.headers["x-extproc-route"] == "direct"
+    fast = until_fast(lambda: chat(stack))
+    assert fast.status_code == 200 and fast.json()["choices"][0]["message"]["content"] == "hello from fa-model"
+    assert (fast.headers["x-extproc-provider"], fast.headers["x-extproc-model"]) == ("fa", "fa-model")
+    before = routed(stack)
+    for _ in range(5):
+        assert chat(stack).headers["x-extproc-route"] == "direct; fast"
+    assert routed(stack) == before  # not one message to the processor
+    sent = fakes["openai"].requests[-1]
+    assert sent.headers["authorization"] == f"Bearer {KEY_A}"  # the client's own key never goes on
+    assert json.loads(sent.body) == {"model": "fa-model", "messages": CHAT}  # the body as the client sent it
+    ours = {h for h in sent.headers if h.startswith("x-extproc")}
+    assert ours == {h for h in fakes["openai"].requests[0].headers if h.startswith("x-extproc")}  # as the full path
+    assert not fakes["groq"].requests  # a client's forged provider header steered nothing
+
+
+def test_what_needs_python_still_takes_the_full_path(stack: Stack, fakes: dict[str, FakeProvider]) -> None:
+    until_fast(lambda: chat(stack))
+    before = routed(stack)
+    streamed = chat(stack, stream=True)
+    assert streamed.status_code == 200 and streamed.headers["x-extproc-route"] == "direct"
+    unknown = chat(stack, model="no-such-model")
+    assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "model_not_found"
+    big = chat(stack, filler="x" * 70_000)  # past the size the fast plan was made for
+    assert big.status_code == 200 and big.headers["x-extproc-route"] == "direct"
+    assert routed(stack) == before + 2  # the stream and the big body (the 404 is refused, not routed)
+
+
+def test_a_429_on_the_fast_path_fails_over_in_the_same_request_and_the_route_follows_health(
+        stack: Stack, fakes: dict[str, FakeProvider]) -> None:
+    until_fast(lambda: chat(stack))
+    fakes["openai"].script(429, {"retry-after": "2"})
+    client = openai.OpenAI(base_url=stack.url + "/v1", api_key="client-own-key", max_retries=0)
+    raw = client.chat.completions.with_raw_response.create(model="fa-model", messages=CHAT)  # type: ignore[arg-type]
+    assert raw.headers["x-extproc-attempts"] == "2" and raw.headers["x-extproc-model"] == "fb-model"
+    assert raw.parse().choices[0].message.content == "hello from fb-model"
+    assert fakes["groq"].requests[-1].headers["authorization"] == f"Bearer {KEY_B}"
+    deadline = time.monotonic() + 3
+    while True:  # learned from the access log: the cooling credential's route is withdrawn
+        answer = chat(stack)
+        if answer.headers["x-extproc-model"] == "fb-model" and answer.headers["x-extproc-attempts"] == "1":
+            break
+        assert time.monotonic() < deadline, "the fast route still sent requests to the cooling credential"
+        time.sleep(0.05)
+    recovered = until_fast(lambda: chat(stack), timeout=8)  # and is published again once the cooldown ends
+    assert recovered.headers["x-extproc-model"] == "fa-model"
+
+
+def test_an_anthropic_request_goes_fast_with_the_providers_default_headers(
+        stack: Stack, fakes: dict[str, FakeProvider]) -> None:
+    def post() -> httpx.Response:
+        return httpx.post(stack.url + "/v1/messages", json={"model": "fm-model", "max_tokens": 5, "messages": CHAT},
+                          headers={"x-api-key": "client-own-key"})
+
+    assert post().status_code == 200
+    fast = until_fast(post)
+    assert fast.json()["content"][0]["text"] == "hello from fm-model"
+    sent = fakes["anthropic"].requests[-1]
+    assert sent.headers["x-api-key"] == "k-fast-anthropic" and sent.headers["anthropic-version"] == "2023-06-01"

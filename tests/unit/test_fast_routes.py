@@ -1,0 +1,81 @@
+"""Which requests may go fast, and what their routes add: the full path's own answer, in Envoy's terms."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from extproc.attempts import Plan
+from extproc.config import parse_settings
+from extproc.core.headers import ATTEMPT_HEADER, PLAN_HEADER, REASON_HEADER, ROUTE_HEADER
+from extproc.core.health import Health
+from extproc.core.providers import CLIENT_CREDENTIAL_HEADERS
+from extproc.fast_routes import START_TIME, enabled, fast_route
+from extproc.runtime import Snapshot
+
+MODELS = [{"id": "a-model", "provider": "pa", "context_window": 100000},
+          {"id": "b-model", "provider": "pb", "context_window": 100000,
+           "capabilities": ["tools", "vision", "reasoning", "structured_output"]}]
+
+
+def settings(**extra: Any) -> Any:
+    return parse_settings({"discovery": False, "accounting": False, "strategy": "none", "providers": {
+        "pa": {"base_url": "http://127.0.0.1:1/base", "apis": {"openai": "/v1"}, "api_key": "k-a-100%"},
+        "pb": {"base_url": "http://127.0.0.1:2", "apis": {"openai": "/v1"}, "api_key": "k-b"}},
+        "models": MODELS, "fallbacks": {"a-model": ["b-model"]}, **extra}, {})
+
+
+def route_for(model: str, endpoint: str = "chat", **extra: Any) -> Any:
+    s = settings(**extra)
+    return fast_route(endpoint, model, Snapshot.build(s).registry, Health(s.health), 1000.0, s)
+
+
+def test_a_direct_request_gets_the_full_paths_headers_with_envoy_filling_in_when_it_came() -> None:
+    route = route_for("a-model")
+    assert route is not None and route.path == "/v1/chat/completions"
+    assert route.upstream_path == "/base/v1/chat/completions"  # the provider's prefix, as the full path sends it
+    assert route.headers["authorization"] == "Bearer k-a-100%%"  # a literal to Envoy's header formatter
+    assert route.headers[ROUTE_HEADER] == "pa" and route.headers[REASON_HEADER] == "direct; fast"
+    assert route.headers[ATTEMPT_HEADER].startswith("1 pa:key1 pa/a-model chat " + START_TIME)
+    assert set(CLIENT_CREDENTIAL_HEADERS) - {"authorization"} <= set(route.remove)
+    plan = Plan.from_metadata(route.headers[PLAN_HEADER].replace(START_TIME, "1234.5").replace("%%", "%"))
+    assert [c.model for c in plan.candidates] == ["a-model", "b-model"] and plan.at == 1234.5
+    assert route.attempts == 2
+
+
+def test_a_fallback_that_cannot_serve_every_request_is_left_out_of_the_fast_plan() -> None:
+    s = settings(fallbacks={"b-model": ["a-model"]})  # a-model declares no capabilities
+    route = fast_route("chat", "b-model", Snapshot.build(s).registry, Health(s.health), 1000.0, s)
+    assert route is not None and route.attempts == 1
+
+
+def test_what_needs_python_gets_no_fast_route() -> None:
+    assert route_for("no-such-model") is None
+    assert route_for("fast", aliases={"fast": "a-model"}) is None  # an alias rewrites the body
+    assert route_for("a-model", "messages") is None  # another API's model: translated
+    cooled = settings()
+    health = Health(cooled.health)
+    health.observe("pa:key1", "a-model", 429, 60.0, 1000.0)
+    assert fast_route("chat", "a-model", Snapshot.build(cooled).registry, health, 1000.0, cooled) is None  # a fallback
+
+
+def test_the_fast_path_is_off_where_every_request_needs_the_processor() -> None:
+    assert enabled(settings())
+    assert not enabled(settings(accounting=True))  # usage is read from every answer
+    assert not enabled(settings(fast_path=False))
+    assert not enabled(settings(clients={"keys": [{"name": "team", "key": "client-key-0123456789abcdef"}]}))
+
+
+def test_the_routes_document_is_one_route_configuration() -> None:
+    from extproc.bootstrap.fast import routes_document
+    from extproc.bootstrap.listeners import route_configuration
+
+    s = settings()
+    route = route_for("a-model")
+    doc = orjson.loads(routes_document(route_configuration(s, [route])))
+    routes = doc["resources"][0]["virtual_hosts"][0]["routes"]
+    fast = next(r for r in routes if r["name"] == "fast chat a-model")
+    assert routes.index(fast) < next(i for i, r in enumerate(routes) if r["name"] == "attempts")
+    assert fast["typed_per_filter_config"]["envoy.filters.http.ext_proc"]["disabled"] is True
+    assert fast["route"]["retry_policy"]["num_retries"] == 1 and fast["route"]["prefix_rewrite"].startswith("/base")

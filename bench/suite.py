@@ -178,9 +178,11 @@ def litellm(children: harness.Children, fake_port: int, notes: list[str]) -> str
         try:
             subprocess.run([sys.executable, "-m", "venv", str(LITELLM_VENV)], check=True, timeout=120)
             subprocess.run([str(LITELLM_VENV / "bin" / "pip"), "install", "--quiet", LITELLM_SPEC], check=True,
-                           timeout=900, capture_output=True)
+                           timeout=900, capture_output=True, text=True)
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
-            notes.append(f"LiteLLM proxy not measured: it could not be installed ({type(exc).__name__})")
+            said = (getattr(exc, "stderr", None) or "").strip().splitlines()[-1:]
+            notes.append(f"LiteLLM proxy not measured: it could not be installed ({type(exc).__name__}"
+                         f"{': ' + said[0][:200] if said else ''})")
             return None
     port = harness.free_port()
     config = children.workdir / "litellm.yaml"

@@ -83,6 +83,8 @@ def fast_route(endpoint_name: str, model: str, registry: Registry, health: Healt
     if first.reason != "direct" or translates(first) is not None or selected(first, False) \
             or first.credential.account is not None or not secret:
         return None
+    if first.provider.rotation == "round-robin" and len(registry.credentials_for(first.model)) > 1:
+        return None  # a route sends one key: spreading requests over several is the full path's
     decisions = [first, *(d for d in decisions[1:] if translates(d) is None)]
     forward = route_request(endpoint, ParsedRequest(view, {"model": model}, 0), decisions, secret, {}, False,
                             settings.failover, False)

@@ -79,3 +79,11 @@ def test_the_routes_document_is_one_route_configuration() -> None:
     assert routes.index(fast) < next(i for i, r in enumerate(routes) if r["name"] == "attempts")
     assert fast["typed_per_filter_config"]["envoy.filters.http.ext_proc"]["disabled"] is True
     assert fast["route"]["retry_policy"]["num_retries"] == 1 and fast["route"]["prefix_rewrite"].startswith("/base")
+
+
+def test_a_provider_that_spreads_requests_over_several_keys_keeps_them_on_the_full_path() -> None:
+    keys = {"pa": {"base_url": "http://127.0.0.1:1/base", "apis": {"openai": "/v1"}, "api_keys": ["k1", "k2"]},
+            "pb": {"base_url": "http://127.0.0.1:2", "apis": {"openai": "/v1"}, "api_key": "k-b"}}
+    assert route_for("a-model", providers=keys) is None
+    filled = {**keys, "pa": {**keys["pa"], "rotation": "fill-first"}}
+    assert route_for("a-model", providers=filled) is not None  # one key at a time: the first healthy one

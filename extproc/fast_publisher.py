@@ -17,7 +17,7 @@ from pathlib import Path
 from extproc.bootstrap.fast import ROUTES_FILE, routes_document
 from extproc.bootstrap.listeners import route_configuration
 from extproc.core.settings import Settings
-from extproc.fast_routes import enabled, fast_route
+from extproc.fast_routes import FastRoute, enabled, fast_route
 from extproc.runtime import Runtime
 
 log = logging.getLogger("extproc")
@@ -32,9 +32,7 @@ def write_routes(directory: str, document: bytes) -> None:
     fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as out:
         out.write(document)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(partial, folder / ROUTES_FILE)
+    os.replace(partial, folder / ROUTES_FILE)  # Envoy reads it whole, or keeps the one it has
 
 
 def initial_routes(settings: Settings, directory: str) -> None:
@@ -50,6 +48,7 @@ class FastPublisher:
         self._hot: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._changed = asyncio.Event()
         self._written: bytes | None = None
+        self._routes: dict[tuple[str, str], FastRoute] = {}  # what is published, by endpoint and model
         self.published = 0  # fast routes in the file now
 
     def note(self, endpoint: str, model: str) -> None:
@@ -66,16 +65,28 @@ class FastPublisher:
     def document(self) -> tuple[bytes, int]:
         snapshot, health = self._runtime.current, self._runtime.health
         settings, now = snapshot.settings, self._runtime.clock()
-        routes = []
+        routes: dict[tuple[str, str], FastRoute] = {}
         if enabled(settings):
-            for endpoint, model in self._hot:
-                route = fast_route(endpoint, model, snapshot.registry, health, now, settings)
-                if route is not None:
-                    routes.append(route)
-        return routes_document(route_configuration(settings, routes)), len(routes)
+            for key in sorted(self._hot):
+                try:
+                    route = fast_route(*key, snapshot.registry, health, now, settings)
+                except Exception:  # that model takes the full path; the others stay fast
+                    log.exception("fast path: no route for %s %s", *key)
+                    continue
+                if route is not None:  # a route planned as before keeps when it was planned
+                    before = self._routes.get(key)
+                    routes[key] = before if before is not None and route.same_plan(before) else route
+        self._routes = routes
+        return routes_document(route_configuration(settings, list(routes.values()))), len(routes)
 
     def publish(self) -> None:
-        document, count = self.document()
+        """Write what can go fast now; when that cannot be worked out, nothing goes fast."""
+        try:
+            document, count = self.document()
+        except Exception:
+            log.exception("fast path: routes could not be worked out; every request takes the full path")
+            self._routes = {}
+            document, count = routes_document(route_configuration(self._runtime.current.settings)), 0
         if document == self._written:
             return
         write_routes(self._directory, document)
@@ -86,8 +97,9 @@ class FastPublisher:
         while True:
             try:
                 self.publish()
-            except Exception:  # never the end of the loop: the next look may succeed
+            except OSError:  # never the end of the loop: the next look may succeed
                 log.exception("fast path: the routes file could not be written")
+            await asyncio.sleep(INTERVAL)  # at most one write a second, however many models come
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), INTERVAL)
             self._changed.clear()

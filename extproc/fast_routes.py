@@ -15,7 +15,7 @@ result for that model, turned into Envoy's terms. Pure: snapshot in, routes out.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import orjson
 
@@ -28,32 +28,39 @@ from extproc.core.headers import (
     PLAN_HEADER,
     REASON_HEADER,
 )
-from extproc.core.health import HealthView
+from extproc.core.health import Health
+from extproc.core.providers import Api
 from extproc.core.registry import Registry
-from extproc.core.resolve import Decision, RequestView, plan
+from extproc.core.resolve import Decision, RequestView, plan, takes
 from extproc.core.settings import Settings
 from extproc.formats import ParsedRequest, match_endpoint
 from extproc.formats.transforms import selected, translates
 from extproc.forward import route_request
 
-PATHS = {"chat": "/v1/chat/completions", "responses": "/v1/responses", "messages": "/v1/messages"}
+# Responses requests stay on the full path: a stored conversation belongs to one account (`previous_response_id`).
+PATHS = {"chat": "/v1/chat/completions", "messages": "/v1/messages"}
 MAX_BODY = 64 * 1024  # bytes: larger bodies take the full path (the plan assumes a request up to this size)
 NAMESPACE = "extproc.fast"  # the dynamic metadata json_to_metadata writes the body's model (and stream) into
 # A fast route's failover candidates can serve any request it matches: the plan assumes every capability.
 _EVERY_NEED = frozenset({"tools", "vision", "reasoning", "structured_output"})
-START_TIME = "%START_TIME(%s.%3f)%"  # Envoy fills in when the request came: learning judges answers by it
+AT = "\x00at\x00"  # in a route's headers, where `FastRoute.at` is written when the file is
 
 
 @dataclass(frozen=True, slots=True)
 class FastRoute:
-    endpoint: str  # chat | responses | messages
+    endpoint: str  # chat | messages
     path: str  # the client's path
     model: str  # the model id the body names
     upstream_path: str  # the path it leaves with
-    headers: Mapping[str, str]  # set on the request (Envoy header formatter syntax: % doubled)
+    headers: Mapping[str, str]  # set on the request (Envoy header formatter syntax: % doubled); AT stands for `at`
     defaults: Mapping[str, str]  # added only when the client sent none (the provider's default headers)
     remove: tuple[str, ...]  # what the client may have sent and the provider must not get
     attempts: int  # the plan's length: retries past it are not made
+    at: float  # when the route was planned: answers are judged against the cooldowns set since (as `Decision.at`)
+
+    def same_plan(self, other: FastRoute | None) -> bool:
+        """The same route but for when it was planned (kept, so a request in flight stays judged as planned)."""
+        return other is not None and replace(self, at=0.0) == replace(other, at=0.0)
 
 
 def enabled(settings: Settings) -> bool:
@@ -63,47 +70,72 @@ def enabled(settings: Settings) -> bool:
 
 
 def fast_candidate(endpoint: str, streams: bool, decision: Decision) -> bool:
-    """Whether a request the full path just routed could have gone fast: worth publishing a route for."""
-    return endpoint in PATHS and not streams and decision.reason == "direct"
+    """Whether a request the full path just routed could have gone fast: worth publishing a route for (a
+    listed model only: a name passed through to its provider is not one to keep a route for)."""
+    return endpoint in PATHS and not streams and decision.reason == "direct" and decision.listed
 
 
-def fast_route(endpoint_name: str, model: str, registry: Registry, health: HealthView, now: float,
+def fast_route(endpoint_name: str, model: str, registry: Registry, health: Health, now: float,
                settings: Settings) -> FastRoute | None:
-    """The route for `model` on this endpoint, or None when its requests need the full path now."""
+    """The route for `model` on this endpoint, or None when its requests need the full path now: whatever the
+    full path would do differently for a request the route matches keeps that model off the fast path."""
     endpoint = match_endpoint(PATHS[endpoint_name])
-    if endpoint is None:
+    if endpoint is None or (endpoint_name == "messages" and _translated_into(registry, endpoint.api, endpoint_name)):
         return None
-    view = RequestView(endpoint.api, model, needs=_EVERY_NEED, input_tokens=MAX_BODY // 4, endpoint=endpoint_name)
+    limit = settings.failover.attempts
     try:
-        decisions = plan(view, registry, health, now, 0, settings.failover.attempts)
+        decisions = plan(RequestView(endpoint.api, model, needs=_EVERY_NEED, input_tokens=MAX_BODY // 4,
+                                     endpoint=endpoint_name), registry, health, now, 0, limit)
+        plain = plan(RequestView(endpoint.api, model, endpoint=endpoint_name), registry, health, now, 0, limit)
     except ClientError:
         return None
     first = decisions[0]
     secret = first.credential.secret  # an API key's, from config: a login's token is the full path's to fetch
-    if first.reason != "direct" or translates(first) is not None or selected(first, False) \
-            or first.credential.account is not None or not secret:
+    if first.reason != "direct" or first.model.id != model or translates(first) is not None \
+            or selected(first, False) or first.credential.account is not None or not secret:
         return None
     if first.provider.rotation == "round-robin" and len(registry.credentials_for(first.model)) > 1:
         return None  # a route sends one key: spreading requests over several is the full path's
-    decisions = [first, *(d for d in decisions[1:] if translates(d) is None)]
-    forward = route_request(endpoint, ParsedRequest(view, {"model": model}, 0), decisions, secret, {}, False,
-                            settings.failover, False)
-    if not forward.handled or forward.plan is None:
+    if any(translates(d) is not None for d in plain) or _ids(plain) != _ids(decisions):
+        return None  # its failover would differ from the full path's for some request the route matches
+    view = RequestView(endpoint.api, model, endpoint=endpoint_name)
+    forward = route_request(endpoint, ParsedRequest(view, {"model": model}, 0), decisions, secret, {},
+                            health.remembers(first.credential.id, first.model.id), settings.failover, False)
+    if not forward.handled or forward.plan is None or forward.body is not None:
         return None
     defaults = {k: v for k, v in first.provider.headers.items() if k not in first.credential.headers}
     skipped = {":path", "content-length", "content-type", *ENVOY_REQUEST_HEADERS, *defaults}
     headers = {k: _literal(v) for k, v in forward.set_headers.items() if k not in skipped}
-    headers[ATTEMPT_HEADER] = _literal(forward.set_headers[ATTEMPT_HEADER]).replace(_literal(repr(first.at)),
-                                                                                    START_TIME)
+    headers[ATTEMPT_HEADER] = _literal(forward.set_headers[ATTEMPT_HEADER]).replace(_literal(repr(first.at)), AT)
     headers[REASON_HEADER] = _literal(f"{first.why}; fast")
     metadata = forward.plan.to_metadata()
     text = _literal(metadata[PLAN_NAMESPACE][PLAN_KEY])
-    headers[PLAN_HEADER] = text.replace(_literal(f'"at":{orjson.dumps(first.at).decode()}'), f'"at":{START_TIME}', 1)
+    headers[PLAN_HEADER] = text.replace(_literal(f'"at":{orjson.dumps(first.at).decode()}'), f'"at":{AT}', 1)
     headers[ENDPOINTS_HEADER] = _literal(metadata[LB_NAMESPACE][ENDPOINTS_KEY])
     remove = tuple(h for h in forward.remove_headers if h not in headers and h not in defaults)
-    return FastRoute(endpoint_name, endpoint.path, model,
-                     forward.set_headers.get(":path", endpoint.path), headers,
-                     {k: _literal(v) for k, v in defaults.items()}, remove, len(decisions))
+    return FastRoute(endpoint_name, endpoint.path, model, forward.set_headers.get(":path", endpoint.path), headers,
+                     {k: _literal(v) for k, v in defaults.items()}, remove, len(decisions), now)
+
+
+def rendered(route: FastRoute) -> dict[str, str]:
+    """The route's headers with when it was planned written in."""
+    at = repr(route.at)
+    return {k: v.replace(AT, at) for k, v in route.headers.items()}
+
+
+def _ids(decisions: list[Decision]) -> list[tuple[str, str]]:
+    return [(d.model.qualified, d.credential.id) for d in decisions]
+
+
+def _translated_into(registry: Registry, api: Api, endpoint: str) -> bool:
+    """Whether some model could be served translated to this API's clients: their history may then hold
+    thinking another provider wrote, which the full path leaves out on the way back (`translate.held`)."""
+    def compute() -> bool:
+        view = RequestView(api, "", endpoint=endpoint)
+        return any(takes(p, m, view) and not p.speaks(api, endpoint)
+                   for m in registry.models if (p := registry.providers.get(m.provider)) is not None)
+
+    return registry.memo(("translated into", api, endpoint), compute)
 
 
 def _literal(value: str) -> str:

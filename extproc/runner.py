@@ -133,6 +133,8 @@ async def processor(settings: Settings, prepare: Callable[[Settings], Settings] 
         def apply(new: Settings) -> None:
             runtime.publish_settings(new)
             discovery.settings = new
+            if fast is not None:  # client keys, fast_path: false, a removed key: no fast route outlives them
+                fast.publish()
 
         reloader = ConfigReloader(settings, apply, prepare)
         tasks = [asyncio.create_task(discovery.run()), asyncio.create_task(manager.watch()),
@@ -330,6 +332,8 @@ async def up(settings: Settings) -> None:
             config_path.write_text(render_bootstrap(settings))
             args = [envoy_binary(), "-c", str(config_path), "--disable-hot-restart",
                     "--log-level", settings.envoy_log_level]
+            if settings.fast_routes:  # json_to_metadata warns of every body without a `stream` key
+                args += ["--component-log-level", "filter:error"]
             if settings.envoy_concurrency:
                 args += ["--concurrency", str(settings.envoy_concurrency)]
             envoy = await asyncio.create_subprocess_exec(*args, preexec_fn=die_with_parent, start_new_session=True)

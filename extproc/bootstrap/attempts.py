@@ -129,7 +129,7 @@ def _header_is(name: str, value: str) -> dict[str, Any]:
         "value_match": {"exact": value}}}
 
 
-def _skipped_when(predicate: dict[str, Any], filter_config: dict[str, Any]) -> dict[str, Any]:
+def skipped_when(predicate: dict[str, Any], filter_config: dict[str, Any]) -> dict[str, Any]:
     """A filter Envoy skips, at no cost, on the requests the predicate matches."""
     return {
         "name": "envoy.filters.http.match_delegate",
@@ -178,7 +178,7 @@ def _attempt_filter(settings: Settings) -> dict[str, Any]:
                                   mutation_rules={"allow_all_routing": True})  # each attempt sets its own :path
     skip_first = {"and_matcher": {"predicate": [_header_is(ATTEMPT_COUNT_HEADER, "1"),
                                                 _header_is(HANDLED_HEADER, "1")]}}
-    return _skipped_when(skip_first, ext_proc)
+    return skipped_when(skip_first, ext_proc)
 
 
 def login_retry_policy() -> dict[str, Any]:
@@ -217,7 +217,7 @@ def provider_filters(settings: Settings) -> list[dict[str, Any]]:
             "mutations": {"request_mutations": [{"remove": ATTEMPT_COUNT_HEADER}]},
         },
     }
-    return [_skipped_when(first_try, reauth), scrub, UPSTREAM_CODEC]
+    return [skipped_when(first_try, reauth), scrub, UPSTREAM_CODEC]
 
 
 def provider_listener(provider: ProviderSpec, settings: Settings, local_replies: dict[str, Any]) -> dict[str, Any]:
@@ -270,6 +270,7 @@ def _provider_route(provider: ProviderSpec, settings: Settings, login: bool, str
         "request_headers_to_remove": [*(h for h in (*INTERNAL_HEADERS, ACCOUNT_HEADER, UPSTREAM_API_HEADER)
                                         if h not in kept),
                                       LOGIN_HEADER, STREAM_HEADER, ATTEMPT_COUNT_HEADER, "x-envoy-max-retries",
+                                      "x-envoy-original-path",  # a fast route's rewrite of its prefix
                                       *RELAY_HEADERS]}
     if stream and settings.processor_token:
         entry["request_headers_to_add"] = [{"header": {"key": RELAY_HEADERS[0], "value": settings.processor_token},

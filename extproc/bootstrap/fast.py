@@ -8,17 +8,29 @@ from typing import Any
 
 import orjson
 
-from extproc.bootstrap.attempts import ATTEMPTS_CLUSTER
+from extproc.bootstrap.attempts import ATTEMPTS_CLUSTER, skipped_when
 from extproc.bootstrap.names import T
+from extproc.core.headers import (
+    ACCOUNT_HEADER,
+    API_HEADER,
+    ENVOY_REQUEST_HEADERS,
+    INTERNAL_HEADERS,
+    LOGIN_HEADER,
+    RELAY_HEADERS,
+    ROUTE_HEADER,
+    STREAM_HEADER,
+    UPSTREAM_API_HEADER,
+)
 from extproc.core.settings import Settings
-from extproc.fast_routes import MAX_BODY, NAMESPACE, FastRoute
+from extproc.fast_routes import MAX_BODY, NAMESPACE, PATHS, FastRoute, rendered
 
 ROUTES_FILE = "routes.json"  # in settings.fast_routes: the route configuration Envoy watches
 
 
 def body_to_metadata() -> dict[str, Any]:
-    """The model a JSON body names, and whether it streams, as dynamic metadata the fast routes match on."""
-    return {
+    """The model a JSON body names, and whether it streams, as dynamic metadata the fast routes match on; read
+    only from a body a fast route could take (a POST to its paths, small), so no other body is parsed twice."""
+    reader = {
         "name": "envoy.filters.http.json_to_metadata",
         "typed_config": {
             "@type": T + "extensions.filters.http.json_to_metadata.v3.JsonToMetadata",
@@ -28,6 +40,30 @@ def body_to_metadata() -> dict[str, Any]:
             ]},
         },
     }
+    digits = len(str(MAX_BODY))
+    could_go_fast = {"and_matcher": {"predicate": [
+        _header(":method", {"exact": "POST"}),
+        {"or_matcher": {"predicate": [_header(":path", {"exact": p}) for p in PATHS.values()]}},
+        _header("content-length", {"safe_regex": {"google_re2": {}, "regex": f"[0-9]{{1,{digits}}}"}}),
+    ]}}
+    return skipped_when({"not_matcher": could_go_fast}, reader)
+
+
+def scrub_forged() -> dict[str, Any]:
+    """First in the chain: what a client sends in our headers, or in Envoy's retry and timeout ones, is gone
+    before any route sees it (a fast route sets its own; the processor sets its own on the full path)."""
+    forged = (*ENVOY_REQUEST_HEADERS, *INTERNAL_HEADERS, API_HEADER, LOGIN_HEADER, STREAM_HEADER, ACCOUNT_HEADER,
+              UPSTREAM_API_HEADER, *RELAY_HEADERS)
+    return {"name": "envoy.filters.http.header_mutation.forged", "typed_config": {
+        "@type": T + "extensions.filters.http.header_mutation.v3.HeaderMutation",
+        "mutations": {"request_mutations": [{"remove": h} for h in forged]}}}
+
+
+def _header(name: str, match: dict[str, Any]) -> dict[str, Any]:
+    return {"single_predicate": {
+        "input": {"name": name, "typed_config": {
+            "@type": T + "type.matcher.v3.HttpRequestHeaderMatchInput", "header_name": name}},
+        "value_match": match}}
 
 
 def route_source(directory: str) -> dict[str, Any]:
@@ -58,8 +94,12 @@ def fast_route(route: FastRoute, settings: Settings, response_headers: list[dict
         "name": f"fast {route.endpoint} {route.model}",
         "match": {
             "path": route.path,
-            "headers": [{"name": "content-length", "range_match": {"start": 0, "end": MAX_BODY + 1}},
-                        {"name": "content-encoding", "present_match": True, "invert_match": True}],
+            "headers": [{"name": ":path", "string_match": {"exact": route.path}},  # no query (no ?key=)
+                        {"name": ":method", "string_match": {"exact": "POST"}},
+                        {"name": "content-length", "range_match": {"start": 0, "end": MAX_BODY + 1}},
+                        {"name": "content-encoding", "present_match": True, "invert_match": True},
+                        # Set by the processor on the full path: its route, matched again, is never this one.
+                        {"name": ROUTE_HEADER, "present_match": True, "invert_match": True}],
             "dynamic_metadata": [
                 {"filter": NAMESPACE, "path": [{"key": "model"}], "value": {"string_match": {"exact": route.model}}},
                 {"filter": NAMESPACE, "path": [{"key": "stream"}], "value": {"bool_match": True}, "invert": True}],
@@ -67,7 +107,7 @@ def fast_route(route: FastRoute, settings: Settings, response_headers: list[dict
         "route": action,
         "request_headers_to_remove": list(route.remove),
         "request_headers_to_add": [{"header": {"key": k, "value": v}, "append_action": overwrite}
-                                   for k, v in route.headers.items()]
+                                   for k, v in rendered(route).items()]
         + [{"header": {"key": k, "value": v}, "append_action": absent} for k, v in route.defaults.items()],
         "response_headers_to_add": response_headers,
         "typed_per_filter_config": {"envoy.filters.http.ext_proc": {

@@ -9,7 +9,7 @@ from typing import Any
 
 from extproc.attempts import LB_NAMESPACE, PLAN_NAMESPACE
 from extproc.bootstrap.attempts import grpc_service, upstream_log
-from extproc.bootstrap.fast import body_to_metadata, fast_route, route_source
+from extproc.bootstrap.fast import body_to_metadata, fast_route, route_source, scrub_forged
 from extproc.bootstrap.local_replies import PROCESSOR_DOWN_STATUS, local_reply_config
 from extproc.bootstrap.names import CONTROL_SERVICES, DESCRIPTOR_SET, REQUEST_CODINGS, T, socket
 from extproc.bootstrap.routes import (
@@ -53,7 +53,8 @@ def _connection_manager(settings: Settings) -> dict[str, Any]:
             "local_reply_config": local_reply_config(),
             **({"rds": route_source(settings.fast_routes)} if settings.fast_routes
                else {"route_config": route_configuration(settings)}),
-            "http_filters": [*request_decompressors(), *([body_to_metadata()] if settings.fast_routes else []),
+            "http_filters": [*([scrub_forged()] if settings.fast_routes else []), *request_decompressors(),
+                             *([body_to_metadata()] if settings.fast_routes else []),
                              _ext_proc_filter(settings), {
                 "name": "envoy.filters.http.lua",
                 "typed_config": {"@type": T + "extensions.filters.http.lua.v3.Lua"},

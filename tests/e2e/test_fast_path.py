@@ -35,6 +35,7 @@ def stack(fakes: dict[str, FakeProvider], make_stack: Callable[[dict[str, Any]],
                    {"id": "fm-model", "provider": "fm", "context_window": 100000,
                     "capabilities": ["tools", "vision", "reasoning", "structured_output", "streaming"]}],
         "fallbacks": {"fa-model": ["fb-model"]},
+        "translation": False,  # no answer is translated: an Anthropic client's history holds Anthropic's own
         "health": {"backoff_base": 0.2, "backoff_max": 0.2}})
 
 
@@ -122,3 +123,43 @@ def test_an_anthropic_request_goes_fast_with_the_providers_default_headers(
     assert fast.json()["content"][0]["text"] == "hello from fm-model"
     sent = fakes["anthropic"].requests[-1]
     assert sent.headers["x-api-key"] == "k-fast-anthropic" and sent.headers["anthropic-version"] == "2023-06-01"
+
+
+def test_a_client_cannot_steer_the_fast_path_with_envoys_or_our_headers(
+        stack: Stack, fakes: dict[str, FakeProvider]) -> None:
+    until_fast(lambda: chat(stack))
+    fakes["openai"].script(503, times=3)
+    forged = {"x-forwarded-for": "10.0.0.1", "x-envoy-upstream-rq-per-try-timeout-ms": "1",
+              "x-envoy-max-retries": "9", "x-envoy-retry-on": "5xx", "x-extproc-endpoints": "nowhere:1",
+              "x-extproc-attempt": "1 fb:key1 fb/fb-model chat 0 1", "authorization": "Bearer client-own-key"}
+    answer = httpx.post(stack.url + "/v1/chat/completions", json={"model": "fa-model", "messages": CHAT},
+                        headers=forged)
+    assert answer.status_code == 200 and answer.headers["x-extproc-attempts"] == "2"  # the plan's two, not ten
+    assert answer.headers["x-extproc-model"] == "fb-model"
+    assert len([r for r in fakes["openai"].requests if r.path == "/v1/chat/completions"]) >= 1
+    fakes["openai"].reset()
+
+
+def test_a_name_the_full_path_would_rewrite_never_goes_fast(stack: Stack, fakes: dict[str, FakeProvider]) -> None:
+    served = {"fa": fakes["openai"], "fb": fakes["groq"]}
+    for _ in range(15):  # a qualified name: the full path sends the provider its own id
+        answer = chat(stack, model="fa/fa-model")
+        assert answer.status_code == 200 and not answer.headers["x-extproc-route"].endswith("fast")
+        sent = served[answer.headers["x-extproc-provider"]].requests[-1]
+        assert json.loads(sent.body)["model"] == answer.headers["x-extproc-model"]
+        time.sleep(0.1)
+
+
+def test_messages_stay_on_the_full_path_while_a_conversation_may_carry_translated_thinking(
+        fakes: dict[str, FakeProvider], make_stack: Callable[[dict[str, Any]], Stack]) -> None:
+    translating = make_stack({
+        "discovery": False, "strategy": "none", "accounting": False,
+        "providers": {"fa": {"base_url": fakes["openai"].base_url, "apis": {"openai": "/v1"}, "api_key": KEY_A},
+                      "fm": {"base_url": fakes["anthropic"].base_url, "apis": {"anthropic": "/v1"},
+                             "auth": "x-api-key", "api_key": "k-fast-anthropic"}},
+        "models": [{"id": "fa-model", "provider": "fa"}, {"id": "fm-model", "provider": "fm"}]})
+    for _ in range(15):  # an OpenAI model may have written thinking into an Anthropic client's history
+        answer = httpx.post(translating.url + "/v1/messages", json={"model": "fm-model", "max_tokens": 5,
+                                                                   "messages": CHAT})
+        assert answer.status_code == 200 and not answer.headers["x-extproc-route"].endswith("fast")
+        time.sleep(0.1)

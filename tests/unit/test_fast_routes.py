@@ -11,7 +11,7 @@ from extproc.config import parse_settings
 from extproc.core.headers import ATTEMPT_HEADER, PLAN_HEADER, REASON_HEADER, ROUTE_HEADER
 from extproc.core.health import Health
 from extproc.core.providers import CLIENT_CREDENTIAL_HEADERS
-from extproc.fast_routes import START_TIME, enabled, fast_route
+from extproc.fast_routes import AT, enabled, fast_route, rendered
 from extproc.runtime import Snapshot
 
 MODELS = [{"id": "a-model", "provider": "pa", "context_window": 100000},
@@ -31,28 +31,29 @@ def route_for(model: str, endpoint: str = "chat", **extra: Any) -> Any:
     return fast_route(endpoint, model, Snapshot.build(s).registry, Health(s.health), 1000.0, s)
 
 
-def test_a_direct_request_gets_the_full_paths_headers_with_envoy_filling_in_when_it_came() -> None:
+def test_a_direct_request_gets_the_full_paths_headers_and_when_it_was_planned() -> None:
     route = route_for("a-model")
     assert route is not None and route.path == "/v1/chat/completions"
     assert route.upstream_path == "/base/v1/chat/completions"  # the provider's prefix, as the full path sends it
     assert route.headers["authorization"] == "Bearer k-a-100%%"  # a literal to Envoy's header formatter
     assert route.headers[ROUTE_HEADER] == "pa" and route.headers[REASON_HEADER] == "direct; fast"
-    assert route.headers[ATTEMPT_HEADER].startswith("1 pa:key1 pa/a-model chat " + START_TIME)
+    assert route.headers[ATTEMPT_HEADER].startswith("1 pa:key1 pa/a-model chat " + AT)
+    assert rendered(route)[ATTEMPT_HEADER].startswith("1 pa:key1 pa/a-model chat 1000.0 ")  # as `Decision.at`
     assert set(CLIENT_CREDENTIAL_HEADERS) - {"authorization"} <= set(route.remove)
-    plan = Plan.from_metadata(route.headers[PLAN_HEADER].replace(START_TIME, "1234.5").replace("%%", "%"))
-    assert [c.model for c in plan.candidates] == ["a-model", "b-model"] and plan.at == 1234.5
+    plan = Plan.from_metadata(rendered(route)[PLAN_HEADER].replace("%%", "%"))
+    assert [c.model for c in plan.candidates] == ["a-model", "b-model"] and plan.at == 1000.0
     assert route.attempts == 2
 
 
-def test_a_fallback_that_cannot_serve_every_request_is_left_out_of_the_fast_plan() -> None:
-    s = settings(fallbacks={"b-model": ["a-model"]})  # a-model declares no capabilities
-    route = fast_route("chat", "b-model", Snapshot.build(s).registry, Health(s.health), 1000.0, s)
-    assert route is not None and route.attempts == 1
+def test_a_model_whose_failover_would_depend_on_the_request_stays_on_the_full_path() -> None:
+    s = settings(fallbacks={"b-model": ["a-model"]})  # a-model declares no capabilities: some requests skip it
+    assert fast_route("chat", "b-model", Snapshot.build(s).registry, Health(s.health), 1000.0, s) is None
 
 
 def test_what_needs_python_gets_no_fast_route() -> None:
     assert route_for("no-such-model") is None
     assert route_for("fast", aliases={"fast": "a-model"}) is None  # an alias rewrites the body
+    assert route_for("pa/a-model") is None  # so does a qualified name
     assert route_for("a-model", "messages") is None  # another API's model: translated
     cooled = settings()
     health = Health(cooled.health)
@@ -87,3 +88,13 @@ def test_a_provider_that_spreads_requests_over_several_keys_keeps_them_on_the_fu
     assert route_for("a-model", providers=keys) is None
     filled = {**keys, "pa": {**keys["pa"], "rotation": "fill-first"}}
     assert route_for("a-model", providers=filled) is not None  # one key at a time: the first healthy one
+
+
+def test_messages_go_fast_only_while_no_answer_to_an_anthropic_client_can_be_translated() -> None:
+    providers = {"pa": {"base_url": "http://127.0.0.1:1", "apis": {"openai": "/v1"}, "api_key": "k-a"},
+                 "pm": {"base_url": "http://127.0.0.1:3", "apis": {"anthropic": "/v1"}, "api_key": "k-m",
+                        "auth": "x-api-key"}}
+    models = [{"id": "a-model", "provider": "pa"}, {"id": "m-model", "provider": "pm"}]  # a-model may answer it
+    assert route_for("m-model", "messages", providers=providers, models=models, fallbacks={}) is None
+    kept = route_for("m-model", "messages", providers=providers, models=models, fallbacks={}, translation=False)
+    assert kept is not None and kept.headers["x-api-key"] == "k-m"

@@ -189,7 +189,9 @@ def litellm(children: harness.Children, fake_port: int, notes: list[str]) -> str
     config.write_text(yaml.safe_dump({"model_list": [{"model_name": harness.MODEL, "litellm_params": {
         "model": f"openai/{harness.MODEL}", "api_base": f"http://{harness.HOST}:{fake_port}/v1",
         "api_key": harness.PROVIDER_KEY}}]}))
-    env = {**os.environ, "LITELLM_TELEMETRY": "False", "LITELLM_LOG": "ERROR", "NO_DOCS": "True"}
+    # No client keys, as the gateway measured beside it has none (its newer releases refuse that unless told).
+    env = {**os.environ, "LITELLM_TELEMETRY": "False", "LITELLM_LOG": "ERROR", "NO_DOCS": "True",
+           "LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY": "true"}
     log = children.workdir / "litellm.log"
     with log.open("wb") as out:
         proc = subprocess.Popen([str(binary), "--config", str(config), "--host", harness.HOST, "--port", str(port),
@@ -200,7 +202,9 @@ def litellm(children: harness.Children, fake_port: int, notes: list[str]) -> str
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            notes.append(f"LiteLLM proxy not measured: it exited ({proc.returncode})")
+            said = log.read_text(errors="replace").strip().splitlines()[-1:]
+            notes.append(f"LiteLLM proxy not measured: it exited ({proc.returncode}"
+                         f"{': ' + said[0][:200] if said else ''})")
             return None
         try:
             answer = httpx.post(url + harness.PATH, content=harness.request_body(), headers=harness.request_headers(),

@@ -30,14 +30,16 @@ secrets_registry.secret("state key", STATE_KEY)
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "last: runs after every other test of the session (the secret scan)")
+    config.addinivalue_line("markers", "first: runs before any other, while no stack of the session is up yet "
+                                       "(the benchmark suite's smoke run starts a dozen of its own)")
     secrets_registry.install()
 
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests marked `last` go to the end, in their order; the sort is stable, so every other test keeps its place
-    (and module-scoped fixtures their grouping)."""
-    items.sort(key=lambda item: item.get_closest_marker("last") is not None)
+    """Tests marked `first` go to the start and `last` to the end, in their order; the sort is stable, so every
+    other test keeps its place (and module-scoped fixtures their grouping)."""
+    items.sort(key=lambda item: (item.get_closest_marker("first") is None, item.get_closest_marker("last") is not None))
 
 
 def free_port() -> int:

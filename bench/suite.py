@@ -186,9 +186,10 @@ def litellm(children: harness.Children, fake_port: int, notes: list[str]) -> str
             return None
     port = harness.free_port()
     config = children.workdir / "litellm.yaml"
+    # drop_params: LiteLLM knows this model takes no temperature while it reasons, and would refuse the request.
     config.write_text(yaml.safe_dump({"model_list": [{"model_name": harness.MODEL, "litellm_params": {
         "model": f"openai/{harness.MODEL}", "api_base": f"http://{harness.HOST}:{fake_port}/v1",
-        "api_key": harness.PROVIDER_KEY}}]}))
+        "api_key": harness.PROVIDER_KEY}}], "litellm_settings": {"drop_params": True}}))
     # No client keys, as the gateway measured beside it has none (its newer releases refuse that unless told).
     env = {**os.environ, "LITELLM_TELEMETRY": "False", "LITELLM_LOG": "ERROR", "NO_DOCS": "True",
            "LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY": "true"}
@@ -214,7 +215,7 @@ def litellm(children: harness.Children, fake_port: int, notes: list[str]) -> str
         except httpx.HTTPError:
             pass
         time.sleep(0.5)
-    notes.append("LiteLLM proxy not measured: it did not answer within 120 s")
+    notes.append("LiteLLM proxy not measured: it did not answer 200 within 120 s")
     return None
 
 

@@ -72,9 +72,17 @@ def test_a_client_keys_rpm_is_shared_by_the_gateways_sharing_redis(
 
 
 def _workers(pid: int) -> list[int]:
+    """The worker processes of an `extproc up` (one killed a moment ago may vanish while they are listed)."""
     from pathlib import Path
     children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    return [int(c) for c in children if b"worker" in Path(f"/proc/{c}/cmdline").read_bytes()]
+    workers = []
+    for child in children:
+        try:
+            if b"worker" in Path(f"/proc/{child}/cmdline").read_bytes():
+                workers.append(int(child))
+        except FileNotFoundError:
+            continue
+    return workers
 
 
 def test_a_killed_processor_worker_is_replaced_within_two_seconds_and_traffic_resumes(

@@ -122,11 +122,12 @@ def attempts_cluster(settings: Settings) -> dict[str, Any]:
     }
 
 
-def _header_is(name: str, value: str) -> dict[str, Any]:
+def header_matches(name: str, match: dict[str, Any]) -> dict[str, Any]:
+    """A matcher predicate on one request header (`match`: a string matcher, e.g. {"exact": "1"})."""
     return {"single_predicate": {
         "input": {"name": name, "typed_config": {
             "@type": T + "type.matcher.v3.HttpRequestHeaderMatchInput", "header_name": name}},
-        "value_match": {"exact": value}}}
+        "value_match": match}}
 
 
 def skipped_when(predicate: dict[str, Any], filter_config: dict[str, Any]) -> dict[str, Any]:
@@ -176,8 +177,8 @@ def _attempt_filter(settings: Settings) -> dict[str, Any]:
     ext_proc = _upstream_ext_proc(settings, ATTEMPT_ROLE, timeout="5s",
                                   request_attributes=[HOST_METADATA],
                                   mutation_rules={"allow_all_routing": True})  # each attempt sets its own :path
-    skip_first = {"and_matcher": {"predicate": [_header_is(ATTEMPT_COUNT_HEADER, "1"),
-                                                _header_is(HANDLED_HEADER, "1")]}}
+    skip_first = {"and_matcher": {"predicate": [header_matches(ATTEMPT_COUNT_HEADER, {"exact": "1"}),
+                                                header_matches(HANDLED_HEADER, {"exact": "1"})]}}
     return skipped_when(skip_first, ext_proc)
 
 
@@ -209,7 +210,7 @@ def provider_filters(settings: Settings) -> list[dict[str, Any]]:
     message, on every first try), then nothing of ours goes on to the provider."""
     reauth = _upstream_ext_proc(settings, REAUTH_ROLE, timeout="15s")  # a refresh calls the OAuth server
     # The route drops the count the attempts router set, and this router sets its own on a retry only.
-    first_try = {"not_matcher": _header_is(ATTEMPT_COUNT_HEADER, "2")}
+    first_try = {"not_matcher": header_matches(ATTEMPT_COUNT_HEADER, {"exact": "2"})}
     scrub = {
         "name": "envoy.filters.http.header_mutation",
         "typed_config": {

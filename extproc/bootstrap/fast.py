@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from extproc.bootstrap.attempts import ATTEMPTS_CLUSTER, skipped_when
+from extproc.bootstrap.attempts import ATTEMPTS_CLUSTER, header_matches, skipped_when
 from extproc.bootstrap.names import T
 from extproc.core.headers import (
     ACCOUNT_HEADER,
@@ -42,9 +42,9 @@ def body_to_metadata() -> dict[str, Any]:
     }
     digits = len(str(MAX_BODY))
     could_go_fast = {"and_matcher": {"predicate": [
-        _header(":method", {"exact": "POST"}),
-        {"or_matcher": {"predicate": [_header(":path", {"exact": p}) for p in PATHS.values()]}},
-        _header("content-length", {"safe_regex": {"google_re2": {}, "regex": f"[0-9]{{1,{digits}}}"}}),
+        header_matches(":method", {"exact": "POST"}),
+        {"or_matcher": {"predicate": [header_matches(":path", {"exact": p}) for p in PATHS.values()]}},
+        header_matches("content-length", {"safe_regex": {"google_re2": {}, "regex": f"[0-9]{{1,{digits}}}"}}),
     ]}}
     return skipped_when({"not_matcher": could_go_fast}, reader)
 
@@ -58,12 +58,6 @@ def scrub_forged() -> dict[str, Any]:
         "@type": T + "extensions.filters.http.header_mutation.v3.HeaderMutation",
         "mutations": {"request_mutations": [{"remove": h} for h in forged]}}}
 
-
-def _header(name: str, match: dict[str, Any]) -> dict[str, Any]:
-    return {"single_predicate": {
-        "input": {"name": name, "typed_config": {
-            "@type": T + "type.matcher.v3.HttpRequestHeaderMatchInput", "header_name": name}},
-        "value_match": match}}
 
 
 def route_source(directory: str) -> dict[str, Any]:

@@ -21,8 +21,9 @@ from extproc.fast_routes import FastRoute, enabled, fast_route
 from extproc.runtime import Runtime
 
 log = logging.getLogger("extproc")
+HEALTH_GAP = 0.02  # seconds: the changes that come this close together are written once
 CAPACITY = 256  # models kept fast at once (the most recently asked for): Envoy matches routes one by one
-INTERVAL = 1.0  # seconds between two looks at health (cooldowns end with time)
+INTERVAL = 1.0  # seconds between two writes for new models, and between two looks at health (cooldowns end)
 
 
 def write_routes(directory: str, document: bytes) -> None:
@@ -41,12 +42,24 @@ def initial_routes(settings: Settings, directory: str) -> None:
     write_routes(directory, routes_document(route_configuration(settings)))
 
 
+async def _first(*events: asyncio.Event) -> None:
+    """Until one of the events is set."""
+    waits = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
+
+
 class FastPublisher:
     def __init__(self, runtime: Runtime, directory: str) -> None:
         self._runtime = runtime
         self._directory = directory
         self._hot: OrderedDict[tuple[str, str], None] = OrderedDict()
-        self._changed = asyncio.Event()
+        self._changed = asyncio.Event()  # a model to add: written within INTERVAL
+        self._health = asyncio.Event()  # health changed: written at once (a route may send to a cooling key)
+        runtime.health.watch(self._health.set)
         self._written: bytes | None = None
         self._routes: dict[tuple[str, str], FastRoute] = {}  # what is published, by endpoint and model
         self.published = 0  # fast routes in the file now
@@ -95,11 +108,18 @@ class FastPublisher:
 
     async def run(self) -> None:
         while True:
+            self._health.clear()
             try:
                 self.publish()
             except OSError:  # never the end of the loop: the next look may succeed
                 log.exception("fast path: the routes file could not be written")
-            await asyncio.sleep(INTERVAL)  # at most one write a second, however many models come
+            # A new model waits out the interval (at most one write a second, however many come); a health
+            # change does not: between a cooldown and the write, the route still sends to that credential.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), INTERVAL)
+                await asyncio.wait_for(self._health.wait(), INTERVAL)
+            if self._health.is_set():
+                await asyncio.sleep(HEALTH_GAP)  # a burst of changes (a storm of 429s) makes one write
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(_first(self._changed, self._health), INTERVAL)
             self._changed.clear()

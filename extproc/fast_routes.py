@@ -41,6 +41,9 @@ from extproc.forward import route_request
 PATHS = {"chat": "/v1/chat/completions", "messages": "/v1/messages"}
 MAX_BODY = 64 * 1024  # bytes: larger bodies take the full path (the plan assumes a request up to this size)
 NAMESPACE = "extproc.fast"  # the dynamic metadata json_to_metadata writes the body's model (and stream) into
+USAGE_NAMESPACE = "extproc.fast.usage"  # and, with accounting, the usage the answer reports (by dotted key)
+ANSWERS_LOG = "answers"  # the access log of the answers Envoy served by itself (with accounting)
+FAST_SUFFIX = "; fast"  # x-extproc-route of a request Envoy served by itself
 # A fast route's failover candidates can serve any request it matches: the plan assumes every capability.
 _EVERY_NEED = frozenset({"tools", "vision", "reasoning", "structured_output"})
 AT = "\x00at\x00"  # in a route's headers, where `FastRoute.at` is written when the file is
@@ -64,9 +67,10 @@ class FastRoute:
 
 
 def enabled(settings: Settings) -> bool:
-    """The fast path serves when nothing per request needs Python: no usage to read from answers, and no
-    client keys to check (and it needs the routes file Envoy watches, which `extproc up` makes)."""
-    return settings.fast_path and not settings.accounting and not settings.clients.active
+    """The fast path serves when nothing per request needs Python: no client keys to check, no bodies to log
+    (usage, with accounting, Envoy reads and logs itself); and it needs the routes file Envoy watches, which
+    `extproc up` makes."""
+    return settings.fast_path and not settings.clients.active and not (settings.accounting and settings.log_bodies)
 
 
 def fast_candidate(endpoint: str, streams: bool, decision: Decision) -> bool:
@@ -107,7 +111,7 @@ def fast_route(endpoint_name: str, model: str, registry: Registry, health: Healt
     skipped = {":path", "content-length", "content-type", *ENVOY_REQUEST_HEADERS, *defaults}
     headers = {k: _literal(v) for k, v in forward.set_headers.items() if k not in skipped}
     headers[ATTEMPT_HEADER] = _literal(forward.set_headers[ATTEMPT_HEADER]).replace(_literal(repr(first.at)), AT)
-    headers[REASON_HEADER] = _literal(f"{first.why}; fast")
+    headers[REASON_HEADER] = _literal(first.why + FAST_SUFFIX)
     metadata = forward.plan.to_metadata()
     text = _literal(metadata[PLAN_NAMESPACE][PLAN_KEY])
     headers[PLAN_HEADER] = text.replace(_literal(f'"at":{orjson.dumps(first.at).decode()}'), f'"at":{AT}', 1)

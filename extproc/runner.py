@@ -322,9 +322,8 @@ async def up(settings: Settings) -> None:
         if address is not None:
             _check_free(key, address.host, address.port)
     with tempfile.TemporaryDirectory(prefix="extproc-") as tmp:
-        # The routes Envoy watches, which the processor rewrites (the fast path); with accounting (bound at start)
-        # every answer is read, so no request could go fast.
-        if settings.fast_path and not settings.accounting:
+        # The routes Envoy watches, which the processor rewrites (the fast path).
+        if settings.fast_path:
             settings = dataclasses.replace(settings, fast_routes=str(Path(tmp) / "routes"))
             initial_routes(settings, str(settings.fast_routes))
         async with serving(settings):

@@ -4,6 +4,7 @@ every other test of the session."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -116,6 +117,22 @@ class Stack:
 
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def usage_records(self) -> list[dict[str, Any]]:
+        """The usage records the gateway has logged (JSON log lines), oldest first."""
+        return [json.loads(line) for line in self.logs().splitlines()
+                if line.startswith("{") and '"kind":"usage"' in line]
+
+    def usage_record(self, request_id: str, timeout: float = 5.0) -> dict[str, Any]:
+        """The one usage record of a request, once it is written (the fast path's come in batches)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [r for r in self.usage_records() if r["request_id"] == request_id]
+            if found:
+                assert len(found) == 1, f"{len(found)} usage records for one request"
+                return found[0]
+            assert time.monotonic() < deadline, f"no usage record for {request_id}"
+            time.sleep(0.05)
 
     def stop(self) -> int:
         if self.proc.poll() is None:

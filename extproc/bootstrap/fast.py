@@ -8,38 +8,46 @@ from typing import Any
 
 import orjson
 
-from extproc.bootstrap.attempts import ATTEMPTS_CLUSTER, header_matches, skipped_when
+from extproc.bootstrap.attempts import ATTEMPTS_CLUSTER, grpc_service, header_matches, skipped_when
 from extproc.bootstrap.names import T
 from extproc.core.headers import (
     ACCOUNT_HEADER,
     API_HEADER,
+    ATTEMPT_HEADER,
+    ENDPOINTS_HEADER,
     ENVOY_REQUEST_HEADERS,
     INTERNAL_HEADERS,
     LOGIN_HEADER,
+    REASON_HEADER,
     RELAY_HEADERS,
     ROUTE_HEADER,
     STREAM_HEADER,
     UPSTREAM_API_HEADER,
 )
 from extproc.core.settings import Settings
-from extproc.fast_routes import MAX_BODY, NAMESPACE, PATHS, FastRoute, rendered
+from extproc.fast_routes import ANSWERS_LOG, MAX_BODY, NAMESPACE, PATHS, USAGE_NAMESPACE, FastRoute, rendered
+from extproc.usage.tokens import ANSWER_USAGE_KEYS
 
 ROUTES_FILE = "routes.json"  # in settings.fast_routes: the route configuration Envoy watches
 
 
-def body_to_metadata() -> dict[str, Any]:
+def body_to_metadata(settings: Settings) -> dict[str, Any]:
     """The model a JSON body names, and whether it streams, as dynamic metadata the fast routes match on; read
-    only from a body a fast route could take (a POST to its paths, small), so no other body is parsed twice."""
-    reader = {
-        "name": "envoy.filters.http.json_to_metadata",
-        "typed_config": {
-            "@type": T + "extensions.filters.http.json_to_metadata.v3.JsonToMetadata",
-            "request_rules": {"rules": [
-                {"selectors": [{"key": "model"}], "on_present": {"metadata_namespace": NAMESPACE, "key": "model"}},
-                {"selectors": [{"key": "stream"}], "on_present": {"metadata_namespace": NAMESPACE, "key": "stream"}},
-            ]},
-        },
+    only from a body a fast route could take (a POST to its paths, small), so no other body is parsed twice.
+    With accounting, the usage its answer reports too, for the answers log (`answers_log`)."""
+    config: dict[str, Any] = {
+        "@type": T + "extensions.filters.http.json_to_metadata.v3.JsonToMetadata",
+        "request_rules": {"rules": [
+            {"selectors": [{"key": "model"}], "on_present": {"metadata_namespace": NAMESPACE, "key": "model"}},
+            {"selectors": [{"key": "stream"}], "on_present": {"metadata_namespace": NAMESPACE, "key": "stream"}},
+        ]},
     }
+    if settings.accounting:  # a streamed answer is not JSON: not buffered, not read
+        config["response_rules"] = {"rules": [
+            {"selectors": [{"key": k} for k in keys],
+             "on_present": {"metadata_namespace": USAGE_NAMESPACE, "key": ".".join(keys)}}
+            for keys in ANSWER_USAGE_KEYS]}
+    reader = {"name": "envoy.filters.http.json_to_metadata", "typed_config": config}
     digits = len(str(MAX_BODY))
     could_go_fast = {"and_matcher": {"predicate": [
         header_matches(":method", {"exact": "POST"}),
@@ -47,6 +55,25 @@ def body_to_metadata() -> dict[str, Any]:
         header_matches("content-length", {"safe_regex": {"google_re2": {}, "regex": f"[0-9]{{1,{digits}}}"}}),
     ]}}
     return skipped_when({"not_matcher": could_go_fast}, reader)
+
+
+def answers_log(settings: Settings) -> list[dict[str, Any]]:
+    """With accounting, each answer Envoy served by itself, streamed to the processor in batches for its usage
+    record (the answers the processor saw are its own to record). Such a request is the one that carries a
+    fast route's endpoint list as a header (the full path's is in metadata), whichever attempt served it."""
+    if not settings.accounting:
+        return []
+    return [{
+        "name": "envoy.access_loggers.http_grpc",
+        "filter": {"header_filter": {"header": {"name": ENDPOINTS_HEADER, "present_match": True}}},
+        "typed_config": {
+            "@type": T + "extensions.access_loggers.grpc.v3.HttpGrpcAccessLogConfig",
+            "common_config": {"log_name": ANSWERS_LOG, "transport_api_version": "V3",
+                              "grpc_service": grpc_service(settings),
+                              "buffer_flush_interval": "0.1s", "buffer_size_bytes": 65536},
+            "additional_request_headers_to_log": [ATTEMPT_HEADER, ROUTE_HEADER, REASON_HEADER, API_HEADER],
+        },
+    }]
 
 
 def scrub_forged() -> dict[str, Any]:

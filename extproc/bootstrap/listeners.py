@@ -9,7 +9,7 @@ from typing import Any
 
 from extproc.attempts import LB_NAMESPACE, PLAN_NAMESPACE
 from extproc.bootstrap.attempts import grpc_service, upstream_log
-from extproc.bootstrap.fast import body_to_metadata, fast_route, route_source, scrub_forged
+from extproc.bootstrap.fast import answers_log, body_to_metadata, fast_route, route_source, scrub_forged
 from extproc.bootstrap.local_replies import PROCESSOR_DOWN_STATUS, local_reply_config
 from extproc.bootstrap.names import CONTROL_SERVICES, DESCRIPTOR_SET, REQUEST_CODINGS, T, socket
 from extproc.bootstrap.routes import (
@@ -22,6 +22,7 @@ from extproc.bootstrap.routes import (
     undecodable,
     unrouted,
 )
+from extproc.core.headers import ATTEMPT_HEADER
 from extproc.core.settings import Settings
 from extproc.fast_routes import FastRoute
 
@@ -51,10 +52,10 @@ def _connection_manager(settings: Settings) -> dict[str, Any]:
             "stream_idle_timeout": timeout,
             "request_timeout": "0s",
             "local_reply_config": local_reply_config(),
-            **({"rds": route_source(settings.fast_routes)} if settings.fast_routes
-               else {"route_config": route_configuration(settings)}),
+            **({"rds": route_source(settings.fast_routes), "access_log": answers_log(settings)}
+               if settings.fast_routes else {"route_config": route_configuration(settings)}),
             "http_filters": [*([scrub_forged()] if settings.fast_routes else []), *request_decompressors(),
-                             *([body_to_metadata()] if settings.fast_routes else []),
+                             *([body_to_metadata(settings)] if settings.fast_routes else []),
                              _ext_proc_filter(settings), {
                 "name": "envoy.filters.http.lua",
                 "typed_config": {"@type": T + "extensions.filters.http.lua.v3.Lua"},
@@ -70,13 +71,15 @@ def _connection_manager(settings: Settings) -> dict[str, Any]:
 def route_configuration(settings: Settings, fast: Sequence[FastRoute] = ()) -> dict[str, Any]:
     """The listener's routes; the fast path's (when published) before the processor's."""
     shown = attempts_response_headers(settings)
+    # Who served a fast request goes to the answers log, not to the client (the processor hides it on the full path).
+    fast_shown = [h for h in shown if h["header"]["key"] != ATTEMPT_HEADER]
     return {"name": "llm", "virtual_hosts": [{
         "name": "llm",
         "domains": ["*"],
         "include_request_attempt_count": True,  # x-envoy-attempt-count: which candidate an attempt is
         "routes": [*health_routes(), *models_routes(), gemini_models_route(),
                    auth_route(_transcoder_config(strict=True)), undecodable(),
-                   *(fast_route(r, settings, shown) for r in fast), attempts_route(settings), unrouted()],
+                   *(fast_route(r, settings, fast_shown) for r in fast), attempts_route(settings), unrouted()],
     }]}
 
 

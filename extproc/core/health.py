@@ -69,6 +69,7 @@ class Health:
             "missing": self._missing, "exhausted": self._exhausted, "strained": self._strained,
             "windows": self._windows}
         self._observed = 0
+        self._watchers: list[Callable[[], None]] = []  # told that something changed, here or in another process
 
     def set_policy(self, policy: HealthPolicy) -> None:
         """A reloaded `health` section: what is learned from now on follows it."""
@@ -91,9 +92,19 @@ class Health:
         changes, self._changes = self._changes, []
         if self._on_change is not None:
             self._on_change(changes)
+        self._tell_watchers()
 
     def listen(self, on_change: Callable[[list[Change]], None] | None) -> None:
         self._on_change = on_change
+
+    def watch(self, changed: Callable[[], None]) -> None:
+        """Be told (no details) after any change, made here or applied from another process: what Envoy was
+        given to act on by itself (the fast path's routes) must follow at once."""
+        self._watchers.append(changed)
+
+    def _tell_watchers(self) -> None:
+        for changed in self._watchers:
+            changed()
 
     def apply(self, changes: list[Change]) -> None:
         """Changes another process made: applied as they are, and not told again."""
@@ -105,6 +116,7 @@ class Health:
                     self._tables[table].pop(key, None)
                 else:
                     self._tables[table][key] = value
+        self._tell_watchers()
 
     def replace_all(self, changes: list[Change]) -> None:
         """Everything the shared store holds now, in place of what this process had: what others removed
@@ -115,6 +127,7 @@ class Health:
             for name, key, value in changes:
                 if name in self._tables and value is not None:
                     self._tables[name][key] = value
+        self._tell_watchers()
 
     def snapshot(self) -> list[Change]:
         """Everything known now, as changes (what a process joining late, or catching up, takes)."""

@@ -1,4 +1,5 @@
-"""The access-log edge: Envoy's per-attempt upstream log entries (gRPC ALS) → learning.
+"""The access-log edge: Envoy's per-attempt upstream log entries (gRPC ALS) → learning, and, with accounting,
+its log of the answers it served by itself (the fast path) → usage records.
 
 Envoy writes one entry per attempt, in small batches; each carries the attempt's
 `x-extproc-attempt` request header, so any processor process can learn from any entry. Learning is
@@ -13,13 +14,45 @@ from collections.abc import AsyncIterator
 import grpc
 from envoy.data.accesslog.v3 import accesslog_pb2
 from envoy.service.accesslog.v3 import als_pb2, als_pb2_grpc
+from google.protobuf import json_format
 
-from extproc.core.headers import ATTEMPT_COUNT_HEADER, ATTEMPT_HEADER
+from extproc.core.headers import API_HEADER, ATTEMPT_COUNT_HEADER, ATTEMPT_HEADER, REASON_HEADER, ROUTE_HEADER
+from extproc.core.providers import Api
 from extproc.edge.ext_proc import check_token
 from extproc.exchange import Gateway
+from extproc.fast_routes import ANSWERS_LOG, NAMESPACE, USAGE_NAMESPACE
 from extproc.learning import learn_attempt
+from extproc.usage.record import LoggedAnswer, logged_record
 
 log = logging.getLogger("extproc.request")
+
+
+def logged_answer(entry: accesslog_pb2.HTTPAccessLogEntry) -> LoggedAnswer | None:
+    """The plain values of an answers-log entry (None for one that is not a served request's)."""
+    common, headers = entry.common_properties, entry.request.request_headers
+    try:
+        api = Api(headers.get(API_HEADER, ""))
+    except ValueError:
+        return None
+    metadata = common.metadata.filter_metadata
+    model = metadata[NAMESPACE].fields["model"].string_value if NAMESPACE in metadata else ""
+    usage = json_format.MessageToDict(metadata[USAGE_NAMESPACE]) if USAGE_NAMESPACE in metadata else {}
+    start = common.start_time.ToNanoseconds() / 1e9
+    first = common.time_to_first_upstream_rx_byte
+    return LoggedAnswer(
+        request_id=entry.request.request_id or "-", api=api, start=start,
+        end=start + common.time_to_last_downstream_tx_byte.ToNanoseconds() / 1e9,
+        first_byte=start + first.ToNanoseconds() / 1e9 if common.HasField("time_to_first_upstream_rx_byte") else None,
+        status=entry.response.response_code.value, attempt=headers.get(ATTEMPT_HEADER, ""),
+        provider=headers.get(ROUTE_HEADER, ""), route=headers.get(REASON_HEADER, ""), requested=model, usage=usage)
+
+
+def account_entry(gateway: Gateway, entry: accesslog_pb2.HTTPAccessLogEntry) -> None:
+    answer = logged_answer(entry)
+    if answer is not None:
+        gateway.accounting.record(logged_record(answer, gateway.runtime.current.registry), None)
+
+
 def learn_entry(gateway: Gateway, entry: accesslog_pb2.HTTPAccessLogEntry) -> None:
     attempt = entry.request.request_headers.get(ATTEMPT_HEADER)
     if not attempt:
@@ -42,12 +75,15 @@ class AccessLogService(als_pb2_grpc.AccessLogServiceServicer):  # type: ignore[m
         self, request_iterator: AsyncIterator[als_pb2.StreamAccessLogsMessage], context: grpc.aio.ServicerContext
     ) -> als_pb2.StreamAccessLogsResponse:
         await check_token(context, self._token, "access-log")
+        read = learn_entry
         async for message in request_iterator:
+            if message.HasField("identifier"):  # the stream's first message says which log it is
+                read = account_entry if message.identifier.log_name == ANSWERS_LOG else learn_entry
             for entry in message.http_logs.log_entry:
                 try:
-                    learn_entry(self._gateway, entry)
-                except Exception:  # one bad entry must not end the stream (and with it, learning)
-                    log.exception("error while learning from an access-log entry")
+                    read(self._gateway, entry)
+                except Exception:  # one bad entry must not end the stream (and with it, learning or accounting)
+                    log.exception("error while reading an access-log entry")
         return als_pb2.StreamAccessLogsResponse()
 
 

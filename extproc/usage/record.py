@@ -1,20 +1,23 @@
 """The one usage record of a request: who asked, what served it, how it went, what it used and cost. Pure.
 
 The router-level exchange writes it for an answer that does not stream (and for a request the gateway
-refused), the stream relay for one that does; both build it here, from what each knows.
+refused), the stream relay for one that does, and the access log for one Envoy served by itself (the fast
+path); all build it here, from what each knows.
 """
 
 from __future__ import annotations
 
 import urllib.parse
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from extproc.attempts import parse_attempt_header, served_by
 from extproc.core.catalog import ModelSpec
+from extproc.core.providers import Api
 from extproc.core.registry import Registry
 from extproc.usage.cost import cost
-from extproc.usage.tokens import Usage
+from extproc.usage.tokens import Usage, document_of_keys, usage_of_document
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,3 +124,29 @@ def build(request_id: str, asked: Asked, api: str, who: Served, status: int, str
                        None if first_byte is None else max(0.0, first_byte - asked.start), usage, spent, route,
                        request_label=asked.requested if known else "other",
                        response_label=served_id if who.listed else "other")
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedAnswer:
+    """What Envoy's access log tells of a request it served by itself, as plain values."""
+
+    request_id: str
+    api: Api  # the client's
+    start: float  # wall clock, seconds
+    end: float  # the last byte to the client
+    first_byte: float | None  # the first byte from the provider
+    status: int
+    attempt: str  # the last attempt's header (failover rewrites it)
+    provider: str
+    route: str  # x-extproc-route, as the client got it
+    requested: str  # the body's model
+    usage: Mapping[str, object]  # what Envoy read at `ANSWER_USAGE_KEYS`, by dotted path
+
+
+def logged_record(answer: LoggedAnswer, registry: Registry) -> UsageRecord:
+    """The record the router-level exchange would have written for this answer (no client key: a request
+    with one is never served by Envoy alone)."""
+    usage = usage_of_document(answer.api, document_of_keys(answer.usage))
+    return build(answer.request_id, Asked(answer.start, "", answer.requested), answer.api.value,
+                 served(registry, answer.attempt, answer.provider), answer.status, False, answer.end,
+                 answer.first_byte, usage, answer.route, registry)

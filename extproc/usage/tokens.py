@@ -8,6 +8,7 @@ token, thinking included, and `reasoning` the thinking part of it — so a cost 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,7 +49,7 @@ def openai_usage(usage: Any) -> Usage | None:
     `output_tokens`, each with its details."""
     if not isinstance(usage, dict):
         return None
-    if "input_tokens" in usage:
+    if usage.get("input_tokens") is not None:  # a null reads as absent (as Envoy reads it: `ANSWER_USAGE_KEYS`)
         prompt, details, out_details = _count(usage, "input_tokens"), "input_tokens_details", "output_tokens_details"
         output = _count(usage, "output_tokens")
     else:
@@ -82,6 +83,11 @@ def usage_of_answer(api: Api, body: bytes) -> Usage | None:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError:
         return None
+    return usage_of_document(api, doc)
+
+
+def usage_of_document(api: Api, doc: Any) -> Usage | None:
+    """The usage of a parsed answer (or of the part of it `ANSWER_USAGE_KEYS` names)."""
     if api is Api.ANTHROPIC:
         return anthropic_usage(doc.get("usage")) if isinstance(doc, dict) else None
     if api is Api.GEMINI:
@@ -91,6 +97,29 @@ def usage_of_answer(api: Api, body: bytes) -> Usage | None:
         doc = unwrapped(doc)
         return gemini_usage(doc.get("usageMetadata")) if isinstance(doc, dict) else None
     return openai_usage(doc.get("usage")) if isinstance(doc, dict) else None
+
+
+# Where a whole Chat Completions or Messages answer reports its usage: all the parsers above read of it. Envoy
+# reads these (json_to_metadata) from the answers it serves by itself, and `usage_of_document` takes them.
+ANSWER_USAGE_KEYS: tuple[tuple[str, ...], ...] = (
+    ("usage", "prompt_tokens"), ("usage", "completion_tokens"), ("usage", "prompt_tokens_details", "cached_tokens"),
+    ("usage", "completion_tokens_details", "reasoning_tokens"),
+    ("usage", "input_tokens"), ("usage", "output_tokens"), ("usage", "cache_read_input_tokens"),
+    ("usage", "cache_creation_input_tokens"),
+)
+
+
+def document_of_keys(values: Mapping[str, object]) -> dict[str, Any]:
+    """The answer's usage rebuilt from the values read at `ANSWER_USAGE_KEYS` (keyed by their dotted path): a
+    whole number as an int (Envoy's metadata holds every number as a double), anything else as it came."""
+    doc: dict[str, Any] = {}
+    for dotted, value in values.items():
+        *parents, last = dotted.split(".")
+        node = doc
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[last] = int(value) if isinstance(value, float) and value.is_integer() else value
+    return doc
 
 
 class StreamUsage:

@@ -3,7 +3,6 @@ gateway asks for on a client's behalf."""
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -25,25 +24,6 @@ PROMPT = "a prompt no log may show: 7f3a9c"  # the suite-wide scan fails if it i
 secrets_registry.secret("accounting prompt", PROMPT)
 CHAT = [{"role": "user", "content": PROMPT}]
 GPT_COST = (3 * 0.15 + 4 * 0.6) / 1e6  # the fake's usage (3 in, 4 out) at gpt-4o-mini's catalog prices
-
-
-def usage_records(stack: Stack) -> list[dict[str, Any]]:
-    records = []
-    for line in stack.logs().splitlines():
-        if line.startswith("{") and '"kind":"usage"' in line:
-            records.append(json.loads(line))
-    return records
-
-
-def record_of(stack: Stack, rid: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 5
-    while True:
-        found = [r for r in usage_records(stack) if r["request_id"] == rid]
-        if found:
-            assert len(found) == 1, f"{len(found)} usage records for one request"
-            return found[0]
-        assert time.monotonic() < deadline, f"no usage record for {rid}"
-        time.sleep(0.05)
 
 
 def scrape(stack: Stack) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -70,7 +50,7 @@ def test_each_api_gets_one_usage_record_with_tokens_and_cost(stack: Stack, fakes
     raw = oa.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=CHAT,
                                                        extra_headers={"x-request-id": "acct-oa-1"})
     assert "x-extproc-attempt" not in raw.headers  # who served it is for the record, not the client
-    rec = record_of(stack, "acct-oa-1")
+    rec = stack.usage_record("acct-oa-1")
     assert (rec["client"], rec["requested_model"], rec["served_model"], rec["provider"], rec["credential"]) == \
         ("team", "gpt-4o-mini", "gpt-4o-mini", "openai", "openai:key1")
     assert (rec["status"], rec["outcome"], rec["attempts"], rec["streamed"]) == (200, "served", 1, False)
@@ -79,13 +59,13 @@ def test_each_api_gets_one_usage_record_with_tokens_and_cost(stack: Stack, fakes
     an = anthropic.Anthropic(base_url=stack.url, api_key=TEAM, max_retries=0)
     an.messages.create(model="claude-haiku-5-5", max_tokens=5, messages=CHAT,
                        extra_headers={"x-request-id": "acct-an-1"})
-    rec = record_of(stack, "acct-an-1")
+    rec = stack.usage_record("acct-an-1")
     assert (rec["api"], rec["input_tokens"], rec["output_tokens"]) == ("anthropic", 3, 4)
     assert rec["cost_usd"] == pytest.approx((3 * 0.1 + 4 * 0.5) / 1e6)
     gm = genai.Client(api_key=TEAM, http_options=genai_types.HttpOptions(
         base_url=stack.url, headers={"x-request-id": "acct-gm-1"}))
     gm.models.generate_content(model="gemini-3.8-flash", contents=PROMPT)
-    rec = record_of(stack, "acct-gm-1")
+    rec = stack.usage_record("acct-gm-1")
     assert (rec["api"], rec["served_model"], rec["input_tokens"], rec["output_tokens"]) == \
         ("gemini", "gemini-3.8-flash", 3, 4)
     assert TEAM not in stack.logs() and "hello from" not in stack.logs()  # no key, no completion logged
@@ -100,7 +80,7 @@ def test_a_stream_is_asked_for_its_usage_and_the_extra_chunk_is_kept_from_a_clie
     assert "".join(c.choices[0].delta.content or "" for c in chunks) == "hello from gpt-4o-mini"
     sent = fakes["openai"].requests[-1].json()
     assert sent["stream_options"] == {"include_usage": True}
-    rec = record_of(stack, "acct-stream-1")
+    rec = stack.usage_record("acct-stream-1")
     assert (rec["streamed"], rec["input_tokens"], rec["output_tokens"]) == (True, 11, 3)
     assert rec["ttft_ms"] is not None and rec["cost_usd"] == pytest.approx((11 * 0.15 + 3 * 0.6) / 1e6)
     asked = list(oa.chat.completions.create(model="gpt-4o-mini", messages=CHAT, stream=True,

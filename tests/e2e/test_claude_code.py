@@ -61,11 +61,6 @@ def tool_call_stream(call_id: str, name: str, arguments: dict[str, Any]) -> byte
     return b"\n\n".join([*events, b"data: [DONE]"]) + b"\n\n"
 
 
-def usage_records(stack: Stack) -> list[dict[str, Any]]:
-    lines = (json.loads(line) for line in stack.logs().splitlines() if line.startswith('{"time"'))
-    return [r for r in lines if r.get("kind") == "usage" and r.get("requested_model")]
-
-
 def test_claude_code_runs_on_an_openai_model_and_its_tool_calls_round_trip(
         claude: Path, stack: Stack, fakes: dict[str, FakeProvider], tmp_path: Path) -> None:
     notes = tmp_path / "notes.txt"
@@ -85,7 +80,8 @@ def test_claude_code_runs_on_an_openai_model_and_its_tool_calls_round_trip(
     assert call["tool_calls"][0]["id"] == "call_read_1" and call["tool_calls"][0]["function"]["name"] == "Read"
     answer = next(m for m in history if m["role"] == "tool")
     assert answer["tool_call_id"] == "call_read_1" and "tangerine-42" in json.dumps(answer["content"])
-    assert all(r["route"].endswith("translated messages->chat") for r in usage_records(stack)[-2:])
+    asked = [r for r in stack.usage_records() if r.get("requested_model")]
+    assert all(r["route"].endswith("translated messages->chat") for r in asked[-2:])
 
 
 def test_an_anthropic_429_is_answered_by_an_openai_model_within_the_same_claude_code_request(
@@ -96,6 +92,6 @@ def test_an_anthropic_429_is_answered_by_an_openai_model_within_the_same_claude_
     assert result["is_error"] is False and result["result"] == "hello from oa-model"
     assert len(fakes["anthropic"].requests) == 1 and len(fakes["openai"].requests) == 1  # one request, two attempts
     assert fakes["openai"].requests[0].json()["model"] == "oa-model"
-    record = usage_records(stack)[-1]
+    record = [r for r in stack.usage_records() if r.get("requested_model")][-1]
     assert (record["attempts"], record["served_model"], record["status"]) == (2, "oa-model", 200)
     assert record["route"] == "fallback:chain; translated messages->chat"

@@ -22,17 +22,19 @@ KEY_A, KEY_B = "k-fast-primary", "k-fast-backup"
 @pytest.fixture(scope="module")
 def stack(fakes: dict[str, FakeProvider], make_stack: Callable[[dict[str, Any]], Stack]) -> Stack:
     return make_stack({
-        "discovery": False, "strategy": "none", "accounting": False,
+        "discovery": False, "strategy": "none",  # accounting on, as by default
         "providers": {"fa": {"base_url": fakes["openai"].base_url, "apis": {"openai": "/v1"}, "api_key": KEY_A},
                       "fb": {"base_url": fakes["groq"].base_url, "apis": {"openai": "/v1"}, "api_key": KEY_B},
                       "fm": {"base_url": fakes["anthropic"].base_url, "apis": {"anthropic": "/v1"},
                              "auth": "x-api-key", "api_key": "k-fast-anthropic",
                              "headers": {"anthropic-version": "2023-06-01"}}},
-        "models": [{"id": "fa-model", "provider": "fa", "context_window": 100000,
+        "models": [{"id": "fa-model", "provider": "fa", "context_window": 100000, "input_price": 2.0,
+                    "output_price": 8.0, "cache_read_price": 0.5,
                     "capabilities": ["tools", "vision", "reasoning", "structured_output", "streaming"]},
                    {"id": "fb-model", "provider": "fb", "context_window": 100000,
                     "capabilities": ["tools", "vision", "reasoning", "structured_output", "streaming"]},
-                   {"id": "fm-model", "provider": "fm", "context_window": 100000,
+                   {"id": "fm-model", "provider": "fm", "context_window": 100000, "input_price": 3.0,
+                    "output_price": 15.0, "cache_read_price": 0.3, "cache_write_price": 3.75,
                     "capabilities": ["tools", "vision", "reasoning", "structured_output", "streaming"]}],
         "fallbacks": {"fa-model": ["fb-model"]},
         "translation": False,  # no answer is translated: an Anthropic client's history holds Anthropic's own
@@ -55,10 +57,16 @@ def until_fast(post: Callable[[], httpx.Response], timeout: float = 5.0) -> http
         time.sleep(0.1)
 
 
-def chat(stack: Stack, model: str = "fa-model", **extra: Any) -> httpx.Response:
+def chat(stack: Stack, model: str = "fa-model", rid: str | None = None, **extra: Any) -> httpx.Response:
     return httpx.post(stack.url + "/v1/chat/completions", json={"model": model, "messages": CHAT, **extra},
                       headers={"authorization": "Bearer client-own-key", "x-extproc-provider": "fb",
-                               "x-envoy-max-retries": "7", "x-extproc-plan": "forged"})
+                               "x-envoy-max-retries": "7", "x-extproc-plan": "forged",
+                               **({"x-request-id": rid} if rid else {})})
+
+
+def messages(stack: Stack, rid: str | None = None) -> httpx.Response:
+    return httpx.post(stack.url + "/v1/messages", json={"model": "fm-model", "max_tokens": 5, "messages": CHAT},
+                      headers={"x-api-key": "client-own-key", **({"x-request-id": rid} if rid else {})})
 
 
 def test_a_model_asked_for_once_is_then_served_by_envoy_alone_with_its_credential(
@@ -114,15 +122,60 @@ def test_a_429_on_the_fast_path_fails_over_in_the_same_request_and_the_route_fol
 
 def test_an_anthropic_request_goes_fast_with_the_providers_default_headers(
         stack: Stack, fakes: dict[str, FakeProvider]) -> None:
-    def post() -> httpx.Response:
-        return httpx.post(stack.url + "/v1/messages", json={"model": "fm-model", "max_tokens": 5, "messages": CHAT},
-                          headers={"x-api-key": "client-own-key"})
-
-    assert post().status_code == 200
-    fast = until_fast(post)
+    assert messages(stack).status_code == 200
+    fast = until_fast(lambda: messages(stack))
     assert fast.json()["content"][0]["text"] == "hello from fm-model"
     sent = fakes["anthropic"].requests[-1]
     assert sent.headers["x-api-key"] == "k-fast-anthropic" and sent.headers["anthropic-version"] == "2023-06-01"
+
+
+CHAT_ANSWER = {"id": "chatcmpl-u", "object": "chat.completion", "created": 1, "model": "fa-model",
+               "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
+               "usage": {"prompt_tokens": 120, "completion_tokens": 30, "total_tokens": 150,
+                         "prompt_tokens_details": {"cached_tokens": 100},
+                         "completion_tokens_details": {"reasoning_tokens": 12}}}
+MESSAGES_ANSWER = {"id": "msg_u", "type": "message", "role": "assistant", "model": "fm-model",
+                   "content": [{"type": "text", "text": "ok"}], "stop_reason": "end_turn",
+                   "usage": {"input_tokens": 7, "output_tokens": 9, "cache_read_input_tokens": 50,
+                             "cache_creation_input_tokens": 20}}
+SERVED = ("served_model", "provider", "credential", "attempts", "status", "outcome", "streamed", "input_tokens",
+          "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens", "cost_usd", "api")
+
+
+def test_each_answer_envoy_serves_alone_gets_the_usage_record_the_full_path_would_write(
+        stack: Stack, fakes: dict[str, FakeProvider]) -> None:
+    until_fast(lambda: chat(stack))
+    fakes["openai"].script(200, body=json.dumps(CHAT_ANSWER).encode(), times=2)
+    full = chat(stack, model="fa/fa-model", rid="usage-full")  # a qualified name: the full path reads it
+    fast = chat(stack, rid="usage-fast")
+    assert fast.headers["x-extproc-route"] == "direct; fast" and fast.json() == CHAT_ANSWER
+    assert "x-extproc-attempt" not in fast.headers  # who served it is for the record, not the client
+    a, b = stack.usage_record("usage-full"), stack.usage_record("usage-fast")
+    assert (b["requested_model"], b["route"], b["client"]) == ("fa-model", "direct; fast", None)
+    assert {k: b[k] for k in SERVED} == {k: a[k] for k in SERVED}
+    assert (b["input_tokens"], b["cache_read_tokens"], b["output_tokens"], b["reasoning_tokens"]) == (20, 100, 30, 12)
+    assert b["cost_usd"] == pytest.approx((20 * 2.0 + 100 * 0.5 + 30 * 8.0) / 1e6)
+    assert b["latency_ms"] >= b["ttft_ms"] > 0
+    assert full.status_code == 200
+    until_fast(lambda: messages(stack))
+    fakes["anthropic"].script(200, body=json.dumps(MESSAGES_ANSWER).encode())
+    assert messages(stack, rid="usage-fast-messages").headers["x-extproc-route"] == "direct; fast"
+    m = stack.usage_record("usage-fast-messages")
+    assert (m["api"], m["input_tokens"], m["output_tokens"], m["cache_read_tokens"], m["cache_write_tokens"]) == \
+        ("anthropic", 7, 9, 50, 20)
+    assert m["cost_usd"] == pytest.approx((7 * 3.0 + 9 * 15.0 + 50 * 0.3 + 20 * 3.75) / 1e6)
+
+
+def test_a_fast_answer_that_failed_over_is_recorded_as_served_by_the_fallback(
+        stack: Stack, fakes: dict[str, FakeProvider]) -> None:
+    until_fast(lambda: chat(stack))
+    fakes["openai"].script(429, {"retry-after": "1"})
+    answer = chat(stack, rid="usage-failover")
+    assert answer.status_code == 200 and answer.headers["x-extproc-attempts"] == "2"
+    record = stack.usage_record("usage-failover")
+    assert (record["served_model"], record["provider"], record["credential"], record["attempts"]) == \
+        ("fb-model", "fb", "fb:key1", 2)
+    assert record["route"] == answer.headers["x-extproc-route"] and record["requested_model"] == "fa-model"
 
 
 def test_a_client_cannot_steer_the_fast_path_with_envoys_or_our_headers(

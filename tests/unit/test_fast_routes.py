@@ -63,7 +63,9 @@ def test_what_needs_python_gets_no_fast_route() -> None:
 
 def test_the_fast_path_is_off_where_every_request_needs_the_processor() -> None:
     assert enabled(settings())
-    assert not enabled(settings(accounting=True))  # usage is read from every answer
+    assert enabled(settings(accounting=True))  # Envoy reads the usage of the answers it serves
+    assert not enabled(settings(accounting=True, log={"bodies": True}))  # the processor logs every body
+    assert enabled(settings(accounting=False, log={"bodies": True}))  # no usage record to log them in
     assert not enabled(settings(fast_path=False))
     assert not enabled(settings(clients={"keys": [{"name": "team", "key": "client-key-0123456789abcdef"}]}))
 

@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from extproc.core.catalog import ModelSpec
 from extproc.core.providers import Api
 from extproc.usage.cost import cost
-from extproc.usage.tokens import StreamUsage, Usage, usage_of_answer
+from extproc.usage.tokens import (
+    ANSWER_USAGE_KEYS,
+    StreamUsage,
+    Usage,
+    document_of_keys,
+    usage_of_answer,
+    usage_of_document,
+)
 
 
 def _sse(*events: tuple[str | None, object], crlf: bool = False) -> bytes:
@@ -123,3 +132,53 @@ def test_a_logged_body_masks_keys_and_tokens_and_is_cut() -> None:
     text = logged_body(b'{"messages": [{"content": "my key is sk-proj-abcdef123456789 and Bearer eyJhbGciOi.x.y"}]}')
     assert "abcdef123456789" not in text and "eyJhbGciOi.x.y" not in text and "my key is" in text
     assert logged_body(b"x" * 100_000).endswith("…") and len(logged_body(b"x" * 100_000)) == 64 * 1024 + 1
+
+
+# -- the fast path: Envoy reads the usage at ANSWER_USAGE_KEYS (as protobuf values), the processor rebuilds it
+
+_counts = st.one_of(st.none(), st.booleans(), st.integers(min_value=-3, max_value=10**7),
+                    st.floats(min_value=-1e12, max_value=1e12), st.text(max_size=3))
+
+
+def _read_as_envoy_does(doc: object) -> dict[str, object]:
+    """json_to_metadata's PROTOBUF_VALUE rules: a number (as a double), string or bool at each key path;
+    anything else, or a missing key, writes nothing."""
+    found: dict[str, object] = {}
+    for keys in ANSWER_USAGE_KEYS:
+        node = doc
+        for key in keys:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, bool | str):
+            found[".".join(keys)] = node
+        elif isinstance(node, int | float):
+            found[".".join(keys)] = float(node)
+    return found
+
+
+def _whole(doc: object) -> object:
+    """A whole number written as 12.0 is the 12 Envoy's double says it is."""
+    if isinstance(doc, dict):
+        return {k: _whole(v) for k, v in doc.items()}
+    return int(doc) if isinstance(doc, float) and doc.is_integer() else doc
+
+
+@given(st.sampled_from([Api.OPENAI, Api.ANTHROPIC]), st.fixed_dictionaries({}, optional={
+    "prompt_tokens": _counts, "completion_tokens": _counts, "input_tokens": _counts, "output_tokens": _counts,
+    "cache_read_input_tokens": _counts, "cache_creation_input_tokens": _counts,
+    "prompt_tokens_details": st.fixed_dictionaries({}, optional={"cached_tokens": _counts}),
+    "completion_tokens_details": st.fixed_dictionaries({}, optional={"reasoning_tokens": _counts})}))
+def test_the_usage_envoy_reads_from_an_answer_counts_as_the_answer_itself(api: Api, usage: dict[str, object]) -> None:
+    body = orjson.dumps({"id": "x", "usage": usage})
+    rebuilt = usage_of_document(api, document_of_keys(_read_as_envoy_does(orjson.loads(body))))
+    whole = usage_of_answer(api, orjson.dumps(_whole({"id": "x", "usage": usage})))
+    if rebuilt is None or whole is None:  # an answer whose usage names none of the keys: no figure either way
+        assert (rebuilt or Usage()) == (whole or Usage())
+    else:
+        assert rebuilt == whole
+
+
+def test_the_usage_rebuilt_from_its_keys_is_the_answers_shape() -> None:
+    assert usage_of_document(Api.OPENAI, document_of_keys({})) is None
+    assert document_of_keys({"usage.prompt_tokens": 5.0, "usage.prompt_tokens_details.cached_tokens": 2.0,
+                             "usage.completion_tokens": "7"}) == \
+        {"usage": {"prompt_tokens": 5, "prompt_tokens_details": {"cached_tokens": 2}, "completion_tokens": "7"}}

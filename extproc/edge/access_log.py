@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator
 import grpc
 from envoy.data.accesslog.v3 import accesslog_pb2
 from envoy.service.accesslog.v3 import als_pb2, als_pb2_grpc
-from google.protobuf import json_format
 
 from extproc.core.headers import API_HEADER, ATTEMPT_COUNT_HEADER, ATTEMPT_HEADER, REASON_HEADER, ROUTE_HEADER
 from extproc.core.providers import Api
@@ -36,7 +35,8 @@ def logged_answer(entry: accesslog_pb2.HTTPAccessLogEntry) -> LoggedAnswer | Non
         return None
     metadata = common.metadata.filter_metadata
     model = metadata[NAMESPACE].fields["model"].string_value if NAMESPACE in metadata else ""
-    usage = json_format.MessageToDict(metadata[USAGE_NAMESPACE]) if USAGE_NAMESPACE in metadata else {}
+    usage = {k: getattr(v, v.WhichOneof("kind") or "null_value") for k, v in metadata[USAGE_NAMESPACE].fields.items()} \
+        if USAGE_NAMESPACE in metadata else {}
     start = common.start_time.ToNanoseconds() / 1e9
     first = common.time_to_first_upstream_rx_byte
     return LoggedAnswer(

@@ -39,8 +39,9 @@ class Accounting:
         return None
 
     def record(self, rec: UsageRecord, client: ClientKey | None) -> None:
-        log.info("usage rid=%s client=%s status=%d served=%s cost=%.6f", rec.request_id, rec.client or "-",
-                 rec.status, rec.served or "-", rec.cost, extra={"fields": rec.doc()})
+        if log.isEnabledFor(logging.INFO):  # the record's fields only for a line that is written
+            log.info("usage rid=%s client=%s status=%d served=%s cost=%.6f", rec.request_id, rec.client or "-",
+                     rec.status, rec.served or "-", rec.cost, extra={"fields": rec.doc()})
         _observe(rec)
         if client is not None and client.budget is not None and rec.cost > 0:
             name, reset = period(self._clock(), client.budget.per)

@@ -21,7 +21,7 @@ from extproc.attempts import (
     PROVIDER_KEY,
     listener_name,
 )
-from extproc.bootstrap.names import GRPC_LIMIT_SLACK, PROCESSOR_CLUSTER, T, provider_cluster_name
+from extproc.bootstrap.names import GRPC_LIMIT_SLACK, PROCESSOR_CLUSTER, UPSTREAM_MODE, T, provider_cluster_name
 from extproc.core.errors import ClientError
 from extproc.core.headers import (
     ACCOUNT_HEADER,
@@ -159,14 +159,7 @@ def _upstream_ext_proc(settings: Settings, role: str, timeout: str, **extra: Any
             "allow_mode_override": True,
             "message_timeout": timeout,
             "metadata_options": {"forwarding_namespaces": {"untyped": [PLAN_NAMESPACE]}},
-            "processing_mode": {
-                "request_header_mode": "SEND",
-                "request_body_mode": "NONE",
-                "request_trailer_mode": "SKIP",
-                "response_header_mode": "SKIP",
-                "response_body_mode": "NONE",
-                "response_trailer_mode": "SKIP",
-            },
+            "processing_mode": dict(UPSTREAM_MODE),
             **extra,
         },
     }

@@ -11,7 +11,7 @@ from extproc.attempts import LB_NAMESPACE, PLAN_NAMESPACE
 from extproc.bootstrap.attempts import grpc_service, upstream_log
 from extproc.bootstrap.fast import answers_log, body_to_metadata, fast_route, route_source, scrub_forged
 from extproc.bootstrap.local_replies import PROCESSOR_DOWN_STATUS, local_reply_config
-from extproc.bootstrap.names import CONTROL_SERVICES, DESCRIPTOR_SET, REQUEST_CODINGS, T, socket
+from extproc.bootstrap.names import CONTROL_SERVICES, DESCRIPTOR_SET, REQUEST_CODINGS, ROUTER_MODE, T, socket
 from extproc.bootstrap.routes import (
     attempts_response_headers,
     attempts_route,
@@ -114,14 +114,8 @@ def _ext_proc_filter(settings: Settings) -> dict[str, Any]:
             # The plan for later attempts, and the endpoint list for the override_host load balancer.
             "metadata_options": {"receiving_namespaces": {"untyped": [PLAN_NAMESPACE, LB_NAMESPACE]}},
             "mutation_rules": {"allow_envoy": True},  # x-envoy-max-retries: no attempt past the plan
-            "processing_mode": {
-                "request_header_mode": "SEND",
-                "request_body_mode": "BUFFERED",
-                "request_trailer_mode": "SKIP",
-                "response_header_mode": "SKIP",  # what attempts got is learned from the upstream access log
-                "response_body_mode": "NONE",
-                "response_trailer_mode": "SKIP",
-            },
+            # No answer by default: what attempts got is learned from the upstream access log.
+            "processing_mode": dict(ROUTER_MODE),
         },
     }
 

@@ -17,6 +17,11 @@ REQUEST_CODINGS: dict[str, dict[str, Any]] = {
     "br": {"@type": T + "extensions.compression.brotli.decompressor.v3.Brotli"},
     "zstd": {"@type": T + "extensions.compression.zstd.decompressor.v3.Zstd"},
 }
+# What each ext_proc filter sends the processor unless an answer overrides it: the router-level filter the
+# request and its body, the per-attempt and reauth filters (a cluster's upstream filters) the headers only.
+ROUTER_MODE = {"request_header_mode": "SEND", "request_body_mode": "BUFFERED", "request_trailer_mode": "SKIP",
+               "response_header_mode": "SKIP", "response_body_mode": "NONE", "response_trailer_mode": "SKIP"}
+UPSTREAM_MODE = {**ROUTER_MODE, "request_body_mode": "NONE"}
 _LUA = Path(__file__).resolve().parent / "lua"
 
 

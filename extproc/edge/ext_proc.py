@@ -16,6 +16,7 @@ from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as pb_grpc
 
 from extproc.attempt import AttemptExchange
+from extproc.bootstrap.names import ROUTER_MODE
 from extproc.core.headers import (
     ATTEMPT_HEADER,
     ATTEMPT_ROLE,
@@ -26,7 +27,7 @@ from extproc.core.headers import (
     ROUTE_HEADER,
 )
 from extproc.edge import upstream
-from extproc.edge.messages import answer_stream, header_map
+from extproc.edge.messages import answer_stream, configured_mode, header_map
 from extproc.exchange import CONTINUE, Action, Exchange, Gateway
 from extproc.reauth import ReauthExchange
 
@@ -59,6 +60,9 @@ async def check_token(context: grpc.aio.ServicerContext, token: bytes | None, wh
     return metadata
 
 
+ROUTER = configured_mode(ROUTER_MODE)
+
+
 class ExternalProcessor(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
     """Every ext_proc role on one service: the router-level stream, and (by their role metadata) an attempt's
     and a login's retry after a 401."""
@@ -77,7 +81,7 @@ class ExternalProcessor(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc
         elif role == REAUTH_ROLE:
             answers = upstream.process_reauth(ReauthExchange(self._gateway), request_iterator)
         else:
-            answers = answer_stream(request_iterator, functools.partial(_event, self._gateway.exchange()))
+            answers = answer_stream(request_iterator, functools.partial(_event, self._gateway.exchange()), ROUTER)
         async for answer in answers:
             yield answer
 

@@ -30,10 +30,14 @@ _CONTINUE = {
 Event = Callable[[str, pb.ProcessingRequest], Awaitable[Action]]
 
 
-async def answer_stream(requests: AsyncIterator[pb.ProcessingRequest], event: Event
-                        ) -> AsyncIterator[pb.ProcessingResponse]:
-    """One answer per message, each the action its event returned; a reply ends the stream. The time each
-    answer took is the processor's own latency metric."""
+async def answer_stream(requests: AsyncIterator[pb.ProcessingRequest], event: Event,
+                        mode: processing_mode_pb2.ProcessingMode) -> AsyncIterator[pb.ProcessingResponse]:
+    """One answer per message, each the action its event returned; a reply ends the stream, and so does the
+    answer after which Envoy has nothing more to send (`mode` is what the filter sends unless an answer
+    overrides it). Ended by us, the stream closes cleanly; left open, Envoy cancels it when the request ends,
+    and a cancelled gRPC stream costs the processor memory it never gets back. The time each answer took is
+    the processor's own latency metric."""
+    sure = True
     async for request in requests:
         started = time.perf_counter()
         kind = request.WhichOneof("request")
@@ -43,6 +47,55 @@ async def answer_stream(requests: AsyncIterator[pb.ProcessingRequest], event: Ev
         yield answer
         if isinstance(action, Reply):
             return
+        if answer.HasField("mode_override"):
+            if not kind.endswith("_headers"):  # Envoy takes an override with headers only: unsure, stay open
+                sure = False
+            mode = answer.mode_override  # the whole mode, as Envoy takes it
+        if sure and not expects_more(kind, request, mode):
+            return
+
+
+_Mode = processing_mode_pb2.ProcessingMode
+_PHASES = ("request_headers", "request_body", "request_trailers", "response_headers", "response_body",
+           "response_trailers")
+
+
+def configured_mode(fields: Mapping[str, str]) -> processing_mode_pb2.ProcessingMode:
+    """A filter's processing mode, from the bootstrap's own (names.ROUTER_MODE, names.UPSTREAM_MODE)."""
+    return _Mode(**{k: _Mode.HeaderSendMode.Value(v) if k.endswith(("header_mode", "trailer_mode"))
+                    else _Mode.BodySendMode.Value(v) for k, v in fields.items()})
+
+
+def expects_more(kind: str, request: pb.ProcessingRequest, mode: processing_mode_pb2.ProcessingMode) -> bool:
+    """Whether Envoy may still send a message on this stream once `kind` is answered. Envoy reads a header or
+    trailer mode of DEFAULT as SEND for headers and SKIP for trailers, and sends a body in chunks (any mode
+    but BUFFERED) until its end."""
+    message = getattr(request, kind)
+    ended = bool(getattr(message, "end_of_stream", False))
+    request_side = kind.startswith("request")
+    if kind.endswith("_body") and mode_of(mode, kind) not in (_Mode.NONE, _Mode.BUFFERED) and not ended:
+        return True  # more chunks of this body
+    for later in _PHASES[_PHASES.index(kind) + 1:]:
+        if request_side and later.startswith("request") and (ended or kind == "request_trailers"):
+            continue  # the request ended with this message: none of its later parts come
+        if not request_side and ended:
+            return False
+        if sends(mode, later):
+            return True
+    return False
+
+
+def mode_of(mode: processing_mode_pb2.ProcessingMode, kind: str) -> int:
+    return int(getattr(mode, kind.replace("headers", "header").replace("trailers", "trailer") + "_mode"))
+
+
+def sends(mode: processing_mode_pb2.ProcessingMode, kind: str) -> bool:
+    value = mode_of(mode, kind)
+    if kind.endswith("_body"):
+        return value != int(_Mode.NONE)
+    if kind.endswith("_headers"):
+        return value != int(_Mode.SKIP)  # DEFAULT sends
+    return value == int(_Mode.SEND)  # trailers: DEFAULT skips
 
 
 def header_map(headers: pb.HttpHeaders, wanted: frozenset[str] | None = None) -> dict[str, str]:

@@ -14,7 +14,8 @@ from google.protobuf import text_format
 
 from extproc.attempt import AttemptExchange
 from extproc.attempts import HOST_METADATA, LOGIN_KEY, PLAN_KEY, PLAN_NAMESPACE, PROVIDER_KEY
-from extproc.edge.messages import answer_stream, header_map
+from extproc.bootstrap.names import UPSTREAM_MODE
+from extproc.edge.messages import answer_stream, configured_mode, header_map
 from extproc.exchange import CONTINUE, Action
 from extproc.reauth import ReauthExchange
 
@@ -50,9 +51,12 @@ async def _event(exchange: AttemptExchange, kind: str, request: pb.ProcessingReq
     return CONTINUE
 
 
+UPSTREAM = configured_mode(UPSTREAM_MODE)
+
+
 def process(exchange: AttemptExchange,
             requests: AsyncIterator[pb.ProcessingRequest]) -> AsyncIterator[pb.ProcessingResponse]:
-    return answer_stream(requests, functools.partial(_event, exchange))
+    return answer_stream(requests, functools.partial(_event, exchange), UPSTREAM)
 
 
 async def _reauth_event(exchange: ReauthExchange, kind: str, request: pb.ProcessingRequest) -> Action:
@@ -67,4 +71,4 @@ async def _reauth_event(exchange: ReauthExchange, kind: str, request: pb.Process
 
 def process_reauth(exchange: ReauthExchange,
                    requests: AsyncIterator[pb.ProcessingRequest]) -> AsyncIterator[pb.ProcessingResponse]:
-    return answer_stream(requests, functools.partial(_reauth_event, exchange))
+    return answer_stream(requests, functools.partial(_reauth_event, exchange), UPSTREAM)

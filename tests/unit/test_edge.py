@@ -13,9 +13,10 @@ from envoy.config.core.v3 import base_pb2
 from envoy.extensions.filters.http.ext_proc.v3 import processing_mode_pb2
 from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 
+from extproc.bootstrap.names import ROUTER_MODE, UPSTREAM_MODE
 from extproc.core.headers import PROCESSOR_TOKEN_HEADER, ROUTE_HEADER
 from extproc.edge.ext_proc import ExternalProcessor
-from extproc.edge.messages import to_response
+from extproc.edge.messages import configured_mode, expects_more, to_response
 from extproc.exchange import CONTINUE, Gateway, Mutate, Reply
 from extproc.runtime import Runtime
 from tests.unit.helpers import model, settings
@@ -130,3 +131,52 @@ def test_a_reply_carries_status_headers_body_and_the_error_kind():
     reply = answer.immediate_response
     assert (reply.status.code, reply.body, reply.details) == (503, b"{}", "extproc")
     assert set_headers(reply.headers) == {"retry-after": "3"}
+
+
+# -- the stream ends itself once Envoy has nothing more to send (a stream Envoy cancels leaks in grpcio)
+
+Mode = processing_mode_pb2.ProcessingMode
+
+
+def message(kind: str, end_of_stream: bool = True) -> pb.ProcessingRequest:
+    part = pb.HttpBody(end_of_stream=end_of_stream) if kind.endswith("_body") else \
+        pb.HttpHeaders(end_of_stream=end_of_stream)
+    return pb.ProcessingRequest(**{kind: part})
+
+
+def test_the_phases_left_follow_the_mode_and_the_ends_of_request_and_answer():
+    router = configured_mode(ROUTER_MODE)
+    assert expects_more("request_headers", message("request_headers", False), router)  # its body comes
+    assert not expects_more("request_headers", message("request_headers", True), router)  # a GET: nothing
+    assert not expects_more("request_body", message("request_body"), router)  # answers are not sent
+    answer = Mode(request_body_mode=Mode.BUFFERED, response_header_mode=Mode.SEND)
+    assert expects_more("request_body", message("request_body"), answer)
+    assert not expects_more("response_headers", message("response_headers", False), answer)  # no body wanted
+    assert expects_more("response_headers", message("response_headers", False),
+                        Mode(response_header_mode=Mode.SEND, response_body_mode=Mode.BUFFERED))
+    assert not expects_more("response_headers", message("response_headers", True),
+                            Mode(response_body_mode=Mode.BUFFERED))  # an answer with no body
+    streamed = Mode(response_body_mode=Mode.STREAMED)
+    assert expects_more("response_body", message("response_body", False), streamed)  # more chunks
+    assert not expects_more("response_body", message("response_body", True), streamed)
+    # DEFAULT sends headers (Envoy's reading of an override that leaves them unset) and skips trailers.
+    assert expects_more("request_body", message("request_body"), Mode())
+    assert not expects_more("response_headers", message("response_headers", False), Mode())
+    upstream = configured_mode(UPSTREAM_MODE)
+    assert not expects_more("request_headers", message("request_headers", False), upstream)  # headers only
+
+
+def test_a_stream_with_nothing_more_to_come_ends_without_waiting_for_envoy_to_cancel_it():
+    s = settings(providers={"openai": {"api_key": "sk-edge"}}, models=[model("m", "openai")], accounting=False)
+    quiet = ExternalProcessor(Gateway(Runtime(s)), TOKEN)
+
+    async def requests() -> AsyncIterator[pb.ProcessingRequest]:
+        for m in walk("/v1/chat/completions", {"model": "m", "messages": []})[:2]:
+            yield m
+        await asyncio.Event().wait()  # Envoy sends nothing more, and keeps the stream until the request ends
+
+    async def collect() -> list[Any]:
+        return [r async for r in quiet.Process(requests(), Context(TOKEN))]
+
+    answers = asyncio.run(asyncio.wait_for(collect(), 5))
+    assert [a.WhichOneof("response") for a in answers] == ["request_headers", "request_body"]

@@ -31,7 +31,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from extproc.attempts import HOST_METADATA, LOGIN_KEY, PLAN_KEY, PLAN_NAMESPACE
+from extproc.bootstrap.names import ROUTER_MODE, UPSTREAM_MODE
 from extproc.core.headers import ATTEMPT_ROLE, PROCESSOR_TOKEN_HEADER, REAUTH_ROLE, ROLE_HEADER, ROUTE_HEADER
+from extproc.edge.messages import configured_mode, expects_more
 from extproc.runner import Processor, processor
 from tests.unit.helpers import model
 from tests.unit.helpers import settings as make_settings
@@ -301,6 +303,12 @@ async def _drive(stub: pb_grpc.ExternalProcessorStub, stream: Stream
             return answers, None
         try:
             await call.write(message)
+        except grpc.aio.AioRpcError as err:
+            if answers and err.code() is grpc.StatusCode.INTERNAL:  # a write after the processor ended it
+                return answers, await _ended_by_the_processor(call)
+            assert err.code() in (grpc.StatusCode.OK, grpc.StatusCode.PERMISSION_DENIED), err.details()
+            return answers, err.code()
+        try:
             answer = await call.read()
         except grpc.aio.AioRpcError as err:
             assert err.code() in (grpc.StatusCode.OK, grpc.StatusCode.PERMISSION_DENIED), err.details()
@@ -319,6 +327,14 @@ async def _drive(stub: pb_grpc.ExternalProcessorStub, stream: Stream
     code = await call.code()
     assert code in (grpc.StatusCode.OK, grpc.StatusCode.PERMISSION_DENIED), await call.details()
     return answers, code
+
+
+async def _ended_by_the_processor(call: grpc.aio.StreamStreamCall) -> grpc.StatusCode:
+    """The processor ends a stream once Envoy would send nothing more (a generated stream sends on): the write
+    after that fails on the client's side; the stream itself ended OK."""
+    code = await call.code()
+    assert code in (grpc.StatusCode.OK, grpc.StatusCode.INTERNAL), await call.details()
+    return grpc.StatusCode.OK
 
 
 _BAD_HEADER_BYTES = (b"\r", b"\n", b"\x00")
@@ -370,9 +386,11 @@ def _judge(stream: Stream, answers: list[pb.ProcessingResponse], code: grpc.Stat
         return "refused"
     assert code in (None, grpc.StatusCode.OK), f"the stream failed: {code} after {len(answers)} answers"
     assert len(answers) <= len(stream.messages)
-    if code is grpc.StatusCode.OK:  # every message sent was answered, up to the one an immediate response ends
+    if code is grpc.StatusCode.OK:  # every message sent was answered, up to the one an immediate response ends,
         replied = bool(answers) and answers[-1].WhichOneof("response") == "immediate_response"
-        assert len(answers) == len(stream.messages) or replied, (len(answers), len(stream.messages))
+        # or up to the one after which Envoy would send nothing more
+        assert len(answers) == len(stream.messages) or replied or _nothing_more(stream, answers), \
+            (len(answers), len(stream.messages))
     for message, answer in zip(stream.messages, answers, strict=False):
         kind, answered = message.WhichOneof("request"), answer.WhichOneof("response")
         assert answered in (kind, "immediate_response"), (kind, answered)
@@ -385,6 +403,19 @@ def _judge(stream: Stream, answers: list[pb.ProcessingResponse], code: grpc.Stat
     routed = any(o.header.key == ROUTE_HEADER for a in answers if a.WhichOneof("response") == "request_body"
                  for o in a.request_body.response.header_mutation.set_headers)
     return "routed" if routed else "passed"
+
+
+def _nothing_more(stream: Stream, answers: list[pb.ProcessingResponse]) -> bool:
+    """Whether Envoy, in the mode the answers left, would send nothing after the last answered message."""
+    mode = configured_mode(UPSTREAM_MODE if stream.role in (ATTEMPT_ROLE, REAUTH_ROLE) else ROUTER_MODE)
+    for message, answer in zip(stream.messages, answers, strict=False):
+        kind = message.WhichOneof("request")
+        if answer.HasField("mode_override"):
+            if not kind.endswith("_headers"):
+                return False  # an override Envoy would not take: the processor must not have ended the stream
+            mode = answer.mode_override
+    last = stream.messages[len(answers) - 1]
+    return not expects_more(last.WhichOneof("request"), last, mode)
 
 
 async def _run_batch(server: Server, batch: list[Stream]) -> list[str]:

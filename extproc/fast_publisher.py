@@ -22,6 +22,7 @@ from extproc.runtime import Runtime
 
 log = logging.getLogger("extproc")
 HEALTH_GAP = 0.02  # seconds: the changes that come this close together are written once
+HEALTH_EVERY = 0.2  # seconds: at most so many writes for health (each plans every hot model again)
 CAPACITY = 256  # models kept fast at once (the most recently asked for): Envoy matches routes one by one
 INTERVAL = 1.0  # seconds between two writes for new models, and between two looks at health (cooldowns end)
 
@@ -59,10 +60,18 @@ class FastPublisher:
         self._hot: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._changed = asyncio.Event()  # a model to add: written within INTERVAL
         self._health = asyncio.Event()  # health changed: written at once (a route may send to a cooling key)
-        runtime.health.watch(self._health.set)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        runtime.health.watch(self._health_changed)
         self._written: bytes | None = None
         self._routes: dict[tuple[str, str], FastRoute] = {}  # what is published, by endpoint and model
         self.published = 0  # fast routes in the file now
+
+    def _health_changed(self) -> None:
+        """From any thread (Health may be written from one): the event is the loop's to set."""
+        if self._loop is None:
+            self._health.set()
+        else:
+            self._loop.call_soon_threadsafe(self._health.set)
 
     def note(self, endpoint: str, model: str) -> None:
         """A request the full path served that could have gone fast: its model is published soon."""
@@ -107,6 +116,8 @@ class FastPublisher:
         log.debug("fast path: %d route(s) published", count)
 
     async def run(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        written = 0.0
         while True:
             self._health.clear()
             try:
@@ -117,8 +128,9 @@ class FastPublisher:
             # change does not: between a cooldown and the write, the route still sends to that credential.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._health.wait(), INTERVAL)
-            if self._health.is_set():
-                await asyncio.sleep(HEALTH_GAP)  # a burst of changes (a storm of 429s) makes one write
+            if self._health.is_set():  # a burst of changes (a storm of 429s) makes one write
+                await asyncio.sleep(max(HEALTH_GAP, written + HEALTH_EVERY - self._loop.time()))
+                written = self._loop.time()
                 continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(_first(self._changed, self._health), INTERVAL)

@@ -29,6 +29,10 @@ from extproc.fast_routes import ANSWERS_LOG, MAX_BODY, NAMESPACE, PATHS, USAGE_N
 from extproc.usage.tokens import ANSWER_USAGE_KEYS
 
 ROUTES_FILE = "routes.json"  # in settings.fast_routes: the route configuration Envoy watches
+# A JSON body, whatever parameters its type carries (`application/json; charset=utf-8`): Envoy's default is
+# the bare type only, and an answer it does not read would be recorded with no usage.
+_JSON = {"allow_content_types": ["application/json"],
+         "allow_content_types_regex": {"regex": "(?i)application/json\\s*(;.*)?"}}
 
 
 def body_to_metadata(settings: Settings) -> dict[str, Any]:
@@ -40,13 +44,13 @@ def body_to_metadata(settings: Settings) -> dict[str, Any]:
         "request_rules": {"rules": [
             {"selectors": [{"key": "model"}], "on_present": {"metadata_namespace": NAMESPACE, "key": "model"}},
             {"selectors": [{"key": "stream"}], "on_present": {"metadata_namespace": NAMESPACE, "key": "stream"}},
-        ]},
+        ], **_JSON},
     }
     if settings.accounting:  # a streamed answer is not JSON: not buffered, not read
         config["response_rules"] = {"rules": [
             {"selectors": [{"key": k} for k in keys],
              "on_present": {"metadata_namespace": USAGE_NAMESPACE, "key": ".".join(keys)}}
-            for keys in ANSWER_USAGE_KEYS]}
+            for keys in ANSWER_USAGE_KEYS], **_JSON}
     reader = {"name": "envoy.filters.http.json_to_metadata", "typed_config": config}
     digits = len(str(MAX_BODY))
     could_go_fast = {"and_matcher": {"predicate": [

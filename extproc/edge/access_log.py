@@ -27,8 +27,10 @@ log = logging.getLogger("extproc.request")
 
 
 def logged_answer(entry: accesslog_pb2.HTTPAccessLogEntry) -> LoggedAnswer | None:
-    """The plain values of an answers-log entry (None for one that is not a served request's)."""
+    """The plain values of an answers-log entry (None for one that is not an answered request's)."""
     common, headers = entry.common_properties, entry.request.request_headers
+    if not entry.response.response_code.value:  # the client went before any answer: none was served to it
+        return None
     try:
         api = Api(headers.get(API_HEADER, ""))
     except ValueError:

@@ -158,7 +158,9 @@ def test_each_answer_envoy_serves_alone_gets_the_usage_record_the_full_path_woul
     assert b["latency_ms"] >= b["ttft_ms"] > 0
     assert full.status_code == 200
     until_fast(lambda: messages(stack))
-    fakes["anthropic"].script(200, body=json.dumps(MESSAGES_ANSWER).encode())
+    # A JSON answer whose type carries a parameter is read as well.
+    fakes["anthropic"].script(200, {"content-type": "application/json; charset=utf-8"},
+                              json.dumps(MESSAGES_ANSWER).encode())
     assert messages(stack, rid="usage-fast-messages").headers["x-extproc-route"] == "direct; fast"
     m = stack.usage_record("usage-fast-messages")
     assert (m["api"], m["input_tokens"], m["output_tokens"], m["cache_read_tokens"], m["cache_write_tokens"]) == \

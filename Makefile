@@ -25,10 +25,10 @@ $(STAMP): pyproject.toml uv.lock $(UV)
 
 # The real coding CLIs the end-to-end tests drive (Claude Code), pinned in tests/clis, from the npm registry.
 $(CLIS): tests/clis/package.json tests/clis/package-lock.json | $(STAMP)
-	@command -v npm >/dev/null 2>&1 || { echo "npm not found: install Node.js and npm (the tests drive the real Claude Code)"; exit 1; }
-	mkdir -p $(VENV)/clis && cp tests/clis/package.json tests/clis/package-lock.json $(VENV)/clis/
-	cd $(VENV)/clis && npm ci --no-audit --no-fund --loglevel=error
-	touch $@
+	@if command -v npm >/dev/null 2>&1; then \
+		mkdir -p $(VENV)/clis && cp tests/clis/package.json tests/clis/package-lock.json $(VENV)/clis/ && \
+		(cd $(VENV)/clis && npm ci --no-audit --no-fund --loglevel=error) && touch $@; \
+	else echo "npm not found: the tests that drive Claude Code will say so and skip (.ci/run installs npm)"; fi
 
 run: $(STAMP)
 	$(BIN)/extproc up $(if $(CONFIG),--config $(CONFIG),)

@@ -25,10 +25,12 @@ from aiohttp import web
 
 from extproc.attempts import parse_attempt_header
 from extproc.core.errors import ClientError
+from extproc.core.failures import REFUSED, RESET, TIMEOUT, UNREACHABLE, UpstreamFailure
 from extproc.core.headers import (
     ACCOUNT_HEADER,
     API_HEADER,
     ATTEMPT_HEADER,
+    FAILURE_HEADER,
     REASON_HEADER,
     RELAY_HEADERS,
     ROUTE_HEADER,
@@ -80,8 +82,12 @@ class Relay:
                 self._client.build_request(request.method, upstream_url, headers=headers, content=body),
                 stream=True)
         except httpx.HTTPError as exc:
-            log.warning("relay rid=%s provider=%s: no answer (%s)", rid, provider.name, type(exc).__name__)
-            return _reply(api, ClientError(503, "upstream_unavailable", "The provider could not be reached."))
+            met = _no_answer(exc)
+            log.warning("relay rid=%s provider=%s: no answer, %s (%s)", rid, provider.name, met.reason,
+                        type(exc).__name__)
+            told = ClientError(met.status, met.kind, met.message(provider.name, f"{self._client.timeout.read or 0:g}"))
+            return web.Response(status=told.status, body=error_body(api, told), content_type="application/json",
+                                headers={FAILURE_HEADER: met.kind})  # learned as Envoy's own reply is
         try:
             out_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in _NOT_RETURNED}
             if not upstream.headers.get("content-type", "").startswith("text/event-stream"):
@@ -142,6 +148,18 @@ class Relay:
         gateway.accounting.record(record, client)
 
 
+def _no_answer(exc: httpx.HTTPError) -> UpstreamFailure:
+    """What a provider call that got no answer met, in the terms Envoy's own replies use."""
+    if isinstance(exc, httpx.TimeoutException) and not isinstance(exc, httpx.ConnectTimeout):
+        return TIMEOUT
+    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+        cause: BaseException | None = exc
+        while cause is not None and not isinstance(cause, ConnectionRefusedError):
+            cause = cause.__cause__ or cause.__context__
+        return REFUSED if cause is not None else UNREACHABLE
+    return RESET  # the connection closed or broke before an answer
+
+
 def _reply(api: Api, err: ClientError) -> web.Response:
     return web.Response(status=err.status, body=error_body(api, err), content_type="application/json")
 
@@ -155,10 +173,16 @@ def read_timeout(upstream_timeout: float) -> float:
     return upstream_timeout - min(1.0, upstream_timeout / 10)
 
 
+def provider_trust(settings: Settings) -> ssl.SSLContext | bool:
+    """What the processor's own calls to providers (relayed streams, discovery, probes) trust: `ca_file`, the
+    bundle Envoy checks the same providers against, so a provider behind a private CA is reached by both."""
+    return ssl.create_default_context(cafile=settings.ca_file) if settings.ca_file else True
+
+
 def upstream_client(settings: Settings) -> httpx.AsyncClient:
     """Calls to providers: their CA bundle, pooled connections, and a read timeout just under Envoy's idle
     timeout between chunks (upstream_timeout): a stalled provider does not hold a handler for ever."""
-    verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=settings.ca_file) if settings.ca_file else True
+    verify = provider_trust(settings)
     timeout = httpx.Timeout(connect=10.0, read=read_timeout(settings.upstream_timeout), write=None, pool=None)
     return httpx.AsyncClient(verify=verify, follow_redirects=False, timeout=timeout,
                              limits=httpx.Limits(max_connections=None, max_keepalive_connections=256))

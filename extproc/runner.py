@@ -32,7 +32,7 @@ from extproc.discovery.refresh import Discovery
 from extproc.exchange import Gateway
 from extproc.fast_publisher import FastPublisher, initial_routes
 from extproc.metrics import MULTIPROCESS_ENV, serve_metrics
-from extproc.relay import start_relay, stop_relay, upstream_client
+from extproc.relay import provider_trust, start_relay, stop_relay, upstream_client
 from extproc.reload import ConfigReloader
 from extproc.runtime import Runtime
 from extproc.server import start_server
@@ -102,7 +102,7 @@ async def processor(settings: Settings, prepare: Callable[[Settings], Settings] 
                     ) -> AsyncIterator[Processor]:
     """The gRPC server with the gateway, its accounts and discovery running, for as long as the block runs;
     the config file is reloaded when it changes (`prepare` makes a reloaded file this process's settings)."""
-    async with httpx.AsyncClient(follow_redirects=False) as client:
+    async with httpx.AsyncClient(follow_redirects=False, verify=provider_trust(settings)) as client:
         runtime = Runtime(settings)
         manager = AccountManager(account_store(settings), settings.flows, client,
                                  on_change=runtime.publish_logins, skew=settings.refresh_skew)

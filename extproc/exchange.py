@@ -327,8 +327,18 @@ class Exchange:
         """A conversation the provider stores goes on only where it is held: that one credential, or a clear
         error (never another account, which would answer that it knows no such response)."""
         runtime = self._gateway.runtime
-        planned = plan(parsed.view, self.snapshot.registry, runtime.health, runtime.clock(), self._gateway.turn(),
-                       _HOLDER_SEARCH)
+        # Every candidate, translated ones too (one credential is kept, whatever its API): a translated holder is
+        # told apart from a model this API cannot reach at all.
+        everywhere = replace(parsed.view, same_provider=False)
+        try:
+            planned = plan(everywhere, self.snapshot.registry, runtime.health, runtime.clock(), self._gateway.turn(),
+                           _HOLDER_SEARCH)
+        except ClientError as err:  # nothing can serve the model now (the holder its only credential): say why
+            if err.status != 503:
+                raise
+            planned, wait = [], err.retry_after
+        else:
+            wait = None
         held = [d for d in self._allowed(planned) if d.credential.id == holder]
         if held and translates(held[0]) is not None:
             raise ClientError(400, "conversation_not_stored", f"previous_response_id {previous!r} names an answer "
@@ -338,7 +348,8 @@ class Exchange:
             raise ClientError(503, "conversation_unavailable", f"The conversation previous_response_id {previous!r} "
                               "continues is stored by one account, which cannot serve this request now (cooling "
                               "down, suspended or no longer configured). Retry later, or send the whole "
-                              "conversation in `input` without previous_response_id to be served elsewhere.")
+                              "conversation in `input` without previous_response_id to be served elsewhere.",
+                              retry_after=wait)
         return held[:1]
 
     def _translatable(self, decisions: list[Decision], endpoint: Endpoint, parsed: ParsedRequest) -> list[Decision]:

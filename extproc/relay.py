@@ -19,18 +19,17 @@ import contextlib
 import hmac
 import logging
 import ssl
+from dataclasses import replace
 
 import httpx
 from aiohttp import web
 
 from extproc.attempts import parse_attempt_header
 from extproc.core.errors import ClientError
-from extproc.core.failures import REFUSED, RESET, TIMEOUT, UNREACHABLE, UpstreamFailure
 from extproc.core.headers import (
     ACCOUNT_HEADER,
     API_HEADER,
     ATTEMPT_HEADER,
-    FAILURE_HEADER,
     REASON_HEADER,
     RELAY_HEADERS,
     ROUTE_HEADER,
@@ -42,6 +41,7 @@ from extproc.exchange import Gateway
 from extproc.formats import FAMILIES, error_body
 from extproc.formats.errors import openai_stream_error
 from extproc.learning import learn_attempt
+from extproc.logs import logged_body
 from extproc.usage.record import Asked, build, served
 from extproc.usage.tokens import StreamUsage
 
@@ -82,12 +82,8 @@ class Relay:
                 self._client.build_request(request.method, upstream_url, headers=headers, content=body),
                 stream=True)
         except httpx.HTTPError as exc:
-            met = _no_answer(exc)
-            log.warning("relay rid=%s provider=%s: no answer, %s (%s)", rid, provider.name, met.reason,
-                        type(exc).__name__)
-            told = ClientError(met.status, met.kind, met.message(provider.name, f"{self._client.timeout.read or 0:g}"))
-            return web.Response(status=told.status, body=error_body(api, told), content_type="application/json",
-                                headers={FAILURE_HEADER: met.kind})  # learned as Envoy's own reply is
+            log.warning("relay rid=%s provider=%s: no answer (%s)", rid, provider.name, type(exc).__name__)
+            return _reply(api, ClientError(503, "upstream_unavailable", "The provider could not be reached."))
         try:
             out_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in _NOT_RETURNED}
             if not upstream.headers.get("content-type", "").startswith("text/event-stream"):
@@ -129,7 +125,7 @@ class Relay:
                     self._gateway.hold(usage.response_id, who.credential)
                 if asked is not None and usage is not None:
                     self._account(rid, asked, api, attempt, provider.name, request.headers.get(REASON_HEADER, ""),
-                                  status, first, usage)
+                                  status, first, usage, body)
             await response.write_eof()
             return response
         finally:
@@ -137,27 +133,18 @@ class Relay:
 
 
     def _account(self, rid: str, asked: Asked, api: Api, attempt: str, provider: str, route: str, status: int,
-                 first: float | None, usage: StreamUsage) -> None:
-        """The streamed answer's usage record (the router-level exchange writes the others)."""
+                 first: float | None, usage: StreamUsage, body: bytes) -> None:
+        """The streamed answer's usage record (the router-level exchange writes the others); with log.bodies it
+        carries the prompt as it went to the provider (a stream's answer is not logged)."""
         gateway = self._gateway
         snapshot = gateway.runtime.current
         who = served(snapshot.registry, attempt, provider)
         record = build(rid, asked, api.value, who, status, True, gateway.runtime.clock(), first, usage.usage, route,
                        snapshot.registry)
+        if snapshot.settings.log_bodies:
+            record = replace(record, bodies=(("request_body", logged_body(body)),))
         client = next((k for k in snapshot.settings.clients.keys if k.name == asked.client), None)
         gateway.accounting.record(record, client)
-
-
-def _no_answer(exc: httpx.HTTPError) -> UpstreamFailure:
-    """What a provider call that got no answer met, in the terms Envoy's own replies use."""
-    if isinstance(exc, httpx.TimeoutException) and not isinstance(exc, httpx.ConnectTimeout):
-        return TIMEOUT
-    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
-        cause: BaseException | None = exc
-        while cause is not None and not isinstance(cause, ConnectionRefusedError):
-            cause = cause.__cause__ or cause.__context__
-        return REFUSED if cause is not None else UNREACHABLE
-    return RESET  # the connection closed or broke before an answer
 
 
 def _reply(api: Api, err: ClientError) -> web.Response:

@@ -91,7 +91,7 @@ def parse_settings(raw: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
     known = {m.id for m in models} | {m.qualified for m in models}
     aliases = parse_aliases(raw.get("aliases") or {}, known)
     fallbacks = parse_fallbacks(raw.get("fallbacks") or {}, known | set(aliases))
-    strategy = raw.get("strategy", "capability-match")
+    strategy = raw.get("strategy", "none")  # explicit fallbacks only: why in core/resolve.py
     if strategy not in STRATEGIES:
         raise ConfigError(f"strategy: {strategy!r} is not one of {', '.join(STRATEGIES)}")
     auth = mapping(raw.get("auth") or {}, "auth")

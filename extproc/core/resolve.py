@@ -2,6 +2,14 @@
 
 Order: exact id or provider/id → alias → the model's explicit fallback chain → the strategy.
 A pure function: it reads health but never changes it.
+
+A request is answered by the model it names, or by one the config puts in its place: an alias, the model's
+`fallbacks` chain, or a `strategy` the config sets. The default strategy is `none` (config), because another
+model is not the same answer: it differs in quality, behaviour, context and price, and a client that names a
+model (pinned in code, under evaluation, billed per model) must not get a 200 from a neighbour it never chose.
+The model itself is still served wherever it can be: on each of its credentials, and by a provider of another
+API that serves it (translated). When nothing may serve, the client is told so (503, with retry-after when a
+recovery is known).
 """
 
 from __future__ import annotations
@@ -145,10 +153,14 @@ def _prefix_owner(req: RequestView, registry: Registry) -> str | None:
     return owners[0] if len(owners) == 1 else None
 
 
-def _fallbacks(req: RequestView, primary: ModelSpec, registry: Registry) -> Iterator[tuple[str, ModelSpec]]:
-    chain = registry.fallbacks.get(req.model) or registry.fallbacks.get(primary.id) \
+def _chain(req: RequestView, primary: ModelSpec, registry: Registry) -> tuple[str, ...]:
+    """The model's explicit fallbacks, keyed by the name asked for, its id or provider/id."""
+    return registry.fallbacks.get(req.model) or registry.fallbacks.get(primary.id) \
         or registry.fallbacks.get(primary.qualified) or ()
-    for name in chain:
+
+
+def _fallbacks(req: RequestView, primary: ModelSpec, registry: Registry) -> Iterator[tuple[str, ModelSpec]]:
+    for name in _chain(req, primary, registry):
         for model in _targets(name, registry, req.mode)[0]:
             if _can_serve(model, req, registry) and (model.provider == primary.provider or not req.same_provider):
                 yield "chain", model
@@ -245,6 +257,9 @@ def _usable(model: ModelSpec, req: RequestView, registry: Registry, health: Heal
 def _unavailable(req: RequestView, primary: ModelSpec, registry: Registry, blocks: Iterable[Block],
                  now: float) -> ClientError:
     blocks = list(blocks)
+    # Say which: a fallback the config names that cannot take this request, or none named at all.
+    stand_in = "no fallback can take the request" if registry.strategy != "none" or _chain(req, primary, registry) \
+        else "the config names no fallback for it"
     recoveries = [b.until for b in blocks if math.isfinite(b.until)]
     if blocks:
         soonest = min(blocks, key=lambda b: b.until)
@@ -252,14 +267,14 @@ def _unavailable(req: RequestView, primary: ModelSpec, registry: Registry, block
         if recoveries:
             retry_after = max(1, math.ceil(min(recoveries) - now))
             return ClientError(503, "model_unavailable",
-                               f"The model '{req.model}' is unavailable ({reason}) and no fallback can take the "
-                               f"request; retry in {retry_after}s.", retry_after=retry_after)
+                               f"The model '{req.model}' is unavailable ({reason}) and {stand_in}; retry in "
+                               f"{retry_after}s.", retry_after=retry_after)
         return ClientError(503, "model_unavailable",
-                           f"The model '{req.model}' is unavailable ({reason}) and no fallback can take the request.",
+                           f"The model '{req.model}' is unavailable ({reason}) and {stand_in}.",
                            retryable=False)
     provider = registry.providers[primary.provider]
     hint = f" (the default config reads it from {provider.api_key_env})" if provider.api_key_env else ""
     return ClientError(503, "no_credentials",
                        f"No credential can serve '{req.model}': add providers.{primary.provider}.api_key to the "
-                       f"config{hint} or log in to the provider, and no fallback can take the request.",
+                       f"config{hint} or log in to the provider, and {stand_in}.",
                        retryable=False)

@@ -30,7 +30,7 @@ def test_defaults():
     assert s.processor == Address("127.0.0.1", 50051)
     assert s.admin == Address("127.0.0.1", 9901)
     assert set(s.providers) >= BUILTIN_PROVIDERS
-    assert s.strategy == "capability-match"
+    assert s.strategy == "none"  # only the fallbacks a config names
     assert s.health == HealthPolicy()
     assert (s.max_request_bytes, s.max_connections, s.upstream_timeout) == (32 * 1024 * 1024, 10000, 600.0)
     assert s.credentials == ()  # no key is invented

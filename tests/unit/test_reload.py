@@ -25,7 +25,7 @@ def _settings(**raw: Any) -> Settings:
 
 @pytest.mark.parametrize(("raw", "changed"), [
     ({"aliases": {"fast": "local-model"}}, ("aliases",)),
-    ({"fallbacks": {"local-model": ["other-model"]}, "strategy": "none"}, ("fallbacks", "strategy")),
+    ({"fallbacks": {"local-model": ["other-model"]}, "strategy": "same-provider"}, ("fallbacks", "strategy")),
     ({"failover": {"attempts": 2, "statuses": [429], "first_byte_timeout": 5}}, ("failover",)),
     ({"clients": {"keys": [{"name": "a", "key": "k" * 16, "rpm": 5}]}}, ("clients",)),
     ({"health": {"server_error_cooldown": 9}}, ("health",)),

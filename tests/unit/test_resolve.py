@@ -137,7 +137,7 @@ def test_chain_entry_that_cannot_serve_the_request_is_skipped():
 
 def test_chain_comes_before_the_strategy():
     w = World([model("primary", "nokey", price=5), model("twin", "alpha", price=5),
-               model("far", "beta", price=500)], fallbacks={"primary": ["far"]})
+               model("far", "beta", price=500)], fallbacks={"primary": ["far"]}, strategy="capability-match")
     assert chosen(w.resolve("primary")) == "beta/far"
     (primary,) = w.registry.lookup("primary")
     order = [(why, m.qualified) for why, m in fallback_candidates(RequestView(Api.OPENAI, "primary"), primary,
@@ -166,7 +166,7 @@ def test_capability_match_prefers_same_provider_then_nearest_price_then_newest()
               model("near-old", "beta", price=8, created="2024-01-01"),
               model("near-new", "beta", price=8, created="2025-06-01"),
               model("pricey", "beta", price=100)]
-    w = World(models)
+    w = World(models, strategy="capability-match")
     w.rate_limit("alpha:key1", "primary")
     assert chosen(w.resolve("primary")) == "alpha/sibling"
     w.rate_limit("alpha:key1", "sibling")
@@ -194,7 +194,7 @@ def test_cost_optimized_ranks_by_blended_price():
 @pytest.mark.parametrize("need", ["vision", "tools", "reasoning", "structured_output", "streaming"])
 def test_capability_needs_filter_candidates(need):
     w = World([model("primary", "nokey", price=10), model("plain", "alpha", price=10, caps=()),
-               model("full", "beta", price=50)])
+               model("full", "beta", price=50)], strategy="capability-match")
     assert chosen(w.resolve("primary")) == "alpha/plain"
     assert chosen(w.resolve("primary", needs=frozenset({need}))) == "beta/full"
 
@@ -207,12 +207,13 @@ def test_capability_needs_filter_candidates(need):
 ])
 def test_context_window_too_small_is_excluded(input_tokens, max_output, expected):
     w = World([model("primary", "nokey", price=10), model("small", "alpha", price=10, context=1_000, max_output=0),
-               model("big", "beta", price=50, context=1_000_000, max_output=0)])
+               model("big", "beta", price=50, context=1_000_000, max_output=0)], strategy="capability-match")
     assert chosen(w.resolve("primary", input_tokens=input_tokens, max_output_tokens=max_output)) == expected
 
 
 def test_unknown_context_window_never_excludes():
-    w = World([model("primary", "nokey"), model("unknown", "alpha", context=0, max_output=0)])
+    w = World([model("primary", "nokey"), model("unknown", "alpha", context=0, max_output=0)],
+              strategy="capability-match")
     assert chosen(w.resolve("primary", input_tokens=10**9, max_output_tokens=10**9)) == "alpha/unknown"
 
 
@@ -220,7 +221,7 @@ def test_unknown_context_window_never_excludes():
                                                       (1_001, "beta/long")])
 def test_max_output_too_large_is_excluded(max_output, expected):
     w = World([model("primary", "nokey", price=10), model("short", "alpha", price=10, max_output=1_000),
-               model("long", "beta", price=50, max_output=100_000)])
+               model("long", "beta", price=50, max_output=100_000)], strategy="capability-match")
     assert chosen(w.resolve("primary", max_output_tokens=max_output)) == expected
 
 
@@ -244,7 +245,7 @@ API_MODELS = [model("claude-main", "anth", price=5), model("gem-main", "gem", pr
     (Api.OPENAI, "gem/gem-main", "oai/gpt-twin"),
 ])
 def test_fallbacks_in_the_request_api_come_before_translated_ones(api, primary, expected):
-    w = World(API_MODELS, providers=API_PROVIDERS)
+    w = World(API_MODELS, providers=API_PROVIDERS, strategy="capability-match")
     for cred in ("anth:key1", "gem:key1"):  # a rejected key is suspended for every model
         w.health.observe(cred, "any", 401, None, NOW)
     endpoint = {Api.ANTHROPIC: "messages", Api.GEMINI: "gemini"}.get(api, "chat")
@@ -255,7 +256,7 @@ def test_fallbacks_in_the_request_api_come_before_translated_ones(api, primary, 
         w.health.observe(cred, "any", 401, None, NOW)
     if api is not Api.OPENAI:
         assert chosen(w.resolve(primary, api, endpoint=endpoint)) == "oai/gpt-twin"
-        off = World(API_MODELS, providers=API_PROVIDERS, translation=False)
+        off = World(API_MODELS, providers=API_PROVIDERS, strategy="capability-match", translation=False)
         for cred in ("anth:key1", "gem:key1", "anth2:key1", "gem2:key1"):
             off.health.observe(cred, "any", 401, None, NOW)
         assert off.error(primary, api, endpoint=endpoint).status == 503
@@ -282,13 +283,14 @@ def test_provider_route_limited_to_some_endpoints_refuses_others(endpoint):
 @pytest.mark.parametrize(("endpoint", "expected"), [("chat", "chatty/near"), ("responses", "beta/far")])
 def test_fallback_only_to_providers_serving_the_endpoint(endpoint, expected):
     w = World([model("primary", "nokey", price=10), model("near", "chatty", price=10), model("far", "beta", price=900)],
-              providers={**PROVIDERS, "chatty": provider({"openai": {"path": "/v1", "endpoints": ["chat"]}}, "k")})
+              providers={**PROVIDERS, "chatty": provider({"openai": {"path": "/v1", "endpoints": ["chat"]}}, "k")},
+              strategy="capability-match")
     assert chosen(w.resolve("primary", endpoint=endpoint)) == expected
 
 
 def test_deprecated_models_are_not_strategy_candidates():
     w = World([model("primary", "nokey", price=10), model("old", "alpha", price=10, status="deprecated"),
-               model("new", "beta", price=100)])
+               model("new", "beta", price=100)], strategy="capability-match")
     assert chosen(w.resolve("primary")) == "beta/new"
     assert chosen(w.resolve("old")) == "alpha/old"  # still served when asked for by name
 
@@ -417,3 +419,44 @@ def test_an_unknown_id_no_prefix_claims_is_404() -> None:
         resolve(RequestView(Api.ANTHROPIC, "no-such-model", endpoint="messages"), Registry.build(s),
                 Health(s.health), 0.0)
     assert caught.value.status == 404
+
+
+# ---------------------------------------------------------------- never another model unless the config says so
+
+LOCAL_ONLY = {"local": provider(OPENAI, "local-secret", base_url="http://127.0.0.1:8000")}  # no cloud key
+MY_LLAMA = {"id": "my-llama", "provider": "local", "context_window": 32768, "capabilities": ["tools", "streaming"]}
+SDK_REQUESTS = [("gpt-6-luna", Api.OPENAI, "chat"), ("claude-sonnet-5-5", Api.ANTHROPIC, "messages"),
+                ("gemini-3.8-flash", Api.GEMINI, "gemini")]
+
+
+@pytest.mark.parametrize(("name", "api", "endpoint"), SDK_REQUESTS)
+def test_by_default_a_model_is_never_answered_by_another(name: str, api: Api, endpoint: str) -> None:
+    w = World([MY_LLAMA], providers=LOCAL_ONLY)  # the catalog's models, and one local model with a key
+    assert w.settings.strategy == "none"
+    err = w.error(name, api, endpoint=endpoint)
+    assert (err.status, err.kind, err.retry_after) == (503, "no_credentials", None)
+    assert name in err.message and "the config names no fallback for it" in err.message
+    (primary,) = w.registry.lookup(name)
+    assert list(fallback_candidates(RequestView(api, name, endpoint=endpoint), primary, w.registry)) == []
+
+
+@pytest.mark.parametrize(("name", "api", "endpoint"), SDK_REQUESTS)
+@pytest.mark.parametrize("config", [{"strategy": "capability-match"}, {"fallbacks": {"gpt-6-luna": ["my-llama"],
+                                    "claude-sonnet-5-5": ["my-llama"], "gemini-3.8-flash": ["my-llama"]}}])
+def test_a_strategy_or_fallback_the_config_sets_still_replaces_it(name: str, api: Api, endpoint: str,
+                                                                   config: dict[str, Any]) -> None:
+    d = World([MY_LLAMA], providers=LOCAL_ONLY, **config).resolve(name, api, endpoint=endpoint)
+    why = "fallback:chain" if "fallbacks" in config else "fallback:capability-match"
+    assert (chosen(d), d.requested, d.why) == ("local/my-llama", name, why)
+
+
+def test_the_model_itself_on_a_provider_of_another_api_is_no_replacement() -> None:
+    """Serving the model asked for through another API (translated) needs no fallback."""
+    d = World([model("shared-model", "alpha")]).resolve("shared-model", Api.ANTHROPIC, endpoint="messages")
+    assert (chosen(d), d.why) == ("alpha/shared-model", "direct")
+
+
+def test_a_configured_fallback_that_cannot_serve_says_so() -> None:
+    w = World([model("primary", "nokey"), model("blind", "alpha", caps=())], fallbacks={"primary": ["blind"]})
+    assert "no fallback can take the request" in w.error("primary", needs=frozenset({"vision"})).message
+

@@ -1,7 +1,8 @@
 """The registry as Anthropic's and Gemini's models lists, so each SDK's `models.list()` reads its own shape.
 Pure: models in, JSON documents out (OpenAI's shape is the Models service's typed messages).
 
-Each lists the models its API can reach (a provider that speaks it), newest first for Anthropic as its API
+Each lists the models a client of its API could be served (by a provider that speaks it, or translated where
+translation is on), newest first for Anthropic as its API
 orders them, with the pagination each API defines.
 """
 
@@ -14,14 +15,16 @@ from typing import Any
 from extproc.core.catalog import ModelSpec
 from extproc.core.providers import Api
 from extproc.core.registry import Registry
+from extproc.core.resolve import serves_api
 
 ANTHROPIC_LIMIT, GEMINI_PAGE = (20, 1000), (50, 1000)  # (default, most) per page
 
 
 def reachable(registry: Registry, api: Api, endpoint: str) -> list[ModelSpec]:
-    """The models a client of this API can use, chat and embedding alike."""
+    """The models a client of this API can use, chat and embedding alike: the same test resolution makes, so
+    the list holds what a request would be served (another API's chat model, translated) and nothing else."""
     return [m for m in registry.models if m.provider in registry.providers
-            and registry.providers[m.provider].speaks(api, endpoint)]
+            and serves_api(m, registry, api, endpoint)]
 
 
 def _display_name(model: ModelSpec) -> str:
@@ -68,9 +71,15 @@ def anthropic_page(models: Sequence[ModelSpec], limit: int, after_id: str, befor
             "last_id": data[-1]["id"] if data else None}
 
 
-def gemini_model(model: ModelSpec) -> dict[str, Any]:
+def native(registry: Registry, api: Api, endpoint: str, models: Sequence[ModelSpec]) -> frozenset[str]:
+    """Of `models`, those served in this API itself (provider/id): token counting is never translated."""
+    return frozenset(m.qualified for m in models if serves_api(m, registry, api, endpoint, translated=False))
+
+
+def gemini_model(model: ModelSpec, counts_tokens: bool = True) -> dict[str, Any]:
+    """`counts_tokens`: countTokens is offered only for a model served in Gemini's API (never translated)."""
     methods = ["embedContent", "batchEmbedContents"] if model.mode == "embedding" else \
-        ["generateContent", "streamGenerateContent", "countTokens"]
+        ["generateContent", "streamGenerateContent", *(["countTokens"] if counts_tokens else [])]
     doc: dict[str, Any] = {"name": f"models/{model.id}", "baseModelId": model.id, "version": "001",
                            "displayName": _display_name(model), "description": f"{model.id} ({model.provider})",
                            "supportedGenerationMethods": methods}
@@ -83,12 +92,15 @@ def gemini_model(model: ModelSpec) -> dict[str, Any]:
     return doc
 
 
-def gemini_page(models: Sequence[ModelSpec], page_size: int, page_token: str) -> dict[str, Any]:
-    """Gemini's list: `pageToken` is the offset of the page, as `nextPageToken` gave it."""
+def gemini_page(models: Sequence[ModelSpec], page_size: int, page_token: str,
+                own: frozenset[str] | None = None) -> dict[str, Any]:
+    """Gemini's list: `pageToken` is the offset of the page, as `nextPageToken` gave it. `own`: the models (provider/id)
+    served in Gemini's API itself (None: all of them); the others are translated."""
     ordered = sorted(models, key=lambda m: m.id)
     size = min(max(page_size or GEMINI_PAGE[0], 1), GEMINI_PAGE[1])
     start = int(page_token) if page_token.isdigit() else 0
-    doc: dict[str, Any] = {"models": [gemini_model(m) for m in ordered[start:start + size]]}
+    doc: dict[str, Any] = {"models": [gemini_model(m, own is None or m.qualified in own)
+                                      for m in ordered[start:start + size]]}
     if start + size < len(ordered):
         doc["nextPageToken"] = str(start + size)
     return doc

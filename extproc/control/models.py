@@ -9,7 +9,7 @@ import grpc
 import orjson
 from google.api import httpbody_pb2
 
-from extproc.control.model_lists import anthropic_model, anthropic_page, gemini_model, gemini_page, reachable
+from extproc.control.model_lists import anthropic_model, anthropic_page, gemini_model, gemini_page, native, reachable
 from extproc.control.windows import rfc3339, window_messages
 from extproc.core.availability import availability, recommended_fallbacks, usual_request
 from extproc.core.catalog import ModelSpec
@@ -79,17 +79,20 @@ class ModelsService(pb_grpc.ModelsServicer):
     async def ListGeminiModels(self, request: pb.GeminiListRequest,  # noqa: N802
                                context: grpc.aio.ServicerContext) -> httpbody_pb2.HttpBody:
         await self._client(context, request.key)
-        models = reachable(self._runtime.current.registry, Api.GEMINI, "gemini")
-        return _json(gemini_page(models, request.page_size, request.page_token))
+        registry = self._runtime.current.registry
+        models = reachable(registry, Api.GEMINI, "gemini")
+        return _json(gemini_page(models, request.page_size, request.page_token,
+                                 native(registry, Api.GEMINI, "gemini", models)))
 
     async def GetGeminiModel(self, request: pb.GetGeminiModelRequest,  # noqa: N802
                              context: grpc.aio.ServicerContext) -> httpbody_pb2.HttpBody:
         await self._client(context, request.key)
         name = request.id.removeprefix("models/")
-        found = await _found(context, find_model(self._runtime.current.registry, name),
+        registry = self._runtime.current.registry
+        found = await _found(context, find_model(registry, name),
                              f"models/{name} is not found for API version v1beta, or is not supported for "
                              "generateContent.")
-        return _json(gemini_model(found))
+        return _json(gemini_model(found, bool(native(registry, Api.GEMINI, "gemini", [found]))))
 
     async def GetReadiness(self, request: pb.ReadinessRequest,  # noqa: N802
                            context: grpc.aio.ServicerContext) -> pb.Readiness:

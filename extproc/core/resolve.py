@@ -213,10 +213,19 @@ def _can_serve(model: ModelSpec, req: RequestView, registry: Registry) -> bool:
 
 
 def takes(provider: ProviderSpec, model: ModelSpec, req: RequestView) -> bool:
-    """Whether a request can go to this provider for this model: in its own API, or translated."""
+    """Whether a request can go to this provider for this model: in its own API, or translated (chat only:
+    Gemini's embedContent shares the `gemini` endpoint name with generateContent, but is never translated)."""
     if provider.speaks(req.api, req.endpoint):
         return True
-    return model.translation and not req.same_provider and provider.target(req.api, req.endpoint) is not None
+    return model.translation and not req.same_provider and req.mode == "chat" \
+        and provider.target(req.api, req.endpoint) is not None
+
+
+def serves_api(model: ModelSpec, registry: Registry, api: Api, endpoint: str, translated: bool = True) -> bool:
+    """Whether a client of this API endpoint can be served this model: in its own API, or (`translated`) in
+    another's, as resolution would."""
+    req = RequestView(api, model.qualified, model.mode, endpoint=endpoint)
+    return _reachable(model, req, registry) if translated else _native(model, req, registry)
 
 
 def _reachable(model: ModelSpec, req: RequestView, registry: Registry) -> bool:

@@ -98,7 +98,8 @@ def test_the_anthropic_sdk_lists_pages_and_retrieves_in_anthropics_shape(stack: 
     first = an.models.list(limit=2)
     assert len(first.data) == 2 and first.has_more and first.first_id == first.data[0].id
     every = [m.id for m in an.models.list(limit=2)]  # the SDK follows after_id page by page
-    assert len(every) == len(set(every)) and "claude-haiku-5-5" in every and "api-a" not in every  # Anthropic's
+    assert len(every) == len(set(every)) and "claude-haiku-5-5" in every and "api-a" in every  # OpenAI's: translated
+    assert "text-embedding-3-small" not in every  # embeddings are never translated
     created = [m.created_at for m in an.models.list(limit=100).data]
     assert created == sorted(created, reverse=True)  # newest first, as Anthropic orders them
     one = an.models.retrieve("claude-haiku-5-5")
@@ -118,7 +119,9 @@ def test_the_gemini_sdk_lists_and_gets_in_geminis_shape(stack: Stack) -> None:
     listed = list(gm.models.list(config={"page_size": 3}))  # pages through nextPageToken
     names = [m.name for m in listed]
     assert len(names) == len(set(names)) > 3 and "models/gemini-3.8-flash" in names
-    assert all(n.startswith("models/gemini") or n.startswith("models/gemma") or "embedding" in n for n in names)
+    assert "models/api-a" in names and "models/text-embedding-3-small" not in names  # chat translated, not embeddings
+    translated = next(m for m in listed if m.name == "models/api-a")
+    assert "countTokens" not in (translated.supported_actions or [])  # a count is never translated
     got = gm.models.get(model="gemini-3.8-flash")
     assert got.name == "models/gemini-3.8-flash" and got.input_token_limit == 1048576
     assert "generateContent" in (got.supported_actions or [])

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
-from extproc.control.model_lists import anthropic_page, gemini_model, gemini_page
+import pytest
+
+from extproc.control.model_lists import anthropic_page, gemini_model, gemini_page, native, reachable
 from extproc.core.catalog import ModelSpec
+from extproc.core.providers import Api
+from extproc.core.registry import Registry
+from tests.unit.helpers import model, provider, settings
 
 MODELS = [ModelSpec(f"m-{i}", "p", created=dt.date(2025, 1, 1 + i), context_window=1000, max_output_tokens=10)
           for i in range(7)]
@@ -42,3 +48,38 @@ def test_gemini_pages_by_token_and_names_its_methods() -> None:
     embed = gemini_model(ModelSpec("text-embedding-9", "gemini", mode="embedding"))
     assert embed["supportedGenerationMethods"] == ["embedContent", "batchEmbedContents"]
     assert "inputTokenLimit" not in embed  # unknown limits are left out, not zero
+
+
+# Custom providers only (the built-in ones are in the registry too, with their catalog models).
+PROVIDERS = {"oai": provider({"openai": "/v1"}, "k"), "anth": provider({"anthropic": "/v1"}, "k", auth="x-api-key"),
+             "gem": provider({"gemini": ""}, "k", auth="x-goog-api-key")}
+OWN = [model("oai-chat", "oai"), model("oai-embed", "oai", mode="embedding"), model("anth-chat", "anth"),
+       model("gem-chat", "gem"), model("gem-embed", "gem", mode="embedding")]
+
+
+def listed(api: Api, endpoint: str, providers: dict[str, Any] = PROVIDERS, **raw: Any) -> set[str]:
+    registry = Registry.build(settings(providers=providers, models=OWN, **raw))
+    return {m.qualified for m in reachable(registry, api, endpoint)} & {f"{m['provider']}/{m['id']}" for m in OWN}
+
+
+@pytest.mark.parametrize(("api", "endpoint", "expected"), [
+    # Another API's chat models are served translated; embeddings never are.
+    (Api.ANTHROPIC, "messages", {"anth/anth-chat", "oai/oai-chat", "gem/gem-chat"}),
+    (Api.GEMINI, "gemini", {"gem/gem-chat", "gem/gem-embed", "oai/oai-chat", "anth/anth-chat"}),
+])
+def test_each_sdk_lists_every_model_it_could_be_served(api: Api, endpoint: str, expected: set[str]) -> None:
+    assert listed(api, endpoint) == expected
+    own = {m for m in expected if m.startswith(f"{'anth' if api is Api.ANTHROPIC else 'gem'}/")}
+    assert listed(api, endpoint, translation=False) == own
+    off = {**PROVIDERS, "oai": {**PROVIDERS["oai"], "translation": False}}
+    assert listed(api, endpoint, providers=off) == expected - {"oai/oai-chat"}
+
+
+def test_a_translated_model_offers_no_token_counting_to_gemini_clients() -> None:
+    registry = Registry.build(settings(providers=PROVIDERS, models=OWN))
+    models = [m for m in reachable(registry, Api.GEMINI, "gemini") if m.provider in PROVIDERS]
+    page = gemini_page(models, 50, "", native(registry, Api.GEMINI, "gemini", models))
+    methods = {m["baseModelId"]: m["supportedGenerationMethods"] for m in page["models"]}
+    assert methods["gem-chat"] == ["generateContent", "streamGenerateContent", "countTokens"]
+    assert methods["oai-chat"] == methods["anth-chat"] == ["generateContent", "streamGenerateContent"]
+    assert methods["gem-embed"] == ["embedContent", "batchEmbedContents"]

@@ -460,3 +460,10 @@ def test_a_configured_fallback_that_cannot_serve_says_so() -> None:
     w = World([model("primary", "nokey"), model("blind", "alpha", caps=())], fallbacks={"primary": ["blind"]})
     assert "no fallback can take the request" in w.error("primary", needs=frozenset({"vision"})).message
 
+
+def test_an_embedding_request_is_never_translated() -> None:
+    """Gemini's embedContent shares the endpoint name of generateContent; only the latter translates."""
+    w = World([model("embed", "alpha", mode="embedding"), model("chat", "alpha")])
+    err = w.error("embed", Api.GEMINI, endpoint="gemini", mode="embedding")
+    assert (err.status, err.kind) == (400, "unsupported_api")
+    assert chosen(w.resolve("chat", Api.GEMINI, endpoint="gemini")) == "alpha/chat"

@@ -23,6 +23,8 @@ from extproc.runtime import Runtime
 from extproc.v1 import models_pb2 as pb
 from extproc.v1 import models_pb2_grpc as pb_grpc
 
+REDACTED = "redacted: send a client key"  # /readyz's detail to a caller without one
+
 
 class ModelsService(pb_grpc.ModelsServicer):
     def __init__(self, runtime: Runtime) -> None:
@@ -95,17 +97,19 @@ class ModelsService(pb_grpc.ModelsServicer):
         return _json(gemini_model(found, bool(native(registry, Api.GEMINI, "gemini", [found]))))
 
     async def GetReadiness(self, request: pb.ReadinessRequest,  # noqa: N802
-                           context: grpc.aio.ServicerContext) -> pb.Readiness:
-        if not self._holds_key(context):  # ready or not is for anyone; what it lacks, for key holders only
-            return pb.Readiness(status="ready")
+                           context: grpc.aio.ServicerContext) -> httpbody_pb2.HttpBody:
+        """Ready or not is for anyone; what the gateway lacks, for key holders only. JSON of our own, not a typed
+        message: the transcoder prints every field of one, and a redacted answer must not read as zero models."""
+        if not self._holds_key(context):
+            return _json({"status": "ready", "detail": REDACTED})
         registry, health, now = self._runtime.current.registry, self._runtime.health, self._runtime.clock()
         suspended = self._runtime.health.suspended_ids(now)
         usable = {p for p, creds in registry.credentials.items() if any(c.id not in suspended for c in creds)}
         lacking = sorted(p for p in registry.providers if p not in usable)
         cards = [availability(m, registry, health, now) for m in registry.models]
-        return pb.Readiness(status="ready", providers_without_credential=lacking, models=len(cards),
-                            available_models=sum(1 for c in cards if c.available),
-                            shared_state=self._runtime.shared_state())
+        return _json({"status": "ready", "providers_without_credential": lacking, "models": len(cards),
+                      "available_models": sum(1 for c in cards if c.available),
+                      "shared_state": self._runtime.shared_state()})
 
     def _list(self, only_available: bool) -> pb.ModelList:
         registry, health, now = self._runtime.current.registry, self._runtime.health, self._runtime.clock()

@@ -27,7 +27,7 @@ from google.api import httpbody_pb2 as google_dot_api_dot_httpbody__pb2
 from extproc.v1 import auth_pb2 as extproc_dot_v1_dot_auth__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x65xtproc/v1/models.proto\x12\nextproc.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/api/httpbody.proto\x1a\x15\x65xtproc/v1/auth.proto\"\x12\n\x10ReadinessRequest\"\x81\x01\n\tReadiness\x12\x0e\n\x06status\x18\x01 \x01(\t\x12$\n\x1cproviders_without_credential\x18\x02 \x03(\t\x12\x0e\n\x06models\x18\x03 \x01(\r\x12\x18\n\x10\x61vailable_models\x18\x04 \x01(\r\x12\x14\n\x0cshared_state\x18\x05 \x01(\t\"\x13\n\x11ListModelsRequest\"J\n\x14\x41nthropicListRequest\x12\r\n\x05limit\x18\x01 \x01(\r\x12\x10\n\x08\x61\x66ter_id\x18\x02 \x01(\t\x12\x11\n\tbefore_id\x18\x03 \x01(\t\"G\n\x11GeminiListRequest\x12\x11\n\tpage_size\x18\x01 \x01(\r\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0b\n\x03key\x18\x03 \x01(\t\"0\n\x15GetGeminiModelRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\"\x1d\n\x0fGetModelRequest\x12\n\n\x02id\x18\x01 \x01(\t\"<\n\tModelList\x12\x0e\n\x06object\x18\x01 \x01(\t\x12\x1f\n\x04\x64\x61ta\x18\x02 \x03(\x0b\x32\x11.extproc.v1.Model\"\xc1\x03\n\x05Model\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06object\x18\x02 \x01(\t\x12\x0f\n\x07\x63reated\x18\x03 \x01(\r\x12\x10\n\x08owned_by\x18\x04 \x01(\t\x12\x10\n\x08provider\x18\x05 \x01(\t\x12\x0c\n\x04mode\x18\x06 \x01(\t\x12\x16\n\x0e\x63ontext_window\x18\x07 \x01(\r\x12\x19\n\x11max_output_tokens\x18\x08 \x01(\r\x12\x1f\n\x17input_price_per_million\x18\t \x01(\x01\x12 \n\x18output_price_per_million\x18\n \x01(\x01\x12\x14\n\x0c\x63\x61pabilities\x18\x0b \x03(\t\x12\x0e\n\x06status\x18\x0c \x01(\t\x12\x11\n\tavailable\x18\r \x01(\x08\x12\x1f\n\x12unavailable_reason\x18\x0e \x01(\tH\x00\x88\x01\x01\x12\x13\n\x0b\x63redentials\x18\x0f \x01(\r\x12\x12\n\ndiscovered\x18\x10 \x01(\x08\x12\x11\n\tfallbacks\x18\x11 \x03(\t\x12\x36\n\x11\x63redential_states\x18\x12 \x03(\x0b\x32\x1b.extproc.v1.CredentialStateB\x15\n\x13_unavailable_reason\"\xa0\x01\n\x0f\x43redentialState\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tavailable\x18\x02 \x01(\x08\x12\x1f\n\x12unavailable_reason\x18\x03 \x01(\tH\x00\x88\x01\x01\x12#\n\x07windows\x18\x04 \x03(\x0b\x32\x12.extproc.v1.Window\x12\x11\n\texhausted\x18\x05 \x01(\x08\x42\x15\n\x13_unavailable_reason2\xb0\x06\n\x06Models\x12V\n\nListModels\x12\x1d.extproc.v1.ListModelsRequest\x1a\x15.extproc.v1.ModelList\"\x12\x82\xd3\xe4\x93\x02\x0c\x12\n/v1/models\x12i\n\x13ListAvailableModels\x12\x1d.extproc.v1.ListModelsRequest\x1a\x15.extproc.v1.ModelList\"\x1c\x82\xd3\xe4\x93\x02\x16\x12\x14/v1/models/available\x12V\n\x08GetModel\x12\x1b.extproc.v1.GetModelRequest\x1a\x11.extproc.v1.Model\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/v1/models/{id=**}\x12s\n\x13ListAnthropicModels\x12 .extproc.v1.AnthropicListRequest\x1a\x14.google.api.HttpBody\"$\x82\xd3\xe4\x93\x02\x1e\x12\x1c/extproc/anthropic/v1/models\x12t\n\x11GetAnthropicModel\x12\x1b.extproc.v1.GetModelRequest\x1a\x14.google.api.HttpBody\",\x82\xd3\xe4\x93\x02&\x12$/extproc/anthropic/v1/models/{id=**}\x12_\n\x10ListGeminiModels\x12\x1d.extproc.v1.GeminiListRequest\x1a\x14.google.api.HttpBody\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/v1beta/models\x12i\n\x0eGetGeminiModel\x12!.extproc.v1.GetGeminiModelRequest\x1a\x14.google.api.HttpBody\"\x1e\x82\xd3\xe4\x93\x02\x18\x12\x16/v1beta/models/{id=**}\x12T\n\x0cGetReadiness\x12\x1c.extproc.v1.ReadinessRequest\x1a\x15.extproc.v1.Readiness\"\x0f\x82\xd3\xe4\x93\x02\t\x12\x07/readyzb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x65xtproc/v1/models.proto\x12\nextproc.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/api/httpbody.proto\x1a\x15\x65xtproc/v1/auth.proto\"\x12\n\x10ReadinessRequest\"\x13\n\x11ListModelsRequest\"J\n\x14\x41nthropicListRequest\x12\r\n\x05limit\x18\x01 \x01(\r\x12\x10\n\x08\x61\x66ter_id\x18\x02 \x01(\t\x12\x11\n\tbefore_id\x18\x03 \x01(\t\"G\n\x11GeminiListRequest\x12\x11\n\tpage_size\x18\x01 \x01(\r\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0b\n\x03key\x18\x03 \x01(\t\"0\n\x15GetGeminiModelRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\"\x1d\n\x0fGetModelRequest\x12\n\n\x02id\x18\x01 \x01(\t\"<\n\tModelList\x12\x0e\n\x06object\x18\x01 \x01(\t\x12\x1f\n\x04\x64\x61ta\x18\x02 \x03(\x0b\x32\x11.extproc.v1.Model\"\xc1\x03\n\x05Model\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06object\x18\x02 \x01(\t\x12\x0f\n\x07\x63reated\x18\x03 \x01(\r\x12\x10\n\x08owned_by\x18\x04 \x01(\t\x12\x10\n\x08provider\x18\x05 \x01(\t\x12\x0c\n\x04mode\x18\x06 \x01(\t\x12\x16\n\x0e\x63ontext_window\x18\x07 \x01(\r\x12\x19\n\x11max_output_tokens\x18\x08 \x01(\r\x12\x1f\n\x17input_price_per_million\x18\t \x01(\x01\x12 \n\x18output_price_per_million\x18\n \x01(\x01\x12\x14\n\x0c\x63\x61pabilities\x18\x0b \x03(\t\x12\x0e\n\x06status\x18\x0c \x01(\t\x12\x11\n\tavailable\x18\r \x01(\x08\x12\x1f\n\x12unavailable_reason\x18\x0e \x01(\tH\x00\x88\x01\x01\x12\x13\n\x0b\x63redentials\x18\x0f \x01(\r\x12\x12\n\ndiscovered\x18\x10 \x01(\x08\x12\x11\n\tfallbacks\x18\x11 \x03(\t\x12\x36\n\x11\x63redential_states\x18\x12 \x03(\x0b\x32\x1b.extproc.v1.CredentialStateB\x15\n\x13_unavailable_reason\"\xa0\x01\n\x0f\x43redentialState\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tavailable\x18\x02 \x01(\x08\x12\x1f\n\x12unavailable_reason\x18\x03 \x01(\tH\x00\x88\x01\x01\x12#\n\x07windows\x18\x04 \x03(\x0b\x32\x12.extproc.v1.Window\x12\x11\n\texhausted\x18\x05 \x01(\x08\x42\x15\n\x13_unavailable_reason2\xaf\x06\n\x06Models\x12V\n\nListModels\x12\x1d.extproc.v1.ListModelsRequest\x1a\x15.extproc.v1.ModelList\"\x12\x82\xd3\xe4\x93\x02\x0c\x12\n/v1/models\x12i\n\x13ListAvailableModels\x12\x1d.extproc.v1.ListModelsRequest\x1a\x15.extproc.v1.ModelList\"\x1c\x82\xd3\xe4\x93\x02\x16\x12\x14/v1/models/available\x12V\n\x08GetModel\x12\x1b.extproc.v1.GetModelRequest\x1a\x11.extproc.v1.Model\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/v1/models/{id=**}\x12s\n\x13ListAnthropicModels\x12 .extproc.v1.AnthropicListRequest\x1a\x14.google.api.HttpBody\"$\x82\xd3\xe4\x93\x02\x1e\x12\x1c/extproc/anthropic/v1/models\x12t\n\x11GetAnthropicModel\x12\x1b.extproc.v1.GetModelRequest\x1a\x14.google.api.HttpBody\",\x82\xd3\xe4\x93\x02&\x12$/extproc/anthropic/v1/models/{id=**}\x12_\n\x10ListGeminiModels\x12\x1d.extproc.v1.GeminiListRequest\x1a\x14.google.api.HttpBody\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/v1beta/models\x12i\n\x0eGetGeminiModel\x12!.extproc.v1.GetGeminiModelRequest\x1a\x14.google.api.HttpBody\"\x1e\x82\xd3\xe4\x93\x02\x18\x12\x16/v1beta/models/{id=**}\x12S\n\x0cGetReadiness\x12\x1c.extproc.v1.ReadinessRequest\x1a\x14.google.api.HttpBody\"\x0f\x82\xd3\xe4\x93\x02\t\x12\x07/readyzb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -52,24 +52,22 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MODELS'].methods_by_name['GetReadiness']._serialized_options = b'\202\323\344\223\002\t\022\007/readyz'
   _globals['_READINESSREQUEST']._serialized_start=119
   _globals['_READINESSREQUEST']._serialized_end=137
-  _globals['_READINESS']._serialized_start=140
-  _globals['_READINESS']._serialized_end=269
-  _globals['_LISTMODELSREQUEST']._serialized_start=271
-  _globals['_LISTMODELSREQUEST']._serialized_end=290
-  _globals['_ANTHROPICLISTREQUEST']._serialized_start=292
-  _globals['_ANTHROPICLISTREQUEST']._serialized_end=366
-  _globals['_GEMINILISTREQUEST']._serialized_start=368
-  _globals['_GEMINILISTREQUEST']._serialized_end=439
-  _globals['_GETGEMINIMODELREQUEST']._serialized_start=441
-  _globals['_GETGEMINIMODELREQUEST']._serialized_end=489
-  _globals['_GETMODELREQUEST']._serialized_start=491
-  _globals['_GETMODELREQUEST']._serialized_end=520
-  _globals['_MODELLIST']._serialized_start=522
-  _globals['_MODELLIST']._serialized_end=582
-  _globals['_MODEL']._serialized_start=585
-  _globals['_MODEL']._serialized_end=1034
-  _globals['_CREDENTIALSTATE']._serialized_start=1037
-  _globals['_CREDENTIALSTATE']._serialized_end=1197
-  _globals['_MODELS']._serialized_start=1200
-  _globals['_MODELS']._serialized_end=2016
+  _globals['_LISTMODELSREQUEST']._serialized_start=139
+  _globals['_LISTMODELSREQUEST']._serialized_end=158
+  _globals['_ANTHROPICLISTREQUEST']._serialized_start=160
+  _globals['_ANTHROPICLISTREQUEST']._serialized_end=234
+  _globals['_GEMINILISTREQUEST']._serialized_start=236
+  _globals['_GEMINILISTREQUEST']._serialized_end=307
+  _globals['_GETGEMINIMODELREQUEST']._serialized_start=309
+  _globals['_GETGEMINIMODELREQUEST']._serialized_end=357
+  _globals['_GETMODELREQUEST']._serialized_start=359
+  _globals['_GETMODELREQUEST']._serialized_end=388
+  _globals['_MODELLIST']._serialized_start=390
+  _globals['_MODELLIST']._serialized_end=450
+  _globals['_MODEL']._serialized_start=453
+  _globals['_MODEL']._serialized_end=902
+  _globals['_CREDENTIALSTATE']._serialized_start=905
+  _globals['_CREDENTIALSTATE']._serialized_end=1065
+  _globals['_MODELS']._serialized_start=1068
+  _globals['_MODELS']._serialized_end=1883
 # @@protoc_insertion_point(module_scope)

@@ -13,20 +13,6 @@ class ReadinessRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
-class Readiness(_message.Message):
-    __slots__ = ("status", "providers_without_credential", "models", "available_models", "shared_state")
-    STATUS_FIELD_NUMBER: _ClassVar[int]
-    PROVIDERS_WITHOUT_CREDENTIAL_FIELD_NUMBER: _ClassVar[int]
-    MODELS_FIELD_NUMBER: _ClassVar[int]
-    AVAILABLE_MODELS_FIELD_NUMBER: _ClassVar[int]
-    SHARED_STATE_FIELD_NUMBER: _ClassVar[int]
-    status: str
-    providers_without_credential: _containers.RepeatedScalarFieldContainer[str]
-    models: int
-    available_models: int
-    shared_state: str
-    def __init__(self, status: _Optional[str] = ..., providers_without_credential: _Optional[_Iterable[str]] = ..., models: _Optional[int] = ..., available_models: _Optional[int] = ..., shared_state: _Optional[str] = ...) -> None: ...
-
 class ListModelsRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

@@ -73,7 +73,7 @@ class ModelsStub:
         self.GetReadiness = channel.unary_unary(
                 '/extproc.v1.Models/GetReadiness',
                 request_serializer=extproc_dot_v1_dot_models__pb2.ReadinessRequest.SerializeToString,
-                response_deserializer=extproc_dot_v1_dot_models__pb2.Readiness.FromString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
                 _registered_method=True)
 
 
@@ -128,7 +128,10 @@ class ModelsServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetReadiness(self, request, context):
-        """Whether the gateway can serve: the processor answers (Envoy reached it), and what it lacks.
+        """Whether the gateway can serve: the processor answers (Envoy reached it), and what it lacks. JSON:
+        {"status": "ready", "providers_without_credential": [...], "models": N, "available_models": N,
+        "shared_state": "..."}; to a caller without a client key (when the gateway has keys) only
+        {"status": "ready", "detail": "redacted: send a client key"}, never counts it would read as zero.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -175,7 +178,7 @@ def add_ModelsServicer_to_server(servicer, server):
             'GetReadiness': grpc.unary_unary_rpc_method_handler(
                     servicer.GetReadiness,
                     request_deserializer=extproc_dot_v1_dot_models__pb2.ReadinessRequest.FromString,
-                    response_serializer=extproc_dot_v1_dot_models__pb2.Readiness.SerializeToString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -393,7 +396,7 @@ class Models:
             target,
             '/extproc.v1.Models/GetReadiness',
             extproc_dot_v1_dot_models__pb2.ReadinessRequest.SerializeToString,
-            extproc_dot_v1_dot_models__pb2.Readiness.FromString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
             options,
             channel_credentials,
             insecure,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import grpc
@@ -109,3 +110,36 @@ def test_discovered_models_are_listed_and_marked(runtime: Runtime) -> None:
     models = listed(runtime)
     assert models["brand-new"].discovered and models["brand-new"].context_window == 8192
     assert not models["svc-c"].discovered and models["svc-c"].input_price_per_million == 0.9
+
+
+class KeyedContext(Context):
+    def __init__(self, metadata: tuple[tuple[str, str], ...] = ()) -> None:
+        self.metadata = metadata
+
+    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
+        return self.metadata
+
+
+def readiness(runtime: Runtime, context: Context) -> dict[str, Any]:
+    answer = call(ModelsService(runtime).GetReadiness(pb.ReadinessRequest(), context))
+    assert answer.content_type == "application/json"
+    doc: dict[str, Any] = json.loads(answer.data)
+    return doc
+
+
+def test_readiness_without_a_key_says_ready_and_that_the_detail_is_redacted(clock: Clock) -> None:
+    providers = {"acme": provider({"openai": "/v1"}, "sk-a"), "nokey": provider({"openai": "/v1"})}
+    keyed = Runtime(settings(providers=providers, models=[model("svc-a", "acme"), model("svc-m", "nokey")],
+                             clients={"keys": [{"name": "team", "key": "team-key-0123456789"}]}), clock=clock)
+    for refused in (KeyedContext(), KeyedContext((("authorization", "Bearer wrong-key-0123456789"),))):
+        assert readiness(keyed, refused) == {"status": "ready", "detail": "redacted: send a client key"}
+    detail = readiness(keyed, KeyedContext((("authorization", "Bearer team-key-0123456789"),)))
+    assert detail["status"] == "ready" and "detail" not in detail
+    assert "nokey" in detail["providers_without_credential"] and "acme" not in detail["providers_without_credential"]
+    assert detail["models"] == len(keyed.current.registry.models) and 1 <= detail["available_models"] < detail["models"]
+    assert detail["shared_state"].startswith("local")
+
+
+def test_readiness_without_client_keys_is_whole(runtime: Runtime) -> None:
+    detail = readiness(runtime, KeyedContext())
+    assert detail["models"] == len(runtime.current.registry.models) and "detail" not in detail

@@ -200,6 +200,7 @@ class Exchange:
         self._holds = False  # the provider stores the answer (Responses, store on): remember who made it
         self._bodies: tuple[tuple[str, str], ...] = ()  # log.bodies: what the usage record shows
         self._answer: _Answer | None = None
+        self._requested = ""  # the model the request names, once read (for the record of a refusal)
 
     # -- request headers: answer what needs no body
 
@@ -273,19 +274,23 @@ class Exchange:
         if endpoint is None:  # the headers event answered these already
             return reject(api_for_path(self.path), ClientError(404, "unknown_endpoint", "No endpoint was matched."))
         client = self.client
+        large = len(body) >= _INLINE_BYTES
         if client is not None and client.budget is not None:
             wait = await self._gateway.accounting.over_budget(client)
             if wait is not None:
+                self._requested = await _maybe_in_thread(large, endpoint.requested, body)
                 return reject(endpoint.api, over_budget(client, client.budget, wait))
-        if client is not None and client.rpm is not None:  # counted before any work: over it, nothing is done
+        if client is not None and client.rpm is not None:  # counted before any work: over it, only the model is read
             wait = await self._gateway.limiter.admit(client.name, client.rpm)
             if wait is not None:
+                self._requested = await _maybe_in_thread(large, endpoint.requested, body)
                 return reject(endpoint.api, over_rate(client, client.rpm, wait))
-        large = len(body) >= _INLINE_BYTES
         try:
             parsed = await _maybe_in_thread(large, endpoint.read, body)
         except ClientError as err:
+            self._requested = await _maybe_in_thread(large, endpoint.requested, body)  # a model with a bad field
             return reject(endpoint.api, err)
+        self._requested = parsed.view.model
         self._streams = "streaming" in parsed.view.needs
         if self.snapshot.settings.log_bodies:
             self._bodies = (("request_body", logged_body(body)),)
@@ -436,10 +441,13 @@ class Exchange:
 
     def _replied(self, reply: Reply) -> Reply:
         if self.snapshot.settings.accounting:  # refused here: nothing served it, nothing was spent
-            asked = Asked(self.started, self.client.name if self.client else "", "")
+            endpoint = self._endpoint or match_endpoint(self.path)  # refused at its headers: Gemini's path names it
+            requested = self._requested or (endpoint.requested() if endpoint is not None else "")
+            asked = Asked(self.started, self.client.name if self.client else "", requested)
             nobody = served(self.snapshot.registry, "", "")
             self._gateway.accounting.record(build(self.request_id, asked, api_for_path(self.path).value, nobody,
-                                                  reply.status, False, self._gateway.runtime.clock(), None, None), None)
+                                                  reply.status, False, self._gateway.runtime.clock(), None, None,
+                                                  registry=self.snapshot.registry), None)
         bare = self.path.partition("?")[0]
         if reply.error is None:
             log.debug("reply rid=%s %s %s status=%d", self.request_id, self.method, bare, reply.status)

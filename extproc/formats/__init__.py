@@ -13,12 +13,20 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
+from urllib.parse import unquote
 
 from extproc.core.errors import ClientError
 from extproc.core.providers import Api
 from extproc.core.resolve import RequestView
 from extproc.formats import anthropic, errors, gemini, openai
-from extproc.formats.base import JsonObject, decode_object, set_body_model, without_credentials
+from extproc.formats.base import (
+    JsonObject,
+    body_model,
+    checked_model_id,
+    decode_object,
+    set_body_model,
+    without_credentials,
+)
 from extproc.translate import held
 
 Reader = Callable[[JsonObject, re.Match[str]], RequestView]
@@ -116,6 +124,16 @@ class Endpoint:
             view = replace(view, endpoint=self.spec.endpoint)
         history = self.spec.endpoint in ("messages", "responses") and held.MARK in body
         return ParsedRequest(view, doc, len(body), history)
+
+    def requested(self, body: bytes = b"") -> str:
+        """The model the request names, "" when none can be read: for the record of a request refused before
+        its body was read whole (Gemini's is in the path; the others' in the body, when it has one)."""
+        try:
+            if self.spec.model_in_path:
+                return checked_model_id(unquote(self.match.group("model")))
+            return body_model(decode_object(body, "model"))
+        except ClientError:
+            return ""
 
     def upstream_rest(self, model_id: str) -> str:
         """The path after the client prefix, with the model rewritten where it lives in the path."""

@@ -6,6 +6,7 @@ This is the only room that reads config files, the environment and package data;
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -17,6 +18,7 @@ from cryptography.fernet import Fernet
 from extproc.config.data import default_config_text
 from extproc.config.flows import parse_flows
 from extproc.config.models import parse_aliases, parse_fallbacks, parse_models
+from extproc.config.problems import ConfigErrors, collecting, in_file_order, keep, report
 from extproc.config.providers import discovery_defaults, parse_providers
 from extproc.config.values import (
     address,
@@ -31,6 +33,7 @@ from extproc.config.values import (
     processor_workers,
     reject_unknown,
     relay_port,
+    section,
     string,
     string_list,
 )
@@ -48,8 +51,11 @@ from extproc.core.settings import (
 )
 
 
-def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
-    """Read a config file (or the embedded default) and validate it."""
+def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None = None, *,
+                  secrets: bool = True) -> Settings:
+    """Read a config file (or the embedded default) and validate it; every error at once, in file order.
+    `secrets=False` is for commands that serve nothing (`models`, `top`): an unset ${VAR} that only holds a
+    client key, a provider key or a token is no error there, and the key stays unset."""
     if path is None:
         text, source = default_config_text(), "the embedded default config"
     else:
@@ -60,102 +66,135 @@ def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None 
     try:
         raw = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
-        # Only the position: PyYAML's own message quotes the line, which may hold a key.
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        raise ConfigError(f"{source} is not valid YAML{where}") from None
+        raise ConfigError(f"{source} is not valid YAML{_yaml_reason(exc)}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: the top level must be a mapping of keys like listen, providers, models")
-    return replace(parse_settings(raw, os.environ if env is None else env), source=None if path is None else str(path))
+    try:
+        settings = parse_settings(raw, os.environ if env is None else env, secrets=secrets)
+    except ConfigErrors as exc:
+        raise ConfigErrors(in_file_order(exc.messages, text)) from None
+    return replace(settings, source=None if path is None else str(path))
 
 
-def parse_settings(raw: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
+def _yaml_reason(exc: yaml.YAMLError) -> str:
+    """Where and why, never PyYAML's quote of the line (it may hold a key)."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    problem = getattr(exc, "problem", None)
+    return f"{where}: {problem}" if problem else where
+
+
+# The keys that hold secrets a command that serves nothing never uses (`load_settings(secrets=False)`).
+_SECRET_KEYS = re.compile(r"clients\.keys\[\d+\]\.key|providers\.[^.]+\.api_keys?(\[\d+\])?|processor\.token|"
+                          r"auth\.admin_token")
+_TOP_KEYS = {
+    "listen", "processor", "admin", "providers", "models", "aliases", "fallbacks", "strategy",
+    "health", "upstream_timeout", "max_request_bytes", "max_connections", "log_level", "envoy", "ca_file",
+    "discovery", "oauth", "auth", "failover", "shutdown", "state", "clients", "accounting", "metrics", "log",
+    "translation", "fast_path",
+}
+
+
+def parse_settings(raw: Mapping[str, Any], env: Mapping[str, str], *, secrets: bool = True) -> Settings:
+    """Validated settings, or one ConfigErrors with every error found (a part with an error is replaced by a
+    stand-in, so what comes after it is still checked)."""
+    with collecting() as found:
+        settings = _parse(raw, env, secrets)
+    if found:
+        raise ConfigErrors(found)
+    return settings
+
+
+def _parse(raw: Mapping[str, Any], env: Mapping[str, str], secrets: bool) -> Settings:
     unset: list[tuple[str, str]] = []
     raw = expand_env(raw, env, "", unset)
-    if unset:
-        first_key, first_name = unset[0]
-        more = "".join(f"; {k}: {n}" for k, n in unset[1:])
-        raise ConfigError(f"{first_key}: environment variable {first_name} is not set{more}; set "
-                          f"{'them' if len(unset) > 1 else 'it'}, or write ${{{first_name}:-}} to make it optional")
-    reject_unknown(raw, "", {
-        "listen", "processor", "admin", "providers", "models", "aliases", "fallbacks", "strategy",
-        "health", "upstream_timeout", "max_request_bytes", "max_connections", "log_level", "envoy", "ca_file",
-        "discovery", "oauth", "auth", "failover", "shutdown", "state", "clients", "accounting", "metrics", "log",
-        "translation", "fast_path",
-    })
-    discovery = discovery_defaults(raw.get("discovery"))
+    for key, name in unset:
+        if secrets or not _SECRET_KEYS.fullmatch(key):
+            report(ConfigError(f"{key}: environment variable {name} is not set; set it, or write ${{{name}:-}} "
+                               "to make it optional"))
+    reject_unknown(raw, "", _TOP_KEYS)
+    discovery = keep(discovery_defaults(None), discovery_defaults, raw.get("discovery"))
     providers, credentials = parse_providers(raw.get("providers") or {}, discovery)
-    if not boolean(raw.get("translation", True), "translation"):  # every request stays in its own API
+    named = {str(name) for name in raw["providers"]} if isinstance(raw.get("providers"), dict) else set()
+    if not keep(True, boolean, raw.get("translation", True), "translation"):  # every request stays in its own API
         providers = {name: replace(p, translation=False) for name, p in providers.items()}
-    models = parse_models(raw.get("models") or [], providers)
-    known = {m.id for m in models} | {m.qualified for m in models}
+    models = parse_models(raw.get("models") or [], providers.keys() | named)
+    known = {m.id for m in models} | {m.qualified for m in models} | _user_model_ids(raw.get("models"))
     aliases = parse_aliases(raw.get("aliases") or {}, known)
     fallbacks = parse_fallbacks(raw.get("fallbacks") or {}, known | set(aliases))
     strategy = raw.get("strategy", "none")  # explicit fallbacks only: why in core/resolve.py
     if strategy not in STRATEGIES:
-        raise ConfigError(f"strategy: {strategy!r} is not one of {', '.join(STRATEGIES)}")
-    auth = mapping(raw.get("auth") or {}, "auth")
-    reject_unknown(auth, "auth", {"store", "admin_token", "refresh_skew", "rotate_at"})
-    rotate_at = positive_number(auth.get("rotate_at", 0.95), "auth.rotate_at")
+        report(ConfigError(f"strategy: {strategy!r} is not one of {', '.join(STRATEGIES)}"))
+    auth = section(raw.get("auth"), "auth", {"store", "admin_token", "refresh_skew", "rotate_at"})
+    rotate_at = keep(0.95, positive_number, auth.get("rotate_at", 0.95), "auth.rotate_at")
     if rotate_at > 1:
-        raise ConfigError(f"auth.rotate_at: a fraction of a window (e.g. 0.95), got {rotate_at:g}")
+        report(ConfigError(f"auth.rotate_at: a fraction of a window (e.g. 0.95), got {rotate_at:g}"))
     admin_token = auth.get("admin_token") or None
-    if admin_token is not None and len(string(admin_token, "auth.admin_token")) < 16:
-        raise ConfigError("auth.admin_token: use at least 16 characters (e.g. `openssl rand -hex 24`)")
-    envoy = mapping(raw.get("envoy") or {}, "envoy")
-    reject_unknown(envoy, "envoy", {"log_level", "concurrency"})
+    if admin_token is not None and len(keep("", string, admin_token, "auth.admin_token")) < 16:
+        report(ConfigError("auth.admin_token: use at least 16 characters (e.g. `openssl rand -hex 24`)"))
+    envoy = section(raw.get("envoy"), "envoy", {"log_level", "concurrency"})
     concurrency = envoy.get("concurrency")
     if concurrency is not None:
-        concurrency = positive_int(concurrency, "envoy.concurrency")
-    upstream_timeout = positive_number(raw.get("upstream_timeout", 600), "upstream_timeout")
-    shutdown = mapping(raw.get("shutdown") or {}, "shutdown")
-    reject_unknown(shutdown, "shutdown", {"grace"})
-    redis_url, redis_prefix, redis_key = _state(raw.get("state"))
-    own = {k: v for k, v in (raw.get("processor") or {}).items() if k not in ("token", "relay_port", "workers")}
-    processor = address(own or None, "processor", Address("127.0.0.1", 50051))
-    workers = processor_workers(raw.get("processor"), redis_url is not None)
-    listen = address(raw.get("listen"), "listen", Address("127.0.0.1", 10000))
-    log_section = mapping(raw.get("log") or {}, "log")
-    reject_unknown(log_section, "log", {"format", "bodies"})
+        concurrency = keep(None, positive_int, concurrency, "envoy.concurrency")
+    upstream_timeout = keep(600.0, positive_number, raw.get("upstream_timeout", 600), "upstream_timeout")
+    shutdown = section(raw.get("shutdown"), "shutdown", {"grace"})
+    redis_url, redis_prefix, redis_key = keep((None, "extproc:", None), _state, raw.get("state"))
+    processor_raw = raw.get("processor")
+    own = {k: v for k, v in processor_raw.items() if k not in ("token", "relay_port", "workers")} \
+        if isinstance(processor_raw, dict) else processor_raw
+    processor = keep(Address("127.0.0.1", 50051), address, own or None, "processor", Address("127.0.0.1", 50051))
+    workers = keep(1, processor_workers, processor_raw, redis_url is not None)
+    listen = keep(Address("127.0.0.1", 10000), address, raw.get("listen"), "listen", Address("127.0.0.1", 10000))
+    log_section = section(raw.get("log"), "log", {"format", "bodies"})
+    metrics_default = Address("127.0.0.1", 9464)
     return Settings(
         listen=listen,
-        clients=_clients(raw.get("clients"), listen),
+        clients=keep(ClientPolicy(), _clients, raw.get("clients"), listen, secrets),
         processor=processor,
-        relay=Address(processor.host, relay_port(raw.get("processor"), processor, workers)),
+        relay=Address(processor.host, keep(processor.port + 1, relay_port, processor_raw, processor, workers)),
         workers=workers,
-        processor_token=processor_token(raw.get("processor")),
-        admin=address(raw.get("admin"), "admin", Address("127.0.0.1", 9901)),
+        processor_token=keep(None, processor_token, processor_raw),
+        admin=keep(Address("127.0.0.1", 9901), address, raw.get("admin"), "admin", Address("127.0.0.1", 9901)),
         providers=providers,
         credentials=credentials,
         models=models,
         aliases=aliases,
         fallbacks=fallbacks,
         strategy=strategy,
-        health=parse_health(raw.get("health") or {}),
-        failover=parse_failover(raw.get("failover") or {}, upstream_timeout),
-        shutdown_grace=non_negative_number(shutdown.get("grace", 30), "shutdown.grace"),
+        health=keep(HealthPolicy(), parse_health, raw.get("health") or {}),
+        failover=keep(FailoverPolicy(), parse_failover, raw.get("failover") or {}, upstream_timeout),
+        shutdown_grace=keep(30.0, non_negative_number, shutdown.get("grace", 30), "shutdown.grace"),
         state_redis_url=redis_url, state_prefix=redis_prefix, state_key=redis_key,
         upstream_timeout=upstream_timeout,
-        max_request_bytes=positive_int(raw.get("max_request_bytes", 32 * 1024 * 1024), "max_request_bytes"),
-        max_connections=positive_int(raw.get("max_connections", 10000), "max_connections"),
-        log_level=choice(raw.get("log_level", "info"), "log_level", ("debug", "info", "warning", "error")),
-        log_format=choice(log_section.get("format", "json"), "log.format", ("json", "text")),
-        log_bodies=boolean(log_section.get("bodies", False), "log.bodies"),
-        accounting=boolean(raw.get("accounting", True), "accounting"),
-        fast_path=boolean(raw.get("fast_path", True), "fast_path"),
-        metrics=None if raw.get("metrics") is False else address(raw.get("metrics"), "metrics",
-                                                                   Address("127.0.0.1", 9464)),
-        envoy_log_level=choice(envoy.get("log_level", "warning"), "envoy.log_level",
-                                ("trace", "debug", "info", "warning", "error", "critical", "off")),
+        max_request_bytes=keep(0, positive_int, raw.get("max_request_bytes", 32 * 1024 * 1024), "max_request_bytes"),
+        max_connections=keep(0, positive_int, raw.get("max_connections", 10000), "max_connections"),
+        log_level=keep("info", choice, raw.get("log_level", "info"), "log_level",
+                       ("debug", "info", "warning", "error")),
+        log_format=keep("json", choice, log_section.get("format", "json"), "log.format", ("json", "text")),
+        log_bodies=keep(False, boolean, log_section.get("bodies", False), "log.bodies"),
+        accounting=keep(True, boolean, raw.get("accounting", True), "accounting"),
+        fast_path=keep(True, boolean, raw.get("fast_path", True), "fast_path"),
+        metrics=None if raw.get("metrics") is False else keep(metrics_default, address, raw.get("metrics"), "metrics",
+                                                               metrics_default),
+        envoy_log_level=keep("warning", choice, envoy.get("log_level", "warning"), "envoy.log_level",
+                             ("trace", "debug", "info", "warning", "error", "critical", "off")),
         envoy_concurrency=concurrency,
-        ca_file=string(raw.get("ca_file", DEFAULT_CA_FILE), "ca_file"),
-        flows=parse_flows(raw.get("oauth"), providers),
-        auth_store=string(auth["store"], "auth.store") if auth.get("store") else None,
+        ca_file=keep(DEFAULT_CA_FILE, string, raw.get("ca_file", DEFAULT_CA_FILE), "ca_file"),
+        flows=parse_flows(raw.get("oauth"), providers.keys() | named),
+        auth_store=keep(None, string, auth["store"], "auth.store") if auth.get("store") else None,
         admin_token=admin_token,
-        refresh_skew=non_negative_number(auth.get("refresh_skew", 300), "auth.refresh_skew"),
+        refresh_skew=keep(300.0, non_negative_number, auth.get("refresh_skew", 300), "auth.refresh_skew"),
         rotate_at=rotate_at,
+        named_providers=frozenset(named),
     )
 
+
+def _user_model_ids(raw: Any) -> set[str]:
+    """The ids (and provider/id) the models section names, also of entries with errors: an alias or fallback
+    naming one is not a second error."""
+    entries = [e for e in raw if isinstance(e, dict) and isinstance(e.get("id"), str)] if isinstance(raw, list) else []
+    return {e["id"] for e in entries} | {f"{e['provider']}/{e['id']}" for e in entries
+                                         if isinstance(e.get("provider"), str)}
 
 
 def parse_health(raw: Any) -> HealthPolicy:
@@ -163,7 +202,7 @@ def parse_health(raw: Any) -> HealthPolicy:
     names = set(HealthPolicy.__dataclass_fields__)
     reject_unknown(section, "health", names)
     values = {k: non_negative_number(v, f"health.{k}") if k == "probe_interval" else positive_number(v, f"health.{k}")
-              for k, v in section.items()}
+              for k, v in section.items() if k in names}
     return replace(HealthPolicy(), **values)
 
 
@@ -196,11 +235,10 @@ __all__ = ["default_config_text", "load_settings", "parse_settings"]
 def _state(raw: Any) -> tuple[str | None, str, str | None]:
     """`state.redis`: where replicas and workers share health and logins (unset: each process keeps its own
     health, and logins stay in the file store)."""
-    section = mapping(raw or {}, "state")
-    reject_unknown(section, "state", {"redis"})
-    if section.get("redis") is None:
+    state = section(raw, "state", {"redis"})
+    if state.get("redis") is None:
         return None, "extproc:", None
-    redis = mapping(section["redis"], "state.redis")
+    redis = mapping(state["redis"], "state.redis")
     reject_unknown(redis, "state.redis", {"url", "prefix", "key"})
     url = string(redis.get("url"), "state.redis.url")
     if not url.startswith(("redis://", "rediss://", "unix://")):
@@ -222,46 +260,56 @@ def _state(raw: Any) -> tuple[str | None, str, str | None]:
 def _budget(raw: Any, key: str) -> Budget | None:
     if raw is None:
         return None
-    section = mapping(raw, key)
-    reject_unknown(section, key, {"usd", "per"})
-    if "usd" not in section:
+    budget = mapping(raw, key)
+    reject_unknown(budget, key, {"usd", "per"})
+    if "usd" not in budget:
         raise ConfigError(f"{key}.usd: how many US dollars the key may spend per period, e.g. {{usd: 50, per: month}}")
-    return Budget(positive_number(section["usd"], f"{key}.usd"), choice(section.get("per", "month"), f"{key}.per",
-                                                                         PERIODS))
+    return Budget(positive_number(budget["usd"], f"{key}.usd"), choice(budget.get("per", "month"), f"{key}.per",
+                                                                       PERIODS))
 
 
-def _clients(raw: Any, listen: Address) -> ClientPolicy:
+def _clients(raw: Any, listen: Address, secrets: bool = True) -> ClientPolicy:
     """`clients`: the keys that may spend the owner's credentials. Required by default off loopback."""
-    section = mapping(raw or {}, "clients")
-    reject_unknown(section, "clients", {"keys", "require_key"})
+    found = section(raw, "clients", {"keys", "require_key"})
     loopback = listen.host in ("127.0.0.1", "::1", "localhost") or listen.host.startswith("127.")
-    require = boolean(section.get("require_key", not loopback), "clients.require_key")
-    keys = []
-    for i, entry in enumerate(section.get("keys") or []):
-        key = f"clients.keys[{i}]"
-        entry = mapping(entry, key)
-        reject_unknown(entry, key, {"name", "key", "sha256", "models", "rpm", "budget"})
-        name = string(entry.get("name"), f"{key}.name")
-        if ("key" in entry) == ("sha256" in entry):
-            raise ConfigError(f"{key}: give either key (e.g. ${{CLIENT_KEY}}) or sha256 (its hex SHA-256), not both "
-                              "or neither")
-        if "key" in entry:
-            secret = string(entry["key"], f"{key}.key")
-            if len(secret) < 16:
-                raise ConfigError(f"{key}.key: use at least 16 characters (e.g. `openssl rand -hex 24`)")
-            sha = digest(secret)
-        else:
-            hexed = string(entry["sha256"], f"{key}.sha256").lower()
-            if len(hexed) != 64 or any(c not in "0123456789abcdef" for c in hexed):
-                raise ConfigError(f"{key}.sha256: expected 64 hex digits (sha256sum of the key), not the key itself")
-            sha = bytes.fromhex(hexed)
-        rpm = positive_int(entry["rpm"], f"{key}.rpm") if entry.get("rpm") is not None else None
-        keys.append(ClientKey(name, sha, tuple(string_list(entry.get("models") or [], f"{key}.models")), rpm,
-                              _budget(entry.get("budget"), f"{key}.budget")))
-    if require and not keys:
+    require = keep(not loopback, boolean, found.get("require_key", not loopback), "clients.require_key")
+    entries = found.get("keys") or []
+    if not isinstance(entries, list):
+        report(ConfigError("clients.keys: expected a list of keys, e.g. [{name: me, key: ${CLIENT_KEY}}]"))
+        entries = []
+    keys = [k for i, entry in enumerate(entries) if (k := keep(None, _client_key, entry, f"clients.keys[{i}]",
+                                                                  secrets)) is not None]
+    if require and not entries:
         raise ConfigError(f"clients.keys: listen.address {listen.host} is not loopback, so anyone who reaches it "
                           "would spend your credentials; add clients.keys (e.g. [{name: me, key: ${CLIENT_KEY}}]) "
                           "or set clients.require_key: false to opt out")
     if len({k.name for k in keys}) != len(keys):
         raise ConfigError("clients.keys: each key needs a name of its own (it is what logs show)")
     return ClientPolicy(tuple(keys), require)
+
+
+_NO_KEY = bytes(32)  # a client key's digest when the command was not given the key: it matches no key
+
+
+def _client_key(raw: Any, key: str, secrets: bool) -> ClientKey:
+    entry = mapping(raw, key)
+    reject_unknown(entry, key, {"name", "key", "sha256", "models", "rpm", "budget"})
+    name = string(entry.get("name"), f"{key}.name")
+    if ("key" in entry) == ("sha256" in entry):
+        raise ConfigError(f"{key}: give either key (e.g. ${{CLIENT_KEY}}) or sha256 (its hex SHA-256), not both "
+                          "or neither")
+    if "key" in entry and not secrets and not entry["key"]:
+        sha = _NO_KEY
+    elif "key" in entry:
+        secret = string(entry["key"], f"{key}.key")
+        if len(secret) < 16:
+            raise ConfigError(f"{key}.key: use at least 16 characters (e.g. `openssl rand -hex 24`)")
+        sha = digest(secret)
+    else:
+        hexed = string(entry["sha256"], f"{key}.sha256").lower()
+        if len(hexed) != 64 or any(c not in "0123456789abcdef" for c in hexed):
+            raise ConfigError(f"{key}.sha256: expected 64 hex digits (sha256sum of the key), not the key itself")
+        sha = bytes.fromhex(hexed)
+    rpm = positive_int(entry["rpm"], f"{key}.rpm") if entry.get("rpm") is not None else None
+    return ClientKey(name, sha, tuple(string_list(entry.get("models") or [], f"{key}.models")), rpm,
+                     _budget(entry.get("budget"), f"{key}.budget"))

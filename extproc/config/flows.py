@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from extproc.config.data import builtin_flow_data
+from extproc.config.problems import keep, report
 from extproc.config.values import mapping, positive_number, reject_unknown, string, string_list
 from extproc.core.errors import ConfigError
 from extproc.core.flows import Flow, Usage, WindowLimit, Windows
@@ -16,22 +17,22 @@ FLOW_KEYS = {"title", "provider", "upstream", "authorize_url", "token_url", "tok
              "create_api_key_url", "userinfo_url", "code_assist_url", "project", "use"}
 
 
-def parse_flows(raw: Any, providers: Mapping[str, Any]) -> dict[str, Flow]:
-    """Built-in flows with the user's `oauth.<flow>` overrides merged in, validated."""
-    if raw is not None and not isinstance(raw, dict):
-        raise ConfigError("oauth: expected a mapping of flow name → fields to override")
+def parse_flows(raw: Any, providers: Collection[str]) -> dict[str, Flow]:
+    """Built-in flows with the user's `oauth.<flow>` overrides merged in, validated; a flow with an error is
+    left out (its error reported)."""
     merged = builtin_flow_data()
-    for name, section in (raw or {}).items():
+    user = keep({}, mapping, raw or {}, "oauth")
+    for name, section in user.items():
         key = f"oauth.{name}"
         if name not in merged:
-            raise ConfigError(f"{key}: unknown login; expected one of {', '.join(merged)}")
-        if not isinstance(section, dict):
-            raise ConfigError(f"{key}: expected a mapping of fields to override")
-        for field_name in section:
-            if field_name not in FLOW_KEYS:
-                raise ConfigError(f"{key}.{field_name}: unknown key; expected one of {', '.join(sorted(FLOW_KEYS))}")
-        merged[name] = {**merged[name], **section}
-    return {name: _flow(name, data, providers) for name, data in merged.items()}
+            report(ConfigError(f"{key}: unknown login; expected one of {', '.join(merged)}"))
+            continue
+        section = keep(None, mapping, section, key)
+        if section is not None:
+            reject_unknown(section, key, FLOW_KEYS)
+            merged[name] = {**merged[name], **section}
+    flows = {name: keep(None, _flow, name, data, providers) for name, data in merged.items()}
+    return {name: flow for name, flow in flows.items() if flow is not None}
 
 
 def _windows(raw: Any, key: str) -> Windows | None:
@@ -54,7 +55,7 @@ def _windows(raw: Any, key: str) -> Windows | None:
     return Windows(tuple(limits), header, exhausted)
 
 
-def _flow(name: str, data: Mapping[str, Any], providers: Mapping[str, Any]) -> Flow:
+def _flow(name: str, data: Mapping[str, Any], providers: Collection[str]) -> Flow:
     key = f"oauth.{name}"
     for required in ("provider", "upstream", "authorize_url", "token_url", "client_id"):
         if not isinstance(data.get(required), str) or not data[required]:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from extproc.config.data import builtin_catalog_data
+from extproc.config.problems import keep, report
 from extproc.config.values import (
     boolean,
     choice,
@@ -19,37 +20,48 @@ from extproc.config.values import (
 )
 from extproc.core.catalog import CAPABILITIES, MODES, STATUSES, ModelSpec
 from extproc.core.errors import ConfigError
-from extproc.core.providers import ProviderSpec
 
 _MODEL_KEYS = set(ModelSpec.__dataclass_fields__) - {"discovered"}
 
 
-def parse_models(raw: Any, providers: Mapping[str, ProviderSpec]) -> tuple[ModelSpec, ...]:
+def parse_models(raw: Any, providers: Collection[str]) -> tuple[ModelSpec, ...]:
+    """The catalog with the user's entries merged in; an entry with an error is left out (its error reported)."""
     if not isinstance(raw, list):
-        raise ConfigError("models: expected a list of model entries (each with at least id and provider)")
+        report(ConfigError("models: expected a list of model entries (each with at least id and provider)"))
+        raw = []
     merged: dict[tuple[str, str], dict[str, Any]] = {}
     for entry in builtin_catalog_data():
         merged[(entry["provider"], entry["id"])] = dict(entry)
     for i, entry in enumerate(raw):
-        key = f"models[{i}]"
-        entry = mapping(entry, key)
-        reject_unknown(entry, key, _MODEL_KEYS)
-        model_id = string(entry.get("id"), f"{key}.id")
-        provider = entry.get("provider")
-        if provider is None:
-            owners = [p for (p, m) in merged if m == model_id]
-            if len(owners) != 1:
-                raise ConfigError(f"{key}.provider: required for {model_id!r} (it is not a single catalog model)")
-            provider = owners[0]
-        merged.setdefault((provider, model_id), {}).update(entry, provider=provider)
+        found = keep(None, _user_entry, entry, f"models[{i}]", merged)
+        if found is not None:
+            provider, model_id = found
+            merged.setdefault((provider, model_id), {}).update(entry, provider=provider)
     models = []
     for (provider, model_id), entry in merged.items():
         key = f"models[{model_id}]"
         if provider not in providers:
-            raise ConfigError(f"{key}.provider: {provider!r} is not a configured provider; "
-                              f"declare it under providers or use one of {', '.join(providers)}")
-        models.append(_model(entry, key))
+            report(ConfigError(f"{key}.provider: {provider!r} is not a configured provider; "
+                               f"declare it under providers or use one of {', '.join(providers)}"))
+            continue
+        spec = keep(None, _model, entry, key)
+        if spec is not None:
+            models.append(spec)
     return tuple(models)
+
+
+def _user_entry(entry: Any, key: str, merged: Mapping[tuple[str, str], Any]) -> tuple[str, str]:
+    """(provider, id) of one user entry: the provider may be left out for a model only one provider has."""
+    entry = mapping(entry, key)
+    reject_unknown(entry, key, _MODEL_KEYS)
+    model_id = string(entry.get("id"), f"{key}.id")
+    provider = entry.get("provider")
+    if provider is None:
+        owners = [p for (p, m) in merged if m == model_id]
+        if len(owners) != 1:
+            raise ConfigError(f"{key}.provider: required for {model_id!r} (it is not a single catalog model)")
+        provider = owners[0]
+    return str(provider), model_id
 
 
 def _model(entry: Mapping[str, Any], key: str) -> ModelSpec:
@@ -85,29 +97,39 @@ def _price(entry: Mapping[str, Any], name: str, key: str) -> float | None:
 
 def parse_aliases(raw: Any, known: set[str]) -> dict[str, str]:
     aliases: dict[str, str] = {}
-    for name, target in mapping(raw, "aliases").items():
-        key = f"aliases.{name}"
-        target = string(target, key)
-        if name in known:
-            raise ConfigError(f"{key}: {name!r} is already a model id; pick another alias name")
-        if target not in known:
-            raise ConfigError(f"{key}: target {target!r} is not a known model; add it under models "
-                              f"or use an id that `extproc models` lists")
-        aliases[str(name)] = target
+    for name, target in keep({}, mapping, raw, "aliases").items():
+        if keep(False, _alias, str(name), target, known):
+            aliases[str(name)] = target
     return aliases
+
+
+def _alias(name: str, target: Any, known: set[str]) -> bool:
+    key = f"aliases.{name}"
+    target = string(target, key)
+    if name in known:
+        raise ConfigError(f"{key}: {name!r} is already a model id; pick another alias name")
+    if target not in known:
+        raise ConfigError(f"{key}: target {target!r} is not a known model; add it under models "
+                          f"or use an id that `extproc models` lists")
+    return True
 
 
 def parse_fallbacks(raw: Any, known: set[str]) -> dict[str, tuple[str, ...]]:
     chains: dict[str, tuple[str, ...]] = {}
-    for name, chain in mapping(raw, "fallbacks").items():
-        key = f"fallbacks.{name}"
-        if name not in known:
-            raise ConfigError(f"{key}: {name!r} is not a known model or alias")
-        if not chain:
-            raise ConfigError(f"{key}: expected a non-empty list of model ids to try in order")
-        for i, target in enumerate(string_list(chain, key)):
-            if target not in known:
-                raise ConfigError(f"{key}[{i}]: {target!r} is not a known model or alias")
-        chains[str(name)] = tuple(chain)
+    for name, chain in keep({}, mapping, raw, "fallbacks").items():
+        found = keep(None, _chain, str(name), chain, known)
+        if found is not None:
+            chains[str(name)] = found
     return chains
 
+
+def _chain(name: str, chain: Any, known: set[str]) -> tuple[str, ...]:
+    key = f"fallbacks.{name}"
+    if name not in known:
+        raise ConfigError(f"{key}: {name!r} is not a known model or alias")
+    if not chain:
+        raise ConfigError(f"{key}: expected a non-empty list of model ids to try in order")
+    for i, target in enumerate(string_list(chain, key)):
+        if target not in known:
+            report(ConfigError(f"{key}[{i}]: {target!r} is not a known model or alias"))
+    return tuple(chain)

@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 
 from extproc.config.data import builtin_provider_data
+from extproc.config.problems import keep, report
 from extproc.config.values import (
     boolean,
     choice,
@@ -90,17 +91,23 @@ def _probe(raw: Any, key: str, discovery: DiscoverySpec | None, apis: Mapping[Ap
 
 
 def parse_providers(raw: Any, discovery: DiscoverySpec) -> tuple[dict[str, ProviderSpec], tuple[Credential, ...]]:
-    user = mapping(raw, "providers")
+    """The built-in providers with the user's merged in, and their API keys; a provider with an error is left
+    out (its error reported), the others are still checked."""
+    user = keep({}, mapping, raw, "providers")
     merged: dict[str, dict[str, Any]] = {name: dict(data) for name, data in builtin_provider_data().items()}
     for name, section in user.items():
         key = f"providers.{name}"
         if not isinstance(name, str) or not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", name):
-            raise ConfigError(f"{key}: provider names are lower-case letters, digits, '-' and '_'")
-        section = mapping(section or {}, key)
+            report(ConfigError(f"{key}: provider names are lower-case letters, digits, '-' and '_'"))
+            continue
+        section = keep(None, mapping, section or {}, key)
+        if section is None:
+            continue
         reject_unknown(section, key, _PROVIDER_KEYS)
         if name not in merged and ("base_url" not in section or "apis" not in section):
-            raise ConfigError(f"{key}: not a built-in provider{did_you_mean(name, merged)}; a provider of your own "
-                              f"needs base_url and apis (e.g. apis: {{openai: /v1}})")
+            report(ConfigError(f"{key}: not a built-in provider{did_you_mean(name, merged)}; a provider of your "
+                               f"own needs base_url and apis (e.g. apis: {{openai: /v1}})"))
+            continue
         target = merged.setdefault(name, {})
         if isinstance(section.get("discovery"), dict) and isinstance(target.get("discovery"), dict):
             section = {**section, "discovery": {**target["discovery"], **section["discovery"]}}
@@ -109,8 +116,10 @@ def parse_providers(raw: Any, discovery: DiscoverySpec) -> tuple[dict[str, Provi
     credentials: list[Credential] = []
     for name, data in merged.items():
         key = f"providers.{name}"
-        providers[name] = _provider(name, data, key, discovery)
-        credentials.extend(_credentials(name, data, key))
+        spec = keep(None, _provider, name, data, key, discovery)
+        if spec is not None:
+            providers[name] = spec
+        credentials.extend(keep([], _credentials, name, data, key))
     return providers, tuple(credentials)
 
 

@@ -8,6 +8,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from extproc.config.problems import ConfigErrors, keep, report
 from extproc.core.errors import ConfigError
 from extproc.core.settings import Address
 
@@ -35,11 +36,18 @@ def expand_env(value: Any, env: Mapping[str, str], key: str, unset: list[tuple[s
 
 
 def reject_unknown(section: Mapping[str, Any], key: str, allowed: set[str]) -> None:
-    for name in section:
-        if name not in allowed:
-            where = f"{key}.{name}" if key else str(name)
-            raise ConfigError(f"{where}: unknown key{did_you_mean(str(name), allowed)}; "
-                              f"expected one of {', '.join(sorted(allowed))}")
+    """Every unknown key of a section, each with a suggestion; reported, not fatal: the rest is still checked."""
+    unknown = [f"{f'{key}.{name}' if key else name}: unknown key{did_you_mean(str(name), allowed)}; "
+               f"expected one of {', '.join(sorted(allowed))}" for name in section if name not in allowed]
+    if unknown:
+        report(ConfigErrors(unknown))
+
+
+def section(value: Any, key: str, allowed: set[str]) -> dict[str, Any]:
+    """A mapping (empty when unset) with only the `allowed` keys; not a mapping: reported, and {} stands in."""
+    found = keep({}, mapping, value or {}, key)
+    reject_unknown(found, key, allowed)
+    return found
 
 
 def did_you_mean(name: str, choices: Iterable[str]) -> str:

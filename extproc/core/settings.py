@@ -125,4 +125,5 @@ class Settings:
     rotate_at: float = 0.95  # a subscription window this full: use that login only when nothing else can serve
     processor_token: str | None = field(default=None, repr=False)  # Envoy presents it on every ext_proc stream
     source: str | None = None  # the config file; None: the embedded default config
+    named_providers: frozenset[str] = frozenset()  # those the config's `providers` names (start-up speaks of each)
 

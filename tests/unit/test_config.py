@@ -350,12 +350,12 @@ def test_keys_with_whitespace_or_non_ascii_are_refused_without_echoing_them(bad)
     assert "providers.openai" in str(caught.value) and bad.strip() not in str(caught.value)
 
 
-def test_yaml_errors_give_the_position_not_the_line(tmp_path):
+def test_yaml_errors_give_the_position_and_the_reason_not_the_line(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("providers:\n  openai:\n    api_key: sk-live-secret: oops\n")
     with pytest.raises(ConfigError) as caught:
         load_settings(path)
-    assert "line 3" in str(caught.value) and "sk-live-secret" not in str(caught.value)
+    assert str(caught.value) == f"{path} is not valid YAML at line 3, column 28: mapping values are not allowed here"
 
 
 def test_a_base_url_that_already_ends_with_the_api_prefix_is_refused():
@@ -378,9 +378,65 @@ def test_typos_get_a_suggestion(raw, hint):
 def test_every_unset_variable_is_named_at_once():
     with pytest.raises(ConfigError) as caught:
         settings(providers={"openai": {"api_keys": ["${KEY_A}", "${KEY_B}"]}, "anthropic": {"api_key": "${KEY_C}"}})
-    message = str(caught.value)
-    assert message.startswith("providers.openai.api_keys[0]: environment variable KEY_A is not set")
-    assert "providers.openai.api_keys[1]: KEY_B" in message and "providers.anthropic.api_key: KEY_C" in message
+    assert str(caught.value).splitlines() == [
+        f"{key}: environment variable {name} is not set; set it, or write ${{{name}:-}} to make it optional"
+        for key, name in (("providers.openai.api_keys[0]", "KEY_A"), ("providers.openai.api_keys[1]", "KEY_B"),
+                          ("providers.anthropic.api_key", "KEY_C"))]
+
+
+# ---------------------------------------------------------------- every error at once, in file order
+
+TYPOS = """\
+models:
+  - {id: mine, provider: openai, context_window: -1}
+listen: {adress: 127.0.0.1}
+providers:
+  openai: {apikey: sk-x, auth: basic}
+aliases: {fast: nope}
+strategy: cheapest
+clients: {keys: [{name: me, key: "${UNSET_CLIENT_KEY}"}]}
+log_level: loud
+"""
+
+
+def test_one_run_reports_every_error_in_the_order_of_the_file(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(TYPOS)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, {})
+    keys = [line.split(": ", 1)[0] for line in str(caught.value).splitlines()]
+    assert keys == ["models[mine].context_window", "listen.adress", "providers.openai.apikey",
+                    "providers.openai.auth", "aliases.fast", "strategy", "clients.keys[0].key", "log_level"]
+    assert "did you mean address?" in str(caught.value)  # each still says the fix
+
+
+def test_an_entry_with_an_error_is_not_reported_again_through_what_names_it():
+    """A provider or model with an error is one error, not one more for each model, alias or fallback naming it."""
+    message = config_error({"providers": {"acme": provider(OPENAI_ONLY, auth="basic")},
+                            "models": [model("m", "acme", mode="audio")],
+                            "aliases": {"fast": "m"}, "fallbacks": {"m": ["acme/m"]}})
+    assert [line.split(": ", 1)[0] for line in message.splitlines()] == ["providers.acme.auth", "models[m].mode"]
+
+
+def test_commands_that_serve_nothing_load_without_the_secrets_they_do_not_use(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("providers:\n  openai: {api_key: '${UNSET_PROVIDER_KEY}'}\n"
+                    "clients: {keys: [{name: me, key: '${UNSET_CLIENT_KEY}'}]}\nstrategy: '${UNSET_STRATEGY}'\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, {}, secrets=False)
+    assert [line.split(": ", 1)[0] for line in str(caught.value).splitlines()] == ["strategy"]  # not a secret
+    path.write_text(path.read_text().replace("'${UNSET_STRATEGY}'", "none"))
+    with pytest.raises(ConfigError, match="UNSET_PROVIDER_KEY"):
+        load_settings(path, {})
+    s = load_settings(path, {}, secrets=False)
+    assert s.credentials == ()  # the provider key stays unset
+    assert [k.name for k in s.clients.keys] == ["me"]
+    assert identify_name(s, "") is None and identify_name(s, "x" * 16) is None  # the stand-in matches no key
+
+
+def identify_name(s, key):
+    from extproc.core.clients import digest
+    return next((k.name for k in s.clients.keys if k.sha256 == digest(key)), None)
 
 
 def test_probes_default_to_the_model_list_and_are_validated():

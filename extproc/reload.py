@@ -73,8 +73,9 @@ class ConfigReloader:
             log.info("config reload (%s): nothing the gateway uses changed", why)
             return False
         if change.needs_restart:
-            log.warning("config reload (%s): %s only apply on a restart of extproc; the running config is kept "
-                        "(nothing of the new file is applied)", why, ", ".join(change.needs_restart))
+            log.warning("config reload (%s): %s only %s on a restart of extproc; the running config is kept "
+                        "(nothing of the new file is applied)", why, ", ".join(change.needs_restart),
+                        "applies" if len(change.needs_restart) == 1 else "apply")
             return False
         self._apply(new)
         self.running = new

@@ -96,7 +96,7 @@ def test_a_change_that_needs_a_restart_applies_nothing_of_the_file(tmp_path: Pat
     reloader, applied, path = _reloader(tmp_path, {})
     _rewrite(path, aliases={"fast": "local-model"}, listen={"port": 10002})
     assert not reloader.reload()
-    assert not applied and "listen only apply on a restart" in caplog.text
+    assert not applied and "listen only applies on a restart" in caplog.text
 
 
 def test_prepare_makes_a_reloaded_file_this_process_settings(tmp_path: Path) -> None:

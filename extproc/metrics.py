@@ -8,10 +8,14 @@ supervisor sets for its workers); one process serves its own. Envoy's stats stay
 from __future__ import annotations
 
 import logging
+import socket
 import threading
-from wsgiref.simple_server import WSGIServer
+from collections.abc import Iterable
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, make_wsgi_app
+from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from extproc.core.settings import Address
@@ -52,14 +56,33 @@ MESSAGE_SECONDS = Histogram(
 
 
 def serve_metrics(address: Address, workers_dir: str | None = None) -> tuple[WSGIServer, threading.Thread]:
-    """`/metrics` on its own port: this process's figures, or the sum of every worker's in `workers_dir`."""
-    registry = None
+    """`/metrics` on its own port: this process's figures, or the sum of every worker's in `workers_dir`.
+    Any other path is a 404, so a probe or a scraper pointed at the wrong path learns it."""
+    registry: CollectorRegistry = REGISTRY
     if workers_dir is not None:
         registry = CollectorRegistry()
         MultiProcessCollector(registry, path=workers_dir)  # type: ignore[no-untyped-call]
+    app = make_wsgi_app(registry)
+
+    def only_metrics(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") != "/metrics":
+            start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
+            return [b"not found: the metrics are at /metrics\n"]
+        answer: Iterable[bytes] = app(environ, start_response)
+        return answer
+
+    class Server(ThreadingWSGIServer):
+        address_family = socket.AF_INET6 if ":" in address.host else socket.AF_INET
+
     try:
-        if registry is None:
-            return start_http_server(address.port, address.host)
-        return start_http_server(address.port, address.host, registry=registry)
+        server = make_server(address.host, address.port, only_metrics, Server, handler_class=_Quiet)
     except OSError as exc:
         raise OSError(f"cannot listen on {address} (metrics.address / metrics.port); is it in use?") from exc
+    thread = threading.Thread(target=server.serve_forever, daemon=True, name="metrics")
+    thread.start()
+    return server, thread
+
+
+class _Quiet(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass

@@ -30,6 +30,7 @@ from extproc.core.headers import (
     ATTEMPT_HEADER,
     ATTEMPT_ROLE,
     ENDPOINTS_HEADER,
+    FAILURE_HEADER,
     HANDLED_HEADER,
     INTERNAL_HEADERS,
     LEARN_HEADER,
@@ -66,6 +67,13 @@ def grpc_service(settings: Settings, role: str | None = None) -> dict[str, Any]:
     return service
 
 
+def no_answer_retries(*also: str) -> dict[str, Any]:
+    """An attempt no provider answered fails over, whatever `failover.statuses` holds: the attempts' own
+    connection failed or reset, or the provider's did (its listener's reply carries the failure header)."""
+    return {"retry_on": ",".join(("connect-failure", "reset", "retriable-headers", *also)),
+            "retriable_headers": [{"name": FAILURE_HEADER, "present_match": True}]}
+
+
 def circuit_breakers(settings: Settings) -> dict[str, Any]:
     """As many requests, and retries, in flight as clients may hold connections: Envoy's defaults (1024
     requests, 3 retries at once) would refuse failover under load."""
@@ -75,12 +83,13 @@ def circuit_breakers(settings: Settings) -> dict[str, Any]:
 
 
 def retry_policy(settings: Settings) -> dict[str, Any]:
-    """Retries on connection failures and resets; the router-level answer adds the rest per request (which
-    statuses retry, how many attempts, how long one may wait for its first byte: `forward.failover_headers`),
-    so a reloaded `failover` section applies with no change to Envoy."""
+    """Retries on connection failures and resets, the provider's too (its listener's reply names the failure,
+    whatever `failover.statuses` holds); the router-level answer adds the rest per request (which statuses
+    retry, how many attempts, how long one may wait for its first byte: `forward.failover_headers`), so a
+    reloaded `failover` section applies with no change to Envoy."""
     policy = settings.failover
     return {
-        "retry_on": "connect-failure,reset",
+        **no_answer_retries(),
         "num_retries": policy.attempts - 1,
         "per_try_timeout": f"{policy.first_byte_timeout:g}s",
         "retry_back_off": {"base_interval": "0.01s", "max_interval": "0.05s"},
@@ -314,6 +323,7 @@ def upstream_log(settings: Settings) -> list[dict[str, Any]]:
                 "buffer_flush_interval": "0.01s",
             },
             "additional_request_headers_to_log": [ATTEMPT_HEADER, ATTEMPT_COUNT_HEADER],
-            "additional_response_headers_to_log": ["retry-after", "retry-after-ms", *_window_headers(settings)],
+            "additional_response_headers_to_log": ["retry-after", "retry-after-ms", FAILURE_HEADER,
+                                                   *_window_headers(settings)],
         },
     }]

@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from extproc.bootstrap.attempts import ATTEMPTS_CLUSTER, grpc_service, header_matches, skipped_when
+from extproc.bootstrap.attempts import ATTEMPTS_CLUSTER, grpc_service, header_matches, no_answer_retries, skipped_when
 from extproc.bootstrap.names import T
 from extproc.core.headers import (
     ACCOUNT_HEADER,
@@ -107,7 +107,7 @@ def fast_route(route: FastRoute, settings: Settings, response_headers: list[dict
     policy = settings.failover
     action: dict[str, Any] = {
         "cluster": ATTEMPTS_CLUSTER, "timeout": "0s",
-        "retry_policy": {"retry_on": "connect-failure,reset,retriable-status-codes",
+        "retry_policy": {**no_answer_retries("retriable-status-codes"),
                          "retriable_status_codes": list(policy.statuses), "num_retries": route.attempts - 1,
                          "per_try_timeout": f"{policy.first_byte_timeout:g}s",
                          "retry_back_off": {"base_interval": "0.01s", "max_interval": "0.05s"}},

@@ -1,10 +1,12 @@
-"""Envoy's own replies (no healthy upstream, connect failure, timeout, body too large, an undecodable body, an
-HTTP request it refused, processor down) in the client's API envelope, one mapper per family from the table
-in `extproc.formats`.
+"""Envoy's own replies (a provider that refused, reset or did not answer in time, no healthy upstream, body too
+large, an undecodable body, an HTTP request it refused, processor down) in the client's API envelope, one
+mapper per family from the table in `extproc.formats`.
 
 They are matched by Envoy's response flags, by 413, 415 and 502 (the processor-failure status), which the
 processor's own immediate responses never carry, and by response code details that are not the processor's,
-so those (already in the right shape) stay as they are.
+so those (already in the right shape) stay as they are. An attempt that got no answer from its provider
+(`core.failures`) is told as the gateway's own error naming the provider, with its kind in a header the
+attempts' access log carries to learning.
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ from typing import Any
 
 import orjson
 
-from extproc.bootstrap.names import REQUEST_CODINGS, T
+from extproc.bootstrap.attempts import ATTEMPTS_CLUSTER
+from extproc.bootstrap.names import REQUEST_CODINGS, T, provider_cluster_name
 from extproc.core.errors import ClientError
-from extproc.core.headers import API_HEADER
+from extproc.core.failures import REFUSED, RESET, TIMEOUT, UNREACHABLE, UpstreamFailure
+from extproc.core.headers import API_HEADER, FAILURE_HEADER, ROUTE_HEADER
 from extproc.core.providers import Api
 from extproc.formats import FAMILIES, Family
 
@@ -36,9 +40,32 @@ _CLIENT_ERRORS = (
 # normalise): Envoy's status, in the envelope. The processor's own replies carry details `extproc…`.
 _REFUSED = ClientError(400, "invalid_http_request", "The gateway refused this HTTP request as sent "
                        "(%RESPONSE_CODE_DETAILS%); nothing was sent upstream.")
-_REFUSED_BY_ENVOY = {"extension_filter": {"name": "envoy.access_loggers.extension_filters.cel", "typed_config": {
-    "@type": T + "extensions.access_loggers.filters.cel.v3.ExpressionFilter",
-    "expression": "response.code >= 400 && response.code < 500 && !response.code_details.startsWith('extproc')"}}}
+
+
+def _cel(expression: str) -> dict[str, Any]:
+    """A local-reply filter written in CEL (Envoy's request, response, upstream and xds attributes)."""
+    return {"extension_filter": {"name": "envoy.access_loggers.extension_filters.cel", "typed_config": {
+        "@type": T + "extensions.access_loggers.filters.cel.v3.ExpressionFilter", "expression": expression}}}
+
+
+_REFUSED_BY_ENVOY = _cel("response.code >= 400 && response.code < 500 && !response.code_details.startsWith('extproc')")
+
+
+# An attempt that got no answer from its provider, where Envoy meets it: a provider's listener (behind the
+# attempts, one per provider, its virtual host named after it) sees the refusal, the reset or no address, from
+# the provider's cluster (never the relay's: those failures are the processor's); the attempts' router sees no
+# first byte in time, and the request still names the provider it tried last. The timeout is the one Envoy's
+# router gave the attempt, in a header it sets on each.
+_TO_PROVIDER = f"xds.cluster_name.startsWith('{provider_cluster_name('')}')"
+_IN_LISTENER = "%CEL(xds.virtual_host_name)%"
+_SECONDS = "%CEL(double(request.headers['x-envoy-expected-rq-timeout-ms']) / 1000.0)%"
+# (behind the attempts, flags, CEL, failure, the provider's name)
+_UPSTREAM_FAILURES: tuple[tuple[bool, list[str], str, UpstreamFailure, str], ...] = (
+    (True, ["UF"], f"{_TO_PROVIDER} && upstream.transport_failure_reason.contains('refused')", REFUSED, _IN_LISTENER),
+    (True, ["UF", "UH", "DF"], _TO_PROVIDER, UNREACHABLE, _IN_LISTENER),
+    (True, ["UC", "UR"], _TO_PROVIDER, RESET, _IN_LISTENER),
+    (False, ["UT"], f"xds.cluster_name == '{ATTEMPTS_CLUSTER}'", TIMEOUT, f"%REQ({ROUTE_HEADER})%"),
+)
 
 
 def _status(code: int) -> dict[str, Any]:
@@ -60,21 +87,35 @@ def _refused(family: Family) -> dict[str, Any]:
     return body
 
 
+def _upstream_failure(family: Family, failure: UpstreamFailure, provider: str) -> dict[str, Any]:
+    return _client_error(family, ClientError(failure.status, failure.kind, failure.message(provider, _SECONDS)))
+
+
+def _told(failure: UpstreamFailure) -> dict[str, Any]:
+    """The failure's own status, and its kind in a header the attempts' access log reads."""
+    return {"status_code": failure.status, "headers_to_add": [{
+        "header": {"key": FAILURE_HEADER, "value": failure.kind}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}]}
+
+
 def local_reply_config(by_api_header: bool = False) -> dict[str, Any]:
     """Mappers that pick the envelope by the API the processor names in `x-extproc-api` (an attempt may have
     rewritten the path to the provider's), else by the client's path; `by_api_header` alone behind the
-    attempts' internal listeners, where the path is always the provider's."""
+    attempts' internal listeners, where the path is always the provider's (and each meets its own upstream
+    failures: a provider's listener the refusals and resets, the client's listener the timeouts)."""
     envoy_failure = {"response_flag_filter": {"flags": _ENVOY_FAILURE_FLAGS}}
     # Families that claim paths first; OpenAI's envelope is the default and goes last, unfiltered.
     families = sorted(FAMILIES.values(), key=lambda f: f.api is Api.OPENAI)
-    replies: list[tuple[dict[str, Any], Callable[[Family], dict[str, Any]]]] = [
-        *((_status(err.status), functools.partial(_client_error, err=err)) for err in _CLIENT_ERRORS),
-        (_REFUSED_BY_ENVOY, _refused),
-        (_status(PROCESSOR_DOWN_STATUS), lambda family: family.local_reply(PROCESSOR_DOWN)),
-        (envoy_failure, lambda family: family.local_reply("%LOCAL_REPLY_BODY%")),
+    replies: list[tuple[dict[str, Any], Callable[[Family], dict[str, Any]], dict[str, Any]]] = [
+        *((_status(err.status), functools.partial(_client_error, err=err), {}) for err in _CLIENT_ERRORS),
+        (_REFUSED_BY_ENVOY, _refused, {}),
+        (_status(PROCESSOR_DOWN_STATUS), lambda family: family.local_reply(PROCESSOR_DOWN), {}),
+        *(({"and_filter": {"filters": [{"response_flag_filter": {"flags": flags}}, _cel(where)]}},
+           functools.partial(_upstream_failure, failure=failure, provider=provider), _told(failure))
+          for behind, flags, where, failure, provider in _UPSTREAM_FAILURES if behind == by_api_header),
+        (envoy_failure, lambda family: family.local_reply("%LOCAL_REPLY_BODY%"), {}),
     ]
     mappers = []
-    for failure, body in replies:
+    for failure, body, extra in replies:
         for family in families:
             named = {"header_filter": {"header": {"name": API_HEADER, "string_match": {"exact": family.api.value}}}}
             by_path = {"and_filter": {"filters": [
@@ -83,6 +124,6 @@ def local_reply_config(by_api_header: bool = False) -> dict[str, Any]:
                     "regex": family.paths}}}}}]}}
             family_filter = named if by_api_header else {"or_filter": {"filters": [named, by_path]}}
             match = failure if family.api is Api.OPENAI else {"and_filter": {"filters": [failure, family_filter]}}
-            mappers.append({"filter": match, "body_format_override": {
+            mappers.append({"filter": match, **extra, "body_format_override": {
                 "json_format": body(family), "content_type": "application/json"}})
     return {"mappers": mappers}

@@ -24,6 +24,7 @@ ATTEMPT_COUNT_HEADER = "x-envoy-attempt-count"  # Envoy's: which attempt of the 
 ACCOUNT_HEADER = "x-extproc-account"  # router level → the relay: when the request came, its client key, its model
 UPSTREAM_API_HEADER = "x-extproc-upstream-api"  # on a translated attempt: the API it leaves in (the relay reads it)
 LEARN_HEADER = "x-extproc-learn"  # the access log reports this attempt even when it succeeds
+FAILURE_HEADER = "x-extproc-failure"  # on Envoy's own reply to an attempt that got no answer: what happened
 PLAN_HEADER = "x-extproc-plan"  # a fast route's plan for the attempts after its first (no router-level answer)
 ENDPOINTS_HEADER = "x-extproc-endpoints"  # a fast route's endpoint list for the override_host load balancer
 INTERNAL_HEADERS = (ROUTE_HEADER, MODEL_HEADER, REASON_HEADER, HANDLED_HEADER, ATTEMPT_HEADER, LEARN_HEADER,

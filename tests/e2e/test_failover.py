@@ -159,7 +159,7 @@ def test_an_unreachable_provider_with_no_fallback_answers_in_the_clients_envelop
     client = anthropic.Anthropic(base_url=stack.url, api_key="client-key", max_retries=0)
     with pytest.raises(anthropic.APIStatusError) as caught:
         client.messages.create(model="down-anthropic-model", max_tokens=5, messages=CHAT)  # type: ignore[arg-type]
-    assert caught.value.status_code == 503
+    assert caught.value.status_code == 502
     assert caught.value.response.json()["type"] == "error"  # Anthropic's envelope, from Envoy's own reply
 
 

@@ -187,12 +187,12 @@ def test_envoys_own_failures_come_in_the_clients_envelope(make_stack: Callable[[
                         "discovery": False, "max_request_bytes": 1_000_000})
     chat = {"model": "gpt-6-luna", "messages": [{"role": "user", "content": "hi"}]}
     response = httpx.post(stack.url + "/v1/chat/completions", json=chat)
-    assert response.status_code == 503 and response.headers["content-type"] == "application/json"
+    assert response.status_code == 502 and response.headers["content-type"] == "application/json"
     assert response.json()["error"]["message"]
     response = httpx.post(stack.url + "/v1/messages", json={**chat, "model": "claude-haiku-5-5", "max_tokens": 5})
-    assert response.status_code == 503 and response.json()["type"] == "error"
+    assert response.status_code == 502 and response.json()["type"] == "error"
     response = httpx.post(stack.url + "/v1beta/models/gemini-3.8-flash:generateContent", json={"contents": []})
-    assert response.status_code == 503 and response.json()["error"]["code"] == 503
+    assert response.status_code == 502 and response.json()["error"]["code"] == 502
     big = {"model": "gpt-6-luna", "messages": [{"role": "user", "content": "x" * 1_500_000}]}
     response = httpx.post(stack.url + "/v1/chat/completions", json=big)
     assert response.status_code == 413 and "error" in response.json()

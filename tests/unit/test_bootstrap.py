@@ -100,7 +100,9 @@ def test_planned_requests_go_to_the_attempts_cluster_with_the_retry_policy():
     retry = route["route"]["retry_policy"]
     assert "retriable_status_codes" not in retry  # each request says which: failover reloads without Envoy
     assert retry["num_retries"] == 2 and retry["per_try_timeout"] == "300s"
-    assert set(retry["retry_on"].split(",")) == {"connect-failure", "reset"}
+    # and a provider's failure its listener answered (a header names it), whatever failover.statuses holds
+    assert set(retry["retry_on"].split(",")) == {"connect-failure", "reset", "retriable-headers"}
+    assert retry["retriable_headers"] == [{"name": "x-extproc-failure", "present_match": True}]
 
 
 @pytest.mark.parametrize("name", ["local", "corp", "openai", "mistral"])

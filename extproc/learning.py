@@ -15,6 +15,8 @@ from typing import Protocol
 from extproc import metrics
 from extproc.attempts import parse_attempt_header, served_by
 from extproc.core.catalog import ModelSpec
+from extproc.core.failures import FAILURES, TIMEOUT, UpstreamFailure
+from extproc.core.headers import FAILURE_HEADER
 from extproc.core.health import Block, parse_retry_after
 from extproc.core.settings import Credential
 from extproc.core.windows import WindowState, read_windows
@@ -32,8 +34,9 @@ class Refresher(Protocol):
 
 
 def learn(runtime: Runtime, secrets: Refresher, credential: Credential, model: ModelSpec, endpoint: str, at: float,
-          listed: bool, status: int, headers: Mapping[str, str], request_id: str) -> Block | None:
-    """Teach health what one attempt's status says; returns the block it caused, if any."""
+          listed: bool, status: int, headers: Mapping[str, str], request_id: str, failure: str = "") -> Block | None:
+    """Teach health what one attempt's status says (`failure`: what it was when no provider answered); returns
+    the block it caused, if any."""
     now = runtime.clock()
     if credential.windows is not None:
         state = read_windows(credential.windows, headers)
@@ -59,7 +62,7 @@ def learn(runtime: Runtime, secrets: Refresher, credential: Credential, model: M
     if status == 404 and (endpoint == "completions" or not listed):
         return None  # a legacy endpoint or a made-up model: the client's mistake, not the model's absence
     block = runtime.health.observe(credential.id, model.id, status, parse_retry_after(headers, now), now, at,
-                                   endpoint)
+                                   endpoint, failure)
     if block is not None and block.kind in ("cooldown", "suspended"):
         (metrics.COOLDOWNS if block.kind == "cooldown" else metrics.SUSPENSIONS).labels(
             credential.route, credential.id).inc()
@@ -77,12 +80,23 @@ def _when(until: float) -> str:
         datetime.fromtimestamp(until, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def failure_of(status: int, headers: Mapping[str, str], timed_out: bool) -> UpstreamFailure | None:
+    """What an attempt that got no provider's answer was: the attempts' router timed it out (no first byte in
+    time), or Envoy's own reply to it names the kind (trusted with the kind's own status only: a provider's
+    answer cannot pass for one)."""
+    if timed_out:
+        return TIMEOUT
+    failure = FAILURES.get(headers.get(FAILURE_HEADER, ""))
+    return failure if failure is not None and failure.status == status else None
+
+
 def learn_attempt(runtime: Runtime, secrets: Refresher, attempt: str, status: int, headers: Mapping[str, str],
-                  request_id: str, attempt_count: int | None = None) -> Block | None:
+                  request_id: str, attempt_count: int | None = None,
+                  failure: UpstreamFailure | None = None) -> Block | None:
     """Learn from one attempt's access-log entry: `attempt` is the header the attempt went out with.
 
-    No status (the connection failed, reset, or the attempt stalled past its first-byte timeout) counts as
-    the provider failing: a short cooldown, like a 503.
+    An attempt no provider answered (refused, reset, timed out: `failure`, or no status at all) counts as
+    the provider failing: a short cooldown, like a 503, recorded as what it was.
     """
     attempted = parse_attempt_header(attempt)
     if attempted is None or (attempt_count is not None and attempted.attempt != attempt_count):
@@ -92,5 +106,9 @@ def learn_attempt(runtime: Runtime, secrets: Refresher, attempt: str, status: in
         return None
     if not 200 <= status < 400:
         metrics.FAILOVER_ATTEMPTS.labels(str(status) if status else "none", credential.route).inc()
+    if failure is not None:
+        seconds = f"{runtime.current.settings.failover.first_byte_timeout:g}"
+        return learn(runtime, secrets, credential, model, attempted.endpoint, attempted.at, attempted.listed,
+                     failure.status, headers, request_id, failure.reason.format(seconds=seconds))
     return learn(runtime, secrets, credential, model, attempted.endpoint, attempted.at, attempted.listed,
                  status or 503, headers, request_id)

@@ -26,10 +26,12 @@ from aiohttp import web
 
 from extproc.attempts import parse_attempt_header
 from extproc.core.errors import ClientError
+from extproc.core.failures import REFUSED, RESET, TIMEOUT, UNREACHABLE, UpstreamFailure
 from extproc.core.headers import (
     ACCOUNT_HEADER,
     API_HEADER,
     ATTEMPT_HEADER,
+    FAILURE_HEADER,
     REASON_HEADER,
     RELAY_HEADERS,
     ROUTE_HEADER,
@@ -82,8 +84,12 @@ class Relay:
                 self._client.build_request(request.method, upstream_url, headers=headers, content=body),
                 stream=True)
         except httpx.HTTPError as exc:
-            log.warning("relay rid=%s provider=%s: no answer (%s)", rid, provider.name, type(exc).__name__)
-            return _reply(api, ClientError(503, "upstream_unavailable", "The provider could not be reached."))
+            met = no_answer(exc)
+            log.warning("relay rid=%s provider=%s: no answer, %s (%s)", rid, provider.name, met.reason,
+                        type(exc).__name__)
+            told = ClientError(met.status, met.kind, met.message(provider.name, f"{self._client.timeout.read or 0:g}"))
+            return web.Response(status=told.status, body=error_body(api, told), content_type="application/json",
+                                headers={FAILURE_HEADER: met.kind})  # learned as Envoy's own reply is
         try:
             out_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in _NOT_RETURNED}
             if not upstream.headers.get("content-type", "").startswith("text/event-stream"):
@@ -145,6 +151,18 @@ class Relay:
             record = replace(record, bodies=(("request_body", logged_body(body)),))
         client = next((k for k in snapshot.settings.clients.keys if k.name == asked.client), None)
         gateway.accounting.record(record, client)
+
+
+def no_answer(exc: httpx.HTTPError) -> UpstreamFailure:
+    """What a provider call that got no answer met, in the terms Envoy's own replies use."""
+    if isinstance(exc, httpx.TimeoutException) and not isinstance(exc, httpx.ConnectTimeout):
+        return TIMEOUT
+    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+        cause: BaseException | None = exc
+        while cause is not None and not isinstance(cause, ConnectionRefusedError):
+            cause = cause.__cause__ or cause.__context__
+        return REFUSED if cause is not None else UNREACHABLE
+    return RESET  # the connection closed or broke before an answer
 
 
 def _reply(api: Api, err: ClientError) -> web.Response:

@@ -229,20 +229,21 @@ class Health:
         self._told()
 
     def observe(self, credential_id: str, model_id: str, status: int, retry_after: float | None,
-                now: float, started: float | None = None, endpoint: str = "") -> Block | None:
+                now: float, started: float | None = None, endpoint: str = "", failure: str = "") -> Block | None:
         """Learn from one upstream response status; returns the block it caused, if any.
 
         `started` is when the request was routed: a response to a request sent before the current
         cooldown began says nothing new (many in flight at once must not stack backoffs or clear it).
+        `failure` says what a 5xx really was when no provider answered (refused, reset, timed out).
         """
         try:
             with self._lock:
-                return self._observe(credential_id, model_id, status, retry_after, now, started, endpoint)
+                return self._observe(credential_id, model_id, status, retry_after, now, started, endpoint, failure)
         finally:
             self._told()
 
     def _observe(self, credential_id: str, model_id: str, status: int, retry_after: float | None,
-                 now: float, started: float | None, endpoint: str) -> Block | None:
+                 now: float, started: float | None, endpoint: str, failure: str) -> Block | None:
         policy = self._policy
         key = (credential_id, model_id)
         self._observed += 1
@@ -281,7 +282,7 @@ class Health:
             seconds = retry_after if retry_after is not None else policy.server_error_cooldown
             if previous is not None and previous.until >= now + seconds:
                 return Block("cooldown", previous.until, previous.reason)  # never shorten a longer cooldown
-            why = f"upstream error ({status})"
+            why = failure or f"upstream error ({status})"
             failures = previous.failures if previous else 0
             self._put("cooldowns", key, Cooldown(now + seconds, failures, why, now, server_error=True))
             return Block("cooldown", now + seconds, why)

@@ -20,7 +20,7 @@ from extproc.core.providers import Api
 from extproc.edge.ext_proc import check_token
 from extproc.exchange import Gateway
 from extproc.fast_routes import ANSWERS_LOG, NAMESPACE, USAGE_NAMESPACE
-from extproc.learning import learn_attempt
+from extproc.learning import failure_of, learn_attempt
 from extproc.usage.record import LoggedAnswer, logged_record
 
 log = logging.getLogger("extproc.request")
@@ -64,8 +64,10 @@ def learn_entry(gateway: Gateway, entry: accesslog_pb2.HTTPAccessLogEntry) -> No
         count = int(entry.request.request_headers.get(ATTEMPT_COUNT_HEADER, "1"))
     except ValueError:
         return
-    learn_attempt(gateway.runtime, gateway.secrets, attempt, entry.response.response_code.value, headers,
-                  entry.request.request_id or "-", count)
+    status = entry.response.response_code.value
+    failure = failure_of(status, headers, entry.common_properties.response_flags.upstream_request_timeout)
+    learn_attempt(gateway.runtime, gateway.secrets, attempt, status, headers, entry.request.request_id or "-", count,
+                  failure)
 
 
 class AccessLogService(als_pb2_grpc.AccessLogServiceServicer):  # type: ignore[misc]

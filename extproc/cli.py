@@ -1,24 +1,49 @@
-"""`extproc` command line: up, serve, envoy-config, models, check."""
+"""`extproc` command line: up, serve, envoy-config, models, check, drain, top, auth. Ctrl-C ends any of them
+at once with status 130 and one line, never a traceback."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import logging
+import os
+import signal
 import sys
 import time
 
 from extproc import __version__
 from extproc.bootstrap import render_bootstrap
 from extproc.config import load_settings
+from extproc.config.data import builtin_flow_data
+from extproc.config.problems import messages_of
 from extproc.core.availability import availability
 from extproc.core.errors import ConfigError
 from extproc.core.health import Health
 from extproc.core.registry import Registry
 from extproc.core.settings import Settings
 
+# Commands that serve nothing: a client key, provider key or token left unset in their shell is no error.
+_WITHOUT_SECRETS = ("models", "top", "drain", "auth")
+_INTERRUPTED = 128 + signal.SIGINT  # the shell's status for a command Ctrl-C ended
+
 
 def main(argv: list[str] | None = None) -> int:
+    # Every process this one starts execs at once: gRPC's fork handlers have nothing to protect, and with
+    # gRPC threads running they log "skipping fork() handlers" on each start (workers inherit the setting).
+    os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+    args = _parser().parse_args(argv)
+    try:
+        return _command(args)
+    except (KeyboardInterrupt, asyncio.CancelledError):  # Ctrl-C: said in one line, never a traceback
+        return _interrupted(args.command)
+
+
+def _interrupted(command: str) -> int:
+    print(f"extproc {command}: interrupted", file=sys.stderr)
+    return _INTERRUPTED
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="extproc", description="An LLM gateway for Envoy.")
     parser.add_argument("--version", action="version", version=f"extproc {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -27,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         ("serve", "run the processor alone (beside an Envoy configured elsewhere)"),
         ("envoy-config", "print the Envoy bootstrap for a config"),
         ("models", "list the configured catalog (a running gateway's /v1/models adds discovered models)"),
-        ("check", "validate a config and exit"),
+        ("check", "validate a config and exit (every error at once)"),
         ("drain", "tell the running Envoy to drain and wait for its open requests (a preStop hook)"),
         ("top", "a live view of a running gateway: requests, errors, tokens, cost, credentials"),
     ):
@@ -41,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     worker.add_argument("--index", type=int, required=True)
     auth = commands.add_parser("auth", help="log in to subscriptions and manage the accounts")
     auth_commands = auth.add_subparsers(dest="auth_command", required=True)
+    flows = login_flows()
     for name, help_text, arg in (
         ("login", "log in with OAuth (opens the browser, or --no-browser to paste the code)", "login"),
         ("list", "the accounts: login, email, plan, expiry, status (never secrets)", None),
@@ -48,21 +74,42 @@ def main(argv: list[str] | None = None) -> int:
         ("refresh", "refresh an account's token now", "account"),
         ("import", "take logins you already have (Codex, Gemini CLI, Claude Code)", None),
     ):
-        sub = auth_commands.add_parser(name, help=help_text)
+        sub = auth_commands.add_parser(
+            name, help=help_text, formatter_class=argparse.RawDescriptionHelpFormatter,
+            epilog="logins:\n" + "".join(f"  {flow:<9}{line}\n" for flow, line in flows.items()) if arg == "login"
+            else None)
         sub.add_argument("--config", "-c", help="YAML config file (default: the embedded default config)")
         if arg == "login":
-            sub.add_argument("login", choices=("claude", "console", "gemini", "codex"))
+            sub.add_argument("login", choices=tuple(flows), help="which login (see below)")
             sub.add_argument("--no-browser", action="store_true", help="print the URL and read the pasted code")
         elif arg:
             sub.add_argument(arg)
         elif name == "import":
             sub.add_argument("files", nargs="*", metavar="KIND[=PATH]",
                              help="codex, gemini or claude, optionally with a file (default: all found)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def login_flows() -> dict[str, str]:
+    """Each built-in login → one line for `auth login -h`: its title (flow data) and how it is done."""
+    lines = {}
+    for name, flow in builtin_flow_data().items():
+        redirect = flow.get("redirect") or {}
+        if "loopback_port" not in redirect:
+            how = "paste the code its page shows"
+        elif redirect.get("hosted"):
+            how = "in the browser, or --no-browser to paste the code its page shows"
+        else:
+            how = "in the browser, or --no-browser to paste the address the browser ends on"
+        lines[name] = f"{flow.get('title', name)}: {how}"
+    return lines
+
+
+def _command(args: argparse.Namespace) -> int:
     try:
-        settings = load_settings(args.config)
+        settings = load_settings(args.config, secrets=args.command not in _WITHOUT_SECRETS)
     except ConfigError as exc:
-        print(f"extproc: config error: {exc}", file=sys.stderr)
+        sys.stderr.write(config_error_text(exc))
         return 2
     if args.command == "envoy-config":
         sys.stdout.write(render_bootstrap(settings))
@@ -84,10 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "top":
         from extproc import top
 
-        try:
-            return top.run(settings, args.key, once=args.once)
-        except KeyboardInterrupt:
-            return 0
+        return top.run(settings, args.key, once=args.once)
     if args.command == "check":
         serving = sorted({m.provider for m in settings.models})
         keys = len(settings.credentials)
@@ -97,18 +141,23 @@ def main(argv: list[str] | None = None) -> int:
     from extproc import logs, runner
 
     logs.configure(settings.log_level, settings.log_format)
-
     try:
         if args.command == "worker":
             asyncio.run(runner.serve_worker(settings, args.index))
-        else:
-            asyncio.run({"up": runner.up, "serve": runner.serve}[args.command](settings))
-    except KeyboardInterrupt:
-        pass
+            return 0
+        stopped_by = asyncio.run({"up": runner.up, "serve": runner.serve}[args.command](settings))
     except (OSError, RuntimeError) as exc:
         logging.getLogger("extproc").error("%s", exc)
         return 1
-    return 0
+    return _interrupted(args.command) if stopped_by == signal.SIGINT else 0  # a clean stop, but by Ctrl-C
+
+
+def config_error_text(exc: ConfigError) -> str:
+    """One error on one line; several as a list, in the order of the file."""
+    messages = messages_of(exc)
+    if len(messages) == 1:
+        return f"extproc: config error: {messages[0]}\n"
+    return f"extproc: {len(messages)} config errors:\n" + "".join(f"  {m}\n" for m in messages)
 
 
 def models_table(settings: Settings) -> str:

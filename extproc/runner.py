@@ -24,6 +24,7 @@ import grpc
 import httpx
 
 from extproc import probing
+from extproc.addresses import listens_everywhere, local_url
 from extproc.auth.accounts import AccountManager
 from extproc.auth.store import StoreError
 from extproc.bootstrap import render_bootstrap
@@ -58,23 +59,35 @@ def envoy_binary() -> str:
 
 
 def report_credentials(settings: Settings, logins: tuple[Credential, ...]) -> None:
-    """Say at start-up which providers can serve traffic, and how to give the others a credential."""
+    """Say at start-up which providers can serve traffic, and how to give the others a credential: a line for
+    each provider the config file names, one line for the built-in ones it leaves without a key."""
     creds = (*settings.credentials, *logins)
     vendors = {m.provider for m in settings.models}
+    named = settings.named_providers if settings.source else frozenset()  # the embedded config: the user named none
     flows_for: dict[str, list[str]] = {}
     for flow in settings.flows.values():
         flows_for.setdefault(flow.provider, []).append(flow.name)
-    for name, provider in settings.providers.items():
+    where = settings.source or "the config"
+    left: list[str] = []
+    for name in settings.providers:
         count = sum(1 for c in creds if c.provider == name)
         if count:
             log.info("provider %s: %d credential(s)", name, count)
-        elif name in vendors:
-            if settings.source is None and provider.api_key_env:
-                how = f"set {provider.api_key_env}"  # what the embedded default config reads
-            else:
-                how = f"add providers.{name}.api_key to {settings.source or 'the config'}"
+        elif name in vendors and name in named:
             login = f", or `extproc auth login {'|'.join(flows_for[name])}`" if name in flows_for else ""
-            log.warning("provider %s has no credential, its models are unavailable: %s%s", name, how, login)
+            log.warning("provider %s has no credential, its models are unavailable: add providers.%s.api_key to %s%s",
+                        name, name, where, login)
+        elif name in vendors:
+            left.append(name)
+    if not left:
+        return
+    flows = [flow for name in left for flow in flows_for.get(name, ())]
+    login = f", or log in with `extproc auth login {'|'.join(flows)}`" if flows else ""
+    variables = [v for name in left if (v := settings.providers[name].api_key_env)]
+    how = f"set the variable of each you use ({', '.join(variables)})" if settings.source is None and variables \
+        else f"give one a key under providers.<name>.api_key in {where}"
+    log.warning("no credential for the built-in providers %s, so their models are unavailable: %s%s",
+                ", ".join(left), how, login)
 
 
 def warn_about_exposure(settings: Settings) -> None:
@@ -167,16 +180,16 @@ async def processor(settings: Settings, prepare: Callable[[Settings], Settings] 
                 await spend.close()
 
 
-async def serve(settings: Settings) -> None:
+async def serve(settings: Settings) -> signal.Signals | None:
     """The processor alone (a sidecar beside an Envoy configured elsewhere): in this process, or as
-    `processor.workers` supervised worker processes."""
+    `processor.workers` supervised worker processes; returns the signal that stopped it."""
     if settings.processor_token is None:
         log.warning("processor.token is not set: anything that can reach %s can obtain provider credentials; "
                     "set it, and render Envoy's config with `extproc envoy-config` so Envoy sends it",
                     settings.processor)
     async with serving(settings):
         log.info("processor listening on %s", ", ".join(str(a) for a in settings.processor_addresses))
-        await _until_signalled()
+        return await _until_signalled()
 
 
 async def serve_worker(settings: Settings, index: int) -> None:
@@ -311,8 +324,8 @@ async def _wait_listening(address: Address, timeout: float = 30) -> None:
     raise TimeoutError(f"processor worker on {address} did not start within {timeout:g}s")
 
 
-async def up(settings: Settings) -> None:
-    """Envoy and the processor together, in the foreground, until Ctrl-C or Envoy exits."""
+async def up(settings: Settings) -> signal.Signals | None:
+    """Envoy and the processor together, in the foreground, until Ctrl-C or SIGTERM (returned) or Envoy exits."""
     if any(p.upstream.tls for p in settings.providers.values()) and not Path(settings.ca_file).is_file():
         raise RuntimeError(f"ca_file: {settings.ca_file} does not exist; point ca_file at the system's CA bundle "
                            "(Envoy checks provider certificates against it)")
@@ -338,13 +351,12 @@ async def up(settings: Settings) -> None:
             envoy = await asyncio.create_subprocess_exec(*args, preexec_fn=die_with_parent, start_new_session=True)
             try:
                 await _wait_ready(settings, envoy)
-                url = f"http://{settings.listen.host}:{settings.listen.port}"
-                print(f"extproc ready at {url} (OpenAI SDKs: base URL {url}/v1; Anthropic and Gemini SDKs: {url})",
-                      flush=True)
-                await _until_signalled(envoy)
+                print(ready_line(settings.listen), flush=True)
+                stopped_by = await _until_signalled(envoy)
                 if envoy.returncode is not None:
                     raise RuntimeError(f"envoy exited with status {envoy.returncode}")
                 await drain(settings, envoy)
+                return stopped_by
             finally:
                 if envoy.returncode is None:
                     envoy.terminate()
@@ -352,6 +364,13 @@ async def up(settings: Settings) -> None:
                         await asyncio.wait_for(envoy.wait(), 10)
                     except TimeoutError:
                         envoy.kill()
+
+
+def ready_line(listen: Address) -> str:
+    """What `up` prints once it serves: URLs a client here can use (never 0.0.0.0), for each kind of SDK."""
+    url = local_url(listen)
+    where = f", listening on all addresses ({listen.host})" if listens_everywhere(listen) else ""
+    return f"extproc ready at {url}{where} (OpenAI SDKs: base URL {url}/v1; Anthropic and Gemini SDKs: {url})"
 
 
 def _prctl() -> Any:
@@ -414,9 +433,12 @@ async def drain(settings: Settings, envoy: asyncio.subprocess.Process | None = N
             await client.post(f"{admin}/drain_listeners")
         active = -1
         while (envoy is None or envoy.returncode is None) and loop.time() < deadline:
-            active = await _active_requests(client, admin)
+            open_before, active = active, await _active_requests(client, admin)
             if active == 0:
                 break
+            if open_before < 0:
+                log.warning("waiting up to %gs (shutdown.grace) for %d open requests; Ctrl-C again stops at once",
+                            settings.shutdown_grace, active)
             await asyncio.sleep(0.1)
     if active > 0:
         log.warning("shutdown.grace (%gs) is over with %d requests still open; they are cut",
@@ -434,11 +456,19 @@ async def _active_requests(client: httpx.AsyncClient, admin: str) -> int:
     return sum(int(s.get("value", 0)) for s in stats.get("stats", []) if "value" in s)
 
 
-async def _until_signalled(envoy: asyncio.subprocess.Process | None = None) -> None:
+async def _until_signalled(envoy: asyncio.subprocess.Process | None = None) -> signal.Signals | None:
+    """Until SIGINT or SIGTERM (returned) or Envoy exits (None). After it, a Ctrl-C cancels the task that
+    waited: what is left of its shutdown (the drain of open requests) is cut short."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
+    caught: list[signal.Signals] = []
+
+    def stopping(sig: signal.Signals) -> None:
+        caught.append(sig)
+        stop.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, stopping, sig)
     waiters: list[asyncio.Task[Any]] = [asyncio.create_task(stop.wait())]
     if envoy is not None:
         waiters.append(asyncio.create_task(envoy.wait()))
@@ -447,4 +477,8 @@ async def _until_signalled(envoy: asyncio.subprocess.Process | None = None) -> N
         task.cancel()
     if envoy is not None and envoy.returncode is not None and not stop.is_set():
         log.error("envoy exited with status %s; stopping", envoy.returncode)
+    waiting = asyncio.current_task()
+    if waiting is not None:
+        loop.add_signal_handler(signal.SIGINT, waiting.cancel)
     log.info("stopping")
+    return caught[0] if caught else None

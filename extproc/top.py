@@ -19,8 +19,10 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console, Group
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
+from extproc.addresses import local_url
 from extproc.core.settings import Settings
 
 Samples = Mapping[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -65,7 +67,9 @@ def rate(now: float, before: float, seconds: float) -> float:
     return max(0.0, now - before) / seconds if seconds > 0 else 0.0
 
 
-def render(now: Totals, before: Totals | None, seconds: float, credentials: list[dict[str, Any]]) -> Group:
+def render(now: Totals, before: Totals | None, seconds: float, credentials: list[dict[str, Any]],
+           note: str | None = None) -> Group:
+    """The frame; `note` says why the credentials cannot be shown (the models API refused), above their table."""
     served, failed, rejected = (now.requests.get(k, 0.0) for k in ("served", "failed", "rejected"))
     head = Table.grid(padding=(0, 3))
     total = served + failed + rejected
@@ -94,7 +98,7 @@ def render(now: Totals, before: Totals | None, seconds: float, credentials: list
                             for w in cred.get("windows", []))
         state = "[green]ok[/green]" if cred.get("available") else f"[red]{cred.get('unavailable_reason', 'off')}[/red]"
         health.add_row(cred.get("id", "?"), cred.get("model", ""), state, windows or "-")
-    return Group(head, models, clients, health)
+    return Group(head, models, clients, *([f"[red]{escape(note)}[/red]"] if note else []), health)
 
 
 def read_credentials(client: httpx.Client, base: str, headers: Mapping[str, str],
@@ -110,12 +114,26 @@ def read_credentials(client: httpx.Client, base: str, headers: Mapping[str, str]
     return list(seen.values())
 
 
+def models_api_note(client: httpx.Client, base: str, headers: Mapping[str, str]) -> str | None:
+    """Why the credentials table would stay empty, and the fix: the gateway refused the models API, or did not
+    answer it. None when it answers."""
+    try:
+        status = client.get(f"{base}/v1/models", headers=headers).status_code
+    except httpx.HTTPError as exc:
+        return f"the models API at {base} did not answer ({type(exc).__name__}); credentials are not shown"
+    if status in (401, 403):
+        given = "refused the client key given" if headers else "refused the models API without a client key"
+        return (f"the gateway {given} ({status}), so credentials are not shown: pass one with --key KEY or "
+                "EXTPROC_CLIENT_KEY=KEY")
+    return None if status == 200 else f"the models API answered {status}; credentials are not shown"
+
+
 def run(settings: Settings, key: str | None, interval: float = 2.0, once: bool = False) -> int:
     if settings.metrics is None:
         print("extproc top: metrics is off in this config (metrics: false); turn it on to watch the gateway")
         return 2
-    metrics_url = f"http://{settings.metrics.host}:{settings.metrics.port}/metrics"
-    base = f"http://{settings.listen.host if settings.listen.host != '0.0.0.0' else '127.0.0.1'}:{settings.listen.port}"
+    metrics_url = f"{local_url(settings.metrics)}/metrics"
+    base = local_url(settings.listen)
     key = key or os.environ.get("EXTPROC_CLIENT_KEY")
     headers = {"authorization": f"Bearer {key}"} if key else {}
     console = Console()
@@ -130,7 +148,9 @@ def run(settings: Settings, key: str | None, interval: float = 2.0, once: bool =
 
         def frame(now: Totals, previous: Totals | None, seconds: float) -> Group:
             used = sorted(now.by_model, key=lambda m: -now.by_model[m]["requests"])[:10]
-            return render(now, previous, seconds, read_credentials(client, base, headers, used))
+            note = models_api_note(client, base, headers)
+            credentials = [] if note else read_credentials(client, base, headers, used)
+            return render(now, previous, seconds, credentials, note)
 
         if once:
             console.print(frame(first, None, 0.0))

@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 import webbrowser
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -61,34 +61,57 @@ async def _run(settings: Settings, command: str, args: list[str], no_browser: bo
 
 
 async def login(manager: AccountManager, flow_name: str, no_browser: bool) -> Account:
+    """Every wait here (the redirect, the pasted code) is the event loop's: Ctrl-C cancels it at once, and no
+    thread is left blocked that would keep the process alive."""
     flow = manager.flow(flow_name)
     if flow.loopback_port is not None and not no_browser:
         with _loopback(flow.loopback_port, flow.loopback_path) as (redirect_uri, caught):
             pending, url = manager.start_login(flow_name, redirect_uri)
             caught.expected_state = pending.state
             print(f"Opening your browser to log in to {flow.title}. If it does not open, visit:\n{url}", flush=True)
-            webbrowser.open(url)
-            code, _ = await asyncio.to_thread(caught.wait_for, LOGIN_TIMEOUT)
+            _in_background(webbrowser.open, url)  # a $BROWSER command runs until it exits
+            code, _ = await caught.wait_for(LOGIN_TIMEOUT)
             return await manager.finish_login(code, pending.state)
     redirect = flow.hosted_redirect or f"http://localhost:{flow.loopback_port or 1455}{flow.loopback_path}"
     pending, url = manager.start_login(flow_name, redirect)
     print(f"Open this URL, log in to {flow.title}, then paste the code shown "
           f"(or the address the browser ended on):\n{url}", flush=True)
-    pasted = await asyncio.to_thread(sys.stdin.readline)
+    pasted = await read_line()
     if not pasted.strip():
         raise LoginError("nothing was pasted")
     code, state = split_pasted(pasted)
     return await manager.finish_login(code, state or pending.state)
 
 
-class _Caught:
-    """The one redirect a loopback login waits for."""
+async def read_line() -> str:
+    """A line from stdin. The read blocks a daemon thread, not the loop: on Ctrl-C the process ends without
+    waiting for Enter (a thread of asyncio's executor would hold it open until then)."""
+    loop = asyncio.get_running_loop()
+    line: asyncio.Future[str] = loop.create_future()
 
-    def __init__(self) -> None:
-        self._done = threading.Event()
-        self.code: str | None = None
-        self.state: str | None = None
-        self.error: str | None = None
+    def give(text: str) -> None:
+        if not line.done():
+            line.set_result(text)
+
+    def read() -> None:
+        text = sys.stdin.readline()
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits for the line any more
+            loop.call_soon_threadsafe(give, text)
+
+    _in_background(read)
+    return await line
+
+
+def _in_background(work: Callable[..., object], *args: object) -> None:
+    threading.Thread(target=work, args=args, daemon=True).start()
+
+
+class _Caught:
+    """The one redirect a loopback login waits for; the listener's threads hand it to the event loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._done: asyncio.Future[tuple[str | None, str | None, str | None]] = loop.create_future()
 
     expected_state: str | None = None
 
@@ -96,21 +119,26 @@ class _Caught:
         """Take the redirect if it belongs to this login; any other request to the port is ignored."""
         if self.expected_state is None or state != self.expected_state:
             return False
-        self.code, self.state, self.error = code, state, error
-        self._done.set()
+        self._loop.call_soon_threadsafe(self._take, (code, state, error))
         return True
 
-    def wait_for(self, timeout: float) -> tuple[str, str | None]:
-        if not self._done.wait(timeout):
-            raise LoginError(f"no redirect within {timeout:.0f}s; run the login again")
-        if self.error or not self.code:
-            raise LoginError(f"the provider refused the login: {self.error or 'no code in the redirect'}")
-        return self.code, self.state
+    def _take(self, redirect: tuple[str | None, str | None, str | None]) -> None:
+        if not self._done.done():
+            self._done.set_result(redirect)
+
+    async def wait_for(self, timeout: float) -> tuple[str, str | None]:
+        try:
+            code, state, error = await asyncio.wait_for(self._done, timeout)
+        except TimeoutError:
+            raise LoginError(f"no redirect within {timeout:.0f}s; run the login again") from None
+        if error or not code:
+            raise LoginError(f"the provider refused the login: {error or 'no code in the redirect'}")
+        return code, state
 
 
 @contextlib.contextmanager
 def _loopback(port: int, path: str) -> Iterator[tuple[str, _Caught]]:
-    caught = _Caught()
+    caught = _Caught(asyncio.get_running_loop())
 
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *args: object) -> None:

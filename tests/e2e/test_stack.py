@@ -70,8 +70,8 @@ def test_default_config_without_keys_starts_lists_models_and_explains(
         make_stack: Callable[[dict[str, Any]], Stack]) -> None:
     stack = make_stack({})
     logs = stack.logs()
-    for name in ("openai", "anthropic", "gemini", "groq", "mistral"):
-        assert f"provider {name} has no credential" in logs and f"add providers.{name}.api_key to" in logs
+    assert "no credential for the built-in providers openai, anthropic, gemini, groq, mistral" in logs
+    assert "give one a key under providers.<name>.api_key in" in logs
     models = httpx.get(stack.url + "/v1/models").json()["data"]
     assert len(models) >= 15 and not any(m["available"] for m in models)
     response = httpx.post(stack.url + "/v1/chat/completions", json={"model": "gpt-6-luna", "messages": []})
@@ -88,7 +88,7 @@ def test_default_config_without_keys_starts_lists_models_and_explains(
 def test_sigint_stops_envoy_and_processor(make_stack: Callable[[dict[str, Any]], Stack]) -> None:
     stack = make_stack({})
     stack.proc.send_signal(signal.SIGINT)
-    assert stack.proc.wait(15) == 0
+    assert stack.proc.wait(15) == 130  # as a shell reports a command Ctrl-C ended
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", stack.port), timeout=1).close()
     assert "stopping" in stack.logs()

@@ -1,0 +1,62 @@
+"""The command line in process: `check` lists every error of a file, `models` needs no secret it does not use,
+and `auth login -h` describes each login."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from extproc.cli import main
+from extproc.config.data import builtin_flow_data
+
+GATEWAY = """\
+providers:
+  openai: {api_key: "${UNSET_OPENAI_KEY}"}
+clients:
+  keys: [{name: me, key: "${UNSET_CLIENT_KEY}"}]
+"""
+
+
+@pytest.fixture(autouse=True)
+def _fork_support(monkeypatch: pytest.MonkeyPatch) -> None:
+    """main() sets gRPC's fork support for the processes it starts; the test process gets its own back."""
+    monkeypatch.setenv("GRPC_ENABLE_FORK_SUPPORT", "false")
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_check_lists_every_error_of_the_file_in_its_order(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("log_level: loud\nlisten: {adress: 127.0.0.1}\nproviders:\n  openai: {apikey: x}\n")
+    code, out, err = run(capsys, "check", "-c", str(path))
+    lines = err.splitlines()
+    assert (code, out) == (2, "")
+    assert lines[0] == "extproc: 3 config errors:"
+    assert [line.strip().split(": ", 1)[0] for line in lines[1:]] == ["log_level", "listen.adress",
+                                                                      "providers.openai.apikey"]
+
+
+def test_models_needs_no_client_or_provider_secret_but_check_does(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(GATEWAY)
+    code, out, err = run(capsys, "models", "-c", str(path))
+    assert (code, err) == (0, "")
+    assert out.startswith("MODEL") and "gpt-" in out and "no (" in out  # the keys this shell lacks: unavailable
+    code, _, err = run(capsys, "check", "-c", str(path))
+    assert code == 2 and "UNSET_OPENAI_KEY" in err and "UNSET_CLIENT_KEY" in err
+
+
+def test_auth_login_help_describes_each_login(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(["auth", "login", "-h"])
+    out = capsys.readouterr().out
+    assert done.value.code == 0
+    for name, flow in builtin_flow_data().items():
+        (line,) = [line for line in out.splitlines() if line.split()[:1] == [name]]
+        assert flow["title"] in line and ("browser" in line or "paste" in line)

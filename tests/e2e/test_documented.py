@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import httpx
 import openai
 import pytest
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests import secrets_registry
@@ -57,8 +58,6 @@ def metric(stack: Stack, name: str, **labels: str) -> float:
 
 def _watched_routes_file(stack: Stack) -> Path:
     """The routes file this Envoy watches, as its own admin reports it (the bootstrap's path_config_source)."""
-    import yaml
-
     admin = yaml.safe_load(stack.config_path.read_text())["admin"]["port"]
     dump = httpx.get(f"http://127.0.0.1:{admin}/config_dump").json()
 

@@ -1,25 +1,28 @@
-"""Shared fixtures: fake providers and a real gateway stack (Envoy + processor) started as a user would; and the
-suite-wide secret scan's observers, installed before any test runs, with the scan (marked `last`) ordered after
-every other test of the session."""
+"""Shared fixtures: fake providers and real gateway stacks (Envoy + processor) started as a user would, each
+stopped when the test or module that started it ends; and the suite-wide secret scan's observers, installed before
+any test runs, with the scan (marked `last`) ordered after every other test of the session."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 
 from tests import secrets_registry
 from tests.fakes import FakeProvider
+from tests.waits import eventually
 
 STATE_KEY = "q3YF0FJ4nUqUqgCAsQ2RZp6pr3sE1-9nOHqYmB9F8pI="  # a Fernet key for tests' state.redis.key
 PROVIDERS = ("openai", "anthropic", "gemini", "groq", "mistral")
@@ -42,6 +45,47 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     other test keeps its place (and module-scoped fixtures their grouping)."""
     items.sort(key=lambda item: (item.get_closest_marker("first") is None, item.get_closest_marker("last") is not None))
 
+
+# ---------------------------------------------------------------- nothing a module started outlives it
+
+STARTED_BY = "EXTPROC_TESTS_STARTED_BY"  # in the environment while a module runs: every process it starts inherits it
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _nothing_outlives_its_module(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Once a module's fixtures are torn down, no process it started (a gateway, an Envoy, a worker, a
+    redis-server, a CLI) is left: they would load the machine, and answer or probe fakes, during later tests.
+    Processes are known by the mark they inherit, so an orphan Envoy counts too. Any left are killed, and the
+    module fails naming them."""
+    mark = f"{os.getpid()}:{request.module.__name__}"
+    os.environ[STARTED_BY] = mark
+    yield
+    del os.environ[STARTED_BY]
+    try:
+        eventually(lambda: not _marked(mark), "every process the module started has exited", timeout=15)
+    except AssertionError:
+        left = _marked(mark)
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        pytest.fail(f"{request.module.__name__} left processes running: " + "; ".join(
+            f"{pid} {cmd}" for pid, cmd in left.items()))
+
+
+def _marked(mark: str) -> dict[int, str]:
+    """pid → command line of the live processes carrying `mark` in their environment."""
+    needle = f"{STARTED_BY}={mark}".encode() + b"\0"
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        with contextlib.suppress(OSError):  # it exited while it was looked at, or is not ours to read
+            if needle in (entry / "environ").read_bytes():  # a zombie's reads empty: it has exited
+                found[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()[:200]
+    return found
+
+
+# ---------------------------------------------------------------- ports
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -69,6 +113,50 @@ def free_port_block(count: int) -> int:
                 s.close()
 
 
+# ---------------------------------------------------------------- readiness of processes a test starts itself
+
+def wait_envoy_live(admin_port: int, proc: subprocess.Popen[bytes]) -> None:
+    """Until Envoy's admin says it is live (listeners open, clusters initialised)."""
+    def live() -> bool:
+        assert proc.poll() is None, f"envoy exited ({proc.returncode})"
+        try:
+            return httpx.get(f"http://127.0.0.1:{admin_port}/ready", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+    eventually(live, f"envoy (admin port {admin_port}) is live")
+
+
+def wait_serving(url: str, procs: list[subprocess.Popen[bytes]]) -> None:
+    """Until a request through Envoy reaches a processor: /readyz is answered by the processor's own Models
+    service over the cluster ext_proc uses, so a 200 means a request would be processed, not just accepted."""
+    def ready() -> bool:
+        assert all(p.poll() is None for p in procs), "a process of the stack exited before it served"
+        try:
+            return httpx.get(f"{url}/readyz", timeout=5).status_code == 200
+        except httpx.HTTPError:
+            return False
+    eventually(ready, f"{url}/readyz answered by the processor")
+
+
+def wait_log_line(path: Path, text: str) -> None:
+    eventually(lambda: path.is_file() and text in path.read_text(errors="replace"), f"{path.name} says {text!r}")
+
+
+def stop_processes(procs: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM to each, then wait for each (SIGKILL after 15 s): none outlives the test that started it."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+# ---------------------------------------------------------------- gateway stacks
+
 class Stack:
     """`extproc up` in a subprocess with its own config; logs go to a file the tests can read."""
 
@@ -79,6 +167,7 @@ class Stack:
         workers = (config.get("processor") or {}).get("workers") or len(os.sched_getaffinity(0))
         base = free_port_block(3 + 2 * workers)
         self.port = (config.get("listen") or {}).get("port") or base
+        self.admin_url = f"http://127.0.0.1:{base + 1}"
         self.metrics_url = f"http://127.0.0.1:{base + 2}/metrics"
         config = {
             "listen": {"address": "127.0.0.1", "port": self.port},
@@ -103,36 +192,49 @@ class Stack:
             [sys.executable, "-m", "extproc", "up", "--config", str(self.config_path)],
             stdout=self._log, stderr=subprocess.STDOUT, env=env,
         )
-        self._wait_ready()
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()  # a stack that never got ready is stopped all the same (its Envoy and workers with it)
+            raise
 
     def _wait_ready(self, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if "extproc ready at" in self.logs():
-                return
+        def ready() -> bool:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"extproc exited ({self.proc.returncode}):\n{self.logs()}")
-            time.sleep(0.05)
-        raise TimeoutError(f"extproc not ready:\n{self.logs()}")
+            return "extproc ready at" in self.logs()
+        try:
+            eventually(ready, "extproc up says it is ready", timeout)
+        except AssertionError:
+            raise TimeoutError(f"extproc not ready:\n{self.logs()}") from None
 
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def wait_log(self, text: str, count: int = 1) -> None:
+        """Until the gateway has logged `text` (`count` times: once per worker, say)."""
+        eventually(lambda: self.logs().count(text) >= count, f"the gateway logs {text!r} {count} time(s)")
+
+    def unavailable_card(self, model_id: str) -> dict[str, Any]:
+        """The model's card once the gateway shows it unavailable. What an attempt got reaches the processor
+        through Envoy's access log as the attempt ends, so the client can be a moment ahead: wait, as a second
+        client would."""
+        def card() -> dict[str, Any] | None:
+            found: dict[str, Any] = httpx.get(f"{self.url}/v1/models/{model_id}").json()
+            return None if found["available"] else found
+        return eventually(card, f"{model_id} is shown unavailable")
 
     def usage_records(self) -> list[dict[str, Any]]:
         """The usage records the gateway has logged (JSON log lines), oldest first."""
         return [json.loads(line) for line in self.logs().splitlines()
                 if line.startswith("{") and '"kind":"usage"' in line]
 
-    def usage_record(self, request_id: str, timeout: float = 5.0) -> dict[str, Any]:
-        """The one usage record of a request, once it is written (the fast path's come in batches)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            found = [r for r in self.usage_records() if r["request_id"] == request_id]
-            if found:
-                assert len(found) == 1, f"{len(found)} usage records for one request"
-                return found[0]
-            assert time.monotonic() < deadline, f"no usage record for {request_id}"
-            time.sleep(0.05)
+    def usage_record(self, request_id: str) -> dict[str, Any]:
+        """The one usage record of a request, once it is written (after the answer; the fast path's in batches)."""
+        found = eventually(lambda: [r for r in self.usage_records() if r["request_id"] == request_id],
+                           f"a usage record for {request_id}")
+        assert len(found) == 1, f"{len(found)} usage records for one request"
+        return found[0]
 
     def stop(self) -> int:
         if self.proc.poll() is None:
@@ -140,14 +242,55 @@ class Stack:
             try:
                 self.proc.wait(15)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
+                self.proc.kill()  # its Envoy and workers die with it (they are told when their parent does)
                 self.proc.wait()
         self._log.close()
         return self.proc.returncode
 
 
-@pytest.fixture(scope="session")
+class Stacks:
+    """The stacks one test (or one module) starts: all stopped when it ends, and each one's log then checked for
+    the suite's secrets."""
+
+    def __init__(self, tmp_path_factory: pytest.TempPathFactory) -> None:
+        self._tmp = tmp_path_factory
+        self._stacks: list[Stack] = []
+
+    def __call__(self, config: dict[str, Any]) -> Stack:
+        stack = Stack(config, self._tmp.mktemp("stack"))  # one that never gets ready stops itself
+        self._stacks.append(stack)
+        return stack
+
+    def stop_all(self) -> None:
+        for stack in self._stacks:
+            stack.stop()
+        for stack in self._stacks:
+            logs = stack.logs()
+            leaked = sorted({name for value, name in secrets_registry.REGISTRY.secrets.items() if value in logs})
+            assert not leaked, f"secrets {leaked} appeared in the gateway's logs"
+
+
+@pytest.fixture
+def make_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[dict[str, Any]], Stack]]:
+    """Starts a stack for this test; it is stopped when the test ends."""
+    stacks = Stacks(tmp_path_factory)
+    yield stacks
+    stacks.stop_all()
+
+
+@pytest.fixture(scope="module")
+def make_module_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[dict[str, Any]], Stack]]:
+    """Starts a stack for a module's fixture; it is stopped when the module's last test ends."""
+    stacks = Stacks(tmp_path_factory)
+    yield stacks
+    stacks.stop_all()
+
+
+# ---------------------------------------------------------------- fake providers
+
+@pytest.fixture(scope="module")
 def fakes() -> Iterator[dict[str, FakeProvider]]:
+    """A module's own fake providers: no stack of another module ever sends them anything."""
     servers = {name: FakeProvider(name) for name in PROVIDERS}
     yield servers
     for server in servers.values():
@@ -167,22 +310,7 @@ def provider_config(fakes: dict[str, FakeProvider], without: tuple[str, ...] = (
             for name, fake in fakes.items()}
 
 
-@pytest.fixture(scope="session")
-def make_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[dict[str, Any]], Stack]]:
-    stacks: list[Stack] = []
-
-    def make(config: dict[str, Any]) -> Stack:
-        stack = Stack(config, tmp_path_factory.mktemp("stack"))
-        stacks.append(stack)
-        return stack
-
-    yield make
-    for stack in stacks:
-        stack.stop()
-        logs = stack.logs()
-        leaked = sorted({name for value, name in secrets_registry.REGISTRY.secrets.items() if value in logs})
-        assert not leaked, f"secrets {leaked} appeared in the gateway's logs"
-
+# ---------------------------------------------------------------- redis
 
 class RedisServer:
     """A real redis-server on a free loopback port, with nothing written to disk."""
@@ -200,14 +328,21 @@ class RedisServer:
     def start(self) -> None:
         self.proc = subprocess.Popen([self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
                                       "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise TimeoutError("redis-server did not start")
+        try:
+            eventually(self._pong, f"redis-server on port {self.port} answers PING", timeout=10)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _pong(self) -> bool:
+        """Whether it answers a PING (it is loaded and serving, not merely listening)."""
+        assert self.proc is not None and self.proc.poll() is None, "redis-server exited"
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as conn:
+                conn.sendall(b"PING\r\n")
+                return conn.recv(64).startswith(b"+PONG")
+        except OSError:
+            return False
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -215,7 +350,7 @@ class RedisServer:
             self.proc.wait(10)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def redis_server() -> Iterator[RedisServer]:
     server = RedisServer()
     yield server

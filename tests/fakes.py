@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from tests.waits import eventually
+
 
 @dataclass
 class Recorded:
@@ -29,8 +31,8 @@ class Listing:
 
     ids: list[str] = field(default_factory=list)
     status: int = 200
-    delay: float = 0.0  # seconds before answering (past the gateway's timeout: a slow provider)
     raw: bytes | None = None  # answer these bytes instead (malformed JSON)
+    hold: threading.Event | None = None  # answer only once it is set: a provider slower than any timeout
 
 
 @dataclass
@@ -38,8 +40,9 @@ class Scripted:
     status: int
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b'{"error":{"message":"scripted failure"}}'
-    delay: float = 0.0  # seconds before answering (a stalled provider)
+    delay: float = 0.0  # seconds before answering (a slow provider)
     cut_after: int | None = None  # a stream: the connection drops after this many events, mid-answer
+    hold: threading.Event | None = None  # answer only once it is set: a provider stalled until the test says
 
 
 class FakeProvider:
@@ -52,6 +55,7 @@ class FakeProvider:
         self.list_requests: list[Recorded] = []
         self.listing = Listing()
         self._script: deque[Scripted] = deque()
+        self._holds: list[threading.Event] = []
         self._lock = threading.Lock()
         provider = self
 
@@ -111,10 +115,16 @@ class FakeProvider:
         self._thread.start()
 
     def script(self, status: int, headers: dict[str, str] | None = None, body: bytes | None = None,
-               times: int = 1, delay: float = 0.0, cut_after: int | None = None) -> None:
+               times: int = 1, delay: float = 0.0, cut_after: int | None = None,
+               hold: threading.Event | None = None) -> None:
+        """Queue `times` answers. With `hold`, each waits until the event is set (released at the latest by the
+        next reset or close): a stall that lasts as long as the test needs, whatever the machine's speed."""
         with self._lock:
+            if hold is not None:
+                self._holds.append(hold)
             for _ in range(times):
-                self._script.append(Scripted(status, headers or {}, body or Scripted(status).body, delay, cut_after))
+                self._script.append(Scripted(status, headers or {}, body or Scripted(status).body, delay, cut_after,
+                                             hold))
 
     def reset(self) -> None:
         with self._lock:
@@ -122,29 +132,38 @@ class FakeProvider:
             self.list_requests.clear()
             self._script.clear()
             self.listing = Listing()
+        self._release()
+
+    def _release(self) -> None:
+        """Let every held answer go: nothing is left waiting after its test."""
+        with self._lock:
+            holds, self._holds = self._holds, []
+        for hold in holds:
+            hold.set()
 
     def _list_answer(self, recorded: Recorded) -> tuple[int, dict[str, str], bytes]:
         with self._lock:
             self.list_requests.append(recorded)
             listing = self.listing
-        if listing.delay:
-            time.sleep(listing.delay)
+            if listing.hold is not None:
+                self._holds.append(listing.hold)
+        if listing.hold is not None:
+            listing.hold.wait()
         if listing.raw is not None:
             return listing.status, {"content-type": "application/json"}, listing.raw
         if listing.status != 200:
             return listing.status, {"content-type": "application/json"}, b'{"error":{"message":"list failed"}}'
         return 200, {"content-type": "application/json"}, json.dumps(model_list(recorded.path, listing.ids)).encode()
 
-    def wait_for(self, count: int, timeout: float = 5.0) -> list[Recorded]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+    def wait_for(self, count: int) -> list[Recorded]:
+        """The requests received, once there are at least `count`."""
+        def received() -> list[Recorded]:
             with self._lock:
-                if len(self.requests) >= count:
-                    return list(self.requests)
-            time.sleep(0.01)
-        raise AssertionError(f"{self.name} received {len(self.requests)} requests, expected {count}")
+                return list(self.requests) if len(self.requests) >= count else []
+        return eventually(received, f"{self.name} receives {count} requests")
 
     def close(self) -> None:
+        self._release()
         self.server.shutdown()
         self.server.server_close()
 
@@ -156,6 +175,8 @@ class FakeProvider:
         with self._lock:
             scripted = self._script.popleft() if self._script else None
         if scripted is not None:
+            if scripted.hold is not None:
+                scripted.hold.wait()
             time.sleep(scripted.delay)
             headers = {"content-type": "application/json", **scripted.headers}
             if scripted.cut_after is not None:

@@ -29,7 +29,8 @@ def test_no_secret_reached_a_log_line_or_an_error_body(request: pytest.FixtureRe
     # What the session must have given the scan to read, so that it cannot pass by reading nothing: a log file per
     # module that started a stack, each with its start-up lines at least (its credentials, its address), and
     # something to read whatever ran.
-    on_stacks = {item.nodeid.partition("::")[0] for item in before if "make_stack" in getattr(item, "fixturenames", ())}
+    on_stacks = {item.nodeid.partition("::")[0] for item in before
+                 if {"make_stack", "make_module_stack"} & set(getattr(item, "fixturenames", ()))}
     texts = list(REGISTRY.texts())
     lines = sum(text.count("\n") + 1 for _, text in texts if text)
     logs = [path for path in REGISTRY.log_files if path.is_file() and path.stat().st_size]

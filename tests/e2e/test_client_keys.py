@@ -20,16 +20,10 @@ CHAT = [{"role": "user", "content": "hi"}]
 
 
 @pytest.fixture(scope="module")
-def stack(fakes: dict[str, FakeProvider], make_stack: Callable[[dict[str, Any]], Stack]) -> Stack:
-    return make_stack({"providers": provider_config(fakes), "discovery": False, "clients": {"keys": [
+def stack(fakes: dict[str, FakeProvider], make_module_stack: Callable[[dict[str, Any]], Stack]) -> Stack:
+    return make_module_stack({"providers": provider_config(fakes), "discovery": False, "clients": {"keys": [
         {"name": "team", "key": TEAM}, {"name": "claude-only", "key": CLAUDE_ONLY, "models": ["claude-*"]},
         {"name": "limited", "key": LIMITED, "rpm": 2}]}})
-
-
-@pytest.fixture(autouse=True)
-def _reset(fakes: dict[str, FakeProvider]) -> None:
-    for fake in fakes.values():
-        fake.reset()
 
 
 def test_each_sdk_with_a_valid_key_is_served_and_the_key_never_reaches_a_provider(

@@ -23,9 +23,9 @@ MODELS = [
 
 
 @pytest.fixture(scope="module")
-def stack(fakes: dict[str, FakeProvider], make_stack: Callable[[dict[str, Any]], Stack]) -> Stack:
-    return make_stack({"providers": provider_config(fakes, without=("mistral",)), "models": MODELS,
-                       "aliases": {"quick": "api-b"}, "discovery": False, "strategy": "capability-match"})
+def stack(fakes: dict[str, FakeProvider], make_module_stack: Callable[[dict[str, Any]], Stack]) -> Stack:
+    return make_module_stack({"providers": provider_config(fakes, without=("mistral",)), "models": MODELS,
+                              "aliases": {"quick": "api-b"}, "discovery": False, "strategy": "capability-match"})
 
 
 @pytest.fixture

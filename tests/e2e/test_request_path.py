@@ -36,8 +36,8 @@ MODELS: list[dict[str, Any]] = [
 
 
 @pytest.fixture(scope="module")
-def stack(fakes: dict[str, FakeProvider], make_stack: Callable[[dict[str, Any]], Stack]) -> Stack:
-    return make_stack({
+def stack(fakes: dict[str, FakeProvider], make_module_stack: Callable[[dict[str, Any]], Stack]) -> Stack:
+    return make_module_stack({
         "providers": provider_config(fakes, without=("mistral",)),
         "models": MODELS,
         "aliases": {"fast": "groq/openai/gpt-oss-20b", "flash": "ge-chat", "sonnet": "an-chat"},

@@ -22,14 +22,8 @@ SSE = {"content-type": "text/event-stream"}
 
 
 @pytest.fixture(scope="module")
-def stack(fakes: dict[str, FakeProvider], make_stack: Callable[[dict[str, Any]], Stack]) -> Stack:
-    return make_stack({"providers": provider_config(fakes), "discovery": False, "failover": {"attempts": 1}})
-
-
-@pytest.fixture(autouse=True)
-def _reset(fakes: dict[str, FakeProvider]) -> None:
-    for fake in fakes.values():
-        fake.reset()
+def stack(fakes: dict[str, FakeProvider], make_module_stack: Callable[[dict[str, Any]], Stack]) -> Stack:
+    return make_module_stack({"providers": provider_config(fakes), "discovery": False, "failover": {"attempts": 1}})
 
 
 def _events(*events: tuple[str | None, dict[str, Any]]) -> bytes:

@@ -7,7 +7,7 @@ is the gateway's own, inside the one client request.
 
 from __future__ import annotations
 
-import time
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -31,6 +31,8 @@ LANES: dict[str, tuple[str, tuple[str, ...]]] = {
     "probe-primary": ("openai", ("k-probe-primary",)),
     "down-backup": ("groq", ("k-down-backup",)),
 }
+STALL_TIMEOUT = 3  # s: failover.first_byte_timeout of the stalled-provider test (its healthy backup answers well
+# within it; the stalled one never does, as it is held until the test ends)
 PAIRS = {"rl": ("rl-primary", "rl-backup"), "stall": ("stall-primary", "stall-backup"),
          "allfail": ("allfail-primary", "allfail-backup"), "stream": ("stream-primary", "stream-backup"),
          "learn": ("learn-primary", "learn-backup"), "busy": ("busy-primary", "busy-backup"),
@@ -42,8 +44,10 @@ def _model(model_id: str, provider: str) -> dict[str, Any]:
             "capabilities": ["tools", "streaming"]}
 
 
-@pytest.fixture(scope="module")
-def stack(fakes: dict[str, FakeProvider], make_stack: Callable[[dict[str, Any]], Stack]) -> Iterator[Stack]:
+def lanes_config(fakes: dict[str, FakeProvider]) -> dict[str, Any]:
+    """Every lane's provider, model and fallback. Attempts have the default first-byte timeout (minutes): only
+    the test of a stalled provider has a short one, on a stack of its own, so that no other test's answer can be
+    late enough to count as a stall."""
     providers: dict[str, Any] = {name: {"base_url": fakes[fake].base_url, "apis": {"openai": "/v1"},
                                         "api_keys": list(keys)} for name, (fake, keys) in LANES.items()}
     providers["probe-primary"]["discovery"] = {"path": "/v1/models", "style": "openai"}  # what a probe asks
@@ -52,15 +56,21 @@ def stack(fakes: dict[str, FakeProvider], make_stack: Callable[[dict[str, Any]],
     providers["down-anthropic"] = {"base_url": nowhere, "apis": {"anthropic": "/v1"}, "api_key": "k-down-an",
                                    "auth": "x-api-key"}
     models = [_model(f"{name}-model", name) for name in (*LANES, "down", "down-anthropic")]
-    stack = make_stack({
+    return {
         "providers": providers,
         "models": models,
         "fallbacks": {f"{primary}-model": [f"{backup}-model"] for primary, backup in PAIRS.values()},
         "strategy": "none",
-        "failover": {"first_byte_timeout": 1},
+        "fast_path": False,  # the full path, which learns before the next request is routed: a fast route is
+        # withdrawn a moment after (test_fast_path watches it follow health)
         "health": {"backoff_base": 0.001, "backoff_max": 0.001,  # a 429 without retry-after barely cools
                    "probe_interval": 0.3},
-    })
+    }
+
+
+@pytest.fixture(scope="module")
+def stack(fakes: dict[str, FakeProvider], make_module_stack: Callable[[dict[str, Any]], Stack]) -> Iterator[Stack]:
+    stack = make_module_stack(lanes_config(fakes))
     yield stack
     logs = stack.logs()
     assert not [key for _, keys in LANES.values() for key in keys if key in logs], "a key reached the logs"
@@ -99,12 +109,7 @@ def test_a_429_is_answered_by_the_fallback_in_the_same_request(oa, fakes):
 def test_the_failed_attempt_teaches_the_next_request(oa, fakes, stack):
     fakes["openai"].script(429, {"retry-after": "30"})
     oa.chat.completions.create(model="learn-primary-model", messages=CHAT)
-    deadline = time.monotonic() + 5  # the failed attempt is learned from Envoy's access log, as it ends
-    while time.monotonic() < deadline:
-        card = httpx.get(f"{stack.url}/v1/models/learn-primary-model").json()
-        if not card["available"]:
-            break
-        time.sleep(0.05)
+    card = stack.unavailable_card("learn-primary-model")  # the failed attempt, learned from Envoy's access log
     assert "429" in card["unavailable_reason"] and "retry-after 30" in card["unavailable_reason"]
     raw = oa.chat.completions.with_raw_response.create(model="learn-primary-model", messages=CHAT)
     assert (raw.headers["x-extproc-attempts"], raw.headers["x-extproc-model"]) == ("1", "learn-backup-model")
@@ -127,11 +132,18 @@ def test_a_provider_that_refuses_connections_is_failed_over(oa, fakes):
     assert sent_with(fakes["groq"].wait_for(1)[0]) == ("k-down-backup", "down-backup-model")
 
 
-def test_a_stalled_provider_past_the_first_byte_timeout_is_failed_over(oa, fakes):
-    fakes["mistral"].script(200, delay=2.5)  # no headers within failover.first_byte_timeout (1 s)
-    raw = oa.chat.completions.with_raw_response.create(model="stall-primary-model", messages=CHAT)
+def test_a_stalled_provider_past_the_first_byte_timeout_is_failed_over(fakes, make_stack):
+    stack = make_stack({**lanes_config(fakes), "failover": {"first_byte_timeout": STALL_TIMEOUT}})
+    oa = openai.OpenAI(base_url=f"{stack.url}/v1", api_key="client-key", max_retries=0)
+    release = threading.Event()
+    fakes["mistral"].script(200, hold=release)  # no headers until the test is over: past any timeout
+    try:
+        raw = oa.chat.completions.with_raw_response.create(model="stall-primary-model", messages=CHAT)
+    finally:
+        release.set()
     assert raw.parse().choices[0].message.content == "hello from stall-backup-model"
     assert raw.headers["x-extproc-attempts"] == "2"
+    assert len(fakes["mistral"].requests) == 1  # the stalled attempt was made, and abandoned
     assert sent_with(fakes["groq"].wait_for(1)[0]) == ("k-stall-backup", "stall-backup-model")
 
 
@@ -165,14 +177,13 @@ def test_an_unreachable_provider_with_no_fallback_answers_in_the_clients_envelop
 
 def test_failover_works_with_two_processor_processes_behind_one_envoy(tmp_path, fakes):
     """The router-level stream and an attempt's stream land on different processes: nothing links them."""
-    import signal
     import subprocess
     import sys
 
     import yaml
 
     from extproc.runner import envoy_binary
-    from tests.e2e.test_stack import _wait_port
+    from tests.conftest import stop_processes, wait_log_line, wait_serving
 
     port, ports, relays = free_port(), [free_port(), free_port()], [free_port(), free_port()]
     base = {"listen": {"port": port}, "admin": {"port": free_port()}, "discovery": False,
@@ -204,8 +215,9 @@ def test_failover_works_with_two_processor_processes_behind_one_envoy(tmp_path, 
     envoy = subprocess.Popen([envoy_binary(), "-c", str(tmp_path / "envoy.yaml"), "--disable-hot-restart",
                               "--log-level", "error"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        for p in (port, *ports):
-            _wait_port(p)
+        for i in range(2):
+            wait_log_line(tmp_path / f"serve{i}.log", "processor listening on")
+        wait_serving(f"http://127.0.0.1:{port}", [envoy, *serves])
         fakes["openai"].script(429, times=12)
         client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="client-key", max_retries=0)
         attempts = []
@@ -218,9 +230,7 @@ def test_failover_works_with_two_processor_processes_behind_one_envoy(tmp_path, 
         assert set(attempts) <= {"1", "2"} and "2" in attempts
         assert {sent_with(r) for r in fakes["groq"].wait_for(12)} == {("k-two-procs-b", "two-b-model")}
     finally:
-        for proc in (envoy, *serves):
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(15)
+        stop_processes([envoy, *serves])
         for log in logs:
             log.close()
     texts = [(tmp_path / f"serve{i}.log").read_text() for i in range(2)]
@@ -275,21 +285,16 @@ def test_a_stream_cut_after_its_first_byte_ends_with_an_error_event_not_a_short_
             received.append(chunk.choices[0].delta.content or "")
     assert received == ["hello"]  # what came before the cut, and then the error event
     assert "stream failed before the answer was complete" in str(failed.value)
-    deadline = time.monotonic() + 5
-    while "the stream failed after" not in stack.logs():
-        assert time.monotonic() < deadline, "the relay never said the stream failed"
-        time.sleep(0.05)
+    stack.wait_log("the stream failed after")  # the relay says so
 
 
 def test_a_key_suspended_after_a_401_is_probed_and_back_as_soon_as_its_provider_takes_it(oa, fakes, stack):
     fakes["openai"].script(401)
     with pytest.raises(openai.AuthenticationError):  # a 401 is not retried: the client's request gets it
         oa.chat.completions.create(model="probe-primary-model", messages=CHAT)
-    deadline = time.monotonic() + 5
-    while "probe: credential probe-primary:key1 is taken again" not in stack.logs():
-        assert time.monotonic() < deadline, "the suspended key was never probed back"
-        time.sleep(0.05)
+    stack.wait_log("probe: credential probe-primary:key1 is taken again")
     assert "suspended until" in stack.logs()  # it was suspended first (for health.auth_suspension, 1800 s)
-    assert [r.headers["authorization"] for r in fakes["openai"].list_requests][-1] == "Bearer k-probe-primary"
+    # The probe is a model-list call with this key (other credentials of the fake may list models too).
+    assert "Bearer k-probe-primary" in [r.headers.get("authorization") for r in fakes["openai"].list_requests]
     assert httpx.get(f"{stack.url}/v1/models/probe-primary-model").json()["available"] is True
     assert oa.chat.completions.create(model="probe-primary-model", messages=CHAT).choices[0].message.content

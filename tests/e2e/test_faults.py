@@ -25,9 +25,12 @@ from tests.e2e.test_logins import login_by_paste, login_config, with_anthropic_k
 from tests.fake_oauth import FakeOAuth
 from tests.fakes import FakeProvider
 from tests.faults import Blackhole, Outage
+from tests.waits import eventually
 
 CHAT: Any = [{"role": "user", "content": "hi"}]  # Any: each SDK types its messages its own way
-FIRST_BYTE_TIMEOUT = 1.0  # s: the stalled attempt is abandoned after this
+FIRST_BYTE_TIMEOUT = 3.0  # s: the stalled attempt is abandoned after this (a healthy one answers well within it)
+UPSTREAM_TIMEOUT = 5.0  # s of silence that end an answer midway; above FIRST_BYTE_TIMEOUT, so that a client's
+# request waiting on a stalled attempt is not itself timed out as idle before its fallback is tried
 COOLDOWN = 120.0  # s a stalled provider stays out of rotation: long enough to observe, never waited for
 
 
@@ -69,7 +72,7 @@ STALLED = {  # provider → (client API, auth style, key)
 
 @pytest.fixture(scope="module")
 def stack(fakes: dict[str, FakeProvider], blackhole: Blackhole, stuck_stream: Blackhole,
-          make_stack: Callable[[dict[str, Any]], Stack]) -> Iterator[Stack]:
+          make_module_stack: Callable[[dict[str, Any]], Stack]) -> Iterator[Stack]:
     providers: dict[str, Any] = {
         name: {"base_url": blackhole.base_url, "apis": {api: "/v1"}, "auth": auth, "api_key": key,
                "probe": False}  # a probe would knock on the blackhole too: only requests may count here
@@ -78,31 +81,22 @@ def stack(fakes: dict[str, FakeProvider], blackhole: Blackhole, stuck_stream: Bl
                           "probe": False}
     providers["hang-backup"] = {"base_url": fakes["groq"].base_url, "apis": {"openai": "/v1"},
                                 "api_key": "k-hang-backup"}
-    stack = make_stack({
+    stack = make_module_stack({
         "providers": providers,
         "models": [_model(f"{name}-model", name) for name in (*STALLED, "stuck", "hang-backup")],
         "fallbacks": {"hang-fb-model": ["hang-backup-model"]},  # the others have none: their failure is the client's
         "strategy": "none",
+        "fast_path": False,  # the full path, which learns before the next request is routed: a fast route is
+        # withdrawn a moment after (test_fast_path watches it follow health)
         "discovery": False,
         "failover": {"first_byte_timeout": FIRST_BYTE_TIMEOUT},
-        "upstream_timeout": 3,
+        "upstream_timeout": UPSTREAM_TIMEOUT,
         "health": {"server_error_cooldown": COOLDOWN, "probe_interval": 0},
     })
     yield stack
     logs = stack.logs()
     assert not [name for name, (_, _, key) in STALLED.items() if key in logs], "a key reached the logs"
     print(f"\nstalled providers: {blackhole.accepted + stuck_stream.accepted} stalled connections injected")
-
-
-def card(stack: Stack, model_id: str, timeout: float = 5.0) -> dict[str, Any]:
-    """The model's card once the gateway has learned it is unavailable (Envoy's access log reaches the
-    processor a moment after the client's answer), or as it stands at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found: dict[str, Any] = httpx.get(f"{stack.url}/v1/models/{model_id}").json()
-        if not found["available"] or time.monotonic() > deadline:
-            return found
-        time.sleep(0.05)
 
 
 def test_a_provider_that_never_answers_ends_in_the_openai_envelope_and_cools(
@@ -117,8 +111,7 @@ def test_a_provider_that_never_answers_ends_in_the_openai_envelope_and_cools(
     error = response.json()["error"]  # OpenAI's envelope, not Envoy's plain "upstream request timeout"
     assert isinstance(error["message"], str) and error["message"] and "type" in error
     assert blackhole.accepted == before + 1, "the request never reached the stalled provider"
-    detail = card(stack, "hang-oa-model")
-    assert detail["available"] is False
+    detail = stack.unavailable_card("hang-oa-model")
     (state,) = detail["credential_states"]
     assert state["id"] == "hang-oa:key1" and state["available"] is False
     assert state["unavailable_reason"].startswith("cooldown until ")
@@ -141,7 +134,7 @@ def test_a_provider_that_never_answers_ends_in_the_anthropic_envelope(stack: Sta
     assert blackhole.accepted == before + 1
     keyed = b"k-hang-an" in blackhole.received
     assert keyed, "the stalled attempt went without its key"
-    assert card(stack, "hang-an-model")["available"] is False
+    stack.unavailable_card("hang-an-model")
 
 
 def test_with_a_fallback_the_stalled_request_succeeds_there_and_the_next_skips_the_stall(
@@ -152,7 +145,7 @@ def test_with_a_fallback_the_stalled_request_succeeds_there_and_the_next_skips_t
     assert raw.parse().choices[0].message.content == "hello from hang-backup-model"
     assert (raw.headers["x-extproc-attempts"], raw.headers["x-extproc-provider"]) == ("2", "hang-backup")
     assert blackhole.accepted == before + 1
-    assert card(stack, "hang-fb-model")["available"] is False
+    stack.unavailable_card("hang-fb-model")
     raw = client.chat.completions.with_raw_response.create(model="hang-fb-model", messages=CHAT)
     assert (raw.headers["x-extproc-attempts"], raw.headers["x-extproc-model"]) == ("1", "hang-backup-model")
     assert blackhole.accepted == before + 1, "the cooling provider was tried again"
@@ -169,7 +162,7 @@ def test_a_stream_that_never_starts_ends_in_the_envelope(stack: Stack, blackhole
     assert failed.value.response.status_code == 504
     assert failed.value.response.json()["error"]["message"]
     assert blackhole.accepted == before + 1
-    assert card(stack, "hang-st-model")["available"] is False
+    stack.unavailable_card("hang-st-model")
 
 
 def test_a_stream_that_goes_silent_midway_ends_with_an_error_event(stack: Stack, stuck_stream: Blackhole) -> None:
@@ -183,7 +176,7 @@ def test_a_stream_that_goes_silent_midway_ends_with_an_error_event(stack: Stack,
     assert received == ["hello"]
     assert "stream failed before the answer was complete" in str(failed.value)
     assert stuck_stream.accepted == 1
-    assert card(stack, "stuck-model")["available"] is False
+    stack.unavailable_card("stuck-model")
 
 
 # ---------------------------------------------------------------- the OAuth token endpoint down during a refresh
@@ -196,7 +189,8 @@ def oauth() -> Iterator[FakeOAuth]:
 
 
 ADMIN = "admin-token-for-fault-tests-0123"
-EXPIRES_IN = 8.0  # s the login's token has left when the token endpoint goes down
+DUE_IN = 40.0  # s the login's token has left while it is due (under refresh_skew) but valid: longer than that
+# part of the test takes, however loaded the machine
 
 
 def login_state(stack: Stack, model: str = "claude-haiku-5-5") -> dict[str, Any]:
@@ -205,13 +199,6 @@ def login_state(stack: Stack, model: str = "claude-haiku-5-5") -> dict[str, Any]
     states: list[dict[str, Any]] = [c for c in detail["credential_states"] if c["id"].startswith("claude-")]
     (state,) = states
     return state
-
-
-def wait_until(what: str, check: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"never: {what}"
-        time.sleep(0.05)
 
 
 @pytest.mark.parametrize("outage", ["503", "refused"])
@@ -249,28 +236,26 @@ def test_a_token_endpoint_down_at_refresh_time_costs_no_request(
         tokens[oauth.latest_access_token or ""] = "first"
         assert ask() == "login:first"
 
-        # The endpoint goes down, and the token becomes due: under a minute left (written as another process
-        # would; the gateway reloads the store when it changes).
         front.set(outage)
         (account,) = TokenStore(store_path).load()
-        expires_at = time.time() + EXPIRES_IN
-        TokenStore(store_path).update(account.id, lambda a: dataclasses.replace(a, expires_at=expires_at))
         admin = {"authorization": f"Bearer {ADMIN}"}
 
-        def reloaded() -> bool:
-            listed = httpx.get(stack.url + "/auth/accounts", headers=admin).json()["accounts"]
-            return bool(listed) and listed[0]["expires_at"] != "" and \
-                abs(_unix(listed[0]["expires_at"]) - expires_at) < 1
-        wait_until("the gateway reloaded the store", reloaded)
+        def expires(at: float) -> None:
+            """The login's token now expires `at` (written as another process would: the gateway reloads the
+            store when it changes), once the gateway has read it."""
+            TokenStore(store_path).update(account.id, lambda a: dataclasses.replace(a, expires_at=at))
 
-        served_while_valid = []
-        while time.time() < expires_at - 2:  # requests while the token is due but valid: it still serves
-            served_while_valid.append(ask())
-            time.sleep(0.3)
-        assert served_while_valid and set(served_while_valid) == {"login:first"}
+            def reloaded() -> bool:
+                listed = httpx.get(stack.url + "/auth/accounts", headers=admin).json()["accounts"]
+                return bool(listed) and listed[0]["expires_at"] != "" and abs(_unix(listed[0]["expires_at"]) - at) < 1
+            eventually(reloaded, "the gateway reloads the store")
+
+        expires(time.time() + DUE_IN)  # the endpoint is down and the token due: while valid, it still serves
+        served_while_valid = [ask() for _ in range(3)]
+        assert set(served_while_valid) == {"login:first"}
         assert login_state(stack)["available"] is True
 
-        time.sleep(max(0.0, expires_at - time.time()) + 0.2)  # the token has expired; the endpoint is still down
+        expires(time.time() - 1)  # the token has expired; the endpoint is still down
         assert ask() == "key"
         state = login_state(stack)
         assert state["available"] is False and state["unavailable_reason"].startswith("suspended until ")
@@ -280,7 +265,7 @@ def test_a_token_endpoint_down_at_refresh_time_costs_no_request(
 
         calls = oauth.refresh_calls
         front.set("up")  # the endpoint is back: a probe refreshes the login and its provider takes the new token
-        wait_until("the login came back", lambda: login_state(stack)["available"] is True)
+        eventually(lambda: login_state(stack)["available"] is True, "the login comes back")
         assert oauth.refresh_calls == calls + 1
         fresh = oauth.latest_access_token or ""
         tokens.setdefault(fresh, "fresh")

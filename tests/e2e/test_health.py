@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -13,6 +12,7 @@ import pytest
 
 from tests.conftest import Stack
 from tests.fakes import FakeProvider
+from tests.waits import eventually
 
 CHAT = [{"role": "user", "content": "hi"}]
 
@@ -46,8 +46,8 @@ def _keys_sent(fake: FakeProvider) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def stack(fakes: dict[str, FakeProvider], make_stack: Callable[[dict[str, Any]], Stack]) -> Iterator[Stack]:
-    stack = make_stack({
+def stack(fakes: dict[str, FakeProvider], make_module_stack: Callable[[dict[str, Any]], Stack]) -> Iterator[Stack]:
+    stack = make_module_stack({
         "providers": {name: {"base_url": fakes[fake].base_url, "api_key": _key(name), "auth": auth,
                              "apis": {api: "/v1"}}
                       for name, (fake, api, auth) in LANES.items()},
@@ -59,6 +59,8 @@ def stack(fakes: dict[str, FakeProvider], make_stack: Callable[[dict[str, Any]],
                    _model("flaky-solo", "flaky-groq", 4.0)],
         "fallbacks": {"ratelimit-primary": ["ratelimit-backup"], "revoked-primary": ["revoked-backup"]},
         "strategy": "none",
+        "fast_path": False,  # the full path, which learns before the next request is routed: a fast route is
+        # withdrawn a moment after (test_fast_path watches it follow health)
         "health": {"auth_suspension": 600},
         "failover": {"attempts": 1},  # one attempt per request: these tests watch what the next request learned
     })
@@ -68,20 +70,6 @@ def stack(fakes: dict[str, FakeProvider], make_stack: Callable[[dict[str, Any]],
     assert not leaked, f"keys of {leaked} appeared in the gateway's logs"
 
 
-def learned(stack: Stack, model_id: str, timeout: float = 5.0) -> dict[str, Any]:
-    """The model's card once the gateway has learned it is unavailable.
-
-    Envoy streams each attempt's outcome to the processor as the attempt ends (its access log), so the
-    client can be a few milliseconds ahead of what the gateway knows: wait for it, as a second client would.
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        card: dict[str, Any] = httpx.get(f"{stack.url}/v1/models/{model_id}").json()
-        if not card["available"] or time.monotonic() > deadline:
-            return card
-        time.sleep(0.02)
-
-
 @pytest.fixture
 def oa(stack: Stack) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{stack.url}/v1", api_key="client", max_retries=0)
@@ -89,18 +77,19 @@ def oa(stack: Stack) -> openai.OpenAI:
 
 def test_429_with_retry_after_cools_down_then_recovers(
         oa: openai.OpenAI, fakes: dict[str, FakeProvider], stack: Stack) -> None:
-    fakes["openai"].script(429, {"retry-after": "2"})
+    fakes["openai"].script(429, {"retry-after": "5"})  # long enough to see, however loaded the machine
     with pytest.raises(openai.RateLimitError):
         oa.chat.completions.create(model="ratelimit-primary", messages=CHAT)
-    cooled_at = time.monotonic()
-    assert "429" in learned(stack, "ratelimit-primary")["unavailable_reason"]
+    assert "429" in stack.unavailable_card("ratelimit-primary")["unavailable_reason"]
 
     raw = oa.chat.completions.with_raw_response.create(model="ratelimit-primary", messages=CHAT)
     assert raw.headers["x-extproc-model"] == "ratelimit-backup"
     assert raw.headers["x-extproc-route"] == "fallback:chain"
     assert [r.json()["model"] for r in fakes["groq"].requests] == ["ratelimit-backup"]
 
-    time.sleep(max(0.0, 2.2 - (time.monotonic() - cooled_at)))
+    # Once the cooldown is over (the card says so), the primary serves again.
+    eventually(lambda: httpx.get(f"{stack.url}/v1/models/ratelimit-primary").json()["available"],
+               "the cooldown ends")
     raw = oa.chat.completions.with_raw_response.create(model="ratelimit-primary", messages=CHAT)
     assert raw.headers["x-extproc-model"] == "ratelimit-primary"
     assert _keys_sent(fakes["openai"]) == ["ratelimit-openai"] * 2
@@ -112,7 +101,7 @@ def test_401_suspends_the_credential_and_requests_fall_back(
     fakes["openai"].script(401)
     with pytest.raises(openai.AuthenticationError):
         oa.chat.completions.create(model="revoked-primary", messages=CHAT)
-    learned(stack, "revoked-primary")
+    stack.unavailable_card("revoked-primary")
     for _ in range(2):
         raw = oa.chat.completions.with_raw_response.create(model="revoked-primary", messages=CHAT)
         assert raw.headers["x-extproc-model"] == "revoked-backup"
@@ -129,7 +118,7 @@ def test_nothing_available_is_503_with_retry_after(stack: Stack, fakes: dict[str
     body = {"model": "exhausted-solo", "max_tokens": 5, "messages": CHAT}
     first = httpx.post(stack.url + "/v1/messages", json=body)
     assert first.status_code == 429
-    learned(stack, "exhausted-solo")
+    stack.unavailable_card("exhausted-solo")
     second = httpx.post(stack.url + "/v1/messages", json=body)
     assert second.status_code == 503
     assert 28 <= int(second.headers["retry-after"]) <= 30
@@ -141,7 +130,7 @@ def test_server_error_cools_down_briefly(oa: openai.OpenAI, fakes: dict[str, Fak
     fakes["groq"].script(502)
     with pytest.raises(openai.InternalServerError):
         oa.chat.completions.create(model="flaky-solo", messages=CHAT)
-    assert "502" in learned(stack, "flaky-solo")["unavailable_reason"]
+    assert "502" in stack.unavailable_card("flaky-solo")["unavailable_reason"]
     with pytest.raises(openai.APIStatusError) as caught:
         oa.chat.completions.create(model="flaky-solo", messages=CHAT)
     assert caught.value.status_code == 503

@@ -6,7 +6,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,16 @@ from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as pb_grpc
 from extproc.bootstrap import render_bootstrap
 from extproc.config import load_settings
 from extproc.runner import envoy_binary
-from tests.conftest import SECRETS, Stack, free_port, provider_config
+from tests.conftest import (
+    SECRETS,
+    Stack,
+    free_port,
+    provider_config,
+    stop_processes,
+    wait_envoy_live,
+    wait_log_line,
+    wait_serving,
+)
 from tests.fakes import FakeProvider
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,7 +59,7 @@ def test_fails_closed_when_the_processor_is_down(tmp_path: Path, fakes: dict[str
     envoy = subprocess.Popen([envoy_binary(), "-c", str(tmp_path / "envoy.yaml"), "--disable-hot-restart",
                               "--log-level", "error"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        _wait_port(port)
+        wait_envoy_live(admin, envoy)
         response = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions",
                               json={"model": "gpt-6-luna", "messages": []}, headers={"x-extproc-provider": "openai"})
         assert response.status_code == 502 and response.json()["error"]["message"]  # in the client's envelope
@@ -59,11 +67,10 @@ def test_fails_closed_when_the_processor_is_down(tmp_path: Path, fakes: dict[str
         assert response.status_code == 502 and response.json()["type"] == "error"
         assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200  # Envoy is alive
         assert httpx.get(f"http://127.0.0.1:{port}/readyz").status_code >= 500  # but cannot serve
-        time.sleep(0.2)
+        # A request Envoy forwarded would have been at a fake before any answer came back: nothing was.
         assert all(not f.requests for f in fakes.values())
     finally:
-        envoy.terminate()
-        envoy.wait(10)
+        stop_processes([envoy])
 
 
 def test_default_config_without_keys_starts_lists_models_and_explains(
@@ -100,17 +107,6 @@ def test_bad_config_names_the_key(tmp_path: Path) -> None:
                             capture_output=True, text=True)
     assert result.returncode == 2
     assert "providers.openai.api_key" in result.stderr and "NOT_SET_ANYWHERE" in result.stderr
-
-
-def _wait_port(port: int, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"nothing listened on {port}")
 
 
 def test_processor_hands_nothing_to_a_stream_without_envoys_token(
@@ -152,16 +148,14 @@ def test_sidecar_shape_serve_beside_a_separately_started_envoy(tmp_path: Path, f
     envoy = subprocess.Popen([envoy_binary(), "-c", str(tmp_path / "envoy.yaml"), "--disable-hot-restart",
                               "--log-level", "error"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        _wait_port(port)
-        _wait_port(config["processor"]["port"])
+        wait_log_line(tmp_path / "serve.log", "processor listening on")
+        wait_serving(f"http://127.0.0.1:{port}", [serve, envoy])  # Envoy reaches the processor, not just its port
         response = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions",
                               json={"model": "gpt-6-luna", "messages": [{"role": "user", "content": "hi"}]})
         assert response.status_code == 200 and response.headers["x-extproc-provider"] == "openai"
         assert fakes["openai"].wait_for(1)[0].headers["authorization"] == f"Bearer {SECRETS['openai']}"
     finally:
-        for proc in (envoy, serve):
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(15)
+        stop_processes([envoy, serve])
         log.close()
     assert serve.returncode == 0
 

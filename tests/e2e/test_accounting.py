@@ -11,6 +11,7 @@ import anthropic
 import httpx
 import openai
 import pytest
+import redis
 from google import genai
 from google.genai import types as genai_types
 from prometheus_client.parser import text_string_to_metric_families
@@ -18,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests import secrets_registry
 from tests.conftest import STATE_KEY, RedisServer, Stack, provider_config
 from tests.fakes import FakeProvider
+from tests.waits import eventually
 
 TEAM, BUDGETED = "acct-team-key-0123456789", "acct-budget-key-0123456789"
 PROMPT = "a prompt no log may show: 7f3a9c"  # the suite-wide scan fails if it is in any log line
@@ -26,7 +28,10 @@ CHAT = [{"role": "user", "content": PROMPT}]
 GPT_COST = (3 * 0.15 + 4 * 0.6) / 1e6  # the fake's usage (3 in, 4 out) at gpt-4o-mini's catalog prices
 
 
-def scrape(stack: Stack) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]  # (name, labels) → value
+
+
+def scrape(stack: Stack) -> Samples:
     samples = {}
     for family in text_string_to_metric_families(httpx.get(stack.metrics_url).text):
         for s in family.samples:
@@ -34,13 +39,13 @@ def scrape(stack: Stack) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]
     return samples
 
 
-def total(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str) -> float:
+def total(samples: Samples, name: str, **labels: str) -> float:
     return sum(v for (n, ls), v in samples.items() if n == name and labels.items() <= dict(ls).items())
 
 
 @pytest.fixture(scope="module")
-def stack(fakes: dict[str, FakeProvider], make_stack: Callable[[dict[str, Any]], Stack]) -> Stack:
-    return make_stack({"providers": provider_config(fakes), "discovery": False, "clients": {"keys": [
+def stack(fakes: dict[str, FakeProvider], make_module_stack: Callable[[dict[str, Any]], Stack]) -> Stack:
+    return make_module_stack({"providers": provider_config(fakes), "discovery": False, "clients": {"keys": [
         {"name": "team", "key": TEAM},
         {"name": "budgeted", "key": BUDGETED, "budget": {"usd": 2 * GPT_COST * 0.9, "per": "day"}}]}})
 
@@ -96,29 +101,35 @@ def test_metrics_count_requests_tokens_and_cost_by_the_gen_ai_names(stack: Stack
     with pytest.raises(openai.AuthenticationError):
         openai.OpenAI(base_url=stack.url + "/v1", api_key="wrong-key", max_retries=0).chat.completions.create(
             model="gpt-4o-mini", messages=CHAT)
-    time.sleep(0.2)
-    after = scrape(stack)
-
-    def grew(name: str, **labels: str) -> float:
-        return total(after, name, **labels) - total(before, name, **labels)
-
     model = {"gen_ai_provider_name": "openai", "gen_ai_request_model": "gpt-4o-mini",
              "gen_ai_response_model": "gpt-4o-mini"}
-    assert grew("gen_ai_client_token_usage_count", gen_ai_token_type="input", **model) == 3
-    assert grew("gen_ai_client_token_usage_sum", gen_ai_token_type="output", **model) == 12
-    assert grew("gen_ai_server_request_duration_seconds_count", **model) == 3
-    assert grew("gen_ai_server_time_to_first_token_seconds_count", **model) == 3
-    assert grew("extproc_requests_total", outcome="served", status="200", client="team") == 3
-    assert grew("extproc_requests_total", outcome="rejected", status="401") == 1
-    assert grew("extproc_cost_usd_total", client="team") == pytest.approx(3 * GPT_COST)
-    assert grew("extproc_processor_message_seconds_count", kind="request_body") >= 3
+    expected: list[tuple[str, dict[str, str], float]] = [
+        ("gen_ai_client_token_usage_count", {"gen_ai_token_type": "input", **model}, 3),
+        ("gen_ai_client_token_usage_sum", {"gen_ai_token_type": "output", **model}, 12),
+        ("gen_ai_server_request_duration_seconds_count", model, 3),
+        ("gen_ai_server_time_to_first_token_seconds_count", model, 3),
+        ("extproc_requests_total", {"outcome": "served", "status": "200", "client": "team"}, 3),
+        ("extproc_requests_total", {"outcome": "rejected", "status": "401"}, 1),
+        ("extproc_cost_usd_total", {"client": "team"}, 3 * GPT_COST)]
+
+    def grew(after: Samples, name: str, labels: dict[str, str]) -> float:
+        return total(after, name, **labels) - total(before, name, **labels)
+
+    def counted() -> Samples | None:
+        now = scrape(stack)
+        return now if all(grew(now, name, labels) >= value * 0.999 for name, labels, value in expected) else None
+
+    after = eventually(counted, "the four requests are counted")  # as their records are written, after the answers
+    for name, labels, value in expected:
+        assert grew(after, name, labels) == pytest.approx(value), (name, labels)
+    assert grew(after, "extproc_processor_message_seconds_count", {"kind": "request_body"}) >= 3
 
 
 def test_a_key_over_its_budget_gets_429_until_the_period_resets(stack: Stack, fakes: dict[str, FakeProvider]) -> None:
     oa = openai.OpenAI(base_url=stack.url + "/v1", api_key=BUDGETED, max_retries=0)
-    for _ in range(2):
-        oa.chat.completions.create(model="gpt-4o-mini", messages=CHAT)
-    time.sleep(0.2)  # the second answer's charge is written as it comes in
+    for i in range(2):
+        oa.chat.completions.create(model="gpt-4o-mini", messages=CHAT, extra_headers={"x-request-id": f"acct-b-{i}"})
+    stack.usage_record("acct-b-1")  # the second answer is charged as its record is written, before the next request
     sent = len(fakes["openai"].requests)
     with pytest.raises(openai.RateLimitError) as refused:
         oa.chat.completions.create(model="gpt-4o-mini", messages=CHAT)
@@ -132,17 +143,28 @@ def test_a_key_over_its_budget_gets_429_until_the_period_resets(stack: Stack, fa
 def test_budgets_and_metrics_hold_across_gateways_and_workers_sharing_redis(
         fakes: dict[str, FakeProvider], redis_server: RedisServer,
         make_stack: Callable[[dict[str, Any]], Stack]) -> None:
+    prefix = f"acct{time.monotonic_ns()}:"
     config = {"providers": provider_config(fakes), "discovery": False, "processor": {"workers": 2},
               "clients": {"keys": [{"name": "shared", "key": BUDGETED,
                                     "budget": {"usd": 3 * GPT_COST * 0.9, "per": "month"}}]},
-              "state": {"redis": {"url": redis_server.url, "prefix": f"acct{time.monotonic_ns()}:", "key": STATE_KEY}}}
+              "state": {"redis": {"url": redis_server.url, "prefix": prefix, "key": STATE_KEY}}}
     first, second = make_stack(config), make_stack(config)
     body = {"model": "gpt-4o-mini", "messages": CHAT}
     headers = {"authorization": f"Bearer {BUDGETED}"}
+    shared = redis.Redis.from_url(redis_server.url)
+
+    def spent() -> float:
+        """What the gateways have charged the key, in the Redis they share."""
+        return sum(float(shared.get(key) or 0) for key in shared.scan_iter(f"{prefix}spend:shared:*"))
+
+    def charged(count: int) -> None:
+        """Until `count` answers' charges are in Redis (each is written as its answer comes in)."""
+        eventually(lambda: spent() >= count * GPT_COST * 0.999, f"{count} charges reach Redis")
+
     statuses = []
     for stack in (first, second, first, second, first):
         statuses.append(httpx.post(stack.url + "/v1/chat/completions", json=body, headers=headers).status_code)
-        time.sleep(0.1)
+        charged(statuses.count(200))  # before the next request, whichever gateway it goes to
     assert statuses == [200, 200, 200, 429, 429]
     # Each gateway's /metrics adds up its two workers: all its requests, whichever worker served them.
     served = [total(scrape(s), "extproc_requests_total", outcome="served", client="shared") for s in (first, second)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
+import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -20,6 +20,7 @@ from extproc.runtime import Snapshot
 from tests.clock import Clock
 from tests.conftest import SECRETS, Stack, provider_config
 from tests.fakes import FakeProvider, Listing
+from tests.waits import HANG_GUARD, eventually
 
 
 def make_settings(fakes: dict[str, FakeProvider], **raw: Any) -> Settings:
@@ -116,13 +117,19 @@ def test_failures_keep_the_last_good_list_and_log_once_per_episode(
 
 def test_slow_and_malformed_providers_time_out_without_holding_up_others(
         fakes: dict[str, FakeProvider], caplog: pytest.LogCaptureFixture) -> None:
-    fakes["gemini"].listing = Listing(ids=["late"], delay=1.5)
+    release = threading.Event()
+    fakes["gemini"].listing = Listing(ids=["late"], hold=release)  # answers only once the refresh is over
     fakes["groq"].listing = Listing(raw=b"<html>oops</html>")
     fakes["openai"].listing = Listing(ids=["prompt"])
-    started = time.monotonic()
-    with caplog.at_level(logging.INFO, logger="extproc.discovery"):
-        updates = run(make_settings(fakes), Clock(), lambda d: d.refresh_due())
-    assert time.monotonic() - started < 1.4  # the 0.5 s timeout, not the provider's 1.5 s
+    guard = threading.Timer(HANG_GUARD, release.set)  # a refresh that waited for gemini would end here, and fail
+    guard.start()
+    try:
+        with caplog.at_level(logging.INFO, logger="extproc.discovery"):
+            updates = run(make_settings(fakes), Clock(), lambda d: d.refresh_due())
+        assert not release.is_set(), "the refresh waited for the provider past its timeout"
+    finally:
+        guard.cancel()
+        release.set()
     assert "gemini" not in updates[-1] and "groq" not in updates[-1]
     assert [m.id for m in updates[-1]["openai"]] == ["prompt"]
     messages = " | ".join(r.getMessage() for r in caplog.records)
@@ -143,12 +150,12 @@ def test_a_running_gateway_serves_discovered_models(
         fakes: dict[str, FakeProvider], make_stack: Callable[[dict[str, Any]], Stack]) -> None:
     fakes["openai"].listing = Listing(ids=["fresh-model"])
     stack = make_stack({"providers": provider_config(fakes), "discovery": {"ttl": 60}})
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
+
+    def listed() -> dict[str, Any] | None:
         models = {m["id"]: m for m in httpx.get(stack.url + "/v1/models").json()["data"]}
-        if "fresh-model" in models:
-            break
-        time.sleep(0.1)
+        return models if "fresh-model" in models else None
+
+    models = eventually(listed, "the gateway lists the discovered model")
     assert models["fresh-model"]["discovered"] is True and models["fresh-model"]["available"] is True
     oa = openai.OpenAI(base_url=f"{stack.url}/v1", api_key="unused", max_retries=0)
     chat = [{"role": "user", "content": "hi"}]

@@ -4,7 +4,6 @@ itself (no processor message), with the same credential, learning and failover a
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -14,14 +13,16 @@ import pytest
 
 from tests.conftest import Stack
 from tests.fakes import FakeProvider
+from tests.waits import eventually
 
 CHAT = [{"role": "user", "content": "hi"}]
+COOLING = 5  # s a 429's retry-after cools fa here: the test watches the fast route go and come back within it
 KEY_A, KEY_B = "k-fast-primary", "k-fast-backup"
 
 
 @pytest.fixture(scope="module")
-def stack(fakes: dict[str, FakeProvider], make_stack: Callable[[dict[str, Any]], Stack]) -> Stack:
-    return make_stack({
+def stack(fakes: dict[str, FakeProvider], make_module_stack: Callable[[dict[str, Any]], Stack]) -> Stack:
+    return make_module_stack({
         "discovery": False, "strategy": "none",  # accounting on, as by default
         "providers": {"fa": {"base_url": fakes["openai"].base_url, "apis": {"openai": "/v1"}, "api_key": KEY_A},
                       "fb": {"base_url": fakes["groq"].base_url, "apis": {"openai": "/v1"}, "api_key": KEY_B},
@@ -30,6 +31,8 @@ def stack(fakes: dict[str, FakeProvider], make_stack: Callable[[dict[str, Any]],
                              "headers": {"anthropic-version": "2023-06-01"}}},
         "models": [{"id": "fa-model", "provider": "fa", "context_window": 100000, "input_price": 2.0,
                     "output_price": 8.0, "cache_read_price": 0.5,
+                    "capabilities": ["tools", "vision", "reasoning", "structured_output", "streaming"]},
+                   {"id": "fc-model", "provider": "fa", "context_window": 100000,  # asked for by one test only
                     "capabilities": ["tools", "vision", "reasoning", "structured_output", "streaming"]},
                    {"id": "fb-model", "provider": "fb", "context_window": 100000,
                     "capabilities": ["tools", "vision", "reasoning", "structured_output", "streaming"]},
@@ -46,15 +49,13 @@ def routed(stack: Stack) -> int:
     return stack.logs().count('"message":"route rid=')
 
 
-def until_fast(post: Callable[[], httpx.Response], timeout: float = 5.0) -> httpx.Response:
-    """Requests of a model the full path served once go fast within a moment (the routes file is rewritten)."""
-    deadline = time.monotonic() + timeout
-    while True:
+def until_fast(post: Callable[[], httpx.Response]) -> httpx.Response:
+    """The first answer that went fast: requests of a model the full path served once go fast once the routes
+    file Envoy watches is rewritten (at most a second later, longer while a reload waits)."""
+    def fast() -> httpx.Response | None:
         answer = post()
-        if answer.headers.get("x-extproc-route", "").endswith("fast"):
-            return answer
-        assert time.monotonic() < deadline, f"never fast: {answer.headers}"
-        time.sleep(0.1)
+        return answer if answer.headers.get("x-extproc-route", "").endswith("fast") else None
+    return eventually(fast, "a request goes fast")
 
 
 def chat(stack: Stack, model: str = "fa-model", rid: str | None = None, **extra: Any) -> httpx.Response:
@@ -103,20 +104,20 @@ def test_what_needs_python_still_takes_the_full_path(stack: Stack, fakes: dict[s
 def test_a_429_on_the_fast_path_fails_over_in_the_same_request_and_the_route_follows_health(
         stack: Stack, fakes: dict[str, FakeProvider]) -> None:
     until_fast(lambda: chat(stack))
-    fakes["openai"].script(429, {"retry-after": "2"})
+    fakes["openai"].script(429, {"retry-after": str(COOLING)})
     client = openai.OpenAI(base_url=stack.url + "/v1", api_key="client-own-key", max_retries=0)
     raw = client.chat.completions.with_raw_response.create(model="fa-model", messages=CHAT)  # type: ignore[arg-type]
     assert raw.headers["x-extproc-attempts"] == "2" and raw.headers["x-extproc-model"] == "fb-model"
     assert raw.parse().choices[0].message.content == "hello from fb-model"
     assert fakes["groq"].requests[-1].headers["authorization"] == f"Bearer {KEY_B}"
-    deadline = time.monotonic() + 3
-    while True:  # learned from the access log: the cooling credential's route is withdrawn
+
+    def on_the_backup_at_once() -> bool:
         answer = chat(stack)
-        if answer.headers["x-extproc-model"] == "fb-model" and answer.headers["x-extproc-attempts"] == "1":
-            break
-        assert time.monotonic() < deadline, "the fast route still sent requests to the cooling credential"
-        time.sleep(0.05)
-    recovered = until_fast(lambda: chat(stack), timeout=8)  # and is published again once the cooldown ends
+        return (answer.headers["x-extproc-model"], answer.headers["x-extproc-attempts"]) == ("fb-model", "1")
+
+    # Learned from the access log: the cooling credential's route is withdrawn (seen well within the cooldown)…
+    eventually(on_the_backup_at_once, "requests stop going to the cooling credential")
+    recovered = until_fast(lambda: chat(stack))  # …and published again once the cooldown ends
     assert recovered.headers["x-extproc-model"] == "fa-model"
 
 
@@ -197,12 +198,18 @@ def test_a_client_cannot_steer_the_fast_path_with_envoys_or_our_headers(
 
 def test_a_name_the_full_path_would_rewrite_never_goes_fast(stack: Stack, fakes: dict[str, FakeProvider]) -> None:
     served = {"fa": fakes["openai"], "fb": fakes["groq"]}
-    for _ in range(15):  # a qualified name: the full path sends the provider its own id
+
+    def qualified() -> None:  # a qualified name: the full path sends the provider its own id
         answer = chat(stack, model="fa/fa-model")
         assert answer.status_code == 200 and not answer.headers["x-extproc-route"].endswith("fast")
         sent = served[answer.headers["x-extproc-provider"]].requests[-1]
         assert json.loads(sent.body)["model"] == answer.headers["x-extproc-model"]
-        time.sleep(0.1)
+
+    qualified()
+    # A model first asked for after it goes fast: the routes were written again since the qualified name was seen.
+    until_fast(lambda: chat(stack, model="fc-model"))
+    for _ in range(3):
+        qualified()
 
 
 def test_messages_stay_on_the_full_path_while_a_conversation_may_carry_translated_thinking(
@@ -213,8 +220,14 @@ def test_messages_stay_on_the_full_path_while_a_conversation_may_carry_translate
                       "fm": {"base_url": fakes["anthropic"].base_url, "apis": {"anthropic": "/v1"},
                              "auth": "x-api-key", "api_key": "k-fast-anthropic"}},
         "models": [{"id": "fa-model", "provider": "fa"}, {"id": "fm-model", "provider": "fm"}]})
-    for _ in range(15):  # an OpenAI model may have written thinking into an Anthropic client's history
+    def ask() -> None:  # an OpenAI model may have written thinking into an Anthropic client's history
         answer = httpx.post(translating.url + "/v1/messages", json={"model": "fm-model", "max_tokens": 5,
                                                                    "messages": CHAT})
         assert answer.status_code == 200 and not answer.headers["x-extproc-route"].endswith("fast")
-        time.sleep(0.1)
+
+    ask()
+    # A chat model first asked for after it goes fast: the routes were written again since Messages were seen.
+    until_fast(lambda: httpx.post(translating.url + "/v1/chat/completions", json={"model": "fa-model",
+                                                                                 "messages": CHAT}))
+    for _ in range(3):
+        ask()

@@ -25,6 +25,7 @@ from tests import fakes as fakes_module
 from tests.conftest import SECRETS, Stack, provider_config
 from tests.fake_oauth import FakeOAuth
 from tests.fakes import FakeProvider
+from tests.waits import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 CHAT = [{"role": "user", "content": "hi"}]
@@ -226,14 +227,10 @@ def test_expiry_means_one_refresh_for_fifty_concurrent_requests(
         tmp_path: Path, fakes: dict[str, FakeProvider], upstreams: dict[str, FakeProvider], oauth: FakeOAuth,
         make_stack: Callable[[dict[str, Any]], Stack]) -> None:
     config = login_config(fakes, upstreams, oauth, tmp_path / "accounts.json")
-    oauth.expires_in = 2
-    try:
-        login_by_paste(write_config(tmp_path, config), "claude")
-    finally:
-        oauth.expires_in = 3600
+    logged_in = short_login(tmp_path, config, oauth)
     stack = make_stack(config)
     first_token = json.loads((tmp_path / "accounts.json").read_text())["accounts"][0]["access_token"]
-    time.sleep(2.2)  # the login's token has expired
+    until_expired(logged_in)
     calls_before, oauth.refresh_delay = oauth.refresh_calls, 0.5
 
     def ask(_: int) -> int:
@@ -254,18 +251,28 @@ def test_expiry_means_one_refresh_for_fifty_concurrent_requests(
     no_token_in(stack.logs(), oauth)
 
 
+SHORT_LIFE = 1.0  # s a short login's token lives: expired by the time a stack has started, or soon after
+
+
+def short_login(tmp_path: Path, config: dict[str, Any], oauth: FakeOAuth) -> float:
+    """A Claude login whose token lives SHORT_LIFE; when the login was done (its token was issued before)."""
+    oauth.expires_in = int(SHORT_LIFE)
+    try:
+        login_by_paste(write_config(tmp_path, config), "claude")
+    finally:
+        oauth.expires_in = 3600
+    return time.time()
+
+
+def until_expired(logged_in: float) -> None:
+    """Until the token of a login done at `logged_in` has expired: a deadline known in advance, not a guess."""
+    eventually(lambda: time.time() > logged_in + SHORT_LIFE, "the login's token expires")
+
+
 def with_anthropic_key(config: dict[str, Any], fakes: dict[str, FakeProvider], **extra: str) -> None:
     """Give the config's anthropic provider an API key beside its logins (with these provider fields)."""
     config["providers"]["anthropic"] = {"base_url": fakes["anthropic"].base_url, "api_key": SECRETS["anthropic"],
                                         **extra}
-
-
-def wait_for_log(stack: Stack, text: str, timeout: float = 5.0) -> None:
-    """Until the gateway's log says `text`: what an attempt got reaches it a moment after the client."""
-    deadline = time.monotonic() + timeout
-    while text not in stack.logs():
-        assert time.monotonic() < deadline, f"the gateway never logged {text!r}"
-        time.sleep(0.02)
 
 
 @pytest.fixture
@@ -291,7 +298,7 @@ def test_a_401_on_a_login_is_refreshed_and_retried_on_the_same_login_in_the_same
     assert refreshed and first.headers["authorization"] != second.headers["authorization"], "the retry's token"
     assert json.loads(first.body) == json.loads(second.body)
     assert not {"x-extproc-login", "x-envoy-attempt-count"} & {*first.headers, *second.headers}
-    wait_for_log(stack, "retried with a refreshed one")
+    stack.wait_log("retried with a refreshed one")
     # The new token was taken: the next request uses it with no refresh, and a later 401 is refreshed again.
     assert httpx.post(stack.url + "/v1/messages", json={"model": "claude-haiku-5-5", "max_tokens": 5,
                                                         "messages": CHAT}).status_code == 200
@@ -308,7 +315,7 @@ def test_a_token_refused_again_after_its_refresh_suspends_the_login(
     fakes["anthropic"].script(401, times=2)
     calls = oauth.refresh_calls
     statuses = [httpx.post(stack.url + "/v1/messages", json=body).status_code]
-    wait_for_log(stack, "suspended until")
+    stack.wait_log("suspended until")
     statuses += [httpx.post(stack.url + "/v1/messages", json=body).status_code for _ in range(2)]
     assert statuses == [401, 503, 503]
     assert oauth.refresh_calls == calls + 1 and len(fakes["anthropic"].requests) == 2
@@ -328,17 +335,13 @@ def test_reused_refresh_token_suspends_the_login_and_the_request_falls_back(
         make_stack: Callable[[dict[str, Any]], Stack]) -> None:
     config = login_config(fakes, upstreams, oauth, tmp_path / "accounts.json")
     with_anthropic_key(config, fakes, prefer="login")
-    oauth.expires_in = 1
-    try:
-        login_by_paste(write_config(tmp_path, config), "claude")
-    finally:
-        oauth.expires_in = 3600
+    logged_in = short_login(tmp_path, config, oauth)
     stored = json.loads((tmp_path / "accounts.json").read_text())["accounts"][0]
     # Someone else used the refresh token (another tool sharing the login): it is now spent.
     assert httpx.post(f"{oauth.base_url}/v1/oauth/token", json={
         "grant_type": "refresh_token", "refresh_token": stored["refresh_token"],
         "client_id": "9d1c250a-e61b-44d9-88ed-5944d1962f5e"}).status_code == 200
-    time.sleep(1.2)
+    until_expired(logged_in)
     stack = make_stack(config)
     body = {"model": "claude-haiku-5-5", "max_tokens": 5, "messages": CHAT}
     for _ in range(3):
@@ -499,7 +502,7 @@ def test_a_login_whose_window_is_nearly_full_is_passed_over_while_a_key_can_serv
                                     "anthropic-ratelimit-unified-7d-reset": str(int(time.time()) + 3600)}, answer)
     body = {"model": "claude-haiku-5-5", "max_tokens": 5, "messages": CHAT}
     assert httpx.post(stack.url + "/v1/messages", json=body).status_code == 200
-    wait_for_log(stack, "a subscription window is 97% used")
+    stack.wait_log("a subscription window is 97% used")
     assert httpx.post(stack.url + "/v1/messages", json=body).status_code == 200
     first, second = fakes["anthropic"].wait_for(2)
     assert first.headers["authorization"].startswith("Bearer ") and "x-api-key" not in first.headers  # the login
@@ -509,10 +512,8 @@ def test_a_login_whose_window_is_nearly_full_is_passed_over_while_a_key_can_serv
     (login,) = [c for c in detail["credential_states"] if c["id"].startswith("claude-")]
     assert login["windows"][0]["name"] == "7d" and login["windows"][0]["used"] == 0.97
     assert login["windows"][0]["resets_at"].endswith("+00:00") and not login.get("exhausted", False)
-    deadline = time.monotonic() + 5
-    while "7d 97% (resets " not in (listed := cli(write_config(tmp_path, config), "list").stdout):
-        assert time.monotonic() < deadline, f"the windows never reached the account: {listed}"
-        time.sleep(0.1)
+    eventually(lambda: "7d 97% (resets " in cli(write_config(tmp_path, config), "list").stdout,
+               "the windows reach the account")
     # A gateway started again knows the login is nearly full until the window resets: the key serves first.
     stack.stop()
     again = make_stack(config)
@@ -532,13 +533,9 @@ def test_an_attempt_whose_login_cannot_be_had_passes_to_the_next_candidate(
     config["models"] = [{"id": "claude-backup", "provider": "anthropic-b", "context_window": 200000,
                          "capabilities": ["tools", "streaming"]}]
     config["fallbacks"] = {"claude-haiku-5-5": ["claude-backup"]}
-    oauth.expires_in = 1
-    try:
-        login_by_paste(write_config(tmp_path, config), "claude")
-    finally:
-        oauth.expires_in = 3600
+    logged_in = short_login(tmp_path, config, oauth)
     oauth.revoke_refresh_tokens()
-    time.sleep(1.2)  # the login's token has expired, and its refresh will be refused
+    until_expired(logged_in)  # and its refresh will be refused
     stack = make_stack(config)
     fakes["anthropic"].script(429)
     response = httpx.post(stack.url + "/v1/messages",
@@ -548,7 +545,7 @@ def test_an_attempt_whose_login_cannot_be_had_passes_to_the_next_candidate(
     (first,) = fakes["anthropic"].wait_for(1)  # the key's attempt; the login's never reached a provider
     assert first.headers["x-api-key"] == SECRETS["anthropic"]
     assert fakes["mistral"].wait_for(1)[0].headers["x-api-key"] == "k-anthropic-b"
-    wait_for_log(stack, "refused: The planned credential cannot be used now.")
+    stack.wait_log("refused: The planned credential cannot be used now.")
 
 
 def test_a_login_cooling_after_server_errors_is_probed_and_back_as_soon_as_its_provider_answers(
@@ -565,10 +562,12 @@ def test_a_login_cooling_after_server_errors_is_probed_and_back_as_soon_as_its_p
     with pytest.raises(anthropic.APIStatusError) as failed:
         client.messages.create(model="claude-haiku-5-5", max_tokens=5, messages=CHAT)
     assert failed.value.status_code == 503
-    wait_for_log(stack, "probe: credential claude-")
-    probe = fakes["anthropic"].list_requests[-1]
-    with_login = probe.headers.get("authorization") == f"Bearer {oauth.latest_access_token}"
-    assert with_login and "x-api-key" not in probe.headers and "oauth" in probe.headers.get("anthropic-beta", "")
+    stack.wait_log("probe: credential claude-")
+    # The probe is a model-list call with the login's token (the fake's other callers would send an API key).
+    probes = [r for r in fakes["anthropic"].list_requests if "authorization" in r.headers]
+    with_login = {r.headers["authorization"] for r in probes} == {f"Bearer {oauth.latest_access_token}"}
+    assert with_login and all("x-api-key" not in r.headers and "oauth" in r.headers.get("anthropic-beta", "")
+                              for r in probes)
     answer = client.messages.create(model="claude-haiku-5-5", max_tokens=5, messages=CHAT)
     assert answer.content and len(fakes["anthropic"].requests) == 2
 
@@ -585,16 +584,12 @@ def test_two_gateways_sharing_logins_in_redis_refresh_an_expired_one_exactly_onc
     prefix = f"logins{time.monotonic_ns()}:"
     config = login_config(fakes, upstreams, oauth, tmp_path / "unused.json",
                           state={"redis": {"url": redis_server.url, "prefix": prefix, "key": STATE_KEY}})
-    oauth.expires_in = 2
-    try:
-        login_by_paste(write_config(tmp_path, config), "claude")  # the CLI writes the login into Redis
-    finally:
-        oauth.expires_in = 3600
+    logged_in = short_login(tmp_path, config, oauth)  # the CLI writes the login into Redis
     assert not (tmp_path / "unused.json").exists()
     raw = redis.Redis.from_url(redis_server.url).hgetall(f"{prefix}accounts")
     assert len(raw) == 1 and oauth.latest_access_token.encode() not in next(iter(raw.values()))
     first, second = make_stack(config), make_stack(config)
-    time.sleep(2.2)  # the login's token has expired
+    until_expired(logged_in)
     calls_before, oauth.refresh_delay = oauth.refresh_calls, 0.5
 
     def ask(i: int) -> int:

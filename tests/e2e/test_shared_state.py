@@ -13,6 +13,7 @@ import pytest
 
 from tests.conftest import STATE_KEY, RedisServer, Stack
 from tests.fakes import FakeProvider
+from tests.waits import eventually
 
 CHAT = [{"role": "user", "content": "hi"}]
 
@@ -21,11 +22,9 @@ def _model(model_id: str, provider: str) -> dict[str, Any]:
     return {"id": model_id, "provider": provider, "context_window": 100000, "capabilities": ["tools", "streaming"]}
 
 
-def test_a_429_seen_by_one_gateway_makes_the_other_route_around_it_within_a_second(
+def test_a_429_seen_by_one_gateway_makes_the_other_route_around_it(
         fakes: dict[str, FakeProvider], redis_server: RedisServer,
         make_stack: Callable[[dict[str, Any]], Stack]) -> None:
-    for fake in fakes.values():
-        fake.reset()
     config = {
         "discovery": False, "strategy": "none",
         "state": {"redis": {"url": redis_server.url, "prefix": f"e2e{time.monotonic_ns()}:", "key": STATE_KEY}},
@@ -43,10 +42,7 @@ def test_a_429_seen_by_one_gateway_makes_the_other_route_around_it_within_a_seco
     client = openai.OpenAI(base_url=first.url + "/v1", api_key="unused", max_retries=0)
     raw = client.chat.completions.with_raw_response.create(model="shared-a-model", messages=CHAT)
     assert raw.headers["x-extproc-model"] == "shared-b-model" and raw.headers["x-extproc-attempts"] == "2"
-    answered = time.monotonic()
-    while httpx.get(second.url + "/v1/models/shared-a-model").json()["available"]:
-        assert time.monotonic() - answered < 1.0, "the other gateway did not learn the cooldown within a second"
-        time.sleep(0.02)
+    second.unavailable_card("shared-a-model")  # the other gateway learns the cooldown (through Redis)
     other = openai.OpenAI(base_url=second.url + "/v1", api_key="unused", max_retries=0)
     raw = other.chat.completions.with_raw_response.create(model="shared-a-model", messages=CHAT)
     assert raw.headers["x-extproc-model"] == "shared-b-model" and raw.headers["x-extproc-attempts"] == "1"
@@ -85,7 +81,7 @@ def _workers(pid: int) -> list[int]:
     return workers
 
 
-def test_a_killed_processor_worker_is_replaced_within_two_seconds_and_traffic_resumes(
+def test_a_killed_processor_worker_is_replaced_and_traffic_resumes(
         fakes: dict[str, FakeProvider], redis_server: RedisServer,
         make_stack: Callable[[dict[str, Any]], Stack]) -> None:
     import os
@@ -93,8 +89,6 @@ def test_a_killed_processor_worker_is_replaced_within_two_seconds_and_traffic_re
 
     from tests.conftest import free_port_block, provider_config
 
-    for fake in fakes.values():
-        fake.reset()
     stack = make_stack({"providers": provider_config(fakes), "discovery": False,
                         "processor": {"address": "127.0.0.1", "port": free_port_block(4), "workers": 2},
                         "state": {"redis": {"url": redis_server.url, "prefix": f"w{time.monotonic_ns()}:",
@@ -104,26 +98,18 @@ def test_a_killed_processor_worker_is_replaced_within_two_seconds_and_traffic_re
     workers = _workers(stack.proc.pid)
     assert len(workers) == 2
     os.kill(workers[0], signal.SIGKILL)
-    killed = time.monotonic()
-    while True:
-        now = _workers(stack.proc.pid)
-        if len(now) == 2 and workers[0] not in now:
-            break
-        assert time.monotonic() - killed < 2.0, "the killed worker was not replaced within 2 s"
-        time.sleep(0.05)
-    # Once the new worker serves (its start-up is about a second of imports on this machine, more under load) and
-    # Envoy's health check sees it, traffic resumes everywhere.
-    deadline = time.monotonic() + 6.0
-    while not all(httpx.post(stack.url + "/v1/chat/completions", json=body).status_code == 200 for _ in range(4)):
-        assert time.monotonic() < deadline, "traffic did not resume after the worker was replaced"
+    eventually(lambda: len(now := _workers(stack.proc.pid)) == 2 and workers[0] not in now,
+               "the killed worker is replaced")
     assert "processor worker 0 exited" in stack.logs()
+    # Once the new worker serves (its start-up is a second or more of imports) and Envoy's health check sees it,
+    # traffic resumes everywhere.
+    eventually(lambda: all(httpx.post(stack.url + "/v1/chat/completions", json=body).status_code == 200
+                           for _ in range(4)), "traffic resumes")
 
 
 def test_a_stored_conversation_goes_on_at_the_account_that_holds_it_from_any_gateway(
         fakes: dict[str, FakeProvider], redis_server: RedisServer,
         make_stack: Callable[[dict[str, Any]], Stack]) -> None:
-    for fake in fakes.values():
-        fake.reset()
     config = {
         "discovery": False, "strategy": "none",
         "state": {"redis": {"url": redis_server.url, "prefix": f"e2e{time.monotonic_ns()}:", "key": STATE_KEY}},
@@ -150,14 +136,17 @@ def test_a_stored_conversation_goes_on_at_the_account_that_holds_it_from_any_gat
     fakes["openai"].script(429, {"retry-after": "60"})  # the holder's window runs out
     with pytest.raises(openai.RateLimitError):
         one.responses.create(model="held-model", input="more", previous_response_id="resp_held_A")
-    deadline = time.monotonic() + 2.0
-    while True:  # the other gateway learns the cooldown through Redis, and then refuses clearly
+
+    def refused() -> bool:
         sent = len(seen)
         try:
             other.responses.create(model="held-model", input="more", previous_response_id="resp_held_A")
-        except openai.APIStatusError as refused:
-            assert refused.status_code == 503 and "send the whole conversation" in refused.message
-            break
+        except openai.APIStatusError as refusal:
+            assert refusal.status_code == 503 and "send the whole conversation" in refusal.message
+            assert len(seen) == sent  # refused before anything went upstream: never to the account that lacks it
+            return True
         assert seen[-1].headers["authorization"] == holder  # not learned yet: still only the holder
-        assert time.monotonic() < deadline, "the other gateway sent a held conversation past its holder's cooldown"
-    assert len(seen) == sent  # refused before anything went upstream: never to the account that lacks it
+        return False
+
+    # The other gateway learns the cooldown through Redis, and then refuses clearly.
+    eventually(refused, "the other gateway refuses a held conversation while its holder cools")

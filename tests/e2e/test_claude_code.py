@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -21,15 +22,19 @@ CLIENT_KEY = "client-key-of-claude-code"
 
 @pytest.fixture(scope="module")
 def claude() -> Path:
+    """The pinned Claude Code. Missing, the test fails (never skips): `make test` installs it, and so does the
+    command below, given npm (.ci/run installs Node.js and npm)."""
     if not CLAUDE.exists():
-        pytest.skip(f"Claude Code is not installed at {CLAUDE}: make test installs it with npm (is npm on PATH?)")
+        npm = "" if shutil.which("npm") else " (npm is not on PATH: install Node.js and npm first)"
+        pytest.fail(f"Claude Code is not installed at {CLAUDE}: run `make .venv/clis/.installed` (npm ci of "
+                    f"tests/clis; `make test` does it){npm}")
     return CLAUDE
 
 
 @pytest.fixture(scope="module")
-def stack(fakes: dict[str, FakeProvider], make_stack: Callable[[dict[str, Any]], Stack]) -> Stack:
+def stack(fakes: dict[str, FakeProvider], make_module_stack: Callable[[dict[str, Any]], Stack]) -> Stack:
     capabilities = ["tools", "streaming", "vision", "reasoning"]  # Claude Code asks for thinking
-    return make_stack({"discovery": False, "strategy": "none", "providers": {
+    return make_module_stack({"discovery": False, "strategy": "none", "providers": {
         "oa": {"base_url": fakes["openai"].base_url, "apis": {"openai": "/v1"}, "api_key": "k-oa-claude-code"},
         "an": {"base_url": fakes["anthropic"].base_url, "apis": {"anthropic": "/v1"}, "auth": "x-api-key",
                "api_key": "k-an-claude-code", "headers": {"anthropic-version": "2023-06-01"}}},

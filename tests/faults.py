@@ -1,4 +1,5 @@
-"""Real faulty network peers for fault-injection tests: a provider that never answers, an endpoint that goes down.
+"""Real faulty network peers for fault-injection tests: a provider that never answers, one that resets every
+connection, an endpoint that goes down.
 
 Plain sockets and threads on loopback, nothing patched: the gateway meets them as it would meet the real thing.
 """
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import struct
 import threading
 import time
 
@@ -64,6 +66,40 @@ class Blackhole:
         with self._lock:
             for conn, _ in self._held:
                 conn.close()
+
+
+class Resetter:
+    """A TCP server that accepts every connection, reads the request's first bytes and resets the connection
+    (RST, no answer): a provider whose process dies on a request, or a middlebox that drops the flow."""
+
+    def __init__(self) -> None:
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self._server.settimeout(0.02)
+        self.port = self._server.getsockname()[1]
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.reset = 0  # connections reset after a request arrived on them: each one a fault the gateway met
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._closed.is_set():
+            try:
+                conn, _ = self._server.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            with conn, contextlib.suppress(OSError):
+                conn.settimeout(5)
+                if conn.recv(65536):
+                    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close sends RST
+                    self.reset += 1
+
+    def close(self) -> None:
+        self._closed.set()
+        self._thread.join(5)
+        self._server.close()
 
 
 class Outage:

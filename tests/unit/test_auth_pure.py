@@ -19,7 +19,6 @@ from extproc.config import load_settings
 from extproc.formats.transforms import SseUnwrapper, prepend_system, unwrap_codeassist
 from extproc.forward import merge_header_values
 from tests.clock import Clock
-from tests.fakes import FakeProvider
 
 
 def test_verifier_and_s256_challenge_follow_rfc_7636() -> None:
@@ -125,17 +124,13 @@ def test_code_assist_answers_are_unwrapped_whole_and_per_event() -> None:
     (503, b"<html>down</html>", False),
 ])
 def test_only_refused_grants_are_permanent(status: int, body: bytes, permanent: bool) -> None:
-    endpoint = FakeProvider("token")
-    try:
-        endpoint.script(status, body=body)
-        flow = dataclasses.replace(load_settings().flows["claude"], token_url=f"{endpoint.base_url}/v1/oauth/token")
+    flow = dataclasses.replace(load_settings().flows["claude"], token_url="https://oauth.test/v1/oauth/token")
+    endpoint = httpx.MockTransport(lambda _request: httpx.Response(status, content=body))
 
-        async def go() -> None:
-            async with httpx.AsyncClient() as http:
-                await refresh_grant(http, flow, "rt-secret-value")
+    async def go() -> None:
+        async with httpx.AsyncClient(transport=endpoint) as http:
+            await refresh_grant(http, flow, "rt-secret-value")
 
-        with pytest.raises(OAuthError) as caught:
-            asyncio.run(go())
-        assert caught.value.permanent is permanent and "rt-secret-value" not in str(caught.value)
-    finally:
-        endpoint.close()
+    with pytest.raises(OAuthError) as caught:
+        asyncio.run(go())
+    assert caught.value.permanent is permanent and "rt-secret-value" not in str(caught.value)

@@ -19,6 +19,7 @@ from tests.conftest import Stack
 from tests.e2e.test_logins import cli, login_config, no_token_in, write_config
 from tests.fake_oauth import FakeOAuth
 from tests.fakes import FakeProvider
+from tests.waits import eventually
 
 FLOWS = load_settings(None).flows  # the logins' public client ids, as the CLI sends them
 CHAT = [{"role": "user", "content": "hi"}]
@@ -147,13 +148,6 @@ def _refreshes(stack: Stack, result: str) -> float:
                for s in family.samples if s.name == "extproc_token_refreshes_total" and s.labels["result"] == result)
 
 
-def _until(condition: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"never: {what}"
-        time.sleep(0.05)
-
-
 def test_the_gateway_counts_its_token_refreshes_by_result(
         tmp_path: Path, fakes: dict[str, FakeProvider], upstreams: dict[str, FakeProvider], oauth: FakeOAuth,
         make_stack: Callable[[dict[str, Any]], Stack]) -> None:
@@ -163,11 +157,11 @@ def test_the_gateway_counts_its_token_refreshes_by_result(
     assert (_refreshes(stack, "ok"), _refreshes(stack, "refused")) == (0, 0)
     body = {"model": "claude-haiku-5-5", "max_tokens": 5, "messages": CHAT}
     assert httpx.post(stack.url + "/v1/messages", json=body).status_code == 200
-    _until(lambda: _refreshes(stack, "ok") == 1, "the refresh before the first request is counted ok")
+    eventually(lambda: _refreshes(stack, "ok") == 1, "the refresh before the first request is counted ok")
     assert oauth.is_valid_access_token(fakes["anthropic"].requests[-1].headers["authorization"].split()[1])
 
     oauth.revoke_refresh_tokens()  # the user revoked the app: the next refresh is refused for good
     fakes["anthropic"].script(401)  # and the provider refuses the token, which sends the login to a refresh
     assert httpx.post(stack.url + "/v1/messages", json=body).status_code != 200
-    _until(lambda: _refreshes(stack, "refused") == 1, "the refused refresh is counted")
+    eventually(lambda: _refreshes(stack, "refused") == 1, "the refused refresh is counted")
     assert _refreshes(stack, "ok") == 1 and _refreshes(stack, "failed") == 0

@@ -7,10 +7,9 @@ from __future__ import annotations
 import json
 import os
 import stat
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import openai
@@ -21,18 +20,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests import secrets_registry
 from tests.conftest import Stack
 from tests.fakes import FakeProvider
+from tests.waits import eventually
 
 CHAT = [{"role": "user", "content": "hi"}]
-T = TypeVar("T")
-
-
-def until(check: Callable[[], T], what: str, timeout: float = 15.0) -> T:
-    """What `check()` returns once it is truthy, polled (a generous guard against a hang, not a measure)."""
-    deadline = time.monotonic() + timeout
-    while not (found := check()):
-        assert time.monotonic() < deadline, f"never: {what}"
-        time.sleep(0.05)
-    return found
 
 
 def _model(model_id: str, provider: str) -> dict[str, Any]:
@@ -88,8 +78,8 @@ def test_the_routes_file_envoy_watches_is_0600_in_a_0700_directory_after_every_r
     first = routes.stat().st_ino
     body = {"model": "fp-model", "messages": CHAT}
     assert httpx.post(stack.url + "/v1/chat/completions", json=body).status_code == 200
-    until(lambda: routes.stat().st_ino != first and "fp-model" in routes.read_text(),
-          "the routes file is rewritten with a route for fp-model")
+    eventually(lambda: routes.stat().st_ino != first and "fp-model" in routes.read_text(),
+               "the routes file is rewritten with a route for fp-model")
     holds_key = key in routes.read_text()  # the file holds the key Envoy sends: why it must be 0600
     assert holds_key, "the rewritten routes file carries no credential"
     assert stat.S_IMODE(routes.stat().st_mode) == 0o600
@@ -118,24 +108,24 @@ def test_fallback_failover_cooldown_and_suspension_metrics_count_their_events(
     fakes["openai"].script(429, {"retry-after": "60"})
     raw = client.chat.completions.with_raw_response.create(model="mx-primary-model", messages=CHAT)  # type: ignore[arg-type]
     assert (raw.headers["x-extproc-model"], raw.headers["x-extproc-attempts"]) == ("mx-backup-model", "2")
-    until(lambda: metric(stack, "extproc_cooldowns_total", provider="mx-primary", credential="mx-primary:key1") == 1,
-          "the cooldown of mx-primary:key1 is counted")
+    eventually(lambda: metric(stack, "extproc_cooldowns_total", provider="mx-primary",
+                              credential="mx-primary:key1") == 1, "the cooldown of mx-primary:key1 is counted")
     assert metric(stack, "extproc_failover_attempts_total", reason="429", provider="mx-primary") == 1
     assert metric(stack, "extproc_failover_attempts_total") == 1  # the backup's success is no failed attempt
-    until(lambda: metric(stack, "extproc_fallbacks_total") == 1, "the request the fallback served is counted")
+    eventually(lambda: metric(stack, "extproc_fallbacks_total") == 1, "the request the fallback served is counted")
 
     raw = client.chat.completions.with_raw_response.create(model="mx-primary-model", messages=CHAT)  # type: ignore[arg-type]
     assert (raw.headers["x-extproc-route"], raw.headers["x-extproc-attempts"]) == ("fallback:chain", "1")
-    until(lambda: metric(stack, "extproc_fallbacks_total", reason="fallback:chain") >= 1,
-          "a request planned straight to the fallback is counted under its reason")
-    until(lambda: metric(stack, "extproc_fallbacks_total") == 2, "each fallback request is counted once")
+    eventually(lambda: metric(stack, "extproc_fallbacks_total", reason="fallback:chain") >= 1,
+               "a request planned straight to the fallback is counted under its reason")
+    eventually(lambda: metric(stack, "extproc_fallbacks_total") == 2, "each fallback request is counted once")
     assert len(fakes["openai"].requests) == 1  # the cooling credential was not tried again
 
     fakes["mistral"].script(401)
     with pytest.raises(openai.AuthenticationError):
         client.chat.completions.create(model="mx-revoked-model", messages=CHAT)  # type: ignore[arg-type]
-    until(lambda: metric(stack, "extproc_suspensions_total", provider="mx-revoked",
-                         credential="mx-revoked:key1") == 1, "the suspension of mx-revoked:key1 is counted")
+    eventually(lambda: metric(stack, "extproc_suspensions_total", provider="mx-revoked",
+                              credential="mx-revoked:key1") == 1, "the suspension of mx-revoked:key1 is counted")
     assert metric(stack, "extproc_failover_attempts_total", reason="401", provider="mx-revoked") == 1
     assert metric(stack, "extproc_cooldowns_total") == 1 and metric(stack, "extproc_suspensions_total") == 1
 
@@ -240,8 +230,8 @@ def test_continuing_a_conversation_whose_account_cannot_serve_is_refused_with_co
     assert httpx.post(stack.url + "/v1/responses", json=continued).status_code == 200  # while its account serves
     fakes["openai"].script(429, {"retry-after": "60"})  # the account that holds it runs out
     assert httpx.post(stack.url + "/v1/responses", json=continued).status_code == 429
-    until(lambda: not httpx.get(stack.url + "/v1/models/cv-oa-model").json()["available"],
-          "the gateway learned the holder's cooldown")
+    eventually(lambda: not httpx.get(stack.url + "/v1/models/cv-oa-model").json()["available"],
+               "the gateway has learned the holder's cooldown")
     sent = len(fakes["openai"].requests)
     answer = httpx.post(stack.url + "/v1/responses", json=continued)
     message = _refused(answer, 503, "conversation_unavailable", "service_unavailable_error")

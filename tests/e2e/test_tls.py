@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import ssl
 import threading
-import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -19,6 +18,7 @@ import pytest
 from tests.certs import Leaf, make_leaf
 from tests.conftest import Stack
 from tests.fakes import FakeProvider
+from tests.waits import eventually
 
 CHAT = [{"role": "user", "content": "hi"}]
 KEY = "k-tls-provider-key"
@@ -87,13 +87,6 @@ def config(base_url: str, ca_file: Path, **extra: Any) -> dict[str, Any]:
                         "capabilities": ["tools", "streaming"]}]}
 
 
-def _until(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.02)
-
-
 def test_a_trusted_certificate_serves_whole_and_streamed_answers_with_sni_and_discovery(
         provider: TLSProvider, leaf: Leaf, make_stack: Callable[[dict[str, Any]], Stack]) -> None:
     provider.fake.listing.ids = ["tls-model", "tls-discovered"]
@@ -110,8 +103,8 @@ def test_a_trusted_certificate_serves_whole_and_streamed_answers_with_sni_and_di
     assert [r.headers["authorization"] for r in sent] == [f"Bearer {KEY}"] * 2
     assert sent[1].json()["stream"] is True
     # Discovery's call for the model list went over TLS with the same trust.
-    _until(lambda: any(m["id"] == "tls-discovered" for m in httpx.get(stack.url + "/v1/models").json()["data"]),
-           "discovery never listed the TLS provider's models")
+    eventually(lambda: any(m["id"] == "tls-discovered" for m in httpx.get(stack.url + "/v1/models").json()["data"]),
+               "discovery lists the TLS provider's models")
     assert provider.server_names and set(provider.server_names) == {"localhost"}
     assert provider.failed_handshakes == []
 
@@ -127,14 +120,14 @@ def test_a_certificate_signed_by_a_ca_the_gateway_does_not_trust_is_refused(
     assert answer.status_code in (502, 503), answer.text
     error = answer.json()["error"]  # the gateway's own reply, in OpenAI's envelope
     assert {"message", "type", "code"} <= set(error) and error["message"], answer.text
-    _until(lambda: bool(provider.failed_handshakes), "the provider saw no refused handshake")
+    eventually(lambda: bool(provider.failed_handshakes), "the provider sees a refused handshake")
     assert set(provider.server_names) == {"localhost"}  # it was asked for by name, and then not trusted
     refused = len(provider.failed_handshakes)
     client = openai.OpenAI(base_url=stack.url + "/v1", api_key="unused", max_retries=0)
     with pytest.raises(openai.APIStatusError), client.chat.completions.create(
             model="tls-model", messages=CHAT, stream=True) as events:  # type: ignore[arg-type]
         list(events)
-    _until(lambda: len(provider.failed_handshakes) > refused, "the relay's handshake was not refused")
+    eventually(lambda: len(provider.failed_handshakes) > refused, "the relay's handshake is refused too")
     assert "credential=tlsprov:key2" in stack.logs()  # the stream did go out, on the key not cooling
     assert set(provider.server_names) == {"localhost"}
     assert provider.fake.requests == []  # nothing, a key least of all, went over an untrusted connection
@@ -147,5 +140,5 @@ def test_a_certificate_for_another_name_is_refused_even_from_a_trusted_ca(
     answer = httpx.post(stack.url + "/v1/chat/completions", json={"model": "tls-model", "messages": CHAT})
     assert answer.status_code in (502, 503), answer.text
     assert {"message", "type", "code"} <= set(answer.json()["error"]), answer.text
-    _until(lambda: bool(provider.failed_handshakes), "the provider saw no refused handshake")
+    eventually(lambda: bool(provider.failed_handshakes), "the provider sees a refused handshake")
     assert provider.fake.requests == []

@@ -24,18 +24,11 @@ from tests import secrets_registry
 from tests.certs import make_leaf
 from tests.conftest import STATE_KEY, Stack, free_port
 from tests.fakes import FakeProvider
+from tests.waits import eventually
 
 ACCESS, REFRESH = "sk-ant-oat01-" + "redisurl" * 5, "sk-ant-ort01-" + "redisurl" * 5  # a Claude Code login's pair
 secrets_registry.secret("imported access token", ACCESS)
 secrets_registry.secret("imported refresh token", REFRESH)
-
-
-def _until(condition: Callable[[], Any], what: str, timeout: float = 15.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (found := condition()):
-        assert time.monotonic() < deadline, f"never: {what}"
-        time.sleep(0.05)
-    return found
 
 
 class OwnRedis:
@@ -51,7 +44,7 @@ class OwnRedis:
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
         try:
-            _until(self._pong, f"redis-server answers PING at {url.split('?')[0]}")
+            eventually(self._pong, f"redis-server answers PING at {url.split('?')[0]}")
         except BaseException:
             self.stop()
             raise
@@ -128,8 +121,8 @@ def test_a_gateway_and_the_cli_share_state_through_the_url(
     assert not (tmp_path / "unused.json").exists()  # the file store was not used
 
     stack = make_stack(config)
-    _until(lambda: httpx.get(stack.url + "/readyz").json().get("shared_state") == "redis: connected",
-           "/readyz says Redis is connected")
+    eventually(lambda: httpx.get(stack.url + "/readyz").json().get("shared_state") == "redis: connected",
+               "/readyz says Redis is connected")
     claude = httpx.get(stack.url + "/v1/models/claude-haiku-5-5").json()
     assert claude["credentials"] == 1  # the login the CLI put in Redis (no Anthropic key is configured)
 
@@ -137,7 +130,7 @@ def test_a_gateway_and_the_cli_share_state_through_the_url(
     answer = httpx.post(stack.url + "/v1/chat/completions", json={"model": "ru-model", "messages": [
         {"role": "user", "content": "hi"}]})
     assert answer.status_code == 429
-    keys = _until(lambda: [k.decode() for k in server.client.scan_iter(match=f"{prefix}health:*")
-                           if b"ru:key1" in k], "the cooldown is written to Redis")
+    keys = eventually(lambda: [k.decode() for k in server.client.scan_iter(match=f"{prefix}health:*")
+                               if b"ru:key1" in k], "the cooldown is written to Redis")
     entry = server.client.get(keys[0])
     assert entry is not None and server.client.ttl(keys[0]) > 0  # an expiring key, as every replica reads it

@@ -265,18 +265,27 @@ class AccountManager:
 
     def _flight(self, account_id: str) -> asyncio.Task[str]:
         """The account's refresh in flight, started if there is none: one call however many callers."""
-        task = self._inflight.get(account_id)
-        if task is None:
+        if not self._flying(account_id):
             task = asyncio.create_task(self._refresh(account_id))
             self._inflight[account_id] = task
-            task.add_done_callback(lambda _: self._inflight.pop(account_id, None))
-        return task
+            task.add_done_callback(lambda ended: self._landed(account_id, ended))
+        return self._inflight[account_id]
+
+    def _flying(self, account_id: str) -> bool:
+        """A refresh that ended is old news, though its done callback may not have run yet: a caller that came
+        after it ended (in the same turn of the loop) gets a refresh of its own, never that one's result."""
+        task = self._inflight.get(account_id)
+        return task is not None and not task.done()
+
+    def _landed(self, account_id: str, task: asyncio.Task[str]) -> None:
+        if self._inflight.get(account_id) is task:  # not a newer flight started meanwhile
+            del self._inflight[account_id]
 
     def _refresh_ahead(self, account_id: str) -> None:
         """A token within the refresh skew is refreshed in the background while it keeps serving: a token
         endpoint that is down or slow costs no request anything until the token really expires. A failed
         refresh is tried again after AHEAD_RETRY, not on every request."""
-        if account_id in self._inflight or self._clock() < self._ahead_retry.get(account_id, 0.0):
+        if self._flying(account_id) or self._clock() < self._ahead_retry.get(account_id, 0.0):
             return
         self._flight(account_id).add_done_callback(lambda task: self._ahead_done(account_id, task))
 

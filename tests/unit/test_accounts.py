@@ -22,6 +22,7 @@ from extproc.auth.store import Account, TokenStore, store_at
 from extproc.config import parse_settings
 from extproc.core.errors import CredentialUnavailable
 from extproc.core.settings import Credential
+from tests.clock import Clock
 
 TOKEN_URL = "https://oauth.test/v1/oauth/token"
 FLOWS = parse_settings({"oauth": {"claude": {"token_url": TOKEN_URL}}}, {}).flows
@@ -34,6 +35,7 @@ class TokenEndpoint:
         self.calls: list[str] = []  # the refresh tokens it was sent
         self.spent: set[str] = set()
         self.before_answer: Callable[[], Awaitable[None]] | None = None  # runs inside the first call
+        self.down = 0  # calls still to answer 503 (the endpoint is down; the refresh token is not spent)
 
     async def __call__(self, request: httpx.Request) -> httpx.Response:
         sent = json.loads(request.content)["refresh_token"]
@@ -41,6 +43,9 @@ class TokenEndpoint:
         hook, self.before_answer = self.before_answer, None
         if hook is not None:
             await hook()
+        if self.down:
+            self.down -= 1
+            return httpx.Response(503, json={"error": "temporarily_unavailable"})
         if sent in self.spent:
             return httpx.Response(400, json={"error": "invalid_grant"})
         self.spent.add(sent)
@@ -176,6 +181,30 @@ def test_a_refused_refresh_suspends_the_login_and_tells_the_runtime(store, endpo
     assert published[0] == {} and "invalid_grant" in published[-1]["claude-1"]
     stored = store.get("claude-1")
     assert stored is not None and stored.status == "suspended"
+
+
+def test_a_request_after_a_failed_refresh_ended_gets_a_refresh_of_its_own(store, endpoint):
+    """The failed refresh has ended, but its done callbacks have not run yet (a request woken in the same turn of
+    the loop): that request must not be handed the old failure; it refreshes, and the endpoint is back."""
+    clock = Clock(time.time())
+    endpoint.down = 1
+
+    async def run() -> str:
+        http = httpx.AsyncClient(transport=httpx.MockTransport(endpoint))
+        m = AccountManager(store, FLOWS, http, clock=clock)
+        await m.load()
+        cred = credential(store)
+        clock.now = (store.get("claude-1") or Account(id="", kind="")).expires_at - 1  # due, still valid
+        before = asyncio.all_tasks()
+        assert await m.secret(cred) == "a1"  # served at once; a refresh starts in the background
+        (flight,) = asyncio.all_tasks() - before
+        while not flight.done():  # polling with zero sleeps wakes this test in the very turn the refresh ends
+            await asyncio.sleep(0)
+        clock.now += 2  # expired now: the next request must have a fresh token
+        return await m.secret(cred)
+
+    assert asyncio.run(run()) == "a2"
+    assert endpoint.calls == ["r1", "r1"]
 
 
 @pytest.mark.parametrize(("state", "event", "after"), [

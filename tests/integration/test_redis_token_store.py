@@ -55,23 +55,32 @@ def test_concurrent_updates_lose_nothing(redis_server: RedisServer, prefix: str)
 
 
 def test_the_refresh_lock_lets_one_holder_at_a_time(redis_server: RedisServer, prefix: str) -> None:
-    stores = [RedisTokenStore(redis_server.url, prefix, STATE_KEY) for _ in range(2)]
-    inside: list[int] = []
-    overlaps: list[bool] = []
+    """While one replica holds the lock, another that tries it (its tries are Redis SETs, counted by the server)
+    stays out; it gets in once the first lets go."""
+    first, second = (RedisTokenStore(redis_server.url, prefix, STATE_KEY) for _ in range(2))
+    server = redis.Redis.from_url(redis_server.url)
 
-    def hold(store: RedisTokenStore) -> None:
-        with store.refresh_lock("claude-1"):
-            inside.append(1)
-            overlaps.append(len(inside) > 1)
-            time.sleep(0.2)
-            inside.pop()
+    def sets() -> int:
+        return int(server.info("commandstats").get("cmdstat_set", {}).get("calls", 0))
 
-    threads = [threading.Thread(target=hold, args=(s,)) for s in stores]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert overlaps == [False, False]
+    entered = threading.Event()
+
+    def second_refreshes() -> None:
+        with second.refresh_lock("claude-1"):
+            entered.set()
+
+    with first.refresh_lock("claude-1"):
+        before = sets()
+        thread = threading.Thread(target=second_refreshes)
+        thread.start()
+        deadline = time.monotonic() + 30
+        while sets() < before + 2:  # a second try: the first one found the lock held
+            assert time.monotonic() < deadline, "the second replica never tried the lock again"
+            time.sleep(0.01)
+        assert not entered.is_set(), "two holders at once"
+    thread.join(30)
+    assert entered.is_set(), "the lock was not free once the first holder let go"
+    server.close()
 
 
 def test_an_unreachable_redis_is_a_store_error_naming_the_setting() -> None:

@@ -9,6 +9,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 import pytest
+import redis.asyncio as aioredis
 
 from extproc.core.health import Health
 from extproc.core.windows import WindowLevel, WindowState
@@ -38,12 +39,12 @@ def test_every_table_round_trips_through_the_codec():
     assert decode_change(b'{"t": "from-a-newer-version", "k": ["x"], "v": {}}') is None
 
 
-async def _until(check: Callable[[], bool], timeout: float = 3.0) -> float:
-    start = time.monotonic()
+async def _until(check: Callable[[], bool], timeout: float = 30.0) -> None:
+    """Wait for what the test can observe; the timeout only ends a wait that would hang."""
+    deadline = time.monotonic() + timeout
     while not check():
-        assert time.monotonic() - start < timeout, "never happened"
+        assert time.monotonic() < deadline, "never happened"
         await asyncio.sleep(0.01)
-    return time.monotonic() - start
 
 
 def _run(redis_server: RedisServer, body: Callable[[Health, Health, list[HealthSync]], Awaitable[None]]) -> None:
@@ -64,12 +65,11 @@ def _run(redis_server: RedisServer, body: Callable[[Health, Health, list[HealthS
     asyncio.run(main())
 
 
-def test_a_cooldown_learned_in_one_process_is_known_in_the_other_within_a_second(redis_server):
+def test_a_cooldown_learned_in_one_process_is_known_in_the_other(redis_server):
     async def body(a: Health, b: Health, syncs: list[HealthSync]) -> None:
         now = time.time()
         a.observe("k1", "m", 429, 30, now)
-        took = await _until(lambda: b.blocked("k1", "m", time.time()) is not None)
-        assert took < 1.0
+        await _until(lambda: b.blocked("k1", "m", time.time()) is not None)
         a.observe("k1", "m", 200, None, time.time(), started=time.time())  # a success clears it everywhere
         await _until(lambda: b.blocked("k1", "m", time.time()) is None)
         b.suspend("login-1", "refresh refused")
@@ -89,7 +89,11 @@ def test_a_process_starting_late_reads_what_is_known(redis_server):
         first.observe("k1", "m", 503, None, time.time())
         late = Health(POLICY)
         late_sync = HealthSync(late, redis_server.url, prefix)
-        await asyncio.sleep(0.2)  # the first change is written
+        async with aioredis.from_url(redis_server.url) as client:  # the change is in Redis before the late one starts
+            deadline = time.monotonic() + 30
+            while not await client.keys(f"{prefix}health:*"):
+                assert time.monotonic() < deadline, "the first process never wrote its change"
+                await asyncio.sleep(0.01)
         late_task = asyncio.create_task(late_sync.run())
         await _until(lambda: late.blocked("k1", "m", time.time()) is not None)
         for t in (task, late_task):
@@ -102,21 +106,21 @@ def test_a_process_starting_late_reads_what_is_known(redis_server):
 def test_redis_going_away_keeps_each_process_serving_and_they_converge_when_it_returns(redis_server):
     async def body(a: Health, b: Health, syncs: list[HealthSync]) -> None:
         redis_server.stop()
-        await _until(lambda: not any(s.connected for s in syncs), timeout=15)
+        await _until(lambda: not any(s.connected for s in syncs))
         assert all("unreachable since" in s.status() for s in syncs)
         a.observe("k1", "m", 429, 60, time.time())  # learned while Redis is away: kept, and served from
         assert a.blocked("k1", "m", time.time()) is not None and b.blocked("k1", "m", time.time()) is None
         redis_server.start()
-        await _until(lambda: all(s.connected for s in syncs), timeout=15)
+        await _until(lambda: all(s.connected for s in syncs))
         await _until(lambda: b.blocked("k1", "m", time.time()) is not None)
         # What one process lifts while the other cannot hear it is gone there too once it reconnects.
         syncs[1]._health.listen(None)  # b stops telling: its next changes are made "while away"
         b.suspend("k9", "401", time.time() + 60)
         a.apply([("suspended", ("k9",), None)])
         redis_server.stop()
-        await _until(lambda: not any(s.connected for s in syncs), timeout=15)
+        await _until(lambda: not any(s.connected for s in syncs))
         redis_server.start()
-        await _until(lambda: all(s.connected for s in syncs), timeout=15)
+        await _until(lambda: all(s.connected for s in syncs))
         await _until(lambda: "k9" not in b.suspended_ids(time.time()))
 
     _run(redis_server, body)

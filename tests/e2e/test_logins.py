@@ -152,7 +152,9 @@ def test_claude_login_token_reaches_the_provider(
 def test_codex_login_by_browser_routes_to_chatgpt_backend(
         tmp_path: Path, fakes: dict[str, FakeProvider], upstreams: dict[str, FakeProvider], oauth: FakeOAuth,
         make_stack: Callable[[dict[str, Any]], Stack]) -> None:
-    config = login_config(fakes, upstreams, oauth, tmp_path / "accounts.json")
+    # Another model may serve a request whose answer failed (the login's models are candidates for each other):
+    # a collected stream cut midway is failed over to one.
+    config = login_config(fakes, upstreams, oauth, tmp_path / "accounts.json", strategy="capability-match")
     out = login_by_browser(write_config(tmp_path, config), "codex")
     assert "\nlogged in: codex-" in out
     stack = make_stack(config)

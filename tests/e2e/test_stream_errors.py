@@ -19,6 +19,8 @@ from tests.conftest import Stack, provider_config
 from tests.fakes import FakeProvider, chat_stream
 
 SSE = {"content-type": "text/event-stream"}
+# A stream cut midway cools its model's credential for a while (health.server_error_cooldown), and no other
+# model serves it: each test streams a model of its own.
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +65,7 @@ def test_openai_chat_stream_ends_with_an_error_chunk(stack: Stack, fakes: dict[s
 
 
 def test_openai_responses_stream_ends_with_response_failed(stack: Stack, fakes: dict[str, FakeProvider]) -> None:
-    created = {"id": "resp_1", "object": "response", "created_at": 1, "status": "in_progress", "model": "gpt-5-mini",
+    created = {"id": "resp_1", "object": "response", "created_at": 1, "status": "in_progress", "model": "gpt-4o-mini",
                "output": []}
     fakes["openai"].script(200, SSE, _events(
         ("response.created", {"type": "response.created", "response": created, "sequence_number": 0}),
@@ -72,7 +74,7 @@ def test_openai_responses_stream_ends_with_response_failed(stack: Stack, fakes: 
         ("response.completed", {"type": "response.completed", "response": {**created, "status": "completed"},
                                 "sequence_number": 2})), cut_after=2)
     client = openai.OpenAI(base_url=stack.url + "/v1", api_key="unused", max_retries=0)
-    events = list(client.responses.create(model="gpt-5-mini", input="hi", stream=True))
+    events = list(client.responses.create(model="gpt-4o-mini", input="hi", stream=True))
     assert [e.type for e in events] == ["response.created", "response.output_text.delta", "response.failed"]
     failed = events[-1]
     assert failed.response.status == "failed" and failed.response.error is not None

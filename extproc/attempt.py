@@ -51,7 +51,7 @@ class AttemptExchange:
             plan = self._plan = Plan.from_metadata(plan_text or headers.get(PLAN_HEADER) or "")
         except (ValueError, KeyError, TypeError):
             return self._refuse("The request reached a provider without a routing plan.")
-        if self.attempt > len(plan.candidates):
+        if not 1 <= self.attempt <= len(plan.candidates):  # Envoy counts from 1: a count below names no candidate
             return self._refuse("No candidate is left for this attempt.")
         candidate = plan.candidates[self.attempt - 1]
         if host_route != candidate.route:  # never a credential to another provider (nor to one Envoy did not name)

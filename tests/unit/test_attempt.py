@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from extproc.attempt import AttemptExchange
-from extproc.attempts import ENDPOINTS_KEY, LB_NAMESPACE, PLAN_NAMESPACE, REFUSED_ROUTE, endpoint_address
+from extproc.attempts import ENDPOINTS_KEY, LB_NAMESPACE, PLAN_NAMESPACE, REFUSED_ROUTE, Plan, endpoint_address
 from extproc.core.headers import API_HEADER, ATTEMPT_HEADER, HANDLED_HEADER
 from extproc.exchange import CONTINUE, Gateway, Mutate, Reply
 from extproc.runtime import Runtime
@@ -153,6 +153,18 @@ def test_an_attempt_past_the_plan_or_at_another_endpoint_goes_nowhere(gateway, n
     plan = first.dynamic_metadata[PLAN_NAMESPACE]["plan"]
     assert refused(ex.request_headers({**shared_headers({":path": CHAT}, first), "x-envoy-attempt-count": str(n)},
                                       plan, host))
+
+
+@pytest.mark.parametrize("n", [0, -1, -7])
+def test_an_attempt_count_below_one_goes_nowhere_whatever_the_endpoint(gateway, n):
+    """Envoy counts attempts from 1; a count below (never Envoy's own) names no candidate, even read from the end
+    of the plan, and does not break the stream."""
+    first = route(gateway, CHAT, {"model": "claude-x", "messages": []})
+    plan = first.dynamic_metadata[PLAN_NAMESPACE]["plan"]
+    for host in {c.route for c in Plan.from_metadata(plan).candidates}:
+        ex = AttemptExchange(gateway)
+        assert refused(ex.request_headers({**shared_headers({":path": CHAT}, first), "x-envoy-attempt-count": str(n)},
+                                          plan, host)), host
 
 
 def test_an_attempt_without_a_plan_fails_closed(gateway):

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import random
 import signal
 import subprocess
@@ -65,9 +64,9 @@ def check_whole(account: Account) -> int:
     return n
 
 
-def test_a_writer_killed_at_random_points_never_leaves_a_broken_or_stale_store(tmp_path: Path) -> None:
+def test_a_writer_killed_at_random_points_never_leaves_a_broken_or_stale_store(tmp_path: Path, run_seed: int) -> None:
     path = tmp_path / "extproc" / "accounts.json"
-    seed = int.from_bytes(os.urandom(4), "big")
+    seed = run_seed  # the run's (pytest's header): EXTPROC_TEST_SEED makes the same choices of when to kill
     rng = random.Random(seed)
     done = -1  # the last write the store holds
     kills = acknowledged = mid_write = 0

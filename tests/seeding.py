@@ -1,4 +1,4 @@
-"""One seed for every random choice of a test run, shown in the header so a failure replays exactly.
+"""One seed for every random choice of a test run, shown in the header and the summary so a failure replays exactly.
 
 `EXTPROC_TEST_SEED=<n>` (or Hypothesis' own `--hypothesis-seed=<n>`) runs the same examples again; without either,
 each run draws its seed, so successive CI runs explore further. Every Hypothesis property takes it (Hypothesis'
@@ -42,9 +42,18 @@ def pytest_configure(config: pytest.Config) -> None:
     config.option.hypothesis_seed = str(seed)
 
 
-def pytest_report_header(config: pytest.Config) -> str:
+def _line(config: pytest.Config) -> str:
     seed = config.stash[_SEED]
     return f"test seed: {seed} (replay with {SEED_ENV}={seed})"
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return _line(config)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    """Again at the end, next to any failure: with -q (make test) there is no header."""
+    terminalreporter.write_line(_line(config))
 
 
 @pytest.fixture(scope="session")

@@ -38,7 +38,7 @@ def discovery_defaults(raw: Any) -> DiscoverySpec:
     """The top-level `discovery` section: defaults every provider's discovery inherits."""
     if raw is False:
         return DiscoverySpec("", "openai", Api.OPENAI, enabled=False)
-    section = mapping(raw or {}, "discovery")
+    section = mapping({} if raw is True or raw is None else raw, "discovery")
     reject_unknown(section, "discovery", {"enabled", "ttl", "timeout"})
     return DiscoverySpec("", "openai", Api.OPENAI, enabled=boolean(section.get("enabled", True), "discovery.enabled"),
                          ttl=positive_number(section.get("ttl", 300), "discovery.ttl"),

@@ -478,3 +478,11 @@ def test_logins_in_redis_need_an_encryption_key():
         parse_settings({"state": {"redis": {"url": "redis://127.0.0.1:6379/0"}}}, {})
     with pytest.raises(ConfigError, match=r"state.redis.key: not a Fernet key"):
         parse_settings({"state": {"redis": {"url": "redis://127.0.0.1:6379/0", "key": "short"}}}, {})
+
+
+@pytest.mark.parametrize("value, enabled", [(True, True), (False, False), ({"ttl": 60}, True), (None, True)])
+def test_the_discovery_section_takes_a_boolean_or_a_mapping(value: object, enabled: bool) -> None:
+    """`discovery: true` reads as the defaults switched on (it was refused as "expected a mapping")."""
+    found = parse_settings({"discovery": value, "providers": {"openai": {"api_key": "k"}}}, {})
+    assert found.providers["openai"].discovery is not None
+    assert found.providers["openai"].discovery.enabled is enabled

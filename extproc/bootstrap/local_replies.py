@@ -20,12 +20,12 @@ import orjson
 from extproc.bootstrap.attempts import ATTEMPTS_CLUSTER
 from extproc.bootstrap.names import REQUEST_CODINGS, T, provider_cluster_name
 from extproc.core.errors import ClientError
-from extproc.core.failures import REFUSED, RESET, TIMEOUT, UNREACHABLE, UpstreamFailure
+from extproc.core.failures import CUT, REFUSED, RESET, TIMEOUT, UNREACHABLE, UpstreamFailure
 from extproc.core.headers import API_HEADER, FAILURE_HEADER, ROUTE_HEADER
 from extproc.core.providers import Api
 from extproc.formats import FAMILIES, Family
 
-_ENVOY_FAILURE_FLAGS = ["UH", "UF", "UO", "NR", "URX", "UT", "UR", "UC", "DC", "LH"]
+_ENVOY_FAILURE_FLAGS = ["UH", "UF", "UO", "NR", "URX", "UT", "UR", "UC", "UPE", "DC", "LH"]
 PROCESSOR_DOWN = "The gateway could not reach its processor; nothing was sent upstream."
 PROCESSOR_DOWN_STATUS = 502
 UNDECODABLE_STATUS = 415
@@ -49,6 +49,9 @@ def _cel(expression: str) -> dict[str, Any]:
 
 
 _REFUSED_BY_ENVOY = _cel("response.code >= 400 && response.code < 500 && !response.code_details.startsWith('extproc')")
+# The ext_proc filter's own 502 when it cannot reach the processor (details `ext_proc_error…`); any other 502 (a
+# reset answer, the processor's own reply) says what it is.
+_PROCESSOR_DOWN = _cel(f"response.code == {PROCESSOR_DOWN_STATUS} && response.code_details.startsWith('ext_proc')")
 
 
 # An attempt that got no answer from its provider, where Envoy meets it: a provider's listener (behind the
@@ -65,6 +68,7 @@ _UPSTREAM_FAILURES: tuple[tuple[bool, list[str], str, UpstreamFailure, str], ...
     (True, ["UF", "UH", "DF"], _TO_PROVIDER, UNREACHABLE, _IN_LISTENER),
     (True, ["UC", "UR"], _TO_PROVIDER, RESET, _IN_LISTENER),
     (False, ["UT"], f"xds.cluster_name == '{ATTEMPTS_CLUSTER}'", TIMEOUT, f"%REQ({ROUTE_HEADER})%"),
+    (False, ["UR", "UC", "UPE"], f"xds.cluster_name == '{ATTEMPTS_CLUSTER}'", CUT, f"%REQ({ROUTE_HEADER})%"),
 )
 
 
@@ -108,7 +112,7 @@ def local_reply_config(by_api_header: bool = False) -> dict[str, Any]:
     replies: list[tuple[dict[str, Any], Callable[[Family], dict[str, Any]], dict[str, Any]]] = [
         *((_status(err.status), functools.partial(_client_error, err=err), {}) for err in _CLIENT_ERRORS),
         (_REFUSED_BY_ENVOY, _refused, {}),
-        (_status(PROCESSOR_DOWN_STATUS), lambda family: family.local_reply(PROCESSOR_DOWN), {}),
+        (_PROCESSOR_DOWN, lambda family: family.local_reply(PROCESSOR_DOWN), {}),
         *(({"and_filter": {"filters": [{"response_flag_filter": {"flags": flags}}, _cel(where)]}},
            functools.partial(_upstream_failure, failure=failure, provider=provider), _told(failure))
           for behind, flags, where, failure, provider in _UPSTREAM_FAILURES if behind == by_api_header),

@@ -32,4 +32,9 @@ RESET = UpstreamFailure("connection_reset", 502, "The connection to provider {pr
 TIMEOUT = UpstreamFailure("upstream_timeout", 504, "Provider {provider} did not answer within {seconds} s.",
                           "no answer within {seconds} s")
 
-FAILURES = {f.kind: f for f in (REFUSED, UNREACHABLE, RESET, TIMEOUT)}
+# An answer that began but ended before it was whole, while it was held to be reshaped (a stream collected into
+# one answer): the client has had nothing yet, so it is told as the gateway's error, not as a cut answer.
+CUT = UpstreamFailure("answer_cut", 502, "Provider {provider}'s answer was cut off before it was complete.",
+                      "answer cut off")
+
+FAILURES = {f.kind: f for f in (REFUSED, UNREACHABLE, RESET, TIMEOUT, CUT)}

@@ -190,6 +190,26 @@ def test_codex_login_by_browser_routes_to_chatgpt_backend(
     no_token_in(out + stack.logs(), oauth)
 
 
+def test_a_collected_stream_cut_with_nothing_to_fail_over_to_says_so(
+        tmp_path: Path, fakes: dict[str, FakeProvider], upstreams: dict[str, FakeProvider], oauth: FakeOAuth,
+        make_stack: Callable[[dict[str, Any]], Stack]) -> None:
+    """The processor's own 502 (the backend's stream cut while it was collected, no other candidate under the
+    default strategy) reaches the client in its words, never Envoy's "could not reach its processor"."""
+    config = login_config(fakes, upstreams, oauth, tmp_path / "accounts.json")
+    out = login_by_browser(write_config(tmp_path, config), "codex")
+    stack = make_stack(config)
+    oa = openai.OpenAI(base_url=f"{stack.url}/v1", api_key="client-key", max_retries=0)
+    upstreams["chatgpt"].script(200, {"content-type": "text/event-stream"},
+                                fakes_module.responses_stream("gpt-6-luna"), cut_after=3, times=12)
+    with pytest.raises(openai.APIStatusError) as cut:
+        oa.chat.completions.create(model="gpt-6-luna", messages=CHAT)  # type: ignore[arg-type]
+    assert cut.value.status_code == 502
+    error = cut.value.body if isinstance(cut.value.body, dict) else {}
+    assert error.get("code") == "answer_cut", cut.value.body
+    assert "Provider chatgpt's answer was cut off" in cut.value.message
+    no_token_in(out + stack.logs(), oauth)
+
+
 def test_gemini_login_wraps_for_code_assist_and_unwraps_answers(
         tmp_path: Path, fakes: dict[str, FakeProvider], upstreams: dict[str, FakeProvider], oauth: FakeOAuth,
         make_stack: Callable[[dict[str, Any]], Stack]) -> None:

@@ -62,7 +62,8 @@ def test_fails_closed_when_the_processor_is_down(tmp_path: Path, fakes: dict[str
         wait_envoy_live(admin, envoy)
         response = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions",
                               json={"model": "gpt-6-luna", "messages": []}, headers={"x-extproc-provider": "openai"})
-        assert response.status_code == 502 and response.json()["error"]["message"]  # in the client's envelope
+        assert response.status_code == 502  # in the client's envelope, saying what failed
+        assert "could not reach its processor" in response.json()["error"]["message"]
         response = httpx.post(f"http://127.0.0.1:{port}/v1/messages", json={"model": "claude-haiku-5-5"})
         assert response.status_code == 502 and response.json()["type"] == "error"
         assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200  # Envoy is alive

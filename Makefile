@@ -28,7 +28,7 @@ $(CLIS): tests/clis/package.json tests/clis/package-lock.json | $(STAMP)
 	@if command -v npm >/dev/null 2>&1; then \
 		mkdir -p $(VENV)/clis && cp tests/clis/package.json tests/clis/package-lock.json $(VENV)/clis/ && \
 		(cd $(VENV)/clis && npm ci --no-audit --no-fund --loglevel=error) && touch $@; \
-	else echo "npm not found: the tests that drive Claude Code will say so and skip (.ci/run installs npm)"; fi
+	else echo "npm not found: install Node.js and npm, or the tests that drive Claude Code fail (.ci/run installs them)"; fi
 
 run: $(STAMP)
 	$(BIN)/extproc up $(if $(CONFIG),--config $(CONFIG),)

@@ -130,6 +130,10 @@ class Outage:
     def set(self, mode: str) -> None:
         with self._lock:
             if mode == "refused" and self.mode != "refused":
+                # shutdown first: a close alone leaves the socket listening until the serving thread's accept()
+                # returns, and coming back up on the port at once would then find it in use.
+                with contextlib.suppress(OSError):
+                    self._listener.shutdown(socket.SHUT_RDWR)
                 self._listener.close()
             elif mode != "refused" and self.mode == "refused":
                 self._listener = self._listen(self.port)

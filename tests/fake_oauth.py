@@ -22,11 +22,12 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from tests import secrets_registry
+from tests.fakes import Server
 
 AUTHORIZE_PATHS = frozenset({"/authorize", "/oauth/authorize", "/o/oauth2/v2/auth"})
 TOKEN_PATHS = frozenset({"/token", "/v1/oauth/token", "/oauth/token"})
@@ -155,8 +156,7 @@ class FakeOAuth:
 
             do_GET = do_POST = _handle  # noqa: N815
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        self.server = Server(("127.0.0.1", 0), Handler)
         self.port = self.server.server_address[1]
         self.base_url = f"http://127.0.0.1:{self.port}"
         # a short poll interval so close() (server.shutdown) returns in milliseconds, not half a second

@@ -29,13 +29,20 @@ CLIENT_KEY = f"client-key-for-top-{os.getpid()}"
 secrets_registry.secret("top's client key", CLIENT_KEY)
 
 
+def _as_a_shell_would() -> None:
+    """Ctrl-C's signal as an interactive shell leaves it for the commands it starts. A run of the suite started
+    in the background of a script (`make test &`) inherits SIGINT ignored, and so would every command it starts:
+    such a command is not interruptible by design (the script's Ctrl-C is meant for the foreground)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Terminal:
     """A command run in a pseudo-terminal, as a user runs it: its output is read as it comes."""
 
     def __init__(self, args: list[str], env: dict[str, str] | None = None) -> None:
         self._master, slave = pty.openpty()
         self.proc = subprocess.Popen([sys.executable, "-m", "extproc", *args], stdin=slave, stdout=slave,
-                                     stderr=slave, env={**os.environ, **(env or {})})
+                                     stderr=slave, env={**os.environ, **(env or {})}, preexec_fn=_as_a_shell_would)
         os.close(slave)
         self.output = ""
 

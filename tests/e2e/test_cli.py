@@ -24,7 +24,7 @@ from tests.conftest import SECRETS, Stack, provider_config
 from tests.fakes import FakeProvider
 
 INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command Ctrl-C ended
-HANG_GUARD = 10.0  # seconds: only so that a command Ctrl-C did not end fails the test instead of hanging it
+HANG_GUARD = 30.0  # seconds, the suite's: only so that a command Ctrl-C did not end fails instead of hanging
 CLIENT_KEY = f"client-key-for-top-{os.getpid()}"
 secrets_registry.secret("top's client key", CLIENT_KEY)
 
@@ -42,7 +42,8 @@ class Terminal:
     def __init__(self, args: list[str], env: dict[str, str] | None = None) -> None:
         self._master, slave = pty.openpty()
         self.proc = subprocess.Popen([sys.executable, "-m", "extproc", *args], stdin=slave, stdout=slave,
-                                     stderr=slave, env={**os.environ, **(env or {})}, preexec_fn=_as_a_shell_would)
+                                     stderr=slave, env={**os.environ, "PYTHONFAULTHANDLER": "1", **(env or {})},
+                                     preexec_fn=_as_a_shell_would)
         os.close(slave)
         self.output = ""
 
@@ -63,12 +64,21 @@ class Terminal:
             assert time.monotonic() < deadline and self._read(0.1), f"no {text!r} in:\n{self.output}"
 
     def interrupt(self) -> int:
-        """Ctrl-C: SIGINT, then the status it ends with (the rest of its output read)."""
+        """Ctrl-C: SIGINT, then the status it ends with (the rest of its output read). A command still running
+        after the hang guard is made to print every thread's stack (faulthandler, on SIGABRT) for the failure."""
         self.proc.send_signal(signal.SIGINT)
-        code = self.proc.wait(HANG_GUARD)
+        deadline = time.monotonic() + HANG_GUARD
+        while self.proc.poll() is None and time.monotonic() < deadline:
+            self._read(0.1)  # keep the terminal drained: a command blocked writing to it could not end
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGABRT)
+            self.proc.wait()
+            while self._read(0.1):
+                pass
+            pytest.fail(f"Ctrl-C did not end the command within {HANG_GUARD:.0f} s; its threads:\n{self.output}")
         while self._read(0.1):
             pass
-        return code
+        return self.proc.returncode
 
     def close(self) -> None:
         if self.proc.poll() is None:

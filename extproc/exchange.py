@@ -269,6 +269,13 @@ class Exchange:
         return Mutate(set_headers, remove_headers, outcome.body, clear_route_cache=True,
                       dynamic_metadata=outcome.plan.to_metadata() if outcome.plan else {})
 
+    async def _model_for_record(self, large: bool, endpoint: Endpoint, body: bytes) -> str:
+        """The model a refused request names, read only for its usage record: with accounting off there is none,
+        and a client flooding past its limit costs no parse of its bodies."""
+        if not self.snapshot.settings.accounting:
+            return ""
+        return await _maybe_in_thread(large, endpoint.requested, body)
+
     async def _route(self, body: bytes) -> Forward | Reply:
         endpoint = self._endpoint
         if endpoint is None:  # the headers event answered these already
@@ -278,17 +285,17 @@ class Exchange:
         if client is not None and client.budget is not None:
             wait = await self._gateway.accounting.over_budget(client)
             if wait is not None:
-                self._requested = await _maybe_in_thread(large, endpoint.requested, body)
+                self._requested = await self._model_for_record(large, endpoint, body)
                 return reject(endpoint.api, over_budget(client, client.budget, wait))
         if client is not None and client.rpm is not None:  # counted before any work: over it, only the model is read
             wait = await self._gateway.limiter.admit(client.name, client.rpm)
             if wait is not None:
-                self._requested = await _maybe_in_thread(large, endpoint.requested, body)
+                self._requested = await self._model_for_record(large, endpoint, body)
                 return reject(endpoint.api, over_rate(client, client.rpm, wait))
         try:
             parsed = await _maybe_in_thread(large, endpoint.read, body)
         except ClientError as err:
-            self._requested = await _maybe_in_thread(large, endpoint.requested, body)  # a model with a bad field
+            self._requested = await self._model_for_record(large, endpoint, body)  # a model with a bad field
             return reject(endpoint.api, err)
         self._requested = parsed.view.model
         self._streams = "streaming" in parsed.view.needs

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from extproc.config import load_settings
 from extproc.config.changes import compare
+from extproc.config.problems import messages_of
 from extproc.core.errors import ConfigError
 from extproc.core.settings import Settings
 
@@ -62,7 +63,7 @@ class ConfigReloader:
         try:
             new = self._prepare(load_settings(str(self._path)))
         except ConfigError as exc:
-            log.error("config reload (%s): %s; the running config is kept", why, exc)
+            log.error("config reload (%s): %s; the running config is kept", why, "; ".join(messages_of(exc)))
             return False
         except OSError as exc:
             log.error("config reload (%s): cannot read %s (%s); the running config is kept", why, self._path,

@@ -24,8 +24,10 @@ from extproc.core.errors import ConfigError
 _MODEL_KEYS = set(ModelSpec.__dataclass_fields__) - {"discovered"}
 
 
-def parse_models(raw: Any, providers: Collection[str]) -> tuple[ModelSpec, ...]:
-    """The catalog with the user's entries merged in; an entry with an error is left out (its error reported)."""
+def parse_models(raw: Any, providers: Collection[str], broken: Collection[str] = ()) -> tuple[ModelSpec, ...]:
+    """The catalog with the user's entries merged in; an entry with an error is left out (its error reported).
+    A model of a `broken` provider (named in the config, its own errors reported already) is checked for errors of
+    its own, but its provider is not reported again, nor offered as a valid name."""
     if not isinstance(raw, list):
         report(ConfigError("models: expected a list of model entries (each with at least id and provider)"))
         raw = []
@@ -40,9 +42,9 @@ def parse_models(raw: Any, providers: Collection[str]) -> tuple[ModelSpec, ...]:
     models = []
     for (provider, model_id), entry in merged.items():
         key = f"models[{model_id}]"
-        if provider not in providers:
+        if provider not in providers and provider not in broken:
             report(ConfigError(f"{key}.provider: {provider!r} is not a configured provider; "
-                               f"declare it under providers or use one of {', '.join(providers)}"))
+                               f"declare it under providers or use one of {', '.join(sorted(providers))}"))
             continue
         spec = keep(None, _model, entry, key)
         if spec is not None:

@@ -486,3 +486,15 @@ def test_the_discovery_section_takes_a_boolean_or_a_mapping(value: object, enabl
     found = parse_settings({"discovery": value, "providers": {"openai": {"api_key": "k"}}}, {})
     assert found.providers["openai"].discovery is not None
     assert found.providers["openai"].discovery.enabled is enabled
+
+
+def test_an_unknown_provider_of_a_model_is_told_with_the_valid_names_in_order() -> None:
+    """The hint lists configured providers, sorted (the same words every run); a provider whose own entry is
+    broken (reported already) is neither offered nor reported again for its models."""
+    with pytest.raises(ConfigError) as err:
+        parse_settings({"providers": {"badname!": {"api_key": "k"}},
+                        "models": [{"id": "x", "provider": "ghost"}, {"id": "y", "provider": "badname!"}]}, {})
+    text = str(err.value)
+    assert "'ghost' is not a configured provider" in text and "'badname!' is not" not in text
+    offered = text.split("use one of ")[1].split("\n")[0].split(", ")
+    assert offered == sorted(offered) and "badname!" not in offered and "openai" in offered

@@ -89,6 +89,11 @@ def test_an_invalid_file_is_not_applied_and_the_log_names_the_key(tmp_path: Path
     assert not applied
     assert "aliases.fast: target 'no-such-model' is not a known model" in caplog.text
     assert caplog.text.count("the running config is kept") == 2
+    caplog.clear()  # several errors: one log line that names each
+    _rewrite(path, aliases={"fast": "no-such-model"}, strategy="nearest")
+    assert not reloader.reload()
+    [line] = [r.getMessage() for r in caplog.records]
+    assert "\n" not in line and "aliases.fast" in line and "strategy" in line
 
 
 def test_a_change_that_needs_a_restart_applies_nothing_of_the_file(tmp_path: Path,

@@ -123,7 +123,8 @@ _DEFAULT_FAILOVER = FailoverPolicy()
 
 def failover_headers(policy: FailoverPolicy, planned: int) -> dict[str, str]:
     """What Envoy's router retries, per request: the attempts of the plan, the statuses that retry, and how long
-    an attempt may wait for its first byte (the route itself retries only connect failures and resets). Set on
+    an attempt may wait for its first byte (the route itself retries connect failures, resets and the gateway's own
+    reply to an attempt no provider answered, `x-extproc-failure`, whatever its status). Set on
     every request, so `failover` applies on a reload without a change to Envoy."""
     return {"x-envoy-max-retries": str(planned - 1), "x-envoy-retry-on": "retriable-status-codes",
             "x-envoy-retriable-status-codes": ",".join(map(str, policy.statuses)),

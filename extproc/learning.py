@@ -15,7 +15,7 @@ from typing import Protocol
 from extproc import metrics
 from extproc.attempts import parse_attempt_header, served_by
 from extproc.core.catalog import ModelSpec
-from extproc.core.failures import FAILURES, TIMEOUT, UpstreamFailure
+from extproc.core.failures import CUT, FAILURES, TIMEOUT, UpstreamFailure
 from extproc.core.headers import FAILURE_HEADER
 from extproc.core.health import Block, parse_retry_after
 from extproc.core.settings import Credential
@@ -80,12 +80,14 @@ def _when(until: float) -> str:
         datetime.fromtimestamp(until, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def failure_of(status: int, headers: Mapping[str, str], timed_out: bool) -> UpstreamFailure | None:
-    """What an attempt that got no provider's answer was: the attempts' router timed it out (no first byte in
-    time), or Envoy's own reply to it names the kind (trusted with the kind's own status only: a provider's
-    answer cannot pass for one)."""
+def failure_of(status: int, headers: Mapping[str, str], timed_out: bool, cut: bool = False) -> UpstreamFailure | None:
+    """What an attempt that got no whole answer was: the attempts' router timed it out (no first byte in time),
+    its answer was cut off (the upstream reset it), or Envoy's own reply to it names the kind (trusted with the
+    kind's own status only; the provider routes and the relay take a provider's own header off)."""
     if timed_out:
         return TIMEOUT
+    if cut:
+        return CUT
     failure = FAILURES.get(headers.get(FAILURE_HEADER, ""))
     return failure if failure is not None and failure.status == status else None
 

@@ -53,7 +53,9 @@ TOKEN_HEADER = RELAY_HEADERS[0]
 _NOT_FORWARDED = frozenset({"host", "connection", "keep-alive", "transfer-encoding", "te", "upgrade",
                             "proxy-connection", "content-length", "accept-encoding", API_HEADER, ATTEMPT_HEADER,
                             ROUTE_HEADER, REASON_HEADER, ACCOUNT_HEADER, UPSTREAM_API_HEADER, *RELAY_HEADERS})
-_NOT_RETURNED = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length", "server", "date"})
+# Hop-by-hop and framing headers, and the failure kind only the gateway may say (a provider's cannot pass for it).
+_NOT_RETURNED = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length", "server", "date",
+                           FAILURE_HEADER})
 
 
 class Relay:

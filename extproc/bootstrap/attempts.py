@@ -275,6 +275,8 @@ def _provider_route(provider: ProviderSpec, settings: Settings, login: bool, str
                                       LOGIN_HEADER, STREAM_HEADER, ATTEMPT_COUNT_HEADER, "x-envoy-max-retries",
                                       "x-envoy-original-path",  # a fast route's rewrite of its prefix
                                       *RELAY_HEADERS]}
+    if not stream:  # the kind of failure is ours to say: a provider's answer cannot pass for Envoy's own reply
+        entry["response_headers_to_remove"] = [FAILURE_HEADER]  # (the relay takes it off a streamed answer)
     if stream and settings.processor_token:
         entry["request_headers_to_add"] = [{"header": {"key": RELAY_HEADERS[0], "value": settings.processor_token},
                                             "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}]

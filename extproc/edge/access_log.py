@@ -65,7 +65,9 @@ def learn_entry(gateway: Gateway, entry: accesslog_pb2.HTTPAccessLogEntry) -> No
     except ValueError:
         return
     status = entry.response.response_code.value
-    failure = failure_of(status, headers, entry.common_properties.response_flags.upstream_request_timeout)
+    flags = entry.common_properties.response_flags
+    cut = flags.upstream_remote_reset or flags.upstream_connection_termination or flags.upstream_protocol_error
+    failure = failure_of(status, headers, flags.upstream_request_timeout, cut)
     learn_attempt(gateway.runtime, gateway.secrets, attempt, status, headers, entry.request.request_id or "-", count,
                   failure)
 

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from tests.conftest import Stack, free_port
-from tests.fakes import FakeProvider
+from tests.fakes import FakeProvider, chat_stream
 from tests.faults import Blackhole, Resetter
 from tests.waits import eventually
 
@@ -72,9 +72,11 @@ def stack(fakes: dict[str, FakeProvider], resetter: Resetter,
         "refused-primary": {"base_url": nowhere},
         "backup": {"base_url": fakes["groq"].base_url},
         "reset": {"base_url": resetter.base_url},
+        "posing": {"base_url": fakes["mistral"].base_url},
     }
     # Only a 429 is a failover status: an attempt no provider answered fails over all the same.
-    stack = make_module_stack(_stack_config(providers, fallbacks={"refused-primary-model": ["backup-model"]},
+    stack = make_module_stack(_stack_config(providers, fallbacks={"refused-primary-model": ["backup-model"],
+                                                                  "posing-model": ["backup-model"]},
                                             failover={"attempts": 2, "statuses": [429]}))
     yield stack
     _no_key_logged(stack, providers)
@@ -213,3 +215,21 @@ def test_a_request_envoy_serves_by_itself_gets_the_same_504(timeout_stack, fakes
         "message": "Provider slowing did not answer within 2.5 s.", "type": "server_error", "param": None,
         "code": "upstream_timeout"})
     assert _log_line(timeout_stack, "slowing").endswith(": no answer within 2.5 s")
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_providers_own_failure_header_passes_for_nothing(stack, fakes, stream):
+    """Only the gateway says what failed: a provider's answer carrying x-extproc-failure is its answer (served,
+    not failed over, not learned as a refusal), and the header never reaches the client."""
+    answer = chat_stream("posing-model") if stream else json.dumps({
+        "id": "c1", "object": "chat.completion", "created": 1, "model": "posing-model",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "mine"}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}).encode()
+    kind = "text/event-stream" if stream else "application/json"
+    fakes["mistral"].script(200, {"content-type": kind, "x-extproc-failure": "connection_refused"}, answer)
+    response = _post(stack, "openai", "posing", stream=stream)
+    assert response.status_code == 200 and "x-extproc-failure" not in response.headers
+    assert response.headers["x-extproc-provider"] == "posing" and response.headers["x-extproc-attempts"] == "1"
+    served = response.text if stream else response.json()["choices"][0]["message"]["content"]
+    assert ("posing-model" if stream else "mine") in served
+    assert not fakes["groq"].requests  # the fallback was never asked

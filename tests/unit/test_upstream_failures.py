@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from extproc.core.errors import ClientError
-from extproc.core.failures import REFUSED, RESET, TIMEOUT, UNREACHABLE
+from extproc.core.failures import CUT, REFUSED, RESET, TIMEOUT, UNREACHABLE
 from extproc.core.headers import FAILURE_HEADER
 from extproc.core.providers import Api
 from extproc.formats import error_body
@@ -19,6 +19,15 @@ from extproc.relay import no_answer
 from extproc.runtime import Runtime
 from tests.clock import Clock
 from tests.unit.helpers import model, settings
+
+
+@pytest.mark.parametrize(("status", "headers", "cut", "expected"), [
+    (0, {}, True, CUT),  # reset while the answer was held to be reshaped: no status reached the router
+    (200, {}, True, CUT),  # an answer that began and was cut off is no success
+    (200, {}, False, None),
+])
+def test_an_answer_cut_off_is_a_failure_whatever_status_was_logged(status, headers, cut, expected):
+    assert failure_of(status, headers, False, cut) is expected
 
 
 @pytest.mark.parametrize(("status", "headers", "timed_out", "expected"), [

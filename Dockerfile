@@ -7,7 +7,7 @@ RUN pip install --no-cache-dir --require-hashes --no-deps -r /tmp/uv.txt
 COPY pyproject.toml uv.lock README.md ./
 COPY extproc ./extproc
 ENV UV_PROJECT_ENVIRONMENT=/app/.venv UV_PYTHON=/usr/local/bin/python3 PATH=/app/.venv/bin:$PATH
-RUN uv sync --frozen --no-editable --no-cache && useradd --create-home extproc
+RUN uv sync --locked --no-editable --no-cache && useradd --create-home extproc
 USER extproc
 EXPOSE 10000
 ENTRYPOINT ["extproc"]

@@ -26,7 +26,7 @@ from aiohttp import web
 
 from extproc.attempts import parse_attempt_header
 from extproc.core.errors import ClientError
-from extproc.core.failures import REFUSED, RESET, TIMEOUT, UNREACHABLE, UpstreamFailure
+from extproc.core.failures import CUT, REFUSED, RESET, TIMEOUT, UNREACHABLE, UpstreamFailure
 from extproc.core.headers import (
     ACCOUNT_HEADER,
     API_HEADER,
@@ -125,8 +125,9 @@ class Relay:
                 else:
                     await response.write(FAMILIES[api].stream_error(failure, endpoint))
                 status = 502
-                if attempt:
-                    learn_attempt(self._gateway.runtime, self._gateway.secrets, attempt, 503, {}, rid)
+                if attempt:  # learned as what it was: the provider's answer was cut off
+                    learn_attempt(self._gateway.runtime, self._gateway.secrets, attempt, CUT.status, {}, rid,
+                                  failure=CUT)
             finally:
                 if asked is not None and usage is not None and asked.holds and status < 400:
                     who = served(self._gateway.runtime.current.registry, attempt, provider.name)

@@ -51,6 +51,8 @@ def test_anthropic_messages_stream_ends_with_an_error_event(stack: Stack, fakes:
             seen.append(event.type)
     assert seen == ["message_start", "content_block_start", "content_block_delta"]
     assert "stream failed before the answer was complete" in str(failed.value)
+    # health learns it as what it was: the provider's answer was cut off
+    assert stack.unavailable_card("claude-haiku-5-5")["unavailable_reason"].endswith(": answer cut off")
 
 
 def test_openai_chat_stream_ends_with_an_error_chunk(stack: Stack, fakes: dict[str, FakeProvider]) -> None:

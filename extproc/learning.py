@@ -108,9 +108,7 @@ def learn_attempt(runtime: Runtime, secrets: Refresher, attempt: str, status: in
         return None
     if not 200 <= status < 400:
         metrics.FAILOVER_ATTEMPTS.labels(str(status) if status else "none", credential.route).inc()
-    if failure is not None:
-        seconds = f"{runtime.current.settings.failover.first_byte_timeout:g}"
-        return learn(runtime, secrets, credential, model, attempted.endpoint, attempted.at, attempted.listed,
-                     failure.status, headers, request_id, failure.reason.format(seconds=seconds))
+    why = "" if failure is None else \
+        failure.reason.format(seconds=f"{runtime.current.settings.failover.first_byte_timeout:g}")
     return learn(runtime, secrets, credential, model, attempted.endpoint, attempted.at, attempted.listed,
-                 status or 503, headers, request_id)
+                 failure.status if failure is not None else status or 503, headers, request_id, why)

@@ -90,8 +90,7 @@ class Relay:
             log.warning("relay rid=%s provider=%s: no answer, %s (%s)", rid, provider.name, met.reason,
                         type(exc).__name__)
             told = ClientError(met.status, met.kind, met.message(provider.name, f"{self._client.timeout.read or 0:g}"))
-            return web.Response(status=told.status, body=error_body(api, told), content_type="application/json",
-                                headers={FAILURE_HEADER: met.kind})  # learned as Envoy's own reply is
+            return _reply(api, told, {FAILURE_HEADER: met.kind})  # learned as Envoy's own reply is
         try:
             out_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in _NOT_RETURNED}
             if not upstream.headers.get("content-type", "").startswith("text/event-stream"):
@@ -168,8 +167,9 @@ def no_answer(exc: httpx.HTTPError) -> UpstreamFailure:
     return RESET  # the connection closed or broke before an answer
 
 
-def _reply(api: Api, err: ClientError) -> web.Response:
-    return web.Response(status=err.status, body=error_body(api, err), content_type="application/json")
+def _reply(api: Api, err: ClientError, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(status=err.status, body=error_body(api, err), content_type="application/json",
+                        headers=headers)
 
 
 

@@ -13,21 +13,16 @@ import threading
 import time
 
 
-class Blackhole:
-    """A TCP server that accepts every connection, reads what comes and never finishes an answer: a provider
-    whose process hangs after accept (a wedged worker, a full backlog behind a load balancer). With `answer`
-    it sends those bytes once a request arrives (the head of a stream, say) and then nothing more."""
+class _Peer:
+    """A TCP server on loopback with an accept loop of its own; a subclass says what each connection gets
+    (`_take`) and what is done between connections (`_idle`). A subclass sets its own state before calling
+    this `__init__`, which starts the loop."""
 
-    def __init__(self, answer: bytes = b"") -> None:
-        self.answer = answer
+    def __init__(self) -> None:
         self._server = socket.create_server(("127.0.0.1", 0))
         self._server.settimeout(0.02)
         self.port = self._server.getsockname()[1]
         self.base_url = f"http://127.0.0.1:{self.port}"
-        self.accepted = 0  # connections taken: each one a fault the gateway had to get past
-        self.received = bytearray()  # everything the gateway sent, over every connection
-        self._held: list[tuple[socket.socket, bytearray]] = []
-        self._lock = threading.Lock()
         self._closed = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True)
         self._thread.start()
@@ -37,16 +32,44 @@ class Blackhole:
             try:
                 conn, _ = self._server.accept()
             except TimeoutError:
-                self._drain()
+                self._idle()
                 continue
             except OSError:
                 return
-            conn.setblocking(False)
-            with self._lock:
-                self.accepted += 1
-                self._held.append((conn, bytearray()))
+            self._take(conn)
 
-    def _drain(self) -> None:
+    def _take(self, conn: socket.socket) -> None:
+        raise NotImplementedError
+
+    def _idle(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self._closed.set()
+        self._thread.join(5)
+        self._server.close()
+
+
+class Blackhole(_Peer):
+    """A TCP server that accepts every connection, reads what comes and never finishes an answer: a provider
+    whose process hangs after accept (a wedged worker, a full backlog behind a load balancer). With `answer`
+    it sends those bytes once a request arrives (the head of a stream, say) and then nothing more."""
+
+    def __init__(self, answer: bytes = b"") -> None:
+        self.answer = answer
+        self.accepted = 0  # connections taken: each one a fault the gateway had to get past
+        self.received = bytearray()  # everything the gateway sent, over every connection
+        self._held: list[tuple[socket.socket, bytearray]] = []
+        self._lock = threading.Lock()
+        super().__init__()
+
+    def _take(self, conn: socket.socket) -> None:
+        conn.setblocking(False)
+        with self._lock:
+            self.accepted += 1
+            self._held.append((conn, bytearray()))
+
+    def _idle(self) -> None:
         """Read (and keep) what arrived so the peer's writes never block: it waits on an answer only."""
         with self._lock:
             for conn, seen in self._held:
@@ -60,46 +83,26 @@ class Blackhole:
                         conn.sendall(self.answer)
 
     def close(self) -> None:
-        self._closed.set()
-        self._thread.join(5)
-        self._server.close()
+        super().close()
         with self._lock:
             for conn, _ in self._held:
                 conn.close()
 
 
-class Resetter:
+class Resetter(_Peer):
     """A TCP server that accepts every connection, reads the request's first bytes and resets the connection
     (RST, no answer): a provider whose process dies on a request, or a middlebox that drops the flow."""
 
     def __init__(self) -> None:
-        self._server = socket.create_server(("127.0.0.1", 0))
-        self._server.settimeout(0.02)
-        self.port = self._server.getsockname()[1]
-        self.base_url = f"http://127.0.0.1:{self.port}"
         self.reset = 0  # connections reset after a request arrived on them: each one a fault the gateway met
-        self._closed = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
+        super().__init__()
 
-    def _serve(self) -> None:
-        while not self._closed.is_set():
-            try:
-                conn, _ = self._server.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            with conn, contextlib.suppress(OSError):
-                conn.settimeout(5)
-                if conn.recv(65536):
-                    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close sends RST
-                    self.reset += 1
-
-    def close(self) -> None:
-        self._closed.set()
-        self._thread.join(5)
-        self._server.close()
+    def _take(self, conn: socket.socket) -> None:
+        with conn, contextlib.suppress(OSError):
+            conn.settimeout(5)
+            if conn.recv(65536):
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close sends RST
+                self.reset += 1
 
 
 class Outage:

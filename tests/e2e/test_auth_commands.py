@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,22 +23,6 @@ from tests.waits import eventually
 
 FLOWS = load_settings(None).flows  # the logins' public client ids, as the CLI sends them
 CHAT = [{"role": "user", "content": "hi"}]
-
-
-@pytest.fixture(scope="module")
-def oauth() -> Iterator[FakeOAuth]:
-    gemini = FLOWS["gemini"]
-    server = FakeOAuth(client_secrets={gemini.client_id: gemini.client_secret or ""})
-    yield server
-    server.close()
-
-
-@pytest.fixture(scope="module")
-def upstreams() -> Iterator[dict[str, FakeProvider]]:
-    servers = {"chatgpt": FakeProvider("chatgpt", stream_only=True), "codeassist": FakeProvider("codeassist")}
-    yield servers
-    for server in servers.values():
-        server.close()
 
 
 def login_files(oauth: FakeOAuth, expires_in: float = 3600) -> dict[str, dict[str, Any]]:

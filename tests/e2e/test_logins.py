@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -29,22 +29,6 @@ from tests.waits import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 CHAT = [{"role": "user", "content": "hi"}]
-
-
-@pytest.fixture(scope="module")
-def oauth() -> Iterator[FakeOAuth]:
-    server = FakeOAuth(client_secrets={"681255809395-oo8ft2oprdrnp9e3aqf6av3hmdib135j.apps.googleusercontent.com":
-                                       "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"})
-    yield server
-    server.close()
-
-
-@pytest.fixture(scope="module")
-def upstreams() -> Iterator[dict[str, FakeProvider]]:
-    servers = {"chatgpt": FakeProvider("chatgpt", stream_only=True), "codeassist": FakeProvider("codeassist")}
-    yield servers
-    for server in servers.values():
-        server.close()
 
 
 @pytest.fixture(autouse=True)

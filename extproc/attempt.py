@@ -18,10 +18,12 @@ from extproc.core.errors import ClientError, CredentialUnavailable
 from extproc.core.headers import ATTEMPT_COUNT_HEADER, ATTEMPT_HEADER, LEARN_HEADER, PLAN_HEADER, ROUTE_HEADER
 from extproc.core.providers import CLIENT_CREDENTIAL_HEADERS
 from extproc.core.resolve import Decision
+from extproc.core.windows import StreamWindows, stream_windows
 from extproc.exchange import CONTINUE, Continue, Gateway, Mutate, Reply, reject
 from extproc.formats import Endpoint, match_endpoint
 from extproc.formats.transforms import Shaper, selected
 from extproc.forward import build_forward
+from extproc.learning import learn_windows
 
 log = logging.getLogger("extproc.request")
 
@@ -39,6 +41,7 @@ class AttemptExchange:
         self._client_headers: dict[str, str] = {}
         self._shaping: tuple[Callable[[bool, int], Shaper], ...] = ()  # the answer's shaper makers, once built
         self._shapers: tuple[Shaper, ...] = ()
+        self._windows: StreamWindows | None = None  # a login's windows event, in a stream collected here
 
     # -- request headers: which attempt, which candidate, and is this the endpoint it was meant for
 
@@ -116,7 +119,10 @@ class AttemptExchange:
         streamed = headers.get("content-type", "").startswith("text/event-stream") and status < 400
         self._shapers = tuple(make(streamed, status) for make in makers)
         # A stream collected into one answer (a provider that only streams) leaves whole, as JSON.
-        streamed = streamed and not any(getattr(s, "collects", False) for s in self._shapers)
+        collected = streamed and any(getattr(s, "collects", False) for s in self._shapers)
+        streamed = streamed and not collected
+        if collected and self.decision is not None:  # (a stream the client gets passes the relay, which reads it)
+            self._windows = stream_windows(self.decision.credential.windows)
         # The reshaped answer's length is not the provider's (and Envoy checks a length set on a mutated body
         # in this chain against the original): it goes out without one. What is reshaped whole is JSON.
         return Mutate({} if streamed else {"content-type": "application/json"}, ("content-length",),
@@ -125,6 +131,9 @@ class AttemptExchange:
     def response_body(self, chunk: bytes, end_of_stream: bool) -> Continue | Mutate:
         if not self._shapers:
             return CONTINUE
+        if self._windows is not None and self.decision is not None and (state := self._windows.feed(chunk)):
+            learn_windows(self._gateway.runtime, self._gateway.secrets, self.decision.credential, state,
+                          self.request_id)
         for shaper in self._shapers:
             chunk = shaper.feed(chunk, end_of_stream)
         failed = next((status for s in self._shapers if (status := getattr(s, "failed_status", None))), None)

@@ -29,7 +29,7 @@ from extproc.core.windows import WindowState
 from extproc.fast_routes import fast_candidate
 from extproc.formats import Endpoint, ParsedRequest, api_for_path, error_body, match_endpoint
 from extproc.formats.errors import error_headers
-from extproc.formats.transforms import asks_without_usage, counts_tokens, translates
+from extproc.formats.transforms import asks_without_usage, counts_tokens, refusal, translates
 from extproc.forward import Forward, route_request
 from extproc.logs import logged_body
 from extproc.runtime import Runtime
@@ -352,6 +352,9 @@ class Exchange:
         else:
             wait = None
         held = [d for d in self._allowed(planned) if d.credential.id == holder]
+        if held and self._endpoint is not None and (why := refusal(held[0], self._endpoint, parsed.doc)):
+            raise ClientError(400, "conversation_not_stored", f"previous_response_id {previous!r}: {why}.",
+                              retryable=False)
         if held and translates(held[0]) is not None:
             raise ClientError(400, "conversation_not_stored", f"previous_response_id {previous!r} names an answer "
                               "another API's provider made (translated): no conversation is stored under it. Send "
@@ -366,11 +369,14 @@ class Exchange:
 
     def _translatable(self, decisions: list[Decision], endpoint: Endpoint, parsed: ParsedRequest) -> list[Decision]:
         """The candidates whose API can express this request: one another API serves is translated, unless it
-        uses what that API cannot say (then that candidate is left out; if none is left, the client is told
-        why). Only requests with such a candidate pay for this."""
+        uses what that API cannot say, and one whose upstream's transforms refuse what it asks (a ChatGPT login
+        and `previous_response_id`) is left out; if none is left, the client is told why."""
         reasons: dict[str, str | None] = {}
-        kept = []
+        kept, refused = [], None
         for d in decisions:
+            if (why := refusal(d, endpoint, parsed.doc)) is not None:  # its upstream cannot take it as asked
+                refused = refused or why
+                continue
             target = translates(d)
             if target is not None and counts_tokens(endpoint):
                 reasons[target[1]] = "token counting is answered in the model's own API only"
@@ -382,6 +388,9 @@ class Exchange:
                 if reasons[target[1]] is not None:
                     continue
             kept.append(d)
+        if not kept and refused is not None and not any(reasons.values()):
+            raise ClientError(400, "unsupported_by_upstream", f"The model {decisions[0].model.id!r} cannot serve "
+                              f"this request here: {refused}.", retryable=False)
         if not kept:
             why = next(r for r in reasons.values() if r is not None)
             raise ClientError(400, "untranslatable", f"The model {decisions[0].model.id!r} is served through another "

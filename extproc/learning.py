@@ -40,18 +40,9 @@ def learn(runtime: Runtime, secrets: Refresher, credential: Credential, model: M
     now = runtime.clock()
     if credential.windows is not None:
         state = read_windows(credential.windows, headers)
-        if state is not None:
-            secrets.note_windows(credential, state)
-            rotate_at = runtime.current.settings.rotate_at
-            exhausted = runtime.health.window(credential.id, state, now, rotate_at)
-            if exhausted is None and state.utilization >= rotate_at:
-                log.info("upstream rid=%s credential=%s: a subscription window is %.0f%% used; it serves last until "
-                         "%s", request_id, credential.id, 100 * state.utilization,
-                         _when(state.resets_at) if state.resets_at else "it eases")
-            if exhausted is not None:
-                log.warning("upstream rid=%s status=%d credential=%s cooldown until %s: %s", request_id, status,
-                            credential.id, _when(exhausted.until), exhausted.reason)
-                return exhausted
+        exhausted = learn_windows(runtime, secrets, credential, state, request_id, status) if state else None
+        if exhausted is not None:
+            return exhausted
     if credential.account is not None:
         if status == 401 and secrets.invalidate(credential):
             log.info("upstream rid=%s status=401 credential=%s: its token is refreshed before its next use",
@@ -73,6 +64,23 @@ def learn(runtime: Runtime, secrets: Refresher, credential: Credential, model: M
                 request_id, status, model.id, credential.route, credential.id, block.kind, _when(block.until),
                 block.reason)
     return block
+
+
+def learn_windows(runtime: Runtime, secrets: Refresher, credential: Credential, state: WindowState,
+                  request_id: str, status: int = 200) -> Block | None:
+    """What a login's answer said of its subscription's windows (its headers, or an event of its stream): kept with
+    the account, and taught to health; returns the cooldown of an exhausted one."""
+    secrets.note_windows(credential, state)
+    rotate_at = runtime.current.settings.rotate_at
+    exhausted = runtime.health.window(credential.id, state, runtime.clock(), rotate_at)
+    if exhausted is None and state.utilization >= rotate_at:
+        log.info("upstream rid=%s credential=%s: a subscription window is %.0f%% used; it serves last until "
+                 "%s", request_id, credential.id, 100 * state.utilization,
+                 _when(state.resets_at) if state.resets_at else "it eases")
+    if exhausted is not None:
+        log.warning("upstream rid=%s status=%d credential=%s cooldown until %s: %s", request_id, status,
+                    credential.id, _when(exhausted.until), exhausted.reason)
+    return exhausted
 
 
 def _when(until: float) -> str:

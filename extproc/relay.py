@@ -24,7 +24,7 @@ from dataclasses import replace
 import httpx
 from aiohttp import web
 
-from extproc.attempts import parse_attempt_header
+from extproc.attempts import parse_attempt_header, served_by
 from extproc.core.errors import ClientError
 from extproc.core.failures import CUT, REFUSED, RESET, TIMEOUT, UNREACHABLE, UpstreamFailure
 from extproc.core.headers import (
@@ -39,10 +39,11 @@ from extproc.core.headers import (
 )
 from extproc.core.providers import Api
 from extproc.core.settings import Settings
+from extproc.core.windows import stream_windows
 from extproc.exchange import Gateway
 from extproc.formats import FAMILIES, error_body
 from extproc.formats.errors import openai_stream_error
-from extproc.learning import learn_attempt
+from extproc.learning import learn_attempt, learn_windows
 from extproc.logs import logged_body
 from extproc.usage.record import Asked, build, served
 from extproc.usage.tokens import StreamUsage
@@ -103,10 +104,15 @@ class Relay:
             usage = None if asked is None else StreamUsage(Api.named(upstream_api), False) if upstream_api \
                 else StreamUsage(api, asked.hide_usage)
             sent, status, first = 0, upstream.status_code, None
+            credential = served_by(self._gateway.runtime.current.registry, attempted.owner, attempted.model,
+                                   attempted.credential)[1] if attempted else None
+            windows = stream_windows(credential.windows) if credential is not None else None
             try:
                 async for chunk in upstream.aiter_raw():
                     if first is None:
                         first = self._gateway.runtime.clock()
+                    if windows is not None and credential is not None and (state := windows.feed(chunk)):
+                        learn_windows(self._gateway.runtime, self._gateway.secrets, credential, state, rid)
                     await response.write(usage.feed(chunk) if usage is not None else chunk)
                     sent += len(chunk)
                 if usage is not None:

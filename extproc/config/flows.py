@@ -9,7 +9,7 @@ from extproc.config.data import builtin_flow_data
 from extproc.config.problems import keep, report
 from extproc.config.values import mapping, positive_number, reject_unknown, string, string_list
 from extproc.core.errors import ConfigError
-from extproc.core.flows import Flow, Usage, WindowLimit, Windows
+from extproc.core.flows import Credits, Flow, Usage, WindowEvent, WindowLimit, Windows
 from extproc.core.providers import AuthStyle
 
 FLOW_KEYS = {"title", "provider", "upstream", "authorize_url", "token_url", "token_format", "refresh_format",
@@ -39,20 +39,45 @@ def _windows(raw: Any, key: str) -> Windows | None:
     if raw is None:
         return None
     section = mapping(raw, key)
-    reject_unknown(section, key, {"status", "limits"})
+    reject_unknown(section, key, {"status", "limits", "credits", "event"})
     limits = []
     for i, entry in enumerate(section.get("limits") or []):
         entry = mapping(entry, f"{key}.limits[{i}]")
-        reject_unknown(entry, f"{key}.limits[{i}]", {"name", "utilization", "reset", "scale"})
+        reject_unknown(entry, f"{key}.limits[{i}]", {"name", "utilization", "reset", "scale", "minutes"})
         limits.append(WindowLimit(string(entry.get("utilization"), f"{key}.limits[{i}].utilization").lower(),
                                   string(entry.get("reset"), f"{key}.limits[{i}].reset").lower(),
                                   positive_number(entry.get("scale", 1), f"{key}.limits[{i}].scale"),
-                                  string(entry.get("name", f"window{i + 1}"), f"{key}.limits[{i}].name")))
+                                  string(entry.get("name", f"window{i + 1}"), f"{key}.limits[{i}].name"),
+                                  string(entry["minutes"], f"{key}.limits[{i}].minutes").lower()
+                                  if entry.get("minutes") is not None else None))
     status = mapping(section.get("status") or {}, f"{key}.status")
     reject_unknown(status, f"{key}.status", {"header", "exhausted"})
     header = string(status["header"], f"{key}.status.header").lower() if status else None
     exhausted = frozenset(string_list(status.get("exhausted") or [], f"{key}.status.exhausted"))
-    return Windows(tuple(limits), header, exhausted)
+    return Windows(tuple(limits), header, exhausted, _credits(section.get("credits"), f"{key}.credits"),
+                   _window_event(section.get("event"), f"{key}.event"))
+
+
+def _credits(raw: Any, key: str) -> Credits | None:
+    if raw is None:
+        return None
+    section = mapping(raw, key)
+    reject_unknown(section, key, {"has", "unlimited"})
+    return Credits(string(section.get("has"), f"{key}.has").lower(),
+                   string(section.get("unlimited"), f"{key}.unlimited").lower())
+
+
+def _window_event(raw: Any, key: str) -> WindowEvent | None:
+    """`event`: a stream event read as the headers it names ({type, fields: {dotted.path: header}})."""
+    if raw is None:
+        return None
+    section = mapping(raw, key)
+    reject_unknown(section, key, {"type", "fields"})
+    fields = mapping(section.get("fields"), f"{key}.fields")
+    if not fields:
+        raise ConfigError(f"{key}.fields: name at least one field of the event and the header it is read as")
+    return WindowEvent(string(section.get("type"), f"{key}.type"),
+                       {str(path): string(header, f"{key}.fields.{path}").lower() for path, header in fields.items()})
 
 
 def _flow(name: str, data: Mapping[str, Any], providers: Collection[str]) -> Flow:

@@ -17,6 +17,23 @@ class WindowLimit:
     reset: str  # the header with its reset time (unix seconds)
     scale: float = 1.0  # the level's full value (1 for a fraction, 100 for a percentage)
     name: str = ""  # how `extproc auth list` and the Models API call it (5h, 7d, primary, …)
+    minutes: str | None = None  # the header with the window's length in minutes: it names the window (5h, 7d)
+
+
+@dataclass(frozen=True, slots=True)
+class Credits:
+    """Headers that say a full window does not stop the subscription: credits to spend, or no limit at all."""
+
+    has: str  # true: the account has credits left
+    unlimited: str  # true: it is not limited
+
+
+@dataclass(frozen=True, slots=True)
+class WindowEvent:
+    """An event of the answer's stream that reports the windows as the headers do (Codex's codex.rate_limits)."""
+
+    type: str  # the event's `type`
+    fields: Mapping[str, str]  # a dotted path in the event → the header it is read as
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,11 +41,14 @@ class Windows:
     limits: tuple[WindowLimit, ...]
     status_header: str | None = None  # a header that says the subscription refused outright
     exhausted: frozenset[str] = frozenset()  # its values that mean so
+    credits: Credits | None = None
+    event: WindowEvent | None = None
 
     @property
     def headers(self) -> tuple[str, ...]:
-        named = [h for limit in self.limits for h in (limit.utilization, limit.reset)]
-        return (*([self.status_header] if self.status_header else []), *named)
+        named = [h for limit in self.limits for h in (limit.utilization, limit.reset, limit.minutes) if h]
+        credits = [self.credits.has, self.credits.unlimited] if self.credits else []
+        return (*([self.status_header] if self.status_header else []), *named, *credits)
 
 
 @dataclass(frozen=True, slots=True)

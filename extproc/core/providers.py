@@ -116,6 +116,7 @@ class ProviderSpec:
     stream_usage: bool = True  # takes stream_options.include_usage on OpenAI-style streams (asked for, for accounting)
     stream_only: bool = False  # answers streamed requests only: a whole answer is asked for streamed, and collected
     translation: bool = True  # a client of another API may be served here, translated (translation: false)
+    drop_fields: tuple[str, ...] = ()  # body fields it refuses ("Unsupported parameter"): taken off every request
 
     @property
     def upstream(self) -> Upstream:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
-from extproc.core.flows import Windows
+from extproc.core.flows import WindowEvent, Windows
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +42,8 @@ def read_windows(spec: Windows, headers: Mapping[str, str]) -> WindowState | Non
         if level is None:
             continue
         level /= limit.scale
-        levels.append(WindowLevel(limit.name, level, _number(headers.get(limit.reset))))
+        levels.append(WindowLevel(_name(limit.name, _number(headers.get(limit.minutes or ""))), level,
+                                  _number(headers.get(limit.reset))))
         if fullest is None or level > fullest[0]:
             fullest = (level, _number(headers.get(limit.reset)))
     refused = spec.status_header is not None and headers.get(spec.status_header, "").lower() in spec.exhausted
@@ -50,7 +53,75 @@ def read_windows(spec: Windows, headers: Mapping[str, str]) -> WindowState | Non
         resets = [r for r in (_number(headers.get(limit.reset)) for limit in spec.limits) if r is not None]
         fullest = (1.0, min(resets) if resets else None)
     level, resets_at = fullest
-    return WindowState(level, resets_at, refused or level >= 1.0, tuple(levels))
+    return WindowState(level, resets_at, refused or level >= 1.0 and not _goes_on(spec, headers), tuple(levels))
+
+
+def _goes_on(spec: Windows, headers: Mapping[str, str]) -> bool:
+    """Whether the answer says a full window does not stop the subscription (credits left, or no limit)."""
+    credits = spec.credits
+    return credits is not None and any(headers.get(h, "").lower() in ("true", "1")
+                                       for h in (credits.has, credits.unlimited))
+
+
+def _name(name: str, minutes: float | None) -> str:
+    """A window named by its length when the answer says it (300 minutes: 5h), else as configured."""
+    if minutes is None or minutes <= 0 or minutes != int(minutes):
+        return name
+    whole = int(minutes)
+    return f"{whole // 1440}d" if whole % 1440 == 0 else f"{whole // 60}h" if whole % 60 == 0 else f"{whole}m"
+
+
+def event_headers(event: WindowEvent, payload: bytes) -> dict[str, str] | None:
+    """The headers a stream event stands for (`event.fields`); None when the payload is not that event."""
+    try:
+        doc = json.loads(payload)
+    except ValueError:
+        return None
+    if not isinstance(doc, dict) or doc.get("type") != event.type:
+        return None
+    found = {}
+    for path, header in event.fields.items():
+        value: Any = doc
+        for key in path.split("."):
+            value = value.get(key) if isinstance(value, dict) else None
+        if isinstance(value, bool):
+            found[header] = "true" if value else "false"
+        elif isinstance(value, int | float | str):
+            found[header] = str(value)
+    return found
+
+
+class StreamWindows:
+    """Reads a stream's windows event as the stream passes: one scan of each chunk for the event's type until it
+    is found, nothing after. Only the last, unfinished line of a chunk is held back (an event split across
+    chunks); the stream itself is never changed."""
+
+    def __init__(self, spec: Windows, event: WindowEvent) -> None:
+        self._spec, self._event = spec, event
+        self._marker = json.dumps(event.type).encode()
+        self._tail = b""
+        self.done = False
+
+    def feed(self, chunk: bytes) -> WindowState | None:
+        if self.done:
+            return None
+        data = self._tail + chunk if self._tail else chunk
+        cut = data.rfind(b"\n") + 1
+        whole, self._tail = data[:cut], data[cut:]
+        if self._marker not in whole:
+            return None
+        for line in whole.split(b"\n"):
+            if line.startswith(b"data:") and self._marker in line:
+                headers = event_headers(self._event, line[5:].strip())
+                if headers is not None:
+                    self.done, self._tail = True, b""
+                    return read_windows(self._spec, headers)
+        return None
+
+
+def stream_windows(spec: Windows | None) -> StreamWindows | None:
+    """A reader for a login's windows event, when its answers carry one."""
+    return StreamWindows(spec, spec.event) if spec is not None and spec.event is not None else None
 
 
 def _number(raw: str | None) -> float | None:

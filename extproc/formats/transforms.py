@@ -18,6 +18,7 @@ from extproc.core.providers import Api
 from extproc.core.resolve import Decision
 from extproc.formats import Endpoint, error_body
 from extproc.formats.base import JsonObject
+from extproc.formats.codex import codex_refusal, codex_request
 from extproc.formats.gemini import unwrapped
 from extproc.formats.sse import EventSplitter
 from extproc.translate import transform as translation
@@ -49,6 +50,7 @@ class Transform:
     answer: Callable[[bool, int], Shaper] | None = None  # (streamed, status) → the shaper for this answer
     headers: tuple[str, ...] = ()  # request headers it may set
     reshapes: bool = False  # its request step hands the answer a shaper of its own (Outgoing.answers)
+    refuses: Callable[[Endpoint, Mapping[str, Any]], str | None] | None = None  # why a request cannot go (None: it can)
 
 
 def asks_without_usage(endpoint: Endpoint, doc: Mapping[str, Any]) -> bool:
@@ -67,8 +69,22 @@ def selected(decision: Decision, streams: bool | None = None) -> tuple[Transform
     collects = decision.provider.stream_only and streams is not True
     names = (["translate"] if collects or translates(decision) else []) + \
         (["system_prefix"] if decision.credential.system_prefix else []) + \
+        (["drop_fields"] if decision.provider.drop_fields else []) + \
         ([decision.provider.transform] if decision.provider.transform else [])
     return tuple(TRANSFORMS[name] for name in names)
+
+
+def refusal(decision: Decision, endpoint: Endpoint, doc: Mapping[str, Any]) -> str | None:
+    """Why the transforms of a decision cannot send this request as it was asked (None: they can)."""
+    return next((why for t in selected(decision) if t.refuses and (why := t.refuses(endpoint, doc))), None)
+
+
+def _drop_fields(out: Outgoing, endpoint: Endpoint, decision: Decision) -> None:
+    """The body fields the provider refuses (`drop_fields`), taken off whatever the client sent."""
+    for name in decision.provider.drop_fields:
+        if name in out.doc:
+            del out.doc[name]
+            out.changed = True
 
 
 def counts_tokens(endpoint: Endpoint) -> bool:
@@ -217,5 +233,7 @@ TRANSFORMS: Mapping[str, Transform] = {
                            reshapes=True),
     "system_prefix": Transform(_system_prefix),
     "codeassist": Transform(_codeassist_request, _codeassist_answer, ("accept-encoding",)),
+    "drop_fields": Transform(_drop_fields),
+    "codex": Transform(codex_request, refuses=codex_refusal),
 }
-PROVIDER_TRANSFORMS = ("codeassist",)  # what `providers.X.transform` may name
+PROVIDER_TRANSFORMS = ("codeassist", "codex")  # what `providers.X.transform` may name

@@ -136,7 +136,7 @@ def _translated_into(registry: Registry, api: Api, endpoint: str) -> bool:
     thinking another provider wrote, which the full path leaves out on the way back (`translate.held`)."""
     def compute() -> bool:
         view = RequestView(api, "", endpoint=endpoint)
-        return any(takes(p, m, view) and not p.speaks(api, endpoint)
+        return any(takes(p, m, view) and not p.speaks(api, endpoint, m.endpoints)
                    for m in registry.models if (p := registry.providers.get(m.provider)) is not None)
 
     return registry.memo(("translated into", api, endpoint), compute)

@@ -141,7 +141,8 @@ async def processor(settings: Settings, prepare: Callable[[Settings], Settings] 
             await server.stop(grace=None)
             await relayed.aclose()
             raise
-        discovery = Discovery(settings, client, runtime.publish_discovered)
+        discovery = Discovery(settings, client, runtime.publish_discovered, secrets=manager,
+                              logins=lambda: runtime.current.logins)
 
         def apply(new: Settings) -> None:
             runtime.publish_settings(new)

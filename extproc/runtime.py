@@ -31,7 +31,7 @@ class Snapshot:
     def build(cls, settings: Settings, logins: tuple[Credential, ...] = (),
               discovered: Mapping[str, tuple[Listed, ...]] | None = None) -> Snapshot:
         discovered = discovered or {}
-        models = merge_discovered(settings.models, discovered, frozenset(settings.aliases))
+        models = merge_discovered(settings.models, discovered, frozenset(settings.aliases), settings.providers)
         return cls(settings, Registry.build(settings, extra_credentials=logins, models=models), logins, discovered)
 
     def with_logins(self, logins: tuple[Credential, ...]) -> Snapshot:

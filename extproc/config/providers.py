@@ -31,7 +31,7 @@ _PROVIDER_KEYS = {"base_url", "auth", "api_key", "api_keys", "api_key_env", "hea
                   "transform", "prefer", "model_prefixes", "rotation", "stream_usage", "stream_only",
                   "translation", "drop_fields"}
 ROTATIONS = ("round-robin", "fill-first")
-_DISCOVERY_STYLES = ("openai", "anthropic", "gemini")
+_DISCOVERY_STYLES = ("openai", "anthropic", "gemini", "copilot")
 
 
 def discovery_defaults(raw: Any) -> DiscoverySpec:

@@ -26,6 +26,7 @@ class ModelSpec:
     created: dt.date | None = None
     translation: bool = True  # a request of another API may be translated for it (translation: false: never)
     discovered: bool = False  # listed by the provider, unknown to the catalog: metadata is what it said
+    endpoints: frozenset[str] | None = None  # the provider endpoints it is served on (its list says); None: all
 
     @property
     def qualified(self) -> str:

@@ -122,21 +122,23 @@ class ProviderSpec:
     def upstream(self) -> Upstream:
         return parse_base_url(self.base_url)
 
-    def speaks(self, api: Api, endpoint: str) -> bool:
-        """Whether a request to this client endpoint can go to this provider without translation."""
+    def speaks(self, api: Api, endpoint: str, listed: frozenset[str] | None = None) -> bool:
+        """Whether a request to this client endpoint can go to this provider without translation (for a model
+        served on the `listed` endpoints only, when its provider's list says so)."""
         route = self.apis.get(api)
-        return route is not None and route.serves(endpoint)
+        return route is not None and route.serves(endpoint) and (listed is None or endpoint in listed)
 
-    def target(self, api: Api, endpoint: str) -> tuple[Api, str] | None:
+    def target(self, api: Api, endpoint: str, listed: frozenset[str] | None = None) -> tuple[Api, str] | None:
         """The API and endpoint a request of this client endpoint goes out in: its own when this provider speaks
-        it, else (translated) the first of this provider's that translation writes; None: it cannot come here."""
-        if self.speaks(api, endpoint):
+        it, else (translated) the first of this provider's that translation writes (and the model is `listed`
+        on); None: it cannot come here."""
+        if self.speaks(api, endpoint, listed):
             return api, endpoint
         if endpoint not in TRANSLATED_ENDPOINTS or not self.translation:
             return None
         for target_api, route in self.apis.items():
             for target_endpoint in TRANSLATED_ENDPOINTS_OF[target_api]:
-                if route.serves(target_endpoint):
+                if route.serves(target_endpoint) and (listed is None or target_endpoint in listed):
                     return target_api, target_endpoint
         return None
 

@@ -184,8 +184,9 @@ def _fallbacks(req: RequestView, primary: ModelSpec, registry: Registry) -> Iter
 
 
 def _native(model: ModelSpec, req: RequestView, registry: Registry) -> bool:
-    return registry.providers[model.provider].speaks(req.api, req.endpoint) or any(
-        registry.providers[c.route].speaks(req.api, req.endpoint) for c in registry.credentials_for(model))
+    listed = model.endpoints
+    return registry.providers[model.provider].speaks(req.api, req.endpoint, listed) or any(
+        registry.providers[c.route].speaks(req.api, req.endpoint, listed) for c in registry.credentials_for(model))
 
 
 def _ranked(primary: ModelSpec, registry: Registry) -> tuple[ModelSpec, ...]:
@@ -214,11 +215,12 @@ def _can_serve(model: ModelSpec, req: RequestView, registry: Registry) -> bool:
 
 def takes(provider: ProviderSpec, model: ModelSpec, req: RequestView) -> bool:
     """Whether a request can go to this provider for this model: in its own API, or translated (chat only:
-    Gemini's embedContent shares the `gemini` endpoint name with generateContent, but is never translated)."""
-    if provider.speaks(req.api, req.endpoint):
+    Gemini's embedContent shares the `gemini` endpoint name with generateContent, but is never translated);
+    either way only to an endpoint the model is served on, when its provider's list names them (Copilot)."""
+    if provider.speaks(req.api, req.endpoint, model.endpoints):
         return True
     return model.translation and not req.same_provider and req.mode == "chat" \
-        and provider.target(req.api, req.endpoint) is not None
+        and provider.target(req.api, req.endpoint, model.endpoints) is not None
 
 
 def serves_api(model: ModelSpec, registry: Registry, api: Api, endpoint: str, translated: bool = True) -> bool:
@@ -260,7 +262,8 @@ def _usable(model: ModelSpec, req: RequestView, registry: Registry, health: Heal
     # A login whose subscription window is nearly full goes last: traffic moves before its 429. One that takes
     # the request in its own API goes before one it must be translated for.
     return sorted(rotated, key=lambda c: (health.strained(c.id, now),
-                                          not registry.providers[c.route].speaks(req.api, req.endpoint)))
+                                          not registry.providers[c.route].speaks(req.api, req.endpoint,
+                                                                                 model.endpoints)))
 
 
 def _unavailable(req: RequestView, primary: ModelSpec, registry: Registry, blocks: Iterable[Block],

@@ -18,6 +18,8 @@ class Listed:
     context_window: int = 0
     max_output_tokens: int = 0
     mode: str = "chat"
+    capabilities: frozenset[str] | None = None  # what the list says the model supports; None: it did not say
+    paths: tuple[str, ...] | None = None  # the provider paths it is served on (Copilot's supported_endpoints)
 
 
 class ListError(ValueError):
@@ -37,7 +39,8 @@ def parse_model_list(style: str, body: bytes) -> tuple[list[Listed], str | None]
     items = doc.get("data")
     if not isinstance(items, list):
         raise ListError("no 'data' list")
-    models = [m for m in (_openai_like(item) for item in items) if m is not None]
+    read = _copilot if style == "copilot" else _openai_like
+    models = [m for m in (read(item) for item in items) if m is not None]
     cursor = doc.get("last_id") if style == "anthropic" and doc.get("has_more") else None
     return models, cursor if isinstance(cursor, str) else None
 
@@ -84,3 +87,36 @@ def _gemini(doc: dict[str, Any]) -> tuple[list[Listed], str | None]:
                              output if isinstance(output, int) else 0, mode))
     token = doc.get("nextPageToken")
     return models, token if isinstance(token, str) and token else None
+
+
+# Copilot's `capabilities.supports` flags → the catalog's capabilities (any of the reasoning ones: reasoning).
+_COPILOT_SUPPORTS = {"tool_calls": "tools", "vision": "vision", "streaming": "streaming",
+                     "structured_outputs": "structured_output", "reasoning_effort": "reasoning",
+                     "adaptive_thinking": "reasoning", "max_thinking_budget": "reasoning"}
+_COPILOT_MODES = {"chat": "chat", "embeddings": "embedding"}  # `completion` (code completions): not served
+
+
+def _copilot(item: Any) -> Listed | None:
+    """One entry of Copilot's /models: its type, limits, what it supports and the endpoints it is served on.
+    A model the account's policy disables, or one for code completions, is left out: no request could use it."""
+    if not isinstance(item, dict) or not isinstance(item.get("id"), str) or not item["id"]:
+        return None
+    caps = _object(item.get("capabilities"))
+    mode = _COPILOT_MODES.get(caps.get("type", "chat"))
+    policy = item.get("policy")
+    if mode is None or isinstance(policy, dict) and policy.get("state") == "disabled":
+        return None
+    limits, supports = _object(caps.get("limits")), _object(caps.get("supports"))
+    found = frozenset(name for flag, name in _COPILOT_SUPPORTS.items() if supports.get(flag))
+    paths = item.get("supported_endpoints")
+    return Listed(item["id"], None, _count(limits.get("max_context_window_tokens")),
+                  _count(limits.get("max_output_tokens")), mode, found if supports else None,
+                  tuple(p for p in paths if isinstance(p, str)) if isinstance(paths, list) else None)
+
+
+def _object(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0

@@ -10,9 +10,12 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from extproc.core.errors import CredentialUnavailable
 from extproc.core.providers import ProviderSpec
 from extproc.core.settings import Credential, Settings
 from extproc.discovery.parse import Listed, ListError, parse_model_list
+from extproc.exchange import SecretSource, StaticSecrets
+from extproc.forward import credential_headers
 
 log = logging.getLogger("extproc.discovery")
 _MAX_PAGES = 10
@@ -34,15 +37,20 @@ class Discovery:
     client: httpx.AsyncClient
     on_update: Callable[[Mapping[str, tuple[Listed, ...]]], None]
     clock: Callable[[], float] = time.monotonic
+    secrets: SecretSource = field(default_factory=StaticSecrets)  # a login's token (the account manager)
+    logins: Callable[[], tuple[Credential, ...]] = tuple  # the logins there are now
     _state: dict[str, _ProviderState] = field(default_factory=dict)
 
     def targets(self) -> list[tuple[ProviderSpec, Credential]]:
-        """Providers to ask: discovery on, and a credential to ask with (no credential, no call)."""
+        """Providers to ask: discovery on, and a credential to ask with (no credential, no call). A provider
+        that takes no API keys (Copilot) is asked with a login of its own: its list is that login's."""
         out = []
         for provider in self.settings.providers.values():
             if provider.discovery is None or not provider.discovery.enabled:
                 continue
             cred = next((c for c in self.settings.credentials if c.provider == provider.name), None)
+            if cred is None and provider.api_key_env is None:
+                cred = next((c for c in self.logins() if c.provider == c.route == provider.name), None)
             if cred is not None:
                 out.append((provider, cred))
         return out
@@ -93,7 +101,7 @@ class Discovery:
     async def _fetch(self, provider: ProviderSpec, cred: Credential) -> tuple[Listed, ...]:
         spec = provider.discovery
         assert spec is not None
-        url, headers = list_request(provider, cred)
+        url, headers = list_request(provider, cred, await self.secrets.secret(cred))
         models: list[Listed] = []
         params: dict[str, str] = {}
         for _ in range(_MAX_PAGES):
@@ -108,12 +116,13 @@ class Discovery:
         return tuple(models)
 
 
-def list_request(provider: ProviderSpec, cred: Credential) -> tuple[str, dict[str, str]]:
-    """Where and how to ask a provider for its model list with an API key (never the key in the URL)."""
+def list_request(provider: ProviderSpec, cred: Credential, secret: str) -> tuple[str, dict[str, str]]:
+    """Where and how to ask a provider for its model list with an API key or a login's token (never in the
+    URL)."""
     spec = provider.discovery
     assert spec is not None
-    return provider.base_url.rstrip("/") + spec.path, {**provider.headers, **provider.auth_headers(spec.api,
-                                                                                                    cred.secret)}
+    return provider.base_url.rstrip("/") + spec.path, {**provider.headers, **cred.headers,
+                                                       **credential_headers(provider, spec.api, cred, secret)}
 
 
 def _describe(exc: Exception) -> str:
@@ -121,4 +130,6 @@ def _describe(exc: Exception) -> str:
         return "timed out"
     if isinstance(exc, ListError):
         return str(exc)
+    if isinstance(exc, CredentialUnavailable):
+        return f"no token to ask with ({exc.reason})"
     return type(exc).__name__  # other messages may carry the URL or a header: the type says enough

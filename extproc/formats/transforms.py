@@ -19,6 +19,8 @@ from extproc.core.resolve import Decision
 from extproc.formats import Endpoint, error_body
 from extproc.formats.base import JsonObject
 from extproc.formats.codex import codex_refusal, codex_request
+from extproc.formats.copilot import HEADERS as COPILOT_HEADERS
+from extproc.formats.copilot import copilot_request
 from extproc.formats.gemini import unwrapped
 from extproc.formats.sse import EventSplitter
 from extproc.translate import transform as translation
@@ -96,10 +98,10 @@ def counts_tokens(endpoint: Endpoint) -> bool:
 
 def translates(decision: Decision) -> tuple[Api, str] | None:
     """The provider API and endpoint a decision's request is translated into; None when it goes as it is."""
-    api = API_OF.get(decision.endpoint)
-    if api is None or decision.provider.speaks(api, decision.endpoint):
+    api, listed = API_OF.get(decision.endpoint), decision.model.endpoints
+    if api is None or decision.provider.speaks(api, decision.endpoint, listed):
         return None
-    return decision.provider.target(api, decision.endpoint)
+    return decision.provider.target(api, decision.endpoint, listed)
 
 
 # ---------------------------------------------------------------- system_prefix (Claude logins)
@@ -235,5 +237,6 @@ TRANSFORMS: Mapping[str, Transform] = {
     "codeassist": Transform(_codeassist_request, _codeassist_answer, ("accept-encoding",)),
     "drop_fields": Transform(_drop_fields),
     "codex": Transform(codex_request, refuses=codex_refusal),
+    "copilot": Transform(copilot_request, headers=COPILOT_HEADERS),
 }
-PROVIDER_TRANSFORMS = ("codeassist", "codex")  # what `providers.X.transform` may name
+PROVIDER_TRANSFORMS = ("codeassist", "codex", "copilot")  # what `providers.X.transform` may name

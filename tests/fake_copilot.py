@@ -1,0 +1,158 @@
+"""A fake of GitHub Copilot's API and of GitHub's Copilot calls, on one loopback port: a real HTTP server.
+
+Copilot's side (api.githubcopilot.com): GET /models lists each model with the endpoints it is served on;
+POST /chat/completions, /responses, /embeddings and /v1/messages answer as the real APIs do, and refuse (401) a
+Bearer token they do not know. GitHub's side (api.github.com): /copilot_internal/v2/token exchanges a GitHub
+token for a short Copilot token, /copilot_internal/user tells the plan's quotas; both take `token <gh>`.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+import time
+from http.server import BaseHTTPRequestHandler
+from typing import Any
+
+from tests import secrets_registry
+from tests.fakes import Recorded, Server, chat_stream, messages_stream, responses_stream, success_body
+from tests.waits import eventually
+
+CLAUDE = "claude-sonnet-9.9"  # served on Chat Completions and natively on Anthropic's Messages
+CODEX = "gpt-9.9-codex"  # served on the Responses API only
+EMBED = "text-embedding-9-small"  # an embeddings model (its entry names no endpoints)
+DISABLED = "gpt-9.9-preview"  # listed, but the account's policy disables it
+
+MODELS: list[dict[str, Any]] = [
+    {"id": CLAUDE, "name": "Claude Sonnet 9.9", "vendor": "Anthropic", "model_picker_enabled": True,
+     "policy": {"state": "enabled"}, "supported_endpoints": ["/chat/completions", "/v1/messages"],
+     "capabilities": {"family": "claude-sonnet-9.9", "type": "chat",
+                      "limits": {"max_context_window_tokens": 200000, "max_output_tokens": 32000,
+                                 "max_prompt_tokens": 168000},
+                      "supports": {"tool_calls": True, "vision": True, "streaming": True,
+                                   "max_thinking_budget": 32000}}},
+    {"id": CODEX, "name": "GPT-9.9-Codex", "vendor": "OpenAI", "model_picker_enabled": True,
+     "policy": {"state": "enabled"}, "supported_endpoints": ["/responses", "ws:/responses"],
+     "capabilities": {"family": "gpt-9.9-codex", "type": "chat",
+                      "limits": {"max_context_window_tokens": 400000, "max_output_tokens": 128000},
+                      "supports": {"tool_calls": True, "streaming": True, "structured_outputs": True,
+                                   "reasoning_effort": ["low", "medium", "high"]}}},
+    {"id": EMBED, "name": "Embedding V9 Small", "vendor": "Azure OpenAI", "model_picker_enabled": False,
+     "capabilities": {"family": EMBED, "type": "embeddings", "limits": {"max_inputs": 512}, "supports": {}}},
+    {"id": DISABLED, "name": "GPT-9.9 Preview", "vendor": "OpenAI", "model_picker_enabled": True,
+     "policy": {"state": "disabled"}, "supported_endpoints": ["/chat/completions"],
+     "capabilities": {"family": DISABLED, "type": "chat", "limits": {}, "supports": {"streaming": True}}},
+]
+
+QUOTA = {"login": "octocat", "copilot_plan": "individual", "quota_reset_date": "2031-05-01",
+         "quota_snapshots": {
+             "chat": {"entitlement": 0, "remaining": 0, "percent_remaining": 100.0, "unlimited": True},
+             "completions": {"entitlement": 0, "remaining": 0, "percent_remaining": 100.0, "unlimited": True},
+             "premium_interactions": {"entitlement": 300, "remaining": 75, "percent_remaining": 25.0,
+                                      "unlimited": False, "overage_count": 0, "overage_permitted": False}}}
+
+
+class FakeCopilot:
+    def __init__(self) -> None:
+        self.github_tokens: set[str] = set()  # taken as they are (a device login's)
+        self.app_tokens: set[str] = set()  # an editor's: exchanged only
+        self._exchanged: dict[str, str] = {}  # Copilot token → the GitHub token it was exchanged for
+        self.requests: list[Recorded] = []  # calls to Copilot's API, model lists aside
+        self.list_requests: list[Recorded] = []
+        self.github_requests: list[Recorded] = []  # exchanges and quota readings
+        self._lock = threading.Lock()
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _handle(self) -> None:
+                length = int(self.headers.get("content-length") or 0)
+                body = self.rfile.read(length) if length else b""
+                recorded = Recorded(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+                status, headers, payload = fake._answer(recorded)
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("content-length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_GET = do_POST = _handle  # noqa: N815
+
+        self.server = Server(("127.0.0.1", 0), Handler)
+        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
+
+    def github_token(self, editor: bool = False) -> str:
+        """A GitHub token for a Copilot user: a device login's (taken as it is), or an editor's (exchanged)."""
+        token = ("ghu_" if editor else "gho_") + secrets.token_hex(12)
+        secrets_registry.secret("a fake GitHub token", token)
+        with self._lock:
+            (self.app_tokens if editor else self.github_tokens).add(token)
+        return token
+
+    def exchanged_for(self, copilot_token: str) -> str | None:
+        with self._lock:
+            return self._exchanged.get(copilot_token)
+
+    def wait_for(self, count: int) -> list[Recorded]:
+        def received() -> list[Recorded]:
+            with self._lock:
+                return list(self.requests) if len(self.requests) >= count else []
+        return eventually(received, f"Copilot receives {count} requests")
+
+    def reset(self) -> None:
+        with self._lock:
+            self.requests.clear()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def _answer(self, seen: Recorded) -> tuple[int, dict[str, str], bytes]:
+        bare = seen.path.partition("?")[0]
+        if bare.startswith("/copilot_internal/"):
+            return self._github(seen, bare)
+        bearer = seen.headers.get("authorization", "").removeprefix("Bearer ")
+        with self._lock:
+            known = bearer in self.github_tokens or bearer in self._exchanged
+            (self.list_requests if bare == "/models" else self.requests).append(seen)
+        if not known:
+            return _json(401, {"error": {"message": "unauthorized: token expired or invalid", "code": "unauthorized"}})
+        if bare == "/models":
+            return _json(200, {"object": "list", "data": MODELS})
+        doc = seen.json() if seen.body else {}
+        if bare not in ("/chat/completions", "/responses", "/embeddings", "/v1/messages"):
+            return _json(404, {"error": {"message": f"no route {bare}"}})
+        if doc.get("stream") is True:
+            model = doc.get("model", "")
+            stream = {"/chat/completions": lambda: chat_stream(model, True), "/responses": lambda: responses_stream(
+                model), "/v1/messages": lambda: messages_stream(model)}[bare]()
+            return 200, {"content-type": "text/event-stream"}, stream
+        return _json(200, success_body(bare, doc))
+
+    def _github(self, seen: Recorded, bare: str) -> tuple[int, dict[str, str], bytes]:
+        token = seen.headers.get("authorization", "").removeprefix("token ")
+        with self._lock:
+            self.github_requests.append(seen)
+            known = token in self.github_tokens or token in self.app_tokens
+        if not known:
+            return _json(401, {"message": "Bad credentials"})
+        if bare == "/copilot_internal/user":
+            return _json(200, QUOTA)
+        if bare == "/copilot_internal/v2/token":
+            copilot = "tid=" + secrets.token_hex(16)
+            secrets_registry.secret("a fake Copilot token", copilot)
+            with self._lock:
+                self._exchanged[copilot] = token
+            return _json(200, {"token": copilot, "expires_at": int(time.time()) + 1800, "refresh_in": 1500})
+        return _json(404, {"message": "Not Found"})
+
+
+def _json(status: int, doc: Any) -> tuple[int, dict[str, str], bytes]:
+    return status, {"content-type": "application/json"}, json.dumps(doc).encode()

@@ -1,0 +1,77 @@
+"""Copilot's pure parts: its model list (each model's endpoints), resolution to a listed endpoint only, the
+X-Initiator reading of each API's body."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from extproc.core.health import Health
+from extproc.core.providers import Api, AuthStyle
+from extproc.core.resolve import RequestView, resolve
+from extproc.core.settings import Credential
+from extproc.discovery.parse import parse_model_list
+from extproc.formats.copilot import read_turn
+from extproc.formats.transforms import translates
+from extproc.runtime import Snapshot
+from tests.fake_copilot import CLAUDE, CODEX, DISABLED, EMBED, MODELS
+from tests.unit.helpers import settings
+
+LOGIN = Credential(id="copilot-1", provider="copilot", upstream="copilot", account="copilot-1", auth=AuthStyle.BEARER)
+
+
+def snapshot() -> Snapshot:
+    listed, _ = parse_model_list("copilot", json.dumps({"data": MODELS}).encode())
+    return Snapshot.build(settings(), (LOGIN,), {"copilot": tuple(listed)})
+
+
+def test_the_list_gives_each_model_its_endpoints_limits_and_capabilities() -> None:
+    models = {m.id: m for m in snapshot().registry.models if m.provider == "copilot"}
+    assert set(models) == {CLAUDE, CODEX, EMBED}  # the policy-disabled one is left out
+    claude, codex, embed = models[CLAUDE], models[CODEX], models[EMBED]
+    assert claude.endpoints == frozenset({"chat", "messages"}) and codex.endpoints == frozenset({"responses"})
+    assert embed.mode == "embedding" and embed.endpoints is None  # it names none: whatever the provider serves
+    assert (claude.context_window, claude.max_output_tokens) == (200000, 32000)
+    assert claude.capabilities == frozenset({"tools", "vision", "streaming", "reasoning"})
+    assert codex.capabilities == frozenset({"tools", "streaming", "structured_output", "reasoning"})
+    assert DISABLED not in models
+
+
+@pytest.mark.parametrize(("model", "api", "endpoint", "goes"), [
+    (CLAUDE, Api.OPENAI, "chat", None),  # listed: as it is
+    (CLAUDE, Api.ANTHROPIC, "messages", None),  # Anthropic's API natively
+    (CLAUDE, Api.OPENAI, "responses", (Api.OPENAI, "chat")),  # not listed: translated to one that is
+    (CODEX, Api.OPENAI, "responses", None),
+    (CODEX, Api.OPENAI, "chat", (Api.OPENAI, "responses")),
+    (CODEX, Api.ANTHROPIC, "messages", (Api.OPENAI, "responses")),
+])
+def test_a_request_goes_only_to_an_endpoint_its_model_is_listed_on(
+        model: str, api: Api, endpoint: str, goes: tuple[Api, str] | None) -> None:
+    current = snapshot()
+    decision = resolve(RequestView(api, model, endpoint=endpoint), current.registry,
+                       Health(current.settings.health), 0.0)
+    assert decision.provider.name == "copilot" and decision.credential.id == "copilot-1"
+    assert translates(decision) == goes
+
+
+@pytest.mark.parametrize(("api", "doc", "agent", "vision"), [
+    (Api.OPENAI, {"messages": [{"role": "user", "content": "hi"}]}, False, False),
+    (Api.OPENAI, {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "tool_calls": []},
+                               {"role": "tool", "tool_call_id": "c", "content": "42"}]}, True, False),
+    (Api.OPENAI, {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}]}, False, True),
+    (Api.OPENAI, {"input": "hi"}, False, False),
+    (Api.OPENAI, {"input": [{"role": "user", "content": [{"type": "input_image", "image_url": "x"}]}]}, False, True),
+    (Api.OPENAI, {"input": [{"role": "user", "content": "hi"}, {"type": "function_call", "call_id": "c"},
+                            {"type": "function_call_output", "call_id": "c", "output": "42"}]}, True, False),
+    (Api.ANTHROPIC, {"messages": [{"role": "user", "content": "hi"}]}, False, False),
+    (Api.ANTHROPIC, {"messages": [{"role": "user", "content": [
+        {"type": "tool_result", "tool_use_id": "t", "content": [{"type": "image", "source": {}}]}]}]}, True, True),
+    (Api.ANTHROPIC, {"messages": [{"role": "user", "content": [
+        {"type": "tool_result", "tool_use_id": "t", "content": "42"}, {"type": "text", "text": "and?"}]}]},
+     False, False),
+])
+def test_the_initiator_and_images_are_read_from_each_apis_body(api: Api, doc: dict[str, Any], agent: bool,
+                                                              vision: bool) -> None:
+    assert read_turn(api, doc) == (agent, vision)

@@ -53,7 +53,7 @@ def build_forward(endpoint: Endpoint, parsed: ParsedRequest, decision: Decision,
     changed = endpoint.spec.rewrite(parsed.doc, decision.model.id)
     asked = Asked.parse(client_headers.get(ACCOUNT_HEADER, ""))  # later attempts: what the client's body said
     out = Outgoing(endpoint.upstream_rest(decision.model.id), parsed.doc, changed, {},
-                   hides_usage=asked is not None and asked.hide_usage)
+                   hides_usage=asked is not None and asked.hide_usage, client_headers=client_headers)
     transforms = selected(decision, "streaming" in parsed.view.needs)
     for transform in transforms:
         transform.request(out, endpoint, decision)

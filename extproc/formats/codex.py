@@ -20,15 +20,20 @@ if TYPE_CHECKING:  # transforms.py registers this module's steps
     from extproc.formats.transforms import Outgoing
 
 
+# The Codex CLI's own compact request shape (its system prompt and tools as developer items of `input`), which the
+# backend takes without `instructions`: such a request keeps the shape it was sent in.
+LITE_HEADER = "x-openai-internal-codex-responses-lite"
+
+
 def codex_request(out: Outgoing, endpoint: Endpoint, decision: Decision) -> None:
-    if shape(out.doc):
+    if shape(out.doc, lite=out.client_headers.get(LITE_HEADER, "").lower() == "true"):
         out.changed = True
 
 
-def shape(doc: JsonObject) -> bool:
-    """The backend's shape of a Responses body: the system prompt in `instructions` ("" when there is none),
-    every other system message as a developer one (the roles the Codex CLI sends), nothing stored. True when
-    the body changed."""
+def shape(doc: JsonObject, lite: bool = False) -> bool:
+    """The backend's shape of a Responses body: the system prompt in `instructions` ("" when there is none,
+    unless the body is in the CLI's `lite` shape), every other system message as a developer one (the roles the
+    Codex CLI sends), nothing stored. True when the body changed."""
     changed = False
     items = doc.get("input")
     if isinstance(items, list):
@@ -43,7 +48,7 @@ def shape(doc: JsonObject) -> bool:
             if isinstance(item, dict) and item.get("role") == "system":
                 item["role"] = "developer"
                 changed = True
-    if doc.get("instructions") is None:
+    if doc.get("instructions") is None and not lite:
         doc["instructions"] = ""
         changed = True
     if doc.get("store") is not False:

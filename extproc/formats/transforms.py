@@ -37,6 +37,7 @@ class Outgoing:
     headers: dict[str, str]  # set on the request (overwriting)
     api: Api | None = None  # the API it leaves in, when translated (None: the client's)
     hides_usage: bool = False  # the client's stream did not ask for its usage (an earlier attempt may have)
+    client_headers: Mapping[str, str] = field(default_factory=dict)  # as the client sent them (read, never set)
     answers: list[Callable[[bool, int], Shaper]] = field(default_factory=list)  # (streamed, status) → shaper
 
 

@@ -14,7 +14,7 @@ from extproc.core.providers import AuthStyle
 from extproc.core.settings import Credential
 from extproc.core.windows import WindowLevel, WindowState, event_headers, read_windows, stream_windows
 from extproc.exchange import Gateway, Mutate, Reply, StaticSecrets
-from extproc.formats.codex import shape
+from extproc.formats.codex import LITE_HEADER, shape
 from extproc.runtime import Runtime
 from tests.clock import Clock
 from tests.unit.helpers import ASKS_FOR_THE_ANSWER, model, settings
@@ -174,3 +174,12 @@ def test_a_stream_is_read_for_its_event_across_chunks_once_and_never_changed():
     quiet = stream_windows(CODEX_WINDOWS)
     assert quiet is not None and quiet.feed(b'data: {"type":"response.completed"}\n\n') is None and not quiet.done
     assert stream_windows(parse_settings({}, {}).flows["claude"].use.windows) is None  # no event: nothing is read
+
+
+def test_the_codex_clis_compact_shape_goes_without_instructions_as_it_was_sent(codex):
+    client = {":method": "POST", ":path": RESPONSES, LITE_HEADER: "true"}
+    doc = {"model": "cx-model", "input": [{"role": "developer", "content": "the CLI's prompt"}], "stream": True,
+           "store": False}
+    first = route(codex, RESPONSES, doc, client)
+    _, built = attempt(codex, first, 1, "cx", shared_headers(client, first), json.dumps(doc).encode())
+    assert isinstance(built, Mutate) and built.body is None  # nothing to change: it goes as it came

@@ -33,6 +33,7 @@ from extproc.discovery.refresh import Discovery
 from extproc.exchange import Gateway
 from extproc.fast_publisher import FastPublisher, initial_routes
 from extproc.metrics import MULTIPROCESS_ENV, serve_metrics
+from extproc.quota import QuotaReader
 from extproc.relay import provider_trust, start_relay, stop_relay, upstream_client
 from extproc.reload import ConfigReloader
 from extproc.runtime import Runtime
@@ -153,6 +154,7 @@ async def processor(settings: Settings, prepare: Callable[[Settings], Settings] 
         reloader = ConfigReloader(settings, apply, prepare)
         tasks = [asyncio.create_task(discovery.run()), asyncio.create_task(manager.watch()),
                  asyncio.create_task(probing.run(runtime, client, manager)), asyncio.create_task(reloader.run())]
+        tasks.append(asyncio.create_task(QuotaReader(runtime, manager, client).run()))
         if fast is not None:
             tasks.append(asyncio.create_task(fast.run()))
         if settings.state_redis_url:

@@ -21,6 +21,7 @@ import httpx
 
 from extproc import metrics
 from extproc.auth.client import Grant, OAuthError, code_assist_project, exchange_code, new_account, refresh_grant
+from extproc.auth.copilot import exchange_token
 from extproc.auth.pkce import LoginExpired, PendingLogin, PendingLogins, challenge_of
 from extproc.auth.store import Account, AccountNotFound, AccountStore, RefreshLockBusy, StoreError
 from extproc.core.errors import CredentialUnavailable
@@ -138,6 +139,7 @@ class AccountManager:
     def note_windows(self, credential: Credential, state: WindowState) -> None:
         """Keep a login's windows with its account when they say something new (a level moved by 5 points, a
         reset, an exhaustion): `extproc auth list` shows them, and a restarted gateway knows them again."""
+        metrics.note_windows(credential.id, state)
         account = self._accounts.get(credential.account or "")
         if account is None or not state.differs(account.windows):
             return
@@ -386,7 +388,8 @@ class AccountManager:
     async def _grant(self, flow: Flow, refresh_token: str) -> Grant:
         """The token endpoint's answer to a refresh, counted by result in the metrics."""
         try:
-            grant = await refresh_grant(self._http, flow, refresh_token)
+            grant = await (exchange_token(self._http, flow, refresh_token) if flow.exchange_url  # Copilot's
+                           else refresh_grant(self._http, flow, refresh_token))
         except OAuthError as exc:
             metrics.TOKEN_REFRESHES.labels("refused" if exc.permanent else "failed").inc()
             raise

@@ -1,4 +1,4 @@
-"""Logins people already have: Codex, Gemini CLI and Claude Code credential files → accounts. Pure."""
+"""Logins people already have: Codex, Gemini CLI, Claude Code and Copilot credential files → accounts. Pure."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ DEFAULT_PATHS = {
     "codex": Path("~/.codex/auth.json"),
     "gemini": Path("~/.gemini/oauth_creds.json"),
     "claude": Path("~/.claude/.credentials.json"),
+    "copilot": Path("~/.config/github-copilot/apps.json"),  # the editors' (older ones: hosts.json, same shape)
 }
 
 
@@ -29,7 +30,7 @@ def parse_login_file(kind: str, text: bytes, where: str) -> Account:
         raise LoginFileError(f"{where} is not JSON") from None
     if not isinstance(doc, dict):
         raise LoginFileError(f"{where} is not a JSON object")
-    parse = {"codex": _codex, "gemini": _gemini, "claude": _claude}[kind]
+    parse = {"codex": _codex, "gemini": _gemini, "claude": _claude, "copilot": _copilot}[kind]
     now = time.time()
     account = parse(doc, where)
     return Account(**{**account, "kind": kind, "created_at": now, "updated_at": now,
@@ -73,3 +74,13 @@ def _claude(doc: dict[str, Any], where: str) -> dict[str, Any]:
     return {"access_token": _need(oauth, "accessToken", where), "refresh_token": _need(oauth, "refreshToken", where),
             "plan": oauth.get("subscriptionType"),
             "expires_at": expires / 1000 if isinstance(expires, int | float) else None}
+
+
+def _copilot(doc: dict[str, Any], where: str) -> dict[str, Any]:
+    """An editor's GitHub login for github.com (`github.com:<app id>` in apps.json, `github.com` in hosts.json):
+    a GitHub App token Copilot's API does not take as it is, kept as the refresh token its exchange spends
+    (`oauth.copilot.exchange_url`)."""
+    for host, login in doc.items():
+        if host.partition(":")[0] == "github.com" and isinstance(login, dict):
+            return {"refresh_token": _need(login, "oauth_token", where)}
+    raise LoginFileError(f"{where} has no github.com login (sign in to GitHub Copilot in your editor first)")

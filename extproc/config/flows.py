@@ -14,7 +14,7 @@ from extproc.core.providers import AuthStyle
 
 FLOW_KEYS = {"title", "provider", "upstream", "authorize_url", "token_url", "token_format", "refresh_format",
              "client_id", "client_secret", "scopes", "authorize_params", "refresh_params", "redirect",
-             "create_api_key_url", "userinfo_url", "code_assist_url", "project", "use"}
+             "create_api_key_url", "userinfo_url", "code_assist_url", "project", "use", "exchange_url", "quota_url"}
 
 
 def parse_flows(raw: Any, providers: Collection[str]) -> dict[str, Flow]:
@@ -115,4 +115,5 @@ def _flow(name: str, data: Mapping[str, Any], providers: Collection[str]) -> Flo
         create_api_key_url=data.get("create_api_key_url"), userinfo_url=data.get("userinfo_url"),
         code_assist_url=data.get("code_assist_url"), project=data.get("project") or None,
         refresh_params={str(k): str(v) for k, v in (data.get("refresh_params") or {}).items()},
+        exchange_url=data.get("exchange_url") or None, quota_url=data.get("quota_url") or None,
     )

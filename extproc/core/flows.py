@@ -86,6 +86,8 @@ class Flow:
     code_assist_url: str | None = None
     project: str | None = None  # Code Assist: a Google Cloud project for accounts whose tier needs one
     refresh_params: Mapping[str, str] = field(default_factory=dict)  # extra fields of a refresh request
+    exchange_url: str | None = None  # a login token is exchanged here for what requests carry (an editor's Copilot)
+    quota_url: str | None = None  # where the login's plan quotas are read, as windows (Copilot)
 
     def authorize_link(self, redirect_uri: str, state: str, challenge: str) -> str:
         params = {"response_type": "code", "client_id": self.client_id, "redirect_uri": redirect_uri,

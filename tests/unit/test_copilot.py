@@ -1,13 +1,16 @@
 """Copilot's pure parts: its model list (each model's endpoints), resolution to a listed endpoint only, the
-X-Initiator reading of each API's body."""
+X-Initiator reading of each API's body, the plan's quotas as windows, an editor's login file."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from typing import Any
 
 import pytest
 
+from extproc.auth.copilot import quota_windows
+from extproc.auth.imports import LoginFileError, parse_login_file
 from extproc.core.health import Health
 from extproc.core.providers import Api, AuthStyle
 from extproc.core.resolve import RequestView, resolve
@@ -16,7 +19,7 @@ from extproc.discovery.parse import parse_model_list
 from extproc.formats.copilot import read_turn
 from extproc.formats.transforms import translates
 from extproc.runtime import Snapshot
-from tests.fake_copilot import CLAUDE, CODEX, DISABLED, EMBED, MODELS
+from tests.fake_copilot import CLAUDE, CODEX, DISABLED, EMBED, MODELS, QUOTA
 from tests.unit.helpers import settings
 
 LOGIN = Credential(id="copilot-1", provider="copilot", upstream="copilot", account="copilot-1", auth=AuthStyle.BEARER)
@@ -75,3 +78,27 @@ def test_a_request_goes_only_to_an_endpoint_its_model_is_listed_on(
 def test_the_initiator_and_images_are_read_from_each_apis_body(api: Api, doc: dict[str, Any], agent: bool,
                                                               vision: bool) -> None:
     assert read_turn(api, doc) == (agent, vision)
+
+
+def test_limited_quotas_become_windows_and_unlimited_ones_are_left_out() -> None:
+    state = quota_windows(QUOTA)
+    assert state is not None and not state.exhausted
+    (premium,) = state.levels
+    midnight = dt.datetime(2031, 5, 1, tzinfo=dt.UTC).timestamp()  # quota_reset_date, at midnight UTC
+    assert (premium.name, premium.utilization, premium.resets_at) == ("premium_interactions", 0.75, midnight)
+    free = {**QUOTA, "quota_snapshots": {"chat": {"percent_remaining": 0, "unlimited": False},
+                                         "premium_interactions": {"percent_remaining": 100, "unlimited": False}}}
+    spent = quota_windows(free)
+    assert spent is not None and spent.exhausted and spent.utilization == 1.0  # the free plan's chat ran out
+    assert quota_windows({"quota_snapshots": {"chat": {"unlimited": True}}}) is None
+
+
+def test_an_editors_login_file_is_read_and_a_wrong_one_named() -> None:
+    apps = {"github.com:Iv1.b507a08c87ecfe98": {"user": "octocat", "oauth_token": "ghu_fake0123456789"}}
+    account = parse_login_file("copilot", json.dumps(apps).encode(), "apps.json")
+    assert account.kind == "copilot" and account.refresh_token == "ghu_fake0123456789"
+    assert account.access_token is None  # exchanged before its first use
+    older = parse_login_file("copilot", json.dumps({"github.com": {"oauth_token": "ghu_x"}}).encode(), "hosts.json")
+    assert older.refresh_token == "ghu_x"
+    with pytest.raises(LoginFileError, match="hosts.json has no github.com login"):
+        parse_login_file("copilot", b'{"ghe.example.com": {"oauth_token": "x"}}', "hosts.json")

@@ -68,7 +68,8 @@ def _parser() -> argparse.ArgumentParser:
     auth_commands = auth.add_subparsers(dest="auth_command", required=True)
     flows = login_flows()
     for name, help_text, arg in (
-        ("login", "log in with OAuth (opens the browser, or --no-browser to paste the code)", "login"),
+        ("login", "log in with OAuth (opens the browser, --no-browser to paste the code, or --device to type a "
+                  "code on any other device)", "login"),
         ("list", "the accounts: login, email, plan, expiry, status (never secrets)", None),
         ("logout", "remove an account", "account"),
         ("refresh", "refresh an account's token now", "account"),
@@ -81,7 +82,11 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--config", "-c", help="YAML config file (default: the embedded default config)")
         if arg == "login":
             sub.add_argument("login", choices=tuple(flows), help="which login (see below)")
-            sub.add_argument("--no-browser", action="store_true", help="print the URL and read the pasted code")
+            how = sub.add_mutually_exclusive_group()
+            how.add_argument("--no-browser", action="store_true", help="print the URL and read the pasted code")
+            how.add_argument("--device", action="store_true",
+                             help="print a page and a code to enter there from any device, and wait (no browser "
+                                  "or redirect on this host: servers, containers)")
         elif arg:
             sub.add_argument(arg)
         elif name == "import":
@@ -95,12 +100,16 @@ def login_flows() -> dict[str, str]:
     lines = {}
     for name, flow in builtin_flow_data().items():
         redirect = flow.get("redirect") or {}
-        if "loopback_port" not in redirect:
+        if not flow.get("authorize_url"):
+            how = "a code entered on its page from any device"
+        elif "loopback_port" not in redirect:
             how = "paste the code its page shows"
         elif redirect.get("hosted"):
             how = "in the browser, or --no-browser to paste the code its page shows"
         else:
             how = "in the browser, or --no-browser to paste the address the browser ends on"
+        if flow.get("device") and flow.get("authorize_url"):
+            how += ", or --device"
         lines[name] = f"{flow.get('title', name)}: {how}"
     return lines
 
@@ -123,7 +132,8 @@ def _command(args: argparse.Namespace) -> int:
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
         target = getattr(args, "login", None) or getattr(args, "account", None)
         rest = [str(target)] if target else list(getattr(args, "files", []) or [])
-        return terminal.run(settings, args.auth_command, rest, getattr(args, "no_browser", False))
+        return terminal.run(settings, args.auth_command, rest, getattr(args, "no_browser", False),
+                            getattr(args, "device", False))
     if args.command == "drain":
         from extproc import runner as drain_runner
 

@@ -6,7 +6,14 @@ It enforces what the real servers enforce and a client could get wrong:
 - code exchange: the code is bound to (client_id, redirect_uri, code_challenge, scope), is single-use, and
   BASE64URL(SHA256(code_verifier)) must equal the challenge (RFC 7636); a configured client secret must match;
 - refresh: refresh tokens rotate and are single-use; reusing one answers `refresh_token_reused`;
-- bearer endpoints (create_api_key, userinfo, Code Assist) accept only unexpired access tokens it issued.
+- bearer endpoints (create_api_key, userinfo, Code Assist) accept only unexpired access tokens it issued;
+- device logins, RFC 8628 (GitHub's endpoints): the device_code is bound to its client_id and single-use; a poll
+  answers authorization_pending until the test approves, slow_down (the interval grows by 5 s) when polled
+  faster than the interval, expired_token after expires_in, access_denied when the test denies; like GitHub,
+  it answers these errors with HTTP 200;
+- device logins, OpenAI's: the poll needs device_auth_id and user_code and answers 403 until the test approves,
+  then the authorization code with its PKCE verifier, once; the code exchange then checks PKCE as above.
+  Device logins run on `clock` (settable: a test can move time instead of waiting).
 
 A failed exchange (wrong verifier, wrong redirect_uri, ...) does not burn the code; only a success does.
 Nothing here prints or logs a token; `TokenRequest`'s repr shows parameter names, not values.
@@ -21,6 +28,7 @@ import json
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from typing import Any
@@ -29,8 +37,13 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 from tests import secrets_registry
 from tests.fakes import Server
 
+DEVICE_CODE_PATH = "/login/device/code"  # RFC 8628 (GitHub): ask for a device code
+DEVICE_TOKEN_PATH = "/login/oauth/access_token"  # RFC 8628 (GitHub): the token endpoint the device polls
+OPENAI_USERCODE_PATH = "/api/accounts/deviceauth/usercode"
+OPENAI_DEVICE_TOKEN_PATH = "/api/accounts/deviceauth/token"
+DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 AUTHORIZE_PATHS = frozenset({"/authorize", "/oauth/authorize", "/o/oauth2/v2/auth"})
-TOKEN_PATHS = frozenset({"/token", "/v1/oauth/token", "/oauth/token"})
+TOKEN_PATHS = frozenset({"/token", "/v1/oauth/token", "/oauth/token", DEVICE_TOKEN_PATH})
 USERINFO_PATHS = frozenset({"/userinfo", "/oauth2/v2/userinfo", "/v1/userinfo"})
 CREATE_API_KEY_PATH = "/api/oauth/claude_cli/create_api_key"
 LOAD_CODE_ASSIST_PATH = "/v1internal:loadCodeAssist"
@@ -102,7 +115,24 @@ class _Refresh:
 
 
 @dataclass
+class DeviceLogin:
+    """A device login the fake handed out; the test plays the user with approve_device / deny_device."""
+
+    style: str  # rfc8628 | openai
+    client_id: str
+    scope: str
+    user_code: str
+    expires_at: float
+    interval: float
+    state: str = "pending"  # pending | approved | denied | used
+    last_poll: float = 0.0  # the code's issue, until the first poll: the interval counts from there
+    polls: int = 0
+    answers: list[str] = field(default_factory=list)  # what each poll got: pending, slow_down, expired, …
+
+
+@dataclass
 class _State:
+    devices: dict[str, DeviceLogin] = field(default_factory=dict)  # device_code / device_auth_id -> login
     codes: dict[str, _Code] = field(default_factory=dict)
     refresh: dict[str, _Refresh] = field(default_factory=dict)
     access: dict[str, float] = field(default_factory=dict)  # token -> expires at (time.time())
@@ -117,7 +147,9 @@ class FakeOAuth:
 
     def __init__(self, client_secrets: dict[str, str] | None = None, *, expires_in: int = 3600,
                  email: str = "user@example.com", chatgpt_account_id: str = "acct-fake-123",
-                 project_id: str = "fake-project-42", refresh_delay: float = 0.0) -> None:
+                 project_id: str = "fake-project-42", refresh_delay: float = 0.0,
+                 clock: Callable[[], float] = time.time, device_interval: float = 5.0,
+                 device_expires_in: float = 900.0) -> None:
         self.client_secrets: dict[str, str] = dict(client_secrets or {})
         self.expires_in = expires_in
         self.email = email
@@ -125,6 +157,9 @@ class FakeOAuth:
         self.project_id = project_id
         self.project_onboarded = False
         self.refresh_delay = refresh_delay
+        self.clock = clock
+        self.device_interval = device_interval
+        self.device_expires_in = device_expires_in
         self.refresh_calls = 0
         self.authorize_requests: list[dict[str, str]] = []
         self.token_requests: list[TokenRequest] = []
@@ -159,6 +194,8 @@ class FakeOAuth:
         self.server = Server(("127.0.0.1", 0), Handler)
         self.port = self.server.server_address[1]
         self.base_url = f"http://127.0.0.1:{self.port}"
+        self.device_page = f"{self.base_url}/login/device"  # where a user would type the code
+        self.device_redirect_uri = f"{self.base_url}/deviceauth/callback"  # OpenAI's device code exchange
         # a short poll interval so close() (server.shutdown) returns in milliseconds, not half a second
         self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02},
                                         daemon=True)
@@ -190,7 +227,26 @@ class FakeOAuth:
     def issued_secrets(self) -> set[str]:
         """Every access token, refresh token and API key this fake ever handed out (to check none leaks)."""
         with self._lock:
-            return set(self._state.access) | set(self._state.refresh) | set(self.created_api_keys)
+            return set(self._state.access) | set(self._state.refresh) | set(self.created_api_keys) | \
+                set(self._state.devices)
+
+    def device_logins(self) -> list[DeviceLogin]:
+        with self._lock:
+            return list(self._state.devices.values())
+
+    def approve_device(self, user_code: str) -> None:
+        """The user typed the code on the page and approved."""
+        self._device_by_user_code(user_code).state = "approved"
+
+    def deny_device(self, user_code: str) -> None:
+        self._device_by_user_code(user_code).state = "denied"
+
+    def _device_by_user_code(self, user_code: str) -> DeviceLogin:
+        with self._lock:
+            found = [d for d in self._state.devices.values() if d.user_code == user_code and d.state == "pending"]
+        if len(found) != 1:
+            raise KeyError(f"no pending device login with user code {user_code!r}")
+        return found[0]
 
     def revoke_refresh_tokens(self) -> None:
         """Every outstanding refresh token becomes invalid (invalid_grant): the user revoked the app."""
@@ -207,6 +263,8 @@ class FakeOAuth:
             return self._authorize(query) if method == "GET" else _error(405, "method_not_allowed")
         if path in TOKEN_PATHS:
             return self._token(path, headers, body) if method == "POST" else _error(405, "method_not_allowed")
+        if path in (DEVICE_CODE_PATH, OPENAI_USERCODE_PATH, OPENAI_DEVICE_TOKEN_PATH):
+            return self._device(path, headers, body) if method == "POST" else _error(405, "method_not_allowed")
         if path in USERINFO_PATHS or path in (CREATE_API_KEY_PATH, LOAD_CODE_ASSIST_PATH, ONBOARD_USER_PATH):
             return self._bearer_call(method, path, headers, body)
         return _error(404, "not_found", f"no fake endpoint at {path}")
@@ -248,20 +306,7 @@ class FakeOAuth:
 
     def _token(self, path: str, headers: dict[str, str], body: bytes) -> Answer:
         content_type = headers.get("content-type", "")
-        media = content_type.partition(";")[0].strip().lower()
-        params: dict[str, str] | None = None
-        if media == "application/json":
-            try:
-                doc = json.loads(body) if body else {}
-            except ValueError:
-                doc = None
-            if isinstance(doc, dict):
-                params = {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in doc.items()}
-        elif media == "application/x-www-form-urlencoded":
-            try:
-                params = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
-            except UnicodeDecodeError:
-                params = None
+        params = _params(content_type, body)
         with self._lock:
             self.token_requests.append(TokenRequest(path, content_type, dict(params or {})))
         if params is None:
@@ -271,6 +316,8 @@ class FakeOAuth:
             return self._exchange_code(params)
         if grant_type == "refresh_token":
             return self._refresh(params)
+        if grant_type == DEVICE_GRANT:
+            return self._device_poll(params)
         return _error(400, "unsupported_grant_type", f"grant_type {grant_type!r} is not supported")
 
     def _client_secret_ok(self, params: dict[str, str]) -> bool:
@@ -351,6 +398,91 @@ class FakeOAuth:
         signature = hmac.new(JWT_KEY, signing_input.encode("ascii"), hashlib.sha256).digest()
         return signing_input + "." + _b64url(signature)
 
+    # ------------------------------------------------------------------ device logins
+
+    def _device(self, path: str, headers: dict[str, str], body: bytes) -> Answer:
+        params = _params(headers.get("content-type", ""), body)
+        if params is None:
+            return _error(400, "invalid_request", "unreadable body")
+        if path == OPENAI_DEVICE_TOKEN_PATH:
+            return self._openai_device_poll(params)
+        if not params.get("client_id"):
+            return _error(400, "invalid_request", "missing client_id")
+        style = "openai" if path == OPENAI_USERCODE_PATH else "rfc8628"
+        if style == "rfc8628" and "application/json" not in headers.get("accept", ""):
+            return _text(400, "this fake answers device codes as JSON only: send accept: application/json")
+        handle = ("dev-" if style == "rfc8628" else "deviceauth-") + secrets.token_urlsafe(24)
+        secrets_registry.secret("device code", handle)
+        user_code = f"{secrets.token_hex(2).upper()}-{secrets.token_hex(2).upper()}"
+        with self._lock:
+            now = self.clock()
+            login = DeviceLogin(style, params["client_id"], params.get("scope", ""), user_code,
+                                now + self.device_expires_in, self.device_interval, last_poll=now)
+            self._state.devices[handle] = login
+        if style == "openai":  # OpenAI's answer: no page, no lifetime, the interval as a string
+            return _json(200, {"device_auth_id": handle, "user_code": user_code, "interval": str(login.interval)})
+        return _json(200, {"device_code": handle, "user_code": user_code, "verification_uri": self.device_page,
+                           "expires_in": int(self.device_expires_in), "interval": login.interval})
+
+    def _device_poll(self, params: dict[str, str]) -> Answer:
+        """RFC 8628 §3.4-3.5, answered with HTTP 200 as GitHub does."""
+        with self._lock:
+            login = self._state.devices.get(params.get("device_code", ""))
+            if login is None or login.style != "rfc8628":
+                return _json(200, {"error": "invalid_grant", "error_description": "unknown device code"})
+            now = self.clock()
+            answer = self._device_answer(login, params, now)
+            login.polls += 1
+            login.last_poll = now
+            login.answers.append(answer)
+            if answer == "tokens":
+                login.state = "used"
+                return _json(200, self._mint(login.client_id, login.scope))
+            doc: dict[str, Any] = {"error": answer, "error_description": answer}
+            if answer == "slow_down":
+                doc["interval"] = login.interval
+            return _json(200, doc)
+
+    def _device_answer(self, login: DeviceLogin, params: dict[str, str], now: float) -> str:
+        if params.get("client_id") != login.client_id:
+            return "incorrect_client_credentials"
+        if not self._client_secret_ok(params):
+            return "invalid_client"
+        if login.state == "used":
+            return "invalid_grant"
+        if now >= login.expires_at:
+            return "expired_token"
+        if now - login.last_poll < login.interval:
+            login.interval += 5  # RFC 8628 §3.5
+            return "slow_down"
+        if login.state == "denied":
+            return "access_denied"
+        return "tokens" if login.state == "approved" else "authorization_pending"
+
+    def _openai_device_poll(self, params: dict[str, str]) -> Answer:
+        with self._lock:
+            login = self._state.devices.get(params.get("device_auth_id", ""))
+            if login is None or login.style != "openai" or params.get("user_code") != login.user_code:
+                return _error(404, "not_found", "unknown device authorization")
+            now = self.clock()
+            login.polls += 1
+            login.last_poll = now
+            if now >= login.expires_at or login.state == "used":
+                login.answers.append("expired")
+                return _error(404, "not_found", "unknown device authorization")
+            if login.state != "approved":
+                login.answers.append("pending")
+                return _error(403, "deviceauth_pending", "the user has not approved yet")
+            login.state = "used"
+            login.answers.append("tokens")
+            verifier = "ver-" + secrets.token_urlsafe(48)
+            code = "code-" + secrets.token_urlsafe(24)
+            secrets_registry.secret("pkce verifier", verifier)
+            secrets_registry.secret("oauth authorization code", code)
+            self._state.codes[code] = _Code(login.client_id, self.device_redirect_uri, s256(verifier), login.scope)
+            return _json(200, {"authorization_code": code, "code_challenge": s256(verifier),
+                               "code_verifier": verifier})
+
     # ------------------------------------------------------------------ bearer endpoints
 
     def _bearer_call(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Answer:
@@ -388,6 +520,25 @@ class FakeOAuth:
             self.project_onboarded = True
             project = self.project_id
         return _json(200, {"done": True, "response": {"cloudaicompanionProject": {"id": project}}})
+
+
+def _params(content_type: str, body: bytes) -> dict[str, str] | None:
+    """A request's parameters, JSON or form; None when the body does not parse as its content type says."""
+    media = content_type.partition(";")[0].strip().lower()
+    if media == "application/json":
+        try:
+            doc = json.loads(body) if body else {}
+        except ValueError:
+            return None
+        if isinstance(doc, dict):
+            return {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in doc.items()}
+        return None
+    if media == "application/x-www-form-urlencoded":
+        try:
+            return dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
+        except UnicodeDecodeError:
+            return None
+    return None
 
 
 def _json(status: int, doc: dict[str, Any]) -> Answer:

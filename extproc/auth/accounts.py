@@ -20,6 +20,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 
 from extproc import metrics
+from extproc.auth import device
 from extproc.auth.client import Grant, OAuthError, code_assist_project, exchange_code, new_account, refresh_grant
 from extproc.auth.copilot import exchange_token
 from extproc.auth.pkce import LoginExpired, PendingLogin, PendingLogins, challenge_of
@@ -420,6 +421,9 @@ class AccountManager:
 
     def start_login(self, flow_name: str, redirect_uri: str | None = None) -> tuple[PendingLogin, str]:
         flow = self.flow(flow_name)
+        if flow.authorize_url is None:
+            raise LoginError(f"{flow_name} logs in by device code only: `extproc auth login {flow_name}` or "
+                             f"POST /auth/logins/{flow_name}/device")
         redirect = redirect_uri or flow.hosted_redirect
         if not redirect:
             raise LoginError(f"{flow_name} has no hosted code page; give the loopback redirect URI")
@@ -442,6 +446,26 @@ class AccountManager:
             raise LoginError(str(exc)) from None
         stored = await self._keep(account)
         log.info("account %s logged in (%s)", stored.id, flow.title)
+        return stored
+
+    async def start_device_login(self, flow_name: str) -> device.DeviceCode:
+        try:
+            return await device.start(self._http, self.flow(flow_name), self._clock())
+        except OAuthError as exc:
+            raise LoginError(str(exc)) from None
+
+    async def poll_device_login(self, code: device.DeviceCode) -> device.Waiting | device.Ended | Account:
+        """One poll of a device login; once approved, its account is kept like any login's."""
+        flow = self.flow(code.flow)
+        try:
+            result = await device.poll(self._http, flow, code, self._clock())
+            if not isinstance(result, Grant):
+                return result
+            account = await new_account(self._http, flow, result)
+        except OAuthError as exc:
+            raise LoginError(str(exc)) from None
+        stored = await self._keep(account)
+        log.info("account %s logged in by device code (%s)", stored.id, flow.title)
         return stored
 
     async def add_imported(self, account: Account) -> Account:

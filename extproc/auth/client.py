@@ -71,6 +71,11 @@ async def _token_call(http: httpx.AsyncClient, flow: Flow, params: dict[str, str
         permanent = code in _PERMANENT_ERRORS  # anything else (a drifted endpoint, a 5xx) may pass
         raise OAuthError(f"{flow.name}: the token endpoint refused {what} (HTTP {response.status_code}, "
                          f"{code or 'no error code'})", permanent=permanent)
+    return grant_of(flow, doc, what)
+
+
+def grant_of(flow: Flow, doc: dict[str, Any], what: str) -> Grant:
+    """The Grant in a token endpoint's answer (a code exchange, a refresh, a device login's last poll)."""
     access = doc.get("access_token")
     if not isinstance(access, str) or not access:
         raise OAuthError(f"{flow.name}: the token endpoint's answer to {what} has no access_token", permanent=False)

@@ -1,4 +1,5 @@
-"""`extproc auth …` in a terminal: log in (browser + loopback redirect, or a pasted code), list, log out, import.
+"""`extproc auth …` in a terminal: log in (browser + loopback redirect, a pasted code, or a device code), list,
+log out, import.
 
 It works on the accounts file directly; a running gateway notices the change within seconds.
 """
@@ -13,13 +14,14 @@ import sys
 import threading
 import time
 import webbrowser
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
+from extproc.auth import device
 from extproc.auth.accounts import AccountManager, LoginError, split_pasted
 from extproc.auth.imports import DEFAULT_PATHS, LoginFileError, parse_login_file
 from extproc.auth.pkce import LoginExpired
@@ -30,24 +32,24 @@ from extproc.state.stores import account_store
 LOGIN_TIMEOUT = 600.0
 
 
-def run(settings: Settings, command: str, args: list[str], no_browser: bool = False) -> int:
+def run(settings: Settings, command: str, args: list[str], no_browser: bool = False, by_device: bool = False) -> int:
     try:
-        return asyncio.run(_run(settings, command, args, no_browser))
+        return asyncio.run(_run(settings, command, args, no_browser, by_device))
     except (LoginError, LoginExpired, StoreError, LoginFileError) as exc:
         print(f"extproc auth: {exc}", file=sys.stderr)
         return 1
 
 
-async def _run(settings: Settings, command: str, args: list[str], no_browser: bool) -> int:
+async def _run(settings: Settings, command: str, args: list[str], no_browser: bool, by_device: bool) -> int:
     async with httpx.AsyncClient() as http:
         manager = AccountManager(account_store(settings), settings.flows, http, skew=settings.refresh_skew)
         await manager.load()
         if command == "login":
-            account = await login(manager, args[0], no_browser)
+            account = await login(manager, args[0], no_browser, by_device)
             print(f"logged in: {account.id} ({manager.flow(account.kind).title}"
                   f"{', ' + account.email if account.email else ''})")
         elif command == "list":
-            sys.stdout.write(accounts_table(manager.accounts()))
+            sys.stdout.write(accounts_table(manager.accounts(), manager.flows))
         elif command == "logout":
             if not await manager.remove(args[0]):
                 raise LoginError(f"no account {args[0]}; `extproc auth list` shows the accounts")
@@ -60,10 +62,12 @@ async def _run(settings: Settings, command: str, args: list[str], no_browser: bo
     return 0
 
 
-async def login(manager: AccountManager, flow_name: str, no_browser: bool) -> Account:
-    """Every wait here (the redirect, the pasted code) is the event loop's: Ctrl-C cancels it at once, and no
-    thread is left blocked that would keep the process alive."""
+async def login(manager: AccountManager, flow_name: str, no_browser: bool, by_device: bool = False) -> Account:
+    """Every wait here (the redirect, the pasted code, the device login's polls) is the event loop's: Ctrl-C
+    cancels it at once, and no thread is left blocked that would keep the process alive."""
     flow = manager.flow(flow_name)
+    if by_device or flow.authorize_url is None:
+        return await device_login(manager, flow_name)
     if flow.loopback_port is not None and not no_browser:
         with _loopback(flow.loopback_port, flow.loopback_path) as (redirect_uri, caught):
             pending, url = manager.start_login(flow_name, redirect_uri)
@@ -81,6 +85,28 @@ async def login(manager: AccountManager, flow_name: str, no_browser: bool) -> Ac
         raise LoginError("nothing was pasted")
     code, state = split_pasted(pasted)
     return await manager.finish_login(code, state or pending.state)
+
+
+async def device_login(manager: AccountManager, flow_name: str, clock: Callable[[], float] = time.time,
+                       sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> Account:
+    """Print the page and the code to type there, then poll as often as the provider allows (a slow_down
+    makes it wait longer) until the user approved, denied, or the code expired."""
+    code = await manager.start_device_login(flow_name)
+    minutes = max(1, round((code.expires_at - clock()) / 60))
+    print(f"To log in to {manager.flow(flow_name).title}, open this page on any device:\n{code.verification_uri}\n"
+          f"and enter the code: {code.user_code}\n"
+          f"Waiting for the approval (the code expires in {minutes} minutes; Ctrl-C stops)…", flush=True)
+    while (wait := device.next_wait(code, clock())) is not None:
+        await sleep(wait)
+        result = await manager.poll_device_login(code)
+        if isinstance(result, device.Ended):
+            raise LoginError(result.message)
+        if not isinstance(result, device.Waiting):
+            return result
+        if result.trouble:
+            print(f"extproc auth: {result.trouble}; polling again", file=sys.stderr, flush=True)
+        code = device.waited(code, result)
+    raise LoginError(device.expired(code).message)
 
 
 async def read_line() -> str:
@@ -207,13 +233,13 @@ async def import_logins(manager: AccountManager, kinds: list[str]) -> int:
     return 0
 
 
-def accounts_table(accounts: list[Account]) -> str:
+def accounts_table(accounts: list[Account], logins: Iterable[str]) -> str:
     header = ("ACCOUNT", "LOGIN", "EMAIL", "PLAN", "EXPIRES", "STATUS", "WINDOWS")
     rows = [header] + [(a.id, a.kind, a.email or "-", a.plan or "-", _when(a.expires_at),
                         a.status + (f" ({a.status_reason})" if a.status_reason else ""), _windows(a))
                        for a in accounts]
     if len(rows) == 1:
-        return "no accounts: log in with `extproc auth login <claude|console|gemini|codex>`\n"
+        return f"no accounts: log in with `extproc auth login <{'|'.join(logins)}>`\n"
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     return "".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() + "\n" for r in rows)
 

@@ -9,12 +9,14 @@ from extproc.config.data import builtin_flow_data
 from extproc.config.problems import keep, report
 from extproc.config.values import mapping, positive_number, reject_unknown, string, string_list
 from extproc.core.errors import ConfigError
-from extproc.core.flows import Credits, Flow, Usage, WindowEvent, WindowLimit, Windows
+from extproc.core.flows import DEVICE_STYLES, Credits, Device, Flow, Usage, WindowEvent, WindowLimit, Windows
 from extproc.core.providers import AuthStyle
 
 FLOW_KEYS = {"title", "provider", "upstream", "authorize_url", "token_url", "token_format", "refresh_format",
              "client_id", "client_secret", "scopes", "authorize_params", "refresh_params", "redirect",
-             "create_api_key_url", "userinfo_url", "code_assist_url", "project", "use", "exchange_url", "quota_url"}
+             "create_api_key_url", "userinfo_url", "code_assist_url", "project", "use", "exchange_url", "quota_url",
+             "device"}
+DEVICE_KEYS = {"style", "code_url", "poll_url", "verify_url", "redirect_uri"}
 
 
 def parse_flows(raw: Any, providers: Collection[str]) -> dict[str, Flow]:
@@ -80,9 +82,37 @@ def _window_event(raw: Any, key: str) -> WindowEvent | None:
                        {str(path): string(header, f"{key}.fields.{path}").lower() for path, header in fields.items()})
 
 
+def _device(raw: Any, key: str) -> Device | None:
+    """`oauth.<flow>.device`: how the login is done with a code typed on another machine."""
+    if raw is None:
+        return None
+    section = mapping(raw, key)
+    reject_unknown(section, key, DEVICE_KEYS)
+    style = section.get("style")
+    if style not in DEVICE_STYLES:
+        raise ConfigError(f"{key}.style: expected one of {', '.join(DEVICE_STYLES)}")
+    urls = {k: string(section[k], f"{key}.{k}") if section.get(k) is not None else None
+            for k in ("code_url", "poll_url", "verify_url", "redirect_uri")}
+    for required in ("code_url", "poll_url", *(("redirect_uri",) if style == "openai" else ())):
+        if not urls[required]:
+            raise ConfigError(f"{key}.{required}: expected the URL (a {style} device login needs it)")
+    for k, url in urls.items():
+        if url and not url.startswith(("http://", "https://")):
+            raise ConfigError(f"{key}.{k}: expected an http(s) URL, got {url!r}")
+    return Device(style=str(style), code_url=str(urls["code_url"]), poll_url=str(urls["poll_url"]),
+                  verify_url=urls["verify_url"], redirect_uri=urls["redirect_uri"])
+
+
 def _flow(name: str, data: Mapping[str, Any], providers: Collection[str]) -> Flow:
     key = f"oauth.{name}"
-    for required in ("provider", "upstream", "authorize_url", "token_url", "client_id"):
+    device = _device(data.get("device"), f"{key}.device")
+    if device is None and not data.get("authorize_url"):
+        raise ConfigError(f"{key}.authorize_url: expected a non-empty string (or a `device` section for a "
+                          "login by device code only)")
+    token_url = data.get("token_url") or (device.poll_url if device and device.style == "rfc8628" else None)
+    data = {**data, "token_url": token_url}  # an RFC 8628 login's token endpoint is the one it polls
+    browser = ("authorize_url",) if data.get("authorize_url") is not None else ()  # `null`: by device code only
+    for required in ("provider", "upstream", "token_url", "client_id", *browser):
         if not isinstance(data.get(required), str) or not data[required]:
             raise ConfigError(f"{key}.{required}: expected a non-empty string")
     for ref in ("provider", "upstream"):
@@ -100,7 +130,7 @@ def _flow(name: str, data: Mapping[str, Any], providers: Collection[str]) -> Flo
     port = redirect.get("loopback_port")
     return Flow(
         name=name, title=str(data.get("title", name)), provider=data["provider"], upstream=data["upstream"],
-        authorize_url=data["authorize_url"], token_url=data["token_url"],
+        authorize_url=data.get("authorize_url") or None, token_url=data["token_url"],
         token_format=data.get("token_format", "json"), refresh_format=data.get("refresh_format", "json"),
         client_id=data["client_id"], client_secret=data.get("client_secret"),
         scopes=tuple(data.get("scopes") or ()),
@@ -116,4 +146,5 @@ def _flow(name: str, data: Mapping[str, Any], providers: Collection[str]) -> Flo
         code_assist_url=data.get("code_assist_url"), project=data.get("project") or None,
         refresh_params={str(k): str(v) for k, v in (data.get("refresh_params") or {}).items()},
         exchange_url=data.get("exchange_url") or None, quota_url=data.get("quota_url") or None,
+        device=device,
     )

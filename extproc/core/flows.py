@@ -64,12 +64,26 @@ class Usage:
 
 
 @dataclass(frozen=True, slots=True)
+class Device:
+    """A login's device-code variant: the user types a short code on another machine's browser while we poll."""
+
+    style: str  # rfc8628 (RFC 8628, e.g. GitHub) | openai (OpenAI's device auth, then a code exchange)
+    code_url: str  # where the device and user codes are asked for
+    poll_url: str  # polled until the user approved
+    verify_url: str | None = None  # the page the user opens, when the code answer does not name it
+    redirect_uri: str | None = None  # openai: the redirect_uri of the final code exchange
+
+
+DEVICE_STYLES = ("rfc8628", "openai")
+
+
+@dataclass(frozen=True, slots=True)
 class Flow:
     name: str
     title: str
     provider: str
     upstream: str
-    authorize_url: str
+    authorize_url: str | None  # None: a device-code-only login
     token_url: str
     token_format: str  # json | form
     refresh_format: str
@@ -88,8 +102,11 @@ class Flow:
     refresh_params: Mapping[str, str] = field(default_factory=dict)  # extra fields of a refresh request
     exchange_url: str | None = None  # a login token is exchanged here for what requests carry (an editor's Copilot)
     quota_url: str | None = None  # where the login's plan quotas are read, as windows (Copilot)
+    device: Device | None = None  # the device-code variant, when the login has one
 
     def authorize_link(self, redirect_uri: str, state: str, challenge: str) -> str:
+        if self.authorize_url is None:
+            raise ValueError(f"{self.name} logs in by device code only")
         params = {"response_type": "code", "client_id": self.client_id, "redirect_uri": redirect_uri,
                   "scope": " ".join(self.scopes), "code_challenge": challenge, "code_challenge_method": "S256",
                   "state": state, **self.authorize_params}

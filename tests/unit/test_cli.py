@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from extproc.auth.terminal import accounts_table
 from extproc.cli import main
+from extproc.config import load_settings
 from extproc.config.data import builtin_flow_data
 
 GATEWAY = """\
@@ -59,4 +61,15 @@ def test_auth_login_help_describes_each_login(capsys: pytest.CaptureFixture[str]
     assert done.value.code == 0
     for name, flow in builtin_flow_data().items():
         (line,) = [line for line in out.splitlines() if line.split()[:1] == [name]]
+        if not flow.get("authorize_url"):  # a login by device code only
+            assert flow["title"] in line and "code entered on its page" in line and "--device" not in line
+            continue
         assert flow["title"] in line and ("browser" in line or "paste" in line)
+        assert ("--device" in line) == ("device" in flow), line
+
+
+def test_auth_list_without_accounts_names_the_configured_logins() -> None:
+    flows = load_settings(None).flows
+    hint = accounts_table([], flows)
+    assert hint.startswith("no accounts: log in with `extproc auth login <")
+    assert hint.split("<", 1)[1].split(">", 1)[0].split("|") == list(flows)

@@ -7,7 +7,7 @@ from grpc_health.v1 import health as grpc_health
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from extproc.auth.accounts import AccountManager
-from extproc.control.auth import AuthService
+from extproc.control.auth import AuthService, device_secret
 from extproc.control.models import ModelsService
 from extproc.core.settings import Settings
 from extproc.edge import access_log, ext_proc
@@ -28,7 +28,7 @@ async def start_server(settings: Settings, gateway: Gateway, accounts: AccountMa
     access_log.add_to_server(server, gateway, settings.processor_token)
     models_pb2_grpc.add_ModelsServicer_to_server(ModelsService(gateway.runtime), server)  # type: ignore[no-untyped-call]
     auth_pb2_grpc.add_AuthServicer_to_server(  # type: ignore[no-untyped-call]
-        AuthService(accounts, settings.admin_token), server)
+        AuthService(accounts, settings.admin_token, device_secret(settings)), server)
     health = grpc_health.HealthServicer()  # the standard gRPC health service: probes and load balancers
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     for service in ("", "envoy.service.ext_proc.v3.ExternalProcessor", "extproc.v1.Models", "extproc.v1.Auth"):

@@ -5,26 +5,38 @@ from __future__ import annotations
 import hmac
 import html
 import logging
+import secrets
+import time
 from typing import NoReturn
 
 import grpc
 from google.api import httpbody_pb2
 
+from extproc.auth import device
 from extproc.auth.accounts import AccountManager, LoginError, split_pasted
 from extproc.auth.pkce import STATE_TTL, LoginExpired
 from extproc.auth.store import Account, StoreError
 from extproc.control.windows import rfc3339, window_messages
 from extproc.core.errors import CredentialUnavailable
+from extproc.core.settings import Settings
 from extproc.v1 import auth_pb2 as pb
 from extproc.v1 import auth_pb2_grpc as pb_grpc
 
 log = logging.getLogger("extproc.auth")
 
 
+def device_secret(settings: Settings) -> str | None:
+    """What seals a device login's poll id: a secret every process that may take the next poll shares and API
+    clients never see. Replicas share state.redis.key; the workers of one gateway its processor token."""
+    return settings.state_key or settings.processor_token
+
+
 class AuthService(pb_grpc.AuthServicer):
-    def __init__(self, manager: AccountManager, admin_token: str | None) -> None:
+    def __init__(self, manager: AccountManager, admin_token: str | None, device_secret: str | None = None) -> None:
         self._manager = manager
         self._admin_token = admin_token
+        # Without a shared secret (one `extproc serve` without processor.token) only this process can open its ids.
+        self._sealer = device.Sealer(device_secret or secrets.token_urlsafe(32))
 
     async def StartLogin(self, request: pb.StartLoginRequest, context: grpc.aio.ServicerContext  # noqa: N802
                          ) -> pb.StartLoginResponse:
@@ -50,6 +62,42 @@ class AuthService(pb_grpc.AuthServicer):
             log.warning("auth api: %s login not finished: %s", request.login, exc)
             await _abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(exc))
         return self._message(account)
+
+    async def StartDeviceLogin(self, request: pb.StartDeviceLoginRequest,  # noqa: N802
+                               context: grpc.aio.ServicerContext) -> pb.DeviceLogin:
+        await self._admin(context)
+        try:
+            code = await self._manager.start_device_login(request.login)
+        except LoginError as exc:
+            log.warning("auth api: %s device login not started: %s", request.login, exc)
+            await _abort(context, grpc.StatusCode.FAILED_PRECONDITION if request.login in self._manager.flows
+                         else grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        log.info("auth api: %s device login started", request.login)
+        return pb.DeviceLogin(verification_uri=code.verification_uri, user_code=code.user_code,
+                              expires_in=device.whole_seconds(code.expires_at - time.time()),
+                              interval=device.whole_seconds(code.interval), id=self._sealer.seal(code))
+
+    async def PollDeviceLogin(self, request: pb.PollDeviceLoginRequest,  # noqa: N802
+                              context: grpc.aio.ServicerContext) -> pb.DeviceLoginStatus:
+        await self._admin(context)
+        try:
+            code = self._sealer.open(request.id, request.login)
+            result = await self._manager.poll_device_login(code)
+        except device.HandleRefused as exc:
+            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except LoginError as exc:
+            log.warning("auth api: %s device login failed: %s", request.login, exc)
+            await _abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+        if isinstance(result, device.Ended):
+            log.warning("auth api: %s device login ended: %s", request.login, result.reason)
+            await _abort(context, grpc.StatusCode.FAILED_PRECONDITION, result.message)
+        if isinstance(result, device.Waiting):
+            if result.trouble:
+                log.warning("auth api: %s device login: %s; the client polls again", request.login, result.trouble)
+            code = device.waited(code, result)
+            return pb.DeviceLoginStatus(pending=True, interval=device.whole_seconds(code.interval),
+                                        id=self._sealer.seal(code) if result.slowed else request.id)
+        return pb.DeviceLoginStatus(pending=False, account=self._message(result))
 
     async def Callback(self, request: pb.CallbackRequest, context: grpc.aio.ServicerContext  # noqa: N802
                        ) -> httpbody_pb2.HttpBody:

@@ -26,7 +26,7 @@ from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.api import httpbody_pb2 as google_dot_api_dot_httpbody__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x65xtproc/v1/auth.proto\x12\nextproc.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/api/httpbody.proto\"8\n\x11StartLoginRequest\x12\r\n\x05login\x18\x01 \x01(\t\x12\x14\n\x0credirect_uri\x18\x02 \x01(\t\"d\n\x12StartLoginResponse\x12\x15\n\rauthorize_url\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\x14\n\x0credirect_uri\x18\x03 \x01(\t\x12\x12\n\nexpires_in\x18\x04 \x01(\r\"P\n\x12\x46inishLoginRequest\x12\r\n\x05login\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t\x12\x0e\n\x06pasted\x18\x04 \x01(\t\"=\n\x0f\x43\x61llbackRequest\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\r\n\x05\x65rror\x18\x03 \x01(\t\"\x15\n\x13ListAccountsRequest\"\x1c\n\x0e\x41\x63\x63ountRequest\x12\n\n\x02id\x18\x01 \x01(\t\"(\n\x15RemoveAccountResponse\x12\x0f\n\x07removed\x18\x01 \x01(\x08\"\xb6\x02\n\x07\x41\x63\x63ount\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05login\x18\x02 \x01(\t\x12\x10\n\x08provider\x18\x03 \x01(\t\x12\x12\n\x05\x65mail\x18\x04 \x01(\tH\x00\x88\x01\x01\x12\x11\n\x04plan\x18\x05 \x01(\tH\x01\x88\x01\x01\x12\x17\n\nexpires_at\x18\x06 \x01(\tH\x02\x88\x01\x01\x12\x0e\n\x06status\x18\x07 \x01(\t\x12\x1a\n\rstatus_reason\x18\x08 \x01(\tH\x03\x88\x01\x01\x12#\n\x07windows\x18\t \x03(\x0b\x32\x12.extproc.v1.Window\x12\x17\n\nwindows_at\x18\n \x01(\tH\x04\x88\x01\x01\x12\x11\n\texhausted\x18\x0b \x01(\x08\x42\x08\n\x06_emailB\x07\n\x05_planB\r\n\x0b_expires_atB\x10\n\x0e_status_reasonB\r\n\x0b_windows_at\"J\n\x06Window\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04used\x18\x02 \x01(\x01\x12\x16\n\tresets_at\x18\x03 \x01(\tH\x00\x88\x01\x01\x42\x0c\n\n_resets_at\"4\n\x0b\x41\x63\x63ountList\x12%\n\x08\x61\x63\x63ounts\x18\x01 \x03(\x0b\x32\x13.extproc.v1.Account2\xee\x04\n\x04\x41uth\x12l\n\nStartLogin\x12\x1d.extproc.v1.StartLoginRequest\x1a\x1e.extproc.v1.StartLoginResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\"\x14/auth/logins/{login}:\x01*\x12j\n\x0b\x46inishLogin\x12\x1e.extproc.v1.FinishLoginRequest\x1a\x13.extproc.v1.Account\"&\x82\xd3\xe4\x93\x02 \"\x1b/auth/logins/{login}/finish:\x01*\x12U\n\x08\x43\x61llback\x12\x1b.extproc.v1.CallbackRequest\x1a\x14.google.api.HttpBody\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/auth/callback\x12`\n\x0cListAccounts\x12\x1f.extproc.v1.ListAccountsRequest\x1a\x17.extproc.v1.AccountList\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/auth/accounts\x12k\n\rRemoveAccount\x12\x1a.extproc.v1.AccountRequest\x1a!.extproc.v1.RemoveAccountResponse\"\x1b\x82\xd3\xe4\x93\x02\x15*\x13/auth/accounts/{id}\x12\x66\n\x0eRefreshAccount\x12\x1a.extproc.v1.AccountRequest\x1a\x13.extproc.v1.Account\"#\x82\xd3\xe4\x93\x02\x1d\"\x1b/auth/accounts/{id}/refreshb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x65xtproc/v1/auth.proto\x12\nextproc.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/api/httpbody.proto\"8\n\x11StartLoginRequest\x12\r\n\x05login\x18\x01 \x01(\t\x12\x14\n\x0credirect_uri\x18\x02 \x01(\t\"d\n\x12StartLoginResponse\x12\x15\n\rauthorize_url\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\x14\n\x0credirect_uri\x18\x03 \x01(\t\x12\x12\n\nexpires_in\x18\x04 \x01(\r\"P\n\x12\x46inishLoginRequest\x12\r\n\x05login\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t\x12\x0e\n\x06pasted\x18\x04 \x01(\t\"(\n\x17StartDeviceLoginRequest\x12\r\n\x05login\x18\x01 \x01(\t\"l\n\x0b\x44\x65viceLogin\x12\x18\n\x10verification_uri\x18\x01 \x01(\t\x12\x11\n\tuser_code\x18\x02 \x01(\t\x12\x12\n\nexpires_in\x18\x03 \x01(\r\x12\x10\n\x08interval\x18\x04 \x01(\r\x12\n\n\x02id\x18\x05 \x01(\t\"3\n\x16PollDeviceLoginRequest\x12\r\n\x05login\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\"h\n\x11\x44\x65viceLoginStatus\x12\x0f\n\x07pending\x18\x01 \x01(\x08\x12\x10\n\x08interval\x18\x02 \x01(\r\x12\n\n\x02id\x18\x03 \x01(\t\x12$\n\x07\x61\x63\x63ount\x18\x04 \x01(\x0b\x32\x13.extproc.v1.Account\"=\n\x0f\x43\x61llbackRequest\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\r\n\x05\x65rror\x18\x03 \x01(\t\"\x15\n\x13ListAccountsRequest\"\x1c\n\x0e\x41\x63\x63ountRequest\x12\n\n\x02id\x18\x01 \x01(\t\"(\n\x15RemoveAccountResponse\x12\x0f\n\x07removed\x18\x01 \x01(\x08\"\xb6\x02\n\x07\x41\x63\x63ount\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05login\x18\x02 \x01(\t\x12\x10\n\x08provider\x18\x03 \x01(\t\x12\x12\n\x05\x65mail\x18\x04 \x01(\tH\x00\x88\x01\x01\x12\x11\n\x04plan\x18\x05 \x01(\tH\x01\x88\x01\x01\x12\x17\n\nexpires_at\x18\x06 \x01(\tH\x02\x88\x01\x01\x12\x0e\n\x06status\x18\x07 \x01(\t\x12\x1a\n\rstatus_reason\x18\x08 \x01(\tH\x03\x88\x01\x01\x12#\n\x07windows\x18\t \x03(\x0b\x32\x12.extproc.v1.Window\x12\x17\n\nwindows_at\x18\n \x01(\tH\x04\x88\x01\x01\x12\x11\n\texhausted\x18\x0b \x01(\x08\x42\x08\n\x06_emailB\x07\n\x05_planB\r\n\x0b_expires_atB\x10\n\x0e_status_reasonB\r\n\x0b_windows_at\"J\n\x06Window\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04used\x18\x02 \x01(\x01\x12\x16\n\tresets_at\x18\x03 \x01(\tH\x00\x88\x01\x01\x42\x0c\n\n_resets_at\"4\n\x0b\x41\x63\x63ountList\x12%\n\x08\x61\x63\x63ounts\x18\x01 \x03(\x0b\x32\x13.extproc.v1.Account2\xec\x06\n\x04\x41uth\x12l\n\nStartLogin\x12\x1d.extproc.v1.StartLoginRequest\x1a\x1e.extproc.v1.StartLoginResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\"\x14/auth/logins/{login}:\x01*\x12j\n\x0b\x46inishLogin\x12\x1e.extproc.v1.FinishLoginRequest\x1a\x13.extproc.v1.Account\"&\x82\xd3\xe4\x93\x02 \"\x1b/auth/logins/{login}/finish:\x01*\x12x\n\x10StartDeviceLogin\x12#.extproc.v1.StartDeviceLoginRequest\x1a\x17.extproc.v1.DeviceLogin\"&\x82\xd3\xe4\x93\x02 \"\x1b/auth/logins/{login}/device:\x01*\x12\x81\x01\n\x0fPollDeviceLogin\x12\".extproc.v1.PollDeviceLoginRequest\x1a\x1d.extproc.v1.DeviceLoginStatus\"+\x82\xd3\xe4\x93\x02%\" /auth/logins/{login}/device/poll:\x01*\x12U\n\x08\x43\x61llback\x12\x1b.extproc.v1.CallbackRequest\x1a\x14.google.api.HttpBody\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/auth/callback\x12`\n\x0cListAccounts\x12\x1f.extproc.v1.ListAccountsRequest\x1a\x17.extproc.v1.AccountList\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/auth/accounts\x12k\n\rRemoveAccount\x12\x1a.extproc.v1.AccountRequest\x1a!.extproc.v1.RemoveAccountResponse\"\x1b\x82\xd3\xe4\x93\x02\x15*\x13/auth/accounts/{id}\x12\x66\n\x0eRefreshAccount\x12\x1a.extproc.v1.AccountRequest\x1a\x13.extproc.v1.Account\"#\x82\xd3\xe4\x93\x02\x1d\"\x1b/auth/accounts/{id}/refreshb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,6 +37,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_AUTH'].methods_by_name['StartLogin']._serialized_options = b'\202\323\344\223\002\031\"\024/auth/logins/{login}:\001*'
   _globals['_AUTH'].methods_by_name['FinishLogin']._loaded_options = None
   _globals['_AUTH'].methods_by_name['FinishLogin']._serialized_options = b'\202\323\344\223\002 \"\033/auth/logins/{login}/finish:\001*'
+  _globals['_AUTH'].methods_by_name['StartDeviceLogin']._loaded_options = None
+  _globals['_AUTH'].methods_by_name['StartDeviceLogin']._serialized_options = b'\202\323\344\223\002 \"\033/auth/logins/{login}/device:\001*'
+  _globals['_AUTH'].methods_by_name['PollDeviceLogin']._loaded_options = None
+  _globals['_AUTH'].methods_by_name['PollDeviceLogin']._serialized_options = b'\202\323\344\223\002%\" /auth/logins/{login}/device/poll:\001*'
   _globals['_AUTH'].methods_by_name['Callback']._loaded_options = None
   _globals['_AUTH'].methods_by_name['Callback']._serialized_options = b'\202\323\344\223\002\020\022\016/auth/callback'
   _globals['_AUTH'].methods_by_name['ListAccounts']._loaded_options = None
@@ -51,20 +55,28 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_STARTLOGINRESPONSE']._serialized_end=252
   _globals['_FINISHLOGINREQUEST']._serialized_start=254
   _globals['_FINISHLOGINREQUEST']._serialized_end=334
-  _globals['_CALLBACKREQUEST']._serialized_start=336
-  _globals['_CALLBACKREQUEST']._serialized_end=397
-  _globals['_LISTACCOUNTSREQUEST']._serialized_start=399
-  _globals['_LISTACCOUNTSREQUEST']._serialized_end=420
-  _globals['_ACCOUNTREQUEST']._serialized_start=422
-  _globals['_ACCOUNTREQUEST']._serialized_end=450
-  _globals['_REMOVEACCOUNTRESPONSE']._serialized_start=452
-  _globals['_REMOVEACCOUNTRESPONSE']._serialized_end=492
-  _globals['_ACCOUNT']._serialized_start=495
-  _globals['_ACCOUNT']._serialized_end=805
-  _globals['_WINDOW']._serialized_start=807
-  _globals['_WINDOW']._serialized_end=881
-  _globals['_ACCOUNTLIST']._serialized_start=883
-  _globals['_ACCOUNTLIST']._serialized_end=935
-  _globals['_AUTH']._serialized_start=938
-  _globals['_AUTH']._serialized_end=1560
+  _globals['_STARTDEVICELOGINREQUEST']._serialized_start=336
+  _globals['_STARTDEVICELOGINREQUEST']._serialized_end=376
+  _globals['_DEVICELOGIN']._serialized_start=378
+  _globals['_DEVICELOGIN']._serialized_end=486
+  _globals['_POLLDEVICELOGINREQUEST']._serialized_start=488
+  _globals['_POLLDEVICELOGINREQUEST']._serialized_end=539
+  _globals['_DEVICELOGINSTATUS']._serialized_start=541
+  _globals['_DEVICELOGINSTATUS']._serialized_end=645
+  _globals['_CALLBACKREQUEST']._serialized_start=647
+  _globals['_CALLBACKREQUEST']._serialized_end=708
+  _globals['_LISTACCOUNTSREQUEST']._serialized_start=710
+  _globals['_LISTACCOUNTSREQUEST']._serialized_end=731
+  _globals['_ACCOUNTREQUEST']._serialized_start=733
+  _globals['_ACCOUNTREQUEST']._serialized_end=761
+  _globals['_REMOVEACCOUNTRESPONSE']._serialized_start=763
+  _globals['_REMOVEACCOUNTRESPONSE']._serialized_end=803
+  _globals['_ACCOUNT']._serialized_start=806
+  _globals['_ACCOUNT']._serialized_end=1116
+  _globals['_WINDOW']._serialized_start=1118
+  _globals['_WINDOW']._serialized_end=1192
+  _globals['_ACCOUNTLIST']._serialized_start=1194
+  _globals['_ACCOUNTLIST']._serialized_end=1246
+  _globals['_AUTH']._serialized_start=1249
+  _globals['_AUTH']._serialized_end=2125
 # @@protoc_insertion_point(module_scope)

@@ -40,6 +40,46 @@ class FinishLoginRequest(_message.Message):
     pasted: str
     def __init__(self, login: _Optional[str] = ..., code: _Optional[str] = ..., state: _Optional[str] = ..., pasted: _Optional[str] = ...) -> None: ...
 
+class StartDeviceLoginRequest(_message.Message):
+    __slots__ = ("login",)
+    LOGIN_FIELD_NUMBER: _ClassVar[int]
+    login: str
+    def __init__(self, login: _Optional[str] = ...) -> None: ...
+
+class DeviceLogin(_message.Message):
+    __slots__ = ("verification_uri", "user_code", "expires_in", "interval", "id")
+    VERIFICATION_URI_FIELD_NUMBER: _ClassVar[int]
+    USER_CODE_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_IN_FIELD_NUMBER: _ClassVar[int]
+    INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    verification_uri: str
+    user_code: str
+    expires_in: int
+    interval: int
+    id: str
+    def __init__(self, verification_uri: _Optional[str] = ..., user_code: _Optional[str] = ..., expires_in: _Optional[int] = ..., interval: _Optional[int] = ..., id: _Optional[str] = ...) -> None: ...
+
+class PollDeviceLoginRequest(_message.Message):
+    __slots__ = ("login", "id")
+    LOGIN_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    login: str
+    id: str
+    def __init__(self, login: _Optional[str] = ..., id: _Optional[str] = ...) -> None: ...
+
+class DeviceLoginStatus(_message.Message):
+    __slots__ = ("pending", "interval", "id", "account")
+    PENDING_FIELD_NUMBER: _ClassVar[int]
+    INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    pending: bool
+    interval: int
+    id: str
+    account: Account
+    def __init__(self, pending: _Optional[bool] = ..., interval: _Optional[int] = ..., id: _Optional[str] = ..., account: _Optional[_Union[Account, _Mapping]] = ...) -> None: ...
+
 class CallbackRequest(_message.Message):
     __slots__ = ("code", "state", "error")
     CODE_FIELD_NUMBER: _ClassVar[int]

@@ -45,6 +45,16 @@ class AuthStub:
                 request_serializer=extproc_dot_v1_dot_auth__pb2.FinishLoginRequest.SerializeToString,
                 response_deserializer=extproc_dot_v1_dot_auth__pb2.Account.FromString,
                 _registered_method=True)
+        self.StartDeviceLogin = channel.unary_unary(
+                '/extproc.v1.Auth/StartDeviceLogin',
+                request_serializer=extproc_dot_v1_dot_auth__pb2.StartDeviceLoginRequest.SerializeToString,
+                response_deserializer=extproc_dot_v1_dot_auth__pb2.DeviceLogin.FromString,
+                _registered_method=True)
+        self.PollDeviceLogin = channel.unary_unary(
+                '/extproc.v1.Auth/PollDeviceLogin',
+                request_serializer=extproc_dot_v1_dot_auth__pb2.PollDeviceLoginRequest.SerializeToString,
+                response_deserializer=extproc_dot_v1_dot_auth__pb2.DeviceLoginStatus.FromString,
+                _registered_method=True)
         self.Callback = channel.unary_unary(
                 '/extproc.v1.Auth/Callback',
                 request_serializer=extproc_dot_v1_dot_auth__pb2.CallbackRequest.SerializeToString,
@@ -79,6 +89,22 @@ class AuthServicer:
 
     def FinishLogin(self, request, context):
         """Finish it with what the provider handed back: code and state, or what the user pasted.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StartDeviceLogin(self, request, context):
+        """Begin a device-code login (no browser or redirect on the gateway's side): the page to open on any device,
+        the code to enter there, and the id to poll with.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PollDeviceLogin(self, request, context):
+        """Whether the user has approved it: pending (poll again after `interval` seconds, with the `id` returned), or
+        done with the account. A denied or expired login is an error: start again.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -121,6 +147,16 @@ def add_AuthServicer_to_server(servicer, server):
                     servicer.FinishLogin,
                     request_deserializer=extproc_dot_v1_dot_auth__pb2.FinishLoginRequest.FromString,
                     response_serializer=extproc_dot_v1_dot_auth__pb2.Account.SerializeToString,
+            ),
+            'StartDeviceLogin': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartDeviceLogin,
+                    request_deserializer=extproc_dot_v1_dot_auth__pb2.StartDeviceLoginRequest.FromString,
+                    response_serializer=extproc_dot_v1_dot_auth__pb2.DeviceLogin.SerializeToString,
+            ),
+            'PollDeviceLogin': grpc.unary_unary_rpc_method_handler(
+                    servicer.PollDeviceLogin,
+                    request_deserializer=extproc_dot_v1_dot_auth__pb2.PollDeviceLoginRequest.FromString,
+                    response_serializer=extproc_dot_v1_dot_auth__pb2.DeviceLoginStatus.SerializeToString,
             ),
             'Callback': grpc.unary_unary_rpc_method_handler(
                     servicer.Callback,
@@ -197,6 +233,60 @@ class Auth:
             '/extproc.v1.Auth/FinishLogin',
             extproc_dot_v1_dot_auth__pb2.FinishLoginRequest.SerializeToString,
             extproc_dot_v1_dot_auth__pb2.Account.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartDeviceLogin(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/extproc.v1.Auth/StartDeviceLogin',
+            extproc_dot_v1_dot_auth__pb2.StartDeviceLoginRequest.SerializeToString,
+            extproc_dot_v1_dot_auth__pb2.DeviceLogin.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PollDeviceLogin(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/extproc.v1.Auth/PollDeviceLogin',
+            extproc_dot_v1_dot_auth__pb2.PollDeviceLoginRequest.SerializeToString,
+            extproc_dot_v1_dot_auth__pb2.DeviceLoginStatus.FromString,
             options,
             channel_credentials,
             insecure,

@@ -102,6 +102,11 @@ def fast_route(endpoint_name: str, model: str, registry: Registry, health: Healt
         return None  # a route sends one key: spreading requests over several is the full path's
     if any(translates(d) is not None for d in plain) or _ids(plain) != _ids(decisions):
         return None  # its failover would differ from the full path's for some request the route matches
+    for own in {c.only_client for cs in registry.credentials.values() for c in cs if c.only_client is not None}:
+        theirs = plan(RequestView(endpoint.api, model, endpoint=endpoint_name, system_head=own.system_starts),
+                      registry, health, now, 0, limit)
+        if _ids(theirs) != _ids(decisions):
+            return None  # that client's requests may also go on a login that serves it alone: the full path's
     view = RequestView(endpoint.api, model, endpoint=endpoint_name)
     forward = route_request(endpoint, ParsedRequest(view, {"model": model}, 0), decisions, secret, {},
                             health.remembers(first.credential.id, first.model.id), settings.failover, False)

@@ -156,6 +156,7 @@ class FakeOAuth:
         self.chatgpt_account_id = chatgpt_account_id
         self.project_id = project_id
         self.project_onboarded = False
+        self.unsupported_client = False  # Code Assist refuses personal accounts from this client (names no project)
         self.refresh_delay = refresh_delay
         self.clock = clock
         self.device_interval = device_interval
@@ -367,6 +368,8 @@ class FakeOAuth:
                 return _error(400, "invalid_grant", "client_id does not match the refresh token")
             if not self._client_secret_ok(params):
                 return _error(401, "invalid_client", "client authentication failed")
+            if grant.scope and not set(params.get("scope", "").split()) <= set(grant.scope.split()):  # RFC 6749 §6
+                return _error(400, "invalid_scope", "the requested scope exceeds the scope granted")
             grant.state = "used"
             return _json(200, self._mint(grant.client_id, grant.scope))
 
@@ -513,6 +516,13 @@ class FakeOAuth:
         if path == LOAD_CODE_ASSIST_PATH:
             with self._lock:
                 onboarded, project = self.project_onboarded, self.project_id
+            if self.unsupported_client and not _asks_for_project(body):  # a personal account, since 2026-06
+                return _json(200, {"allowedTiers": [{"id": "standard-tier", "isDefault": False}], "ineligibleTiers": [
+                    {"reasonCode": "UNSUPPORTED_CLIENT", "tierId": "free-tier", "tierName": "Gemini Code Assist for "
+                     "individuals", "reasonMessage": "This client is no longer supported for Gemini Code Assist for "
+                     "individuals."}]})
+            if self.unsupported_client:  # a licensed account naming its project
+                return _json(200, {"cloudaicompanionProject": project, "currentTier": {"id": "standard-tier"}})
             if onboarded:
                 return _json(200, {"cloudaicompanionProject": project, "currentTier": {"id": "free-tier"}})
             return _json(200, {"allowedTiers": [{"id": "free-tier", "isDefault": True}]})
@@ -520,6 +530,14 @@ class FakeOAuth:
             self.project_onboarded = True
             project = self.project_id
         return _json(200, {"done": True, "response": {"cloudaicompanionProject": {"id": project}}})
+
+
+def _asks_for_project(body: bytes) -> bool:
+    try:
+        doc = json.loads(body) if body else {}
+    except ValueError:
+        return False
+    return isinstance(doc, dict) and bool(doc.get("cloudaicompanionProject"))
 
 
 def _params(content_type: str, body: bytes) -> dict[str, str] | None:

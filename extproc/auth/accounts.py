@@ -67,7 +67,8 @@ def _rotated(account: Account, grant: Grant) -> Account:
     """The account with a refresh's new pair (a refresh token the grant does not rotate stays)."""
     return dataclasses.replace(account, access_token=grant.access_token,
                                refresh_token=grant.refresh_token or account.refresh_token,
-                               expires_at=grant.expires_at, status="active", status_reason=None)
+                               expires_at=grant.expires_at, scopes=grant.scope or account.scopes,
+                               status="active", status_reason=None)
 
 
 def login_credential(account: Account, flow: Flow) -> Credential:
@@ -77,7 +78,8 @@ def login_credential(account: Account, flow: Flow) -> Credential:
         headers[flow.use.account_header] = account.account_id
     return Credential(id=account.id, provider=flow.provider, upstream=flow.upstream, account=account.id,
                       auth=flow.use.auth, headers=headers, merge_headers=flow.use.merge_headers,
-                      system_prefix=flow.use.system_prefix, project=account.project_id, windows=flow.use.windows)
+                      project=account.project_id, windows=flow.use.windows,
+                      only_client=flow.own_client if flow.other_clients == "refuse" else None)
 
 
 def split_pasted(pasted: str) -> tuple[str, str | None]:
@@ -117,6 +119,7 @@ class AccountManager:
         self._stamp: object = None
         self._saving: dict[str, asyncio.Task[None]] = {}  # accounts whose windows are being written
         self._unsaved: dict[str, tuple[Account, str | None]] = {}  # refreshed, not yet stored: (new, spent token)
+        self._project_sought: set[str] = set()  # Gemini logins whose Code Assist project was asked for at first use
         self._ahead_retry: dict[str, float] = {}  # accounts whose refresh ahead of expiry failed: when to try again
 
     # -- what the rest of the gateway sees
@@ -216,6 +219,34 @@ class AccountManager:
     # -- secrets for the request path (the gateway's SecretSource)
 
     async def secret(self, credential: Credential) -> str:
+        token = await self._secret(credential)
+        account = self._accounts.get(credential.account or "")
+        if account is not None and not account.project_id and account.id not in self._project_sought:
+            flow = self.flows.get(account.kind)
+            if flow is not None and flow.code_assist_url:
+                await self._seek_project(account, flow, token)
+        return token
+
+    async def _seek_project(self, account: Account, flow: Flow, token: str) -> None:
+        """A Gemini login without its Code Assist project (imported, or made before Google refused its tier):
+        asked for once at first use; an account Code Assist refuses is suspended with what the user can do."""
+        self._project_sought.add(account.id)
+        try:
+            project = await code_assist_project(self._http, flow, token)
+        except OAuthError as exc:
+            if exc.permanent:
+                raise await self._suspend(account, str(exc)) from None
+            log.warning("%s: no Code Assist project yet (%s)", account.id, exc)
+            return
+
+        def found(stored: Account) -> Account:
+            return dataclasses.replace(stored, project_id=project)
+
+        with contextlib.suppress(StoreError, KeyError):
+            self._adopt(await asyncio.to_thread(self.store.update, account.id, found), event=None)
+            self._changed()
+
+    async def _secret(self, credential: Credential) -> str:
         if credential.account is None:
             return credential.secret  # an API key
         account = self._accounts.get(credential.account)
@@ -334,7 +365,7 @@ class AccountManager:
         log.warning("account %s: the store is unreachable (%s); refreshing the token this process knows and "
                     "saving it when the store is back", account_id, why)
         try:
-            grant = await self._grant(flow, known.refresh_token)
+            grant = await self._grant(flow, known.refresh_token, known.scopes)
         except OAuthError as exc:
             raise CredentialUnavailable(str(exc), permanent=False) from None
         fresh = dataclasses.replace(_rotated(known, grant), updated_at=self._clock())
@@ -360,7 +391,7 @@ class AccountManager:
         if flow is None or not stored.refresh_token:
             raise await self._suspend(stored, "no refresh token: log in again")
         try:
-            grant = await self._grant(flow, stored.refresh_token)
+            grant = await self._grant(flow, stored.refresh_token, stored.scopes)
         except OAuthError as exc:
             if not exc.permanent:
                 raise CredentialUnavailable(str(exc), permanent=False) from None
@@ -386,11 +417,11 @@ class AccountManager:
         log.info("account %s refreshed", account_id)
         return grant.access_token
 
-    async def _grant(self, flow: Flow, refresh_token: str) -> Grant:
+    async def _grant(self, flow: Flow, refresh_token: str, scopes: str | None) -> Grant:
         """The token endpoint's answer to a refresh, counted by result in the metrics."""
         try:
             grant = await (exchange_token(self._http, flow, refresh_token) if flow.exchange_url  # Copilot's
-                           else refresh_grant(self._http, flow, refresh_token))
+                           else refresh_grant(self._http, flow, refresh_token, scopes))
         except OAuthError as exc:
             metrics.TOKEN_REFRESHES.labels("refused" if exc.permanent else "failed").inc()
             raise
@@ -476,6 +507,8 @@ class AccountManager:
                 account = dataclasses.replace(account, project_id=await code_assist_project(
                     self._http, flow, account.access_token))
             except OAuthError as exc:
+                if exc.permanent:  # Code Assist will not serve this account: importing it would only fail later
+                    raise LoginError(str(exc)) from None
                 log.warning("%s: no Code Assist project yet (%s); its requests fail until one is found",
                             account.id, exc)
         for existing in await asyncio.to_thread(self.store.load):

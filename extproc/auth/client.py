@@ -20,7 +20,8 @@ from extproc.auth.store import Account, new_account_id
 from extproc.core.flows import Flow
 
 _PERMANENT_ERRORS = frozenset({"invalid_grant", "invalid_client", "unauthorized_client", "refresh_token_reused",
-                               "refresh_token_expired", "refresh_token_invalidated", "invalid_token"})
+                               "refresh_token_expired", "refresh_token_invalidated", "invalid_token",
+                               "invalid_scope"})
 OPENAI_AUTH_CLAIM = "https://api.openai.com/auth"
 _CODE_ASSIST_METADATA = {"ideType": "IDE_UNSPECIFIED", "platform": "PLATFORM_UNSPECIFIED", "pluginType": "GEMINI"}
 
@@ -38,6 +39,7 @@ class Grant:
     expires_at: float | None
     id_token: str | None = field(default=None, repr=False)
     email: str | None = None
+    scope: str | None = None  # the scopes granted, space-separated, when the answer says
 
 
 async def exchange_code(http: httpx.AsyncClient, flow: Flow, code: str, verifier: str, redirect_uri: str,
@@ -49,9 +51,13 @@ async def exchange_code(http: httpx.AsyncClient, flow: Flow, code: str, verifier
     return await _token_call(http, flow, params, flow.token_format, "the code exchange")
 
 
-async def refresh_grant(http: httpx.AsyncClient, flow: Flow, refresh_token: str) -> Grant:
+async def refresh_grant(http: httpx.AsyncClient, flow: Flow, refresh_token: str, scopes: str | None = None) -> Grant:
+    """`scopes`: those the login was granted, asked for again where the flow does so (`refresh_scope`); without
+    them the refresh asks for none, which OAuth takes as the scopes granted (RFC 6749 §6)."""
     params = {"grant_type": "refresh_token", "refresh_token": refresh_token, "client_id": flow.client_id,
               **flow.refresh_params}
+    if flow.refresh_scope and scopes:
+        params["scope"] = scopes
     return await _token_call(http, flow, params, flow.refresh_format, "the refresh")
 
 
@@ -69,8 +75,9 @@ async def _token_call(http: httpx.AsyncClient, flow: Flow, params: dict[str, str
     if response.status_code != 200:
         code = _error_code(doc)
         permanent = code in _PERMANENT_ERRORS  # anything else (a drifted endpoint, a 5xx) may pass
+        hint = ": the login was made under scopes the provider no longer grants" if code == "invalid_scope" else ""
         raise OAuthError(f"{flow.name}: the token endpoint refused {what} (HTTP {response.status_code}, "
-                         f"{code or 'no error code'})", permanent=permanent)
+                         f"{code or 'no error code'}){hint}", permanent=permanent)
     return grant_of(flow, doc, what)
 
 
@@ -86,7 +93,7 @@ def grant_of(flow: Flow, doc: dict[str, Any], what: str) -> Grant:
     return Grant(access_token=access, refresh_token=refresh if isinstance(refresh, str) else None,
                  expires_at=time.time() + expires_in if expires_in is not None else None,
                  id_token=doc.get("id_token") if isinstance(doc.get("id_token"), str) else None,
-                 email=email if isinstance(email, str) else None)
+                 email=email if isinstance(email, str) else None, scope=_text(doc.get("scope")))
 
 
 def _unreachable(url: str, exc: httpx.HTTPError) -> str:
@@ -157,7 +164,7 @@ async def new_account(http: httpx.AsyncClient, flow: Flow, grant: Grant) -> Acco
     claims = jwt_claims(grant.id_token)
     email = grant.email or _text(claims.get("email"))
     fields: dict[str, Any] = {"access_token": grant.access_token, "refresh_token": grant.refresh_token,
-                              "expires_at": grant.expires_at}
+                              "expires_at": grant.expires_at, "scopes": grant.scope}
     if flow.create_api_key_url:  # Console: the login's purpose is an API key; its tokens are not kept
         fields = {"api_key": await _create_api_key(http, flow, grant.access_token)}
     if flow.code_assist_url:  # Gemini CLI: the email and the Code Assist project
@@ -199,6 +206,9 @@ async def code_assist_project(http: httpx.AsyncClient, flow: Flow, access_token:
     project = _project_id(loaded.get("cloudaicompanionProject")) or flow.project
     if project:
         return project
+    refusal = code_assist_refusal(flow, loaded)
+    if refusal:
+        raise OAuthError(refusal, permanent=True)
     if loaded.get("currentTier"):  # a paid or Workspace tier: the project is the user's own to name
         raise OAuthError(f"{flow.name}: this account needs its Google Cloud project named: "
                          "set oauth.gemini.project in the config and log in again", permanent=False)
@@ -215,6 +225,18 @@ async def code_assist_project(http: httpx.AsyncClient, flow: Flow, access_token:
             break
         await asyncio.sleep(2)
     raise OAuthError(f"{flow.name}: Code Assist gave no project for this account", permanent=False)
+
+
+def code_assist_refusal(flow: Flow, loaded: dict[str, Any]) -> str | None:
+    """Why Code Assist will not serve this account, when loadCodeAssist lists its tier as ineligible for a reason
+    the flow's data explains (`refusals`): Google's words, then what the user can do."""
+    for tier in loaded.get("ineligibleTiers") or []:
+        code = tier.get("reasonCode") if isinstance(tier, dict) else None
+        if isinstance(code, str) and code in flow.refusals:
+            said = tier.get("reasonMessage")
+            google = f" (Google: {said.strip()})" if isinstance(said, str) and said.strip() else ""
+            return f"{flow.name}: Code Assist refuses this account: {code}{google}. {flow.refusals[code]}"
+    return None
 
 
 def _project_id(value: Any) -> str | None:

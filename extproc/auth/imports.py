@@ -72,8 +72,15 @@ def _claude(doc: dict[str, Any], where: str) -> dict[str, Any]:
         raise LoginFileError(f"{where} has no claudeAiOauth login (log in with Claude Code first)")
     expires = oauth.get("expiresAt")
     return {"access_token": _need(oauth, "accessToken", where), "refresh_token": _need(oauth, "refreshToken", where),
-            "plan": oauth.get("subscriptionType"),
+            "plan": oauth.get("subscriptionType"), "scopes": _scopes(oauth.get("scopes")),
             "expires_at": expires / 1000 if isinstance(expires, int | float) else None}
+
+
+def _scopes(value: Any) -> str | None:
+    """Claude Code keeps the login's scopes as a list: the refresh asks for them again."""
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return " ".join(value)
+    return None
 
 
 def _copilot(doc: dict[str, Any], where: str) -> dict[str, Any]:

@@ -40,6 +40,7 @@ class Account:
     api_key: str | None = field(default=None, repr=False)  # console: the API key created at login
     project_id: str | None = None  # gemini: the Code Assist project
     account_id: str | None = None  # codex: the ChatGPT account id
+    scopes: str | None = None  # the scopes the login was granted (space-separated), when the provider said
     status: str = "active"  # active | suspended
     status_reason: str | None = None
     created_at: float = 0.0
@@ -49,7 +50,7 @@ class Account:
 
 
 _STRINGS = frozenset({"email", "plan", "access_token", "refresh_token", "api_key", "project_id", "account_id",
-                      "status_reason"})
+                      "status_reason", "scopes"})
 _NUMBERS = frozenset({"expires_at", "created_at", "updated_at", "windows_at"})
 _FIELDS = tuple(f.name for f in fields(Account))
 

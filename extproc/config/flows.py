@@ -9,13 +9,24 @@ from extproc.config.data import builtin_flow_data
 from extproc.config.problems import keep, report
 from extproc.config.values import mapping, positive_number, reject_unknown, string, string_list
 from extproc.core.errors import ConfigError
-from extproc.core.flows import DEVICE_STYLES, Credits, Device, Flow, Usage, WindowEvent, WindowLimit, Windows
+from extproc.core.flows import (
+    DEVICE_STYLES,
+    Credits,
+    Device,
+    Flow,
+    OwnClient,
+    Usage,
+    WindowEvent,
+    WindowLimit,
+    Windows,
+)
 from extproc.core.providers import AuthStyle
 
 FLOW_KEYS = {"title", "provider", "upstream", "authorize_url", "token_url", "token_format", "refresh_format",
              "client_id", "client_secret", "scopes", "authorize_params", "refresh_params", "redirect",
-             "create_api_key_url", "userinfo_url", "code_assist_url", "project", "use", "exchange_url", "quota_url",
-             "device"}
+             "create_api_key_url", "userinfo_url", "code_assist_url", "project", "use", "device",
+             "refresh_scope", "own_client", "other_clients", "exchange_url", "quota_url"}
+OTHER_CLIENTS = ("refuse", "send")
 DEVICE_KEYS = {"style", "code_url", "poll_url", "verify_url", "redirect_uri"}
 
 
@@ -128,6 +139,13 @@ def _flow(name: str, data: Mapping[str, Any], providers: Collection[str]) -> Flo
     except ValueError:
         raise ConfigError(f"{key}.use.auth: expected one of {', '.join(s.value for s in AuthStyle)}") from None
     port = redirect.get("loopback_port")
+    other = data.get("other_clients", "send")
+    if other not in OTHER_CLIENTS:
+        raise ConfigError(f"{key}.other_clients: expected refuse (the login serves its own client's requests "
+                          "only) or send (other clients' requests go on it as they are)")
+    if data.get("refresh_scope") not in ("granted", None):
+        raise ConfigError(f"{key}.refresh_scope: expected granted (a refresh asks for the scopes the login got) "
+                          "or null")
     return Flow(
         name=name, title=str(data.get("title", name)), provider=data["provider"], upstream=data["upstream"],
         authorize_url=data.get("authorize_url") or None, token_url=data["token_url"],
@@ -137,7 +155,7 @@ def _flow(name: str, data: Mapping[str, Any], providers: Collection[str]) -> Flo
         authorize_params={str(k): str(v) for k, v in (data.get("authorize_params") or {}).items()},
         use=Usage(auth=auth, headers={k.lower(): str(v) for k, v in (use.get("headers") or {}).items()},
                   merge_headers={k.lower(): str(v) for k, v in (use.get("merge_headers") or {}).items()},
-                  system_prefix=use.get("system_prefix"), account_header=use.get("account_header"),
+                  account_header=use.get("account_header"),
                   windows=_windows(use.get("windows"), f"{key}.use.windows")),
         hosted_redirect=redirect.get("hosted"),
         loopback_port=int(port) if port is not None else None,
@@ -145,6 +163,18 @@ def _flow(name: str, data: Mapping[str, Any], providers: Collection[str]) -> Flo
         create_api_key_url=data.get("create_api_key_url"), userinfo_url=data.get("userinfo_url"),
         code_assist_url=data.get("code_assist_url"), project=data.get("project") or None,
         refresh_params={str(k): str(v) for k, v in (data.get("refresh_params") or {}).items()},
+        refusals={str(k): str(v) for k, v in mapping(data.get("refusals") or {}, f"{key}.refusals").items()},
+        device=device, refresh_scope=data.get("refresh_scope") == "granted",
+        own_client=_own_client(data.get("own_client"), key), other_clients=other,
         exchange_url=data.get("exchange_url") or None, quota_url=data.get("quota_url") or None,
-        device=device,
     )
+
+
+def _own_client(raw: Any, key: str) -> OwnClient | None:
+    if raw is None:
+        return None
+    section = mapping(raw, f"{key}.own_client")
+    reject_unknown(section, f"{key}.own_client", {"name", "system_starts"})
+    return OwnClient(string(section.get("name"), f"{key}.own_client.name"),
+                     string(section.get("system_starts"), f"{key}.own_client.system_starts"),
+                     f"{key}.other_clients")

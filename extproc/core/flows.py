@@ -52,13 +52,22 @@ class Windows:
 
 
 @dataclass(frozen=True, slots=True)
+class OwnClient:
+    """The one client whose requests a login serves: a subscription its vendor serves to its own client only
+    (Claude Pro/Max to Claude Code), known by how that client's system prompt starts (its billing block)."""
+
+    name: str  # as errors and docs name it: Claude Code
+    system_starts: str  # its requests' first system text starts with this
+    setting: str  # the config key that lets other clients' requests use the login (named in errors)
+
+
+@dataclass(frozen=True, slots=True)
 class Usage:
     """How a request carries a login."""
 
     auth: AuthStyle
     headers: Mapping[str, str] = field(default_factory=dict)  # set when the client did not send them
     merge_headers: Mapping[str, str] = field(default_factory=dict)  # joined with the client's values
-    system_prefix: str | None = None
     account_header: str | None = None  # carries Account.account_id
     windows: Windows | None = None  # the subscription's usage windows, read from its answers
 
@@ -99,10 +108,14 @@ class Flow:
     userinfo_url: str | None = None
     code_assist_url: str | None = None
     project: str | None = None  # Code Assist: a Google Cloud project for accounts whose tier needs one
+    refusals: Mapping[str, str] = field(default_factory=dict)  # Code Assist: an ineligible tier's reason → what to do
     refresh_params: Mapping[str, str] = field(default_factory=dict)  # extra fields of a refresh request
+    refresh_scope: bool = False  # a refresh asks for the scopes the login was granted (when known)
+    own_client: OwnClient | None = None  # the client whose requests alone the login serves (unless other_clients)
+    other_clients: str = "send"  # refuse: the login is no candidate for another client's request | send
+    device: Device | None = None  # the device-code variant, when the login has one
     exchange_url: str | None = None  # a login token is exchanged here for what requests carry (an editor's Copilot)
     quota_url: str | None = None  # where the login's plan quotas are read, as windows (Copilot)
-    device: Device | None = None  # the device-code variant, when the login has one
 
     def authorize_link(self, redirect_uri: str, state: str, challenge: str) -> str:
         if self.authorize_url is None:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from extproc.core.catalog import ModelSpec
 from extproc.core.errors import ClientError
+from extproc.core.flows import OwnClient
 from extproc.core.health import Block, HealthView
 from extproc.core.providers import Api, ProviderSpec
 from extproc.core.registry import Registry
@@ -38,6 +39,7 @@ class RequestView:
     max_output_tokens: int | None = None
     endpoint: str = "chat"  # the client endpoint (chat, responses, embeddings, messages, …); set by Endpoint.read
     same_provider: bool = False  # state lives at the provider (previous_response_id): no cross-provider fallback
+    system_head: str = ""  # how the request's system prompt starts (a login that serves one client reads it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,6 +239,12 @@ def _reachable(model: ModelSpec, req: RequestView, registry: Registry) -> bool:
     return any(takes(registry.providers[c.route], model, req) for c in registry.credentials_for(model))
 
 
+def _not_for_client(own: OwnClient) -> str:
+    return (f"the subscription login that serves it takes {own.name}'s own requests only; send it from {own.name}, "
+            f"add an API key, or set `{own.setting}: send` to send other clients' requests on the login as they "
+            "are (the vendor may bill them as extra usage)")
+
+
 def _price_distance(model: ModelSpec, primary: ModelSpec) -> float:
     """How far apart two models sit in price tier (log scale), a proxy for comparable quality."""
     return abs(math.log1p(model.blended_price) - math.log1p(primary.blended_price))
@@ -251,6 +259,10 @@ def _usable(model: ModelSpec, req: RequestView, registry: Registry, health: Heal
     for cred in registry.credentials_for(model):
         if not takes(registry.providers[cred.route], model, req):
             continue  # e.g. a Codex login serves OpenAI models through the Responses API only (untranslated)
+        own = cred.only_client
+        if own is not None and not req.system_head.startswith(own.system_starts):
+            blocks.append(Block("client", math.inf, _not_for_client(own)))
+            continue  # a Claude Pro/Max login, asked by another client (the operator did not allow it)
         block = health.blocked(cred.id, model.id, now, req.endpoint)
         if block is None:
             usable.append(cred)
@@ -269,6 +281,11 @@ def _usable(model: ModelSpec, req: RequestView, registry: Registry, health: Heal
 def _unavailable(req: RequestView, primary: ModelSpec, registry: Registry, blocks: Iterable[Block],
                  now: float) -> ClientError:
     blocks = list(blocks)
+    refused = [b for b in blocks if b.kind == "client"]
+    blocks = [b for b in blocks if b.kind != "client"]
+    if refused and not blocks:
+        return ClientError(403, "login_not_for_client", f"The model '{req.model}' cannot serve this request: "
+                           f"{refused[0].reason}.", retryable=False)
     # Say which: a fallback the config names that cannot take this request, or none named at all.
     stand_in = "no fallback can take the request" if registry.strategy != "none" or _chain(req, primary, registry) \
         else "the config names no fallback for it"

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 
 from extproc.core.catalog import ModelSpec
 from extproc.core.clients import ClientPolicy
-from extproc.core.flows import Flow, Windows
+from extproc.core.flows import Flow, OwnClient, Windows
 from extproc.core.providers import AuthStyle, ProviderSpec
 
 DEFAULT_CA_FILE = "/etc/ssl/certs/ca-certificates.crt"
@@ -38,7 +38,7 @@ class Credential:
     auth: AuthStyle | None = None  # overrides the upstream's auth style
     headers: Mapping[str, str] = field(default_factory=dict)  # set when the client did not send them
     merge_headers: Mapping[str, str] = field(default_factory=dict)  # comma-joined with the client's values
-    system_prefix: str | None = None  # text the provider requires first in an Anthropic system prompt
+    only_client: OwnClient | None = None  # a login that serves this client's requests only
     project: str | None = None  # Code Assist project of a Gemini login
     windows: Windows | None = None  # a subscription's usage windows, reported on its answers
 

@@ -24,4 +24,18 @@ def read_messages(doc: JsonObject, _: re.Match[str]) -> RequestView:
         needs.add("reasoning")
     if doc.get("output_format") or (isinstance(doc.get("output_config"), dict) and doc["output_config"].get("format")):
         needs.add("structured_output")
-    return RequestView(Api.ANTHROPIC, model, "chat", frozenset(needs), tokens, positive_int(doc, "max_tokens"))
+    return RequestView(Api.ANTHROPIC, model, "chat", frozenset(needs), tokens, positive_int(doc, "max_tokens"),
+                       system_head=system_head(doc.get("system")))
+
+
+SYSTEM_HEAD = 80  # characters of the system prompt's start that resolution may compare (a client's mark)
+
+
+def system_head(system: object) -> str:
+    """How the system prompt starts: its text, or its first block's (Claude Code's billing block comes first)."""
+    if isinstance(system, str):
+        return system[:SYSTEM_HEAD]
+    if isinstance(system, list) and system and isinstance(system[0], dict):
+        text = system[0].get("text")
+        return text[:SYSTEM_HEAD] if isinstance(text, str) else ""
+    return ""

@@ -67,11 +67,10 @@ def asks_without_usage(endpoint: Endpoint, doc: Mapping[str, Any]) -> bool:
 
 def selected(decision: Decision, streams: bool | None = None) -> tuple[Transform, ...]:
     """The transforms data selects for a decision: translation when its provider does not speak the client's
-    API (or only streams, and the request may not: `streams` None when that is not known yet), the login's
-    system prefix, the upstream's request shape."""
+    API (or only streams, and the request may not: `streams` None when that is not known yet), then the
+    upstream's request shape."""
     collects = decision.provider.stream_only and streams is not True
     names = (["translate"] if collects or translates(decision) else []) + \
-        (["system_prefix"] if decision.credential.system_prefix else []) + \
         (["drop_fields"] if decision.provider.drop_fields else []) + \
         ([decision.provider.transform] if decision.provider.transform else [])
     return tuple(TRANSFORMS[name] for name in names)
@@ -103,34 +102,6 @@ def translates(decision: Decision) -> tuple[Api, str] | None:
     if api is None or decision.provider.speaks(api, decision.endpoint, listed):
         return None
     return decision.provider.target(api, decision.endpoint, listed)
-
-
-# ---------------------------------------------------------------- system_prefix (Claude logins)
-
-def _system_prefix(out: Outgoing, endpoint: Endpoint, decision: Decision) -> None:
-    prefix = decision.credential.system_prefix
-    if prefix and (out.api or endpoint.api) is Api.ANTHROPIC and prepend_system(out.doc, prefix):
-        out.changed = True
-
-
-def prepend_system(doc: JsonObject, prefix: str) -> bool:
-    """Put `prefix` first in the system prompt (a login that requires it); True when the body changed."""
-    system = doc.get("system")
-    block = {"type": "text", "text": prefix}
-    if system is None or system == "":
-        doc["system"] = [block]
-    elif isinstance(system, str):
-        if system.startswith(prefix):
-            return False
-        doc["system"] = [block, {"type": "text", "text": system}]
-    elif isinstance(system, list):
-        first = system[0] if system else None
-        if isinstance(first, dict) and isinstance(first.get("text"), str) and first["text"].startswith(prefix):
-            return False
-        doc["system"] = [block, *system]
-    else:
-        return False  # not a shape Anthropic accepts: the provider will say so
-    return True
 
 
 # ---------------------------------------------------------------- codeassist (Gemini CLI logins)
@@ -234,7 +205,6 @@ def _translate(out: Outgoing, endpoint: Endpoint, decision: Decision) -> None:
 TRANSFORMS: Mapping[str, Transform] = {
     "translate": Transform(_translate, headers=(UPSTREAM_API_HEADER, REASON_HEADER, "accept-encoding"),
                            reshapes=True),
-    "system_prefix": Transform(_system_prefix),
     "codeassist": Transform(_codeassist_request, _codeassist_answer, ("accept-encoding",)),
     "drop_fields": Transform(_drop_fields),
     "codex": Transform(codex_request, refuses=codex_refusal),

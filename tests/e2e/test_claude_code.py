@@ -1,5 +1,6 @@
 """The real Claude Code (pinned in tests/clis, installed by make test) through the gateway: an OpenAI model
-serving it, tools and all, and an Anthropic 429 answered by an OpenAI model within the same request."""
+serving it, tools and all; an Anthropic 429 answered by an OpenAI model within the same request; and its own
+request reaching Anthropic as it sent it on a Claude Pro/Max login."""
 
 from __future__ import annotations
 
@@ -7,13 +8,16 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from extproc.config.data import builtin_flow_data
 from tests.conftest import Stack
+from tests.fake_oauth import FakeOAuth
 from tests.fakes import FakeProvider
 
 CLAUDE = Path(__file__).resolve().parents[2] / ".venv" / "clis" / "node_modules" / ".bin" / "claude"
@@ -100,3 +104,40 @@ def test_an_anthropic_429_is_answered_by_an_openai_model_within_the_same_claude_
     record = [r for r in stack.usage_records() if r.get("requested_model")][-1]
     assert (record["attempts"], record["served_model"], record["status"]) == (2, "oa-model", 200)
     assert record["route"] == "fallback:chain; translated messages->chat"
+
+
+def test_claude_codes_own_request_reaches_anthropic_on_a_claude_login_as_it_sent_it(
+        claude: Path, fakes: dict[str, FakeProvider], oauth: FakeOAuth,
+        make_stack: Callable[[dict[str, Any]], Stack], tmp_path: Path) -> None:
+    """On a Claude Pro/Max login (the default: it serves Claude Code's own requests only), the request Anthropic
+    receives is the one Claude Code sent: its billing block first, its betas and identity, its metadata; only the
+    credential changed (the login's bearer and Anthropic's OAuth beta instead of the client's key)."""
+    issued = oauth.issue_tokens(builtin_flow_data()["claude"]["client_id"])
+    store = tmp_path / "accounts.json"
+    store.write_text(json.dumps({"version": 1, "accounts": [{
+        "id": "claude-max", "kind": "claude", "email": "me@example.com", "plan": "max",
+        "access_token": issued["access_token"], "refresh_token": issued["refresh_token"],
+        "expires_at": time.time() + 8 * 3600}]}))
+    store.chmod(0o600)
+    stack = make_stack({"discovery": False, "strategy": "none", "auth": {"store": str(store)},
+                        "oauth": {"claude": {"token_url": f"{oauth.base_url}/v1/oauth/token"}},
+                        "providers": {"anthropic": {"base_url": fakes["anthropic"].base_url, "api_key": ""}}})
+    fakes["anthropic"].reset()
+    result = run_claude(claude, stack, tmp_path, "say hi", "claude-sonnet-5-5")
+    assert result["is_error"] is False and result["result"] == "hello from claude-sonnet-5-5"
+    asked = [r for r in fakes["anthropic"].requests if r.path.startswith("/v1/messages")
+             and not r.path.startswith("/v1/messages/count_tokens")]
+    assert asked, [r.path for r in fakes["anthropic"].requests]
+    for seen in asked:
+        body = seen.json()
+        system = body["system"]
+        assert system[0]["text"].startswith("x-anthropic-billing-header: cc_version="), system[0]  # first, as sent
+        assert isinstance(body["metadata"]["user_id"], str)  # Claude Code's own, untouched
+        betas = seen.headers["anthropic-beta"].split(",")
+        assert "claude-code-20250219" in betas and betas[-1] == "oauth-2025-04-20"  # its betas, then the login's
+        assert betas.count("oauth-2025-04-20") == 1
+        assert seen.headers["user-agent"].startswith("claude-cli/2.1.197") and seen.headers["x-app"] == "cli"
+        assert seen.headers["authorization"] == f"Bearer {issued['access_token']}"
+        assert "x-api-key" not in seen.headers and CLIENT_KEY not in json.dumps(seen.headers)
+    record = [r for r in stack.usage_records() if r.get("requested_model")][-1]
+    assert record["credential"] == "claude-max" and record["status"] == 200

@@ -19,8 +19,10 @@ import openai
 import pytest
 import yaml
 from google import genai
+from google.genai import errors as genai_errors
 from google.genai import types as genai_types
 
+from extproc.config import load_settings
 from tests import fakes as fakes_module
 from tests.conftest import SECRETS, Stack, provider_config
 from tests.fake_oauth import FakeOAuth
@@ -50,7 +52,9 @@ def login_config(fakes: dict[str, FakeProvider], upstreams: dict[str, FakeProvid
         "discovery": False,
         "auth": {"store": str(store), "refresh_skew": 0},
         "oauth": {
-            "claude": {"authorize_url": f"{base}/authorize", "token_url": f"{base}/v1/oauth/token", "redirect": hosted},
+            # These tests are about logins, not about who may use them: any client's request may go on Claude's.
+            "claude": {"authorize_url": f"{base}/authorize", "token_url": f"{base}/v1/oauth/token", "redirect": hosted,
+                       "other_clients": "send"},
             "console": {"authorize_url": f"{base}/authorize", "token_url": f"{base}/v1/oauth/token",
                         "redirect": hosted, "create_api_key_url": f"{base}/api/oauth/claude_cli/create_api_key"},
             "gemini": {"authorize_url": f"{base}/o/oauth2/v2/auth", "token_url": f"{base}/token",
@@ -103,31 +107,70 @@ def no_token_in(text: str, oauth: FakeOAuth) -> None:
     assert not leaked, "a token or key appeared in output"
 
 
-def test_claude_login_token_reaches_the_provider(
+BILLING = "x-anthropic-billing-header: cc_version=2.1.197.123; cc_entrypoint=sdk-cli;"
+CLAUDE_CODE_BETAS = "interleaved-thinking-2025-05-14,context-management-2025-06-27,claude-code-20250219"
+
+
+def claude_code_body(model: str) -> bytes:
+    """A request in Claude Code's shape, written as bytes with spacing of its own: the billing block first."""
+    return (b'{"model": "' + model.encode() + b'", "max_tokens": 10,\n "system": [{"type": "text", "text": "'
+            + BILLING.encode() + b'"}, {"type": "text", "text": "You are Claude Code."}],\n'
+            b' "metadata": {"user_id": "{\\"device_id\\":\\"d1\\",\\"session_id\\":\\"s1\\"}"},\n'
+            b' "messages": [{"role": "user", "content": "hi"}]}')
+
+
+def test_claude_login_serves_claude_codes_own_request_as_it_was_sent_and_no_other_clients(
         tmp_path: Path, fakes: dict[str, FakeProvider], upstreams: dict[str, FakeProvider], oauth: FakeOAuth,
         make_stack: Callable[[dict[str, Any]], Stack]) -> None:
     store = tmp_path / "accounts.json"
     config = login_config(fakes, upstreams, oauth, store)
+    config["oauth"]["claude"]["other_clients"] = "refuse"  # the default
     out = login_by_paste(write_config(tmp_path, config), "claude")
     assert out.startswith("logged in: claude-")
     authorize = oauth.authorize_requests[-1]
     assert authorize["code_challenge_method"] == "S256" and authorize["code"] == "true"
+    assert "user:sessions:claude_code" in authorize["scope"].split()  # the scopes Claude Code asks for today
     assert "code_verifier" not in authorize  # the verifier never goes to the browser
     assert oct(store.stat().st_mode & 0o777) == "0o600" and oct(store.parent.stat().st_mode & 0o777) == "0o700"
     no_token_in(out, oauth)
 
     stack = make_stack(config)
-    client = anthropic.Anthropic(base_url=stack.url, api_key="client-key", max_retries=0)
-    client.messages.create(model="claude-sonnet-5-5", max_tokens=10, messages=CHAT,  # type: ignore[arg-type]
-                           system="Be brief.", extra_headers={"anthropic-beta": "prompt-caching-2024-07-31"})
+    body = claude_code_body("claude-sonnet-5-5")
+    sent_headers = {"content-type": "application/json", "x-api-key": "client-key", "x-app": "cli",
+                    "anthropic-version": "2023-06-01", "anthropic-beta": CLAUDE_CODE_BETAS,
+                    "user-agent": "claude-cli/2.1.197 (external, sdk-cli)", "x-claude-code-session-id": "s1"}
+    answer = httpx.post(f"{stack.url}/v1/messages?beta=true", content=body, headers=sent_headers, timeout=30)
+    assert answer.status_code == 200, answer.text
     seen = fakes["anthropic"].wait_for(1)[0]
-    token = seen.headers["authorization"].removeprefix("Bearer ")
-    assert oauth.is_valid_access_token(token)
-    assert seen.headers["anthropic-beta"] == "prompt-caching-2024-07-31,oauth-2025-04-20"
-    assert seen.headers["anthropic-version"] == "2023-06-01" and "x-api-key" not in seen.headers
-    prefix = "You are Claude Code, Anthropic's official CLI for Claude."
-    assert seen.json()["system"] == [{"type": "text", "text": prefix}, {"type": "text", "text": "Be brief."}]
-    assert int(seen.headers["content-length"]) == len(seen.body)
+    assert seen.body == body and seen.path == "/v1/messages?beta=true"  # the body byte for byte, as sent
+    assert oauth.is_valid_access_token(seen.headers["authorization"].removeprefix("Bearer "))
+    assert "x-api-key" not in seen.headers  # the client's key never leaves
+    assert seen.headers["anthropic-beta"] == CLAUDE_CODE_BETAS + ",oauth-2025-04-20"  # its own, then the login's
+    for name in ("x-app", "user-agent", "x-claude-code-session-id", "anthropic-version"):
+        assert seen.headers[name] == sent_headers[name]
+
+    # Another client's request: the login is no candidate for it, and the client is told which setting to change
+    client = anthropic.Anthropic(base_url=stack.url, api_key="client-key", max_retries=0)
+    with pytest.raises(anthropic.PermissionDeniedError) as refused:
+        client.messages.create(model="claude-sonnet-5-5", max_tokens=10, messages=CHAT,  # type: ignore[arg-type]
+                               system="Be brief.")
+    assert refused.value.status_code == 403 and refused.value.body["error"]["type"] == "permission_error"  # type: ignore[index]
+    assert "oauth.claude.other_clients: send" in refused.value.message and "Claude Code" in refused.value.message
+    oa = openai.OpenAI(base_url=f"{stack.url}/v1", api_key="client-key", max_retries=0)
+    with pytest.raises(openai.PermissionDeniedError, match="oauth.claude.other_clients"):
+        oa.chat.completions.create(model="claude-sonnet-5-5", messages=CHAT)  # type: ignore[arg-type]
+    assert len(fakes["anthropic"].requests) == 1  # nothing more went upstream
+
+    # Anthropic's refusal to bill a request to the plan: the client hears it in its own envelope, the login stays
+    extra_usage = (b'{"type":"error","error":{"type":"invalid_request_error","message":"Third-party apps now draw '
+                   b'from your extra usage, not your plan limits. Add more at claude.ai/settings/usage and keep '
+                   b'going."}}')
+    fakes["anthropic"].script(400, {"content-type": "application/json"}, extra_usage)
+    again = httpx.post(f"{stack.url}/v1/messages", content=body, headers=sent_headers, timeout=30)
+    assert again.status_code == 400 and "extra usage" in again.json()["error"]["message"]
+    assert again.json()["type"] == "error"
+    served = httpx.post(f"{stack.url}/v1/messages", content=body, headers=sent_headers, timeout=30)
+    assert served.status_code == 200 and len(fakes["anthropic"].requests) == 3  # neither cooled nor suspended
     listed = cli(write_config(tmp_path, config), "list")
     assert "claude-" in listed.stdout and "active" in listed.stdout
     no_token_in(listed.stdout + stack.logs(), oauth)
@@ -214,6 +257,44 @@ def test_gemini_login_wraps_for_code_assist_and_unwraps_answers(
         model="gemini-3.8-flash", contents="hi"))
     assert streamed == "hello from gemini-3.8-flash"
     assert upstreams["codeassist"].wait_for(2)[1].path == "/v1internal:streamGenerateContent?alt=sse"
+
+
+def test_a_personal_google_account_code_assist_refuses_is_told_what_works_at_login_and_at_first_use(
+        tmp_path: Path, fakes: dict[str, FakeProvider], upstreams: dict[str, FakeProvider], oauth: FakeOAuth,
+        make_stack: Callable[[dict[str, Any]], Stack]) -> None:
+    store = tmp_path / "accounts.json"
+    config = login_config(fakes, upstreams, oauth, store)
+    oauth.unsupported_client = True
+    try:
+        browser = f"{sys.executable} {ROOT / 'tests' / 'browser.py'} %s"
+        refused = cli(write_config(tmp_path, config), "login", "gemini", env={"BROWSER": browser})
+        assert refused.returncode == 1 and "UNSUPPORTED_CLIENT" in refused.stderr
+        assert "Standard or Enterprise licence" in refused.stderr and "oauth.gemini.project" in refused.stderr
+        assert not store.exists() or "gemini-" not in store.read_text()  # nothing half made is kept
+
+        # A login kept from before (no project): its first use asks Code Assist, which refuses it the same way
+        issued = oauth.issue_tokens(load_settings(None).flows["gemini"].client_id)
+        store.write_text(json.dumps({"version": 1, "accounts": [{
+            "id": "gemini-old", "kind": "gemini", "email": "me@gmail.com", "access_token": issued["access_token"],
+            "refresh_token": issued["refresh_token"], "expires_at": time.time() + 3600}]}))
+        store.chmod(0o600)
+        stack = make_stack(config)
+        client = genai.Client(api_key="client-key",
+                              http_options=genai_types.HttpOptions(base_url=stack.url, api_version="v1beta"))
+        with pytest.raises(genai_errors.APIError) as first_use:
+            client.models.generate_content(model="gemini-3.8-flash", contents="hi")
+        said = str(first_use.value)
+        assert first_use.value.code == 503 and "UNSUPPORTED_CLIENT" in said and "oauth.gemini.project" in said
+        assert not upstreams["codeassist"].requests  # nothing went to Code Assist on the refused login
+        listed = cli(write_config(tmp_path, config), "list").stdout
+        assert "gemini-old" in listed and "suspended" in listed and "UNSUPPORTED_CLIENT" in listed
+
+        # A licensed account naming its project logs in and is served as before
+        config["oauth"]["gemini"]["project"] = "licensed-project"
+        out = login_by_browser(write_config(tmp_path, config), "gemini")
+        assert "\nlogged in: gemini-" in out
+    finally:
+        oauth.unsupported_client = False
 
 
 def test_console_login_creates_and_uses_an_api_key(

@@ -16,7 +16,7 @@ from extproc.auth.client import OAuthError, refresh_grant
 from extproc.auth.imports import LoginFileError, parse_login_file
 from extproc.auth.pkce import STATE_TTL, LoginExpired, PendingLogins, challenge_of, new_verifier
 from extproc.config import load_settings
-from extproc.formats.transforms import SseUnwrapper, prepend_system, unwrap_codeassist
+from extproc.formats.transforms import SseUnwrapper, unwrap_codeassist
 from extproc.forward import merge_header_values
 from tests.clock import Clock
 
@@ -80,17 +80,6 @@ def test_login_files_that_are_not_logins_are_refused_without_their_tokens(kind: 
 def test_not_json_is_refused() -> None:
     with pytest.raises(LoginFileError, match="is not JSON"):
         parse_login_file("claude", b"{oops", "/x.json")
-
-
-@pytest.mark.parametrize(("system", "expected"), [
-    (None, [{"type": "text", "text": "P"}]),
-    ("Be brief.", [{"type": "text", "text": "P"}, {"type": "text", "text": "Be brief."}]),
-    ([{"type": "text", "text": "S"}], [{"type": "text", "text": "P"}, {"type": "text", "text": "S"}]),
-])
-def test_system_prefix_goes_first(system: object, expected: list[dict[str, str]]) -> None:
-    doc = {} if system is None else {"system": system}
-    assert prepend_system(doc, "P") is True and doc["system"] == expected
-    assert prepend_system(doc, "P") is False  # never twice
 
 
 @pytest.mark.parametrize(("client", "ours", "merged"), [

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import orjson
 
 from extproc.attempts import Plan
 from extproc.config import parse_settings
+from extproc.core.flows import OwnClient
 from extproc.core.headers import ATTEMPT_HEADER, PLAN_HEADER, REASON_HEADER, ROUTE_HEADER
 from extproc.core.health import Health
 from extproc.core.providers import CLIENT_CREDENTIAL_HEADERS
+from extproc.core.registry import Registry
+from extproc.core.settings import Credential
 from extproc.fast_routes import AT, enabled, fast_route, rendered
 from extproc.runtime import Snapshot
 
@@ -100,3 +104,18 @@ def test_messages_go_fast_only_while_no_answer_to_an_anthropic_client_can_be_tra
     assert route_for("m-model", "messages", providers=providers, models=models, fallbacks={}) is None
     kept = route_for("m-model", "messages", providers=providers, models=models, fallbacks={}, translation=False)
     assert kept is not None and kept.headers["x-api-key"] == "k-m"
+
+
+def test_a_model_a_login_serves_for_one_clients_requests_alone_stays_on_the_full_path() -> None:
+    s = parse_settings({"discovery": False, "accounting": False, "strategy": "none", "providers": {
+        "an": {"base_url": "http://127.0.0.1:3", "apis": {"anthropic": "/v1"}, "auth": "x-api-key",
+               "api_key": "k-an"}}, "models": [{"id": "c-model", "provider": "an"}], "translation": False}, {})
+    own = OwnClient("Claude Code", "x-anthropic-billing-header:", "oauth.claude.other_clients")
+    login = Credential(id="claude-1", provider="an", account="claude-1", only_client=own)
+    keyed = Registry.build(s)
+    assert fast_route("messages", "c-model", keyed, Health(s.health), 1000.0, s) is not None
+    # Claude Code's requests may fail over to the login, other clients' may not: the route would treat both alike
+    both = Registry.build(s, (login,))
+    assert fast_route("messages", "c-model", both, Health(s.health), 1000.0, s) is None
+    elsewhere = Registry.build(s, (dataclasses.replace(login, provider="anthropic"),))  # serves other models
+    assert fast_route("messages", "c-model", elsewhere, Health(s.health), 1000.0, s) is not None

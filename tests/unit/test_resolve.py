@@ -6,10 +6,13 @@ import pytest
 
 from extproc.core.availability import availability
 from extproc.core.errors import ClientError
+from extproc.core.flows import OwnClient
 from extproc.core.health import Health
-from extproc.core.providers import Api
+from extproc.core.providers import Api, AuthStyle
 from extproc.core.registry import Registry
-from extproc.core.resolve import RequestView, fallback_candidates, resolve
+from extproc.core.resolve import RequestView, fallback_candidates, plan, resolve
+from extproc.core.settings import Credential
+from extproc.formats.anthropic import SYSTEM_HEAD, read_messages
 from tests.unit.helpers import model, provider, settings
 
 NOW = 1_000.0
@@ -467,3 +470,54 @@ def test_an_embedding_request_is_never_translated() -> None:
     err = w.error("embed", Api.GEMINI, endpoint="gemini", mode="embedding")
     assert (err.status, err.kind) == (400, "unsupported_api")
     assert chosen(w.resolve("chat", Api.GEMINI, endpoint="gemini")) == "alpha/chat"
+
+
+# ---------------------------------------------------------------- logins that serve one client's requests
+
+CLAUDE_CODE = OwnClient("Claude Code", "x-anthropic-billing-header:", "oauth.claude.other_clients")
+BILLING = "x-anthropic-billing-header: cc_version=2.1.197.123; cc_entrypoint=sdk-cli;"
+
+
+def login_world(*keys: str, own: OwnClient | None = CLAUDE_CODE) -> tuple[Registry, Health]:
+    s = settings(providers={"an": provider({"anthropic": "/v1"}, *keys, auth="x-api-key")},
+                 models=[model("cm", "an")])
+    login = Credential(id="claude-1", provider="an", account="claude-1", auth=AuthStyle.BEARER, only_client=own)
+    return Registry.build(s, (login,)), Health(s.health)
+
+
+def ask(registry: Registry, health: Health, system_head: str = "", limit: int = 3) -> list[str]:
+    view = RequestView(Api.ANTHROPIC, "cm", endpoint="messages", system_head=system_head)
+    return [d.credential.id for d in plan(view, registry, health, NOW, limit=limit)]
+
+
+def test_a_login_for_one_client_serves_that_clients_requests_only():
+    registry, health = login_world()
+    assert ask(registry, health, BILLING) == ["claude-1"]
+    with pytest.raises(ClientError) as refused:
+        ask(registry, health, "You are a helpful assistant.")
+    error = refused.value
+    assert (error.status, error.kind, error.retryable) == (403, "login_not_for_client", False)
+    assert "Claude Code" in error.message and "`oauth.claude.other_clients: send`" in error.message
+
+
+def test_another_clients_request_goes_to_the_keys_and_claude_codes_may_use_both():
+    registry, health = login_world("sk-an")
+    assert ask(registry, health, "Be brief.") == ["an:key1"]
+    assert ask(registry, health, BILLING) == ["an:key1", "claude-1"]
+
+
+def test_a_login_the_operator_opened_to_every_client_serves_any_request():
+    registry, health = login_world(own=None)
+    assert ask(registry, health, "") == ask(registry, health, BILLING) == ["claude-1"]
+
+
+@pytest.mark.parametrize(("system", "head"), [
+    ([{"type": "text", "text": BILLING}, {"type": "text", "text": "You are Claude Code."}], BILLING),
+    (BILLING + " and more" * 20, (BILLING + " and more" * 20)[:SYSTEM_HEAD]),
+    ([{"type": "text", "text": "You are Claude Code."}, {"type": "text", "text": BILLING}], "You are Claude Code."),
+    (None, ""), ([], ""), ([{"type": "image"}], ""), (7, ""),
+])
+def test_the_system_prompts_start_is_read_from_its_first_block(system: object, head: str):
+    doc: dict[str, Any] = {"model": "cm", "messages": []} if system is None else \
+        {"model": "cm", "messages": [], "system": system}
+    assert read_messages(doc, None).system_head == head  # type: ignore[arg-type]

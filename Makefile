@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml uv.lock $(UV)
 	$(UV) sync --frozen --extra test --quiet
 	touch $(STAMP)
 
-# The real coding CLIs the end-to-end tests drive (Claude Code), pinned in tests/clis, from the npm registry.
+# The real coding CLIs the end-to-end tests drive (Claude Code, Codex), pinned in tests/clis, from the npm registry.
 $(CLIS): tests/clis/package.json tests/clis/package-lock.json | $(STAMP)
 	@if command -v npm >/dev/null 2>&1; then \
 		mkdir -p $(VENV)/clis && cp tests/clis/package.json tests/clis/package-lock.json $(VENV)/clis/ && \

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from extproc.core.flows import WindowEvent, Windows
 
@@ -74,8 +75,8 @@ def _name(name: str, minutes: float | None) -> str:
 def event_headers(event: WindowEvent, payload: bytes) -> dict[str, str] | None:
     """The headers a stream event stands for (`event.fields`); None when the payload is not that event."""
     try:
-        doc = json.loads(payload)
-    except ValueError:
+        doc = orjson.loads(payload)
+    except orjson.JSONDecodeError:
         return None
     if not isinstance(doc, dict) or doc.get("type") != event.type:
         return None
@@ -91,32 +92,57 @@ def event_headers(event: WindowEvent, payload: bytes) -> dict[str, str] | None:
     return found
 
 
+# The longest unfinished line held back for the windows event: the event is far shorter, and a longer line (a whole
+# answer in response.completed) is passed over to its end rather than held and copied again with every chunk.
+_HELD = 64 * 1024
+
+
 class StreamWindows:
     """Reads a stream's windows event as the stream passes: one scan of each chunk for the event's type until it
     is found, nothing after. Only the last, unfinished line of a chunk is held back (an event split across
-    chunks); the stream itself is never changed."""
+    chunks), and no more than _HELD of it; the stream itself is never changed."""
 
     def __init__(self, spec: Windows, event: WindowEvent) -> None:
         self._spec, self._event = spec, event
-        self._marker = json.dumps(event.type).encode()
-        self._tail = b""
+        self._marker = orjson.dumps(event.type)
+        self._tail = bytearray()  # the start of the unfinished line
+        self._skipping = False  # the unfinished line outgrew _HELD: passed over up to its end
         self.done = False
 
     def feed(self, chunk: bytes) -> WindowState | None:
         if self.done:
             return None
-        data = self._tail + chunk if self._tail else chunk
-        cut = data.rfind(b"\n") + 1
-        whole, self._tail = data[:cut], data[cut:]
+        cut = chunk.rfind(b"\n") + 1
+        if not cut:
+            self._hold(chunk)
+            return None
+        whole = chunk[:cut]
+        if self._skipping:  # the rest of a line too long to be the event
+            whole, self._skipping = whole[whole.find(b"\n") + 1:], False
+        elif self._tail:
+            whole = bytes(self._tail) + whole
+        self._tail.clear()
+        self._hold(chunk[cut:])
         if self._marker not in whole:
             return None
         for line in whole.split(b"\n"):
             if line.startswith(b"data:") and self._marker in line:
                 headers = event_headers(self._event, line[5:].strip())
                 if headers is not None:
-                    self.done, self._tail = True, b""
+                    self.done = True
+                    self._tail.clear()
                     return read_windows(self._spec, headers)
         return None
+
+    def _hold(self, part: bytes) -> None:
+        """Keeps the start of an unfinished line, up to _HELD; past that, the line is let go."""
+        if self._skipping or not part:
+            return
+        if len(self._tail) + len(part) > _HELD:
+            self._tail.clear()
+            self._skipping = True
+        else:
+            self._tail += part
 
 
 def stream_windows(spec: Windows | None) -> StreamWindows | None:

@@ -3,6 +3,7 @@ goes last so traffic moves before the 429."""
 
 from __future__ import annotations
 
+import orjson
 import pytest
 
 from extproc.config import parse_settings
@@ -11,7 +12,7 @@ from extproc.core.providers import Api
 from extproc.core.registry import Registry
 from extproc.core.resolve import RequestView, plan
 from extproc.core.settings import Credential, HealthPolicy
-from extproc.core.windows import WindowLevel, WindowState, read_windows
+from extproc.core.windows import WindowLevel, WindowState, read_windows, stream_windows
 from extproc.learning import learn
 from extproc.runtime import Runtime
 from tests.clock import Clock
@@ -113,3 +114,26 @@ def test_rotate_at_is_validated():
     with pytest.raises(ConfigError, match="auth.rotate_at"):
         parse_settings({"auth": {"rotate_at": 2}}, {})
     assert parse_settings({"auth": {"rotate_at": 0.8}}, {}).rotate_at == 0.8
+
+
+def windows_event(primary: float, pad: int = 0) -> bytes:
+    """Codex's rate-limit event as a stream line, `pad` bytes longer than it needs to be."""
+    doc = {"type": "codex.rate_limits", "pad": "x" * pad,
+           "rate_limits": {"primary": {"used_percent": primary, "window_minutes": 300, "reset_at": T + 600}}}
+    return b"data: " + orjson.dumps(doc) + b"\n\n"
+
+
+def test_a_stream_line_too_long_to_be_the_event_is_passed_over_not_held():
+    """A line that outgrows what is held (64 KiB; a whole answer in one event, say) is let go to its end, even
+    coming in pieces with no line break: the stream's memory stays bounded, and the next line is read."""
+    assert CODEX is not None
+    reader = stream_windows(CODEX)
+    assert reader is not None
+    long_line = windows_event(90, pad=200_000)  # the event's type in it, but too long to be looked at
+    for start in range(0, len(long_line) - 2, 1000):  # its line break comes with the last piece
+        assert reader.feed(long_line[start:min(start + 1000, len(long_line) - 2)]) is None
+    assert reader.feed(b"\n\n" + windows_event(12)[:40]) is None
+    found = reader.feed(windows_event(12)[40:])
+    assert found is not None and [(lv.name, lv.utilization) for lv in found.levels] == [("5h", 0.12)]
+    whole = stream_windows(CODEX)  # one piece with its line break: the same line is read, at any length
+    assert whole is not None and whole.feed(long_line) is not None

@@ -29,7 +29,7 @@ from extproc.core.windows import WindowState
 from extproc.fast_routes import fast_candidate
 from extproc.formats import Endpoint, ParsedRequest, api_for_path, error_body, match_endpoint
 from extproc.formats.errors import error_headers
-from extproc.formats.transforms import asks_without_usage, counts_tokens, refusal, translates
+from extproc.formats.transforms import TRANSFORMS, asks_without_usage, counts_tokens, refusal, translates
 from extproc.forward import Forward, route_request
 from extproc.logs import logged_body
 from extproc.runtime import Runtime
@@ -84,6 +84,13 @@ class Reply:
 
 
 Action = Continue | Mutate | Reply
+
+
+def _may_refuse(decision: Decision) -> bool:
+    """Whether a candidate's upstream has a rule that refuses some requests: only a provider's own transform
+    has one (ChatGPT's backend), so every other candidate skips building its transforms to ask."""
+    name = decision.provider.transform
+    return name is not None and TRANSFORMS[name].refuses is not None
 
 
 def reject(api: Api, err: ClientError) -> Reply:
@@ -374,7 +381,7 @@ class Exchange:
         reasons: dict[str, str | None] = {}
         kept, refused = [], None
         for d in decisions:
-            if (why := refusal(d, endpoint, parsed.doc)) is not None:  # its upstream cannot take it as asked
+            if _may_refuse(d) and (why := refusal(d, endpoint, parsed.doc)) is not None:  # its upstream cannot take it
                 refused = refused or why
                 continue
             target = translates(d)

@@ -15,6 +15,7 @@ from extproc.core.settings import Credential
 from extproc.core.windows import WindowLevel, WindowState, event_headers, read_windows, stream_windows
 from extproc.exchange import Gateway, Mutate, Reply, StaticSecrets
 from extproc.formats.codex import LITE_HEADER, shape
+from extproc.formats.transforms import PROVIDER_TRANSFORMS, TRANSFORMS
 from extproc.runtime import Runtime
 from tests.clock import Clock
 from tests.unit.helpers import ASKS_FOR_THE_ANSWER, model, settings
@@ -183,3 +184,10 @@ def test_the_codex_clis_compact_shape_goes_without_instructions_as_it_was_sent(c
     first = route(codex, RESPONSES, doc, client)
     _, built = attempt(codex, first, 1, "cx", shared_headers(client, first), json.dumps(doc).encode())
     assert isinstance(built, Mutate) and built.body is None  # nothing to change: it goes as it came
+
+
+def test_only_a_providers_own_transform_refuses_requests():
+    """The exchange asks a candidate's transforms why they refuse a request only when its provider's transform
+    has such a rule (ChatGPT's backend): no other transform may have one."""
+    assert {name for name, t in TRANSFORMS.items() if t.refuses is not None} <= set(PROVIDER_TRANSFORMS)
+    assert TRANSFORMS["codex"].refuses is not None

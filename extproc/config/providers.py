@@ -29,7 +29,7 @@ from extproc.formats.transforms import PROVIDER_TRANSFORMS
 
 _PROVIDER_KEYS = {"base_url", "auth", "api_key", "api_keys", "api_key_env", "headers", "apis", "discovery", "probe",
                   "transform", "prefer", "model_prefixes", "rotation", "stream_usage", "stream_only",
-                  "translation", "drop_fields"}
+                  "translation", "drop_fields", "lite_header"}
 ROTATIONS = ("round-robin", "fill-first")
 _DISCOVERY_STYLES = ("openai", "anthropic", "gemini", "copilot")
 
@@ -167,7 +167,9 @@ def _provider(name: str, data: Mapping[str, Any], key: str, discovery: Discovery
                         stream_usage=boolean(data.get("stream_usage", True), f"{key}.stream_usage"),
                         stream_only=boolean(data.get("stream_only", False), f"{key}.stream_only"),
                         translation=boolean(data.get("translation", True), f"{key}.translation"),
-                        drop_fields=tuple(string_list(data.get("drop_fields") or [], f"{key}.drop_fields")))
+                        drop_fields=tuple(string_list(data.get("drop_fields") or [], f"{key}.drop_fields")),
+                        lite_header=string(data["lite_header"], f"{key}.lite_header").lower()
+                        if data.get("lite_header") else None)
 
 
 def _credentials(provider: str, data: Mapping[str, Any], key: str) -> list[Credential]:

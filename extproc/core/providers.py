@@ -117,6 +117,7 @@ class ProviderSpec:
     stream_only: bool = False  # answers streamed requests only: a whole answer is asked for streamed, and collected
     translation: bool = True  # a client of another API may be served here, translated (translation: false)
     drop_fields: tuple[str, ...] = ()  # body fields it refuses ("Unsupported parameter"): taken off every request
+    lite_header: str | None = None  # a client header whose `true` marks a body in the upstream's own compact shape
 
     @property
     def upstream(self) -> Upstream:

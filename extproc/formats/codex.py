@@ -20,13 +20,13 @@ if TYPE_CHECKING:  # transforms.py registers this module's steps
     from extproc.formats.transforms import Outgoing
 
 
-# The Codex CLI's own compact request shape (its system prompt and tools as developer items of `input`), which the
-# backend takes without `instructions`: such a request keeps the shape it was sent in.
-LITE_HEADER = "x-openai-internal-codex-responses-lite"
-
-
 def codex_request(out: Outgoing, endpoint: Endpoint, decision: Decision) -> None:
-    if shape(out.doc, lite=out.client_headers.get(LITE_HEADER, "").lower() == "true"):
+    """The backend's shape; a body the client marks (the provider's `lite_header`: true) as the Codex CLI's
+    compact shape, its system prompt and tools as developer items of `input`, keeps going without
+    `instructions`, as the backend takes it."""
+    marker = decision.provider.lite_header
+    lite = marker is not None and out.client_headers.get(marker, "").lower() == "true"
+    if shape(out.doc, lite=lite):
         out.changed = True
 
 

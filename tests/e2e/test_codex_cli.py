@@ -18,7 +18,6 @@ import openai
 import pytest
 
 from extproc.config import parse_settings
-from extproc.formats.codex import LITE_HEADER
 from tests import fakes as fakes_module
 from tests.conftest import Stack
 from tests.e2e.test_logins import cli, login_by_browser, login_config, no_token_in, write_config
@@ -29,7 +28,8 @@ from tests.waits import eventually
 CODEX = Path(__file__).resolve().parents[2] / ".venv" / "clis" / "node_modules" / ".bin" / "codex"
 CLIENT_KEY = "client-key-of-codex-cli"
 MODEL = "gpt-6-luna"
-REFUSED = parse_settings({}, {}).providers["chatgpt"].drop_fields
+CHATGPT = parse_settings({}, {}).providers["chatgpt"]
+REFUSED, LITE = CHATGPT.drop_fields, CHATGPT.lite_header or ""
 RESET = int(time.time()) + 3 * 3600
 
 
@@ -86,7 +86,7 @@ def held_to_the_rules(seen: Recorded, oauth: FakeOAuth) -> dict[str, Any]:
     assert seen.headers["chatgpt-account-id"] == "acct-fake-123"
     body = seen.json()
     assert not set(REFUSED) & set(body) and "previous_response_id" not in body, sorted(body)
-    lite = seen.headers.get(LITE_HEADER) == "true"
+    lite = seen.headers.get(LITE) == "true"
     assert ("instructions" not in body) if lite else isinstance(body["instructions"], str)
     assert body["store"] is False and body["stream"] is True
     return dict(body)
@@ -114,7 +114,7 @@ def test_codex_cli_runs_on_a_codex_login(codex: Path, stack: Stack, upstreams: d
     assert f"hello from {MODEL}" in done.stdout
     seen = upstreams["chatgpt"].wait_for(1)[0]
     body = held_to_the_rules(seen, oauth)
-    assert body["model"] == MODEL and seen.headers[LITE_HEADER] == "true"
+    assert body["model"] == MODEL and seen.headers[LITE] == "true"
     assert "instructions" not in body  # the CLI's compact shape: its system prompt is in `input`, as it sent it
     assert CLIENT_KEY not in json.dumps(seen.headers)  # the client's key never reaches the backend
     # The login's windows, named by their minutes: live in the model's detail, and kept with the account.

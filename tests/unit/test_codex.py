@@ -10,11 +10,12 @@ from typing import Any
 import pytest
 
 from extproc.config import parse_settings
+from extproc.core.errors import ConfigError
 from extproc.core.providers import AuthStyle
 from extproc.core.settings import Credential
 from extproc.core.windows import WindowLevel, WindowState, event_headers, read_windows, stream_windows
 from extproc.exchange import Gateway, Mutate, Reply, StaticSecrets
-from extproc.formats.codex import LITE_HEADER, shape
+from extproc.formats.codex import shape
 from extproc.formats.transforms import PROVIDER_TRANSFORMS, TRANSFORMS
 from extproc.runtime import Runtime
 from tests.clock import Clock
@@ -22,10 +23,12 @@ from tests.unit.helpers import ASKS_FOR_THE_ANSWER, model, settings
 from tests.unit.test_attempt import attempt, gateway_for, route, shared_headers
 
 RESPONSES, CHAT = "/v1/responses", "/v1/chat/completions"
-REFUSED = parse_settings({}, {}).providers["chatgpt"].drop_fields  # the built-in entry's list
+CHATGPT = parse_settings({}, {}).providers["chatgpt"]
+REFUSED, LITE = CHATGPT.drop_fields, CHATGPT.lite_header  # the built-in entry's facts
 CODEX_LIKE = {"base_url": "https://cx.example.com", "apis": {"openai": {"path": "/backend-api/codex",
                                                                          "endpoints": ["responses"]}},
-              "stream_only": True, "transform": "codex", "drop_fields": list(REFUSED), "api_key": "cx-key"}
+              "stream_only": True, "transform": "codex", "drop_fields": list(REFUSED), "lite_header": LITE,
+              "api_key": "cx-key"}
 
 
 @pytest.fixture
@@ -177,13 +180,33 @@ def test_a_stream_is_read_for_its_event_across_chunks_once_and_never_changed():
     assert stream_windows(parse_settings({}, {}).flows["claude"].use.windows) is None  # no event: nothing is read
 
 
-def test_the_codex_clis_compact_shape_goes_without_instructions_as_it_was_sent(codex):
-    client = {":method": "POST", ":path": RESPONSES, LITE_HEADER: "true"}
+def compact(gw: Gateway) -> bytes | None:
+    """What the backend gets for the Codex CLI's compact request (None: the body as the CLI sent it)."""
+    assert LITE is not None
+    client = {":method": "POST", ":path": RESPONSES, LITE: "true"}
     doc = {"model": "cx-model", "input": [{"role": "developer", "content": "the CLI's prompt"}], "stream": True,
            "store": False}
-    first = route(codex, RESPONSES, doc, client)
-    _, built = attempt(codex, first, 1, "cx", shared_headers(client, first), json.dumps(doc).encode())
-    assert isinstance(built, Mutate) and built.body is None  # nothing to change: it goes as it came
+    first = route(gw, RESPONSES, doc, client)
+    _, built = attempt(gw, first, 1, "cx", shared_headers(client, first), json.dumps(doc).encode())
+    assert isinstance(built, Mutate), built
+    return built.body
+
+
+def test_the_codex_clis_compact_shape_goes_without_instructions_as_it_was_sent(codex):
+    assert compact(codex) is None  # nothing to change: it goes as it came
+
+
+def test_the_compact_requests_header_is_the_providers_data(clock):
+    """The header's name is the provider's `lite_header`: configured off, the same request is held to the rules
+    of any other (instructions added); renamed, validated and lower-cased like any header name."""
+    off = gateway_for(clock, providers={"cx": {**CODEX_LIKE, "lite_header": None}},
+                      models=[model("cx-model", "cx")], strategy="none")
+    body = compact(off)
+    assert body is not None and json.loads(body)["instructions"] == ""
+    renamed = parse_settings({"providers": {"chatgpt": {"lite_header": "X-Compact"}}}, {})
+    assert renamed.providers["chatgpt"].lite_header == "x-compact"
+    with pytest.raises(ConfigError, match="providers.chatgpt.lite_header: expected a non-empty string"):
+        parse_settings({"providers": {"chatgpt": {"lite_header": 1}}}, {})
 
 
 def test_only_a_providers_own_transform_refuses_requests():

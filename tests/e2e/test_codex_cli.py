@@ -115,6 +115,7 @@ def test_codex_cli_runs_on_a_codex_login(codex: Path, stack: Stack, upstreams: d
     seen = upstreams["chatgpt"].wait_for(1)[0]
     body = held_to_the_rules(seen, oauth)
     assert body["model"] == MODEL and seen.headers[LITE] == "true"
+    assert seen.headers.get("originator", "").startswith("codex")  # the CLI's own, as it sent it
     assert "instructions" not in body  # the CLI's compact shape: its system prompt is in `input`, as it sent it
     assert CLIENT_KEY not in json.dumps(seen.headers)  # the client's key never reaches the backend
     # The login's windows, named by their minutes: live in the model's detail, and kept with the account.
@@ -132,8 +133,10 @@ def test_a_chat_client_on_a_codex_login_gets_whole_answers_and_its_sampling_neve
                                        messages=[{"role": "system", "content": "Be brief."},
                                                  {"role": "user", "content": "hi"}])
     assert whole.choices[0].message.content == f"hello from {MODEL}"
-    body = held_to_the_rules(upstreams["chatgpt"].wait_for(1)[0], oauth)
+    seen = upstreams["chatgpt"].wait_for(1)[0]
+    body = held_to_the_rules(seen, oauth)
     assert body["instructions"] == "Be brief." and body["input"][0]["role"] == "user"
+    assert "originator" not in seen.headers  # the gateway names no client it is not (the Codex CLI's identity)
     assert eventually(lambda: windows_of(stack) == {"5h": 0.55, "7d": 0.3} or None, "the collected stream's event")
     # A stream asked for: it passes the relay, which reads the event as the answer goes by.
     upstreams["chatgpt"].script(200, *answer(61, 33, headers=False))

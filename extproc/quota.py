@@ -1,10 +1,12 @@
 """Logins' plan quotas (Copilot's), read off the request path into their windows.
 
 Copilot's answers say nothing of the plan's monthly quotas; GitHub tells them at the flow's `quota_url`. Each
-login that has one is read as soon as this process knows it (a login, an import, a restart), then every
-QUOTA_EVERY seconds. What it says goes where an answer's windows go: health (a spent quota cools the login, a
-nearly spent one serves last), the account (`extproc auth list`, other replicas, a later start), the Models API
-and the metrics.
+login that has one is read as soon as the gateway knows it (a login, an import, a restart), then every
+QUOTA_EVERY seconds, by one worker of each replica (the runner starts the reader in worker 0 only); a login whose
+stored windows (the account store, which replicas share through state.redis) are newer than that is left to
+whoever read them. What it says goes where an answer's windows go: health (a spent quota cools the login, a nearly
+spent one serves last), the account (`extproc auth list`, other replicas, a later start), the Models API and the
+metrics.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from extproc.auth.client import OAuthError
 from extproc.auth.copilot import github_token, read_quota
 from extproc.auth.store import Account
 from extproc.core.flows import Flow
+from extproc.learning import learn_windows
 from extproc.runtime import Runtime
 
 log = logging.getLogger("extproc.auth")
@@ -36,14 +39,16 @@ class QuotaReader:
         self._read_at: dict[str, float] = {}  # account id → when its quota was last asked for
 
     async def read_due(self) -> None:
-        """Read every active login whose quota was never read, or not for QUOTA_EVERY."""
+        """Read every active login whose quota was never read, or not for QUOTA_EVERY (here, or by anyone whose
+        reading the account keeps)."""
         now = self._clock()
         due: list[tuple[Account, Flow]] = []
         for account in self._manager.accounts():
             flow = self._manager.flows.get(account.kind)
             if flow is None or flow.quota_url is None or account.status != "active":
                 continue
-            if now - self._read_at.get(account.id, -math.inf) >= QUOTA_EVERY:
+            last = max(self._read_at.get(account.id, -math.inf), account.windows_at or -math.inf)
+            if now - last >= QUOTA_EVERY:
                 self._read_at[account.id] = now  # a failure waits its turn too: no hammering GitHub
                 due.append((account, flow))
         await asyncio.gather(*(self._read(account, flow) for account, flow in due))
@@ -60,9 +65,7 @@ class QuotaReader:
             return
         if state is None:
             return  # every quota unlimited: nothing to show or to route by
-        credential = login_credential(account, flow)
-        self._manager.note_windows(credential, state)
-        self._runtime.health.window(credential.id, state, self._clock(), self._runtime.current.settings.rotate_at)
+        learn_windows(self._runtime, self._manager, login_credential(account, flow), state, "quota")
 
     async def run(self) -> None:
         while True:

@@ -112,10 +112,11 @@ class Processor:
 
 
 @contextlib.asynccontextmanager
-async def processor(settings: Settings, prepare: Callable[[Settings], Settings] = lambda s: s
-                    ) -> AsyncIterator[Processor]:
+async def processor(settings: Settings, prepare: Callable[[Settings], Settings] = lambda s: s,
+                    first: bool = True) -> AsyncIterator[Processor]:
     """The gRPC server with the gateway, its accounts and discovery running, for as long as the block runs;
-    the config file is reloaded when it changes (`prepare` makes a reloaded file this process's settings)."""
+    the config file is reloaded when it changes (`prepare` makes a reloaded file this process's settings).
+    `first`: the replica's first (or only) worker, which alone reads the logins' quotas."""
     async with httpx.AsyncClient(follow_redirects=False, verify=provider_trust(settings)) as client:
         runtime = Runtime(settings)
         manager = AccountManager(account_store(settings), settings.flows, client,
@@ -154,7 +155,8 @@ async def processor(settings: Settings, prepare: Callable[[Settings], Settings] 
         reloader = ConfigReloader(settings, apply, prepare)
         tasks = [asyncio.create_task(discovery.run()), asyncio.create_task(manager.watch()),
                  asyncio.create_task(probing.run(runtime, client, manager)), asyncio.create_task(reloader.run())]
-        tasks.append(asyncio.create_task(QuotaReader(runtime, manager, client).run()))
+        if first:
+            tasks.append(asyncio.create_task(QuotaReader(runtime, manager, client).run()))
         if fast is not None:
             tasks.append(asyncio.create_task(fast.run()))
         if settings.state_redis_url:
@@ -197,7 +199,7 @@ async def serve(settings: Settings) -> signal.Signals | None:
 
 async def serve_worker(settings: Settings, index: int) -> None:
     """One worker: the processor on its own ports, until its supervisor stops it (or dies)."""
-    async with processor(worker_settings(settings, index), lambda s: worker_settings(s, index)):
+    async with processor(worker_settings(settings, index), lambda s: worker_settings(s, index), first=index == 0):
         await _until_signalled()
 
 

@@ -3,7 +3,8 @@
 Copilot's side (api.githubcopilot.com): GET /models lists each model with the endpoints it is served on;
 POST /chat/completions, /responses, /embeddings and /v1/messages answer as the real APIs do, and refuse (401) a
 Bearer token they do not know. GitHub's side (api.github.com): /copilot_internal/v2/token exchanges a GitHub
-token for a short Copilot token, /copilot_internal/user tells the plan's quotas; both take `token <gh>`.
+token for a short Copilot token, /copilot_internal/user tells the plan's quotas; both take `token <gh>`, and
+answer `github_refusal` instead when a test sets it (a rate limit, an account without Copilot).
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ class FakeCopilot:
         self.requests: list[Recorded] = []  # calls to Copilot's API, model lists aside
         self.list_requests: list[Recorded] = []
         self.github_requests: list[Recorded] = []  # exchanges and quota readings
+        self.github_refusal: tuple[int, dict[str, str]] | None = None  # GitHub's answer to a known token, when set
         self._lock = threading.Lock()
         fake = self
 
@@ -109,6 +111,7 @@ class FakeCopilot:
     def reset(self) -> None:
         with self._lock:
             self.requests.clear()
+            self.github_refusal = None
 
     def close(self) -> None:
         self.server.shutdown()
@@ -143,6 +146,9 @@ class FakeCopilot:
             known = token in self.github_tokens or token in self.app_tokens
         if not known:
             return _json(401, {"message": "Bad credentials"})
+        if self.github_refusal is not None:
+            status, headers = self.github_refusal
+            return status, {"content-type": "application/json", **headers}, b'{"message": "refused"}'
         if bare == "/copilot_internal/user":
             return _json(200, QUOTA)
         if bare == "/copilot_internal/v2/token":

@@ -6,7 +6,8 @@ It enforces what the real servers enforce and a client could get wrong:
 - code exchange: the code is bound to (client_id, redirect_uri, code_challenge, scope), is single-use, and
   BASE64URL(SHA256(code_verifier)) must equal the challenge (RFC 7636); a configured client secret must match;
 - refresh: refresh tokens rotate and are single-use; reusing one answers `refresh_token_reused`;
-- bearer endpoints (create_api_key, userinfo, Code Assist) accept only unexpired access tokens it issued;
+- bearer endpoints (create_api_key, userinfo, GitHub's /user, Code Assist) accept only unexpired access tokens it
+  issued;
 - device logins, RFC 8628 (GitHub's endpoints): the device_code is bound to its client_id and single-use; a poll
   answers authorization_pending until the test approves, slow_down (the interval grows by 5 s) when polled
   faster than the interval, expired_token after expires_in, access_denied when the test denies; like GitHub,
@@ -45,6 +46,7 @@ DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 AUTHORIZE_PATHS = frozenset({"/authorize", "/oauth/authorize", "/o/oauth2/v2/auth"})
 TOKEN_PATHS = frozenset({"/token", "/v1/oauth/token", "/oauth/token", DEVICE_TOKEN_PATH})
 USERINFO_PATHS = frozenset({"/userinfo", "/oauth2/v2/userinfo", "/v1/userinfo"})
+GITHUB_USER_PATH = "/user"  # GitHub's /user: `login`, and `email` only when the user made it public
 CREATE_API_KEY_PATH = "/api/oauth/claude_cli/create_api_key"
 LOAD_CODE_ASSIST_PATH = "/v1internal:loadCodeAssist"
 ONBOARD_USER_PATH = "/v1internal:onboardUser"
@@ -141,8 +143,8 @@ class _State:
 class FakeOAuth:
     """Every OAuth / identity endpoint the gateway talks to, on one loopback port (see module docstring).
 
-    Settable at any time: `expires_in`, `email`, `chatgpt_account_id`, `project_id`, `project_onboarded`,
-    `refresh_delay`, `client_secrets`.
+    Settable at any time: `expires_in`, `email`, `github_login`, `github_email`, `chatgpt_account_id`, `project_id`,
+    `project_onboarded`, `refresh_delay`, `client_secrets`.
     """
 
     def __init__(self, client_secrets: dict[str, str] | None = None, *, expires_in: int = 3600,
@@ -156,6 +158,8 @@ class FakeOAuth:
         self.chatgpt_account_id = chatgpt_account_id
         self.project_id = project_id
         self.project_onboarded = False
+        self.github_login = "octocat"  # GitHub's /user
+        self.github_email: str | None = None  # private, as GitHub's default
         self.unsupported_client = False  # Code Assist refuses personal accounts from this client (names no project)
         self.refresh_delay = refresh_delay
         self.clock = clock
@@ -266,7 +270,8 @@ class FakeOAuth:
             return self._token(path, headers, body) if method == "POST" else _error(405, "method_not_allowed")
         if path in (DEVICE_CODE_PATH, OPENAI_USERCODE_PATH, OPENAI_DEVICE_TOKEN_PATH):
             return self._device(path, headers, body) if method == "POST" else _error(405, "method_not_allowed")
-        if path in USERINFO_PATHS or path in (CREATE_API_KEY_PATH, LOAD_CODE_ASSIST_PATH, ONBOARD_USER_PATH):
+        if path in USERINFO_PATHS or path in (GITHUB_USER_PATH, CREATE_API_KEY_PATH, LOAD_CODE_ASSIST_PATH,
+                                              ONBOARD_USER_PATH):
             return self._bearer_call(method, path, headers, body)
         return _error(404, "not_found", f"no fake endpoint at {path}")
 
@@ -440,7 +445,8 @@ class FakeOAuth:
             login.answers.append(answer)
             if answer == "tokens":
                 login.state = "used"
-                return _json(200, self._mint(login.client_id, login.scope))
+                minted = self._mint(login.client_id, login.scope)  # GitHub's answer says nothing of who logged in
+                return _json(200, {key: minted[key] for key in ("access_token", "token_type", "scope")})
             doc: dict[str, Any] = {"error": answer, "error_description": answer}
             if answer == "slow_down":
                 doc["interval"] = login.interval
@@ -499,7 +505,7 @@ class FakeOAuth:
                 parsed = body.decode("utf-8", "replace")
         with self._lock:
             self.calls.append(Call(method, path, parsed, authorized))
-        expected_method = "GET" if path in USERINFO_PATHS else "POST"
+        expected_method = "GET" if path in USERINFO_PATHS or path == GITHUB_USER_PATH else "POST"
         if method != expected_method:
             return _error(405, "method_not_allowed")
         if not authorized:
@@ -507,6 +513,8 @@ class FakeOAuth:
                                          "message": "missing or invalid bearer token"}})
         if path in USERINFO_PATHS:
             return _json(200, {"email": self.email, "verified_email": True, "id": "fake-user-1"})
+        if path == GITHUB_USER_PATH:
+            return _json(200, {"login": self.github_login, "id": 583231, "email": self.github_email})
         if path == CREATE_API_KEY_PATH:
             key = "sk-ant-api03-fake-" + secrets.token_urlsafe(24)
             secrets_registry.secret("console api key", key)

@@ -10,6 +10,7 @@ import asyncio
 import base64
 import binascii
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -167,8 +168,9 @@ async def new_account(http: httpx.AsyncClient, flow: Flow, grant: Grant) -> Acco
                               "expires_at": grant.expires_at, "scopes": grant.scope}
     if flow.create_api_key_url:  # Console: the login's purpose is an API key; its tokens are not kept
         fields = {"api_key": await _create_api_key(http, flow, grant.access_token)}
-    if flow.code_assist_url:  # Gemini CLI: the email and the Code Assist project
-        email = email or await _google_email(http, flow, grant.access_token)
+    if flow.userinfo_url and not email:  # a grant that does not say who (Gemini's, GitHub's)
+        email = await _identity(http, flow, grant.access_token)
+    if flow.code_assist_url:  # Gemini CLI: the Code Assist project
         fields["project_id"] = await code_assist_project(http, flow, grant.access_token)
     auth = claims.get(OPENAI_AUTH_CLAIM)
     if isinstance(auth, dict):  # Codex: the ChatGPT account requests must name
@@ -187,11 +189,13 @@ async def _create_api_key(http: httpx.AsyncClient, flow: Flow, access_token: str
     return key
 
 
-async def _google_email(http: httpx.AsyncClient, flow: Flow, access_token: str) -> str | None:
+async def _identity(http: httpx.AsyncClient, flow: Flow, access_token: str) -> str | None:
+    """Who logged in, from the flow's `userinfo_url` (Google's, GitHub's /user): the email, else the account's
+    name (GitHub's `login`, its email being private), so that logging in again replaces the account."""
     if not flow.userinfo_url:
         return None
-    email = (await _call(http, flow, "GET", flow.userinfo_url, access_token, None)).get("email")
-    return email if isinstance(email, str) else None
+    user = await _call(http, flow, "GET", flow.userinfo_url, access_token, None)
+    return _text(user.get("email")) or _text(user.get("login"))
 
 
 async def code_assist_project(http: httpx.AsyncClient, flow: Flow, access_token: str) -> str:
@@ -248,12 +252,16 @@ def _project_id(value: Any) -> str | None:
 
 
 async def _call(http: httpx.AsyncClient, flow: Flow, method: str, url: str, access_token: str,
-                body: dict[str, Any] | None) -> dict[str, Any]:
+                body: dict[str, Any] | None, scheme: str = "Bearer",
+                refused: Callable[[httpx.Response], bool] = lambda _: False) -> dict[str, Any]:
+    """An API call with the login's token (`scheme`: GitHub's own API takes `token`); `refused` tells a refusal
+    the login cannot get past (permanent) from one that passes."""
     try:
         response = await http.request(method, url, json=body, timeout=30,
-                                      headers={"authorization": f"Bearer {access_token}"})
+                                      headers={"authorization": f"{scheme} {access_token}"})
     except httpx.HTTPError as exc:
         raise OAuthError(f"{flow.name}: {method} failed: {_unreachable(url, exc)}", permanent=False) from None
     if response.status_code != 200:
-        raise OAuthError(f"{flow.name}: {method} {url} answered HTTP {response.status_code}", permanent=False)
+        raise OAuthError(f"{flow.name}: {method} {url} answered HTTP {response.status_code}",
+                         permanent=refused(response))
     return _json(response)

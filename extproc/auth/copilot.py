@@ -12,15 +12,15 @@ import datetime as dt
 from typing import Any
 
 import httpx
-import orjson
 
-from extproc.auth.client import Grant, OAuthError
+from extproc.auth.client import Grant, OAuthError, _call
 from extproc.auth.store import Account
 from extproc.core.flows import Flow
 from extproc.core.windows import WindowLevel, WindowState
 
 # The quotas a plan reports, in the order `auth list` shows them; an unlimited one is left out.
 QUOTAS = ("premium_interactions", "chat")
+GITHUB_SCHEME = "token"  # how GitHub's own API takes its tokens
 
 
 def github_token(account: Account, flow: Flow) -> str | None:
@@ -31,9 +31,9 @@ def github_token(account: Account, flow: Flow) -> str | None:
 
 
 async def exchange_token(http: httpx.AsyncClient, flow: Flow, token: str) -> Grant:
-    """A Copilot token for a GitHub token; refused (401, or 403: no Copilot on the account) is permanent."""
+    """A Copilot token for a GitHub token; a refusal the login cannot get past (`refused`) is permanent."""
     assert flow.exchange_url is not None
-    doc = await _github(http, flow, flow.exchange_url, token, "the token exchange")
+    doc = await _call(http, flow, "GET", flow.exchange_url, token, None, scheme=GITHUB_SCHEME, refused=refused)
     copilot, expires = doc.get("token"), doc.get("expires_at")
     if not isinstance(copilot, str) or not copilot:
         raise OAuthError(f"{flow.name}: the token exchange answered no token", permanent=False)
@@ -43,7 +43,16 @@ async def exchange_token(http: httpx.AsyncClient, flow: Flow, token: str) -> Gra
 
 async def read_quota(http: httpx.AsyncClient, flow: Flow, token: str) -> WindowState | None:
     assert flow.quota_url is not None
-    return quota_windows(await _github(http, flow, flow.quota_url, token, "reading the quota"))
+    return quota_windows(await _call(http, flow, "GET", flow.quota_url, token, None, scheme=GITHUB_SCHEME))
+
+
+def refused(response: httpx.Response) -> bool:
+    """GitHub refuses the token for good with 401, or 403 when the account has no Copilot; a 403 that is a rate
+    limit (x-ratelimit-remaining: 0, or a retry-after) passes, as does anything else."""
+    if response.status_code == 401:
+        return True
+    limited = response.headers.get("x-ratelimit-remaining") == "0" or "retry-after" in response.headers
+    return response.status_code == 403 and not limited
 
 
 def quota_windows(doc: dict[str, Any]) -> WindowState | None:
@@ -77,22 +86,3 @@ def _date(value: Any) -> float | None:
     except ValueError:
         return None
     return (when if when.tzinfo else when.replace(tzinfo=dt.UTC)).timestamp()
-
-
-async def _github(http: httpx.AsyncClient, flow: Flow, url: str, token: str, what: str) -> dict[str, Any]:
-    """GitHub's API takes its own tokens as `token …`; the error says what failed, never the token."""
-    try:
-        response = await http.get(url, headers={"authorization": f"token {token}", "accept": "application/json"},
-                                  timeout=30)
-    except httpx.HTTPError as exc:
-        raise OAuthError(f"{flow.name}: {what} failed ({type(exc).__name__})", permanent=False) from None
-    if response.status_code != 200:
-        raise OAuthError(f"{flow.name}: GitHub refused {what} (HTTP {response.status_code})",
-                         permanent=response.status_code in (401, 403))
-    try:
-        doc = orjson.loads(response.content)
-    except orjson.JSONDecodeError:
-        doc = None
-    if not isinstance(doc, dict):
-        raise OAuthError(f"{flow.name}: GitHub's answer to {what} is not a JSON object", permanent=False)
-    return doc

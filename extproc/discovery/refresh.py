@@ -41,18 +41,19 @@ class Discovery:
     logins: Callable[[], tuple[Credential, ...]] = tuple  # the logins there are now
     _state: dict[str, _ProviderState] = field(default_factory=dict)
 
-    def targets(self) -> list[tuple[ProviderSpec, Credential]]:
-        """Providers to ask: discovery on, and a credential to ask with (no credential, no call). A provider
-        that takes no API keys (Copilot) is asked with a login of its own: its list is that login's."""
+    def targets(self) -> list[tuple[ProviderSpec, tuple[Credential, ...]]]:
+        """Providers to ask: discovery on, and the credentials to ask with, in turn until one is available (no
+        credential, no call). A provider that takes no API keys (Copilot) is asked with a login of its own: its
+        list is that login's."""
         out = []
         for provider in self.settings.providers.values():
             if provider.discovery is None or not provider.discovery.enabled:
                 continue
-            cred = next((c for c in self.settings.credentials if c.provider == provider.name), None)
-            if cred is None and provider.api_key_env is None:
-                cred = next((c for c in self.logins() if c.provider == c.route == provider.name), None)
-            if cred is not None:
-                out.append((provider, cred))
+            creds = tuple(c for c in self.settings.credentials if c.provider == provider.name)
+            if not creds and provider.api_key_env is None:
+                creds = tuple(c for c in self.logins() if c.provider == c.route == provider.name)
+            if creds:
+                out.append((provider, creds))
         return out
 
     def lists(self) -> dict[str, tuple[Listed, ...]]:
@@ -78,11 +79,11 @@ class Discovery:
                 log.exception("discovery pass failed; retrying at the next tick")
             await asyncio.sleep(tick)
 
-    async def _refresh(self, provider: ProviderSpec, cred: Credential) -> bool:
+    async def _refresh(self, provider: ProviderSpec, creds: tuple[Credential, ...]) -> bool:
         state = self._state.setdefault(provider.name, _ProviderState())
         state.fetched_at = self.clock()  # a failure waits a TTL too: no hammering a broken provider
         try:
-            models = await self._fetch(provider, cred)
+            models = await self._fetch(provider, creds)
         except Exception as exc:  # whatever a provider answers, the loop and the other providers go on
             state.last_error = _describe(exc)
             if not state.failing:
@@ -98,10 +99,20 @@ class Discovery:
         state.models = models
         return changed
 
-    async def _fetch(self, provider: ProviderSpec, cred: Credential) -> tuple[Listed, ...]:
+    async def _secret(self, creds: tuple[Credential, ...]) -> tuple[Credential, str]:
+        """The first credential with a secret to give (a suspended login, or one whose token cannot be had now,
+        has none); the last one's reason when none has."""
+        for cred in creds[:-1]:
+            try:
+                return cred, await self.secrets.secret(cred)
+            except CredentialUnavailable:
+                continue
+        return creds[-1], await self.secrets.secret(creds[-1])
+
+    async def _fetch(self, provider: ProviderSpec, creds: tuple[Credential, ...]) -> tuple[Listed, ...]:
         spec = provider.discovery
         assert spec is not None
-        url, headers = list_request(provider, cred, await self.secrets.secret(cred))
+        url, headers = list_request(provider, *await self._secret(creds))
         models: list[Listed] = []
         params: dict[str, str] = {}
         for _ in range(_MAX_PAGES):

@@ -1,9 +1,10 @@
 """GitHub Copilot's API, a Copilot login's upstream: the headers it reads from each request. Pure.
 
 Copilot bills a premium request for each turn a user starts, not for the turns an agent makes on its own (a
-tool's result sent back): `X-Initiator` says which, read here from the body as it leaves (in whatever API it
-leaves in, translated or not), as Copilot's own clients do. A request that carries an image says so with
-`Copilot-Vision-Request`, or Copilot refuses it.
+tool's result sent back): `X-Initiator` says which. A client that says so itself (Copilot's own clients do) is
+taken at its word; for one that does not, it is read here from the body as it leaves (in whatever API it leaves
+in, translated or not). A request that carries an image says so with `Copilot-Vision-Request`, or Copilot
+refuses it.
 """
 
 from __future__ import annotations
@@ -24,15 +25,18 @@ HEADERS = (INITIATOR, VISION)
 
 
 def copilot_request(out: Outgoing, endpoint: Endpoint, decision: Decision) -> None:
+    """Set what the client did not send (what it sent passes as it is)."""
     agent, vision = read_turn(out.api or endpoint.api, out.doc)
-    out.headers[INITIATOR] = "agent" if agent else "user"
-    if vision:
+    if INITIATOR not in out.client_headers:
+        out.headers[INITIATOR] = "agent" if agent else "user"
+    if vision and VISION not in out.client_headers:
         out.headers[VISION] = "true"
 
 
 def read_turn(api: Api, doc: JsonObject) -> tuple[bool, bool]:
-    """(whether the last turn is an agent's rather than the user's, whether the request carries an image) for a
-    Chat Completions, Responses or Messages body."""
+    """(whether the turn answers a tool call, an agent's rather than the user's; whether the request carries an
+    image) for a Chat Completions, Responses or Messages body. Anything else last (the user's message, an
+    assistant's prefill, a system message) is the user's turn."""
     if api is Api.ANTHROPIC:
         return _messages(doc.get("messages"))
     if "input" in doc:
@@ -41,33 +45,33 @@ def read_turn(api: Api, doc: JsonObject) -> tuple[bool, bool]:
 
 
 def _chat(messages: Any) -> tuple[bool, bool]:
-    """The last message not the user's (a tool's result, an assistant's prefill): an agent's turn."""
+    """A tool's result last (or a function's, the older shape)."""
     if not isinstance(messages, list) or not messages:
         return False, False
     vision = any(_has_part(m.get("content"), "image_url") for m in messages if isinstance(m, dict))
-    return _role(messages[-1]) != "user", vision
+    return _role(messages[-1]) in ("tool", "function"), vision
 
 
 def _responses(items: Any) -> tuple[bool, bool]:
-    """A string input is the user's; a list whose last item is not a user message (a function_call_output has
-    no role) is an agent's turn."""
+    """A tool call's output last (function_call_output, or another tool's `…_call_output`); a string input is the
+    user's."""
     if not isinstance(items, list) or not items:
         return False, False
     vision = any(_has_part(i.get("content"), "input_image") for i in items if isinstance(i, dict))
-    return _role(items[-1]) != "user", vision
+    last = items[-1]
+    kind = last.get("type") if isinstance(last, dict) else None
+    return isinstance(kind, str) and kind.endswith("_call_output"), vision
 
 
 def _messages(messages: Any) -> tuple[bool, bool]:
-    """Anthropic's tool results come back in a user message: the turn is the user's only when that message
-    says something besides tool results."""
+    """Anthropic's tool results come back in a user message: the last message, the user's, carrying tool_result
+    blocks."""
     if not isinstance(messages, list) or not messages:
         return False, False
     last = messages[-1]
     content = last.get("content") if isinstance(last, dict) else None
-    said = isinstance(content, str) or isinstance(content, list) and any(
-        not isinstance(p, dict) or p.get("type") != "tool_result" for p in content)
     vision = any(_has_image(m.get("content")) for m in messages if isinstance(m, dict))
-    return not (_role(last) == "user" and said), vision
+    return _role(last) == "user" and _has_part(content, "tool_result"), vision
 
 
 def _has_image(content: Any) -> bool:

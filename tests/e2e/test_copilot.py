@@ -1,6 +1,7 @@
 """GitHub Copilot logins end to end: the openai and anthropic SDKs through Envoy to a fake Copilot, each request
 on an endpoint its model is listed on (Claude models in Anthropic's API natively), X-Initiator read from the
-request, the plan's quota as windows, and an editor's login imported and exchanged."""
+request (unless the client says it), the plan's quota as windows read by one worker, and an editor's login
+imported and exchanged."""
 
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ import pytest
 import yaml
 
 from extproc.auth.store import Account, TokenStore
-from tests.conftest import Stack
+from extproc.state.token_store import RedisTokenStore
+from tests.conftest import STATE_KEY, RedisServer, Stack
 from tests.fake_copilot import CLAUDE, CODEX, DISABLED, EMBED, FakeCopilot
 from tests.fake_oauth import FakeOAuth
 from tests.waits import eventually
@@ -103,13 +105,28 @@ def test_a_turn_that_answers_a_tool_call_is_the_agents(copilot: FakeCopilot,
                                                       device_stack: tuple[Stack, str, Path]) -> None:
     stack, _, _ = device_stack
     client = openai.OpenAI(base_url=f"{stack.url}/v1", api_key="client-key", max_retries=0)
-    client.chat.completions.create(model=CLAUDE, messages=[  # type: ignore[list-item]
+    client.chat.completions.create(model=CLAUDE, messages=[
         {"role": "user", "content": [{"type": "text", "text": "what is this?"},
                                      {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]},
-        {"role": "assistant", "content": None, "tool_calls": [TOOL_CALL]},
+        {"role": "assistant", "content": None, "tool_calls": [TOOL_CALL]},  # type: ignore[list-item]
         {"role": "tool", "tool_call_id": "call_1", "content": "a cat"}])
     (seen,) = copilot.wait_for(1)
     assert seen.headers["x-initiator"] == "agent" and seen.headers["copilot-vision-request"] == "true"
+
+
+def test_the_clients_own_initiator_passes_as_it_is(copilot: FakeCopilot,
+                                                   device_stack: tuple[Stack, str, Path]) -> None:
+    """A client that says who started the turn (Copilot's own do) is taken at its word, whatever the body says."""
+    stack, _, _ = device_stack
+    client = openai.OpenAI(base_url=f"{stack.url}/v1", api_key="client-key", max_retries=0)
+    client.chat.completions.create(model=CLAUDE, extra_headers={"X-Initiator": "user"}, messages=[
+        {"role": "user", "content": "look it up"},
+        {"role": "assistant", "content": None, "tool_calls": [TOOL_CALL]},  # type: ignore[list-item]
+        {"role": "tool", "tool_call_id": "call_1", "content": "42"}])
+    client.chat.completions.create(model=CLAUDE, messages=[
+        {"role": "user", "content": "write a haiku"}, {"role": "assistant", "content": "Autumn"}])  # a prefill
+    told, prefill = copilot.wait_for(2)
+    assert (told.headers["x-initiator"], prefill.headers["x-initiator"]) == ("user", "user")
 
 
 def test_anthropic_sdk_reaches_a_claude_model_natively(copilot: FakeCopilot,
@@ -199,6 +216,7 @@ def test_a_copilot_login_by_device_code_serves_the_openai_sdk(
     config["oauth"]["copilot"]["device"] = {"style": "rfc8628", "code_url": f"{oauth.base_url}/login/device/code",
                                             "poll_url": f"{oauth.base_url}/login/oauth/access_token",
                                             "verify_url": oauth.device_page}
+    config["oauth"]["copilot"]["userinfo_url"] = f"{oauth.base_url}/user"  # GitHub's /user: who logged in
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     interval, oauth.device_interval = oauth.device_interval, 0.05
@@ -218,6 +236,7 @@ def test_a_copilot_login_by_device_code_serves_the_openai_sdk(
     token = account["access_token"]
     valid, shown = oauth.is_valid_access_token(token), token in out + err  # never the token itself in a message
     assert account["kind"] == "copilot" and valid and not shown
+    assert account["email"] == oauth.github_login  # GitHub's login name, its email being private
     copilot.github_tokens.add(token)  # GitHub's token, as Copilot's API takes it
     stack = make_stack(config)
     listed(stack, CLAUDE)
@@ -225,3 +244,24 @@ def test_a_copilot_login_by_device_code_serves_the_openai_sdk(
     answer = client.chat.completions.create(model=CLAUDE, messages=[{"role": "user", "content": "hi"}])
     assert answer.choices[0].message.content == f"hello from {CLAUDE}"
     assert copilot.wait_for(1)[-1].headers["authorization"] == f"Bearer {token}"
+
+
+def test_one_worker_reads_the_quota(copilot: FakeCopilot, redis_server: RedisServer,
+                                    make_stack: Callable[[dict[str, Any]], Stack], tmp_path: Path) -> None:
+    """Two workers, each listing Copilot's models with the login: the quota is read by the first only."""
+    prefix = f"quota{time.monotonic_ns()}:"
+    token = copilot.github_token()
+    now = time.time()
+    RedisTokenStore(redis_server.url, prefix, STATE_KEY).upsert(
+        Account(id="copilot-workers", kind="copilot", created_at=now, updated_at=now, access_token=token))
+    config = {**copilot_config(copilot, tmp_path / "unused.json"), "processor": {"workers": 2},
+              "state": {"redis": {"url": redis_server.url, "prefix": prefix, "key": STATE_KEY}}}
+    stack = make_stack(config)
+
+    def listed_by_both() -> bool:  # each worker's discovery starts with its quota reader, when it has one
+        return sum(r.headers.get("authorization") == f"Bearer {token}" for r in copilot.list_requests) >= 2
+    eventually(listed_by_both, "both workers list Copilot's models with the login")
+    eventually(lambda: listed(stack, CLAUDE)["credential_states"][0].get("windows"), "the quota shows")
+    reads = sum(r.path == "/copilot_internal/user" and r.headers["authorization"] == f"token {token}"
+                for r in copilot.github_requests)
+    assert reads == 1

@@ -1,5 +1,6 @@
 """Copilot's pure parts: its model list (each model's endpoints), resolution to a listed endpoint only, the
-X-Initiator reading of each API's body, the plan's quotas as windows, an editor's login file."""
+X-Initiator reading of each API's body, GitHub's refusals that are for good, the plan's quotas as windows, an
+editor's login file."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ import datetime as dt
 import json
 from typing import Any
 
+import httpx
 import pytest
 
-from extproc.auth.copilot import quota_windows
+from extproc.auth.copilot import quota_windows, refused
 from extproc.auth.imports import LoginFileError, parse_login_file
 from extproc.core.health import Health
 from extproc.core.providers import Api, AuthStyle
@@ -71,13 +73,38 @@ def test_a_request_goes_only_to_an_endpoint_its_model_is_listed_on(
     (Api.ANTHROPIC, {"messages": [{"role": "user", "content": "hi"}]}, False, False),
     (Api.ANTHROPIC, {"messages": [{"role": "user", "content": [
         {"type": "tool_result", "tool_use_id": "t", "content": [{"type": "image", "source": {}}]}]}]}, True, True),
-    (Api.ANTHROPIC, {"messages": [{"role": "user", "content": [
+    (Api.ANTHROPIC, {"messages": [{"role": "user", "content": [  # a tool's result with a word besides
         {"type": "tool_result", "tool_use_id": "t", "content": "42"}, {"type": "text", "text": "and?"}]}]},
+     True, False),
+    # Anything but a tool's answer last is the user's turn: an assistant's prefill, a system message.
+    (Api.OPENAI, {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Well,"}]},
+     False, False),
+    (Api.OPENAI, {"messages": [{"role": "user", "content": "hi"}, {"role": "system", "content": "be brief"}]},
+     False, False),
+    (Api.OPENAI, {"input": [{"role": "user", "content": "hi"}, {"role": "developer", "content": "be brief"}]},
+     False, False),
+    (Api.OPENAI, {"input": [{"role": "user", "content": "hi"}, {"type": "message", "role": "assistant",
+                                                                "content": "Well,"}]}, False, False),
+    (Api.ANTHROPIC, {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Well,"}]},
      False, False),
 ])
 def test_the_initiator_and_images_are_read_from_each_apis_body(api: Api, doc: dict[str, Any], agent: bool,
                                                               vision: bool) -> None:
     assert read_turn(api, doc) == (agent, vision)
+
+
+@pytest.mark.parametrize(("status", "headers", "for_good"), [
+    (401, {}, True),
+    (403, {}, True),  # no Copilot on the account
+    (403, {"x-ratelimit-remaining": "0"}, False),  # GitHub's rate limit
+    (403, {"retry-after": "30"}, False),  # its secondary rate limit
+    (403, {"x-ratelimit-remaining": "4999"}, True),
+    (429, {}, False),
+    (500, {}, False),
+])
+def test_github_refuses_a_token_for_good_only_when_it_is_no_rate_limit(status: int, headers: dict[str, str],
+                                                                        for_good: bool) -> None:
+    assert refused(httpx.Response(status, headers=headers)) is for_good
 
 
 def test_limited_quotas_become_windows_and_unlimited_ones_are_left_out() -> None:

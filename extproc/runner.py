@@ -28,6 +28,7 @@ from extproc.addresses import listens_everywhere, local_url
 from extproc.auth.accounts import AccountManager
 from extproc.auth.store import StoreError
 from extproc.bootstrap import render_bootstrap
+from extproc.control.auth import DEVICE_SEAL_ENV
 from extproc.core.settings import Address, Credential, Settings
 from extproc.discovery.refresh import Discovery
 from extproc.exchange import Gateway
@@ -258,6 +259,7 @@ class Supervisor:
     def __init__(self, settings: Settings, figures: str) -> None:
         self._settings = settings
         self._figures = figures  # where the workers write their metrics, for /metrics to add up
+        self._seal = secrets.token_urlsafe(32)  # seals device logins' poll ids: any worker opens another's
         self._procs: dict[int, asyncio.subprocess.Process] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
@@ -280,6 +282,7 @@ class Supervisor:
         if self._settings.source:
             args += ["--config", self._settings.source]
         env = {**os.environ, WORKER_TOKEN_ENV: self._settings.processor_token or "", MULTIPROCESS_ENV: self._figures,
+               DEVICE_SEAL_ENV: self._seal,
                FAST_ROUTES_ENV: self._settings.fast_routes or "" if index == 0 else ""}
         # Its own session: Ctrl-C reaches this supervisor only, which drains before it stops the workers.
         self._procs[index] = await asyncio.create_subprocess_exec(*args, env=env, preexec_fn=die_with_parent,

@@ -160,6 +160,7 @@ class FakeOAuth:
         self.project_onboarded = False
         self.github_login = "octocat"  # GitHub's /user
         self.github_email: str | None = None  # private, as GitHub's default
+        self.withdrawn_scopes: set[str] = set()  # scopes whose logins' refreshes are refused (invalid_scope)
         self.unsupported_client = False  # Code Assist refuses personal accounts from this client (names no project)
         self.refresh_delay = refresh_delay
         self.clock = clock
@@ -373,6 +374,8 @@ class FakeOAuth:
                 return _error(400, "invalid_grant", "client_id does not match the refresh token")
             if not self._client_secret_ok(params):
                 return _error(401, "invalid_client", "client authentication failed")
+            if set(grant.scope.split()) & self.withdrawn_scopes:  # the provider no longer grants what this login has
+                return _error(400, "invalid_scope", "the login's scope is no longer granted: log in again")
             if grant.scope and not set(params.get("scope", "").split()) <= set(grant.scope.split()):  # RFC 6749 §6
                 return _error(400, "invalid_scope", "the requested scope exceeds the scope granted")
             grant.state = "used"

@@ -119,7 +119,7 @@ class AccountManager:
         self._stamp: object = None
         self._saving: dict[str, asyncio.Task[None]] = {}  # accounts whose windows are being written
         self._unsaved: dict[str, tuple[Account, str | None]] = {}  # refreshed, not yet stored: (new, spent token)
-        self._project_sought: set[str] = set()  # Gemini logins whose Code Assist project was asked for at first use
+        self._seeking: dict[str, asyncio.Task[None]] = {}  # Gemini logins' project lookups (one per login)
         self._ahead_retry: dict[str, float] = {}  # accounts whose refresh ahead of expiry failed: when to try again
 
     # -- what the rest of the gateway sees
@@ -182,12 +182,14 @@ class AccountManager:
 
     async def watch(self, every: float = 2.0) -> None:
         """Reload when the store changes (another process wrote it); write what could not be written before."""
+        self.seek_projects()
         while True:
             await asyncio.sleep(every)
             try:
                 await self._save_unsaved()
                 if await self._store_stamp() != self._stamp:
                     await self.load()
+                    self.seek_projects()
             except Exception as exc:  # a corrupt or unreachable store is reported; the last good accounts stay
                 log.error("accounts store: %s", exc)
 
@@ -219,32 +221,55 @@ class AccountManager:
     # -- secrets for the request path (the gateway's SecretSource)
 
     async def secret(self, credential: Credential) -> str:
-        token = await self._secret(credential)
         account = self._accounts.get(credential.account or "")
-        if account is not None and not account.project_id and account.id not in self._project_sought:
-            flow = self.flows.get(account.kind)
-            if flow is not None and flow.code_assist_url:
-                await self._seek_project(account, flow, token)
-        return token
+        seeking = self._seek(account) if account is not None else None
+        if seeking is not None and not seeking.done():
+            await asyncio.shield(seeking)  # no request goes before Code Assist said whether it serves the login
+        return await self._secret(credential)
 
-    async def _seek_project(self, account: Account, flow: Flow, token: str) -> None:
-        """A Gemini login without its Code Assist project (imported, or made before Google refused its tier):
-        asked for once at first use; an account Code Assist refuses is suspended with what the user can do."""
-        self._project_sought.add(account.id)
+    def seek_projects(self) -> None:
+        """Ask Code Assist, in the background, about each Gemini login that has no project yet (the gateway, at
+        start and when logins change): one it refuses is suspended before a request reaches it."""
+        for account in list(self._accounts.values()):
+            self._seek(account)
+
+    def _seek(self, account: Account) -> asyncio.Task[None] | None:
+        """The one lookup per process of a Gemini login's Code Assist project (imported, or made before Google
+        refused its tier); None for every other login."""
+        flow = self.flows.get(account.kind)
+        if account.project_id or flow is None or not flow.code_assist_url or account.status != "active":
+            return None
+        task = self._seeking.get(account.id)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._seek_project(account.id, flow))
+            self._seeking[account.id] = task
+        return task
+
+    async def _seek_project(self, account_id: str, flow: Flow) -> None:
+        account = self._accounts[account_id]
         try:
+            token = await self._secret(login_credential(account, flow))
             project = await code_assist_project(self._http, flow, token)
+        except CredentialUnavailable as exc:
+            log.warning("%s: no Code Assist project yet (%s)", account_id, exc.reason)
+            return
         except OAuthError as exc:
-            if exc.permanent:
-                raise await self._suspend(account, str(exc)) from None
-            log.warning("%s: no Code Assist project yet (%s)", account.id, exc)
+            if exc.permanent:  # Code Assist refuses the account: say what works, once, in `auth list` and errors
+                await self._suspend(self._accounts.get(account_id, account), str(exc))
+            else:
+                log.warning("%s: no Code Assist project yet (%s)", account_id, exc)
             return
 
         def found(stored: Account) -> Account:
             return dataclasses.replace(stored, project_id=project)
 
-        with contextlib.suppress(StoreError, KeyError):
-            self._adopt(await asyncio.to_thread(self.store.update, account.id, found), event=None)
-            self._changed()
+        try:
+            self._adopt(await asyncio.to_thread(self.store.update, account_id, found), event=None)
+        except (StoreError, KeyError) as exc:
+            log.warning("%s: Code Assist project found but not saved (%s)", account_id, exc)
+            return
+        self._changed()
+        log.info("%s: Code Assist project found", account_id)
 
     async def _secret(self, credential: Credential) -> str:
         if credential.account is None:
@@ -472,11 +497,18 @@ class AccountManager:
         flow = self.flow(pending.flow)
         try:
             grant = await exchange_code(self._http, flow, code, pending.verifier, pending.redirect_uri, state)
+        except OAuthError as exc:
+            raise LoginError(str(exc)) from None
+        return await self._logged_in(flow, grant, "")
+
+    async def _logged_in(self, flow: Flow, grant: Grant, how: str) -> Account:
+        """A login's grant made an account (what it needs beyond tokens found) and kept."""
+        try:
             account = await new_account(self._http, flow, grant)
         except OAuthError as exc:
             raise LoginError(str(exc)) from None
         stored = await self._keep(account)
-        log.info("account %s logged in (%s)", stored.id, flow.title)
+        log.info("account %s logged in%s (%s)", stored.id, how, flow.title)
         return stored
 
     async def start_device_login(self, flow_name: str) -> device.DeviceCode:
@@ -490,14 +522,9 @@ class AccountManager:
         flow = self.flow(code.flow)
         try:
             result = await device.poll(self._http, flow, code, self._clock())
-            if not isinstance(result, Grant):
-                return result
-            account = await new_account(self._http, flow, result)
         except OAuthError as exc:
             raise LoginError(str(exc)) from None
-        stored = await self._keep(account)
-        log.info("account %s logged in by device code (%s)", stored.id, flow.title)
-        return stored
+        return await self._logged_in(flow, result, " by device code") if isinstance(result, Grant) else result
 
     async def add_imported(self, account: Account) -> Account:
         """Store a login imported from another tool's file, replacing an earlier import of the same login."""

@@ -28,9 +28,10 @@ _CODE_ASSIST_METADATA = {"ideType": "IDE_UNSPECIFIED", "platform": "PLATFORM_UNS
 
 
 class OAuthError(Exception):
-    def __init__(self, message: str, permanent: bool) -> None:
+    def __init__(self, message: str, permanent: bool, code: str = "") -> None:
         super().__init__(message)
         self.permanent = permanent
+        self.code = code  # the OAuth error code, when the endpoint gave one
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,8 +58,14 @@ async def refresh_grant(http: httpx.AsyncClient, flow: Flow, refresh_token: str,
     them the refresh asks for none, which OAuth takes as the scopes granted (RFC 6749 §6)."""
     params = {"grant_type": "refresh_token", "refresh_token": refresh_token, "client_id": flow.client_id,
               **flow.refresh_params}
-    if flow.refresh_scope and scopes:
-        params["scope"] = scopes
+    if not (flow.refresh_scope and scopes):
+        return await _token_call(http, flow, params, flow.refresh_format, "the refresh")
+    try:
+        return await _token_call(http, flow, {**params, "scope": scopes}, flow.refresh_format, "the refresh")
+    except OAuthError as exc:
+        if exc.code != "invalid_scope":
+            raise
+    # A scope the provider dropped since: a refused refresh spends no token, so ask for the grant's own instead.
     return await _token_call(http, flow, params, flow.refresh_format, "the refresh")
 
 
@@ -78,7 +85,7 @@ async def _token_call(http: httpx.AsyncClient, flow: Flow, params: dict[str, str
         permanent = code in _PERMANENT_ERRORS  # anything else (a drifted endpoint, a 5xx) may pass
         hint = ": the login was made under scopes the provider no longer grants" if code == "invalid_scope" else ""
         raise OAuthError(f"{flow.name}: the token endpoint refused {what} (HTTP {response.status_code}, "
-                         f"{code or 'no error code'}){hint}", permanent=permanent)
+                         f"{code or 'no error code'}){hint}", permanent=permanent, code=code)
     return grant_of(flow, doc, what)
 
 

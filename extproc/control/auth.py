@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 import html
 import logging
+import os
 import secrets
 import time
 from typing import NoReturn
@@ -23,12 +24,14 @@ from extproc.v1 import auth_pb2 as pb
 from extproc.v1 import auth_pb2_grpc as pb_grpc
 
 log = logging.getLogger("extproc.auth")
+DEVICE_SEAL_ENV = "EXTPROC_WORKER_DEVICE_SEAL"  # a supervisor's secret for its workers' device poll ids
 
 
 def device_secret(settings: Settings) -> str | None:
     """What seals a device login's poll id: a secret every process that may take the next poll shares and API
-    clients never see. Replicas share state.redis.key; the workers of one gateway its processor token."""
-    return settings.state_key or settings.processor_token
+    clients never see. Replicas share state.redis.key; the workers of one gateway its processor token, or,
+    without one, a secret their supervisor made for them."""
+    return settings.state_key or settings.processor_token or os.environ.get(DEVICE_SEAL_ENV) or None
 
 
 class AuthService(pb_grpc.AuthServicer):

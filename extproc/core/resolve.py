@@ -40,6 +40,7 @@ class RequestView:
     endpoint: str = "chat"  # the client endpoint (chat, responses, embeddings, messages, …); set by Endpoint.read
     same_provider: bool = False  # state lives at the provider (previous_response_id): no cross-provider fallback
     system_head: str = ""  # how the request's system prompt starts (a login that serves one client reads it)
+    counts_tokens: bool = False  # a token count: it spends nothing, so any client's may go on any login
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,7 +261,7 @@ def _usable(model: ModelSpec, req: RequestView, registry: Registry, health: Heal
         if not takes(registry.providers[cred.route], model, req):
             continue  # e.g. a Codex login serves OpenAI models through the Responses API only (untranslated)
         own = cred.only_client
-        if own is not None and not req.system_head.startswith(own.system_starts):
+        if own is not None and not req.counts_tokens and not req.system_head.startswith(own.system_starts):
             blocks.append(Block("client", math.inf, _not_for_client(own)))
             continue  # a Claude Pro/Max login, asked by another client (the operator did not allow it)
         block = health.blocked(cred.id, model.id, now, req.endpoint)

@@ -74,7 +74,7 @@ SPECS: tuple[ApiSpec, ...] = (
     ApiSpec(Api.OPENAI, "responses", r"/v1/responses", openai.read_responses),
     ApiSpec(Api.OPENAI, "embeddings", r"/v1/embeddings", openai.read_embeddings),
     ApiSpec(Api.ANTHROPIC, "messages", r"/v1/messages", anthropic.read_messages),
-    ApiSpec(Api.ANTHROPIC, "messages", r"/v1/messages/count_tokens", anthropic.read_messages),
+    ApiSpec(Api.ANTHROPIC, "messages", r"/v1/messages/count_tokens", anthropic.read_count_tokens),
     ApiSpec(Api.GEMINI, "gemini", _GEMINI + "generateContent", gemini.read_generate, gemini.path_only, "", True),
     ApiSpec(Api.GEMINI, "gemini", _GEMINI + "streamGenerateContent", gemini.read_generate, gemini.path_only, "",
             True),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 from extproc.core.providers import Api
@@ -26,6 +27,11 @@ def read_messages(doc: JsonObject, _: re.Match[str]) -> RequestView:
         needs.add("structured_output")
     return RequestView(Api.ANTHROPIC, model, "chat", frozenset(needs), tokens, positive_int(doc, "max_tokens"),
                        system_head=system_head(doc.get("system")))
+
+
+def read_count_tokens(doc: JsonObject, match: re.Match[str]) -> RequestView:
+    """A token count is read like the request it counts, and spends nothing (Claude Code asks for counts too)."""
+    return dataclasses.replace(read_messages(doc, match), counts_tokens=True)
 
 
 SYSTEM_HEAD = 80  # characters of the system prompt's start that resolution may compare (a client's mark)

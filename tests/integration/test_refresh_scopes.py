@@ -69,9 +69,17 @@ def test_a_login_made_under_the_old_scopes_keeps_refreshing_with_its_own(oauth: 
     assert asked_again == OLD_SCOPES and again.status == "active"
 
 
-def test_a_login_refused_its_scopes_is_suspended_and_told_to_log_in_again(oauth: FakeOAuth,
-                                                                                tmp_path: Path) -> None:
+def test_a_scope_the_provider_dropped_is_asked_for_no_more(oauth: FakeOAuth, tmp_path: Path) -> None:
     account, asked = refreshed(oauth, tmp_path, OLD_SCOPES, OLD_SCOPES + " user:sessions:claude_code")
-    assert asked.endswith("user:sessions:claude_code") and account.status == "suspended"
+    first, second = (r.params.get("scope", "") for r in oauth.token_requests[-2:])
+    assert first.endswith("user:sessions:claude_code") and second == asked == ""  # refused, then the grant's own
+    assert account.status == "active" and account.scopes == OLD_SCOPES
+
+
+def test_a_login_whose_scopes_are_withdrawn_is_suspended_and_told_to_log_in_again(oauth: FakeOAuth,
+                                                                                   tmp_path: Path) -> None:
+    oauth.withdrawn_scopes = {"org:create_api_key"}
+    account, _ = refreshed(oauth, tmp_path, OLD_SCOPES, OLD_SCOPES)
+    assert account.status == "suspended"
     reason = account.status_reason or ""
     assert "invalid_scope" in reason and "no longer grants" in reason and "log in again" in reason

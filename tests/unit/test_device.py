@@ -10,6 +10,7 @@ import pytest
 from extproc.auth import device
 from extproc.auth.client import Grant, OAuthError
 from extproc.config import parse_settings
+from extproc.control.auth import DEVICE_SEAL_ENV, device_secret
 from extproc.core.errors import ConfigError
 from extproc.core.flows import Device, Flow
 
@@ -187,3 +188,14 @@ def test_a_sealed_handle_opens_with_the_same_secret_only_and_hides_the_device_co
 
 def test_whole_seconds_round_up() -> None:
     assert [device.whole_seconds(s) for s in (0.05, 5, 5.2, -1)] == [1, 5, 6, 0]
+
+
+def test_the_sealing_secret_is_one_every_process_that_may_take_the_next_poll_shares(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    base = parse_settings({}, {})
+    monkeypatch.delenv(DEVICE_SEAL_ENV, raising=False)
+    assert device_secret(base) is None  # one process alone: its own random secret
+    monkeypatch.setenv(DEVICE_SEAL_ENV, "the supervisor's")  # `extproc serve` workers without a processor token
+    assert device_secret(base) == "the supervisor's"
+    assert device_secret(dataclasses.replace(base, processor_token="tok")) == "tok"  # `extproc up`'s workers
+    assert device_secret(dataclasses.replace(base, processor_token="tok", state_key="k")) == "k"  # replicas

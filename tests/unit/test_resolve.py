@@ -12,7 +12,7 @@ from extproc.core.providers import Api, AuthStyle
 from extproc.core.registry import Registry
 from extproc.core.resolve import RequestView, fallback_candidates, plan, resolve
 from extproc.core.settings import Credential
-from extproc.formats.anthropic import SYSTEM_HEAD, read_messages
+from extproc.formats.anthropic import SYSTEM_HEAD, read_count_tokens, read_messages
 from tests.unit.helpers import model, provider, settings
 
 NOW = 1_000.0
@@ -498,6 +498,12 @@ def test_a_login_for_one_client_serves_that_clients_requests_only():
     error = refused.value
     assert (error.status, error.kind, error.retryable) == (403, "login_not_for_client", False)
     assert "Claude Code" in error.message and "`oauth.claude.other_clients: send`" in error.message
+
+
+def test_any_clients_token_count_may_go_on_the_login_it_spends_nothing():
+    registry, health = login_world()
+    view = read_count_tokens({"model": "cm", "messages": [], "system": "Be brief."}, None)  # type: ignore[arg-type]
+    assert view.counts_tokens and [d.credential.id for d in plan(view, registry, health, NOW)] == ["claude-1"]
 
 
 def test_another_clients_request_goes_to_the_keys_and_claude_codes_may_use_both():

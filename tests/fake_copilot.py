@@ -1,6 +1,7 @@
 """A fake of GitHub Copilot's API and of GitHub's Copilot calls, on one loopback port: a real HTTP server.
 
-Copilot's side (api.githubcopilot.com): GET /models lists each model with the endpoints it is served on;
+Copilot's side (api.githubcopilot.com): GET /models lists each model with the endpoints it is served on (held
+while a test clears `lists_open`);
 POST /chat/completions, /responses, /embeddings and /v1/messages answer as the real APIs do, and refuse (401) a
 Bearer token they do not know. GitHub's side (api.github.com): /copilot_internal/v2/token exchanges a GitHub
 token for a short Copilot token, /copilot_internal/user tells the plan's quotas; both take `token <gh>`, and
@@ -18,7 +19,7 @@ from typing import Any
 
 from tests import secrets_registry
 from tests.fakes import Recorded, Server, chat_stream, messages_stream, responses_stream, success_body
-from tests.waits import eventually
+from tests.waits import HANG_GUARD, eventually
 
 CLAUDE = "claude-sonnet-9.9"  # served on Chat Completions and natively on Anthropic's Messages
 CODEX = "gpt-9.9-codex"  # served on the Responses API only
@@ -63,6 +64,8 @@ class FakeCopilot:
         self.list_requests: list[Recorded] = []
         self.github_requests: list[Recorded] = []  # exchanges and quota readings
         self.github_refusal: tuple[int, dict[str, str]] | None = None  # GitHub's answer to a known token, when set
+        self.lists_open = threading.Event()  # cleared: the model list is answered only once it is set again
+        self.lists_open.set()
         self._lock = threading.Lock()
         fake = self
 
@@ -112,6 +115,7 @@ class FakeCopilot:
         with self._lock:
             self.requests.clear()
             self.github_refusal = None
+        self.lists_open.set()
 
     def close(self) -> None:
         self.server.shutdown()
@@ -128,6 +132,7 @@ class FakeCopilot:
         if not known:
             return _json(401, {"error": {"message": "unauthorized: token expired or invalid", "code": "unauthorized"}})
         if bare == "/models":
+            self.lists_open.wait(HANG_GUARD)
             return _json(200, {"object": "list", "data": MODELS})
         doc = seen.json() if seen.body else {}
         if bare not in ("/chat/completions", "/responses", "/embeddings", "/v1/messages"):

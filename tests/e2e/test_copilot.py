@@ -25,7 +25,7 @@ from extproc.state.token_store import RedisTokenStore
 from tests.conftest import STATE_KEY, RedisServer, Stack
 from tests.fake_copilot import CLAUDE, CODEX, DISABLED, EMBED, FakeCopilot
 from tests.fake_oauth import FakeOAuth
-from tests.waits import eventually
+from tests.waits import HANG_GUARD, eventually
 
 TOOL_CALL = {"id": "call_1", "type": "function", "function": {"name": "lookup", "arguments": "{}"}}
 
@@ -57,11 +57,14 @@ def seed(store: Path, **fields: Any) -> Account:
 
 
 def listed(stack: Stack, model: str) -> dict[str, Any]:
-    """The model's card once discovery has read Copilot's list (the login's first model list)."""
+    """The model's card once discovery has read Copilot's list (the login's first model list). Before that, a name
+    a provider's model prefixes claim (claude-) has a card too, its owner's (a request would pass through to it):
+    only Copilot's own card says the list is read."""
     def card() -> dict[str, Any] | None:
         answer = httpx.get(f"{stack.url}/v1/models/{model}")
-        return answer.json() if answer.status_code == 200 else None
-    return eventually(card, f"{model} is listed")
+        found = answer.json() if answer.status_code == 200 else None
+        return found if found is not None and found["provider"] == "copilot" else None
+    return eventually(card, f"{model} is listed by Copilot")
 
 
 @pytest.fixture(scope="module")
@@ -177,6 +180,27 @@ def test_quota_shows_as_windows(copilot: FakeCopilot, device_stack: tuple[Stack,
         in metrics
     listing = auth_cli(store, copilot, "list")
     assert "premium_interactions 75%" in listing.stdout, listing.stdout
+
+
+def test_a_name_is_copilots_once_the_logins_list_is_read(
+        tmp_path: Path, copilot: FakeCopilot, make_stack: Callable[[dict[str, Any]], Stack]) -> None:
+    """Until the login's first model list is in, a Claude name is its prefix owner's, Anthropic's (without a key
+    here): a card answers for it all the same, so the card's provider, not its status, says the list is read."""
+    store = tmp_path / "accounts.json"
+    token = copilot.github_token()
+    seed(store, access_token=token)
+    copilot.lists_open.clear()  # the list is asked for, and answered only below
+    stack = make_stack({**copilot_config(copilot, store), "discovery": {"timeout": HANG_GUARD}})
+    eventually(lambda: any(r.headers["authorization"] == f"Bearer {token}" for r in copilot.list_requests),
+               "discovery asks Copilot for the login's list")
+    before = httpx.get(f"{stack.url}/v1/models/{CLAUDE}").json()
+    assert (before["provider"], before["discovered"], before["available"]) == ("anthropic", False, False)
+    copilot.lists_open.set()
+    card = listed(stack, CLAUDE)
+    assert card["discovered"] is True and card["available"] is True
+    client = openai.OpenAI(base_url=f"{stack.url}/v1", api_key="client-key", max_retries=0)
+    answer = client.chat.completions.create(model=CLAUDE, messages=[{"role": "user", "content": "hi"}])
+    assert answer.choices[0].message.content == f"hello from {CLAUDE}"
 
 
 def auth_cli(store: Path, copilot: FakeCopilot, *args: str) -> subprocess.CompletedProcess[str]:

@@ -21,6 +21,10 @@ log = logging.getLogger("extproc.discovery")
 _MAX_PAGES = 10
 
 
+FIRST_LIST_RETRY = 10.0  # s: a provider whose first list failed is asked again this soon (Copilot's models are
+# all in its list), later failures wait their TTL with the last good list
+
+
 @dataclass(slots=True)
 class _ProviderState:
     models: tuple[Listed, ...] | None = None  # the last good list
@@ -86,6 +90,8 @@ class Discovery:
             models = await self._fetch(provider, creds)
         except Exception as exc:  # whatever a provider answers, the loop and the other providers go on
             state.last_error = _describe(exc)
+            if state.models is None and provider.discovery is not None:  # no list yet: try again soon, not in a TTL
+                state.fetched_at -= max(0.0, provider.discovery.ttl - FIRST_LIST_RETRY)
             if not state.failing:
                 kept = f"keeping the last good list ({len(state.models)} models)" if state.models is not None \
                     else "using the catalog"

@@ -15,7 +15,7 @@ import pytest
 from extproc.config import parse_settings
 from extproc.core.settings import Settings
 from extproc.discovery.parse import Listed
-from extproc.discovery.refresh import Discovery
+from extproc.discovery.refresh import FIRST_LIST_RETRY, Discovery
 from extproc.runtime import Snapshot
 from tests.clock import Clock
 from tests.conftest import SECRETS, Stack, provider_config
@@ -113,6 +113,30 @@ def test_failures_keep_the_last_good_list_and_log_once_per_episode(
     assert [m.id for m in updates[-1]["openai"]] == ["kept", "back"]
     assert len(fakes["openai"].list_requests) == 5
     assert all(SECRETS["openai"] not in r.getMessage() for r in caplog.records)
+
+
+def test_a_first_list_that_failed_is_asked_again_soon_and_later_ones_wait_their_ttl(
+        fakes: dict[str, FakeProvider]) -> None:
+    clock = Clock(1000.0)
+    fakes["openai"].listing = Listing(status=500)
+
+    async def steps(d: Discovery) -> None:
+        await d.refresh_due()  # no list yet: a provider whose models are all in its list would have none
+        clock.now += FIRST_LIST_RETRY - 1
+        await d.refresh_due()
+        assert len(fakes["openai"].list_requests) == 1
+        fakes["openai"].listing = Listing(ids=["first"])
+        clock.now += 1
+        await d.refresh_due()
+        assert [m.id for m in d.lists()["openai"]] == ["first"] and len(fakes["openai"].list_requests) == 2
+        fakes["openai"].listing = Listing(status=500)
+        clock.now += 60
+        await d.refresh_due()  # fails, with a good list kept: the next try waits the TTL
+        clock.now += FIRST_LIST_RETRY
+        await d.refresh_due()
+        assert len(fakes["openai"].list_requests) == 3
+
+    run(make_settings(fakes), clock, steps)
 
 
 def test_slow_and_malformed_providers_time_out_without_holding_up_others(

@@ -23,20 +23,20 @@ from typing import Any
 import grpc
 import httpx
 
-from extproc import probing
 from extproc.addresses import listens_everywhere, local_url
 from extproc.auth.accounts import AccountManager
+from extproc.auth.quota import QuotaReader
 from extproc.auth.store import StoreError
 from extproc.bootstrap import render_bootstrap
+from extproc.config.reload import ConfigReloader
 from extproc.control.auth import DEVICE_SEAL_ENV
 from extproc.core.settings import Address, Credential, Settings
 from extproc.discovery.refresh import Discovery
-from extproc.exchange import Gateway
-from extproc.fast_publisher import FastPublisher, initial_routes
+from extproc.fast.publisher import FastPublisher, initial_routes
 from extproc.metrics import MULTIPROCESS_ENV, serve_metrics
-from extproc.quota import QuotaReader
-from extproc.relay import provider_trust, start_relay, stop_relay, upstream_client
-from extproc.reload import ConfigReloader
+from extproc.request import probing
+from extproc.request.exchange import Gateway
+from extproc.request.relay import provider_trust, start_relay, stop_relay, upstream_client
 from extproc.runtime import Runtime
 from extproc.server import start_server
 from extproc.state.conversations import LocalHolders, RedisHolders

@@ -66,9 +66,8 @@ def test_formats_speak_no_grpc_and_do_no_io(room: str) -> None:
     assert breaches(sources(room), frozenset({"grpc", "httpx", "envoy"}) | FILE_IO) == []
 
 
-def test_the_exchange_knows_no_grpc_or_protobuf() -> None:
-    files = [PACKAGE / name for name in ("exchange.py", "forward.py", "runtime.py", "attempt.py", "reauth.py")]
-    assert breaches(files, frozenset({"grpc", "envoy", "google"})) == []
+def test_the_request_path_knows_no_grpc_or_protobuf() -> None:
+    assert breaches([*sources("request"), PACKAGE / "runtime.py"], frozenset({"grpc", "envoy", "google"})) == []
 
 
 def test_server_wiring_imports_no_envoy_protos() -> None:

@@ -12,15 +12,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from extproc.attempts import (
-    ENDPOINTS_KEY,
-    HOST_METADATA,
-    LB_NAMESPACE,
-    LOGIN_KEY,
-    PLAN_NAMESPACE,
-    PROVIDER_KEY,
-    listener_name,
-)
 from extproc.bootstrap.names import GRPC_LIMIT_SLACK, PROCESSOR_CLUSTER, UPSTREAM_MODE, T, provider_cluster_name
 from extproc.core.errors import ClientError
 from extproc.core.headers import (
@@ -47,6 +38,15 @@ from extproc.core.headers import (
 from extproc.core.providers import Api, ProviderSpec
 from extproc.core.settings import MAX_FAILOVER_ATTEMPTS, Settings
 from extproc.formats import FAMILIES
+from extproc.request.plan import (
+    ENDPOINTS_KEY,
+    HOST_METADATA,
+    LB_NAMESPACE,
+    LOGIN_KEY,
+    PLAN_NAMESPACE,
+    PROVIDER_KEY,
+    listener_name,
+)
 
 ATTEMPTS_CLUSTER = "attempts"
 RELAY_CLUSTER = "relay"  # the processor's stream relay

@@ -25,7 +25,7 @@ from extproc.core.headers import (
     UPSTREAM_API_HEADER,
 )
 from extproc.core.settings import Settings
-from extproc.fast_routes import ANSWERS_LOG, MAX_BODY, NAMESPACE, PATHS, USAGE_NAMESPACE, FastRoute, rendered
+from extproc.fast.routes import ANSWERS_LOG, MAX_BODY, NAMESPACE, PATHS, USAGE_NAMESPACE, FastRoute, rendered
 from extproc.usage.tokens import ANSWER_USAGE_KEYS
 
 ROUTES_FILE = "routes.json"  # in settings.fast_routes: the route configuration Envoy watches

@@ -7,7 +7,6 @@ import base64
 from collections.abc import Sequence
 from typing import Any
 
-from extproc.attempts import LB_NAMESPACE, PLAN_NAMESPACE
 from extproc.bootstrap.attempts import grpc_service, upstream_log
 from extproc.bootstrap.fast import answers_log, body_to_metadata, fast_route, route_source, scrub_forged
 from extproc.bootstrap.local_replies import PROCESSOR_DOWN_STATUS, local_reply_config
@@ -24,7 +23,8 @@ from extproc.bootstrap.routes import (
 )
 from extproc.core.headers import ATTEMPT_HEADER
 from extproc.core.settings import Settings
-from extproc.fast_routes import FastRoute
+from extproc.fast.routes import FastRoute
+from extproc.request.plan import LB_NAMESPACE, PLAN_NAMESPACE
 
 
 def listener(settings: Settings) -> dict[str, Any]:

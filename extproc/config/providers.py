@@ -25,7 +25,7 @@ from extproc.core.errors import ConfigError
 from extproc.core.providers import Api, ApiRoute, AuthStyle, DiscoverySpec, ProbeSpec, ProviderSpec, parse_base_url
 from extproc.core.settings import Credential
 from extproc.formats import ENDPOINTS
-from extproc.formats.transforms import PROVIDER_TRANSFORMS
+from extproc.request.transforms import PROVIDER_TRANSFORMS
 
 _PROVIDER_KEYS = {"base_url", "auth", "api_key", "api_keys", "api_key_env", "headers", "apis", "discovery", "probe",
                   "transform", "prefer", "model_prefixes", "rotation", "stream_usage", "stream_only",

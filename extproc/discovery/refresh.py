@@ -14,8 +14,8 @@ from extproc.core.errors import CredentialUnavailable
 from extproc.core.providers import ProviderSpec
 from extproc.core.settings import Credential, Settings
 from extproc.discovery.parse import Listed, ListError, parse_model_list
-from extproc.exchange import SecretSource, StaticSecrets
-from extproc.forward import credential_headers
+from extproc.request.exchange import SecretSource, StaticSecrets
+from extproc.request.mutation import credential_headers
 
 log = logging.getLogger("extproc.discovery")
 _MAX_PAGES = 10

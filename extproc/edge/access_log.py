@@ -18,9 +18,9 @@ from envoy.service.accesslog.v3 import als_pb2, als_pb2_grpc
 from extproc.core.headers import API_HEADER, ATTEMPT_COUNT_HEADER, ATTEMPT_HEADER, REASON_HEADER, ROUTE_HEADER
 from extproc.core.providers import Api
 from extproc.edge.ext_proc import check_token
-from extproc.exchange import Gateway
-from extproc.fast_routes import ANSWERS_LOG, NAMESPACE, USAGE_NAMESPACE
-from extproc.learning import failure_of, learn_attempt
+from extproc.fast.routes import ANSWERS_LOG, NAMESPACE, USAGE_NAMESPACE
+from extproc.request.exchange import Gateway
+from extproc.request.learning import failure_of, learn_attempt
 from extproc.usage.record import LoggedAnswer, logged_record
 
 log = logging.getLogger("extproc.request")

@@ -15,7 +15,6 @@ import grpc
 from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as pb_grpc
 
-from extproc.attempt import AttemptExchange
 from extproc.bootstrap.names import ROUTER_MODE
 from extproc.core.headers import (
     ATTEMPT_HEADER,
@@ -28,8 +27,9 @@ from extproc.core.headers import (
 )
 from extproc.edge import upstream
 from extproc.edge.messages import answer_stream, configured_mode, header_map
-from extproc.exchange import CONTINUE, Action, Exchange, Gateway
-from extproc.reauth import ReauthExchange
+from extproc.request.attempt import AttemptExchange
+from extproc.request.exchange import CONTINUE, Action, Exchange, Gateway
+from extproc.request.reauth import ReauthExchange
 
 log = logging.getLogger("extproc.request")
 

@@ -12,12 +12,12 @@ from envoy.config.core.v3 import base_pb2
 from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 from google.protobuf import text_format
 
-from extproc.attempt import AttemptExchange
-from extproc.attempts import HOST_METADATA, LOGIN_KEY, PLAN_KEY, PLAN_NAMESPACE, PROVIDER_KEY
 from extproc.bootstrap.names import UPSTREAM_MODE
 from extproc.edge.messages import answer_stream, configured_mode, header_map
-from extproc.exchange import CONTINUE, Action
-from extproc.reauth import ReauthExchange
+from extproc.request.attempt import AttemptExchange
+from extproc.request.exchange import CONTINUE, Action
+from extproc.request.plan import HOST_METADATA, LOGIN_KEY, PLAN_KEY, PLAN_NAMESPACE, PROVIDER_KEY
+from extproc.request.reauth import ReauthExchange
 
 
 def _plan(request: pb.ProcessingRequest) -> str | None:

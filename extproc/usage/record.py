@@ -12,10 +12,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from extproc.attempts import parse_attempt_header, served_by
 from extproc.core.catalog import ModelSpec
 from extproc.core.providers import Api
 from extproc.core.registry import Registry
+from extproc.request.plan import parse_attempt_header, served_by
 from extproc.usage.cost import cost
 from extproc.usage.tokens import Usage, document_of_keys, usage_of_document
 

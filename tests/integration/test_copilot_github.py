@@ -15,13 +15,13 @@ import pytest
 
 from extproc.auth.accounts import AccountManager
 from extproc.auth.client import Grant, new_account
+from extproc.auth.quota import QUOTA_EVERY, QuotaReader
 from extproc.auth.store import Account, TokenStore
 from extproc.config import parse_settings
 from extproc.core.errors import CredentialUnavailable
 from extproc.core.settings import Settings
 from extproc.core.windows import WindowLevel, WindowState
 from extproc.discovery.refresh import Discovery
-from extproc.quota import QUOTA_EVERY, QuotaReader
 from extproc.runtime import Runtime
 from tests.fake_copilot import CLAUDE, FakeCopilot
 from tests.fake_oauth import FakeOAuth

@@ -35,9 +35,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from extproc.attempts import HOST_METADATA, LOGIN_KEY, PLAN_KEY, PLAN_NAMESPACE
 from extproc.bootstrap import build_bootstrap
 from extproc.core.headers import ATTEMPT_ROLE, PROCESSOR_TOKEN_HEADER, REAUTH_ROLE, ROLE_HEADER, ROUTE_HEADER
+from extproc.request.plan import HOST_METADATA, LOGIN_KEY, PLAN_KEY, PLAN_NAMESPACE
 from extproc.runner import Processor, processor
 from tests.unit.helpers import model
 from tests.unit.helpers import settings as make_settings

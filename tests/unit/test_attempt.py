@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from extproc.attempt import AttemptExchange
-from extproc.attempts import ENDPOINTS_KEY, LB_NAMESPACE, PLAN_NAMESPACE, REFUSED_ROUTE, Plan, endpoint_address
 from extproc.core.headers import API_HEADER, ATTEMPT_HEADER, HANDLED_HEADER
-from extproc.exchange import CONTINUE, Gateway, Mutate, Reply
+from extproc.request.attempt import AttemptExchange
+from extproc.request.exchange import CONTINUE, Gateway, Mutate, Reply
+from extproc.request.plan import ENDPOINTS_KEY, LB_NAMESPACE, PLAN_NAMESPACE, REFUSED_ROUTE, Plan, endpoint_address
 from extproc.runtime import Runtime
 from tests.clock import Clock
 from tests.unit.helpers import ASKS_FOR_THE_ANSWER, model, settings
@@ -256,7 +256,7 @@ def test_attempts_after_a_reshaped_first_attempt_keep_nothing_of_it(clock):
 
 
 def test_an_attempt_refused_before_it_went_is_not_learned_against_the_previous_one(gateway):
-    from extproc.learning import learn_attempt
+    from extproc.request.learning import learn_attempt
     first = route(gateway, CHAT, {"model": "claude-x", "messages": []})
     header = first.set_headers[ATTEMPT_HEADER]  # what the shared map still says when attempt 2 is refused
     runtime = gateway.runtime

@@ -16,8 +16,8 @@ from extproc.auth.client import OAuthError, refresh_grant
 from extproc.auth.imports import LoginFileError, parse_login_file
 from extproc.auth.pkce import STATE_TTL, LoginExpired, PendingLogins, challenge_of, new_verifier
 from extproc.config import load_settings
-from extproc.formats.transforms import SseUnwrapper, unwrap_codeassist
-from extproc.forward import merge_header_values
+from extproc.request.mutation import merge_header_values
+from extproc.request.transforms import SseUnwrapper, unwrap_codeassist
 from tests.clock import Clock
 
 

@@ -7,10 +7,10 @@ from typing import Any
 import pytest
 import yaml
 
-from extproc.attempts import listener_name
 from extproc.bootstrap import PROCESSOR_CLUSTER, build_bootstrap, provider_cluster_name, render_bootstrap
 from extproc.bootstrap.attempts import ATTEMPTS_CLUSTER
 from extproc.core.headers import ROUTE_HEADER
+from extproc.request.plan import listener_name
 from tests.unit.helpers import provider, settings
 
 LIMIT = 5 * 1024 * 1024

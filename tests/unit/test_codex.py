@@ -14,9 +14,9 @@ from extproc.core.errors import ConfigError
 from extproc.core.providers import AuthStyle
 from extproc.core.settings import Credential
 from extproc.core.windows import WindowLevel, WindowState, event_headers, read_windows, stream_windows
-from extproc.exchange import Gateway, Mutate, Reply, StaticSecrets
-from extproc.formats.codex import shape
-from extproc.formats.transforms import PROVIDER_TRANSFORMS, TRANSFORMS
+from extproc.request.exchange import Gateway, Mutate, Reply, StaticSecrets
+from extproc.request.transforms import PROVIDER_TRANSFORMS, TRANSFORMS
+from extproc.request.transforms.codex import shape
 from extproc.runtime import Runtime
 from tests.clock import Clock
 from tests.unit.helpers import ASKS_FOR_THE_ANSWER, model, settings

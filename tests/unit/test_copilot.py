@@ -18,8 +18,8 @@ from extproc.core.providers import Api, AuthStyle
 from extproc.core.resolve import RequestView, resolve
 from extproc.core.settings import Credential
 from extproc.discovery.parse import parse_model_list
-from extproc.formats.copilot import read_turn
-from extproc.formats.transforms import translates
+from extproc.request.transforms import translates
+from extproc.request.transforms.copilot import read_turn
 from extproc.runtime import Snapshot
 from tests.fake_copilot import CLAUDE, CODEX, DISABLED, EMBED, MODELS, QUOTA
 from tests.unit.helpers import settings

@@ -17,7 +17,7 @@ from extproc.bootstrap.names import ROUTER_MODE, UPSTREAM_MODE
 from extproc.core.headers import PROCESSOR_TOKEN_HEADER, ROUTE_HEADER
 from extproc.edge.ext_proc import ExternalProcessor
 from extproc.edge.messages import configured_mode, expects_more, to_response
-from extproc.exchange import CONTINUE, Gateway, Mutate, Reply
+from extproc.request.exchange import CONTINUE, Gateway, Mutate, Reply
 from extproc.runtime import Runtime
 from tests.unit.helpers import model, settings
 

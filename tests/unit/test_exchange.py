@@ -26,9 +26,9 @@ from extproc.core.headers import (
 from extproc.core.health import Block, parse_retry_after
 from extproc.core.providers import CLIENT_CREDENTIAL_HEADERS
 from extproc.core.settings import Settings
-from extproc.exchange import Continue, Exchange, Gateway, Mutate, Reply
-from extproc.forward import Forward
-from extproc.learning import learn_attempt
+from extproc.request.exchange import Continue, Exchange, Gateway, Mutate, Reply
+from extproc.request.learning import learn_attempt
+from extproc.request.mutation import Forward
 from extproc.runtime import Runtime
 from tests.clock import Clock
 from tests.unit.helpers import ASKS_FOR_THE_ANSWER, model, settings
@@ -443,15 +443,15 @@ def test_a_rewritten_body_is_serialised_once(gateway, monkeypatch):
 def test_large_bodies_are_parsed_and_built_off_the_event_loop(gateway, monkeypatch):
     import threading
 
-    import extproc.exchange
+    import extproc.request.exchange
     threads = []
-    real = extproc.exchange.route_request
+    real = extproc.request.exchange.route_request
 
     def recording(*args: Any) -> Forward:
         threads.append(threading.current_thread())
         return real(*args)
 
-    monkeypatch.setattr(extproc.exchange, "route_request", recording)
+    monkeypatch.setattr(extproc.request.exchange, "route_request", recording)
     forward(gateway, CHAT, body("smart"))
     forward(gateway, CHAT, body("smart", padding="x" * (2 << 20)))
     assert threads[0] is threading.main_thread() and threads[1] is not threading.main_thread()

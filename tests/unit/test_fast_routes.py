@@ -7,7 +7,6 @@ from typing import Any
 
 import orjson
 
-from extproc.attempts import Plan
 from extproc.config import parse_settings
 from extproc.core.flows import OwnClient
 from extproc.core.headers import ATTEMPT_HEADER, PLAN_HEADER, REASON_HEADER, ROUTE_HEADER
@@ -15,7 +14,8 @@ from extproc.core.health import Health
 from extproc.core.providers import CLIENT_CREDENTIAL_HEADERS
 from extproc.core.registry import Registry
 from extproc.core.settings import Credential
-from extproc.fast_routes import AT, enabled, fast_route, rendered
+from extproc.fast.routes import AT, enabled, fast_route, rendered
+from extproc.request.plan import Plan
 from extproc.runtime import Snapshot
 
 MODELS = [{"id": "a-model", "provider": "pa", "context_window": 100000},

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from extproc.exchange import Exchange, Gateway, Reply
+from extproc.request.exchange import Exchange, Gateway, Reply
 from extproc.runtime import Runtime
 from tests.clock import Clock
 from tests.unit.helpers import model, provider, settings

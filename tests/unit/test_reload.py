@@ -11,8 +11,8 @@ import yaml
 
 from extproc.config import load_settings, parse_settings
 from extproc.config.changes import compare
+from extproc.config.reload import ConfigReloader
 from extproc.core.settings import Settings
-from extproc.reload import ConfigReloader
 
 LOCAL = {"base_url": "http://127.0.0.1:9", "apis": {"openai": "/v1"}, "api_key": "k-local-0"}
 MODELS = [{"id": "local-model", "provider": "local", "context_window": 1000},

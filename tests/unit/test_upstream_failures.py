@@ -14,8 +14,8 @@ from extproc.core.failures import CUT, REFUSED, RESET, TIMEOUT, UNREACHABLE
 from extproc.core.headers import FAILURE_HEADER
 from extproc.core.providers import Api
 from extproc.formats import error_body
-from extproc.learning import failure_of, learn_attempt
-from extproc.relay import no_answer
+from extproc.request.learning import failure_of, learn_attempt
+from extproc.request.relay import no_answer
 from extproc.runtime import Runtime
 from tests.clock import Clock
 from tests.unit.helpers import model, settings

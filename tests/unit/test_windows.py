@@ -13,7 +13,7 @@ from extproc.core.registry import Registry
 from extproc.core.resolve import RequestView, plan
 from extproc.core.settings import Credential, HealthPolicy
 from extproc.core.windows import WindowLevel, WindowState, read_windows, stream_windows
-from extproc.learning import learn
+from extproc.request.learning import learn
 from extproc.runtime import Runtime
 from tests.clock import Clock
 from tests.unit.helpers import model, settings

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
-from extproc.attempts import Candidate, Plan, attempt_header
 from extproc.core.headers import (
     ACCOUNT_HEADER,
     API_HEADER,
@@ -27,7 +26,8 @@ from extproc.core.resolve import Decision
 from extproc.core.settings import Credential, FailoverPolicy
 from extproc.formats import Endpoint, ParsedRequest
 from extproc.formats.base import dumps, without_credentials
-from extproc.formats.transforms import Outgoing, Shaper, asks_without_usage, selected
+from extproc.request.plan import Candidate, Plan, attempt_header
+from extproc.request.transforms import Outgoing, Shaper, asks_without_usage, selected
 from extproc.translate.held import drop_translated
 from extproc.usage.record import Asked
 

@@ -24,7 +24,7 @@ from extproc.auth.client import OAuthError
 from extproc.auth.copilot import github_token, read_quota
 from extproc.auth.store import Account
 from extproc.core.flows import Flow
-from extproc.learning import learn_windows
+from extproc.request.learning import learn_windows
 from extproc.runtime import Runtime
 
 log = logging.getLogger("extproc.auth")

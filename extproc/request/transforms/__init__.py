@@ -18,11 +18,11 @@ from extproc.core.providers import Api
 from extproc.core.resolve import Decision
 from extproc.formats import Endpoint, error_body
 from extproc.formats.base import JsonObject
-from extproc.formats.codex import codex_refusal, codex_request
-from extproc.formats.copilot import HEADERS as COPILOT_HEADERS
-from extproc.formats.copilot import copilot_request
 from extproc.formats.gemini import unwrapped
 from extproc.formats.sse import EventSplitter
+from extproc.request.transforms.codex import codex_refusal, codex_request
+from extproc.request.transforms.copilot import HEADERS as COPILOT_HEADERS
+from extproc.request.transforms.copilot import copilot_request
 from extproc.translate import transform as translation
 from extproc.translate.transform import API_OF
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from extproc.bootstrap.fast import ROUTES_FILE, routes_document
 from extproc.bootstrap.listeners import route_configuration
 from extproc.core.settings import Settings
-from extproc.fast_routes import FastRoute, enabled, fast_route
+from extproc.fast.routes import FastRoute, enabled, fast_route
 from extproc.runtime import Runtime
 
 log = logging.getLogger("extproc")

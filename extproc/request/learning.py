@@ -13,13 +13,13 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from extproc import metrics
-from extproc.attempts import parse_attempt_header, served_by
 from extproc.core.catalog import ModelSpec
 from extproc.core.failures import CUT, FAILURES, TIMEOUT, UpstreamFailure
 from extproc.core.headers import FAILURE_HEADER
 from extproc.core.health import Block, parse_retry_after
 from extproc.core.settings import Credential
 from extproc.core.windows import WindowState, read_windows
+from extproc.request.plan import parse_attempt_header, served_by
 from extproc.runtime import Runtime
 
 log = logging.getLogger("extproc.request")

@@ -24,7 +24,6 @@ from dataclasses import replace
 import httpx
 from aiohttp import web
 
-from extproc.attempts import parse_attempt_header, served_by
 from extproc.core.errors import ClientError
 from extproc.core.failures import CUT, REFUSED, RESET, TIMEOUT, UNREACHABLE, UpstreamFailure
 from extproc.core.headers import (
@@ -40,11 +39,12 @@ from extproc.core.headers import (
 from extproc.core.providers import Api
 from extproc.core.settings import Settings
 from extproc.core.windows import stream_windows
-from extproc.exchange import Gateway
 from extproc.formats import FAMILIES, error_body
 from extproc.formats.errors import openai_stream_error
-from extproc.learning import learn_attempt, learn_windows
 from extproc.logs import logged_body
+from extproc.request.exchange import Gateway
+from extproc.request.learning import learn_attempt, learn_windows
+from extproc.request.plan import parse_attempt_header, served_by
 from extproc.usage.record import Asked, build, served
 from extproc.usage.tokens import StreamUsage
 

@@ -13,17 +13,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 
-from extproc.attempts import REFUSED_ROUTE, Plan, attempt_header, decision_for
 from extproc.core.errors import ClientError, CredentialUnavailable
 from extproc.core.headers import ATTEMPT_COUNT_HEADER, ATTEMPT_HEADER, LEARN_HEADER, PLAN_HEADER, ROUTE_HEADER
 from extproc.core.providers import CLIENT_CREDENTIAL_HEADERS
 from extproc.core.resolve import Decision
 from extproc.core.windows import StreamWindows, stream_windows
-from extproc.exchange import CONTINUE, Continue, Gateway, Mutate, Reply, reject
 from extproc.formats import Endpoint, match_endpoint
-from extproc.formats.transforms import Shaper, selected
-from extproc.forward import build_forward
-from extproc.learning import learn_windows
+from extproc.request.exchange import CONTINUE, Continue, Gateway, Mutate, Reply, reject
+from extproc.request.learning import learn_windows
+from extproc.request.mutation import build_forward
+from extproc.request.plan import REFUSED_ROUTE, Plan, attempt_header, decision_for
+from extproc.request.transforms import Shaper, selected
 
 log = logging.getLogger("extproc.request")
 

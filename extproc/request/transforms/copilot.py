@@ -16,8 +16,8 @@ from extproc.core.resolve import Decision
 from extproc.formats import Endpoint
 from extproc.formats.base import JsonObject
 
-if TYPE_CHECKING:  # transforms.py registers this module's step
-    from extproc.formats.transforms import Outgoing
+if TYPE_CHECKING:  # the transforms package registers this module's steps
+    from extproc.request.transforms import Outgoing
 
 INITIATOR = "x-initiator"
 VISION = "copilot-vision-request"

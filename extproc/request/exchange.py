@@ -26,12 +26,12 @@ from extproc.core.providers import Api
 from extproc.core.resolve import Decision, plan
 from extproc.core.settings import Credential
 from extproc.core.windows import WindowState
-from extproc.fast_routes import fast_candidate
+from extproc.fast.routes import fast_candidate
 from extproc.formats import Endpoint, ParsedRequest, api_for_path, error_body, match_endpoint
 from extproc.formats.errors import error_headers
-from extproc.formats.transforms import TRANSFORMS, asks_without_usage, counts_tokens, refusal, translates
-from extproc.forward import Forward, route_request
 from extproc.logs import logged_body
+from extproc.request.mutation import Forward, route_request
+from extproc.request.transforms import TRANSFORMS, asks_without_usage, counts_tokens, refusal, translates
 from extproc.runtime import Runtime
 from extproc.state.conversations import ConversationHolders, LocalHolders
 from extproc.state.rate_limit import LocalRateLimiter, RateLimiter
@@ -41,7 +41,7 @@ from extproc.usage.record import Asked, build, served
 from extproc.usage.tokens import Usage, usage_of_answer
 
 if TYPE_CHECKING:
-    from extproc.fast_publisher import FastPublisher
+    from extproc.fast.publisher import FastPublisher
 
 log = logging.getLogger("extproc.request")
 _SECRET_ATTEMPTS = 3  # credentials tried per request when a login's token cannot be had

@@ -16,8 +16,8 @@ from extproc.core.errors import CredentialUnavailable
 from extproc.core.providers import ProviderSpec
 from extproc.core.settings import Credential
 from extproc.core.windows import read_windows
-from extproc.exchange import SecretSource, StaticSecrets
-from extproc.forward import credential_headers, merge_header_values
+from extproc.request.exchange import SecretSource, StaticSecrets
+from extproc.request.mutation import credential_headers, merge_header_values
 from extproc.runtime import Runtime
 
 log = logging.getLogger("extproc.health")

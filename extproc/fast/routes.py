@@ -19,7 +19,6 @@ from dataclasses import dataclass, replace
 
 import orjson
 
-from extproc.attempts import ENDPOINTS_KEY, LB_NAMESPACE, PLAN_KEY, PLAN_NAMESPACE
 from extproc.core.errors import ClientError
 from extproc.core.headers import (
     ATTEMPT_HEADER,
@@ -34,8 +33,9 @@ from extproc.core.registry import Registry
 from extproc.core.resolve import Decision, RequestView, plan, takes
 from extproc.core.settings import Settings
 from extproc.formats import ParsedRequest, match_endpoint
-from extproc.formats.transforms import selected, translates
-from extproc.forward import route_request
+from extproc.request.mutation import route_request
+from extproc.request.plan import ENDPOINTS_KEY, LB_NAMESPACE, PLAN_KEY, PLAN_NAMESPACE
+from extproc.request.transforms import selected, translates
 
 # Responses requests stay on the full path: a stored conversation belongs to one account (`previous_response_id`).
 PATHS = {"chat": "/v1/chat/completions", "messages": "/v1/messages"}

@@ -1,0 +1,1 @@
+"""The fast path: routes Envoy serves by itself, planned and published by the processor."""

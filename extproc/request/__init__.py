@@ -1,0 +1,1 @@
+"""The request path: the router-level exchange, each attempt, the relay, and what they share."""

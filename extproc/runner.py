@@ -35,7 +35,7 @@ from extproc.discovery.refresh import Discovery
 from extproc.fast.publisher import FastPublisher, initial_routes
 from extproc.metrics import MULTIPROCESS_ENV, serve_metrics
 from extproc.request import probing
-from extproc.request.exchange import Gateway
+from extproc.request.gateway import Gateway
 from extproc.request.relay import provider_trust, start_relay, stop_relay, upstream_client
 from extproc.runtime import Runtime
 from extproc.server import start_server

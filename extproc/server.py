@@ -11,7 +11,7 @@ from extproc.control.auth import AuthService, device_secret
 from extproc.control.models import ModelsService
 from extproc.core.settings import Settings
 from extproc.edge import access_log, ext_proc
-from extproc.request.exchange import Gateway
+from extproc.request.gateway import Gateway
 from extproc.v1 import auth_pb2_grpc, models_pb2_grpc
 
 _GRPC_SLACK = 8 * 1024 * 1024

@@ -218,7 +218,7 @@ class AccountManager:
             log.info("account %s: the refresh made while the store was unreachable is %s", account_id,
                      "saved" if written.refresh_token == ours.refresh_token else "superseded by a newer one")
 
-    # -- secrets for the request path (the gateway's SecretSource)
+    # -- secrets for the request path (a core.secrets.SecretSource)
 
     async def secret(self, credential: Credential) -> str:
         account = self._accounts.get(credential.account or "")

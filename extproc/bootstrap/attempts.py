@@ -27,7 +27,7 @@ from extproc.core.headers import (
     LEARN_HEADER,
     LOGIN_HEADER,
     PROCESSOR_TOKEN_HEADER,
-    REASON_HEADER,
+    PROVIDER_HEADER,
     REAUTH_ROLE,
     RELAY_HEADERS,
     ROLE_HEADER,
@@ -257,7 +257,7 @@ def provider_listener(provider: ProviderSpec, settings: Settings, local_replies:
 def _provider_route(provider: ProviderSpec, settings: Settings, login: bool, stream: bool) -> dict[str, Any]:
     """The route of an attempt planned for this provider: a login's retries its 401 once (see reauth.py), and
     a streamed answer comes through the processor's relay (see relay.py)."""
-    headers: list[dict[str, Any]] = [{"name": ROUTE_HEADER, "string_match": {"exact": provider.name}}]
+    headers: list[dict[str, Any]] = [{"name": PROVIDER_HEADER, "string_match": {"exact": provider.name}}]
     route: dict[str, Any] = {"cluster": RELAY_CLUSTER if stream else provider_cluster_name(provider.name),
                              "host_rewrite_literal": provider.upstream.authority, "timeout": "0s"}
     if login:
@@ -267,7 +267,7 @@ def _provider_route(provider: ProviderSpec, settings: Settings, login: bool, str
         headers.append({"name": STREAM_HEADER, "present_match": True})
     # x-extproc-api stays: Envoy's own replies here pick the client's envelope by it. The relay also reads the
     # provider and attempt headers, and takes them off itself.
-    kept = {ROUTE_HEADER, ATTEMPT_HEADER, REASON_HEADER, ACCOUNT_HEADER, UPSTREAM_API_HEADER} if stream else set()
+    kept = {PROVIDER_HEADER, ATTEMPT_HEADER, ROUTE_HEADER, ACCOUNT_HEADER, UPSTREAM_API_HEADER} if stream else set()
     entry: dict[str, Any] = {
         "match": {"prefix": "/", "headers": headers}, "route": route,
         "request_headers_to_remove": [*(h for h in (*INTERNAL_HEADERS, ACCOUNT_HEADER, UPSTREAM_API_HEADER)

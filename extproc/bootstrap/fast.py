@@ -18,7 +18,7 @@ from extproc.core.headers import (
     ENVOY_REQUEST_HEADERS,
     INTERNAL_HEADERS,
     LOGIN_HEADER,
-    REASON_HEADER,
+    PROVIDER_HEADER,
     RELAY_HEADERS,
     ROUTE_HEADER,
     STREAM_HEADER,
@@ -75,7 +75,7 @@ def answers_log(settings: Settings) -> list[dict[str, Any]]:
             "common_config": {"log_name": ANSWERS_LOG, "transport_api_version": "V3",
                               "grpc_service": grpc_service(settings),
                               "buffer_flush_interval": "0.1s", "buffer_size_bytes": 65536},
-            "additional_request_headers_to_log": [ATTEMPT_HEADER, ROUTE_HEADER, REASON_HEADER, API_HEADER],
+            "additional_request_headers_to_log": [ATTEMPT_HEADER, PROVIDER_HEADER, ROUTE_HEADER, API_HEADER],
         },
     }]
 
@@ -124,7 +124,7 @@ def fast_route(route: FastRoute, settings: Settings, response_headers: list[dict
                         {"name": "content-length", "range_match": {"start": 0, "end": MAX_BODY + 1}},
                         {"name": "content-encoding", "present_match": True, "invert_match": True},
                         # Set by the processor on the full path: its route, matched again, is never this one.
-                        {"name": ROUTE_HEADER, "present_match": True, "invert_match": True}],
+                        {"name": PROVIDER_HEADER, "present_match": True, "invert_match": True}],
             "dynamic_metadata": [
                 {"filter": NAMESPACE, "path": [{"key": "model"}], "value": {"string_match": {"exact": route.model}}},
                 {"filter": NAMESPACE, "path": [{"key": "stream"}], "value": {"bool_match": True}, "invert": True}],

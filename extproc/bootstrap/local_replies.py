@@ -21,7 +21,7 @@ from extproc.bootstrap.attempts import ATTEMPTS_CLUSTER
 from extproc.bootstrap.names import REQUEST_CODINGS, T, provider_cluster_name
 from extproc.core.errors import ClientError
 from extproc.core.failures import CUT, REFUSED, RESET, TIMEOUT, UNREACHABLE, UpstreamFailure
-from extproc.core.headers import API_HEADER, FAILURE_HEADER, ROUTE_HEADER
+from extproc.core.headers import API_HEADER, FAILURE_HEADER, PROVIDER_HEADER
 from extproc.core.providers import Api
 from extproc.formats import FAMILIES, Family
 
@@ -67,8 +67,8 @@ _UPSTREAM_FAILURES: tuple[tuple[bool, list[str], str, UpstreamFailure, str], ...
     (True, ["UF"], f"{_TO_PROVIDER} && upstream.transport_failure_reason.contains('refused')", REFUSED, _IN_LISTENER),
     (True, ["UF", "UH", "DF"], _TO_PROVIDER, UNREACHABLE, _IN_LISTENER),
     (True, ["UC", "UR"], _TO_PROVIDER, RESET, _IN_LISTENER),
-    (False, ["UT"], f"xds.cluster_name == '{ATTEMPTS_CLUSTER}'", TIMEOUT, f"%REQ({ROUTE_HEADER})%"),
-    (False, ["UR", "UC", "UPE"], f"xds.cluster_name == '{ATTEMPTS_CLUSTER}'", CUT, f"%REQ({ROUTE_HEADER})%"),
+    (False, ["UT"], f"xds.cluster_name == '{ATTEMPTS_CLUSTER}'", TIMEOUT, f"%REQ({PROVIDER_HEADER})%"),
+    (False, ["UR", "UC", "UPE"], f"xds.cluster_name == '{ATTEMPTS_CLUSTER}'", CUT, f"%REQ({PROVIDER_HEADER})%"),
 )
 
 

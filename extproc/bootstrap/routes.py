@@ -8,7 +8,7 @@ from typing import Any
 from extproc.bootstrap.attempts import ATTEMPTS_CLUSTER, retry_policy
 from extproc.bootstrap.local_replies import UNDECODABLE_STATUS
 from extproc.bootstrap.names import PROCESSOR_CLUSTER, REQUEST_CODINGS, T, lua
-from extproc.core.headers import ATTEMPT_HEADER, ATTEMPTS_HEADER, RESPONSE_HEADERS, ROUTE_HEADER
+from extproc.core.headers import ATTEMPT_HEADER, ATTEMPTS_HEADER, PROVIDER_HEADER, RESPONSE_HEADERS
 from extproc.core.settings import Settings
 
 
@@ -101,7 +101,7 @@ def attempts_route(settings: Settings) -> dict[str, Any]:
     """Every request the processor planned (it always sets the provider header) goes to the attempts cluster."""
     return {
         "name": "attempts",
-        "match": {"prefix": "/", "headers": [{"name": ROUTE_HEADER, "present_match": True}]},
+        "match": {"prefix": "/", "headers": [{"name": PROVIDER_HEADER, "present_match": True}]},
         # No overall timeout: each attempt has failover.first_byte_timeout to answer, and an answer
         # upstream_timeout between chunks (the stream idle timeout); a long stream is never cut.
         "route": {"cluster": ATTEMPTS_CLUSTER, "timeout": "0s", "retry_policy": retry_policy(settings)},

@@ -1,8 +1,8 @@
 """Header names the processor and the Envoy config it renders agree on."""
 
-ROUTE_HEADER = "x-extproc-provider"  # the provider the processor chose; Envoy routes on it
+PROVIDER_HEADER = "x-extproc-provider"  # the provider the processor chose; Envoy routes on it
 MODEL_HEADER = "x-extproc-model"  # the model that served the request
-REASON_HEADER = "x-extproc-route"  # why: direct, alias, fallback:<strategy>
+ROUTE_HEADER = "x-extproc-route"  # why: direct, alias, fallback:<strategy>
 PROCESSOR_TOKEN_HEADER = "x-extproc-token"  # Envoy presents it on every ext_proc stream
 ROLE_HEADER = "x-extproc-role"  # gRPC metadata: which ext_proc filter a stream comes from
 ATTEMPT_ROLE = "attempt"  # the per-attempt filter in the provider cluster's chain
@@ -13,7 +13,7 @@ LOGIN_HEADER = "x-extproc-login"  # on an attempt with a login's token: the cred
 HANDLED_HEADER = "x-extproc-handled"  # the router-level answer made the first attempt: its processor skips it
 API_HEADER = "x-extproc-api"  # the client's API family: Envoy's own replies behind the attempts use its envelope
 ATTEMPTS_HEADER = "x-extproc-attempts"  # on the response: how many attempts the request took
-RESPONSE_HEADERS = (ROUTE_HEADER, MODEL_HEADER, REASON_HEADER)  # copied to the client's response by Envoy
+RESPONSE_HEADERS = (PROVIDER_HEADER, MODEL_HEADER, ROUTE_HEADER)  # copied to the client's response by Envoy
 ATTEMPT_HEADER = "x-extproc-attempt"  # who served an attempt (ids, never secrets): read back from access logs
 # Envoy's request headers that change retries and timeouts: never the client's to set.
 ENVOY_REQUEST_HEADERS = ("x-envoy-retry-on", "x-envoy-retry-grpc-on", "x-envoy-retriable-status-codes",
@@ -27,5 +27,5 @@ LEARN_HEADER = "x-extproc-learn"  # the access log reports this attempt even whe
 FAILURE_HEADER = "x-extproc-failure"  # on Envoy's own reply to an attempt that got no answer: what happened
 PLAN_HEADER = "x-extproc-plan"  # a fast route's plan for the attempts after its first (no router-level answer)
 ENDPOINTS_HEADER = "x-extproc-endpoints"  # a fast route's endpoint list for the override_host load balancer
-INTERNAL_HEADERS = (ROUTE_HEADER, MODEL_HEADER, REASON_HEADER, HANDLED_HEADER, ATTEMPT_HEADER, LEARN_HEADER,
+INTERNAL_HEADERS = (PROVIDER_HEADER, MODEL_HEADER, ROUTE_HEADER, HANDLED_HEADER, ATTEMPT_HEADER, LEARN_HEADER,
                     PLAN_HEADER, ENDPOINTS_HEADER)

@@ -56,16 +56,19 @@ class Decision:
     listed: bool = True  # a model the registry knows (not one passed through by name): its 404 means absence
 
     @property
-    def why(self) -> str:
+    def route(self) -> str:
+        """Why this candidate: direct, alias or fallback:<strategy> (the `x-extproc-route` header, the usage
+        record's `route`)."""
         return f"{self.reason}:{self.strategy}" if self.strategy else self.reason
 
 
 def resolve(req: RequestView, registry: Registry, health: HealthView, now: float, turn: int = 0) -> Decision:
-    """`turn` spreads load over several healthy credentials (round robin by request count)."""
-    return plan(req, registry, health, now, turn)[0]
+    """The first of `candidates`: `turn` spreads load over several healthy credentials (round robin by request
+    count)."""
+    return candidates(req, registry, health, now, turn)[0]
 
 
-def plan(req: RequestView, registry: Registry, health: HealthView, now: float, turn: int = 0,
+def candidates(req: RequestView, registry: Registry, health: HealthView, now: float, turn: int = 0,
          limit: int = 1) -> list[Decision]:
     """Up to `limit` decisions, in the order a request's attempts try them: the first is what `resolve`
     answers; then the same model on its other healthy credentials; then the fallbacks, each on theirs."""

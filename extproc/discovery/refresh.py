@@ -12,9 +12,9 @@ import httpx
 
 from extproc.core.errors import CredentialUnavailable
 from extproc.core.providers import ProviderSpec
+from extproc.core.secrets import SecretSource, StaticSecrets
 from extproc.core.settings import Credential, Settings
 from extproc.discovery.parse import Listed, ListError, parse_model_list
-from extproc.request.exchange import SecretSource, StaticSecrets
 from extproc.request.mutation import credential_headers
 
 log = logging.getLogger("extproc.discovery")

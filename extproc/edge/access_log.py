@@ -15,11 +15,11 @@ import grpc
 from envoy.data.accesslog.v3 import accesslog_pb2
 from envoy.service.accesslog.v3 import als_pb2, als_pb2_grpc
 
-from extproc.core.headers import API_HEADER, ATTEMPT_COUNT_HEADER, ATTEMPT_HEADER, REASON_HEADER, ROUTE_HEADER
+from extproc.core.headers import API_HEADER, ATTEMPT_COUNT_HEADER, ATTEMPT_HEADER, PROVIDER_HEADER, ROUTE_HEADER
 from extproc.core.providers import Api
 from extproc.edge.ext_proc import check_token
 from extproc.fast.routes import ANSWERS_LOG, NAMESPACE, USAGE_NAMESPACE
-from extproc.request.exchange import Gateway
+from extproc.request.gateway import Gateway
 from extproc.request.learning import failure_of, learn_attempt
 from extproc.usage.record import LoggedAnswer, logged_record
 
@@ -46,7 +46,7 @@ def logged_answer(entry: accesslog_pb2.HTTPAccessLogEntry) -> LoggedAnswer | Non
         end=start + common.time_to_last_downstream_tx_byte.ToNanoseconds() / 1e9,
         first_byte=start + first.ToNanoseconds() / 1e9 if common.HasField("time_to_first_upstream_rx_byte") else None,
         status=entry.response.response_code.value, attempt=headers.get(ATTEMPT_HEADER, ""),
-        provider=headers.get(ROUTE_HEADER, ""), route=headers.get(REASON_HEADER, ""), requested=model, usage=usage)
+        provider=headers.get(PROVIDER_HEADER, ""), route=headers.get(ROUTE_HEADER, ""), requested=model, usage=usage)
 
 
 def account_entry(gateway: Gateway, entry: accesslog_pb2.HTTPAccessLogEntry) -> None:

@@ -20,15 +20,17 @@ from extproc.core.headers import (
     ATTEMPT_HEADER,
     ATTEMPT_ROLE,
     PROCESSOR_TOKEN_HEADER,
-    REASON_HEADER,
+    PROVIDER_HEADER,
     REAUTH_ROLE,
     ROLE_HEADER,
     ROUTE_HEADER,
 )
 from extproc.edge import upstream
 from extproc.edge.messages import answer_stream, configured_mode, header_map
+from extproc.request.actions import CONTINUE, Action
 from extproc.request.attempt import AttemptExchange
-from extproc.request.exchange import CONTINUE, Action, Exchange, Gateway
+from extproc.request.exchange import Exchange
+from extproc.request.gateway import Gateway
 from extproc.request.reauth import ReauthExchange
 
 log = logging.getLogger("extproc.request")
@@ -47,8 +49,8 @@ async def _event(exchange: Exchange, kind: str, request: pb.ProcessingRequest) -
     return CONTINUE  # trailers: nothing to do here (Envoy is not configured to send them)
 
 
-_ANSWER_HEADERS = frozenset({":status", "content-type", "content-encoding", ATTEMPT_HEADER, ROUTE_HEADER,
-                             REASON_HEADER})
+_ANSWER_HEADERS = frozenset({":status", "content-type", "content-encoding", ATTEMPT_HEADER, PROVIDER_HEADER,
+                             ROUTE_HEADER})
 
 
 async def check_token(context: grpc.aio.ServicerContext, token: bytes | None, what: str = "ext_proc") -> dict[str, str]:
@@ -81,7 +83,7 @@ class ExternalProcessor(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc
         elif role == REAUTH_ROLE:
             answers = upstream.process_reauth(ReauthExchange(self._gateway), request_iterator)
         else:
-            answers = answer_stream(request_iterator, functools.partial(_event, self._gateway.exchange()), ROUTER)
+            answers = answer_stream(request_iterator, functools.partial(_event, Exchange(self._gateway)), ROUTER)
         async for answer in answers:
             yield answer
 

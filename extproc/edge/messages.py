@@ -11,7 +11,7 @@ from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 from envoy.type.v3 import http_status_pb2
 
 from extproc.metrics import MESSAGE_SECONDS
-from extproc.request.exchange import Action, Continue, Mutate, Reply
+from extproc.request.actions import Action, Continue, Mutate, Reply
 
 _OVERWRITE = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
 _BODY_MODES = {"buffered": processing_mode_pb2.ProcessingMode.BUFFERED,

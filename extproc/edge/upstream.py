@@ -14,8 +14,8 @@ from google.protobuf import text_format
 
 from extproc.bootstrap.names import UPSTREAM_MODE
 from extproc.edge.messages import answer_stream, configured_mode, header_map
+from extproc.request.actions import CONTINUE, Action
 from extproc.request.attempt import AttemptExchange
-from extproc.request.exchange import CONTINUE, Action
 from extproc.request.plan import HOST_METADATA, LOGIN_KEY, PLAN_KEY, PLAN_NAMESPACE, PROVIDER_KEY
 from extproc.request.reauth import ReauthExchange
 

@@ -25,12 +25,12 @@ from extproc.core.headers import (
     ENDPOINTS_HEADER,
     ENVOY_REQUEST_HEADERS,
     PLAN_HEADER,
-    REASON_HEADER,
+    ROUTE_HEADER,
 )
 from extproc.core.health import Health
 from extproc.core.providers import Api
 from extproc.core.registry import Registry
-from extproc.core.resolve import Decision, RequestView, plan, takes
+from extproc.core.resolve import Decision, RequestView, candidates, takes
 from extproc.core.settings import Settings
 from extproc.formats import ParsedRequest, match_endpoint
 from extproc.request.mutation import route_request
@@ -88,9 +88,9 @@ def fast_route(endpoint_name: str, model: str, registry: Registry, health: Healt
         return None
     limit = settings.failover.attempts
     try:
-        decisions = plan(RequestView(endpoint.api, model, needs=_EVERY_NEED, input_tokens=MAX_BODY // 4,
+        decisions = candidates(RequestView(endpoint.api, model, needs=_EVERY_NEED, input_tokens=MAX_BODY // 4,
                                      endpoint=endpoint_name), registry, health, now, 0, limit)
-        plain = plan(RequestView(endpoint.api, model, endpoint=endpoint_name), registry, health, now, 0, limit)
+        plain = candidates(RequestView(endpoint.api, model, endpoint=endpoint_name), registry, health, now, 0, limit)
     except ClientError:
         return None
     first = decisions[0]
@@ -103,7 +103,7 @@ def fast_route(endpoint_name: str, model: str, registry: Registry, health: Healt
     if any(translates(d) is not None for d in plain) or _ids(plain) != _ids(decisions):
         return None  # its failover would differ from the full path's for some request the route matches
     for own in {c.only_client for cs in registry.credentials.values() for c in cs if c.only_client is not None}:
-        theirs = plan(RequestView(endpoint.api, model, endpoint=endpoint_name, system_head=own.system_starts),
+        theirs = candidates(RequestView(endpoint.api, model, endpoint=endpoint_name, system_head=own.system_starts),
                       registry, health, now, 0, limit)
         if _ids(theirs) != _ids(decisions):
             return None  # that client's requests may also go on a login that serves it alone: the full path's
@@ -116,7 +116,7 @@ def fast_route(endpoint_name: str, model: str, registry: Registry, health: Healt
     skipped = {":path", "content-length", "content-type", *ENVOY_REQUEST_HEADERS, *defaults}
     headers = {k: _literal(v) for k, v in forward.set_headers.items() if k not in skipped}
     headers[ATTEMPT_HEADER] = _literal(forward.set_headers[ATTEMPT_HEADER]).replace(_literal(repr(first.at)), AT)
-    headers[REASON_HEADER] = _literal(first.why + FAST_SUFFIX)
+    headers[ROUTE_HEADER] = _literal(first.route + FAST_SUFFIX)
     metadata = forward.plan.to_metadata()
     text = _literal(metadata[PLAN_NAMESPACE][PLAN_KEY])
     headers[PLAN_HEADER] = text.replace(_literal(f'"at":{orjson.dumps(first.at).decode()}'), f'"at":{AT}', 1)

@@ -14,12 +14,13 @@ import logging
 from collections.abc import Callable, Mapping
 
 from extproc.core.errors import ClientError, CredentialUnavailable
-from extproc.core.headers import ATTEMPT_COUNT_HEADER, ATTEMPT_HEADER, LEARN_HEADER, PLAN_HEADER, ROUTE_HEADER
+from extproc.core.headers import ATTEMPT_COUNT_HEADER, ATTEMPT_HEADER, LEARN_HEADER, PLAN_HEADER, PROVIDER_HEADER
 from extproc.core.providers import CLIENT_CREDENTIAL_HEADERS
 from extproc.core.resolve import Decision
 from extproc.core.windows import StreamWindows, stream_windows
 from extproc.formats import Endpoint, match_endpoint
-from extproc.request.exchange import CONTINUE, Continue, Gateway, Mutate, Reply, reject
+from extproc.request.actions import CONTINUE, Continue, Mutate, Reply, reject
+from extproc.request.gateway import Gateway
 from extproc.request.learning import learn_windows
 from extproc.request.mutation import build_forward
 from extproc.request.plan import REFUSED_ROUTE, Plan, attempt_header, decision_for
@@ -100,7 +101,7 @@ class AttemptExchange:
         remove = tuple(sorted(gone - set(set_headers)))
         self._shaping = forward.answer
         log.info("attempt rid=%s n=%d requested=%r resolved=%s provider=%s why=%s credential=%s", self.request_id,
-                 self.attempt, decision.requested, decision.model.id, decision.provider.name, decision.why,
+                 self.attempt, decision.requested, decision.model.id, decision.provider.name, decision.route,
                  decision.credential.id)
         return Mutate(set_headers, remove, forward.body)
 
@@ -146,5 +147,5 @@ class AttemptExchange:
         a provider header no provider has, so the internal listener Envoy picked answers a 503 itself (a reply
         from this filter would go to the client unretried). No attempt header: nothing is learned from it."""
         log.warning("attempt rid=%s n=%d refused: %s", self.request_id, self.attempt, message)
-        return Mutate({ROUTE_HEADER: REFUSED_ROUTE},
+        return Mutate({PROVIDER_HEADER: REFUSED_ROUTE},
                       tuple(sorted({*CLIENT_CREDENTIAL_HEADERS, ATTEMPT_HEADER, LEARN_HEADER})))

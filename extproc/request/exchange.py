@@ -10,38 +10,31 @@ learned from Envoy's access log (`learning.py`), not from this stream.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
-import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, TypeVar
 
 import orjson
 
 from extproc.core.clients import ClientKey, forbidden, identify, over_budget, over_rate
 from extproc.core.errors import ClientError, CredentialUnavailable
-from extproc.core.headers import ACCOUNT_HEADER, ATTEMPT_HEADER, REASON_HEADER, ROUTE_HEADER
+from extproc.core.headers import ACCOUNT_HEADER, ATTEMPT_HEADER, PROVIDER_HEADER, ROUTE_HEADER
 from extproc.core.providers import Api
-from extproc.core.resolve import Decision, plan
-from extproc.core.settings import Credential
-from extproc.core.windows import WindowState
+from extproc.core.resolve import Decision, candidates
 from extproc.fast.routes import fast_candidate
-from extproc.formats import Endpoint, ParsedRequest, api_for_path, error_body, match_endpoint
-from extproc.formats.errors import error_headers
+from extproc.formats import Endpoint, ParsedRequest, api_for_path, match_endpoint
 from extproc.logs import logged_body
+from extproc.request.actions import CONTINUE, Continue, Mutate, Reply, internal_error, reject
+from extproc.request.gateway import Gateway
 from extproc.request.mutation import Forward, route_request
 from extproc.request.transforms import TRANSFORMS, asks_without_usage, counts_tokens, refusal, translates
-from extproc.runtime import Runtime
-from extproc.state.conversations import ConversationHolders, LocalHolders
-from extproc.state.rate_limit import LocalRateLimiter, RateLimiter
 from extproc.translate.transform import translatable
-from extproc.usage.accounting import Accounting
 from extproc.usage.record import Asked, build, served
 from extproc.usage.tokens import Usage, usage_of_answer
 
 if TYPE_CHECKING:
-    from extproc.fast.publisher import FastPublisher
+    pass
 
 log = logging.getLogger("extproc.request")
 _SECRET_ATTEMPTS = 3  # credentials tried per request when a login's token cannot be had
@@ -50,142 +43,11 @@ _HOLDER_SEARCH = 64  # candidates looked through for the one credential that hol
 _T = TypeVar("_T")
 
 
-# ---------------------------------------------------------------- actions
-
-@dataclass(frozen=True, slots=True)
-class Continue:
-    """Let the message through unchanged."""
-
-
-CONTINUE = Continue()
-
-
-@dataclass(frozen=True, slots=True)
-class Mutate:
-    """Change the message: headers, body, and how the rest of this direction's body is sent."""
-
-    set_headers: Mapping[str, str] = field(default_factory=dict, repr=False)  # overwrite
-    remove_headers: tuple[str, ...] = ()
-    body: bytes | None = None  # None: as it came
-    clear_route_cache: bool = False  # the route depends on headers set here
-    body_mode: str | None = None  # "buffered" | "streamed": ask for the body this way from now on
-    answer_headers: bool = False  # on a request-headers answer: send the response headers too (this stream only)
-    dynamic_metadata: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # Envoy dynamic metadata
-
-
-@dataclass(frozen=True, slots=True)
-class Reply:
-    """Answer the client directly; nothing goes upstream."""
-
-    status: int
-    headers: Mapping[str, str]
-    body: bytes
-    error: ClientError | None = field(default=None)
-
-
-Action = Continue | Mutate | Reply
-
-
 def _may_refuse(decision: Decision) -> bool:
     """Whether a candidate's upstream has a rule that refuses some requests: only a provider's own transform
     has one (ChatGPT's backend), so every other candidate skips building its transforms to ask."""
     name = decision.provider.transform
     return name is not None and TRANSFORMS[name].refuses is not None
-
-
-def reject(api: Api, err: ClientError) -> Reply:
-    return Reply(err.status, error_headers(err), error_body(api, err), err)
-
-
-def internal_error(path: str) -> Reply:
-    """What a client gets when the gateway itself failed: its own API's envelope, and nothing sent upstream."""
-    return reject(api_for_path(path), ClientError(500, "internal_error", "The gateway failed to route this request."))
-
-
-# ---------------------------------------------------------------- where secrets come from
-
-class SecretSource(Protocol):
-    """Where a credential's secret comes from at request time (a login's token may need a refresh)."""
-
-    async def secret(self, credential: Credential) -> str: ...
-
-    def invalidate(self, credential: Credential) -> bool:
-        """The upstream refused this credential's token (401): True if a fresh one is worth fetching."""
-
-    def confirm(self, credential: Credential) -> None:
-        """The upstream took this credential's token."""
-
-    def awaits_confirmation(self, credential: Credential) -> bool:
-        """Whether an upstream's success with this credential is news (a token fresh from a refused one)."""
-
-    def note_windows(self, credential: Credential, state: WindowState) -> None:
-        """A login's answer reported its subscription's usage windows."""
-
-
-class StaticSecrets:
-    """API keys only: the secret is in the credential."""
-
-    async def secret(self, credential: Credential) -> str:
-        if credential.account is not None:
-            raise CredentialUnavailable(f"no account manager for login {credential.id}", permanent=False)
-        return credential.secret
-
-    def invalidate(self, credential: Credential) -> bool:
-        return False  # an API key cannot be refreshed; health suspends it
-
-    def confirm(self, credential: Credential) -> None:
-        pass
-
-    def awaits_confirmation(self, credential: Credential) -> bool:
-        return False
-
-    def note_windows(self, credential: Credential, state: WindowState) -> None:
-        pass
-
-
-class Gateway:
-    """What every exchange shares: the runtime, where secrets come from, the client keys' request counts,
-    and the round-robin turn."""
-
-    def __init__(self, runtime: Runtime, secrets: SecretSource | None = None,
-                 limiter: RateLimiter | None = None, accounting: Accounting | None = None,
-                 holders: ConversationHolders | None = None, fast: FastPublisher | None = None) -> None:
-        self.runtime = runtime
-        self.secrets: SecretSource = secrets or StaticSecrets()
-        self.limiter: RateLimiter = limiter or LocalRateLimiter(runtime.clock)
-        self.accounting = accounting or Accounting(clock=runtime.clock)
-        self.holders: ConversationHolders = holders or LocalHolders()
-        self.fast = fast  # the fast path's publisher (in the one process that writes its routes)
-        self._holding: set[asyncio.Task[None]] = set()
-        self._turns = itertools.count()
-
-    def hold(self, response_id: str, credential: str) -> None:
-        """Remember which credential made a stored answer (written in the background, kept until written)."""
-        if response_id and credential:
-            task = asyncio.get_running_loop().create_task(self.holders.remember(response_id, credential))
-            self._holding.add(task)
-            task.add_done_callback(self._holding.discard)
-
-    def exchange(self) -> Exchange:
-        return Exchange(self)
-
-    def turn(self) -> int:
-        return next(self._turns)
-
-    def unavailable(self, credential: Credential, exc: CredentialUnavailable) -> None:
-        """A credential's secret cannot be had: out of rotation, for good or for a short cooldown."""
-        log.warning("credential %s unavailable: %s", credential.id, exc.reason)
-        runtime = self.runtime
-        until = math.inf if exc.permanent else runtime.clock() + runtime.current.settings.health.server_error_cooldown
-        runtime.health.suspend(credential.id, exc.reason, until)
-
-    def success_is_news(self, decision: Decision) -> bool:
-        """Whether a success of this attempt must be learned (it reports a subscription's windows, clears a
-        failure or confirms a token); the access log carries only failures and these, so a healthy request
-        on an API key costs no learning at all."""
-        return decision.credential.windows is not None \
-            or self.runtime.health.remembers(decision.credential.id, decision.model.id) \
-            or self.secrets.awaits_confirmation(decision.credential)
 
 
 # ---------------------------------------------------------------- the exchange
@@ -264,7 +126,7 @@ class Exchange:
             fast.note(self._endpoint.name, decision.requested)
         log.info("route rid=%s client=%s requested=%r resolved=%s provider=%s why=%s credential=%s", self.request_id,
                  self.client.name if self.client else "-", decision.requested, decision.model.id,
-                 decision.provider.name, decision.why, decision.credential.id)
+                 decision.provider.name, decision.route, decision.credential.id)
         set_headers, remove_headers = outcome.set_headers, outcome.remove_headers
         if self._holds and self._accounted and not self._streams:  # its id is read here: it must come uncompressed
             set_headers = {**set_headers, "accept-encoding": "identity"}
@@ -336,7 +198,7 @@ class Exchange:
         candidate left out for either reason does not cost the request one of its attempts."""
         runtime, turn, limit = self._gateway.runtime, self._gateway.turn(), attempts
         while True:
-            planned = plan(parsed.view, self.snapshot.registry, runtime.health, runtime.clock(), turn, limit)
+            planned = candidates(parsed.view, self.snapshot.registry, runtime.health, runtime.clock(), turn, limit)
             kept = self._translatable(self._allowed(planned), endpoint, parsed)
             if len(kept) >= attempts or len(planned) < limit or limit >= 4 * attempts:
                 return kept[:attempts]
@@ -350,8 +212,8 @@ class Exchange:
         # told apart from a model this API cannot reach at all.
         everywhere = replace(parsed.view, same_provider=False)
         try:
-            planned = plan(everywhere, self.snapshot.registry, runtime.health, runtime.clock(), self._gateway.turn(),
-                           _HOLDER_SEARCH)
+            planned = candidates(everywhere, self.snapshot.registry, runtime.health, runtime.clock(),
+                                 self._gateway.turn(), _HOLDER_SEARCH)
         except ClientError as err:  # nothing can serve the model now (the holder its only credential): say why
             if err.status != 503:
                 raise
@@ -429,8 +291,8 @@ class Exchange:
             status = 0
         relayed = self._streams
         streamed = headers.get("content-type", "").startswith("text/event-stream")
-        self._answer = _Answer(status, headers.get(ATTEMPT_HEADER, ""), headers.get(ROUTE_HEADER, ""),
-                               headers.get(REASON_HEADER, ""), self._gateway.runtime.clock(), streamed)
+        self._answer = _Answer(status, headers.get(ATTEMPT_HEADER, ""), headers.get(PROVIDER_HEADER, ""),
+                               headers.get(ROUTE_HEADER, ""), self._gateway.runtime.clock(), streamed)
         hide = Mutate(remove_headers=(ATTEMPT_HEADER,))  # ids only, but the client's business they are not
         if streamed and relayed:
             return hide  # the relay read this stream's usage and wrote its record

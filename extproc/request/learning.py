@@ -10,13 +10,13 @@ import logging
 import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Protocol
 
 from extproc import metrics
 from extproc.core.catalog import ModelSpec
 from extproc.core.failures import CUT, FAILURES, TIMEOUT, UpstreamFailure
 from extproc.core.headers import FAILURE_HEADER
 from extproc.core.health import Block, parse_retry_after
+from extproc.core.secrets import SecretSource
 from extproc.core.settings import Credential
 from extproc.core.windows import WindowState, read_windows
 from extproc.request.plan import parse_attempt_header, served_by
@@ -25,15 +25,7 @@ from extproc.runtime import Runtime
 log = logging.getLogger("extproc.request")
 
 
-class Refresher(Protocol):
-    def invalidate(self, credential: Credential) -> bool: ...
-
-    def confirm(self, credential: Credential) -> None: ...
-
-    def note_windows(self, credential: Credential, state: WindowState) -> None: ...
-
-
-def learn(runtime: Runtime, secrets: Refresher, credential: Credential, model: ModelSpec, endpoint: str, at: float,
+def learn(runtime: Runtime, secrets: SecretSource, credential: Credential, model: ModelSpec, endpoint: str, at: float,
           listed: bool, status: int, headers: Mapping[str, str], request_id: str, failure: str = "") -> Block | None:
     """Teach health what one attempt's status says (`failure`: what it was when no provider answered); returns
     the block it caused, if any."""
@@ -66,7 +58,7 @@ def learn(runtime: Runtime, secrets: Refresher, credential: Credential, model: M
     return block
 
 
-def learn_windows(runtime: Runtime, secrets: Refresher, credential: Credential, state: WindowState,
+def learn_windows(runtime: Runtime, secrets: SecretSource, credential: Credential, state: WindowState,
                   request_id: str, status: int = 200) -> Block | None:
     """What a login's answer said of its subscription's windows (its headers, or an event of its stream): kept with
     the account, and taught to health; returns the cooldown of an exhausted one."""
@@ -100,7 +92,7 @@ def failure_of(status: int, headers: Mapping[str, str], timed_out: bool, cut: bo
     return failure if failure is not None and failure.status == status else None
 
 
-def learn_attempt(runtime: Runtime, secrets: Refresher, attempt: str, status: int, headers: Mapping[str, str],
+def learn_attempt(runtime: Runtime, secrets: SecretSource, attempt: str, status: int, headers: Mapping[str, str],
                   request_id: str, attempt_count: int | None = None,
                   failure: UpstreamFailure | None = None) -> Block | None:
     """Learn from one attempt's access-log entry: `attempt` is the header the attempt went out with.

@@ -15,7 +15,7 @@ from extproc.core.headers import (
     LEARN_HEADER,
     LOGIN_HEADER,
     MODEL_HEADER,
-    REASON_HEADER,
+    PROVIDER_HEADER,
     RELAY_HEADERS,
     ROUTE_HEADER,
     STREAM_HEADER,
@@ -110,7 +110,7 @@ def credential_headers(provider: ProviderSpec, api: Api, cred: Credential, secre
 def _settable(decisions: list[Decision]) -> list[str]:
     """The headers the attempts of these decisions may set: routing, credentials, provider and login headers,
     the path, and what their transforms add (the header map is shared between attempts)."""
-    names = [ROUTE_HEADER, MODEL_HEADER, REASON_HEADER, LOGIN_HEADER, STREAM_HEADER, ":path",
+    names = [PROVIDER_HEADER, MODEL_HEADER, ROUTE_HEADER, LOGIN_HEADER, STREAM_HEADER, ":path",
              *CLIENT_CREDENTIAL_HEADERS]
     for decision in decisions:
         names += [*decision.provider.headers, *decision.credential.headers, *decision.credential.merge_headers]
@@ -169,7 +169,7 @@ _NEVER_RESTORED = frozenset({*CLIENT_CREDENTIAL_HEADERS, LOGIN_HEADER, STREAM_HE
 
 
 def _route_headers(decision: Decision) -> dict[str, str]:
-    return {ROUTE_HEADER: decision.provider.name, MODEL_HEADER: decision.model.id, REASON_HEADER: decision.why}
+    return {PROVIDER_HEADER: decision.provider.name, MODEL_HEADER: decision.model.id, ROUTE_HEADER: decision.route}
 
 
 def merge_header_values(client: str | None, ours: str) -> str:

@@ -14,9 +14,9 @@ import httpx
 
 from extproc.core.errors import CredentialUnavailable
 from extproc.core.providers import ProviderSpec
+from extproc.core.secrets import SecretSource, StaticSecrets
 from extproc.core.settings import Credential
 from extproc.core.windows import read_windows
-from extproc.request.exchange import SecretSource, StaticSecrets
 from extproc.request.mutation import credential_headers, merge_header_values
 from extproc.runtime import Runtime
 

@@ -17,7 +17,8 @@ from extproc.core.errors import ClientError, CredentialUnavailable
 from extproc.core.headers import API_HEADER
 from extproc.core.providers import Api
 from extproc.core.settings import Credential
-from extproc.request.exchange import CONTINUE, Continue, Gateway, Mutate, Reply, reject
+from extproc.request.actions import CONTINUE, Continue, Mutate, Reply, reject
+from extproc.request.gateway import Gateway
 from extproc.request.mutation import credential_headers
 
 log = logging.getLogger("extproc.request")

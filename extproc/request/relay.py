@@ -31,7 +31,7 @@ from extproc.core.headers import (
     API_HEADER,
     ATTEMPT_HEADER,
     FAILURE_HEADER,
-    REASON_HEADER,
+    PROVIDER_HEADER,
     RELAY_HEADERS,
     ROUTE_HEADER,
     UPSTREAM_API_HEADER,
@@ -42,7 +42,7 @@ from extproc.core.windows import stream_windows
 from extproc.formats import FAMILIES, error_body
 from extproc.formats.errors import openai_stream_error
 from extproc.logs import logged_body
-from extproc.request.exchange import Gateway
+from extproc.request.gateway import Gateway
 from extproc.request.learning import learn_attempt, learn_windows
 from extproc.request.plan import parse_attempt_header, served_by
 from extproc.usage.record import Asked, build, served
@@ -53,7 +53,7 @@ TOKEN_HEADER = RELAY_HEADERS[0]
 # Hop-by-hop, transport and our own: never passed on in either direction.
 _NOT_FORWARDED = frozenset({"host", "connection", "keep-alive", "transfer-encoding", "te", "upgrade",
                             "proxy-connection", "content-length", "accept-encoding", API_HEADER, ATTEMPT_HEADER,
-                            ROUTE_HEADER, REASON_HEADER, ACCOUNT_HEADER, UPSTREAM_API_HEADER, *RELAY_HEADERS})
+                            PROVIDER_HEADER, ROUTE_HEADER, ACCOUNT_HEADER, UPSTREAM_API_HEADER, *RELAY_HEADERS})
 # Hop-by-hop and framing headers, and the failure kind only the gateway may say (a provider's cannot pass for it).
 _NOT_RETURNED = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length", "server", "date",
                            FAILURE_HEADER})
@@ -75,7 +75,7 @@ class Relay:
         attempted = parse_attempt_header(attempt)
         endpoint = attempted.endpoint if attempted else ""
         rid = request.headers.get("x-request-id", "-")
-        provider = self._gateway.runtime.current.registry.providers.get(request.headers.get(ROUTE_HEADER, ""))
+        provider = self._gateway.runtime.current.registry.providers.get(request.headers.get(PROVIDER_HEADER, ""))
         if provider is None:
             return _reply(api, ClientError(503, "attempt_refused", "This attempt names no provider of this gateway."))
         headers = [(k, v) for k, v in request.headers.items() if k.lower() not in _NOT_FORWARDED]
@@ -138,7 +138,7 @@ class Relay:
                     who = served(self._gateway.runtime.current.registry, attempt, provider.name)
                     self._gateway.hold(usage.response_id, who.credential)
                 if asked is not None and usage is not None:
-                    self._account(rid, asked, api, attempt, provider.name, request.headers.get(REASON_HEADER, ""),
+                    self._account(rid, asked, api, attempt, provider.name, request.headers.get(ROUTE_HEADER, ""),
                                   status, first, usage, body)
             await response.write_eof()
             return response

@@ -36,7 +36,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from extproc.bootstrap import build_bootstrap
-from extproc.core.headers import ATTEMPT_ROLE, PROCESSOR_TOKEN_HEADER, REAUTH_ROLE, ROLE_HEADER, ROUTE_HEADER
+from extproc.core.headers import ATTEMPT_ROLE, PROCESSOR_TOKEN_HEADER, PROVIDER_HEADER, REAUTH_ROLE, ROLE_HEADER
 from extproc.request.plan import HOST_METADATA, LOGIN_KEY, PLAN_KEY, PLAN_NAMESPACE
 from extproc.runner import Processor, processor
 from tests.unit.helpers import model
@@ -509,7 +509,7 @@ def _judge(stream: Stream, answers: list[pb.ProcessingResponse], code: grpc.Stat
             _check_mutation(kind, answer)
     if answers and answers[-1].WhichOneof("response") == "immediate_response":
         return "replied"
-    routed = any(o.header.key == ROUTE_HEADER for a in answers if a.WhichOneof("response") == "request_body"
+    routed = any(o.header.key == PROVIDER_HEADER for a in answers if a.WhichOneof("response") == "request_body"
                  for o in a.request_body.response.header_mutation.set_headers)
     return "routed" if routed else "passed"
 
@@ -557,7 +557,7 @@ async def _still_serving(server: Server) -> None:
     assert code is grpc.StatusCode.OK and [a.WhichOneof("response") for a in answers] == ["request_headers",
                                                                                          "request_body"]
     routed = {o.header.key: o.header.raw_value for o in answers[1].request_body.response.header_mutation.set_headers}
-    assert routed[ROUTE_HEADER] == b"openai" and routed["authorization"] == b"Bearer sk-openai-fuzz"
+    assert routed[PROVIDER_HEADER] == b"openai" and routed["authorization"] == b"Bearer sk-openai-fuzz"
     first = _valid_walk("/v1/chat/completions", {"model": "chat-alias", "messages": []})[0]
     attempt = _with_metadata(first, server.plans[0], _host("anthropic"), None)
     attempt.request_headers.headers.headers.append(base_pb2.HeaderValue(key="x-envoy-attempt-count", raw_value=b"2"))
@@ -566,7 +566,7 @@ async def _still_serving(server: Server) -> None:
     assert code is grpc.StatusCode.OK and [a.WhichOneof("response") for a in answers] == ["request_headers",
                                                                                          "request_body"]
     built = {o.header.key: o.header.raw_value for o in answers[1].request_body.response.header_mutation.set_headers}
-    assert (built[ROUTE_HEADER], built["authorization"]) == (b"anthropic", b"Bearer sk-anthropic-fuzz")
+    assert (built[PROVIDER_HEADER], built["authorization"]) == (b"anthropic", b"Bearer sk-anthropic-fuzz")
     health = health_pb2_grpc.HealthStub(server.channel)
     status = await health.Check(health_pb2.HealthCheckRequest(service="envoy.service.ext_proc.v3.ExternalProcessor"))
     assert status.status == health_pb2.HealthCheckResponse.SERVING

@@ -9,7 +9,7 @@ from typing import Any
 
 from extproc.config import parse_settings
 from extproc.core.settings import Settings
-from extproc.request.exchange import Mutate
+from extproc.request.actions import Mutate
 
 ALL_CAPS = ("vision", "tools", "reasoning", "structured_output", "streaming")
 # How a request's headers are answered with accounting on: its body, and the answer's headers, are asked for.

@@ -10,8 +10,10 @@ from typing import Any
 import pytest
 
 from extproc.core.headers import API_HEADER, ATTEMPT_HEADER, HANDLED_HEADER
+from extproc.request.actions import CONTINUE, Mutate, Reply
 from extproc.request.attempt import AttemptExchange
-from extproc.request.exchange import CONTINUE, Gateway, Mutate, Reply
+from extproc.request.exchange import Exchange
+from extproc.request.gateway import Gateway
 from extproc.request.plan import ENDPOINTS_KEY, LB_NAMESPACE, PLAN_NAMESPACE, REFUSED_ROUTE, Plan, endpoint_address
 from extproc.runtime import Runtime
 from tests.clock import Clock
@@ -33,7 +35,7 @@ def gateway(clock: Clock) -> Gateway:
 
 
 def route(gw: Gateway, path: str, doc: dict[str, Any], headers: dict[str, str] | None = None) -> Mutate:
-    ex = gw.exchange()
+    ex = Exchange(gw)
     assert ex.request_headers({":method": "POST", ":path": path, **(headers or {})}, False) == ASKS_FOR_THE_ANSWER
     action = asyncio.run(ex.request_body(json.dumps(doc).encode()))
     assert isinstance(action, Mutate), action

@@ -9,7 +9,7 @@ import yaml
 
 from extproc.bootstrap import PROCESSOR_CLUSTER, build_bootstrap, provider_cluster_name, render_bootstrap
 from extproc.bootstrap.attempts import ATTEMPTS_CLUSTER
-from extproc.core.headers import ROUTE_HEADER
+from extproc.core.headers import PROVIDER_HEADER
 from extproc.request.plan import listener_name
 from tests.unit.helpers import provider, settings
 
@@ -92,7 +92,7 @@ def test_http_loopback_provider_is_plain():
 
 def test_planned_requests_go_to_the_attempts_cluster_with_the_retry_policy():
     (route,) = [r for r in ROUTES if r["name"] == "attempts"]
-    assert route["match"]["headers"] == [{"name": ROUTE_HEADER, "present_match": True}]
+    assert route["match"]["headers"] == [{"name": PROVIDER_HEADER, "present_match": True}]
     assert route["route"]["cluster"] == ATTEMPTS_CLUSTER
     assert route["route"]["timeout"] == "0s"  # no overall timeout: per-try first byte, then the idle timeout
     breakers = CLUSTERS[ATTEMPTS_CLUSTER]["circuit_breakers"]["thresholds"][0]
@@ -110,8 +110,8 @@ def test_each_provider_is_an_attempts_endpoint_behind_its_own_internal_listener(
     route = inner_route(name)
     assert route["route"]["cluster"] == provider_cluster_name(name)
     assert route["route"]["host_rewrite_literal"] == SETTINGS.providers[name].upstream.authority
-    assert route["match"]["headers"] == [{"name": ROUTE_HEADER, "string_match": {"exact": name}}]
-    assert ROUTE_HEADER in route["request_headers_to_remove"]  # the gateway's own headers stay here
+    assert route["match"]["headers"] == [{"name": PROVIDER_HEADER, "string_match": {"exact": name}}]
+    assert PROVIDER_HEADER in route["request_headers_to_remove"]  # the gateway's own headers stay here
     endpoints = CLUSTERS[ATTEMPTS_CLUSTER]["load_assignment"]["endpoints"][0]["lb_endpoints"]
     (endpoint,) = [e for e in endpoints if e["metadata"]["filter_metadata"]["extproc"]["provider"] == name]
     assert endpoint["endpoint"]["address"]["envoy_internal_address"]["server_listener_name"] == listener_name(name)

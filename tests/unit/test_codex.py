@@ -12,9 +12,12 @@ import pytest
 from extproc.config import parse_settings
 from extproc.core.errors import ConfigError
 from extproc.core.providers import AuthStyle
+from extproc.core.secrets import StaticSecrets
 from extproc.core.settings import Credential
 from extproc.core.windows import WindowLevel, WindowState, event_headers, read_windows, stream_windows
-from extproc.request.exchange import Gateway, Mutate, Reply, StaticSecrets
+from extproc.request.actions import Mutate, Reply
+from extproc.request.exchange import Exchange
+from extproc.request.gateway import Gateway
 from extproc.request.transforms import PROVIDER_TRANSFORMS, TRANSFORMS
 from extproc.request.transforms.codex import shape
 from extproc.runtime import Runtime
@@ -87,7 +90,7 @@ def test_instructions_the_client_sent_are_kept_and_a_body_already_right_is_left_
 
 
 def test_previous_response_id_is_refused_in_the_clients_envelope_before_anything_goes_upstream(codex):
-    ex = codex.exchange()
+    ex = Exchange(codex)
     assert ex.request_headers({":method": "POST", ":path": RESPONSES}, False) == ASKS_FOR_THE_ANSWER
     reply = asyncio.run(ex.request_body(json.dumps(
         {"model": "cx-model", "input": "and then?", "previous_response_id": "resp_1"}).encode()))

@@ -14,10 +14,11 @@ from envoy.extensions.filters.http.ext_proc.v3 import processing_mode_pb2
 from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 
 from extproc.bootstrap.names import ROUTER_MODE, UPSTREAM_MODE
-from extproc.core.headers import PROCESSOR_TOKEN_HEADER, ROUTE_HEADER
+from extproc.core.headers import PROCESSOR_TOKEN_HEADER, PROVIDER_HEADER
 from extproc.edge.ext_proc import ExternalProcessor
 from extproc.edge.messages import configured_mode, expects_more, to_response
-from extproc.request.exchange import CONTINUE, Gateway, Mutate, Reply
+from extproc.request.actions import CONTINUE, Mutate, Reply
+from extproc.request.gateway import Gateway
 from extproc.runtime import Runtime
 from tests.unit.helpers import model, settings
 
@@ -85,7 +86,7 @@ def test_a_request_is_three_answers_the_body_one_carries_route_credential_and_re
     common = answers[1].request_body.response
     assert common.clear_route_cache
     sent = set_headers(common.header_mutation)
-    assert sent[ROUTE_HEADER] == "openai" and sent["authorization"] == "Bearer sk-edge"
+    assert sent[PROVIDER_HEADER] == "openai" and sent["authorization"] == "Bearer sk-edge"
     assert json.loads(common.body_mutation.body) == {"model": "m", "messages": []}
     assert sent["content-length"] == str(len(common.body_mutation.body))
     assert "x-api-key" in common.header_mutation.remove_headers

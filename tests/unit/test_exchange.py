@@ -17,7 +17,7 @@ from extproc.core.headers import (
     INTERNAL_HEADERS,
     LOGIN_HEADER,
     MODEL_HEADER,
-    REASON_HEADER,
+    PROVIDER_HEADER,
     RELAY_HEADERS,
     ROUTE_HEADER,
     STREAM_HEADER,
@@ -26,7 +26,9 @@ from extproc.core.headers import (
 from extproc.core.health import Block, parse_retry_after
 from extproc.core.providers import CLIENT_CREDENTIAL_HEADERS
 from extproc.core.settings import Settings
-from extproc.request.exchange import Continue, Exchange, Gateway, Mutate, Reply
+from extproc.request.actions import Continue, Mutate, Reply
+from extproc.request.exchange import Exchange
+from extproc.request.gateway import Gateway
 from extproc.request.learning import learn_attempt
 from extproc.request.mutation import Forward
 from extproc.runtime import Runtime
@@ -59,7 +61,7 @@ def make_gateway(s: Settings, clock: Any) -> Gateway:
 
 def start(gw: Gateway, path: str, headers: dict[str, str] | None = None) -> Exchange:
     """An exchange that has seen the request headers of a POST to `path`."""
-    ex = gw.exchange()
+    ex = Exchange(gw)
     assert ex.request_headers({":method": "POST", ":path": path, **(headers or {})},
                               end_of_stream=False) == ASKS_FOR_THE_ANSWER
     return ex
@@ -111,7 +113,7 @@ def reply_json(reply: Reply | Mutate | Continue | None) -> dict[str, Any]:
 ])
 def test_models_paths_are_not_the_processors(gateway, method, path, status):
     """Envoy routes GET /v1/models… to the Models service; whatever reaches ext_proc there is refused."""
-    reply = gateway.exchange().request_headers({":method": method, ":path": path}, end_of_stream=True)
+    reply = Exchange(gateway).request_headers({":method": method, ":path": path}, end_of_stream=True)
     assert isinstance(reply, Reply) and reply.status == status
     assert reply_json(reply)["error"]["code"] in ("method_not_allowed", "unknown_endpoint")
 
@@ -122,7 +124,7 @@ def test_models_paths_are_not_the_processors(gateway, method, path, status):
     ("/v1beta/files", lambda d: d["error"]["code"] == 404 and d["error"]["status"] == "NOT_FOUND"),
 ])
 def test_unknown_path_is_404_in_the_api_envelope(gateway, path, check):
-    reply = gateway.exchange().request_headers({":method": "POST", ":path": path}, end_of_stream=False)
+    reply = Exchange(gateway).request_headers({":method": "POST", ":path": path}, end_of_stream=False)
     assert reply.status == 404
     assert check(reply_json(reply))
 
@@ -130,19 +132,19 @@ def test_unknown_path_is_404_in_the_api_envelope(gateway, path, check):
 @pytest.mark.parametrize(("method", "path"), [("GET", CHAT), ("PUT", "/v1/embeddings"), ("GET", MESSAGES),
                                               ("DELETE", "/v1beta/models/gw-gemini:generateContent")])
 def test_wrong_method_is_405(gateway, method, path):
-    reply = gateway.exchange().request_headers({":method": method, ":path": path}, end_of_stream=True)
+    reply = Exchange(gateway).request_headers({":method": method, ":path": path}, end_of_stream=True)
     assert reply.status == 405
     assert reply.error is not None and reply.error.kind == "method_not_allowed"
 
 
 def test_post_without_body_is_400(gateway):
-    reply = gateway.exchange().request_headers({":method": "POST", ":path": CHAT}, end_of_stream=True)
+    reply = Exchange(gateway).request_headers({":method": "POST", ":path": CHAT}, end_of_stream=True)
     assert reply.status == 400
     assert reply_json(reply)["error"]["code"] == "invalid_request"
 
 
 def test_post_with_body_waits_for_it(gateway):
-    assert gateway.exchange().request_headers({":method": "POST", ":path": CHAT},
+    assert Exchange(gateway).request_headers({":method": "POST", ":path": CHAT},
                                               end_of_stream=False) == ASKS_FOR_THE_ANSWER
 
 
@@ -167,7 +169,7 @@ def test_post_with_body_waits_for_it(gateway):
 def test_forward_routes_and_authenticates(gateway, path, raw, provider, auth, upstream_path):
     fwd = forward(gateway, path, raw)
     headers = fwd.set_headers
-    assert headers[ROUTE_HEADER] == provider == fwd.decision.provider.name
+    assert headers[PROVIDER_HEADER] == provider == fwd.decision.provider.name
     assert headers[MODEL_HEADER] == fwd.decision.model.id
     auth_name, auth_value = auth
     assert headers[auth_name] == auth_value
@@ -200,7 +202,7 @@ def test_body_is_untouched_when_the_model_does_not_change(gateway, path, request
     fwd = forward(gateway, path, raw, {"content-type": "application/json", "content-length": str(len(raw))})
     assert fwd.body is None
     assert "content-length" not in fwd.set_headers and "content-type" not in fwd.set_headers
-    assert fwd.set_headers[REASON_HEADER] == reason
+    assert fwd.set_headers[ROUTE_HEADER] == reason
 
 
 def test_an_untouched_body_sent_without_a_length_goes_with_one(gateway):
@@ -235,7 +237,7 @@ def test_body_is_rewritten_when_the_model_changes(gateway, requested, served, re
     doc = json.loads(fwd.body)
     assert doc == {"model": served, "messages": [{"role": "user", "content": "hi"}], "temperature": 0.5}
     assert fwd.set_headers["content-length"] == str(len(fwd.body))
-    assert fwd.set_headers[REASON_HEADER] == reason
+    assert fwd.set_headers[ROUTE_HEADER] == reason
 
 
 def test_gemini_alias_rewrites_the_path_not_the_body(gateway):
@@ -272,7 +274,7 @@ def test_without_translation_another_apis_model_is_refused_in_the_client_format(
 
 def test_with_translation_another_apis_model_is_planned_and_left_to_its_attempt_to_translate(gateway):
     action = outcome(gateway, MESSAGES, body("gw-openai"))
-    assert isinstance(action, Mutate) and action.set_headers[ROUTE_HEADER] == "openai"
+    assert isinstance(action, Mutate) and action.set_headers[PROVIDER_HEADER] == "openai"
     assert "x-extproc-handled" not in action.set_headers  # the attempt's own processor builds it, translated
     # A conversation the provider keeps cannot be rebuilt for another API: never sent where it would fail.
     bound = outcome(gateway, "/v1/responses", b'{"model": "gw-claude", "input": "hi", "previous_response_id": "r"}')
@@ -293,7 +295,7 @@ def test_429_with_retry_after_then_next_request_falls_back(gateway, clock):
     clock.now += 10
     second = forward(gateway, CHAT, body("gw-openai"))
     assert second.set_headers[MODEL_HEADER] == "gw-openai-backup"
-    assert second.set_headers[REASON_HEADER] == "fallback:chain"
+    assert second.set_headers[ROUTE_HEADER] == "fallback:chain"
     assert json.loads(second.body)["model"] == "gw-openai-backup"
 
     clock.now += 20

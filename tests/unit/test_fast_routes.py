@@ -9,7 +9,7 @@ import orjson
 
 from extproc.config import parse_settings
 from extproc.core.flows import OwnClient
-from extproc.core.headers import ATTEMPT_HEADER, PLAN_HEADER, REASON_HEADER, ROUTE_HEADER
+from extproc.core.headers import ATTEMPT_HEADER, PLAN_HEADER, PROVIDER_HEADER, ROUTE_HEADER
 from extproc.core.health import Health
 from extproc.core.providers import CLIENT_CREDENTIAL_HEADERS
 from extproc.core.registry import Registry
@@ -40,7 +40,7 @@ def test_a_direct_request_gets_the_full_paths_headers_and_when_it_was_planned() 
     assert route is not None and route.path == "/v1/chat/completions"
     assert route.upstream_path == "/base/v1/chat/completions"  # the provider's prefix, as the full path sends it
     assert route.headers["authorization"] == "Bearer k-a-100%%"  # a literal to Envoy's header formatter
-    assert route.headers[ROUTE_HEADER] == "pa" and route.headers[REASON_HEADER] == "direct; fast"
+    assert route.headers[PROVIDER_HEADER] == "pa" and route.headers[ROUTE_HEADER] == "direct; fast"
     assert route.headers[ATTEMPT_HEADER].startswith("1 pa:key1 pa/a-model chat " + AT)
     assert rendered(route)[ATTEMPT_HEADER].startswith("1 pa:key1 pa/a-model chat 1000.0 ")  # as `Decision.at`
     assert set(CLIENT_CREDENTIAL_HEADERS) - {"authorization"} <= set(route.remove)

@@ -12,7 +12,8 @@ from extproc.bootstrap import build_bootstrap
 from extproc.core.errors import CredentialUnavailable
 from extproc.core.providers import AuthStyle
 from extproc.core.settings import Credential
-from extproc.request.exchange import CONTINUE, Gateway, Mutate, Reply
+from extproc.request.actions import CONTINUE, Mutate, Reply
+from extproc.request.gateway import Gateway
 from extproc.request.reauth import ReauthExchange
 from extproc.runtime import Runtime
 from tests.clock import Clock

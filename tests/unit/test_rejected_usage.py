@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 
-from extproc.request.exchange import Exchange, Gateway, Reply
+from extproc.request.actions import Reply
+from extproc.request.exchange import Exchange
+from extproc.request.gateway import Gateway
 from extproc.runtime import Runtime
 from tests.clock import Clock
 from tests.unit.helpers import model, provider, settings
@@ -36,7 +38,7 @@ def refused(gateway: Gateway, path: str, body: bytes | None, caplog: pytest.LogC
 
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="extproc.usage"):
-        answer = asyncio.run(send(gateway.exchange()))
+        answer = asyncio.run(send(Exchange(gateway)))
     assert isinstance(answer, Reply), answer
     (record,) = [r.fields for r in caplog.records if r.name == "extproc.usage"]
     assert record["outcome"] == "rejected" and record["served_model"] is None

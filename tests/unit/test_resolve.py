@@ -10,7 +10,7 @@ from extproc.core.flows import OwnClient
 from extproc.core.health import Health
 from extproc.core.providers import Api, AuthStyle
 from extproc.core.registry import Registry
-from extproc.core.resolve import RequestView, fallback_candidates, plan, resolve
+from extproc.core.resolve import RequestView, candidates, fallback_candidates, resolve
 from extproc.core.settings import Credential
 from extproc.formats.anthropic import SYSTEM_HEAD, read_count_tokens, read_messages
 from tests.unit.helpers import model, provider, settings
@@ -56,7 +56,7 @@ def chosen(decision) -> str:
 def test_exact_id():
     d = World([model("m", "alpha")]).resolve("m")
     assert (chosen(d), d.provider.name, d.credential.id) == ("alpha/m", "alpha", "alpha:key1")
-    assert (d.requested, d.reason, d.strategy, d.why) == ("m", "direct", None, "direct")
+    assert (d.requested, d.reason, d.strategy, d.route) == ("m", "direct", None, "direct")
 
 
 def test_provider_slash_id_picks_that_provider():
@@ -121,7 +121,7 @@ def test_chain_is_used_when_primary_has_no_credential():
     w = World([model("primary", "nokey"), model("second", "nokey"), model("third", "beta"),
                model("closer", "alpha")], fallbacks={"primary": ["second", "third"]})
     d = w.resolve("primary")
-    assert (chosen(d), d.reason, d.strategy, d.why) == ("beta/third", "fallback", "chain", "fallback:chain")
+    assert (chosen(d), d.reason, d.strategy, d.route) == ("beta/third", "fallback", "chain", "fallback:chain")
 
 
 @pytest.mark.parametrize("key", ["fast", "primary", "nokey/primary"])
@@ -157,7 +157,7 @@ def test_same_provider_strategy_stays_on_the_provider():
     w = World(models, strategy="same-provider")
     w.rate_limit("alpha:key1", "primary")
     d = w.resolve("primary")
-    assert (chosen(d), d.why) == ("alpha/sibling", "fallback:same-provider")
+    assert (chosen(d), d.route) == ("alpha/sibling", "fallback:same-provider")
     err = w.error("primary", needs=frozenset({"vision"}))  # sibling lacks vision; twin is on another provider
     assert err.status == 503
 
@@ -174,7 +174,7 @@ def test_capability_match_prefers_same_provider_then_nearest_price_then_newest()
     assert chosen(w.resolve("primary")) == "alpha/sibling"
     w.rate_limit("alpha:key1", "sibling")
     d = w.resolve("primary")
-    assert (chosen(d), d.why) == ("beta/near-new", "fallback:capability-match")
+    assert (chosen(d), d.route) == ("beta/near-new", "fallback:capability-match")
 
 
 def test_cost_optimized_picks_the_cheapest_suitable():
@@ -183,7 +183,7 @@ def test_cost_optimized_picks_the_cheapest_suitable():
     w = World(models, strategy="cost-optimized")
     assert chosen(w.resolve("primary")) == "beta/cheapest-blind"
     d = w.resolve("primary", needs=frozenset({"vision"}))
-    assert (chosen(d), d.why) == ("beta/cheap", "fallback:cost-optimized")
+    assert (chosen(d), d.route) == ("beta/cheap", "fallback:cost-optimized")
 
 
 def test_cost_optimized_ranks_by_blended_price():
@@ -450,13 +450,13 @@ def test_a_strategy_or_fallback_the_config_sets_still_replaces_it(name: str, api
                                                                    config: dict[str, Any]) -> None:
     d = World([MY_LLAMA], providers=LOCAL_ONLY, **config).resolve(name, api, endpoint=endpoint)
     why = "fallback:chain" if "fallbacks" in config else "fallback:capability-match"
-    assert (chosen(d), d.requested, d.why) == ("local/my-llama", name, why)
+    assert (chosen(d), d.requested, d.route) == ("local/my-llama", name, why)
 
 
 def test_the_model_itself_on_a_provider_of_another_api_is_no_replacement() -> None:
     """Serving the model asked for through another API (translated) needs no fallback."""
     d = World([model("shared-model", "alpha")]).resolve("shared-model", Api.ANTHROPIC, endpoint="messages")
-    assert (chosen(d), d.why) == ("alpha/shared-model", "direct")
+    assert (chosen(d), d.route) == ("alpha/shared-model", "direct")
 
 
 def test_a_configured_fallback_that_cannot_serve_says_so() -> None:
@@ -487,7 +487,7 @@ def login_world(*keys: str, own: OwnClient | None = CLAUDE_CODE) -> tuple[Regist
 
 def ask(registry: Registry, health: Health, system_head: str = "", limit: int = 3) -> list[str]:
     view = RequestView(Api.ANTHROPIC, "cm", endpoint="messages", system_head=system_head)
-    return [d.credential.id for d in plan(view, registry, health, NOW, limit=limit)]
+    return [d.credential.id for d in candidates(view, registry, health, NOW, limit=limit)]
 
 
 def test_a_login_for_one_client_serves_that_clients_requests_only():
@@ -503,7 +503,7 @@ def test_a_login_for_one_client_serves_that_clients_requests_only():
 def test_any_clients_token_count_may_go_on_the_login_it_spends_nothing():
     registry, health = login_world()
     view = read_count_tokens({"model": "cm", "messages": [], "system": "Be brief."}, None)  # type: ignore[arg-type]
-    assert view.counts_tokens and [d.credential.id for d in plan(view, registry, health, NOW)] == ["claude-1"]
+    assert view.counts_tokens and [d.credential.id for d in candidates(view, registry, health, NOW)] == ["claude-1"]
 
 
 def test_another_clients_request_goes_to_the_keys_and_claude_codes_may_use_both():

@@ -10,7 +10,7 @@ from extproc.config import parse_settings
 from extproc.core.health import Health
 from extproc.core.providers import Api
 from extproc.core.registry import Registry
-from extproc.core.resolve import RequestView, plan
+from extproc.core.resolve import RequestView, candidates
 from extproc.core.settings import Credential, HealthPolicy
 from extproc.core.windows import WindowLevel, WindowState, read_windows, stream_windows
 from extproc.request.learning import learn
@@ -81,9 +81,9 @@ def test_resolution_serves_with_a_strained_login_only_when_nothing_else_can():
     login = Credential(id="claude-1", provider="anthropic", account="claude-1", windows=CLAUDE)
     registry, health = Registry.build(s, extra_credentials=(login,)), Health(s.health)
     req = RequestView(Api.ANTHROPIC, "c", endpoint="messages")
-    assert [d.credential.id for d in plan(req, registry, health, T, limit=2)] == ["claude-1", "anthropic:key1"]
+    assert [d.credential.id for d in candidates(req, registry, health, T, limit=2)] == ["claude-1", "anthropic:key1"]
     health.window("claude-1", WindowState(0.97, T + 3600, False), T, 0.95)
-    assert [d.credential.id for d in plan(req, registry, health, T, limit=2)] == ["anthropic:key1", "claude-1"]
+    assert [d.credential.id for d in candidates(req, registry, health, T, limit=2)] == ["anthropic:key1", "claude-1"]
 
 
 def test_learning_reads_a_logins_windows_from_its_successes_and_cools_the_account_on_exhaustion():

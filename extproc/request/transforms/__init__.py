@@ -13,7 +13,7 @@ from typing import Any, Protocol
 import orjson
 
 from extproc.core.errors import ClientError
-from extproc.core.headers import REASON_HEADER, UPSTREAM_API_HEADER
+from extproc.core.headers import ROUTE_HEADER, UPSTREAM_API_HEADER
 from extproc.core.providers import Api
 from extproc.core.resolve import Decision
 from extproc.formats import Endpoint, error_body
@@ -182,7 +182,7 @@ def _translate(out: Outgoing, endpoint: Endpoint, decision: Decision) -> None:
         out.doc, out.rest = translation.write_request(target_endpoint, replace(ir, stream=ir.stream or collect))
         out.api = target[0]
         out.headers[UPSTREAM_API_HEADER] = target[0].value
-        out.headers[REASON_HEADER] = f"{decision.why}; translated {source}->{target_endpoint}"
+        out.headers[ROUTE_HEADER] = f"{decision.route}; translated {source}->{target_endpoint}"
     else:
         out.doc["stream"] = True
     out.changed = True
@@ -203,7 +203,7 @@ def _translate(out: Outgoing, endpoint: Endpoint, decision: Decision) -> None:
 
 
 TRANSFORMS: Mapping[str, Transform] = {
-    "translate": Transform(_translate, headers=(UPSTREAM_API_HEADER, REASON_HEADER, "accept-encoding"),
+    "translate": Transform(_translate, headers=(UPSTREAM_API_HEADER, ROUTE_HEADER, "accept-encoding"),
                            reshapes=True),
     "codeassist": Transform(_codeassist_request, _codeassist_answer, ("accept-encoding",)),
     "drop_fields": Transform(_drop_fields),

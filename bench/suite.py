@@ -275,7 +275,8 @@ def resolution_cost(models: int) -> float:
     from extproc.config import parse_settings
     from extproc.core.health import Health
     from extproc.core.providers import Api
-    from extproc.core.resolve import RequestView, resolve
+    from extproc.core.resolve import resolve
+    from extproc.core.view import RequestView
     from extproc.runtime import Snapshot
 
     settings = parse_settings({"discovery": False, "providers": {"openai": {"api_key": harness.PROVIDER_KEY}},

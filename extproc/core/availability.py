@@ -9,7 +9,8 @@ from extproc.core.catalog import ModelSpec
 from extproc.core.health import HealthView
 from extproc.core.providers import Api
 from extproc.core.registry import Registry
-from extproc.core.resolve import RequestView, fallback_candidates
+from extproc.core.resolve import fallback_candidates
+from extproc.core.view import RequestView
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,8 +30,9 @@ from extproc.core.headers import (
 from extproc.core.health import Health
 from extproc.core.providers import Api
 from extproc.core.registry import Registry
-from extproc.core.resolve import Decision, RequestView, candidates, takes
+from extproc.core.resolve import Decision, candidates, takes
 from extproc.core.settings import Settings
+from extproc.core.view import RequestView
 from extproc.formats import ParsedRequest, match_endpoint
 from extproc.request.mutation import route_request
 from extproc.request.plan import ENDPOINTS_KEY, LB_NAMESPACE, PLAN_KEY, PLAN_NAMESPACE

@@ -17,7 +17,7 @@ from urllib.parse import unquote
 
 from extproc.core.errors import ClientError
 from extproc.core.providers import Api
-from extproc.core.resolve import RequestView
+from extproc.core.view import RequestView
 from extproc.formats import anthropic, errors, gemini, openai
 from extproc.formats.base import (
     JsonObject,

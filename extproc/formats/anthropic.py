@@ -6,7 +6,7 @@ import dataclasses
 import re
 
 from extproc.core.providers import Api
-from extproc.core.resolve import RequestView
+from extproc.core.view import RequestView
 from extproc.formats.base import JsonObject, body_model, measure, positive_int
 
 

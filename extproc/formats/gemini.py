@@ -8,7 +8,7 @@ from urllib.parse import unquote
 
 from extproc.core.errors import ClientError
 from extproc.core.providers import Api
-from extproc.core.resolve import RequestView
+from extproc.core.view import RequestView
 from extproc.formats.base import JsonObject, checked_model_id, measure, positive_int
 
 _SCHEMA_KEYS = ("responseSchema", "response_schema", "responseJsonSchema", "response_json_schema")

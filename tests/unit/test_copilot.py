@@ -15,8 +15,9 @@ from extproc.auth.copilot import quota_windows, refused
 from extproc.auth.imports import LoginFileError, parse_login_file
 from extproc.core.health import Health
 from extproc.core.providers import Api, AuthStyle
-from extproc.core.resolve import RequestView, resolve
+from extproc.core.resolve import resolve
 from extproc.core.settings import Credential
+from extproc.core.view import RequestView
 from extproc.discovery.parse import parse_model_list
 from extproc.request.transforms import translates
 from extproc.request.transforms.copilot import read_turn

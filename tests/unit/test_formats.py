@@ -9,7 +9,7 @@ import pytest
 
 from extproc.core.errors import ClientError
 from extproc.core.providers import Api
-from extproc.core.resolve import RequestView
+from extproc.core.view import RequestView
 from extproc.formats import ENDPOINTS, FAMILIES, SPECS, ApiSpec, api_for_path, error_body, match_endpoint
 from extproc.formats.base import dumps
 from extproc.formats.errors import error_headers

@@ -10,8 +10,9 @@ from extproc.core.flows import OwnClient
 from extproc.core.health import Health
 from extproc.core.providers import Api, AuthStyle
 from extproc.core.registry import Registry
-from extproc.core.resolve import RequestView, candidates, fallback_candidates, resolve
+from extproc.core.resolve import candidates, fallback_candidates, resolve
 from extproc.core.settings import Credential
+from extproc.core.view import RequestView
 from extproc.formats.anthropic import SYSTEM_HEAD, read_count_tokens, read_messages
 from tests.unit.helpers import model, provider, settings
 

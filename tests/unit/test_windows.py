@@ -10,8 +10,9 @@ from extproc.config import parse_settings
 from extproc.core.health import Health
 from extproc.core.providers import Api
 from extproc.core.registry import Registry
-from extproc.core.resolve import RequestView, candidates
+from extproc.core.resolve import candidates
 from extproc.core.settings import Credential, HealthPolicy
+from extproc.core.view import RequestView
 from extproc.core.windows import WindowLevel, WindowState, read_windows, stream_windows
 from extproc.request.learning import learn
 from extproc.runtime import Runtime

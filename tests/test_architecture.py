@@ -66,6 +66,32 @@ def test_formats_speak_no_grpc_and_do_no_io(room: str) -> None:
     assert breaches(sources(room), frozenset({"grpc", "httpx", "envoy"}) | FILE_IO) == []
 
 
+def reaches(path: Path, banned: tuple[str, ...]) -> list[tuple[int, str]]:
+    """(line, module) for every import of one of the `banned` modules or of a module inside one."""
+    return [(line, module) for line, module in imports(path)
+            if any(module == room or module.startswith(f"{room}.") for room in banned)]
+
+
+FORMATS_DO_NOT_KNOW = ("extproc.translate", "extproc.request", "extproc.core.resolve")
+
+
+def test_formats_are_a_leaf_knowing_no_translation_request_path_or_resolution() -> None:
+    found = [f"{where(p, line)} imports {module}" for p in sources("formats")
+             for line, module in reaches(p, FORMATS_DO_NOT_KNOW)]
+    assert found == []
+
+
+def test_the_leaf_check_sees_a_breach(tmp_path: Path) -> None:
+    """A formats-like file that reads the translation mark, resolves and plans would be caught; a module that
+    only shares a name's start (extproc.translated), or core's own view, would not."""
+    bad = tmp_path / "bad.py"
+    bad.write_text("from extproc.translate import held\nimport extproc.core.resolve\n"
+                   "from extproc.request.plan import Plan\nfrom extproc.translated import x\n"
+                   "from extproc.core.view import RequestView\n")
+    assert reaches(bad, FORMATS_DO_NOT_KNOW) == [(1, "extproc.translate"), (2, "extproc.core.resolve"),
+                                                 (3, "extproc.request.plan")]
+
+
 def test_the_request_path_knows_no_grpc_or_protobuf() -> None:
     assert breaches([*sources("request"), PACKAGE / "runtime.py"], frozenset({"grpc", "envoy", "google"})) == []
 

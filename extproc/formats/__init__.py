@@ -4,7 +4,8 @@ A row says where an endpoint lives (path pattern, method), how its requests are 
 capabilities) and how a decision is applied (model rewritten in the body or in the path). A family says
 how its errors look, to clients and in Envoy's own local replies, and which paths are its own even when
 no row matches. Everything else is derived from here: path → API, the endpoint names config accepts,
-the Envoy local-reply mappers. Translation between APIs plugs in here too. Plain bytes and dicts only.
+the Envoy local-reply mappers. Plain bytes and dicts only: a leaf, which knows neither resolution nor
+translation.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from extproc.formats.base import (
     set_body_model,
     without_credentials,
 )
-from extproc.translate import held
 
 Reader = Callable[[JsonObject, re.Match[str]], RequestView]
 Rewriter = Callable[[JsonObject, str], bool]
@@ -95,8 +95,12 @@ _FAMILY_PATHS = tuple((re.compile(f.paths), f.api) for f in FAMILIES.values() if
 class ParsedRequest:
     view: RequestView
     doc: JsonObject  # the decoded body
-    size: int = 0  # the body's length in bytes, as it came
-    translated_history: bool = False  # it carries thinking written here from another provider's (translate.held)
+    body: bytes = b""  # as it came (translation looks in it for the history it wrote)
+
+    @property
+    def size(self) -> int:
+        """The body's length in bytes, as it came."""
+        return len(self.body)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,8 +126,7 @@ class Endpoint:
         view = self.spec.read(doc, self.match)
         if view.endpoint != self.spec.endpoint:
             view = replace(view, endpoint=self.spec.endpoint)
-        history = self.spec.endpoint in ("messages", "responses") and held.MARK in body
-        return ParsedRequest(view, doc, len(body), history)
+        return ParsedRequest(view, doc, body)
 
     def requested(self, body: bytes = b"") -> str:
         """The model the request names, "" when none can be read: for the record of a request refused before

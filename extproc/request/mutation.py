@@ -28,7 +28,7 @@ from extproc.formats import Endpoint, ParsedRequest
 from extproc.formats.base import dumps, without_credentials
 from extproc.request.plan import Candidate, Plan, attempt_header
 from extproc.request.transforms import Outgoing, Shaper, asks_without_usage, selected
-from extproc.translate.held import drop_translated
+from extproc.translate.held import carries_translated, drop_translated
 from extproc.usage.record import Asked
 
 
@@ -58,7 +58,7 @@ def build_forward(endpoint: Endpoint, parsed: ParsedRequest, decision: Decision,
     for transform in transforms:
         transform.request(out, endpoint, decision)
     api = out.api or api  # a translated request leaves in the provider's API
-    if parsed.translated_history and out.api is None and drop_translated(endpoint.name, out.doc):
+    if out.api is None and carries_translated(endpoint.name, parsed.body) and drop_translated(endpoint.name, out.doc):
         out.changed = True  # back to its own API: without the thinking another provider wrote
     if usage and out.api is None and provider.stream_usage and asks_without_usage(endpoint, out.doc):
         options = out.doc.get("stream_options")

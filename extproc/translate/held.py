@@ -11,7 +11,12 @@ from typing import Any
 
 from extproc.translate.ir import TRANSLATED, TRANSLATED_REASONING
 
-MARK = TRANSLATED.encode()  # looked for in the raw body first: a request without it costs one byte search
+MARK = TRANSLATED.encode()
+
+
+def carries_translated(endpoint: str, body: bytes) -> bool:
+    """Whether a request's raw body may hold such thinking: a request without the mark costs one byte search."""
+    return endpoint in ("messages", "responses") and MARK in body
 
 
 def drop_translated(endpoint: str, doc: dict[str, Any]) -> bool:

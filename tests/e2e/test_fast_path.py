@@ -121,15 +121,6 @@ def test_a_429_on_the_fast_path_fails_over_in_the_same_request_and_the_route_fol
     assert recovered.headers["x-extproc-model"] == "fa-model"
 
 
-def test_an_anthropic_request_goes_fast_with_the_providers_default_headers(
-        stack: Stack, fakes: dict[str, FakeProvider]) -> None:
-    assert messages(stack).status_code == 200
-    fast = until_fast(lambda: messages(stack))
-    assert fast.json()["content"][0]["text"] == "hello from fm-model"
-    sent = fakes["anthropic"].requests[-1]
-    assert sent.headers["x-api-key"] == "k-fast-anthropic" and sent.headers["anthropic-version"] == "2023-06-01"
-
-
 CHAT_ANSWER = {"id": "chatcmpl-u", "object": "chat.completion", "created": 1, "model": "fa-model",
                "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
                "usage": {"prompt_tokens": 120, "completion_tokens": 30, "total_tokens": 150,

@@ -120,7 +120,7 @@ class AttemptExchange:
         streamed = headers.get("content-type", "").startswith("text/event-stream") and status < 400
         self._shapers = tuple(make(streamed, status) for make in makers)
         # A stream collected into one answer (a provider that only streams) leaves whole, as JSON.
-        collected = streamed and any(getattr(s, "collects", False) for s in self._shapers)
+        collected = streamed and any(s.collects for s in self._shapers)
         streamed = streamed and not collected
         if collected and self.decision is not None:  # (a stream the client gets passes the relay, which reads it)
             self._windows = stream_windows(self.decision.credential.windows)
@@ -137,7 +137,7 @@ class AttemptExchange:
                           self.request_id)
         for shaper in self._shapers:
             chunk = shaper.feed(chunk, end_of_stream)
-        failed = next((status for s in self._shapers if (status := getattr(s, "failed_status", None))), None)
+        failed = next((s.failed_status for s in self._shapers if s.failed_status), None)
         if failed is not None:  # a stream collected into one answer failed: the client's status says so
             return Mutate({":status": str(failed)}, body=chunk)
         return Mutate(body=chunk)

@@ -668,6 +668,7 @@ Writer = OpenAIChatWriter | AnthropicWriter | GeminiWriter | ResponsesWriter
 class StreamTranslator:
     """The provider's stream in, the client's out: one per streamed answer (it holds split events)."""
 
+    collects, failed_status = False, None  # a stream stays a stream; a failure is an event in it
     reader: Reader
     writer: Writer
     on_finish: Callable[[Finish], None] | None = None

@@ -91,6 +91,8 @@ def error_message(doc: Any) -> str:
 class WholeAnswer:
     """A buffered answer: translated once, whole; an error keeps its status and moves to the client's envelope."""
 
+    collects, failed_status = False, None
+
     def __init__(self, source: str, target: str, model: str, status: int,
                  render_error: Callable[[ClientError], bytes]) -> None:
         self._source, self._target, self._model, self._status = source, target, model, status

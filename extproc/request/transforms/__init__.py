@@ -42,7 +42,15 @@ class Outgoing:
 
 
 class Shaper(Protocol):
-    """Reshapes an answer's body as it passes; one per exchange (it may hold a split event)."""
+    """Reshapes an answer's body as it passes; one per exchange (it may hold a split event). The attempt reads
+    what it says of the answer it makes: a stream it collects goes out whole, as JSON, and one that failed goes out
+    with the status of the error it became."""
+
+    @property
+    def collects(self) -> bool: ...  # a stream becomes one JSON answer, at its end
+
+    @property
+    def failed_status(self) -> int | None: ...  # the stream it collects failed: the client's answer is this error
 
     def feed(self, chunk: bytes, end: bool) -> bytes: ...
 
@@ -136,12 +144,16 @@ def unwrap_codeassist(payload: bytes) -> bytes:
 class WholeUnwrapper:
     """A buffered answer: unwrapped once, whole."""
 
+    collects, failed_status = False, None
+
     def feed(self, chunk: bytes, end: bool) -> bytes:
         return unwrap_codeassist(chunk)
 
 
 class SseUnwrapper:
     """Unwraps Code Assist's SSE events as they stream, holding back an event split across chunks."""
+
+    collects, failed_status = False, None
 
     def __init__(self) -> None:
         self._events = EventSplitter()

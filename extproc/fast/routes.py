@@ -17,8 +17,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
-import orjson
-
 from extproc.core.errors import ClientError
 from extproc.core.headers import (
     ATTEMPT_HEADER,
@@ -35,7 +33,7 @@ from extproc.core.settings import Settings
 from extproc.core.view import RequestView
 from extproc.formats import ParsedRequest, match_endpoint
 from extproc.request.mutation import route_request
-from extproc.request.plan import ENDPOINTS_KEY, LB_NAMESPACE, PLAN_KEY, PLAN_NAMESPACE
+from extproc.request.plan import ENDPOINTS_KEY, LB_NAMESPACE, PLAN_KEY, PLAN_NAMESPACE, Attempted, Plan
 from extproc.request.transforms import selected, translates
 
 # Responses requests stay on the full path: a stored conversation belongs to one account (`previous_response_id`).
@@ -47,7 +45,7 @@ ANSWERS_LOG = "answers"  # the access log of the answers Envoy served by itself 
 FAST_SUFFIX = "; fast"  # x-extproc-route of a request Envoy served by itself
 # A fast route's failover candidates can serve any request it matches: the plan assumes every capability.
 _EVERY_NEED = frozenset({"tools", "vision", "reasoning", "structured_output"})
-AT = "\x00at\x00"  # in a route's headers, where `FastRoute.at` is written when the file is
+_PLANNED_HEADERS = (ATTEMPT_HEADER, PLAN_HEADER, ENDPOINTS_HEADER)  # what `rendered` writes from the plan
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,15 +54,25 @@ class FastRoute:
     path: str  # the client's path
     model: str  # the model id the body names
     upstream_path: str  # the path it leaves with
-    headers: Mapping[str, str]  # set on the request (Envoy header formatter syntax: % doubled); AT stands for `at`
+    headers: Mapping[str, str]  # set on the request, but for the plan's (Envoy header formatter syntax: % doubled)
     defaults: Mapping[str, str]  # added only when the client sent none (the provider's default headers)
     remove: tuple[str, ...]  # what the client may have sent and the provider must not get
-    attempts: int  # the plan's length: retries past it are not made
-    at: float  # when the route was planned: answers are judged against the cooldowns set since (as `Decision.at`)
+    # The plan's and the first attempt's (`rendered` writes them): their `at` is when the route was planned, and
+    # answers are judged against the cooldowns set since (as `Decision.at`).
+    plan: Plan
+    first: Attempted
+
+    @property
+    def attempts(self) -> int:
+        """The plan's length: retries past it are not made."""
+        return len(self.plan.candidates)
 
     def same_plan(self, other: FastRoute | None) -> bool:
         """The same route but for when it was planned (kept, so a request in flight stays judged as planned)."""
-        return other is not None and replace(self, at=0.0) == replace(other, at=0.0)
+        return other is not None and other._unplanned() == self._unplanned()
+
+    def _unplanned(self) -> FastRoute:
+        return replace(self, plan=replace(self.plan, at=0.0), first=replace(self.first, at=0.0))
 
 
 def enabled(settings: Settings) -> bool:
@@ -114,23 +122,22 @@ def fast_route(endpoint_name: str, model: str, registry: Registry, health: Healt
     if not forward.handled or forward.plan is None or forward.body is not None:
         return None
     defaults = {k: v for k, v in first.provider.headers.items() if k not in first.credential.headers}
-    skipped = {":path", "content-length", "content-type", *ENVOY_REQUEST_HEADERS, *defaults}
+    skipped = {":path", "content-length", "content-type", ATTEMPT_HEADER, *ENVOY_REQUEST_HEADERS, *defaults}
     headers = {k: _literal(v) for k, v in forward.set_headers.items() if k not in skipped}
-    headers[ATTEMPT_HEADER] = _literal(forward.set_headers[ATTEMPT_HEADER]).replace(_literal(repr(first.at)), AT)
     headers[ROUTE_HEADER] = _literal(first.route + FAST_SUFFIX)
-    metadata = forward.plan.to_metadata()
-    text = _literal(metadata[PLAN_NAMESPACE][PLAN_KEY])
-    headers[PLAN_HEADER] = text.replace(_literal(f'"at":{orjson.dumps(first.at).decode()}'), f'"at":{AT}', 1)
-    headers[ENDPOINTS_HEADER] = _literal(metadata[LB_NAMESPACE][ENDPOINTS_KEY])
-    remove = tuple(h for h in forward.remove_headers if h not in headers and h not in defaults)
+    remove = tuple(h for h in forward.remove_headers
+                   if h not in headers and h not in defaults and h not in _PLANNED_HEADERS)
     return FastRoute(endpoint_name, endpoint.path, model, forward.set_headers.get(":path", endpoint.path), headers,
-                     {k: _literal(v) for k, v in defaults.items()}, remove, len(decisions), now)
+                     {k: _literal(v) for k, v in defaults.items()}, remove, forward.plan, Attempted.of(first, 1))
 
 
 def rendered(route: FastRoute) -> dict[str, str]:
-    """The route's headers with when it was planned written in."""
-    at = repr(route.at)
-    return {k: v.replace(AT, at) for k, v in route.headers.items()}
+    """The headers the route sets, its plan's written in as plan.py writes them (when the routes file is: a
+    route kept keeps when it was planned)."""
+    metadata = route.plan.to_metadata()
+    return {**route.headers, ATTEMPT_HEADER: _literal(route.first.header()),
+            PLAN_HEADER: _literal(metadata[PLAN_NAMESPACE][PLAN_KEY]),
+            ENDPOINTS_HEADER: _literal(metadata[LB_NAMESPACE][ENDPOINTS_KEY])}
 
 
 def _ids(decisions: list[Decision]) -> list[tuple[str, str]]:

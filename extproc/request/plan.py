@@ -98,23 +98,33 @@ def decision_for(candidate: Candidate, plan: Plan, registry: Registry, endpoint:
                     listed)
 
 
-def attempt_header(decision: Decision, attempt: int) -> str:
-    """`<attempt> <credential> <owner>/<model> <endpoint> <routed at> <listed 1|0>`: all that learning from an
-    attempt's access-log entry needs, whichever processor process reads it. The attempt number tells an entry
-    of this attempt from one of a later attempt refused before it could set its own."""
-    return (f"{attempt} {decision.credential.id} {decision.model.qualified} {decision.endpoint} {decision.at!r} "
-            f"{int(decision.listed)}")
-
-
 @dataclass(frozen=True, slots=True)
 class Attempted:
+    """One attempt as its header names it: all that learning from the attempt's access-log entry needs,
+    whichever processor process reads it. The attempt number tells an entry of this attempt from one of a later
+    attempt refused before it could set its own."""
+
     attempt: int
     credential: str
     owner: str
     model: str
     endpoint: str
-    at: float
+    at: float  # when the request was routed (`Decision.at`)
     listed: bool
+
+    @classmethod
+    def of(cls, decision: Decision, attempt: int) -> Attempted:
+        return cls(attempt, decision.credential.id, decision.model.provider, decision.model.id, decision.endpoint,
+                   decision.at, decision.listed)
+
+    def header(self) -> str:
+        """`<attempt> <credential> <owner>/<model> <endpoint> <routed at> <listed 1|0>`."""
+        return (f"{self.attempt} {self.credential} {self.owner}/{self.model} {self.endpoint} {self.at!r} "
+                f"{int(self.listed)}")
+
+
+def attempt_header(decision: Decision, attempt: int) -> str:
+    return Attempted.of(decision, attempt).header()
 
 
 def parse_attempt_header(value: str) -> Attempted | None:

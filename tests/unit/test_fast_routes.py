@@ -9,13 +9,13 @@ import orjson
 
 from extproc.config import parse_settings
 from extproc.core.flows import OwnClient
-from extproc.core.headers import ATTEMPT_HEADER, PLAN_HEADER, PROVIDER_HEADER, ROUTE_HEADER
+from extproc.core.headers import ATTEMPT_HEADER, ENDPOINTS_HEADER, PLAN_HEADER, PROVIDER_HEADER, ROUTE_HEADER
 from extproc.core.health import Health
 from extproc.core.providers import CLIENT_CREDENTIAL_HEADERS
 from extproc.core.registry import Registry
 from extproc.core.settings import Credential
-from extproc.fast.routes import AT, enabled, fast_route, rendered
-from extproc.request.plan import Plan
+from extproc.fast.routes import enabled, fast_route, rendered
+from extproc.request.plan import Attempted, Plan, parse_attempt_header
 from extproc.runtime import Snapshot
 
 MODELS = [{"id": "a-model", "provider": "pa", "context_window": 100000},
@@ -41,12 +41,30 @@ def test_a_direct_request_gets_the_full_paths_headers_and_when_it_was_planned() 
     assert route.upstream_path == "/base/v1/chat/completions"  # the provider's prefix, as the full path sends it
     assert route.headers["authorization"] == "Bearer k-a-100%%"  # a literal to Envoy's header formatter
     assert route.headers[PROVIDER_HEADER] == "pa" and route.headers[ROUTE_HEADER] == "direct; fast"
-    assert route.headers[ATTEMPT_HEADER].startswith("1 pa:key1 pa/a-model chat " + AT)
-    assert rendered(route)[ATTEMPT_HEADER].startswith("1 pa:key1 pa/a-model chat 1000.0 ")  # as `Decision.at`
+    assert not {ATTEMPT_HEADER, PLAN_HEADER, ENDPOINTS_HEADER} & set(route.headers)  # values until rendered
+    headers = rendered(route)
+    assert headers[ATTEMPT_HEADER].startswith("1 pa:key1 pa/a-model chat 1000.0 ")  # as `Decision.at`
+    assert parse_attempt_header(headers[ATTEMPT_HEADER]) == Attempted(1, "pa:key1", "pa", "a-model", "chat", 1000.0,
+                                                                      True) == route.first
     assert set(CLIENT_CREDENTIAL_HEADERS) - {"authorization"} <= set(route.remove)
-    plan = Plan.from_metadata(rendered(route)[PLAN_HEADER].replace("%%", "%"))
-    assert [c.model for c in plan.candidates] == ["a-model", "b-model"] and plan.at == 1000.0
+    assert not {ATTEMPT_HEADER, PLAN_HEADER, ENDPOINTS_HEADER} & set(route.remove)
+    plan = Plan.from_metadata(headers[PLAN_HEADER].replace("%%", "%"))
+    assert [c.model for c in plan.candidates] == ["a-model", "b-model"] and plan.at == 1000.0 and plan == route.plan
+    assert headers[ENDPOINTS_HEADER] == "envoy://provider_pa/0,envoy://provider_pb/0"
     assert route.attempts == 2
+
+
+def test_a_route_planned_again_alike_is_the_same_plan_and_each_renders_when_it_was_planned() -> None:
+    s = settings()
+    later = fast_route("chat", "a-model", Snapshot.build(s).registry, Health(s.health), 2000.5, s)
+    route = route_for("a-model")
+    assert later is not None and route is not None and later.same_plan(route) and later != route
+    for planned, at in ((route, 1000.0), (later, 2000.5)):
+        headers = rendered(planned)
+        assert Plan.from_metadata(headers[PLAN_HEADER].replace("%%", "%")).at == at
+        assert (attempted := parse_attempt_header(headers[ATTEMPT_HEADER])) is not None and attempted.at == at
+    other = route_for("a-model", fallbacks={})
+    assert other is not None and not other.same_plan(route)  # another plan: published as it is now
 
 
 def test_a_model_whose_failover_would_depend_on_the_request_stays_on_the_full_path() -> None:

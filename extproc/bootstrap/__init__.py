@@ -12,8 +12,8 @@ from typing import Any
 
 import yaml
 
-from extproc.bootstrap.attempts import attempts_cluster, provider_listener
 from extproc.bootstrap.clusters import processor_cluster, provider_cluster, relay_cluster
+from extproc.bootstrap.failover import attempts_cluster, provider_listener
 from extproc.bootstrap.listeners import listener
 from extproc.bootstrap.local_replies import local_reply_config
 from extproc.bootstrap.names import PROCESSOR_CLUSTER, T, provider_cluster_name, socket

@@ -6,7 +6,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from extproc.bootstrap.attempts import RELAY_CLUSTER, circuit_breakers, provider_filters
+from extproc.bootstrap.failover import RELAY_CLUSTER, circuit_breakers, provider_filters
 from extproc.bootstrap.names import GRPC_LIMIT_SLACK, PROCESSOR_CLUSTER, T, provider_cluster_name, socket
 from extproc.core.providers import ProviderSpec
 from extproc.core.settings import Address, Settings

@@ -1,5 +1,5 @@
 """The fast path in Envoy's terms: the body's model read into metadata, and one route per published model
-that adds what the router-level answer would have (see `fast_routes`)."""
+that adds what the router-level answer would have (see `fast/routes.py`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from extproc.bootstrap.attempts import ATTEMPTS_CLUSTER, grpc_service, header_matches, no_answer_retries, skipped_when
+from extproc.bootstrap.failover import ATTEMPTS_CLUSTER, grpc_service, header_matches, no_answer_retries, skipped_when
 from extproc.bootstrap.names import T
 from extproc.core.headers import (
     ACCOUNT_HEADER,
@@ -102,7 +102,7 @@ def routes_document(route_config: dict[str, Any]) -> bytes:
     return orjson.dumps({"resources": [{"@type": T + "config.route.v3.RouteConfiguration", **route_config}]})
 
 
-def fast_route(route: FastRoute, settings: Settings, response_headers: list[dict[str, Any]]) -> dict[str, Any]:
+def envoy_route(route: FastRoute, settings: Settings, response_headers: list[dict[str, Any]]) -> dict[str, Any]:
     """A published model's route: matched on the metadata the body gave, for a body the plan was made for."""
     policy = settings.failover
     action: dict[str, Any] = {

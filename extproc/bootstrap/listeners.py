@@ -7,8 +7,8 @@ import base64
 from collections.abc import Sequence
 from typing import Any
 
-from extproc.bootstrap.attempts import grpc_service, upstream_log
-from extproc.bootstrap.fast import answers_log, body_to_metadata, fast_route, route_source, scrub_forged
+from extproc.bootstrap.failover import grpc_service, upstream_log
+from extproc.bootstrap.fast import answers_log, body_to_metadata, envoy_route, route_source, scrub_forged
 from extproc.bootstrap.local_replies import PROCESSOR_DOWN_STATUS, local_reply_config
 from extproc.bootstrap.names import CONTROL_SERVICES, DESCRIPTOR_SET, REQUEST_CODINGS, ROUTER_MODE, T, socket
 from extproc.bootstrap.routes import (
@@ -79,7 +79,7 @@ def route_configuration(settings: Settings, fast: Sequence[FastRoute] = ()) -> d
         "include_request_attempt_count": True,  # x-envoy-attempt-count: which candidate an attempt is
         "routes": [*health_routes(), *models_routes(), gemini_models_route(),
                    auth_route(_transcoder_config(strict=True)), undecodable(),
-                   *(fast_route(r, settings, fast_shown) for r in fast), attempts_route(settings), unrouted()],
+                   *(envoy_route(r, settings, fast_shown) for r in fast), attempts_route(settings), unrouted()],
     }]}
 
 

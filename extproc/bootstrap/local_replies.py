@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from extproc.bootstrap.attempts import ATTEMPTS_CLUSTER
+from extproc.bootstrap.failover import ATTEMPTS_CLUSTER
 from extproc.bootstrap.names import REQUEST_CODINGS, T, provider_cluster_name
 from extproc.core.errors import ClientError
 from extproc.core.failures import CUT, REFUSED, RESET, TIMEOUT, UNREACHABLE, UpstreamFailure

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from extproc.bootstrap.attempts import ATTEMPTS_CLUSTER, retry_policy
+from extproc.bootstrap.failover import ATTEMPTS_CLUSTER, retry_policy
 from extproc.bootstrap.local_replies import UNDECODABLE_STATUS
 from extproc.bootstrap.names import PROCESSOR_CLUSTER, REQUEST_CODINGS, T, lua
 from extproc.core.headers import ATTEMPT_HEADER, ATTEMPTS_HEADER, PROVIDER_HEADER, RESPONSE_HEADERS

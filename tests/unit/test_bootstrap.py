@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from extproc.bootstrap import PROCESSOR_CLUSTER, build_bootstrap, provider_cluster_name, render_bootstrap
-from extproc.bootstrap.attempts import ATTEMPTS_CLUSTER
+from extproc.bootstrap.failover import ATTEMPTS_CLUSTER
 from extproc.core.headers import PROVIDER_HEADER
 from extproc.request.plan import listener_name
 from tests.unit.helpers import provider, settings

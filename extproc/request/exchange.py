@@ -29,7 +29,7 @@ from extproc.request.actions import CONTINUE, Continue, Mutate, Reply, internal_
 from extproc.request.gateway import Gateway
 from extproc.request.mutation import Forward, route_request
 from extproc.request.transforms import TRANSFORMS, asks_without_usage, counts_tokens, refusal, translates
-from extproc.translate.transform import translatable
+from extproc.translate.transform import TranslationCheck
 from extproc.usage.record import Asked, build, served
 from extproc.usage.tokens import Usage, usage_of_answer
 
@@ -240,7 +240,8 @@ class Exchange:
         """The candidates whose API can express this request: one another API serves is translated, unless it
         uses what that API cannot say, and one whose upstream's transforms refuse what it asks (a ChatGPT login
         and `previous_response_id`) is left out; if none is left, the client is told why."""
-        reasons: dict[str, str | None] = {}
+        reasons: dict[str, str | None] = {}  # by target endpoint: the request is checked once for each
+        check = TranslationCheck(endpoint.name, parsed.doc, "streaming" in parsed.view.needs, endpoint.query)
         kept, refused = [], None
         for d in decisions:
             if _may_refuse(d) and (why := refusal(d, endpoint, parsed.doc)) is not None:  # its upstream cannot take it
@@ -252,8 +253,7 @@ class Exchange:
                 continue
             if target is not None:
                 if target[1] not in reasons:
-                    reasons[target[1]] = translatable(endpoint.name, parsed.doc, d.model.id,
-                                                      "streaming" in parsed.view.needs, target[1], endpoint.query)
+                    reasons[target[1]] = check.refusal(target[1], d.model.id)
                 if reasons[target[1]] is not None:
                     continue
             kept.append(d)

@@ -1,26 +1,37 @@
-"""Anthropic Messages ⇄ the internal representation. Pure."""
+"""Anthropic Messages ⇄ the internal representation: requests, answers and streams. Pure."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
+from extproc.formats import errors
 from extproc.translate.ir import (
     TRANSLATED,
+    CallDelta,
+    CallStart,
     ChatAnswer,
     ChatRequest,
+    Event,
+    Failed,
+    Finish,
     Image,
     Message,
     Part,
+    Start,
     Text,
+    TextDelta,
     Thinking,
+    ThinkingDelta,
     Tool,
     ToolCall,
     ToolResult,
     Unsupported,
     check_translatable,
 )
+from extproc.translate.stream import EventReader, failure, position, sse
 
 DEFAULT_MAX_TOKENS = 4096  # Anthropic requires max_tokens; a request from another API may not say
 _EFFORT_BUDGET = {"low": 1024, "medium": 4096, "high": 16384}  # thinking budget for an OpenAI-style effort
@@ -176,3 +187,129 @@ def write_answer(answer: ChatAnswer) -> dict[str, Any]:
             "usage": {"input_tokens": answer.input_tokens, "output_tokens": answer.output_tokens,
                       "cache_read_input_tokens": answer.cache_read_tokens,
                       "cache_creation_input_tokens": answer.cache_write_tokens}}
+
+
+# ---------------------------------------------------------------- its stream, event by event
+
+_STREAM_STOP = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls",
+                   "refusal": "content_filter"}
+
+
+class AnthropicReader(EventReader):
+    def __init__(self) -> None:
+        super().__init__()
+        self._kinds: dict[int, str] = {}
+        self._call_of: dict[int, int] = {}
+        self._usage: dict[str, int] = {}
+        self._stop = "stop"
+
+    @property
+    def complete(self) -> bool:
+        return False  # a stream that ends before message_stop was cut (message_stop finishes it)
+
+    def _read(self, name: str, doc: dict[str, Any]) -> list[Event]:
+        kind = doc.get("type", name)
+        if kind == "message_start":
+            message = doc.get("message") or {}
+            self._take_usage(message.get("usage"))
+            return [Start(str(message.get("id", "")), str(message.get("model", "")))]
+        if kind == "content_block_start":
+            block, index = doc.get("content_block") or {}, position(doc.get("index"))
+            self._kinds[index] = str(block.get("type"))
+            if block.get("type") == "tool_use":
+                self._call_of[index] = len(self._call_of)
+                return [CallStart(self._call_of[index], str(block.get("id", "")), str(block.get("name", "")))]
+            if block.get("type") == "text" and block.get("text"):
+                return [TextDelta(str(block["text"]))]
+            return []
+        if kind == "content_block_delta":
+            delta, index = doc.get("delta") or {}, position(doc.get("index"))
+            if delta.get("type") == "text_delta":
+                return [TextDelta(str(delta.get("text", "")))]
+            if delta.get("type") == "thinking_delta":
+                return [ThinkingDelta(str(delta.get("thinking", "")))]
+            if delta.get("type") == "input_json_delta" and index in self._call_of:
+                return [CallDelta(self._call_of[index], str(delta.get("partial_json", "")))]
+            return []
+        if kind == "message_delta":
+            self._stop = _STREAM_STOP.get(str((doc.get("delta") or {}).get("stop_reason")), self._stop)
+            self._take_usage(doc.get("usage"))
+            return []
+        if kind == "message_stop":
+            return self._end()
+        return []
+
+    def _take_usage(self, usage: Any) -> None:
+        if isinstance(usage, dict):
+            self._usage.update({k: int(v) for k, v in usage.items() if isinstance(v, int) and v})
+
+    def _end(self) -> list[Event]:
+        if self.finished:
+            return []
+        self.finished = True
+        u = self._usage
+        return [Finish(self._stop, u.get("input_tokens", 0), u.get("output_tokens", 0),
+                       u.get("cache_read_input_tokens", 0), u.get("cache_creation_input_tokens", 0))]
+
+
+@dataclass
+class AnthropicWriter:
+    model: str = ""
+    _index: int = -1
+    _open: str | None = None  # the kind of the content block being written
+    _calls: dict[int, int] = field(default_factory=dict)  # a call's index → its block's
+
+    def write(self, events: list[Event]) -> bytes:
+        out: list[bytes] = []
+        for e in events:
+            if isinstance(e, Start):
+                self.model = self.model or e.model
+                out.append(sse({"type": "message_start", "message": {
+                    "id": e.id or "msg_translated", "type": "message", "role": "assistant", "model": self.model,
+                    "content": [], "stop_reason": None, "stop_sequence": None,
+                    "usage": {"input_tokens": 0, "output_tokens": 0}}}, "message_start"))
+            elif isinstance(e, TextDelta | ThinkingDelta):
+                kind = "text" if isinstance(e, TextDelta) else "thinking"
+                if self._open != kind:
+                    out.extend(self._start({"type": kind, kind: ""} if kind == "text"
+                                           else {"type": "thinking", "thinking": "", "signature": ""}))
+                delta = {"type": "text_delta", "text": e.text} if kind == "text" else \
+                    {"type": "thinking_delta", "thinking": e.text}
+                out.append(sse({"type": "content_block_delta", "index": self._index, "delta": delta},
+                                "content_block_delta"))
+            elif isinstance(e, CallStart):
+                out.extend(self._start({"type": "tool_use", "id": e.id, "name": e.name, "input": {}}))
+                self._calls[e.index] = self._index
+            elif isinstance(e, CallDelta):
+                out.append(sse({"type": "content_block_delta", "index": self._calls.get(e.index, self._index),
+                                 "delta": {"type": "input_json_delta", "partial_json": e.arguments}},
+                                "content_block_delta"))
+            elif isinstance(e, Failed):
+                out.extend(self._stop())
+                out.append(errors.anthropic_stream_error(failure(e), "messages"))
+            elif isinstance(e, Finish):
+                out.extend(self._stop())
+                out.append(sse({"type": "message_delta", "delta": {
+                    "stop_reason": _STOP_OUT.get(e.stop_reason, "end_turn"), "stop_sequence": None},
+                    "usage": {"input_tokens": e.input_tokens, "output_tokens": e.output_tokens,
+                              "cache_read_input_tokens": e.cache_read_tokens,
+                              "cache_creation_input_tokens": e.cache_write_tokens}}, "message_delta"))
+                out.append(sse({"type": "message_stop"}, "message_stop"))
+        return b"".join(out)
+
+    def _start(self, block: dict[str, Any]) -> list[bytes]:
+        out = self._stop()
+        self._index += 1
+        self._open = str(block["type"])
+        return [*out, sse({"type": "content_block_start", "index": self._index, "content_block": block},
+                           "content_block_start")]
+
+    def _stop(self) -> list[bytes]:
+        if self._open is None:
+            return []
+        out = []
+        if self._open == "thinking":  # another provider's thinking: signed as ours, never sent back to Anthropic
+            out.append(sse({"type": "content_block_delta", "index": self._index, "delta": {
+                "type": "signature_delta", "signature": TRANSLATED}}, "content_block_delta"))
+        self._open = None
+        return [*out, sse({"type": "content_block_stop", "index": self._index}, "content_block_stop")]

@@ -1,4 +1,4 @@
-"""Gemini generateContent ⇄ the internal representation. Pure.
+"""Gemini generateContent ⇄ the internal representation: requests, answers and streams. Pure.
 
 Gemini's function calls carry no ids and its results name the function instead; ids are made up when
 reading (`call_<n>_<name>`), and a result written for Gemini takes its name from the call it answers.
@@ -7,25 +7,36 @@ The model is in the path, not the body.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
+from extproc.formats import errors
 from extproc.formats.gemini import unwrapped
 from extproc.translate.ir import (
+    CallDelta,
+    CallStart,
     ChatAnswer,
     ChatRequest,
+    Event,
+    Failed,
+    Finish,
     Image,
     Message,
     Part,
+    Start,
     Text,
+    TextDelta,
     Thinking,
+    ThinkingDelta,
     Tool,
     ToolCall,
     ToolResult,
     Unsupported,
     check_translatable,
 )
+from extproc.translate.stream import EventReader, failure
 
 OTHER_MODELS_SIGNATURE = "skip_thought_signature_validator"
 
@@ -71,7 +82,7 @@ def _parts(parts: Any, calls: list[ToolCall]) -> list[Part]:
     return out
 
 
-def read_request(doc: dict[str, Any], model: str) -> ChatRequest:
+def read_request(doc: dict[str, Any], model: str = "") -> ChatRequest:
     calls: list[ToolCall] = []
     messages = tuple(Message("assistant" if c.get("role") == "model" else "user", tuple(_parts(c.get("parts"), calls)))
                      for c in doc.get("contents") or [] if isinstance(c, dict))
@@ -159,6 +170,13 @@ def write_request(req: ChatRequest) -> dict[str, Any]:
     return doc
 
 
+def path(req: ChatRequest) -> str:
+    """Where a request written for Gemini goes: its model, and whether it streams, are in the path (and Gemini
+    keeps its version there)."""
+    method = ":streamGenerateContent?alt=sse" if req.stream else ":generateContent"
+    return f"/v1beta/models/{req.model}{method}"
+
+
 _FINISH_IN = {"STOP": "stop", "MAX_TOKENS": "length", "SAFETY": "content_filter", "RECITATION": "content_filter",
               "PROHIBITED_CONTENT": "content_filter", "BLOCKLIST": "content_filter", "SPII": "content_filter"}
 _FINISH_OUT = {"stop": "STOP", "length": "MAX_TOKENS", "tool_calls": "STOP", "content_filter": "SAFETY"}
@@ -199,3 +217,110 @@ def write_answer(answer: ChatAnswer) -> dict[str, Any]:
                               "cachedContentTokenCount": answer.cache_read_tokens,
                               "totalTokenCount": prompt + answer.output_tokens},
             "modelVersion": answer.model, "responseId": answer.id}
+
+
+# ---------------------------------------------------------------- its stream, event by event
+
+_STREAM_FINISH = {"STOP": "stop", "MAX_TOKENS": "length", "SAFETY": "content_filter"}
+
+
+class GeminiReader(EventReader):
+    def __init__(self, model: str = "") -> None:
+        super().__init__()
+        self._model = model
+        self._started = False
+        self._calls = 0
+        self._finish = Finish()
+        self._done = False
+
+    @property
+    def complete(self) -> bool:
+        return self._done
+
+    def _read(self, name: str, doc: dict[str, Any]) -> list[Event]:
+        doc = unwrapped(doc)
+        out: list[Event] = []
+        if not self._started:
+            self._started = True
+            out.append(Start(str(doc.get("responseId", "")), str(doc.get("modelVersion") or self._model)))
+        stop = self._finish.stop_reason
+        for candidate in (doc.get("candidates") or [])[:1]:
+            for part in (candidate.get("content") or {}).get("parts") or []:
+                if "text" in part:
+                    text = str(part["text"])
+                    out.append(ThinkingDelta(text) if part.get("thought") else TextDelta(text))
+                elif "functionCall" in part:
+                    fn = part["functionCall"] or {}
+                    index, self._calls = self._calls, self._calls + 1
+                    out.append(CallStart(index, str(fn.get("id") or f"call_{index}_{fn.get('name', '')}"),
+                                         str(fn.get("name", ""))))
+                    out.append(CallDelta(index, orjson.dumps(fn.get("args") or {}).decode()))
+                    stop = "tool_calls"
+            if candidate.get("finishReason"):
+                self._done = True
+                if stop != "tool_calls":
+                    stop = _STREAM_FINISH.get(str(candidate["finishReason"]), "stop")
+        meta = doc.get("usageMetadata")
+        if isinstance(meta, dict):  # each chunk reports the answer so far: the last one counts
+            cached = int(meta.get("cachedContentTokenCount") or 0)
+            self._finish = Finish(stop, int(meta.get("promptTokenCount") or 0) - cached,
+                                  int(meta.get("candidatesTokenCount") or 0) + int(meta.get("thoughtsTokenCount") or 0),
+                                  cached)
+        else:
+            self._finish = Finish(stop, self._finish.input_tokens, self._finish.output_tokens,
+                                  self._finish.cache_read_tokens)
+        return out
+
+    def _end(self) -> list[Event]:
+        self.finished = True
+        return [self._finish]
+
+
+@dataclass
+class GeminiWriter:
+    """Gemini's stream (`alt=sse`): every event a whole GenerateContentResponse; a call goes out whole, once its
+    arguments are (Gemini has no argument fragments)."""
+
+    model: str = ""
+    _calls: dict[int, list[str]] = field(default_factory=dict)  # index → name, then argument fragments
+
+    def write(self, events: list[Event]) -> bytes:
+        out: list[bytes] = []
+        for e in events:
+            if isinstance(e, Start):
+                self.model = self.model or e.model
+            elif isinstance(e, TextDelta | ThinkingDelta):
+                part: dict[str, Any] = {"text": e.text}
+                if isinstance(e, ThinkingDelta):
+                    part["thought"] = True
+                out.append(self._chunk([part]))
+            elif isinstance(e, CallStart):
+                self._calls[e.index] = [e.name]
+            elif isinstance(e, CallDelta):
+                self._calls.setdefault(e.index, [""]).append(e.arguments)
+            elif isinstance(e, Failed):
+                out.append(errors.gemini_stream_error(failure(e), "gemini"))
+            elif isinstance(e, Finish):
+                calls = []
+                for name, *fragments in self._calls.values():
+                    try:
+                        args = orjson.loads("".join(fragments) or "{}")
+                    except orjson.JSONDecodeError:
+                        args = {}
+                    calls.append({"functionCall": {"name": name, "args": args}})
+                signed(calls)
+                prompt = e.input_tokens + e.cache_read_tokens
+                out.append(self._chunk(calls, finish=_FINISH_OUT.get(e.stop_reason, "STOP"), usage={
+                    "promptTokenCount": prompt, "candidatesTokenCount": e.output_tokens,
+                    "cachedContentTokenCount": e.cache_read_tokens, "totalTokenCount": prompt + e.output_tokens}))
+        return b"".join(out)
+
+    def _chunk(self, parts: list[dict[str, Any]], finish: str | None = None,
+               usage: dict[str, int] | None = None) -> bytes:
+        candidate: dict[str, Any] = {"content": {"role": "model", "parts": parts}, "index": 0}
+        if finish:
+            candidate["finishReason"] = finish
+        doc: dict[str, Any] = {"candidates": [candidate], "modelVersion": self.model}
+        if usage:
+            doc["usageMetadata"] = usage
+        return b"data: " + orjson.dumps(doc) + b"\r\n\r\n"

@@ -1,4 +1,5 @@
-"""The internal representation of a chat request and its answer, shared by every API. Pure data.
+"""The internal representation of a chat request and its answer (whole, or streamed as events), shared by every
+API. Pure data.
 
 What one API can say and another cannot is recorded (`Unsupported`), never dropped silently: the writer of
 a target API raises it, and resolution takes that target off the candidates for the request.
@@ -120,3 +121,59 @@ class ChatAnswer:
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
     reasoning_tokens: int = 0
+
+
+# ---------------------------------------------------------------- a streamed answer, as events
+
+@dataclass(frozen=True, slots=True)
+class Start:
+    id: str
+    model: str
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ThinkingDelta:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class CallStart:
+    index: int  # the call's place among this answer's tool calls
+    id: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class CallDelta:
+    index: int
+    arguments: str  # a fragment of the JSON text
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    stop_reason: str = "stop"
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """The provider's stream ended before its answer did (a cut, or its own error event)."""
+
+    message: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.message:
+            object.__setattr__(self, "message", CUT)
+
+
+CUT = "The provider's stream ended before the answer was complete."
+
+Event = Start | TextDelta | ThinkingDelta | CallStart | CallDelta | Finish | Failed

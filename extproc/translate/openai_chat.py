@@ -1,17 +1,27 @@
-"""OpenAI Chat Completions ⇄ the internal representation. Pure."""
+"""OpenAI Chat Completions ⇄ the internal representation: requests, answers and streams. Pure."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
+from extproc.formats import errors
 from extproc.translate.ir import (
+    CallDelta,
+    CallStart,
     ChatAnswer,
     ChatRequest,
+    Event,
+    Failed,
+    Finish,
     Image,
     Message,
     Part,
+    Start,
     Text,
+    TextDelta,
     Thinking,
+    ThinkingDelta,
     Tool,
     ToolCall,
     ToolResult,
@@ -19,6 +29,7 @@ from extproc.translate.ir import (
     data_url,
     parse_data_url,
 )
+from extproc.translate.stream import EventReader, failure, position, sse
 
 _OWN_ONLY = (("n", lambda v: isinstance(v, int) and v > 1), ("logprobs", bool), ("audio", bool),
              ("prediction", bool), ("modalities", lambda v: v not in (None, ["text"])))
@@ -178,3 +189,96 @@ def write_answer(answer: ChatAnswer, created: int = 0) -> dict[str, Any]:
                       "total_tokens": prompt + answer.output_tokens,
                       "prompt_tokens_details": {"cached_tokens": answer.cache_read_tokens},
                       "completion_tokens_details": {"reasoning_tokens": answer.reasoning_tokens}}}
+
+
+# ---------------------------------------------------------------- its stream, event by event
+
+_STREAM_FINISH = {"stop": "stop", "length": "length", "tool_calls": "tool_calls", "content_filter": "content_filter"}
+
+
+class OpenAIChatReader(EventReader):
+    def __init__(self) -> None:
+        super().__init__()
+        self._started = False
+        self._calls: set[int] = set()
+        self._finish = Finish()
+        self._done = False
+
+    @property
+    def complete(self) -> bool:
+        return self._done or self.done_marker
+
+    def _read(self, name: str, doc: dict[str, Any]) -> list[Event]:
+        out: list[Event] = []
+        if not self._started:
+            self._started = True
+            out.append(Start(str(doc.get("id", "")), str(doc.get("model", ""))))
+        for choice in doc.get("choices") or []:
+            delta = choice.get("delta") or {}
+            if delta.get("reasoning_content"):
+                out.append(ThinkingDelta(str(delta["reasoning_content"])))
+            if delta.get("content"):
+                out.append(TextDelta(str(delta["content"])))
+            for call in delta.get("tool_calls") or []:
+                index, fn = position(call.get("index")), call.get("function") or {}
+                if index not in self._calls:
+                    self._calls.add(index)
+                    out.append(CallStart(index, str(call.get("id") or f"call_{index}"), str(fn.get("name", ""))))
+                if fn.get("arguments"):
+                    out.append(CallDelta(index, str(fn["arguments"])))
+            if choice.get("finish_reason"):
+                self._done = True
+                self._finish = Finish(_STREAM_FINISH.get(str(choice["finish_reason"]), "stop"))
+        usage = doc.get("usage")
+        if isinstance(usage, dict):
+            cached = int((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0)
+            self._finish = Finish(self._finish.stop_reason, int(usage.get("prompt_tokens") or 0) - cached,
+                                  int(usage.get("completion_tokens") or 0), cached)
+        return out
+
+    def _end(self) -> list[Event]:
+        self.finished = True
+        return [self._finish]
+
+
+@dataclass
+class OpenAIChatWriter:
+    include_usage: bool = False  # the client asked for stream_options.include_usage
+    model: str = ""
+    _id: str = "chatcmpl-translated"
+    _tools: dict[int, int] = field(default_factory=dict)
+
+    def write(self, events: list[Event]) -> bytes:
+        out = []
+        for e in events:
+            if isinstance(e, Start):
+                self._id, self.model = e.id or self._id, self.model or e.model
+                out.append(self._chunk({"role": "assistant", "content": ""}))
+            elif isinstance(e, TextDelta):
+                out.append(self._chunk({"content": e.text}))
+            elif isinstance(e, ThinkingDelta):
+                out.append(self._chunk({"reasoning_content": e.text}))
+            elif isinstance(e, CallStart):
+                self._tools[e.index] = len(self._tools)
+                out.append(self._chunk({"tool_calls": [{"index": self._tools[e.index], "id": e.id, "type": "function",
+                                                        "function": {"name": e.name, "arguments": ""}}]}))
+            elif isinstance(e, CallDelta):
+                out.append(self._chunk({"tool_calls": [{"index": self._tools.get(e.index, 0),
+                                                        "function": {"arguments": e.arguments}}]}))
+            elif isinstance(e, Failed):
+                out.append(errors.openai_stream_error(failure(e), "chat"))
+            elif isinstance(e, Finish):
+                out.append(self._chunk({}, finish=e.stop_reason))
+                if self.include_usage:
+                    prompt = e.input_tokens + e.cache_read_tokens + e.cache_write_tokens
+                    out.append(sse({"id": self._id, "object": "chat.completion.chunk", "created": 0,
+                                     "model": self.model, "choices": [], "usage": {
+                                         "prompt_tokens": prompt, "completion_tokens": e.output_tokens,
+                                         "total_tokens": prompt + e.output_tokens,
+                                         "prompt_tokens_details": {"cached_tokens": e.cache_read_tokens}}}))
+                out.append(b"data: [DONE]\n\n")
+        return b"".join(out)
+
+    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
+        return sse({"id": self._id, "object": "chat.completion.chunk", "created": 0, "model": self.model,
+                     "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})

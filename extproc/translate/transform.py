@@ -1,14 +1,15 @@
 """Translation as a transform of the request path: the client's request rewritten in the provider's API, and
 the provider's answer (whole, streamed, or an error) rewritten back in the client's.
 
-It runs where every other transform does, on each attempt that needs it: an untranslated request never
-touches this module.
+Every API is one row of `APIS`: how its requests, answers and streams are read into the internal
+representation and written from it. It runs where every other transform does, on each attempt that needs
+it: an untranslated request never touches this module.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -16,68 +17,90 @@ import orjson
 from extproc.core.errors import ClientError
 from extproc.core.providers import TRANSLATED_ENDPOINTS_OF
 from extproc.formats.sse import EventSplitter, fields
-from extproc.translate import anthropic, gemini, openai_chat, responses, stream
+from extproc.translate import anthropic, gemini, ir, openai_chat, responses, stream
 from extproc.translate.ir import ChatAnswer, ChatRequest, Part, Text, Thinking, ToolCall, Unsupported
 
 JsonObject = dict[str, Any]
 
 
+@dataclass(frozen=True, slots=True)
+class Translation:
+    """One API's readers and writers: its request, its whole answer and its stream."""
+
+    read_request: Callable[[JsonObject], ChatRequest]
+    write_request: Callable[[ChatRequest], JsonObject]
+    path: Callable[[ChatRequest], str]  # where a request written in this API goes, after the API prefix
+    read_answer: Callable[[JsonObject, str], ChatAnswer]  # (the answer, the model asked for)
+    write_answer: Callable[[ChatAnswer], JsonObject]
+    read_stream: Callable[[str], stream.Reader]  # the model asked for → a reader of one answer's stream
+    write_stream: Callable[[str, bool], stream.Writer]  # (the model asked for, include_usage) → a writer
+
+
+APIS: Mapping[str, Translation] = {  # by client endpoint name
+    "chat": Translation(
+        openai_chat.read_request, openai_chat.write_request, lambda req: "/chat/completions",
+        lambda doc, model: openai_chat.read_answer(doc), openai_chat.write_answer,
+        lambda model: openai_chat.OpenAIChatReader(), lambda model, usage: openai_chat.OpenAIChatWriter(usage, model)),
+    "responses": Translation(
+        responses.read_request, responses.write_request, lambda req: "/responses",
+        lambda doc, model: responses.read_answer(doc), responses.write_answer,
+        lambda model: responses.ResponsesReader(), lambda model, usage: responses.ResponsesWriter(model)),
+    "messages": Translation(
+        anthropic.read_request, anthropic.write_request, lambda req: "/messages",
+        lambda doc, model: anthropic.read_answer(doc), anthropic.write_answer,
+        lambda model: anthropic.AnthropicReader(), lambda model, usage: anthropic.AnthropicWriter(model)),
+    "gemini": Translation(
+        gemini.read_request, gemini.write_request, gemini.path, gemini.read_answer, gemini.write_answer,
+        gemini.GeminiReader, lambda model, usage: gemini.GeminiWriter(model)),
+}
+
+API_OF = {endpoint: api for api, endpoints in TRANSLATED_ENDPOINTS_OF.items() for endpoint in endpoints}
+
+
 def read_request(endpoint: str, doc: JsonObject, model: str, streams: bool) -> ChatRequest:
-    if endpoint == "messages":
-        ir = anthropic.read_request(doc)
-    elif endpoint == "gemini":
-        ir = replace(gemini.read_request(doc, model), stream=streams)  # Gemini streams by path, not body
-    elif endpoint == "responses":
-        ir = responses.read_request(doc)
-    else:
-        ir = openai_chat.read_request(doc)
-    return replace(ir, model=model)
+    """The client's request in the internal representation, for `model` (whether it streams is the request's
+    own: in the body, or Gemini's path)."""
+    return replace(APIS[endpoint].read_request(doc), model=model, stream=streams)
 
 
-def write_request(endpoint: str, ir: ChatRequest) -> tuple[JsonObject, str]:
+def write_request(endpoint: str, req: ChatRequest) -> tuple[JsonObject, str]:
     """The provider's body, and its path after the API prefix."""
-    if endpoint == "messages":
-        return anthropic.write_request(ir), "/messages"
-    if endpoint == "gemini":
-        method = ":streamGenerateContent?alt=sse" if ir.stream else ":generateContent"
-        return gemini.write_request(ir), f"/v1beta/models/{ir.model}{method}"  # Gemini keeps its version in the path
-    if endpoint == "responses":
-        return responses.write_request(ir), "/responses"
-    return openai_chat.write_request(ir), "/chat/completions"
+    api = APIS[endpoint]
+    return api.write_request(req), api.path(req)
 
 
-def translatable(endpoint: str, doc: JsonObject, model: str, streams: bool, target: str,
-                 query: str = "") -> str | None:
-    """Why a request cannot be written for `target` (None: it can)."""
-    if streams and endpoint == "gemini" and "alt=sse" not in query.split("&"):
-        return "a Gemini stream as a JSON array (ask with alt=sse)"
-    try:
-        write_request(target, read_request(endpoint, doc, model, streams))
-    except Unsupported as exc:
-        return str(exc)
-    except (AttributeError, TypeError, ValueError, KeyError, IndexError, RecursionError, OverflowError):
-        return "a field of the request is not in the shape its API defines"
-    return None
+_MISSHAPEN = (AttributeError, TypeError, ValueError, KeyError, IndexError, RecursionError, OverflowError)
 
 
-def read_answer(endpoint: str, doc: JsonObject, model: str) -> ChatAnswer:
-    if endpoint == "messages":
-        return anthropic.read_answer(doc)
-    if endpoint == "gemini":
-        return gemini.read_answer(doc, model)
-    if endpoint == "responses":
-        return responses.read_answer(doc)
-    return openai_chat.read_answer(doc)
+class TranslationCheck:
+    """Whether one request can be written in each target API: read once, however many targets are asked about,
+    and written for each (the writer is what knows what its API cannot say)."""
+
+    def __init__(self, endpoint: str, doc: JsonObject, streams: bool, query: str = "") -> None:
+        self._endpoint, self._doc, self._streams, self._query = endpoint, doc, streams, query
+        self._read: ChatRequest | str | None = None  # the request read, or why it cannot be
+
+    def refusal(self, target: str, model: str) -> str | None:
+        """Why the request cannot be written for `target` (None: it can)."""
+        if self._streams and self._endpoint == "gemini" and "alt=sse" not in self._query.split("&"):
+            return "a Gemini stream as a JSON array (ask with alt=sse)"
+        if self._read is None:
+            try:
+                self._read = read_request(self._endpoint, self._doc, model, self._streams)
+            except _MISSHAPEN:
+                self._read = _SHAPE
+        if isinstance(self._read, str):
+            return self._read
+        try:
+            APIS[target].write_request(replace(self._read, model=model))
+        except Unsupported as exc:
+            return str(exc)
+        except _MISSHAPEN:
+            return _SHAPE
+        return None
 
 
-def write_answer(endpoint: str, answer: ChatAnswer) -> JsonObject:
-    if endpoint == "messages":
-        return anthropic.write_answer(answer)
-    if endpoint == "gemini":
-        return gemini.write_answer(answer)
-    if endpoint == "responses":
-        return responses.write_answer(answer)
-    return openai_chat.write_answer(answer)
+_SHAPE = "a field of the request is not in the shape its API defines"
 
 
 def error_message(doc: Any) -> str:
@@ -107,22 +130,13 @@ class WholeAnswer:
             kind = "upstream_error" if self._status >= 400 else "upstream_invalid_answer"
             return self._render_error(ClientError(self._status if self._status >= 400 else 502, kind,
                                                   error_message(doc)))
-        return orjson.dumps(write_answer(self._source, read_answer(self._target, doc, self._model)))
-
-
-_READERS: dict[str, Callable[[str], stream.Reader]] = {
-    "chat": lambda model: stream.OpenAIChatReader(), "messages": lambda model: stream.AnthropicReader(),
-    "gemini": stream.GeminiReader, "responses": lambda model: stream.ResponsesReader(),
-}
+        answer = APIS[self._target].read_answer(doc, self._model)
+        return orjson.dumps(APIS[self._source].write_answer(answer))
 
 
 def stream_translator(source: str, target: str, model: str, include_usage: bool) -> stream.StreamTranslator:
-    if target not in _READERS or source not in _READERS:
-        raise Unsupported(f"streaming between {target} and {source}")
-    writer: stream.Writer = stream.OpenAIChatWriter(include_usage, model) if source == "chat" else \
-        stream.AnthropicWriter(model) if source == "messages" else \
-        stream.ResponsesWriter(model) if source == "responses" else stream.GeminiWriter(model)
-    return stream.StreamTranslator(_READERS[target](model), writer)
+    """The provider's stream (`target`'s API) read, the client's (`source`'s) written."""
+    return stream.StreamTranslator(APIS[target].read_stream(model), APIS[source].write_stream(model, include_usage))
 
 
 class CollectedAnswer:
@@ -134,41 +148,38 @@ class CollectedAnswer:
     def __init__(self, source: str, target: str, model: str, render_error: Callable[[ClientError], bytes]) -> None:
         self._source, self._model, self._render_error = source, model, render_error
         self.failed_status: int | None = None  # the stream failed: the client's answer is this error
-        self._reader = _READERS[target](model)
+        self._reader = APIS[target].read_stream(model)
         self._id, self._served = "", model
         self._parts: list[Part | int] = []  # a tool call stands as its index until its arguments are whole
         self._calls: dict[int, list[str]] = {}  # index → id, name, then argument fragments
 
     def feed(self, chunk: bytes, end: bool) -> bytes:
         for e in self._reader.feed(chunk, end):
-            if isinstance(e, stream.Start):
+            if isinstance(e, ir.Start):
                 self._id, self._served = e.id, e.model or self._model
-            elif isinstance(e, stream.TextDelta | stream.ThinkingDelta):
-                kind = Text if isinstance(e, stream.TextDelta) else Thinking
+            elif isinstance(e, ir.TextDelta | ir.ThinkingDelta):
+                kind = Text if isinstance(e, ir.TextDelta) else Thinking
                 last = self._parts[-1] if self._parts else None
                 if isinstance(last, Text | Thinking) and type(last) is kind:
                     self._parts[-1] = kind(last.text + e.text)
                 else:
                     self._parts.append(kind(e.text))
-            elif isinstance(e, stream.CallStart):
+            elif isinstance(e, ir.CallStart):
                 self._calls[e.index] = [e.id, e.name]
                 self._parts.append(e.index)
-            elif isinstance(e, stream.CallDelta) and e.index in self._calls:
+            elif isinstance(e, ir.CallDelta) and e.index in self._calls:
                 self._calls[e.index].append(e.arguments)
-            elif isinstance(e, stream.Failed):
+            elif isinstance(e, ir.Failed):
                 self.failed_status = 502
                 return self._render_error(ClientError(502, "upstream_stream_failed", e.message))
-            elif isinstance(e, stream.Finish):
+            elif isinstance(e, ir.Finish):
                 parts = tuple(p if not isinstance(p, int) else
                               ToolCall(self._calls[p][0], self._calls[p][1], "".join(self._calls[p][2:]) or "{}")
                               for p in self._parts)
                 answer = ChatAnswer(self._id, self._served, parts, e.stop_reason, e.input_tokens, e.output_tokens,
                                     e.cache_read_tokens, e.cache_write_tokens)
-                return orjson.dumps(write_answer(self._source, answer))
+                return orjson.dumps(APIS[self._source].write_answer(answer))
         return b""
-
-
-API_OF = {endpoint: api for api, endpoints in TRANSLATED_ENDPOINTS_OF.items() for endpoint in endpoints}
 
 
 class CollectedResponse:
@@ -204,7 +215,7 @@ class CollectedResponse:
             elif kind in ("response.failed", "error"):
                 error = (response or {}).get("error") if isinstance(response, dict) else doc
                 return self._fail(error_message({"error": error}))
-        return self._fail(stream.CUT) if end else b""
+        return self._fail(ir.CUT) if end else b""
 
     def _fail(self, message: str) -> bytes:
         self.failed_status = 502

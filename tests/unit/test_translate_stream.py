@@ -8,27 +8,24 @@ from typing import Any
 import orjson
 import pytest
 
-from extproc.translate.ir import TRANSLATED, TRANSLATED_REASONING
-from extproc.translate.stream import (
+from extproc.translate.anthropic import AnthropicReader, AnthropicWriter
+from extproc.translate.gemini import GeminiReader, GeminiWriter
+from extproc.translate.ir import (
     CUT,
-    AnthropicReader,
-    AnthropicWriter,
+    TRANSLATED,
+    TRANSLATED_REASONING,
     CallDelta,
     CallStart,
     Event,
     Failed,
     Finish,
-    GeminiReader,
-    GeminiWriter,
-    OpenAIChatReader,
-    OpenAIChatWriter,
-    ResponsesReader,
-    ResponsesWriter,
     Start,
-    StreamTranslator,
     TextDelta,
     ThinkingDelta,
 )
+from extproc.translate.openai_chat import OpenAIChatReader, OpenAIChatWriter
+from extproc.translate.responses import ResponsesReader, ResponsesWriter
+from extproc.translate.stream import StreamTranslator
 from extproc.translate.transform import CollectedAnswer, CollectedResponse
 
 

@@ -25,7 +25,17 @@ from extproc.core.headers import (
     UPSTREAM_API_HEADER,
 )
 from extproc.core.settings import Settings
-from extproc.fast.routes import ANSWERS_LOG, MAX_BODY, NAMESPACE, PATHS, USAGE_NAMESPACE, FastRoute, rendered
+from extproc.fast.routes import (
+    ANSWERS_LOG,
+    MAX_BODY,
+    MODEL_KEY,
+    NAMESPACE,
+    PATHS,
+    STREAM_KEY,
+    USAGE_NAMESPACE,
+    FastRoute,
+    rendered,
+)
 from extproc.usage.tokens import ANSWER_USAGE_KEYS
 
 ROUTES_FILE = "routes.json"  # in settings.fast_routes: the route configuration Envoy watches
@@ -42,8 +52,8 @@ def body_to_metadata(settings: Settings) -> dict[str, Any]:
     config: dict[str, Any] = {
         "@type": T + "extensions.filters.http.json_to_metadata.v3.JsonToMetadata",
         "request_rules": {"rules": [
-            {"selectors": [{"key": "model"}], "on_present": {"metadata_namespace": NAMESPACE, "key": "model"}},
-            {"selectors": [{"key": "stream"}], "on_present": {"metadata_namespace": NAMESPACE, "key": "stream"}},
+            {"selectors": [{"key": "model"}], "on_present": {"metadata_namespace": NAMESPACE, "key": MODEL_KEY}},
+            {"selectors": [{"key": "stream"}], "on_present": {"metadata_namespace": NAMESPACE, "key": STREAM_KEY}},
         ], **_JSON},
     }
     if settings.accounting:  # a streamed answer is not JSON: not buffered, not read
@@ -126,8 +136,8 @@ def envoy_route(route: FastRoute, settings: Settings, response_headers: list[dic
                         # Set by the processor on the full path: its route, matched again, is never this one.
                         {"name": PROVIDER_HEADER, "present_match": True, "invert_match": True}],
             "dynamic_metadata": [
-                {"filter": NAMESPACE, "path": [{"key": "model"}], "value": {"string_match": {"exact": route.model}}},
-                {"filter": NAMESPACE, "path": [{"key": "stream"}], "value": {"bool_match": True}, "invert": True}],
+                {"filter": NAMESPACE, "path": [{"key": MODEL_KEY}], "value": {"string_match": {"exact": route.model}}},
+                {"filter": NAMESPACE, "path": [{"key": STREAM_KEY}], "value": {"bool_match": True}, "invert": True}],
         },
         "route": action,
         "request_headers_to_remove": list(route.remove),

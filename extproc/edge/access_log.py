@@ -18,7 +18,7 @@ from envoy.service.accesslog.v3 import als_pb2, als_pb2_grpc
 from extproc.core.headers import API_HEADER, ATTEMPT_COUNT_HEADER, ATTEMPT_HEADER, PROVIDER_HEADER, ROUTE_HEADER
 from extproc.core.providers import Api
 from extproc.edge.ext_proc import check_token
-from extproc.fast.routes import ANSWERS_LOG, NAMESPACE, USAGE_NAMESPACE
+from extproc.fast.routes import ANSWERS_LOG, MODEL_KEY, NAMESPACE, USAGE_NAMESPACE
 from extproc.request.gateway import Gateway
 from extproc.request.learning import failure_of, learn_attempt
 from extproc.usage.record import LoggedAnswer, logged_record
@@ -36,7 +36,7 @@ def logged_answer(entry: accesslog_pb2.HTTPAccessLogEntry) -> LoggedAnswer | Non
     except ValueError:
         return None
     metadata = common.metadata.filter_metadata
-    model = metadata[NAMESPACE].fields["model"].string_value if NAMESPACE in metadata else ""
+    model = metadata[NAMESPACE].fields[MODEL_KEY].string_value if NAMESPACE in metadata else ""
     usage = {k: getattr(v, v.WhichOneof("kind") or "null_value") for k, v in metadata[USAGE_NAMESPACE].fields.items()} \
         if USAGE_NAMESPACE in metadata else {}
     start = common.start_time.ToNanoseconds() / 1e9

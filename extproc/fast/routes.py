@@ -40,6 +40,7 @@ from extproc.request.transforms import selected, translates
 PATHS = {"chat": "/v1/chat/completions", "messages": "/v1/messages"}
 MAX_BODY = 64 * 1024  # bytes: larger bodies take the full path (the plan assumes a request up to this size)
 NAMESPACE = "extproc.fast"  # the dynamic metadata json_to_metadata writes the body's model (and stream) into
+MODEL_KEY, STREAM_KEY = "model", "stream"  # their keys in it
 USAGE_NAMESPACE = "extproc.fast.usage"  # and, with accounting, the usage the answer reports (by dotted key)
 ANSWERS_LOG = "answers"  # the access log of the answers Envoy served by itself (with accounting)
 FAST_SUFFIX = "; fast"  # x-extproc-route of a request Envoy served by itself

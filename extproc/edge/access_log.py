@@ -9,11 +9,12 @@ best-effort by nature: Envoy drops entries rather than slow requests down.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 
 import grpc
 from envoy.data.accesslog.v3 import accesslog_pb2
 from envoy.service.accesslog.v3 import als_pb2, als_pb2_grpc
+from google.protobuf import struct_pb2
 
 from extproc.core.headers import API_HEADER, ATTEMPT_COUNT_HEADER, ATTEMPT_HEADER, PROVIDER_HEADER, ROUTE_HEADER
 from extproc.core.providers import Api
@@ -21,38 +22,44 @@ from extproc.edge.ext_proc import check_token
 from extproc.fast.routes import ANSWERS_LOG, MODEL_KEY, NAMESPACE, USAGE_NAMESPACE
 from extproc.request.gateway import Gateway
 from extproc.request.learning import failure_of, learn_attempt
-from extproc.usage.record import LoggedAnswer, logged_record
+from extproc.usage.account import Account, Answer
+from extproc.usage.tokens import document_of_keys, usage_of_document
 
 log = logging.getLogger("extproc.request")
 
 
-def logged_answer(entry: accesslog_pb2.HTTPAccessLogEntry) -> LoggedAnswer | None:
-    """The plain values of an answers-log entry (None for one that is not an answered request's)."""
-    common, headers = entry.common_properties, entry.request.request_headers
+def account_entry(gateway: Gateway, entry: accesslog_pb2.HTTPAccessLogEntry) -> None:
+    """The usage record of an answer Envoy served by itself (the fast path): the one the router-level exchange
+    would have written (no client key: a request with one is never served by Envoy alone)."""
     if not entry.response.response_code.value:  # the client went before any answer: none was served to it
-        return None
+        return
     try:
-        api = Api(headers.get(API_HEADER, ""))
+        api = Api(entry.request.request_headers.get(API_HEADER, ""))
     except ValueError:
-        return None
+        return
+    common = entry.common_properties
+    start = common.start_time.ToNanoseconds() / 1e9
     metadata = common.metadata.filter_metadata
     model = metadata[NAMESPACE].fields[MODEL_KEY].string_value if NAMESPACE in metadata else ""
-    usage = {k: getattr(v, v.WhichOneof("kind") or "null_value") for k, v in metadata[USAGE_NAMESPACE].fields.items()} \
-        if USAGE_NAMESPACE in metadata else {}
-    start = common.start_time.ToNanoseconds() / 1e9
+    usage = usage_of_document(api, document_of_keys(_logged_usage(metadata)))
+    Account(entry.request.request_id or "-", start, requested=model).close(
+        gateway.accounting, gateway.runtime.current.registry, api.value, _logged_answer(entry, start),
+        start + common.time_to_last_downstream_tx_byte.ToNanoseconds() / 1e9, usage)
+
+
+def _logged_answer(entry: accesslog_pb2.HTTPAccessLogEntry, start: float) -> Answer:
+    common, headers = entry.common_properties, entry.request.request_headers
     first = common.time_to_first_upstream_rx_byte
-    return LoggedAnswer(
-        request_id=entry.request.request_id or "-", api=api, start=start,
-        end=start + common.time_to_last_downstream_tx_byte.ToNanoseconds() / 1e9,
-        first_byte=start + first.ToNanoseconds() / 1e9 if common.HasField("time_to_first_upstream_rx_byte") else None,
-        status=entry.response.response_code.value, attempt=headers.get(ATTEMPT_HEADER, ""),
-        provider=headers.get(PROVIDER_HEADER, ""), route=headers.get(ROUTE_HEADER, ""), requested=model, usage=usage)
+    return Answer(entry.response.response_code.value, headers.get(ATTEMPT_HEADER, ""),
+                  headers.get(PROVIDER_HEADER, ""), headers.get(ROUTE_HEADER, ""),
+                  start + first.ToNanoseconds() / 1e9 if common.HasField("time_to_first_upstream_rx_byte") else None)
 
 
-def account_entry(gateway: Gateway, entry: accesslog_pb2.HTTPAccessLogEntry) -> None:
-    answer = logged_answer(entry)
-    if answer is not None:
-        gateway.accounting.record(logged_record(answer, gateway.runtime.current.registry), None)
+def _logged_usage(metadata: Mapping[str, struct_pb2.Struct]) -> dict[str, object]:
+    """What Envoy read of the answer at `ANSWER_USAGE_KEYS`, by dotted path."""
+    if USAGE_NAMESPACE not in metadata:
+        return {}
+    return {k: getattr(v, v.WhichOneof("kind") or "null_value") for k, v in metadata[USAGE_NAMESPACE].fields.items()}
 
 
 def learn_entry(gateway: Gateway, entry: accesslog_pb2.HTTPAccessLogEntry) -> None:

@@ -119,7 +119,7 @@ def fast_route(endpoint_name: str, model: str, registry: Registry, health: Healt
             return None  # that client's requests may also go on a login that serves it alone: the full path's
     view = RequestView(endpoint.api, model, endpoint=endpoint_name)
     forward = route_request(endpoint, ParsedRequest(view, {"model": model}), decisions, secret, {},
-                            health.remembers(first.credential.id, first.model.id), settings.failover, False)
+                            health.remembers(first.credential.id, first.model.id), settings.failover)
     if not forward.handled or forward.plan is None or forward.body is not None:
         return None
     defaults = {k: v for k, v in first.provider.headers.items() if k not in first.credential.headers}

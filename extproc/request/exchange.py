@@ -12,25 +12,24 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, TypeVar
 
 import orjson
 
 from extproc.core.clients import ClientKey, forbidden, identify, over_budget, over_rate
 from extproc.core.errors import ClientError, CredentialUnavailable
-from extproc.core.headers import ACCOUNT_HEADER, ATTEMPT_HEADER, PROVIDER_HEADER, ROUTE_HEADER
+from extproc.core.headers import ATTEMPT_HEADER, PROVIDER_HEADER, ROUTE_HEADER
 from extproc.core.providers import Api
 from extproc.core.resolve import Decision, candidates
 from extproc.fast.routes import fast_candidate
 from extproc.formats import Endpoint, ParsedRequest, api_for_path, match_endpoint
-from extproc.logs import logged_body
 from extproc.request.actions import CONTINUE, Continue, Mutate, Reply, internal_error, reject
 from extproc.request.gateway import Gateway
 from extproc.request.mutation import Forward, route_request
 from extproc.request.transforms import TRANSFORMS, asks_without_usage, counts_tokens, refusal, translates
 from extproc.translate.transform import TranslationCheck
-from extproc.usage.record import Asked, build, served
+from extproc.usage.account import Account, Answer
 from extproc.usage.tokens import Usage, usage_of_answer
 
 if TYPE_CHECKING:
@@ -63,13 +62,9 @@ class Exchange:
         self._client_headers: Mapping[str, str] = {}
         self.client: ClientKey | None = None
         self.started = gateway.runtime.clock()
-        self._accounted = False  # this answer's headers (and, unless it streams, its body) are asked for
-        self._streams = False  # the client asked for a stream: it goes through the relay
-        self._hides_usage = False  # … without its usage: the chunk the gateway asks for is kept from it
-        self._holds = False  # the provider stores the answer (Responses, store on): remember who made it
-        self._bodies: tuple[tuple[str, str], ...] = ()  # log.bodies: what the usage record shows
-        self._answer: _Answer | None = None
-        self._requested = ""  # the model the request names, once read (for the record of a refusal)
+        self.account: Account | None = None  # with accounting: this request's, from its headers to its record
+        self._streams = False  # the client asked for a stream: it goes through the relay (which closes the account)
+        self._answer: Answer | None = None  # how it was answered, until its record is written
 
     # -- request headers: answer what needs no body
 
@@ -77,15 +72,18 @@ class Exchange:
         self._client_headers = headers
         self.path, self.method = headers.get(":path", ""), headers.get(":method", "")
         self.request_id = headers.get("x-request-id", "-")
+        if self.snapshot.settings.accounting:
+            self.account = Account(self.request_id, self.started)
         try:  # who may spend the owner's credentials, before anything else is looked at
             self.client = identify(self.snapshot.settings.clients, headers)
         except ClientError as err:
             return self._replied(reject(api_for_path(self.path), err))
+        if self.account is not None:
+            self.account.client = self.client
         reply = self._refusal(end_of_stream)
         if reply is not None:
             return self._replied(reply)
-        if self.snapshot.settings.accounting:  # the answer's headers, to read usage from what served it
-            self._accounted = True
+        if self.account is not None:  # the answer's headers, to read usage from what served it
             # An override is a whole processing mode: the body is still wanted as configured.
             return Mutate(body_mode="buffered", answer_headers=True)
         return CONTINUE
@@ -120,6 +118,8 @@ class Exchange:
         if isinstance(outcome, Reply):
             return self._replied(outcome)
         self.forward, decision = outcome, outcome.decision
+        if self.account is not None and self.snapshot.settings.log_bodies:  # a served request's record shows it
+            self.account.show_prompt(body)
         fast = self._gateway.fast
         if fast is not None and self._endpoint is not None and fast_candidate(self._endpoint.name, self._streams,
                                                                               decision):
@@ -127,23 +127,26 @@ class Exchange:
         log.info("route rid=%s client=%s requested=%r resolved=%s provider=%s why=%s credential=%s", self.request_id,
                  self.client.name if self.client else "-", decision.requested, decision.model.id,
                  decision.provider.name, decision.route, decision.credential.id)
-        set_headers, remove_headers = outcome.set_headers, outcome.remove_headers
-        if self._holds and self._accounted and not self._streams:  # its id is read here: it must come uncompressed
-            set_headers = {**set_headers, "accept-encoding": "identity"}
-        if self._accounted:  # the relay writes a streamed answer's record: it needs what only this stream knows
-            asked = Asked(self.started, self.client.name if self.client else "", decision.requested,
-                          self._hides_usage, self._holds)
-            set_headers = {**set_headers, ACCOUNT_HEADER: asked.header()}
-            remove_headers = tuple(h for h in remove_headers if h != ACCOUNT_HEADER)
-        return Mutate(set_headers, remove_headers, outcome.body, clear_route_cache=True,
+        set_headers = outcome.set_headers
+        if self.account is not None and self.account.holds and not self._streams:
+            set_headers = {**set_headers, "accept-encoding": "identity"}  # its id is read here: it comes uncompressed
+        return Mutate(set_headers, outcome.remove_headers, outcome.body, clear_route_cache=True,
                       dynamic_metadata=outcome.plan.to_metadata() if outcome.plan else {})
 
-    async def _model_for_record(self, large: bool, endpoint: Endpoint, body: bytes) -> str:
+    async def _read_requested(self, large: bool, endpoint: Endpoint, body: bytes) -> None:
         """The model a refused request names, read only for its usage record: with accounting off there is none,
         and a client flooding past its limit costs no parse of its bodies."""
-        if not self.snapshot.settings.accounting:
-            return ""
-        return await _maybe_in_thread(large, endpoint.requested, body)
+        if self.account is not None:
+            self.account.requested = await _maybe_in_thread(large, endpoint.requested, body)
+
+    def _note_request(self, endpoint: Endpoint, parsed: ParsedRequest) -> None:
+        """What the request's record and the relay need of its body, read before any attempt changes it."""
+        account = self.account
+        if account is None:
+            return
+        account.requested = parsed.view.model
+        account.hide_usage = asks_without_usage(endpoint, parsed.doc)
+        account.holds = endpoint.name == "responses" and parsed.doc.get("store") is not False
 
     async def _route(self, body: bytes) -> Forward | Reply:
         endpoint = self._endpoint
@@ -154,24 +157,20 @@ class Exchange:
         if client is not None and client.budget is not None:
             wait = await self._gateway.accounting.over_budget(client)
             if wait is not None:
-                self._requested = await self._model_for_record(large, endpoint, body)
+                await self._read_requested(large, endpoint, body)
                 return reject(endpoint.api, over_budget(client, client.budget, wait))
         if client is not None and client.rpm is not None:  # counted before any work: over it, only the model is read
             wait = await self._gateway.limiter.admit(client.name, client.rpm)
             if wait is not None:
-                self._requested = await self._model_for_record(large, endpoint, body)
+                await self._read_requested(large, endpoint, body)
                 return reject(endpoint.api, over_rate(client, client.rpm, wait))
         try:
             parsed = await _maybe_in_thread(large, endpoint.read, body)
         except ClientError as err:
-            self._requested = await self._model_for_record(large, endpoint, body)  # a model with a bad field
+            await self._read_requested(large, endpoint, body)  # a model with a bad field
             return reject(endpoint.api, err)
-        self._requested = parsed.view.model
         self._streams = "streaming" in parsed.view.needs
-        if self.snapshot.settings.log_bodies:
-            self._bodies = (("request_body", logged_body(body)),)
-        self._hides_usage = asks_without_usage(endpoint, parsed.doc)  # before any attempt asks on its behalf
-        self._holds = endpoint.name == "responses" and parsed.doc.get("store") is not False
+        self._note_request(endpoint, parsed)
         previous = parsed.doc.get("previous_response_id") if endpoint.name == "responses" else None
         holder = await self._gateway.holders.holder(previous) if isinstance(previous, str) and previous else None
         attempts = self.snapshot.settings.failover.attempts
@@ -189,7 +188,7 @@ class Exchange:
                 continue  # fail closed for this credential, and let resolution pick the next one
             return await _maybe_in_thread(large, route_request, endpoint, parsed, decisions, secret,
                                           self._client_headers, self._gateway.success_is_news(decision),
-                                          self.snapshot.settings.failover, self._accounted)
+                                          self.snapshot.settings.failover, self.account)
         return reject(endpoint.api, ClientError(503, "credentials_unavailable",
                                                 "No credential for this model could be used right now."))
 
@@ -283,56 +282,50 @@ class Exchange:
     # -- the answer (asked for with accounting): who served it and, unless it streams, its usage
 
     def response_headers(self, headers: Mapping[str, str], end_of_stream: bool) -> Continue | Mutate:
-        if not self._accounted or self.forward is None:
+        if self.account is None or self.forward is None:
             return CONTINUE
         try:
             status = int(headers.get(":status", "0"))
         except ValueError:
             status = 0
-        relayed = self._streams
         streamed = headers.get("content-type", "").startswith("text/event-stream")
-        self._answer = _Answer(status, headers.get(ATTEMPT_HEADER, ""), headers.get(PROVIDER_HEADER, ""),
-                               headers.get(ROUTE_HEADER, ""), self._gateway.runtime.clock(), streamed)
+        self._answer = Answer(status, headers.get(ATTEMPT_HEADER, ""), headers.get(PROVIDER_HEADER, ""),
+                              headers.get(ROUTE_HEADER, ""), self._gateway.runtime.clock(), streamed)
         hide = Mutate(remove_headers=(ATTEMPT_HEADER,))  # ids only, but the client's business they are not
-        if streamed and relayed:
+        if streamed and self._streams:
             return hide  # the relay read this stream's usage and wrote its record
         if end_of_stream or streamed or headers.get("content-encoding", "identity").lower() != "identity":
-            self._account(None)
+            self._close(None)
             return hide
         return Mutate(remove_headers=(ATTEMPT_HEADER,), body_mode="buffered")
 
     def response_body(self, body: bytes, end_of_stream: bool) -> Continue:
-        if self._answer is not None and self.forward is not None:
+        answer, account = self._answer, self.account
+        if answer is not None and account is not None and self.forward is not None:
             if self.snapshot.settings.log_bodies:
-                self._bodies = (*self._bodies, ("response_body", logged_body(body)))
-            if self._holds and self._answer.status < 400:
-                who = served(self.snapshot.registry, self._answer.attempt, self._answer.provider)
-                self._gateway.hold(answer_id(body), who.credential)
-            self._account(usage_of_answer(self._endpoint.api if self._endpoint else Api.OPENAI, body))
+                account.show_answer(body)
+            if holder := account.holder(answer):
+                self._gateway.hold(answer_id(body), holder)
+            self._close(usage_of_answer(self._endpoint.api if self._endpoint else Api.OPENAI, body))
         return CONTINUE
 
-    def _account(self, usage: Usage | None) -> None:
-        answer, forward = self._answer, self.forward
-        if answer is None or forward is None:
+    def _close(self, usage: Usage | None) -> None:
+        """The served request's record, once its answer is in (a stream's is the relay's)."""
+        answer, account = self._answer, self.account
+        if answer is None or account is None or self.forward is None:
             return
         self._answer = None  # one record per request
-        who = served(self.snapshot.registry, answer.attempt, answer.provider)
-        asked = Asked(self.started, self.client.name if self.client else "", forward.decision.requested)
-        api = self._endpoint.api.value if self._endpoint else ""
-        record = replace(build(self.request_id, asked, api, who, answer.status, answer.streamed,
-                               self._gateway.runtime.clock(), answer.at, usage, answer.route, self.snapshot.registry),
-                         bodies=self._bodies)
-        self._gateway.accounting.record(record, self.client)
+        account.close(self._gateway.accounting, self.snapshot.registry,
+                      self._endpoint.api.value if self._endpoint else "", answer, self._gateway.runtime.clock(), usage)
 
     def _replied(self, reply: Reply) -> Reply:
-        if self.snapshot.settings.accounting:  # refused here: nothing served it, nothing was spent
-            endpoint = self._endpoint or match_endpoint(self.path)  # refused at its headers: Gemini's path names it
-            requested = self._requested or (endpoint.requested() if endpoint is not None else "")
-            asked = Asked(self.started, self.client.name if self.client else "", requested)
-            nobody = served(self.snapshot.registry, "", "")
-            self._gateway.accounting.record(build(self.request_id, asked, api_for_path(self.path).value, nobody,
-                                                  reply.status, False, self._gateway.runtime.clock(), None, None,
-                                                  registry=self.snapshot.registry), None)
+        account = self.account
+        if account is not None:  # refused here: nothing served it, nothing was spent
+            if not account.requested:  # refused at its headers: Gemini's path names it
+                endpoint = self._endpoint or match_endpoint(self.path)
+                account.requested = endpoint.requested() if endpoint is not None else ""
+            account.close(self._gateway.accounting, self.snapshot.registry, api_for_path(self.path).value,
+                          Answer(reply.status), self._gateway.runtime.clock())
         bare = self.path.partition("?")[0]
         if reply.error is None:
             log.debug("reply rid=%s %s %s status=%d", self.request_id, self.method, bare, reply.status)
@@ -341,16 +334,6 @@ class Exchange:
                      self.client.name if self.client else "-", self.method, bare, reply.status, reply.error.kind,
                      reply.error.message)
         return reply
-
-
-@dataclass(frozen=True, slots=True)
-class _Answer:
-    status: int
-    attempt: str  # the serving attempt's header
-    provider: str
-    route: str  # why it was chosen (x-extproc-route)
-    at: float  # when its headers came
-    streamed: bool
 
 
 def answer_id(body: bytes) -> str:

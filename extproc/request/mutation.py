@@ -27,9 +27,9 @@ from extproc.core.settings import Credential, FailoverPolicy
 from extproc.formats import Endpoint, ParsedRequest
 from extproc.formats.base import dumps, without_credentials
 from extproc.request.plan import Candidate, Plan, attempt_header
-from extproc.request.transforms import Outgoing, Shaper, Transform, asks_without_usage, selected
+from extproc.request.transforms import Outgoing, Shaper, asks_without_usage, selected
 from extproc.translate.held import carries_translated, drop_translated
-from extproc.usage.record import Asked
+from extproc.usage.account import Account
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,16 +45,16 @@ class Forward:
     handled: bool = True  # this mutation makes the first attempt; False: its own processor builds it
 
 
-def build_forward(endpoint: Endpoint, parsed: ParsedRequest, decision: Decision, transforms: tuple[Transform, ...],
-                  secret: str, client_headers: Mapping[str, str], usage: bool = False) -> Forward:
-    """Rewrite the model, apply the transforms data selects for the decision (`selected`, once per stream: the
-    caller's), set the credential; the body is serialised once. With `usage` (accounting), an OpenAI-style stream
-    is asked for its usage."""
+def build_forward(endpoint: Endpoint, parsed: ParsedRequest, decision: Decision, secret: str,
+                  client_headers: Mapping[str, str], usage: bool = False) -> Forward:
+    """Rewrite the model, apply the transforms data selects, set the credential; the body is serialised once.
+    With `usage` (accounting), an OpenAI-style stream is asked for its usage."""
     provider, api, cred = decision.provider, endpoint.api, decision.credential
     changed = endpoint.spec.rewrite(parsed.doc, decision.model.id)
-    asked = Asked.parse(client_headers.get(ACCOUNT_HEADER, ""))  # later attempts: what the client's body said
+    account = Account.carried(client_headers)  # later attempts: what the client's body said
     out = Outgoing(endpoint.upstream_rest(decision.model.id), parsed.doc, changed, {},
-                   hides_usage=asked is not None and asked.hide_usage, client_headers=client_headers)
+                   hides_usage=account is not None and account.hide_usage, client_headers=client_headers)
+    transforms = selected(decision, "streaming" in parsed.view.needs)
     for transform in transforms:
         transform.request(out, endpoint, decision)
     api = out.api or api  # a translated request leaves in the provider's API
@@ -107,15 +107,14 @@ def credential_headers(provider: ProviderSpec, api: Api, cred: Credential, secre
     return provider.auth_headers(api, secret)
 
 
-def _settable(decisions: list[Decision], selections: list[tuple[Transform, ...]]) -> list[str]:
+def _settable(decisions: list[Decision]) -> list[str]:
     """The headers the attempts of these decisions may set: routing, credentials, provider and login headers,
-    the path, and what their transforms (`selections`, one per decision) add (the header map is shared between
-    attempts)."""
+    the path, and what their transforms add (the header map is shared between attempts)."""
     names = [PROVIDER_HEADER, MODEL_HEADER, ROUTE_HEADER, LOGIN_HEADER, STREAM_HEADER, ":path",
              *CLIENT_CREDENTIAL_HEADERS]
-    for decision, transforms in zip(decisions, selections, strict=True):
+    for decision in decisions:
         names += [*decision.provider.headers, *decision.credential.headers, *decision.credential.merge_headers]
-        names += [h for transform in transforms for h in transform.headers]
+        names += [h for transform in selected(decision) for h in transform.headers]
     return list(dict.fromkeys(names))
 
 
@@ -134,22 +133,21 @@ def failover_headers(policy: FailoverPolicy, planned: int) -> dict[str, str]:
 
 def route_request(endpoint: Endpoint, parsed: ParsedRequest, decisions: list[Decision], secret: str,
                   client_headers: Mapping[str, str], learn_success: bool = False,
-                  failover: FailoverPolicy = _DEFAULT_FAILOVER, usage: bool = False) -> Forward:
-    """The router-level mutation: the plan every attempt follows, and the first attempt itself when it can.
+                  failover: FailoverPolicy = _DEFAULT_FAILOVER, account: Account | None = None) -> Forward:
+    """The router-level mutation: the plan every attempt follows, and the first attempt itself when it can; with
+    accounting, the request's account goes with every attempt (a stream is asked for its usage).
 
     A first attempt whose transforms reshape the body is left to its own processor: later attempts get the
     body this mutation leaves, and must never get one reshaped for another provider.
     """
     first = decisions[0]
     candidates = tuple(Candidate.of(d) for d in decisions)
-    selections = [selected(d, "streaming" in parsed.view.needs) for d in decisions]
-    if selections[0]:
+    if selected(first, "streaming" in parsed.view.needs):
         forward = Forward(first, _route_headers(first), CLIENT_CREDENTIAL_HEADERS, None, handled=False)
     else:
-        forward = build_forward(endpoint, parsed, first, (), secret, client_headers, usage)
+        forward = build_forward(endpoint, parsed, first, secret, client_headers, account is not None)
     # Every header any attempt may set, with the client's value to put back (never its credentials).
-    restore = {name: None if name in _NEVER_RESTORED else client_headers.get(name)
-               for name in _settable(decisions, selections)}
+    restore = {name: None if name in _NEVER_RESTORED else client_headers.get(name) for name in _settable(decisions)}
     query = without_credentials(endpoint.query)
     path = endpoint.path.partition("?")[0] + (f"?{query}" if query else "")  # a client's ?key= stays out
     restore[":path"] = path
@@ -160,6 +158,8 @@ def route_request(endpoint: Endpoint, parsed: ParsedRequest, decisions: list[Dec
         headers[HANDLED_HEADER] = "1"
     if learn_success:
         headers[LEARN_HEADER] = "1"
+    if account is not None:
+        headers[ACCOUNT_HEADER] = account.header()
     # Nothing a client sends may steer the attempts: our own headers, and Envoy's retry and timeout ones.
     forged = tuple(h for h in (*INTERNAL_HEADERS, LOGIN_HEADER, STREAM_HEADER, ACCOUNT_HEADER, UPSTREAM_API_HEADER,
                                *RELAY_HEADERS,

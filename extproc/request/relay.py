@@ -19,7 +19,7 @@ import contextlib
 import hmac
 import logging
 import ssl
-from dataclasses import replace
+from dataclasses import dataclass
 
 import httpx
 from aiohttp import web
@@ -36,16 +36,15 @@ from extproc.core.headers import (
     ROUTE_HEADER,
     UPSTREAM_API_HEADER,
 )
-from extproc.core.providers import Api
-from extproc.core.settings import Settings
+from extproc.core.providers import Api, ProviderSpec
+from extproc.core.settings import Credential, Settings
 from extproc.core.windows import stream_windows
 from extproc.formats import FAMILIES, error_body
 from extproc.formats.errors import openai_stream_error
-from extproc.logs import logged_body
 from extproc.request.gateway import Gateway
 from extproc.request.learning import learn_attempt, learn_windows
-from extproc.request.plan import parse_attempt_header, served_by
-from extproc.usage.record import Asked, build, served
+from extproc.request.plan import Attempted, parse_attempt_header, served_by
+from extproc.usage.account import Account, Answer
 from extproc.usage.tokens import StreamUsage
 
 log = logging.getLogger("extproc.request")
@@ -59,6 +58,23 @@ _NOT_RETURNED = frozenset({"connection", "keep-alive", "transfer-encoding", "con
                            FAILURE_HEADER})
 
 
+@dataclass(slots=True)
+class _Stream:
+    """One relayed stream as it goes: what learning, the conversation's holder and the account read of it."""
+
+    rid: str
+    api: Api  # the client's
+    provider: str
+    attempt: str  # the attempt's header
+    attempted: Attempted | None  # … read
+    route: str  # why its candidate was chosen
+    status: int
+    account: Account | None  # with accounting: the request's, carried with it
+    usage: StreamUsage | None  # read as the stream passes, when it is accounted
+    first: float | None = None  # when its first chunk came
+    sent: int = 0  # bytes passed on
+
+
 class Relay:
     def __init__(self, gateway: Gateway, client: httpx.AsyncClient, token: str | None) -> None:
         self._gateway = gateway
@@ -66,32 +82,16 @@ class Relay:
         self._token = token.encode() if token is not None else None
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        if self._token is not None and not hmac.compare_digest(request.headers.get(TOKEN_HEADER, "").encode(),
-                                                               self._token):
-            log.warning("relay: refused a request without the processor token (from %s)", request.remote)
+        if not self._trusted(request):
             return web.Response(status=403, text="forbidden")
         api = Api.named(request.headers.get(API_HEADER, ""))
-        attempt = request.headers.get(ATTEMPT_HEADER, "")
-        attempted = parse_attempt_header(attempt)
-        endpoint = attempted.endpoint if attempted else ""
-        rid = request.headers.get("x-request-id", "-")
         provider = self._gateway.runtime.current.registry.providers.get(request.headers.get(PROVIDER_HEADER, ""))
         if provider is None:
             return _reply(api, ClientError(503, "attempt_refused", "This attempt names no provider of this gateway."))
-        headers = [(k, v) for k, v in request.headers.items() if k.lower() not in _NOT_FORWARDED]
-        headers.append(("accept-encoding", "identity"))  # an error event can only be added to plain text
-        upstream_url = provider.upstream.scheme + "://" + provider.upstream.authority + request.path_qs
         body = await request.read()
-        try:
-            upstream = await self._client.send(
-                self._client.build_request(request.method, upstream_url, headers=headers, content=body),
-                stream=True)
-        except httpx.HTTPError as exc:
-            met = no_answer(exc)
-            log.warning("relay rid=%s provider=%s: no answer, %s (%s)", rid, provider.name, met.reason,
-                        type(exc).__name__)
-            told = ClientError(met.status, met.kind, met.message(provider.name, f"{self._client.timeout.read or 0:g}"))
-            return _reply(api, told, {FAILURE_HEADER: met.kind})  # learned as Envoy's own reply is
+        upstream = await self._call(request, api, provider, body)
+        if isinstance(upstream, web.Response):
+            return upstream
         try:
             out_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in _NOT_RETURNED}
             if not upstream.headers.get("content-type", "").startswith("text/event-stream"):
@@ -99,66 +99,113 @@ class Relay:
                 return web.Response(status=upstream.status_code, headers=out_headers, body=content)
             response = web.StreamResponse(status=upstream.status_code, headers=out_headers)
             await response.prepare(request)
-            asked = Asked.parse(request.headers.get(ACCOUNT_HEADER, ""))  # set when accounting is on
-            upstream_api = request.headers.get(UPSTREAM_API_HEADER)  # translated: the stream is in this API
-            usage = None if asked is None else StreamUsage(Api.named(upstream_api), False) if upstream_api \
-                else StreamUsage(api, asked.hide_usage)
-            sent, status, first = 0, upstream.status_code, None
-            credential = served_by(self._gateway.runtime.current.registry, attempted.owner, attempted.model,
-                                   attempted.credential)[1] if attempted else None
-            windows = stream_windows(credential.windows) if credential is not None else None
-            try:
-                async for chunk in upstream.aiter_raw():
-                    if first is None:
-                        first = self._gateway.runtime.clock()
-                    if windows is not None and credential is not None and (state := windows.feed(chunk)):
-                        learn_windows(self._gateway.runtime, self._gateway.secrets, credential, state, rid)
-                    await response.write(usage.feed(chunk) if usage is not None else chunk)
-                    sent += len(chunk)
-                if usage is not None:
-                    await response.write(usage.feed(b"", end=True))
-            except ConnectionResetError:  # Envoy (the client) went away: nothing to tell, the provider call ends
-                status = 499  # the client closed the request (nginx's figure)
-                return response
-            except httpx.HTTPError as exc:
-                log.warning("relay rid=%s provider=%s: the stream failed after %d bytes (%s); it ends with an "
-                            "error event", rid, provider.name, sent, type(exc).__name__)
-                failure = ClientError(502, "upstream_stream_failed",
-                                      "The provider's stream failed before the answer was complete.")
-                if endpoint == "responses" and usage is not None:  # the id the stream was created with
-                    await response.write(openai_stream_error(failure, endpoint, usage.response_id))
-                else:
-                    await response.write(FAMILIES[api].stream_error(failure, endpoint))
-                status = 502
-                if attempt:  # learned as what it was: the provider's answer was cut off
-                    learn_attempt(self._gateway.runtime, self._gateway.secrets, attempt, CUT.status, {}, rid,
-                                  failure=CUT)
-            finally:
-                if asked is not None and usage is not None and asked.holds and status < 400:
-                    who = served(self._gateway.runtime.current.registry, attempt, provider.name)
-                    self._gateway.hold(usage.response_id, who.credential)
-                if asked is not None and usage is not None:
-                    self._account(rid, asked, api, attempt, provider.name, request.headers.get(ROUTE_HEADER, ""),
-                                  status, first, usage, body)
-            await response.write_eof()
+            await self._relay(self._stream(request, api, provider.name, upstream.status_code), upstream, response,
+                              body)
             return response
         finally:
             await upstream.aclose()
 
+    def _trusted(self, request: web.Request) -> bool:
+        """Only Envoy may send here: it presents the processor token."""
+        if self._token is None or hmac.compare_digest(request.headers.get(TOKEN_HEADER, "").encode(), self._token):
+            return True
+        log.warning("relay: refused a request without the processor token (from %s)", request.remote)
+        return False
 
-    def _account(self, rid: str, asked: Asked, api: Api, attempt: str, provider: str, route: str, status: int,
-                 first: float | None, usage: StreamUsage, body: bytes) -> None:
-        """The streamed answer's usage record (the router-level exchange writes the others); with log.bodies it
-        carries the prompt as it went to the provider (a stream's answer is not logged)."""
+    async def _call(self, request: web.Request, api: Api, provider: ProviderSpec,
+                    body: bytes) -> httpx.Response | web.Response:
+        """The transport: the attempt as Envoy built it, sent to its provider; one that gets no answer is told as
+        Envoy's own reply would tell it."""
+        headers = [(k, v) for k, v in request.headers.items() if k.lower() not in _NOT_FORWARDED]
+        headers.append(("accept-encoding", "identity"))  # an error event can only be added to plain text
+        upstream_url = provider.upstream.scheme + "://" + provider.upstream.authority + request.path_qs
+        try:
+            return await self._client.send(
+                self._client.build_request(request.method, upstream_url, headers=headers, content=body),
+                stream=True)
+        except httpx.HTTPError as exc:
+            met = no_answer(exc)
+            log.warning("relay rid=%s provider=%s: no answer, %s (%s)", request.headers.get("x-request-id", "-"),
+                        provider.name, met.reason, type(exc).__name__)
+            told = ClientError(met.status, met.kind, met.message(provider.name, f"{self._client.timeout.read or 0:g}"))
+            return _reply(api, told, {FAILURE_HEADER: met.kind})  # learned as Envoy's own reply is
+
+    def _stream(self, request: web.Request, api: Api, provider: str, status: int) -> _Stream:
+        headers = request.headers
+        account = Account.carried(headers, self._gateway.runtime.current.settings.clients)  # with accounting
+        upstream_api = headers.get(UPSTREAM_API_HEADER)  # translated: the stream is in this API
+        usage = None if account is None else StreamUsage(Api.named(upstream_api), False) if upstream_api \
+            else StreamUsage(api, account.hide_usage)
+        attempt = headers.get(ATTEMPT_HEADER, "")
+        return _Stream(headers.get("x-request-id", "-"), api, provider, attempt, parse_attempt_header(attempt),
+                       headers.get(ROUTE_HEADER, ""), status, account, usage)
+
+    async def _relay(self, stream: _Stream, upstream: httpx.Response, response: web.StreamResponse,
+                     body: bytes) -> None:
+        """Pass the stream on; a failure midway ends it with an error event; once it ends, remember who holds the
+        conversation and write the request's record."""
+        try:
+            await self._pass_on(stream, upstream, response)
+        except ConnectionResetError:  # Envoy (the client) went away: nothing to tell, the provider call ends
+            stream.status = 499  # the client closed the request (nginx's figure)
+            return
+        except httpx.HTTPError as exc:
+            stream.status = 502
+            await self._cut(stream, response, exc)
+        finally:
+            self._ended(stream, body)
+        await response.write_eof()
+
+    async def _pass_on(self, stream: _Stream, upstream: httpx.Response, response: web.StreamResponse) -> None:
+        """Each chunk as it comes, read for its usage and a login's windows on the way."""
+        runtime, usage = self._gateway.runtime, stream.usage
+        credential = self._credential(stream.attempted)
+        windows = stream_windows(credential.windows) if credential is not None else None
+        async for chunk in upstream.aiter_raw():
+            if stream.first is None:
+                stream.first = runtime.clock()
+            if windows is not None and credential is not None and (state := windows.feed(chunk)):
+                learn_windows(runtime, self._gateway.secrets, credential, state, stream.rid)
+            await response.write(usage.feed(chunk) if usage is not None else chunk)
+            stream.sent += len(chunk)
+        if usage is not None:
+            await response.write(usage.feed(b"", end=True))
+
+    def _credential(self, attempted: Attempted | None) -> Credential | None:
+        """The credential the attempt went with (its answers may report a login's windows)."""
+        return served_by(self._gateway.runtime.current.registry, attempted.owner, attempted.model,
+                         attempted.credential)[1] if attempted else None
+
+    async def _cut(self, stream: _Stream, response: web.StreamResponse, exc: httpx.HTTPError) -> None:
+        """The provider's stream failed midway: it ends with an error event in the client's format, and is
+        learned as what it was, an answer cut off."""
+        log.warning("relay rid=%s provider=%s: the stream failed after %d bytes (%s); it ends with an "
+                    "error event", stream.rid, stream.provider, stream.sent, type(exc).__name__)
+        failure = ClientError(502, "upstream_stream_failed",
+                              "The provider's stream failed before the answer was complete.")
+        endpoint = stream.attempted.endpoint if stream.attempted else ""
+        if endpoint == "responses" and stream.usage is not None:  # the id the stream was created with
+            await response.write(openai_stream_error(failure, endpoint, stream.usage.response_id))
+        else:
+            await response.write(FAMILIES[stream.api].stream_error(failure, endpoint))
+        if stream.attempt:
+            learn_attempt(self._gateway.runtime, self._gateway.secrets, stream.attempt, CUT.status, {}, stream.rid,
+                          failure=CUT)
+
+    def _ended(self, stream: _Stream, body: bytes) -> None:
+        """An accounted stream's conversation holder and usage record; with log.bodies the record carries the
+        prompt as it went to the provider (a stream's answer is not logged)."""
+        account, usage = stream.account, stream.usage
+        if account is None or usage is None:
+            return
         gateway = self._gateway
         snapshot = gateway.runtime.current
-        who = served(snapshot.registry, attempt, provider)
-        record = build(rid, asked, api.value, who, status, True, gateway.runtime.clock(), first, usage.usage, route,
-                       snapshot.registry)
+        answer = Answer(stream.status, stream.attempt, stream.provider, stream.route, stream.first, streamed=True)
+        gateway.hold(usage.response_id, account.holder(answer))
         if snapshot.settings.log_bodies:
-            record = replace(record, bodies=(("request_body", logged_body(body)),))
-        client = next((k for k in snapshot.settings.clients.keys if k.name == asked.client), None)
-        gateway.accounting.record(record, client)
+            account.show_prompt(body)
+        account.close(gateway.accounting, snapshot.registry, stream.api.value, answer, gateway.runtime.clock(),
+                      usage.usage)
 
 
 def no_answer(exc: httpx.HTTPError) -> UpstreamFailure:

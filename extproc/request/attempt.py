@@ -24,7 +24,7 @@ from extproc.request.gateway import Gateway
 from extproc.request.learning import learn_windows
 from extproc.request.mutation import build_forward
 from extproc.request.plan import REFUSED_ROUTE, Plan, attempt_header, decision_for
-from extproc.request.transforms import Shaper, selected
+from extproc.request.transforms import Shaper, Transform, selected
 
 log = logging.getLogger("extproc.request")
 
@@ -40,6 +40,7 @@ class AttemptExchange:
         self._plan: Plan | None = None
         self._endpoint: Endpoint | None = None
         self._client_headers: dict[str, str] = {}
+        self._transforms: tuple[Transform, ...] = ()  # selected once, from the headers (whether it streams unknown)
         self._shaping: tuple[Callable[[bool, int], Shaper], ...] = ()  # the answer's shaper makers, once built
         self._shapers: tuple[Shaper, ...] = ()
         self._windows: StreamWindows | None = None  # a login's windows event, in a stream collected here
@@ -70,7 +71,10 @@ class AttemptExchange:
         # The client's headers as they came: undo what the first attempt set on the shared header map.
         self._client_headers = {k: v for k, v in headers.items() if k not in plan.restore}
         self._client_headers.update({k: v for k, v in plan.restore.items() if v is not None})
-        reshapes_answer = any(t.answer or t.reshapes for t in selected(decision))
+        # Before the body says whether it streams: a provider that only streams may collect the answer. Its
+        # translate step, selected for that, changes nothing when the request turns out to stream in its own API.
+        self._transforms = selected(decision)
+        reshapes_answer = any(t.answer or t.reshapes for t in self._transforms)
         return Mutate(body_mode="buffered", answer_headers=reshapes_answer)
 
     # -- request body: build this attempt
@@ -87,7 +91,7 @@ class AttemptExchange:
         except CredentialUnavailable as exc:
             self._gateway.unavailable(decision.credential, exc)
             return self._refuse("The planned credential cannot be used now.")
-        forward = build_forward(endpoint, parsed, decision, secret, self._client_headers,
+        forward = build_forward(endpoint, parsed, decision, self._transforms, secret, self._client_headers,
                                 self._gateway.runtime.current.settings.accounting)
         # Undo what earlier attempts set (the client's values back, or nothing), then this attempt's own; the
         # length is always this attempt's: the map may carry an earlier attempt's.

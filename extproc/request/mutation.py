@@ -27,7 +27,7 @@ from extproc.core.settings import Credential, FailoverPolicy
 from extproc.formats import Endpoint, ParsedRequest
 from extproc.formats.base import dumps, without_credentials
 from extproc.request.plan import Candidate, Plan, attempt_header
-from extproc.request.transforms import Outgoing, Shaper, asks_without_usage, selected
+from extproc.request.transforms import Outgoing, Shaper, Transform, asks_without_usage, selected
 from extproc.translate.held import carries_translated, drop_translated
 from extproc.usage.account import Account
 
@@ -45,16 +45,16 @@ class Forward:
     handled: bool = True  # this mutation makes the first attempt; False: its own processor builds it
 
 
-def build_forward(endpoint: Endpoint, parsed: ParsedRequest, decision: Decision, secret: str,
-                  client_headers: Mapping[str, str], usage: bool = False) -> Forward:
-    """Rewrite the model, apply the transforms data selects, set the credential; the body is serialised once.
-    With `usage` (accounting), an OpenAI-style stream is asked for its usage."""
+def build_forward(endpoint: Endpoint, parsed: ParsedRequest, decision: Decision, transforms: tuple[Transform, ...],
+                  secret: str, client_headers: Mapping[str, str], usage: bool = False) -> Forward:
+    """Rewrite the model, apply the transforms data selects for the decision (`selected`, once per stream: the
+    caller's), set the credential; the body is serialised once. With `usage` (accounting), an OpenAI-style stream
+    is asked for its usage."""
     provider, api, cred = decision.provider, endpoint.api, decision.credential
     changed = endpoint.spec.rewrite(parsed.doc, decision.model.id)
     account = Account.carried(client_headers)  # later attempts: what the client's body said
     out = Outgoing(endpoint.upstream_rest(decision.model.id), parsed.doc, changed, {},
                    hides_usage=account is not None and account.hide_usage, client_headers=client_headers)
-    transforms = selected(decision, "streaming" in parsed.view.needs)
     for transform in transforms:
         transform.request(out, endpoint, decision)
     api = out.api or api  # a translated request leaves in the provider's API
@@ -107,14 +107,15 @@ def credential_headers(provider: ProviderSpec, api: Api, cred: Credential, secre
     return provider.auth_headers(api, secret)
 
 
-def _settable(decisions: list[Decision]) -> list[str]:
+def _settable(decisions: list[Decision], selections: list[tuple[Transform, ...]]) -> list[str]:
     """The headers the attempts of these decisions may set: routing, credentials, provider and login headers,
-    the path, and what their transforms add (the header map is shared between attempts)."""
+    the path, and what their transforms (`selections`, one per decision) add (the header map is shared between
+    attempts)."""
     names = [PROVIDER_HEADER, MODEL_HEADER, ROUTE_HEADER, LOGIN_HEADER, STREAM_HEADER, ":path",
              *CLIENT_CREDENTIAL_HEADERS]
-    for decision in decisions:
+    for decision, transforms in zip(decisions, selections, strict=True):
         names += [*decision.provider.headers, *decision.credential.headers, *decision.credential.merge_headers]
-        names += [h for transform in selected(decision) for h in transform.headers]
+        names += [h for transform in transforms for h in transform.headers]
     return list(dict.fromkeys(names))
 
 
@@ -142,12 +143,14 @@ def route_request(endpoint: Endpoint, parsed: ParsedRequest, decisions: list[Dec
     """
     first = decisions[0]
     candidates = tuple(Candidate.of(d) for d in decisions)
-    if selected(first, "streaming" in parsed.view.needs):
+    selections = [selected(d, "streaming" in parsed.view.needs) for d in decisions]
+    if selections[0]:
         forward = Forward(first, _route_headers(first), CLIENT_CREDENTIAL_HEADERS, None, handled=False)
     else:
-        forward = build_forward(endpoint, parsed, first, secret, client_headers, account is not None)
+        forward = build_forward(endpoint, parsed, first, (), secret, client_headers, account is not None)
     # Every header any attempt may set, with the client's value to put back (never its credentials).
-    restore = {name: None if name in _NEVER_RESTORED else client_headers.get(name) for name in _settable(decisions)}
+    restore = {name: None if name in _NEVER_RESTORED else client_headers.get(name)
+               for name in _settable(decisions, selections)}
     query = without_credentials(endpoint.query)
     path = endpoint.path.partition("?")[0] + (f"?{query}" if query else "")  # a client's ?key= stays out
     restore[":path"] = path

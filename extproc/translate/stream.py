@@ -1,8 +1,9 @@
 """Streamed answers translated event by event: a provider's stream → internal events → the client's stream.
 
-What every API's stream shares: the internal events, the reader each API's own builds on, the framing of an
-event, and the translator that joins a reader to a writer. Each API's reader and writer live with that API
-(`openai_chat`, `anthropic`, `gemini`, `responses`).
+What every API's stream shares: the reader each API's own builds on, the framing of an event, the error a
+failed stream becomes, and the translator that joins a reader to a writer. The events are part of the internal
+representation (`ir`); each API's reader and writer live with that API (`openai_chat`, `anthropic`, `gemini`,
+`responses`).
 
 Readers take raw chunks (split at any byte: `EventSplitter` holds a partial event) and give events as soon as
 each provider event is whole, so the client's first byte is as early as without translation. Writers turn

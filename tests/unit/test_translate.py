@@ -3,12 +3,13 @@ each API, both directions, tool-call round trips, and what a target cannot expre
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import orjson
 import pytest
 
-from extproc.translate import anthropic, gemini, held, openai_chat, responses
+from extproc.translate import anthropic, gemini, held, openai_chat, responses, transform
 from extproc.translate.ir import TRANSLATED, ChatRequest, Image, Text, Thinking, ToolCall, ToolResult, Unsupported
 
 PNG = "iVBORw0KGgo="
@@ -268,3 +269,31 @@ def test_a_call_another_provider_made_reaches_gemini_with_the_signature_gemini_d
         {"role": "tool", "tool_call_id": "c2", "content": "2"}]})
     parts = gemini.write_request(req)["contents"][1]["parts"]
     assert [p.get("thoughtSignature") for p in parts] == [gemini.OTHER_MODELS_SIGNATURE, None]  # the turn's first
+
+
+def test_a_request_is_read_once_to_learn_which_apis_can_express_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each target API's writer says what it cannot express; the client's request is read once for all of them."""
+    chat, reads = transform.APIS["chat"], []
+
+    def read(doc: dict[str, Any]) -> ChatRequest:
+        reads.append(doc)
+        return chat.read_request(doc)
+
+    monkeypatch.setitem(transform.APIS, "chat", replace(chat, read_request=read))
+    doc = {**OPENAI_REQUEST, "response_format": {"type": "json_schema", "json_schema": {"name": "a", "schema": {}}}}
+    check = transform.TranslationCheck("chat", doc, streams=False)
+    assert check.refusal("responses", "gpt-x") == "stop sequences (the Responses API has none)"
+    assert check.refusal("messages", "claude-x") == "a structured (JSON schema) answer"
+    assert check.refusal("gemini", "gemini-x") == "an image by URL (Gemini takes inline images or uploaded files)"
+    assert reads == [doc]
+
+
+def test_a_request_in_no_shape_its_api_defines_is_refused_and_a_gemini_stream_must_ask_for_sse() -> None:
+    misshapen = {"model": "gpt-x", "messages": [{"role": "user", "content": "hi"}], "reasoning_effort": ["high"]}
+    assert transform.TranslationCheck("chat", misshapen, streams=False).refusal("messages", "claude-x") == \
+        "a field of the request is not in the shape its API defines"
+    contents = {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}
+    assert transform.TranslationCheck("gemini", contents, streams=True, query="key=k").refusal("chat", "gpt-x") == \
+        "a Gemini stream as a JSON array (ask with alt=sse)"
+    assert transform.TranslationCheck("gemini", contents, streams=True, query="alt=sse").refusal("chat", "gpt-x") \
+        is None

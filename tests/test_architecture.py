@@ -106,3 +106,56 @@ def test_the_check_sees_a_breach(tmp_path: Path) -> None:
     bad.write_text("import os\nfrom grpc import aio\n\ndef f():\n    return open('x')\n")
     assert [m for _, m in imports(bad)] == ["os", "grpc"]
     assert list(calls_to(bad, "open")) == [5]
+
+
+# What each room may import of the others: the rooms table of docs/architecture.md, as data. A room is a
+# package of extproc, or a top-level module; the processes (runner, server, cli, …) wire everything.
+MAY_IMPORT: dict[str, frozenset[str]] = {
+    "core": frozenset(),
+    "formats": frozenset({"core"}),
+    "translate": frozenset({"core", "formats"}),
+    "request": frozenset({"core", "formats", "translate", "usage", "state", "fast", "runtime", "metrics", "logs"}),
+    "fast": frozenset({"core", "formats", "request", "bootstrap", "runtime"}),
+    "usage": frozenset({"core", "formats", "request", "state", "logs", "metrics"}),
+    "state": frozenset({"core", "auth"}),
+    "edge": frozenset({"core", "request", "usage", "fast", "bootstrap", "metrics"}),
+    "control": frozenset({"core", "auth", "runtime", "v1"}),
+    "auth": frozenset({"core", "state", "request", "runtime", "metrics"}),
+    "discovery": frozenset({"core", "formats", "request"}),
+    "config": frozenset({"core", "formats", "request", "bootstrap"}),
+    "bootstrap": frozenset({"core", "formats", "request", "fast", "usage"}),
+    "runtime": frozenset({"core", "discovery"}),
+}
+
+
+def room_of(module: str) -> str:
+    """`extproc.request.plan` → `request`; `extproc.runtime` → `runtime`; `extproc` → `extproc`."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else parts[0]
+
+
+def strays(files: list[Path], room: str) -> list[tuple[Path, int, str]]:
+    """(file, line, module) for every import of another room that `room` may not import."""
+    allowed = MAY_IMPORT[room] | {room}
+    return [(p, line, module) for p in files for line, module in imports(p)
+            if module.startswith("extproc.") and room_of(module) not in allowed]
+
+
+@pytest.mark.parametrize("room", sorted(MAY_IMPORT))
+def test_each_room_imports_only_what_the_rooms_table_allows(room: str) -> None:
+    files = sources(room) if (PACKAGE / room).is_dir() else [PACKAGE / f"{room}.py"]
+    assert [f"{where(p, line)} imports {module}" for p, line, module in strays(files, room)] == []
+
+
+def test_every_room_of_the_package_is_in_the_table_or_wires_processes() -> None:
+    processes = {"__init__", "__main__", "cli", "runner", "server", "top", "logs", "metrics", "addresses", "protos",
+                 "v1", "data", "__pycache__"}
+    rooms = {p.stem if p.is_file() else p.name for p in PACKAGE.iterdir() if p.suffix == ".py" or p.is_dir()}
+    assert rooms - processes - set(MAY_IMPORT) == set()
+
+
+def test_the_rooms_check_sees_a_stray(tmp_path: Path) -> None:
+    """A formats file that plans an attempt is a stray; one that builds core's request view is not."""
+    bad = tmp_path / "bad.py"
+    bad.write_text("from extproc.request.plan import Plan\nfrom extproc.core.view import RequestView\n")
+    assert strays([bad], "formats") == [(bad, 1, "extproc.request.plan")]

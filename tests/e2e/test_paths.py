@@ -25,25 +25,15 @@ import pytest
 from google import genai
 from google.genai import types as genai_types
 
+from extproc.fast.routes import FAST_SUFFIX as FAST  # how x-extproc-route ends on an answer Envoy served alone
 from tests.conftest import SECRETS, Stack, provider_config
+from tests.e2e.catalog import CHAT, CLIENT_KEY
+from tests.e2e.catalog import MODELS as SHARED_MODELS
 from tests.fakes import FakeProvider
 from tests.waits import eventually
 
-CHAT = [{"role": "user", "content": "hi"}]
-CLIENT_KEY = "client-key-should-not-leave"  # what clients send as their own key
-FAST = "; fast"  # the end of x-extproc-route on an answer Envoy served by itself
-
 MODELS: list[dict[str, Any]] = [
-    {"id": "oa-chat", "provider": "openai", "context_window": 100000, "max_output_tokens": 8000,
-     "input_price": 1.0, "output_price": 4.0, "capabilities": ["tools", "vision", "streaming"]},
-    {"id": "oa-cheap", "provider": "openai", "context_window": 100000, "max_output_tokens": 8000,
-     "input_price": 0.1, "output_price": 0.4, "capabilities": ["tools", "streaming"]},
-    {"id": "mi-chat", "provider": "mistral", "context_window": 100000, "max_output_tokens": 8000,
-     "input_price": 1.0, "output_price": 4.0, "capabilities": ["tools", "vision", "streaming"]},
-    {"id": "an-chat", "provider": "anthropic", "context_window": 200000, "max_output_tokens": 8000,
-     "input_price": 3.0, "output_price": 15.0, "capabilities": ["tools", "vision", "streaming", "reasoning"]},
-    {"id": "ge-chat", "provider": "gemini", "context_window": 1000000, "max_output_tokens": 8000,
-     "input_price": 0.3, "output_price": 2.5, "capabilities": ["tools", "vision", "streaming"]},
+    *SHARED_MODELS,
     # Served only in the Anthropic API: an OpenAI client's request is translated. No vision, so never the
     # capability match of a vision request.
     {"id": "an-only", "provider": "an-only", "context_window": 100000, "capabilities": ["tools", "streaming"]},

@@ -13,7 +13,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
 import orjson
 
@@ -31,9 +31,6 @@ from extproc.request.transforms import TRANSFORMS, asks_without_usage, counts_to
 from extproc.translate.transform import TranslationCheck
 from extproc.usage.account import Account, Answer
 from extproc.usage.tokens import Usage, usage_of_answer
-
-if TYPE_CHECKING:
-    pass
 
 log = logging.getLogger("extproc.request")
 _SECRET_ATTEMPTS = 3  # credentials tried per request when a login's token cannot be had

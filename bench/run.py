@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from ports import free_port, free_port_block  # the one picker of server ports, beside this file
 
 HOST = "127.0.0.1"
 PATH = "/v1/chat/completions"
@@ -138,32 +139,6 @@ def request_headers() -> dict[str, str]:
 
 
 # ------------------------------------------------------------------------------------------ configs
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
-def free_port_block(count: int) -> int:
-    """The first of `count` consecutive free ports (for processor workers: port + i, then their relays)."""
-    while True:
-        base = free_port()
-        if base + count > 65535:
-            continue
-        sockets = []
-        try:
-            for port in range(base, base + count):
-                s = socket.socket()
-                sockets.append(s)
-                s.bind((HOST, port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in sockets:
-                s.close()
 
 
 def _socket(port: int) -> dict[str, Any]:

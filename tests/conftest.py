@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import random
 import shutil
 import signal
 import socket
@@ -21,6 +20,7 @@ import httpx
 import pytest
 import yaml
 
+from bench.ports import free_port, free_port_block  # noqa: F401  (the one picker of server ports; tests import it from here)
 from tests import secrets_registry
 from tests.fakes import FakeProvider
 from tests.waits import eventually
@@ -88,44 +88,6 @@ def _marked(mark: str) -> dict[int, str]:
 
 # ---------------------------------------------------------------- ports
 
-def _ephemeral_range() -> tuple[int, int]:
-    try:
-        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
-        return int(low), int(high)
-    except (OSError, ValueError):
-        return 32768, 60999
-
-
-# Ports handed to servers come from below the kernel's ephemeral range: a port picked there (bind to port 0) and
-# bound a moment later by a gateway could be taken in between by any outgoing connection (a stack's Envoy to its
-# fakes, a client to Redis). Each is handed out once per session, so two stacks never get the same one.
-_EPHEMERAL = _ephemeral_range()
-_SERVER_PORTS = range(10000, _EPHEMERAL[0]) if _EPHEMERAL[0] > 12000 else range(_EPHEMERAL[1] + 1, 65536)
-_HANDED: set[int] = set()
-_PICK = random.Random()
-
-
-def _bindable(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def free_port_block(count: int) -> int:
-    """The first of `count` consecutive free ports (for processor workers: port + i, then their relays)."""
-    while True:
-        base = _PICK.randrange(_SERVER_PORTS.start, _SERVER_PORTS.stop - count)
-        block = range(base, base + count)
-        if not _HANDED.intersection(block) and all(_bindable(port) for port in block):
-            _HANDED.update(block)
-            return base
-
-
-def free_port() -> int:
-    return free_port_block(1)
 
 
 # ---------------------------------------------------------------- readiness of processes a test starts itself

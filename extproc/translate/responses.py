@@ -268,6 +268,15 @@ class ResponsesReader(EventReader):
         return []
 
 
+# An output item made of text parts: where its parts are, the events that close its text and its part, and the
+# field that says which part.
+_TEXT_PARTS = {
+    "message": ("content", "response.output_text.done", "response.content_part.done", "content_index"),
+    "reasoning": ("summary", "response.reasoning_summary_text.done", "response.reasoning_summary_part.done",
+                  "summary_index"),
+}
+
+
 @dataclass
 class ResponsesWriter:
     """The Responses stream: every item opened (`output_item.added`), filled by deltas and closed
@@ -373,18 +382,13 @@ class ResponsesWriter:
             self._text = None
         item = self._items[index]
         out = []
-        if item["type"] == "message":
-            part = item["content"][0]
-            out.append(self._event("response.output_text.done", item_id=item["id"], output_index=index,
-                                   content_index=0, text=part["text"]))
-            out.append(self._event("response.content_part.done", item_id=item["id"], output_index=index,
-                                   content_index=0, part=part))
-        elif item["type"] == "reasoning":
-            part = item["summary"][0]
-            out.append(self._event("response.reasoning_summary_text.done", item_id=item["id"], output_index=index,
-                                   summary_index=0, text=part["text"]))
-            out.append(self._event("response.reasoning_summary_part.done", item_id=item["id"], output_index=index,
-                                   summary_index=0, part=part))
+        texts = _TEXT_PARTS.get(item["type"])
+        if texts is not None:
+            field, text_done, part_done, position = texts
+            part = item[field][0]
+            out.append(self._event(text_done, item_id=item["id"], output_index=index, **{position: 0},
+                                   text=part["text"]))
+            out.append(self._event(part_done, item_id=item["id"], output_index=index, **{position: 0}, part=part))
         else:
             out.append(self._event("response.function_call_arguments.done", item_id=item["id"], output_index=index,
                                    arguments=item["arguments"]))

@@ -20,11 +20,17 @@ from extproc.formats import Endpoint, error_body
 from extproc.formats.base import JsonObject
 from extproc.formats.gemini import unwrapped
 from extproc.formats.sse import EventSplitter
+from extproc.request.transforms import copilot
 from extproc.request.transforms.codex import codex_refusal, codex_request
-from extproc.request.transforms.copilot import HEADERS as COPILOT_HEADERS
-from extproc.request.transforms.copilot import copilot_request
-from extproc.translate import transform as translation
-from extproc.translate.transform import API_OF
+from extproc.translate.transform import (
+    API_OF,
+    CollectedAnswer,
+    CollectedResponse,
+    WholeAnswer,
+    read_request,
+    stream_translator,
+    write_request,
+)
 
 
 @dataclass(slots=True)
@@ -188,10 +194,10 @@ def _translate(out: Outgoing, endpoint: Endpoint, decision: Decision) -> None:
     target_endpoint = target[1] if target else source
     include_usage = False
     if target is not None:
-        ir = translation.read_request(source, out.doc, model, streams)
+        ir = read_request(source, out.doc, model, streams)
         include_usage = ir.stream and source == "chat" and not out.hides_usage \
             and not asks_without_usage(endpoint, out.doc)
-        out.doc, out.rest = translation.write_request(target_endpoint, replace(ir, stream=ir.stream or collect))
+        out.doc, out.rest = write_request(target_endpoint, replace(ir, stream=ir.stream or collect))
         out.api = target[0]
         out.headers[UPSTREAM_API_HEADER] = target[0].value
         out.headers[ROUTE_HEADER] = f"{decision.route}; translated {source}->{target_endpoint}"
@@ -206,10 +212,10 @@ def _translate(out: Outgoing, endpoint: Endpoint, decision: Decision) -> None:
     def answer(streamed: bool, status: int) -> Shaper:
         if streamed and status < 400:
             if collect and source == target_endpoint == "responses":
-                return translation.CollectedResponse(render)
-            return translation.CollectedAnswer(source, target_endpoint, model, render) if collect else \
-                translation.stream_translator(source, target_endpoint, model, include_usage)
-        return translation.WholeAnswer(source, target_endpoint, model, status, render)
+                return CollectedResponse(render)
+            return CollectedAnswer(source, target_endpoint, model, render) if collect else \
+                stream_translator(source, target_endpoint, model, include_usage)
+        return WholeAnswer(source, target_endpoint, model, status, render)
 
     out.answers.append(answer)
 
@@ -220,6 +226,6 @@ TRANSFORMS: Mapping[str, Transform] = {
     "codeassist": Transform(_codeassist_request, _codeassist_answer, ("accept-encoding",)),
     "drop_fields": Transform(_drop_fields),
     "codex": Transform(codex_request, refuses=codex_refusal),
-    "copilot": Transform(copilot_request, headers=COPILOT_HEADERS),
+    "copilot": Transform(copilot.copilot_request, headers=copilot.HEADERS),
 }
 PROVIDER_TRANSFORMS = ("codeassist", "codex", "copilot")  # what `providers.X.transform` may name

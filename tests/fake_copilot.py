@@ -14,12 +14,23 @@ import json
 import secrets
 import threading
 import time
-from http.server import BaseHTTPRequestHandler
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
+
 from tests import secrets_registry
-from tests.fakes import Recorded, Server, chat_stream, messages_stream, responses_stream, success_body
-from tests.waits import HANG_GUARD, eventually
+from tests.fakes import (
+    Answer,
+    Recorded,
+    chat_stream,
+    messages_stream,
+    responses_stream,
+    serve_whole,
+    success_body,
+    wait_for_requests,
+)
+from tests.waits import HANG_GUARD
 
 CLAUDE = "claude-sonnet-9.9"  # served on Chat Completions and natively on Anthropic's Messages
 CODEX = "gpt-9.9-codex"  # served on the Responses API only
@@ -67,31 +78,8 @@ class FakeCopilot:
         self.lists_open = threading.Event()  # cleared: the model list is answered only once it is set again
         self.lists_open.set()
         self._lock = threading.Lock()
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def _handle(self) -> None:
-                length = int(self.headers.get("content-length") or 0)
-                body = self.rfile.read(length) if length else b""
-                recorded = Recorded(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body)
-                status, headers, payload = fake._answer(recorded)
-                self.send_response(status)
-                for k, v in headers.items():
-                    self.send_header(k, v)
-                self.send_header("content-length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            do_GET = do_POST = _handle  # noqa: N815
-
-        self.server = Server(("127.0.0.1", 0), Handler)
+        self.server = serve_whole(self._answer)
         self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
 
     def github_token(self, editor: bool = False) -> str:
         """A GitHub token for a Copilot user: a device login's (taken as it is), or an editor's (exchanged)."""
@@ -106,10 +94,7 @@ class FakeCopilot:
             return self._exchanged.get(copilot_token)
 
     def wait_for(self, count: int) -> list[Recorded]:
-        def received() -> list[Recorded]:
-            with self._lock:
-                return list(self.requests) if len(self.requests) >= count else []
-        return eventually(received, f"Copilot receives {count} requests")
+        return wait_for_requests(self._lock, self.requests, count, "Copilot")
 
     def reset(self) -> None:
         with self._lock:
@@ -121,7 +106,7 @@ class FakeCopilot:
         self.server.shutdown()
         self.server.server_close()
 
-    def _answer(self, seen: Recorded) -> tuple[int, dict[str, str], bytes]:
+    def _answer(self, seen: Recorded) -> Answer:
         bare = seen.path.partition("?")[0]
         if bare.startswith("/copilot_internal/"):
             return self._github(seen, bare)
@@ -144,7 +129,7 @@ class FakeCopilot:
             return 200, {"content-type": "text/event-stream"}, stream
         return _json(200, success_body(bare, doc))
 
-    def _github(self, seen: Recorded, bare: str) -> tuple[int, dict[str, str], bytes]:
+    def _github(self, seen: Recorded, bare: str) -> Answer:
         token = seen.headers.get("authorization", "").removeprefix("token ")
         with self._lock:
             self.github_requests.append(seen)
@@ -165,5 +150,19 @@ class FakeCopilot:
         return _json(404, {"message": "Not Found"})
 
 
-def _json(status: int, doc: Any) -> tuple[int, dict[str, str], bytes]:
+def _json(status: int, doc: Any) -> Answer:
     return status, {"content-type": "application/json"}, json.dumps(doc).encode()
+
+
+@pytest.fixture(scope="module")
+def copilot() -> Iterator[FakeCopilot]:
+    """One fake Copilot per test module (the conftests offer it; a module starts each test with `fresh_copilot`)."""
+    server = FakeCopilot()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def fresh_copilot(copilot: FakeCopilot) -> None:
+    """Each test starts with no request recorded and nothing held."""
+    copilot.reset()

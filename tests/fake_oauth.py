@@ -31,12 +31,11 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from tests import secrets_registry
-from tests.fakes import Server
+from tests.fakes import Answer, serve_whole
 
 DEVICE_CODE_PATH = "/login/device/code"  # RFC 8628 (GitHub): ask for a device code
 DEVICE_TOKEN_PATH = "/login/oauth/access_token"  # RFC 8628 (GitHub): the token endpoint the device polls
@@ -54,7 +53,6 @@ LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 OPENAI_AUTH_CLAIM = "https://api.openai.com/auth"
 JWT_KEY = b"fake-oauth-dummy-signing-key"  # HS256 over a public dummy key: the signature proves nothing
 
-Answer = tuple[int, dict[str, str], bytes]
 
 
 def s256(verifier: str) -> str:
@@ -174,38 +172,11 @@ class FakeOAuth:
         self.latest_access_token: str | None = None
         self._state = _State()
         self._lock = threading.Lock()
-        oauth = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True  # headers and body go out in two writes: no 40 ms delayed-ACK stall
-
-            def log_message(self, *args: object) -> None:  # keep test output quiet (and tokens out of it)
-                pass
-
-            def _handle(self) -> None:
-                length = int(self.headers.get("content-length") or 0)
-                body = self.rfile.read(length) if length else b""
-                headers = {k.lower(): v for k, v in self.headers.items()}
-                status, out_headers, payload = oauth._dispatch(self.command, self.path, headers, body)
-                self.send_response(status)
-                for k, v in out_headers.items():
-                    self.send_header(k, v)
-                self.send_header("content-length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            do_GET = do_POST = _handle  # noqa: N815
-
-        self.server = Server(("127.0.0.1", 0), Handler)
+        self.server = serve_whole(lambda r: self._dispatch(r.method, r.path, r.headers, r.body))
         self.port = self.server.server_address[1]
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.device_page = f"{self.base_url}/login/device"  # where a user would type the code
         self.device_redirect_uri = f"{self.base_url}/deviceauth/callback"  # OpenAI's device code exchange
-        # a short poll interval so close() (server.shutdown) returns in milliseconds, not half a second
-        self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02},
-                                        daemon=True)
-        self._thread.start()
 
     # ------------------------------------------------------------------ public helpers
 

@@ -8,6 +8,7 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -35,6 +36,48 @@ class Recorded:
 
     def json(self) -> Any:
         return json.loads(self.body)
+
+
+Answer = tuple[int, dict[str, str], bytes]
+
+
+def wait_for_requests(lock: threading.Lock, requests: list[Recorded], count: int, who: str) -> list[Recorded]:
+    """A fake's requests (recorded under `lock`), once there are at least `count`."""
+    def received() -> list[Recorded]:
+        with lock:
+            return list(requests) if len(requests) >= count else []
+    return eventually(received, f"{who} receives {count} requests")
+
+
+def serve_whole(answer: Callable[[Recorded], Answer]) -> Server:
+    """A fake that answers each request whole (status, headers, body) from `answer`, on a free loopback port,
+    served from a thread of its own until the caller shuts it down."""
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body go out in two writes: no 40 ms delayed-ACK stall
+
+        def log_message(self, *args: object) -> None:  # keep test output quiet (and tokens out of it)
+            pass
+
+        def _handle(self) -> None:
+            length = int(self.headers.get("content-length") or 0)
+            body = self.rfile.read(length) if length else b""
+            status, headers, payload = answer(Recorded(self.command, self.path,
+                                                       {k.lower(): v for k, v in self.headers.items()}, body))
+            self.send_response(status)
+            for k, v in headers.items():
+                self.send_header(k, v)
+            self.send_header("content-length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        do_GET = do_POST = _handle  # noqa: N815
+
+    server = Server(("127.0.0.1", 0), Handler)
+    # a short poll interval so shutdown() returns in milliseconds, not half a second
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
+    return server
 
 
 @dataclass
@@ -168,10 +211,7 @@ class FakeProvider:
 
     def wait_for(self, count: int) -> list[Recorded]:
         """The requests received, once there are at least `count`."""
-        def received() -> list[Recorded]:
-            with self._lock:
-                return list(self.requests) if len(self.requests) >= count else []
-        return eventually(received, f"{self.name} receives {count} requests")
+        return wait_for_requests(self._lock, self.requests, count, self.name)
 
     def close(self) -> None:
         self._release()

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from extproc.config.data import builtin_flow_data
+from tests.fake_copilot import copilot, fresh_copilot  # noqa: F401  (fixtures of the Copilot modules)
 from tests.fake_oauth import FakeOAuth
 from tests.fakes import FakeProvider
 

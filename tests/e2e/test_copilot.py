@@ -10,7 +10,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,19 +27,9 @@ from tests.fake_copilot import CLAUDE, CODEX, DISABLED, EMBED, FakeCopilot
 from tests.fake_oauth import FakeOAuth
 from tests.waits import HANG_GUARD, eventually
 
+pytestmark = pytest.mark.usefixtures("fresh_copilot")  # each test starts with an empty fake Copilot
+
 TOOL_CALL = {"id": "call_1", "type": "function", "function": {"name": "lookup", "arguments": "{}"}}
-
-
-@pytest.fixture(scope="module")
-def copilot() -> Iterator[FakeCopilot]:
-    server = FakeCopilot()
-    yield server
-    server.close()
-
-
-@pytest.fixture(autouse=True)
-def _reset(copilot: FakeCopilot) -> None:
-    copilot.reset()
 
 
 def copilot_config(copilot: FakeCopilot, store: Path) -> dict[str, Any]:

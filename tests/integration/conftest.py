@@ -3,4 +3,5 @@ no gateway stack around them. Waits are on what the test can observe, never on t
 
 from __future__ import annotations
 
+from tests.fake_copilot import copilot, fresh_copilot  # noqa: F401  (fixtures of the Copilot modules)
 from tests.fixtures import builtin_data_parsed_once, clock  # noqa: F401  (fixtures, shared with the unit tests)

@@ -26,17 +26,7 @@ from extproc.runtime import Runtime
 from tests.fake_copilot import CLAUDE, FakeCopilot
 from tests.fake_oauth import FakeOAuth
 
-
-@pytest.fixture(scope="module")
-def copilot() -> Iterator[FakeCopilot]:
-    server = FakeCopilot()
-    yield server
-    server.close()
-
-
-@pytest.fixture(autouse=True)
-def _reset(copilot: FakeCopilot) -> None:
-    copilot.reset()
+pytestmark = pytest.mark.usefixtures("fresh_copilot")  # each test starts with an empty fake Copilot
 
 
 def config(copilot: FakeCopilot, userinfo: str | None = None) -> Settings:

@@ -10,10 +10,12 @@ import orjson
 
 from extproc.bootstrap.failover import ATTEMPTS_CLUSTER, grpc_service, header_matches, no_answer_retries, skipped_when
 from extproc.bootstrap.names import T
+from extproc.core.clients import ClientKey
 from extproc.core.headers import (
     ACCOUNT_HEADER,
     API_HEADER,
     ATTEMPT_HEADER,
+    CLIENT_HEADER,
     ENDPOINTS_HEADER,
     ENVOY_REQUEST_HEADERS,
     INTERNAL_HEADERS,
@@ -85,7 +87,8 @@ def answers_log(settings: Settings) -> list[dict[str, Any]]:
             "common_config": {"log_name": ANSWERS_LOG, "transport_api_version": "V3",
                               "grpc_service": grpc_service(settings),
                               "buffer_flush_interval": "0.1s", "buffer_size_bytes": 65536},
-            "additional_request_headers_to_log": [ATTEMPT_HEADER, PROVIDER_HEADER, ROUTE_HEADER, API_HEADER],
+            "additional_request_headers_to_log": [ATTEMPT_HEADER, PROVIDER_HEADER, ROUTE_HEADER, API_HEADER,
+                                                  CLIENT_HEADER],
         },
     }]
 
@@ -94,7 +97,7 @@ def scrub_forged() -> dict[str, Any]:
     """First in the chain: what a client sends in our headers, or in Envoy's retry and timeout ones, is gone
     before any route sees it (a fast route sets its own; the processor sets its own on the full path)."""
     forged = (*ENVOY_REQUEST_HEADERS, *INTERNAL_HEADERS, API_HEADER, LOGIN_HEADER, STREAM_HEADER, ACCOUNT_HEADER,
-              UPSTREAM_API_HEADER, *RELAY_HEADERS)
+              UPSTREAM_API_HEADER, CLIENT_HEADER, *RELAY_HEADERS)
     return {"name": "envoy.filters.http.header_mutation.forged", "typed_config": {
         "@type": T + "extensions.filters.http.header_mutation.v3.HeaderMutation",
         "mutations": {"request_mutations": [{"remove": h} for h in forged]}}}
@@ -112,8 +115,17 @@ def routes_document(route_config: dict[str, Any]) -> bytes:
     return orjson.dumps({"resources": [{"@type": T + "config.route.v3.RouteConfiguration", **route_config}]})
 
 
-def envoy_route(route: FastRoute, settings: Settings, response_headers: list[dict[str, Any]]) -> dict[str, Any]:
-    """A published model's route: matched on the metadata the body gave, for a body the plan was made for."""
+def envoy_routes(route: FastRoute, settings: Settings, response_headers: list[dict[str, Any]]
+                 ) -> list[dict[str, Any]]:
+    """A published model's route: matched on the metadata the body gave, for a body the plan was made for; with
+    client keys, one route per way a client sends its key, each matching only the keys it may take."""
+    base = _envoy_route(route, settings, response_headers)
+    if route.clients is None:
+        return [base]
+    return [_keyed(base, route.clients, how) for how in KEY_SOURCES]
+
+
+def _envoy_route(route: FastRoute, settings: Settings, response_headers: list[dict[str, Any]]) -> dict[str, Any]:
     policy = settings.failover
     action: dict[str, Any] = {
         "cluster": ATTEMPTS_CLUSTER, "timeout": "0s",
@@ -148,3 +160,44 @@ def envoy_route(route: FastRoute, settings: Settings, response_headers: list[dic
         "typed_per_filter_config": {"envoy.filters.http.ext_proc": {
             "@type": T + "extensions.filters.http.ext_proc.v3.ExtProcPerRoute", "disabled": True}},
     }
+
+
+# How a client sends its key on the fast path's endpoints (`clients.presented_key`): OpenAI's SDKs (and Anthropic's
+# with a token) as a bearer, Anthropic's as x-api-key. A key sent any other way takes the full path.
+KEY_SOURCES = ("authorization", "x-api-key")
+API_KEY_AUTH = "envoy.filters.http.api_key_auth"
+# The RE2 program size Envoy accepts for the keys a route matches (its default, 100, is a key or two).
+REGEX_PROGRAM_SIZE = 1_000_000
+
+
+def api_key_auth() -> dict[str, Any]:
+    """Envoy's client-key check: off but on the fast routes, which give it their keys (`_keyed`)."""
+    return {"name": API_KEY_AUTH, "disabled": True, "typed_config": {
+        "@type": T + "extensions.filters.http.api_key_auth.v3.ApiKeyAuth"}}
+
+
+def _keyed(base: dict[str, Any], clients: tuple[ClientKey, ...], source: str) -> dict[str, Any]:
+    """The route for the requests that send one of `clients` in `source`. The match itself lets only those keys
+    through (any other key, a spent one, one configured as its SHA-256, one counted per minute, falls through to
+    the processor's route, which checks it as always); Envoy's api_key_auth then names the client for the
+    answers log and takes the key off."""
+    keys = "|".join(_escaped(k.key) for k in clients)
+    sent: list[dict[str, Any]]
+    if source == "authorization":
+        sent = [{"name": "authorization", "string_match": {"safe_regex": {"regex": f"Bearer ({keys})"}}}]
+    else:  # as the processor reads it: a bearer, when there is one, is the key
+        sent = [{"name": "authorization", "present_match": True, "invert_match": True},
+                {"name": source, "string_match": {"safe_regex": {"regex": f"({keys})"}}}]
+    check = {"@type": T + "config.route.v3.FilterConfig", "config": {
+        "@type": T + "extensions.filters.http.api_key_auth.v3.ApiKeyAuthPerRoute",
+        "credentials": [{"key": k.key, "client": k.name} for k in clients],
+        "key_sources": [{"header": source}],
+        "forwarding": {"header": CLIENT_HEADER, "hide_credentials": True}}}
+    return {**base, "name": f"{base['name']} {source}",
+            "match": {**base["match"], "headers": [*base["match"]["headers"], *sent]},
+            "typed_per_filter_config": {**base["typed_per_filter_config"], API_KEY_AUTH: check}}
+
+
+def _escaped(key: str) -> str:
+    """A key as an RE2 literal: every character but a letter or digit by its code point."""
+    return "".join(c if c.isascii() and c.isalnum() else f"\\x{{{ord(c):x}}}" for c in key)

@@ -8,7 +8,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from extproc.bootstrap.failover import grpc_service, upstream_log
-from extproc.bootstrap.fast import answers_log, body_to_metadata, envoy_route, route_source, scrub_forged
+from extproc.bootstrap.fast import (
+    answers_log,
+    api_key_auth,
+    body_to_metadata,
+    envoy_routes,
+    route_source,
+    scrub_forged,
+)
 from extproc.bootstrap.local_replies import PROCESSOR_DOWN_STATUS, local_reply_config
 from extproc.bootstrap.names import CONTROL_SERVICES, DESCRIPTOR_SET, REQUEST_CODINGS, ROUTER_MODE, T, socket
 from extproc.bootstrap.routes import (
@@ -55,7 +62,7 @@ def _connection_manager(settings: Settings) -> dict[str, Any]:
             **({"rds": route_source(settings.fast_routes), "access_log": answers_log(settings)}
                if settings.fast_routes else {"route_config": route_configuration(settings)}),
             "http_filters": [*([scrub_forged()] if settings.fast_routes else []), *request_decompressors(),
-                             *([body_to_metadata(settings)] if settings.fast_routes else []),
+                             *([body_to_metadata(settings), api_key_auth()] if settings.fast_routes else []),
                              _ext_proc_filter(settings), {
                 "name": "envoy.filters.http.lua",
                 "typed_config": {"@type": T + "extensions.filters.http.lua.v3.Lua"},
@@ -79,7 +86,8 @@ def route_configuration(settings: Settings, fast: Sequence[FastRoute] = ()) -> d
         "include_request_attempt_count": True,  # x-envoy-attempt-count: which candidate an attempt is
         "routes": [*health_routes(), *models_routes(), gemini_models_route(),
                    auth_route(_transcoder_config(strict=True)), undecodable(),
-                   *(envoy_route(r, settings, fast_shown) for r in fast), attempts_route(settings), unrouted()],
+                   *(e for r in fast for e in envoy_routes(r, settings, fast_shown)), attempts_route(settings),
+                   unrouted()],
     }]}
 
 

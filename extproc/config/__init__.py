@@ -298,6 +298,7 @@ def _client_key(raw: Any, key: str, secrets: bool) -> ClientKey:
     if ("key" in entry) == ("sha256" in entry):
         raise ConfigError(f"{key}: give either key (e.g. ${{CLIENT_KEY}}) or sha256 (its hex SHA-256), not both "
                           "or neither")
+    secret = ""
     if "key" in entry and not secrets and not entry["key"]:
         sha = _NO_KEY
     elif "key" in entry:
@@ -312,4 +313,4 @@ def _client_key(raw: Any, key: str, secrets: bool) -> ClientKey:
         sha = bytes.fromhex(hexed)
     rpm = positive_int(entry["rpm"], f"{key}.rpm") if entry.get("rpm") is not None else None
     return ClientKey(name, sha, tuple(string_list(entry.get("models") or [], f"{key}.models")), rpm,
-                     _budget(entry.get("budget"), f"{key}.budget"))
+                     _budget(entry.get("budget"), f"{key}.budget"), secret)

@@ -89,7 +89,63 @@ def test_the_fast_path_is_off_where_every_request_needs_the_processor() -> None:
     assert not enabled(settings(accounting=True, log={"bodies": True}))  # the processor logs every body
     assert enabled(settings(accounting=False, log={"bodies": True}))  # no usage record to log them in
     assert not enabled(settings(fast_path=False))
-    assert not enabled(settings(clients={"keys": [{"name": "team", "key": "client-key-0123456789abcdef"}]}))
+    assert enabled(settings(clients={"keys": [{"name": "team", "key": "client-key-0123456789abcdef"}]}))
+    # Keys Envoy cannot check by itself: one known only by its digest, one counted per minute across replicas.
+    assert not enabled(settings(clients={"keys": [{"name": "team", "sha256": "ab" * 32},
+                                                  {"name": "ci", "key": "client-key-0123456789abcdef", "rpm": 60}]}))
+
+
+KEYS = [{"name": "team", "key": "client-key-0123456789abcdef"},
+        {"name": "a-only", "key": "key+with/odd=chars.0123", "models": ["a-model"]},  # not its fallback
+        {"name": "both", "key": "client-key-both-0123456789", "models": ["a-model", "b-model"]},
+        {"name": "hashed", "sha256": "ab" * 32}, {"name": "counted", "key": "client-key-counted-012345", "rpm": 60},
+        {"name": "capped", "key": "client-key-capped-0123456", "budget": {"usd": 1, "per": "day"}}]
+
+
+def test_a_keyed_route_takes_the_keys_envoy_can_check_whose_requests_the_full_path_would_plan_alike() -> None:
+    s = settings(clients={"keys": KEYS})
+    registry, health = Snapshot.build(s).registry, Health(s.health)
+    route = fast_route("chat", "a-model", registry, health, 1000.0, s)
+    assert route is not None and route.clients is not None
+    assert [k.name for k in route.clients] == ["team", "both", "capped"]
+    spent = fast_route("chat", "a-model", registry, health, 1000.0, s, frozenset({"capped"}))
+    assert spent is not None and spent.clients is not None and [k.name for k in spent.clients] == ["team", "both"]
+    only_b = settings(clients={"keys": [{"name": "b", "key": "client-key-0123456789abcdef", "models": ["b-model"]}]})
+    assert fast_route("chat", "a-model", Snapshot.build(only_b).registry, health, 1000.0, only_b) is None
+
+
+def test_a_keyed_route_is_one_envoy_route_per_way_a_key_is_sent_matching_only_its_keys() -> None:
+    import re
+
+    from extproc.bootstrap.fast import envoy_routes
+
+    s = settings(clients={"keys": KEYS})
+    route = fast_route("chat", "a-model", Snapshot.build(s).registry, Health(s.health), 1000.0, s)
+    assert route is not None
+    bearer, api_key = envoy_routes(route, s, [])
+    assert bearer["name"] == "fast chat a-model authorization" and api_key["name"] == "fast chat a-model x-api-key"
+
+    def pattern(r: dict[str, Any], header: str) -> re.Pattern[str]:
+        found = next(h for h in r["match"]["headers"] if h["name"] == header and "string_match" in h)
+        # RE2's \x{..} is Python's \x..: the same literal, checked here with Python's engine.
+        return re.compile(re.sub(r"\\x\{([0-9a-f]+)\}", lambda m: f"\\x{int(m[1], 16):02x}",
+                                 found["string_match"]["safe_regex"]["regex"]))
+
+    assert pattern(bearer, "authorization").fullmatch("Bearer client-key-both-0123456789")
+    assert not pattern(bearer, "authorization").fullmatch("Bearer key+with/odd=chars.0123")  # not its model's fallback
+    assert not pattern(bearer, "authorization").fullmatch("Bearer client-key-counted-012345")
+    assert not pattern(bearer, "authorization").fullmatch("Bearer client-key-0123456789abcdeX")
+    assert pattern(api_key, "x-api-key").fullmatch("client-key-capped-0123456")
+    assert {"name": "authorization", "present_match": True, "invert_match": True} in api_key["match"]["headers"]
+    check = bearer["typed_per_filter_config"]["envoy.filters.http.api_key_auth"]["config"]
+    assert {c["client"] for c in check["credentials"]} == {"team", "both", "capped"}
+    assert check["forwarding"] == {"header": "x-extproc-client", "hide_credentials": True}
+    assert bearer["typed_per_filter_config"]["envoy.filters.http.ext_proc"]["disabled"] is True
+    odd = settings(clients={"keys": [{"name": "odd", "key": "key+with/odd=chars.0123"}]})
+    oroute = fast_route("chat", "a-model", Snapshot.build(odd).registry, Health(odd.health), 1000.0, odd)
+    assert oroute is not None
+    assert pattern(envoy_routes(oroute, odd, [])[0], "authorization").fullmatch("Bearer key+with/odd=chars.0123")
+    assert not pattern(envoy_routes(oroute, odd, [])[0], "authorization").fullmatch("Bearer keyXwith/odd=chars.0123")
 
 
 def test_the_routes_document_is_one_route_configuration() -> None:

@@ -14,7 +14,6 @@ import yaml
 
 from extproc.bootstrap.clusters import processor_cluster, provider_cluster, relay_cluster
 from extproc.bootstrap.failover import attempts_cluster, provider_listener
-from extproc.bootstrap.fast import REGEX_PROGRAM_SIZE
 from extproc.bootstrap.listeners import listener
 from extproc.bootstrap.local_replies import local_reply_config
 from extproc.bootstrap.names import PROCESSOR_CLUSTER, T, provider_cluster_name, socket
@@ -43,9 +42,6 @@ def build_bootstrap(settings: Settings) -> dict[str, Any]:
             "clusters": [processor_cluster(settings), attempts_cluster(settings), relay_cluster(settings)]
             + [provider_cluster(p, settings) for p in settings.providers.values()],
         },
-        # The fast routes match the client keys they take with one regular expression each.
-        "layered_runtime": {"layers": [{"name": "static", "static_layer": {
-            "re2.max_program_size.error_level": REGEX_PROGRAM_SIZE}}]},
         "bootstrap_extensions": [{"name": "envoy.bootstrap.internal_listener", "typed_config": {
             "@type": T + "extensions.bootstrap.internal_listener.v3.InternalListener"}}],
     }

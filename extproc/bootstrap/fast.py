@@ -36,6 +36,7 @@ from extproc.fast.routes import (
     STREAM_KEY,
     USAGE_NAMESPACE,
     FastRoute,
+    literal,
     rendered,
 )
 from extproc.usage.tokens import ANSWER_USAGE_KEYS
@@ -97,7 +98,7 @@ def scrub_forged() -> dict[str, Any]:
     """First in the chain: what a client sends in our headers, or in Envoy's retry and timeout ones, is gone
     before any route sees it (a fast route sets its own; the processor sets its own on the full path)."""
     forged = (*ENVOY_REQUEST_HEADERS, *INTERNAL_HEADERS, API_HEADER, LOGIN_HEADER, STREAM_HEADER, ACCOUNT_HEADER,
-              UPSTREAM_API_HEADER, CLIENT_HEADER, *RELAY_HEADERS)
+              UPSTREAM_API_HEADER, *RELAY_HEADERS)
     return {"name": "envoy.filters.http.header_mutation.forged", "typed_config": {
         "@type": T + "extensions.filters.http.header_mutation.v3.HeaderMutation",
         "mutations": {"request_mutations": [{"remove": h} for h in forged]}}}
@@ -117,12 +118,12 @@ def routes_document(route_config: dict[str, Any]) -> bytes:
 
 def envoy_routes(route: FastRoute, settings: Settings, response_headers: list[dict[str, Any]]
                  ) -> list[dict[str, Any]]:
-    """A published model's route: matched on the metadata the body gave, for a body the plan was made for; with
-    client keys, one route per way a client sends its key, each matching only the keys it may take."""
+    """A published model's routes: matched on the metadata the body gave, for a body the plan was made for; with
+    client keys, one per key the route takes and way a client sends it."""
     base = _envoy_route(route, settings, response_headers)
     if route.clients is None:
         return [base]
-    return [_keyed(base, route.clients, how) for how in KEY_SOURCES]
+    return [_keyed(base, key, how) for key in route.clients for how in KEY_SOURCES]
 
 
 def _envoy_route(route: FastRoute, settings: Settings, response_headers: list[dict[str, Any]]) -> dict[str, Any]:
@@ -165,39 +166,26 @@ def _envoy_route(route: FastRoute, settings: Settings, response_headers: list[di
 # How a client sends its key on the fast path's endpoints (`clients.presented_key`): OpenAI's SDKs (and Anthropic's
 # with a token) as a bearer, Anthropic's as x-api-key. A key sent any other way takes the full path.
 KEY_SOURCES = ("authorization", "x-api-key")
-API_KEY_AUTH = "envoy.filters.http.api_key_auth"
-# The RE2 program size Envoy accepts for the keys a route matches (its default, 100, is a key or two).
-REGEX_PROGRAM_SIZE = 1_000_000
 
 
-def api_key_auth() -> dict[str, Any]:
-    """Envoy's client-key check: off but on the fast routes, which give it their keys (`_keyed`)."""
-    return {"name": API_KEY_AUTH, "disabled": True, "typed_config": {
-        "@type": T + "extensions.filters.http.api_key_auth.v3.ApiKeyAuth"}}
+def routes_per_model(route: FastRoute) -> int:
+    """How many Envoy routes `envoy_routes` makes of it (each one more for Envoy to match requests against)."""
+    return 1 if route.clients is None else len(route.clients) * len(KEY_SOURCES)
 
 
-def _keyed(base: dict[str, Any], clients: tuple[ClientKey, ...], source: str) -> dict[str, Any]:
-    """The route for the requests that send one of `clients` in `source`. The match itself lets only those keys
-    through (any other key, a spent one, one configured as its SHA-256, one counted per minute, falls through to
-    the processor's route, which checks it as always); Envoy's api_key_auth then names the client for the
-    answers log and takes the key off."""
-    keys = "|".join(_escaped(k.key) for k in clients)
+def _keyed(base: dict[str, Any], key: ClientKey, source: str) -> dict[str, Any]:
+    """The route for the requests that send `key` in `source`: the match is the check (any other key, a spent
+    one, one configured as its SHA-256, one counted per minute, falls through to the processor's route, which
+    checks it as always), and the route names the client for the answers log. Envoy's api_key_auth cannot do
+    it: it runs on the request's headers, before the body says which model, so which route, it is."""
     sent: list[dict[str, Any]]
     if source == "authorization":
-        sent = [{"name": "authorization", "string_match": {"safe_regex": {"regex": f"Bearer ({keys})"}}}]
+        sent = [{"name": "authorization", "string_match": {"exact": f"Bearer {key.key}"}}]
     else:  # as the processor reads it: a bearer, when there is one, is the key
-        sent = [{"name": "authorization", "present_match": True, "invert_match": True},
-                {"name": source, "string_match": {"safe_regex": {"regex": f"({keys})"}}}]
-    check = {"@type": T + "config.route.v3.FilterConfig", "config": {
-        "@type": T + "extensions.filters.http.api_key_auth.v3.ApiKeyAuthPerRoute",
-        "credentials": [{"key": k.key, "client": k.name} for k in clients],
-        "key_sources": [{"header": source}],
-        "forwarding": {"header": CLIENT_HEADER, "hide_credentials": True}}}
-    return {**base, "name": f"{base['name']} {source}",
-            "match": {**base["match"], "headers": [*base["match"]["headers"], *sent]},
-            "typed_per_filter_config": {**base["typed_per_filter_config"], API_KEY_AUTH: check}}
-
-
-def _escaped(key: str) -> str:
-    """A key as an RE2 literal: every character but a letter or digit by its code point."""
-    return "".join(c if c.isascii() and c.isalnum() else f"\\x{{{ord(c):x}}}" for c in key)
+        sent = [{"name": source, "string_match": {"exact": key.key}},
+                {"name": "authorization", "present_match": True, "invert_match": True}]
+    named = {"header": {"key": CLIENT_HEADER, "value": literal(key.name)},
+             "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
+    return {**base, "name": f"{base['name']} {key.name} {source}",
+            "match": {**base["match"], "headers": [*sent, *base["match"]["headers"]]},  # the key first: most fail it
+            "request_headers_to_add": [*base["request_headers_to_add"], named]}

@@ -10,7 +10,6 @@ from typing import Any
 from extproc.bootstrap.failover import grpc_service, upstream_log
 from extproc.bootstrap.fast import (
     answers_log,
-    api_key_auth,
     body_to_metadata,
     envoy_routes,
     route_source,
@@ -62,7 +61,7 @@ def _connection_manager(settings: Settings) -> dict[str, Any]:
             **({"rds": route_source(settings.fast_routes), "access_log": answers_log(settings)}
                if settings.fast_routes else {"route_config": route_configuration(settings)}),
             "http_filters": [*([scrub_forged()] if settings.fast_routes else []), *request_decompressors(),
-                             *([body_to_metadata(settings), api_key_auth()] if settings.fast_routes else []),
+                             *([body_to_metadata(settings)] if settings.fast_routes else []),
                              _ext_proc_filter(settings), {
                 "name": "envoy.filters.http.lua",
                 "typed_config": {"@type": T + "extensions.filters.http.lua.v3.Lua"},

@@ -29,4 +29,4 @@ PLAN_HEADER = "x-extproc-plan"  # a fast route's plan for the attempts after its
 CLIENT_HEADER = "x-extproc-client"  # on a fast request: the name of the client key Envoy checked
 ENDPOINTS_HEADER = "x-extproc-endpoints"  # a fast route's endpoint list for the override_host load balancer
 INTERNAL_HEADERS = (PROVIDER_HEADER, MODEL_HEADER, ROUTE_HEADER, HANDLED_HEADER, ATTEMPT_HEADER, LEARN_HEADER,
-                    PLAN_HEADER, ENDPOINTS_HEADER)
+                    PLAN_HEADER, ENDPOINTS_HEADER, CLIENT_HEADER)

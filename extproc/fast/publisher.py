@@ -15,7 +15,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from extproc.bootstrap.fast import ROUTES_FILE, routes_document
+from extproc.bootstrap.fast import ROUTES_FILE, routes_document, routes_per_model
 from extproc.bootstrap.listeners import route_configuration
 from extproc.core.clients import ClientKey
 from extproc.core.settings import Settings
@@ -26,6 +26,7 @@ log = logging.getLogger("extproc")
 HEALTH_GAP = 0.02  # seconds: the changes that come this close together are written once
 HEALTH_EVERY = 0.2  # seconds: at most so many writes for health (each plans every hot model again)
 CAPACITY = 256  # models kept fast at once (the most recently asked for): Envoy matches routes one by one
+ENVOY_ROUTES = 1024  # and Envoy routes for them (with client keys, a model has two per key): the most recent first
 INTERVAL = 1.0  # seconds between two writes for new models, and between two looks at health (cooldowns end)
 # Seconds between two looks at the budgets of the keys Envoy checks: a key whose budget is spent is out of the
 # routes within this, the health write's gap and Envoy's reload (about half a second; docs/fast-path.md).
@@ -97,17 +98,20 @@ class FastPublisher:
         settings, now = snapshot.settings, self._runtime.clock()
         routes: dict[tuple[str, str], FastRoute] = {}
         if enabled(settings):
-            for key in sorted(self._hot):
+            room = ENVOY_ROUTES
+            for key in reversed(self._hot):  # the most recently asked for first
                 try:
                     route = fast_route(*key, snapshot.registry, health, now, settings, self._spent)
                 except Exception:  # that model takes the full path; the others stay fast
                     log.exception("fast path: no route for %s %s", *key)
                     continue
-                if route is not None:  # a route planned as before keeps when it was planned
-                    before = self._routes.get(key)
+                if route is not None and routes_per_model(route) <= room:  # one planned as before keeps when
+                    before = self._routes.get(key)  # it was planned
                     routes[key] = before if before is not None and route.same_plan(before) else route
+                    room -= routes_per_model(route)
         self._routes = routes
-        return routes_document(route_configuration(settings, list(routes.values()))), len(routes)
+        ordered = [routes[key] for key in sorted(routes)]  # the file as the same routes always write it
+        return routes_document(route_configuration(settings, ordered)), len(routes)
 
     def publish(self) -> None:
         """Write what can go fast now; when that cannot be worked out, nothing goes fast."""

@@ -144,12 +144,12 @@ def fast_route(endpoint_name: str, model: str, registry: Registry, health: Healt
         return None
     defaults = {k: v for k, v in first.provider.headers.items() if k not in first.credential.headers}
     skipped = {":path", "content-length", "content-type", ATTEMPT_HEADER, *ENVOY_REQUEST_HEADERS, *defaults}
-    headers = {k: _literal(v) for k, v in forward.set_headers.items() if k not in skipped}
-    headers[ROUTE_HEADER] = _literal(first.route + FAST_SUFFIX)
+    headers = {k: literal(v) for k, v in forward.set_headers.items() if k not in skipped}
+    headers[ROUTE_HEADER] = literal(first.route + FAST_SUFFIX)
     remove = tuple(h for h in forward.remove_headers
                    if h not in headers and h not in defaults and h not in _PLANNED_HEADERS)
     return FastRoute(endpoint_name, endpoint.path, model, forward.set_headers.get(":path", endpoint.path), headers,
-                     {k: _literal(v) for k, v in defaults.items()}, remove, forward.plan, Attempted.of(first, 1),
+                     {k: literal(v) for k, v in defaults.items()}, remove, forward.plan, Attempted.of(first, 1),
                      clients)
 
 
@@ -157,9 +157,9 @@ def rendered(route: FastRoute) -> dict[str, str]:
     """The headers the route sets, its plan's written in as plan.py writes them (when the routes file is: a
     route kept keeps when it was planned)."""
     metadata = route.plan.to_metadata()
-    return {**route.headers, ATTEMPT_HEADER: _literal(route.first.header()),
-            PLAN_HEADER: _literal(metadata[PLAN_NAMESPACE][PLAN_KEY]),
-            ENDPOINTS_HEADER: _literal(metadata[LB_NAMESPACE][ENDPOINTS_KEY])}
+    return {**route.headers, ATTEMPT_HEADER: literal(route.first.header()),
+            PLAN_HEADER: literal(metadata[PLAN_NAMESPACE][PLAN_KEY]),
+            ENDPOINTS_HEADER: literal(metadata[LB_NAMESPACE][ENDPOINTS_KEY])}
 
 
 def _ids(decisions: list[Decision]) -> list[tuple[str, str]]:
@@ -177,6 +177,6 @@ def _translated_into(registry: Registry, api: Api, endpoint: str) -> bool:
     return registry.memo(("translated into", api, endpoint), compute)
 
 
-def _literal(value: str) -> str:
+def literal(value: str) -> str:
     """A value Envoy's header formatter leaves as it is."""
     return value.replace("%", "%%")

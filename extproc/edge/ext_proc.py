@@ -9,13 +9,15 @@ from __future__ import annotations
 import functools
 import hmac
 import logging
+import time
 from collections.abc import AsyncIterator
 
 import grpc
 from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as pb_grpc
 
-from extproc.bootstrap.names import ROUTER_MODE
+from extproc.bootstrap.names import RECEIVED_AT, ROUTER_MODE
+from extproc.core.admission import waited
 from extproc.core.headers import (
     ATTEMPT_HEADER,
     ATTEMPT_ROLE,
@@ -38,7 +40,8 @@ log = logging.getLogger("extproc.request")
 
 async def _event(exchange: Exchange, kind: str, request: pb.ProcessingRequest) -> Action:
     if kind == "request_headers":
-        return exchange.request_headers(header_map(request.request_headers), request.request_headers.end_of_stream)
+        return exchange.request_headers(header_map(request.request_headers), request.request_headers.end_of_stream,
+                                        _waited(request, time.time()))
     if kind == "request_body":
         return await exchange.request_body(request.request_body.body)
     if kind == "response_headers":  # asked for per request, with accounting
@@ -47,6 +50,15 @@ async def _event(exchange: Exchange, kind: str, request: pb.ProcessingRequest) -
     if kind == "response_body":
         return exchange.response_body(request.response_body.body, request.response_body.end_of_stream)
     return CONTINUE  # trailers: nothing to do here (Envoy is not configured to send them)
+
+
+def _waited(request: pb.ProcessingRequest, now: float) -> float | None:
+    """How long ago Envoy received the request (the `request.time` attribute the router-level filter sends)."""
+    for attributes in request.attributes.values():  # keyed by the filter's name: there is one
+        sent = attributes.fields.get(RECEIVED_AT)
+        if sent is not None:
+            return waited(sent.string_value, now)
+    return None
 
 
 _ANSWER_HEADERS = frozenset({":status", "content-type", "content-encoding", ATTEMPT_HEADER, PROVIDER_HEADER,
@@ -82,8 +94,12 @@ class ExternalProcessor(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc
             answers = upstream.process(AttemptExchange(self._gateway), request_iterator)
         elif role == REAUTH_ROLE:
             answers = upstream.process_reauth(ReauthExchange(self._gateway), request_iterator)
-        else:
-            answers = answer_stream(request_iterator, functools.partial(_event, Exchange(self._gateway)), ROUTER)
+        else:  # the router-level stream: open from its headers to its last answer (processor.max_requests)
+            with self._gateway.holding():
+                event = functools.partial(_event, Exchange(self._gateway))
+                async for answer in answer_stream(request_iterator, event, ROUTER):
+                    yield answer
+            return
         async for answer in answers:
             yield answer
 

@@ -4,9 +4,11 @@ counts, accounting, the conversations' holders and the round-robin turn."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import math
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from extproc.core.errors import CredentialUnavailable
@@ -39,6 +41,16 @@ class Gateway:
         self.fast = fast  # the fast path's publisher (in the one process that writes its routes)
         self._holding: set[asyncio.Task[None]] = set()
         self._turns = itertools.count()
+        self.open_requests = 0  # being routed or relayed now: what processor.max_requests bounds
+
+    @contextlib.contextmanager
+    def holding(self) -> Iterator[None]:
+        """One request open in this processor for as long as the block runs."""
+        self.open_requests += 1
+        try:
+            yield
+        finally:
+            self.open_requests -= 1
 
     def hold(self, response_id: str, credential: str) -> None:
         """Remember which credential made a stored answer (written in the background, kept until written)."""

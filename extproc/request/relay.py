@@ -84,6 +84,10 @@ class Relay:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         if not self._trusted(request):
             return web.Response(status=403, text="forbidden")
+        with self._gateway.holding():  # an admitted stream: counted (processor.max_requests), never refused
+            return await self._handle(request)
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
         api = Api.named(request.headers.get(API_HEADER, ""))
         provider = self._gateway.runtime.current.registry.providers.get(request.headers.get(PROVIDER_HEADER, ""))
         if provider is None:

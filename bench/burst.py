@@ -67,7 +67,8 @@ def _refusal(status: int, headers: Any, content: bytes) -> str | None:
     error = doc.get("error") if isinstance(doc, dict) else None
     if status != 503 or "retry-after" not in headers or not isinstance(error, dict) or "message" not in error:
         return None
-    return str(error.get("code"))
+    late = "no answer from its processor" in str(error.get("message"))  # Envoy's message timeout, not the gate
+    return f"{error.get('code')}{' (message timeout)' if late else ''}"
 
 
 async def one(session: aiohttp.ClientSession, url: str, events: int, tally: Tally, go: asyncio.Event) -> None:
@@ -124,6 +125,8 @@ def gateway_config(slow_port: int, args: argparse.Namespace) -> dict[str, Any]:
     config["models"] = [{"id": SLOW_MODEL, "provider": "slowp", "context_window": 128000}]
     config["max_connections"] = args.streams * 2 + 64
     config["fast_path"] = args.fast_path
+    config["processor"].update({k: v for k, v in (("max_wait", args.max_wait), ("max_requests", args.max_requests))
+                                if v is not None})
     return config
 
 
@@ -162,6 +165,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--interval", type=float, default=0.5, help="seconds between chunks (default 0.5)")
     parser.add_argument("--workers", type=int, default=1, help="processor workers (default 1; more need --redis)")
     parser.add_argument("--redis", help="state.redis.url for several workers (e.g. redis://127.0.0.1:6379/0)")
+    parser.add_argument("--max-wait", type=float, help="processor.max_wait (default: the gateway's)")
+    parser.add_argument("--max-requests", type=int, help="processor.max_requests (default: the gateway's)")
     parser.add_argument("--fast-path", action="store_true", help="leave the fast path on (default: the full path)")
     parser.add_argument("--no-bare", dest="bare", action="store_false", help="skip the bare Envoy")
     parser.add_argument("--json", type=Path, help="also write the counts as JSON here")

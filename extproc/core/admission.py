@@ -23,7 +23,7 @@ OVERLOADED_KIND = "gateway_overloaded"
 class AdmissionPolicy:
     """`processor.max_wait` and `processor.max_requests` (0: no limit), per processor process."""
 
-    max_wait: float = 1.0  # s a request's headers may wait to be read, well under MESSAGE_TIMEOUT
+    max_wait: float = 2.0  # s a request's headers may wait to be read, well under MESSAGE_TIMEOUT
     max_requests: int = 0  # requests one processor holds at once: being routed, or a stream being relayed
 
 

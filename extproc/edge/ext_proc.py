@@ -32,18 +32,21 @@ from extproc.edge.messages import answer_stream, configured_mode, header_map
 from extproc.request.actions import CONTINUE, Action
 from extproc.request.attempt import AttemptExchange
 from extproc.request.exchange import Exchange
-from extproc.request.gateway import Gateway
+from extproc.request.gateway import Gateway, Slot
 from extproc.request.reauth import ReauthExchange
 
 log = logging.getLogger("extproc.request")
 
 
-async def _event(exchange: Exchange, kind: str, request: pb.ProcessingRequest) -> Action:
+async def _event(exchange: Exchange, slot: Slot, kind: str, request: pb.ProcessingRequest) -> Action:
+    if kind == "request_body":  # routed: the request's place is its relayed stream's now, if it streams
+        try:
+            return await exchange.request_body(request.request_body.body)
+        finally:
+            slot.release()
     if kind == "request_headers":
         return exchange.request_headers(header_map(request.request_headers), request.request_headers.end_of_stream,
                                         _waited(request, time.time()))
-    if kind == "request_body":
-        return await exchange.request_body(request.request_body.body)
     if kind == "response_headers":  # asked for per request, with accounting
         return exchange.response_headers(header_map(request.response_headers, _ANSWER_HEADERS),
                                          request.response_headers.end_of_stream)
@@ -94,9 +97,9 @@ class ExternalProcessor(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc
             answers = upstream.process(AttemptExchange(self._gateway), request_iterator)
         elif role == REAUTH_ROLE:
             answers = upstream.process_reauth(ReauthExchange(self._gateway), request_iterator)
-        else:  # the router-level stream: open from its headers to its last answer (processor.max_requests)
-            with self._gateway.holding():
-                event = functools.partial(_event, Exchange(self._gateway))
+        else:  # the router-level stream: open until routed (processor.max_requests)
+            with self._gateway.holding() as slot:
+                event = functools.partial(_event, Exchange(self._gateway), slot)
                 async for answer in answer_stream(request_iterator, event, ROUTER):
                     yield answer
             return

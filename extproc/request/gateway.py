@@ -44,13 +44,14 @@ class Gateway:
         self.open_requests = 0  # being routed or relayed now: what processor.max_requests bounds
 
     @contextlib.contextmanager
-    def holding(self) -> Iterator[None]:
-        """One request open in this processor for as long as the block runs."""
+    def holding(self) -> Iterator[Slot]:
+        """One request open in this processor until the block ends or the slot is released."""
+        slot = Slot(self)
         self.open_requests += 1
         try:
-            yield
+            yield slot
         finally:
-            self.open_requests -= 1
+            slot.release()
 
     def hold(self, response_id: str, credential: str) -> None:
         """Remember which credential made a stored answer (written in the background, kept until written)."""
@@ -76,3 +77,17 @@ class Gateway:
         return decision.credential.windows is not None \
             or self.runtime.health.remembers(decision.credential.id, decision.model.id) \
             or self.secrets.awaits_confirmation(decision.credential)
+
+
+class Slot:
+    """A request's place among the open ones (processor.max_requests): routed, or its stream relayed."""
+
+    __slots__ = ("_gateway",)
+
+    def __init__(self, gateway: Gateway) -> None:
+        self._gateway: Gateway | None = gateway
+
+    def release(self) -> None:
+        if self._gateway is not None:
+            self._gateway.open_requests -= 1
+            self._gateway = None

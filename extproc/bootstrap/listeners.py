@@ -16,7 +16,15 @@ from extproc.bootstrap.fast import (
     scrub_forged,
 )
 from extproc.bootstrap.local_replies import PROCESSOR_DOWN_STATUS, local_reply_config
-from extproc.bootstrap.names import CONTROL_SERVICES, DESCRIPTOR_SET, REQUEST_CODINGS, ROUTER_MODE, T, socket
+from extproc.bootstrap.names import (
+    CONTROL_SERVICES,
+    DESCRIPTOR_SET,
+    RECEIVED_AT,
+    REQUEST_CODINGS,
+    ROUTER_MODE,
+    T,
+    socket,
+)
 from extproc.bootstrap.routes import (
     attempts_response_headers,
     attempts_route,
@@ -27,6 +35,7 @@ from extproc.bootstrap.routes import (
     undecodable,
     unrouted,
 )
+from extproc.core.admission import MESSAGE_TIMEOUT
 from extproc.core.headers import ATTEMPT_HEADER
 from extproc.core.settings import Settings
 from extproc.fast.routes import FastRoute
@@ -117,7 +126,8 @@ def _ext_proc_filter(settings: Settings) -> dict[str, Any]:
             "failure_mode_allow": False,
             "status_on_error": {"code": PROCESSOR_DOWN_STATUS},  # processor unreachable: a status only it uses
             "allow_mode_override": True,  # a Code Assist answer is unwrapped: its body is asked for per request
-            "message_timeout": "5s",
+            "message_timeout": f"{MESSAGE_TIMEOUT:g}s",  # past it: 503 gateway_overloaded (local_replies)
+            "request_attributes": [RECEIVED_AT],  # how long the headers waited: processor.max_wait
             # The plan for later attempts, and the endpoint list for the override_host load balancer.
             "metadata_options": {"receiving_namespaces": {"untyped": [PLAN_NAMESPACE, LB_NAMESPACE]}},
             "mutation_rules": {"allow_envoy": True},  # x-envoy-max-retries: no attempt past the plan

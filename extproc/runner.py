@@ -133,7 +133,8 @@ async def processor(settings: Settings, prepare: Callable[[Settings], Settings] 
         spend = RedisSpend(redis_url, settings.state_prefix) if redis_url else LocalSpend()
         accounting = Accounting(spend)
         holders = RedisHolders(redis_url, settings.state_prefix) if redis_url else LocalHolders()
-        fast = FastPublisher(runtime, settings.fast_routes, accounting.over_budget) if settings.fast_routes else None
+        fast = FastPublisher(runtime, settings.fast_routes, accounting.over_budget, manager) \
+            if settings.fast_routes else None
         gateway = Gateway(runtime, secrets=manager, limiter=limiter, accounting=accounting, holders=holders,
                           fast=fast)
         server = await start_server(settings, gateway, manager)

@@ -32,6 +32,9 @@ from extproc.core.windows import WindowState
 
 log = logging.getLogger("extproc.auth")
 AHEAD_RETRY = 10.0  # s between two refreshes ahead of expiry when one failed (the token still serves meanwhile)
+# s: a token this close to its expiry is no longer handed to Envoy for a fast route (the routes file is rewritten
+# within a few seconds; the login's requests then take the full path, which refreshes before use)
+ROUTE_MARGIN = 30.0
 
 
 class TokenState(Enum):
@@ -121,6 +124,7 @@ class AccountManager:
         self._unsaved: dict[str, tuple[Account, str | None]] = {}  # refreshed, not yet stored: (new, spent token)
         self._seeking: dict[str, asyncio.Task[None]] = {}  # Gemini logins' project lookups (one per login)
         self._ahead_retry: dict[str, float] = {}  # accounts whose refresh ahead of expiry failed: when to try again
+        self._token_watchers: list[Callable[[], None]] = []  # told when a token a route may carry may have moved
 
     # -- what the rest of the gateway sees
 
@@ -139,6 +143,44 @@ class AccountManager:
     def _changed(self) -> None:
         """Tell the runtime what the accounts are now (credentials, which are suspended why, their windows)."""
         self._on_change(self.credentials(), self.suspended(), self.windows())
+        self._tokens_moved()
+
+    # -- tokens for Envoy's fast routes (a fast.logins.LoginTokens)
+
+    def route_token(self, credential: Credential) -> str | None:
+        """The secret a fast route may carry for this login now, or None (its requests take the full path): an
+        active account's key, or a token this process trusts and that is ROUTE_MARGIN from its expiry at least,
+        so a route is withdrawn before its token expires, refreshed or not."""
+        account = self._accounts.get(credential.account or "")
+        if account is None or account.status == "suspended":
+            return None
+        if account.api_key:
+            return account.api_key
+        flow = self.flows.get(account.kind)
+        if flow is None or (flow.code_assist_url and not account.project_id):
+            return None  # no request goes before Code Assist said whether it serves the login
+        if not account.access_token or self.token_state(account.id) is not TokenState.TRUSTED:
+            return None  # refused, or fresh from a refusal and not yet taken: the full path refreshes or confirms it
+        if account.expires_at is not None and account.expires_at - ROUTE_MARGIN <= self._clock():
+            return None
+        return account.access_token
+
+    def watch_tokens(self, callback: Callable[[], None]) -> None:
+        """`callback` runs (on the loop) whenever a login's token, status or trust may have changed."""
+        self._token_watchers.append(callback)
+
+    def _tokens_moved(self) -> None:
+        for callback in self._token_watchers:
+            callback()
+
+    def refresh_due(self) -> None:
+        """Refresh every login whose token is within the refresh skew, with no request asking: a token a fast
+        route carries is renewed before it is withdrawn. One refresh across processes and replicas (the store's
+        lock); the others adopt its result."""
+        for account in list(self._accounts.values()):
+            if account.status != "suspended" and not account.api_key and account.access_token \
+                    and account.refresh_token and account.kind in self.flows and self._expiring(account):
+                self._refresh_ahead(account.id)
 
     def note_windows(self, credential: Credential, state: WindowState) -> None:
         """Keep a login's windows with its account when they say something new (a level moved by 5 points, a
@@ -190,6 +232,7 @@ class AccountManager:
                 if await self._store_stamp() != self._stamp:
                     await self.load()
                     self.seek_projects()
+                self.refresh_due()
             except Exception as exc:  # a corrupt or unreachable store is reported; the last good accounts stay
                 log.error("accounts store: %s", exc)
 
@@ -308,8 +351,11 @@ class AccountManager:
         return self._tokens.get(account_id, TokenState.TRUSTED)
 
     def _event(self, account_id: str, event: str) -> TokenState:
-        state = next_state(self.token_state(account_id), event)
+        before = self.token_state(account_id)
+        state = next_state(before, event)
         self._tokens[account_id] = state
+        if state is not before:
+            self._tokens_moved()
         return state
 
     def _expiring(self, account: Account) -> bool:
@@ -456,10 +502,13 @@ class AccountManager:
     def _adopt(self, account: Account, event: str | None = "adopted") -> None:
         if event is not None:
             self._event(account.id, event)
-        changed = self._accounts.get(account.id, account).status != account.status
+        before = self._accounts.get(account.id, account)
         self._accounts[account.id] = account
-        if changed:
+        if before.status != account.status:
             self._changed()
+        elif (before.access_token, before.expires_at, before.api_key) != \
+                (account.access_token, account.expires_at, account.api_key):
+            self._tokens_moved()
 
     async def _suspend(self, account: Account, reason: str) -> CredentialUnavailable:
         log.warning("account %s suspended: %s", account.id, reason)

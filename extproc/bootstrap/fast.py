@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 
 from extproc.bootstrap.failover import ATTEMPTS_CLUSTER, grpc_service, header_matches, no_answer_retries, skipped_when
-from extproc.bootstrap.names import T
+from extproc.bootstrap.names import LUA_FILTER, T, lua
 from extproc.core.clients import ClientKey
 from extproc.core.headers import (
     ACCOUNT_HEADER,
@@ -42,6 +42,7 @@ from extproc.fast.routes import (
 from extproc.usage.tokens import ANSWER_USAGE_KEYS
 
 ROUTES_FILE = "routes.json"  # in settings.fast_routes: the route configuration Envoy watches
+MERGE_SCRIPT = "merge_headers"  # the Lua filter's named script a login's route runs to join its headers
 # A JSON body, whatever parameters its type carries (`application/json; charset=utf-8`): Envoy's default is
 # the bare type only, and an answer it does not read would be recorded with no usage.
 _JSON = {"allow_content_types": ["application/json"],
@@ -72,6 +73,12 @@ def body_to_metadata(settings: Settings) -> dict[str, Any]:
         header_matches("content-length", {"safe_regex": {"google_re2": {}, "regex": f"[0-9]{{1,{digits}}}"}}),
     ]}}
     return skipped_when({"not_matcher": could_go_fast}, reader)
+
+
+def lua_sources() -> dict[str, Any]:
+    """The Lua filter's named scripts: one compiled script shared by every route that runs it (an inline
+    per-route script would be one Lua state per route and worker)."""
+    return {MERGE_SCRIPT: {"inline_string": lua(MERGE_SCRIPT)}}
 
 
 def answers_log(settings: Settings) -> list[dict[str, Any]]:
@@ -138,7 +145,7 @@ def _envoy_route(route: FastRoute, settings: Settings, response_headers: list[di
     if route.upstream_path != route.path:
         action["prefix_rewrite"] = route.upstream_path
     overwrite, absent = "OVERWRITE_IF_EXISTS_OR_ADD", "ADD_IF_ABSENT"
-    return {
+    entry: dict[str, Any] = {
         "name": f"fast {route.endpoint} {route.model}",
         "match": {
             "path": route.path,
@@ -161,6 +168,11 @@ def _envoy_route(route: FastRoute, settings: Settings, response_headers: list[di
         "typed_per_filter_config": {"envoy.filters.http.ext_proc": {
             "@type": T + "extensions.filters.http.ext_proc.v3.ExtProcPerRoute", "disabled": True}},
     }
+    if route.merge:  # a login's headers joined to the client's: the Lua filter runs for this route only
+        entry["typed_per_filter_config"][LUA_FILTER] = {
+            "@type": T + "extensions.filters.http.lua.v3.LuaPerRoute", "name": MERGE_SCRIPT}
+        entry["metadata"] = {"filter_metadata": {LUA_FILTER: {"merge": dict(route.merge)}}}
+    return entry
 
 
 # How a client sends its key on the fast path's endpoints (`clients.presented_key`): OpenAI's SDKs (and Anthropic's

@@ -12,6 +12,7 @@ from extproc.bootstrap.fast import (
     answers_log,
     body_to_metadata,
     envoy_routes,
+    lua_sources,
     route_source,
     scrub_forged,
 )
@@ -19,6 +20,7 @@ from extproc.bootstrap.local_replies import PROCESSOR_DOWN_STATUS, local_reply_c
 from extproc.bootstrap.names import (
     CONTROL_SERVICES,
     DESCRIPTOR_SET,
+    LUA_FILTER,
     RECEIVED_AT,
     REQUEST_CODINGS,
     ROUTER_MODE,
@@ -72,8 +74,9 @@ def _connection_manager(settings: Settings) -> dict[str, Any]:
             "http_filters": [*([scrub_forged()] if settings.fast_routes else []), *request_decompressors(),
                              *([body_to_metadata(settings)] if settings.fast_routes else []),
                              _ext_proc_filter(settings), {
-                "name": "envoy.filters.http.lua",
-                "typed_config": {"@type": T + "extensions.filters.http.lua.v3.Lua"},
+                "name": LUA_FILTER,
+                "typed_config": {"@type": T + "extensions.filters.http.lua.v3.Lua",
+                                 **({"source_codes": lua_sources()} if settings.fast_routes else {})},
             }, {"name": "envoy.filters.http.grpc_json_transcoder", "typed_config": _transcoder_config()}, {
                 "name": "envoy.filters.http.router",
                 "typed_config": {"@type": T + "extensions.filters.http.router.v3.Router",

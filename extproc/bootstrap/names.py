@@ -24,6 +24,8 @@ ROUTER_MODE = {"request_header_mode": "SEND", "request_body_mode": "BUFFERED", "
 UPSTREAM_MODE = {**ROUTER_MODE, "request_body_mode": "NONE"}
 RECEIVED_AT = "request.time"  # the attribute the router-level filter sends: when Envoy received the request
 _LUA = Path(__file__).resolve().parent / "lua"
+# The listener's Lua filter: no script of its own, only the routes' (LuaPerRoute, inline or named from its sources).
+LUA_FILTER = "envoy.filters.http.lua"
 
 
 def provider_cluster_name(provider: str) -> str:

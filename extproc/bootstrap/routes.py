@@ -7,7 +7,7 @@ from typing import Any
 
 from extproc.bootstrap.failover import ATTEMPTS_CLUSTER, retry_policy
 from extproc.bootstrap.local_replies import UNDECODABLE_STATUS
-from extproc.bootstrap.names import PROCESSOR_CLUSTER, REQUEST_CODINGS, T, lua
+from extproc.bootstrap.names import LUA_FILTER, PROCESSOR_CLUSTER, REQUEST_CODINGS, T, lua
 from extproc.core.headers import ATTEMPT_HEADER, ATTEMPTS_HEADER, PROVIDER_HEADER, RESPONSE_HEADERS
 from extproc.core.settings import Settings
 
@@ -31,7 +31,7 @@ def models_routes() -> list[dict[str, Any]]:
         "route": {"cluster": PROCESSOR_CLUSTER, "timeout": "10s"},
         "typed_per_filter_config": {
             "envoy.filters.http.ext_proc": _ext_proc_off(),
-            "envoy.filters.http.lua": _lua_per_route("models_response"),
+            LUA_FILTER: _lua_per_route("models_response"),
         },
     } for name, prefix in (("models", "/v1/models"), ("anthropic-models", "/extproc/anthropic/v1/models"))]
 
@@ -45,7 +45,7 @@ def gemini_models_route() -> dict[str, Any]:
         "route": {"cluster": PROCESSOR_CLUSTER, "timeout": "10s"},
         "typed_per_filter_config": {
             "envoy.filters.http.ext_proc": _ext_proc_off(),
-            "envoy.filters.http.lua": _lua_per_route("models_response"),
+            LUA_FILTER: _lua_per_route("models_response"),
         },
     }
 
@@ -66,7 +66,7 @@ def health_routes() -> list[dict[str, Any]]:
         "route": {"cluster": PROCESSOR_CLUSTER, "timeout": "5s"},
         "typed_per_filter_config": {
             "envoy.filters.http.ext_proc": _ext_proc_off(),
-            "envoy.filters.http.lua": _lua_per_route("models_response"),
+            LUA_FILTER: _lua_per_route("models_response"),
         },
     }]
 
@@ -80,7 +80,7 @@ def auth_route(strict_transcoder: dict[str, Any]) -> dict[str, Any]:
         "typed_per_filter_config": {
             "envoy.filters.http.ext_proc": _ext_proc_off(),
             "envoy.filters.http.grpc_json_transcoder": strict_transcoder,
-            "envoy.filters.http.lua": _lua_per_route("auth_response"),
+            LUA_FILTER: _lua_per_route("auth_response"),
         },
     }
 

@@ -14,11 +14,12 @@ import os
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Protocol
 
 from extproc.bootstrap.fast import ROUTES_FILE, routes_document, routes_per_model
 from extproc.bootstrap.listeners import route_configuration
 from extproc.core.clients import ClientKey
-from extproc.core.settings import Settings
+from extproc.core.settings import Credential, Settings
 from extproc.fast.routes import FastRoute, enabled, fast_route
 from extproc.runtime import Runtime
 
@@ -32,6 +33,15 @@ INTERVAL = 1.0  # seconds between two writes for new models, and between two loo
 # routes within this, the health write's gap and Envoy's reload (about half a second; docs/fast-path.md).
 BUDGETS_EVERY = 0.25
 OverBudget = Callable[[ClientKey], Awaitable[int | None]]  # seconds until a spent budget resets, else None
+
+
+class LoginTokens(Protocol):
+    """The logins' tokens as a route may carry them (the account manager: `route_token` hands out a token only
+    while it is trusted and far enough from its expiry; `watch_tokens` says when one moved)."""
+
+    def route_token(self, credential: Credential) -> str | None: ...
+
+    def watch_tokens(self, callback: Callable[[], None]) -> None: ...
 
 
 def write_routes(directory: str, document: bytes) -> None:
@@ -61,16 +71,20 @@ async def _first(*events: asyncio.Event) -> None:
 
 
 class FastPublisher:
-    def __init__(self, runtime: Runtime, directory: str, over_budget: OverBudget | None = None) -> None:
+    def __init__(self, runtime: Runtime, directory: str, over_budget: OverBudget | None = None,
+                 tokens: LoginTokens | None = None) -> None:
         self._runtime = runtime
         self._directory = directory
         self._over_budget = over_budget
+        self._tokens = tokens  # without, a login's requests take the full path
         self._spent: frozenset[str] = frozenset()  # the keys whose budget is spent: their requests take the full path
         self._hot: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._changed = asyncio.Event()  # a model to add: written within INTERVAL
         self._health = asyncio.Event()  # health changed: written at once (a route may send to a cooling key)
         self._loop: asyncio.AbstractEventLoop | None = None
         runtime.health.watch(self._health_changed)
+        if tokens is not None:  # a token refreshed, refused or withdrawn is written at once, as health is
+            tokens.watch_tokens(self._health_changed)
         self._written: bytes | None = None
         self._routes: dict[tuple[str, str], FastRoute] = {}  # what is published, by endpoint and model
         self.published = 0  # fast routes in the file now
@@ -101,7 +115,8 @@ class FastPublisher:
             room = ENVOY_ROUTES
             for key in reversed(self._hot):  # the most recently asked for first
                 try:
-                    route = fast_route(*key, snapshot.registry, health, now, settings, self._spent)
+                    route = fast_route(*key, snapshot.registry, health, now, settings, self._spent,
+                                       self._tokens.route_token if self._tokens is not None else None)
                 except Exception:  # that model takes the full path; the others stay fast
                     log.exception("fast path: no route for %s %s", *key)
                     continue

@@ -1,7 +1,8 @@
 """The fast path: requests Envoy routes by itself, with no message to the processor.
 
 A request that asks for a model by its own id, in its provider's own API, with a body the provider takes as
-it is and an API key as its credential, needs nothing from Python: Envoy reads the model from the body
+it is and an API key or a login that serves every client as its credential, needs nothing from Python (a
+login's current token is the account manager's to hand out, `Tokens`): Envoy reads the model from the body
 (`json_to_metadata`), matches a route published for that model, and that route adds what the router-level
 answer would have added — the provider, the credential, the attempt header learning reads, the plan and the
 endpoint list for the attempts after the first. Those attempts (failover) go to the per-attempt processor as
@@ -14,8 +15,8 @@ result for that model, turned into Envoy's terms. Pure: snapshot in, routes out.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 
 from extproc.core.clients import ClientKey, ClientPolicy
 from extproc.core.errors import ClientError
@@ -30,7 +31,7 @@ from extproc.core.health import Health
 from extproc.core.providers import Api
 from extproc.core.registry import Registry
 from extproc.core.resolve import Decision, candidates, takes
-from extproc.core.settings import Settings
+from extproc.core.settings import Credential, Settings
 from extproc.core.view import RequestView
 from extproc.formats import ParsedRequest, match_endpoint
 from extproc.request.mutation import route_request
@@ -65,6 +66,8 @@ class FastRoute:
     first: Attempted
     # With client keys: the keys Envoy lets through (the others' requests take the full path); None: no keys.
     clients: tuple[ClientKey, ...] | None = None
+    # A login's headers joined to the client's values (`Credential.merge_headers`): a per-route Lua joins them.
+    merge: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def attempts(self) -> int:
@@ -105,11 +108,18 @@ def fast_candidate(endpoint: str, streams: bool, decision: Decision) -> bool:
     return endpoint in PATHS and not streams and decision.reason == "direct" and decision.listed
 
 
+# A login's secret a route may carry now (the account manager's `route_token`); None: its requests take the full
+# path, which fetches (and refreshes) it per request.
+Tokens = Callable[[Credential], str | None]
+
+
 def fast_route(endpoint_name: str, model: str, registry: Registry, health: Health, now: float,
-               settings: Settings, spent: frozenset[str] = frozenset()) -> FastRoute | None:
+               settings: Settings, spent: frozenset[str] = frozenset(), tokens: Tokens | None = None
+               ) -> FastRoute | None:
     """The route for `model` on this endpoint, or None when its requests need the full path now: whatever the
     full path would do differently for a request the route matches keeps that model off the fast path.
-    `spent`: the client keys whose budget is spent (their requests are refused on the full path)."""
+    `spent`: the client keys whose budget is spent (their requests are refused on the full path); `tokens`: the
+    logins' current tokens (without them, a login's requests take the full path)."""
     endpoint = match_endpoint(PATHS[endpoint_name])
     if endpoint is None or (endpoint_name == "messages" and _translated_into(registry, endpoint.api, endpoint_name)):
         return None
@@ -121,9 +131,10 @@ def fast_route(endpoint_name: str, model: str, registry: Registry, health: Healt
     except ClientError:
         return None
     first = decisions[0]
-    secret = first.credential.secret  # an API key's, from config: a login's token is the full path's to fetch
+    cred = first.credential
+    secret = cred.secret if cred.account is None else tokens(cred) if tokens is not None else None
     if first.reason != "direct" or first.model.id != model or translates(first) is not None \
-            or selected(first, False) or first.credential.account is not None or not secret:
+            or selected(first, False) or not secret:
         return None
     if first.provider.rotation == "round-robin" and len(registry.credentials_for(first.model)) > 1:
         return None  # a route sends one key: spreading requests over several is the full path's
@@ -133,24 +144,28 @@ def fast_route(endpoint_name: str, model: str, registry: Registry, health: Healt
         theirs = candidates(RequestView(endpoint.api, model, endpoint=endpoint_name, system_head=own.system_starts),
                       registry, health, now, 0, limit)
         if _ids(theirs) != _ids(decisions):
-            return None  # that client's requests may also go on a login that serves it alone: the full path's
+            # That client's requests may also go on a login that serves it alone, which Envoy cannot tell apart
+            # from the others' (the mark is in the body's system prompt, an array json_to_metadata cannot index).
+            return None
     clients = _route_clients(settings.clients, decisions, spent)
     if clients == ():
         return None  # no key Envoy checks may send this model's requests
     view = RequestView(endpoint.api, model, endpoint=endpoint_name)
-    forward = route_request(endpoint, ParsedRequest(view, {"model": model}), decisions, secret, {},
-                            health.remembers(first.credential.id, first.model.id), settings.failover)
+    learn = cred.windows is not None or health.remembers(cred.id, first.model.id)  # as Gateway.success_is_news
+    forward = route_request(endpoint, ParsedRequest(view, {"model": model}), decisions, secret, {}, learn,
+                            settings.failover)
     if not forward.handled or forward.plan is None or forward.body is not None:
         return None
-    defaults = {k: v for k, v in first.provider.headers.items() if k not in first.credential.headers}
-    skipped = {":path", "content-length", "content-type", ATTEMPT_HEADER, *ENVOY_REQUEST_HEADERS, *defaults}
+    defaults = {k: v for k, v in first.provider.headers.items() if k not in cred.headers}
+    skipped = {":path", "content-length", "content-type", ATTEMPT_HEADER, *ENVOY_REQUEST_HEADERS, *defaults,
+               *cred.merge_headers}  # merged with the client's value in Envoy (the route's `merge`)
     headers = {k: literal(v) for k, v in forward.set_headers.items() if k not in skipped}
     headers[ROUTE_HEADER] = literal(first.route + FAST_SUFFIX)
-    remove = tuple(h for h in forward.remove_headers
-                   if h not in headers and h not in defaults and h not in _PLANNED_HEADERS)
+    remove = tuple(h for h in forward.remove_headers if h not in headers and h not in defaults
+                   and h not in _PLANNED_HEADERS and h not in cred.merge_headers)
     return FastRoute(endpoint_name, endpoint.path, model, forward.set_headers.get(":path", endpoint.path), headers,
                      {k: literal(v) for k, v in defaults.items()}, remove, forward.plan, Attempted.of(first, 1),
-                     clients)
+                     clients, dict(cred.merge_headers))
 
 
 def rendered(route: FastRoute) -> dict[str, str]:

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from extproc.auth.accounts import AccountManager, TokenState, login_credential, next_state
+from extproc.auth.accounts import ROUTE_MARGIN, AccountManager, TokenState, login_credential, next_state
 from extproc.auth.store import Account, TokenStore, store_at
 from extproc.config import parse_settings
 from extproc.core.errors import CredentialUnavailable
@@ -219,3 +219,45 @@ def test_a_request_after_a_failed_refresh_ended_gets_a_refresh_of_its_own(store,
 ])
 def test_token_state_transitions(state, event, after):
     assert next_state(state, event) is after
+
+
+def test_a_route_carries_a_trusted_token_only_and_never_one_near_its_expiry(store, endpoint):
+    clock = Clock(time.time())
+
+    async def run() -> None:
+        m = AccountManager(store, FLOWS, httpx.AsyncClient(transport=httpx.MockTransport(endpoint)), clock=clock)
+        moved: list[int] = []
+        m.watch_tokens(lambda: moved.append(1))
+        await m.load()
+        cred = credential(store)
+        assert m.route_token(cred) == "a1" and moved
+        m.invalidate(cred)
+        assert m.route_token(cred) is None  # refused: the full path refreshes it before its next use
+        assert await m.secret(cred) == "a2" and m.route_token(cred) is None  # fresh from a refusal: not yet taken
+        m.confirm(cred)
+        assert m.route_token(cred) == "a2"
+        clock.now += 3600 - ROUTE_MARGIN + 1
+        assert m.route_token(cred) is None  # withdrawn before it expires, refreshed or not
+
+    asyncio.run(run())
+
+
+def test_tokens_within_the_skew_are_refreshed_with_no_request_asking_and_the_routes_hear_of_it(store, endpoint):
+    clock = Clock(time.time())
+
+    async def run() -> None:
+        m = AccountManager(store, FLOWS, httpx.AsyncClient(transport=httpx.MockTransport(endpoint)), skew=300,
+                           clock=clock)
+        await m.load()
+        moved: list[int] = []
+        m.watch_tokens(lambda: moved.append(1))
+        m.refresh_due()
+        await asyncio.sleep(0)
+        assert endpoint.calls == []  # an hour left: nothing to do
+        clock.now += 3600 - 299
+        m.refresh_due()
+        m.refresh_due()  # one refresh in flight however often the timer looks
+        await asyncio.gather(*(t for t in asyncio.all_tasks() if t is not asyncio.current_task()))
+        assert endpoint.calls == ["r1"] and m.route_token(credential(store)) == "a2" and moved
+
+    asyncio.run(run())

@@ -8,10 +8,10 @@ from typing import Any
 import orjson
 
 from extproc.config import parse_settings
-from extproc.core.flows import OwnClient
+from extproc.core.flows import OwnClient, WindowLimit, Windows
 from extproc.core.headers import ATTEMPT_HEADER, ENDPOINTS_HEADER, PLAN_HEADER, PROVIDER_HEADER, ROUTE_HEADER
 from extproc.core.health import Health
-from extproc.core.providers import CLIENT_CREDENTIAL_HEADERS
+from extproc.core.providers import CLIENT_CREDENTIAL_HEADERS, AuthStyle
 from extproc.core.registry import Registry
 from extproc.core.settings import Credential
 from extproc.fast.routes import enabled, fast_route, rendered
@@ -183,3 +183,71 @@ def test_a_model_a_login_serves_for_one_clients_requests_alone_stays_on_the_full
     assert fast_route("messages", "c-model", both, Health(s.health), 1000.0, s) is None
     elsewhere = Registry.build(s, (dataclasses.replace(login, provider="anthropic"),))  # serves other models
     assert fast_route("messages", "c-model", elsewhere, Health(s.health), 1000.0, s) is not None
+
+
+def claude_settings(key: bool = False) -> Any:
+    return parse_settings({"discovery": False, "accounting": False, "strategy": "none", "providers": {
+        "an": {"base_url": "http://127.0.0.1:3", "apis": {"anthropic": "/v1"}, "auth": "x-api-key",
+               "api_key": "k-an" if key else ""}},
+        "models": [{"id": "c-model", "provider": "an"}], "translation": False}, {})
+
+
+OWN = OwnClient("Claude Code", "x-anthropic-billing-header:", "oauth.claude.other_clients")
+SENDS = Credential(id="claude-1", provider="an", account="claude-1", auth=AuthStyle.BEARER,
+                   merge_headers={"anthropic-beta": "oauth-2025-04-20"})  # other_clients: send
+
+
+def test_a_login_that_serves_every_client_goes_fast_with_its_current_token_and_its_401_retry_header() -> None:
+    s = claude_settings()
+    registry = Registry.build(s, (SENDS,))
+    route = fast_route("messages", "c-model", registry, Health(s.health), 1000.0, s, tokens=lambda c: "tok-1")
+    assert route is not None
+    assert route.headers["authorization"] == "Bearer tok-1" and route.headers["x-extproc-login"] == "claude-1"
+    assert "x-api-key" in route.remove  # the client's own credential never goes along
+    # The login's beta is joined to the client's in Envoy (the route's `merge`): neither set nor removed here.
+    assert route.merge == {"anthropic-beta": "oauth-2025-04-20"}
+    assert "anthropic-beta" not in route.headers and "anthropic-beta" not in route.remove
+    # No token to hand out (refused, near its expiry, no account manager): its requests take the full path.
+    assert fast_route("messages", "c-model", registry, Health(s.health), 1000.0, s, tokens=lambda c: None) is None
+    assert fast_route("messages", "c-model", registry, Health(s.health), 1000.0, s) is None
+
+
+def test_a_login_that_serves_one_client_alone_keeps_its_models_on_the_full_path() -> None:
+    s = claude_settings()
+    refuses = dataclasses.replace(SENDS, only_client=OWN)  # other_clients: refuse
+    registry = Registry.build(s, (refuses,))
+    # Envoy cannot tell Claude Code's requests from the others' (the mark is in the system prompt's first block)
+    assert fast_route("messages", "c-model", registry, Health(s.health), 1000.0, s, tokens=lambda c: "t") is None
+
+
+def test_a_login_with_usage_windows_asks_for_its_successes_to_be_learned() -> None:
+    s = claude_settings()
+    windows = Windows((WindowLimit("x-5h-utilization", "x-5h-reset", name="5h"),))
+    registry = Registry.build(s, (dataclasses.replace(SENDS, windows=windows),))
+    route = fast_route("messages", "c-model", registry, Health(s.health), 1000.0, s, tokens=lambda c: "t")
+    assert route is not None and parse_attempt_header(rendered(route)[ATTEMPT_HEADER]) is not None
+    assert route.headers.get("x-extproc-learn") == "1"
+    plain = fast_route("messages", "c-model", Registry.build(s, (SENDS,)), Health(s.health), 1000.0, s,
+                       tokens=lambda c: "t")
+    assert plain is not None and "x-extproc-learn" not in plain.headers
+
+
+def test_a_route_that_merges_headers_runs_the_shared_lua_script_and_no_other_route_does() -> None:
+    from extproc.bootstrap.fast import MERGE_SCRIPT, envoy_routes
+    from extproc.bootstrap.listeners import listener
+    from extproc.bootstrap.names import LUA_FILTER
+
+    s = claude_settings()
+    route = fast_route("messages", "c-model", Registry.build(s, (SENDS,)), Health(s.health), 1000.0, s,
+                       tokens=lambda c: "t")
+    assert route is not None
+    (made,) = envoy_routes(route, s, [])
+    assert made["typed_per_filter_config"][LUA_FILTER] == {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.LuaPerRoute", "name": MERGE_SCRIPT}
+    assert made["metadata"] == {"filter_metadata": {LUA_FILTER: {"merge": {"anthropic-beta": "oauth-2025-04-20"}}}}
+    keyed = route_for("a-model")
+    (plain,) = envoy_routes(keyed, settings(), [])
+    assert LUA_FILTER not in plain["typed_per_filter_config"] and "metadata" not in plain
+    chain = listener(dataclasses.replace(s, fast_routes="/nonexistent"))["filter_chains"][0]["filters"][0]
+    lua = next(f for f in chain["typed_config"]["http_filters"] if f["name"] == LUA_FILTER)["typed_config"]
+    assert set(lua["source_codes"]) == {MERGE_SCRIPT} and "default_source_code" not in lua  # no script per request

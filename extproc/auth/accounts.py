@@ -174,12 +174,14 @@ class AccountManager:
             callback()
 
     def refresh_due(self) -> None:
-        """Refresh every login whose token is within the refresh skew, with no request asking: a token a fast
-        route carries is renewed before it is withdrawn. One refresh across processes and replicas (the store's
-        lock); the others adopt its result."""
+        """Refresh every login whose token is within the refresh skew and not yet expired, with no request asking:
+        a token a fast route carries is renewed before it is withdrawn. An expired one is the next request's to
+        refresh (it waits for it, as without the fast path). One refresh across processes and replicas (the
+        store's lock); the others adopt its result."""
         for account in list(self._accounts.values()):
             if account.status != "suspended" and not account.api_key and account.access_token \
-                    and account.refresh_token and account.kind in self.flows and self._expiring(account):
+                    and account.refresh_token and account.kind in self.flows and self._expiring(account) \
+                    and not self._expired(account):
                 self._refresh_ahead(account.id)
 
     def note_windows(self, credential: Credential, state: WindowState) -> None:

@@ -341,6 +341,11 @@ def test_expiry_means_one_refresh_for_fifty_concurrent_requests(
 SHORT_LIFE = 1.0  # s a short login's token lives: expired by the time a stack has started, or soon after
 
 
+def routes_held(stack: Stack) -> str:
+    """The routes Envoy holds now, as its admin shows them (a fast route carries a login's current token)."""
+    return httpx.get(stack.admin_url + "/config_dump", params={"resource": "dynamic_route_configs"}).text
+
+
 def short_login(tmp_path: Path, config: dict[str, Any], oauth: FakeOAuth) -> float:
     """A Claude login whose token lives SHORT_LIFE; when the login was done (its token was issued before)."""
     oauth.expires_in = int(SHORT_LIFE)
@@ -522,6 +527,8 @@ def test_login_api_over_http(tmp_path: Path, fakes: dict[str, FakeProvider], ups
     first = fakes["anthropic"].wait_for(1)[0].headers["authorization"]
     refreshed = httpx.post(f"{stack.url}/auth/accounts/{account['id']}/refresh", headers=admin)
     assert refreshed.status_code == 200
+    # A fast route may carry the login's token: Envoy drops the old one when it reads the routes file again.
+    eventually(lambda: first.removeprefix("Bearer ") not in routes_held(stack), "Envoy drops the old token")
     assert httpx.post(stack.url + "/v1/messages", json=body).status_code == 200
     second = fakes["anthropic"].wait_for(2)[1].headers["authorization"]
     assert first != second == f"Bearer {oauth.latest_access_token}"
@@ -533,6 +540,7 @@ def test_login_api_over_http(tmp_path: Path, fakes: dict[str, FakeProvider], ups
 
     assert httpx.delete(f"{stack.url}/auth/accounts/{account['id']}", headers=admin).json() == {"removed": True}
     assert httpx.delete(f"{stack.url}/auth/accounts/{account['id']}", headers=admin).status_code == 404
+    eventually(lambda: not stack.fast_routes(), "Envoy drops the removed login's fast route")
     assert httpx.post(stack.url + "/v1/messages", json=body).status_code == 503  # no credential left
 
 

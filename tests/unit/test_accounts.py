@@ -261,3 +261,18 @@ def test_tokens_within_the_skew_are_refreshed_with_no_request_asking_and_the_rou
         assert endpoint.calls == ["r1"] and m.route_token(credential(store)) == "a2" and moved
 
     asyncio.run(run())
+
+
+def test_an_expired_token_is_left_to_the_request_that_needs_it(store, endpoint):
+    clock = Clock(time.time() + 3601)
+
+    async def run() -> None:
+        m = AccountManager(store, FLOWS, httpx.AsyncClient(transport=httpx.MockTransport(endpoint)), skew=300,
+                           clock=clock)
+        await m.load()
+        m.refresh_due()
+        await asyncio.sleep(0)
+        assert endpoint.calls == []  # no fast route carries it: the next request refreshes it and waits
+        assert m.route_token(credential(store)) is None and await m.secret(credential(store)) == "a2"
+
+    asyncio.run(run())

@@ -62,16 +62,16 @@ def account_entry(gateway: Gateway, entry: accesslog_pb2.HTTPAccessLogEntry) -> 
 
 def _logged_answer(entry: accesslog_pb2.HTTPAccessLogEntry, start: float, streamed: bool) -> Answer:
     """How the answer went: a stream cut once it had begun is recorded as the relay records one (`CUT`'s status),
-    never as a success."""
+    never as a success. Health learns the cut from the attempt's own entry in the upstream log (`learn_entry`),
+    not from this one: once."""
     common, headers = entry.common_properties, entry.request.request_headers
     first = common.time_to_first_upstream_rx_byte
-    status = entry.response.response_code.value
-    if status < 400 and _cut(common.response_flags):
-        status = CUT.status
+    began = entry.response.response_code.value
+    status = CUT.status if began < 400 and _cut(common.response_flags) else began
     return Answer(status, headers.get(ATTEMPT_HEADER, ""),
                   headers.get(PROVIDER_HEADER, ""), headers.get(ROUTE_HEADER, ""),
                   start + first.ToNanoseconds() / 1e9 if common.HasField("time_to_first_upstream_rx_byte") else None,
-                  streamed=streamed and status < 400)
+                  streamed=streamed and began < 400)
 
 
 def _cut(flags: accesslog_pb2.ResponseFlags) -> bool:

@@ -494,7 +494,7 @@ def _litellm_ready(proc: subprocess.Popen[bytes], log: Path, url: str, notes: li
 # ------------------------------------------------------------------------------------------ sanity
 
 
-def _answer_problem(name: str, resp: Any) -> str | None:
+def answer_problem(name: str, resp: Any) -> str | None:
     """Why a path's first answer shows the run would measure something else than that path, or None."""
     if name in ("stream-chat", "stream-messages"):
         return paths.stream_problem(resp.status_code, resp.headers.get("content-type", ""), resp.text,
@@ -518,7 +518,7 @@ def sanity_check(checks: Sequence[tuple[str, str, Load]]) -> None:
     with httpx.Client(timeout=10) as client:
         for name, url, load in checks:
             resp = client.post(url, content=load.body, headers=load.headers)
-            problem = _answer_problem(name, resp)
+            problem = answer_problem(name, resp)
             if problem:
                 raise RuntimeError(f"sanity check failed for {name} ({url}): {problem}\n"
                                    f"headers: {dict(resp.headers)}\nbody: {resp.text[:500]}")
@@ -746,10 +746,11 @@ def measure_rounds(targets: Sequence[Target], concurrencies: Sequence[int], roun
 
 
 def path_targets(t: Targets, load: Load, stream_concurrency: int = paths.STREAM_CONCURRENCY,
-                 headline: tuple[int, ...] = (8,), latency: tuple[int, ...] = (1, 8)) -> list[Target]:
+                 headline: tuple[int, ...] | None = (8,), latency: tuple[int, ...] | None = (1, 8)) -> list[Target]:
     """The issue's paths side by side, each after its baseline: bare, the default config, a client key (also at
     concurrency 1, for its added latency), a Claude login, translated, LiteLLM where installed; then streams of
-    100 events against a bare Envoy on the streaming fake."""
+    100 events against a bare Envoy on the streaming fake. `headline` and `latency`: the concurrencies of the
+    paths and of bare and keyed (None: all of the run's)."""
     messages = anthropic_request_body()
     out = [Target("bare", t.bare, load, concurrencies=latency), Target("default", t.gateway, load,
                                                                         concurrencies=headline)]

@@ -1,13 +1,16 @@
 """Benchmark: what the gateway costs over bare Envoy, against the same fake provider, in one run.
 
-Three Envoys and one gateway run on 127.0.0.1:
-  fake     an Envoy whose only route is a direct_response (a small chat.completion), so the upstream
-           costs next to nothing and is the same for both paths;
+On 127.0.0.1:
+  fake     an Envoy whose only route is a direct_response (a small chat.completion; an Anthropic message to the
+           login's token), so the upstream costs next to nothing and is the same for every path;
   bare     an Envoy with a plain route to the fake: the floor any Envoy-based gateway starts from;
-  gateway  `python -m extproc up` with the openai provider pointed at the fake.
-The load is a ~1 KB chat-completions POST, driven by wrk (or a pure-Python fallback when wrk is absent).
+  gateway  `python -m extproc up` with the openai provider pointed at the fake, and beside it the same config
+           without accounting, with a client key, with a Claude login, with N workers;
+  streams  a Node.js fake streaming 100 SSE events per answer, with a bare Envoy and a gateway of their own.
+The load is a ~1 KB POST driven by wrk (or a pure-Python fallback when wrk is absent). It prints the table
+(bare vs gateway by concurrency), the paths side by side (bench/paths.py), and the targets (bench/goals.py).
 
-    .venv/bin/python bench/run.py [--duration 10] [--concurrency 1,8,32] [--json out.json]
+    .venv/bin/python bench/run.py [--duration 10] [--concurrency 1,8,32] [--rounds 1] [--json out.json]
 """
 
 from __future__ import annotations
@@ -424,10 +427,11 @@ def start_stack(children: Children, envoy: str, envoy_concurrency: int, workers:
         print("bench: node not found, so no streams (the streaming fake is bench/stream_fake.js)")
     many = start_workers(children, fake_port, envoy_concurrency, workers)
     proxy = start_litellm(children, fake_port, [] if notes is None else notes, install=litellm)
+    stream_fake, bare_stream, stream = streams or (None, None, None)
     return Targets(f"http://{HOST}:{fake_port}{PATH}", f"http://{HOST}:{bare_port}{PATH}", gateway + PATH,
-                   plain + PATH, many + PATH if many else None, workers if many else 1, keyed + PATH,
-                   logged + paths.MESSAGES_PATH + "?beta=true", *(streams or (None, None, None)),
-                   proxy + PATH if proxy else None)
+                   plain=plain + PATH, workers=many + PATH if many else None, worker_count=workers if many else 1,
+                   keyed=keyed + PATH, login=logged + paths.MESSAGES_PATH + "?beta=true", stream_fake=stream_fake,
+                   bare_stream=bare_stream, stream=stream, litellm=proxy + PATH if proxy else None)
 
 
 # ------------------------------------------------------------------------------------------ LiteLLM

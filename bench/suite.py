@@ -451,7 +451,8 @@ def suite(args: argparse.Namespace, workdir: Path, children: harness.Children) -
     body = harness.request_body()
     stack = harness.Targets(f"http://{harness.HOST}:{fake_port}{harness.PATH}", bare, accounted_url + harness.PATH,
                             keyed=keyed + harness.PATH, login=logged + paths.MESSAGES_PATH + "?beta=true",
-                            **dict(zip(("stream_fake", "bare_stream", "stream"), streams or (None,) * 3, strict=True)),
+                            stream_fake=streams[0] if streams else None, bare_stream=streams[1] if streams else None,
+                            stream=streams[2] if streams else None,
                             litellm=proxy + harness.PATH if proxy else None)
     issue = {t.name: t for t in harness.path_targets(stack, load, plan.stream_concurrency, None, None)}
     targets = [issue["bare"], harness.Target("direct", main + harness.PATH, load),

@@ -133,7 +133,7 @@ async def processor(settings: Settings, prepare: Callable[[Settings], Settings] 
         spend = RedisSpend(redis_url, settings.state_prefix) if redis_url else LocalSpend()
         accounting = Accounting(spend)
         holders = RedisHolders(redis_url, settings.state_prefix) if redis_url else LocalHolders()
-        fast = FastPublisher(runtime, settings.fast_routes) if settings.fast_routes else None
+        fast = FastPublisher(runtime, settings.fast_routes, accounting.over_budget) if settings.fast_routes else None
         gateway = Gateway(runtime, secrets=manager, limiter=limiter, accounting=accounting, holders=holders,
                           fast=fast)
         server = await start_server(settings, gateway, manager)
@@ -159,7 +159,7 @@ async def processor(settings: Settings, prepare: Callable[[Settings], Settings] 
         if first:
             tasks.append(asyncio.create_task(QuotaReader(runtime, manager, client).run()))
         if fast is not None:
-            tasks.append(asyncio.create_task(fast.run()))
+            tasks += [asyncio.create_task(fast.run()), asyncio.create_task(fast.watch_budgets())]
         if settings.state_redis_url:
             sync = HealthSync(runtime.health, settings.state_redis_url, settings.state_prefix)
             runtime.shared_state = sync.status

@@ -89,8 +89,54 @@ def test_the_fast_path_is_off_where_every_request_needs_the_processor() -> None:
     assert not enabled(settings(accounting=True, log={"bodies": True}))  # the processor logs every body
     assert enabled(settings(accounting=False, log={"bodies": True}))  # no usage record to log them in
     assert not enabled(settings(fast_path=False))
-    assert not enabled(settings(clients={"keys": [{"name": "team", "key": "client-key-0123456789abcdef"}]}))
+    assert enabled(settings(clients={"keys": [{"name": "team", "key": "client-key-0123456789abcdef"}]}))
+    # Keys Envoy cannot check by itself: one known only by its digest, one counted per minute across replicas.
+    assert not enabled(settings(clients={"keys": [{"name": "team", "sha256": "ab" * 32},
+                                                  {"name": "ci", "key": "client-key-0123456789abcdef", "rpm": 60}]}))
 
+
+KEYS = [{"name": "team", "key": "client-key-0123456789abcdef"},
+        {"name": "a-only", "key": "key+with/odd=chars.0123", "models": ["a-model"]},  # not its fallback
+        {"name": "both", "key": "client-key-both-0123456789", "models": ["a-model", "b-model"]},
+        {"name": "hashed", "sha256": "ab" * 32}, {"name": "counted", "key": "client-key-counted-012345", "rpm": 60},
+        {"name": "capped", "key": "client-key-capped-0123456", "budget": {"usd": 1, "per": "day"}}]
+
+
+def test_a_keyed_route_takes_the_keys_envoy_can_check_whose_requests_the_full_path_would_plan_alike() -> None:
+    s = settings(clients={"keys": KEYS})
+    registry, health = Snapshot.build(s).registry, Health(s.health)
+    route = fast_route("chat", "a-model", registry, health, 1000.0, s)
+    assert route is not None and route.clients is not None
+    assert [k.name for k in route.clients] == ["team", "both", "capped"]
+    spent = fast_route("chat", "a-model", registry, health, 1000.0, s, frozenset({"capped"}))
+    assert spent is not None and spent.clients is not None and [k.name for k in spent.clients] == ["team", "both"]
+    only_b = settings(clients={"keys": [{"name": "b", "key": "client-key-0123456789abcdef", "models": ["b-model"]}]})
+    assert fast_route("chat", "a-model", Snapshot.build(only_b).registry, health, 1000.0, only_b) is None
+
+
+def test_a_keyed_route_is_one_envoy_route_per_key_and_way_it_is_sent_matching_that_key_alone() -> None:
+    from extproc.bootstrap.fast import envoy_routes, routes_per_model
+
+    s = settings(clients={"keys": KEYS})
+    route = fast_route("chat", "a-model", Snapshot.build(s).registry, Health(s.health), 1000.0, s)
+    assert route is not None
+    made = envoy_routes(route, s, [])
+    assert len(made) == routes_per_model(route) == 6  # team, both, capped; each as a bearer and as x-api-key
+    by_name = {r["name"]: r for r in made}
+    bearer, api_key = by_name["fast chat a-model both authorization"], by_name["fast chat a-model both x-api-key"]
+    assert bearer["match"]["headers"][0] == {"name": "authorization",
+                                             "string_match": {"exact": "Bearer client-key-both-0123456789"}}
+    assert api_key["match"]["headers"][:2] == [
+        {"name": "x-api-key", "string_match": {"exact": "client-key-both-0123456789"}},
+        {"name": "authorization", "present_match": True, "invert_match": True}]  # a bearer is the key when sent
+    for r in (bearer, api_key):
+        assert {"header": {"key": "x-extproc-client", "value": "both"},
+                "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"} in r["request_headers_to_add"]
+        assert r["typed_per_filter_config"]["envoy.filters.http.ext_proc"]["disabled"] is True
+        overwritten = {h["header"]["key"] for h in r["request_headers_to_add"]
+                       if h["append_action"] == "OVERWRITE_IF_EXISTS_OR_ADD"}
+        assert {"authorization", "x-api-key"} <= set(r["request_headers_to_remove"]) | overwritten  # the key stays
+    assert not any("counted" in n or "hashed" in n or "a-only" in n for n in by_name)
 
 def test_the_routes_document_is_one_route_configuration() -> None:
     from extproc.bootstrap.fast import routes_document
@@ -137,3 +183,36 @@ def test_a_model_a_login_serves_for_one_clients_requests_alone_stays_on_the_full
     assert fast_route("messages", "c-model", both, Health(s.health), 1000.0, s) is None
     elsewhere = Registry.build(s, (dataclasses.replace(login, provider="anthropic"),))  # serves other models
     assert fast_route("messages", "c-model", elsewhere, Health(s.health), 1000.0, s) is not None
+
+
+def test_a_stream_route_goes_to_the_provider_directly_and_keeps_the_answers_ends_for_its_usage() -> None:
+    from extproc.bootstrap.fast import envoy_routes
+    from extproc.core.headers import STREAM_HEADER
+
+    s = settings(accounting=True)
+    stream = fast_route("chat", "a-model", Snapshot.build(s).registry, Health(s.health), 1000.0, s, streams=True)
+    plain = route_for("a-model", accounting=True)
+    assert stream is not None and plain is not None and stream.streams and not plain.streams
+    assert STREAM_HEADER not in rendered(stream)  # no relay hop: the provider listener sends it on itself
+    route = envoy_routes(stream, s, [])[0]
+    flags = {m["path"][0]["key"]: not m.get("invert", False) for m in route["match"]["dynamic_metadata"][1:]}
+    assert flags == {"stream": True, "include_usage": True}  # a chat stream only when it asked for its usage
+    lua = route["typed_per_filter_config"]["envoy.filters.http.lua"]["source_code"]["inline_string"]
+    assert "bodyChunks" in lua and route["name"] == "fast chat a-model stream"
+    assert "envoy.filters.http.lua" not in envoy_routes(plain, s, [])[0]["typed_per_filter_config"]
+    unaccounted = settings()
+    quiet = envoy_routes(route_for("a-model"), unaccounted, [])[0]  # no usage to read: no Lua, no usage asked
+    assert [m["path"][0]["key"] for m in quiet["match"]["dynamic_metadata"][1:]] == ["stream"]
+    assert "envoy.filters.http.lua" not in quiet["typed_per_filter_config"]
+    bare = fast_route("chat", "a-model", Snapshot.build(unaccounted).registry, Health(unaccounted.health), 1000.0,
+                      unaccounted, streams=True)
+    assert bare is not None
+    assert {m["path"][0]["key"]: not m.get("invert", False)
+            for m in envoy_routes(bare, unaccounted, [])[0]["match"]["dynamic_metadata"][1:]} == {"stream": True}
+
+
+def test_a_stream_routes_plan_leaves_out_a_fallback_that_cannot_stream_as_the_full_paths_would() -> None:
+    s = settings()  # b-model, a-model's fallback, declares no streaming
+    stream = fast_route("chat", "a-model", Snapshot.build(s).registry, Health(s.health), 1000.0, s, streams=True)
+    assert stream is not None and [c.model for c in stream.plan.candidates] == ["a-model"]
+    assert [c.model for c in route_for("a-model").plan.candidates] == ["a-model", "b-model"]

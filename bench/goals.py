@@ -58,6 +58,12 @@ def figures_from(paths: Mapping[str, Mapping[int, Mapping[str, float]]], burst: 
                    burst_total=(burst or {}).get("total"))
 
 
+def burst_from(doc: Mapping[str, Mapping[str, object]]) -> dict[str, int]:
+    """The gateway's counts from bench/burst.py's --json (whole, refused, cut, bare 504, other per target)."""
+    counts = {k: v for k, v in doc["gateway"].items() if isinstance(v, int)}
+    return {"whole": counts.get("whole", 0), "refused": counts.get("refused", 0), "total": sum(counts.values())}
+
+
 def _at_least(value: float | None, floor: float) -> bool | None:
     return None if value is None else value >= floor
 

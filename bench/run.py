@@ -902,6 +902,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=1,
                         help="rounds of the paths side by side (default 1; the suite runs 3)")
     parser.add_argument("--json", type=Path, help="also write the results as JSON to this path")
+    parser.add_argument("--burst", type=Path,
+                        help="the JSON bench/burst.py --json wrote: its figures go into the targets' check")
     parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)),
                         help="also measure a gateway with this many processor workers (default: the cores; 1: "
                              "skip)")
@@ -943,7 +945,8 @@ def benchmark(args: argparse.Namespace, workdir: Path, children: Children) -> in
     found = measure_rounds(side_by_side, (), args.rounds, args.duration, args.warmup)
     print()
     print(render_paths(found, {t.name: t.baseline for t in side_by_side}))
-    verdicts = goals.verdicts(goals.figures_from(found))
+    burst = goals.burst_from(json.loads(args.burst.read_text())) if args.burst else None
+    verdicts = goals.verdicts(goals.figures_from(found, burst))
     print(f"\ntargets (ratios to bare Envoy in this run; {machine['nproc']} cores shared with whatever else runs):")
     print(goals.render(verdicts))
     failed = [*error_notes(rows), *(f"warning: {name} at concurrency {conc}: {f['errors']:.0f} requests failed"

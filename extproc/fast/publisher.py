@@ -78,7 +78,7 @@ class FastPublisher:
         self._over_budget = over_budget
         self._tokens = tokens  # without, a login's requests take the full path
         self._spent: frozenset[str] = frozenset()  # the keys whose budget is spent: their requests take the full path
-        self._hot: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._hot: OrderedDict[tuple[str, str, bool], None] = OrderedDict()  # endpoint, model, streams
         self._changed = asyncio.Event()  # a model to add: written within INTERVAL
         self._health = asyncio.Event()  # health changed: written at once (a route may send to a cooling key)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -86,7 +86,7 @@ class FastPublisher:
         if tokens is not None:  # a token refreshed, refused or withdrawn is written at once, as health is
             tokens.watch_tokens(self._health_changed)
         self._written: bytes | None = None
-        self._routes: dict[tuple[str, str], FastRoute] = {}  # what is published, by endpoint and model
+        self._routes: dict[tuple[str, str, bool], FastRoute] = {}  # what is published, by endpoint, model, streams
         self.published = 0  # fast routes in the file now
 
     def _health_changed(self) -> None:
@@ -96,9 +96,10 @@ class FastPublisher:
         else:
             self._loop.call_soon_threadsafe(self._health.set)
 
-    def note(self, endpoint: str, model: str) -> None:
-        """A request the full path served that could have gone fast: its model is published soon."""
-        key = (endpoint, model)
+    def note(self, endpoint: str, model: str, streams: bool = False) -> None:
+        """A request the full path served that could have gone fast: its model is published soon (the route of
+        its streams for a stream)."""
+        key = (endpoint, model, streams)
         if key in self._hot:
             self._hot.move_to_end(key)
             return
@@ -110,15 +111,17 @@ class FastPublisher:
     def document(self) -> tuple[bytes, int]:
         snapshot, health = self._runtime.current, self._runtime.health
         settings, now = snapshot.settings, self._runtime.clock()
-        routes: dict[tuple[str, str], FastRoute] = {}
+        routes: dict[tuple[str, str, bool], FastRoute] = {}
         if enabled(settings):
             room = ENVOY_ROUTES
             for key in reversed(self._hot):  # the most recently asked for first
+                endpoint, model, streams = key
                 try:
-                    route = fast_route(*key, snapshot.registry, health, now, settings, self._spent,
-                                       self._tokens.route_token if self._tokens is not None else None)
+                    route = fast_route(endpoint, model, snapshot.registry, health, now, settings, self._spent,
+                                       streams=streams,
+                                       tokens=self._tokens.route_token if self._tokens is not None else None)
                 except Exception:  # that model takes the full path; the others stay fast
-                    log.exception("fast path: no route for %s %s", *key)
+                    log.exception("fast path: no route for %s %s", endpoint, model)
                     continue
                 if route is not None and routes_per_model(route) <= room:  # one planned as before keeps when
                     before = self._routes.get(key)  # it was planned

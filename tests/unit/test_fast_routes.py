@@ -233,7 +233,7 @@ def test_a_login_with_usage_windows_asks_for_its_successes_to_be_learned() -> No
 
 
 def test_a_route_that_merges_headers_runs_the_shared_lua_script_and_no_other_route_does() -> None:
-    from extproc.bootstrap.fast import MERGE_SCRIPT, envoy_routes
+    from extproc.bootstrap.fast import MERGE_SCRIPT, STREAM_MERGE_SCRIPT, envoy_routes
     from extproc.bootstrap.listeners import listener
     from extproc.bootstrap.names import LUA_FILTER
 
@@ -250,4 +250,47 @@ def test_a_route_that_merges_headers_runs_the_shared_lua_script_and_no_other_rou
     assert LUA_FILTER not in plain["typed_per_filter_config"] and "metadata" not in plain
     chain = listener(dataclasses.replace(s, fast_routes="/nonexistent"))["filter_chains"][0]["filters"][0]
     lua = next(f for f in chain["typed_config"]["http_filters"] if f["name"] == LUA_FILTER)["typed_config"]
-    assert set(lua["source_codes"]) == {MERGE_SCRIPT} and "default_source_code" not in lua  # no script per request
+    assert set(lua["source_codes"]) == {MERGE_SCRIPT, STREAM_MERGE_SCRIPT}
+    assert "default_source_code" not in lua  # no script for a route that names none
+    # A login's stream, with accounting, keeps its answer's ends too: one script does both.
+    counted = dataclasses.replace(s, accounting=True)
+    stream = fast_route("messages", "c-model", Registry.build(counted, (SENDS,)), Health(s.health), 1000.0, counted,
+                        streams=True, tokens=lambda c: "t")
+    assert stream is not None
+    (made,) = envoy_routes(stream, counted, [])
+    assert made["typed_per_filter_config"][LUA_FILTER]["name"] == STREAM_MERGE_SCRIPT
+    both = lua["source_codes"][STREAM_MERGE_SCRIPT]["inline_string"]
+    assert "function envoy_on_request" in both and "function envoy_on_response" in both
+
+
+def test_a_stream_route_goes_to_the_provider_directly_and_keeps_the_answers_ends_for_its_usage() -> None:
+    from extproc.bootstrap.fast import envoy_routes
+    from extproc.core.headers import STREAM_HEADER
+
+    s = settings(accounting=True)
+    stream = fast_route("chat", "a-model", Snapshot.build(s).registry, Health(s.health), 1000.0, s, streams=True)
+    plain = route_for("a-model", accounting=True)
+    assert stream is not None and plain is not None and stream.streams and not plain.streams
+    assert STREAM_HEADER not in rendered(stream)  # no relay hop: the provider listener sends it on itself
+    route = envoy_routes(stream, s, [])[0]
+    flags = {m["path"][0]["key"]: not m.get("invert", False) for m in route["match"]["dynamic_metadata"][1:]}
+    assert flags == {"stream": True, "include_usage": True}  # a chat stream only when it asked for its usage
+    lua = route["typed_per_filter_config"]["envoy.filters.http.lua"]["source_code"]["inline_string"]
+    assert "bodyChunks" in lua and route["name"] == "fast chat a-model stream"
+    assert "envoy.filters.http.lua" not in envoy_routes(plain, s, [])[0]["typed_per_filter_config"]
+    unaccounted = settings()
+    quiet = envoy_routes(route_for("a-model"), unaccounted, [])[0]  # no usage to read: no Lua, no usage asked
+    assert [m["path"][0]["key"] for m in quiet["match"]["dynamic_metadata"][1:]] == ["stream"]
+    assert "envoy.filters.http.lua" not in quiet["typed_per_filter_config"]
+    bare = fast_route("chat", "a-model", Snapshot.build(unaccounted).registry, Health(unaccounted.health), 1000.0,
+                      unaccounted, streams=True)
+    assert bare is not None
+    assert {m["path"][0]["key"]: not m.get("invert", False)
+            for m in envoy_routes(bare, unaccounted, [])[0]["match"]["dynamic_metadata"][1:]} == {"stream": True}
+
+
+def test_a_stream_routes_plan_leaves_out_a_fallback_that_cannot_stream_as_the_full_paths_would() -> None:
+    s = settings()  # b-model, a-model's fallback, declares no streaming
+    stream = fast_route("chat", "a-model", Snapshot.build(s).registry, Health(s.health), 1000.0, s, streams=True)
+    assert stream is not None and [c.model for c in stream.plan.candidates] == ["a-model"]
+    assert [c.model for c in route_for("a-model").plan.candidates] == ["a-model", "b-model"]

@@ -108,6 +108,26 @@ def test_other_clients_go_fast_on_a_login_that_serves_them(stack: Stack, fakes: 
     assert sent.headers["anthropic-beta"] == "oauth-2025-04-20"  # the login's alone when the client sent none
 
 
+def test_a_stream_on_the_login_goes_fast_with_its_beta_joined_and_its_usage_recorded(
+        stack: Stack, fakes: dict[str, FakeProvider], issued: dict[str, Any]) -> None:
+    body = {"model": ALONE, "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}], "stream": True}
+    count = iter(range(1000))
+
+    def streamed() -> httpx.Response:
+        with httpx.stream("POST", stack.url + "/v1/messages", json=body, timeout=30,
+                          headers={"anthropic-beta": "tools-1", "x-request-id": f"login-stream-{next(count)}"}
+                          ) as answer:
+            answer.read()
+        return answer
+    fast = until_fast(streamed)
+    assert fast.status_code == 200 and b"message_stop" in fast.content
+    sent = fakes["anthropic"].requests[-1]
+    assert bearer(fakes["anthropic"]) == issued["access_token"]
+    assert sent.headers["anthropic-beta"] == "tools-1,oauth-2025-04-20"
+    record = stack.usage_record(fast.headers["x-request-id"])  # the stream's ends, read by the same script
+    assert record["streamed"] is True and record["input_tokens"] == 3 and record["route"] == "direct; fast"
+
+
 def test_a_login_that_serves_claude_code_alone_keeps_its_models_on_the_full_path(
         fakes: dict[str, FakeProvider], oauth: FakeOAuth, issued: dict[str, Any],
         make_stack: Callable[[dict[str, Any]], Stack]) -> None:

@@ -123,7 +123,7 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "auth": frozenset({"core", "state", "request", "runtime", "metrics"}),
     "discovery": frozenset({"core", "formats", "request"}),
     "config": frozenset({"core", "formats", "request", "bootstrap"}),
-    "bootstrap": frozenset({"core", "formats", "request", "fast", "usage"}),
+    "bootstrap": frozenset({"core", "formats", "request", "fast", "usage", "translate"}),
     "runtime": frozenset({"core", "discovery"}),
 }
 

@@ -34,10 +34,12 @@ from extproc.fast.routes import (
     MODEL_KEY,
     NAMESPACE,
     PATHS,
+    QUERIES,
     STREAM_KEEP,
     STREAM_KEY,
     STREAM_NAMESPACE,
     TAIL_KEY,
+    TRANSLATED_KEY,
     USAGE_ASKED_KEY,
     USAGE_NAMESPACE,
     FastRoute,
@@ -45,6 +47,7 @@ from extproc.fast.routes import (
     rendered,
     usage_asked,
 )
+from extproc.translate.ir import TRANSLATED
 from extproc.usage.tokens import ANSWER_USAGE_KEYS
 
 ROUTES_FILE = "routes.json"  # in settings.fast_routes: the route configuration Envoy watches
@@ -75,13 +78,41 @@ def body_to_metadata(settings: Settings) -> dict[str, Any]:
              "on_present": {"metadata_namespace": USAGE_NAMESPACE, "key": ".".join(keys)}}
             for keys in ANSWER_USAGE_KEYS], **_JSON}
     reader = {"name": "envoy.filters.http.json_to_metadata", "typed_config": config}
+    return skipped_when({"not_matcher": _could_go_fast(*PATHS)}, reader)
+
+
+def translated_mark() -> dict[str, Any]:
+    """After `body_to_metadata`: whether a Messages body holds translated thinking (a byte search), so that the
+    fast routes leave such a body to the full path."""
+    names = f'local NAMESPACE, KEY, MARK = "{NAMESPACE}", "{TRANSLATED_KEY}", "{TRANSLATED}"\n'
+    search = {"name": "envoy.filters.http.lua.translated_mark", "typed_config": {
+        "@type": T + "extensions.filters.http.lua.v3.Lua",
+        "default_source_code": {"inline_string": names + lua("translated_mark")}}}
+    return {**skipped_when({"not_matcher": _could_go_fast("messages")}, search),
+            "name": "envoy.filters.http.match_delegate.translated_mark"}
+
+
+def _could_go_fast(*endpoints: str) -> dict[str, Any]:
+    """A small POST to one of these endpoints' fast paths: the only requests a fast route could take."""
     digits = len(str(MAX_BODY))
-    could_go_fast = {"and_matcher": {"predicate": [
+    paths = [header_matches(":path", {"safe_regex": {"google_re2": {}, "regex": fast_path_regex(e)}})
+             for e in endpoints]
+    return {"and_matcher": {"predicate": [
         header_matches(":method", {"exact": "POST"}),
-        {"or_matcher": {"predicate": [header_matches(":path", {"exact": p}) for p in PATHS.values()]}},
+        paths[0] if len(paths) == 1 else {"or_matcher": {"predicate": paths}},  # Envoy wants two or more in an or
         header_matches("content-length", {"safe_regex": {"google_re2": {}, "regex": f"[0-9]{{1,{digits}}}"}}),
     ]}}
-    return skipped_when({"not_matcher": could_go_fast}, reader)
+
+
+def fast_path_regex(endpoint: str) -> str:
+    """The `:path` a fast route of this endpoint takes: its path, and the one query it may carry."""
+    query = QUERIES.get(endpoint)
+    return _re2(PATHS[endpoint]) + (f"(\\?{_re2(query)})?" if query else "")
+
+
+def _re2(literal: str) -> str:
+    """A literal as RE2 reads it: every character but a letter, digit or slash by its code point."""
+    return "".join(c if c.isascii() and (c.isalnum() or c == "/") else f"\\x{{{ord(c):x}}}" for c in literal)
 
 
 def lua_sources() -> dict[str, Any]:
@@ -193,7 +224,8 @@ def _envoy_route(route: FastRoute, settings: Settings, response_headers: list[di
         "name": f"fast {route.endpoint} {route.model}" + (" stream" if route.streams else ""),
         "match": {
             "path": route.path,
-            "headers": [{"name": ":path", "string_match": {"exact": route.path}},  # no query (no ?key=)
+            # The path with no query but the one the endpoint takes (no ?key=).
+            "headers": [{"name": ":path", "string_match": {"safe_regex": {"regex": fast_path_regex(route.endpoint)}}},
                         {"name": ":method", "string_match": {"exact": "POST"}},
                         {"name": "content-length", "range_match": {"start": 0, "end": MAX_BODY + 1}},
                         {"name": "content-encoding", "present_match": True, "invert_match": True},
@@ -201,7 +233,9 @@ def _envoy_route(route: FastRoute, settings: Settings, response_headers: list[di
                         {"name": PROVIDER_HEADER, "present_match": True, "invert_match": True}],
             "dynamic_metadata": [
                 {"filter": NAMESPACE, "path": [{"key": MODEL_KEY}], "value": {"string_match": {"exact": route.model}}},
-                *_streamed(route, settings)],
+                *_streamed(route, settings),
+                *([{"filter": NAMESPACE, "path": [{"key": TRANSLATED_KEY}], "value": {"bool_match": True},
+                    "invert": True}] if route.endpoint == "messages" else [])],
         },
         "route": action,
         "request_headers_to_remove": list(route.remove),

@@ -15,6 +15,7 @@ from extproc.bootstrap.fast import (
     lua_sources,
     route_source,
     scrub_forged,
+    translated_mark,
 )
 from extproc.bootstrap.local_replies import PROCESSOR_DOWN_STATUS, local_reply_config
 from extproc.bootstrap.names import (
@@ -72,7 +73,7 @@ def _connection_manager(settings: Settings) -> dict[str, Any]:
             **({"rds": route_source(settings.fast_routes), "access_log": answers_log(settings)}
                if settings.fast_routes else {"route_config": route_configuration(settings)}),
             "http_filters": [*([scrub_forged()] if settings.fast_routes else []), *request_decompressors(),
-                             *([body_to_metadata(settings)] if settings.fast_routes else []),
+                             *([body_to_metadata(settings), translated_mark()] if settings.fast_routes else []),
                              _ext_proc_filter(settings), {
                 "name": LUA_FILTER,
                 "typed_config": {"@type": T + "extensions.filters.http.lua.v3.Lua",

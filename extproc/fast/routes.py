@@ -28,9 +28,8 @@ from extproc.core.headers import (
     ROUTE_HEADER,
 )
 from extproc.core.health import Health
-from extproc.core.providers import Api
 from extproc.core.registry import Registry
-from extproc.core.resolve import Decision, candidates, takes
+from extproc.core.resolve import Decision, candidates
 from extproc.core.settings import Credential, Settings
 from extproc.core.view import RequestView
 from extproc.formats import ParsedRequest, match_endpoint
@@ -40,9 +39,15 @@ from extproc.request.transforms import selected, translates
 
 # Responses requests stay on the full path: a stored conversation belongs to one account (`previous_response_id`).
 PATHS = {"chat": "/v1/chat/completions", "messages": "/v1/messages"}
-MAX_BODY = 64 * 1024  # bytes: larger bodies take the full path (the plan assumes a request up to this size)
+# The one query a fast route takes, by endpoint: Claude Code's `?beta=true`, passed on as the full path passes it.
+# No other (a Gemini-style `?key=` is a client key the processor reads).
+QUERIES = {"messages": "beta=true"}
+MAX_BODY = 128 * 1024  # bytes: larger bodies take the full path (the plan assumes a request up to this size)
 NAMESPACE = "extproc.fast"  # the dynamic metadata json_to_metadata writes the body's model (and stream) into
 MODEL_KEY, STREAM_KEY = "model", "stream"  # their keys in it
+# Set (by Envoy's byte search, bootstrap/lua/translated_mark.lua) when a Messages body holds the mark of thinking
+# another provider wrote, which the full path leaves out on the way back to Anthropic (`translate.held`).
+TRANSLATED_KEY = "translated"
 USAGE_ASKED_KEY = "include_usage"  # … and a chat stream's `stream_options.include_usage`
 STREAM_NAMESPACE = "extproc.fast.stream"  # a fast stream's answer: its first and last bytes (by the Lua script)
 HEAD_KEY, TAIL_KEY = "head", "tail"  # their keys in it
@@ -134,7 +139,7 @@ def fast_route(endpoint_name: str, model: str, registry: Registry, health: Healt
     that model off the fast path. `spent`: the client keys whose budget is spent (their requests are refused on
     the full path); `tokens`: the logins' current tokens (without them, a login's requests take the full path)."""
     endpoint = match_endpoint(PATHS[endpoint_name])
-    if endpoint is None or (endpoint_name == "messages" and _translated_into(registry, endpoint.api, endpoint_name)):
+    if endpoint is None:
         return None
     limit = settings.failover.attempts
     streaming = frozenset({"streaming"}) if streams else frozenset()
@@ -198,17 +203,6 @@ def rendered(route: FastRoute) -> dict[str, str]:
 
 def _ids(decisions: list[Decision]) -> list[tuple[str, str]]:
     return [(d.model.qualified, d.credential.id) for d in decisions]
-
-
-def _translated_into(registry: Registry, api: Api, endpoint: str) -> bool:
-    """Whether some model could be served translated to this API's clients: their history may then hold
-    thinking another provider wrote, which the full path leaves out on the way back (`translate.held`)."""
-    def compute() -> bool:
-        view = RequestView(api, "", endpoint=endpoint)
-        return any(takes(p, m, view) and not p.speaks(api, endpoint, m.endpoints)
-                   for m in registry.models if (p := registry.providers.get(m.provider)) is not None)
-
-    return registry.memo(("translated into", api, endpoint), compute)
 
 
 def literal(value: str) -> str:

@@ -19,6 +19,7 @@ from extproc.config.data import builtin_flow_data
 from tests.conftest import Stack
 from tests.fake_oauth import FakeOAuth
 from tests.fakes import FakeProvider
+from tests.waits import eventually
 
 CLAUDE = Path(__file__).resolve().parents[2] / ".venv" / "clis" / "node_modules" / ".bin" / "claude"
 CLIENT_KEY = "client-key-of-claude-code"
@@ -43,7 +44,9 @@ def stack(fakes: dict[str, FakeProvider], make_module_stack: Callable[[dict[str,
         "an": {"base_url": fakes["anthropic"].base_url, "apis": {"anthropic": "/v1"}, "auth": "x-api-key",
                "api_key": "k-an-claude-code", "headers": {"anthropic-version": "2023-06-01"}}},
         "models": [{"id": "oa-model", "provider": "oa", "context_window": 200000, "capabilities": capabilities},
-                   {"id": "an-model", "provider": "an", "context_window": 200000, "capabilities": capabilities}],
+                   {"id": "an-model", "provider": "an", "context_window": 200000, "capabilities": capabilities},
+                   # No fallback to translate to: its requests can go fast.
+                   {"id": "an-solo", "provider": "an", "context_window": 200000, "capabilities": capabilities}],
         "fallbacks": {"an-model": ["oa-model"]}})
 
 
@@ -91,6 +94,23 @@ def test_claude_code_runs_on_an_openai_model_and_its_tool_calls_round_trip(
     assert answer["tool_call_id"] == "call_read_1" and "tangerine-42" in json.dumps(answer["content"])
     asked = [r for r in stack.usage_records() if r.get("requested_model")]
     assert all(r["route"].endswith("translated messages->chat") for r in asked[-2:])
+
+
+def test_claude_code_on_an_anthropic_model_with_an_api_key_is_served_by_envoy_alone_once_asked_for(
+        claude: Path, stack: Stack, fakes: dict[str, FakeProvider], tmp_path: Path) -> None:
+    def fast_records() -> list[dict[str, Any]]:
+        return [r for r in stack.usage_records() if r["served_model"] == "an-solo" and r["route"].endswith("; fast")]
+
+    first = run_claude(claude, stack, tmp_path, "say hi", "an-solo")
+    assert first["is_error"] is False and not fast_records()  # the first request of a model is the processor's
+    eventually(lambda: "fast messages an-solo stream" in stack.fast_routes(), "Envoy holds the model's route")
+    result = run_claude(claude, stack, tmp_path, "say hi again", "an-solo")
+    assert result["is_error"] is False and result["result"] == "hello from an-solo"
+    found = eventually(fast_records, "its requests' records, from Envoy's answers log")
+    assert all(r["streamed"] and r["client"] is None for r in found), found
+    sent = fakes["anthropic"].requests[-1]
+    assert sent.path == "/v1/messages?beta=true" and sent.headers["x-api-key"] == "k-an-claude-code"
+    assert sent.json()["system"][0]["text"].startswith("x-anthropic-billing-header:")  # its request, as sent
 
 
 def test_an_anthropic_429_is_answered_by_an_openai_model_within_the_same_claude_code_request(

@@ -160,15 +160,25 @@ def test_a_provider_that_spreads_requests_over_several_keys_keeps_them_on_the_fu
     assert route_for("a-model", providers=filled) is not None  # one key at a time: the first healthy one
 
 
-def test_messages_go_fast_only_while_no_answer_to_an_anthropic_client_can_be_translated() -> None:
+def test_messages_go_fast_with_translation_on_but_a_body_with_translated_thinking_takes_the_full_path() -> None:
+    import re
+
+    from extproc.bootstrap.fast import envoy_routes, fast_path_regex
+
     providers = {"pa": {"base_url": "http://127.0.0.1:1", "apis": {"openai": "/v1"}, "api_key": "k-a"},
                  "pm": {"base_url": "http://127.0.0.1:3", "apis": {"anthropic": "/v1"}, "api_key": "k-m",
                         "auth": "x-api-key"}}
     models = [{"id": "a-model", "provider": "pa"}, {"id": "m-model", "provider": "pm"}]  # a-model may answer it
-    assert route_for("m-model", "messages", providers=providers, models=models, fallbacks={}) is None
-    kept = route_for("m-model", "messages", providers=providers, models=models, fallbacks={}, translation=False)
-    assert kept is not None and kept.headers["x-api-key"] == "k-m"
-
+    route = route_for("m-model", "messages", providers=providers, models=models, fallbacks={})
+    assert route is not None and route.headers["x-api-key"] == "k-m"
+    (made,) = envoy_routes(route, settings(providers=providers, models=models, fallbacks={}), [])
+    assert {"filter": "extproc.fast", "path": [{"key": "translated"}], "value": {"bool_match": True},
+            "invert": True} in made["match"]["dynamic_metadata"]  # Envoy's byte search found no mark
+    # Claude Code's query is taken, passed on as it came; no other query is (a ?key= is a client key).
+    path = re.compile(fast_path_regex("messages").replace("\\x{3d}", "=").replace("\\x{3f}", "\\?"))
+    assert path.fullmatch("/v1/messages") and path.fullmatch("/v1/messages?beta=true")
+    assert not path.fullmatch("/v1/messages?key=k") and not path.fullmatch("/v1/messages?beta=true&key=k")
+    assert fast_path_regex("chat") == "/v1/chat/completions"
 
 def test_a_model_a_login_serves_for_one_clients_requests_alone_stays_on_the_full_path() -> None:
     s = parse_settings({"discovery": False, "accounting": False, "strategy": "none", "providers": {

@@ -41,8 +41,8 @@ def seed(store: Path, oauth: FakeOAuth, expires_in: float) -> dict[str, Any]:
 
 def config(fakes: dict[str, FakeProvider], oauth: FakeOAuth, store: Path, skew: float = 0,
            other_clients: str = "send") -> dict[str, Any]:
-    """Only the Claude login serves the model (its fallback is on an API key); no answer is translated, so
-    Anthropic clients' requests may go fast. The login serves every client unless told otherwise."""
+    """Only the Claude login serves the model (its fallback is on an API key). The login serves every client
+    unless told otherwise."""
     return {"discovery": False, "strategy": "none", "translation": False,
             "auth": {"store": str(store), "refresh_skew": skew},
             "oauth": {"claude": {"token_url": f"{oauth.base_url}/v1/oauth/token", "other_clients": other_clients}},
@@ -108,13 +108,13 @@ def test_other_clients_go_fast_on_a_login_that_serves_them(stack: Stack, fakes: 
     assert sent.headers["anthropic-beta"] == "oauth-2025-04-20"  # the login's alone when the client sent none
 
 
-def test_a_stream_on_the_login_goes_fast_with_its_beta_joined_and_its_usage_recorded(
+def test_a_stream_to_claude_codes_path_on_the_login_goes_fast_with_its_beta_joined_and_its_usage_recorded(
         stack: Stack, fakes: dict[str, FakeProvider], issued: dict[str, Any]) -> None:
     body = {"model": ALONE, "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}], "stream": True}
     count = iter(range(1000))
 
     def streamed() -> httpx.Response:
-        with httpx.stream("POST", stack.url + "/v1/messages", json=body, timeout=30,
+        with httpx.stream("POST", stack.url + "/v1/messages?beta=true", json=body, timeout=30,  # as Claude Code
                           headers={"anthropic-beta": "tools-1", "x-request-id": f"login-stream-{next(count)}"}
                           ) as answer:
             answer.read()

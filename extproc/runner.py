@@ -193,6 +193,8 @@ async def serve(settings: Settings) -> signal.Signals | None:
         log.warning("processor.token is not set: anything that can reach %s can obtain provider credentials; "
                     "set it, and render Envoy's config with `extproc envoy-config` so Envoy sends it",
                     settings.processor)
+    if settings.fast_routes:  # before Envoy reads it: an Envoy rendered with this directory cannot start without it
+        initial_routes(settings, settings.fast_routes)
     async with serving(settings):
         log.info("processor listening on %s", ", ".join(str(a) for a in settings.processor_addresses))
         return await _until_signalled()
@@ -343,10 +345,11 @@ async def up(settings: Settings) -> signal.Signals | None:
         if address is not None:
             _check_free(key, address.host, address.port)
     with tempfile.TemporaryDirectory(prefix="extproc-") as tmp:
-        # The routes Envoy watches, which the processor rewrites (the fast path).
-        if settings.fast_path:
+        # The routes Envoy watches, which the processor rewrites (the fast path): where the config says, else here.
+        if settings.fast_path and not settings.fast_routes:
             settings = dataclasses.replace(settings, fast_routes=str(Path(tmp) / "routes"))
-            initial_routes(settings, str(settings.fast_routes))
+        if settings.fast_routes:
+            initial_routes(settings, settings.fast_routes)
         async with serving(settings):
             config_path = Path(tmp) / "envoy.yaml"
             config_path.write_text(render_bootstrap(settings))

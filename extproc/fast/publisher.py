@@ -2,7 +2,8 @@
 requests can go without the processor, rewritten (and moved into place, so Envoy reloads it) as health,
 the configuration or the set of models asked for changes.
 
-One process writes it: the one `extproc up` gave the routes directory (worker 0).
+One process writes it: the one given the routes directory (worker 0); which models are hot it reads from the
+`HotModels` every worker feeds (through Redis when several processes serve).
 """
 
 from __future__ import annotations
@@ -11,19 +12,18 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections import OrderedDict
 from pathlib import Path
 
 from extproc.bootstrap.fast import ROUTES_FILE, routes_document
 from extproc.bootstrap.listeners import route_configuration
 from extproc.core.settings import Settings
+from extproc.fast.hot import HotModels
 from extproc.fast.routes import FastRoute, enabled, fast_route
 from extproc.runtime import Runtime
 
 log = logging.getLogger("extproc")
 HEALTH_GAP = 0.02  # seconds: the changes that come this close together are written once
 HEALTH_EVERY = 0.2  # seconds: at most so many writes for health (each plans every hot model again)
-CAPACITY = 256  # models kept fast at once (the most recently asked for): Envoy matches routes one by one
 INTERVAL = 1.0  # seconds between two writes for new models, and between two looks at health (cooldowns end)
 
 
@@ -54,11 +54,12 @@ async def _first(*events: asyncio.Event) -> None:
 
 
 class FastPublisher:
-    def __init__(self, runtime: Runtime, directory: str) -> None:
+    def __init__(self, runtime: Runtime, directory: str, hot: HotModels) -> None:
         self._runtime = runtime
         self._directory = directory
-        self._hot: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._hot = hot
         self._changed = asyncio.Event()  # a model to add: written within INTERVAL
+        hot.watch(self._changed.set)
         self._health = asyncio.Event()  # health changed: written at once (a route may send to a cooling key)
         self._loop: asyncio.AbstractEventLoop | None = None
         runtime.health.watch(self._health_changed)
@@ -73,23 +74,12 @@ class FastPublisher:
         else:
             self._loop.call_soon_threadsafe(self._health.set)
 
-    def note(self, endpoint: str, model: str) -> None:
-        """A request the full path served that could have gone fast: its model is published soon."""
-        key = (endpoint, model)
-        if key in self._hot:
-            self._hot.move_to_end(key)
-            return
-        self._hot[key] = None
-        while len(self._hot) > CAPACITY:
-            self._hot.popitem(last=False)
-        self._changed.set()
-
     def document(self) -> tuple[bytes, int]:
         snapshot, health = self._runtime.current, self._runtime.health
         settings, now = snapshot.settings, self._runtime.clock()
         routes: dict[tuple[str, str], FastRoute] = {}
         if enabled(settings):
-            for key in sorted(self._hot):
+            for key in self._hot.pairs():
                 try:
                     route = fast_route(*key, snapshot.registry, health, now, settings)
                 except Exception:  # that model takes the full path; the others stay fast

@@ -79,7 +79,7 @@ class FastRoute:
 def enabled(settings: Settings) -> bool:
     """The fast path serves when nothing per request needs Python: no client keys to check, no bodies to log
     (usage, with accounting, Envoy reads and logs itself); and it needs the routes file Envoy watches, which
-    `extproc up` makes."""
+    `extproc up` makes (or `fast_routes` names, for an Envoy rendered ahead)."""
     return settings.fast_path and not settings.clients.active and not (settings.accounting and settings.log_bodies)
 
 

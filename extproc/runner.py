@@ -136,7 +136,7 @@ async def processor(settings: Settings, prepare: Callable[[Settings], Settings] 
         accounting = Accounting(spend)
         holders = RedisHolders(redis_url, settings.state_prefix) if redis_url else LocalHolders()
         # The models that could go fast: noted by every process, shared through Redis, published by one per replica.
-        hot = HotModels() if settings.fast_routes or redis_url else None
+        hot = HotModels(shared=redis_url is not None) if settings.fast_routes or redis_url else None
         fast = FastPublisher(runtime, settings.fast_routes, hot) if settings.fast_routes and hot else None
         gateway = Gateway(runtime, secrets=manager, limiter=limiter, accounting=accounting, holders=holders,
                           fast=hot)

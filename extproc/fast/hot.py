@@ -18,9 +18,10 @@ Pair = tuple[str, str]  # (endpoint, model)
 
 
 class HotModels:
-    def __init__(self, clock: Callable[[], float] = time.time, capacity: int = CAPACITY) -> None:
+    def __init__(self, clock: Callable[[], float] = time.time, capacity: int = CAPACITY, shared: bool = True) -> None:
         self._clock = clock
         self._capacity = capacity
+        self._shared = shared  # False: no other process takes the notes (no state.redis), so none are kept for it
         self._asked: dict[Pair, float] = {}  # when each was last asked for, here or (merged) anywhere
         self._noted: dict[Pair, float] = {}  # asked for here since the last `take_noted`: what to share
         self._watchers: list[Callable[[], None]] = []
@@ -32,7 +33,8 @@ class HotModels:
     def note(self, endpoint: str, model: str) -> None:
         """A request the full path served that could have gone fast (called per request: kept cheap)."""
         pair, now = (endpoint, model), self._clock()
-        self._noted[pair] = now
+        if self._shared:
+            self._noted[pair] = now
         new = pair not in self._asked
         self._asked[pair] = now
         if new:

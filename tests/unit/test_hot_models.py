@@ -40,3 +40,9 @@ def test_past_capacity_the_least_recently_asked_for_go() -> None:
     assert hot.pairs() == [("chat", "a"), ("chat", "c")]
     hot.merge([(("chat", "old"), 0.5)])  # older than all kept: it does not stay
     assert hot.pairs() == [("chat", "a"), ("chat", "c")]
+
+
+def test_without_anyone_to_share_with_nothing_is_kept_for_sharing() -> None:
+    hot = HotModels(Clock(1.0), shared=False)
+    hot.note("chat", "m1")
+    assert hot.pairs() == [("chat", "m1")] and hot.take_noted() == {}

@@ -41,14 +41,14 @@ def _dockerfile_uid() -> str:
 
 def test_compose_shares_the_routes_file_between_the_processor_and_envoy_as_one_user() -> None:
     """The processor writes the fast path's routes (0600) into a volume Envoy reads: the same volume at the
-    config's fast_routes in both, and Envoy's image told to run as the processor's uid."""
+    config's fast_routes in both, and Envoy run as the processor's uid."""
     settings = load_settings(ROOT / "deploy" / "compose-config.yaml", env=COMPOSE_ENV)
     services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
     mounted = {name: {v.split(":")[0]: v.split(":")[1:] for v in services[name]["volumes"]}
                for name in ("processor", "envoy")}
     assert mounted["processor"]["fast-routes"] == [settings.fast_routes]
     assert mounted["envoy"]["fast-routes"] == [settings.fast_routes, "ro"]
-    assert services["envoy"]["environment"]["ENVOY_UID"] == _dockerfile_uid()
+    assert services["envoy"]["user"] == f"{_dockerfile_uid()}:{_dockerfile_uid()}"
     assert "/run/extproc/routes" in (ROOT / "Dockerfile").read_text()  # owned by that user in the image
     assert "filter:error" in services["envoy"]["command"]  # no warning per body from the fast path's reader
 

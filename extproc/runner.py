@@ -137,7 +137,8 @@ async def processor(settings: Settings, prepare: Callable[[Settings], Settings] 
         holders = RedisHolders(redis_url, settings.state_prefix) if redis_url else LocalHolders()
         # The models that could go fast: noted by every process, shared through Redis, published by one per replica.
         hot = HotModels(shared=redis_url is not None) if settings.fast_routes or redis_url else None
-        fast = FastPublisher(runtime, settings.fast_routes, hot) if settings.fast_routes and hot else None
+        fast = FastPublisher(runtime, settings.fast_routes, hot, accounting.over_budget) \
+            if settings.fast_routes and hot else None
         gateway = Gateway(runtime, secrets=manager, limiter=limiter, accounting=accounting, holders=holders,
                           fast=hot)
         server = await start_server(settings, gateway, manager)
@@ -163,7 +164,7 @@ async def processor(settings: Settings, prepare: Callable[[Settings], Settings] 
         if first:
             tasks.append(asyncio.create_task(QuotaReader(runtime, manager, client).run()))
         if fast is not None:
-            tasks.append(asyncio.create_task(fast.run()))
+            tasks += [asyncio.create_task(fast.run()), asyncio.create_task(fast.watch_budgets())]
         if settings.state_redis_url:
             sync = HealthSync(runtime.health, settings.state_redis_url, settings.state_prefix)
             runtime.shared_state = sync.status

@@ -201,6 +201,13 @@ class Stack:
             return None if found["available"] else found
         return eventually(card, f"{model_id} is shown unavailable")
 
+    def fast_routes(self) -> list[str]:
+        """The names of the fast routes Envoy holds now (what it reloaded, not what the file says)."""
+        dump = httpx.get(self.admin_url + "/config_dump", params={"resource": "dynamic_route_configs"}).json()
+        return [route["name"] for config in dump.get("configs", [])
+                for host in config["route_config"].get("virtual_hosts", []) for route in host.get("routes", [])
+                if route.get("name", "").startswith("fast ")]
+
     def usage_records(self) -> list[dict[str, Any]]:
         """The usage records the gateway has logged (JSON log lines), oldest first."""
         return [json.loads(line) for line in self.logs().splitlines()

@@ -10,10 +10,12 @@ import orjson
 
 from extproc.bootstrap.failover import ATTEMPTS_CLUSTER, grpc_service, header_matches, no_answer_retries, skipped_when
 from extproc.bootstrap.names import T
+from extproc.core.clients import ClientKey
 from extproc.core.headers import (
     ACCOUNT_HEADER,
     API_HEADER,
     ATTEMPT_HEADER,
+    CLIENT_HEADER,
     ENDPOINTS_HEADER,
     ENVOY_REQUEST_HEADERS,
     INTERNAL_HEADERS,
@@ -34,6 +36,7 @@ from extproc.fast.routes import (
     STREAM_KEY,
     USAGE_NAMESPACE,
     FastRoute,
+    literal,
     rendered,
 )
 from extproc.usage.tokens import ANSWER_USAGE_KEYS
@@ -85,7 +88,8 @@ def answers_log(settings: Settings) -> list[dict[str, Any]]:
             "common_config": {"log_name": ANSWERS_LOG, "transport_api_version": "V3",
                               "grpc_service": grpc_service(settings),
                               "buffer_flush_interval": "0.1s", "buffer_size_bytes": 65536},
-            "additional_request_headers_to_log": [ATTEMPT_HEADER, PROVIDER_HEADER, ROUTE_HEADER, API_HEADER],
+            "additional_request_headers_to_log": [ATTEMPT_HEADER, PROVIDER_HEADER, ROUTE_HEADER, API_HEADER,
+                                                  CLIENT_HEADER],
         },
     }]
 
@@ -112,8 +116,17 @@ def routes_document(route_config: dict[str, Any]) -> bytes:
     return orjson.dumps({"resources": [{"@type": T + "config.route.v3.RouteConfiguration", **route_config}]})
 
 
-def envoy_route(route: FastRoute, settings: Settings, response_headers: list[dict[str, Any]]) -> dict[str, Any]:
-    """A published model's route: matched on the metadata the body gave, for a body the plan was made for."""
+def envoy_routes(route: FastRoute, settings: Settings, response_headers: list[dict[str, Any]]
+                 ) -> list[dict[str, Any]]:
+    """A published model's routes: matched on the metadata the body gave, for a body the plan was made for; with
+    client keys, one per key the route takes and way a client sends it."""
+    base = _envoy_route(route, settings, response_headers)
+    if route.clients is None:
+        return [base]
+    return [_keyed(base, key, how) for key in route.clients for how in KEY_SOURCES]
+
+
+def _envoy_route(route: FastRoute, settings: Settings, response_headers: list[dict[str, Any]]) -> dict[str, Any]:
     policy = settings.failover
     action: dict[str, Any] = {
         "cluster": ATTEMPTS_CLUSTER, "timeout": "0s",
@@ -148,3 +161,31 @@ def envoy_route(route: FastRoute, settings: Settings, response_headers: list[dic
         "typed_per_filter_config": {"envoy.filters.http.ext_proc": {
             "@type": T + "extensions.filters.http.ext_proc.v3.ExtProcPerRoute", "disabled": True}},
     }
+
+
+# How a client sends its key on the fast path's endpoints (`clients.presented_key`): OpenAI's SDKs (and Anthropic's
+# with a token) as a bearer, Anthropic's as x-api-key. A key sent any other way takes the full path.
+KEY_SOURCES = ("authorization", "x-api-key")
+
+
+def routes_per_model(route: FastRoute) -> int:
+    """How many Envoy routes `envoy_routes` makes of it (each one more for Envoy to match requests against)."""
+    return 1 if route.clients is None else len(route.clients) * len(KEY_SOURCES)
+
+
+def _keyed(base: dict[str, Any], key: ClientKey, source: str) -> dict[str, Any]:
+    """The route for the requests that send `key` in `source`: the match is the check (any other key, a spent
+    one, one configured as its SHA-256, one counted per minute, falls through to the processor's route, which
+    checks it as always), and the route names the client for the answers log. Envoy's api_key_auth cannot do
+    it: it runs on the request's headers, before the body says which model, so which route, it is."""
+    sent: list[dict[str, Any]]
+    if source == "authorization":
+        sent = [{"name": "authorization", "string_match": {"exact": f"Bearer {key.key}"}}]
+    else:  # as the processor reads it: a bearer, when there is one, is the key
+        sent = [{"name": source, "string_match": {"exact": key.key}},
+                {"name": "authorization", "present_match": True, "invert_match": True}]
+    named = {"header": {"key": CLIENT_HEADER, "value": literal(key.name)},
+             "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
+    return {**base, "name": f"{base['name']} {key.name} {source}",
+            "match": {**base["match"], "headers": [*sent, *base["match"]["headers"]]},  # the key first: most fail it
+            "request_headers_to_add": [*base["request_headers_to_add"], named]}

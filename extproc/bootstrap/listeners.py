@@ -8,9 +8,23 @@ from collections.abc import Sequence
 from typing import Any
 
 from extproc.bootstrap.failover import grpc_service, upstream_log
-from extproc.bootstrap.fast import answers_log, body_to_metadata, envoy_route, route_source, scrub_forged
+from extproc.bootstrap.fast import (
+    answers_log,
+    body_to_metadata,
+    envoy_routes,
+    route_source,
+    scrub_forged,
+)
 from extproc.bootstrap.local_replies import PROCESSOR_DOWN_STATUS, local_reply_config
-from extproc.bootstrap.names import CONTROL_SERVICES, DESCRIPTOR_SET, REQUEST_CODINGS, ROUTER_MODE, T, socket
+from extproc.bootstrap.names import (
+    CONTROL_SERVICES,
+    DESCRIPTOR_SET,
+    RECEIVED_AT,
+    REQUEST_CODINGS,
+    ROUTER_MODE,
+    T,
+    socket,
+)
 from extproc.bootstrap.routes import (
     attempts_response_headers,
     attempts_route,
@@ -21,6 +35,7 @@ from extproc.bootstrap.routes import (
     undecodable,
     unrouted,
 )
+from extproc.core.admission import MESSAGE_TIMEOUT
 from extproc.core.headers import ATTEMPT_HEADER
 from extproc.core.settings import Settings
 from extproc.fast.routes import FastRoute
@@ -79,7 +94,8 @@ def route_configuration(settings: Settings, fast: Sequence[FastRoute] = ()) -> d
         "include_request_attempt_count": True,  # x-envoy-attempt-count: which candidate an attempt is
         "routes": [*health_routes(), *models_routes(), gemini_models_route(),
                    auth_route(_transcoder_config(strict=True)), undecodable(),
-                   *(envoy_route(r, settings, fast_shown) for r in fast), attempts_route(settings), unrouted()],
+                   *(e for r in fast for e in envoy_routes(r, settings, fast_shown)), attempts_route(settings),
+                   unrouted()],
     }]}
 
 
@@ -110,7 +126,8 @@ def _ext_proc_filter(settings: Settings) -> dict[str, Any]:
             "failure_mode_allow": False,
             "status_on_error": {"code": PROCESSOR_DOWN_STATUS},  # processor unreachable: a status only it uses
             "allow_mode_override": True,  # a Code Assist answer is unwrapped: its body is asked for per request
-            "message_timeout": "5s",
+            "message_timeout": f"{MESSAGE_TIMEOUT:g}s",  # past it: 503 gateway_overloaded (local_replies)
+            "request_attributes": [RECEIVED_AT],  # how long the headers waited: processor.max_wait
             # The plan for later attempts, and the endpoint list for the override_host load balancer.
             "metadata_options": {"receiving_namespaces": {"untyped": [PLAN_NAMESPACE, LB_NAMESPACE]}},
             "mutation_rules": {"allow_envoy": True},  # x-envoy-max-retries: no attempt past the plan

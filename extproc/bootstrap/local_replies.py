@@ -19,6 +19,7 @@ import orjson
 
 from extproc.bootstrap.failover import ATTEMPTS_CLUSTER
 from extproc.bootstrap.names import REQUEST_CODINGS, T, provider_cluster_name
+from extproc.core.admission import MESSAGE_TIMEOUT, overloaded
 from extproc.core.errors import ClientError
 from extproc.core.failures import CUT, REFUSED, RESET, TIMEOUT, UNREACHABLE, UpstreamFailure
 from extproc.core.headers import API_HEADER, FAILURE_HEADER, PROVIDER_HEADER
@@ -52,6 +53,11 @@ _REFUSED_BY_ENVOY = _cel("response.code >= 400 && response.code < 500 && !respon
 # The ext_proc filter's own 502 when it cannot reach the processor (details `ext_proc_error…`); any other 502 (a
 # reset answer, the processor's own reply) says what it is.
 _PROCESSOR_DOWN = _cel(f"response.code == {PROCESSOR_DOWN_STATUS} && response.code_details.startsWith('ext_proc')")
+# The processor did not answer a message within MESSAGE_TIMEOUT: Envoy's own 504 with no body, details
+# `ext_proc_error_per-message_timeout_exceeded` and no response flag (Envoy 1.40). The processor was too busy: the
+# same 503 with retry-after its admission gate answers.
+_PROCESSOR_LATE = _cel("response.code == 504 && response.code_details.startsWith('ext_proc_error')")
+_LATE = overloaded(f"no answer from its processor within {MESSAGE_TIMEOUT:g} s")
 
 
 # An attempt that got no answer from its provider, where Envoy meets it: a provider's listener (behind the
@@ -101,6 +107,12 @@ def _told(failure: UpstreamFailure) -> dict[str, Any]:
         "header": {"key": FAILURE_HEADER, "value": failure.kind}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}]}
 
 
+def _retry_after(err: ClientError) -> dict[str, Any]:
+    """The refusal's own status and its retry-after."""
+    return {"status_code": err.status, "headers_to_add": [{"header": {
+        "key": "retry-after", "value": str(err.retry_after)}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}]}
+
+
 def local_reply_config(by_api_header: bool = False) -> dict[str, Any]:
     """Mappers that pick the envelope by the API the processor names in `x-extproc-api` (an attempt may have
     rewritten the path to the provider's), else by the client's path; `by_api_header` alone behind the
@@ -113,6 +125,7 @@ def local_reply_config(by_api_header: bool = False) -> dict[str, Any]:
         *((_status(err.status), functools.partial(_client_error, err=err), {}) for err in _CLIENT_ERRORS),
         (_REFUSED_BY_ENVOY, _refused, {}),
         (_PROCESSOR_DOWN, lambda family: family.local_reply(PROCESSOR_DOWN), {}),
+        (_PROCESSOR_LATE, functools.partial(_client_error, err=_LATE), _retry_after(_LATE)),
         *(({"and_filter": {"filters": [{"response_flag_filter": {"flags": flags}}, _cel(where)]}},
            functools.partial(_upstream_failure, failure=failure, provider=provider), _told(failure))
           for behind, flags, where, failure, provider in _UPSTREAM_FAILURES if behind == by_api_header),

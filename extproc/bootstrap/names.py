@@ -22,6 +22,7 @@ REQUEST_CODINGS: dict[str, dict[str, Any]] = {
 ROUTER_MODE = {"request_header_mode": "SEND", "request_body_mode": "BUFFERED", "request_trailer_mode": "SKIP",
                "response_header_mode": "SKIP", "response_body_mode": "NONE", "response_trailer_mode": "SKIP"}
 UPSTREAM_MODE = {**ROUTER_MODE, "request_body_mode": "NONE"}
+RECEIVED_AT = "request.time"  # the attribute the router-level filter sends: when Envoy received the request
 _LUA = Path(__file__).resolve().parent / "lua"
 
 

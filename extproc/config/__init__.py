@@ -21,7 +21,9 @@ from extproc.config.models import parse_aliases, parse_fallbacks, parse_models
 from extproc.config.problems import ConfigErrors, collecting, in_file_order, keep, report
 from extproc.config.providers import discovery_defaults, parse_providers
 from extproc.config.values import (
+    ADMISSION_KEYS,
     address,
+    admission,
     boolean,
     choice,
     expand_env,
@@ -37,6 +39,7 @@ from extproc.config.values import (
     string,
     string_list,
 )
+from extproc.core.admission import AdmissionPolicy
 from extproc.core.budget import PERIODS, Budget
 from extproc.core.clients import ClientKey, ClientPolicy, digest
 from extproc.core.errors import ConfigError
@@ -140,7 +143,7 @@ def _parse(raw: Mapping[str, Any], env: Mapping[str, str], secrets: bool) -> Set
     shutdown = section(raw.get("shutdown"), "shutdown", {"grace"})
     redis_url, redis_prefix, redis_key = keep((None, "extproc:", None), _state, raw.get("state"))
     processor_raw = raw.get("processor")
-    own = {k: v for k, v in processor_raw.items() if k not in ("token", "relay_port", "workers")} \
+    own = {k: v for k, v in processor_raw.items() if k not in ("token", "relay_port", "workers", *ADMISSION_KEYS)} \
         if isinstance(processor_raw, dict) else processor_raw
     processor = keep(Address("127.0.0.1", 50051), address, own or None, "processor", Address("127.0.0.1", 50051))
     workers = keep(1, processor_workers, processor_raw, redis_url is not None)
@@ -153,6 +156,7 @@ def _parse(raw: Mapping[str, Any], env: Mapping[str, str], secrets: bool) -> Set
         processor=processor,
         relay=Address(processor.host, keep(processor.port + 1, relay_port, processor_raw, processor, workers)),
         workers=workers,
+        admission=keep(AdmissionPolicy(), admission, processor_raw),
         processor_token=keep(None, processor_token, processor_raw),
         admin=keep(Address("127.0.0.1", 9901), address, raw.get("admin"), "admin", Address("127.0.0.1", 9901)),
         providers=providers,
@@ -299,6 +303,7 @@ def _client_key(raw: Any, key: str, secrets: bool) -> ClientKey:
     if ("key" in entry) == ("sha256" in entry):
         raise ConfigError(f"{key}: give either key (e.g. ${{CLIENT_KEY}}) or sha256 (its hex SHA-256), not both "
                           "or neither")
+    secret = ""
     if "key" in entry and not secrets and not entry["key"]:
         sha = _NO_KEY
     elif "key" in entry:
@@ -313,4 +318,4 @@ def _client_key(raw: Any, key: str, secrets: bool) -> ClientKey:
         sha = bytes.fromhex(hexed)
     rpm = positive_int(entry["rpm"], f"{key}.rpm") if entry.get("rpm") is not None else None
     return ClientKey(name, sha, tuple(string_list(entry.get("models") or [], f"{key}.models")), rpm,
-                     _budget(entry.get("budget"), f"{key}.budget"))
+                     _budget(entry.get("budget"), f"{key}.budget"), secret)

@@ -31,6 +31,7 @@ _LIVE = {
     "providers": "providers", "credentials": "providers (API keys)", "models": "models", "aliases": "aliases",
     "fallbacks": "fallbacks", "strategy": "strategy", "health": "health", "failover": "failover",
     "clients": "clients", "rotate_at": "auth.rotate_at", "fast_path": "fast_path",
+    "admission": "processor.max_wait, processor.max_requests",
 }
 
 

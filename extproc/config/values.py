@@ -9,6 +9,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from extproc.config.problems import ConfigErrors, keep, report
+from extproc.core.admission import MESSAGE_TIMEOUT, AdmissionPolicy
 from extproc.core.errors import ConfigError
 from extproc.core.settings import Address
 
@@ -144,6 +145,24 @@ def processor_workers(value: Any, shared_state: bool) -> int:
         raise ConfigError(f"processor.workers: {workers} processes share health through Redis; set state.redis.url "
                           "(e.g. redis://127.0.0.1:6379/0) or processor.workers: 1")
     return workers
+
+
+ADMISSION_KEYS = ("max_wait", "max_requests")
+
+
+def admission(value: Any) -> AdmissionPolicy:
+    """processor.max_wait (s a request's headers may wait to be read) and processor.max_requests (open at once
+    per processor, 0: no limit): past either, a new request gets 503 with retry-after at once."""
+    section = value if isinstance(value, dict) else {}
+    default = AdmissionPolicy()
+    max_wait = section.get("max_wait", default.max_wait)
+    if isinstance(max_wait, bool) or not isinstance(max_wait, int | float) or not 0 < max_wait < MESSAGE_TIMEOUT:
+        raise ConfigError(f"processor.max_wait: expected seconds above 0 and under Envoy's {MESSAGE_TIMEOUT:g} s "
+                          f"message timeout (e.g. 1), got {max_wait!r}")
+    max_requests = section.get("max_requests", default.max_requests)
+    if isinstance(max_requests, bool) or not isinstance(max_requests, int) or max_requests < 0:
+        raise ConfigError(f"processor.max_requests: expected a number of requests (0: no limit), got {max_requests!r}")
+    return AdmissionPolicy(float(max_wait), max_requests)
 
 
 def address(value: Any, key: str, default: Address) -> Address:

@@ -1,8 +1,9 @@
 """Who may spend the owner's credentials: client keys, read the way each SDK sends them. Pure.
 
-A key is kept as its SHA-256 only; a presented key is hashed and compared with every configured digest in
-constant time, so neither the comparison nor the config reveals a key. Matching is by glob on what the
-client asked for and on what resolution chose.
+A presented key is hashed and compared with every configured digest in constant time, so the comparison does
+not reveal a key. A key configured as itself (`key:`, from the environment) is also kept as itself, so the fast
+path can hand it to Envoy; one configured as its SHA-256 only stays a digest everywhere, and its requests take
+the full path. Matching is by glob on what the client asked for and on what resolution chose.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import fnmatch
 import hashlib
 import hmac
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import parse_qs
 
 from extproc.core.budget import Budget
@@ -25,6 +26,13 @@ class ClientKey:
     models: tuple[str, ...] = ()  # glob patterns of model ids or aliases it may use; empty: any
     rpm: int | None = None  # requests per minute (across replicas with state.redis); None: no limit
     budget: Budget | None = None  # USD per day or month (across replicas with state.redis)
+    key: str = field(default="", repr=False)  # the key itself, when configured so (never for a `sha256:` key)
+
+    @property
+    def checked_by_envoy(self) -> bool:
+        """Whether Envoy can check this key by itself (the fast path): it knows the key, and no request needs a
+        count shared with other replicas (requests per minute are the processor's, through state.redis)."""
+        return bool(self.key) and self.rpm is None
 
     def may_use(self, *names: str) -> bool:
         return not self.models or any(fnmatch.fnmatchcase(n, p) for n in names if n for p in self.models)
@@ -38,6 +46,12 @@ class ClientPolicy:
     @property
     def active(self) -> bool:
         return self.require_key or bool(self.keys)
+
+    def named(self, name: str) -> ClientKey | None:
+        """The configured key a request was charged to by name (its budget); a key since removed is still named."""
+        if not name:
+            return None
+        return next((k for k in self.keys if k.name == name), ClientKey(name))
 
 
 def digest(key: str) -> bytes:

@@ -26,6 +26,7 @@ UPSTREAM_API_HEADER = "x-extproc-upstream-api"  # on a translated attempt: the A
 LEARN_HEADER = "x-extproc-learn"  # the access log reports this attempt even when it succeeds
 FAILURE_HEADER = "x-extproc-failure"  # on Envoy's own reply to an attempt that got no answer: what happened
 PLAN_HEADER = "x-extproc-plan"  # a fast route's plan for the attempts after its first (no router-level answer)
+CLIENT_HEADER = "x-extproc-client"  # on a fast request: the name of the client key Envoy checked
 ENDPOINTS_HEADER = "x-extproc-endpoints"  # a fast route's endpoint list for the override_host load balancer
 INTERNAL_HEADERS = (PROVIDER_HEADER, MODEL_HEADER, ROUTE_HEADER, HANDLED_HEADER, ATTEMPT_HEADER, LEARN_HEADER,
-                    PLAN_HEADER, ENDPOINTS_HEADER)
+                    PLAN_HEADER, ENDPOINTS_HEADER, CLIENT_HEADER)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
+from extproc.core.admission import AdmissionPolicy
 from extproc.core.catalog import ModelSpec
 from extproc.core.clients import ClientPolicy
 from extproc.core.flows import Flow, OwnClient, Windows
@@ -93,6 +94,7 @@ class Settings:
     shutdown_grace: float = 30.0  # on SIGTERM, how long open requests and streams may take to finish (s)
     relay: Address = Address("127.0.0.1", 50052)  # the processor's stream relay (processor.relay_port)
     workers: int = 1  # processor.workers: processes serving Envoy; worker i listens on port + i, relay + i
+    admission: AdmissionPolicy = AdmissionPolicy()  # processor.max_wait, max_requests: refuse at once when busy
     accounting: bool = True  # read usage from answers: usage records, cost, budgets, token metrics
     metrics: Address | None = Address("127.0.0.1", 9464)  # where /metrics is served; None: nowhere
     log_format: str = "json"  # log.format: json lines, or text

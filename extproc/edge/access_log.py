@@ -16,7 +16,14 @@ from envoy.data.accesslog.v3 import accesslog_pb2
 from envoy.service.accesslog.v3 import als_pb2, als_pb2_grpc
 from google.protobuf import struct_pb2
 
-from extproc.core.headers import API_HEADER, ATTEMPT_COUNT_HEADER, ATTEMPT_HEADER, PROVIDER_HEADER, ROUTE_HEADER
+from extproc.core.headers import (
+    API_HEADER,
+    ATTEMPT_COUNT_HEADER,
+    ATTEMPT_HEADER,
+    CLIENT_HEADER,
+    PROVIDER_HEADER,
+    ROUTE_HEADER,
+)
 from extproc.core.providers import Api
 from extproc.edge.ext_proc import check_token
 from extproc.fast.routes import ANSWERS_LOG, MODEL_KEY, NAMESPACE, USAGE_NAMESPACE
@@ -30,7 +37,7 @@ log = logging.getLogger("extproc.request")
 
 def account_entry(gateway: Gateway, entry: accesslog_pb2.HTTPAccessLogEntry) -> None:
     """The usage record of an answer Envoy served by itself (the fast path): the one the router-level exchange
-    would have written (no client key: a request with one is never served by Envoy alone)."""
+    would have written, charged to the client key Envoy checked (its name, from Envoy's api_key_auth)."""
     if not entry.response.response_code.value:  # the client went before any answer: none was served to it
         return
     try:
@@ -42,7 +49,8 @@ def account_entry(gateway: Gateway, entry: accesslog_pb2.HTTPAccessLogEntry) -> 
     metadata = common.metadata.filter_metadata
     model = metadata[NAMESPACE].fields[MODEL_KEY].string_value if NAMESPACE in metadata else ""
     usage = usage_of_document(api, document_of_keys(_logged_usage(metadata)))
-    Account(entry.request.request_id or "-", start, requested=model).close(
+    client = gateway.runtime.current.settings.clients.named(entry.request.request_headers.get(CLIENT_HEADER, ""))
+    Account(entry.request.request_id or "-", start, client, requested=model).close(
         gateway.accounting, gateway.runtime.current.registry, api.value, _logged_answer(entry, start),
         start + common.time_to_last_downstream_tx_byte.ToNanoseconds() / 1e9, usage)
 

@@ -9,13 +9,15 @@ from __future__ import annotations
 import functools
 import hmac
 import logging
+import time
 from collections.abc import AsyncIterator
 
 import grpc
 from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as pb_grpc
 
-from extproc.bootstrap.names import ROUTER_MODE
+from extproc.bootstrap.names import RECEIVED_AT, ROUTER_MODE
+from extproc.core.admission import waited
 from extproc.core.headers import (
     ATTEMPT_HEADER,
     ATTEMPT_ROLE,
@@ -30,23 +32,36 @@ from extproc.edge.messages import answer_stream, configured_mode, header_map
 from extproc.request.actions import CONTINUE, Action
 from extproc.request.attempt import AttemptExchange
 from extproc.request.exchange import Exchange
-from extproc.request.gateway import Gateway
+from extproc.request.gateway import Gateway, Slot
 from extproc.request.reauth import ReauthExchange
 
 log = logging.getLogger("extproc.request")
 
 
-async def _event(exchange: Exchange, kind: str, request: pb.ProcessingRequest) -> Action:
+async def _event(exchange: Exchange, slot: Slot, kind: str, request: pb.ProcessingRequest) -> Action:
+    if kind == "request_body":  # routed: the request's place is its relayed stream's now, if it streams
+        try:
+            return await exchange.request_body(request.request_body.body)
+        finally:
+            slot.release()
     if kind == "request_headers":
-        return exchange.request_headers(header_map(request.request_headers), request.request_headers.end_of_stream)
-    if kind == "request_body":
-        return await exchange.request_body(request.request_body.body)
+        return exchange.request_headers(header_map(request.request_headers), request.request_headers.end_of_stream,
+                                        _waited(request, time.time()))
     if kind == "response_headers":  # asked for per request, with accounting
         return exchange.response_headers(header_map(request.response_headers, _ANSWER_HEADERS),
                                          request.response_headers.end_of_stream)
     if kind == "response_body":
         return exchange.response_body(request.response_body.body, request.response_body.end_of_stream)
     return CONTINUE  # trailers: nothing to do here (Envoy is not configured to send them)
+
+
+def _waited(request: pb.ProcessingRequest, now: float) -> float | None:
+    """How long ago Envoy received the request (the `request.time` attribute the router-level filter sends)."""
+    for attributes in request.attributes.values():  # keyed by the filter's name: there is one
+        sent = attributes.fields.get(RECEIVED_AT)
+        if sent is not None:
+            return waited(sent.string_value, now)
+    return None
 
 
 _ANSWER_HEADERS = frozenset({":status", "content-type", "content-encoding", ATTEMPT_HEADER, PROVIDER_HEADER,
@@ -82,8 +97,12 @@ class ExternalProcessor(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc
             answers = upstream.process(AttemptExchange(self._gateway), request_iterator)
         elif role == REAUTH_ROLE:
             answers = upstream.process_reauth(ReauthExchange(self._gateway), request_iterator)
-        else:
-            answers = answer_stream(request_iterator, functools.partial(_event, Exchange(self._gateway)), ROUTER)
+        else:  # the router-level stream: open until routed (processor.max_requests)
+            with self._gateway.holding() as slot:
+                event = functools.partial(_event, Exchange(self._gateway), slot)
+                async for answer in answer_stream(request_iterator, event, ROUTER):
+                    yield answer
+            return
         async for answer in answers:
             yield answer
 

@@ -56,9 +56,9 @@ class HotModels:
         noted, self._noted = self._noted, {}
         return noted
 
-    def pairs(self) -> list[Pair]:
-        """The hot pairs, in a stable order (the routes file does not change with the order of the notes)."""
-        return sorted(self._asked)
+    def recent(self) -> list[Pair]:
+        """The hot pairs, the most recently asked for first (ties in a stable order)."""
+        return sorted(self._asked, key=lambda pair: (-self._asked[pair], pair))
 
     def _joined(self) -> None:
         if len(self._asked) > self._capacity:  # the least recently asked for go

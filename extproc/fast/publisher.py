@@ -12,10 +12,12 @@ import asyncio
 import contextlib
 import logging
 import os
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from extproc.bootstrap.fast import ROUTES_FILE, routes_document
+from extproc.bootstrap.fast import ROUTES_FILE, routes_document, routes_per_model
 from extproc.bootstrap.listeners import route_configuration
+from extproc.core.clients import ClientKey
 from extproc.core.settings import Settings
 from extproc.fast.hot import HotModels
 from extproc.fast.routes import FastRoute, enabled, fast_route
@@ -24,7 +26,12 @@ from extproc.runtime import Runtime
 log = logging.getLogger("extproc")
 HEALTH_GAP = 0.02  # seconds: the changes that come this close together are written once
 HEALTH_EVERY = 0.2  # seconds: at most so many writes for health (each plans every hot model again)
+ENVOY_ROUTES = 1024  # Envoy routes for the hot models (with client keys, two per key and model): the most recent first
 INTERVAL = 1.0  # seconds between two writes for new models, and between two looks at health (cooldowns end)
+# Seconds between two looks at the budgets of the keys Envoy checks: a key whose budget is spent is out of the
+# routes within this, the health write's gap and Envoy's reload (about half a second; docs/fast-path.md).
+BUDGETS_EVERY = 0.25
+OverBudget = Callable[[ClientKey], Awaitable[int | None]]  # seconds until a spent budget resets, else None
 
 
 def write_routes(directory: str, document: bytes) -> None:
@@ -54,10 +61,13 @@ async def _first(*events: asyncio.Event) -> None:
 
 
 class FastPublisher:
-    def __init__(self, runtime: Runtime, directory: str, hot: HotModels) -> None:
+    def __init__(self, runtime: Runtime, directory: str, hot: HotModels,
+                 over_budget: OverBudget | None = None) -> None:
         self._runtime = runtime
         self._directory = directory
         self._hot = hot
+        self._over_budget = over_budget
+        self._spent: frozenset[str] = frozenset()  # the keys whose budget is spent: their requests take the full path
         self._changed = asyncio.Event()  # a model to add: written within INTERVAL
         hot.watch(self._changed.set)
         self._health = asyncio.Event()  # health changed: written at once (a route may send to a cooling key)
@@ -79,17 +89,20 @@ class FastPublisher:
         settings, now = snapshot.settings, self._runtime.clock()
         routes: dict[tuple[str, str], FastRoute] = {}
         if enabled(settings):
-            for key in self._hot.pairs():
+            room = ENVOY_ROUTES
+            for key in self._hot.recent():  # the most recently asked for first
                 try:
-                    route = fast_route(*key, snapshot.registry, health, now, settings)
+                    route = fast_route(*key, snapshot.registry, health, now, settings, self._spent)
                 except Exception:  # that model takes the full path; the others stay fast
                     log.exception("fast path: no route for %s %s", *key)
                     continue
-                if route is not None:  # a route planned as before keeps when it was planned
-                    before = self._routes.get(key)
+                if route is not None and routes_per_model(route) <= room:  # one planned as before keeps when
+                    before = self._routes.get(key)  # it was planned
                     routes[key] = before if before is not None and route.same_plan(before) else route
+                    room -= routes_per_model(route)
         self._routes = routes
-        return routes_document(route_configuration(settings, list(routes.values()))), len(routes)
+        ordered = [routes[key] for key in sorted(routes)]  # the file as the same routes always write it
+        return routes_document(route_configuration(settings, ordered)), len(routes)
 
     def publish(self) -> None:
         """Write what can go fast now; when that cannot be worked out, nothing goes fast."""
@@ -104,6 +117,25 @@ class FastPublisher:
         write_routes(self._directory, document)
         self._written, self.published = document, count
         log.debug("fast path: %d route(s) published", count)
+
+    async def watch_budgets(self) -> None:
+        """Takes a key out of the routes once its budget is spent, wherever it was spent (the spend is shared
+        through state.redis), and back in when its period turns."""
+        if self._over_budget is None:
+            return
+        while True:
+            keys = [k for k in self._runtime.current.settings.clients.keys if k.checked_by_envoy and k.budget]
+            try:
+                spent = frozenset([k.name for k in keys if await self._over_budget(k) is not None])
+            except Exception:  # the ledger is unreachable: the keys stay as they were, and the full path says why
+                log.exception("fast path: the client keys' spend could not be read")
+                spent = self._spent
+            if spent != self._spent:
+                log.info("fast path: client keys whose budget is spent (their requests take the full path): %s",
+                         ", ".join(sorted(spent)) or "none")
+                self._spent = spent
+                self._health_changed()  # written at once, as a cooldown is
+            await asyncio.sleep(BUDGETS_EVERY)
 
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()

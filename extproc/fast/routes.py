@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
+from extproc.core.clients import ClientKey, ClientPolicy
 from extproc.core.errors import ClientError
 from extproc.core.headers import (
     ATTEMPT_HEADER,
@@ -62,6 +63,8 @@ class FastRoute:
     # answers are judged against the cooldowns set since (as `Decision.at`).
     plan: Plan
     first: Attempted
+    # With client keys: the keys Envoy lets through (the others' requests take the full path); None: no keys.
+    clients: tuple[ClientKey, ...] | None = None
 
     @property
     def attempts(self) -> int:
@@ -77,10 +80,23 @@ class FastRoute:
 
 
 def enabled(settings: Settings) -> bool:
-    """The fast path serves when nothing per request needs Python: no client keys to check, no bodies to log
-    (usage, with accounting, Envoy reads and logs itself); and it needs the routes file Envoy watches, which
-    `extproc up` makes (or `fast_routes` names, for an Envoy rendered ahead)."""
-    return settings.fast_path and not settings.clients.active and not (settings.accounting and settings.log_bodies)
+    """The fast path serves when nothing per request needs Python: no bodies to log (usage, with accounting,
+    Envoy reads and logs itself), and, with client keys, some key Envoy can check by itself; and it needs the
+    routes file Envoy watches, which `extproc up` makes (or `fast_routes` names, for an Envoy rendered ahead)."""
+    clients = settings.clients
+    return settings.fast_path and not (settings.accounting and settings.log_bodies) \
+        and (not clients.active or any(k.checked_by_envoy for k in clients.keys))
+
+
+def _route_clients(clients: ClientPolicy, decisions: list[Decision], spent: frozenset[str]
+                   ) -> tuple[ClientKey, ...] | None:
+    """The keys whose requests the route may take: Envoy can check them, their budget is not spent, and the full
+    path would plan the same attempts for them (the key may use the model asked for and every candidate)."""
+    if not clients.active:
+        return None
+    model = decisions[0].requested
+    return tuple(k for k in clients.keys if k.checked_by_envoy and k.name not in spent and k.may_use(model)
+                 and all(k.may_use(d.model.id, d.model.qualified) for d in decisions))
 
 
 def fast_candidate(endpoint: str, streams: bool, decision: Decision) -> bool:
@@ -90,9 +106,10 @@ def fast_candidate(endpoint: str, streams: bool, decision: Decision) -> bool:
 
 
 def fast_route(endpoint_name: str, model: str, registry: Registry, health: Health, now: float,
-               settings: Settings) -> FastRoute | None:
+               settings: Settings, spent: frozenset[str] = frozenset()) -> FastRoute | None:
     """The route for `model` on this endpoint, or None when its requests need the full path now: whatever the
-    full path would do differently for a request the route matches keeps that model off the fast path."""
+    full path would do differently for a request the route matches keeps that model off the fast path.
+    `spent`: the client keys whose budget is spent (their requests are refused on the full path)."""
     endpoint = match_endpoint(PATHS[endpoint_name])
     if endpoint is None or (endpoint_name == "messages" and _translated_into(registry, endpoint.api, endpoint_name)):
         return None
@@ -117,6 +134,9 @@ def fast_route(endpoint_name: str, model: str, registry: Registry, health: Healt
                       registry, health, now, 0, limit)
         if _ids(theirs) != _ids(decisions):
             return None  # that client's requests may also go on a login that serves it alone: the full path's
+    clients = _route_clients(settings.clients, decisions, spent)
+    if clients == ():
+        return None  # no key Envoy checks may send this model's requests
     view = RequestView(endpoint.api, model, endpoint=endpoint_name)
     forward = route_request(endpoint, ParsedRequest(view, {"model": model}), decisions, secret, {},
                             health.remembers(first.credential.id, first.model.id), settings.failover)
@@ -124,21 +144,22 @@ def fast_route(endpoint_name: str, model: str, registry: Registry, health: Healt
         return None
     defaults = {k: v for k, v in first.provider.headers.items() if k not in first.credential.headers}
     skipped = {":path", "content-length", "content-type", ATTEMPT_HEADER, *ENVOY_REQUEST_HEADERS, *defaults}
-    headers = {k: _literal(v) for k, v in forward.set_headers.items() if k not in skipped}
-    headers[ROUTE_HEADER] = _literal(first.route + FAST_SUFFIX)
+    headers = {k: literal(v) for k, v in forward.set_headers.items() if k not in skipped}
+    headers[ROUTE_HEADER] = literal(first.route + FAST_SUFFIX)
     remove = tuple(h for h in forward.remove_headers
                    if h not in headers and h not in defaults and h not in _PLANNED_HEADERS)
     return FastRoute(endpoint_name, endpoint.path, model, forward.set_headers.get(":path", endpoint.path), headers,
-                     {k: _literal(v) for k, v in defaults.items()}, remove, forward.plan, Attempted.of(first, 1))
+                     {k: literal(v) for k, v in defaults.items()}, remove, forward.plan, Attempted.of(first, 1),
+                     clients)
 
 
 def rendered(route: FastRoute) -> dict[str, str]:
     """The headers the route sets, its plan's written in as plan.py writes them (when the routes file is: a
     route kept keeps when it was planned)."""
     metadata = route.plan.to_metadata()
-    return {**route.headers, ATTEMPT_HEADER: _literal(route.first.header()),
-            PLAN_HEADER: _literal(metadata[PLAN_NAMESPACE][PLAN_KEY]),
-            ENDPOINTS_HEADER: _literal(metadata[LB_NAMESPACE][ENDPOINTS_KEY])}
+    return {**route.headers, ATTEMPT_HEADER: literal(route.first.header()),
+            PLAN_HEADER: literal(metadata[PLAN_NAMESPACE][PLAN_KEY]),
+            ENDPOINTS_HEADER: literal(metadata[LB_NAMESPACE][ENDPOINTS_KEY])}
 
 
 def _ids(decisions: list[Decision]) -> list[tuple[str, str]]:
@@ -156,6 +177,6 @@ def _translated_into(registry: Registry, api: Api, endpoint: str) -> bool:
     return registry.memo(("translated into", api, endpoint), compute)
 
 
-def _literal(value: str) -> str:
+def literal(value: str) -> str:
     """A value Envoy's header formatter leaves as it is."""
     return value.replace("%", "%%")

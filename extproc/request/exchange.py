@@ -17,6 +17,7 @@ from typing import TypeVar
 
 import orjson
 
+from extproc.core.admission import busy_refusal
 from extproc.core.clients import ClientKey, forbidden, identify, over_budget, over_rate
 from extproc.core.errors import ClientError, CredentialUnavailable
 from extproc.core.headers import ATTEMPT_HEADER, PROVIDER_HEADER, ROUTE_HEADER
@@ -65,12 +66,17 @@ class Exchange:
 
     # -- request headers: answer what needs no body
 
-    def request_headers(self, headers: Mapping[str, str], end_of_stream: bool) -> Continue | Mutate | Reply:
+    def request_headers(self, headers: Mapping[str, str], end_of_stream: bool,
+                        waited: float | None = None) -> Continue | Mutate | Reply:
+        """`waited`: how long the headers took to reach this exchange since Envoy received them, if known."""
         self._client_headers = headers
         self.path, self.method = headers.get(":path", ""), headers.get(":method", "")
         self.request_id = headers.get("x-request-id", "-")
         if self.snapshot.settings.accounting:
             self.account = Account(self.request_id, self.started)
+        busy = busy_refusal(self.snapshot.settings.admission, waited, self._gateway.open_requests)
+        if busy is not None:  # refused before its body is read or anything is spent on it
+            return self._replied(reject(api_for_path(self.path), busy))
         try:  # who may spend the owner's credentials, before anything else is looked at
             self.client = identify(self.snapshot.settings.clients, headers)
         except ClientError as err:

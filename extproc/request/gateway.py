@@ -4,9 +4,11 @@ counts, accounting, the conversations' holders and the round-robin turn."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import math
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from extproc.core.errors import CredentialUnavailable
@@ -39,6 +41,17 @@ class Gateway:
         self.fast = fast  # the models that could go fast, noted for the routes file's publisher (here or elsewhere)
         self._holding: set[asyncio.Task[None]] = set()
         self._turns = itertools.count()
+        self.open_requests = 0  # being routed or relayed now: what processor.max_requests bounds
+
+    @contextlib.contextmanager
+    def holding(self) -> Iterator[Slot]:
+        """One request open in this processor until the block ends or the slot is released."""
+        slot = Slot(self)
+        self.open_requests += 1
+        try:
+            yield slot
+        finally:
+            slot.release()
 
     def hold(self, response_id: str, credential: str) -> None:
         """Remember which credential made a stored answer (written in the background, kept until written)."""
@@ -64,3 +77,17 @@ class Gateway:
         return decision.credential.windows is not None \
             or self.runtime.health.remembers(decision.credential.id, decision.model.id) \
             or self.secrets.awaits_confirmation(decision.credential)
+
+
+class Slot:
+    """A request's place among the open ones (processor.max_requests): routed, or its stream relayed."""
+
+    __slots__ = ("_gateway",)
+
+    def __init__(self, gateway: Gateway) -> None:
+        self._gateway: Gateway | None = gateway
+
+    def release(self) -> None:
+        if self._gateway is not None:
+            self._gateway.open_requests -= 1
+            self._gateway = None

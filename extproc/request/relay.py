@@ -84,6 +84,10 @@ class Relay:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         if not self._trusted(request):
             return web.Response(status=403, text="forbidden")
+        with self._gateway.holding():  # an admitted stream: counted (processor.max_requests), never refused
+            return await self._handle(request)
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
         api = Api.named(request.headers.get(API_HEADER, ""))
         provider = self._gateway.runtime.current.registry.providers.get(request.headers.get(PROVIDER_HEADER, ""))
         if provider is None:
@@ -255,7 +259,10 @@ async def start_relay(settings: Settings, gateway: Gateway, client: httpx.AsyncC
     # A client that goes away cancels its handler (and with it the call to the provider).
     runner = web.AppRunner(app, access_log=None, handle_signals=False, handler_cancellation=True)
     await runner.setup()
-    site = web.TCPSite(runner, settings.relay.host, settings.relay.port, reuse_address=True)
+    # Envoy opens a connection per stream: a burst of them must wait in the kernel's accept queue (the default
+    # 128 drops the rest, and Envoy's connect timeout turns each into a failed attempt).
+    site = web.TCPSite(runner, settings.relay.host, settings.relay.port, reuse_address=True,
+                       backlog=settings.max_connections)
     try:
         await site.start()
     except OSError as exc:

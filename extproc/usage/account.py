@@ -71,7 +71,7 @@ class Account:
         except ValueError:
             return None
         name = urllib.parse.unquote(parts[1])
-        client = next((k for k in clients.keys if k.name == name), ClientKey(name)) if name else None
+        client = clients.named(name)
         return cls(headers.get("x-request-id", "-"), start, client, urllib.parse.unquote(parts[2]), parts[3] == "1",
                    parts[4] == "1")
 

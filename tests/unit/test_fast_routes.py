@@ -89,8 +89,54 @@ def test_the_fast_path_is_off_where_every_request_needs_the_processor() -> None:
     assert not enabled(settings(accounting=True, log={"bodies": True}))  # the processor logs every body
     assert enabled(settings(accounting=False, log={"bodies": True}))  # no usage record to log them in
     assert not enabled(settings(fast_path=False))
-    assert not enabled(settings(clients={"keys": [{"name": "team", "key": "client-key-0123456789abcdef"}]}))
+    assert enabled(settings(clients={"keys": [{"name": "team", "key": "client-key-0123456789abcdef"}]}))
+    # Keys Envoy cannot check by itself: one known only by its digest, one counted per minute across replicas.
+    assert not enabled(settings(clients={"keys": [{"name": "team", "sha256": "ab" * 32},
+                                                  {"name": "ci", "key": "client-key-0123456789abcdef", "rpm": 60}]}))
 
+
+KEYS = [{"name": "team", "key": "client-key-0123456789abcdef"},
+        {"name": "a-only", "key": "key+with/odd=chars.0123", "models": ["a-model"]},  # not its fallback
+        {"name": "both", "key": "client-key-both-0123456789", "models": ["a-model", "b-model"]},
+        {"name": "hashed", "sha256": "ab" * 32}, {"name": "counted", "key": "client-key-counted-012345", "rpm": 60},
+        {"name": "capped", "key": "client-key-capped-0123456", "budget": {"usd": 1, "per": "day"}}]
+
+
+def test_a_keyed_route_takes_the_keys_envoy_can_check_whose_requests_the_full_path_would_plan_alike() -> None:
+    s = settings(clients={"keys": KEYS})
+    registry, health = Snapshot.build(s).registry, Health(s.health)
+    route = fast_route("chat", "a-model", registry, health, 1000.0, s)
+    assert route is not None and route.clients is not None
+    assert [k.name for k in route.clients] == ["team", "both", "capped"]
+    spent = fast_route("chat", "a-model", registry, health, 1000.0, s, frozenset({"capped"}))
+    assert spent is not None and spent.clients is not None and [k.name for k in spent.clients] == ["team", "both"]
+    only_b = settings(clients={"keys": [{"name": "b", "key": "client-key-0123456789abcdef", "models": ["b-model"]}]})
+    assert fast_route("chat", "a-model", Snapshot.build(only_b).registry, health, 1000.0, only_b) is None
+
+
+def test_a_keyed_route_is_one_envoy_route_per_key_and_way_it_is_sent_matching_that_key_alone() -> None:
+    from extproc.bootstrap.fast import envoy_routes, routes_per_model
+
+    s = settings(clients={"keys": KEYS})
+    route = fast_route("chat", "a-model", Snapshot.build(s).registry, Health(s.health), 1000.0, s)
+    assert route is not None
+    made = envoy_routes(route, s, [])
+    assert len(made) == routes_per_model(route) == 6  # team, both, capped; each as a bearer and as x-api-key
+    by_name = {r["name"]: r for r in made}
+    bearer, api_key = by_name["fast chat a-model both authorization"], by_name["fast chat a-model both x-api-key"]
+    assert bearer["match"]["headers"][0] == {"name": "authorization",
+                                             "string_match": {"exact": "Bearer client-key-both-0123456789"}}
+    assert api_key["match"]["headers"][:2] == [
+        {"name": "x-api-key", "string_match": {"exact": "client-key-both-0123456789"}},
+        {"name": "authorization", "present_match": True, "invert_match": True}]  # a bearer is the key when sent
+    for r in (bearer, api_key):
+        assert {"header": {"key": "x-extproc-client", "value": "both"},
+                "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"} in r["request_headers_to_add"]
+        assert r["typed_per_filter_config"]["envoy.filters.http.ext_proc"]["disabled"] is True
+        overwritten = {h["header"]["key"] for h in r["request_headers_to_add"]
+                       if h["append_action"] == "OVERWRITE_IF_EXISTS_OR_ADD"}
+        assert {"authorization", "x-api-key"} <= set(r["request_headers_to_remove"]) | overwritten  # the key stays
+    assert not any("counted" in n or "hashed" in n or "a-only" in n for n in by_name)
 
 def test_the_routes_document_is_one_route_configuration() -> None:
     from extproc.bootstrap.fast import routes_document

@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 
 from extproc.bootstrap.failover import ATTEMPTS_CLUSTER, grpc_service, header_matches, no_answer_retries, skipped_when
-from extproc.bootstrap.names import T
+from extproc.bootstrap.names import T, lua
 from extproc.core.clients import ClientKey
 from extproc.core.headers import (
     ACCOUNT_HEADER,
@@ -29,15 +29,21 @@ from extproc.core.headers import (
 from extproc.core.settings import Settings
 from extproc.fast.routes import (
     ANSWERS_LOG,
+    HEAD_KEY,
     MAX_BODY,
     MODEL_KEY,
     NAMESPACE,
     PATHS,
+    STREAM_KEEP,
     STREAM_KEY,
+    STREAM_NAMESPACE,
+    TAIL_KEY,
+    USAGE_ASKED_KEY,
     USAGE_NAMESPACE,
     FastRoute,
     literal,
     rendered,
+    usage_asked,
 )
 from extproc.usage.tokens import ANSWER_USAGE_KEYS
 
@@ -57,6 +63,8 @@ def body_to_metadata(settings: Settings) -> dict[str, Any]:
         "request_rules": {"rules": [
             {"selectors": [{"key": "model"}], "on_present": {"metadata_namespace": NAMESPACE, "key": MODEL_KEY}},
             {"selectors": [{"key": "stream"}], "on_present": {"metadata_namespace": NAMESPACE, "key": STREAM_KEY}},
+            {"selectors": [{"key": "stream_options"}, {"key": "include_usage"}],
+             "on_present": {"metadata_namespace": NAMESPACE, "key": USAGE_ASKED_KEY}},
         ], **_JSON},
     }
     if settings.accounting:  # a streamed answer is not JSON: not buffered, not read
@@ -116,6 +124,24 @@ def routes_document(route_config: dict[str, Any]) -> bytes:
     return orjson.dumps({"resources": [{"@type": T + "config.route.v3.RouteConfiguration", **route_config}]})
 
 
+def stream_ends() -> dict[str, Any]:
+    """A fast stream route's Lua: the answer's first and last bytes into dynamic metadata, for the answers log."""
+    names = (f'local NAMESPACE, HEAD, TAIL, KEEP = "{STREAM_NAMESPACE}", "{HEAD_KEY}", "{TAIL_KEY}", '
+             f"{STREAM_KEEP}\n")
+    return {"@type": T + "extensions.filters.http.lua.v3.LuaPerRoute",
+            "source_code": {"inline_string": names + lua("stream_ends")}}
+
+
+def _streamed(route: FastRoute, settings: Settings) -> list[dict[str, Any]]:
+    """What the body must say of streaming for the route to match: a stream's route, a stream (a chat stream,
+    with accounting, that asked for its usage); any other, no stream."""
+    def flag(key: str, invert: bool = False) -> dict[str, Any]:
+        return {"filter": NAMESPACE, "path": [{"key": key}], "value": {"bool_match": True}, "invert": invert}
+    if not route.streams:
+        return [flag(STREAM_KEY, invert=True)]
+    return [flag(STREAM_KEY), *([flag(USAGE_ASKED_KEY)] if usage_asked(route.endpoint, settings) else [])]
+
+
 def envoy_routes(route: FastRoute, settings: Settings, response_headers: list[dict[str, Any]]
                  ) -> list[dict[str, Any]]:
     """A published model's routes: matched on the metadata the body gave, for a body the plan was made for; with
@@ -127,6 +153,9 @@ def envoy_routes(route: FastRoute, settings: Settings, response_headers: list[di
 
 
 def _envoy_route(route: FastRoute, settings: Settings, response_headers: list[dict[str, Any]]) -> dict[str, Any]:
+    """One route of a published model. A stream's goes to its provider directly (no relay: a cut reaches the
+    client as a reset, see fast-path.md) and, with accounting, keeps the answer's ends for its usage record
+    (`stream_ends`)."""
     policy = settings.failover
     action: dict[str, Any] = {
         "cluster": ATTEMPTS_CLUSTER, "timeout": "0s",
@@ -138,8 +167,15 @@ def _envoy_route(route: FastRoute, settings: Settings, response_headers: list[di
     if route.upstream_path != route.path:
         action["prefix_rewrite"] = route.upstream_path
     overwrite, absent = "OVERWRITE_IF_EXISTS_OR_ADD", "ADD_IF_ABSENT"
+    accounted = route.streams and settings.accounting
+    per_filter: dict[str, Any] = {"envoy.filters.http.ext_proc": {
+        "@type": T + "extensions.filters.http.ext_proc.v3.ExtProcPerRoute", "disabled": True}}
+    if accounted:
+        per_filter["envoy.filters.http.lua"] = stream_ends()
+    # A stream's usage is read from its bytes: they come uncompressed (as the relay asks for them).
+    plain = {"accept-encoding": "identity"} if accounted else {}
     return {
-        "name": f"fast {route.endpoint} {route.model}",
+        "name": f"fast {route.endpoint} {route.model}" + (" stream" if route.streams else ""),
         "match": {
             "path": route.path,
             "headers": [{"name": ":path", "string_match": {"exact": route.path}},  # no query (no ?key=)
@@ -150,16 +186,15 @@ def _envoy_route(route: FastRoute, settings: Settings, response_headers: list[di
                         {"name": PROVIDER_HEADER, "present_match": True, "invert_match": True}],
             "dynamic_metadata": [
                 {"filter": NAMESPACE, "path": [{"key": MODEL_KEY}], "value": {"string_match": {"exact": route.model}}},
-                {"filter": NAMESPACE, "path": [{"key": STREAM_KEY}], "value": {"bool_match": True}, "invert": True}],
+                *_streamed(route, settings)],
         },
         "route": action,
         "request_headers_to_remove": list(route.remove),
         "request_headers_to_add": [{"header": {"key": k, "value": v}, "append_action": overwrite}
-                                   for k, v in rendered(route).items()]
+                                   for k, v in {**rendered(route), **plain}.items()]
         + [{"header": {"key": k, "value": v}, "append_action": absent} for k, v in route.defaults.items()],
         "response_headers_to_add": response_headers,
-        "typed_per_filter_config": {"envoy.filters.http.ext_proc": {
-            "@type": T + "extensions.filters.http.ext_proc.v3.ExtProcPerRoute", "disabled": True}},
+        "typed_per_filter_config": per_filter,
     }
 
 

@@ -16,6 +16,7 @@ from envoy.data.accesslog.v3 import accesslog_pb2
 from envoy.service.accesslog.v3 import als_pb2, als_pb2_grpc
 from google.protobuf import struct_pb2
 
+from extproc.core.failures import CUT
 from extproc.core.headers import (
     API_HEADER,
     ATTEMPT_COUNT_HEADER,
@@ -26,11 +27,20 @@ from extproc.core.headers import (
 )
 from extproc.core.providers import Api
 from extproc.edge.ext_proc import check_token
-from extproc.fast.routes import ANSWERS_LOG, MODEL_KEY, NAMESPACE, USAGE_NAMESPACE
+from extproc.fast.routes import (
+    ANSWERS_LOG,
+    HEAD_KEY,
+    MODEL_KEY,
+    NAMESPACE,
+    STREAM_KEY,
+    STREAM_NAMESPACE,
+    TAIL_KEY,
+    USAGE_NAMESPACE,
+)
 from extproc.request.gateway import Gateway
 from extproc.request.learning import failure_of, learn_attempt
 from extproc.usage.account import Account, Answer
-from extproc.usage.tokens import document_of_keys, usage_of_document
+from extproc.usage.tokens import Usage, document_of_keys, usage_of_document, usage_of_stream_ends
 
 log = logging.getLogger("extproc.request")
 
@@ -47,20 +57,43 @@ def account_entry(gateway: Gateway, entry: accesslog_pb2.HTTPAccessLogEntry) -> 
     common = entry.common_properties
     start = common.start_time.ToNanoseconds() / 1e9
     metadata = common.metadata.filter_metadata
-    model = metadata[NAMESPACE].fields[MODEL_KEY].string_value if NAMESPACE in metadata else ""
-    usage = usage_of_document(api, document_of_keys(_logged_usage(metadata)))
+    asked = metadata[NAMESPACE].fields if NAMESPACE in metadata else {}
+    model = asked[MODEL_KEY].string_value if MODEL_KEY in asked else ""
+    streamed = STREAM_KEY in asked and asked[STREAM_KEY].bool_value
+    usage = _streamed_usage(api, metadata) if streamed else usage_of_document(
+        api, document_of_keys(_logged_usage(metadata)))
     client = gateway.runtime.current.settings.clients.named(entry.request.request_headers.get(CLIENT_HEADER, ""))
     Account(entry.request.request_id or "-", start, client, requested=model).close(
-        gateway.accounting, gateway.runtime.current.registry, api.value, _logged_answer(entry, start),
+        gateway.accounting, gateway.runtime.current.registry, api.value, _logged_answer(entry, start, streamed),
         start + common.time_to_last_downstream_tx_byte.ToNanoseconds() / 1e9, usage)
 
 
-def _logged_answer(entry: accesslog_pb2.HTTPAccessLogEntry, start: float) -> Answer:
+def _logged_answer(entry: accesslog_pb2.HTTPAccessLogEntry, start: float, streamed: bool) -> Answer:
+    """How the answer went: a stream cut once it had begun is recorded as the relay records one (`CUT`'s status),
+    never as a success. Health learns the cut from the attempt's own entry in the upstream log (`learn_entry`),
+    not from this one: once."""
     common, headers = entry.common_properties, entry.request.request_headers
     first = common.time_to_first_upstream_rx_byte
-    return Answer(entry.response.response_code.value, headers.get(ATTEMPT_HEADER, ""),
+    began = entry.response.response_code.value
+    status = CUT.status if began < 400 and _cut(common.response_flags) else began
+    return Answer(status, headers.get(ATTEMPT_HEADER, ""),
                   headers.get(PROVIDER_HEADER, ""), headers.get(ROUTE_HEADER, ""),
-                  start + first.ToNanoseconds() / 1e9 if common.HasField("time_to_first_upstream_rx_byte") else None)
+                  start + first.ToNanoseconds() / 1e9 if common.HasField("time_to_first_upstream_rx_byte") else None,
+                  streamed=streamed and began < 400)
+
+
+def _cut(flags: accesslog_pb2.ResponseFlags) -> bool:
+    """The upstream reset, closed or broke the answer: once it had begun, the client's stream was reset."""
+    return bool(flags.upstream_remote_reset or flags.upstream_connection_termination or flags.upstream_protocol_error)
+
+
+def _streamed_usage(api: Api, metadata: Mapping[str, struct_pb2.Struct]) -> Usage | None:
+    """What a fast stream's answer reports, read from the ends the route's Lua kept (`stream_ends.lua`)."""
+    if STREAM_NAMESPACE not in metadata:
+        return None
+    ends = metadata[STREAM_NAMESPACE].fields
+    return usage_of_stream_ends(api, *(ends[k].string_value.encode() if k in ends else b""
+                                       for k in (HEAD_KEY, TAIL_KEY)))
 
 
 def _logged_usage(metadata: Mapping[str, struct_pb2.Struct]) -> dict[str, object]:
@@ -81,8 +114,7 @@ def learn_entry(gateway: Gateway, entry: accesslog_pb2.HTTPAccessLogEntry) -> No
         return
     status = entry.response.response_code.value
     flags = entry.common_properties.response_flags
-    cut = flags.upstream_remote_reset or flags.upstream_connection_termination or flags.upstream_protocol_error
-    failure = failure_of(status, headers, flags.upstream_request_timeout, cut)
+    failure = failure_of(status, headers, flags.upstream_request_timeout, _cut(flags))
     learn_attempt(gateway.runtime, gateway.secrets, attempt, status, headers, entry.request.request_id or "-", count,
                   failure)
 

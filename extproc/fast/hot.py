@@ -1,9 +1,9 @@
-"""The hot models: the (endpoint, model) pairs the full path served lately that could have gone fast, which the
+"""The hot models: the (endpoint, model, streams) the full path served lately that could have gone fast, which the
 routes file publishes. A process's own requests note them; with `state.redis`, every worker and replica shares
 its notes (`state/hot_sync.py` merges the others' in), so each routes file holds the models asked for anywhere,
 not what one process happened to see.
 
-Each pair keeps when it was last asked for (wall-clock seconds, comparable between hosts): the set keeps the
+Each keeps when it was last asked for (wall-clock seconds, comparable between hosts): the set keeps the
 `CAPACITY` most recent, here and in Redis alike.
 """
 
@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 
 CAPACITY = 256  # models kept fast at once (the most recently asked for): Envoy matches routes one by one
 
-Pair = tuple[str, str]  # (endpoint, model)
+Pair = tuple[str, str, bool]  # (endpoint, model, whether it streams: a stream has its own route)
 
 
 class HotModels:
@@ -30,9 +30,9 @@ class HotModels:
         """`callback()` whenever a pair joins the set (from the loop that noted or merged it)."""
         self._watchers.append(callback)
 
-    def note(self, endpoint: str, model: str) -> None:
+    def note(self, endpoint: str, model: str, streams: bool = False) -> None:
         """A request the full path served that could have gone fast (called per request: kept cheap)."""
-        pair, now = (endpoint, model), self._clock()
+        pair, now = (endpoint, model, streams), self._clock()
         if self._shared:
             self._noted[pair] = now
         new = pair not in self._asked

@@ -74,7 +74,7 @@ class FastPublisher:
         self._loop: asyncio.AbstractEventLoop | None = None
         runtime.health.watch(self._health_changed)
         self._written: bytes | None = None
-        self._routes: dict[tuple[str, str], FastRoute] = {}  # what is published, by endpoint and model
+        self._routes: dict[tuple[str, str, bool], FastRoute] = {}  # what is published, by endpoint, model, streams
         self.published = 0  # fast routes in the file now
 
     def _health_changed(self) -> None:
@@ -87,14 +87,16 @@ class FastPublisher:
     def document(self) -> tuple[bytes, int]:
         snapshot, health = self._runtime.current, self._runtime.health
         settings, now = snapshot.settings, self._runtime.clock()
-        routes: dict[tuple[str, str], FastRoute] = {}
+        routes: dict[tuple[str, str, bool], FastRoute] = {}
         if enabled(settings):
             room = ENVOY_ROUTES
             for key in self._hot.recent():  # the most recently asked for first
+                endpoint, model, streams = key
                 try:
-                    route = fast_route(*key, snapshot.registry, health, now, settings, self._spent)
+                    route = fast_route(endpoint, model, snapshot.registry, health, now, settings, self._spent,
+                                       streams=streams)
                 except Exception:  # that model takes the full path; the others stay fast
-                    log.exception("fast path: no route for %s %s", *key)
+                    log.exception("fast path: no route for %s %s", endpoint, model)
                     continue
                 if route is not None and routes_per_model(route) <= room:  # one planned as before keeps when
                     before = self._routes.get(key)  # it was planned

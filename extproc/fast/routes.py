@@ -42,6 +42,10 @@ PATHS = {"chat": "/v1/chat/completions", "messages": "/v1/messages"}
 MAX_BODY = 64 * 1024  # bytes: larger bodies take the full path (the plan assumes a request up to this size)
 NAMESPACE = "extproc.fast"  # the dynamic metadata json_to_metadata writes the body's model (and stream) into
 MODEL_KEY, STREAM_KEY = "model", "stream"  # their keys in it
+USAGE_ASKED_KEY = "include_usage"  # … and a chat stream's `stream_options.include_usage`
+STREAM_NAMESPACE = "extproc.fast.stream"  # a fast stream's answer: its first and last bytes (by the Lua script)
+HEAD_KEY, TAIL_KEY = "head", "tail"  # their keys in it
+STREAM_KEEP = 4096  # bytes kept of each end of a fast stream's answer
 USAGE_NAMESPACE = "extproc.fast.usage"  # and, with accounting, the usage the answer reports (by dotted key)
 ANSWERS_LOG = "answers"  # the access log of the answers Envoy served by itself (with accounting)
 FAST_SUFFIX = "; fast"  # x-extproc-route of a request Envoy served by itself
@@ -63,6 +67,7 @@ class FastRoute:
     # answers are judged against the cooldowns set since (as `Decision.at`).
     plan: Plan
     first: Attempted
+    streams: bool = False  # the route of the model's streamed requests (those of its plain ones: False)
     # With client keys: the keys Envoy lets through (the others' requests take the full path); None: no keys.
     clients: tuple[ClientKey, ...] | None = None
 
@@ -99,44 +104,59 @@ def _route_clients(clients: ClientPolicy, decisions: list[Decision], spent: froz
                  and all(k.may_use(d.model.id, d.model.qualified) for d in decisions))
 
 
-def fast_candidate(endpoint: str, streams: bool, decision: Decision) -> bool:
+def fast_candidate(endpoint: str, streams: bool, decision: Decision, without_usage: bool = False) -> bool:
     """Whether a request the full path just routed could have gone fast: worth publishing a route for (a
-    listed model only: a name passed through to its provider is not one to keep a route for)."""
-    return endpoint in PATHS and not streams and decision.reason == "direct" and decision.listed
+    listed model only: a name passed through to its provider is not one to keep a route for). A chat stream
+    the full path asks for its usage on the client's behalf (`without_usage`, with accounting) is not: the fast
+    path cannot change the body, and would have no usage to record."""
+    return endpoint in PATHS and decision.reason == "direct" and decision.listed and not (streams and without_usage)
+
+
+def usage_asked(endpoint: str, settings: Settings) -> bool:
+    """Whether a fast stream route on this endpoint matches only a stream that asked for its usage
+    (`stream_options.include_usage`): with accounting, a chat stream reports its usage only then."""
+    return settings.accounting and endpoint == "chat"
 
 
 def fast_route(endpoint_name: str, model: str, registry: Registry, health: Health, now: float,
-               settings: Settings, spent: frozenset[str] = frozenset()) -> FastRoute | None:
-    """The route for `model` on this endpoint, or None when its requests need the full path now: whatever the
-    full path would do differently for a request the route matches keeps that model off the fast path.
-    `spent`: the client keys whose budget is spent (their requests are refused on the full path)."""
+               settings: Settings, spent: frozenset[str] = frozenset(), streams: bool = False) -> FastRoute | None:
+    """The route for `model` on this endpoint (its streamed requests' with `streams`), or None when its requests
+    need the full path now: whatever the full path would do differently for a request the route matches keeps
+    that model off the fast path. `spent`: the client keys whose budget is spent (their requests are refused on
+    the full path)."""
     endpoint = match_endpoint(PATHS[endpoint_name])
     if endpoint is None or (endpoint_name == "messages" and _translated_into(registry, endpoint.api, endpoint_name)):
         return None
     limit = settings.failover.attempts
+    streaming = frozenset({"streaming"}) if streams else frozenset()
     try:
-        decisions = candidates(RequestView(endpoint.api, model, needs=_EVERY_NEED, input_tokens=MAX_BODY // 4,
-                                     endpoint=endpoint_name), registry, health, now, 0, limit)
-        plain = candidates(RequestView(endpoint.api, model, endpoint=endpoint_name), registry, health, now, 0, limit)
+        decisions = candidates(RequestView(endpoint.api, model, needs=_EVERY_NEED | streaming,
+                                           input_tokens=MAX_BODY // 4, endpoint=endpoint_name),
+                               registry, health, now, 0, limit)
+        plain = candidates(RequestView(endpoint.api, model, needs=streaming, endpoint=endpoint_name), registry,
+                           health, now, 0, limit)
     except ClientError:
         return None
     first = decisions[0]
     secret = first.credential.secret  # an API key's, from config: a login's token is the full path's to fetch
     if first.reason != "direct" or first.model.id != model or translates(first) is not None \
-            or selected(first, False) or first.credential.account is not None or not secret:
+            or selected(first, streams) or first.credential.account is not None or not secret:
         return None
     if first.provider.rotation == "round-robin" and len(registry.credentials_for(first.model)) > 1:
         return None  # a route sends one key: spreading requests over several is the full path's
     if any(translates(d) is not None for d in plain) or _ids(plain) != _ids(decisions):
         return None  # its failover would differ from the full path's for some request the route matches
     for own in {c.only_client for cs in registry.credentials.values() for c in cs if c.only_client is not None}:
-        theirs = candidates(RequestView(endpoint.api, model, endpoint=endpoint_name, system_head=own.system_starts),
+        theirs = candidates(RequestView(endpoint.api, model, needs=streaming, endpoint=endpoint_name,
+                                        system_head=own.system_starts),
                       registry, health, now, 0, limit)
         if _ids(theirs) != _ids(decisions):
             return None  # that client's requests may also go on a login that serves it alone: the full path's
     clients = _route_clients(settings.clients, decisions, spent)
     if clients == ():
         return None  # no key Envoy checks may send this model's requests
+    # Built as a request that does not stream: a fast stream goes to its provider directly, not through the relay
+    # (a chat stream's route matches only a body that asked for its usage, which the full path leaves as it is).
     view = RequestView(endpoint.api, model, endpoint=endpoint_name)
     forward = route_request(endpoint, ParsedRequest(view, {"model": model}), decisions, secret, {},
                             health.remembers(first.credential.id, first.model.id), settings.failover)
@@ -150,7 +170,7 @@ def fast_route(endpoint_name: str, model: str, registry: Registry, health: Healt
                    if h not in headers and h not in defaults and h not in _PLANNED_HEADERS)
     return FastRoute(endpoint_name, endpoint.path, model, forward.set_headers.get(":path", endpoint.path), headers,
                      {k: literal(v) for k, v in defaults.items()}, remove, forward.plan, Attempted.of(first, 1),
-                     clients)
+                     streams, clients)
 
 
 def rendered(route: FastRoute) -> dict[str, str]:

@@ -124,9 +124,10 @@ class Exchange:
         if self.account is not None and self.snapshot.settings.log_bodies:  # a served request's record shows it
             self.account.show_prompt(body)
         fast = self._gateway.fast
+        without_usage = self.account is not None and self.account.hide_usage
         if fast is not None and self._endpoint is not None and fast_candidate(self._endpoint.name, self._streams,
-                                                                              decision):
-            fast.note(self._endpoint.name, decision.requested)
+                                                                              decision, without_usage):
+            fast.note(self._endpoint.name, decision.requested, self._streams)
         log.info("route rid=%s client=%s requested=%r resolved=%s provider=%s why=%s credential=%s", self.request_id,
                  self.client.name if self.client else "-", decision.requested, decision.model.id,
                  decision.provider.name, decision.route, decision.credential.id)

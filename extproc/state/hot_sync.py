@@ -1,7 +1,7 @@
 """The fast path's hot models shared through Redis: what any worker of any replica notes, every routes file
 publishes within moments.
 
-The set is one sorted set (`<prefix>fast:hot`): each (endpoint, model) pair scored by when it was last asked for,
+The set is one sorted set (`<prefix>fast:hot`): each (endpoint, model, streams) scored by when it was last asked for,
 trimmed to the most recent `capacity`. A process adds what it noted at once when a pair is new to it, else once
 a second (how recent each is), and publishes the same on a channel; every process merges what the others publish,
 and reads the whole set when it starts or comes back after Redis was away. While Redis is away a process keeps
@@ -25,7 +25,7 @@ log = logging.getLogger("extproc.state")
 _RETRY = (0.2, 0.5, 1.0, 2.0, 5.0)  # seconds between attempts to reach Redis again
 EVERY = 1.0  # seconds between two writes of how recently known pairs were asked for
 
-Pair = tuple[str, str]
+Pair = tuple[str, str, bool]  # (endpoint, model, streams)
 
 
 class Hot(Protocol):
@@ -43,11 +43,15 @@ def member(pair: Pair) -> bytes:
 def pair_of(raw: bytes | str) -> Pair | None:
     """A member written by `member`; anything else (another version's) is None."""
     try:
-        doc = orjson.loads(raw)
+        return _pair(orjson.loads(raw))
     except orjson.JSONDecodeError:
         return None
-    if isinstance(doc, list) and len(doc) == 2 and all(isinstance(x, str) for x in doc):
-        return doc[0], doc[1]
+
+
+def _pair(doc: object) -> Pair | None:
+    if isinstance(doc, list) and len(doc) == 3 and isinstance(doc[0], str) and isinstance(doc[1], str) \
+            and isinstance(doc[2], bool):
+        return doc[0], doc[1], doc[2]
     return None
 
 
@@ -114,9 +118,9 @@ class HotSync:
         with contextlib.suppress(orjson.JSONDecodeError):
             doc = orjson.loads(data)
             if isinstance(doc, dict) and doc.get("origin") != self._origin and isinstance(doc.get("asked"), list):
-                self._hot.merge(((e[0], e[1]), float(e[2])) for e in doc["asked"]
-                                if isinstance(e, list) and len(e) == 3 and isinstance(e[0], str)
-                                and isinstance(e[1], str) and isinstance(e[2], int | float))
+                self._hot.merge((p, float(e[1])) for e in doc["asked"]
+                                if isinstance(e, list) and len(e) == 2 and isinstance(e[1], int | float)
+                                and (p := _pair(e[0])) is not None)
 
     async def _write_forever(self, client: aioredis.Redis) -> None:
         while True:
@@ -135,7 +139,7 @@ class HotSync:
             async with client.pipeline(transaction=False) as pipe:
                 pipe.zadd(self._key, {member(p): when for p, when in batch.items()}, gt=True)  # new ones too
                 pipe.zremrangebyrank(self._key, 0, -self._capacity - 1)  # the least recently asked for go
-                asked = [[*p, when] for p, when in batch.items()]
+                asked = [[list(p), when] for p, when in batch.items()]
                 pipe.publish(self._channel, orjson.dumps({"origin": self._origin, "asked": asked}))
                 await pipe.execute()
         except BaseException:

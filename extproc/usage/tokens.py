@@ -179,3 +179,16 @@ class StreamUsage:
         if found is not None:
             self.usage = found if self.usage is None or self._api is not Api.ANTHROPIC else self.usage.merged(found)
         return False
+
+
+def usage_of_stream_ends(api: Api, head: bytes, tail: bytes = b"") -> Usage | None:
+    """The usage of a streamed answer of which only its two ends were kept (each cut at a line's end, nothing in
+    between read: the fast path's Lua keeps them): each end read as a stream of its own, the later figures
+    winning (Anthropic's message_start is in the head, its last message_delta in the tail)."""
+    found: Usage | None = None
+    for part in (head, tail):
+        reader = StreamUsage(api)
+        reader.feed(part, end=True)
+        if reader.usage is not None:
+            found = reader.usage if found is None else found.merged(reader.usage)
+    return found

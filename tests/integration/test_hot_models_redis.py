@@ -32,20 +32,20 @@ def test_a_model_noted_in_one_process_joins_every_processs_set_and_redis_keeps_t
         try:
             await _until(lambda: all(s.connected for s in syncs))
             a.note("chat", "m1")
-            await _until(lambda: b.recent() == [("chat", "m1")])
-            b.note("messages", "m2")
-            await _until(lambda: set(a.recent()) == {("chat", "m1"), ("messages", "m2")})
+            await _until(lambda: b.recent() == [("chat", "m1", False)])
+            b.note("messages", "m2", True)  # a stream's route is its own
+            await _until(lambda: set(a.recent()) == {("chat", "m1", False), ("messages", "m2", True)})
             late = HotModels()  # a replica that starts now reads what was asked for before it
             tasks.append(asyncio.create_task(HotSync(late, redis_server.url, prefix, 2).run()))
-            await _until(lambda: late.recent() == [("messages", "m2"), ("chat", "m1")])  # the most recent first
+            await _until(lambda: late.recent() == [("messages", "m2", True), ("chat", "m1", False)])  # newest first
             a.note("chat", "m3")  # past capacity: the least recently asked for (m1) leaves Redis
-            await _until(lambda: ("chat", "m3") in late.recent())
+            await _until(lambda: ("chat", "m3", False) in late.recent())
             client = aioredis.from_url(redis_server.url)
             try:
                 kept = set(await client.zrange(f"{prefix}fast:hot", 0, -1))
             finally:
                 await client.aclose()
-            assert kept == {member(("messages", "m2")), member(("chat", "m3"))}
+            assert kept == {member(("messages", "m2", True)), member(("chat", "m3", False))}
         finally:
             for task in tasks:
                 task.cancel()

@@ -183,3 +183,36 @@ def test_a_model_a_login_serves_for_one_clients_requests_alone_stays_on_the_full
     assert fast_route("messages", "c-model", both, Health(s.health), 1000.0, s) is None
     elsewhere = Registry.build(s, (dataclasses.replace(login, provider="anthropic"),))  # serves other models
     assert fast_route("messages", "c-model", elsewhere, Health(s.health), 1000.0, s) is not None
+
+
+def test_a_stream_route_goes_to_the_provider_directly_and_keeps_the_answers_ends_for_its_usage() -> None:
+    from extproc.bootstrap.fast import envoy_routes
+    from extproc.core.headers import STREAM_HEADER
+
+    s = settings(accounting=True)
+    stream = fast_route("chat", "a-model", Snapshot.build(s).registry, Health(s.health), 1000.0, s, streams=True)
+    plain = route_for("a-model", accounting=True)
+    assert stream is not None and plain is not None and stream.streams and not plain.streams
+    assert STREAM_HEADER not in rendered(stream)  # no relay hop: the provider listener sends it on itself
+    route = envoy_routes(stream, s, [])[0]
+    flags = {m["path"][0]["key"]: not m.get("invert", False) for m in route["match"]["dynamic_metadata"][1:]}
+    assert flags == {"stream": True, "include_usage": True}  # a chat stream only when it asked for its usage
+    lua = route["typed_per_filter_config"]["envoy.filters.http.lua"]["source_code"]["inline_string"]
+    assert "bodyChunks" in lua and route["name"] == "fast chat a-model stream"
+    assert "envoy.filters.http.lua" not in envoy_routes(plain, s, [])[0]["typed_per_filter_config"]
+    unaccounted = settings()
+    quiet = envoy_routes(route_for("a-model"), unaccounted, [])[0]  # no usage to read: no Lua, no usage asked
+    assert [m["path"][0]["key"] for m in quiet["match"]["dynamic_metadata"][1:]] == ["stream"]
+    assert "envoy.filters.http.lua" not in quiet["typed_per_filter_config"]
+    bare = fast_route("chat", "a-model", Snapshot.build(unaccounted).registry, Health(unaccounted.health), 1000.0,
+                      unaccounted, streams=True)
+    assert bare is not None
+    assert {m["path"][0]["key"]: not m.get("invert", False)
+            for m in envoy_routes(bare, unaccounted, [])[0]["match"]["dynamic_metadata"][1:]} == {"stream": True}
+
+
+def test_a_stream_routes_plan_leaves_out_a_fallback_that_cannot_stream_as_the_full_paths_would() -> None:
+    s = settings()  # b-model, a-model's fallback, declares no streaming
+    stream = fast_route("chat", "a-model", Snapshot.build(s).registry, Health(s.health), 1000.0, s, streams=True)
+    assert stream is not None and [c.model for c in stream.plan.candidates] == ["a-model"]
+    assert [c.model for c in route_for("a-model").plan.candidates] == ["a-model", "b-model"]

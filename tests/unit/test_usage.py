@@ -17,6 +17,7 @@ from extproc.usage.tokens import (
     document_of_keys,
     usage_of_answer,
     usage_of_document,
+    usage_of_stream_ends,
 )
 
 
@@ -96,6 +97,27 @@ def test_a_stream_reports_its_usage_split_at_every_byte(api: Api, stream: bytes,
         passed = reader.feed(stream[:cut]) + reader.feed(stream[cut:]) + reader.feed(b"", end=True)
         assert reader.usage == expected, cut
         assert passed == stream  # untouched, and passed on as it came
+
+
+@pytest.mark.parametrize(("api", "stream", "expected"), [s[1:] for s in STREAMS], ids=[s[0] for s in STREAMS])
+def test_a_short_stream_kept_whole_by_the_fast_path_reports_its_usage(api: Api, stream: bytes,
+                                                                       expected: Usage) -> None:
+    assert usage_of_stream_ends(api, stream) == expected
+
+
+def test_the_ends_of_a_long_stream_report_its_usage_wherever_they_are_cut() -> None:
+    """As the fast path's Lua keeps them: the first bytes up to the end of their last line, the last from the
+    start of their first line, nothing between (message_start in one, the last message_delta in the other)."""
+    start = _sse(("message_start", {"type": "message_start", "message": {"usage": {
+        "input_tokens": 12, "output_tokens": 1, "cache_read_input_tokens": 300}}}))
+    text = _sse(*[("content_block_delta", {"type": "content_block_delta", "delta": {"text": "ü" * 20}})] * 30)
+    end = _sse(("message_delta", {"type": "message_delta", "usage": {"output_tokens": 25}}),
+               ("message_stop", {"type": "message_stop"}))
+    stream = start + text + end
+    for keep in range(len(start), len(start) + 120):
+        head, tail = stream[:keep], stream[-keep:]
+        head, tail = head[:head.rindex(b"\n") + 1], tail[tail.index(b"\n") + 1:]
+        assert usage_of_stream_ends(Api.ANTHROPIC, head, tail) == Usage(12, 25, 300), keep
 
 
 def test_a_stream_split_into_single_bytes_reports_its_usage() -> None:

@@ -1,13 +1,16 @@
 """Benchmark: what the gateway costs over bare Envoy, against the same fake provider, in one run.
 
-Three Envoys and one gateway run on 127.0.0.1:
-  fake     an Envoy whose only route is a direct_response (a small chat.completion), so the upstream
-           costs next to nothing and is the same for both paths;
+On 127.0.0.1:
+  fake     an Envoy whose only route is a direct_response (a small chat.completion; an Anthropic message to the
+           login's token), so the upstream costs next to nothing and is the same for every path;
   bare     an Envoy with a plain route to the fake: the floor any Envoy-based gateway starts from;
-  gateway  `python -m extproc up` with the openai provider pointed at the fake.
-The load is a ~1 KB chat-completions POST, driven by wrk (or a pure-Python fallback when wrk is absent).
+  gateway  `python -m extproc up` with the openai provider pointed at the fake, and beside it the same config
+           without accounting, with a client key, with a Claude login, with N workers;
+  streams  a Node.js fake streaming 100 SSE events per answer, with a bare Envoy and a gateway of their own.
+The load is a ~1 KB POST driven by wrk (or a pure-Python fallback when wrk is absent). It prints the table
+(bare vs gateway by concurrency), the paths side by side (bench/paths.py), and the targets (bench/goals.py).
 
-    .venv/bin/python bench/run.py [--duration 10] [--concurrency 1,8,32] [--json out.json]
+    .venv/bin/python bench/run.py [--duration 10] [--concurrency 1,8,32] [--rounds 1] [--json out.json]
 """
 
 from __future__ import annotations
@@ -23,22 +26,25 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import goals  # the issue's targets, read against the run's figures (beside this file)
+import paths  # the deployment's paths: client key, streams, login (beside this file)
 import yaml
 from ports import free_port, free_port_block  # the one picker of server ports, beside this file
 
 HOST = "127.0.0.1"
 PATH = "/v1/chat/completions"
 MODEL = "gpt-6-luna"
-CLIENT_KEY = "client-key"
+CLIENT_KEY = "bench-client-key-0123456789"  # 16 characters at least: the keyed gateway takes it
 PROVIDER_KEY = "sk-bench-not-a-real-key"
 BUILTIN_PROVIDERS = ("openai", "anthropic", "gemini", "groq", "mistral")
 BODY_BYTES = 1024
@@ -134,8 +140,8 @@ def anthropic_request_body(size: int = BODY_BYTES) -> bytes:
 TRANSLATED_PATH = "/v1/messages"
 
 
-def request_headers() -> dict[str, str]:
-    return {"content-type": "application/json", "authorization": f"Bearer {CLIENT_KEY}"}
+def request_headers(extra: dict[str, str] | None = None) -> dict[str, str]:
+    return {"content-type": "application/json", "authorization": f"Bearer {CLIENT_KEY}", **(extra or {})}
 
 
 # ------------------------------------------------------------------------------------------ configs
@@ -146,15 +152,15 @@ def _socket(port: int) -> dict[str, Any]:
 
 
 def _envoy_bootstrap(port: int, admin_port: int, route: dict[str, Any],
-                     clusters: list[dict[str, Any]]) -> dict[str, Any]:
-    """One HTTP listener with a single catch-all route; the fake and the bare Envoy differ only in it."""
+                     clusters: list[dict[str, Any]], before: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
+    """One HTTP listener with a catch-all route (after any `before`); the fake and the bare Envoy differ in it."""
     manager = {
         "name": "envoy.filters.network.http_connection_manager",
         "typed_config": {
             "@type": _T + "extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
             "stat_prefix": "bench",
             "route_config": {"name": "bench", "virtual_hosts": [
-                {"name": "bench", "domains": ["*"], "routes": [{"match": {"prefix": "/"}, **route}]},
+                {"name": "bench", "domains": ["*"], "routes": [*before, {"match": {"prefix": "/"}, **route}]},
             ]},
             "http_filters": [{"name": "envoy.filters.http.router",
                               "typed_config": {"@type": _T + "extensions.filters.http.router.v3.Router"}}],
@@ -170,14 +176,15 @@ def _envoy_bootstrap(port: int, admin_port: int, route: dict[str, Any],
     }
 
 
-def fake_provider_bootstrap(port: int, admin_port: int) -> dict[str, Any]:
-    """The upstream: Envoy answering every request itself, far faster than either path under test."""
+def fake_provider_bootstrap(port: int, admin_port: int, login_token: str | None = None) -> dict[str, Any]:
+    """The upstream: Envoy answering every request itself, far faster than either path under test; with a
+    login's token, Anthropic's Messages API too (answered only with that token)."""
     route = {
         "direct_response": {"status": 200, "body": {"inline_string": FAKE_RESPONSE}},
         "response_headers_to_add": [{"header": {"key": "content-type", "value": "application/json"},
                                      "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}],
     }
-    return _envoy_bootstrap(port, admin_port, route, [])
+    return _envoy_bootstrap(port, admin_port, route, [], paths.messages_routes(login_token))
 
 
 def bare_envoy_bootstrap(port: int, admin_port: int, upstream_port: int) -> dict[str, Any]:
@@ -250,6 +257,7 @@ class Children:
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
         self.children: list[Child] = []
+        self.closers: list[Callable[[], None]] = []  # servers of this process (the fake OAuth), closed last
 
     def start(self, name: str, args: Sequence[str]) -> Child:
         log = self.workdir / f"{name}.log"
@@ -261,10 +269,16 @@ class Children:
         self.children.append(child)
         return child
 
+    def on_stop(self, close: Callable[[], None]) -> None:
+        self.closers.append(close)
+
     def stop_all(self) -> None:
         for child in reversed(self.children):
             _stop(child.proc)
         self.children.clear()
+        for close in reversed(self.closers):
+            close()
+        self.closers.clear()
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -317,75 +331,201 @@ class Targets:
     plain: str | None = None  # the same gateway with accounting off
     workers: str | None = None  # the same gateway with several processor workers
     worker_count: int = 1
+    keyed: str | None = None  # the default config with one client key
+    login: str | None = None  # the default config with a Claude login, Claude Code's request
+    stream_fake: str | None = None  # the streaming fake alone (its ceiling), and bare Envoy and a gateway on it
+    bare_stream: str | None = None
+    stream: str | None = None  # base URL: chat streams at PATH, Anthropic's at paths.MESSAGES_PATH
+    litellm: str | None = None  # LiteLLM proxy on the fake, where installed
 
 
-def start_stack(children: Children, envoy: str, envoy_concurrency: int, workers: int = 1) -> Targets:
-    """Fake provider, bare Envoy and gateway (and, for `workers` > 1, a second gateway with that many processor
-    workers sharing health through a redis-server of its own), all up and listening; returns their URLs."""
-    fake_port, bare_port, gw_port = free_port(), free_port(), free_port()
-    fake = start_envoy(children, "fake", fake_provider_bootstrap(fake_port, free_port()), 1, envoy)
-    wait_listening(fake, fake_port)
-    bare = start_envoy(children, "bare", bare_envoy_bootstrap(bare_port, free_port(), fake_port),
+def merged(config: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """A config with `extra`'s sections laid over it (a mapping merged one level deep, anything else replaced)."""
+    out = dict(config)
+    for key, value in extra.items():
+        out[key] = {**out[key], **value} if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def start_gateway(children: Children, name: str, upstream_port: int, envoy_concurrency: int,
+                  extra: dict[str, Any] | None = None, *, workers: int = 1, redis_url: str | None = None,
+                  accounting: bool = True) -> tuple[Child, str]:
+    """`extproc up` on a generated config (the default one, `extra` laid over it), ready; its base URL."""
+    port = free_port()
+    config = merged(gateway_config(port, free_port_block(2 * workers), free_port(), upstream_port, envoy_concurrency,
+                                   workers, redis_url, accounting), extra or {})
+    path = children.workdir / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    child = children.start(name, [sys.executable, "-m", "extproc", "up", "--config", str(path)])
+    wait_gateway_ready(child)  # its ports are bound: the next free ones cannot be the same
+    return child, f"http://{HOST}:{port}"
+
+
+def start_login(children: Children) -> tuple[str, dict[str, Any]]:
+    """A fake OAuth server and an account store with one Claude login minted by it: the login's access token
+    (the fake provider answers only it) and what the login gateway's config adds."""
+    oauth = paths.start_oauth()
+    children.on_stop(oauth.close)
+    tokens = oauth.issue_tokens(paths.claude_client_id())
+    store = children.workdir / "accounts.json"
+    paths.seed_login(store, tokens)
+    return str(tokens["access_token"]), {"store": store, "token_url": f"{oauth.base_url}/v1/oauth/token"}
+
+
+def start_streams(children: Children, envoy: str, envoy_concurrency: int) -> tuple[str, str, str] | None:
+    """The streaming fake, a bare Envoy and a default gateway on it: their base URLs (None without node)."""
+    stream_port, bare_port = free_port(), free_port()
+    command = paths.stream_fake_command(stream_port)
+    if command is None:
+        return None
+    wait_listening(children.start("stream-fake", command), stream_port)
+    bare = start_envoy(children, "bare-stream", bare_envoy_bootstrap(bare_port, free_port(), stream_port),
                        envoy_concurrency, envoy)
-    config = children.workdir / "gateway.yaml"
-    config.write_text(yaml.safe_dump(
-        gateway_config(gw_port, free_port_block(2), free_port(), fake_port, envoy_concurrency), sort_keys=False))
-    gateway = children.start("gateway", [sys.executable, "-m", "extproc", "up", "--config", str(config)])
     wait_listening(bare, bare_port)
-    wait_gateway_ready(gateway)  # its ports are bound: the next free ones cannot be the same
-    plain_port = free_port()
-    plain_config = children.workdir / "gateway-plain.yaml"
-    plain_config.write_text(yaml.safe_dump(gateway_config(plain_port, free_port_block(2), free_port(), fake_port,
-                                                          envoy_concurrency, accounting=False), sort_keys=False))
-    plain = children.start("gateway-plain", [sys.executable, "-m", "extproc", "up", "--config", str(plain_config)])
-    wait_gateway_ready(plain)
-    fake_url, bare_url, gw_url, plain_url = (f"http://{HOST}:{p}{PATH}"
-                                             for p in (fake_port, bare_port, gw_port, plain_port))
+    _, gateway = start_gateway(children, "gateway-stream", stream_port, envoy_concurrency,
+                               paths.stream_extra(stream_port, PROVIDER_KEY))
+    return f"http://{HOST}:{stream_port}", f"http://{HOST}:{bare_port}", gateway
+
+
+def start_workers(children: Children, fake_port: int, envoy_concurrency: int, workers: int) -> str | None:
+    """A gateway with `workers` processor workers sharing health through a redis-server of its own."""
     redis = shutil.which("redis-server")
     if workers <= 1:
-        return Targets(fake_url, bare_url, gw_url, plain_url)
+        return None
     if redis is None:
         print(f"bench: redis-server not found, so no run with {workers} workers (apt-get install redis-server)")
-        return Targets(fake_url, bare_url, gw_url, plain_url)
-    redis_port, many_port = free_port(), free_port()
+        return None
+    redis_port = free_port()
     redis_child = children.start("redis", [redis, "--port", str(redis_port), "--bind", HOST, "--save", "",
                                            "--appendonly", "no"])
     wait_listening(redis_child, redis_port)
-    many = children.workdir / "gateway-workers.yaml"
-    many.write_text(yaml.safe_dump(gateway_config(many_port, free_port_block(2 * workers), free_port(), fake_port,
-                                                  envoy_concurrency,
-                                                  workers, f"redis://{HOST}:{redis_port}/0"), sort_keys=False))
-    wait_gateway_ready(children.start("gateway-workers", [sys.executable, "-m", "extproc", "up", "--config",
-                                                          str(many)]))
-    return Targets(fake_url, bare_url, gw_url, plain_url, f"http://{HOST}:{many_port}{PATH}", workers)
+    _, url = start_gateway(children, "gateway-workers", fake_port, envoy_concurrency, workers=workers,
+                           redis_url=f"redis://{HOST}:{redis_port}/0")
+    return url
+
+
+def start_stack(children: Children, envoy: str, envoy_concurrency: int, workers: int = 1,
+                notes: list[str] | None = None, litellm: bool = False) -> Targets:
+    """Every server of the run, up and listening, and their URLs: the fake provider, bare Envoy, the default
+    gateway and its variants (no accounting, a client key, a Claude login, N workers), the streaming fake with a
+    bare Envoy and a gateway of its own, and LiteLLM proxy where it is installed (or `litellm`: install it)."""
+    fake_port, bare_port = free_port(), free_port()
+    login_token, login = start_login(children)
+    fake = start_envoy(children, "fake", fake_provider_bootstrap(fake_port, free_port(), login_token), 1, envoy)
+    wait_listening(fake, fake_port)
+    bare = start_envoy(children, "bare", bare_envoy_bootstrap(bare_port, free_port(), fake_port),
+                       envoy_concurrency, envoy)
+    wait_listening(bare, bare_port)
+    print("starting the gateways ...", flush=True)
+    _, gateway = start_gateway(children, "gateway", fake_port, envoy_concurrency)
+    _, plain = start_gateway(children, "gateway-plain", fake_port, envoy_concurrency, accounting=False)
+    _, keyed = start_gateway(children, "gateway-keyed", fake_port, envoy_concurrency, paths.keyed_extra(CLIENT_KEY))
+    _, logged = start_gateway(children, "gateway-login", fake_port, envoy_concurrency,
+                              paths.login_extra(login["store"], login["token_url"], fake_port))
+    streams = start_streams(children, envoy, envoy_concurrency)
+    if streams is None:
+        print("bench: node not found, so no streams (the streaming fake is bench/stream_fake.js)")
+    many = start_workers(children, fake_port, envoy_concurrency, workers)
+    proxy = start_litellm(children, fake_port, [] if notes is None else notes, install=litellm)
+    stream_fake, bare_stream, stream = streams or (None, None, None)
+    return Targets(f"http://{HOST}:{fake_port}{PATH}", f"http://{HOST}:{bare_port}{PATH}", gateway + PATH,
+                   plain=plain + PATH, workers=many + PATH if many else None, worker_count=workers if many else 1,
+                   keyed=keyed + PATH, login=logged + paths.MESSAGES_PATH + "?beta=true", stream_fake=stream_fake,
+                   bare_stream=bare_stream, stream=stream, litellm=proxy + PATH if proxy else None)
+
+
+# ------------------------------------------------------------------------------------------ LiteLLM
+
+LITELLM_VENV = Path(__file__).resolve().parents[1] / ".venv" / "litellm"  # its own virtualenv, never the project's
+LITELLM_SPEC = "litellm[proxy]"
+
+
+def start_litellm(children: Children, fake_port: int, notes: list[str], install: bool) -> str | None:
+    """LiteLLM proxy (one worker) on the same fake, from a virtualenv of its own (installed there when `install`);
+    None, said in `notes`, when it cannot be had here."""
+    binary = LITELLM_VENV / "bin" / "litellm"
+    if not binary.exists() and not install:
+        notes.append(f"LiteLLM proxy not measured: not installed in {LITELLM_VENV} (make bench-suite installs it)")
+        return None
+    if not binary.exists():
+        print(f"  installing {LITELLM_SPEC} into {LITELLM_VENV} (its own virtualenv) ...", flush=True)
+        try:
+            subprocess.run([sys.executable, "-m", "venv", str(LITELLM_VENV)], check=True, timeout=120)
+            subprocess.run([str(LITELLM_VENV / "bin" / "pip"), "install", "--quiet", LITELLM_SPEC], check=True,
+                           timeout=900, capture_output=True, text=True)
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
+            said = (getattr(exc, "stderr", None) or "").strip().splitlines()[-1:]
+            notes.append(f"LiteLLM proxy not measured: it could not be installed ({type(exc).__name__}"
+                         f"{': ' + said[0][:200] if said else ''})")
+            return None
+    port = free_port()
+    config = children.workdir / "litellm.yaml"
+    # drop_params: LiteLLM knows this model takes no temperature while it reasons, and would refuse the request.
+    config.write_text(yaml.safe_dump({"model_list": [{"model_name": MODEL, "litellm_params": {
+        "model": f"openai/{MODEL}", "api_base": f"http://{HOST}:{fake_port}/v1",
+        "api_key": PROVIDER_KEY}}], "litellm_settings": {"drop_params": True}}))
+    # No client keys, as the default gateway measured beside it has none (its newer releases refuse that unless told).
+    env = {**os.environ, "LITELLM_TELEMETRY": "False", "LITELLM_LOG": "ERROR", "NO_DOCS": "True",
+           "LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY": "true"}
+    log = children.workdir / "litellm.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([str(binary), "--config", str(config), "--host", HOST, "--port", str(port),
+                                 "--num_workers", "1"], stdout=out, stderr=subprocess.STDOUT, env=env,
+                                start_new_session=True)
+    children.children.append(Child("litellm", proc, log))
+    return _litellm_ready(proc, log, f"http://{HOST}:{port}", notes)
+
+
+def _litellm_ready(proc: subprocess.Popen[bytes], log: Path, url: str, notes: list[str]) -> str | None:
+    """LiteLLM's first 200 is the signal it serves (it has no ready line of its own to wait for)."""
+    import httpx
+
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            said = log.read_text(errors="replace").strip().splitlines()[-1:]
+            notes.append(f"LiteLLM proxy not measured: it exited ({proc.returncode}"
+                         f"{': ' + said[0][:200] if said else ''})")
+            return None
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.post(url + PATH, content=request_body(), headers=request_headers(), timeout=10).status_code == 200:
+                return url
+        time.sleep(0.5)
+    notes.append("LiteLLM proxy not measured: it did not answer 200 within 120 s")
+    return None
 
 
 # ------------------------------------------------------------------------------------------ sanity
 
 
-def sanity_check(targets: Targets) -> None:
+def answer_problem(name: str, resp: Any) -> str | None:
+    """Why a path's first answer shows the run would measure something else than that path, or None."""
+    if name in ("stream-chat", "stream-messages"):
+        return paths.stream_problem(resp.status_code, resp.headers.get("content-type", ""), resp.text,
+                                    "[DONE]" if name == "stream-chat" else "message_stop")
+    if resp.status_code != 200:
+        return f"status {resp.status_code}, expected 200"
+    provider = resp.headers.get("x-extproc-provider")
+    wanted = {"default": "openai", "keyed": "openai", "login": "anthropic"}.get(name)
+    if wanted and provider != wanted:
+        return f"x-extproc-provider is {provider!r}, expected {wanted!r}"
+    if name == "translated" and ("translated" not in resp.headers.get("x-extproc-route", "")
+                                 or resp.json().get("type") != "message"):
+        return f"route {resp.headers.get('x-extproc-route')!r}, not translated into a Messages answer"
+    return None
+
+
+def sanity_check(checks: Sequence[tuple[str, str, Load]]) -> None:
     """One request per path before measuring: a benchmark of error responses would measure nothing."""
     import httpx
 
-    body, headers = request_body(), request_headers()
     with httpx.Client(timeout=10) as client:
-        for name, url in (("bare Envoy", targets.bare), ("gateway", targets.gateway)):
-            resp = client.post(url, content=body, headers=headers)
-            problem = None
-            if resp.status_code != 200:
-                problem = f"status {resp.status_code}, expected 200"
-            elif name == "gateway" and resp.headers.get("x-extproc-provider") != "openai":
-                problem = f"x-extproc-provider is {resp.headers.get('x-extproc-provider')!r}, expected 'openai'"
+        for name, url, load in checks:
+            resp = client.post(url, content=load.body, headers=load.headers)
+            problem = answer_problem(name, resp)
             if problem:
                 raise RuntimeError(f"sanity check failed for {name} ({url}): {problem}\n"
                                    f"headers: {dict(resp.headers)}\nbody: {resp.text[:500]}")
-        moved = targets.gateway.removesuffix(PATH) + TRANSLATED_PATH
-        resp = client.post(moved, content=anthropic_request_body(), headers=headers)
-        if resp.status_code != 200 or "translated" not in resp.headers.get("x-extproc-route", "") \
-                or resp.json().get("type") != "message":
-            raise RuntimeError(f"sanity check failed for the translated path ({moved}): status {resp.status_code}, "
-                               f"route {resp.headers.get('x-extproc-route')!r}\nbody: {resp.text[:500]}")
-
 
 # ------------------------------------------------------------------------------------------ load: wrk
 
@@ -394,8 +534,6 @@ local f = assert(io.open(os.getenv("BENCH_BODY_FILE"), "rb"))
 wrk.method = "POST"
 wrk.body = f:read("*a")
 f:close()
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer {key}"
 """
 _UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
 
@@ -406,17 +544,21 @@ class WrkLoad:
     name = "wrk"
     caveat = ""
 
-    def __init__(self, workdir: Path, threads: int, body: bytes | None = None, tag: str = "") -> None:
-        self.script = workdir / "post.lua"
-        self.script.write_text(_WRK_LUA.format(key=CLIENT_KEY))
+    def __init__(self, workdir: Path, threads: int, body: bytes | None = None, tag: str = "",
+                 headers: dict[str, str] | None = None) -> None:
+        self.headers = request_headers(headers)
+        self.script = workdir / f"post{tag}.lua"
+        self.script.write_text(_WRK_LUA + "".join(f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}\n"
+                                                  for k, v in self.headers.items()))
         body_file = workdir / f"body{tag}.json"
-        body_file.write_bytes(request_body() if body is None else body)
+        self.body = request_body() if body is None else body
+        body_file.write_bytes(self.body)
         self.env = {**os.environ, "BENCH_BODY_FILE": str(body_file)}
         self.threads = threads
         self.workdir = workdir
 
-    def with_body(self, body: bytes, tag: str) -> WrkLoad:
-        return WrkLoad(self.workdir, self.threads, body, tag)
+    def with_body(self, body: bytes, tag: str, headers: dict[str, str] | None = None) -> WrkLoad:
+        return WrkLoad(self.workdir, self.threads, body, tag, headers)
 
     def run(self, url: str, concurrency: int, duration: float) -> Point:
         threads = max(1, min(self.threads, concurrency))
@@ -465,11 +607,12 @@ class PythonLoad:
     caveat = ("note: the Python client is probably the bottleneck here, which hides part of the gateway's "
               "cost (ratios read high); install wrk for figures worth quoting")
 
-    def __init__(self, body: bytes | None = None) -> None:
+    def __init__(self, body: bytes | None = None, headers: dict[str, str] | None = None) -> None:
         self.body = request_body() if body is None else body
+        self.headers = request_headers(headers)
 
-    def with_body(self, body: bytes, tag: str) -> PythonLoad:
-        return PythonLoad(body)
+    def with_body(self, body: bytes, tag: str, headers: dict[str, str] | None = None) -> PythonLoad:
+        return PythonLoad(body, headers)
 
     def run(self, url: str, concurrency: int, duration: float) -> Point:
         return asyncio.run(self._run(url, concurrency, duration))
@@ -477,7 +620,7 @@ class PythonLoad:
     async def _run(self, url: str, concurrency: int, duration: float) -> Point:
         import httpx
 
-        body, headers = self.body, request_headers()
+        body, headers = self.body, self.headers
         latencies: list[float] = []
         errors = 0
         limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
@@ -562,6 +705,97 @@ def run_points(load: Load, targets: Targets, concurrencies: Sequence[int], durat
     return rows
 
 
+@dataclass(frozen=True)
+class Target:
+    """One path measured in rounds: its URL and load, the target it is compared with in each round (measured
+    before it), and the concurrencies it is measured at (None: all of the run's)."""
+
+    name: str
+    url: str
+    load: Load
+    baseline: str = "bare"
+    concurrencies: tuple[int, ...] | None = None
+
+
+def measure_rounds(targets: Sequence[Target], concurrencies: Sequence[int], rounds: int, duration: float,
+                   warmup: float) -> dict[str, dict[int, dict[str, float]]]:
+    """Every target at each of its concurrencies, alternated in rounds, so all see the same machine noise; per
+    target and concurrency the medians, and the median of its ratio to its baseline in the same round."""
+    seen: dict[tuple[str, int], list[Point]] = {}
+    ratios: dict[tuple[str, int], list[float]] = {}
+    every = sorted({c for t in targets for c in (t.concurrencies or concurrencies)})
+    for round_no in range(rounds):
+        for conc in every:
+            print(f"  round {round_no + 1}/{rounds}, concurrency {conc}:", end="", flush=True)
+            this_round: dict[str, Point] = {}
+            for t in (t for t in targets if conc in (t.concurrencies or concurrencies)):
+                point = this_round[t.name] = measure(t.load, t.url, conc, duration, warmup)
+                seen.setdefault((t.name, conc), []).append(point)
+                base = this_round.get(t.baseline)
+                if base is not None and base.rps:
+                    ratios.setdefault((t.name, conc), []).append(point.rps / base.rps)
+                print(f" {t.name} {point.rps:,.0f}", end="", flush=True)
+            print(flush=True)
+    baseline = {t.name: t.baseline for t in targets}
+    out: dict[str, dict[int, dict[str, float]]] = {}
+    for (name, conc), points in seen.items():
+        p50 = statistics.median(p.p50_ms for p in points)
+        base_points = seen.get((baseline[name], conc), points)
+        out.setdefault(name, {})[conc] = {
+            "rps": statistics.median(p.rps for p in points),
+            "ratio": statistics.median(ratios.get((name, conc), [0.0])),
+            "p50_ms": p50, "added_p50_ms": p50 - statistics.median(p.p50_ms for p in base_points),
+            "p99_ms": statistics.median(p.p99_ms for p in points), "errors": sum(p.errors for p in points)}
+    return out
+
+
+def path_targets(t: Targets, load: Load, stream_concurrency: int = paths.STREAM_CONCURRENCY,
+                 headline: tuple[int, ...] | None = (8,), latency: tuple[int, ...] | None = (1, 8)) -> list[Target]:
+    """The issue's paths side by side, each after its baseline: bare, the default config, a client key (also at
+    concurrency 1, for its added latency), a Claude login, translated, LiteLLM where installed; then streams of
+    100 events against a bare Envoy on the streaming fake. `headline` and `latency`: the concurrencies of the
+    paths and of bare and keyed (None: all of the run's)."""
+    messages = anthropic_request_body()
+    out = [Target("bare", t.bare, load, concurrencies=latency), Target("default", t.gateway, load,
+                                                                        concurrencies=headline)]
+    if t.keyed:
+        out.append(Target("keyed", t.keyed, load, concurrencies=latency))
+    if t.login:
+        out.append(Target("login", t.login, load.with_body(paths.claude_code_body(BODY_BYTES), "-login",
+                                                           paths.claude_code_headers()), concurrencies=headline))
+    out.append(Target("translated", t.gateway.removesuffix(PATH) + TRANSLATED_PATH,
+                      load.with_body(messages, "-anthropic"), concurrencies=headline))
+    if t.litellm:
+        out.append(Target("litellm", t.litellm, load, concurrencies=headline))
+    if t.bare_stream and t.stream:
+        streams = (stream_concurrency,)
+        chat, anthropic = (load.with_body(paths.chat_stream_body(request_body()), "-stream-chat"),
+                           load.with_body(paths.messages_stream_body(messages), "-stream-messages",
+                                          paths.ANTHROPIC_HEADERS))
+        out += [Target("bare-stream", t.bare_stream + PATH, chat, "bare-stream", streams),
+                Target("stream-chat", t.stream + PATH, chat, "bare-stream", streams),
+                Target("stream-messages", t.stream + paths.MESSAGES_PATH, anthropic, "bare-stream", streams)]
+    return out
+
+
+def render_paths(found: dict[str, dict[int, dict[str, float]]], baselines: dict[str, str]) -> str:
+    """One line per path and concurrency: throughput, its ratio to the baseline of the same rounds, latency."""
+    header = ("path", "conc", "rps", "ratio", "p50", "+p50", "p99", "errors")
+    lines = [header]
+    for name, by in found.items():
+        for conc, f in sorted(by.items()):
+            own = name == baselines.get(name, name)
+            lines.append((name, str(conc), f"{f['rps']:,.0f}", "1" if own else f"{f['ratio']:.2f}",
+                          f"{f['p50_ms']:.2f}", "" if own else f"{f['added_p50_ms']:+.2f}", f"{f['p99_ms']:.2f}",
+                          f"{f['errors']:.0f}"))
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    text = [" | ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(line, widths, strict=True)))
+            for line in lines]
+    text.insert(1, "-+-".join("-" * w for w in widths))
+    return "\n".join(text) + ("\n(rps: requests/s, streams/s for streams; ratio and +p50 (ms) against bare Envoy of "
+                              "the same rounds, bare-stream for streams)")
+
+
 # ------------------------------------------------------------------------------------------ output
 
 
@@ -622,19 +856,24 @@ def machine_info(envoy: str) -> dict[str, Any]:
 
 
 def write_json(path: Path, machine: dict[str, Any], load: Load, args: argparse.Namespace,
-               ceiling: Point | None, rows: Sequence[Row]) -> None:
+               ceilings: dict[str, Point | None], rows: Sequence[Row],
+               found: dict[str, dict[int, dict[str, float]]], verdicts: Sequence[goals.Verdict]) -> None:
     data = {
         "machine": machine,
         "load_generator": load.name,
-        "settings": {"duration_s": args.duration, "warmup_s": args.warmup,
-                     "envoy_concurrency": args.envoy_concurrency, "body_bytes": len(request_body())},
-        "fake_provider_ceiling": asdict(ceiling) if ceiling else None,
+        "settings": {"duration_s": args.duration, "warmup_s": args.warmup, "rounds": args.rounds,
+                     "envoy_concurrency": args.envoy_concurrency, "body_bytes": len(request_body()),
+                     "stream_events": paths.STREAM_EVENTS},
+        "fake_provider_ceiling": asdict(ceilings["fake"]) if ceilings.get("fake") else None,
+        "stream_fake_ceiling": asdict(ceilings["stream_fake"]) if ceilings.get("stream_fake") else None,
         "points": [{"concurrency": r.concurrency, "bare": asdict(r.bare), "gateway": asdict(r.gateway),
                     "workers": asdict(r.workers) if r.workers else None,
                     "no_accounting": asdict(r.plain) if r.plain else None,
                     "translated": asdict(r.translated) if r.translated else None,
                     "rps_ratio": r.rps_ratio, "added_p50_ms": r.added_p50_ms, "added_p99_ms": r.added_p99_ms}
                    for r in rows],
+        "paths": found,
+        "targets": [{**asdict(v), "mark": v.mark} for v in verdicts],
     }
     path.write_text(json.dumps(data, indent=2) + "\n")
 
@@ -660,13 +899,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--envoy-concurrency", type=int, default=1,
                         help="worker threads of the bare and the gateway Envoy alike (default 1)")
     parser.add_argument("--warmup", type=float, default=2, help="seconds of unmeasured load per point (default 2)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="rounds of the paths side by side (default 1; the suite runs 3)")
     parser.add_argument("--json", type=Path, help="also write the results as JSON to this path")
+    parser.add_argument("--burst", type=Path,
+                        help="the JSON bench/burst.py --json wrote: its figures go into the targets' check")
     parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)),
                         help="also measure a gateway with this many processor workers (default: the cores; 1: "
                              "skip)")
     args = parser.parse_args(argv)
-    if args.duration <= 0 or args.warmup < 0 or args.envoy_concurrency < 1:
-        parser.error("--duration must be > 0, --warmup ≥ 0 and --envoy-concurrency ≥ 1")
+    if args.duration <= 0 or args.warmup < 0 or args.envoy_concurrency < 1 or args.rounds < 1:
+        parser.error("--duration must be > 0, --warmup ≥ 0, --envoy-concurrency and --rounds ≥ 1")
     return args
 
 
@@ -678,24 +921,44 @@ def benchmark(args: argparse.Namespace, workdir: Path, children: Children) -> in
           f"| {machine['date']}")
     print(f"load: {load.name} | {args.duration:g}s per point after {args.warmup:g}s warm-up | "
           f"Envoy --concurrency {args.envoy_concurrency} | {len(request_body())}-byte POST {PATH}")
-    targets = start_stack(children, envoy, args.envoy_concurrency, args.workers)
-    sanity_check(targets)
-    print("sanity: bare 200, gateway 200 with x-extproc-provider: openai")
+    notes: list[str] = []
+    targets = start_stack(children, envoy, args.envoy_concurrency, args.workers, notes)
+    side_by_side = path_targets(targets, load)
+    sanity_check([(t.name, t.url, t.load) for t in side_by_side])
+    print("sanity: every path answered 200 from the provider it should (streams whole)")
     top = max(args.concurrency)
     ceiling = measure(load, targets.fake, top, min(args.duration, 5), min(args.warmup, 1))
     print(f"fake provider alone at concurrency {top}: {ceiling.rps:,.0f} rps, p50 {ceiling.p50_ms:.2f} ms "
           "(the ceiling; both paths should stay well below it)")
+    stream_ceiling = None
+    if targets.stream_fake:
+        chat = next(t.load for t in side_by_side if t.name == "bare-stream")
+        stream_ceiling = measure(chat, targets.stream_fake + PATH, paths.STREAM_CONCURRENCY, min(args.duration, 5),
+                                 min(args.warmup, 1))
+        print(f"streaming fake alone at concurrency {paths.STREAM_CONCURRENCY}: {stream_ceiling.rps:,.0f} streams/s "
+              f"of {paths.STREAM_EVENTS} events (the ceiling of the streams)")
     rows = run_points(load, targets, args.concurrency, args.duration, args.warmup,
                       load.with_body(anthropic_request_body(), "-anthropic"))
     print()
     print(render_table(rows, targets.worker_count))
-    for note in [*error_notes(rows), load.caveat]:
+    print("\nthe paths side by side, alternated:", flush=True)
+    found = measure_rounds(side_by_side, (), args.rounds, args.duration, args.warmup)
+    print()
+    print(render_paths(found, {t.name: t.baseline for t in side_by_side}))
+    burst = goals.burst_from(json.loads(args.burst.read_text())) if args.burst else None
+    verdicts = goals.verdicts(goals.figures_from(found, burst))
+    print(f"\ntargets (ratios to bare Envoy in this run; {machine['nproc']} cores shared with whatever else runs):")
+    print(goals.render(verdicts))
+    failed = [*error_notes(rows), *(f"warning: {name} at concurrency {conc}: {f['errors']:.0f} requests failed"
+                                    for name, by in found.items() for conc, f in by.items() if f["errors"])]
+    for note in [*notes, *failed, load.caveat]:
         if note:
             print(note)
     if args.json:
-        write_json(args.json, machine, load, args, ceiling, rows)
+        write_json(args.json, machine, load, args, {"fake": ceiling, "stream_fake": stream_ceiling}, rows, found,
+                   verdicts)
         print(f"wrote {args.json}")
-    return 1 if error_notes(rows) else 0
+    return 1 if failed else 0
 
 
 @contextlib.contextmanager

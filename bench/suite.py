@@ -15,7 +15,6 @@ import asyncio
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -27,14 +26,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import goals  # noqa: E402  (the issue's targets, beside this file)
+import paths  # noqa: E402  (the deployment's paths: client key, streams, login)
 import run as harness  # noqa: E402  (the harness beside this file: processes, configs, wrk)
 
 ROOT = Path(__file__).resolve().parents[1]
-LITELLM_VENV = ROOT / ".venv" / "litellm"  # its own virtualenv: never a dependency of the project
-LITELLM_SPEC = "litellm[proxy]"
 ALIAS = "fast"
 FLAKY, STEADY = "flaky-model", "steady-model"
 SLOW_MODEL = "slow-model"
@@ -55,13 +53,14 @@ class Plan:
     streams: int
     requests: int  # driven through one gateway while its memory is watched
     litellm: bool
+    stream_concurrency: int  # streams of 100 events are measured at this concurrency only
 
     @classmethod
     def of(cls, args: argparse.Namespace) -> Plan:
         if args.smoke:
-            return cls(1, (8,), 1, 0, (KB, 100 * KB), (15, 1000), 20, 2_000, False)
+            return cls(1, (8,), 1, 0, (KB, 100 * KB), (15, 1000), 20, 2_000, False, 8)
         return cls(args.rounds, (1, 8, 64), 4, 1, (KB, 100 * KB, 1024 * KB, 10 * 1024 * KB), (15, 1000, 10_000),
-                   1000, 100_000, not args.no_litellm)
+                   1000, 100_000, not args.no_litellm, paths.STREAM_CONCURRENCY)
 
 
 @dataclass
@@ -75,6 +74,7 @@ class Report:
     streams: dict[str, float] = field(default_factory=dict)
     memory: list[dict[str, float]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    targets: list[dict[str, Any]] = field(default_factory=list)  # the issue's targets against these figures
 
 
 # ------------------------------------------------------------------------------------------ servers
@@ -91,16 +91,8 @@ def fake_429_bootstrap(port: int, admin_port: int) -> dict[str, Any]:
 
 def gateway(children: harness.Children, name: str, fake_port: int, extra: dict[str, Any], *, workers: int = 1,
             redis_url: str | None = None, accounting: bool = False) -> tuple[harness.Child, str]:
-    port = harness.free_port()
-    config = harness.gateway_config(port, harness.free_port_block(2 * workers), harness.free_port(), fake_port, 1,
-                                    workers, redis_url, accounting)
-    for key, value in extra.items():
-        config[key] = {**config[key], **value} if isinstance(value, dict) and key in config else value
-    path = children.workdir / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    child = children.start(name, [sys.executable, "-m", "extproc", "up", "--config", str(path)])
-    harness.wait_gateway_ready(child)
-    return child, f"http://{harness.HOST}:{port}"
+    return harness.start_gateway(children, name, fake_port, 1, extra, workers=workers, redis_url=redis_url,
+                                 accounting=accounting)
 
 
 def main_gateway_extra(fake_port: int, fake_429_port: int) -> dict[str, Any]:
@@ -166,92 +158,15 @@ def rss_mib(pid: int) -> tuple[float, float]:
     return processor, envoy
 
 
-# ------------------------------------------------------------------------------------------ LiteLLM
-
-
-def litellm(children: harness.Children, fake_port: int, notes: list[str]) -> str | None:
-    """LiteLLM proxy (one worker) on the same fake, installed in a virtualenv of its own; None, said in the
-    notes, when it cannot be had here."""
-    binary = LITELLM_VENV / "bin" / "litellm"
-    if not binary.exists():
-        print(f"  installing {LITELLM_SPEC} into {LITELLM_VENV} (its own virtualenv) ...", flush=True)
-        try:
-            subprocess.run([sys.executable, "-m", "venv", str(LITELLM_VENV)], check=True, timeout=120)
-            subprocess.run([str(LITELLM_VENV / "bin" / "pip"), "install", "--quiet", LITELLM_SPEC], check=True,
-                           timeout=900, capture_output=True, text=True)
-        except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
-            said = (getattr(exc, "stderr", None) or "").strip().splitlines()[-1:]
-            notes.append(f"LiteLLM proxy not measured: it could not be installed ({type(exc).__name__}"
-                         f"{': ' + said[0][:200] if said else ''})")
-            return None
-    port = harness.free_port()
-    config = children.workdir / "litellm.yaml"
-    # drop_params: LiteLLM knows this model takes no temperature while it reasons, and would refuse the request.
-    config.write_text(yaml.safe_dump({"model_list": [{"model_name": harness.MODEL, "litellm_params": {
-        "model": f"openai/{harness.MODEL}", "api_base": f"http://{harness.HOST}:{fake_port}/v1",
-        "api_key": harness.PROVIDER_KEY}}], "litellm_settings": {"drop_params": True}}))
-    # No client keys, as the gateway measured beside it has none (its newer releases refuse that unless told).
-    env = {**os.environ, "LITELLM_TELEMETRY": "False", "LITELLM_LOG": "ERROR", "NO_DOCS": "True",
-           "LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY": "true"}
-    log = children.workdir / "litellm.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen([str(binary), "--config", str(config), "--host", harness.HOST, "--port", str(port),
-                                 "--num_workers", "1"], stdout=out, stderr=subprocess.STDOUT, env=env,
-                                start_new_session=True)
-    children.children.append(harness.Child("litellm", proc, log))
-    url = f"http://{harness.HOST}:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            said = log.read_text(errors="replace").strip().splitlines()[-1:]
-            notes.append(f"LiteLLM proxy not measured: it exited ({proc.returncode}"
-                         f"{': ' + said[0][:200] if said else ''})")
-            return None
-        try:
-            answer = httpx.post(url + harness.PATH, content=harness.request_body(), headers=harness.request_headers(),
-                                timeout=10)
-            if answer.status_code == 200:
-                return url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    notes.append("LiteLLM proxy not measured: it did not answer 200 within 120 s")
-    return None
-
-
 # ------------------------------------------------------------------------------------------ measuring
 
 
-@dataclass(frozen=True)
-class Target:
-    name: str
-    url: str
-    load: harness.Load
-
-
-def measure_paths(targets: Sequence[Target], plan: Plan, report: Report) -> None:
-    """Every path at every concurrency, alternated in rounds; medians, and the ratio to bare in the same round."""
-    seen: dict[tuple[str, int], list[harness.Point]] = {}
-    ratios: dict[tuple[str, int], list[float]] = {}
-    for round_no in range(plan.rounds):
-        for conc in plan.concurrencies:
-            print(f"  round {round_no + 1}/{plan.rounds}, concurrency {conc}:", end="", flush=True)
-            bare = None
-            for t in targets:
-                point = harness.measure(t.load, t.url, conc, plan.duration, plan.warmup)
-                bare = point if t.name == "bare" else bare
-                seen.setdefault((t.name, conc), []).append(point)
-                if bare is not None and bare.rps:
-                    ratios.setdefault((t.name, conc), []).append(point.rps / bare.rps)
-                print(f" {t.name} {point.rps:,.0f}", end="", flush=True)
-            print(flush=True)
-    for (name, conc), points in seen.items():
-        bare_p50 = statistics.median(p.p50_ms for p in seen[("bare", conc)])
-        p50 = statistics.median(p.p50_ms for p in points)
-        report.paths.setdefault(name, {})[conc] = {
-            "rps": statistics.median(p.rps for p in points), "ratio": statistics.median(ratios[(name, conc)]),
-            "p50_ms": p50, "added_p50_ms": p50 - bare_p50, "p99_ms": statistics.median(p.p99_ms for p in points),
-            "errors": sum(p.errors for p in points)}
+def measure_paths(targets: Sequence[harness.Target], plan: Plan, report: Report) -> None:
+    """Every path at every concurrency (streams at theirs), alternated in rounds; medians, and the ratio to its
+    baseline (bare Envoy, or bare Envoy on the streaming fake) in the same round."""
+    report.paths = harness.measure_rounds(targets, plan.concurrencies, plan.rounds, plan.duration, plan.warmup)
+    report.targets = [{**asdict(v), "mark": v.mark} for v in goals.verdicts(goals.figures_from(
+        report.paths, stream_concurrency=plan.stream_concurrency))]
 
 
 def measure_bodies(load: harness.Load, bare: str, gw: str, plan: Plan, report: Report) -> None:
@@ -405,7 +320,14 @@ _PATHS = {
     "accounting": "extproc, direct, with accounting (the default config): the fast path, Envoy reading the usage",
     "translated": "extproc, the request in Anthropic's API, served by the OpenAI model",
     "failover": "extproc, the first attempt answered 429, the fallback serves",
+    "keyed": "extproc, the default config with one client key (sent as `Authorization: Bearer`)",
+    "login": "extproc, a Claude Pro/Max login (fake OAuth), Claude Code's request on /v1/messages",
     "litellm": "LiteLLM proxy, one worker, same fake",
+    "bare-stream": f"bare Envoy on the streaming fake: streams/s of {paths.STREAM_EVENTS} events",
+    "stream-chat": f"extproc, default config, chat streams of {paths.STREAM_EVENTS} events with the usage chunk; "
+                   "ratio to bare-stream",
+    "stream-messages": f"extproc, default config, Anthropic Messages streams of {paths.STREAM_EVENTS} events; "
+                       "ratio to bare-stream",
 }
 
 
@@ -417,7 +339,9 @@ def markdown(report: Report) -> str:
              f"{report.plan['warmup']:g} s of warm-up, the paths alternated in each round; medians, and the ratio "
              "to bare Envoy measured in the same round. The upstream is an Envoy answering every request itself.",
              "", "![throughput ratio to bare Envoy, and growth](benchmarks.png)", "",
-             "## Paths (1 KB chat request)", ""]
+             "## Paths (1 KB requests)", "",
+             f"Streams of {paths.STREAM_EVENTS} SSE events (no pause) come from a Node.js fake and are measured at "
+             "their own concurrency, against bare Envoy on the same fake (`bare-stream`); rps is streams/s there.", ""]
     concs = sorted({c for by in report.paths.values() for c in by})
     head = "| path | " + " | ".join(f"rps c{c} | ratio c{c} | +p50 ms c{c}" for c in concs) + " |"
     lines += [head, "|---|" + "---|---|---|" * len(concs)]
@@ -425,6 +349,10 @@ def markdown(report: Report) -> str:
         cells = [f"{by[c]['rps']:,.0f} | {by[c]['ratio']:.2f} | {by[c]['added_p50_ms']:+.2f}" if c in by
                  else "- | - | -" for c in concs]
         lines.append(f"| {name}: {_PATHS.get(name, name)} | " + " | ".join(cells) + " |")
+    if report.targets:
+        lines += ["", "## Targets", "", "The deployment's targets, read against this run (ratios to bare Envoy in the "
+                  "same rounds; speed is measured here, never asserted by a test):", ""]
+        lines += goals.markdown([goals.Verdict(t["target"], t["met"], t["figure"]) for t in report.targets])
     lines += ["", "## Body size", "", "| body | ratio c8 | +p50 ms c1 | +p50 ms c8 |", "|---|---|---|---|"]
     lines += [f"| {row['bytes'] / KB:,.0f} KB | {row['ratio_c8']:.2f} | {row['added_p50_ms_c1']:+.2f} | "
               f"{row['added_p50_ms_c8']:+.2f} |" for row in report.bodies]
@@ -459,7 +387,7 @@ def plot(report: Report, path: Path) -> None:
 
     fig, (paths_ax, bodies_ax, memory_ax) = plt.subplots(1, 3, figsize=(15, 4.5))
     concs = sorted({c for by in report.paths.values() for c in by})
-    names = [n for n in report.paths if n != "bare"]
+    names = [n for n in report.paths if n not in ("bare", "bare-stream")]
     width = 0.8 / max(1, len(concs))
     for i, conc in enumerate(concs):
         paths_ax.bar([x + i * width for x in range(len(names))],
@@ -497,8 +425,9 @@ def suite(args: argparse.Namespace, workdir: Path, children: harness.Children) -
     if load.name != "wrk":
         report.notes.append("wrk not found: the load came from the pure-Python client (apt-get install wrk)")
     fake_port, fake_429_port, bare_port = harness.free_port(), harness.free_port(), harness.free_port()
+    login_token, login = harness.start_login(children)
     harness.wait_listening(harness.start_envoy(children, "fake", harness.fake_provider_bootstrap(
-        fake_port, harness.free_port()), 1, envoy), fake_port)
+        fake_port, harness.free_port(), login_token), 1, envoy), fake_port)
     harness.wait_listening(harness.start_envoy(children, "fake-429", fake_429_bootstrap(
         fake_429_port, harness.free_port()), 1, envoy), fake_429_port)
     harness.wait_listening(harness.start_envoy(children, "bare", harness.bare_envoy_bootstrap(
@@ -508,20 +437,31 @@ def suite(args: argparse.Namespace, workdir: Path, children: harness.Children) -
     _, main = gateway(children, "gateway", fake_port, main_gateway_extra(fake_port, fake_429_port))
     accounted, accounted_url = gateway(children, "gateway-accounting", fake_port, {}, accounting=True)
     _, full = gateway(children, "gateway-full", fake_port, {"fast_path": False})
-    body = harness.request_body()
-    targets = [Target("bare", bare, load), Target("direct", main + harness.PATH, load),
-               Target("full", full + harness.PATH, load),
-               Target("alias", main + harness.PATH, load.with_body(with_model(body, ALIAS), "-alias")),
-               Target("accounting", accounted_url + harness.PATH, load),
-               Target("translated", main + harness.TRANSLATED_PATH,
-                      load.with_body(harness.anthropic_request_body(), "-anthropic")),
-               Target("failover", main + harness.PATH, load.with_body(with_model(body, FLAKY), "-failover"))]
+    _, keyed = gateway(children, "gateway-keyed", fake_port, paths.keyed_extra(harness.CLIENT_KEY), accounting=True)
+    _, logged = gateway(children, "gateway-login", fake_port, paths.login_extra(login["store"], login["token_url"],
+                                                                                fake_port), accounting=True)
+    streams = harness.start_streams(children, envoy, 1)
+    proxy = None
     if plan.litellm:
-        found = litellm(children, fake_port, report.notes)
-        if found:
-            targets.append(Target("litellm", found + harness.PATH, load))
+        proxy = harness.start_litellm(children, fake_port, report.notes, install=True)
     else:
         report.notes.append("LiteLLM proxy not measured in this run (--smoke or --no-litellm)")
+    if streams is None:
+        report.notes.append("streams not measured: node not found (the streaming fake is bench/stream_fake.js)")
+    body = harness.request_body()
+    stack = harness.Targets(f"http://{harness.HOST}:{fake_port}{harness.PATH}", bare, accounted_url + harness.PATH,
+                            keyed=keyed + harness.PATH, login=logged + paths.MESSAGES_PATH + "?beta=true",
+                            stream_fake=streams[0] if streams else None, bare_stream=streams[1] if streams else None,
+                            stream=streams[2] if streams else None,
+                            litellm=proxy + harness.PATH if proxy else None)
+    issue = {t.name: t for t in harness.path_targets(stack, load, plan.stream_concurrency, None, None)}
+    targets = [issue["bare"], harness.Target("direct", main + harness.PATH, load),
+               harness.Target("full", full + harness.PATH, load),
+               harness.Target("alias", main + harness.PATH, load.with_body(with_model(body, ALIAS), "-alias")),
+               harness.Target("accounting", accounted_url + harness.PATH, load), issue["keyed"], issue["login"],
+               harness.Target("translated", main + harness.TRANSLATED_PATH, issue["translated"].load),
+               harness.Target("failover", main + harness.PATH, load.with_body(with_model(body, FLAKY), "-failover")),
+               *(issue[name] for name in ("litellm", "bare-stream", "stream-chat", "stream-messages") if name in issue)]
     check(targets)
     print("paths:", flush=True)
     measure_paths(targets, plan, report)
@@ -538,16 +478,16 @@ def suite(args: argparse.Namespace, workdir: Path, children: harness.Children) -
     return report
 
 
-def check(targets: Sequence[Target]) -> None:
+def check(targets: Sequence[harness.Target]) -> None:
     """One request per path before measuring: a benchmark of errors would measure nothing. The direct path's
     model (with and without accounting) is published for the fast path by its first request: measuring waits
     until it serves fast."""
     for t in targets:
-        body = Path(t.load.env["BENCH_BODY_FILE"]).read_bytes() if isinstance(t.load, harness.WrkLoad) \
-            else harness.request_body()
-        answer = httpx.post(t.url, content=body, headers=harness.request_headers(), timeout=10)
-        if answer.status_code != 200:
-            raise RuntimeError(f"{t.name} ({t.url}) answered {answer.status_code}: {answer.text[:300]}")
+        body, headers = t.load.body, t.load.headers
+        answer = httpx.post(t.url, content=body, headers=headers, timeout=10)
+        problem = harness.answer_problem(t.name, answer)
+        if problem:
+            raise RuntimeError(f"{t.name} ({t.url}): {problem}: {answer.text[:300]}")
         if t.name == "failover" and answer.headers.get("x-extproc-attempts") != "2":
             raise RuntimeError(f"failover path made {answer.headers.get('x-extproc-attempts')} attempts, not 2")
         deadline = time.monotonic() + 10
@@ -555,7 +495,7 @@ def check(targets: Sequence[Target]) -> None:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the direct path never went fast: {dict(answer.headers)}")
             time.sleep(0.2)
-            answer = httpx.post(t.url, content=body, headers=harness.request_headers(), timeout=10)
+            answer = httpx.post(t.url, content=body, headers=headers, timeout=10)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -22,7 +22,8 @@ def test_the_benchmark_suite_runs_every_measurement_and_writes_its_report(tmp_pa
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     report = json.loads((tmp_path / "benchmarks.json").read_text())
-    assert set(report["paths"]) == {"bare", "direct", "full", "alias", "accounting", "translated", "failover"}
+    assert set(report["paths"]) == {"bare", "direct", "full", "alias", "accounting", "keyed", "login", "translated",
+                                    "failover", "bare-stream", "stream-chat", "stream-messages"}
     assert all(f["rps"] > 0 and f["errors"] == 0 for by in report["paths"].values() for f in by.values())
     assert [row["bytes"] for row in report["bodies"]] == [1024, 102400]
     assert [row["models"] for row in report["registries"]] == [15, 1000]
@@ -30,4 +31,6 @@ def test_the_benchmark_suite_runs_every_measurement_and_writes_its_report(tmp_pa
     assert report["memory"][-1]["requests"] >= 2000 and report["workers"]["workers"] >= 2
     text = (tmp_path / "benchmarks.md").read_text()
     assert "| direct: " in text and "## Open streams" in text and "LiteLLM proxy not measured" in text
+    assert "| stream-chat: " in text and "## Targets" in text and [t["mark"] for t in report["targets"]][-1] == \
+        "not measured"  # the burst is bench/burst.py's
     assert (tmp_path / "benchmarks.png").read_bytes().startswith(b"\x89PNG")

@@ -2,8 +2,9 @@
 must be seen of it (the answer, the one request the provider got, the usage record), and it runs through every
 path it applies to:
 
-- fast: a plain request of a model asked for before, which Envoy serves by itself (no processor message);
-- full: the processor routes it (`fast_path: false`);
+- fast: a request of a model asked for before, whole or streamed, which Envoy serves by itself (no processor
+  message), its client key checked by Envoy;
+- full: the processor routes it (`fast_path: false`), and checks the key;
 - relay: a streamed answer, which passes through the processor's relay (the relay writes its usage record).
 
 Each path configuration is a stack of the module, against the module's fakes; a new API, provider or routing
@@ -48,7 +49,10 @@ def config(fakes: dict[str, FakeProvider], **path: Any) -> dict[str, Any]:
                             "auth": "x-api-key", "api_key": SECRETS["anthropic"],
                             "headers": {"anthropic-version": "2023-06-01"}}
     return {"providers": providers, "models": MODELS, "strategy": "capability-match",
-            "aliases": {"fast": "groq/openai/gpt-oss-20b", "flash": "ge-chat", "sonnet": "an-chat"}, **path}
+            "aliases": {"fast": "groq/openai/gpt-oss-20b", "flash": "ge-chat", "sonnet": "an-chat"},
+            # A deployment's shape: every request carries a client key, which Envoy checks on the fast path and
+            # the processor on the full path; either way the record is the key's.
+            "clients": {"keys": [{"name": "paths", "key": CLIENT_KEY}]}, **path}
 
 
 @pytest.fixture(scope="module")
@@ -430,9 +434,10 @@ def test_a_request_through_each_path(request: pytest.FixtureRequest, fakes: dict
         assert {k: doc.get(k) for k in case.body} == dict(case.body)
 
     record = stack.usage_record(rid)  # the relay writes a stream's; Envoy's access log a fast answer's
-    assert {k: record[k] for k in ("provider", "served_model", "route", "status", "streamed", *case.record)} == {
+    assert {k: record[k] for k in ("provider", "served_model", "route", "status", "streamed", "client",
+                                   *case.record)} == {
         "provider": case.reply_headers["x-extproc-provider"], "served_model": case.reply_headers["x-extproc-model"],
-        "route": route, "status": case.status, "streamed": "relay" in case.paths, **case.record}
+        "route": route, "status": case.status, "streamed": "relay" in case.paths, "client": "paths", **case.record}
     assert record["latency_ms"] >= record["ttft_ms"] > 0
     # Only the fast path's answer never reached the processor (read once its record is in: the processor's own
     # line, had it routed the request, was written before the answer).

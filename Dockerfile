@@ -7,7 +7,10 @@ RUN pip install --no-cache-dir --require-hashes --no-deps -r /tmp/uv.txt
 COPY pyproject.toml uv.lock README.md ./
 COPY extproc ./extproc
 ENV UV_PROJECT_ENVIRONMENT=/app/.venv UV_PYTHON=/usr/local/bin/python3 PATH=/app/.venv/bin:$PATH
-RUN uv sync --locked --no-editable --no-cache && useradd --create-home extproc
+# uid 1000: the Envoy beside it (compose's `user`, the pod's runAsUser) runs as the same user, so it can read
+# the fast path's routes file, which the processor writes 0600 in /run/extproc/routes.
+RUN uv sync --locked --no-editable --no-cache && useradd --uid 1000 --create-home extproc \
+    && install -d -o extproc -g extproc -m 700 /run/extproc/routes
 USER extproc
 EXPOSE 10000
 ENTRYPOINT ["extproc"]

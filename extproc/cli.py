@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import os
 import signal
@@ -51,6 +52,7 @@ def _parser() -> argparse.ArgumentParser:
         ("up", "run Envoy and the processor together in the foreground"),
         ("serve", "run the processor alone (beside an Envoy configured elsewhere)"),
         ("envoy-config", "print the Envoy bootstrap for a config"),
+        ("init-routes", "write the routes file an Envoy rendered with --routes-dir starts from (before it starts)"),
         ("models", "list the configured catalog (a running gateway's /v1/models adds discovered models)"),
         ("check", "validate a config and exit (every error at once)"),
         ("drain", "tell the running Envoy to drain and wait for its open requests (a preStop hook)"),
@@ -58,6 +60,9 @@ def _parser() -> argparse.ArgumentParser:
     ):
         sub = commands.add_parser(name, help=help_text)
         sub.add_argument("--config", "-c", help="YAML config file (default: the embedded default config)")
+        if name in ("serve", "envoy-config", "init-routes"):
+            sub.add_argument("--routes-dir", help="the directory of the fast path's routes file, which the processor "
+                                                  "writes and Envoy watches (default: the config's fast_routes)")
         if name == "top":
             sub.add_argument("--key", help="a client key for the models API (default: $EXTPROC_CLIENT_KEY)")
             sub.add_argument("--once", action="store_true", help="print one reading and exit")
@@ -120,9 +125,13 @@ def _command(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         sys.stderr.write(config_error_text(exc))
         return 2
+    if getattr(args, "routes_dir", None):
+        settings = dataclasses.replace(settings, fast_routes=args.routes_dir)
     if args.command == "envoy-config":
         sys.stdout.write(render_bootstrap(settings))
         return 0
+    if args.command == "init-routes":
+        return init_routes(settings)
     if args.command == "models":
         sys.stdout.write(models_table(settings))
         return 0
@@ -160,6 +169,24 @@ def _command(args: argparse.Namespace) -> int:
         logging.getLogger("extproc").error("%s", exc)
         return 1
     return _interrupted(args.command) if stopped_by == signal.SIGINT else 0  # a clean stop, but by Ctrl-C
+
+
+def init_routes(settings: Settings) -> int:
+    """The routes file before its Envoy starts (Envoy refuses a bootstrap whose routes file does not exist):
+    the processor's routes, none fast yet. The processor rewrites it as models are asked for."""
+    if not settings.fast_routes:
+        sys.stderr.write("extproc init-routes: no routes directory: set fast_routes in the config or pass "
+                         "--routes-dir\n")
+        return 2
+    from extproc.fast.publisher import initial_routes
+
+    try:
+        initial_routes(settings, settings.fast_routes)
+    except OSError as exc:
+        sys.stderr.write(f"extproc init-routes: cannot write the routes file in {settings.fast_routes}: "
+                         f"{exc.strerror}\n")
+        return 1
+    return 0
 
 
 def config_error_text(exc: ConfigError) -> str:

@@ -32,6 +32,7 @@ from extproc.config.reload import ConfigReloader
 from extproc.control.auth import DEVICE_SEAL_ENV
 from extproc.core.settings import Address, Credential, Settings
 from extproc.discovery.refresh import Discovery
+from extproc.fast.hot import CAPACITY, HotModels
 from extproc.fast.publisher import FastPublisher, initial_routes
 from extproc.metrics import MULTIPROCESS_ENV, serve_metrics
 from extproc.request import probing
@@ -41,6 +42,7 @@ from extproc.runtime import Runtime
 from extproc.server import start_server
 from extproc.state.conversations import LocalHolders, RedisHolders
 from extproc.state.health_sync import HealthSync
+from extproc.state.hot_sync import HotSync
 from extproc.state.rate_limit import LocalRateLimiter, RedisRateLimiter
 from extproc.state.spend import LocalSpend, RedisSpend
 from extproc.state.stores import account_store
@@ -133,10 +135,12 @@ async def processor(settings: Settings, prepare: Callable[[Settings], Settings] 
         spend = RedisSpend(redis_url, settings.state_prefix) if redis_url else LocalSpend()
         accounting = Accounting(spend)
         holders = RedisHolders(redis_url, settings.state_prefix) if redis_url else LocalHolders()
-        fast = FastPublisher(runtime, settings.fast_routes, accounting.over_budget, manager) \
-            if settings.fast_routes else None
+        # The models that could go fast: noted by every process, shared through Redis, published by one per replica.
+        hot = HotModels(shared=redis_url is not None) if settings.fast_routes or redis_url else None
+        fast = FastPublisher(runtime, settings.fast_routes, hot, accounting.over_budget, manager) \
+            if settings.fast_routes and hot else None
         gateway = Gateway(runtime, secrets=manager, limiter=limiter, accounting=accounting, holders=holders,
-                          fast=fast)
+                          fast=hot)
         server = await start_server(settings, gateway, manager)
         relayed = upstream_client(settings)
         try:
@@ -165,6 +169,9 @@ async def processor(settings: Settings, prepare: Callable[[Settings], Settings] 
             sync = HealthSync(runtime.health, settings.state_redis_url, settings.state_prefix)
             runtime.shared_state = sync.status
             tasks.append(asyncio.create_task(sync.run()))
+        if settings.state_redis_url and hot is not None:
+            tasks.append(asyncio.create_task(HotSync(hot, settings.state_redis_url, settings.state_prefix,
+                                                     CAPACITY).run()))
         try:
             yield Processor(runtime, manager, server)
         finally:
@@ -194,6 +201,8 @@ async def serve(settings: Settings) -> signal.Signals | None:
         log.warning("processor.token is not set: anything that can reach %s can obtain provider credentials; "
                     "set it, and render Envoy's config with `extproc envoy-config` so Envoy sends it",
                     settings.processor)
+    if settings.fast_routes:  # before Envoy reads it: an Envoy rendered with this directory cannot start without it
+        initial_routes(settings, settings.fast_routes)
     async with serving(settings):
         log.info("processor listening on %s", ", ".join(str(a) for a in settings.processor_addresses))
         return await _until_signalled()
@@ -344,10 +353,11 @@ async def up(settings: Settings) -> signal.Signals | None:
         if address is not None:
             _check_free(key, address.host, address.port)
     with tempfile.TemporaryDirectory(prefix="extproc-") as tmp:
-        # The routes Envoy watches, which the processor rewrites (the fast path).
-        if settings.fast_path:
+        # The routes Envoy watches, which the processor rewrites (the fast path): where the config says, else here.
+        if settings.fast_path and not settings.fast_routes:
             settings = dataclasses.replace(settings, fast_routes=str(Path(tmp) / "routes"))
-            initial_routes(settings, str(settings.fast_routes))
+        if settings.fast_routes:
+            initial_routes(settings, settings.fast_routes)
         async with serving(settings):
             config_path = Path(tmp) / "envoy.yaml"
             config_path.write_text(render_bootstrap(settings))

@@ -29,6 +29,28 @@ def test_compose_config_is_valid_and_shares_state_through_the_redis_service() ->
     assert settings.listen.host == "0.0.0.0" and settings.listen.port == 10000
     assert settings.state_redis_url == "redis://redis:6379/0" and settings.workers == 2
     assert settings.processor.host == "processor"
+    assert settings.fast_routes == "/run/extproc/routes"
+
+
+def _dockerfile_uid() -> str:
+    """The uid the image's user gets (`useradd --uid N`)."""
+    found = re.search(r"useradd --uid (\d+)", (ROOT / "Dockerfile").read_text())
+    assert found, "the Dockerfile names its user's uid"
+    return found.group(1)
+
+
+def test_compose_shares_the_routes_file_between_the_processor_and_envoy_as_one_user() -> None:
+    """The processor writes the fast path's routes (0600) into a volume Envoy reads: the same volume at the
+    config's fast_routes in both, and Envoy run as the processor's uid."""
+    settings = load_settings(ROOT / "deploy" / "compose-config.yaml", env=COMPOSE_ENV)
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    mounted = {name: {v.split(":")[0]: v.split(":")[1:] for v in services[name]["volumes"]}
+               for name in ("processor", "envoy")}
+    assert mounted["processor"]["fast-routes"] == [settings.fast_routes]
+    assert mounted["envoy"]["fast-routes"] == [settings.fast_routes, "ro"]
+    assert services["envoy"]["user"] == f"{_dockerfile_uid()}:{_dockerfile_uid()}"
+    assert "/run/extproc/routes" in (ROOT / "Dockerfile").read_text()  # owned by that user in the image
+    assert "filter:error" in services["envoy"]["command"]  # no warning per body from the fast path's reader
 
 
 def test_compose_runs_envoy_the_processor_and_redis_as_services_with_health_checks() -> None:
@@ -44,7 +66,7 @@ def test_compose_runs_envoy_the_processor_and_redis_as_services_with_health_chec
     assert services["processor"]["depends_on"]["redis"]["condition"] == "service_healthy"
     mounted = [v.split(":")[0] for svc in services.values() for v in svc.get("volumes", []) if v.startswith("./")]
     assert mounted and all((ROOT / m).exists() for m in mounted)
-    assert {"redis-data", "envoy-config"} <= set(compose["volumes"])  # logins (in Redis) survive a restart
+    assert {"redis-data", "envoy-config", "fast-routes"} <= set(compose["volumes"])  # logins (in Redis) stay
     assert (ROOT / "Dockerfile").exists()
 
 
@@ -108,7 +130,11 @@ def test_kubernetes_sidecar_bootstrap_renders_from_its_config(tmp_path: Path) ->
            "EXTPROC_CLIENT_KEY": COMPOSE_ENV["EXTPROC_CLIENT_KEY"]}
     settings = load_settings(config, env=env)
     assert settings.processor_token == env["EXTPROC_PROCESSOR_TOKEN"] and settings.listen.host == "0.0.0.0"
-    rendered = subprocess.run([sys.executable, "-m", "extproc", "envoy-config", "--config", str(config)],
+    # As the pod does: the routes file first (here in a directory of this test, not the pod's), then Envoy on it.
+    routes = ["--routes-dir", str(tmp_path / "routes")]
+    subprocess.run([sys.executable, "-m", "extproc", "init-routes", "--config", str(config), *routes],
+                   check=True, env=env)
+    rendered = subprocess.run([sys.executable, "-m", "extproc", "envoy-config", "--config", str(config), *routes],
                               capture_output=True, text=True, check=True, env=env).stdout
     assert env["EXTPROC_PROCESSOR_TOKEN"] in rendered
     (tmp_path / "envoy.yaml").write_text(rendered)
@@ -130,3 +156,25 @@ def test_kubernetes_sidecar_bootstrap_renders_from_its_config(tmp_path: Path) ->
     assert containers["envoy"]["ports"][0]["containerPort"] == settings.listen.port
     assert containers["envoy"]["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": settings.listen.port}
     assert containers["processor"]["readinessProbe"]["grpc"]["port"] == settings.processor.port
+
+
+def test_kubernetes_pod_writes_the_routes_file_before_envoy_starts_and_shares_it() -> None:
+    """One user for the pod (the 0600 file is readable by both), an init step that writes the first file, the
+    processor writing and Envoy reading the same in-memory volume at the config's fast_routes."""
+    docs = {d["kind"]: d for d in _manifests()}
+    fast_routes = yaml.safe_load(docs["ConfigMap"]["data"]["config.yaml"])["fast_routes"]
+    pod = docs["Deployment"]["spec"]["template"]["spec"]
+    assert str(pod["securityContext"]["runAsUser"]) == _dockerfile_uid()
+    volume = next(v for v in pod["volumes"] if v["name"] == "fast-routes")
+    assert volume["emptyDir"]["medium"] == "Memory"
+
+    def mount(container: dict[str, Any]) -> dict[str, Any]:
+        return next(m for m in container["volumeMounts"] if m["name"] == "fast-routes")
+
+    [init] = pod["initContainers"]
+    assert init["args"][0] == "init-routes" and mount(init)["mountPath"] == fast_routes
+    containers = {c["name"]: c for c in pod["containers"]}
+    assert mount(containers["processor"])["mountPath"] == fast_routes and not mount(containers["processor"]).get(
+        "readOnly")
+    assert mount(containers["envoy"]) == {"name": "fast-routes", "mountPath": fast_routes, "readOnly": True}
+    assert "filter:error" in containers["envoy"]["command"]

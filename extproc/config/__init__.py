@@ -94,7 +94,7 @@ _TOP_KEYS = {
     "listen", "processor", "admin", "providers", "models", "aliases", "fallbacks", "strategy",
     "health", "upstream_timeout", "max_request_bytes", "max_connections", "log_level", "envoy", "ca_file",
     "discovery", "oauth", "auth", "failover", "shutdown", "state", "clients", "accounting", "metrics", "log",
-    "translation", "fast_path",
+    "translation", "fast_path", "fast_routes",
 }
 
 
@@ -178,6 +178,7 @@ def _parse(raw: Mapping[str, Any], env: Mapping[str, str], secrets: bool) -> Set
         log_bodies=keep(False, boolean, log_section.get("bodies", False), "log.bodies"),
         accounting=keep(True, boolean, raw.get("accounting", True), "accounting"),
         fast_path=keep(True, boolean, raw.get("fast_path", True), "fast_path"),
+        fast_routes=None if raw.get("fast_routes") is None else keep(None, string, raw["fast_routes"], "fast_routes"),
         metrics=None if raw.get("metrics") is False else keep(metrics_default, address, raw.get("metrics"), "metrics",
                                                                metrics_default),
         envoy_log_level=keep("warning", choice, envoy.get("log_level", "warning"), "envoy.log_level",

@@ -100,7 +100,8 @@ class Settings:
     log_format: str = "json"  # log.format: json lines, or text
     log_bodies: bool = False  # log.bodies: prompts and answers in the log (secrets still masked)
     fast_path: bool = True  # fast_path: Envoy routes requests that need nothing from Python by itself
-    fast_routes: str | None = None  # the directory of the routes file Envoy watches (set by `extproc up`)
+    fast_routes: str | None = None  # fast_routes: the directory of the routes file Envoy watches (`extproc up`
+    # makes one when unset; an Envoy config rendered ahead names the one its processor writes)
 
     def worker(self, index: int) -> Settings:
         """The settings worker `index` runs with: its own processor and relay ports."""

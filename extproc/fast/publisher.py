@@ -2,7 +2,8 @@
 requests can go without the processor, rewritten (and moved into place, so Envoy reloads it) as health,
 the configuration or the set of models asked for changes.
 
-One process writes it: the one `extproc up` gave the routes directory (worker 0).
+One process writes it: the one given the routes directory (worker 0); which models are hot it reads from the
+`HotModels` every worker feeds (through Redis when several processes serve).
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Protocol
@@ -20,14 +20,14 @@ from extproc.bootstrap.fast import ROUTES_FILE, routes_document, routes_per_mode
 from extproc.bootstrap.listeners import route_configuration
 from extproc.core.clients import ClientKey
 from extproc.core.settings import Credential, Settings
+from extproc.fast.hot import HotModels
 from extproc.fast.routes import FastRoute, enabled, fast_route
 from extproc.runtime import Runtime
 
 log = logging.getLogger("extproc")
 HEALTH_GAP = 0.02  # seconds: the changes that come this close together are written once
 HEALTH_EVERY = 0.2  # seconds: at most so many writes for health (each plans every hot model again)
-CAPACITY = 256  # models kept fast at once (the most recently asked for): Envoy matches routes one by one
-ENVOY_ROUTES = 1024  # and Envoy routes for them (with client keys, a model has two per key): the most recent first
+ENVOY_ROUTES = 1024  # Envoy routes for the hot models (with client keys, two per key and model): the most recent first
 INTERVAL = 1.0  # seconds between two writes for new models, and between two looks at health (cooldowns end)
 # Seconds between two looks at the budgets of the keys Envoy checks: a key whose budget is spent is out of the
 # routes within this, the health write's gap and Envoy's reload (about half a second; docs/fast-path.md).
@@ -71,15 +71,16 @@ async def _first(*events: asyncio.Event) -> None:
 
 
 class FastPublisher:
-    def __init__(self, runtime: Runtime, directory: str, over_budget: OverBudget | None = None,
-                 tokens: LoginTokens | None = None) -> None:
+    def __init__(self, runtime: Runtime, directory: str, hot: HotModels,
+                 over_budget: OverBudget | None = None, tokens: LoginTokens | None = None) -> None:
         self._runtime = runtime
         self._directory = directory
+        self._hot = hot
         self._over_budget = over_budget
         self._tokens = tokens  # without, a login's requests take the full path
         self._spent: frozenset[str] = frozenset()  # the keys whose budget is spent: their requests take the full path
-        self._hot: OrderedDict[tuple[str, str, bool], None] = OrderedDict()  # endpoint, model, streams
         self._changed = asyncio.Event()  # a model to add: written within INTERVAL
+        hot.watch(self._changed.set)
         self._health = asyncio.Event()  # health changed: written at once (a route may send to a cooling key)
         self._loop: asyncio.AbstractEventLoop | None = None
         runtime.health.watch(self._health_changed)
@@ -96,25 +97,13 @@ class FastPublisher:
         else:
             self._loop.call_soon_threadsafe(self._health.set)
 
-    def note(self, endpoint: str, model: str, streams: bool = False) -> None:
-        """A request the full path served that could have gone fast: its model is published soon (the route of
-        its streams for a stream)."""
-        key = (endpoint, model, streams)
-        if key in self._hot:
-            self._hot.move_to_end(key)
-            return
-        self._hot[key] = None
-        while len(self._hot) > CAPACITY:
-            self._hot.popitem(last=False)
-        self._changed.set()
-
     def document(self) -> tuple[bytes, int]:
         snapshot, health = self._runtime.current, self._runtime.health
         settings, now = snapshot.settings, self._runtime.clock()
         routes: dict[tuple[str, str, bool], FastRoute] = {}
         if enabled(settings):
             room = ENVOY_ROUTES
-            for key in reversed(self._hot):  # the most recently asked for first
+            for key in self._hot.recent():  # the most recently asked for first
                 endpoint, model, streams = key
                 try:
                     route = fast_route(endpoint, model, snapshot.registry, health, now, settings, self._spent,

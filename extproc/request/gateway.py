@@ -21,7 +21,7 @@ from extproc.state.rate_limit import LocalRateLimiter, RateLimiter
 from extproc.usage.accounting import Accounting
 
 if TYPE_CHECKING:
-    from extproc.fast.publisher import FastPublisher
+    from extproc.fast.hot import HotModels
 
 log = logging.getLogger("extproc.request")
 
@@ -32,13 +32,13 @@ class Gateway:
 
     def __init__(self, runtime: Runtime, secrets: SecretSource | None = None,
                  limiter: RateLimiter | None = None, accounting: Accounting | None = None,
-                 holders: ConversationHolders | None = None, fast: FastPublisher | None = None) -> None:
+                 holders: ConversationHolders | None = None, fast: HotModels | None = None) -> None:
         self.runtime = runtime
         self.secrets: SecretSource = secrets or StaticSecrets()
         self.limiter: RateLimiter = limiter or LocalRateLimiter(runtime.clock)
         self.accounting = accounting or Accounting(clock=runtime.clock)
         self.holders: ConversationHolders = holders or LocalHolders()
-        self.fast = fast  # the fast path's publisher (in the one process that writes its routes)
+        self.fast = fast  # the models that could go fast, noted for the routes file's publisher (here or elsewhere)
         self._holding: set[asyncio.Task[None]] = set()
         self._turns = itertools.count()
         self.open_requests = 0  # being routed or relayed now: what processor.max_requests bounds

@@ -73,3 +73,16 @@ def test_auth_list_without_accounts_names_the_configured_logins() -> None:
     hint = accounts_table([], flows)
     assert hint.startswith("no accounts: log in with `extproc auth login <")
     assert hint.split("<", 1)[1].split(">", 1)[0].split("|") == list(flows)
+
+
+def test_envoy_config_reads_its_routes_from_the_directory_init_routes_writes(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path, routes = tmp_path / "c.yaml", tmp_path / "routes"
+    path.write_text(f"fast_routes: {tmp_path / 'unused'}\n")
+    assert run(capsys, "init-routes", "-c", str(path), "--routes-dir", str(routes)) == (0, "", "")
+    assert (routes / "routes.json").stat().st_mode & 0o777 == 0o600
+    code, out, _ = run(capsys, "envoy-config", "-c", str(path), "--routes-dir", str(routes))
+    assert code == 0 and f"path: {routes / 'routes.json'}" in out  # the flag wins over the config's key
+    assert "rds:" in out and "unused" not in out
+    code, out, err = run(capsys, "init-routes")  # the embedded config names no directory
+    assert (code, out) == (2, "") and "set fast_routes in the config or pass --routes-dir" in err

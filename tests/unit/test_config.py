@@ -498,3 +498,9 @@ def test_an_unknown_provider_of_a_model_is_told_with_the_valid_names_in_order() 
     assert "'ghost' is not a configured provider" in text and "'badname!' is not" not in text
     offered = text.split("use one of ")[1].split("\n")[0].split(", ")
     assert offered == sorted(offered) and "badname!" not in offered and "openai" in offered
+
+
+def test_fast_routes_names_the_routes_directory_of_an_envoy_rendered_ahead() -> None:
+    assert parse_settings({}, {}).fast_routes is None  # `extproc up` makes its own
+    assert parse_settings({"fast_routes": "/run/extproc/routes"}, {}).fast_routes == "/run/extproc/routes"
+    assert config_error({"fast_routes": 3}) == "fast_routes: expected a non-empty string"

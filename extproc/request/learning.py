@@ -97,9 +97,14 @@ def learn_attempt(runtime: Runtime, secrets: SecretSource, attempt: str, status:
                   failure: UpstreamFailure | None = None) -> Block | None:
     """Learn from one attempt's access-log entry: `attempt` is the header the attempt went out with.
 
-    An attempt no provider answered (refused, reset, timed out: `failure`, or no status at all) counts as
-    the provider failing: a short cooldown, like a 503, recorded as what it was.
+    An attempt no provider answered (refused, reset, timed out: `failure`) counts as the provider failing: a
+    short cooldown, like a 503, recorded as what it was. An attempt with no status and no such failure was
+    given up by the gateway, not failed by the provider (its client went away mid-request, as a coding agent's
+    user who interrupts one does): nothing is learned of it.
     """
+    if not status and failure is None:
+        log.debug("upstream rid=%s: given up before an answer (the client went away); nothing learned", request_id)
+        return None
     attempted = parse_attempt_header(attempt)
     if attempted is None or (attempt_count is not None and attempted.attempt != attempt_count):
         return None  # an attempt refused before it went: the header is an earlier attempt's
@@ -111,4 +116,4 @@ def learn_attempt(runtime: Runtime, secrets: SecretSource, attempt: str, status:
     why = "" if failure is None else \
         failure.reason.format(seconds=f"{runtime.current.settings.failover.first_byte_timeout:g}")
     return learn(runtime, secrets, credential, model, attempted.endpoint, attempted.at, attempted.listed,
-                 failure.status if failure is not None else status or 503, headers, request_id, why)
+                 failure.status if failure is not None else status, headers, request_id, why)

@@ -705,3 +705,24 @@ def test_two_gateways_sharing_logins_in_redis_refresh_an_expired_one_exactly_onc
     assert "claude-" in listed and "active" in listed
     for stack in (first, second):
         no_token_in(stack.logs(), oauth)
+
+
+def test_a_request_its_client_gave_up_on_does_not_cool_the_login(
+        claude_stack: Stack, fakes: dict[str, FakeProvider]) -> None:
+    """A user who interrupts a coding agent cancels its request while the provider works on it: the attempt ends
+    with no answer and no failure of the provider's (a login's attempt is reported even so, for its windows);
+    the login is not cooled for it, and the next request goes on it."""
+    import threading
+
+    stack = claude_stack
+    held = threading.Event()
+    fakes["anthropic"].script(200, hold=held)
+    body = {"model": "claude-haiku-5-5", "max_tokens": 5, "messages": CHAT}
+    with pytest.raises(httpx.ReadTimeout):  # the client gives up while the provider still works on the answer
+        httpx.post(stack.url + "/v1/messages", json=body, timeout=1)
+    fakes["anthropic"].wait_for(1)
+    stack.wait_log("given up before an answer (the client went away); nothing learned")
+    held.set()
+    assert "cooldown" not in stack.logs()
+    answer = httpx.post(stack.url + "/v1/messages", json=body)
+    assert answer.status_code == 200 and answer.headers["x-extproc-attempts"] == "1"

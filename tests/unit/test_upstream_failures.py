@@ -69,12 +69,18 @@ def _attempt(runtime: Runtime) -> str:
     (502, RESET, "connection reset before an answer"),
     (0, TIMEOUT, "no answer within 7.5 s"),  # failover.first_byte_timeout
     (502, None, "upstream error (502)"),  # the provider answered 502 itself
-    (0, None, "upstream error (503)"),  # no status and nothing known of why: as before
 ])
 def test_health_records_a_failure_as_what_it_was(runtime, clock, status, failure, reason):
     block = learn_attempt(runtime, Refresher(), _attempt(runtime), status, {}, "rid", 1, failure)
     assert block is not None and (block.kind, block.reason, block.until) == ("cooldown", reason, clock.now + 4)
     assert runtime.health.blocked("openai:key1", "gpt-x", clock.now) == block
+
+
+def test_an_attempt_given_up_before_an_answer_because_its_client_left_teaches_nothing(runtime, clock):
+    """No status and no failure Envoy saw (no refusal, reset, timeout): the client went away mid-request (a user
+    who interrupts a coding agent); the credential served nothing wrong and is not cooled."""
+    assert learn_attempt(runtime, Refresher(), _attempt(runtime), 0, {}, "rid", 1, None) is None
+    assert runtime.health.blocked("openai:key1", "gpt-x", clock.now) is None
 
 
 def _caused(exc: httpx.HTTPError, cause: BaseException) -> httpx.HTTPError:

@@ -12,33 +12,27 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import secrets
 import time
 from collections.abc import Callable
+from typing import Any
 
-import orjson
 import redis.asyncio as aioredis
 
 from extproc.core.health import Change, Health
+from extproc.state.channel import Shared
 from extproc.state.codec import change_doc, change_from_doc, decode_change, encode_change, entry_key, expires_in
 
 log = logging.getLogger("extproc.state")
-_RETRY = (0.2, 0.5, 1.0, 2.0, 5.0)  # seconds between attempts to reach Redis again
 
 
-class HealthSync:
+class HealthSync(Shared):
     def __init__(self, health: Health, url: str, prefix: str, clock: Callable[[], float] = time.time) -> None:
+        super().__init__(url, f"{prefix}health")
         self._health = health
-        self._url = url
         self._prefix = prefix
-        self._channel = f"{prefix}health"
         self._clock = clock
-        self._origin = f"{os.getpid()}-{secrets.token_hex(4)}"
         self._pending: dict[tuple[str, tuple[str, ...]], Change] = {}  # the newest change per entry, unwritten
-        self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self.connected = False
         self.down_since: float | None = None
 
     # -- the Health listener: called where the change was made, hands it to the loop
@@ -70,62 +64,24 @@ class HealthSync:
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._health.listen(self.on_change)
-        attempt = 0
-        while True:
-            client = aioredis.from_url(self._url, socket_timeout=5, socket_connect_timeout=2,
-                                       health_check_interval=10)
-            try:
-                await self._session(client)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # Redis away (or a bug): keep serving, say so once, try again
-                if self.connected or self.down_since is None:
-                    self.down_since = self._clock()
-                    log.warning("state.redis is unreachable (%s); serving from the last known state and "
-                                "catching up when it is back", type(exc).__name__)
-                self.connected = False
-            finally:
-                await client.aclose()
-            await asyncio.sleep(_RETRY[min(attempt, len(_RETRY) - 1)])
-            attempt = 0 if self.connected else attempt + 1
+        await super().run()
 
-    async def _session(self, client: aioredis.Redis) -> None:
-        pubsub = client.pubsub(ignore_subscribe_messages=True)
-        await pubsub.subscribe(self._channel)
-        try:
-            await self._flush(client)  # what we learned while away first: it is newer than what we read
-            self._health.replace_all(await self._read_all(client))  # and what others removed meanwhile goes
-            if self.down_since is not None:
-                log.info("state.redis is back; shared health caught up")
-            self.connected, self.down_since = True, None
-            tasks = [asyncio.create_task(self._write_forever(client)), asyncio.create_task(self._read_forever(pubsub))]
-            try:
-                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-                for task in done:
-                    task.result()  # a write or a read failed: this session is over
-            finally:
-                for task in tasks:
-                    task.cancel()
-        finally:
-            await pubsub.aclose()
+    def _lost(self, exc: Exception) -> None:
+        """Keep serving, say so once."""
+        if self.connected or self.down_since is None:
+            self.down_since = self._clock()
+            log.warning("state.redis is unreachable (%s); serving from the last known state and catching up when "
+                        "it is back", type(exc).__name__)
 
-    async def _read_forever(self, pubsub: aioredis.client.PubSub) -> None:
-        async for message in pubsub.listen():
-            self._received(message.get("data"))
-        raise ConnectionError("the subscription ended")
+    async def _catch_up(self, client: aioredis.Redis) -> None:
+        self._health.replace_all(await self._read_all(client))  # what others removed meanwhile goes too
+        if self.down_since is not None:
+            log.info("state.redis is back; shared health caught up")
+        self.down_since = None
 
-    def _received(self, data: object) -> None:
-        """Another process's changes; anything else on the channel is ignored."""
-        if not isinstance(data, bytes | str):
-            return
-        try:
-            doc = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            return
-        if not isinstance(doc, dict) or doc.get("origin") == self._origin or not isinstance(doc.get("changes"), list):
-            return
-        changes = [c for c in (change_from_doc(raw) for raw in doc.get("changes", [])) if c is not None]
-        self._health.apply(changes)
+    def _apply(self, doc: dict[str, Any]) -> None:
+        if isinstance(doc.get("changes"), list):
+            self._health.apply([c for c in (change_from_doc(raw) for raw in doc["changes"]) if c is not None])
 
     async def _read_all(self, client: aioredis.Redis) -> list[Change]:
         found: list[Change] = []
@@ -136,12 +92,6 @@ class HealthSync:
                 if change is not None:
                     found.append(change)
         return found
-
-    async def _write_forever(self, client: aioredis.Redis) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            await self._flush(client)
 
     async def _flush(self, client: aioredis.Redis) -> None:
         if not self._pending:
@@ -159,8 +109,7 @@ class HealthSync:
                         pipe.set(key, encode_change(change))
                     else:
                         pipe.set(key, encode_change(change), px=max(1, int(ttl * 1000)))
-                message = {"origin": self._origin, "changes": [change_doc(c) for c in batch.values()]}
-                pipe.publish(self._channel, orjson.dumps(message))
+                pipe.publish(self._channel, self._message(changes=[change_doc(c) for c in batch.values()]))
                 await pipe.execute()
         except BaseException:
             for entry, change in batch.items():  # kept for the next session, unless a newer one came meanwhile

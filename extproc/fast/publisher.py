@@ -139,13 +139,17 @@ class FastPublisher:
         through state.redis), and back in when its period turns."""
         if self._over_budget is None:
             return
+        unread = False  # said once per outage of the ledger, not four times a second
         while True:
             keys = [k for k in self._runtime.current.settings.clients.keys if k.checked_by_envoy and k.budget]
             try:
                 spent = frozenset([k.name for k in keys if await self._over_budget(k) is not None])
+                unread = False
             except Exception:  # the ledger is unreachable: the keys stay as they were, and the full path says why
-                log.exception("fast path: the client keys' spend could not be read")
-                spent = self._spent
+                if not unread:
+                    log.exception("fast path: the client keys' spend could not be read; their routes stay as they "
+                                  "are until it can")
+                unread, spent = True, self._spent
             if spent != self._spent:
                 log.info("fast path: client keys whose budget is spent (their requests take the full path): %s",
                          ", ".join(sorted(spent)) or "none")

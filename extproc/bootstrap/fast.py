@@ -52,7 +52,8 @@ from extproc.usage.tokens import ANSWER_USAGE_KEYS
 
 ROUTES_FILE = "routes.json"  # in settings.fast_routes: the route configuration Envoy watches
 # The Lua filter's named scripts a login's route runs to join its headers (a stream's keeps its ends too).
-MERGE_SCRIPT, STREAM_MERGE_SCRIPT = "merge_headers", "stream_ends merge_headers"
+# The Lua filter's named scripts the fast routes run (one compiled script each, shared by every route naming it).
+STREAM_SCRIPT, MERGE_SCRIPT, STREAM_MERGE_SCRIPT = "stream_ends", "merge_headers", "stream_ends merge_headers"
 # A JSON body, whatever parameters its type carries (`application/json; charset=utf-8`): Envoy's default is
 # the bare type only, and an answer it does not read would be recorded with no usage.
 _JSON = {"allow_content_types": ["application/json"],
@@ -118,7 +119,8 @@ def _re2(literal: str) -> str:
 def lua_sources() -> dict[str, Any]:
     """The Lua filter's named scripts: one compiled script shared by every route that runs it (an inline
     per-route script would be one Lua state per route and worker)."""
-    return {MERGE_SCRIPT: {"inline_string": lua("merge_headers")},
+    return {STREAM_SCRIPT: {"inline_string": _stream_names() + lua("stream_ends")},
+            MERGE_SCRIPT: {"inline_string": lua("merge_headers")},
             STREAM_MERGE_SCRIPT: {"inline_string": _stream_names() + lua("stream_ends", "merge_headers")}}
 
 
@@ -164,12 +166,6 @@ def routes_document(route_config: dict[str, Any]) -> bytes:
     return orjson.dumps({"resources": [{"@type": T + "config.route.v3.RouteConfiguration", **route_config}]})
 
 
-def stream_ends() -> dict[str, Any]:
-    """A fast stream route's Lua: the answer's first and last bytes into dynamic metadata, for the answers log."""
-    return {"@type": T + "extensions.filters.http.lua.v3.LuaPerRoute",
-            "source_code": {"inline_string": _stream_names() + lua("stream_ends")}}
-
-
 def _stream_names() -> str:
     """What stream_ends.lua expects set before it."""
     return f'local NAMESPACE, HEAD, TAIL, KEEP = "{STREAM_NAMESPACE}", "{HEAD_KEY}", "{TAIL_KEY}", {STREAM_KEEP}\n'
@@ -213,11 +209,11 @@ def _envoy_route(route: FastRoute, settings: Settings, response_headers: list[di
     accounted = route.streams and settings.accounting
     per_filter: dict[str, Any] = {"envoy.filters.http.ext_proc": {
         "@type": T + "extensions.filters.http.ext_proc.v3.ExtProcPerRoute", "disabled": True}}
-    if route.merge:  # a login's headers joined to the client's: the Lua filter runs a shared script for this route
-        per_filter[LUA_FILTER] = {"@type": T + "extensions.filters.http.lua.v3.LuaPerRoute",
-                                  "name": STREAM_MERGE_SCRIPT if accounted else MERGE_SCRIPT}
-    elif accounted:
-        per_filter[LUA_FILTER] = stream_ends()
+    # A stream's answer keeps its ends for the usage record; a login's headers are joined to the client's.
+    script = {(True, True): STREAM_MERGE_SCRIPT, (True, False): STREAM_SCRIPT,
+              (False, True): MERGE_SCRIPT}.get((accounted, bool(route.merge)))
+    if script is not None:
+        per_filter[LUA_FILTER] = {"@type": T + "extensions.filters.http.lua.v3.LuaPerRoute", "name": script}
     # A stream's usage is read from its bytes: they come uncompressed (as the relay asks for them).
     plain = {"accept-encoding": "identity"} if accounted else {}
     entry: dict[str, Any] = {

@@ -243,7 +243,7 @@ def test_a_login_with_usage_windows_asks_for_its_successes_to_be_learned() -> No
 
 
 def test_a_route_that_merges_headers_runs_the_shared_lua_script_and_no_other_route_does() -> None:
-    from extproc.bootstrap.fast import MERGE_SCRIPT, STREAM_MERGE_SCRIPT, envoy_routes
+    from extproc.bootstrap.fast import MERGE_SCRIPT, STREAM_MERGE_SCRIPT, STREAM_SCRIPT, envoy_routes
     from extproc.bootstrap.listeners import listener
     from extproc.bootstrap.names import LUA_FILTER
 
@@ -260,7 +260,7 @@ def test_a_route_that_merges_headers_runs_the_shared_lua_script_and_no_other_rou
     assert LUA_FILTER not in plain["typed_per_filter_config"] and "metadata" not in plain
     chain = listener(dataclasses.replace(s, fast_routes="/nonexistent"))["filter_chains"][0]["filters"][0]
     lua = next(f for f in chain["typed_config"]["http_filters"] if f["name"] == LUA_FILTER)["typed_config"]
-    assert set(lua["source_codes"]) == {MERGE_SCRIPT, STREAM_MERGE_SCRIPT}
+    assert set(lua["source_codes"]) == {STREAM_SCRIPT, MERGE_SCRIPT, STREAM_MERGE_SCRIPT}
     assert "default_source_code" not in lua  # no script for a route that names none
     # A login's stream, with accounting, keeps its answer's ends too: one script does both.
     counted = dataclasses.replace(s, accounting=True)
@@ -285,8 +285,11 @@ def test_a_stream_route_goes_to_the_provider_directly_and_keeps_the_answers_ends
     route = envoy_routes(stream, s, [])[0]
     flags = {m["path"][0]["key"]: not m.get("invert", False) for m in route["match"]["dynamic_metadata"][1:]}
     assert flags == {"stream": True, "include_usage": True}  # a chat stream only when it asked for its usage
-    lua = route["typed_per_filter_config"]["envoy.filters.http.lua"]["source_code"]["inline_string"]
-    assert "bodyChunks" in lua and route["name"] == "fast chat a-model stream"
+    from extproc.bootstrap.fast import STREAM_SCRIPT, lua_sources
+
+    assert route["typed_per_filter_config"]["envoy.filters.http.lua"]["name"] == STREAM_SCRIPT  # the shared script
+    assert "bodyChunks" in lua_sources()[STREAM_SCRIPT]["inline_string"]
+    assert route["name"] == "fast chat a-model stream"
     assert "envoy.filters.http.lua" not in envoy_routes(plain, s, [])[0]["typed_per_filter_config"]
     unaccounted = settings()
     quiet = envoy_routes(route_for("a-model"), unaccounted, [])[0]  # no usage to read: no Lua, no usage asked

@@ -126,7 +126,10 @@ class FakeProvider:
                 body = self.rfile.read(length) if length else b""
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 recorded = Recorded(self.command, self.path, headers, body)
-                if self.command == "GET" and self.path.partition("?")[0].endswith("/models"):
+                refused = provider.refusal(recorded)
+                if refused is not None:
+                    status, headers, payload = refused
+                elif self.command == "GET" and self.path.partition("?")[0].endswith("/models"):
                     status, headers, payload = provider._list_answer(recorded)
                 else:
                     provider._record(recorded)
@@ -167,6 +170,10 @@ class FakeProvider:
         self.base_url = f"http://127.0.0.1:{self.port}"
         self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
         self._thread.start()
+
+    def refusal(self, recorded: Recorded) -> Answer | None:
+        """What the provider refuses before anything else (a missing credential, say); None: nothing."""
+        return None
 
     def script(self, status: int, headers: dict[str, str] | None = None, body: bytes | None = None,
                times: int = 1, delay: float = 0.0, cut_after: int | None = None,
@@ -262,6 +269,44 @@ class FakeProvider:
             return 200, {"content-type": "application/json"}, json.dumps(
                 {"response": inner, "traceId": "t1"}).encode()
         return 200, {"content-type": "application/json"}, json.dumps(success_body(path, doc)).encode()
+
+
+class FakeAzure(FakeProvider):
+    """Azure OpenAI: checks what Azure checks before it answers — the resource's key in `api-key` (401 in Azure's
+    error shape), a path of the v1 API (`/openai/v1/…`) or a deployment's (`/openai/deployments/{name}/…`, which
+    needs `api-version`: 404 without), and, on either, a deployment it has (404 DeploymentNotFound)."""
+
+    def __init__(self, name: str, key: str, deployments: tuple[str, ...]) -> None:
+        super().__init__(name)
+        self.key, self.deployments = key, deployments
+
+    def refusal(self, recorded: Recorded) -> Answer | None:
+        if recorded.headers.get("api-key") != self.key:
+            return _azure_error(401, "401", "Access denied due to invalid subscription key or wrong API endpoint. "
+                                            "Make sure to provide a valid key for an active subscription and use a "
+                                            "correct regional API endpoint for your resource.")
+        bare, _, query = recorded.path.partition("?")
+        if bare.startswith("/openai/v1/"):
+            if bare == "/openai/v1/models":
+                return None
+            try:
+                deployment = json.loads(recorded.body).get("model")
+            except ValueError:
+                return _azure_error(400, "BadRequest", "The request body is not JSON.")
+        elif found := re.fullmatch(r"/openai/deployments/([^/]+)/(chat/completions|embeddings)", bare):
+            if not re.search(r"(^|&)api-version=\d{4}-\d{2}-\d{2}(-preview)?($|&)", query):
+                return _azure_error(404, "404", "Resource not found")
+            deployment = found.group(1)
+        else:
+            return _azure_error(404, "404", "Resource not found")
+        if deployment not in self.deployments:
+            return _azure_error(404, "DeploymentNotFound", "The API deployment for this resource does not exist.")
+        return None
+
+
+def _azure_error(status: int, code: str, message: str) -> Answer:
+    body = json.dumps({"error": {"code": code, "message": message}}).encode()
+    return status, {"content-type": "application/json"}, body
 
 
 def chat_stream(model: str, usage: bool = False) -> bytes:

@@ -22,3 +22,13 @@ def test_readme_config_example_is_valid() -> None:
     assert {c.id for c in settings.credentials} >= {"openai:key1", "openai:key2", "anthropic:key1", "local:key1"}
     assert settings.aliases["fast"] == "groq/openai/gpt-oss-20b"
     assert [(k.name, k.rpm) for k in settings.clients.keys] == [("team", 600), ("ci", None)]
+
+
+def test_providers_doc_azure_example_is_valid() -> None:
+    text = (ROOT / "docs" / "providers.md").read_text()
+    example = re.search(r"```yaml\n(.*?)```", text.split("## Azure OpenAI", 1)[1], re.S)
+    assert example is not None
+    env = {"AZURE_OPENAI_API_KEY": "k-a", "AZURE_OPENAI_EU_KEY": "k-b"}
+    settings = parse_settings(yaml.safe_load(example.group(1)), env)
+    assert settings.providers["azure"].served_name("gpt-6.1-terra") == "terra-prod"
+    assert settings.providers["azure-eu"].api_version == "2024-10-21"

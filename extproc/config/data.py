@@ -24,6 +24,12 @@ def builtin_provider_data() -> dict[str, dict[str, Any]]:
     return data
 
 
+def builtin_kind_data() -> dict[str, dict[str, Any]]:
+    """The provider kinds a config may declare (`providers.X.kind`), each with its default facts."""
+    kinds: dict[str, dict[str, Any]] = yaml.safe_load(_text("providers.yaml"))["kinds"]
+    return kinds
+
+
 def builtin_catalog_data() -> list[dict[str, Any]]:
     models: list[dict[str, Any]] = yaml.safe_load(_text("catalog.yaml"))["models"]
     return models

@@ -24,8 +24,10 @@ from extproc.core.errors import ConfigError
 _MODEL_KEYS = set(ModelSpec.__dataclass_fields__) - {"discovered"}
 
 
-def parse_models(raw: Any, providers: Collection[str], broken: Collection[str] = ()) -> tuple[ModelSpec, ...]:
+def parse_models(raw: Any, providers: Collection[str], broken: Collection[str] = (),
+                 served: Mapping[str, Collection[str]] | None = None) -> tuple[ModelSpec, ...]:
     """The catalog with the user's entries merged in; an entry with an error is left out (its error reported).
+    `served`: provider → the model ids it serves by deployment (Azure's), each with the catalog's facts of that id.
     A model of a `broken` provider (named in the config, its own errors reported already) is checked for errors of
     its own, but its provider is not reported again, nor offered as a valid name."""
     if not isinstance(raw, list):
@@ -34,6 +36,10 @@ def parse_models(raw: Any, providers: Collection[str], broken: Collection[str] =
     merged: dict[tuple[str, str], dict[str, Any]] = {}
     for entry in builtin_catalog_data():
         merged[(entry["provider"], entry["id"])] = dict(entry)
+    for provider, ids in (served or {}).items():
+        for model_id in ids:
+            facts = next((e for (_, m), e in merged.items() if m == model_id), {})  # the same model elsewhere
+            merged.setdefault((provider, model_id), {**facts, "id": model_id, "provider": provider})
     for i, entry in enumerate(raw):
         found = keep(None, _user_entry, entry, f"models[{i}]", merged)
         if found is not None:

@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 
 from extproc.config.data import builtin_provider_data
+from extproc.config.kinds import ALL_KIND_KEYS, expand_kind
 from extproc.config.problems import keep, report
 from extproc.config.values import (
     boolean,
@@ -103,7 +104,14 @@ def parse_providers(raw: Any, discovery: DiscoverySpec) -> tuple[dict[str, Provi
         section = keep(None, mapping, section or {}, key)
         if section is None:
             continue
-        reject_unknown(section, key, _PROVIDER_KEYS)
+        reject_unknown(section, key, _PROVIDER_KEYS | ALL_KIND_KEYS)
+        if "kind" in section and name in merged:
+            report(ConfigError(f"{key}.kind: {name} is a built-in provider; give yours a name of its own "
+                               f"(e.g. providers.{section['kind']}-1)"))
+            continue
+        section = expand_kind(section, key)
+        if section is None:
+            continue
         if name not in merged and ("base_url" not in section or "apis" not in section):
             report(ConfigError(f"{key}: not a built-in provider{did_you_mean(name, merged)}; a provider of your "
                                f"own needs base_url and apis (e.g. apis: {{openai: /v1}})"))
@@ -169,7 +177,8 @@ def _provider(name: str, data: Mapping[str, Any], key: str, discovery: Discovery
                         translation=boolean(data.get("translation", True), f"{key}.translation"),
                         drop_fields=tuple(string_list(data.get("drop_fields") or [], f"{key}.drop_fields")),
                         lite_header=string(data["lite_header"], f"{key}.lite_header").lower()
-                        if data.get("lite_header") else None)
+                        if data.get("lite_header") else None,
+                        deployments=dict(data.get("deployments") or {}), api_version=data.get("api_version"))
 
 
 def _credentials(provider: str, data: Mapping[str, Any], key: str) -> list[Credential]:

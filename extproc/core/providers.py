@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import lru_cache
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 
 class Api(StrEnum):
@@ -32,6 +32,7 @@ class AuthStyle(StrEnum):
     BEARER = "bearer"
     X_API_KEY = "x-api-key"
     X_GOOG_API_KEY = "x-goog-api-key"
+    API_KEY = "api-key"  # Azure OpenAI's
 
 
 # Headers a client may carry its own credential in; always removed before a request goes upstream.
@@ -44,6 +45,9 @@ CLIENT_CREDENTIAL_HEADERS: tuple[str, ...] = ("authorization", "x-api-key", "x-g
 TRANSLATED_ENDPOINTS_OF: dict[Api, tuple[str, ...]] = {
     Api.OPENAI: ("chat", "responses"), Api.ANTHROPIC: ("messages",), Api.GEMINI: ("gemini",)}
 TRANSLATED_ENDPOINTS = frozenset(e for endpoints in TRANSLATED_ENDPOINTS_OF.values() for e in endpoints)
+
+
+DEPLOYMENT = "{deployment}"  # in a path prefix: the model's served name (`ProviderSpec.served_name`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +122,9 @@ class ProviderSpec:
     translation: bool = True  # a client of another API may be served here, translated (translation: false)
     drop_fields: tuple[str, ...] = ()  # body fields it refuses ("Unsupported parameter"): taken off every request
     lite_header: str | None = None  # a client header whose `true` marks a body in the upstream's own compact shape
+    # Model id → the name it is served under here (Azure's deployments); a model not named: its own id.
+    deployments: Mapping[str, str] = field(default_factory=dict)
+    api_version: str | None = None  # sent as `api-version` on every request (Azure's deployment paths need it)
 
     @property
     def upstream(self) -> Upstream:
@@ -143,9 +150,24 @@ class ProviderSpec:
                     return target_api, target_endpoint
         return None
 
-    def upstream_path(self, api: Api, rest: str) -> str:
-        """The upstream path for a request whose client path, minus its API prefix, is `rest`."""
-        return self.upstream.base_path + self.apis[api].path_prefix + rest
+    def served_name(self, model: str) -> str:
+        """The name this provider knows `model` by (its deployment's, on Azure)."""
+        return self.deployments.get(model, model)
+
+    def body_model(self, api: Api, model: str) -> str:
+        """The model a request body names: its served name, unless the path names the deployment already."""
+        return model if DEPLOYMENT in self.apis[api].path_prefix else self.served_name(model)
+
+    def upstream_path(self, api: Api, rest: str, model: str = "") -> str:
+        """The upstream path for a request of `model` whose client path, minus its API prefix, is `rest`: a prefix
+        with `{deployment}` takes the model's served name, and `api_version` goes as a query."""
+        prefix = self.apis[api].path_prefix
+        if DEPLOYMENT in prefix:
+            prefix = prefix.replace(DEPLOYMENT, quote(self.served_name(model), safe=""))
+        path = self.upstream.base_path + prefix + rest
+        if self.api_version is not None:
+            path += ("&" if "?" in path else "?") + "api-version=" + quote(self.api_version, safe="")
+        return path
 
     def auth_headers(self, api: Api, secret: str) -> dict[str, str]:
         """The header that carries `secret` to this provider for requests of the `api` family."""

@@ -51,13 +51,16 @@ def build_forward(endpoint: Endpoint, parsed: ParsedRequest, decision: Decision,
     caller's), set the credential; the body is serialised once. With `usage` (accounting), an OpenAI-style stream
     is asked for its usage."""
     provider, api, cred = decision.provider, endpoint.api, decision.credential
-    changed = endpoint.spec.rewrite(parsed.doc, decision.model.id)
+    served = provider.body_model(api, decision.model.id) if api in provider.apis else decision.model.id
+    changed = endpoint.spec.rewrite(parsed.doc, served)
     account = Account.carried(client_headers)  # later attempts: what the client's body said
-    out = Outgoing(endpoint.upstream_rest(decision.model.id), parsed.doc, changed, {},
+    out = Outgoing(endpoint.upstream_rest(served), parsed.doc, changed, {},
                    hides_usage=account is not None and account.hide_usage, client_headers=client_headers)
     for transform in transforms:
         transform.request(out, endpoint, decision)
     api = out.api or api  # a translated request leaves in the provider's API
+    if out.api is not None and (named := provider.body_model(api, decision.model.id)) != decision.model.id:
+        out.doc["model"] = named  # translation wrote the catalog's id
     if out.api is None and carries_translated(endpoint.name, parsed.body) and drop_translated(endpoint.name, out.doc):
         out.changed = True  # back to its own API: without the thinking another provider wrote
     if usage and out.api is None and provider.stream_usage and asks_without_usage(endpoint, out.doc):
@@ -72,7 +75,7 @@ def build_forward(endpoint: Endpoint, parsed: ParsedRequest, decision: Decision,
         set_headers[STREAM_HEADER] = "1"
     for name, value in cred.merge_headers.items():
         set_headers[name] = merge_header_values(client_headers.get(name), value)
-    upstream_path = provider.upstream_path(api, out.rest)
+    upstream_path = provider.upstream_path(api, out.rest, decision.model.id)
     if upstream_path != endpoint.path:
         set_headers[":path"] = upstream_path
     if new_body is not None:

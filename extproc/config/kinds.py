@@ -1,0 +1,118 @@
+"""Provider kinds: a provider declared from the few keys its cloud names it by (`kind: azure` and its endpoint),
+turned into the generic provider facts `providers.py` checks. The facts themselves are data (providers.yaml)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Any
+from urllib.parse import urlsplit
+
+from extproc.config.data import builtin_kind_data
+from extproc.config.problems import report
+from extproc.config.values import choice, mapping, string
+from extproc.core.errors import ConfigError
+
+# The keys only a kind takes, by kind; checked here, never passed on as they were written.
+KIND_KEYS: dict[str, frozenset[str]] = {"azure": frozenset({"endpoint", "deployments", "api_version"})}
+ALL_KIND_KEYS = frozenset({"kind"}.union(*KIND_KEYS.values()))
+# Azure's rules for a deployment's name (2-64 of letters, digits, '.', '_' and '-') and an api-version.
+_DEPLOYMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{1,63}")
+_API_VERSION = re.compile(r"\d{4}-\d{2}-\d{2}(-preview)?")
+
+
+def expand_kind(section: dict[str, Any], key: str) -> dict[str, Any] | None:
+    """The section as a generic provider's (its kind's facts under the user's), or None when it cannot be one; every
+    error is reported, not only the first."""
+    kind = section.get("kind")
+    if kind is None:
+        stray = sorted(ALL_KIND_KEYS & section.keys())
+        for name in stray:
+            owner = next(k for k, keys in KIND_KEYS.items() if name in keys)
+            report(ConfigError(f"{key}.{name}: only a provider with a kind takes it; add kind: {owner}"))
+        return None if stray else section
+    try:
+        kind = choice(kind, f"{key}.kind", tuple(KIND_KEYS))
+    except ConfigError as exc:
+        report(exc)
+        return None
+    for name in sorted(ALL_KIND_KEYS - KIND_KEYS[kind] - {"kind"} & section.keys()):
+        report(ConfigError(f"{key}.{name}: not a key of kind {kind}; drop it"))
+    return _azure(section, key, dict(builtin_kind_data()[kind]))
+
+
+def _azure(section: dict[str, Any], key: str, facts: dict[str, Any]) -> dict[str, Any] | None:
+    deployment_apis = facts.pop("deployment_apis")
+    ok = True
+    if "base_url" in section:
+        report(ConfigError(f"{key}.base_url: kind azure takes the resource's endpoint instead; write "
+                           "endpoint: https://{resource}.openai.azure.com"))
+        ok = False
+    if section.get("auth", "api-key") != "api-key":
+        report(ConfigError(f"{key}.auth: kind azure sends the resource's key (api_key) in the api-key header; "
+                           "Microsoft Entra ID tokens are not supported yet: drop auth"))
+        ok = False
+    endpoint = _endpoint(section.get("endpoint"), f"{key}.endpoint")
+    deployments = _deployments(section.get("deployments"), f"{key}.deployments")
+    api_version = _api_version(section.get("api_version"), f"{key}.api_version")
+    if not ok or endpoint is None or deployments is None or api_version is False:
+        return None
+    own = {k: v for k, v in section.items() if k not in ALL_KIND_KEYS}
+    generic = {**facts, **own, "base_url": endpoint, "deployments": deployments}
+    if api_version is not None:  # the deployment paths, which take it
+        generic.update(apis=deployment_apis, api_version=api_version)
+    return generic
+
+
+def _endpoint(value: Any, key: str) -> str | None:
+    """The resource's endpoint, as the portal shows it (Keys and Endpoint): scheme and host, nothing after."""
+    example = "https://{resource}.openai.azure.com"
+    if value is None:
+        report(ConfigError(f"{key}: kind azure needs its resource's endpoint, e.g. {example} (the portal: your "
+                           "resource → Keys and Endpoint)"))
+        return None
+    try:
+        parts = urlsplit(string(value, key))
+    except ConfigError as exc:
+        report(exc)
+        return None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        report(ConfigError(f"{key}: {value!r} is not an http(s) URL with a host; write e.g. {example}"))
+        return None
+    if parts.path.strip("/") or parts.query:
+        report(ConfigError(f"{key}: the endpoint is the resource's address alone; drop {parts.path}"
+                           f"{'?' + parts.query if parts.query else ''} (the gateway adds /openai/… itself)"))
+        return None
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _deployments(value: Any, key: str) -> dict[str, str] | None:
+    """Model id → the name of the deployment that serves it; each one is a model this provider serves."""
+    if value is None:
+        return {}
+    try:
+        found = mapping(value, key)
+    except ConfigError as exc:
+        report(ConfigError(f"{exc}; write model id: deployment name, e.g. {{gpt-5-mini: my-deployment}}"))
+        return None
+    good: dict[str, str] = {}
+    for model, name in found.items():
+        if not isinstance(name, str) or not _DEPLOYMENT.fullmatch(name):
+            report(ConfigError(f"{key}.{model}: {name!r} is not a deployment name (2 to 64 letters, digits, '.', "
+                               "'_' or '-'); write the name the portal shows under Deployments"))
+            continue
+        good[str(model)] = name
+    return good if len(good) == len(found) else None
+
+
+def _api_version(value: Any, key: str) -> str | None | bool:
+    """The api-version of the deployment paths (e.g. 2024-10-21); None: the v1 API, which takes none. False: bad."""
+    if value is None:
+        return None
+    if isinstance(value, dt.date):  # YAML reads an unquoted 2024-10-21 as a date
+        value = value.isoformat()
+    if isinstance(value, str) and _API_VERSION.fullmatch(value):
+        return value
+    report(ConfigError(f"{key}: {value!r} is not an Azure OpenAI api-version; write one like 2024-10-21 or "
+                       "2025-04-01-preview (in quotes), or drop it to use the v1 API"))
+    return False

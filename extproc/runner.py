@@ -25,6 +25,7 @@ import httpx
 
 from extproc.addresses import listens_everywhere, local_url
 from extproc.auth.accounts import AccountManager
+from extproc.auth.google import GoogleTokens
 from extproc.auth.quota import QuotaReader
 from extproc.auth.store import StoreError
 from extproc.bootstrap import render_bootstrap
@@ -139,7 +140,8 @@ async def processor(settings: Settings, prepare: Callable[[Settings], Settings] 
         hot = HotModels(shared=redis_url is not None) if settings.fast_routes or redis_url else None
         fast = FastPublisher(runtime, settings.fast_routes, hot, accounting.over_budget, manager) \
             if settings.fast_routes and hot else None
-        gateway = Gateway(runtime, secrets=manager, limiter=limiter, accounting=accounting, holders=holders,
+        secrets = GoogleTokens(manager, provider_trust(settings))  # a Vertex AI credential's token; logins' own
+        gateway = Gateway(runtime, secrets=secrets, limiter=limiter, accounting=accounting, holders=holders,
                           fast=hot)
         server = await start_server(settings, gateway, manager)
         relayed = upstream_client(settings)
@@ -149,7 +151,7 @@ async def processor(settings: Settings, prepare: Callable[[Settings], Settings] 
             await server.stop(grace=None)
             await relayed.aclose()
             raise
-        discovery = Discovery(settings, client, runtime.publish_discovered, secrets=manager,
+        discovery = Discovery(settings, client, runtime.publish_discovered, secrets=secrets,
                               logins=lambda: runtime.current.logins)
 
         def apply(new: Settings) -> None:
@@ -160,7 +162,7 @@ async def processor(settings: Settings, prepare: Callable[[Settings], Settings] 
 
         reloader = ConfigReloader(settings, apply, prepare)
         tasks = [asyncio.create_task(discovery.run()), asyncio.create_task(manager.watch()),
-                 asyncio.create_task(probing.run(runtime, client, manager)), asyncio.create_task(reloader.run())]
+                 asyncio.create_task(probing.run(runtime, client, secrets)), asyncio.create_task(reloader.run())]
         if first:
             tasks.append(asyncio.create_task(QuotaReader(runtime, manager, client).run()))
         if fast is not None:

@@ -318,6 +318,8 @@ class AccountManager:
 
     async def _secret(self, credential: Credential) -> str:
         if credential.account is None:
+            if credential.google is not None:  # fail closed: a Vertex AI credential's token is not ours to give
+                raise CredentialUnavailable(f"no Google token source for {credential.id}", permanent=False)
             return credential.secret  # an API key
         account = self._accounts.get(credential.account)
         if account is None:

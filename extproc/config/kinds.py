@@ -1,24 +1,33 @@
-"""Provider kinds: a provider declared from the few keys its cloud names it by (`kind: azure` and its endpoint),
-turned into the generic provider facts `providers.py` checks. The facts themselves are data (providers.yaml)."""
+"""Provider kinds: a provider declared from the few keys its cloud names it by (`kind: azure` and its endpoint,
+`kind: vertex` and its project and location), turned into the generic provider facts `providers.py` checks. The
+facts themselves are data (providers.yaml)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import re
+from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
-from extproc.config.data import builtin_kind_data
+from extproc.config.data import builtin_catalog_data, builtin_kind_data
 from extproc.config.problems import report
-from extproc.config.values import choice, mapping, string
+from extproc.config.values import choice, mapping, string, string_list
 from extproc.core.errors import ConfigError
 
 # The keys only a kind takes, by kind; checked here, never passed on as they were written.
-KIND_KEYS: dict[str, frozenset[str]] = {"azure": frozenset({"endpoint", "deployments", "api_version"})}
+KIND_KEYS: dict[str, frozenset[str]] = {
+    "azure": frozenset({"endpoint", "deployments", "api_version"}),
+    "vertex": frozenset({"project", "location", "credentials_file", "endpoint", "models"}),
+}
 ALL_KIND_KEYS = frozenset({"kind"}.union(*KIND_KEYS.values()))
 # Azure's rules for a deployment's name (2-64 of letters, digits, '.', '_' and '-') and an api-version.
 _DEPLOYMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{1,63}")
 _API_VERSION = re.compile(r"\d{4}-\d{2}-\d{2}(-preview)?")
+# Google Cloud's project ids (6-30 of lower-case letters, digits and '-'; a legacy one behind its domain) and
+# Vertex AI's locations (us-central1, europe-west4, global…).
+_PROJECT = re.compile(r"([a-z0-9.-]+:)?[a-z][a-z0-9-]{4,28}[a-z0-9]")
+_LOCATION = re.compile(r"[a-z][a-z0-9-]{1,30}[a-z0-9]")
 
 
 def expand_kind(section: dict[str, Any], key: str) -> dict[str, Any] | None:
@@ -38,7 +47,8 @@ def expand_kind(section: dict[str, Any], key: str) -> dict[str, Any] | None:
         return None
     for name in sorted(ALL_KIND_KEYS - KIND_KEYS[kind] - {"kind"} & section.keys()):
         report(ConfigError(f"{key}.{name}: not a key of kind {kind}; drop it"))
-    return _azure(section, key, dict(builtin_kind_data()[kind]))
+    expand = _azure if kind == "azure" else _vertex
+    return expand(section, key, dict(builtin_kind_data()[kind]))
 
 
 def _azure(section: dict[str, Any], key: str, facts: dict[str, Any]) -> dict[str, Any] | None:
@@ -52,7 +62,7 @@ def _azure(section: dict[str, Any], key: str, facts: dict[str, Any]) -> dict[str
         report(ConfigError(f"{key}.auth: kind azure sends the resource's key (api_key) in the api-key header; "
                            "Microsoft Entra ID tokens are not supported yet: drop auth"))
         ok = False
-    endpoint = _endpoint(section.get("endpoint"), f"{key}.endpoint")
+    endpoint = _azure_endpoint(section.get("endpoint"), f"{key}.endpoint")
     deployments = _deployments(section.get("deployments"), f"{key}.deployments")
     api_version = _api_version(section.get("api_version"), f"{key}.api_version")
     if not ok or endpoint is None or deployments is None or api_version is False:
@@ -64,13 +74,8 @@ def _azure(section: dict[str, Any], key: str, facts: dict[str, Any]) -> dict[str
     return generic
 
 
-def _endpoint(value: Any, key: str) -> str | None:
-    """The resource's endpoint, as the portal shows it (Keys and Endpoint): scheme and host, nothing after."""
-    example = "https://{resource}.openai.azure.com"
-    if value is None:
-        report(ConfigError(f"{key}: kind azure needs its resource's endpoint, e.g. {example} (the portal: your "
-                           "resource → Keys and Endpoint)"))
-        return None
+def _endpoint(value: Any, key: str, example: str, what: str) -> str | None:
+    """A cloud's endpoint: scheme and host, nothing after (the gateway adds the API's paths itself)."""
     try:
         parts = urlsplit(string(value, key))
     except ConfigError as exc:
@@ -80,10 +85,20 @@ def _endpoint(value: Any, key: str) -> str | None:
         report(ConfigError(f"{key}: {value!r} is not an http(s) URL with a host; write e.g. {example}"))
         return None
     if parts.path.strip("/") or parts.query:
-        report(ConfigError(f"{key}: the endpoint is the resource's address alone; drop {parts.path}"
-                           f"{'?' + parts.query if parts.query else ''} (the gateway adds /openai/… itself)"))
+        report(ConfigError(f"{key}: the endpoint is the {what} alone; drop {parts.path}"
+                           f"{'?' + parts.query if parts.query else ''} (the gateway adds the API's paths itself)"))
         return None
     return f"{parts.scheme}://{parts.netloc}"
+
+
+def _azure_endpoint(value: Any, key: str) -> str | None:
+    """The resource's endpoint, as the portal shows it (Keys and Endpoint)."""
+    example = "https://{resource}.openai.azure.com"
+    if value is None:
+        report(ConfigError(f"{key}: kind azure needs its resource's endpoint, e.g. {example} (the portal: your "
+                           "resource → Keys and Endpoint)"))
+        return None
+    return _endpoint(value, key, example, "resource's address")
 
 
 def _deployments(value: Any, key: str) -> dict[str, str] | None:
@@ -116,3 +131,68 @@ def _api_version(value: Any, key: str) -> str | None | bool:
     report(ConfigError(f"{key}: {value!r} is not an Azure OpenAI api-version; write one like 2024-10-21 or "
                        "2025-04-01-preview (in quotes), or drop it to use the v1 API"))
     return False
+
+
+def _vertex(section: dict[str, Any], key: str, facts: dict[str, Any]) -> dict[str, Any] | None:
+    """Vertex AI: Google's models under a project and location, with a token from Google credentials."""
+    ok = True
+    for name, fix in (("base_url", "write endpoint: only to reach Vertex AI at another address"),
+                      ("api_key", "it authenticates with Google credentials (credentials_file or application "
+                                  "default credentials)"),
+                      ("api_keys", "it authenticates with Google credentials"),
+                      ("auth", "it sends a Google access token as a bearer")):
+        if name in section:
+            report(ConfigError(f"{key}.{name}: not a key of kind vertex; {fix}: drop it"))
+            ok = False
+    project = _named(section.get("project"), f"{key}.project", _PROJECT, "a Google Cloud project id, e.g. my-project")
+    location = _named(section.get("location"), f"{key}.location", _LOCATION, "a Vertex AI location, e.g. "
+                      "us-central1 or global")
+    file = _credentials_file(section.get("credentials_file"), f"{key}.credentials_file")
+    endpoint = None if section.get("endpoint") is None else \
+        _endpoint(section["endpoint"], f"{key}.endpoint", "https://us-central1-aiplatform.googleapis.com",
+                  "service's address")
+    models = _models(section.get("models"), f"{key}.models")
+    if not ok or project is None or location is None or file is False or models is None \
+            or (section.get("endpoint") is not None and endpoint is None):
+        return None
+    own = {k: v for k, v in section.items() if k not in ALL_KIND_KEYS}
+    regional, global_url = facts.pop("regional_url"), facts.pop("global_url")
+    base_url = endpoint or (global_url if location == "global" else regional.format(location=location))
+    # {project} and {location} are this provider's for good; {deployment} stays, filled per request.
+    apis = {api: {**route, "path": route["path"].format(project=quote(project, safe=":"), location=location,
+                                                         deployment="{deployment}")}
+            for api, route in facts.pop("apis").items()}
+    return {**facts, **own, "base_url": base_url, "apis": apis, "deployments": {m: m for m in models},
+            "google": {"file": file}}
+
+
+def _named(value: Any, key: str, pattern: re.Pattern[str], what: str) -> str | None:
+    if value is None:
+        report(ConfigError(f"{key}: kind vertex needs it: {what}"))
+        return None
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        report(ConfigError(f"{key}: {value!r} is not {what}"))
+        return None
+    return value
+
+
+def _credentials_file(value: Any, key: str) -> str | None | bool:
+    """A service-account key (or ADC) file; None: application default credentials. False: bad."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not Path(value).is_file():
+        report(ConfigError(f"{key}: {value!r} is not a readable file; write the path of a service account's JSON "
+                           "key, or drop it to use application default credentials"))
+        return False
+    return value
+
+
+def _models(value: Any, key: str) -> list[str] | None:
+    """The models it serves: by default every Gemini model of the catalog that generates content."""
+    if value is None:
+        return [m["id"] for m in builtin_catalog_data() if m["provider"] == "gemini" and m.get("mode") == "chat"]
+    try:
+        return string_list(value, key)
+    except ConfigError as exc:
+        report(ConfigError(f"{exc}; write the model ids it serves, e.g. [gemini-2.5-flash]"))
+        return None

@@ -5,6 +5,7 @@ The facts themselves are data (extproc/data/providers.yaml), loaded and validate
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -48,6 +49,7 @@ TRANSLATED_ENDPOINTS = frozenset(e for endpoints in TRANSLATED_ENDPOINTS_OF.valu
 
 
 DEPLOYMENT = "{deployment}"  # in a path prefix: the model's served name (`ProviderSpec.served_name`)
+_GEMINI_MODEL = re.compile(r"/[^/?]+/models/[^:/?]*")  # a Gemini call's /{version}/models/{model}, before :{method}
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,10 +162,13 @@ class ProviderSpec:
 
     def upstream_path(self, api: Api, rest: str, model: str = "") -> str:
         """The upstream path for a request of `model` whose client path, minus its API prefix, is `rest`: a prefix
-        with `{deployment}` takes the model's served name, and `api_version` goes as a query."""
+        with `{deployment}` takes the model's served name (for Gemini's API, in place of the call's own
+        `/{version}/models/{model}`: Vertex's), and `api_version` goes as a query."""
         prefix = self.apis[api].path_prefix
         if DEPLOYMENT in prefix:
             prefix = prefix.replace(DEPLOYMENT, quote(self.served_name(model), safe=""))
+            named = _GEMINI_MODEL.match(rest) if api is Api.GEMINI else None
+            rest = rest[named.end():] if named else rest
         path = self.upstream.base_path + prefix + rest
         if self.api_version is not None:
             path += ("&" if "?" in path else "?") + "api-version=" + quote(self.api_version, safe="")

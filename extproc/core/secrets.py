@@ -34,6 +34,8 @@ class StaticSecrets:
     async def secret(self, credential: Credential) -> str:
         if credential.account is not None:
             raise CredentialUnavailable(f"no account manager for login {credential.id}", permanent=False)
+        if credential.google is not None:  # fail closed: its secret is a token no key stands in for
+            raise CredentialUnavailable(f"no Google token source for {credential.id}", permanent=False)
         return credential.secret
 
     def invalidate(self, credential: Credential) -> bool:

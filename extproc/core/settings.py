@@ -25,6 +25,14 @@ class Address:
 
 
 @dataclass(frozen=True, slots=True)
+class GoogleAuth:
+    """Google Cloud credentials (Vertex AI), whose short-lived access token is fetched and refreshed at request
+    time: a service-account (or ADC) file, or None for application default credentials."""
+
+    file: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Credential:
     """One way to serve a provider's models: an API key, or a login whose token is fetched per request.
 
@@ -42,6 +50,7 @@ class Credential:
     only_client: OwnClient | None = None  # a login that serves this client's requests only
     project: str | None = None  # Code Assist project of a Gemini login
     windows: Windows | None = None  # a subscription's usage windows, reported on its answers
+    google: GoogleAuth | None = None  # a Vertex AI credential: its secret is a token from google-auth, not a key
 
     @property
     def route(self) -> str:

@@ -140,7 +140,8 @@ async def processor(settings: Settings, prepare: Callable[[Settings], Settings] 
         hot = HotModels(shared=redis_url is not None) if settings.fast_routes or redis_url else None
         fast = FastPublisher(runtime, settings.fast_routes, hot, accounting.over_budget, manager) \
             if settings.fast_routes and hot else None
-        secrets = GoogleTokens(manager, provider_trust(settings))  # a Vertex AI credential's token; logins' own
+        # A Vertex AI credential's token from google-auth; a login's from the account manager.
+        secrets = GoogleTokens(manager, provider_trust(settings), skew=settings.refresh_skew)
         gateway = Gateway(runtime, secrets=secrets, limiter=limiter, accounting=accounting, holders=holders,
                           fast=hot)
         server = await start_server(settings, gateway, manager)

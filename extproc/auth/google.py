@@ -5,6 +5,7 @@ synchronous). Every other credential's secret comes from the source it wraps. A 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import ssl
 import time
@@ -17,6 +18,8 @@ import google.auth
 import google.auth.exceptions
 import google.auth.transport
 import httpx
+from google.oauth2 import credentials as user_credentials
+from google.oauth2 import service_account
 
 from extproc.core.errors import CredentialUnavailable
 from extproc.core.secrets import SecretSource
@@ -103,11 +106,7 @@ class GoogleTokens:
 def fetch_token(auth: GoogleAuth, verify: ssl.SSLContext | bool = True) -> tuple[str, float | None]:
     """A fresh access token and when it expires (epoch seconds): google-auth's credentials from the file, or its
     application default ones (GOOGLE_APPLICATION_CREDENTIALS, gcloud's, the metadata server's). Blocking."""
-    if auth.file is not None:
-        credentials, _ = google.auth.load_credentials_from_file(  # type: ignore[no-untyped-call]
-            auth.file, scopes=[SCOPE])
-    else:
-        credentials, _ = google.auth.default(scopes=[SCOPE])
+    credentials = _from_file(auth.file) if auth.file is not None else google.auth.default(scopes=[SCOPE])[0]
     with httpx.Client(verify=verify, follow_redirects=False, timeout=30.0) as client:
         credentials.refresh(_Request(client))
     token = credentials.token
@@ -116,6 +115,20 @@ def fetch_token(auth: GoogleAuth, verify: ssl.SSLContext | bool = True) -> tuple
             "the token endpoint answered no access token")
     expiry = credentials.expiry  # naive UTC
     return token, expiry.replace(tzinfo=UTC).timestamp() if expiry is not None else None
+
+
+def _from_file(file: str) -> Any:
+    """A service account's key or a user's ADC file, each by its own loader (the generic one takes any type)."""
+    with open(file, encoding="utf-8") as found:
+        kind = json.load(found).get("type")
+    if kind == "service_account":
+        return service_account.Credentials.from_service_account_file(  # type: ignore[no-untyped-call]
+            file, scopes=[SCOPE])
+    if kind == "authorized_user":
+        return user_credentials.Credentials.from_authorized_user_file(  # type: ignore[no-untyped-call]
+            file, scopes=[SCOPE])
+    raise ValueError(f"credentials_file holds type {kind!r}, not a service account's key (service_account) or a "
+                     "user's (authorized_user); for workload identity, use application default credentials")
 
 
 def _said(exc: BaseException) -> str:

@@ -32,3 +32,13 @@ def test_providers_doc_azure_example_is_valid() -> None:
     settings = parse_settings(yaml.safe_load(example.group(1)), env)
     assert settings.providers["azure"].served_name("gpt-6.1-terra") == "terra-prod"
     assert settings.providers["azure-eu"].api_version == "2024-10-21"
+
+
+def test_providers_doc_vertex_example_is_valid() -> None:
+    text = (ROOT / "docs" / "providers.md").read_text()
+    example = re.search(r"```yaml\n(.*?)```", text.split("## Google Vertex AI", 1)[1], re.S)
+    assert example is not None
+    settings = parse_settings(yaml.safe_load(example.group(1)), {})
+    assert settings.providers["vertex"].base_url == "https://us-central1-aiplatform.googleapis.com"
+    assert settings.providers["vertex-global"].base_url == "https://aiplatform.googleapis.com"
+    assert {m.id for m in settings.models if m.provider == "vertex-global"} == {"gemini-4-neon", "gemini-3.8-flash"}

@@ -49,6 +49,16 @@ def wait_for_requests(lock: threading.Lock, requests: list[Recorded], count: int
     return eventually(received, f"{who} receives {count} requests")
 
 
+def write_whole(handler: BaseHTTPRequestHandler, status: int, headers: dict[str, str], payload: bytes) -> None:
+    """An answer sent whole: its status, its headers and the length of its body, then the body."""
+    handler.send_response(status)
+    for k, v in headers.items():
+        handler.send_header(k, v)
+    handler.send_header("content-length", str(len(payload)))
+    handler.end_headers()
+    handler.wfile.write(payload)
+
+
 def serve_whole(answer: Callable[[Recorded], Answer]) -> Server:
     """A fake that answers each request whole (status, headers, body) from `answer`, on a free loopback port,
     served from a thread of its own until the caller shuts it down."""
@@ -63,14 +73,8 @@ def serve_whole(answer: Callable[[Recorded], Answer]) -> Server:
         def _handle(self) -> None:
             length = int(self.headers.get("content-length") or 0)
             body = self.rfile.read(length) if length else b""
-            status, headers, payload = answer(Recorded(self.command, self.path,
-                                                       {k.lower(): v for k, v in self.headers.items()}, body))
-            self.send_response(status)
-            for k, v in headers.items():
-                self.send_header(k, v)
-            self.send_header("content-length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
+            write_whole(self, *answer(Recorded(self.command, self.path,
+                                               {k.lower(): v for k, v in self.headers.items()}, body)))
 
         do_GET = do_POST = _handle  # noqa: N815
 
@@ -137,12 +141,7 @@ class FakeProvider:
                 if headers.get("content-type") == "text/event-stream":
                     self._stream(status, headers, payload, headers.pop("x-fake-cut-after", None))
                     return
-                self.send_response(status)
-                for k, v in headers.items():
-                    self.send_header(k, v)
-                self.send_header("content-length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
+                write_whole(self, status, headers, payload)
 
             def _stream(self, status: int, headers: dict[str, str], payload: bytes, cut_after: str | None) -> None:
                 """Server-sent events in chunked encoding, one event per chunk, as providers stream."""

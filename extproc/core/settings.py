@@ -33,6 +33,16 @@ class GoogleAuth:
 
 
 @dataclass(frozen=True, slots=True)
+class AwsAuth:
+    """AWS credentials (Bedrock) that sign each request with SigV4: botocore's standard chain (environment, shared
+    profile, web identity, container and instance metadata), or the named shared `profile`."""
+
+    region: str
+    profile: str | None = None
+    service: str = "bedrock"  # the signing name
+
+
+@dataclass(frozen=True, slots=True)
 class Credential:
     """One way to serve a provider's models: an API key, or a login whose token is fetched per request.
 
@@ -51,6 +61,7 @@ class Credential:
     project: str | None = None  # Code Assist project of a Gemini login
     windows: Windows | None = None  # a subscription's usage windows, reported on its answers
     google: GoogleAuth | None = None  # a Vertex AI credential: its secret is a token from google-auth, not a key
+    aws: AwsAuth | None = None  # a Bedrock credential: its secret is AWS keys that sign the request (SigV4)
 
     @property
     def route(self) -> str:

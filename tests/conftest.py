@@ -12,7 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -137,7 +137,7 @@ def stop_processes(procs: list[subprocess.Popen[bytes]]) -> None:
 class Stack:
     """`extproc up` in a subprocess with its own config; logs go to a file the tests can read."""
 
-    def __init__(self, config: dict[str, Any], workdir: Path) -> None:
+    def __init__(self, config: dict[str, Any], workdir: Path, env: dict[str, str] | None = None) -> None:
         # One block of consecutive free ports for everything the gateway binds: with several workers (the
         # default once state.redis is set) worker i takes processor port + i and relay port + i, which ports
         # picked one by one could hand to the next stack's admin or listener.
@@ -163,7 +163,8 @@ class Stack:
         self.log_path = workdir / "extproc.log"
         secrets_registry.log_file(self.log_path)
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+        extra = env or {}  # what the test gives this gateway's environment (a cloud's credentials, say)
+        env = {**{k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}, **extra}
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "extproc", "up", "--config", str(self.config_path)],
@@ -240,8 +241,8 @@ class Stacks:
         self._tmp = tmp_path_factory
         self._stacks: list[Stack] = []
 
-    def __call__(self, config: dict[str, Any]) -> Stack:
-        stack = Stack(config, self._tmp.mktemp("stack"))  # one that never gets ready stops itself
+    def __call__(self, config: dict[str, Any], env: dict[str, str] | None = None) -> Stack:
+        stack = Stack(config, self._tmp.mktemp("stack"), env)  # one that never gets ready stops itself
         self._stacks.append(stack)
         return stack
 
@@ -255,7 +256,7 @@ class Stacks:
 
 
 @pytest.fixture
-def make_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[dict[str, Any]], Stack]]:
+def make_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stacks]:
     """Starts a stack for this test; it is stopped when the test ends."""
     stacks = Stacks(tmp_path_factory)
     yield stacks
@@ -263,7 +264,7 @@ def make_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[d
 
 
 @pytest.fixture(scope="module")
-def make_module_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[dict[str, Any]], Stack]]:
+def make_module_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stacks]:
     """Starts a stack for a module's fixture; it is stopped when the module's last test ends."""
     stacks = Stacks(tmp_path_factory)
     yield stacks

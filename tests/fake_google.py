@@ -14,18 +14,19 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from tests import secrets_registry
-from tests.fakes import Answer, FakeProvider, Recorded, serve_whole
+from tests.fakes import Answer, FakeProvider, Recorded, messages_stream, serve_whole, success_body
 
 SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 TOKEN_PATH = "/token"
+CLAUDE_VERSION = "vertex-2023-10-16"
 AUDIENCE = "https://oauth2.googleapis.com/token"  # what an assertion is for, whatever token_uri it was sent to
 
 
@@ -138,12 +139,17 @@ class FakeVertex(FakeProvider):
     def prefix(self) -> str:
         return f"/v1/projects/{self.project}/locations/{self.location}/publishers/google/models/"
 
+    def claude_prefix(self) -> str:
+        return f"/v1/projects/{self.project}/locations/{self.location}/publishers/anthropic/models/"
+
     def refusal(self, recorded: Recorded) -> Answer | None:
         bearer = recorded.headers.get("authorization", "")
         if not bearer.startswith("Bearer ") or not self.tokens.valid(bearer[len("Bearer "):]) \
                 or "x-goog-api-key" in recorded.headers:
             return _status(401, "UNAUTHENTICATED", "Request had invalid authentication credentials.")
-        bare = recorded.path.partition("?")[0]
+        bare = unquote(recorded.path.partition("?")[0])
+        if bare.startswith(self.claude_prefix()):
+            return self._claude_refusal(bare, recorded)
         model, _, method = bare.removeprefix(self.prefix()).partition(":")
         if not bare.startswith(self.prefix()) or method not in ("generateContent", "streamGenerateContent",
                                                                  "countTokens"):
@@ -152,6 +158,36 @@ class FakeVertex(FakeProvider):
             return _status(404, "NOT_FOUND", f"Publisher Model `projects/{self.project}/locations/{self.location}"
                                              f"/publishers/google/models/{model}` was not found.")
         return None
+
+
+    def _claude_refusal(self, bare: str, recorded: Recorded) -> Answer | None:
+        """Claude on Vertex: the model's :rawPredict or :streamRawPredict, the Messages body without `model` and
+        with Vertex's anthropic_version."""
+        model, _, method = bare.removeprefix(self.claude_prefix()).partition(":")
+        if method not in ("rawPredict", "streamRawPredict"):
+            return _status(404, "NOT_FOUND", "The requested URL was not found on this server.")
+        if model not in self.models:
+            return _status(404, "NOT_FOUND", f"Publisher Model `projects/{self.project}/locations/{self.location}"
+                                             f"/publishers/anthropic/models/{model}` was not found.")
+        doc = json.loads(recorded.body or b"{}")
+        if doc.get("anthropic_version") != CLAUDE_VERSION or "model" in doc:
+            return 400, {"content-type": "application/json"}, json.dumps({"type": "error", "error": {
+                "type": "invalid_request_error", "message": "anthropic_version: vertex-2023-10-16 is required, and "
+                                                           "model: Extra inputs are not permitted"}}).encode()
+        return None
+
+    def _answer(self, path: str, body: bytes) -> Answer:
+        """Claude's answers as Anthropic's API gives them (a stream for :streamRawPredict); Gemini's otherwise."""
+        bare = unquote(path.partition("?")[0])
+        with self._lock:
+            scripted = bool(self._script)
+        if scripted or not bare.startswith(self.claude_prefix()):
+            return super()._answer(path, body)
+        model = bare.removeprefix(self.claude_prefix()).partition(":")[0]
+        if bare.endswith(":streamRawPredict"):
+            return 200, {"content-type": "text/event-stream"}, messages_stream(model)
+        whole = success_body("/messages", {"model": model})
+        return 200, {"content-type": "application/json"}, json.dumps(whole).encode()
 
 
 def _status(code: int, status: str, message: str) -> Answer:

@@ -196,7 +196,8 @@ def _provider(name: str, data: Mapping[str, Any], key: str, discovery: Discovery
 def _invoke(raw: Any, key: str) -> InvokeSpec:
     """Anthropic's Messages API as a cloud's call on the model's path (a kind's data; each part overridable)."""
     section = mapping(raw, key)
-    reject_unknown(section, key, {"anthropic_version", "whole", "stream", "betas", "statuses", "stream_errors"})
+    reject_unknown(section, key, {"anthropic_version", "whole", "stream", "betas", "keeps_stream", "statuses",
+                                  "stream_errors"})
 
     def statuses(name: str) -> dict[Any, int]:
         found = mapping(section.get(name) or {}, f"{key}.{name}")
@@ -208,6 +209,7 @@ def _invoke(raw: Any, key: str) -> InvokeSpec:
                       whole=string(section.get("whole"), f"{key}.whole"),
                       stream=string(section.get("stream"), f"{key}.stream"),
                       betas=string(section["betas"], f"{key}.betas") if section.get("betas") else None,
+                      keeps_stream=boolean(section.get("keeps_stream", False), f"{key}.keeps_stream"),
                       statuses={int(k): v for k, v in statuses("statuses").items()},
                       stream_errors={str(k): v for k, v in statuses("stream_errors").items()})
 

@@ -90,12 +90,14 @@ class ProbeSpec:
 @dataclass(frozen=True, slots=True)
 class InvokeSpec:
     """A cloud that serves Anthropic's Messages API as a call on the model's own path (Bedrock's InvokeModel,
-    Vertex AI's rawPredict): the body goes without `model` and `stream`, with the cloud's `anthropic_version`."""
+    Vertex AI's rawPredict): the body goes without `model` (and `stream`, on Bedrock), with the cloud's
+    `anthropic_version`."""
 
     anthropic_version: str
     whole: str  # the call after the model's path, for a whole answer (/invoke, :rawPredict)
     stream: str  # … for a streamed one (/invoke-with-response-stream, :streamRawPredict)
     betas: str | None = None  # the body field the anthropic-beta header's flags go in (None: the header goes)
+    keeps_stream: bool = False  # `stream` stays in the body (Vertex AI's), besides choosing the call
     # The status an error of the cloud reaches an Anthropic client with, when not its own (503 → 529 overloaded).
     statuses: Mapping[int, int] = field(default_factory=dict)
     # An exception a stream ends with (Bedrock's event stream) → the status whose error event it becomes.

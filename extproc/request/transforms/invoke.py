@@ -27,7 +27,7 @@ def invoke_refusal(endpoint: Endpoint) -> str | None:
 
 def reshape(doc: dict[str, object], spec: InvokeSpec, client_betas: str | None) -> str:
     """The Messages body as the cloud takes it, in place; the call (path after the model's) it goes to."""
-    streams = doc.pop("stream", None) is True
+    streams = (doc.get("stream") if spec.keeps_stream else doc.pop("stream", None)) is True
     doc.pop("model", None)  # the path names it
     doc["anthropic_version"] = spec.anthropic_version
     if spec.betas is not None:

@@ -1,0 +1,258 @@
+"""AWS Bedrock and Claude on Vertex AI as providers, through a real Envoy. A fake Bedrock recomputes every
+request's SigV4 signature with botocore's own signer (any signing mistake is a 403) and answers streams in AWS's
+event-stream framing; the gateway signs with keys from AWS's standard chain (here, the environment). The Anthropic
+and OpenAI SDKs are served whole and streamed, with tools; Bedrock's throttles and overloads reach each client in its
+own envelope; without AWS credentials nothing goes upstream. The flagship chain — Claude on Anthropic, then on
+Bedrock, then on Vertex AI — answers one request whose first two attempts are throttled, and the real Claude Code
+runs on a Bedrock Claude model."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anthropic
+import httpx
+import openai
+import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+
+from tests import secrets_registry
+from tests.conftest import Stack, Stacks
+from tests.e2e.test_claude_code import claude, run_claude  # noqa: F401 (the pinned Claude Code, as a fixture)
+from tests.fake_bedrock import FakeBedrock, aws_error
+from tests.fake_google import FakeGoogleToken, FakeVertex, ServiceAccount, make_service_account
+from tests.fakes import FakeProvider
+
+REGION = "us-west-2"
+MODEL = "claude-sonnet-4-5"
+BEDROCK_ID = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"  # through the region's cross-region profile
+PATH = "/model/us.anthropic.claude-sonnet-4-5-20250929-v1%3A0"
+KEY_ID = "ASIAFAKEGATEWAY00001"  # temporary keys, as a role hands out: a session token goes with them
+SECRET = "fake/secret+" + base64.b64encode(b"x" * 24).decode()
+TOKEN = "FwoGZXIvYXdzEfake" + "t" * 40
+API_KEY = "ABSKZmFrZS1iZWRyb2NrLWtleQ" + "k" * 20
+for _kind, _value in (("aws secret key", SECRET), ("aws session token", TOKEN), ("bedrock api key", API_KEY)):
+    secrets_registry.secret(_kind, _value)  # never in a log
+# The gateway's environment: these keys, and nothing else of AWS's chain (no files, no instance metadata).
+NO_CHAIN = {"AWS_CONFIG_FILE": "/nonexistent/aws-config", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/aws-creds",
+            "AWS_EC2_METADATA_DISABLED": "true"}
+KEYS = {**NO_CHAIN, "AWS_ACCESS_KEY_ID": KEY_ID, "AWS_SECRET_ACCESS_KEY": SECRET, "AWS_SESSION_TOKEN": TOKEN}
+CHAT = [{"role": "user", "content": "hi"}]
+# A throttle or an overload barely cools the credential: each request of a test meets its own scripted answer.
+QUICK = {"backoff_base": 0.001, "backoff_max": 0.001, "server_error_cooldown": 0.001}
+PROJECT, LOCATION = "acme-llm-prod", "us-east5"
+
+
+@pytest.fixture(scope="module")
+def bedrock() -> Iterator[FakeBedrock]:
+    server = FakeBedrock(REGION, {KEY_ID: (SECRET, TOKEN)}, (BEDROCK_ID,), api_key=API_KEY)
+    yield server
+    server.close()
+
+
+@pytest.fixture(autouse=True)
+def _reset(bedrock: FakeBedrock) -> None:
+    bedrock.reset()
+    bedrock.signed.clear()
+
+
+def bedrock_provider(bedrock: FakeBedrock, **extra: Any) -> dict[str, Any]:
+    return {"kind": "bedrock", "region": REGION, "endpoint": bedrock.base_url, **extra}
+
+
+@pytest.fixture(scope="module")
+def stack(bedrock: FakeBedrock, make_module_stack: Stacks) -> Stack:
+    """A team that buys Claude through Bedrock alone, its keys from the environment."""
+    return make_module_stack({"discovery": False, "strategy": "none",
+                              "providers": {"bedrock": bedrock_provider(bedrock)}}, KEYS)
+
+
+def client(stack: Stack) -> anthropic.Anthropic:
+    return anthropic.Anthropic(base_url=stack.url, api_key="client-own-key", max_retries=0)
+
+
+def signed_only(bedrock: FakeBedrock) -> bool:
+    """The last request went signed with the gateway's keys, and the client's key did not go."""
+    sent = bedrock.requests[-1].headers
+    return bedrock.signed[-1] == KEY_ID and sent["authorization"].startswith("AWS4-HMAC-SHA256 ") \
+        and "x-api-key" not in sent and "client-own-key" not in json.dumps(sent)
+
+
+def test_the_fake_refuses_what_bedrock_refuses(bedrock: FakeBedrock) -> None:
+    """botocore's own signature passes; a wrong secret, or a body changed after signing, is a 403."""
+    body = json.dumps({"anthropic_version": "bedrock-2023-05-31", "max_tokens": 10, "messages": CHAT}).encode()
+    url = f"{bedrock.base_url}{PATH}/invoke"
+
+    def send(secret: str, sent_body: bytes) -> httpx.Response:
+        request = AWSRequest(method="POST", url=url, data=body, headers={"host": f"127.0.0.1:{bedrock.port}"})
+        SigV4Auth(Credentials(KEY_ID, secret, TOKEN), "bedrock", REGION).add_auth(request)
+        return httpx.post(url, content=sent_body, headers=dict(request.headers.items()))
+
+    assert send(SECRET, body).status_code == 200
+    wrong = send("not-the-secret", body)
+    assert wrong.status_code == 403 and wrong.headers["x-amzn-errortype"].startswith("InvalidSignatureException")
+    assert send(SECRET, body.replace(b"10", b"99")).status_code == 403
+    assert httpx.post(url, content=body).status_code == 403
+    assert bedrock.signed == [KEY_ID]
+
+
+def test_the_anthropic_sdk_is_served_by_bedrock_signed_whole_streamed_and_with_tools(
+        stack: Stack, bedrock: FakeBedrock) -> None:
+    an = client(stack)
+    tools = [{"name": "get_weather", "description": "The weather in a city",
+              "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}]
+    bedrock.script(200, {"content-type": "application/json"}, json.dumps({
+        "id": "msg_bdrk_1", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5-20250929",
+        "content": [{"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Lima"}}],
+        "stop_reason": "tool_use", "stop_sequence": None, "usage": {"input_tokens": 9, "output_tokens": 5}}).encode())
+    answer = an.messages.create(model=MODEL, max_tokens=100, messages=CHAT, tools=tools,  # type: ignore[arg-type]
+                                extra_headers={"anthropic-beta": "fine-grained-tool-streaming-2025-05-14"})
+    assert answer.stop_reason == "tool_use" and answer.content[0].input == {"city": "Lima"}  # type: ignore[union-attr]
+    sent = bedrock.requests[-1]
+    assert sent.path == f"{PATH}/invoke" and signed_only(bedrock)
+    doc = sent.json()
+    assert doc["anthropic_version"] == "bedrock-2023-05-31" and "model" not in doc and "stream" not in doc
+    assert doc["anthropic_beta"] == ["fine-grained-tool-streaming-2025-05-14"]
+    assert doc["tools"][0]["name"] == "get_weather"
+
+    with an.messages.stream(model=MODEL, max_tokens=100, messages=CHAT) as stream:  # type: ignore[arg-type]
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    assert text == f"hello from {BEDROCK_ID}" and final.usage.output_tokens == 4
+    assert bedrock.requests[-1].path == f"{PATH}/invoke-with-response-stream" and signed_only(bedrock)
+    record = stack.usage_records()[-1]
+    assert (record["provider"], record["served_model"], record["output_tokens"]) == ("bedrock", MODEL, 4)
+
+
+def test_the_openai_sdk_reaches_bedrock_translated(stack: Stack, bedrock: FakeBedrock) -> None:
+    oa = openai.OpenAI(base_url=stack.url + "/v1", api_key="client-own-key", max_retries=0)
+    raw = oa.chat.completions.with_raw_response.create(model=MODEL, messages=CHAT)  # type: ignore[arg-type]
+    assert raw.parse().choices[0].message.content == f"hello from {BEDROCK_ID}"
+    assert "translated chat->messages" in raw.headers["x-extproc-route"]
+    assert bedrock.requests[-1].path == f"{PATH}/invoke" and signed_only(bedrock)
+    chunks = list(oa.chat.completions.create(model=MODEL, messages=CHAT, stream=True,  # type: ignore[arg-type]
+                                             stream_options={"include_usage": True}))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == f"hello from {BEDROCK_ID}"
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 4
+    assert bedrock.requests[-1].path == f"{PATH}/invoke-with-response-stream" and signed_only(bedrock)
+
+
+def test_a_bedrock_api_key_goes_as_a_bearer(bedrock: FakeBedrock, make_stack: Stacks) -> None:
+    stack = make_stack({"discovery": False, "strategy": "none",
+                        "providers": {"bedrock": bedrock_provider(bedrock, api_key=API_KEY)}}, NO_CHAIN)
+    assert client(stack).messages.create(model=MODEL, max_tokens=10, messages=CHAT).content  # type: ignore[arg-type]
+    assert bedrock.signed == ["api-key"] and bedrock.requests[-1].headers["authorization"] == f"Bearer {API_KEY}"
+
+
+def test_throttles_and_overloads_reach_each_client_in_its_own_envelope(bedrock: FakeBedrock,
+                                                                       make_stack: Stacks) -> None:
+    stack = make_stack({"discovery": False, "strategy": "none", "failover": {"attempts": 1}, "health": QUICK,
+                        "providers": {"bedrock": bedrock_provider(bedrock)}}, KEYS)
+    an, oa = client(stack), openai.OpenAI(base_url=stack.url + "/v1", api_key="k", max_retries=0)
+    bedrock.script(*aws_error(429, "ThrottlingException", "Too many requests, please wait before trying again."))
+    with pytest.raises(anthropic.RateLimitError) as throttled:
+        an.messages.create(model=MODEL, max_tokens=10, messages=CHAT)  # type: ignore[arg-type]
+    assert throttled.value.body["error"] == {"type": "rate_limit_error",  # type: ignore[index]
+                                             "message": "Too many requests, please wait before trying again."}
+    bedrock.script(*aws_error(503, "ServiceUnavailableException", "Bedrock is unable to process your request."))
+    with pytest.raises(anthropic.APIStatusError) as overloaded:
+        an.messages.create(model=MODEL, max_tokens=10, messages=CHAT)  # type: ignore[arg-type]
+    assert overloaded.value.status_code == 529
+    assert overloaded.value.body["error"]["type"] == "overloaded_error"  # type: ignore[index]
+    bedrock.script(*aws_error(429, "ThrottlingException", "Too many requests, please wait before trying again."))
+    with pytest.raises(openai.RateLimitError) as openai_throttled:
+        oa.chat.completions.create(model=MODEL, messages=CHAT)  # type: ignore[arg-type]
+    assert "Too many requests" in openai_throttled.value.message
+    assert isinstance(openai_throttled.value.body, dict) and openai_throttled.value.body["type"] == "rate_limit_error"
+    bedrock.stream_exception = ("throttlingException", "Too many tokens, please wait before trying again.")
+    with pytest.raises(anthropic.APIStatusError) as midway, \
+            an.messages.stream(model=MODEL, max_tokens=10, messages=CHAT) as stream:  # type: ignore[arg-type]
+        "".join(stream.text_stream)
+    assert midway.value.body["error"]["type"] == "overloaded_error"  # type: ignore[index]
+    assert "Too many tokens" in midway.value.body["error"]["message"]  # type: ignore[index]
+
+
+def test_without_aws_credentials_nothing_goes_upstream(bedrock: FakeBedrock, make_stack: Stacks) -> None:
+    stack = make_stack({"discovery": False, "strategy": "none",
+                        "providers": {"bedrock": bedrock_provider(bedrock)}}, NO_CHAIN)
+    with pytest.raises(anthropic.APIStatusError) as refused:
+        client(stack).messages.create(model=MODEL, max_tokens=10, messages=CHAT)  # type: ignore[arg-type]
+    assert refused.value.status_code == 503 and "no AWS credentials" in refused.value.message
+    chat = httpx.post(stack.url + "/v1/chat/completions", json={"model": MODEL, "messages": CHAT})
+    assert chat.status_code == 503 and "no AWS credentials" in chat.json()["error"]["message"]
+    assert not bedrock.requests
+
+
+# ---------------------------------------------------------------- Claude on Vertex AI, and the flagship chain
+
+@pytest.fixture(scope="module")
+def google() -> Iterator[FakeGoogleToken]:
+    server = FakeGoogleToken()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def account(google: FakeGoogleToken, tmp_path_factory: pytest.TempPathFactory) -> ServiceAccount:
+    found = make_service_account(tmp_path_factory.mktemp("google"), google.token_uri)
+    google.trust(found)
+    return found
+
+
+@pytest.fixture(scope="module")
+def vertex(google: FakeGoogleToken) -> Iterator[FakeVertex]:
+    server = FakeVertex(google, PROJECT, LOCATION, ("claude-sonnet-4-5@20250929",))
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def chain(bedrock: FakeBedrock, vertex: FakeVertex, account: ServiceAccount, fakes: dict[str, FakeProvider],
+          make_module_stack: Stacks) -> Stack:
+    """Claude three ways, in this order: Anthropic's API (a key), Bedrock, Vertex AI."""
+    return make_module_stack({"discovery": False, "strategy": "none", "health": QUICK, "providers": {
+        "anthropic": {"base_url": fakes["anthropic"].base_url, "api_key": "k-anthropic-flagship"},
+        "bedrock": bedrock_provider(bedrock),
+        "vertex": {"kind": "vertex", "project": PROJECT, "location": LOCATION, "models": [MODEL],
+                   "credentials_file": str(account.file), "endpoint": vertex.base_url}}}, KEYS)
+
+
+def test_claude_on_vertex_is_served_whole_and_streamed(chain: Stack, fakes: dict[str, FakeProvider],
+                                                       vertex: FakeVertex, bedrock: FakeBedrock) -> None:
+    vertex.reset()
+    fakes["anthropic"].script(429, body=b'{"type":"error","error":{"type":"rate_limit_error","message":"slow"}}',
+                              times=2)
+    bedrock.script(*aws_error(429, "ThrottlingException", "Too many requests"))
+    bedrock.script(*aws_error(429, "ThrottlingException", "Too many requests"))
+    an = client(chain)
+    answer = an.messages.with_raw_response.create(model=MODEL, max_tokens=10, messages=CHAT)  # type: ignore[arg-type]
+    assert answer.parse().content[0].text == "hello from claude-sonnet-4-5@20250929"  # type: ignore[union-attr]
+    assert answer.headers["x-extproc-provider"] == "vertex"
+    sent = vertex.requests[-1]
+    assert sent.path == vertex.claude_prefix() + "claude-sonnet-4-5%4020250929:rawPredict"
+    assert sent.json()["anthropic_version"] == "vertex-2023-10-16" and "model" not in sent.json()
+    assert sent.headers["authorization"].startswith("Bearer ya29.")
+    with an.messages.stream(model=MODEL, max_tokens=10, messages=CHAT) as stream:  # type: ignore[arg-type]
+        assert "".join(stream.text_stream) == "hello from claude-sonnet-4-5@20250929"
+    assert vertex.requests[-1].path.endswith(":streamRawPredict")
+    # One request each, three attempts: Anthropic's 429, Bedrock's throttle, Vertex AI's answer.
+    assert len(fakes["anthropic"].requests) == 2 and len(bedrock.requests) == 2
+    record = [r for r in chain.usage_records() if r.get("requested_model")][-1]
+    assert (record["attempts"], record["provider"], record["status"]) == (3, "vertex", 200)
+
+
+def test_claude_code_runs_on_a_bedrock_claude_model(claude: Path, stack: Stack,  # noqa: F811
+                                                   bedrock: FakeBedrock, tmp_path: Path) -> None:
+    result = run_claude(claude, stack, tmp_path, "say hi", MODEL)
+    assert result["is_error"] is False and result["result"] == f"hello from {BEDROCK_ID}"
+    sent = bedrock.requests[-1]
+    assert sent.path == f"{PATH}/invoke-with-response-stream" and signed_only(bedrock)
+    doc = sent.json()
+    assert doc["system"][0]["text"].startswith("x-anthropic-billing-header:")  # its own request, reshaped only
+    assert "model" not in doc and doc["anthropic_version"] == "bedrock-2023-05-31"

@@ -175,6 +175,7 @@ class Case:
     body_bytes: int = 0  # pad the client's body to this size
     limit: int | None = None  # per-connection buffer limit of the listener and the cluster (Envoy's default: 1 MiB)
     fail_first: bool = False  # the fake answers the first attempt 503, so Envoy retries
+    path: str = MODEL_PATH
 
 
 def _cluster(name: str, port: int, options: dict, limits: dict) -> dict:
@@ -262,6 +263,8 @@ def cases() -> list[Case]:
                                         "environment_credential_provider": {}}}
     return [
         Case("environment credentials (with session token)", {}, env_creds),
+        Case("environment credentials, ':' left raw in the path (as the Anthropic SDK sends it)", {}, env_creds,
+             path=MODEL_PATH.replace("%3A", ":")),
         Case("environment credentials, body sent chunked", {}, env_creds, chunked=True),
         Case("environment credentials, body replaced by ext_proc", {}, env_creds, extproc=True),
         Case("inline credential_provider", inline, {}),
@@ -302,7 +305,7 @@ def _exchange(case: Case, tmp: Path, ports: dict[str, int]) -> tuple[int, bytes]
         text = "hi" + "x" * max(0, case.body_bytes - 100)
         client_body = json.dumps({"anthropic_version": "bedrock-2023-05-31", "max_tokens": 8,
                                   "messages": [{"role": "user", "content": text}]}).encode()
-        return post(ports["listen"], MODEL_PATH, client_body, case.chunked, case.client_auth)
+        return post(ports["listen"], case.path, client_body, case.chunked, case.client_auth)
     finally:
         proc.terminate()
         proc.wait(10)

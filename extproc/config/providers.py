@@ -24,7 +24,7 @@ from extproc.config.values import (
 )
 from extproc.core.errors import ConfigError
 from extproc.core.providers import Api, ApiRoute, AuthStyle, DiscoverySpec, ProbeSpec, ProviderSpec, parse_base_url
-from extproc.core.settings import Credential, GoogleAuth
+from extproc.core.settings import Credential, EntraAuth, GoogleAuth
 from extproc.formats import ENDPOINTS
 from extproc.request.transforms import PROVIDER_TRANSFORMS
 
@@ -184,6 +184,9 @@ def _provider(name: str, data: Mapping[str, Any], key: str, discovery: Discovery
 def _credentials(provider: str, data: Mapping[str, Any], key: str) -> list[Credential]:
     if isinstance(data.get("google"), dict):  # a Vertex AI provider (its kind wrote it): one Google credential
         return [Credential(id=f"{provider}:google", provider=provider, google=GoogleAuth(data["google"]["file"]))]
+    if isinstance(data.get("entra"), dict):  # an Azure OpenAI provider with auth: entra: one Entra ID credential
+        return [Credential(id=f"{provider}:entra", provider=provider, auth=AuthStyle.BEARER,
+                           entra=EntraAuth(**data["entra"]))]
     keys: list[str] = []
     if data.get("api_key") not in (None, ""):
         keys.append(string(data["api_key"], f"{key}.api_key"))

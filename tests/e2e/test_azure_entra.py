@@ -93,8 +93,8 @@ def test_the_fakes_refuse_what_microsoft_and_azure_refuse(entra: FakeEntra, appl
         asyncio.run(token("not-the-secret"))
     graph = asyncio.run(token(application.client_secret, "https://graph.microsoft.com/.default"))
     for bearer in ("made-up", graph):  # a token nobody issued, and one for another resource
-        refused = httpx.post(azure.base_url + "/openai/v1/chat/completions",
-                             json={"model": "luna-prod", "messages": CHAT}, headers={"authorization": f"Bearer {bearer}"})
+        refused = httpx.post(azure.base_url + "/openai/v1/chat/completions", json={"model": "luna-prod",
+                             "messages": CHAT}, headers={"authorization": f"Bearer {bearer}"})
         assert refused.status_code == 401 and "audience" in refused.json()["error"]["message"]
     assert not azure.requests
 

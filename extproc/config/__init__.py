@@ -122,7 +122,8 @@ def _parse(raw: Mapping[str, Any], env: Mapping[str, str], secrets: bool) -> Set
     if not keep(True, boolean, raw.get("translation", True), "translation"):  # every request stays in its own API
         providers = {name: replace(p, translation=False) for name, p in providers.items()}
     models = parse_models(raw.get("models") or [], providers.keys(), named - providers.keys(),
-                          {name: tuple(p.deployments) for name, p in providers.items() if p.deployments})
+                          {name: {m: p.deployment_endpoints.get(m, ()) for m in p.deployments}
+                           for name, p in providers.items() if p.deployments})
     known = {m.id for m in models} | {m.qualified for m in models} | _user_model_ids(raw.get("models"))
     aliases = parse_aliases(raw.get("aliases") or {}, known)
     fallbacks = parse_fallbacks(raw.get("fallbacks") or {}, known | set(aliases))

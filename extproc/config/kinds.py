@@ -20,6 +20,7 @@ KIND_KEYS: dict[str, frozenset[str]] = {
     "azure": frozenset({"endpoint", "deployments", "api_version", *{
         "tenant_id", "client_id", "client_secret", "client_certificate", "authority", "scope"}}),
     "vertex": frozenset({"project", "location", "credentials_file", "endpoint", "models"}),
+    "bedrock": frozenset({"region", "endpoint", "models", "profile", "inference_profile"}),
 }
 ALL_KIND_KEYS = frozenset({"kind"}.union(*KIND_KEYS.values()))
 # Azure's rules for a deployment's name (2-64 of letters, digits, '.', '_' and '-') and an api-version.
@@ -34,6 +35,11 @@ _LOCATION = re.compile(r"[a-z][a-z0-9-]{1,30}[a-z0-9]")
 _TENANT = re.compile(r"[A-Za-z0-9.-]+")
 _CLIENT_ID = re.compile(r"[A-Za-z0-9-]+")
 _ENTRA_KEYS = ("tenant_id", "client_id", "client_secret", "client_certificate", "authority", "scope")
+# AWS regions (us-east-1, eu-central-2, ap-southeast-4, us-gov-west-1…) and Bedrock model or profile ids
+# (anthropic.claude-…-v1:0, us.anthropic.…, or a profile's ARN).
+_REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d")
+_BEDROCK_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@-]{0,255}")
+_PROFILES = ("global", "us", "eu", "apac", "none")
 
 
 def expand_kind(section: dict[str, Any], key: str) -> dict[str, Any] | None:
@@ -53,7 +59,7 @@ def expand_kind(section: dict[str, Any], key: str) -> dict[str, Any] | None:
         return None
     for name in sorted(ALL_KIND_KEYS - KIND_KEYS[kind] - {"kind"} & section.keys()):
         report(ConfigError(f"{key}.{name}: not a key of kind {kind}; drop it"))
-    expand = _azure if kind == "azure" else _vertex
+    expand = {"azure": _azure, "vertex": _vertex, "bedrock": _bedrock}[kind]
     return expand(section, key, dict(builtin_kind_data()[kind]))
 
 
@@ -227,7 +233,8 @@ def _vertex(section: dict[str, Any], key: str, facts: dict[str, Any]) -> dict[st
     endpoint = None if section.get("endpoint") is None else \
         _endpoint(section["endpoint"], f"{key}.endpoint", "https://us-central1-aiplatform.googleapis.com",
                   "service's address")
-    models = _models(section.get("models"), f"{key}.models")
+    claude_ids = facts.pop("claude_ids")
+    models = _models(section.get("models"), f"{key}.models", claude_ids)
     if not ok or project is None or location is None or file is False or models is None \
             or (section.get("endpoint") is not None and endpoint is None):
         return None
@@ -238,8 +245,15 @@ def _vertex(section: dict[str, Any], key: str, facts: dict[str, Any]) -> dict[st
     apis = {api: {**route, "path": route["path"].format(project=quote(project, safe=":"), location=location,
                                                          deployment="{deployment}")}
             for api, route in facts.pop("apis").items()}
-    return {**facts, **own, "base_url": base_url, "apis": apis, "deployments": {m: m for m in models},
+    # A Claude model goes to its publisher's path (anthropic, the Messages API), every other one to Google's.
+    claude = {m for m in models if _is_claude(m)}
+    return {**facts, **own, "base_url": base_url, "apis": apis, "deployments": models,
+            "deployment_endpoints": {m: ["messages"] if m in claude else ["gemini"] for m in models},
             "google": {"file": file}}
+
+
+def _is_claude(model: str) -> bool:
+    return model.startswith("claude-")
 
 
 def _named(value: Any, key: str, pattern: re.Pattern[str], what: str) -> str | None:
@@ -263,12 +277,103 @@ def _credentials_file(value: Any, key: str) -> str | None | bool:
     return value
 
 
-def _models(value: Any, key: str) -> list[str] | None:
-    """The models it serves: by default every Gemini model of the catalog that generates content."""
+def _models(value: Any, key: str, claude_ids: dict[str, str]) -> dict[str, str] | None:
+    """Model id → the id Vertex AI knows it by: by default every Gemini model of the catalog that generates content,
+    and the Claude models whose Vertex ids are known (`claude_ids`). A list names ids (a Claude one by its known
+    Vertex id); a mapping names each one's Vertex id (claude-sonnet-4-5: claude-sonnet-4-5@20250929)."""
     if value is None:
-        return [m["id"] for m in builtin_catalog_data() if m["provider"] == "gemini" and m.get("mode") == "chat"]
+        gemini = [m["id"] for m in builtin_catalog_data() if m["provider"] == "gemini" and m.get("mode") == "chat"]
+        return {**{m: m for m in gemini}, **claude_ids}
+    if isinstance(value, dict):
+        return _ids(value, key, "the id the Model Garden shows, e.g. claude-sonnet-4-5@20250929", _BEDROCK_ID)
     try:
-        return string_list(value, key)
+        return {m: claude_ids.get(m, m) for m in string_list(value, key)}
     except ConfigError as exc:
-        report(ConfigError(f"{exc}; write the model ids it serves, e.g. [gemini-2.5-flash]"))
+        report(ConfigError(f"{exc}; write the model ids it serves, e.g. [gemini-2.5-flash, claude-sonnet-4-5]"))
         return None
+
+
+def _ids(value: dict[Any, Any], key: str, what: str, pattern: re.Pattern[str]) -> dict[str, str] | None:
+    """Model id → the cloud's id for it; each bad one reported."""
+    good: dict[str, str] = {}
+    for model, cloud_id in value.items():
+        if not isinstance(cloud_id, str) or not pattern.fullmatch(cloud_id):
+            report(ConfigError(f"{key}.{model}: {cloud_id!r} is not a model id of the cloud; write {what}"))
+            continue
+        good[str(model)] = cloud_id
+    return good if len(good) == len(value) else None
+
+
+def _bedrock(section: dict[str, Any], key: str, facts: dict[str, Any]) -> dict[str, Any] | None:
+    """AWS Bedrock: Claude in a region, each request signed with AWS credentials (or sent with a Bedrock API key)."""
+    ok = True
+    for name, fix in (("base_url", "write endpoint: only to reach Bedrock at another address (a VPC endpoint)"),
+                      ("auth", "it signs with AWS credentials, or sends api_key as a bearer")):
+        if name in section:
+            report(ConfigError(f"{key}.{name}: not a key of kind bedrock; {fix}: drop it"))
+            ok = False
+    region = section.get("region")
+    if region is None or not isinstance(region, str) or not _REGION.fullmatch(region):
+        report(ConfigError(f"{key}.region: kind bedrock needs the AWS region its models are enabled in, e.g. "
+                           f"us-east-1{'' if region is None else f', not {region!r}'}"))
+        ok = False
+    profile = section.get("profile")
+    if profile is not None and (not isinstance(profile, str) or not profile.strip()):
+        report(ConfigError(f"{key}.profile: the name of a profile of the shared AWS config (~/.aws/config), or drop "
+                           "it to use the standard chain"))
+        ok = False
+    if profile is not None and section.get("api_key") not in (None, ""):
+        report(ConfigError(f"{key}.profile: a provider signs with AWS credentials or sends a Bedrock API key, not "
+                           "both; drop profile or api_key"))
+        ok = False
+    geography = _geography(section.get("inference_profile"), region if isinstance(region, str) else "",
+                           f"{key}.inference_profile", facts.pop("geographies"))
+    endpoint = None if section.get("endpoint") is None else \
+        _endpoint(section["endpoint"], f"{key}.endpoint", "https://bedrock-runtime.us-east-1.amazonaws.com",
+                  "service's address")
+    claude_ids = facts.pop("claude_ids")
+    models = _bedrock_models(section.get("models"), f"{key}.models", claude_ids,
+                             geography if isinstance(geography, str) else None)
+    if not ok or geography is False or models is None or (section.get("endpoint") is not None and endpoint is None):
+        return None
+    own = {k: v for k, v in section.items() if k not in ALL_KIND_KEYS}
+    regional = facts.pop("regional_url")
+    base_url = endpoint or regional.format(region=region)
+    generic = {**facts, **own, "base_url": base_url, "deployments": models}
+    if section.get("api_key") in (None, "") and not section.get("api_keys"):
+        generic["aws"] = {"region": region, "profile": profile}  # signed: one credential, AWS's chain
+    return generic
+
+
+def _geography(value: Any, region: str, key: str, geographies: dict[str, str]) -> str | None | bool:
+    """The inference profiles' prefix (us, eu, apac, global), None for bare model ids; False: bad."""
+    if value is None:
+        return geographies.get(region.partition("-")[0])
+    if value not in _PROFILES:
+        report(ConfigError(f"{key}: {value!r} is not one of {', '.join(_PROFILES)}; write the cross-region inference "
+                           "profile the models go through, or none for the models' own ids"))
+        return False
+    return None if value == "none" else str(value)
+
+
+def _bedrock_models(value: Any, key: str, claude_ids: dict[str, str], geography: str | None) -> dict[str, str] | None:
+    """Model id → the Bedrock id (or inference profile) requests name: by default the catalog's Claude models,
+    through the region's cross-region profile; a list names catalog ids, a mapping each one's own Bedrock id."""
+    def profiled(bedrock_id: str) -> str:
+        return f"{geography}.{bedrock_id}" if geography else bedrock_id
+    if value is None:
+        return {m: profiled(b) for m, b in claude_ids.items()}
+    if isinstance(value, dict):
+        return _ids(value, key, "a Bedrock model id or inference profile, e.g. "
+                    "us.anthropic.claude-sonnet-4-5-20250929-v1:0", _BEDROCK_ID)
+    try:
+        names = string_list(value, key)
+    except ConfigError as exc:
+        report(ConfigError(f"{exc}; write the model ids it serves, e.g. [claude-sonnet-4-5]"))
+        return None
+    unknown = [m for m in names if m not in claude_ids]
+    if unknown:
+        report(ConfigError(f"{key}: no known Bedrock id for {', '.join(unknown)}; write models as a mapping, "
+                           f"e.g. {{{unknown[0]}: us.anthropic.…-v1:0}}"))
+        return None
+    return {m: profiled(claude_ids[m]) for m in names}

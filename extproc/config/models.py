@@ -25,9 +25,10 @@ _MODEL_KEYS = set(ModelSpec.__dataclass_fields__) - {"discovered"}
 
 
 def parse_models(raw: Any, providers: Collection[str], broken: Collection[str] = (),
-                 served: Mapping[str, Collection[str]] | None = None) -> tuple[ModelSpec, ...]:
+                 served: Mapping[str, Mapping[str, Collection[str]]] | None = None) -> tuple[ModelSpec, ...]:
     """The catalog with the user's entries merged in; an entry with an error is left out (its error reported).
-    `served`: provider → the model ids it serves by deployment (Azure's), each with the catalog's facts of that id.
+    `served`: provider → the model ids it serves by deployment (Azure's, a cloud's), each with the catalog's facts of
+    that id, and the endpoints it is served on when not all of the provider's (empty: all).
     A model of a `broken` provider (named in the config, its own errors reported already) is checked for errors of
     its own, but its provider is not reported again, nor offered as a valid name."""
     if not isinstance(raw, list):
@@ -37,9 +38,10 @@ def parse_models(raw: Any, providers: Collection[str], broken: Collection[str] =
     for entry in builtin_catalog_data():
         merged[(entry["provider"], entry["id"])] = dict(entry)
     for provider, ids in (served or {}).items():
-        for model_id in ids:
+        for model_id, endpoints in ids.items():
             facts = next((e for (_, m), e in merged.items() if m == model_id), {})  # the same model elsewhere
-            merged.setdefault((provider, model_id), {**facts, "id": model_id, "provider": provider})
+            merged.setdefault((provider, model_id), {**facts, "id": model_id, "provider": provider,
+                                                     "endpoints": sorted(endpoints)})
     for i, entry in enumerate(raw):
         found = keep(None, _user_entry, entry, f"models[{i}]", merged)
         if found is not None:
@@ -96,6 +98,7 @@ def _model(entry: Mapping[str, Any], key: str) -> ModelSpec:
         status=choice(entry.get("status", "active"), f"{key}.status", tuple(sorted(STATUSES))),
         created=created,
         translation=boolean(entry.get("translation", True), f"{key}.translation"),
+        endpoints=frozenset(string_list(entry["endpoints"], f"{key}.endpoints")) if entry.get("endpoints") else None,
     )
 
 

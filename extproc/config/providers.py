@@ -23,14 +23,23 @@ from extproc.config.values import (
     string_list,
 )
 from extproc.core.errors import ConfigError
-from extproc.core.providers import Api, ApiRoute, AuthStyle, DiscoverySpec, ProbeSpec, ProviderSpec, parse_base_url
-from extproc.core.settings import Credential, EntraAuth, GoogleAuth
+from extproc.core.providers import (
+    Api,
+    ApiRoute,
+    AuthStyle,
+    DiscoverySpec,
+    InvokeSpec,
+    ProbeSpec,
+    ProviderSpec,
+    parse_base_url,
+)
+from extproc.core.settings import AwsAuth, Credential, EntraAuth, GoogleAuth
 from extproc.formats import ENDPOINTS
 from extproc.request.transforms import PROVIDER_TRANSFORMS
 
 _PROVIDER_KEYS = {"base_url", "auth", "api_key", "api_keys", "api_key_env", "headers", "apis", "discovery", "probe",
                   "transform", "prefer", "model_prefixes", "rotation", "stream_usage", "stream_only",
-                  "translation", "drop_fields", "lite_header"}
+                  "translation", "drop_fields", "lite_header", "invoke"}
 ROTATIONS = ("round-robin", "fill-first")
 _DISCOVERY_STYLES = ("openai", "anthropic", "gemini", "copilot")
 
@@ -178,7 +187,29 @@ def _provider(name: str, data: Mapping[str, Any], key: str, discovery: Discovery
                         drop_fields=tuple(string_list(data.get("drop_fields") or [], f"{key}.drop_fields")),
                         lite_header=string(data["lite_header"], f"{key}.lite_header").lower()
                         if data.get("lite_header") else None,
-                        deployments=dict(data.get("deployments") or {}), api_version=data.get("api_version"))
+                        deployments=dict(data.get("deployments") or {}), api_version=data.get("api_version"),
+                        deployment_endpoints={m: frozenset(e) for m, e in
+                                              (data.get("deployment_endpoints") or {}).items()},
+                        invoke=_invoke(data["invoke"], f"{key}.invoke") if data.get("invoke") else None)
+
+
+def _invoke(raw: Any, key: str) -> InvokeSpec:
+    """Anthropic's Messages API as a cloud's call on the model's path (a kind's data; each part overridable)."""
+    section = mapping(raw, key)
+    reject_unknown(section, key, {"anthropic_version", "whole", "stream", "betas", "statuses", "stream_errors"})
+
+    def statuses(name: str) -> dict[Any, int]:
+        found = mapping(section.get(name) or {}, f"{key}.{name}")
+        for what, status in found.items():
+            if not isinstance(status, int) or not 400 <= status <= 599:
+                raise ConfigError(f"{key}.{name}.{what}: {status!r} is not an HTTP error status (400-599)")
+        return dict(found)
+    return InvokeSpec(anthropic_version=string(section.get("anthropic_version"), f"{key}.anthropic_version"),
+                      whole=string(section.get("whole"), f"{key}.whole"),
+                      stream=string(section.get("stream"), f"{key}.stream"),
+                      betas=string(section["betas"], f"{key}.betas") if section.get("betas") else None,
+                      statuses={int(k): v for k, v in statuses("statuses").items()},
+                      stream_errors={str(k): v for k, v in statuses("stream_errors").items()})
 
 
 def _credentials(provider: str, data: Mapping[str, Any], key: str) -> list[Credential]:
@@ -187,6 +218,10 @@ def _credentials(provider: str, data: Mapping[str, Any], key: str) -> list[Crede
     if isinstance(data.get("entra"), dict):  # an Azure OpenAI provider with auth: entra: one Entra ID credential
         return [Credential(id=f"{provider}:entra", provider=provider, auth=AuthStyle.BEARER,
                            entra=EntraAuth(**data["entra"]))]
+    if isinstance(data.get("aws"), dict):  # a Bedrock provider without API keys: AWS credentials sign
+        aws = data["aws"]
+        return [Credential(id=f"{provider}:aws", provider=provider,
+                           aws=AwsAuth(region=aws["region"], profile=aws.get("profile")))]
     keys: list[str] = []
     if data.get("api_key") not in (None, ""):
         keys.append(string(data["api_key"], f"{key}.api_key"))

@@ -88,6 +88,21 @@ class ProbeSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class InvokeSpec:
+    """A cloud that serves Anthropic's Messages API as a call on the model's own path (Bedrock's InvokeModel,
+    Vertex AI's rawPredict): the body goes without `model` and `stream`, with the cloud's `anthropic_version`."""
+
+    anthropic_version: str
+    whole: str  # the call after the model's path, for a whole answer (/invoke, :rawPredict)
+    stream: str  # … for a streamed one (/invoke-with-response-stream, :streamRawPredict)
+    betas: str | None = None  # the body field the anthropic-beta header's flags go in (None: the header goes)
+    # The status an error of the cloud reaches an Anthropic client with, when not its own (503 → 529 overloaded).
+    statuses: Mapping[int, int] = field(default_factory=dict)
+    # An exception a stream ends with (Bedrock's event stream) → the status whose error event it becomes.
+    stream_errors: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class Upstream:
     scheme: str
     host: str
@@ -127,6 +142,9 @@ class ProviderSpec:
     # Model id → the name it is served under here (Azure's deployments); a model not named: its own id.
     deployments: Mapping[str, str] = field(default_factory=dict)
     api_version: str | None = None  # sent as `api-version` on every request (Azure's deployment paths need it)
+    invoke: InvokeSpec | None = None  # Anthropic's Messages API as a call on the model's path (Bedrock, Vertex AI)
+    # A deployment served on some of the provider's endpoints only (Vertex AI: Claude on messages, Gemini on gemini).
+    deployment_endpoints: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
     @property
     def upstream(self) -> Upstream:

@@ -38,6 +38,8 @@ class StaticSecrets:
             raise CredentialUnavailable(f"no Google token source for {credential.id}", permanent=False)
         if credential.entra is not None:  # the same: an Entra ID token, never the empty key
             raise CredentialUnavailable(f"no Entra ID token source for {credential.id}", permanent=False)
+        if credential.aws is not None:  # … or AWS keys no key stands in for
+            raise CredentialUnavailable(f"no AWS credential source for {credential.id}", permanent=False)
         return credential.secret
 
     def invalidate(self, credential: Credential) -> bool:

@@ -48,6 +48,16 @@ class EntraAuth:
 
 
 @dataclass(frozen=True, slots=True)
+class AwsAuth:
+    """AWS credentials (Bedrock) that sign each request with SigV4: botocore's standard chain (environment, shared
+    profile, web identity, container and instance metadata), or the named shared `profile`."""
+
+    region: str
+    profile: str | None = None
+    service: str = "bedrock"  # the signing name
+
+
+@dataclass(frozen=True, slots=True)
 class Credential:
     """One way to serve a provider's models: an API key, or a login whose token is fetched per request.
 
@@ -67,6 +77,7 @@ class Credential:
     windows: Windows | None = None  # a subscription's usage windows, reported on its answers
     google: GoogleAuth | None = None  # a Vertex AI credential: its secret is a token from google-auth, not a key
     entra: EntraAuth | None = None  # an Azure OpenAI credential: its secret is an Entra ID token from azure-identity
+    aws: AwsAuth | None = None  # a Bedrock credential: its secret is AWS keys that sign the request (SigV4)
 
     @property
     def route(self) -> str:

@@ -11,16 +11,17 @@ from extproc.core.errors import ClientError
 _OPENAI_TYPES = {400: "invalid_request_error", 401: "invalid_request_error", 403: "permission_error",
                  404: "invalid_request_error", 405: "invalid_request_error", 413: "invalid_request_error",
                  415: "invalid_request_error",
-                 429: "rate_limit_error", 502: "server_error", 503: "service_unavailable_error", 504: "server_error"}
+                 429: "rate_limit_error", 502: "server_error", 503: "service_unavailable_error", 504: "server_error",
+                 529: "service_unavailable_error"}
 _ANTHROPIC_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
                     404: "not_found_error", 405: "invalid_request_error", 413: "request_too_large",
                     415: "invalid_request_error",
-                    429: "rate_limit_error", 503: "api_error", 504: "timeout_error"}
+                    429: "rate_limit_error", 503: "api_error", 504: "timeout_error", 529: "overloaded_error"}
 # 405 as grpc-gateway answers a wrong HTTP method (UNIMPLEMENTED); 413 and 415 as Google's APIs refuse a body;
 # 502 (no answer came from upstream) as the unavailability it is.
 _GOOGLE_STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
                   405: "UNIMPLEMENTED", 413: "INVALID_ARGUMENT", 415: "INVALID_ARGUMENT", 429: "RESOURCE_EXHAUSTED",
-                  500: "INTERNAL", 502: "UNAVAILABLE", 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
+                  500: "INTERNAL", 502: "UNAVAILABLE", 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED", 529: "UNAVAILABLE"}
 
 
 def openai_error(err: ClientError) -> bytes:

@@ -42,9 +42,10 @@ _T = TypeVar("_T")
 
 def _may_refuse(decision: Decision) -> bool:
     """Whether a candidate's upstream has a rule that refuses some requests: only a provider's own transform
-    has one (ChatGPT's backend), so every other candidate skips building its transforms to ask."""
+    (ChatGPT's backend) or a cloud's invoke call has one, so every other candidate skips building its transforms
+    to ask."""
     name = decision.provider.transform
-    return name is not None and TRANSFORMS[name].refuses is not None
+    return decision.provider.invoke is not None or name is not None and TRANSFORMS[name].refuses is not None
 
 
 # ---------------------------------------------------------------- the exchange

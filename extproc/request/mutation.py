@@ -27,6 +27,7 @@ from extproc.core.settings import Credential, FailoverPolicy
 from extproc.formats import Endpoint, ParsedRequest
 from extproc.formats.base import dumps, without_credentials
 from extproc.request.plan import Candidate, Plan, attempt_header
+from extproc.request.sigv4 import SIGNED_HEADERS, signed_headers
 from extproc.request.transforms import Outgoing, Shaper, Transform, asks_without_usage, selected
 from extproc.translate.held import carries_translated, drop_translated
 from extproc.usage.account import Account
@@ -91,6 +92,9 @@ def build_forward(endpoint: Endpoint, parsed: ParsedRequest, decision: Decision,
             set_headers[name] = value
     set_headers.update(cred.headers)  # the credential's (e.g. its ChatGPT account): always ours
     set_headers.update(out.headers)  # what a transform needs (e.g. an uncompressed answer)
+    if cred.aws is not None:  # signed last, over the path and body as they leave
+        set_headers.update(signed_headers(secret, cred.aws, provider.upstream.authority, "POST", upstream_path,
+                                          new_body if new_body is not None else parsed.body))
     remove = tuple(h for h in CLIENT_CREDENTIAL_HEADERS if h not in set_headers)
     return Forward(decision, set_headers, remove, new_body,
                    (*(t.answer for t in transforms if t.answer), *out.answers))
@@ -102,7 +106,9 @@ def is_json_media(content_type: str) -> bool:
 
 
 def credential_headers(provider: ProviderSpec, api: Api, cred: Credential, secret: str) -> dict[str, str]:
-    """The header(s) that carry a credential's secret to its provider."""
+    """The header(s) that carry a credential's secret to its provider (AWS keys carry none: they sign)."""
+    if cred.aws is not None:
+        return {}
     if cred.auth is AuthStyle.BEARER:
         return {"authorization": f"Bearer {secret}"}
     if cred.auth is not None:
@@ -116,6 +122,8 @@ def _settable(decisions: list[Decision], selections: list[tuple[Transform, ...]]
     attempts)."""
     names = [PROVIDER_HEADER, MODEL_HEADER, ROUTE_HEADER, LOGIN_HEADER, STREAM_HEADER, ":path",
              *CLIENT_CREDENTIAL_HEADERS]
+    if any(d.credential.aws is not None for d in decisions):
+        names += SIGNED_HEADERS
     for decision, transforms in zip(decisions, selections, strict=True):
         names += [*decision.provider.headers, *decision.credential.headers, *decision.credential.merge_headers]
         names += [h for transform in transforms for h in transform.headers]
@@ -174,7 +182,8 @@ def route_request(endpoint: Endpoint, parsed: ParsedRequest, decisions: list[Dec
 
 
 # A later attempt sets its own or none.
-_NEVER_RESTORED = frozenset({*CLIENT_CREDENTIAL_HEADERS, LOGIN_HEADER, STREAM_HEADER, UPSTREAM_API_HEADER})
+_NEVER_RESTORED = frozenset({*CLIENT_CREDENTIAL_HEADERS, LOGIN_HEADER, STREAM_HEADER, UPSTREAM_API_HEADER,
+                             *SIGNED_HEADERS})
 
 
 def _route_headers(decision: Decision) -> dict[str, str]:

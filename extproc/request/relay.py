@@ -40,6 +40,7 @@ from extproc.core.providers import Api, ProviderSpec
 from extproc.core.settings import Credential, Settings
 from extproc.core.windows import stream_windows
 from extproc.formats import FAMILIES, error_body
+from extproc.formats.bedrock import EVENT_STREAM, BedrockStream
 from extproc.formats.errors import openai_stream_error
 from extproc.request.gateway import Gateway
 from extproc.request.learning import learn_attempt, learn_windows
@@ -98,13 +99,18 @@ class Relay:
             return upstream
         try:
             out_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in _NOT_RETURNED}
-            if not upstream.headers.get("content-type", "").startswith("text/event-stream"):
+            content_type = upstream.headers.get("content-type", "")
+            frames = BedrockStream(provider.invoke.stream_errors) \
+                if content_type.startswith(EVENT_STREAM) and provider.invoke is not None else None
+            if not content_type.startswith("text/event-stream") and frames is None:
                 content = await upstream.aread()  # an error, or an answer that does not stream: as it came
                 return web.Response(status=upstream.status_code, headers=out_headers, body=content)
+            if frames is not None:  # Bedrock's framing: it goes on as the Anthropic stream it carries
+                out_headers["content-type"] = "text/event-stream"
             response = web.StreamResponse(status=upstream.status_code, headers=out_headers)
             await response.prepare(request)
             await self._relay(self._stream(request, api, provider.name, upstream.status_code), upstream, response,
-                              body)
+                              body, frames)
             return response
         finally:
             await upstream.aclose()
@@ -145,11 +151,11 @@ class Relay:
                        headers.get(ROUTE_HEADER, ""), status, account, usage)
 
     async def _relay(self, stream: _Stream, upstream: httpx.Response, response: web.StreamResponse,
-                     body: bytes) -> None:
-        """Pass the stream on; a failure midway ends it with an error event; once it ends, remember who holds the
-        conversation and write the request's record."""
+                     body: bytes, frames: BedrockStream | None = None) -> None:
+        """Pass the stream on (`frames`: decoded from Bedrock's framing first); a failure midway ends it with an
+        error event; once it ends, remember who holds the conversation and write the request's record."""
         try:
-            await self._pass_on(stream, upstream, response)
+            await self._pass_on(stream, upstream, response, frames)
         except ConnectionResetError:  # Envoy (the client) went away: nothing to tell, the provider call ends
             stream.status = 499  # the client closed the request (nginx's figure)
             return
@@ -160,12 +166,16 @@ class Relay:
             self._ended(stream, body)
         await response.write_eof()
 
-    async def _pass_on(self, stream: _Stream, upstream: httpx.Response, response: web.StreamResponse) -> None:
+    async def _pass_on(self, stream: _Stream, upstream: httpx.Response, response: web.StreamResponse,
+                       frames: BedrockStream | None) -> None:
         """Each chunk as it comes, read for its usage and a login's windows on the way."""
         runtime, usage = self._gateway.runtime, stream.usage
         credential = self._credential(stream.attempted)
         windows = stream_windows(credential.windows) if credential is not None else None
-        async for chunk in upstream.aiter_raw():
+        async for raw in upstream.aiter_raw():
+            chunk = frames.feed(raw) if frames is not None else raw
+            if not chunk:
+                continue
             if stream.first is None:
                 stream.first = runtime.clock()
             if windows is not None and credential is not None and (state := windows.feed(chunk)):

@@ -22,6 +22,7 @@ from extproc.formats.gemini import unwrapped
 from extproc.formats.sse import EventSplitter
 from extproc.request.transforms import copilot
 from extproc.request.transforms.codex import codex_refusal, codex_request
+from extproc.request.transforms.invoke import CloudError, Unchanged, invoke_applies, invoke_refusal, reshape
 from extproc.translate.transform import (
     API_OF,
     CollectedAnswer,
@@ -84,8 +85,11 @@ def selected(decision: Decision, streams: bool | None = None) -> tuple[Transform
     API (or only streams, and the request may not: `streams` None when that is not known yet), then the
     upstream's request shape."""
     collects = decision.provider.stream_only and streams is not True
-    names = (["translate"] if collects or translates(decision) else []) + \
+    target = translates(decision)
+    leaves_in = target[0] if target else API_OF.get(decision.endpoint)
+    names = (["translate"] if collects or target else []) + \
         (["drop_fields"] if decision.provider.drop_fields else []) + \
+        (["invoke"] if leaves_in is not None and invoke_applies(decision, leaves_in) else []) + \
         ([decision.provider.transform] if decision.provider.transform else [])
     return tuple(TRANSFORMS[name] for name in names)
 
@@ -178,6 +182,24 @@ def _codeassist_answer(streamed: bool, status: int) -> Shaper:
     return SseUnwrapper() if streamed else WholeUnwrapper()
 
 
+# ---------------------------------------------------------------- invoke (Claude on a cloud)
+
+def _invoke_request(out: Outgoing, endpoint: Endpoint, decision: Decision) -> None:
+    """Anthropic's Messages request as the cloud's call on the model's path; its errors as Anthropic's (reshaped
+    before a translation reads them: the maker goes first)."""
+    spec = decision.provider.invoke
+    if spec is None or (out.api or endpoint.api) is not Api.ANTHROPIC:
+        return
+    out.rest = reshape(out.doc, spec, out.client_headers.get("anthropic-beta"))
+    out.changed = True
+    out.headers["accept-encoding"] = "identity"  # an error is rewritten here: it must come uncompressed
+
+    def answer(streamed: bool, status: int) -> Shaper:
+        return CloudError(status, spec) if status >= 400 else Unchanged()
+
+    out.answers.insert(0, answer)
+
+
 # ---------------------------------------------------------------- translate (another API's provider)
 
 def _translate(out: Outgoing, endpoint: Endpoint, decision: Decision) -> None:
@@ -225,6 +247,8 @@ TRANSFORMS: Mapping[str, Transform] = {
                            reshapes=True),
     "codeassist": Transform(_codeassist_request, _codeassist_answer, ("accept-encoding",)),
     "drop_fields": Transform(_drop_fields),
+    "invoke": Transform(_invoke_request, headers=("accept-encoding",), reshapes=True,
+                        refuses=lambda endpoint, doc: invoke_refusal(endpoint)),
     "codex": Transform(codex_request, refuses=codex_refusal),
     "copilot": Transform(copilot.copilot_request, headers=copilot.HEADERS),
 }

@@ -1,0 +1,87 @@
+"""Claude on a cloud (Bedrock's InvokeModel, Vertex AI's rawPredict): Anthropic's Messages request as the cloud's
+call on the model's own path, and the cloud's errors as Anthropic's. The facts (the version, the calls, the beta
+field, the statuses) are the provider's data (`invoke`)."""
+
+from __future__ import annotations
+
+import orjson
+
+from extproc.core.errors import ClientError
+from extproc.core.providers import Api, InvokeSpec
+from extproc.core.resolve import Decision
+from extproc.formats import Endpoint
+from extproc.formats.errors import anthropic_error
+
+
+def invoke_applies(decision: Decision, leaves_in: Api) -> bool:
+    """Whether a request that leaves in this API goes as the provider's invoke call (Anthropic's, to a cloud)."""
+    return decision.provider.invoke is not None and leaves_in is Api.ANTHROPIC
+
+
+def invoke_refusal(endpoint: Endpoint) -> str | None:
+    """A token count has no invoke call: it is not sent."""
+    if endpoint.match.string.endswith("/count_tokens"):
+        return "counting tokens on a cloud's Claude model (ask Anthropic's API, or drop the count)"
+    return None
+
+
+def reshape(doc: dict[str, object], spec: InvokeSpec, client_betas: str | None) -> str:
+    """The Messages body as the cloud takes it, in place; the call (path after the model's) it goes to."""
+    streams = doc.pop("stream", None) is True
+    doc.pop("model", None)  # the path names it
+    doc["anthropic_version"] = spec.anthropic_version
+    if spec.betas is not None:
+        flags = [f.strip() for f in (client_betas or "").split(",") if f.strip()]
+        if flags:
+            doc[spec.betas] = flags
+    return spec.stream if streams else spec.whole
+
+
+class CloudError:
+    """A cloud's error answer as Anthropic's envelope (a Bedrock `{"message"}`, a Google `{"error": {…}}`), with the
+    status Anthropic would answer it with (503 → 529); one already in Anthropic's envelope passes as it came."""
+
+    collects = False
+
+    def __init__(self, status: int, spec: InvokeSpec) -> None:
+        self._status = status
+        self.failed_status: int | None = None
+        self._new = spec.statuses.get(status, status)
+        self._held = b""
+
+    def feed(self, chunk: bytes, end: bool) -> bytes:
+        self._held += chunk
+        if not end:
+            return b""
+        body, self._held = self._held, b""
+        try:
+            doc = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            doc = None
+        if isinstance(doc, dict) and doc.get("type") == "error" and isinstance(doc.get("error"), dict):
+            return body  # Anthropic's own, passed on by the cloud
+        if self._new != self._status:
+            self.failed_status = self._new
+        return anthropic_error(ClientError(self._new, "upstream_error", _message(doc, body, self._status)))
+
+
+class Unchanged:
+    """A cloud's answer that needs no reshaping here (a whole answer is Anthropic's; a stream is made
+    Anthropic's by the relay)."""
+
+    collects, failed_status = False, None
+
+    def feed(self, chunk: bytes, end: bool) -> bytes:
+        return chunk
+
+
+def _message(doc: object, body: bytes, status: int) -> str:
+    """What the cloud said: Bedrock's `message` (or `Message`), Google's `error.message`, else the body's start."""
+    if isinstance(doc, dict):
+        inner = doc.get("error") if isinstance(doc.get("error"), dict) else doc
+        for name in ("message", "Message"):
+            said = inner.get(name) if isinstance(inner, dict) else None
+            if isinstance(said, str):
+                return said
+    text = body[:300].decode("utf-8", "replace").strip()
+    return text or f"The provider answered {status} with no message."

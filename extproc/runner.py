@@ -26,6 +26,7 @@ import httpx
 from extproc.addresses import listens_everywhere, local_url
 from extproc.auth.accounts import AccountManager
 from extproc.auth.aws import AwsKeys
+from extproc.auth.azure import EntraTokens
 from extproc.auth.google import GoogleTokens
 from extproc.auth.quota import QuotaReader
 from extproc.auth.store import StoreError
@@ -141,9 +142,10 @@ async def processor(settings: Settings, prepare: Callable[[Settings], Settings] 
         hot = HotModels(shared=redis_url is not None) if settings.fast_routes or redis_url else None
         fast = FastPublisher(runtime, settings.fast_routes, hot, accounting.over_budget, manager) \
             if settings.fast_routes and hot else None
-        # A Vertex AI credential's token from google-auth, a Bedrock one's keys from AWS's chain; a login's from the
-        # account manager.
-        secrets = AwsKeys(GoogleTokens(manager, provider_trust(settings), skew=settings.refresh_skew))
+        # A Vertex AI credential's token from google-auth, an Azure OpenAI one's from azure-identity, a Bedrock
+        # one's keys from AWS's chain; a login's from the account manager.
+        secrets = EntraTokens(AwsKeys(GoogleTokens(manager, provider_trust(settings), skew=settings.refresh_skew)),
+                              settings.ca_file or None, skew=settings.refresh_skew)
         gateway = Gateway(runtime, secrets=secrets, limiter=limiter, accounting=accounting, holders=holders,
                           fast=hot)
         server = await start_server(settings, gateway, manager)
@@ -192,6 +194,7 @@ async def processor(settings: Settings, prepare: Callable[[Settings], Settings] 
             await server.stop(grace=1)
             await stop_relay(relay)
             await relayed.aclose()
+            await secrets.aclose()
             await accounting.settle()  # the charges of answers that came in: never dropped at shutdown
             if isinstance(limiter, RedisRateLimiter):
                 await limiter.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import ssl
 import sys
 import threading
 import time
@@ -59,9 +60,9 @@ def write_whole(handler: BaseHTTPRequestHandler, status: int, headers: dict[str,
     handler.wfile.write(payload)
 
 
-def serve_whole(answer: Callable[[Recorded], Answer]) -> Server:
+def serve_whole(answer: Callable[[Recorded], Answer], tls: ssl.SSLContext | None = None) -> Server:
     """A fake that answers each request whole (status, headers, body) from `answer`, on a free loopback port,
-    served from a thread of its own until the caller shuts it down."""
+    served from a thread of its own until the caller shuts it down; over TLS with `tls` (a server context)."""
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -79,6 +80,8 @@ def serve_whole(answer: Callable[[Recorded], Answer]) -> Server:
         do_GET = do_POST = _handle  # noqa: N815
 
     server = Server(("127.0.0.1", 0), Handler)
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
     # a short poll interval so shutdown() returns in milliseconds, not half a second
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
     return server
@@ -275,12 +278,18 @@ class FakeAzure(FakeProvider):
     error shape), a path of the v1 API (`/openai/v1/…`) or a deployment's (`/openai/deployments/{name}/…`, which
     needs `api-version`: 404 without), and, on either, a deployment it has (404 DeploymentNotFound)."""
 
-    def __init__(self, name: str, key: str, deployments: tuple[str, ...]) -> None:
+    def __init__(self, name: str, key: str | None, deployments: tuple[str, ...],
+                 bearer: Callable[[str], bool] | None = None) -> None:
         super().__init__(name)
-        self.key, self.deployments = key, deployments
+        self.key, self.deployments, self.bearer = key, deployments, bearer
 
     def refusal(self, recorded: Recorded) -> Answer | None:
-        if recorded.headers.get("api-key") != self.key:
+        authorization = recorded.headers.get("authorization", "")
+        if "api-key" not in recorded.headers and authorization.startswith("Bearer ") and self.bearer is not None:
+            if not self.bearer(authorization[len("Bearer "):]):
+                return _azure_error(401, "401", "Access token is missing, invalid, audience is incorrect "
+                                                "(https://cognitiveservices.azure.com), or have expired.")
+        elif self.key is None or recorded.headers.get("api-key") != self.key:
             return _azure_error(401, "401", "Access denied due to invalid subscription key or wrong API endpoint. "
                                             "Make sure to provide a valid key for an active subscription and use a "
                                             "correct regional API endpoint for your resource.")

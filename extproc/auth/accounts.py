@@ -320,6 +320,8 @@ class AccountManager:
         if credential.account is None:
             if credential.google is not None:  # fail closed: a Vertex AI credential's token is not ours to give
                 raise CredentialUnavailable(f"no Google token source for {credential.id}", permanent=False)
+            if credential.entra is not None:  # nor an Azure OpenAI credential's Entra ID token
+                raise CredentialUnavailable(f"no Entra ID token source for {credential.id}", permanent=False)
             return credential.secret  # an API key
         account = self._accounts.get(credential.account)
         if account is None:

@@ -88,8 +88,8 @@ def _yaml_reason(exc: yaml.YAMLError) -> str:
 
 
 # The keys that hold secrets a command that serves nothing never uses (`load_settings(secrets=False)`).
-_SECRET_KEYS = re.compile(r"clients\.keys\[\d+\]\.key|providers\.[^.]+\.api_keys?(\[\d+\])?|processor\.token|"
-                          r"auth\.admin_token")
+_SECRET_KEYS = re.compile(r"clients\.keys\[\d+\]\.key|providers\.[^.]+\.(api_keys?(\[\d+\])?|client_secret)|"
+                          r"processor\.token|auth\.admin_token")
 _TOP_KEYS = {
     "listen", "processor", "admin", "providers", "models", "aliases", "fallbacks", "strategy",
     "health", "upstream_timeout", "max_request_bytes", "max_connections", "log_level", "envoy", "ca_file",

@@ -17,7 +17,8 @@ from extproc.core.errors import ConfigError
 
 # The keys only a kind takes, by kind; checked here, never passed on as they were written.
 KIND_KEYS: dict[str, frozenset[str]] = {
-    "azure": frozenset({"endpoint", "deployments", "api_version"}),
+    "azure": frozenset({"endpoint", "deployments", "api_version", *{
+        "tenant_id", "client_id", "client_secret", "client_certificate", "authority", "scope"}}),
     "vertex": frozenset({"project", "location", "credentials_file", "endpoint", "models"}),
     "bedrock": frozenset({"region", "endpoint", "models", "profile", "inference_profile"}),
 }
@@ -29,6 +30,11 @@ _API_VERSION = re.compile(r"\d{4}-\d{2}-\d{2}(-preview)?")
 # Vertex AI's locations (us-central1, europe-west4, global…).
 _PROJECT = re.compile(r"([a-z0-9.-]+:)?[a-z][a-z0-9-]{4,28}[a-z0-9]")
 _LOCATION = re.compile(r"[a-z][a-z0-9-]{1,30}[a-z0-9]")
+# Microsoft Entra ID: a tenant (its directory id, or a domain) and an application's (client) id, as azure-identity
+# takes them; the keys that only Entra ID authentication takes.
+_TENANT = re.compile(r"[A-Za-z0-9.-]+")
+_CLIENT_ID = re.compile(r"[A-Za-z0-9-]+")
+_ENTRA_KEYS = ("tenant_id", "client_id", "client_secret", "client_certificate", "authority", "scope")
 # AWS regions (us-east-1, eu-central-2, ap-southeast-4, us-gov-west-1…) and Bedrock model or profile ids
 # (anthropic.claude-…-v1:0, us.anthropic.…, or a profile's ARN).
 _REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d")
@@ -64,20 +70,90 @@ def _azure(section: dict[str, Any], key: str, facts: dict[str, Any]) -> dict[str
         report(ConfigError(f"{key}.base_url: kind azure takes the resource's endpoint instead; write "
                            "endpoint: https://{resource}.openai.azure.com"))
         ok = False
-    if section.get("auth", "api-key") != "api-key":
-        report(ConfigError(f"{key}.auth: kind azure sends the resource's key (api_key) in the api-key header; "
-                           "Microsoft Entra ID tokens are not supported yet: drop auth"))
-        ok = False
+    scope = facts.pop("entra_scope")
+    entra = _entra(section, key, scope)
     endpoint = _azure_endpoint(section.get("endpoint"), f"{key}.endpoint")
     deployments = _deployments(section.get("deployments"), f"{key}.deployments")
     api_version = _api_version(section.get("api_version"), f"{key}.api_version")
-    if not ok or endpoint is None or deployments is None or api_version is False:
+    if not ok or entra is False or endpoint is None or deployments is None or api_version is False:
         return None
     own = {k: v for k, v in section.items() if k not in ALL_KIND_KEYS}
     generic = {**facts, **own, "base_url": endpoint, "deployments": deployments}
+    if entra is not None:  # a token of the resource's identity as the bearer, instead of its key in api-key
+        generic.update(auth="bearer", entra=entra)
     if api_version is not None:  # the deployment paths, which take it
         generic.update(apis=deployment_apis, api_version=api_version)
     return generic
+
+
+def _entra(section: dict[str, Any], key: str, scope: str) -> dict[str, Any] | None | bool:
+    """`auth: entra`'s settings (a client secret or certificate, else azure-identity's default chain); None: the
+    resource's key (`auth: api-key`, the default). False: bad, every mistake reported."""
+    auth = section.get("auth", "api-key")
+    if auth not in ("api-key", "entra"):
+        report(ConfigError(f"{key}.auth: {auth!r} is not one of api-key (the resource's key, in api_key) or entra "
+                           "(Microsoft Entra ID tokens from azure-identity)"))
+        return False
+    if auth == "api-key":
+        for name in (n for n in _ENTRA_KEYS if n in section):
+            report(ConfigError(f"{key}.{name}: only Microsoft Entra ID authentication takes it; add auth: entra, "
+                               "or drop it to send the resource's key"))
+        return False if any(n in section for n in _ENTRA_KEYS) else None
+    ok = True
+    for name in ("api_key", "api_keys"):
+        if name in section:
+            report(ConfigError(f"{key}.{name}: auth: entra sends an Entra ID token instead of the resource's key; "
+                               "drop it (or drop auth: entra to send the key)"))
+            ok = False
+    found: dict[str, Any] = {"scope": scope}
+    for name, pattern, what in (("tenant_id", _TENANT, "a tenant's directory id or domain"),
+                                ("client_id", _CLIENT_ID, "an application's (client) id")):
+        value = section.get(name)
+        if value is not None and not (isinstance(value, str) and pattern.fullmatch(value)):
+            report(ConfigError(f"{key}.{name}: {value!r} is not {what}; the portal shows it on the app "
+                               "registration's Overview (or the managed identity's)"))
+            ok = False
+        found[name] = value
+    secret, certificate = section.get("client_secret"), section.get("client_certificate")
+    if secret is not None and certificate is not None:
+        report(ConfigError(f"{key}.client_secret: an application signs in with a client secret or a certificate, "
+                           "not both; drop one"))
+        ok = False
+    if secret is not None and not isinstance(secret, str):  # empty: its variable unset, which is reported
+        report(ConfigError(f"{key}.client_secret: expected the secret's value, e.g. ${{AZURE_CLIENT_SECRET}}"))
+        ok = False
+    if certificate is not None and (not isinstance(certificate, str) or not Path(certificate).is_file()):
+        report(ConfigError(f"{key}.client_certificate: {certificate!r} is not a readable file; write the path of a "
+                           "PEM file holding the certificate and its private key"))
+        ok = False
+    signs_in = secret is not None or certificate is not None
+    for name in ("tenant_id", "client_id"):
+        if signs_in and found[name] is None:
+            report(ConfigError(f"{key}.{name}: an application signing in with its "
+                               f"{'client_secret' if secret is not None else 'client_certificate'} needs it"))
+            ok = False
+    if not signs_in and found["tenant_id"] is not None:
+        report(ConfigError(f"{key}.tenant_id: goes with client_secret or client_certificate; without them, "
+                           "azure-identity's default chain reads AZURE_TENANT_ID itself: drop it"))
+        ok = False
+    authority = section.get("authority")
+    if authority is not None:
+        try:
+            parts = urlsplit(authority if "://" in str(authority) else f"https://{authority}")
+        except ValueError:
+            parts = urlsplit("")
+        if parts.scheme != "https" or not parts.hostname or parts.path.strip("/") or parts.query:
+            report(ConfigError(f"{key}.authority: {authority!r} is not a sign-in host; write e.g. "
+                               "login.microsoftonline.us (another cloud's), or drop it for Azure's public cloud"))
+            ok = False
+        else:
+            authority = f"https://{parts.netloc}"
+    custom = section.get("scope")
+    if custom is not None and (not isinstance(custom, str) or not custom.endswith("/.default")):
+        report(ConfigError(f"{key}.scope: {custom!r} is not a resource's scope; write e.g. {scope}, or drop it"))
+        ok = False
+    return ok and {**found, "scope": custom or scope, "client_secret": secret, "client_certificate": certificate,
+                   "authority": authority}
 
 
 def _endpoint(value: Any, key: str, example: str, what: str) -> str | None:

@@ -33,7 +33,7 @@ from extproc.core.providers import (
     ProviderSpec,
     parse_base_url,
 )
-from extproc.core.settings import AwsAuth, Credential, GoogleAuth
+from extproc.core.settings import AwsAuth, Credential, EntraAuth, GoogleAuth
 from extproc.formats import ENDPOINTS
 from extproc.request.transforms import PROVIDER_TRANSFORMS
 
@@ -217,6 +217,9 @@ def _invoke(raw: Any, key: str) -> InvokeSpec:
 def _credentials(provider: str, data: Mapping[str, Any], key: str) -> list[Credential]:
     if isinstance(data.get("google"), dict):  # a Vertex AI provider (its kind wrote it): one Google credential
         return [Credential(id=f"{provider}:google", provider=provider, google=GoogleAuth(data["google"]["file"]))]
+    if isinstance(data.get("entra"), dict):  # an Azure OpenAI provider with auth: entra: one Entra ID credential
+        return [Credential(id=f"{provider}:entra", provider=provider, auth=AuthStyle.BEARER,
+                           entra=EntraAuth(**data["entra"]))]
     if isinstance(data.get("aws"), dict):  # a Bedrock provider without API keys: AWS credentials sign
         aws = data["aws"]
         return [Credential(id=f"{provider}:aws", provider=provider,

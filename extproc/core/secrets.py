@@ -36,6 +36,8 @@ class StaticSecrets:
             raise CredentialUnavailable(f"no account manager for login {credential.id}", permanent=False)
         if credential.google is not None:  # fail closed: its secret is a token no key stands in for
             raise CredentialUnavailable(f"no Google token source for {credential.id}", permanent=False)
+        if credential.entra is not None:  # the same: an Entra ID token, never the empty key
+            raise CredentialUnavailable(f"no Entra ID token source for {credential.id}", permanent=False)
         if credential.aws is not None:  # … or AWS keys no key stands in for
             raise CredentialUnavailable(f"no AWS credential source for {credential.id}", permanent=False)
         return credential.secret

@@ -33,6 +33,21 @@ class GoogleAuth:
 
 
 @dataclass(frozen=True, slots=True)
+class EntraAuth:
+    """Microsoft Entra ID credentials (Azure OpenAI), whose short-lived token for `scope` is fetched and refreshed at
+    request time: an application's client secret or certificate in a tenant, or, with neither, azure-identity's
+    default chain (environment, workload identity, managed identity — `client_id` picks a user-assigned one — the
+    Azure CLI). `authority`: the sign-in host (another cloud's), None for azure-identity's default."""
+
+    scope: str
+    tenant_id: str | None = None
+    client_id: str | None = None
+    client_secret: str | None = field(repr=False, default=None)
+    client_certificate: str | None = None  # a PEM file holding the certificate and its private key
+    authority: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class AwsAuth:
     """AWS credentials (Bedrock) that sign each request with SigV4: botocore's standard chain (environment, shared
     profile, web identity, container and instance metadata), or the named shared `profile`."""
@@ -61,6 +76,7 @@ class Credential:
     project: str | None = None  # Code Assist project of a Gemini login
     windows: Windows | None = None  # a subscription's usage windows, reported on its answers
     google: GoogleAuth | None = None  # a Vertex AI credential: its secret is a token from google-auth, not a key
+    entra: EntraAuth | None = None  # an Azure OpenAI credential: its secret is an Entra ID token from azure-identity
     aws: AwsAuth | None = None  # a Bedrock credential: its secret is AWS keys that sign the request (SigV4)
 
     @property

@@ -9,6 +9,7 @@ import pytest
 from extproc.config import parse_settings
 from extproc.config.problems import ConfigErrors
 from extproc.core.providers import Api, AuthStyle
+from extproc.core.settings import EntraAuth
 
 ENDPOINT = "https://myres.openai.azure.com"
 
@@ -54,7 +55,7 @@ def test_every_mistake_is_named_with_its_fix_at_once() -> None:
         parse_settings(raw, {})
     found = "\n".join(info.value.messages)
     for fragment in ("providers.azure.endpoint: the endpoint is the resource's address alone; drop /openai/v1",
-                     "providers.azure.auth: kind azure sends the resource's key", "Entra ID tokens are not supported",
+                     "providers.azure.api_key: auth: entra sends an Entra ID token instead of the resource's key",
                      "providers.azure.deployments.gpt-6-luna: 'x' is not a deployment name",
                      "providers.azure.api_version: 'latest' is not an Azure OpenAI api-version",
                      "providers.nokind.endpoint: only a provider with a kind takes it; add kind: azure",
@@ -63,3 +64,63 @@ def test_every_mistake_is_named_with_its_fix_at_once() -> None:
                      "providers.bare.base_url: kind azure takes the resource's endpoint instead",
                      "providers.bare.endpoint: kind azure needs its resource's endpoint"):
         assert fragment in found
+
+
+SCOPE = "https://cognitiveservices.azure.com/.default"
+TENANT, CLIENT = "72f988bf-86f1-41af-91ab-2d7cd011db47", "0f6e2a55-8a5b-4b5e-9c1e-1d2f3a4b5c6d"
+
+
+def entra(**section: object) -> dict[str, object]:
+    return {"providers": {"azure": {"kind": "azure", "endpoint": ENDPOINT, "auth": "entra",
+                                    "deployments": {"gpt-6-luna": "luna"}, **section}}}
+
+
+def test_entra_with_a_client_secret_is_one_bearer_credential_whose_secret_no_repr_shows() -> None:
+    s = parse_settings(entra(tenant_id=TENANT, client_id=CLIENT, client_secret="s3cr3t-value"), {})
+    (credential,) = [c for c in s.credentials if c.provider == "azure"]
+    assert (credential.id, credential.secret, credential.auth) == ("azure:entra", "", AuthStyle.BEARER)
+    assert credential.entra == EntraAuth(SCOPE, TENANT, CLIENT, "s3cr3t-value")
+    assert "s3cr3t-value" not in repr(credential) and "s3cr3t-value" not in repr(s)
+    assert s.providers["azure"].auth_headers(Api.OPENAI, "t") == {"authorization": "Bearer t"}
+
+
+def test_entra_without_a_secret_is_azure_identitys_default_chain_and_its_scope_and_cloud_can_change() -> None:
+    s = parse_settings(entra(), {})
+    assert next(c for c in s.credentials if c.provider == "azure").entra == EntraAuth(SCOPE)
+    s = parse_settings(entra(client_id=CLIENT, authority="login.microsoftonline.us",
+                             scope="https://cognitiveservices.azure.us/.default"), {})
+    assert next(c for c in s.credentials if c.provider == "azure").entra == EntraAuth(
+        "https://cognitiveservices.azure.us/.default", client_id=CLIENT, authority="https://login.microsoftonline.us")
+
+
+def test_a_client_secret_from_an_unset_variable_is_no_error_for_commands_that_serve_nothing() -> None:
+    raw = entra(tenant_id=TENANT, client_id=CLIENT, client_secret="${AZURE_SECRET_UNSET}")
+    assert parse_settings(raw, {}, secrets=False).providers["azure"].auth == AuthStyle.BEARER
+    with pytest.raises(ConfigErrors, match="providers.azure.client_secret: environment variable AZURE_SECRET_UNSET"):
+        parse_settings(raw, {})
+
+
+def test_every_entra_mistake_is_named_with_its_fix_at_once() -> None:
+    raw = {"providers": {
+        "both": {"kind": "azure", "endpoint": ENDPOINT, "auth": "entra", "api_key": "k", "tenant_id": "a b",
+                 "client_secret": "x", "client_certificate": "/no/such.pem", "authority": "http://login.example",
+                 "scope": "https://cognitiveservices.azure.com"},
+        "alone": {"kind": "azure", "endpoint": ENDPOINT, "auth": "entra", "tenant_id": TENANT},
+        "keyed": {"kind": "azure", "endpoint": ENDPOINT, "api_key": "k", "client_id": CLIENT},
+        "odd": {"kind": "azure", "endpoint": ENDPOINT, "auth": "oauth"},
+    }}
+    with pytest.raises(ConfigErrors) as info:
+        parse_settings(raw, {})
+    found = "\n".join(info.value.messages)
+    for fragment in ("providers.both.api_key: auth: entra sends an Entra ID token instead of the resource's key",
+                     "providers.both.tenant_id: 'a b' is not a tenant's directory id or domain",
+                     "providers.both.client_secret: an application signs in with a client secret or a certificate",
+                     "providers.both.client_certificate: '/no/such.pem' is not a readable file",
+                     "providers.both.client_id: an application signing in with its client_secret needs it",
+                     "providers.both.authority: 'http://login.example' is not a sign-in host",
+                     "providers.both.scope: 'https://cognitiveservices.azure.com' is not a resource's scope",
+                     "providers.alone.tenant_id: goes with client_secret or client_certificate",
+                     "providers.keyed.client_id: only Microsoft Entra ID authentication takes it; add auth: entra",
+                     "providers.odd.auth: 'oauth' is not one of api-key"):
+        assert fragment in found
+    assert "'x'" not in found  # a secret's value is never echoed

@@ -153,7 +153,7 @@ def fast_route(endpoint_name: str, model: str, registry: Registry, health: Healt
         return None
     first = decisions[0]
     cred = first.credential
-    secret = cred.secret if cred.account is None else tokens(cred) if tokens is not None else None
+    secret = (tokens(cred) if tokens is not None else None) if cred.refreshable else cred.secret
     if first.reason != "direct" or first.model.id != model or translates(first) is not None \
             or selected(first, streams) or not secret:
         return None

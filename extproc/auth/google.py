@@ -164,9 +164,11 @@ class GoogleTokens:
                     if found is not None and found.access_token and found.expires_at is not None:
                         self._adopt(held, found.access_token, found.expires_at)
         now = self._clock()
-        for auth, held in list(self._held.items()):
-            if held.token and now < held.expires_at <= now + self._skew:
-                self._refresh_ahead(auth, held)
+        due = [self._refresh_ahead(auth, held) for auth, held in list(self._held.items())
+               if held.token and now < held.expires_at <= now + self._skew]
+        flying = [task for task in due if task is not None]
+        if flying:  # waited for (never cancelled with this look): one look at a time
+            await asyncio.wait(flying)
 
     # -- inside
 
@@ -184,16 +186,21 @@ class GoogleTokens:
             held.refreshing.add_done_callback(_retrieved)
         return held.refreshing
 
-    def _refresh_ahead(self, auth: GoogleAuth, held: _Held) -> None:
-        """Refreshed in the background while the token serves; a failure is tried again after AHEAD_RETRY."""
-        if (held.refreshing is not None and not held.refreshing.done()) or self._clock() < held.ahead_retry:
-            return
+    def _refresh_ahead(self, auth: GoogleAuth, held: _Held) -> asyncio.Task[str] | None:
+        """Refreshed in the background while the token serves (the refresh in flight, or None while a failed one
+        waits out AHEAD_RETRY)."""
+        if held.refreshing is not None and not held.refreshing.done():
+            return held.refreshing
+        if self._clock() < held.ahead_retry:
+            return None
 
         def done(task: asyncio.Task[str]) -> None:
             failed = not task.cancelled() and task.exception() is not None
             held.ahead_retry = self._clock() + AHEAD_RETRY if failed else 0.0
 
-        self._refresh(auth, held).add_done_callback(done)
+        task = self._refresh(auth, held)
+        task.add_done_callback(done)
+        return task
 
     async def _renew(self, auth: GoogleAuth, held: _Held) -> str:
         refused = held.token if held.state is TokenState.REFUSED else ""
@@ -226,20 +233,25 @@ class GoogleTokens:
             lock.__enter__()
         except RefreshLockBusy:
             raise
-        except StoreError as exc:  # the store is away: this process fetches its own meanwhile
-            log.warning("Google tokens: the shared store is unreachable (%s); fetching this process's own", exc)
+        except (StoreError, OSError) as exc:  # the store is away: this process fetches its own meanwhile
+            log.warning("Google tokens: the shared store is unusable (%s); fetching this process's own",
+                        type(exc).__name__)
             return (*self._fetch(auth), True)
         try:
-            stored = self._store.get(key)
+            try:
+                stored = self._store.get(key)
+            except (StoreError, OSError) as exc:
+                log.warning("Google tokens: the shared store is unusable (%s)", type(exc).__name__)
+                stored = None
             if stored is not None and stored.access_token and stored.access_token != refused \
                     and stored.expires_at is not None and stored.expires_at - self._skew > self._clock():
                 return stored.access_token, stored.expires_at, False
             token, expires_at = self._fetch(auth)
-            self._store.upsert(Account(id=key, kind=KIND, access_token=token, expires_at=expires_at))
+            try:
+                self._store.upsert(Account(id=key, kind=KIND, access_token=token, expires_at=expires_at))
+            except (StoreError, OSError) as exc:  # this process uses it; the others fetch their own
+                log.warning("Google tokens: the new token could not be shared (%s)", type(exc).__name__)
             return token, expires_at, True
-        except StoreError as exc:
-            log.warning("Google tokens: the shared store is unreachable (%s); fetching this process's own", exc)
-            return (*self._fetch(auth), True)
         finally:
             lock.__exit__(None, None, None)
 

@@ -237,3 +237,59 @@ def test_a_refused_token_is_refreshed_and_the_request_retried_once(
     assert card["available"], card  # refreshed, not suspended
     assert generate(stack.url).status_code == 200
     assert vertex.requests[-1].headers["authorization"] == f"Bearer {tokens.issued[-1]}"
+
+
+# ---------------------------------------------------------------- the fast path
+
+
+def routed(stack: Stack) -> int:
+    """How many requests the processor has routed (each logs one line)."""
+    return stack.logs().count('"message":"route rid=')
+
+
+def test_a_vertex_model_goes_fast_with_the_shared_token_republished_as_it_refreshes(
+        vertex: FakeVertex, account: ServiceAccount, make_stack: Callable[[dict[str, Any]], Stack]) -> None:
+    """A skew as long as the token's life: every look refreshes it (one fetch), and the route follows."""
+    tokens = vertex.tokens
+    stack = make_stack({"discovery": False, "strategy": "none", "auth": {"refresh_skew": 3600},
+                        "providers": {"vertex": vertex_provider(vertex, account.file)}})
+    assert generate(stack.url).headers["x-extproc-route"] == "direct"  # the full path: the model is now hot
+    fast = eventually(lambda: (a := generate(stack.url)).headers["x-extproc-route"].endswith("; fast") and a,
+                      "a Vertex request goes fast")
+    assert fast.status_code == 200 and fast.json()["candidates"][0]["content"]["parts"][0]["text"] == \
+        f"hello from {MODEL}"
+    assert (fast.headers["x-extproc-provider"], fast.headers["x-extproc-model"]) == ("vertex", MODEL)
+    before, issued = routed(stack), len(tokens.issued)
+    sent = vertex.requests[-1]
+    assert sent.path == vertex.prefix() + f"{MODEL}:generateContent"  # rewritten whole by Envoy
+    assert only_the_token(tokens, sent.headers)
+    rid = "vertex-fast-usage"
+    answer = httpx.post(stack.url + f"/v1beta/models/{MODEL}:generateContent", headers={"x-request-id": rid},
+                        json={"contents": [{"role": "user", "parts": [{"text": "hi"}]}]})
+    assert answer.headers["x-extproc-route"] == "direct; fast"
+    record = stack.usage_record(rid)  # read by Envoy from the answer's usageMetadata
+    assert (record["provider"], record["input_tokens"], record["output_tokens"]) == ("vertex", 3, 4)
+
+    def carries_a_newer_token() -> bool:
+        answer = generate(stack.url)
+        bearer = vertex.requests[-1].headers["authorization"].removeprefix("Bearer ")
+        return answer.headers["x-extproc-route"].endswith("; fast") and bearer in tokens.issued[issued:]
+
+    eventually(carries_a_newer_token, "the route carries the token refreshed ahead of expiry")
+    assert routed(stack) == before  # not one of them went through the processor
+
+
+def test_a_token_refused_on_the_fast_path_is_refreshed_and_the_request_retried(
+        vertex: FakeVertex, account: ServiceAccount, make_stack: Callable[[dict[str, Any]], Stack]) -> None:
+    tokens = vertex.tokens
+    stack = make_stack({"discovery": False, "strategy": "none",
+                        "providers": {"vertex": vertex_provider(vertex, account.file)}})
+    generate(stack.url)
+    eventually(lambda: generate(stack.url).headers["x-extproc-route"].endswith("; fast"), "a request goes fast")
+    tokens.revoke(vertex.requests[-1].headers["authorization"].removeprefix("Bearer "))
+    issued = len(tokens.issued)
+    answer = generate(stack.url)
+    assert answer.status_code == 200 and answer.headers["x-extproc-route"] == "direct; fast", answer.text
+    assert len(tokens.issued) == issued + 1
+    assert vertex.requests[-1].headers["authorization"] == f"Bearer {tokens.issued[-1]}"
+    stack.wait_log("its token was refused; retried with a refreshed one")

@@ -48,7 +48,7 @@ from extproc.state.health_sync import HealthSync
 from extproc.state.hot_sync import HotSync
 from extproc.state.rate_limit import LocalRateLimiter, RedisRateLimiter
 from extproc.state.spend import LocalSpend, RedisSpend
-from extproc.state.stores import account_store
+from extproc.state.stores import account_store, google_token_store
 from extproc.usage.accounting import Accounting
 
 log = logging.getLogger("extproc")
@@ -140,12 +140,13 @@ async def processor(settings: Settings, prepare: Callable[[Settings], Settings] 
         holders = RedisHolders(redis_url, settings.state_prefix) if redis_url else LocalHolders()
         # The models that could go fast: noted by every process, shared through Redis, published by one per replica.
         hot = HotModels(shared=redis_url is not None) if settings.fast_routes or redis_url else None
-        fast = FastPublisher(runtime, settings.fast_routes, hot, accounting.over_budget, manager) \
+        # A Vertex AI credential's token from google-auth (one fetch across processes); a login's from the accounts.
+        google = GoogleTokens(manager, google_token_store(settings), provider_trust(settings),
+                              skew=settings.refresh_skew)
+        fast = FastPublisher(runtime, settings.fast_routes, hot, accounting.over_budget, google) \
             if settings.fast_routes and hot else None
-        # A Vertex AI credential's token from google-auth, an Azure OpenAI one's from azure-identity, a Bedrock
-        # one's keys from AWS's chain; a login's from the account manager.
-        secrets = EntraTokens(AwsKeys(GoogleTokens(manager, provider_trust(settings), skew=settings.refresh_skew)),
-                              settings.ca_file or None, skew=settings.refresh_skew)
+        # An Azure OpenAI credential's token from azure-identity, a Bedrock one's keys from AWS's chain.
+        secrets = EntraTokens(AwsKeys(google), settings.ca_file or None, skew=settings.refresh_skew)
         gateway = Gateway(runtime, secrets=secrets, limiter=limiter, accounting=accounting, holders=holders,
                           fast=hot)
         server = await start_server(settings, gateway, manager)
@@ -167,6 +168,7 @@ async def processor(settings: Settings, prepare: Callable[[Settings], Settings] 
 
         reloader = ConfigReloader(settings, apply, prepare)
         tasks = [asyncio.create_task(discovery.run()), asyncio.create_task(manager.watch()),
+                 asyncio.create_task(google.watch()),
                  asyncio.create_task(probing.run(runtime, client, secrets)), asyncio.create_task(reloader.run())]
         if first:
             tasks.append(asyncio.create_task(QuotaReader(runtime, manager, client).run()))

@@ -73,6 +73,7 @@ class FakeGoogleToken:
         self.expires_in = expires_in
         self.accounts: dict[str, ServiceAccount] = {}  # email → its account
         self.issued: list[str] = []  # every access token, oldest first
+        self.revoked: set[str] = set()  # tokens Vertex refuses before their expiry
         self.refusals = 0
         self._lock = threading.Lock()
         self._serial = itertools.count(1)
@@ -88,7 +89,12 @@ class FakeGoogleToken:
 
     def valid(self, token: str) -> bool:
         with self._lock:
-            return token in self.issued
+            return token in self.issued and token not in self.revoked
+
+    def revoke(self, token: str) -> None:
+        """Vertex refuses it from now on (revoked, or the service account's key rotated)."""
+        with self._lock:
+            self.revoked.add(token)
 
     def _answer(self, recorded: Recorded) -> Answer:
         answer = self._check(recorded)

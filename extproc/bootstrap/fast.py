@@ -108,7 +108,8 @@ def _could_go_fast(*endpoints: str) -> dict[str, Any]:
 def fast_path_regex(endpoint: str) -> str:
     """The `:path` a fast route of this endpoint takes: its path, and the one query it may carry."""
     query = QUERIES.get(endpoint)
-    return _re2(PATHS[endpoint]) + (f"(\\?{_re2(query)})?" if query else "")
+    before, model, after = PATHS[endpoint].partition("{model}")
+    return _re2(before) + ("[^/:?]+" if model else "") + _re2(after) + (f"(\\?{_re2(query)})?" if query else "")
 
 
 def _re2(literal: str) -> str:
@@ -228,7 +229,9 @@ def _envoy_route(route: FastRoute, settings: Settings, response_headers: list[di
                         # Set by the processor on the full path: its route, matched again, is never this one.
                         {"name": PROVIDER_HEADER, "present_match": True, "invert_match": True}],
             "dynamic_metadata": [
-                {"filter": NAMESPACE, "path": [{"key": MODEL_KEY}], "value": {"string_match": {"exact": route.model}}},
+                *([] if route.endpoint == "gemini" else [  # a Gemini request's model is in its path
+                    {"filter": NAMESPACE, "path": [{"key": MODEL_KEY}],
+                     "value": {"string_match": {"exact": route.model}}}]),
                 *_streamed(route, settings),
                 *([{"filter": NAMESPACE, "path": [{"key": TRANSLATED_KEY}], "value": {"bool_match": True},
                     "invert": True}] if route.endpoint == "messages" else [])],

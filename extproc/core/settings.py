@@ -83,6 +83,11 @@ class Credential:
     def route(self) -> str:
         return self.upstream or self.provider
 
+    @property
+    def refreshable(self) -> bool:
+        """Its secret is a token fetched for it (a login's, or Google's), which a 401 refreshes once."""
+        return self.account is not None or self.google is not None
+
 
 @dataclass(frozen=True, slots=True)
 class HealthPolicy:

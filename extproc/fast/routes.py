@@ -38,7 +38,9 @@ from extproc.request.plan import ENDPOINTS_KEY, LB_NAMESPACE, PLAN_KEY, PLAN_NAM
 from extproc.request.transforms import selected, translates
 
 # Responses requests stay on the full path: a stored conversation belongs to one account (`previous_response_id`).
-PATHS = {"chat": "/v1/chat/completions", "messages": "/v1/messages"}
+# A Gemini request names its model in the path: its route matches that model's path (and rewrites it whole, to
+# the provider's: Vertex AI's under its project and location); of Gemini's, generateContent only, not streamed.
+PATHS = {"chat": "/v1/chat/completions", "messages": "/v1/messages", "gemini": "/v1beta/models/{model}:generateContent"}
 # The one query a fast route takes, by endpoint: Claude Code's `?beta=true`, passed on as the full path passes it.
 # No other (a Gemini-style `?key=` is a client key the processor reads).
 QUERIES = {"messages": "beta=true"}
@@ -117,7 +119,8 @@ def fast_candidate(endpoint: str, streams: bool, decision: Decision, without_usa
     listed model only: a name passed through to its provider is not one to keep a route for). A chat stream
     the full path asks for its usage on the client's behalf (`without_usage`, with accounting) is not: the fast
     path cannot change the body, and would have no usage to record."""
-    return endpoint in PATHS and decision.reason == "direct" and decision.listed and not (streams and without_usage)
+    return endpoint in PATHS and decision.reason == "direct" and decision.listed and not (streams and without_usage) \
+        and not (streams and endpoint == "gemini")
 
 
 def usage_asked(endpoint: str, settings: Settings) -> bool:
@@ -138,9 +141,9 @@ def fast_route(endpoint_name: str, model: str, registry: Registry, health: Healt
     need the full path now: whatever the full path would do differently for a request the route matches keeps
     that model off the fast path. `spent`: the client keys whose budget is spent (their requests are refused on
     the full path); `tokens`: the logins' current tokens (without them, a login's requests take the full path)."""
-    endpoint = match_endpoint(PATHS[endpoint_name])
-    if endpoint is None:
-        return None
+    endpoint = match_endpoint(client_path(endpoint_name, model))
+    if endpoint is None or (endpoint_name == "gemini" and (streams or settings.clients.active)):
+        return None  # Gemini's streams, and its SDK's key (x-goog-api-key), are the full path's
     limit = settings.failover.attempts
     streaming = frozenset({"streaming"}) if streams else frozenset()
     try:
@@ -153,7 +156,7 @@ def fast_route(endpoint_name: str, model: str, registry: Registry, health: Healt
         return None
     first = decisions[0]
     cred = first.credential
-    secret = cred.secret if cred.account is None else tokens(cred) if tokens is not None else None
+    secret = (tokens(cred) if tokens is not None else None) if cred.refreshable else cred.secret
     if first.reason != "direct" or first.model.id != model or translates(first) is not None \
             or selected(first, streams) or not secret:
         return None
@@ -190,6 +193,11 @@ def fast_route(endpoint_name: str, model: str, registry: Registry, health: Healt
     return FastRoute(endpoint_name, endpoint.path, model, forward.set_headers.get(":path", endpoint.path), headers,
                      {k: literal(v) for k, v in defaults.items()}, remove, forward.plan, Attempted.of(first, 1),
                      streams, clients, dict(cred.merge_headers))
+
+
+def client_path(endpoint: str, model: str) -> str:
+    """The path a fast route of this endpoint takes for this model (the same for every model but Gemini's)."""
+    return PATHS[endpoint].replace("{model}", model)
 
 
 def rendered(route: FastRoute) -> dict[str, str]:

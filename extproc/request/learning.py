@@ -35,7 +35,7 @@ def learn(runtime: Runtime, secrets: SecretSource, credential: Credential, model
         exhausted = learn_windows(runtime, secrets, credential, state, request_id, status) if state else None
         if exhausted is not None:
             return exhausted
-    if credential.account is not None:
+    if credential.refreshable:
         if status == 401 and secrets.invalidate(credential):
             log.info("upstream rid=%s status=401 credential=%s: its token is refreshed before its next use",
                      request_id, credential.id)

@@ -70,7 +70,7 @@ def build_forward(endpoint: Endpoint, parsed: ParsedRequest, decision: Decision,
         out.changed = True
     new_body = dumps(out.doc) if out.changed else None
     set_headers = {**_route_headers(decision), **credential_headers(provider, api, cred, secret)}
-    if cred.account is not None:  # a 401 gets one retry on this login, with a refreshed token
+    if cred.refreshable:  # a 401 gets one retry on this login (or Google token), with a refreshed token
         set_headers[LOGIN_HEADER] = cred.id
     if "streaming" in parsed.view.needs:  # through the relay: a failure midway ends with an error event
         set_headers[STREAM_HEADER] = "1"

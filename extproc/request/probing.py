@@ -48,7 +48,7 @@ def _learn(runtime: Runtime, secrets: SecretSource, cred: Credential, status: in
         if state is not None:
             secrets.note_windows(cred, state)
             health.window(cred.id, state, now, runtime.current.settings.rotate_at)
-    if status == 401 and cred.account is not None:
+    if status == 401 and cred.refreshable:
         secrets.invalidate(cred)  # the next probe (or request) refreshes the token first
     if not 200 <= status < 300:
         return False

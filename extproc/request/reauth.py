@@ -39,7 +39,7 @@ class ReauthExchange:
         registry = self.snapshot.registry
         cred = next((c for creds in registry.credentials.values() for c in creds if c.id == cred_id), None)
         provider = registry.providers.get(cred.route) if cred is not None else None
-        if cred is None or provider is None or cred.account is None:
+        if cred is None or provider is None or not cred.refreshable:
             return self._no_retry(api, request_id, f"login {cred_id!r} is no longer configured")
         secrets = self._gateway.secrets
         try:

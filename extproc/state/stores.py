@@ -1,8 +1,11 @@
-"""Which account store a configuration uses: Redis when `state.redis` is set, else the file."""
+"""Which account store a configuration uses: Redis when `state.redis` is set, else the file. Vertex AI's shared
+Google tokens live in a store of their own, beside it (never listed as logins)."""
 
 from __future__ import annotations
 
-from extproc.auth.store import AccountStore, store_at
+from pathlib import Path
+
+from extproc.auth.store import AccountStore, TokenStore, store_at
 from extproc.core.settings import Settings
 
 
@@ -12,3 +15,16 @@ def account_store(settings: Settings) -> AccountStore:
 
         return RedisTokenStore(settings.state_redis_url, settings.state_prefix, settings.state_key)
     return store_at(settings.auth_store)
+
+
+GOOGLE_TOKENS_FILE = "google-tokens.json"
+
+
+def google_token_store(settings: Settings) -> AccountStore:
+    """Where Vertex AI credentials' access tokens are shared: Redis (encrypted) across replicas, else a 0600 file
+    beside the accounts file, across the workers of one replica."""
+    if settings.state_redis_url and settings.state_key:
+        from extproc.state.token_store import RedisTokenStore
+
+        return RedisTokenStore(settings.state_redis_url, f"{settings.state_prefix}google:", settings.state_key)
+    return TokenStore(Path(store_at(settings.auth_store).path).with_name(GOOGLE_TOKENS_FILE))

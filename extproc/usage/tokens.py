@@ -99,13 +99,16 @@ def usage_of_document(api: Api, doc: Any) -> Usage | None:
     return openai_usage(doc.get("usage")) if isinstance(doc, dict) else None
 
 
-# Where a whole Chat Completions or Messages answer reports its usage: all the parsers above read of it. Envoy
+# Where a whole Chat Completions, Messages or Gemini answer reports its usage: all the parsers above read of it. Envoy
 # reads these (json_to_metadata) from the answers it serves by itself, and `usage_of_document` takes them.
 ANSWER_USAGE_KEYS: tuple[tuple[str, ...], ...] = (
     ("usage", "prompt_tokens"), ("usage", "completion_tokens"), ("usage", "prompt_tokens_details", "cached_tokens"),
     ("usage", "completion_tokens_details", "reasoning_tokens"),
     ("usage", "input_tokens"), ("usage", "output_tokens"), ("usage", "cache_read_input_tokens"),
     ("usage", "cache_creation_input_tokens"),
+    ("usageMetadata", "promptTokenCount"), ("usageMetadata", "toolUsePromptTokenCount"),
+    ("usageMetadata", "cachedContentTokenCount"), ("usageMetadata", "candidatesTokenCount"),
+    ("usageMetadata", "thoughtsTokenCount"),
 )
 
 

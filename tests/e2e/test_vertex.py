@@ -7,6 +7,7 @@ ahead of it; a credential that cannot get a token fails closed, in the client's 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,12 +16,14 @@ import google.auth.exceptions
 import httpx
 import openai
 import pytest
+import redis
 from google import genai
 from google.genai import types as genai_types
 
 from extproc.auth.google import fetch_token
+from extproc.bootstrap import PROCESSOR_CLUSTER
 from extproc.core.settings import GoogleAuth
-from tests.conftest import Stack
+from tests.conftest import STATE_KEY, RedisServer, Stack
 from tests.fake_google import FakeGoogleToken, FakeVertex, ServiceAccount, make_service_account
 from tests.waits import eventually
 
@@ -154,3 +157,139 @@ def test_no_token_fails_closed_in_the_clients_envelope(
                       headers={"authorization": "Bearer client-own-key"})
     assert chat.status_code == 503 and "Google access token" in json.dumps(chat.json()["error"])
     assert not vertex.requests and vertex.tokens.refusals > refusals
+
+
+# ---------------------------------------------------------------- one token across processes, a refused one
+
+
+def generate(url: str) -> httpx.Response:
+    return httpx.post(url + f"/v1beta/models/{MODEL}:generateContent",
+                      json={"contents": [{"role": "user", "parts": [{"text": "hi"}]}]})
+
+
+def processor_streams(stack: Stack) -> list[int]:
+    """How many requests each processor worker got from Envoy (its cluster's hosts, by Envoy's own counters)."""
+    clusters = httpx.get(stack.admin_url + "/clusters", params={"format": "json"}).json()["cluster_statuses"]
+    hosts = next(c for c in clusters if c["name"] == PROCESSOR_CLUSTER)["host_statuses"]
+    return [next(int(s.get("value", 0)) for s in h["stats"] if s["name"] == "rq_total") for h in hosts]
+
+
+def shared_state(redis_server: RedisServer) -> dict[str, Any]:
+    return {"redis": {"url": redis_server.url, "prefix": f"vx{time.monotonic_ns()}:", "key": STATE_KEY}}
+
+
+def test_the_workers_of_a_gateway_share_one_token(
+        vertex: FakeVertex, account: ServiceAccount, redis_server: RedisServer,
+        make_stack: Callable[[dict[str, Any]], Stack]) -> None:
+    tokens = vertex.tokens
+    state = shared_state(redis_server)
+    stack = make_stack({"discovery": False, "strategy": "none", "fast_path": False, "processor": {"workers": 2},
+                        "state": state, "providers": {"vertex": vertex_provider(vertex, account.file)}})
+    before = len(tokens.issued)
+    assert processor_streams(stack) == [0, 0]
+    for _ in range(6):
+        assert generate(stack.url).status_code == 200
+    assert all(n > 0 for n in processor_streams(stack)), "both workers served"
+    assert len(tokens.issued) == before + 1  # one fetch: the other worker read it from the shared store
+    assert {r.headers["authorization"] for r in vertex.requests} == {f"Bearer {tokens.issued[before]}"}
+    assert stack.logs().count("Google access token refreshed") == 1
+    raw = redis.Redis.from_url(redis_server.url).hgetall(state["redis"]["prefix"] + "google:accounts")
+    assert len(raw) == 1 and tokens.issued[before].encode() not in next(iter(raw.values()))  # encrypted at rest
+
+
+@pytest.mark.parametrize("shared", ["redis", "file"])
+def test_replicas_share_one_token(
+        shared: str, vertex: FakeVertex, account: ServiceAccount, redis_server: RedisServer, tmp_path: Path,
+        make_stack: Callable[[dict[str, Any]], Stack]) -> None:
+    """Through Redis across hosts; through the accounts file's directory on one host (the logins' store)."""
+    tokens = vertex.tokens
+    config = {"discovery": False, "strategy": "none", "fast_path": False, "processor": {"workers": 1},
+              "providers": {"vertex": vertex_provider(vertex, account.file)},
+              **({"state": shared_state(redis_server)} if shared == "redis"
+                 else {"auth": {"store": str(tmp_path / "accounts.json")}})}
+    first, second = make_stack(config), make_stack(config)
+    before = len(tokens.issued)
+    for stack in (first, second, first, second):
+        assert generate(stack.url).status_code == 200
+    assert len(tokens.issued) == before + 1
+    assert {r.headers["authorization"] for r in vertex.requests} == {f"Bearer {tokens.issued[before]}"}
+    if shared == "file":
+        assert (tmp_path / "google-tokens.json").stat().st_mode & 0o777 == 0o600
+
+
+def test_a_refused_token_is_refreshed_and_the_request_retried_once(
+        vertex: FakeVertex, account: ServiceAccount, make_stack: Callable[[dict[str, Any]], Stack]) -> None:
+    tokens = vertex.tokens
+    stack = make_stack({"discovery": False, "strategy": "none", "fast_path": False,
+                        "providers": {"vertex": vertex_provider(vertex, account.file)}})
+    assert generate(stack.url).status_code == 200
+    old = vertex.requests[-1].headers["authorization"].removeprefix("Bearer ")
+    tokens.revoke(old)  # before its expiry: Vertex answers 401
+    vertex.reset()
+    issued = len(tokens.issued)
+    answer = generate(stack.url)
+    assert answer.status_code == 200, answer.text
+    assert len(tokens.issued) == issued + 1 and answer.headers["x-extproc-attempts"] == "1"
+    assert [r.headers["authorization"] for r in vertex.requests] == [f"Bearer {tokens.issued[-1]}"]  # (a 401 is
+    # not recorded by the fake)
+    stack.wait_log("its token was refused; retried with a refreshed one")
+    card = httpx.get(f"{stack.url}/v1/models/vertex/{MODEL}").json()
+    assert card["available"], card  # refreshed, not suspended
+    assert generate(stack.url).status_code == 200
+    assert vertex.requests[-1].headers["authorization"] == f"Bearer {tokens.issued[-1]}"
+
+
+# ---------------------------------------------------------------- the fast path
+
+
+def routed(stack: Stack) -> int:
+    """How many requests the processor has routed (each logs one line)."""
+    return stack.logs().count('"message":"route rid=')
+
+
+def test_a_vertex_model_goes_fast_with_the_shared_token_republished_as_it_refreshes(
+        vertex: FakeVertex, account: ServiceAccount, make_stack: Callable[[dict[str, Any]], Stack]) -> None:
+    """A skew as long as the token's life: every look refreshes it (one fetch), and the route follows."""
+    tokens = vertex.tokens
+    stack = make_stack({"discovery": False, "strategy": "none", "auth": {"refresh_skew": 3600},
+                        "providers": {"vertex": vertex_provider(vertex, account.file)}})
+    assert generate(stack.url).headers["x-extproc-route"] == "direct"  # the full path: the model is now hot
+    fast = eventually(lambda: (a := generate(stack.url)).headers["x-extproc-route"].endswith("; fast") and a,
+                      "a Vertex request goes fast")
+    assert fast.status_code == 200 and fast.json()["candidates"][0]["content"]["parts"][0]["text"] == \
+        f"hello from {MODEL}"
+    assert (fast.headers["x-extproc-provider"], fast.headers["x-extproc-model"]) == ("vertex", MODEL)
+    before, issued = routed(stack), len(tokens.issued)
+    sent = vertex.requests[-1]
+    assert sent.path == vertex.prefix() + f"{MODEL}:generateContent"  # rewritten whole by Envoy
+    assert only_the_token(tokens, sent.headers)
+    rid = "vertex-fast-usage"
+    answer = httpx.post(stack.url + f"/v1beta/models/{MODEL}:generateContent", headers={"x-request-id": rid},
+                        json={"contents": [{"role": "user", "parts": [{"text": "hi"}]}]})
+    assert answer.headers["x-extproc-route"] == "direct; fast"
+    record = stack.usage_record(rid)  # read by Envoy from the answer's usageMetadata
+    assert (record["provider"], record["input_tokens"], record["output_tokens"]) == ("vertex", 3, 4)
+
+    def carries_a_newer_token() -> bool:
+        answer = generate(stack.url)
+        bearer = vertex.requests[-1].headers["authorization"].removeprefix("Bearer ")
+        return answer.headers["x-extproc-route"].endswith("; fast") and bearer in tokens.issued[issued:]
+
+    eventually(carries_a_newer_token, "the route carries the token refreshed ahead of expiry")
+    assert routed(stack) == before  # not one of them went through the processor
+
+
+def test_a_token_refused_on_the_fast_path_is_refreshed_and_the_request_retried(
+        vertex: FakeVertex, account: ServiceAccount, make_stack: Callable[[dict[str, Any]], Stack]) -> None:
+    tokens = vertex.tokens
+    stack = make_stack({"discovery": False, "strategy": "none",
+                        "providers": {"vertex": vertex_provider(vertex, account.file)}})
+    generate(stack.url)
+    eventually(lambda: generate(stack.url).headers["x-extproc-route"].endswith("; fast"), "a request goes fast")
+    tokens.revoke(vertex.requests[-1].headers["authorization"].removeprefix("Bearer "))
+    issued = len(tokens.issued)
+    answer = generate(stack.url)
+    assert answer.status_code == 200 and answer.headers["x-extproc-route"] == "direct; fast", answer.text
+    assert len(tokens.issued) == issued + 1
+    assert vertex.requests[-1].headers["authorization"] == f"Bearer {tokens.issued[-1]}"
+    stack.wait_log("its token was refused; retried with a refreshed one")

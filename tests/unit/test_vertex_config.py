@@ -85,3 +85,22 @@ def test_a_vertex_credential_never_goes_keyless_nor_fast() -> None:
     with pytest.raises(CredentialUnavailable):  # no token source: never an empty bearer
         asyncio.run(StaticSecrets().secret(credential))
     assert fast_route("chat", "gemini-4-neon", Snapshot.build(s).registry, Health(s.health), 1000.0, s) is None
+
+
+def test_a_vertex_gemini_route_carries_the_shared_token_and_rewrites_the_path_whole() -> None:
+    s = parse_settings(vertex(), {})
+    registry, health = Snapshot.build(s).registry, Health(s.health)
+    route = fast_route("gemini", "gemini-4-neon", registry, health, 1000.0, s, tokens=lambda c: "ya29.shared")
+    assert route is not None and route.path == "/v1beta/models/gemini-4-neon:generateContent"
+    assert route.upstream_path == \
+        "/v1/projects/acme-prod/locations/us-central1/publishers/google/models/gemini-4-neon:generateContent"
+    assert route.headers["authorization"] == "Bearer ya29.shared"
+    assert route.headers["x-extproc-login"] == "vx:google"  # a 401 is retried with a refreshed token
+    assert "x-goog-api-key" in route.remove  # the client's own key never goes along
+    # No token to hand out (refused, near its expiry): the full path fetches one. Streams and client keys: too.
+    assert fast_route("gemini", "gemini-4-neon", registry, health, 1000.0, s, tokens=lambda c: None) is None
+    assert fast_route("gemini", "gemini-4-neon", registry, health, 1000.0, s, streams=True,
+                      tokens=lambda c: "ya29.shared") is None
+    keyed = parse_settings({**vertex(), "clients": {"keys": [{"name": "team", "key": "ck-team-0123456789abcdef"}]}}, {})
+    assert fast_route("gemini", "gemini-4-neon", Snapshot.build(keyed).registry, Health(keyed.health), 1000.0,
+                      keyed, tokens=lambda c: "ya29.shared") is None

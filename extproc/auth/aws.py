@@ -17,9 +17,8 @@ import botocore.exceptions
 import botocore.session
 
 from extproc.core.errors import CredentialUnavailable
-from extproc.core.secrets import SecretSource
+from extproc.core.secrets import CloudSecrets, SecretSource
 from extproc.core.settings import AwsAuth, Credential
-from extproc.core.windows import WindowState
 from extproc.request.sigv4 import pack_keys
 
 log = logging.getLogger("extproc.auth")
@@ -36,11 +35,12 @@ class _Found:
     finding: asyncio.Task[Any] | None = None
 
 
-class AwsKeys:
+class AwsKeys(CloudSecrets):
     """A SecretSource: Bedrock credentials' AWS keys, every other secret from `inner`."""
 
     def __init__(self, inner: SecretSource, clock: Callable[[], float] = time.monotonic) -> None:
-        self._inner, self._clock = inner, clock
+        super().__init__(inner)
+        self._clock = clock
         self._found: dict[AwsAuth, _Found] = {}
 
     async def secret(self, credential: Credential) -> str:
@@ -86,21 +86,8 @@ class AwsKeys:
         else:
             log.info("AWS credentials for region %s: found (%s)", auth.region, found.credentials.method)
 
-    def invalidate(self, credential: Credential) -> bool:
-        if credential.aws is None:
-            return self._inner.invalidate(credential)
-        return False  # a refused signature is health's to suspend; botocore refreshes temporary keys itself
-
-    def confirm(self, credential: Credential) -> None:
-        if credential.aws is None:
-            self._inner.confirm(credential)
-
-    def awaits_confirmation(self, credential: Credential) -> bool:
-        return credential.aws is None and self._inner.awaits_confirmation(credential)
-
-    def note_windows(self, credential: Credential, state: WindowState) -> None:
-        if credential.aws is None:
-            self._inner.note_windows(credential, state)
+    def owns(self, credential: Credential) -> bool:
+        return credential.aws is not None  # refused keys: health's to suspend; botocore refreshes temporary ones
 
 
 def find_credentials(auth: AwsAuth) -> Any:

@@ -18,9 +18,8 @@ from azure.core.exceptions import AzureError
 from azure.identity.aio import CertificateCredential, ClientSecretCredential, DefaultAzureCredential
 
 from extproc.core.errors import CredentialUnavailable
-from extproc.core.secrets import SecretSource
+from extproc.core.secrets import CloudSecrets, SecretSource
 from extproc.core.settings import Credential, EntraAuth
-from extproc.core.windows import WindowState
 
 log = logging.getLogger("extproc.auth")
 
@@ -40,13 +39,14 @@ class _Held:
     refreshing: asyncio.Task[str] | None = None
 
 
-class EntraTokens:
+class EntraTokens(CloudSecrets):
     """A SecretSource: Azure OpenAI credentials' Entra ID tokens, every other secret from `inner`."""
 
     def __init__(self, inner: SecretSource, ca_file: str | None = None, skew: float = 300.0,
                  clock: Callable[[], float] = time.time,
                  make: Callable[[EntraAuth, str | None], AsyncSupportsTokenInfo] | None = None) -> None:
-        self._inner, self._ca_file, self._skew, self._clock = inner, ca_file, skew, clock
+        super().__init__(inner)
+        self._ca_file, self._skew, self._clock = ca_file, skew, clock
         self._make = make or azure_credential
         self._held: dict[EntraAuth, _Held] = {}
         self._credentials: dict[EntraAuth, AsyncSupportsTokenInfo] = {}
@@ -102,21 +102,8 @@ class EntraTokens:
             await found.close()
         self._credentials.clear()
 
-    def invalidate(self, credential: Credential) -> bool:
-        if credential.entra is None:
-            return self._inner.invalidate(credential)
-        return False  # a refused Entra ID token is health's to suspend (a missing role); its next comes at expiry
-
-    def confirm(self, credential: Credential) -> None:
-        if credential.entra is None:
-            self._inner.confirm(credential)
-
-    def awaits_confirmation(self, credential: Credential) -> bool:
-        return credential.entra is None and self._inner.awaits_confirmation(credential)
-
-    def note_windows(self, credential: Credential, state: WindowState) -> None:
-        if credential.entra is None:
-            self._inner.note_windows(credential, state)
+    def owns(self, credential: Credential) -> bool:
+        return credential.entra is not None  # a refused token (a missing role): its next comes at expiry
 
 
 def azure_credential(auth: EntraAuth, ca_file: str | None = None) -> AsyncSupportsTokenInfo:

@@ -53,3 +53,29 @@ class StaticSecrets:
 
     def note_windows(self, credential: Credential, state: WindowState) -> None:
         pass
+
+
+class CloudSecrets:
+    """The base of a SecretSource for one cloud's credentials (`owns`): a refused one is health's to suspend (its
+    next token or keys come from the cloud's library, not from a refresh asked here), and every other credential's
+    calls go to the source it wraps."""
+
+    def __init__(self, inner: SecretSource) -> None:
+        self._inner = inner
+
+    def owns(self, credential: Credential) -> bool:
+        raise NotImplementedError
+
+    def invalidate(self, credential: Credential) -> bool:
+        return False if self.owns(credential) else self._inner.invalidate(credential)
+
+    def confirm(self, credential: Credential) -> None:
+        if not self.owns(credential):
+            self._inner.confirm(credential)
+
+    def awaits_confirmation(self, credential: Credential) -> bool:
+        return not self.owns(credential) and self._inner.awaits_confirmation(credential)
+
+    def note_windows(self, credential: Credential, state: WindowState) -> None:
+        if not self.owns(credential):
+            self._inner.note_windows(credential, state)

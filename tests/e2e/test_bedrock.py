@@ -25,8 +25,9 @@ from botocore.credentials import Credentials
 from tests import secrets_registry
 from tests.conftest import Stack, Stacks
 from tests.e2e.test_claude_code import claude, run_claude  # noqa: F401 (the pinned Claude Code, as a fixture)
+from tests.e2e.test_vertex import account, tokens  # noqa: F401 (a service account Google's fake trusts)
 from tests.fake_bedrock import FakeBedrock, aws_error
-from tests.fake_google import FakeGoogleToken, FakeVertex, ServiceAccount, make_service_account
+from tests.fake_google import FakeGoogleToken, FakeVertex, ServiceAccount
 from tests.fakes import FakeProvider
 
 REGION = "us-west-2"
@@ -192,28 +193,15 @@ def test_without_aws_credentials_nothing_goes_upstream(bedrock: FakeBedrock, mak
 # ---------------------------------------------------------------- Claude on Vertex AI, and the flagship chain
 
 @pytest.fixture(scope="module")
-def google() -> Iterator[FakeGoogleToken]:
-    server = FakeGoogleToken()
+def vertex(tokens: FakeGoogleToken) -> Iterator[FakeVertex]:  # noqa: F811
+    server = FakeVertex(tokens, PROJECT, LOCATION, ("claude-sonnet-4-5@20250929",))
     yield server
     server.close()
 
 
 @pytest.fixture(scope="module")
-def account(google: FakeGoogleToken, tmp_path_factory: pytest.TempPathFactory) -> ServiceAccount:
-    found = make_service_account(tmp_path_factory.mktemp("google"), google.token_uri)
-    google.trust(found)
-    return found
-
-
-@pytest.fixture(scope="module")
-def vertex(google: FakeGoogleToken) -> Iterator[FakeVertex]:
-    server = FakeVertex(google, PROJECT, LOCATION, ("claude-sonnet-4-5@20250929",))
-    yield server
-    server.close()
-
-
-@pytest.fixture(scope="module")
-def chain(bedrock: FakeBedrock, vertex: FakeVertex, account: ServiceAccount, fakes: dict[str, FakeProvider],
+def chain(bedrock: FakeBedrock, vertex: FakeVertex, account: ServiceAccount,  # noqa: F811
+          fakes: dict[str, FakeProvider],
           make_module_stack: Stacks) -> Stack:
     """Claude three ways, in this order: Anthropic's API (a key), Bedrock, Vertex AI."""
     return make_module_stack({"discovery": False, "strategy": "none", "health": QUICK, "providers": {

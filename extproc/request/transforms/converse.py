@@ -52,14 +52,15 @@ def rewrite(doc: dict[str, Any], spec: ConverseSpec) -> tuple[dict[str, Any], st
 def answer_maker(spec: ConverseSpec, model: str, include_usage: bool) -> Any:
     """(streamed, status) → the shaper that makes a Converse answer OpenAI's chat answer."""
     answer_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"  # Converse gives its answers none
+    reasons = {**converse.STOP_REASONS, **spec.stop_reasons}  # a provider's data names only what it changes
 
     def answer(streamed: bool, status: int) -> ConverseError | ConverseWhole | StreamTranslator:
         if status >= 400:
             return ConverseError(status)
         if streamed:
-            return StreamTranslator(converse.ConverseReader(model, spec.stop_reasons, answer_id),
+            return StreamTranslator(converse.ConverseReader(model, reasons, answer_id),
                                     openai_chat.OpenAIChatWriter(include_usage, model))
-        return ConverseWhole(model, spec.stop_reasons, answer_id)
+        return ConverseWhole(model, reasons, answer_id)
     return answer
 
 

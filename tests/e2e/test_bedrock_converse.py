@@ -82,6 +82,8 @@ def test_the_openai_sdk_is_served_by_converse_whole_and_streamed(stack: Stack, b
     assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["stop"]
     assert chunks[-1].usage is not None and chunks[-1].usage.total_tokens == CONVERSE_USAGE["totalTokens"]
     assert "stream" not in sent(bedrock, "converse-stream")
+    records = stack.usage_records()[-2:]  # each accounted with Converse's own figures, whole and streamed
+    assert [(r["served_model"], r["input_tokens"], r["output_tokens"]) for r in records] == [(LLAMA, 11, 6)] * 2
 
 
 @pytest.mark.parametrize("streamed", [False, True])

@@ -2,7 +2,10 @@
 botocore's own signer over the request as it arrived (path, host, signed headers and body; any signing mistake is
 a 403 in AWS's shape), or a Bedrock API key as a bearer; a model it serves on /model/{id}/invoke or
 /invoke-with-response-stream; and Claude's body as Bedrock takes it (anthropic_version, no model, no stream). It
-answers as Bedrock does: a whole Messages answer, or the Messages stream in AWS's event-stream framing.
+answers as Bedrock does: a whole Messages answer, or the Messages stream in AWS's event-stream framing. Other models
+on /converse and /converse-stream: the body checked as Converse checks it (its own fields only, turns alternating
+from the user's, no blank text, a tool config whenever tool blocks are used), answered with a Converse answer or
+ConverseStream's events: a tool call when tools are offered and no result has come back, else text.
 
 botocore decodes event streams but has no encoder: `frame` writes one (prelude, headers, payload, CRC-32s) as the
 specification lays it out, and the gateway reads it back with botocore's parser, which checks every checksum."""
@@ -83,7 +86,7 @@ class FakeBedrock(FakeProvider):
         bare = recorded.path.partition("?")[0]
         parts = bare.split("/")
         if recorded.method != "POST" or len(parts) != 4 or parts[1] != "model" \
-                or parts[3] not in ("invoke", "invoke-with-response-stream"):
+                or parts[3] not in ("invoke", "invoke-with-response-stream", "converse", "converse-stream"):
             return aws_error(404, "UnknownOperationException", "")
         if unquote(parts[2]) not in self.models:
             return aws_error(400, "ValidationException", "The provided model identifier is invalid.")
@@ -92,6 +95,9 @@ class FakeBedrock(FakeProvider):
         except ValueError:
             return aws_error(400, "ValidationException", "Malformed input request, please reformat your input "
                                                          "and try again.")
+        if parts[3].startswith("converse"):
+            why = converse_refusal(doc)
+            return None if why is None else aws_error(400, "ValidationException", why)
         extraneous = sorted({"model", "stream"} & doc.keys())
         if extraneous:
             return aws_error(400, "ValidationException", f"Malformed input request: #: extraneous key "
@@ -153,6 +159,9 @@ class FakeBedrock(FakeProvider):
         if scripted:
             return super()._answer(path, body)
         model = unquote(path.partition("?")[0].split("/")[2])
+        if "/converse" in path:
+            failure, self.stream_exception = self.stream_exception, None
+            return converse_answer(json.loads(body), model, path.endswith("/converse-stream"), failure)
         if path.endswith("/invoke"):
             doc = success_body("/messages", {"model": model})
             return 200, {"content-type": "application/json"}, json.dumps(doc).encode()
@@ -162,3 +171,67 @@ class FakeBedrock(FakeProvider):
         if failure:
             frames.append(exception(*failure))
         return 200, {"content-type": EVENT_STREAM}, b"".join(frames)
+
+
+# ---------------------------------------------------------------- Converse
+
+_CONVERSE_FIELDS = {"messages", "system", "inferenceConfig", "toolConfig", "guardrailConfig",
+                    "additionalModelRequestFields", "promptVariables", "additionalModelResponseFieldPaths",
+                    "requestMetadata", "performanceConfig", "serviceTier", "outputConfig"}
+CONVERSE_USAGE = {"inputTokens": 11, "outputTokens": 6, "totalTokens": 17}
+
+
+def converse_refusal(doc: Any) -> str | None:
+    """Why Bedrock would refuse this Converse body (None: it takes it)."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("messages"), list) or not doc["messages"]:
+        return "1 validation error detected: Value at 'messages' failed to satisfy constraint: Member must not be null"
+    extraneous = sorted(doc.keys() - _CONVERSE_FIELDS)
+    if extraneous:
+        return f"Malformed input request: extraneous key [{extraneous[0]}] is not permitted"
+    roles = [m.get("role") for m in doc["messages"]]
+    if roles[0] != "user" or any(a == b for a, b in zip(roles, roles[1:], strict=False)) \
+            or not set(roles) <= {"user", "assistant"}:
+        return "A conversation must start with a user message and alternate between user and assistant roles."
+    blocks = [b for m in doc["messages"] for b in m.get("content") or [{}]]
+    if any(not b or b.get("text") == "" for b in blocks) or any(not m.get("content") for m in doc["messages"]):
+        return "The text field in the ContentBlock object is blank. Add text to the text field, and try again."
+    if any("toolUse" in b or "toolResult" in b for b in blocks) and "toolConfig" not in doc:
+        return "The toolConfig field must be defined when using toolUse and toolResult content blocks."
+    return None
+
+
+def converse_event(name: str, payload: dict[str, Any]) -> bytes:
+    """One ConverseStream event, padded as Bedrock pads them."""
+    return frame({":event-type": name, ":content-type": "application/json", ":message-type": "event"},
+                 json.dumps({**payload, "p": "abcdefgh"}).encode())
+
+
+def converse_answer(doc: dict[str, Any], model: str, stream: bool, failure: tuple[str, str] | None = None) -> Answer:
+    """A tool call when tools are offered and the last turn carries no result, else text naming the model (and the
+    result it was given); `failure`: the stream ends with this exception after its first two events."""
+    last = doc["messages"][-1]["content"]
+    results = [c["text"] for b in last if "toolResult" in b for c in b["toolResult"]["content"] if "text" in c]
+    tools = (doc.get("toolConfig") or {}).get("tools") or []
+    call = {"toolUseId": "tooluse_bdrk_1", "name": tools[0]["toolSpec"]["name"]} if tools and not results else None
+    text = f"hello from {model}" + (f": {results[0]}" if results else "")
+    if not stream:
+        block = {"toolUse": {**call, "input": {"city": "Lima"}}} if call else {"text": text}
+        return 200, {"content-type": "application/json"}, json.dumps({
+            "output": {"message": {"role": "assistant", "content": [block]}},
+            "stopReason": "tool_use" if call else "end_turn", "usage": CONVERSE_USAGE,
+            "metrics": {"latencyMs": 120}}).encode()
+    frames = [converse_event("messageStart", {"role": "assistant"})]
+    if call:
+        frames += [converse_event("contentBlockStart", {"contentBlockIndex": 0, "start": {"toolUse": call}}),
+                   *(converse_event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"toolUse": {"input": f}}})
+                     for f in ('{"city":', ' "Lima"}'))]
+    else:
+        half = len(text) // 2
+        frames += [converse_event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": t}})
+                   for t in (text[:half], text[half:])]
+    frames += [converse_event("contentBlockStop", {"contentBlockIndex": 0}),
+               converse_event("messageStop", {"stopReason": "tool_use" if call else "end_turn"}),
+               converse_event("metadata", {"usage": CONVERSE_USAGE, "metrics": {"latencyMs": 120}})]
+    if failure:
+        frames = [*frames[:2], exception(*failure)]
+    return 200, {"content-type": EVENT_STREAM}, b"".join(frames)

@@ -339,10 +339,18 @@ def _bedrock(section: dict[str, Any], key: str, facts: dict[str, Any]) -> dict[s
     own = {k: v for k, v in section.items() if k not in ALL_KIND_KEYS}
     regional = facts.pop("regional_url")
     base_url = endpoint or regional.format(region=region)
-    generic = {**facts, **own, "base_url": base_url, "deployments": models}
+    # A Claude model takes Anthropic's Messages API (InvokeModel), every other one OpenAI's chat (Converse).
+    generic = {**facts, **own, "base_url": base_url, "deployments": models,
+               "deployment_endpoints": {m: ["messages"] if _is_bedrock_claude(b) else ["chat"]
+                                        for m, b in models.items()}}
     if section.get("api_key") in (None, "") and not section.get("api_keys"):
         generic["aws"] = {"region": region, "profile": profile}  # signed: one credential, AWS's chain
     return generic
+
+
+def _is_bedrock_claude(bedrock_id: str) -> bool:
+    """A Bedrock id (or inference profile, or its ARN) of Anthropic's: `anthropic.` after any geography prefix."""
+    return "anthropic." in bedrock_id.rpartition("/")[2]
 
 
 def _geography(value: Any, region: str, key: str, geographies: dict[str, str]) -> str | None | bool:

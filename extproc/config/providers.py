@@ -27,6 +27,7 @@ from extproc.core.providers import (
     Api,
     ApiRoute,
     AuthStyle,
+    ConverseSpec,
     DiscoverySpec,
     InvokeSpec,
     ProbeSpec,
@@ -39,7 +40,7 @@ from extproc.request.transforms import PROVIDER_TRANSFORMS
 
 _PROVIDER_KEYS = {"base_url", "auth", "api_key", "api_keys", "api_key_env", "headers", "apis", "discovery", "probe",
                   "transform", "prefer", "model_prefixes", "rotation", "stream_usage", "stream_only",
-                  "translation", "drop_fields", "lite_header", "invoke"}
+                  "translation", "drop_fields", "lite_header", "invoke", "converse"}
 ROTATIONS = ("round-robin", "fill-first")
 _DISCOVERY_STYLES = ("openai", "anthropic", "gemini", "copilot")
 
@@ -190,7 +191,22 @@ def _provider(name: str, data: Mapping[str, Any], key: str, discovery: Discovery
                         deployments=dict(data.get("deployments") or {}), api_version=data.get("api_version"),
                         deployment_endpoints={m: frozenset(e) for m, e in
                                               (data.get("deployment_endpoints") or {}).items()},
-                        invoke=_invoke(data["invoke"], f"{key}.invoke") if data.get("invoke") else None)
+                        invoke=_invoke(data["invoke"], f"{key}.invoke") if data.get("invoke") else None,
+                        converse=_converse(data["converse"], f"{key}.converse") if data.get("converse") else None)
+
+
+_FINISH_REASONS = ("stop", "length", "tool_calls", "content_filter")
+
+
+def _converse(raw: Any, key: str) -> ConverseSpec:
+    """OpenAI's chat API written as a cloud's own, Bedrock's Converse (a kind's data; each part overridable)."""
+    section = mapping(raw, key)
+    reject_unknown(section, key, {"whole", "stream", "stop_reasons"})
+    reasons = mapping(section.get("stop_reasons") or {}, f"{key}.stop_reasons")
+    return ConverseSpec(whole=string(section.get("whole"), f"{key}.whole"),
+                        stream=string(section.get("stream"), f"{key}.stream"),
+                        stop_reasons={str(k): choice(v, f"{key}.stop_reasons.{k}", _FINISH_REASONS)
+                                      for k, v in reasons.items()})
 
 
 def _invoke(raw: Any, key: str) -> InvokeSpec:

@@ -105,6 +105,17 @@ class InvokeSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class ConverseSpec:
+    """A cloud whose other models take one API of its own, Bedrock's Converse: an OpenAI chat request is written
+    in it, and its answer read back (Llama, Mistral, Nova, gpt-oss, DeepSeek, Qwen on Bedrock)."""
+
+    whole: str  # the call after the model's path, for a whole answer (/converse)
+    stream: str  # … for a streamed one (/converse-stream, in AWS's event-stream framing)
+    # Converse's stopReason → the finish_reason an OpenAI answer gives (one not named: stop).
+    stop_reasons: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class Upstream:
     scheme: str
     host: str
@@ -145,6 +156,7 @@ class ProviderSpec:
     deployments: Mapping[str, str] = field(default_factory=dict)
     api_version: str | None = None  # sent as `api-version` on every request (Azure's deployment paths need it)
     invoke: InvokeSpec | None = None  # Anthropic's Messages API as a call on the model's path (Bedrock, Vertex AI)
+    converse: ConverseSpec | None = None  # OpenAI's chat API written as the cloud's own (Bedrock's Converse)
     # A deployment served on some of the provider's endpoints only (Vertex AI: Claude on messages, Gemini on gemini).
     deployment_endpoints: Mapping[str, frozenset[str]] = field(default_factory=dict)
 

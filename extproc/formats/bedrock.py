@@ -1,6 +1,8 @@
-"""Bedrock's streamed answer (InvokeModelWithResponseStream): AWS's event-stream framing, each `chunk` event an
-Anthropic stream event in base64, read with botocore's own parser and written as Anthropic's SSE, the stream
-Anthropic's own API would have sent. An exception that ends the stream becomes Anthropic's error event."""
+"""Bedrock's streamed answers in AWS's event-stream framing, read with botocore's own parser and written as SSE.
+InvokeModelWithResponseStream: each `chunk` event an Anthropic stream event in base64, written as the stream
+Anthropic's own API would have sent. ConverseStream: each event (messageStart, contentBlockDelta, metadata…) goes on
+as an SSE event named by its type, for the translation that reads it. An exception that ends the stream becomes
+Anthropic's error event (which every stream reader of the gateway ends on)."""
 
 from __future__ import annotations
 
@@ -44,10 +46,12 @@ class BedrockStream:
         kind = headers.get(":message-type")
         if kind == "event" and headers.get(":event-type") == "chunk":
             return _chunk(payload)
+        if kind == "event" and isinstance(name := headers.get(":event-type"), str) and name.isalnum():
+            return b"event: " + name.encode() + b"\ndata: " + b" ".join(payload.splitlines()) + b"\n\n"
         if kind in ("exception", "error"):
             name = str(headers.get(":exception-type") or headers.get(":error-code") or "error")
             return self._error(self._errors.get(name, 500), name, _said(payload, headers))
-        return b""  # an event Anthropic's stream has no counterpart for
+        return b""  # neither an event nor an exception: nothing a stream carries
 
     def _error(self, status: int, name: str, message: str) -> bytes:
         self._ended = True

@@ -42,10 +42,11 @@ _T = TypeVar("_T")
 
 def _may_refuse(decision: Decision) -> bool:
     """Whether a candidate's upstream has a rule that refuses some requests: only a provider's own transform
-    (ChatGPT's backend) or a cloud's invoke call has one, so every other candidate skips building its transforms
-    to ask."""
-    name = decision.provider.transform
-    return decision.provider.invoke is not None or name is not None and TRANSFORMS[name].refuses is not None
+    (ChatGPT's backend) or a cloud's invoke or Converse call has one, so every other candidate skips building its
+    transforms to ask."""
+    name, provider = decision.provider.transform, decision.provider
+    return provider.invoke is not None or provider.converse is not None \
+        or name is not None and TRANSFORMS[name].refuses is not None
 
 
 # ---------------------------------------------------------------- the exchange

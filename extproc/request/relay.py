@@ -100,12 +100,12 @@ class Relay:
         try:
             out_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in _NOT_RETURNED}
             content_type = upstream.headers.get("content-type", "")
-            frames = BedrockStream(provider.invoke.stream_errors) \
-                if content_type.startswith(EVENT_STREAM) and provider.invoke is not None else None
+            frames = BedrockStream(provider.invoke.stream_errors if provider.invoke else {}) \
+                if content_type.startswith(EVENT_STREAM) and (provider.invoke or provider.converse) else None
             if not content_type.startswith("text/event-stream") and frames is None:
                 content = await upstream.aread()  # an error, or an answer that does not stream: as it came
                 return web.Response(status=upstream.status_code, headers=out_headers, body=content)
-            if frames is not None:  # Bedrock's framing: it goes on as the Anthropic stream it carries
+            if frames is not None:  # Bedrock's framing: it goes on as SSE (Anthropic's stream, or Converse's events)
                 out_headers["content-type"] = "text/event-stream"
             response = web.StreamResponse(status=upstream.status_code, headers=out_headers)
             await response.prepare(request)

@@ -67,6 +67,15 @@ def anthropic_usage(usage: Any) -> Usage | None:
                  _count(usage, "cache_read_input_tokens"), _count(usage, "cache_creation_input_tokens"))
 
 
+def converse_usage(usage: Any) -> Usage | None:
+    """Bedrock Converse's `inputTokens`/`outputTokens` (cached input counted apart), as its stream's `metadata`
+    event reports them: that stream reaches the relay as SSE named by event type, before it is made OpenAI's."""
+    if not isinstance(usage, dict):
+        return None
+    return Usage(_count(usage, "inputTokens"), _count(usage, "outputTokens"), _count(usage, "cacheReadInputTokens"),
+                 _count(usage, "cacheWriteInputTokens"))
+
+
 def gemini_usage(meta: Any) -> Usage | None:
     """`usageMetadata`: thinking is billed as output but reported beside it (`thoughtsTokenCount`)."""
     if not isinstance(meta, dict):
@@ -164,7 +173,9 @@ class StreamUsage:
         if not isinstance(doc, dict):
             return False
         found: Usage | None = None
-        if self._api is Api.ANTHROPIC:
+        if name == "metadata" and isinstance(doc.get("usage"), dict) and "inputTokens" in doc["usage"]:
+            found = converse_usage(doc["usage"])  # Bedrock's ConverseStream, whatever the client's API
+        elif self._api is Api.ANTHROPIC:
             kind = doc.get("type", name)
             usage = doc.get("message", {}).get("usage") if kind == "message_start" and isinstance(
                 doc.get("message"), dict) else doc.get("usage") if kind == "message_delta" else None

@@ -214,6 +214,8 @@ def test_the_compact_requests_header_is_the_providers_data(clock):
 
 def test_only_a_providers_own_transform_refuses_requests():
     """The exchange asks a candidate's transforms why they refuse a request only when its provider's transform
-    has such a rule (ChatGPT's backend) or its provider is a cloud's invoke call: no other transform may have one."""
-    assert {name for name, t in TRANSFORMS.items() if t.refuses is not None} <= {*PROVIDER_TRANSFORMS, "invoke"}
+    has such a rule (ChatGPT's backend) or its provider is a cloud's invoke or Converse call: no other transform may
+    have one."""
+    assert {name for name, t in TRANSFORMS.items() if t.refuses is not None} <= \
+        {*PROVIDER_TRANSFORMS, "invoke", "converse"}
     assert TRANSFORMS["codex"].refuses is not None

@@ -22,6 +22,7 @@ from extproc.formats.gemini import unwrapped
 from extproc.formats.sse import EventSplitter
 from extproc.request.transforms import copilot
 from extproc.request.transforms.codex import codex_refusal, codex_request
+from extproc.request.transforms.converse import answer_maker, converse_applies, converse_refusal, rewrite
 from extproc.request.transforms.invoke import CloudError, Unchanged, invoke_applies, invoke_refusal, reshape
 from extproc.translate.transform import (
     API_OF,
@@ -87,9 +88,11 @@ def selected(decision: Decision, streams: bool | None = None) -> tuple[Transform
     collects = decision.provider.stream_only and streams is not True
     target = translates(decision)
     leaves_in = target[0] if target else API_OF.get(decision.endpoint)
+    leaves_as = target[1] if target else decision.endpoint
     names = (["translate"] if collects or target else []) + \
         (["drop_fields"] if decision.provider.drop_fields else []) + \
         (["invoke"] if leaves_in is not None and invoke_applies(decision, leaves_in) else []) + \
+        (["converse"] if converse_applies(decision, leaves_as) else []) + \
         ([decision.provider.transform] if decision.provider.transform else [])
     return tuple(TRANSFORMS[name] for name in names)
 
@@ -200,6 +203,20 @@ def _invoke_request(out: Outgoing, endpoint: Endpoint, decision: Decision) -> No
     out.answers.insert(0, answer)
 
 
+# ---------------------------------------------------------------- converse (a cloud's other models)
+
+def _converse_request(out: Outgoing, endpoint: Endpoint, decision: Decision) -> None:
+    """OpenAI's chat request as the cloud's Converse call on the model's path; its answer back as OpenAI's (read
+    before a translation reads it: the maker goes first)."""
+    spec = decision.provider.converse
+    if spec is None or (out.api or endpoint.api) is not Api.OPENAI:
+        return
+    out.doc, out.rest, include_usage = rewrite(out.doc, spec)
+    out.changed = True
+    out.headers["accept-encoding"] = "identity"  # the answer is rewritten here: it must come uncompressed
+    out.answers.insert(0, answer_maker(spec, decision.model.id, include_usage))
+
+
 # ---------------------------------------------------------------- translate (another API's provider)
 
 def _translate(out: Outgoing, endpoint: Endpoint, decision: Decision) -> None:
@@ -249,6 +266,8 @@ TRANSFORMS: Mapping[str, Transform] = {
     "drop_fields": Transform(_drop_fields),
     "invoke": Transform(_invoke_request, headers=("accept-encoding",), reshapes=True,
                         refuses=lambda endpoint, doc: invoke_refusal(endpoint)),
+    "converse": Transform(_converse_request, headers=("accept-encoding",), reshapes=True,
+                          refuses=converse_refusal),
     "codex": Transform(codex_request, refuses=codex_refusal),
     "copilot": Transform(copilot.copilot_request, headers=copilot.HEADERS),
 }

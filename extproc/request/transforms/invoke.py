@@ -62,7 +62,7 @@ class CloudError:
             return body  # Anthropic's own, passed on by the cloud
         if self._new != self._status:
             self.failed_status = self._new
-        return anthropic_error(ClientError(self._new, "upstream_error", _message(doc, body, self._status)))
+        return anthropic_error(ClientError(self._new, "upstream_error", cloud_message(doc, body, self._status)))
 
 
 class Unchanged:
@@ -75,7 +75,7 @@ class Unchanged:
         return chunk
 
 
-def _message(doc: object, body: bytes, status: int) -> str:
+def cloud_message(doc: object, body: bytes, status: int) -> str:
     """What the cloud said: Bedrock's `message` (or `Message`), Google's `error.message`, else the body's start."""
     if isinstance(doc, dict):
         inner = doc.get("error") if isinstance(doc.get("error"), dict) else doc

@@ -246,7 +246,7 @@ def _vertex(section: dict[str, Any], key: str, facts: dict[str, Any]) -> dict[st
                                                          deployment="{deployment}")}
             for api, route in facts.pop("apis").items()}
     # A Claude model goes to its publisher's path (anthropic, the Messages API), every other one to Google's.
-    claude = {m for m in models if _is_claude(m)}
+    claude = {m for m, vertex_id in models.items() if _is_claude(vertex_id)}
     return {**facts, **own, "base_url": base_url, "apis": apis, "deployments": models,
             "deployment_endpoints": {m: ["messages"] if m in claude else ["gemini"] for m in models},
             "google": {"file": file}}

@@ -29,6 +29,7 @@ from tests.e2e.test_vertex import account, tokens  # noqa: F401 (a service accou
 from tests.fake_bedrock import FakeBedrock, aws_error
 from tests.fake_google import FakeGoogleToken, FakeVertex, ServiceAccount
 from tests.fakes import FakeProvider
+from tests.waits import eventually
 
 REGION = "us-west-2"
 MODEL = "claude-sonnet-4-5"
@@ -48,6 +49,7 @@ CHAT = [{"role": "user", "content": "hi"}]
 # A throttle or an overload barely cools the credential: each request of a test meets its own scripted answer.
 QUICK = {"backoff_base": 0.001, "backoff_max": 0.001, "server_error_cooldown": 0.001}
 PROJECT, LOCATION = "acme-llm-prod", "us-east5"
+TEAM_MODEL = "team-claude"  # the team's name for a Claude model only its Vertex AI serves
 
 
 @pytest.fixture(scope="module")
@@ -153,27 +155,30 @@ def test_a_bedrock_api_key_goes_as_a_bearer(bedrock: FakeBedrock, make_stack: St
 
 def test_throttles_and_overloads_reach_each_client_in_its_own_envelope(bedrock: FakeBedrock,
                                                                        make_stack: Stacks) -> None:
-    stack = make_stack({"discovery": False, "strategy": "none", "failover": {"attempts": 1}, "health": QUICK,
-                        "providers": {"bedrock": bedrock_provider(bedrock)}}, KEYS)
+    """Each case asks for a model of its own (all served by one Bedrock id): what health learns of one error (from
+    Envoy's access log, a moment after the client has its answer) cannot meet the next case's request."""
+    one, two, three, four = "claude-sonnet-4-5", "claude-haiku-4-5", "claude-opus-4-5", "claude-opus-5-5"
+    stack = make_stack({"discovery": False, "strategy": "none", "failover": {"attempts": 1}, "providers": {
+        "bedrock": bedrock_provider(bedrock, models={m: BEDROCK_ID for m in (one, two, three, four)})}}, KEYS)
     an, oa = client(stack), openai.OpenAI(base_url=stack.url + "/v1", api_key="k", max_retries=0)
     bedrock.script(*aws_error(429, "ThrottlingException", "Too many requests, please wait before trying again."))
     with pytest.raises(anthropic.RateLimitError) as throttled:
-        an.messages.create(model=MODEL, max_tokens=10, messages=CHAT)  # type: ignore[arg-type]
+        an.messages.create(model=one, max_tokens=10, messages=CHAT)  # type: ignore[arg-type]
     assert throttled.value.body["error"] == {"type": "rate_limit_error",  # type: ignore[index]
                                              "message": "Too many requests, please wait before trying again."}
     bedrock.script(*aws_error(503, "ServiceUnavailableException", "Bedrock is unable to process your request."))
     with pytest.raises(anthropic.APIStatusError) as overloaded:
-        an.messages.create(model=MODEL, max_tokens=10, messages=CHAT)  # type: ignore[arg-type]
+        an.messages.create(model=two, max_tokens=10, messages=CHAT)  # type: ignore[arg-type]
     assert overloaded.value.status_code == 529
     assert overloaded.value.body["error"]["type"] == "overloaded_error"  # type: ignore[index]
     bedrock.script(*aws_error(429, "ThrottlingException", "Too many requests, please wait before trying again."))
     with pytest.raises(openai.RateLimitError) as openai_throttled:
-        oa.chat.completions.create(model=MODEL, messages=CHAT)  # type: ignore[arg-type]
+        oa.chat.completions.create(model=three, messages=CHAT)  # type: ignore[arg-type]
     assert "Too many requests" in openai_throttled.value.message
     assert isinstance(openai_throttled.value.body, dict) and openai_throttled.value.body["type"] == "rate_limit_error"
     bedrock.stream_exception = ("throttlingException", "Too many tokens, please wait before trying again.")
     with pytest.raises(anthropic.APIStatusError) as midway, \
-            an.messages.stream(model=MODEL, max_tokens=10, messages=CHAT) as stream:  # type: ignore[arg-type]
+            an.messages.stream(model=four, max_tokens=10, messages=CHAT) as stream:  # type: ignore[arg-type]
         "".join(stream.text_stream)
     assert midway.value.body["error"]["type"] == "overloaded_error"  # type: ignore[index]
     assert "Too many tokens" in midway.value.body["error"]["message"]  # type: ignore[index]
@@ -207,32 +212,40 @@ def chain(bedrock: FakeBedrock, vertex: FakeVertex, account: ServiceAccount,  # 
     return make_module_stack({"discovery": False, "strategy": "none", "health": QUICK, "providers": {
         "anthropic": {"base_url": fakes["anthropic"].base_url, "api_key": "k-anthropic-flagship"},
         "bedrock": bedrock_provider(bedrock),
-        "vertex": {"kind": "vertex", "project": PROJECT, "location": LOCATION, "models": [MODEL],
+        "vertex": {"kind": "vertex", "project": PROJECT, "location": LOCATION,
+                   "models": {MODEL: "claude-sonnet-4-5@20250929", TEAM_MODEL: "claude-sonnet-4-5@20250929"},
                    "credentials_file": str(account.file), "endpoint": vertex.base_url}}}, KEYS)
 
 
-def test_claude_on_vertex_is_served_whole_and_streamed(chain: Stack, fakes: dict[str, FakeProvider],
-                                                       vertex: FakeVertex, bedrock: FakeBedrock) -> None:
+def test_the_flagship_chain_answers_one_request_anthropic_then_bedrock_then_vertex(
+        chain: Stack, fakes: dict[str, FakeProvider], vertex: FakeVertex, bedrock: FakeBedrock) -> None:
     vertex.reset()
-    fakes["anthropic"].script(429, body=b'{"type":"error","error":{"type":"rate_limit_error","message":"slow"}}',
-                              times=2)
+    fakes["anthropic"].script(429, body=b'{"type":"error","error":{"type":"rate_limit_error","message":"slow"}}')
     bedrock.script(*aws_error(429, "ThrottlingException", "Too many requests"))
-    bedrock.script(*aws_error(429, "ThrottlingException", "Too many requests"))
-    an = client(chain)
-    answer = an.messages.with_raw_response.create(model=MODEL, max_tokens=10, messages=CHAT)  # type: ignore[arg-type]
+    answer = client(chain).messages.with_raw_response.create(model=MODEL, max_tokens=10,  # type: ignore[arg-type]
+                                                             messages=CHAT)
     assert answer.parse().content[0].text == "hello from claude-sonnet-4-5@20250929"  # type: ignore[union-attr]
     assert answer.headers["x-extproc-provider"] == "vertex"
+    # One request, three attempts: Anthropic's 429, Bedrock's throttle, Vertex AI's answer.
+    assert len(fakes["anthropic"].requests) == 1 and len(bedrock.requests) == 1 and len(vertex.requests) == 1
     sent = vertex.requests[-1]
     assert sent.path == vertex.claude_prefix() + "claude-sonnet-4-5%4020250929:rawPredict"
     assert sent.json()["anthropic_version"] == "vertex-2023-10-16" and "model" not in sent.json()
     assert sent.headers["authorization"].startswith("Bearer ya29.")
-    with an.messages.stream(model=MODEL, max_tokens=10, messages=CHAT) as stream:  # type: ignore[arg-type]
-        assert "".join(stream.text_stream) == "hello from claude-sonnet-4-5@20250929"
-    assert vertex.requests[-1].path.endswith(":streamRawPredict")
-    # One request each, three attempts: Anthropic's 429, Bedrock's throttle, Vertex AI's answer.
-    assert len(fakes["anthropic"].requests) == 2 and len(bedrock.requests) == 2
-    record = [r for r in chain.usage_records() if r.get("requested_model")][-1]
+    record = eventually(lambda: [r for r in chain.usage_records() if r.get("requested_model") == MODEL],
+                        "the request's usage record")[-1]
     assert (record["attempts"], record["provider"], record["status"]) == (3, "vertex", 200)
+
+
+def test_claude_on_vertex_streams_anthropics_own_events(chain: Stack, vertex: FakeVertex) -> None:
+    """A model only Vertex AI serves (a name of the team's for a Vertex Claude id)."""
+    vertex.reset()
+    with client(chain).messages.stream(model=TEAM_MODEL, max_tokens=10, messages=CHAT) as stream:  # type: ignore[arg-type]
+        assert "".join(stream.text_stream) == "hello from claude-sonnet-4-5@20250929"
+        assert stream.get_final_message().usage.output_tokens == 4
+    sent = vertex.requests[-1]
+    assert sent.path == vertex.claude_prefix() + "claude-sonnet-4-5%4020250929:streamRawPredict"
+    assert sent.json()["stream"] is True and "model" not in sent.json()
 
 
 def test_claude_code_runs_on_a_bedrock_claude_model(claude: Path, stack: Stack,  # noqa: F811

@@ -194,8 +194,11 @@ def test_a_token_refreshed_ahead_of_expiry_with_no_request_asking_reaches_the_ro
     assert bearer(fakes["anthropic"]) == first["access_token"]
     refreshes = oauth.refresh_calls
     eventually(lambda: oauth.refresh_calls > refreshes, "the login is refreshed ahead of its expiry", timeout=40)
-    stored = json.loads((tmp_path / "accounts.json").read_text())["accounts"][0]["access_token"]
-    assert stored != first["access_token"]
+
+    def stored_token() -> str | None:  # the store is written once the refresh's answer is read: a moment after
+        token: str = json.loads((tmp_path / "accounts.json").read_text())["accounts"][0]["access_token"]
+        return token if token != first["access_token"] else None
+    stored = eventually(stored_token, "the refreshed token is stored")
 
     def carries(token: str) -> bool:
         return token in httpx.get(stack.admin_url + "/config_dump?resource=dynamic_route_configs").text

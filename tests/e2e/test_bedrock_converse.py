@@ -22,6 +22,9 @@ from tests.fake_bedrock import CONVERSE_USAGE, FakeBedrock, aws_error
 LLAMA = "llama-4-maverick"
 LLAMA_ID = "us.meta.llama4-maverick-17b-instruct-v1:0"
 LLAMA_PATH = "/model/us.meta.llama4-maverick-17b-instruct-v1%3A0"
+# Names of the same model for the error cases, one each: what health learns of an error (from Envoy's access log, a
+# moment after the client's answer) never meets another case's request.
+THROTTLED = ("llama-throttled-1", "llama-throttled-2", "llama-throttled-3")
 CHAT = [{"role": "user", "content": "hi"}]
 TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "The weather in a city",
                                            "parameters": {"type": "object",
@@ -47,7 +50,8 @@ def stack(bedrock: FakeBedrock, make_module_stack: Stacks) -> Stack:
     return make_module_stack({"discovery": False, "strategy": "none", "health": QUICK, "failover": {"attempts": 1},
                               "providers": {"bedrock": {
                                   "kind": "bedrock", "region": REGION, "endpoint": bedrock.base_url,
-                                  "models": {LLAMA: LLAMA_ID, "claude-sonnet-4-5": BEDROCK_ID}}}}, KEYS)
+                                  "models": {LLAMA: LLAMA_ID, "claude-sonnet-4-5": BEDROCK_ID,
+                                             **{m: LLAMA_ID for m in THROTTLED}}}}}, KEYS)
 
 
 def oa(stack: Stack) -> openai.OpenAI:
@@ -154,13 +158,14 @@ def test_what_converse_cannot_say_is_refused_before_it_goes(stack: Stack, bedroc
 def test_throttles_and_a_cut_stream_reach_the_client_in_its_envelope(stack: Stack, bedrock: FakeBedrock) -> None:
     bedrock.script(*aws_error(429, "ThrottlingException", "Too many requests, please wait before trying again."))
     with pytest.raises(openai.RateLimitError) as throttled:
-        oa(stack).chat.completions.create(model=LLAMA, messages=CHAT)  # type: ignore[arg-type]
+        oa(stack).chat.completions.create(model=THROTTLED[0], messages=CHAT)  # type: ignore[arg-type]
     assert "Too many requests" in throttled.value.message
     bedrock.script(*aws_error(429, "ThrottlingException", "Too many requests, please wait before trying again."))
     an = anthropic.Anthropic(base_url=stack.url, api_key="k", max_retries=0)
     with pytest.raises(anthropic.RateLimitError):
-        an.messages.create(model=LLAMA, max_tokens=10, messages=CHAT)  # type: ignore[arg-type]
+        an.messages.create(model=THROTTLED[1], max_tokens=10, messages=CHAT)  # type: ignore[arg-type]
     bedrock.stream_exception = ("throttlingException", "Too many tokens, please wait before trying again.")
     with pytest.raises(openai.APIError) as midway:
-        list(oa(stack).chat.completions.create(model=LLAMA, messages=CHAT, stream=True))  # type: ignore[arg-type]
+        list(oa(stack).chat.completions.create(model=THROTTLED[2], messages=CHAT,  # type: ignore[arg-type]
+                                               stream=True))
     assert "Too many tokens" in midway.value.message

@@ -50,6 +50,7 @@ from extproc.state.rate_limit import LocalRateLimiter, RedisRateLimiter
 from extproc.state.spend import LocalSpend, RedisSpend
 from extproc.state.stores import account_store, google_token_store
 from extproc.usage.accounting import Accounting
+from extproc.usage.stores import check_usage_store, usage_store
 
 log = logging.getLogger("extproc")
 
@@ -136,7 +137,8 @@ async def processor(settings: Settings, prepare: Callable[[Settings], Settings] 
         redis_url = settings.state_redis_url
         limiter = RedisRateLimiter(redis_url, settings.state_prefix) if redis_url else LocalRateLimiter()
         spend = RedisSpend(redis_url, settings.state_prefix) if redis_url else LocalSpend()
-        accounting = Accounting(spend)
+        usage = usage_store(settings)  # the web console's figures, written every second by a task below
+        accounting = Accounting(spend, store=usage)
         holders = RedisHolders(redis_url, settings.state_prefix) if redis_url else LocalHolders()
         # The models that could go fast: noted by every process, shared through Redis, published by one per replica.
         hot = HotModels(shared=redis_url is not None) if settings.fast_routes or redis_url else None
@@ -170,6 +172,8 @@ async def processor(settings: Settings, prepare: Callable[[Settings], Settings] 
         tasks = [asyncio.create_task(discovery.run()), asyncio.create_task(manager.watch()),
                  asyncio.create_task(google.watch()),
                  asyncio.create_task(probing.run(runtime, client, secrets)), asyncio.create_task(reloader.run())]
+        if usage is not None:
+            tasks.append(asyncio.create_task(usage.run()))
         if first:
             tasks.append(asyncio.create_task(QuotaReader(runtime, manager, client).run()))
         if fast is not None:
@@ -198,6 +202,8 @@ async def processor(settings: Settings, prepare: Callable[[Settings], Settings] 
             await relayed.aclose()
             await secrets.aclose()
             await accounting.settle()  # the charges of answers that came in: never dropped at shutdown
+            if usage is not None:
+                await usage.close()  # the last batch written
             if isinstance(limiter, RedisRateLimiter):
                 await limiter.close()
             if isinstance(spend, RedisSpend):
@@ -213,6 +219,7 @@ async def serve(settings: Settings) -> signal.Signals | None:
                     settings.processor)
     if settings.fast_routes:  # before Envoy reads it: an Envoy rendered with this directory cannot start without it
         initial_routes(settings, settings.fast_routes)
+    check_usage_store(settings)
     async with serving(settings):
         log.info("processor listening on %s", ", ".join(str(a) for a in settings.processor_addresses))
         return await _until_signalled()
@@ -362,6 +369,7 @@ async def up(settings: Settings) -> signal.Signals | None:
     for key, address in (("listen", settings.listen), ("admin", settings.admin), ("metrics", settings.metrics)):
         if address is not None:
             _check_free(key, address.host, address.port)
+    check_usage_store(settings)
     with tempfile.TemporaryDirectory(prefix="extproc-") as tmp:
         # The routes Envoy watches, which the processor rewrites (the fast path): where the config says, else here.
         if settings.fast_path and not settings.fast_routes:

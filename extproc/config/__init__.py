@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 from cryptography.fernet import Fernet
 
+from extproc.config.console import parse_console
 from extproc.config.data import default_config_text
 from extproc.config.flows import parse_flows
 from extproc.config.models import parse_aliases, parse_fallbacks, parse_models
@@ -94,7 +95,7 @@ _TOP_KEYS = {
     "listen", "processor", "admin", "providers", "models", "aliases", "fallbacks", "strategy",
     "health", "upstream_timeout", "max_request_bytes", "max_connections", "log_level", "envoy", "ca_file",
     "discovery", "oauth", "auth", "failover", "shutdown", "state", "clients", "accounting", "metrics", "log",
-    "translation", "fast_path", "fast_routes",
+    "translation", "fast_path", "fast_routes", "console",
 }
 
 
@@ -192,6 +193,7 @@ def _parse(raw: Mapping[str, Any], env: Mapping[str, str], secrets: bool) -> Set
         admin_token=admin_token,
         refresh_skew=keep(300.0, non_negative_number, auth.get("refresh_skew", 300), "auth.refresh_skew"),
         rotate_at=rotate_at,
+        usage_store=keep("auto", parse_console, raw.get("console"), redis_url is not None),
         named_providers=frozenset(named),
     )
 

@@ -114,6 +114,10 @@ class FailoverPolicy:
     # arrive whole, so this bounds the longest answer too)
 
 
+# console.usage_store: where the web console's usage figures are kept (else a SQLite file's path).
+USAGE_STORE_AUTO, USAGE_STORE_OFF, USAGE_STORE_REDIS, USAGE_STORE_SQLITE = "auto", "off", "redis", "sqlite"
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     listen: Address
@@ -169,5 +173,6 @@ class Settings:
     rotate_at: float = 0.95  # a subscription window this full: use that login only when nothing else can serve
     processor_token: str | None = field(default=None, repr=False)  # Envoy presents it on every ext_proc stream
     source: str | None = None  # the config file; None: the embedded default config
+    usage_store: str = USAGE_STORE_AUTO  # console.usage_store: auto, off, redis, sqlite, or a SQLite file's path
     named_providers: frozenset[str] = frozenset()  # those the config's `providers` names (start-up speaks of each)
 

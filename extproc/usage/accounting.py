@@ -1,4 +1,5 @@
-"""Where usage records go: one log line each, the metrics, and the client key's budget.
+"""Where usage records go: one log line each, the metrics, the client key's budget, and the usage store (the
+web console's figures).
 
 Budgets are checked before a request is routed and charged when its answer is in; the record's cost is
 what is charged, so a budget and the usage log always agree.
@@ -16,14 +17,17 @@ from extproc.core.budget import period, seconds_to
 from extproc.core.clients import ClientKey
 from extproc.state.spend import LocalSpend, SpendLedger
 from extproc.usage.record import UsageRecord
+from extproc.usage.store import UsageStore
 
 log = logging.getLogger("extproc.usage")
 _KEEP_PAST_PERIOD = 86400.0  # a period's spend is kept a day past its end: a late answer still counts
 
 
 class Accounting:
-    def __init__(self, spend: SpendLedger | None = None, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, spend: SpendLedger | None = None, clock: Callable[[], float] = time.time,
+                 store: UsageStore | None = None) -> None:
         self.spend: SpendLedger = spend or LocalSpend()
+        self.store = store  # None: usage kept nowhere but the log (console.usage_store: false)
         self._clock = clock
         self._charges: set[asyncio.Task[None]] = set()
 
@@ -43,6 +47,8 @@ class Accounting:
             log.info("usage rid=%s client=%s status=%d served=%s cost=%.6f", rec.request_id, rec.client or "-",
                      rec.status, rec.served or "-", rec.cost, extra={"fields": rec.doc()})
         _observe(rec)
+        if self.store is not None:
+            self.store.add(rec)  # into a batch in memory: written every second, off the request path
         if client is not None and client.budget is not None and rec.cost > 0:
             name, reset = period(self._clock(), client.budget.per)
             task = asyncio.get_running_loop().create_task(

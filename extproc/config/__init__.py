@@ -193,9 +193,15 @@ def _parse(raw: Mapping[str, Any], env: Mapping[str, str], secrets: bool) -> Set
         admin_token=admin_token,
         refresh_skew=keep(300.0, non_negative_number, auth.get("refresh_skew", 300), "auth.refresh_skew"),
         rotate_at=rotate_at,
-        usage_store=keep("auto", parse_console, raw.get("console"), redis_url is not None),
+        usage_store=keep("auto", parse_console, raw.get("console"), redis_url is not None or _names_redis(raw)),
         named_providers=frozenset(named),
     )
+
+
+def _names_redis(raw: Mapping[str, Any]) -> bool:
+    """state.redis is given (with an error of its own, already reported: not a second one for the console)."""
+    state = raw.get("state")
+    return isinstance(state, dict) and bool(state.get("redis"))
 
 
 def _user_model_ids(raw: Any) -> set[str]:

@@ -81,8 +81,9 @@ class RedisUsageStore(BatchedStore):
                     elif amount:
                         pipe.hincrby(key, f"{name}:{value}", amount)
                 expiring[key] = start + res + RETENTION[res]
-            for key, at in expiring.items():
-                pipe.expireat(key, at)
+            now = self._clock()  # a TTL from this clock, the one that chose the buckets (not Redis's)
+            for key, until in expiring.items():
+                pipe.expire(key, max(1, int(until - now)))
             if batch.records:
                 recent = f"{self._prefix}recent"
                 pipe.lpush(recent, *(orjson.dumps(d) for d in batch.records))  # the last pushed is first

@@ -45,11 +45,11 @@ _ADD = ("INSERT INTO totals VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (res,
         "cost = cost + excluded.cost")
 
 
-def open_file(path: Path) -> sqlite3.Connection:
+def open_file(path: Path, busy_timeout: float = BUSY_TIMEOUT) -> sqlite3.Connection:
     """The file (made 0600, its directory 0700, when new) with its tables; raises OSError or sqlite3.Error."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))  # SQLite gives its -wal and -shm files the same mode
-    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
+    conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
     try:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")  # WAL: a power cut may lose the last second, never corrupt
@@ -64,10 +64,11 @@ def open_file(path: Path) -> sqlite3.Connection:
 class SqliteUsageStore(BatchedStore):
     name = "usage store (SQLite)"
 
-    def __init__(self, path: Path, clock: Callable[[], float] = time.time, cap: int = RECENT_CAP) -> None:
+    def __init__(self, path: Path, clock: Callable[[], float] = time.time, cap: int = RECENT_CAP,
+                 busy_timeout: float = BUSY_TIMEOUT) -> None:
         super().__init__(clock)
         self.path = path
-        self._conn = open_file(path)
+        self._conn = open_file(path, busy_timeout)
         self._lock = threading.Lock()  # one call on the connection at a time, whichever thread makes it
         self._cap = cap
         self._pruned_at = 0.0

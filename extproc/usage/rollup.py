@@ -8,7 +8,7 @@ and old minutes can be dropped without losing the hours and days they made (see 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from extproc.usage.record import UsageRecord
@@ -82,7 +82,8 @@ class Batch:
             for dim, value in values_of(rec).items():
                 key = (res, start, dim, value)
                 self.totals[key] = plus(self.totals.get(key, Totals()), one)
-        self.records.append({**rec.doc(), "at": round(at, 3)})
+        # Without the prompt and answer (log.bodies): they stay in the log, never in a store a page reads.
+        self.records.append({**replace(rec, bodies=()).doc(), "at": round(at, 3)})
         del self.records[:-RECENT_CAP]  # a store away for long keeps at most what it would keep itself
 
     def merge(self, later: Batch) -> Batch:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -75,6 +76,13 @@ def test_a_batch_counts_each_record_at_every_resolution_and_in_every_dimension()
     assert batch.totals[(MINUTE, minute, "credential", "openai:key1")].cost == 0.5
     assert len(batch.totals) == 3 * (1 + 2 + 2 + 2 + 2)
     assert [(d["request_id"], d["at"]) for d in batch.records] == [("a", T0), ("b", T0)]
+
+
+def test_a_stored_record_never_holds_the_prompt_or_the_answer() -> None:
+    batch = Batch()
+    batch.fold(dataclasses.replace(rec(), bodies=(("request_body", "secret plans"), ("response_body", "more"))), T0)
+    assert "request_body" not in batch.records[0] and "response_body" not in batch.records[0]
+    assert batch.records[0]["request_id"] == "r"
 
 
 def test_a_batch_kept_after_a_failed_write_merges_with_what_came_after() -> None:

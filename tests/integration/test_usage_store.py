@@ -20,11 +20,13 @@ from pathlib import Path
 import pytest
 import redis
 
+from extproc.config import parse_settings
 from extproc.usage.batched import BatchedStore
 from extproc.usage.redis_store import RedisUsageStore
 from extproc.usage.rollup import DAY, HOUR, MINUTE, bucket
 from extproc.usage.sqlite_store import SqliteUsageStore
 from extproc.usage.store import Totals
+from extproc.usage.stores import check_usage_store
 from tests.clock import Clock
 from tests.conftest import RedisServer
 from tests.faults import Outage
@@ -281,3 +283,14 @@ def test_redis_buckets_expire_with_their_retention(redis_server: RedisServer) ->
         assert direct.llen(f"{prefix}usage:recent") == 1
     finally:
         direct.close()
+
+
+def test_a_usage_file_that_cannot_be_made_stops_the_start_naming_the_key(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("")
+    settings = parse_settings({"console": {"usage_store": str(tmp_path / "a-file" / "usage.sqlite3")}}, {})
+    with pytest.raises(RuntimeError, match=r"^console\.usage_store: cannot keep usage in .*a-file/usage\.sqlite3 "
+                                           r"\((File exists|Not a directory)\); set console\.usage_store to "):
+        check_usage_store(settings)
+    check_usage_store(parse_settings({"console": {"usage_store": False}}, {}))  # off: nothing to open
+    check_usage_store(parse_settings({"auth": {"store": str(tmp_path / "accounts.json")}}, {}))
+    assert (tmp_path / "usage.sqlite3").exists()

@@ -63,7 +63,8 @@ def test_two_stores_on_one_file_or_one_redis_add_up_to_the_same_totals(opener: O
         a.add(rec("a1", client="team"))
         a.add(rec("a2", client="ops", status=502, cost=0.0, usage=None))
         b.add(rec("b1", client="team", cost=0.25))
-        await asyncio.gather(a.flush(), b.flush())
+        await a.flush()
+        await b.flush()  # after a's: the latest records are in the order they were written
         for store in (a, b):
             [point] = await store.series(NOW - HOUR, NOW + 1, MINUTE)
             assert (point.start, point.value, point.totals) == (bucket(NOW, MINUTE), "", Totals(3, 1, 6, 8, 0.75))

@@ -52,6 +52,7 @@ class Console:
     def render(self, request: web.Request, template: str, status: int = 200, **context: Any) -> web.Response:
         """A page; the session's CSRF token goes into its forms."""
         session: Session | None = request.get("session")
+        context.setdefault("page", "")  # which nav entry is the current page: none on sign-in and refusals
         html = self.templates.get_template(template).render(csrf=session.csrf if session else "",
                                                             signed_in=session is not None, **context)
         return web.Response(status=status, text=html, content_type="text/html")

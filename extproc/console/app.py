@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from aiohttp import web
 
 from extproc.console import login, pages
-from extproc.console.context import CONSOLE_KEY, Console, console_of, see_other
+from extproc.console.context import CONSOLE_KEY, SESSION_KEY, Console, console_of, see_other
 from extproc.console.session import csrf_ok, origin_of
 from extproc.core.headers import RELAY_HEADERS
 
@@ -98,7 +98,7 @@ async def _signed_in(request: web.Request, handler: Handler) -> web.StreamRespon
         if request.path.startswith("/console/api/"):
             return web.json_response({"error": "sign in at /console/login"}, status=401)
         return see_other("/console/login")
-    request["session"] = session
+    request[SESSION_KEY] = session
     if request.method == "POST":
         form = await request.post()
         csrf = form.get("csrf")

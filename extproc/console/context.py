@@ -51,7 +51,7 @@ class Console:
 
     def render(self, request: web.Request, template: str, status: int = 200, **context: Any) -> web.Response:
         """A page; the session's CSRF token goes into its forms."""
-        session: Session | None = request.get("session")
+        session = request.get(SESSION_KEY)
         context.setdefault("page", "")  # which nav entry is the current page: none on sign-in and refusals
         html = self.templates.get_template(template).render(csrf=session.csrf if session else "",
                                                             signed_in=session is not None, **context)
@@ -59,6 +59,7 @@ class Console:
 
 
 CONSOLE_KEY = web.AppKey("console", Console)
+SESSION_KEY = web.RequestKey("session", Session)  # the request's session, once the sign-in check has read it
 
 
 def console_of(request: web.Request) -> Console:

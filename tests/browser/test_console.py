@@ -155,7 +155,7 @@ class Served:
         self._loop.run_until_complete(self.runner.setup())
         site = web.TCPSite(self.runner, "127.0.0.1", 0)
         self._loop.run_until_complete(site.start())
-        self.url = "http://127.0.0.1:%d" % self.runner.addresses[0][1]
+        self.url = f"http://127.0.0.1:{self.runner.addresses[0][1]}"
         self._ready.set()
         self._loop.run_forever()
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from extproc.bootstrap.failover import ATTEMPTS_CLUSTER, retry_policy
+from extproc.bootstrap.failover import ATTEMPTS_CLUSTER, RELAY_CLUSTER, retry_policy
 from extproc.bootstrap.local_replies import UNDECODABLE_STATUS
 from extproc.bootstrap.names import LUA_FILTER, PROCESSOR_CLUSTER, REQUEST_CODINGS, T, lua
-from extproc.core.headers import ATTEMPT_HEADER, ATTEMPTS_HEADER, PROVIDER_HEADER, RESPONSE_HEADERS
+from extproc.core.headers import ATTEMPT_HEADER, ATTEMPTS_HEADER, PROVIDER_HEADER, RELAY_HEADERS, RESPONSE_HEADERS
 from extproc.core.settings import Settings
 
 
@@ -83,6 +83,28 @@ def auth_route(strict_transcoder: dict[str, Any]) -> dict[str, Any]:
             LUA_FILTER: _lua_per_route("auth_response"),
         },
     }
+
+
+def console_routes(settings: Settings) -> list[dict[str, Any]]:
+    """/console/… goes straight to the web console, which every worker's relay server holds; the route presents the
+    processor token as the relay expects it (whatever the client sent in its place)."""
+    token = {"request_headers_to_add": [{"header": {"key": RELAY_HEADERS[0], "value": settings.processor_token},
+                                         "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}]} \
+        if settings.processor_token else {}
+    off = {"envoy.filters.http.ext_proc": _ext_proc_off(),
+           LUA_FILTER: {"@type": T + "extensions.filters.http.lua.v3.LuaPerRoute", "disabled": True}}
+    return [{
+        "name": "console-root",
+        "match": {"path": "/console"},
+        "redirect": {"path_redirect": "/console/"},
+        "typed_per_filter_config": off,
+    }, {
+        "name": "console",
+        "match": {"path_separated_prefix": "/console"},
+        "route": {"cluster": RELAY_CLUSTER, "timeout": "30s"},
+        **token,
+        "typed_per_filter_config": off,
+    }]
 
 
 def attempts_response_headers(settings: Settings) -> list[dict[str, Any]]:

@@ -26,6 +26,9 @@ class RateLimiter(Protocol):
     async def admit(self, name: str, rpm: int) -> int | None:
         """None when the request is admitted (and counted); else the seconds to wait (retry-after)."""
 
+    async def used(self, name: str) -> float:
+        """The requests counted in the minute that ends now (what `rpm` is held against), for the console."""
+
 
 class LocalRateLimiter:
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
@@ -43,6 +46,14 @@ class LocalRateLimiter:
             return rate.retry_after(previous, current, now, rpm)
         self._counts[name] = (minute, previous, current + 1)
         return None
+
+    async def used(self, name: str) -> float:
+        now = self._clock()
+        minute = rate.window_start(now)
+        seen, previous, current = self._counts.get(name, (minute, 0, 0))
+        if seen != minute:
+            previous, current = (current if seen == minute - 1 else 0), 0
+        return rate.estimate(previous, current, now)
 
 
 # KEYS: previous minute's counter, this minute's; ARGV: the previous minute's weight, rpm, expiry (s).
@@ -86,6 +97,18 @@ class RedisRateLimiter:
             log.info("client key rate limits are shared through Redis again")
             self._away_until = None
         return None if admitted else rate.retry_after(int(previous), int(current), now, rpm)
+
+    async def used(self, name: str) -> float:
+        now = self._clock()
+        if self._away_until is not None and now < self._away_until:
+            return await self._local.used(name)
+        minute = rate.window_start(now)
+        try:
+            previous, current = await self._redis.mget(f"{self._prefix}{name}:{minute - 1}",
+                                                       f"{self._prefix}{name}:{minute}")
+        except (RedisError, OSError):
+            return await self._local.used(name)
+        return rate.estimate(int(previous or 0), int(current or 0), now)
 
     async def close(self) -> None:
         await self._redis.aclose()

@@ -157,7 +157,7 @@ async def processor(settings: Settings, prepare: Callable[[Settings], Settings] 
         relayed = upstream_client(settings)
         try:
             relay = await start_relay(settings, gateway, relayed, console_app(Console(
-                runtime, limiter, spend, manager=manager, processor_token=settings.processor_token)))
+                runtime, limiter, spend, usage=usage, manager=manager, processor_token=settings.processor_token)))
         except OSError:
             await server.stop(grace=None)
             await relayed.aclose()

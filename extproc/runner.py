@@ -32,6 +32,8 @@ from extproc.auth.quota import QuotaReader
 from extproc.auth.store import StoreError
 from extproc.bootstrap import render_bootstrap
 from extproc.config.reload import ConfigReloader
+from extproc.console.app import console_app
+from extproc.console.context import Console
 from extproc.control.auth import DEVICE_SEAL_ENV
 from extproc.core.settings import Address, Credential, Settings
 from extproc.discovery.refresh import Discovery
@@ -152,7 +154,8 @@ async def processor(settings: Settings, prepare: Callable[[Settings], Settings] 
         server = await start_server(settings, gateway, manager)
         relayed = upstream_client(settings)
         try:
-            relay = await start_relay(settings, gateway, relayed)
+            relay = await start_relay(settings, gateway, relayed,
+                                      console_app(Console(runtime, manager, settings.processor_token)))
         except OSError:
             await server.stop(grace=None)
             await relayed.aclose()

@@ -125,6 +125,7 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "config": frozenset({"core", "formats", "request", "bootstrap"}),
     "bootstrap": frozenset({"core", "formats", "request", "fast", "usage", "translate"}),
     "runtime": frozenset({"core", "discovery"}),
+    "console": frozenset({"core", "auth", "runtime", "state", "usage"}),
 }
 
 

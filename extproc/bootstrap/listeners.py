@@ -32,6 +32,7 @@ from extproc.bootstrap.routes import (
     attempts_response_headers,
     attempts_route,
     auth_route,
+    console_route,
     gemini_models_route,
     health_routes,
     models_routes,
@@ -97,7 +98,7 @@ def route_configuration(settings: Settings, fast: Sequence[FastRoute] = ()) -> d
         "domains": ["*"],
         "include_request_attempt_count": True,  # x-envoy-attempt-count: which candidate an attempt is
         "routes": [*health_routes(), *models_routes(), gemini_models_route(),
-                   auth_route(_transcoder_config(strict=True)), undecodable(),
+                   auth_route(_transcoder_config(strict=True)), console_route(settings), undecodable(),
                    *(e for r in fast for e in envoy_routes(r, settings, fast_shown)), attempts_route(settings),
                    unrouted()],
     }]}

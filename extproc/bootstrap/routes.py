@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from extproc.bootstrap.failover import ATTEMPTS_CLUSTER, retry_policy
+from extproc.bootstrap.failover import ATTEMPTS_CLUSTER, RELAY_CLUSTER, retry_policy
 from extproc.bootstrap.local_replies import UNDECODABLE_STATUS
 from extproc.bootstrap.names import LUA_FILTER, PROCESSOR_CLUSTER, REQUEST_CODINGS, T, lua
-from extproc.core.headers import ATTEMPT_HEADER, ATTEMPTS_HEADER, PROVIDER_HEADER, RESPONSE_HEADERS
+from extproc.core.headers import ATTEMPT_HEADER, ATTEMPTS_HEADER, PROVIDER_HEADER, RELAY_HEADERS, RESPONSE_HEADERS
 from extproc.core.settings import Settings
 
 
@@ -83,6 +83,21 @@ def auth_route(strict_transcoder: dict[str, Any]) -> dict[str, Any]:
             LUA_FILTER: _lua_per_route("auth_response"),
         },
     }
+
+
+def console_route(settings: Settings) -> dict[str, Any]:
+    """/console/… goes to the web console on the processor's relay server, with the processor token the relay
+    asks of Envoy (its sign-in and CSRF checks are the console's)."""
+    route: dict[str, Any] = {
+        "name": "console",
+        "match": {"path_separated_prefix": "/console"},
+        "route": {"cluster": RELAY_CLUSTER, "timeout": "180s"},  # finishing a Gemini login onboards
+        "typed_per_filter_config": {"envoy.filters.http.ext_proc": _ext_proc_off()},
+    }
+    if settings.processor_token:
+        route["request_headers_to_add"] = [{"header": {"key": RELAY_HEADERS[0], "value": settings.processor_token},
+                                            "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}]
+    return route
 
 
 def attempts_response_headers(settings: Settings) -> list[dict[str, Any]]:

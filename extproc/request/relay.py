@@ -263,8 +263,12 @@ def upstream_client(settings: Settings) -> httpx.AsyncClient:
                              limits=httpx.Limits(max_connections=None, max_keepalive_connections=256))
 
 
-async def start_relay(settings: Settings, gateway: Gateway, client: httpx.AsyncClient) -> web.AppRunner:
+async def start_relay(settings: Settings, gateway: Gateway, client: httpx.AsyncClient,
+                      console: web.Application | None = None) -> web.AppRunner:
+    """The relay's server; the web console, when given, answers under /console on it (before the catch-all)."""
     app = web.Application(client_max_size=settings.max_request_bytes)
+    if console is not None:
+        app.add_subapp("/console", console)
     app.router.add_route("*", "/{tail:.*}", Relay(gateway, client, settings.processor_token).handle)
     # A client that goes away cancels its handler (and with it the call to the provider).
     runner = web.AppRunner(app, access_log=None, handle_signals=False, handler_cancellation=True)

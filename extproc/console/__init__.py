@@ -1,0 +1,1 @@
+"""The web console: pages served by every worker under /console, behind the admin token."""

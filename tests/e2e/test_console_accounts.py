@@ -46,6 +46,10 @@ class Browser:
     def post(self, path: str, **data: str) -> httpx.Response:
         return self._seen(self.http.post(path, data={"csrf": self.csrf, **data}))
 
+    def upload(self, path: str, kind: str, content: bytes) -> httpx.Response:
+        return self._seen(self.http.post(path, data={"csrf": self.csrf, "kind": kind},
+                                         files={"file": ("login.json", content)}))
+
     def _seen(self, response: httpx.Response) -> httpx.Response:
         self.pages.append(response.text)
         return response
@@ -154,4 +158,16 @@ def test_a_codex_device_login_from_the_console_polls_until_approved(
     assert f'data-account="{account["id"]}"' in done.text
     forged = browser.post("/console/accounts/device/codex/poll", id="not-a-sealed-id")
     assert forged.status_code == 400
+
+    # An upload of Claude Code's credentials file, as `extproc auth import claude=FILE` reads it from disk.
+    grant = oauth.issue_tokens("claude-code")
+    credentials = json.dumps({"claudeAiOauth": {"accessToken": grant["access_token"],
+                                                "refreshToken": grant["refresh_token"],
+                                                "expiresAt": int(time.time() + 3600) * 1000,
+                                                "subscriptionType": "max"}}).encode()
+    imported = browser.upload("/console/accounts/import", "claude", credentials)
+    assert imported.status_code == 200 and "Imported claude-" in imported.text
+    assert sorted(a["kind"] for a in stored(tmp_path)) == ["claude", "codex"]
+    bad = browser.upload("/console/accounts/import", "codex", b"{}")
+    assert bad.status_code == 400 and "has no tokens" in bad.text
     no_token_in("".join(browser.pages), oauth)

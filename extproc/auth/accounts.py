@@ -23,7 +23,7 @@ from extproc import metrics
 from extproc.auth import device
 from extproc.auth.client import Grant, OAuthError, code_assist_project, exchange_code, new_account, refresh_grant
 from extproc.auth.copilot import exchange_token
-from extproc.auth.pkce import LoginExpired, PendingLogin, PendingLogins, challenge_of
+from extproc.auth.pkce import LoginExpired, PendingLogin, PendingLogins, challenge_of, new_login
 from extproc.auth.store import Account, AccountNotFound, AccountStore, RefreshLockBusy, StoreError
 from extproc.core.errors import CredentialUnavailable
 from extproc.core.flows import Flow
@@ -531,6 +531,13 @@ class AccountManager:
     # -- logging in and out
 
     def start_login(self, flow_name: str, redirect_uri: str | None = None) -> tuple[PendingLogin, str]:
+        """A login this process keeps until its code comes back (`finish_login`)."""
+        pending, url = self.begin_login(flow_name, redirect_uri)
+        self.pending.keep(pending)
+        return pending, url
+
+    def begin_login(self, flow_name: str, redirect_uri: str | None = None) -> tuple[PendingLogin, str]:
+        """A login and its authorize link, kept nowhere: the caller holds it (sealed) until `finish_pending`."""
         flow = self.flow(flow_name)
         if flow.authorize_url is None:
             raise LoginError(f"{flow_name} logs in by device code only: `extproc auth login {flow_name}` or "
@@ -538,7 +545,7 @@ class AccountManager:
         redirect = redirect_uri or flow.hosted_redirect
         if not redirect:
             raise LoginError(f"{flow_name} has no hosted code page; give the loopback redirect URI")
-        pending = self.pending.start(flow.name, redirect)
+        pending = new_login(flow.name, redirect, self._clock())
         return pending, flow.authorize_link(redirect, pending.state, challenge_of(pending.verifier))
 
     async def finish_login(self, code: str, state: str, login: str | None = None) -> Account:
@@ -549,9 +556,14 @@ class AccountManager:
                                "used, or older than ten minutes); start the login again and paste its code") from None
         if login is not None and login != pending.flow:
             raise LoginError(f"this state belongs to a {pending.flow} login, not {login}")
+        return await self.finish_pending(pending, code)
+
+    async def finish_pending(self, pending: PendingLogin, code: str) -> Account:
+        """Exchange a login's code with its verifier; the account is kept like any login's."""
         flow = self.flow(pending.flow)
         try:
-            grant = await exchange_code(self._http, flow, code, pending.verifier, pending.redirect_uri, state)
+            grant = await exchange_code(self._http, flow, code, pending.verifier, pending.redirect_uri,
+                                        pending.state)
         except OAuthError as exc:
             raise LoginError(str(exc)) from None
         return await self._logged_in(flow, grant, "")

@@ -14,18 +14,16 @@ a device code or a token.
 
 from __future__ import annotations
 
-import base64
 import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import httpx
 import orjson
-from cryptography.fernet import Fernet, InvalidToken
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from cryptography.fernet import InvalidToken
 
 from extproc.auth.client import Grant, OAuthError, _error_code, _json, _number, _unreachable, exchange_code, grant_of
+from extproc.auth.sealing import fernet
 from extproc.core.flows import Device, Flow
 
 DEFAULT_INTERVAL = 5.0  # s between polls when the code answer names none (RFC 8628 §3.2; OpenAI's too)
@@ -227,9 +225,7 @@ class Sealer:
     of it: with the device code it could fetch the login's tokens itself."""
 
     def __init__(self, secret: str) -> None:
-        key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"extproc device login").derive(
-            secret.encode())
-        self._fernet = Fernet(base64.urlsafe_b64encode(key))
+        self._fernet = fernet(secret, b"extproc device login")
 
     def seal(self, code: DeviceCode) -> str:
         doc = {"flow": code.flow, "user_code": code.user_code, "verification_uri": code.verification_uri,

@@ -76,8 +76,7 @@ async def login(manager: AccountManager, flow_name: str, no_browser: bool, by_de
             _in_background(webbrowser.open, url)  # a $BROWSER command runs until it exits
             code, _ = await caught.wait_for(LOGIN_TIMEOUT)
             return await manager.finish_login(code, pending.state)
-    redirect = flow.hosted_redirect or f"http://localhost:{flow.loopback_port or 1455}{flow.loopback_path}"
-    pending, url = manager.start_login(flow_name, redirect)
+    pending, url = manager.start_login(flow_name, flow.pasted_redirect)
     print(f"Open this URL, log in to {flow.title}, then paste the code shown "
           f"(or the address the browser ended on):\n{url}", flush=True)
     pasted = await read_line()

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from aiohttp import web
 
 from extproc.console import login, pages
+from extproc.console.accounts import add_account_routes
 from extproc.console.context import CONSOLE_KEY, SESSION_KEY, Console, console_of, see_other
 from extproc.console.session import csrf_ok, origin_of
 from extproc.core.headers import RELAY_HEADERS
@@ -42,6 +43,7 @@ def console_app(console: Console) -> web.Application:
     app.router.add_get("/static/{name}", _static)
     login.add_routes(app)
     pages.add_routes(app)
+    add_account_routes(app)
     return app
 
 

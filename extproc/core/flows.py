@@ -117,6 +117,12 @@ class Flow:
     exchange_url: str | None = None  # a login token is exchanged here for what requests carry (an editor's Copilot)
     quota_url: str | None = None  # where the login's plan quotas are read, as windows (Copilot)
 
+    @property
+    def pasted_redirect(self) -> str:
+        """Where a login whose code is pasted back sends the browser: the provider's page that shows the code, or
+        the loopback address (nothing answers there; the user pastes the address the browser ended on)."""
+        return self.hosted_redirect or f"http://localhost:{self.loopback_port or 1455}{self.loopback_path}"
+
     def authorize_link(self, redirect_uri: str, state: str, challenge: str) -> str:
         if self.authorize_url is None:
             raise ValueError(f"{self.name} logs in by device code only")

@@ -227,7 +227,12 @@ def _envoy_route(route: FastRoute, settings: Settings, response_headers: list[di
                         {"name": "content-length", "range_match": {"start": 0, "end": MAX_BODY + 1}},
                         {"name": "content-encoding", "present_match": True, "invert_match": True},
                         # Set by the processor on the full path: its route, matched again, is never this one.
-                        {"name": PROVIDER_HEADER, "present_match": True, "invert_match": True}],
+                        {"name": PROVIDER_HEADER, "present_match": True, "invert_match": True},
+                        # A body the full path would read as JSON only by its content: the provider must be told
+                        # (chat and messages need the model Envoy reads from a JSON body; Gemini's is in its path).
+                        *([{"name": "content-type", "string_match": {"safe_regex": {
+                            "regex": _JSON["allow_content_types_regex"]["regex"]}}}]
+                          if route.endpoint == "gemini" else [])],
             "dynamic_metadata": [
                 *([] if route.endpoint == "gemini" else [  # a Gemini request's model is in its path
                     {"filter": NAMESPACE, "path": [{"key": MODEL_KEY}],

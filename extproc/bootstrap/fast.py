@@ -56,8 +56,8 @@ ROUTES_FILE = "routes.json"  # in settings.fast_routes: the route configuration 
 STREAM_SCRIPT, MERGE_SCRIPT, STREAM_MERGE_SCRIPT = "stream_ends", "merge_headers", "stream_ends merge_headers"
 # A JSON body, whatever parameters its type carries (`application/json; charset=utf-8`): Envoy's default is
 # the bare type only, and an answer it does not read would be recorded with no usage.
-_JSON = {"allow_content_types": ["application/json"],
-         "allow_content_types_regex": {"regex": "(?i)application/json\\s*(;.*)?"}}
+JSON_TYPE = "(?i)application/json\\s*(;.*)?"
+_JSON = {"allow_content_types": ["application/json"], "allow_content_types_regex": {"regex": JSON_TYPE}}
 
 
 def body_to_metadata(settings: Settings) -> dict[str, Any]:
@@ -230,8 +230,7 @@ def _envoy_route(route: FastRoute, settings: Settings, response_headers: list[di
                         {"name": PROVIDER_HEADER, "present_match": True, "invert_match": True},
                         # A body the full path would read as JSON only by its content: the provider must be told
                         # (chat and messages need the model Envoy reads from a JSON body; Gemini's is in its path).
-                        *([{"name": "content-type", "string_match": {"safe_regex": {
-                            "regex": _JSON["allow_content_types_regex"]["regex"]}}}]
+                        *([{"name": "content-type", "string_match": {"safe_regex": {"regex": JSON_TYPE}}}]
                           if route.endpoint == "gemini" else [])],
             "dynamic_metadata": [
                 *([] if route.endpoint == "gemini" else [  # a Gemini request's model is in its path

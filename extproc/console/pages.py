@@ -124,11 +124,11 @@ async def overview(request: web.Request) -> web.StreamResponse:
     console = console_of(request)
     span = choice(request.query, "range", tuple(RANGES), "day")
     by = choice(request.query, "by", DIMENSIONS, "model")
-    label, length, _ = RANGES[span]
+    label, length, step = RANGES[span]
     rows: list[TotalRow] = []
-    if console.usage is not None:
-        now = console.runtime.clock()  # the table: one bucket, the whole range
-        rows = total_rows(await console.usage.series(now - length, now, length, _dimension(by)))
+    if console.usage is not None:  # the table sums the buckets the charts draw, so the two always agree
+        window = Window.of(length, step, console.runtime.clock())
+        rows = total_rows(await console.usage.series(window.since, window.until, step, _dimension(by)))
     return console.render(request, "overview.html", page="overview", ranges=RANGES, span=span, by=by,
                           dimensions=DIMENSION_LABELS, rows=rows, kept=console.usage is not None, label=label)
 

@@ -6,40 +6,28 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Page
 
 from tests.conftest import Stack
-from tests.e2e.conftest import oauth, upstreams  # noqa: F401  (the fixtures of the login tests)
-from tests.e2e.test_logins import ADMIN, CHAT, login_config, no_token_in
+from tests.e2e.test_logins import CHAT, login_config, no_token_in
 from tests.fake_oauth import FakeOAuth
 from tests.fakes import FakeProvider
 from tests.waits import eventually
 
-CHROMIUM = "/usr/bin/chromium"
 
-
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
-        yield browser
-        browser.close()
-
-
-def signed_in(browser: Browser, url: str) -> Page:
-    page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
-    page.goto(url + "/console/login")
-    page.get_by_label("Admin token").fill(ADMIN)
-    page.get_by_role("button", name="Sign in").click()
-    page.goto(url + "/console/accounts")
-    assert page.get_by_role("heading", name="Accounts").is_visible()
-    return page
+@pytest.fixture
+def stack(tmp_path: Path, fakes: dict[str, FakeProvider], upstreams: dict[str, FakeProvider], oauth: FakeOAuth,
+          make_stack: Callable[[dict[str, Any]], Stack], admin_token: str) -> Stack:
+    """A gateway whose logins all go to the fake OAuth server, its console behind the admin token."""
+    config = login_config(fakes, upstreams, oauth, tmp_path / "accounts.json")
+    config["auth"]["admin_token"] = admin_token
+    return make_stack(config)
 
 
 def windows_reported(fakes: dict[str, FakeProvider], url: str, resets: int) -> None:
@@ -57,12 +45,10 @@ def windows_reported(fakes: dict[str, FakeProvider], url: str, resets: int) -> N
 
 
 def test_a_claude_login_made_in_the_browser_appears_with_its_windows(
-        tmp_path: Path, fakes: dict[str, FakeProvider], upstreams: dict[str, FakeProvider],  # noqa: F811
-        oauth: FakeOAuth, make_stack: Callable[[dict[str, Any]], Stack], chromium: Browser) -> None:  # noqa: F811
-    config = login_config(fakes, upstreams, oauth, tmp_path / "accounts.json")
-    config["auth"]["admin_token"] = ADMIN
-    stack = make_stack(config)
-    page = signed_in(chromium, stack.url)
+        signed_in: Page, stack: Stack, fakes: dict[str, FakeProvider], oauth: FakeOAuth) -> None:
+    page = signed_in
+    page.get_by_role("link", name="Accounts").click()
+    assert page.get_by_role("heading", name="Accounts").is_visible()
 
     page.get_by_role("button", name="Log in to Claude Pro/Max", exact=True).click()
     with page.context.expect_page() as opened:
@@ -79,7 +65,7 @@ def test_a_claude_login_made_in_the_browser_appears_with_its_windows(
     windows_reported(fakes, stack.url, int(time.time()) + 3600)
 
     def shown() -> bool:
-        page.reload()
+        page.goto(stack.url + "/console/accounts")  # not a reload: that would send the finished login's form again
         return page.get_by_text("5h: 42% used").count() == 1
 
     eventually(shown, "the Accounts page shows the login's 5h window")

@@ -5,15 +5,21 @@ policy refused, a script that threw)."""
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, sync_playwright
 
 from tests.conftest import Stack
 from tests.e2e.conftest import oauth, upstreams  # noqa: F401  (the fake OAuth server and login upstreams)
 from tests.e2e.test_console import ADMIN
+from tests.e2e.test_logins import CHAT
+from tests.fakes import FakeProvider
+from tests.waits import eventually
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's package (apt-get install chromium; .ci/run does)
 WIDTHS = (1280, 375)  # a desktop and a phone
@@ -106,3 +112,46 @@ def json_of(page: Page, path: str) -> Any:
     answer = page.request.get(page.url.split("/console/")[0] + path)
     assert answer.ok, f"{path}: {answer.status}"
     return answer.json()
+
+
+# ------------------------------------------------------------------ a subscription login, made in the browser
+
+def log_in_to_claude(page: Page) -> None:
+    """From the console's Accounts page, the Claude Pro/Max login as a person makes it: open the provider's page
+    (the fake OAuth server's), copy the code it shows, paste it, finish."""
+    page.get_by_role("link", name="Accounts").click()
+    assert page.get_by_role("heading", name="Accounts").is_visible()
+    page.get_by_role("button", name="Log in to Claude Pro/Max", exact=True).click()
+    with page.context.expect_page() as opened:
+        page.get_by_role("link", name="Open the Claude Pro/Max sign-in page").click()
+    provider = opened.value
+    provider.wait_for_load_state()
+    code = provider.locator("pre").inner_text().strip()  # the provider's page shows code#state to copy
+    provider.close()
+    page.get_by_label("Code").fill(code)
+    page.get_by_role("button", name="Finish the login").click()
+    assert page.get_by_role("status").first.inner_text().startswith("Logged in: claude")
+
+
+def windows_reported(fakes: dict[str, FakeProvider], url: str, headers: dict[str, str] | None = None) -> None:
+    """A request served by the Claude login whose answer reports its 5h window (42% used, resets in an hour) and
+    its 7d window (12%)."""
+    resets = int(time.time()) + 3600
+    answer = json.dumps({"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-haiku-5-5",
+                         "content": [{"type": "text", "text": "hi"}], "stop_reason": "end_turn",
+                         "usage": {"input_tokens": 1, "output_tokens": 1}}).encode()
+    fakes["anthropic"].script(200, {"anthropic-ratelimit-unified-status": "allowed",
+                                    "anthropic-ratelimit-unified-5h-utilization": "0.42",
+                                    "anthropic-ratelimit-unified-5h-reset": str(resets),
+                                    "anthropic-ratelimit-unified-7d-utilization": "0.12",
+                                    "anthropic-ratelimit-unified-7d-reset": str(resets + 86400)}, answer)
+    body = {"model": "claude-haiku-5-5", "max_tokens": 5, "messages": CHAT}
+    assert httpx.post(url + "/v1/messages", json=body, headers=headers or {}).status_code == 200
+
+
+def windows_shown(page: Page, url: str) -> None:
+    """Until the Accounts page shows the windows `windows_reported` sent (they reach it after the answer)."""
+    def shown() -> bool:
+        page.goto(url + "/console/accounts")  # not a reload: after a login, that would send its form again
+        return page.get_by_text("5h: 42% used").count() == 1
+    eventually(shown, "the Accounts page shows the login's 5h window")

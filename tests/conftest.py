@@ -151,8 +151,9 @@ class Stack:
             "admin": {"address": "127.0.0.1", "port": base + 1},
             "metrics": {"address": "127.0.0.1", "port": base + 2},
             "log_level": "debug",
-            "auth": {"store": str(workdir / "accounts.json")},  # never the user's own accounts
             **config,
+            # Never the user's own accounts (nor the usage file beside them), even when the test sets auth.
+            "auth": {"store": str(workdir / "accounts.json"), **(config.get("auth") or {})},
             # A test's processor settings (workers, a token) on top of the ports of this stack's block.
             "processor": {"address": "127.0.0.1", "port": base + 3, "relay_port": base + 3 + workers,
                           **(config.get("processor") or {})},

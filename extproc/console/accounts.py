@@ -67,11 +67,15 @@ class FlowView:
     device: bool  # logs in by a device code
 
 
+def stamp(at: float) -> str:
+    return dt.datetime.fromtimestamp(at, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
 def when(at: float | None, now: float) -> str:
+    """A moment still to come (an expiry, a reset), said to be past once it is."""
     if at is None:
         return "never"
-    stamp = dt.datetime.fromtimestamp(at, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    return stamp + (" (past)" if at <= now else "")
+    return stamp(at) + (" (past)" if at <= now else "")
 
 
 def window_views(state: WindowState | None, now: float) -> tuple[WindowView, ...]:
@@ -92,7 +96,7 @@ def account_view(account: Account, flows: Mapping[str, Flow], now: float) -> Acc
         plan=account.plan, status=account.status, reason=account.status_reason,
         expires="does not expire" if account.expires_at is None else when(account.expires_at, now),
         windows=window_views(state, now), exhausted=bool(state and state.exhausted),
-        windows_at=when(account.windows_at, now) if account.windows_at is not None else None)
+        windows_at=stamp(account.windows_at) if account.windows_at is not None else None)  # always past
 
 
 def flow_views(flows: Iterable[Flow]) -> list[FlowView]:

@@ -124,11 +124,11 @@ async def overview(request: web.Request) -> web.StreamResponse:
     console = console_of(request)
     span = choice(request.query, "range", tuple(RANGES), "day")
     by = choice(request.query, "by", DIMENSIONS, "model")
-    label, length, _ = RANGES[span]
+    label, length, step = RANGES[span]
     rows: list[TotalRow] = []
-    if console.usage is not None:
-        now = console.runtime.clock()  # the table: one bucket, the whole range
-        rows = total_rows(await console.usage.series(now - length, now, length, _dimension(by)))
+    if console.usage is not None:  # the table sums the buckets the charts draw, so the two always agree
+        window = Window.of(length, step, console.runtime.clock())
+        rows = total_rows(await console.usage.series(window.since, window.until, step, _dimension(by)))
     return console.render(request, "overview.html", page="overview", ranges=RANGES, span=span, by=by,
                           dimensions=DIMENSION_LABELS, rows=rows, kept=console.usage is not None, label=label)
 
@@ -267,7 +267,7 @@ async def keys(request: web.Request) -> web.StreamResponse:
 @dataclass(frozen=True, slots=True)
 class RecordRow:
     request_id: str
-    at: str
+    at: str  # UTC, said once in the column's heading
     client: str
     model: str  # requested → served
     provider: str
@@ -286,7 +286,8 @@ def record_rows(records: Sequence[Mapping[str, Any]]) -> list[RecordRow]:
         requested, served = r.get("requested_model") or "", r.get("served_model") or ""
         at = r.get("at") or r.get("time")
         rows.append(RecordRow(
-            str(r.get("request_id") or ""), utc(float(at)) if isinstance(at, int | float) else str(at or ""),
+            str(r.get("request_id") or ""),
+            utc(float(at)).removesuffix(" UTC") if isinstance(at, int | float) else str(at or ""),
             r.get("client") or "-", requested if not served or served == requested else f"{requested} → {served}",
             r.get("provider") or "-", r.get("credential") or "-", int(r.get("status") or 0),
             str(r.get("outcome") or ""), f"{int(r.get('input_tokens') or 0)} / {int(r.get('output_tokens') or 0)}",

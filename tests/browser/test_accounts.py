@@ -4,85 +4,35 @@ login with its windows once a request reported them."""
 
 from __future__ import annotations
 
-import json
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Page
 
+from tests.browser.conftest import log_in_to_claude, windows_reported, windows_shown
 from tests.conftest import Stack
-from tests.e2e.conftest import oauth, upstreams  # noqa: F401  (the fixtures of the login tests)
-from tests.e2e.test_logins import ADMIN, CHAT, login_config, no_token_in
+from tests.e2e.test_logins import login_config, no_token_in
 from tests.fake_oauth import FakeOAuth
 from tests.fakes import FakeProvider
-from tests.waits import eventually
-
-CHROMIUM = "/usr/bin/chromium"
 
 
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
-        yield browser
-        browser.close()
-
-
-def signed_in(browser: Browser, url: str) -> Page:
-    page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
-    page.goto(url + "/console/login")
-    page.get_by_label("Admin token").fill(ADMIN)
-    page.get_by_role("button", name="Sign in").click()
-    page.goto(url + "/console/accounts")
-    assert page.get_by_role("heading", name="Accounts").is_visible()
-    return page
-
-
-def windows_reported(fakes: dict[str, FakeProvider], url: str, resets: int) -> None:
-    """A request served by the login whose answer reports its 5h and 7d windows."""
-    answer = json.dumps({"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-haiku-5-5",
-                         "content": [{"type": "text", "text": "hi"}], "stop_reason": "end_turn",
-                         "usage": {"input_tokens": 1, "output_tokens": 1}}).encode()
-    fakes["anthropic"].script(200, {"anthropic-ratelimit-unified-status": "allowed",
-                                    "anthropic-ratelimit-unified-5h-utilization": "0.42",
-                                    "anthropic-ratelimit-unified-5h-reset": str(resets),
-                                    "anthropic-ratelimit-unified-7d-utilization": "0.12",
-                                    "anthropic-ratelimit-unified-7d-reset": str(resets + 86400)}, answer)
-    body = {"model": "claude-haiku-5-5", "max_tokens": 5, "messages": CHAT}
-    assert httpx.post(url + "/v1/messages", json=body).status_code == 200
+@pytest.fixture
+def stack(tmp_path: Path, fakes: dict[str, FakeProvider], upstreams: dict[str, FakeProvider], oauth: FakeOAuth,
+          make_stack: Callable[[dict[str, Any]], Stack], admin_token: str) -> Stack:
+    """A gateway whose logins all go to the fake OAuth server, its console behind the admin token."""
+    config = login_config(fakes, upstreams, oauth, tmp_path / "accounts.json")
+    config["auth"]["admin_token"] = admin_token
+    return make_stack(config)
 
 
 def test_a_claude_login_made_in_the_browser_appears_with_its_windows(
-        tmp_path: Path, fakes: dict[str, FakeProvider], upstreams: dict[str, FakeProvider],  # noqa: F811
-        oauth: FakeOAuth, make_stack: Callable[[dict[str, Any]], Stack], chromium: Browser) -> None:  # noqa: F811
-    config = login_config(fakes, upstreams, oauth, tmp_path / "accounts.json")
-    config["auth"]["admin_token"] = ADMIN
-    stack = make_stack(config)
-    page = signed_in(chromium, stack.url)
-
-    page.get_by_role("button", name="Log in to Claude Pro/Max", exact=True).click()
-    with page.context.expect_page() as opened:
-        page.get_by_role("link", name="Open the Claude Pro/Max sign-in page").click()
-    provider = opened.value
-    provider.wait_for_load_state()
-    code = provider.locator("pre").inner_text().strip()  # the provider's page shows code#state to copy
-    provider.close()
-    page.get_by_label("Code").fill(code)
-    page.get_by_role("button", name="Finish the login").click()
-    notice = page.get_by_role("status").first
-    assert notice.inner_text().startswith("Logged in: claude")
-
-    windows_reported(fakes, stack.url, int(time.time()) + 3600)
-
-    def shown() -> bool:
-        page.reload()
-        return page.get_by_text("5h: 42% used").count() == 1
-
-    eventually(shown, "the Accounts page shows the login's 5h window")
+        signed_in: Page, stack: Stack, fakes: dict[str, FakeProvider], oauth: FakeOAuth) -> None:
+    page = signed_in
+    log_in_to_claude(page)
+    windows_reported(fakes, stack.url)
+    windows_shown(page, stack.url)
     assert page.get_by_text("7d: 12% used").count() == 1
     assert page.locator("meter").first.get_attribute("value") == "0.42"
     assert page.locator("td.status").first.inner_text().startswith("active")

@@ -1,86 +1,65 @@
-"""The web console in a real browser: Debian's Chromium, headless, driven by Playwright.
-
-Against a running gateway through Envoy (fake providers): sign in, a wrong admin token refused, each page rendered
-with the gateway's figures, at 1280 and 375 px. Against the console alone, in this process, over a usage store in
-memory: the Overview's charts drawn by uPlot and the Requests table filtered by htmx, with no script or style the
-page's security policy refuses.
-"""
+"""The web console in a real browser (Debian's Chromium, headless, driven by Playwright) against a running gateway
+through Envoy, fake providers behind it, and its default usage store (the SQLite file): requests sent through the
+gateway first, then sign in, a wrong admin token refused, each page rendered with those figures at 1280 and 375 px,
+the Overview's charts drawn by uPlot from the store's sparse series, the Requests table filtered by htmx, the
+keyboard; and no script or style the page's security policy refuses (the `pages` fixture fails on any)."""
 
 from __future__ import annotations
 
-import asyncio
-import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
-from aiohttp import web
-from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
+from playwright.sync_api import Page, expect
 
-from extproc.console.app import console_app
-from extproc.console.context import Console
-from extproc.runtime import Runtime
-from extproc.state.rate_limit import LocalRateLimiter
-from extproc.state.spend import LocalSpend
-from extproc.usage.record import UsageRecord
-from extproc.usage.tokens import Usage
+from tests.browser.conftest import WIDTHS, Pages, fits, json_of, sign_in
 from tests.conftest import Stack
-from tests.e2e.test_console import ADMIN, TEAM, console_config
+from tests.e2e.test_console import ADMIN, CHAT, TEAM, console_config
 from tests.fakes import FakeProvider
-from tests.unit.helpers import settings
-from tests.usage_memory import MemoryUsage
+from tests.waits import eventually
 
-CHROMIUM = "/usr/bin/chromium"  # Debian's package (apt-get install chromium); never `playwright install`
-WIDTHS = (1280, 375)
+CI = "password"  # the `ci` key of console_config (given there by its sha256 only); it may use claude-* only
 
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        launched = p.chromium.launch(executable_path=CHROMIUM, headless=True)
-        yield launched
-        launched.close()
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    opened = context.new_page()
-    problems: list[str] = []
-    opened.on("console", lambda m: _problem(m, problems))
-    opened.on("pageerror", lambda e: problems.append(str(e)))
-    yield opened
-    context.close()
-    assert problems == [], "the browser reported errors (a refused script or style, say)"
-
-
-REFUSED_SIGN_IN = "the server responded with a status of 401"  # the wrong token's page itself: expected
-
-
-def _problem(message: ConsoleMessage, into: list[str]) -> None:
-    if message.type in ("error", "warning") and REFUSED_SIGN_IN not in message.text:
-        into.append(message.text)
-
-
-def sign_in(page: Page, base: str, token: str = ADMIN) -> None:
-    page.goto(base + "/console/")
-    assert page.url.endswith("/console/login")
-    page.get_by_label("Admin token").fill(token)
-    page.get_by_role("button", name="Sign in").click()
-
-
-def fits(page: Page, width: int) -> None:
-    """Nothing but a table's own scroll box is wider than the screen."""
-    assert page.evaluate("document.documentElement.scrollWidth") <= width
-
-
-# ------------------------------------------------------------------------------------- a running gateway
 
 @pytest.fixture(scope="module")
 def stack(fakes: dict[str, FakeProvider], make_module_stack: Callable[[dict[str, Any]], Stack]) -> Stack:
     return make_module_stack(console_config(fakes))
+
+
+def chat(stack: Stack, key: str, model: str) -> httpx.Response:
+    return httpx.post(stack.url + "/v1/chat/completions", headers={"authorization": f"Bearer {key}"},
+                      json={"model": model, "messages": CHAT})
+
+
+def message(stack: Stack, key: str, model: str) -> httpx.Response:
+    return httpx.post(stack.url + "/v1/messages", headers={"x-api-key": key, "anthropic-version": "2023-06-01"},
+                      json={"model": model, "max_tokens": 5, "messages": CHAT})
+
+
+# What the module sends through the gateway before any test: (client key, its name, model, the status it gets).
+TRAFFIC = [(TEAM, "team", "gpt-5-mini", 200), (TEAM, "team", "gpt-5-mini", 200), (TEAM, "team", "gpt-5-mini", 200),
+           (CI, "ci", "claude-haiku-5-5", 200), (CI, "ci", "claude-haiku-5-5", 200),
+           (TEAM, "team", "claude-haiku-5-5", 200), (CI, "ci", "gpt-5-mini", 403)]  # ci may not use gpt-*
+
+
+@pytest.fixture(scope="module")
+def traffic(stack: Stack) -> list[str]:
+    """The request ids of TRAFFIC, once the usage store holds every one (each worker writes its batch every
+    second: the Overview's own JSON is read until it counts them all)."""
+    ids = []
+    for key, _, model, status in TRAFFIC:
+        answer = (message if model.startswith("claude") else chat)(stack, key, model)
+        assert answer.status_code == status, answer.text
+        ids.append(answer.headers["x-request-id"])
+    with httpx.Client(base_url=stack.url) as console:
+        assert console.post("/console/login", data={"token": ADMIN}).status_code == 303
+
+        def counted() -> bool:
+            doc = console.get("/console/api/series", params={"range": "hour", "by": "client"}).json()
+            return sum(sum(line) for line in doc["metrics"]["requests"]) == len(TRAFFIC)
+        eventually(counted, "the usage store counts every request sent")
+    return ids
 
 
 def test_a_wrong_admin_token_is_refused_in_the_browser(page: Page, stack: Stack) -> None:
@@ -92,38 +71,32 @@ def test_a_wrong_admin_token_is_refused_in_the_browser(page: Page, stack: Stack)
 
 
 @pytest.mark.parametrize("width", WIDTHS)
-def test_each_page_renders_with_the_gateways_figures(browser: Browser, stack: Stack, width: int) -> None:
-    served = httpx.post(stack.url + "/v1/messages", headers={"x-api-key": TEAM, "anthropic-version": "2023-06-01"},
-                        json={"model": "claude-haiku-5-5", "max_tokens": 5, "messages": [{"role": "user",
-                                                                                        "content": "hi"}]})
-    assert served.status_code == 200
-    context = browser.new_context(viewport={"width": width, "height": 800})
-    page = context.new_page()
-    try:
-        sign_in(page, stack.url)
-        page.wait_for_url("**/console/")
-        assert page.get_by_role("heading", level=1).inner_text() == "Overview"
-        page.get_by_role("link", name="Models").click()
-        row = page.locator("#models tr", has_text="claude-haiku-5-5").first
-        assert "available" in row.inner_text()
-        fits(page, width)
-        page.get_by_role("link", name="Keys").click()
-        team = page.locator("#keys tr", has_text="team").first
-        assert "of 50 per minute" in team.inner_text() and "of $10.00 this month" in team.inner_text()
-        fits(page, width)
-        page.get_by_role("link", name="Requests").click()
-        assert page.get_by_role("heading", level=1).inner_text() == "Requests"
-        fits(page, width)
-        assert TEAM not in page.content() and ADMIN not in page.content()
-        page.get_by_role("button", name="Sign out").click()
-        page.wait_for_url("**/console/login")
-    finally:
-        context.close()
+def test_each_page_renders_with_the_gateways_figures(pages: Pages, stack: Stack, traffic: list[str],
+                                                     width: int) -> None:
+    page = pages.signed_in(stack.url, width)
+    assert page.get_by_role("heading", level=1).inner_text() == "Overview"
+    page.wait_for_selector("section.charts[data-ready=true]")
+    assert page.locator("#totals tbody tr").count() == 2  # gpt-5-mini and claude-haiku-5-5
+    fits(page, width)
+    page.get_by_role("link", name="Models").click()
+    row = page.locator("#models tr", has_text="claude-haiku-5-5").first
+    assert "available" in row.inner_text()
+    fits(page, width)
+    page.get_by_role("link", name="Keys").click()
+    team = page.locator("#keys tr", has_text="team").first
+    assert "of 50 per minute" in team.inner_text() and "of $10.00 this month" in team.inner_text()
+    fits(page, width)
+    page.get_by_role("link", name="Requests").click()
+    assert page.get_by_role("heading", level=1).inner_text() == "Requests"
+    assert page.locator("#records tbody tr").count() == len(TRAFFIC)
+    fits(page, width)
+    assert TEAM not in page.content() and ADMIN not in page.content()
+    page.get_by_role("button", name="Sign out").click()
+    page.wait_for_url("**/console/login")
 
 
-def test_the_pages_are_reachable_from_the_keyboard(page: Page, stack: Stack) -> None:
-    sign_in(page, stack.url)
-    page.wait_for_url("**/console/")
+def test_the_pages_are_reachable_from_the_keyboard(signed_in: Page) -> None:
+    page = signed_in
     visited = []
     for _ in range(12):
         page.keyboard.press("Tab")
@@ -135,81 +108,81 @@ def test_the_pages_are_reachable_from_the_keyboard(page: Page, stack: Stack) -> 
     page.wait_for_url("**/console/keys")
 
 
-# ------------------------------------------------------------------- the console alone, over a usage store
-
-class Served:
-    """The console's application on a loopback port, its loop in a thread of its own."""
-
-    def __init__(self, console: Console) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(console,), daemon=True)
-        self._thread.start()
-        assert self._ready.wait(10), "the console's server started"
-
-    def _run(self, console: Console) -> None:
-        asyncio.set_event_loop(self._loop)
-        root = web.Application()
-        root.add_subapp("/console", console_app(console))
-        self.runner = web.AppRunner(root)
-        self._loop.run_until_complete(self.runner.setup())
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        self._loop.run_until_complete(site.start())
-        self.url = f"http://127.0.0.1:{self.runner.addresses[0][1]}"
-        self._ready.set()
-        self._loop.run_forever()
-
-    def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
+# How many pixels of a chart's canvas are drawn in a colour: the first value's line is the palette's first colour.
+PIXELS_OF = """(canvas, [r, g, b]) => {
+  const data = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+  let n = 0;
+  for (let i = 0; i < data.length; i += 4) {
+    if (Math.abs(data[i] - r) < 8 && Math.abs(data[i + 1] - g) < 8 && Math.abs(data[i + 2] - b) < 8) n++;
+  }
+  return n;
+}"""
+FIRST_LINE = (0x0A, 0x58, 0xCA)  # PALETTE[0] in console.js
 
 
-@pytest.fixture(scope="module")
-def alone() -> Iterator[Served]:
-    runtime = Runtime(settings(auth={"admin_token": ADMIN}))
-    usage = MemoryUsage(time.time)
-    for i, (model, client, status) in enumerate([("gpt-5-mini", "team", 200), ("gpt-5-mini", "team", 429),
-                                                 ("claude-haiku-5-5", "ci", 200), ("claude-haiku-5-5", "team", 200)]):
-        usage.add(UsageRecord(f"rid-{i}", client, "openai", model, model, model.split("-")[0], "key#0", 1, status,
-                              False, 0.2, 0.1, Usage(100 * (i + 1), 10), 0.001 * (i + 1)))
-    served = Served(Console(runtime, LocalRateLimiter(), LocalSpend(), usage))
-    yield served
-    served.stop()
+def expected_by(dimension: str) -> dict[str, tuple[int, int]]:
+    """TRAFFIC's requests and errors per value of a dimension (model or client), as the Overview's table sums."""
+    found: dict[str, tuple[int, int]] = {}
+    for _, client, model, status in TRAFFIC:
+        value = model if dimension == "model" else client
+        requests, errors = found.get(value, (0, 0))
+        found[value] = (requests + 1, errors + (status >= 400))
+    return found
+
+
+def table(page: Page) -> dict[str, tuple[int, int]]:
+    rows = [row.split("\t") for row in page.locator("#totals tbody tr").all_inner_texts()]
+    return {cells[0]: (int(cells[1]), int(cells[2])) for cells in rows}
 
 
 @pytest.mark.parametrize("width", WIDTHS)
-def test_the_overview_draws_its_charts_and_table(browser: Browser, alone: Served, width: int) -> None:
-    context = browser.new_context(viewport={"width": width, "height": 900})
-    page = context.new_page()
-    problems: list[str] = []
-    page.on("console", lambda m: _problem(m, problems))
-    try:
-        sign_in(page, alone.url)
-        page.wait_for_url("**/console/")
-        page.wait_for_selector("section.charts[data-ready=true]")
-        assert page.locator("section.charts canvas").count() == 4  # requests, errors, tokens, cost
-        totals = page.locator("#totals tbody tr")
-        assert totals.count() == 2 and "gpt-5-mini\t2\t1\t300\t20" in totals.all_inner_texts()[1]
-        page.select_option("#by", "client")
-        page.get_by_role("button", name="Show").click()
-        page.wait_for_selector("section.charts[data-ready=true]")
-        assert page.locator("#totals tbody tr").first.inner_text().startswith("team\t3\t1")
-        fits(page, width)
-    finally:
-        context.close()
-    assert problems == []
+def test_the_overview_draws_the_stores_sparse_series_and_sums_them(pages: Pages, stack: Stack, traffic: list[str],
+                                                                    width: int) -> None:
+    page = pages.signed_in(stack.url, width)
+    page.select_option("#range", "hour")
+    page.get_by_role("button", name="Show").click()
+    page.wait_for_selector("section.charts[data-ready=true]")
+    assert table(page) == expected_by("model")
+    doc = json_of(page, "/console/api/series?range=hour&by=model")
+    # The store keeps only the minutes that had requests; the page's series has all 60, the others zero (a count
+    # of nothing, drawn as a line at 0 rather than a gap), and sums to the table.
+    assert len(doc["x"]) == 60 and all(b - a == 60 for a, b in zip(doc["x"], doc["x"][1:], strict=False))
+    for metric in ("requests", "errors", "tokens", "cost"):
+        assert all(len(line) == 60 and None not in line for line in doc["metrics"][metric])
+    busy = {i for line in doc["metrics"]["requests"] for i, v in enumerate(line) if v}
+    assert busy and len(busy) <= 2 and max(busy) == 59  # this minute (and perhaps the one before)
+    sums = {v: (sum(r), sum(e)) for v, r, e in zip(doc["values"], doc["metrics"]["requests"],
+                                                   doc["metrics"]["errors"], strict=True)}
+    assert sums == expected_by("model")
+    charts = page.locator("section.charts canvas")
+    assert charts.count() == 4  # requests, errors, tokens, cost
+    for i in range(4):
+        assert charts.nth(i).evaluate(PIXELS_OF, [*FIRST_LINE]) > 0, f"chart {i} draws the busiest value's line"
+    legend = page.locator("section.charts .u-legend").first.inner_text()
+    assert "gpt-5-mini" in legend and "claude-haiku-5-5" in legend
+
+    page.select_option("#by", "client")
+    page.get_by_role("button", name="Show").click()
+    page.wait_for_selector("section.charts[data-ready=true]")
+    assert table(page) == expected_by("client")
+    assert page.locator("#totals tbody tr").first.inner_text().startswith("team\t4\t0")  # the busiest first
+    fits(page, width)
 
 
-def test_the_requests_table_filters_in_place(page: Page, alone: Served) -> None:
-    sign_in(page, alone.url)
-    page.wait_for_url("**/console/")
+def test_the_requests_table_lists_the_latest_and_filters_in_place(signed_in: Page, traffic: list[str]) -> None:
+    page = signed_in
     page.get_by_role("link", name="Requests").click()
-    assert page.locator("#records tbody tr").count() == 4
-    assert page.locator("#records tbody tr").first.inner_text().startswith("rid-3")  # the newest first
+    rows = page.locator("#records tbody tr")
+    assert rows.count() == len(TRAFFIC)
+    assert [r.split("\t")[0] for r in rows.all_inner_texts()] == traffic[::-1]  # the newest first, by request id
+    assert "403" in rows.first.inner_text()
     page.get_by_label("Client key").fill("ci")
     page.get_by_role("button", name="Filter").click()
-    page.wait_for_function("document.querySelectorAll('#records tbody tr').length === 1")
-    assert "rid-2" in page.locator("#records").inner_text()
+    expect(rows).to_have_count(3)  # once htmx swapped the table in
+    assert {r.split("\t")[0] for r in rows.all_inner_texts()} == {traffic[3], traffic[4], traffic[6]}
     assert page.url.endswith("/console/requests?client=ci&model=&provider=&status=")  # htmx pushed the filter
-
+    page.get_by_label("Status").fill("403")
+    page.get_by_role("button", name="Filter").click()
+    expect(rows).to_have_count(1)
+    link = rows.first.get_by_role("link")
+    assert link.inner_text() == traffic[6] and link.get_attribute("href") == f"#rid-{traffic[6]}"

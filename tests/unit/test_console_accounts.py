@@ -34,4 +34,5 @@ def test_an_account_shows_its_windows_and_reason_but_no_secret() -> None:
     assert [(w.name, w.used, w.percent, w.resets is not None) for w in view.windows] == [
         ("5h", 1.0, "120%", True), ("7d", 0.3, "30%", False)]  # the bar is capped, the text is not; a past reset
     assert view.exhausted and view.reason == "refresh refused" and view.title == "claude"
+    assert view.windows_at == "1970-01-01 00:15 UTC"  # when they were read: always past, so not said to be
     assert not any(s in repr(view) for s in ("at-secret", "rt-secret", "key-secret"))

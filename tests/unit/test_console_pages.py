@@ -107,7 +107,7 @@ def test_request_rows_show_the_record_not_its_bodies() -> None:
     (row,) = record_rows([{**rec.doc(), "at": T}])
     assert (row.request_id, row.model, row.client, row.credential, row.status, row.outcome, row.tokens) == (
         "rid-1", "fast → gpt-5-mini", "team", "openai:key1", 200, "served", "10 / 3")
-    assert row.at == "2023-11-14 22:13:20 UTC" and row.latency_ms == 123.4
+    assert row.at == "2023-11-14 22:13:20" and row.latency_ms == 123.4  # UTC, as the column's heading says
     assert "secret prompt" not in repr(row)
     (bare,) = record_rows([{"request_id": "rid-2", "requested_model": "x", "status": 401}])
     assert (bare.model, bare.client, bare.provider, bare.at) == ("x", "-", "-", "")

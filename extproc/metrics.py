@@ -2,7 +2,8 @@
 
 With several processor workers every process writes its figures where the supervisor's `/metrics` adds
 them up (prometheus-client's multiprocess mode, switched on by `PROMETHEUS_MULTIPROC_DIR`, which the
-supervisor sets for its workers); one process serves its own. Envoy's stats stay on its admin port.
+supervisor sets for its workers); one process serves its own. The gauges of the current state are not kept
+here: `extproc.gauges` works them out at each scrape. Envoy's stats stay on its admin port.
 """
 
 from __future__ import annotations

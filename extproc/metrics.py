@@ -2,7 +2,8 @@
 
 With several processor workers every process writes its figures where the supervisor's `/metrics` adds
 them up (prometheus-client's multiprocess mode, switched on by `PROMETHEUS_MULTIPROC_DIR`, which the
-supervisor sets for its workers); one process serves its own. Envoy's stats stay on its admin port.
+supervisor sets for its workers); one process serves its own. The gauges of the current state are not kept
+here: `extproc.gauges` works them out at each scrape. Envoy's stats stay on its admin port.
 """
 
 from __future__ import annotations
@@ -14,12 +15,12 @@ from collections.abc import Iterable
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, make_wsgi_app
 from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
 
 from extproc.core.settings import Address
-from extproc.core.windows import WindowState
 
 log = logging.getLogger("extproc")
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -51,26 +52,23 @@ SUSPENSIONS = Counter("extproc_suspensions", "Suspensions health started, by pro
 TOKEN_REFRESHES = Counter("extproc_token_refreshes", "Login token refreshes, by result.", ("result",))
 COST = Counter("extproc_cost_usd", "What requests cost (USD, from the catalog's prices), by client key.",
                ("client",))
-WINDOW_USED = Gauge("extproc_subscription_window_used_ratio", "How full each login's subscription windows are "
-                    "(0-1; above 1: over its limit), as last reported, by credential id and window.",
-                    ("credential", "window"), multiprocess_mode="mostrecent")
 MESSAGE_SECONDS = Histogram(
     "extproc_processor_message_seconds", "The processor's time on one ext_proc message, by kind.", ("kind",),
     buckets=(0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0))
 
 
-def note_windows(credential_id: str, state: WindowState) -> None:
-    for level in state.levels:
-        WINDOW_USED.labels(credential_id, level.name).set(level.utilization)
-
-
-def serve_metrics(address: Address, workers_dir: str | None = None) -> tuple[WSGIServer, threading.Thread]:
-    """`/metrics` on its own port: this process's figures, or the sum of every worker's in `workers_dir`.
-    Any other path is a 404, so a probe or a scraper pointed at the wrong path learns it."""
-    registry: CollectorRegistry = REGISTRY
+def serve_metrics(address: Address, workers_dir: str | None = None,
+                  gauges: Collector | None = None) -> tuple[WSGIServer, threading.Thread]:
+    """`/metrics` on its own port: this process's figures, or the sum of every worker's in `workers_dir`, and
+    the gauges of the current state (`extproc.gauges`), worked out at each scrape. Any other path is a 404, so a
+    probe or a scraper pointed at the wrong path learns it."""
+    registry = CollectorRegistry(auto_describe=False)
     if workers_dir is not None:
-        registry = CollectorRegistry()
         MultiProcessCollector(registry, path=workers_dir)  # type: ignore[no-untyped-call]
+    else:
+        registry.register(REGISTRY)
+    if gauges is not None:
+        registry.register(gauges)
     app = make_wsgi_app(registry)
 
     def only_metrics(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:

@@ -23,6 +23,7 @@ from typing import Any
 import grpc
 import httpx
 
+from extproc import gauges
 from extproc.addresses import listens_everywhere, local_url
 from extproc.auth.accounts import AccountManager
 from extproc.auth.aws import AwsKeys
@@ -157,7 +158,8 @@ async def processor(settings: Settings, prepare: Callable[[Settings], Settings] 
         relayed = upstream_client(settings)
         try:
             relay = await start_relay(settings, gateway, relayed, console_app(Console(
-                runtime, limiter, spend, usage=usage, manager=manager, processor_token=settings.processor_token)))
+                runtime, limiter, spend, usage=usage, manager=manager, processor_token=settings.processor_token)),
+                gauges.routes(runtime, limiter, spend, settings.processor_token))
         except OSError:
             await server.stop(grace=None)
             await relayed.aclose()
@@ -273,7 +275,9 @@ def _metrics(settings: Settings, workers_dir: str | None) -> Iterator[None]:
     if settings.metrics is None:
         yield
         return
-    server, thread = serve_metrics(settings.metrics, workers_dir)
+    # The gauges of the current state come from a worker (this process's relay, with one), read at each scrape.
+    server, thread = serve_metrics(settings.metrics, workers_dir,
+                                   gauges.WorkerGauges(settings.relay_addresses, settings.processor_token))
     try:
         yield
     finally:

@@ -187,7 +187,6 @@ class AccountManager:
     def note_windows(self, credential: Credential, state: WindowState) -> None:
         """Keep a login's windows with its account when they say something new (a level moved by 5 points, a
         reset, an exhaustion): `extproc auth list` shows them, and a restarted gateway knows them again."""
-        metrics.note_windows(credential.id, state)
         account = self._accounts.get(credential.account or "")
         if account is None or not state.differs(account.windows):
             return

@@ -159,6 +159,20 @@ class Health:
         with self._lock:
             return self._windows.get((credential_id,))
 
+    def blocks(self, now: float) -> list[tuple[str, str, Block]]:
+        """Every block in force now, as (credential, model, block); model "" for a block of all its models (a
+        suspension, an exhausted window): what the metrics show of the current state."""
+        with self._lock:
+            found = [(c, "", b) for table in (self._suspended, self._exhausted) for (c,), b in table.items()]
+            found += [(k[0], k[1], b) for table in (self._model_suspended, self._missing) for k, b in table.items()]
+            found += [(c, m, Block("cooldown", cd.until, cd.reason)) for (c, m), cd in self._cooldowns.items()]
+        return [entry for entry in found if entry[2].until > now]
+
+    def all_windows(self) -> dict[str, WindowState]:
+        """Each credential's last reported windows, by credential id."""
+        with self._lock:
+            return {c: state for (c,), state in self._windows.items()}
+
     def remembers(self, credential_id: str, model_id: str) -> bool:
         """Whether this credential and model have a failure on record that a success should clear."""
         with self._lock:

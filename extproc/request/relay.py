@@ -19,6 +19,7 @@ import contextlib
 import hmac
 import logging
 import ssl
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import httpx
@@ -264,11 +265,14 @@ def upstream_client(settings: Settings) -> httpx.AsyncClient:
 
 
 async def start_relay(settings: Settings, gateway: Gateway, client: httpx.AsyncClient,
-                      console: web.Application | None = None) -> web.AppRunner:
-    """The relay's server; the web console (when given) mounted under /console, matched before the catch-all."""
+                      console: web.Application | None = None,
+                      extra: Sequence[web.RouteDef] = ()) -> web.AppRunner:
+    """The relay's server; the web console (when given) mounted under /console and the `extra` routes (the
+    gauges), matched before the catch-all."""
     app = web.Application(client_max_size=settings.max_request_bytes)
     if console is not None:
         app.add_subapp("/console", console)
+    app.add_routes(extra)
     app.router.add_route("*", "/{tail:.*}", Relay(gateway, client, settings.processor_token).handle)
     # A client that goes away cancels its handler (and with it the call to the provider).
     runner = web.AppRunner(app, access_log=None, handle_signals=False, handler_cancellation=True)

@@ -168,6 +168,8 @@ def test_quota_shows_as_windows(copilot: FakeCopilot, device_stack: tuple[Stack,
         stack.metrics_url).text) and text, "the window's metric")
     assert 'extproc_subscription_window_used_ratio{credential="copilot-test01",window="premium_interactions"} 0.75' \
         in metrics
+    assert 'extproc_subscription_window_resets_at_seconds{credential="copilot-test01",window="premium_interactions"} ' \
+        '1.93536e+09' in metrics  # 2031-05-01T00:00:00Z
     listing = auth_cli(store, copilot, "list")
     assert "premium_interactions 75%" in listing.stdout, listing.stdout
 

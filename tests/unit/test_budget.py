@@ -1,7 +1,7 @@
-"""Client keys' and teams' budgets: a period is a calendar day, ISO week (from Monday) or month in UTC, whatever the machine's time zone; a key is
-refused once its period's spend reaches its budget, told when the period resets, and served again from that
-moment. The periods are checked against an oracle of their own (time.gmtime and calendar.timegm), not the datetime
-arithmetic under test. Redis away: tests/integration/test_budget_redis.py."""
+"""Client keys' and teams' budgets: a period is a calendar day, ISO week (from Monday) or month in UTC, whatever
+the machine's time zone; a key is refused once its period's spend reaches its budget, told when the period
+resets, and served again from that moment. The periods are checked against an oracle of their own (time.gmtime
+and calendar.timegm), not the datetime arithmetic under test. Redis away: tests/integration/test_budget_redis.py."""
 
 from __future__ import annotations
 

@@ -52,6 +52,7 @@ from extproc.state.hot_sync import HotSync
 from extproc.state.rate_limit import LocalRateLimiter, RedisRateLimiter
 from extproc.state.spend import LocalSpend, RedisSpend
 from extproc.state.stores import account_store, google_token_store
+from extproc.state.tokens import LocalTokens, RedisTokens
 from extproc.usage.accounting import Accounting
 from extproc.usage.stores import check_usage_store, usage_store
 
@@ -141,7 +142,8 @@ async def processor(settings: Settings, prepare: Callable[[Settings], Settings] 
         limiter = RedisRateLimiter(redis_url, settings.state_prefix) if redis_url else LocalRateLimiter()
         spend = RedisSpend(redis_url, settings.state_prefix) if redis_url else LocalSpend()
         usage = usage_store(settings)  # the web console's figures, written every second by a task below
-        accounting = Accounting(spend, store=usage)
+        tokens = RedisTokens(redis_url, settings.state_prefix) if redis_url else LocalTokens()
+        accounting = Accounting(spend, store=usage, tokens=tokens)
         holders = RedisHolders(redis_url, settings.state_prefix) if redis_url else LocalHolders()
         # The models that could go fast: noted by every process, shared through Redis, published by one per replica.
         hot = HotModels(shared=redis_url is not None) if settings.fast_routes or redis_url else None
@@ -213,6 +215,8 @@ async def processor(settings: Settings, prepare: Callable[[Settings], Settings] 
                 await limiter.close()
             if isinstance(spend, RedisSpend):
                 await spend.close()
+            if isinstance(tokens, RedisTokens):
+                await tokens.close()
 
 
 async def serve(settings: Settings) -> signal.Signals | None:

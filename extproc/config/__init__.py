@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 from cryptography.fernet import Fernet
 
+from extproc.config.clients import parse_clients
 from extproc.config.console import parse_console
 from extproc.config.data import default_config_text
 from extproc.config.flows import parse_flows
@@ -38,11 +39,9 @@ from extproc.config.values import (
     relay_port,
     section,
     string,
-    string_list,
 )
 from extproc.core.admission import AdmissionPolicy
-from extproc.core.budget import PERIODS, Budget
-from extproc.core.clients import ClientKey, ClientPolicy, digest
+from extproc.core.clients import ClientPolicy
 from extproc.core.errors import ConfigError
 from extproc.core.settings import (
     DEFAULT_CA_FILE,
@@ -155,7 +154,7 @@ def _parse(raw: Mapping[str, Any], env: Mapping[str, str], secrets: bool) -> Set
     metrics_default = Address("127.0.0.1", 9464)
     return Settings(
         listen=listen,
-        clients=keep(ClientPolicy(), _clients, raw.get("clients"), listen, secrets),
+        clients=keep(ClientPolicy(), parse_clients, raw.get("clients"), listen, secrets),
         processor=processor,
         relay=Address(processor.host, keep(processor.port + 1, relay_port, processor_raw, processor, workers)),
         workers=workers,
@@ -270,62 +269,3 @@ def _state(raw: Any) -> tuple[str | None, str, str | None]:
         raise ConfigError("state.redis.key: not a Fernet key (32 url-safe base64-encoded bytes); make one with "
                           "Fernet.generate_key()") from None
     return url, string(redis.get("prefix", "extproc:"), "state.redis.prefix"), str(key)
-
-
-def _budget(raw: Any, key: str) -> Budget | None:
-    if raw is None:
-        return None
-    budget = mapping(raw, key)
-    reject_unknown(budget, key, {"usd", "per"})
-    if "usd" not in budget:
-        raise ConfigError(f"{key}.usd: how many US dollars the key may spend per period, e.g. {{usd: 50, per: month}}")
-    return Budget(positive_number(budget["usd"], f"{key}.usd"), choice(budget.get("per", "month"), f"{key}.per",
-                                                                       PERIODS))
-
-
-def _clients(raw: Any, listen: Address, secrets: bool = True) -> ClientPolicy:
-    """`clients`: the keys that may spend the owner's credentials. Required by default off loopback."""
-    found = section(raw, "clients", {"keys", "require_key"})
-    loopback = listen.host in ("127.0.0.1", "::1", "localhost") or listen.host.startswith("127.")
-    require = keep(not loopback, boolean, found.get("require_key", not loopback), "clients.require_key")
-    entries = found.get("keys") or []
-    if not isinstance(entries, list):
-        report(ConfigError("clients.keys: expected a list of keys, e.g. [{name: me, key: ${CLIENT_KEY}}]"))
-        entries = []
-    keys = [k for i, entry in enumerate(entries) if (k := keep(None, _client_key, entry, f"clients.keys[{i}]",
-                                                                  secrets)) is not None]
-    if require and not entries:
-        raise ConfigError(f"clients.keys: listen.address {listen.host} is not loopback, so anyone who reaches it "
-                          "would spend your credentials; add clients.keys (e.g. [{name: me, key: ${CLIENT_KEY}}]) "
-                          "or set clients.require_key: false to opt out")
-    if len({k.name for k in keys}) != len(keys):
-        raise ConfigError("clients.keys: each key needs a name of its own (it is what logs show)")
-    return ClientPolicy(tuple(keys), require)
-
-
-_NO_KEY = bytes(32)  # a client key's digest when the command was not given the key: it matches no key
-
-
-def _client_key(raw: Any, key: str, secrets: bool) -> ClientKey:
-    entry = mapping(raw, key)
-    reject_unknown(entry, key, {"name", "key", "sha256", "models", "rpm", "budget"})
-    name = string(entry.get("name"), f"{key}.name")
-    if ("key" in entry) == ("sha256" in entry):
-        raise ConfigError(f"{key}: give either key (e.g. ${{CLIENT_KEY}}) or sha256 (its hex SHA-256), not both "
-                          "or neither")
-    secret = ""
-    if "key" in entry and not secrets and not entry["key"]:
-        sha = _NO_KEY
-    elif "key" in entry:
-        secret = string(entry["key"], f"{key}.key")
-        if len(secret) < 16:
-            raise ConfigError(f"{key}.key: use at least 16 characters (e.g. `openssl rand -hex 24`)")
-        sha = digest(secret)
-    else:
-        hexed = string(entry["sha256"], f"{key}.sha256").lower()
-        if len(hexed) != 64 or any(c not in "0123456789abcdef" for c in hexed):
-            raise ConfigError(f"{key}.sha256: expected 64 hex digits (sha256sum of the key), not the key itself")
-        sha = bytes.fromhex(hexed)
-    rpm = positive_int(entry["rpm"], f"{key}.rpm") if entry.get("rpm") is not None else None
-    return ClientKey(name, sha, tuple(string_list(entry.get("models") or [], f"{key}.models")), rpm,
-                     _budget(entry.get("budget"), f"{key}.budget"), secret)

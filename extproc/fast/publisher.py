@@ -135,13 +135,13 @@ class FastPublisher:
         log.debug("fast path: %d route(s) published", count)
 
     async def watch_budgets(self) -> None:
-        """Takes a key out of the routes once its budget is spent, wherever it was spent (the spend is shared
-        through state.redis), and back in when its period turns."""
+        """Takes a key out of the routes once its budget or its team's is spent, wherever it was spent (the spend is
+        shared through state.redis), and back in when its period turns."""
         if self._over_budget is None:
             return
         unread = False  # said once per outage of the ledger, not four times a second
         while True:
-            keys = [k for k in self._runtime.current.settings.clients.keys if k.checked_by_envoy and k.budget]
+            keys = [k for k in self._runtime.current.settings.clients.keys if k.checked_by_envoy and k.budgets]
             try:
                 spent = frozenset([k.name for k in keys if await self._over_budget(k) is not None])
                 unread = False

@@ -18,7 +18,7 @@ from typing import TypeVar
 import orjson
 
 from extproc.core.admission import busy_refusal
-from extproc.core.clients import ClientKey, forbidden, identify, over_budget, over_rate
+from extproc.core.clients import ClientKey, forbidden, identify, over_rate
 from extproc.core.errors import ClientError, CredentialUnavailable
 from extproc.core.headers import ATTEMPT_HEADER, PROVIDER_HEADER, ROUTE_HEADER
 from extproc.core.providers import Api
@@ -154,22 +154,32 @@ class Exchange:
         account.hide_usage = asks_without_usage(endpoint, parsed.doc)
         account.holds = endpoint.name == "responses" and parsed.doc.get("store") is not False
 
+    async def _over_limits(self, client: ClientKey, large: bool, endpoint: Endpoint, body: bytes) -> ClientError | None:
+        """The 429 of the first limit the request is over (budgets, tokens, then requests per minute, the key's
+        before its team's), before any work; a request refused by one is not counted by the ones after it."""
+        limits = self._gateway.accounting.limits
+        if client.budgets and (over := await limits.budget_refusal(client)) is not None:
+            return over
+        if client.token_limited:
+            model = await _maybe_in_thread(large, endpoint.requested, body) if client.tpm_per_model else ""
+            if (over := await limits.token_refusal(client, model)) is not None:
+                return over
+        for counter, who, rpm in client.rates:
+            wait = await self._gateway.limiter.admit(counter, rpm)
+            if wait is not None:
+                return over_rate(who, rpm, wait)
+        return None
+
     async def _route(self, body: bytes) -> Forward | Reply:
         endpoint = self._endpoint
         if endpoint is None:  # the headers event answered these already
             return reject(api_for_path(self.path), ClientError(404, "unknown_endpoint", "No endpoint was matched."))
         client = self.client
         large = len(body) >= _INLINE_BYTES
-        if client is not None and client.budget is not None:
-            wait = await self._gateway.accounting.over_budget(client)
-            if wait is not None:
-                await self._read_requested(large, endpoint, body)
-                return reject(endpoint.api, over_budget(client, client.budget, wait))
-        if client is not None and client.rpm is not None:  # counted before any work: over it, only the model is read
-            wait = await self._gateway.limiter.admit(client.name, client.rpm)
-            if wait is not None:
-                await self._read_requested(large, endpoint, body)
-                return reject(endpoint.api, over_rate(client, client.rpm, wait))
+        over = await self._over_limits(client, large, endpoint, body) if client is not None else None
+        if over is not None:  # refused before any work: only the model is read, for its record
+            await self._read_requested(large, endpoint, body)
+            return reject(endpoint.api, over)
         try:
             parsed = await _maybe_in_thread(large, endpoint.read, body)
         except ClientError as err:

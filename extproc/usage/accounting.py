@@ -1,5 +1,5 @@
-"""Where usage records go: one log line each, the metrics, the client key's budget, and the usage store (the
-web console's figures).
+"""Where usage records go: one log line each, the metrics, the client key's limits (budgets and tokens per minute,
+its own and its team's: `limits.py`), and the usage store (the web console's figures).
 
 Budgets are checked before a request is routed and charged when its answer is in; the record's cost is
 what is charged, so a budget and the usage log always agree.
@@ -7,40 +7,32 @@ what is charged, so a budget and the usage log always agree.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable
 
 from extproc import metrics
-from extproc.core.budget import period, seconds_to
 from extproc.core.clients import ClientKey
-from extproc.state.spend import LocalSpend, SpendLedger
+from extproc.state.spend import SpendLedger
+from extproc.state.tokens import TokenCounter
+from extproc.usage.limits import Limits
 from extproc.usage.record import UsageRecord
 from extproc.usage.store import UsageStore
 
 log = logging.getLogger("extproc.usage")
-_KEEP_PAST_PERIOD = 86400.0  # a period's spend is kept a day past its end: a late answer still counts
 
 
 class Accounting:
     def __init__(self, spend: SpendLedger | None = None, clock: Callable[[], float] = time.time,
-                 store: UsageStore | None = None) -> None:
-        self.spend: SpendLedger = spend or LocalSpend()
+                 store: UsageStore | None = None, tokens: TokenCounter | None = None) -> None:
+        self.limits = Limits(spend, tokens, clock)
+        self.spend: SpendLedger = self.limits.spend
         self.store = store  # None: usage kept nowhere but the log (console.usage_store: false)
-        self._clock = clock
-        self._charges: set[asyncio.Task[None]] = set()
 
     async def over_budget(self, client: ClientKey) -> int | None:
-        """Seconds until the key's budget resets when it is spent, else None."""
-        budget = client.budget
-        if budget is None:
-            return None
-        now = self._clock()
-        name, reset = period(now, budget.per)
-        if await self.spend.spent(client.name, name) >= budget.usd:
-            return seconds_to(reset, now)
-        return None
+        """Seconds until the key's budget (or its team's) resets when it is spent, else None."""
+        refusal = await self.limits.budget_refusal(client)
+        return None if refusal is None else refusal.retry_after
 
     def record(self, rec: UsageRecord, client: ClientKey | None) -> None:
         if log.isEnabledFor(logging.INFO):  # the record's fields only for a line that is written
@@ -49,17 +41,12 @@ class Accounting:
         _observe(rec)
         if self.store is not None:
             self.store.add(rec)  # into a batch in memory: written every second, off the request path
-        if client is not None and client.budget is not None and rec.cost > 0:
-            name, reset = period(self._clock(), client.budget.per)
-            task = asyncio.get_running_loop().create_task(
-                self.spend.add(client.name, name, rec.cost, reset - self._clock() + _KEEP_PAST_PERIOD))
-            self._charges.add(task)  # held until done: a charge is never dropped half-way
-            task.add_done_callback(self._charges.discard)
+        if client is not None:
+            self.limits.charge(rec, client)
 
     async def settle(self) -> None:
         """Wait for the charges still being written (at shutdown)."""
-        if self._charges:
-            await asyncio.gather(*self._charges, return_exceptions=True)
+        await self.limits.settle()
 
 
 def _observe(rec: UsageRecord) -> None:

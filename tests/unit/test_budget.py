@@ -1,7 +1,7 @@
-"""Client keys' budgets: a period is a calendar day or month in UTC, whatever the machine's time zone; a key is
-refused once its period's spend reaches its budget, told when the period resets, and served again from that
-moment. The periods are checked against an oracle of their own (time.gmtime and calendar.timegm), not the datetime
-arithmetic under test. Redis away: tests/integration/test_budget_redis.py."""
+"""Client keys' and teams' budgets: a period is a calendar day, ISO week (from Monday) or month in UTC, whatever
+the machine's time zone; a key is refused once its period's spend reaches its budget, told when the period
+resets, and served again from that moment. The periods are checked against an oracle of their own (time.gmtime
+and calendar.timegm), not the datetime arithmetic under test. Redis away: tests/integration/test_budget_redis.py."""
 
 from __future__ import annotations
 
@@ -33,6 +33,9 @@ def oracle(now: float, per: str) -> tuple[str, float]:
     if per == "day":
         start = calendar.timegm((at.tm_year, at.tm_mon, at.tm_mday, 0, 0, 0))
         return f"{at.tm_year:04d}-{at.tm_mon:02d}-{at.tm_mday:02d}", float(start + 86400)
+    if per == "week":  # tm_wday: Monday is 0
+        monday = calendar.timegm((at.tm_year, at.tm_mon, at.tm_mday, 0, 0, 0)) - at.tm_wday * 86400
+        return time.strftime("%G-W%V", time.gmtime(monday)), float(monday + 7 * 86400)
     year, month = (at.tm_year + 1, 1) if at.tm_mon == 12 else (at.tm_year, at.tm_mon + 1)
     return f"{at.tm_year:04d}-{at.tm_mon:02d}", float(calendar.timegm((year, month, 1, 0, 0, 0)))
 
@@ -58,6 +61,9 @@ def test_a_moment_falls_in_its_utc_day_or_month_and_the_next_one_starts_at_the_r
     ("2028-02-28T23:59:59", "day", ("2028-02-28", "2028-02-29T00:00:00")),  # a leap year
     ("2028-02-29T23:59:59", "month", ("2028-02", "2028-03-01T00:00:00")),
     ("2027-04-30T23:59:59", "month", ("2027-04", "2027-05-01T00:00:00")),
+    ("2026-12-31T23:59:59", "week", ("2026-W53", "2027-01-04T00:00:00")),  # a Thursday: ISO year 2026's 53rd week
+    ("2027-01-04T00:00:00", "week", ("2027-W01", "2027-01-11T00:00:00")),  # the Monday it ends on
+    ("2027-01-03T12:00:00", "week", ("2026-W53", "2027-01-04T00:00:00")),  # a Sunday of 2027 in 2026's week
 ])
 def test_period_boundaries(now: str, per: str, expected: tuple[str, str]) -> None:
     assert period(utc(now), per) == (expected[0], utc(expected[1]))

@@ -13,6 +13,7 @@ import pytest
 from tests.conftest import Stack
 from tests.fake_otlp import OtlpReceiver, Span
 from tests.fakes import FakeProvider
+from tests.waits import eventually
 
 PROMPT = "the launch code is violet-42"  # never in a span without log.bodies
 CLIENT_TRACE, CLIENT_SPAN = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
@@ -129,6 +130,44 @@ def test_a_refused_request_is_traced_with_its_error(stack, receiver):
     (request,) = [s for s in spans if s.name == "chat no-such-model"]
     assert (request.attributes["error.type"], request.attributes["http.response.status_code"]) == ("404", 404)
     assert not [s for s in spans if s.name == ATTEMPT]  # nothing went upstream
+
+
+def test_a_relayed_stream_is_traced_with_its_usage(stack, receiver):
+    with httpx.stream("POST", f"{stack.url}/v1/chat/completions", json={
+            "model": "tr-backup-model", "stream": True, "messages": [{"role": "user", "content": PROMPT}]}) as answer:
+        assert answer.status_code == 200
+        answer.read()
+    trace_id = _trace_of(receiver, answer.headers["x-request-id"])
+    spans = _whole(receiver, trace_id, ROOT, "extproc route", "extproc relay", "chat tr-backup-model")
+    (request,) = [s for s in spans if s.name == "chat tr-backup-model"]
+    record = stack.usage_record(answer.headers["x-request-id"])  # the span says what the usage record says
+    assert record["output_tokens"] > 0
+    assert (request.attributes["extproc.streamed"], request.attributes["gen_ai.usage.output_tokens"],
+            request.attributes["gen_ai.usage.input_tokens"]) == (True, record["output_tokens"], record["input_tokens"])
+    assert PROMPT not in repr([s.attributes for s in spans])
+
+
+def test_a_fast_request_is_traced_by_envoy_and_its_answers_log(fakes, make_stack):
+    receiver = OtlpReceiver()
+    try:
+        caps = ["tools", "vision", "reasoning", "structured_output", "streaming"]
+        config = _config(fakes, fast_path=True, fallbacks={}, tracing={"endpoint": receiver.endpoint})
+        config["models"] = [{"id": "tr-fast-model", "provider": "tr-backup", "context_window": 100000,
+                             "input_price": 1.0, "output_price": 4.0, "capabilities": caps}]
+        stack = make_stack(config)
+        assert _ask(stack, "tr-fast-model").headers["x-extproc-route"] == "direct"  # the full path makes it hot
+        fast = eventually(lambda: (a := _ask(stack, "tr-fast-model")).headers["x-extproc-route"].endswith("fast")
+                          and a, "a request goes fast")
+        trace_id = _trace_of(receiver, fast.headers["x-request-id"])
+        spans = _whole(receiver, trace_id, ROOT, ATTEMPT, "chat tr-fast-model")
+        assert "extproc route" not in {s.name for s in spans}  # no message to the processor on the way
+        (root,) = [s for s in spans if s.name == ROOT]
+        assert root.attributes["gen_ai.response.model"] == "tr-fast-model"
+        (request,) = [s for s in spans if s.name == "chat tr-fast-model"]  # from Envoy's answers log
+        assert (request.attributes["gen_ai.usage.input_tokens"], request.attributes["gen_ai.usage.output_tokens"],
+                request.attributes["gen_ai.request.model"]) == (3, 4, "tr-fast-model")
+    finally:
+        receiver.close()
 
 
 def test_nothing_is_exported_with_tracing_off(fakes, make_stack):

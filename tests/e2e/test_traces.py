@@ -170,6 +170,22 @@ def test_a_fast_request_is_traced_by_envoy_and_its_answers_log(fakes, make_stack
         receiver.close()
 
 
+def test_spans_go_over_otlp_http_too(fakes, make_stack):
+    receiver = OtlpReceiver(http=True)
+    try:
+        stack = make_stack(_config(fakes, tracing={"endpoint": receiver.endpoint, "protocol": "http",
+                                                   "headers": {"x-collector-token": "tok-traces-2"}}))
+        answer = _ask(stack, "tr-backup-model")
+        trace_id = _trace_of(receiver, answer.headers["x-request-id"])
+        _whole(receiver, trace_id, ROOT, ATTEMPT, "extproc route", "chat tr-backup-model")
+        assert set(receiver.paths) == {"/v1/traces"}
+        senders = {m.get("user-agent", "").split("/")[0] for m in receiver.metadata
+                   if m.get("x-collector-token") == "tok-traces-2"}
+        assert {"OTel-OTLP-Exporter-Envoy", "OTel-OTLP-Exporter-Python"} <= senders
+    finally:
+        receiver.close()
+
+
 def test_nothing_is_exported_with_tracing_off(fakes, make_stack):
     """Without `tracing`: no tracer in Envoy, and no exporter in the processor, even with OpenTelemetry's own
     environment pointing at a receiver (which would get the spans of any provider set up by default)."""

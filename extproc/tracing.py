@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any
 
 from extproc.core.tracing import TracingPolicy
@@ -36,6 +36,7 @@ _OPERATIONS = {"completions": "text_completion", "embeddings": "embeddings", "em
                "streamGenerateContent": "generate_content", "countTokens": "count_tokens",
                "count_tokens": "count_tokens"}
 _NS = 1_000_000_000
+_NO_SPAN: AbstractContextManager[None] = nullcontext()  # reusable: what every step gets with tracing off
 
 
 def setup(policy: TracingPolicy | None) -> None:
@@ -85,13 +86,15 @@ def _context(traceparent: str) -> Context | None:
     return TraceContextTextMapPropagator().extract({TRACEPARENT: traceparent}) if traceparent else None
 
 
+def span(name: str, traceparent: str, **attributes: Any) -> AbstractContextManager[Span | None]:
+    """A span around a step of the request; off, or with no trace to join, a shared no-op (it gives None)."""
+    if _TRACER is None or not traceparent:
+        return _NO_SPAN
+    return _span(_TRACER, name, traceparent, attributes)
+
+
 @contextmanager
-def span(name: str, traceparent: str, **attributes: Any) -> Iterator[Span | None]:
-    """A span around a step of the request (None when off, or with no trace to join)."""
-    tracer = _TRACER
-    if tracer is None or not traceparent:
-        yield None
-        return
+def _span(tracer: Tracer, name: str, traceparent: str, attributes: Mapping[str, Any]) -> Iterator[Span]:
     with tracer.start_as_current_span(name, context=_context(traceparent), attributes=_kept(attributes)) as current:
         yield current
 

@@ -90,7 +90,8 @@ class Relay:
                 "extproc relay", tracing.parent_of(request.headers),
                 gen_ai__provider__name=request.headers.get(PROVIDER_HEADER)) as step:
             response = await self._handle(request)
-            tracing.note(step, http__response__status_code=response.status)
+            if step is not None:
+                tracing.note(step, http__response__status_code=response.status)
             return response
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:

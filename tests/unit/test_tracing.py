@@ -69,3 +69,11 @@ def test_a_tracing_change_needs_a_restart():
     from extproc.config.changes import compare
     change = compare(settings(), settings(tracing={"endpoint": "http://c:4317"}))
     assert change.needs_restart == ("tracing",)
+
+
+def test_off_every_step_gets_the_shared_no_op():
+    parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    assert tracing.parent_of({"traceparent": parent}) == ""  # nothing to carry: no span is ever made
+    with tracing.span("extproc route", parent) as step:
+        assert step is None
+    assert tracing.span("a", parent) is tracing.span("b", parent)

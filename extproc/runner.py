@@ -23,7 +23,7 @@ from typing import Any
 import grpc
 import httpx
 
-from extproc import gauges
+from extproc import gauges, tracing
 from extproc.addresses import listens_everywhere, local_url
 from extproc.auth.accounts import AccountManager
 from extproc.auth.aws import AwsKeys
@@ -130,6 +130,7 @@ async def processor(settings: Settings, prepare: Callable[[Settings], Settings] 
     `first`: the replica's first (or only) worker, which alone reads the logins' quotas."""
     async with httpx.AsyncClient(follow_redirects=False, verify=provider_trust(settings)) as client:
         runtime = Runtime(settings)
+        tracing.setup(settings.tracing)  # nothing at all without `tracing`
         manager = AccountManager(account_store(settings), settings.flows, client,
                                  on_change=runtime.publish_logins, skew=settings.refresh_skew)
         try:
@@ -209,6 +210,7 @@ async def processor(settings: Settings, prepare: Callable[[Settings], Settings] 
             await relayed.aclose()
             await secrets.aclose()
             await accounting.settle()  # the charges of answers that came in: never dropped at shutdown
+            await asyncio.to_thread(tracing.shutdown)  # the spans still batched are sent
             if usage is not None:
                 await usage.close()  # the last batch written
             if isinstance(limiter, RedisRateLimiter):

@@ -114,11 +114,12 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "core": frozenset(),
     "formats": frozenset({"core"}),
     "translate": frozenset({"core", "formats"}),
-    "request": frozenset({"core", "formats", "translate", "usage", "state", "fast", "runtime", "metrics", "logs"}),
+    "request": frozenset({"core", "formats", "translate", "usage", "state", "fast", "runtime", "metrics", "logs",
+                          "tracing"}),
     "fast": frozenset({"core", "formats", "request", "bootstrap", "runtime"}),
-    "usage": frozenset({"core", "formats", "request", "state", "logs", "metrics"}),
+    "usage": frozenset({"core", "formats", "request", "state", "logs", "metrics", "tracing"}),
     "state": frozenset({"core", "auth"}),
-    "edge": frozenset({"core", "request", "usage", "fast", "bootstrap", "metrics"}),
+    "edge": frozenset({"core", "request", "usage", "fast", "bootstrap", "metrics", "tracing"}),
     "control": frozenset({"core", "auth", "runtime", "v1"}),
     "auth": frozenset({"core", "state", "request", "runtime", "metrics"}),
     "discovery": frozenset({"core", "formats", "request"}),
@@ -150,8 +151,8 @@ def test_each_room_imports_only_what_the_rooms_table_allows(room: str) -> None:
 
 
 def test_every_room_of_the_package_is_in_the_table_or_wires_processes() -> None:
-    processes = {"__init__", "__main__", "cli", "runner", "server", "top", "logs", "metrics", "addresses", "protos",
-                 "v1", "data", "__pycache__"}
+    processes = {"__init__", "__main__", "cli", "runner", "server", "top", "logs", "metrics", "tracing", "addresses",
+                 "protos", "v1", "data", "__pycache__"}
     rooms = {p.stem if p.is_file() else p.name for p in PACKAGE.iterdir() if p.suffix == ".py" or p.is_dir()}
     assert rooms - processes - set(MAY_IMPORT) == set()
 

@@ -17,6 +17,7 @@ from extproc.bootstrap.failover import attempts_cluster, provider_listener
 from extproc.bootstrap.listeners import listener
 from extproc.bootstrap.local_replies import local_reply_config
 from extproc.bootstrap.names import PROCESSOR_CLUSTER, T, provider_cluster_name, socket
+from extproc.bootstrap.tracing import collector_cluster
 from extproc.core.settings import Settings
 
 
@@ -40,7 +41,7 @@ def build_bootstrap(settings: Settings) -> dict[str, Any]:
             "listeners": [listener(settings)]
             + [provider_listener(p, settings, inner_replies) for p in settings.providers.values()],
             "clusters": [processor_cluster(settings), attempts_cluster(settings), relay_cluster(settings)]
-            + [provider_cluster(p, settings) for p in settings.providers.values()],
+            + [provider_cluster(p, settings) for p in settings.providers.values()] + collector_cluster(settings),
         },
         "bootstrap_extensions": [{"name": "envoy.bootstrap.internal_listener", "typed_config": {
             "@type": T + "extensions.bootstrap.internal_listener.v3.InternalListener"}}],

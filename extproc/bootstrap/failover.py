@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from extproc.bootstrap.names import GRPC_LIMIT_SLACK, PROCESSOR_CLUSTER, UPSTREAM_MODE, T, provider_cluster_name
+from extproc.bootstrap.tracing import connection_tracing
 from extproc.core.errors import ClientError
 from extproc.core.headers import (
     ACCOUNT_HEADER,
@@ -238,6 +239,7 @@ def provider_listener(provider: ProviderSpec, settings: Settings, local_replies:
                 "stream_idle_timeout": timeout,
                 "request_timeout": "0s",
                 "local_reply_config": local_replies,
+                **connection_tracing(settings, listener_name(provider.name)),
                 "route_config": {"name": provider.name, "virtual_hosts": [{
                     "name": provider.name,
                     "domains": ["*"],

@@ -140,7 +140,8 @@ def answers_log(settings: Settings) -> list[dict[str, Any]]:
                               "grpc_service": grpc_service(settings),
                               "buffer_flush_interval": "0.1s", "buffer_size_bytes": 65536},
             "additional_request_headers_to_log": [ATTEMPT_HEADER, PROVIDER_HEADER, ROUTE_HEADER, API_HEADER,
-                                                  CLIENT_HEADER],
+                                                  CLIENT_HEADER,
+                                                  *(["traceparent"] if settings.tracing else [])],  # its gen_ai span
         },
     }]
 

@@ -39,6 +39,7 @@ from extproc.bootstrap.routes import (
     undecodable,
     unrouted,
 )
+from extproc.bootstrap.tracing import connection_tracing
 from extproc.core.admission import MESSAGE_TIMEOUT
 from extproc.core.headers import ATTEMPT_HEADER
 from extproc.core.settings import Settings
@@ -71,6 +72,7 @@ def _connection_manager(settings: Settings) -> dict[str, Any]:
             "stream_idle_timeout": timeout,
             "request_timeout": "0s",
             "local_reply_config": local_reply_config(),
+            **connection_tracing(settings, "gateway"),
             **({"rds": route_source(settings.fast_routes), "access_log": answers_log(settings)}
                if settings.fast_routes else {"route_config": route_configuration(settings)}),
             "http_filters": [*([scrub_forged()] if settings.fast_routes else []), *request_decompressors(),

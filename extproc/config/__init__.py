@@ -22,6 +22,7 @@ from extproc.config.flows import parse_flows
 from extproc.config.models import parse_aliases, parse_fallbacks, parse_models
 from extproc.config.problems import ConfigErrors, collecting, in_file_order, keep, report
 from extproc.config.providers import discovery_defaults, parse_providers
+from extproc.config.tracing import parse_tracing
 from extproc.config.values import (
     ADMISSION_KEYS,
     address,
@@ -89,12 +90,12 @@ def _yaml_reason(exc: yaml.YAMLError) -> str:
 
 # The keys that hold secrets a command that serves nothing never uses (`load_settings(secrets=False)`).
 _SECRET_KEYS = re.compile(r"clients\.keys\[\d+\]\.key|providers\.[^.]+\.(api_keys?(\[\d+\])?|client_secret)|"
-                          r"processor\.token|auth\.admin_token")
+                          r"processor\.token|auth\.admin_token|tracing\.headers\.[^.]+")
 _TOP_KEYS = {
     "listen", "processor", "admin", "providers", "models", "aliases", "fallbacks", "strategy",
     "health", "upstream_timeout", "max_request_bytes", "max_connections", "log_level", "envoy", "ca_file",
     "discovery", "oauth", "auth", "failover", "shutdown", "state", "clients", "accounting", "metrics", "log",
-    "translation", "fast_path", "fast_routes", "console",
+    "translation", "fast_path", "fast_routes", "console", "tracing",
 }
 
 
@@ -180,6 +181,7 @@ def _parse(raw: Mapping[str, Any], env: Mapping[str, str], secrets: bool) -> Set
         log_bodies=keep(False, boolean, log_section.get("bodies", False), "log.bodies"),
         accounting=keep(True, boolean, raw.get("accounting", True), "accounting"),
         fast_path=keep(True, boolean, raw.get("fast_path", True), "fast_path"),
+        tracing=keep(None, parse_tracing, raw.get("tracing")),
         fast_routes=None if raw.get("fast_routes") is None else keep(None, string, raw["fast_routes"], "fast_routes"),
         metrics=None if raw.get("metrics") is False else keep(metrics_default, address, raw.get("metrics"), "metrics",
                                                                metrics_default),

@@ -24,7 +24,7 @@ _AT_START = {
     "ca_file": "ca_file", "max_request_bytes": "max_request_bytes", "max_connections": "max_connections",
     "upstream_timeout": "upstream_timeout", "shutdown_grace": "shutdown.grace", "accounting": "accounting",
     "metrics": "metrics", "log_format": "log.format", "log_bodies": "log.bodies",
-    "fast_routes": "fast_routes", "usage_store": "console.usage_store",
+    "fast_routes": "fast_routes", "usage_store": "console.usage_store", "tracing": "tracing",
 }
 # Settings fields the snapshot carries → their config key.
 _LIVE = {

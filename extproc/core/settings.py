@@ -10,6 +10,7 @@ from extproc.core.catalog import ModelSpec
 from extproc.core.clients import ClientPolicy
 from extproc.core.flows import Flow, OwnClient, Windows
 from extproc.core.providers import AuthStyle, ProviderSpec
+from extproc.core.tracing import TracingPolicy
 
 DEFAULT_CA_FILE = "/etc/ssl/certs/ca-certificates.crt"
 STRATEGIES = ("capability-match", "same-provider", "cost-optimized", "none")
@@ -145,6 +146,7 @@ class Settings:
     log_format: str = "json"  # log.format: json lines, or text
     log_bodies: bool = False  # log.bodies: prompts and answers in the log (secrets still masked)
     fast_path: bool = True  # fast_path: Envoy routes requests that need nothing from Python by itself
+    tracing: TracingPolicy | None = None  # tracing: OpenTelemetry spans to an OTLP collector; None: no tracer at all
     fast_routes: str | None = None  # fast_routes: the directory of the routes file Envoy watches (`extproc up`
     # makes one when unset; an Envoy config rendered ahead names the one its processor writes)
 

@@ -16,6 +16,7 @@ from envoy.data.accesslog.v3 import accesslog_pb2
 from envoy.service.accesslog.v3 import als_pb2, als_pb2_grpc
 from google.protobuf import struct_pb2
 
+from extproc import tracing
 from extproc.core.failures import CUT
 from extproc.core.headers import (
     API_HEADER,
@@ -63,7 +64,9 @@ def account_entry(gateway: Gateway, entry: accesslog_pb2.HTTPAccessLogEntry) -> 
     usage = _streamed_usage(api, metadata) if streamed else usage_of_document(
         api, document_of_keys(_logged_usage(metadata)))
     client = gateway.runtime.current.settings.clients.named(entry.request.request_headers.get(CLIENT_HEADER, ""))
-    Account(entry.request.request_id or "-", start, client, requested=model).close(
+    trace = tracing.parent_of(entry.request.request_headers)
+    Account(entry.request.request_id or "-", start, client, requested=model, trace=trace,
+            endpoint=tracing.endpoint_of(entry.request.path) if trace else "").close(
         gateway.accounting, gateway.runtime.current.registry, api.value, _logged_answer(entry, start, streamed),
         start + common.time_to_last_downstream_tx_byte.ToNanoseconds() / 1e9, usage)
 

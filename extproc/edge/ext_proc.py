@@ -16,6 +16,7 @@ import grpc
 from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as pb_grpc
 
+from extproc import tracing
 from extproc.bootstrap.names import RECEIVED_AT, ROUTER_MODE
 from extproc.core.admission import waited
 from extproc.core.headers import (
@@ -93,13 +94,14 @@ class ExternalProcessor(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc
     ) -> AsyncIterator[pb.ProcessingResponse]:
         metadata = await check_token(context, self._token)
         role = metadata.get(ROLE_HEADER)
+        trace = tracing.parent_of(metadata)  # Envoy's span for this stream, with tracing
         if role == ATTEMPT_ROLE:
-            answers = upstream.process(AttemptExchange(self._gateway), request_iterator)
+            answers = upstream.process(AttemptExchange(self._gateway, trace), request_iterator)
         elif role == REAUTH_ROLE:
             answers = upstream.process_reauth(ReauthExchange(self._gateway), request_iterator)
         else:  # the router-level stream: open until routed (processor.max_requests)
             with self._gateway.holding() as slot:
-                event = functools.partial(_event, Exchange(self._gateway), slot)
+                event = functools.partial(_event, Exchange(self._gateway, trace), slot)
                 async for answer in answer_stream(request_iterator, event, ROUTER):
                     yield answer
             return

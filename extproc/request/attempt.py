@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 
+from extproc import tracing
 from extproc.core.errors import ClientError, CredentialUnavailable
 from extproc.core.headers import ATTEMPT_COUNT_HEADER, ATTEMPT_HEADER, LEARN_HEADER, PLAN_HEADER, PROVIDER_HEADER
 from extproc.core.providers import CLIENT_CREDENTIAL_HEADERS
@@ -24,15 +25,17 @@ from extproc.request.gateway import Gateway
 from extproc.request.learning import learn_windows
 from extproc.request.mutation import build_forward
 from extproc.request.plan import REFUSED_ROUTE, Plan, attempt_header, decision_for
-from extproc.request.transforms import Shaper, Transform, selected
+from extproc.request.transforms import Shaper, Transform, selected, translates
 
 log = logging.getLogger("extproc.request")
 
 class AttemptExchange:
     WANTED_RESPONSE_HEADERS = frozenset({":status", "content-type", "content-encoding"})
 
-    def __init__(self, gateway: Gateway) -> None:
+    def __init__(self, gateway: Gateway, trace: str = "") -> None:
+        """`trace`: the traceparent of Envoy's span for this stream, with tracing ("" : no span)."""
         self._gateway = gateway
+        self.trace = trace
         self.snapshot = gateway.runtime.current
         self.request_id = "-"
         self.attempt = 0
@@ -80,6 +83,16 @@ class AttemptExchange:
     # -- request body: build this attempt
 
     async def request_body(self, body: bytes) -> Mutate | Reply:
+        decision = self.decision
+        with tracing.span("extproc attempt", self.trace, extproc__attempt=self.attempt) as step:
+            if step is not None and decision is not None:
+                target = translates(decision)
+                tracing.note(step, gen_ai__provider__name=decision.provider.name, extproc__model=decision.model.id,
+                             extproc__credential=decision.credential.id,
+                             extproc__translated_to=target[1] if target else None)
+            return await self._build(body)
+
+    async def _build(self, body: bytes) -> Mutate | Reply:
         plan, endpoint, decision = self._plan, self._endpoint, self.decision
         if plan is None or endpoint is None or decision is None:
             return self._refuse("The attempt's headers were not seen.")

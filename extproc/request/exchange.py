@@ -17,6 +17,7 @@ from typing import TypeVar
 
 import orjson
 
+from extproc import tracing
 from extproc.core.admission import busy_refusal
 from extproc.core.clients import ClientKey, forbidden, identify, over_rate
 from extproc.core.errors import ClientError, CredentialUnavailable
@@ -52,8 +53,10 @@ def _may_refuse(decision: Decision) -> bool:
 # ---------------------------------------------------------------- the exchange
 
 class Exchange:
-    def __init__(self, gateway: Gateway) -> None:
+    def __init__(self, gateway: Gateway, trace: str = "") -> None:
+        """`trace`: the traceparent of Envoy's span for this stream, with tracing ("" : no spans)."""
         self._gateway = gateway
+        self.trace = trace
         self.snapshot = gateway.runtime.current  # read once: this request sees one configuration
         self.request_id = "-"
         self.method = self.path = ""
@@ -75,7 +78,7 @@ class Exchange:
         self.path, self.method = headers.get(":path", ""), headers.get(":method", "")
         self.request_id = headers.get("x-request-id", "-")
         if self.snapshot.settings.accounting:
-            self.account = Account(self.request_id, self.started)
+            self.account = Account(self.request_id, self.started, trace=self.trace)
         busy = busy_refusal(self.snapshot.settings.admission, waited, self._gateway.open_requests)
         if busy is not None:  # refused before its body is read or anything is spent on it
             return self._replied(reject(api_for_path(self.path), busy))
@@ -86,6 +89,8 @@ class Exchange:
         if self.account is not None:
             self.account.client = self.client
         reply = self._refusal(end_of_stream)
+        if self.account is not None and self._endpoint is not None:
+            self.account.endpoint = self._endpoint.name
         if reply is not None:
             return self._replied(reply)
         if self.account is not None:  # the answer's headers, to read usage from what served it
@@ -115,11 +120,14 @@ class Exchange:
     # -- request body: resolve, fetch the secret, build the one mutation
 
     async def request_body(self, body: bytes) -> Mutate | Reply:
-        try:
-            outcome = await self._route(body)
-        except Exception:  # a bug must cost one request a clear 500, never a silent reset
-            log.exception("error rid=%s while routing %s", self.request_id, self.path.partition("?")[0])
-            outcome = internal_error(self.path)
+        with tracing.span("extproc route", self.trace, http__request__method=self.method) as step:
+            try:
+                outcome = await self._route(body)
+            except Exception:  # a bug must cost one request a clear 500, never a silent reset
+                log.exception("error rid=%s while routing %s", self.request_id, self.path.partition("?")[0])
+                outcome = internal_error(self.path)
+            if step is not None:
+                tracing.note(step, **_decided(outcome))
         if isinstance(outcome, Reply):
             return self._replied(outcome)
         self.forward, decision = outcome, outcome.decision
@@ -350,6 +358,18 @@ class Exchange:
                      self.client.name if self.client else "-", self.method, bare, reply.status, reply.error.kind,
                      reply.error.message)
         return reply
+
+
+def _decided(outcome: Forward | Reply) -> dict[str, object]:
+    """What the decision span says of the decision: the plan's first candidate and its length, or the refusal."""
+    if isinstance(outcome, Reply):
+        return {"http.response.status_code": outcome.status,
+                "error.type": outcome.error.kind if outcome.error is not None else None}
+    d = outcome.decision
+    return {"gen_ai.request.model": d.requested, "gen_ai.provider.name": d.provider.name,
+            "extproc.model": d.model.id, "extproc.route": d.route, "extproc.credential": d.credential.id,
+            "extproc.planned_attempts": len(outcome.plan.candidates) if outcome.plan else 1,
+            "extproc.translated": translates(d) is not None}
 
 
 def answer_id(body: bytes) -> str:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import httpx
 from aiohttp import web
 
+from extproc import tracing
 from extproc.core.errors import ClientError
 from extproc.core.failures import CUT, REFUSED, RESET, TIMEOUT, UNREACHABLE, UpstreamFailure
 from extproc.core.headers import (
@@ -86,8 +87,13 @@ class Relay:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         if not self._trusted(request):
             return web.Response(status=403, text="forbidden")
-        with self._gateway.holding():  # an admitted stream: counted (processor.max_requests), never refused
-            return await self._handle(request)
+        with self._gateway.holding(), tracing.span(  # an admitted stream: counted, never refused
+                "extproc relay", tracing.parent_of(request.headers),
+                gen_ai__provider__name=request.headers.get(PROVIDER_HEADER)) as step:
+            response = await self._handle(request)
+            if step is not None:
+                tracing.note(step, http__response__status_code=response.status)
+            return response
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         api = Api.named(request.headers.get(API_HEADER, ""))
@@ -144,6 +150,9 @@ class Relay:
     def _stream(self, request: web.Request, api: Api, provider: str, status: int) -> _Stream:
         headers = request.headers
         account = Account.carried(headers, self._gateway.runtime.current.settings.clients)  # with accounting
+        if account is not None:
+            account.trace = tracing.parent_of(headers)
+            account.endpoint = "streamGenerateContent" if api is Api.GEMINI else ""
         upstream_api = headers.get(UPSTREAM_API_HEADER)  # translated: the stream is in this API
         usage = None if account is None else StreamUsage(Api.named(upstream_api), False) if upstream_api \
             else StreamUsage(api, account.hide_usage)

@@ -14,6 +14,7 @@ import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from extproc import tracing
 from extproc.core.clients import ClientKey, ClientPolicy
 from extproc.core.headers import ACCOUNT_HEADER
 from extproc.core.registry import Registry
@@ -51,6 +52,8 @@ class Account:
     holds: bool = False  # the provider stores the answer (Responses, store on): who made it is remembered
     bodies: tuple[tuple[str, str], ...] = ()  # with log.bodies: the prompt and the answer, secrets masked
     closed: bool = False
+    trace: str = ""  # with tracing: the W3C traceparent its gen_ai span joins ("" : no span)
+    endpoint: str = ""  # the client endpoint's row name (the span's gen_ai.operation.name)
 
     def header(self) -> str:
         """The account as it travels with the request (`x-extproc-account`)."""
@@ -94,7 +97,10 @@ class Account:
         nothing (one record per request)."""
         if not self.closed:
             self.closed = True
-            sink.record(self.record(registry, api, answer, end, usage), self.client)
+            rec = self.record(registry, api, answer, end, usage)
+            sink.record(rec, self.client)
+            if self.trace:
+                tracing.request_span(rec, self.trace, self.endpoint, self.start, end)
 
     def record(self, registry: Registry, api: str, answer: Answer, end: float, usage: Usage | None) -> UsageRecord:
         who = served(registry, answer.attempt, answer.provider)

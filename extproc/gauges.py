@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import httpx
@@ -25,8 +25,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
 from extproc.addresses import local_url
-from extproc.core.budget import period
-from extproc.core.clients import ClientKey
+from extproc.core import rate
+from extproc.core.budget import Budget, period
+from extproc.core.clients import ClientKey, token_counter
 from extproc.core.headers import PROCESSOR_TOKEN_HEADER
 from extproc.core.health import Health
 from extproc.core.registry import Registry
@@ -34,6 +35,7 @@ from extproc.core.settings import Address
 from extproc.runtime import Runtime
 from extproc.state.rate_limit import RateLimiter
 from extproc.state.spend import SpendLedger
+from extproc.state.tokens import TokenCounter
 
 log = logging.getLogger("extproc")
 PATH = "/extproc/gauges"
@@ -48,7 +50,7 @@ class GaugeSpec:
 
 
 _CREDENTIAL = ("provider", "credential", "model")
-_OWNER = ("owner", "name")  # owner: "key" (a client key); a team's rows can stand beside them
+_OWNER = ("owner", "name")  # owner: "key" (a client key) or "team" (`clients.teams`)
 AVAILABLE = GaugeSpec("extproc_credential_available", "1 when the credential can serve now, 0 when it is blocked; "
                       "model \"*\": all its models, else a listed model health blocks on it.", _CREDENTIAL)
 COOLDOWN_UNTIL = GaugeSpec("extproc_credential_cooldown_until_seconds", "When the credential's cooldown ends (unix "
@@ -60,15 +62,20 @@ WINDOW_USED = GaugeSpec("extproc_subscription_window_used_ratio", "How full each
                         ("credential", "window"))
 WINDOW_RESETS = GaugeSpec("extproc_subscription_window_resets_at_seconds", "When each login's subscription window "
                           "resets (unix seconds; 0: not said).", ("credential", "window"))
-BUDGET = GaugeSpec("extproc_budget_usd", "The budget (USD) of each client key per period.", _OWNER)
+BUDGET = GaugeSpec("extproc_budget_usd", "The budget (USD) of each client key and team per period.", _OWNER)
 BUDGET_LEFT = GaugeSpec("extproc_budget_remaining_usd", "What is left of the budget (USD) in its current period.",
                         _OWNER)
 BUDGET_RESETS = GaugeSpec("extproc_budget_resets_at_seconds", "When the budget's period ends (unix seconds).", _OWNER)
-RPM_LIMIT = GaugeSpec("extproc_requests_per_minute_limit", "Each client key's requests per minute (rpm).", _OWNER)
+RPM_LIMIT = GaugeSpec("extproc_requests_per_minute_limit", "Each client key's and team's requests per minute (rpm).",
+                      _OWNER)
 RPM_USED = GaugeSpec("extproc_requests_per_minute_used", "Requests counted against rpm in the minute that ends now.",
                      _OWNER)
+TPM_LIMIT = GaugeSpec("extproc_tokens_per_minute_limit", "Each client key's and team's tokens per minute (tpm).",
+                      _OWNER)
+TPM_USED = GaugeSpec("extproc_tokens_per_minute_used", "Tokens (input + output) counted against tpm in the minute "
+                     "that ends now.", _OWNER)
 SPECS = (AVAILABLE, COOLDOWN_UNTIL, SUSPENDED_UNTIL, WINDOW_USED, WINDOW_RESETS, BUDGET, BUDGET_LEFT, BUDGET_RESETS,
-         RPM_LIMIT, RPM_USED)
+         RPM_LIMIT, RPM_USED, TPM_LIMIT, TPM_USED)
 
 Rows = dict[GaugeSpec, list[tuple[tuple[str, ...], float]]]
 
@@ -104,18 +111,43 @@ def window_rows(registry: Registry, health: Health) -> Rows:
     return rows
 
 
-def key_rows(keys: Sequence[ClientKey], spent: Mapping[str, float], used: Mapping[str, float], now: float) -> Rows:
-    """Each client key's budget left and rpm used; `spent` and `used` by key name, read from the ledgers."""
-    rows: Rows = {BUDGET: [], BUDGET_LEFT: [], BUDGET_RESETS: [], RPM_LIMIT: [], RPM_USED: []}
-    for key in keys:
-        labels = ("key", key.name)
-        if key.budget is not None:
-            rows[BUDGET].append((labels, key.budget.usd))
-            rows[BUDGET_LEFT].append((labels, max(0.0, key.budget.usd - spent.get(key.name, 0.0))))
-            rows[BUDGET_RESETS].append((labels, period(now, key.budget.per)[1]))
-        if key.rpm is not None:
-            rows[RPM_LIMIT].append((labels, float(key.rpm)))
-            rows[RPM_USED].append((labels, used.get(key.name, 0.0)))
+@dataclass(frozen=True, slots=True)
+class Limited:
+    """A client key or a team as its gauges see it: its limits, and what its counters say now."""
+
+    owner: str  # key | team
+    name: str
+    budget: Budget | None
+    rpm: int | None
+    tpm: int | None
+    spent: float = 0.0  # USD this period
+    requests: float = 0.0  # this minute, as rpm is held against it
+    tokens: float = 0.0  # … as tpm is
+
+
+def limited(keys: Sequence[ClientKey]) -> list[tuple[str, str, str, Budget | None, int | None, int | None]]:
+    """(owner, name, counter, budget, rpm, tpm) of each key and each team of these keys, teams once."""
+    found = [("key", k.name, k.name, k.budget, k.rpm, k.tpm) for k in keys]
+    teams = {k.team.name: k.team for k in keys if k.team is not None}
+    return found + [("team", t.name, t.counter, t.budget, t.rpm, t.tpm) for t in teams.values()]
+
+
+def key_rows(owners: Sequence[Limited], now: float) -> Rows:
+    """Each client key's and team's budget left, and its rpm and tpm used."""
+    rows: Rows = {BUDGET: [], BUDGET_LEFT: [], BUDGET_RESETS: [], RPM_LIMIT: [], RPM_USED: [], TPM_LIMIT: [],
+                  TPM_USED: []}
+    for found in owners:
+        labels = (found.owner, found.name)
+        if found.budget is not None:
+            rows[BUDGET].append((labels, found.budget.usd))
+            rows[BUDGET_LEFT].append((labels, max(0.0, found.budget.usd - found.spent)))
+            rows[BUDGET_RESETS].append((labels, period(now, found.budget.per)[1]))
+        if found.rpm is not None:
+            rows[RPM_LIMIT].append((labels, float(found.rpm)))
+            rows[RPM_USED].append((labels, found.requests))
+        if found.tpm is not None:
+            rows[TPM_LIMIT].append((labels, float(found.tpm)))
+            rows[TPM_USED].append((labels, found.tokens))
     return rows
 
 
@@ -129,14 +161,17 @@ def families(rows: Rows) -> list[Metric]:
     return found
 
 
-async def read(runtime: Runtime, limiter: RateLimiter, spend: SpendLedger) -> list[Metric]:
+async def read(runtime: Runtime, limiter: RateLimiter, spend: SpendLedger, tokens: TokenCounter) -> list[Metric]:
     """Every gauge now: health and the registry from this process, spend and rate counts from their ledgers."""
     snapshot, now = runtime.current, runtime.clock()
-    keys = snapshot.settings.clients.keys
-    spent = {k.name: await spend.spent(k.name, period(now, k.budget.per)[0]) for k in keys if k.budget is not None}
-    used = {k.name: await limiter.used(k.name) for k in keys if k.rpm is not None}
+    owners = []
+    for owner, name, counter, budget, rpm, tpm in limited(snapshot.settings.clients.keys):
+        spent = await spend.spent(counter, period(now, budget.per)[0]) if budget is not None else 0.0
+        requests = await limiter.used(counter) if rpm is not None else 0.0
+        used = rate.estimate(*(await tokens.counts([token_counter(counter)], now))[0], now) if tpm is not None else 0.0
+        owners.append(Limited(owner, name, budget, rpm, tpm, spent, requests, used))
     rows = {**credential_rows(snapshot.registry, runtime.health, now), **window_rows(snapshot.registry, runtime.health),
-            **key_rows(keys, spent, used, now)}
+            **key_rows(owners, now)}
     return families(rows)
 
 
@@ -154,7 +189,8 @@ def exposition(found: Iterable[Metric]) -> bytes:
     return generate_latest(registry)
 
 
-def routes(runtime: Runtime, limiter: RateLimiter, spend: SpendLedger, token: str | None) -> list[web.RouteDef]:
+def routes(runtime: Runtime, limiter: RateLimiter, spend: SpendLedger, tokens: TokenCounter,
+           token: str | None) -> list[web.RouteDef]:
     """The worker's side: `GET /extproc/gauges` on the relay port, for the process that serves /metrics."""
     expected = token.encode() if token is not None else None
 
@@ -162,7 +198,7 @@ def routes(runtime: Runtime, limiter: RateLimiter, spend: SpendLedger, token: st
         presented = request.headers.get(PROCESSOR_TOKEN_HEADER, "").encode()
         if expected is not None and not hmac.compare_digest(presented, expected):
             return web.Response(status=403, text="forbidden")
-        return web.Response(body=exposition(await read(runtime, limiter, spend)),
+        return web.Response(body=exposition(await read(runtime, limiter, spend, tokens)),
                             content_type="text/plain", charset="utf-8")
 
     return [web.get(PATH, gauges)]

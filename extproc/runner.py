@@ -162,7 +162,7 @@ async def processor(settings: Settings, prepare: Callable[[Settings], Settings] 
         try:
             relay = await start_relay(settings, gateway, relayed, console_app(Console(
                 runtime, limiter, spend, usage=usage, manager=manager, processor_token=settings.processor_token)),
-                gauges.routes(runtime, limiter, spend, settings.processor_token))
+                gauges.routes(runtime, limiter, spend, tokens, settings.processor_token))
         except OSError:
             await server.stop(grace=None)
             await relayed.aclose()

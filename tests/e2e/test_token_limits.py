@@ -15,6 +15,7 @@ import openai
 import pytest
 
 from tests.conftest import STATE_KEY, RedisServer, Stack, provider_config
+from tests.e2e.test_gauges import scrape, value
 from tests.fakes import FakeProvider
 from tests.waits import eventually
 
@@ -41,6 +42,11 @@ def test_a_key_over_its_tokens_per_minute_gets_429_with_retry_after_in_its_envel
     for i in range(2):  # 7 tokens, under 10; then 14: at or over it
         oa.chat.completions.create(model="gpt-4o-mini", messages=CHAT, extra_headers={"x-request-id": f"tpm-{i}"})
         stack.usage_record(f"tpm-{i}")  # charged as its record is written
+    # /metrics shows it: the limit, and the tokens counted this minute (its charge is written a moment after).
+    eventually(lambda: (value(scrape(stack), "extproc_tokens_per_minute_used", owner="key", name="metered") or 0)
+               >= 2 * ANSWER_TOKENS, "the tokens used show as a gauge")
+    assert value(scrape(stack), "extproc_tokens_per_minute_limit", owner="key", name="metered") == 10
+    assert value(scrape(stack), "extproc_tokens_per_minute_limit", owner="team", name="counted") == 100000
     sent = sum(len(f.requests) for f in fakes.values())
     with pytest.raises(openai.RateLimitError) as over_openai:
         oa.chat.completions.create(model="gpt-4o-mini", messages=CHAT)
@@ -70,6 +76,7 @@ def test_a_team_budget_spent_by_one_key_refuses_another_on_either_path(
     # Every key of the team leaves the fast path; the full path refuses them.
     eventually(lambda: not [n for n in stack.fast_routes() if " sharer " in n or " spender " in n],
                "the team's routes are gone")
+    assert value(scrape(stack), "extproc_budget_remaining_usd", owner="team", name="payers") == 0.0
     sent = len(fakes["openai"].requests)
     with pytest.raises(openai.RateLimitError) as refused:
         oa.chat.completions.create(model="gpt-4o-mini", messages=CHAT)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from extproc.core.budget import Budget
-from extproc.core.clients import ClientKey
+from extproc.core.clients import ClientKey, Team
 from extproc.core.health import Health
 from extproc.core.registry import Registry
 from extproc.core.windows import WindowLevel, WindowState
@@ -18,12 +18,16 @@ from extproc.gauges import (
     RPM_LIMIT,
     RPM_USED,
     SUSPENDED_UNTIL,
+    TPM_LIMIT,
+    TPM_USED,
     WINDOW_RESETS,
     WINDOW_USED,
+    Limited,
     credential_rows,
     exposition,
     families,
     key_rows,
+    limited,
     window_rows,
 )
 from tests.unit.helpers import model, provider, settings
@@ -80,14 +84,25 @@ def test_an_exhausted_window_cools_every_model_and_windows_show_each_level() -> 
     assert rows[WINDOW_RESETS] == [((ONE, "5h"), NOW + 3600), ((ONE, "7d"), 0.0)]
 
 
-def test_keys_show_budget_left_never_below_zero_and_rpm_used() -> None:
+def test_keys_and_teams_show_budget_left_never_below_zero_and_rpm_and_tpm_used() -> None:
+    payers = Team("payers", budget=Budget(20.0, "week"), tpm=1000)
     keys = (ClientKey("team", rpm=10, budget=Budget(5.0, "month")), ClientKey("spent", budget=Budget(1.0, "day")),
-            ClientKey("free"))
-    rows = key_rows(keys, {"team": 1.25, "spent": 3.0}, {"team": 4.5}, NOW)
-    assert rows[BUDGET] == [(("key", "team"), 5.0), (("key", "spent"), 1.0)]
-    assert rows[BUDGET_LEFT] == [(("key", "team"), 3.75), (("key", "spent"), 0.0)]
-    assert rows[BUDGET_RESETS] == [(("key", "team"), 1_801_440_000.0), (("key", "spent"), 1_800_057_600.0)]
+            ClientKey("free"), ClientKey("a", tpm=300, team=payers), ClientKey("b", team=payers))
+    found = limited(keys)
+    assert [(owner, name, counter) for owner, name, counter, *_ in found] == [
+        ("key", "team", "team"), ("key", "spent", "spent"), ("key", "free", "free"), ("key", "a", "a"),
+        ("key", "b", "b"), ("team", "payers", "team:payers")]  # a team once, under its own counter
+    counted = {"team": (1.25, 4.5, 0.0), "spent": (3.0, 0.0, 0.0), "a": (0.0, 0.0, 120.0),
+               "team:payers": (20.5, 0.0, 990.0)}
+    owners = [Limited(owner, name, budget, rpm, tpm, *counted.get(counter, (0.0, 0.0, 0.0)))
+              for owner, name, counter, budget, rpm, tpm in found]
+    rows = key_rows(owners, NOW)
+    assert rows[BUDGET] == [(("key", "team"), 5.0), (("key", "spent"), 1.0), (("team", "payers"), 20.0)]
+    assert rows[BUDGET_LEFT] == [(("key", "team"), 3.75), (("key", "spent"), 0.0), (("team", "payers"), 0.0)]
+    assert rows[BUDGET_RESETS][:2] == [(("key", "team"), 1_801_440_000.0), (("key", "spent"), 1_800_057_600.0)]
     assert (rows[RPM_LIMIT], rows[RPM_USED]) == ([(("key", "team"), 10.0)], [(("key", "team"), 4.5)])
+    assert rows[TPM_LIMIT] == [(("key", "a"), 300.0), (("team", "payers"), 1000.0)]
+    assert rows[TPM_USED] == [(("key", "a"), 120.0), (("team", "payers"), 990.0)]
 
 
 def test_the_exposition_has_every_gauge_even_empty_and_inf_as_prometheus_writes_it() -> None:

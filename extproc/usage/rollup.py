@@ -7,8 +7,8 @@ and old minutes can be dropped without losing the hours and days they made (see 
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
 from typing import Any
 
 from extproc.usage.record import UsageRecord
@@ -65,33 +65,74 @@ def dimension(by: Dimension | None) -> str:
     return by or ALL
 
 
-@dataclass
 class Batch:
-    """What was added since the last write: totals per key, and the records (as docs), oldest first."""
+    """What was added since the last write. `fold` runs on the request path (every answer), so it only adds to
+    per-minute sums and keeps the record; the hours, days and documents are made when the batch is written (once
+    a second, by the store): `totals` and `records`."""
 
-    totals: dict[Key, Totals] = field(default_factory=dict)
-    records: list[dict[str, Any]] = field(default_factory=list)
+    __slots__ = ("_minutes", "_recent")
+
+    def __init__(self) -> None:
+        self._minutes: dict[tuple[int, str, str], list[float]] = {}  # (minute, dim, value) → sums, as Totals
+        self._recent: deque[tuple[UsageRecord, float]] = deque(maxlen=RECENT_CAP)  # a store away long keeps this
 
     def __bool__(self) -> bool:
-        return bool(self.totals or self.records)
+        return bool(self._minutes or self._recent)
 
     def fold(self, rec: UsageRecord, at: float) -> None:
-        one = totals_of(rec)
-        for res in RESOLUTIONS:
-            start = bucket(at, res)
-            for dim, value in values_of(rec).items():
-                key = (res, start, dim, value)
-                self.totals[key] = plus(self.totals.get(key, Totals()), one)
-        # Without the prompt and answer (log.bodies): they stay in the log, never in a store a page reads.
-        self.records.append({**replace(rec, bodies=()).doc(), "at": round(at, 3)})
-        del self.records[:-RECENT_CAP]  # a store away for long keeps at most what it would keep itself
+        start = int(at // MINUTE) * MINUTE
+        usage = rec.usage
+        one = (1, int(rec.status >= 400 or not rec.served), usage.input if usage else 0,
+               usage.output if usage else 0, rec.cost)
+        minutes = self._minutes
+        for dim, value in values_of(rec).items():
+            sums = minutes.get((start, dim, value))
+            if sums is None:
+                minutes[(start, dim, value)] = list(one)
+            else:
+                for i, n in enumerate(one):
+                    sums[i] += n
+        self._recent.append((rec, at))
+
+    @property
+    def totals(self) -> dict[Key, Totals]:
+        """Every resolution's totals, summed from the minutes."""
+        found: dict[Key, list[float]] = {}
+        for (start, dim, value), sums in self._minutes.items():
+            for res in RESOLUTIONS:
+                key = (res, bucket(start, res), dim, value)
+                into = found.get(key)
+                if into is None:
+                    found[key] = list(sums)
+                else:
+                    for i, n in enumerate(sums):
+                        into[i] += n
+        return {key: Totals(int(r), int(e), int(i), int(o), c) for key, (r, e, i, o, c) in found.items()}
+
+    @property
+    def records(self) -> list[dict[str, Any]]:
+        """The records as documents, oldest first, with the time each was counted; without the prompt and answer
+        (log.bodies): they stay in the log, never in a store a page reads."""
+        return [_stored(rec, at) for rec, at in self._recent]
 
     def merge(self, later: Batch) -> Batch:
         """This batch (one that could not be written) with what was added after it."""
-        merged = Batch(dict(self.totals), [*self.records, *later.records][-RECENT_CAP:])
-        for key, t in later.totals.items():
-            merged.totals[key] = plus(merged.totals.get(key, Totals()), t)
+        merged = Batch()
+        for batch in (self, later):
+            for key, sums in batch._minutes.items():
+                into = merged._minutes.setdefault(key, [0, 0, 0, 0, 0.0])
+                for i, n in enumerate(sums):
+                    into[i] += n
+            merged._recent.extend(batch._recent)
         return merged
+
+
+def _stored(rec: UsageRecord, at: float) -> dict[str, Any]:
+    doc = rec.doc()
+    for name, _ in rec.bodies:
+        del doc[name]
+    doc["at"] = round(at, 3)
+    return doc
 
 
 def points(rows: Iterable[tuple[int, str, Totals]], step: int) -> list[Point]:

@@ -78,6 +78,17 @@ def keyed_extra(client_key: str) -> dict[str, Any]:
     return {"clients": {"keys": [{"name": KEY_NAME, "key": client_key}]}}
 
 
+def traced_extra(otlp_port: int) -> dict[str, Any]:
+    """The default config with tracing on, every request sampled, exported over OTLP/gRPC to a local sink."""
+    return {"tracing": {"endpoint": f"http://127.0.0.1:{otlp_port}", "protocol": "grpc", "sample": 1.0}}
+
+
+def limited_extra(client_key: str) -> dict[str, Any]:
+    """The default config with one client key limited in tokens per minute (never reached): each request is held
+    against the shared count before it goes and charged after (the full path)."""
+    return {"clients": {"keys": [{"name": KEY_NAME, "key": client_key, "tpm": 10**12}]}}
+
+
 def stream_extra(stream_port: int, provider_key: str) -> dict[str, Any]:
     """The default config with openai and anthropic on the streaming fake, each with an API key."""
     base_url = f"http://127.0.0.1:{stream_port}"

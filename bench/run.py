@@ -39,6 +39,7 @@ from typing import Any
 import goals  # the targets, read against the run's figures (beside this file)
 import paths  # the deployment's paths: client key, streams, login (beside this file)
 import yaml
+from otlp_sink import start_sink  # where the traced gateway exports (beside this file)
 from ports import free_port, free_port_block  # the one picker of server ports, beside this file
 
 HOST = "127.0.0.1"
@@ -332,6 +333,8 @@ class Targets:
     workers: str | None = None  # the same gateway with several processor workers
     worker_count: int = 1
     keyed: str | None = None  # the default config with one client key
+    traced: str | None = None  # the default config with tracing on (every request, to a local OTLP sink)
+    limited: str | None = None  # the keyed config with a tokens-per-minute limit on the key (the full path)
     login: str | None = None  # the default config with a Claude login, Claude Code's request
     stream_fake: str | None = None  # the streaming fake alone (its ceiling), and bare Envoy and a gateway on it
     bare_stream: str | None = None
@@ -422,6 +425,12 @@ def start_stack(children: Children, envoy: str, envoy_concurrency: int, workers:
     _, keyed = start_gateway(children, "gateway-keyed", fake_port, envoy_concurrency, paths.keyed_extra(CLIENT_KEY))
     _, logged = start_gateway(children, "gateway-login", fake_port, envoy_concurrency,
                               paths.login_extra(login["store"], login["token_url"], fake_port))
+    otlp_port = free_port()
+    sink, _ = start_sink(otlp_port)
+    children.on_stop(lambda: sink.stop(None))
+    _, traced = start_gateway(children, "gateway-traced", fake_port, envoy_concurrency, paths.traced_extra(otlp_port))
+    _, limited = start_gateway(children, "gateway-limited", fake_port, envoy_concurrency,
+                               paths.limited_extra(CLIENT_KEY))
     streams = start_streams(children, envoy, envoy_concurrency)
     if streams is None:
         print("bench: node not found, so no streams (the streaming fake is bench/stream_fake.js)")
@@ -430,7 +439,8 @@ def start_stack(children: Children, envoy: str, envoy_concurrency: int, workers:
     stream_fake, bare_stream, stream = streams or (None, None, None)
     return Targets(f"http://{HOST}:{fake_port}{PATH}", f"http://{HOST}:{bare_port}{PATH}", gateway + PATH,
                    plain=plain + PATH, workers=many + PATH if many else None, worker_count=workers if many else 1,
-                   keyed=keyed + PATH, login=logged + paths.MESSAGES_PATH + "?beta=true", stream_fake=stream_fake,
+                   keyed=keyed + PATH, traced=traced + PATH, limited=limited + PATH,
+                   login=logged + paths.MESSAGES_PATH + "?beta=true", stream_fake=stream_fake,
                    bare_stream=bare_stream, stream=stream, litellm=proxy + PATH if proxy else None)
 
 
@@ -506,7 +516,8 @@ def answer_problem(name: str, resp: Any) -> str | None:
     if resp.status_code != 200:
         return f"status {resp.status_code}, expected 200"
     provider = resp.headers.get("x-extproc-provider")
-    wanted = {"default": "openai", "keyed": "openai", "login": "anthropic"}.get(name)
+    wanted = {"default": "openai", "keyed": "openai", "traced": "openai", "tpm-limited": "openai",
+              "login": "anthropic"}.get(name)
     if wanted and provider != wanted:
         return f"x-extproc-provider is {provider!r}, expected {wanted!r}"
     if name == "translated" and ("translated" not in resp.headers.get("x-extproc-route", "")
@@ -760,6 +771,10 @@ def path_targets(t: Targets, load: Load, stream_concurrency: int = paths.STREAM_
                                                                         concurrencies=headline)]
     if t.keyed:
         out.append(Target("keyed", t.keyed, load, concurrencies=latency))
+    if t.traced:
+        out.append(Target("traced", t.traced, load, concurrencies=headline))
+    if t.limited:
+        out.append(Target("tpm-limited", t.limited, load, concurrencies=headline))
     if t.login:
         out.append(Target("login", t.login, load.with_body(paths.claude_code_body(BODY_BYTES), "-login",
                                                            paths.claude_code_headers()), concurrencies=headline))

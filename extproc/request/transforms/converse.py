@@ -16,7 +16,7 @@ from extproc.core.errors import ClientError
 from extproc.core.providers import Api, ConverseSpec
 from extproc.core.resolve import Decision
 from extproc.formats import Endpoint, error_body
-from extproc.request.transforms.invoke import cloud_message
+from extproc.request.transforms.invoke import HeldWhole, cloud_message
 from extproc.translate import converse, openai_chat
 from extproc.translate.ir import Unsupported
 from extproc.translate.stream import StreamTranslator
@@ -64,45 +64,27 @@ def answer_maker(spec: ConverseSpec, model: str, include_usage: bool) -> Any:
     return answer
 
 
-class ConverseWhole:
+class ConverseWhole(HeldWhole):
     """A whole Converse answer as OpenAI's chat completion."""
 
-    collects, failed_status = False, None
-
     def __init__(self, model: str, stop_reasons: Mapping[str, str], answer_id: str) -> None:
+        super().__init__()
         self._model, self._reasons, self._id = model, stop_reasons, answer_id
-        self._held = b""
 
-    def feed(self, chunk: bytes, end: bool) -> bytes:
-        self._held += chunk
-        if not end:
-            return b""
-        try:
-            doc = orjson.loads(self._held)
-        except orjson.JSONDecodeError:
-            doc = None
+    def finish(self, doc: Any, body: bytes) -> bytes:
         if not isinstance(doc, dict):
             return error_body(Api.OPENAI, ClientError(502, "upstream_invalid_answer",
                                                       "The provider's answer was not a Converse answer."))
         return orjson.dumps(openai_chat.write_answer(converse.read_answer(doc, self._model, self._reasons, self._id)))
 
 
-class ConverseError:
+class ConverseError(HeldWhole):
     """A cloud's error answer (`{"message"}`) in OpenAI's envelope, with its status."""
 
-    collects, failed_status = False, None
-
     def __init__(self, status: int) -> None:
+        super().__init__()
         self._status = status
-        self._held = b""
 
-    def feed(self, chunk: bytes, end: bool) -> bytes:
-        self._held += chunk
-        if not end:
-            return b""
-        try:
-            doc = orjson.loads(self._held)
-        except orjson.JSONDecodeError:
-            doc = None
+    def finish(self, doc: Any, body: bytes) -> bytes:
         return error_body(Api.OPENAI, ClientError(self._status, "upstream_error",
-                                                  cloud_message(doc, self._held, self._status)))
+                                                  cloud_message(doc, body, self._status)))

@@ -4,6 +4,8 @@ field, the statuses) are the provider's data (`invoke`)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 
 from extproc.core.errors import ClientError
@@ -37,16 +39,14 @@ def reshape(doc: dict[str, object], spec: InvokeSpec, client_betas: str | None) 
     return spec.stream if streams else spec.whole
 
 
-class CloudError:
-    """A cloud's error answer as Anthropic's envelope (a Bedrock `{"message"}`, a Google `{"error": {…}}`), with the
-    status Anthropic would answer it with (503 → 529); one already in Anthropic's envelope passes as it came."""
+class HeldWhole:
+    """A shaper of an answer read whole: it holds the chunks, then `finish` writes the body anew from its JSON (None
+    when it is not JSON) and the bytes as they came."""
 
     collects = False
 
-    def __init__(self, status: int, spec: InvokeSpec) -> None:
-        self._status = status
+    def __init__(self) -> None:
         self.failed_status: int | None = None
-        self._new = spec.statuses.get(status, status)
         self._held = b""
 
     def feed(self, chunk: bytes, end: bool) -> bytes:
@@ -58,6 +58,22 @@ class CloudError:
             doc = orjson.loads(body)
         except orjson.JSONDecodeError:
             doc = None
+        return self.finish(doc, body)
+
+    def finish(self, doc: Any, body: bytes) -> bytes:
+        raise NotImplementedError
+
+
+class CloudError(HeldWhole):
+    """A cloud's error answer as Anthropic's envelope (a Bedrock `{"message"}`, a Google `{"error": {…}}`), with the
+    status Anthropic would answer it with (503 → 529); one already in Anthropic's envelope passes as it came."""
+
+    def __init__(self, status: int, spec: InvokeSpec) -> None:
+        super().__init__()
+        self._status = status
+        self._new = spec.statuses.get(status, status)
+
+    def finish(self, doc: Any, body: bytes) -> bytes:
         if isinstance(doc, dict) and doc.get("type") == "error" and isinstance(doc.get("error"), dict):
             return body  # Anthropic's own, passed on by the cloud
         if self._new != self._status:

@@ -19,8 +19,11 @@ $(UV): .ci/uv.txt
 	$(UV_HOME)/bin/pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r .ci/uv.txt
 	touch $(UV)
 
+# xds-protos carries an older copy of opentelemetry-proto's modules; which of the two is written last depends on the
+# install order, so opentelemetry-proto is written again: its own modules win (the OTLP exporters import them).
 $(STAMP): pyproject.toml uv.lock $(UV)
 	$(UV) sync --frozen --extra test --quiet
+	$(UV) sync --frozen --extra test --quiet --reinstall-package opentelemetry-proto
 	touch $(STAMP)
 
 # The real coding CLIs the end-to-end tests drive (Claude Code, Codex), pinned in tests/clis, from the npm registry.

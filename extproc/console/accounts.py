@@ -23,7 +23,7 @@ from extproc.auth.accounts import AccountManager, LoginError, split_pasted
 from extproc.auth.imports import DEFAULT_PATHS, LoginFileError, parse_login_file
 from extproc.auth.pkce import LoginExpired, LoginSealer, PendingLogin, challenge_of
 from extproc.auth.store import Account, StoreError
-from extproc.console.context import console_of
+from extproc.console.context import PREFIX, console_of, see_other
 from extproc.core.errors import CredentialUnavailable
 from extproc.core.flows import Flow
 from extproc.core.windows import WindowState
@@ -156,7 +156,18 @@ async def _form(request: web.Request) -> dict[str, Any]:
 
 
 async def show(request: web.Request) -> web.Response:
-    return _page(request)
+    gate = console_of(request).gate
+    response = _page(request, notice=gate.notice(request))
+    gate.clear_notice(request, response)
+    return response
+
+
+def _done(request: web.Request, notice: str) -> web.Response:
+    """A form that changed something sends the browser back to the page (Post/Redirect/Get), which says what was
+    done: a reload then shows the page again instead of posting a used code or a removal twice."""
+    response = see_other(f"{PREFIX}/accounts")
+    console_of(request).gate.leave_notice(request, response, notice)
+    return response
 
 
 async def remove(request: web.Request) -> web.Response:
@@ -168,7 +179,7 @@ async def remove(request: web.Request) -> web.Response:
     if not removed:
         return _page(request, 404, error=f"no account {account_id}")
     log.info("console: account %s removed", account_id)
-    return _page(request, notice=f"Removed {account_id}.")
+    return _done(request, f"Removed {account_id}.")
 
 
 async def refresh(request: web.Request) -> web.Response:
@@ -179,7 +190,7 @@ async def refresh(request: web.Request) -> web.Response:
         return _page(request, 404, error=str(exc))
     except CredentialUnavailable as exc:
         return _page(request, 409, error=f"{account_id} not refreshed: {exc.reason}")
-    return _page(request, notice=f"Refreshed {account_id}.")
+    return _done(request, f"Refreshed {account_id}.")
 
 
 async def import_file(request: web.Request) -> web.Response:
@@ -200,7 +211,7 @@ async def import_file(request: web.Request) -> web.Response:
     except (LoginFileError, LoginError, StoreError) as exc:
         return _page(request, 400, error=f"not imported: {exc}")
     log.info("console: account %s imported", account.id)
-    return _page(request, notice=f"Imported {account.id} ({manager.flow(kind).title}).")
+    return _done(request, f"Imported {account.id} ({manager.flow(kind).title}).")
 
 
 async def start_paste(request: web.Request) -> web.Response:
@@ -245,7 +256,7 @@ async def finish_paste(request: web.Request) -> web.Response:
         url = flow.authorize_link(pending.redirect_uri, pending.state, challenge_of(pending.verifier))
         return _step(request, _paste_step(flow, pending, url, sealer, error=str(exc)), status=400)
     log.info("console: account %s logged in (%s)", account.id, flow.title)
-    return _page(request, notice=_logged_in(account, flow))
+    return _done(request, _logged_in(account, flow))
 
 
 async def start_device(request: web.Request) -> web.Response:
@@ -286,7 +297,7 @@ async def poll_device(request: web.Request) -> web.Response:
     if isinstance(result, device.Waiting):
         return _step(request, _device_step(flow, device.waited(code, result), sealer, result.trouble))
     log.info("console: account %s logged in by device code (%s)", result.id, flow.title)
-    return _page(request, notice=_logged_in(result, flow))
+    return _done(request, _logged_in(result, flow))
 
 
 def _logged_in(account: Account, flow: Flow) -> str:

@@ -23,6 +23,8 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 log = logging.getLogger("extproc.console")
 COOKIE = "extproc_console"
+NOTICE_COOKIE = "extproc_console_notice"  # what a form did, shown once by the page it redirects to
+NOTICE_LIFETIME = 60  # seconds: the redirect follows at once
 PATH = "/console"
 LIFETIME = 12 * 3600.0  # seconds a sign-in lasts
 _INFO = b"extproc console session v1"
@@ -57,6 +59,16 @@ class Sealer:
         except (InvalidToken, orjson.JSONDecodeError, KeyError, TypeError, ValueError):
             return None
         return session if now < session.expires else None
+
+    def seal_notice(self, text: str, now: float) -> str:
+        return self._fernet.encrypt_at_time(text.encode(), int(now)).decode()
+
+    def open_notice(self, sealed: str, now: float) -> str | None:
+        """The notice a form of this gateway sealed a moment ago; None for anything else."""
+        try:
+            return self._fernet.decrypt_at_time(sealed.encode(), NOTICE_LIFETIME, int(now)).decode()
+        except (InvalidToken, UnicodeDecodeError):
+            return None
 
 
 def new_session(now: float) -> Session:
@@ -135,3 +147,21 @@ class Gate:
     @staticmethod
     def sign_out(response: web.StreamResponse) -> None:
         response.del_cookie(COOKIE, path=PATH)
+
+    def leave_notice(self, request: web.Request, response: web.StreamResponse, text: str) -> None:
+        """After a form that changed something: the page the browser is sent to says what (sealed, so only this
+        gateway's own words are shown), and a reload of that page posts nothing again."""
+        sealer = self._sealer()
+        if sealer is not None:
+            response.set_cookie(NOTICE_COOKIE, sealer.seal_notice(text, self._clock()), max_age=NOTICE_LIFETIME,
+                                path=PATH, httponly=True, samesite="Strict", secure=scheme_of(request) == "https")
+
+    def notice(self, request: web.Request) -> str | None:
+        """The notice left for this page, if any (`clear_notice` on the page's answer: it is shown once)."""
+        sealer, sealed = self._sealer(), request.cookies.get(NOTICE_COOKIE)
+        return sealer.open_notice(sealed, self._clock()) if sealer is not None and sealed else None
+
+    @staticmethod
+    def clear_notice(request: web.Request, response: web.StreamResponse) -> None:
+        if NOTICE_COOKIE in request.cookies:
+            response.del_cookie(NOTICE_COOKIE, path=PATH)

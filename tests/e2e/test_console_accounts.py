@@ -34,7 +34,7 @@ class Browser:
     """A signed-in console session: the cookie the sign-in set, the CSRF token its pages carry."""
 
     def __init__(self, url: str) -> None:
-        self.http = httpx.Client(base_url=url, timeout=60)
+        self.http = httpx.Client(base_url=url, timeout=60, follow_redirects=True)
         signed = self.http.post("/console/login", data={"token": ADMIN}, follow_redirects=True)
         assert signed.status_code == 200, signed.text
         self.csrf = field(signed.text, "csrf")
@@ -53,6 +53,11 @@ class Browser:
     def _seen(self, response: httpx.Response) -> httpx.Response:
         self.pages.append(response.text)
         return response
+
+
+def redirected(response: httpx.Response) -> bool:
+    """A form that changed something answers 303 to the Accounts page (a reload then posts nothing again)."""
+    return [r.status_code for r in response.history] == [303] and response.url.path == "/console/accounts"
 
 
 def field(page: str, name: str) -> str:
@@ -104,9 +109,11 @@ def test_a_claude_login_pasted_in_the_console_appears_with_its_windows_and_is_re
     wrong = browser.post("/console/accounts/login/claude/finish", pending=pending, pasted="code#another-state")
     assert wrong.status_code == 400 and "belongs to another login" in wrong.text
     done = browser.post("/console/accounts/login/claude/finish", pending=pending, pasted=pasted)
-    assert done.status_code == 200, done.text
+    assert done.status_code == 200 and redirected(done), done.text
     (account,) = stored(tmp_path)
     assert f"Logged in: {account['id']}" in done.text and account["kind"] == "claude"
+    reloaded = browser.get("/console/accounts")  # the notice is shown once; the code is not posted again
+    assert "Logged in" not in reloaded.text and f'data-account="{account["id"]}"' in reloaded.text
 
     resets = int(time.time()) + 3600
     answer = json.dumps({"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-haiku-5-5",
@@ -128,7 +135,7 @@ def test_a_claude_login_pasted_in_the_console_appears_with_its_windows_and_is_re
     assert "7d: 12% used" in page and 'value="0.42"' in page and "active" in page
 
     removed = browser.post(f"/console/accounts/{account['id']}/remove")
-    assert removed.status_code == 200 and f"Removed {account['id']}." in removed.text
+    assert removed.status_code == 200 and redirected(removed) and f"Removed {account['id']}." in removed.text
     assert stored(tmp_path) == [] and f'data-account="{account["id"]}"' not in removed.text
     assert browser.post(f"/console/accounts/{account['id']}/remove").status_code == 404
     no_token_in("".join(browser.pages), oauth)
@@ -154,7 +161,7 @@ def test_a_codex_device_login_from_the_console_polls_until_approved(
 
     done = eventually(logged_in, "the device login finishes")
     (account,) = stored(tmp_path)
-    assert f"Logged in: {account['id']}" in done.text and account["kind"] == "codex"
+    assert f"Logged in: {account['id']}" in done.text and account["kind"] == "codex" and redirected(done)
     assert f'data-account="{account["id"]}"' in done.text
     forged = browser.post("/console/accounts/device/codex/poll", id="not-a-sealed-id")
     assert forged.status_code == 400
@@ -166,7 +173,7 @@ def test_a_codex_device_login_from_the_console_polls_until_approved(
                                                 "expiresAt": int(time.time() + 3600) * 1000,
                                                 "subscriptionType": "max"}}).encode()
     imported = browser.upload("/console/accounts/import", "claude", credentials)
-    assert imported.status_code == 200 and "Imported claude-" in imported.text
+    assert imported.status_code == 200 and redirected(imported) and "Imported claude-" in imported.text
     assert sorted(a["kind"] for a in stored(tmp_path)) == ["claude", "codex"]
     bad = browser.upload("/console/accounts/import", "codex", b"{}")
     assert bad.status_code == 400 and "has no tokens" in bad.text

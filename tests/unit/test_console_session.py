@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from extproc.console.session import (
     LIFETIME,
+    NOTICE_LIFETIME,
     Sealer,
     Session,
     csrf_ok,
@@ -33,6 +34,15 @@ def test_a_session_made_under_another_token_or_altered_does_not_open() -> None:
     assert Sealer(ADMIN).open(sealed[:-4] + "AAAA", T) is None
     assert Sealer(ADMIN).open("", T) is None and Sealer(ADMIN).open("not a session", T) is None
     assert session_key(ADMIN) == session_key(ADMIN) != session_key(ADMIN + "x")
+
+
+def test_a_notice_opens_under_the_same_token_for_a_moment_only() -> None:
+    sealed = Sealer(ADMIN).seal_notice("Removed claude-1.", T)
+    assert "Removed" not in sealed  # the page shows this gateway's own words only, never a cookie's
+    assert Sealer(ADMIN).open_notice(sealed, T + NOTICE_LIFETIME - 1) == "Removed claude-1."
+    assert Sealer(ADMIN).open_notice(sealed, T + NOTICE_LIFETIME + 1) is None
+    assert Sealer(ADMIN + "x").open_notice(sealed, T) is None
+    assert Sealer(ADMIN).open_notice("Logged in: evil", T) is None
 
 
 def test_the_admin_token_must_match_whole() -> None:

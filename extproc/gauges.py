@@ -25,9 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
 from extproc.addresses import local_url
-from extproc.core import rate
-from extproc.core.budget import Budget, period
-from extproc.core.clients import ClientKey, token_counter
+from extproc.core.budget import period
 from extproc.core.headers import PROCESSOR_TOKEN_HEADER
 from extproc.core.health import Health
 from extproc.core.registry import Registry
@@ -36,6 +34,7 @@ from extproc.runtime import Runtime
 from extproc.state.rate_limit import RateLimiter
 from extproc.state.spend import SpendLedger
 from extproc.state.tokens import TokenCounter
+from extproc.usage.standing import Standing, standings
 
 log = logging.getLogger("extproc")
 PATH = "/extproc/gauges"
@@ -111,43 +110,22 @@ def window_rows(registry: Registry, health: Health) -> Rows:
     return rows
 
 
-@dataclass(frozen=True, slots=True)
-class Limited:
-    """A client key or a team as its gauges see it: its limits, and what its counters say now."""
-
-    owner: str  # key | team
-    name: str
-    budget: Budget | None
-    rpm: int | None
-    tpm: int | None
-    spent: float = 0.0  # USD this period
-    requests: float = 0.0  # this minute, as rpm is held against it
-    tokens: float = 0.0  # … as tpm is
-
-
-def limited(keys: Sequence[ClientKey]) -> list[tuple[str, str, str, Budget | None, int | None, int | None]]:
-    """(owner, name, counter, budget, rpm, tpm) of each key and each team of these keys, teams once."""
-    found = [("key", k.name, k.name, k.budget, k.rpm, k.tpm) for k in keys]
-    teams = {k.team.name: k.team for k in keys if k.team is not None}
-    return found + [("team", t.name, t.counter, t.budget, t.rpm, t.tpm) for t in teams.values()]
-
-
-def key_rows(owners: Sequence[Limited], now: float) -> Rows:
+def key_rows(found: Sequence[Standing], now: float) -> Rows:
     """Each client key's and team's budget left, and its rpm and tpm used."""
     rows: Rows = {BUDGET: [], BUDGET_LEFT: [], BUDGET_RESETS: [], RPM_LIMIT: [], RPM_USED: [], TPM_LIMIT: [],
                   TPM_USED: []}
-    for found in owners:
-        labels = (found.owner, found.name)
-        if found.budget is not None:
-            rows[BUDGET].append((labels, found.budget.usd))
-            rows[BUDGET_LEFT].append((labels, max(0.0, found.budget.usd - found.spent)))
-            rows[BUDGET_RESETS].append((labels, period(now, found.budget.per)[1]))
-        if found.rpm is not None:
-            rows[RPM_LIMIT].append((labels, float(found.rpm)))
-            rows[RPM_USED].append((labels, found.requests))
-        if found.tpm is not None:
-            rows[TPM_LIMIT].append((labels, float(found.tpm)))
-            rows[TPM_USED].append((labels, found.tokens))
+    for standing in found:
+        who, labels = standing.of, (standing.of.owner, standing.of.name)
+        if who.budget is not None:
+            rows[BUDGET].append((labels, who.budget.usd))
+            rows[BUDGET_LEFT].append((labels, max(0.0, who.budget.usd - standing.spent)))
+            rows[BUDGET_RESETS].append((labels, period(now, who.budget.per)[1]))
+        if who.rpm is not None:
+            rows[RPM_LIMIT].append((labels, float(who.rpm)))
+            rows[RPM_USED].append((labels, standing.requests))
+        if who.tpm is not None:
+            rows[TPM_LIMIT].append((labels, float(who.tpm)))
+            rows[TPM_USED].append((labels, standing.tokens))
     return rows
 
 
@@ -164,12 +142,7 @@ def families(rows: Rows) -> list[Metric]:
 async def read(runtime: Runtime, limiter: RateLimiter, spend: SpendLedger, tokens: TokenCounter) -> list[Metric]:
     """Every gauge now: health and the registry from this process, spend and rate counts from their ledgers."""
     snapshot, now = runtime.current, runtime.clock()
-    owners = []
-    for owner, name, counter, budget, rpm, tpm in limited(snapshot.settings.clients.keys):
-        spent = await spend.spent(counter, period(now, budget.per)[0]) if budget is not None else 0.0
-        requests = await limiter.used(counter) if rpm is not None else 0.0
-        used = rate.estimate(*(await tokens.counts([token_counter(counter)], now))[0], now) if tpm is not None else 0.0
-        owners.append(Limited(owner, name, budget, rpm, tpm, spent, requests, used))
+    owners = await standings(snapshot.settings.clients.keys, limiter, spend, tokens, now)
     rows = {**credential_rows(snapshot.registry, runtime.health, now), **window_rows(snapshot.registry, runtime.health),
             **key_rows(owners, now)}
     return families(rows)

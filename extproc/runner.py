@@ -161,7 +161,8 @@ async def processor(settings: Settings, prepare: Callable[[Settings], Settings] 
         relayed = upstream_client(settings)
         try:
             relay = await start_relay(settings, gateway, relayed, console_app(Console(
-                runtime, limiter, spend, usage=usage, manager=manager, processor_token=settings.processor_token)),
+                runtime, limiter, spend, tokens, usage=usage, manager=manager,
+                processor_token=settings.processor_token)),
                 gauges.routes(runtime, limiter, spend, tokens, settings.processor_token))
         except OSError:
             await server.stop(grace=None)

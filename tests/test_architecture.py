@@ -127,7 +127,7 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "bootstrap": frozenset({"core", "formats", "request", "fast", "usage", "translate"}),
     "runtime": frozenset({"core", "discovery"}),
     "console": frozenset({"core", "usage", "state", "runtime", "auth"}),
-    "gauges": frozenset({"core", "state", "runtime", "addresses"}),
+    "gauges": frozenset({"core", "state", "runtime", "addresses", "usage"}),
 }
 
 

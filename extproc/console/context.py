@@ -15,6 +15,7 @@ from extproc.console.session import Gate, Session
 from extproc.runtime import Runtime
 from extproc.state.rate_limit import RateLimiter
 from extproc.state.spend import SpendLedger
+from extproc.state.tokens import LocalTokens, TokenCounter
 from extproc.usage.store import UsageStore
 
 PREFIX = "/console"
@@ -27,12 +28,13 @@ _TYPES = {".js": "text/javascript", ".css": "text/css"}
 
 @dataclass
 class Console:
-    """What the pages read: the runtime (registry, health, settings), the client keys' counters, the usage store
-    (None: usage is not kept), the logins."""
+    """What the pages read: the runtime (registry, health, settings), the client keys' and teams' counters (the
+    ones their limits are checked against), the usage store (None: usage is not kept), the logins."""
 
     runtime: Runtime
     limiter: RateLimiter
     spend: SpendLedger
+    tokens: TokenCounter = field(default_factory=LocalTokens)
     usage: UsageStore | None = None
     manager: AccountManager | None = None
     processor_token: str | None = field(default=None, repr=False)

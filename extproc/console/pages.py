@@ -19,11 +19,9 @@ from extproc.console.context import console_of
 from extproc.core.availability import availability, recommended_fallbacks, usual_request
 from extproc.core.budget import period
 from extproc.core.catalog import ModelSpec
-from extproc.core.clients import ClientKey
 from extproc.core.health import HealthView
 from extproc.core.registry import Registry
-from extproc.state.rate_limit import RateLimiter
-from extproc.state.spend import SpendLedger
+from extproc.usage.standing import Standing, standings
 from extproc.usage.store import DIMENSIONS, Dimension, Point, Totals
 
 # The Overview's ranges: (name, label, span in seconds, one bucket in seconds).
@@ -221,10 +219,16 @@ async def models(request: web.Request) -> web.StreamResponse:
 
 @dataclass(frozen=True, slots=True)
 class KeyRow:
+    """A client key or a team (`owner`) by name, never the key: what it spent and used against its limits."""
+
+    owner: str  # key | team
     name: str
+    team: str | None  # a key's team; for a team, its keys
     models: str  # what it may use, in words
-    rpm_used: float | None  # requests in the last minute (counted for a key with a limit only)
+    rpm_used: float | None  # requests in the last minute (counted for an owner with a limit only)
     rpm: int | None
+    tpm_used: float | None  # tokens (input + output) in the last minute, likewise
+    tpm: int | None
     spent: float | None  # in the budget's current period
     budget: float | None
     per: str
@@ -238,19 +242,29 @@ class KeyRow:
     def rpm_share(self) -> float:
         return 0.0 if not self.rpm or self.rpm_used is None else min(1.0, self.rpm_used / self.rpm)
 
+    @property
+    def tpm_share(self) -> float:
+        return 0.0 if not self.tpm or self.tpm_used is None else min(1.0, self.tpm_used / self.tpm)
 
-async def key_rows(keys: Sequence[ClientKey], limiter: RateLimiter, spend: SpendLedger, now: float) -> list[KeyRow]:
-    """Each client key by name (never the key or its digest): spend against budget, requests per minute against
-    its limit, the models it may use."""
+
+def key_rows(found: Sequence[Standing], now: float) -> list[KeyRow]:
+    """Each client key, then each team: spend against budget, requests and tokens per minute against their
+    limits, the models a key may use and the team it is in (a team: its keys)."""
+    members: dict[str, list[str]] = {}
+    for s in found:
+        if s.of.team is not None:
+            members.setdefault(s.of.team, []).append(s.of.name)
     rows = []
-    for key in keys:
-        used = await limiter.used(key.name) if key.rpm is not None else None
-        spent, per, resets = None, "", ""
-        if key.budget is not None:
-            name, reset = period(now, key.budget.per)
-            spent, per, resets = await spend.spent(key.name, name), key.budget.per, utc(reset)
-        rows.append(KeyRow(key.name, ", ".join(key.models) if key.models else "any model", used, key.rpm, spent,
-                           key.budget.usd if key.budget else None, per, resets))
+    for s in found:
+        who = s.of
+        per, resets = (who.budget.per, utc(period(now, who.budget.per)[1])) if who.budget is not None else ("", "")
+        team = who.team if who.owner == "key" else ", ".join(members.get(who.name, ()))
+        models = (", ".join(who.models) or "any model") if who.owner == "key" else "as each key may"
+        rows.append(KeyRow(who.owner, who.name, team or None, models,
+                           s.requests if who.rpm is not None else None, who.rpm,
+                           s.tokens if who.tpm is not None else None, who.tpm,
+                           s.spent if who.budget is not None else None,
+                           who.budget.usd if who.budget is not None else None, per, resets))
     return rows
 
 
@@ -258,7 +272,8 @@ async def keys(request: web.Request) -> web.StreamResponse:
     console = console_of(request)
     runtime = console.runtime
     settings = runtime.current.settings
-    rows = await key_rows(settings.clients.keys, console.limiter, console.spend, runtime.clock())
+    now = runtime.clock()
+    rows = key_rows(await standings(settings.clients.keys, console.limiter, console.spend, console.tokens, now), now)
     return console.render(request, "keys.html", page="keys", rows=rows, required=settings.clients.active)
 
 

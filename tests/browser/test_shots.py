@@ -36,7 +36,7 @@ MAX_BYTES = 300_000  # each image, to keep the repository small
 VIEWS = [("overview.png", "/console/?range=hour&by=model", 1280, "gpt-4o-mini\t7\t2"),
          ("accounts.png", "/console/accounts", 1280, "5h: 42% used"),
          ("models.png", "/console/models?provider=openai", 1280, "cooling down until"),
-         ("keys.png", "/console/keys", 1280, "of $25.00 this month"),
+         ("keys.png", "/console/keys", 1280, "of 20,000 per minute"),
          ("requests.png", "/console/requests", 1280, "403 (rejected)"),
          ("overview-375.png", "/console/?range=hour&by=client", 375, "team")]
 
@@ -44,14 +44,16 @@ VIEWS = [("overview.png", "/console/?range=hour&by=model", 1280, "gpt-4o-mini\t7
 @pytest.fixture
 def stack(tmp_path: Path, fakes: dict[str, FakeProvider], upstreams: dict[str, FakeProvider], oauth: FakeOAuth,
           make_stack: Callable[[dict[str, Any]], Stack], admin_token: str) -> Stack:
-    """OpenAI by its key, Anthropic by a Claude login (made in the browser), two client keys; one worker, whose
-    health and counters every page shows (without state.redis, each worker has its own)."""
+    """OpenAI by its key, Anthropic by a Claude login (made in the browser), two client keys in a team; one worker,
+    whose health and counters every page shows (without state.redis, each worker has its own)."""
     config = login_config(fakes, upstreams, oauth, tmp_path / "accounts.json")
     config["auth"]["admin_token"] = admin_token
     config["providers"]["openai"]["api_key"] = SECRETS["openai"]
     config["processor"] = {"workers": 1}  # one worker's health and counters, whichever serves a page
     config["clients"] = {"keys": [{"name": "team", "key": TEAM, "rpm": 60, "budget": {"usd": 25, "per": "month"}},
-                                  {"name": "ci", "key": CI, "models": ["claude-*"], "rpm": 20}]}
+                                  {"name": "ci", "key": CI, "models": ["claude-*"], "rpm": 20}],
+                         "teams": {"platform": {"keys": ["team", "ci"], "tpm": 20000,
+                                                "budget": {"usd": 100, "per": "week"}}}}
     return make_stack(config)
 
 

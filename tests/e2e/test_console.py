@@ -26,7 +26,9 @@ CI_DIGEST = hashlib.sha256(CI_KEY.encode()).hexdigest()
 def console_config(fakes: dict[str, FakeProvider]) -> dict[str, Any]:
     return {"providers": provider_config(fakes), "discovery": False, "auth": {"admin_token": ADMIN},
             "clients": {"keys": [{"name": "team", "key": TEAM, "rpm": 50, "budget": {"usd": 10, "per": "month"}},
-                                 {"name": "ci", "sha256": CI_DIGEST, "models": ["claude-*"]}]}}
+                                 {"name": "ci", "sha256": CI_DIGEST, "models": ["claude-*"]}],
+                        "teams": {"platform": {"keys": ["team"], "tpm": 5000,
+                                               "budget": {"usd": 40, "per": "week"}}}}}
 
 
 @pytest.fixture(scope="module")
@@ -93,6 +95,8 @@ def test_signing_in_opens_every_page_and_none_shows_a_secret(browser: httpx.Clie
         texts.append((path, page.text + str(page.headers)))
     keys = browser.get("/console/keys").text
     assert "of 50 per minute" in keys and "of $10.00 this month" in keys and "claude-*" in keys
+    assert "(team platform)" in keys and "Team platform" in keys  # the key in its team, the team as a row
+    assert "of 5,000 per minute" in keys and "of $40.00 this week" in keys
     assert CI_DIGEST[:8] not in keys  # a key's digest is not shown either
     assert browser.get("/console/login").headers["location"] == "/console/"  # signed in already
     no_secret_in(*texts)

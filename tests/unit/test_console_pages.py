@@ -5,13 +5,24 @@ from __future__ import annotations
 import asyncio
 import math
 
-from extproc.console.pages import Window, key_rows, model_rows, record_filters, record_rows, series_doc, total_rows
+from extproc.console.pages import (
+    KeyRow,
+    Window,
+    key_rows,
+    model_rows,
+    record_filters,
+    record_rows,
+    series_doc,
+    total_rows,
+)
 from extproc.core.budget import Budget, period
-from extproc.core.clients import ClientKey
+from extproc.core.clients import ClientKey, Team, token_counter
 from extproc.runtime import Runtime
 from extproc.state.rate_limit import LocalRateLimiter
 from extproc.state.spend import LocalSpend
+from extproc.state.tokens import LocalTokens
 from extproc.usage.record import UsageRecord
+from extproc.usage.standing import standings
 from extproc.usage.store import Point, Totals
 from extproc.usage.tokens import Usage
 from tests.clock import Clock
@@ -70,24 +81,34 @@ def test_models_show_availability_the_fallbacks_and_each_credentials_state_in_wo
     assert "sk-acme" not in shown and "sk-zeta" not in shown
 
 
-def test_keys_show_spend_against_budget_and_requests_against_rpm_never_the_key() -> None:
+def test_keys_and_teams_show_spend_against_budget_requests_and_tokens_against_limits_never_the_key() -> None:
     clock = Clock(T)
-    limiter, spend = LocalRateLimiter(clock), LocalSpend()
+    limiter, spend, tokens = LocalRateLimiter(clock), LocalSpend(), LocalTokens()
+    payers = Team("payers", budget=Budget(50.0, "week"), tpm=1000)
     team = ClientKey("team", sha256=b"\x01" * 32, rpm=10, budget=Budget(5.0, "month"), key="team-key-0123456789")
     free = ClientKey("free", models=("claude-*",), key="free-key-0123456789")
+    a = ClientKey("a", tpm=300, team=payers, key="a-key-0123456789")
+    b = ClientKey("b", team=payers, key="b-key-0123456789")
 
-    async def run() -> list[object]:
+    async def run() -> list[KeyRow]:
         for _ in range(3):
             assert await limiter.admit("team", 10) is None
         await spend.add("team", period(T, "month")[0], 1.25, 3600)
-        return list(await key_rows([team, free], limiter, spend, T))
+        await spend.add(payers.counter, period(T, "week")[0], 12.5, 3600)
+        await tokens.add([token_counter("a"), token_counter(payers.counter)], 120, T)
+        return key_rows(await standings([team, free, a, b], limiter, spend, tokens, T), T)
 
     rows = asyncio.run(run())
-    t, f = rows
-    assert (t.name, t.rpm_used, t.rpm, t.spent, t.budget, t.per) == ("team", 3, 10, 1.25, 5.0, "month")
+    t, f, ka, kb, p = rows
+    assert (t.owner, t.name, t.rpm_used, t.rpm, t.spent, t.budget, t.per) == ("key", "team", 3, 10, 1.25, 5.0, "month")
     assert t.resets == "2023-12-01 00:00:00 UTC" and t.budget_share == 0.25 and t.rpm_share == 0.3
-    assert t.models == "any model"
+    assert t.models == "any model" and t.team is None and t.tpm is None
     assert (f.rpm_used, f.rpm, f.spent, f.budget, f.models) == (None, None, None, None, "claude-*")
+    assert (ka.team, ka.tpm, kb.team, kb.tpm) == ("payers", 300, "payers", None)
+    assert ka.tpm_used is not None and ka.tpm_share == ka.tpm_used / 300 > 0
+    assert (p.owner, p.name, p.team, p.budget, p.spent, p.per, p.tpm) == ("team", "payers", "a, b", 50.0, 12.5,
+                                                                         "week", 1000)
+    assert p.tpm_used == ka.tpm_used and p.budget_share == 0.25
     assert "team-key" not in repr(rows) and "free-key" not in repr(rows) and "\\x01" not in repr(rows)
 
 

@@ -22,14 +22,13 @@ from extproc.gauges import (
     TPM_USED,
     WINDOW_RESETS,
     WINDOW_USED,
-    Limited,
     credential_rows,
     exposition,
     families,
     key_rows,
-    limited,
     window_rows,
 )
+from extproc.usage.standing import Standing, owners
 from tests.unit.helpers import model, provider, settings
 
 NOW = 1_800_000_000.0  # 2027-01-15T08:00:00Z
@@ -88,15 +87,14 @@ def test_keys_and_teams_show_budget_left_never_below_zero_and_rpm_and_tpm_used()
     payers = Team("payers", budget=Budget(20.0, "week"), tpm=1000)
     keys = (ClientKey("team", rpm=10, budget=Budget(5.0, "month")), ClientKey("spent", budget=Budget(1.0, "day")),
             ClientKey("free"), ClientKey("a", tpm=300, team=payers), ClientKey("b", team=payers))
-    found = limited(keys)
-    assert [(owner, name, counter) for owner, name, counter, *_ in found] == [
+    found = owners(keys)
+    assert [(o.owner, o.name, o.counter) for o in found] == [
         ("key", "team", "team"), ("key", "spent", "spent"), ("key", "free", "free"), ("key", "a", "a"),
         ("key", "b", "b"), ("team", "payers", "team:payers")]  # a team once, under its own counter
     counted = {"team": (1.25, 4.5, 0.0), "spent": (3.0, 0.0, 0.0), "a": (0.0, 0.0, 120.0),
                "team:payers": (20.5, 0.0, 990.0)}
-    owners = [Limited(owner, name, budget, rpm, tpm, *counted.get(counter, (0.0, 0.0, 0.0)))
-              for owner, name, counter, budget, rpm, tpm in found]
-    rows = key_rows(owners, NOW)
+    assert [o.team for o in found[:5]] == [None, None, None, "payers", "payers"]
+    rows = key_rows([Standing(o, *counted.get(o.counter, (0.0, 0.0, 0.0))) for o in found], NOW)
     assert rows[BUDGET] == [(("key", "team"), 5.0), (("key", "spent"), 1.0), (("team", "payers"), 20.0)]
     assert rows[BUDGET_LEFT] == [(("key", "team"), 3.75), (("key", "spent"), 0.0), (("team", "payers"), 0.0)]
     assert rows[BUDGET_RESETS][:2] == [(("key", "team"), 1_801_440_000.0), (("key", "spent"), 1_800_057_600.0)]

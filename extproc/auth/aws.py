@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import botocore.exceptions
-import botocore.session
 
 from extproc.core.errors import CredentialUnavailable
 from extproc.core.secrets import CloudSecrets, SecretSource
@@ -92,6 +91,10 @@ class AwsKeys(CloudSecrets):
 
 def find_credentials(auth: AwsAuth) -> Any:
     """botocore's credentials for this identity (refreshable ones refresh themselves), or None. Blocking: the
-    chain may ask the instance metadata service."""
+    chain may ask the instance metadata service. botocore's session and signer are imported here, in this thread
+    (a quarter of a second), so a gateway without Bedrock never loads them and the event loop never waits on it."""
+    import botocore.auth  # noqa: F401  (the signer request/sigv4.py uses on every Bedrock request)
+    import botocore.session
+
     session = botocore.session.Session(profile=auth.profile)
     return session.get_credentials()

@@ -11,15 +11,14 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
-
-from azure.core.credentials_async import AsyncSupportsTokenInfo
-from azure.core.exceptions import AzureError
-from azure.identity.aio import CertificateCredential, ClientSecretCredential, DefaultAzureCredential
+from typing import TYPE_CHECKING, Any
 
 from extproc.core.errors import CredentialUnavailable
 from extproc.core.secrets import CloudSecrets, SecretSource
 from extproc.core.settings import Credential, EntraAuth
+
+if TYPE_CHECKING:
+    from azure.core.credentials_async import AsyncSupportsTokenInfo
 
 log = logging.getLogger("extproc.auth")
 
@@ -77,6 +76,8 @@ class EntraTokens(CloudSecrets):
         return held.refreshing
 
     async def _fetch(self, credential_id: str, held: _Held, auth: EntraAuth) -> str:
+        from azure.core.exceptions import AzureError  # loaded with the credential (azure_credential)
+
         try:
             if auth not in self._credentials:
                 self._credentials[auth] = self._make(auth, self._ca_file)
@@ -109,7 +110,11 @@ class EntraTokens(CloudSecrets):
 def azure_credential(auth: EntraAuth, ca_file: str | None = None) -> AsyncSupportsTokenInfo:
     """azure-identity's credential for these settings: the application's secret or certificate, else its default
     chain (AZURE_* variables, workload identity, managed identity, the Azure CLI…). `ca_file`: what the token
-    endpoint's certificate is checked against (the gateway's `ca_file`), else the system's."""
+    endpoint's certificate is checked against (the gateway's `ca_file`), else the system's. azure-identity is
+    imported here, by the first Entra ID credential, not with the module: it costs a process a third of a second,
+    which a gateway without Azure should not pay."""
+    from azure.identity.aio import CertificateCredential, ClientSecretCredential, DefaultAzureCredential
+
     common: dict[str, Any] = {**_TIMEOUTS, **({"authority": auth.authority} if auth.authority else {}),
                               **({"connection_verify": ca_file} if ca_file else {})}
     if auth.client_secret is not None:

@@ -36,8 +36,9 @@ $(CLIS): tests/clis/package.json tests/clis/package-lock.json | $(STAMP)
 run: $(STAMP)
 	$(BIN)/extproc up $(if $(CONFIG),--config $(CONFIG),)
 
+# One pytest-xdist worker per core, each taking whole files (docs/testing.md).
 test: $(STAMP) $(CLIS)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n auto --dist loadfile
 
 # The pure unit tests alone: no process, socket or Redis; seconds.
 test-unit: $(STAMP)

@@ -155,6 +155,7 @@ def run(args: argparse.Namespace, children: harness.Children) -> dict[str, Tally
                                             str(args.events), str(args.interval)])
     harness.wait_listening(slow, slow_port)
     config = gateway_config(slow_port, args)
+    harness.own_store(config, children.workdir, "gateway-burst")
     path = children.workdir / "gateway-burst.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     harness.wait_gateway_ready(children.start("gateway-burst", [sys.executable, "-m", "extproc", "up", "--config",

@@ -342,6 +342,12 @@ class Targets:
     litellm: str | None = None  # LiteLLM proxy on the fake, where installed
 
 
+def own_store(config: dict[str, Any], workdir: Path, name: str) -> None:
+    """A gateway's accounts file (and the usage store beside it) in the run's directory, never the user's, unless
+    the config names one already."""
+    config.setdefault("auth", {}).setdefault("store", str(workdir / f"{name}-accounts.json"))
+
+
 def merged(config: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     """A config with `extra`'s sections laid over it (a mapping merged one level deep, anything else replaced)."""
     out = dict(config)
@@ -357,6 +363,7 @@ def start_gateway(children: Children, name: str, upstream_port: int, envoy_concu
     port = free_port()
     config = merged(gateway_config(port, free_port_block(2 * workers), free_port(), upstream_port, envoy_concurrency,
                                    workers, redis_url, accounting), extra or {})
+    own_store(config, children.workdir, name)
     path = children.workdir / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     child = children.start(name, [sys.executable, "-m", "extproc", "up", "--config", str(path)])

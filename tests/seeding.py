@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import random
+from typing import Any
 
 import pytest
 from hypothesis import settings
@@ -21,6 +22,7 @@ from hypothesis import settings
 SEED_ENV = "EXTPROC_TEST_SEED"
 LONG = "long"
 _SEED = pytest.StashKey[int]()
+_WORKER_KEY = "extproc_test_seed"
 
 settings.register_profile(LONG, max_examples=40 * settings.get_profile("default").max_examples)
 
@@ -37,9 +39,16 @@ def _chosen(config: pytest.Config) -> int:
 
 @pytest.hookimpl(tryfirst=True)  # before Hypothesis' plugin takes the seed from its option
 def pytest_configure(config: pytest.Config) -> None:
-    seed = _chosen(config)
+    handed = getattr(config, "workerinput", {}).get(_WORKER_KEY)  # a pytest-xdist worker: the run's seed
+    seed = int(handed) if handed is not None else _chosen(config)
     config.stash[_SEED] = seed
     config.option.hypothesis_seed = str(seed)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """pytest-xdist starts a worker: it takes the run's seed, so one seed replays every worker's tests."""
+    node.workerinput[_WORKER_KEY] = node.config.stash[_SEED]
 
 
 def _line(config: pytest.Config) -> str:

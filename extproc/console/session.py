@@ -139,9 +139,7 @@ class Gate:
             log.warning("console: a sign-in with a wrong admin token (from %s)",
                         request.headers.get("x-forwarded-for", request.remote))
             return False
-        session = new_session(self._clock())
-        response.set_cookie(COOKIE, sealer.seal(session), max_age=int(LIFETIME), path=PATH, httponly=True,
-                            samesite="Strict", secure=scheme_of(request) == "https")
+        _set_cookie(request, response, COOKIE, sealer.seal(new_session(self._clock())), int(LIFETIME))
         return True
 
     @staticmethod
@@ -153,8 +151,7 @@ class Gate:
         gateway's own words are shown), and a reload of that page posts nothing again."""
         sealer = self._sealer()
         if sealer is not None:
-            response.set_cookie(NOTICE_COOKIE, sealer.seal_notice(text, self._clock()), max_age=NOTICE_LIFETIME,
-                                path=PATH, httponly=True, samesite="Strict", secure=scheme_of(request) == "https")
+            _set_cookie(request, response, NOTICE_COOKIE, sealer.seal_notice(text, self._clock()), NOTICE_LIFETIME)
 
     def notice(self, request: web.Request) -> str | None:
         """The notice left for this page, if any (`clear_notice` on the page's answer: it is shown once)."""
@@ -165,3 +162,10 @@ class Gate:
     def clear_notice(request: web.Request, response: web.StreamResponse) -> None:
         if NOTICE_COOKIE in request.cookies:
             response.del_cookie(NOTICE_COOKIE, path=PATH)
+
+
+def _set_cookie(request: web.Request, response: web.StreamResponse, name: str, value: str, max_age: int) -> None:
+    """A console cookie: sent to the console's pages only, never to script or from another site, and over https
+    only when the client's connection to Envoy was."""
+    response.set_cookie(name, value, max_age=max_age, path=PATH, httponly=True, samesite="Strict",
+                        secure=scheme_of(request) == "https")

@@ -115,7 +115,7 @@ def key_rows(found: Sequence[Standing], now: float) -> Rows:
     rows: Rows = {BUDGET: [], BUDGET_LEFT: [], BUDGET_RESETS: [], RPM_LIMIT: [], RPM_USED: [], TPM_LIMIT: [],
                   TPM_USED: []}
     for standing in found:
-        who, labels = standing.of, (standing.of.owner, standing.of.name)
+        who, labels = standing.of, (standing.of.kind, standing.of.name)
         if who.budget is not None:
             rows[BUDGET].append((labels, who.budget.usd))
             rows[BUDGET_LEFT].append((labels, max(0.0, who.budget.usd - standing.spent)))

@@ -219,9 +219,9 @@ async def models(request: web.Request) -> web.StreamResponse:
 
 @dataclass(frozen=True, slots=True)
 class KeyRow:
-    """A client key or a team (`owner`) by name, never the key: what it spent and used against its limits."""
+    """A client key or a team (`kind`) by name, never the key: what it spent and used against its limits."""
 
-    owner: str  # key | team
+    kind: str  # key | team
     name: str
     team: str | None  # a key's team; for a team, its keys
     models: str  # what it may use, in words
@@ -258,9 +258,9 @@ def key_rows(found: Sequence[Standing], now: float) -> list[KeyRow]:
     for s in found:
         who = s.of
         per, resets = (who.budget.per, utc(period(now, who.budget.per)[1])) if who.budget is not None else ("", "")
-        team = who.team if who.owner == "key" else ", ".join(members.get(who.name, ()))
-        models = (", ".join(who.models) or "any model") if who.owner == "key" else "as each key may"
-        rows.append(KeyRow(who.owner, who.name, team or None, models,
+        team = who.team if who.kind == "key" else ", ".join(members.get(who.name, ()))
+        models = (", ".join(who.models) or "any model") if who.kind == "key" else "as each key may"
+        rows.append(KeyRow(who.kind, who.name, team or None, models,
                            s.requests if who.rpm is not None else None, who.rpm,
                            s.tokens if who.tpm is not None else None, who.tpm,
                            s.spent if who.budget is not None else None,

@@ -19,7 +19,7 @@ from extproc.state.tokens import TokenCounter
 class Owner:
     """A client key or a team with its limits, and the counter its counts and spend are kept under."""
 
-    owner: str  # key | team
+    kind: str  # key | team
     name: str
     counter: str
     budget: Budget | None

@@ -100,13 +100,13 @@ def test_keys_and_teams_show_spend_against_budget_requests_and_tokens_against_li
 
     rows = asyncio.run(run())
     t, f, ka, kb, p = rows
-    assert (t.owner, t.name, t.rpm_used, t.rpm, t.spent, t.budget, t.per) == ("key", "team", 3, 10, 1.25, 5.0, "month")
+    assert (t.kind, t.name, t.rpm_used, t.rpm, t.spent, t.budget, t.per) == ("key", "team", 3, 10, 1.25, 5.0, "month")
     assert t.resets == "2023-12-01 00:00:00 UTC" and t.budget_share == 0.25 and t.rpm_share == 0.3
     assert t.models == "any model" and t.team is None and t.tpm is None
     assert (f.rpm_used, f.rpm, f.spent, f.budget, f.models) == (None, None, None, None, "claude-*")
     assert (ka.team, ka.tpm, kb.team, kb.tpm) == ("payers", 300, "payers", None)
     assert ka.tpm_used is not None and ka.tpm_share == ka.tpm_used / 300 > 0
-    assert (p.owner, p.name, p.team, p.budget, p.spent, p.per, p.tpm) == ("team", "payers", "a, b", 50.0, 12.5,
+    assert (p.kind, p.name, p.team, p.budget, p.spent, p.per, p.tpm) == ("team", "payers", "a, b", 50.0, 12.5,
                                                                          "week", 1000)
     assert p.tpm_used == ka.tpm_used and p.budget_share == 0.25
     assert "team-key" not in repr(rows) and "free-key" not in repr(rows) and "\\x01" not in repr(rows)

@@ -88,7 +88,7 @@ def test_keys_and_teams_show_budget_left_never_below_zero_and_rpm_and_tpm_used()
     keys = (ClientKey("team", rpm=10, budget=Budget(5.0, "month")), ClientKey("spent", budget=Budget(1.0, "day")),
             ClientKey("free"), ClientKey("a", tpm=300, team=payers), ClientKey("b", team=payers))
     found = owners(keys)
-    assert [(o.owner, o.name, o.counter) for o in found] == [
+    assert [(o.kind, o.name, o.counter) for o in found] == [
         ("key", "team", "team"), ("key", "spent", "spent"), ("key", "free", "free"), ("key", "a", "a"),
         ("key", "b", "b"), ("team", "payers", "team:payers")]  # a team once, under its own counter
     counted = {"team": (1.25, 4.5, 0.0), "spent": (3.0, 0.0, 0.0), "a": (0.0, 0.0, 120.0),

@@ -32,7 +32,7 @@ def stack(fakes: dict[str, FakeProvider], make_module_stack: Callable[[dict[str,
         "keys": [{"name": "metered", "key": METERED, "tpm": 10},
                  {"name": "spender", "key": SPENDER}, {"name": "sharer", "key": SHARER},
                  {"name": "quiet", "key": QUIET}],
-        "teams": {"payers": {"keys": ["spender", "sharer"], "budget": {"usd": 1.5 * GPT_COST, "per": "week"}},
+        "teams": {"payers": {"keys": ["spender", "sharer"], "budget": {"usd": 2.5 * GPT_COST, "per": "week"}},
                   "counted": {"keys": ["quiet"], "tpm": 100000}}}})
 
 
@@ -70,7 +70,9 @@ def test_a_team_budget_spent_by_one_key_refuses_another_on_either_path(
     eventually(lambda: [n for n in stack.fast_routes() if " sharer " in n], "the sharer's fast route")
     assert not [n for n in stack.fast_routes() if " quiet " in n]
     spender = openai.OpenAI(base_url=stack.url + "/v1", api_key=SPENDER, max_retries=0)
-    for i in range(2):  # 2 × the cost: the team's 1.5 is spent, by the spender alone
+    # The sharer's answer spent 1 of the team's 2.5; the spender's first leaves 0.5, so its second is served
+    # whether or not the first's charge has landed, and spends the rest.
+    for i in range(2):
         spender.chat.completions.create(model="gpt-4o-mini", messages=CHAT, extra_headers={"x-request-id": f"team-{i}"})
         stack.usage_record(f"team-{i}")
     # Every key of the team leaves the fast path; the full path refuses them.

@@ -29,6 +29,11 @@ from tests.fakes import Answer, FakeProvider, Recorded, messages_stream, success
 VERSION = "bedrock-2023-05-31"
 EVENT_STREAM = "application/vnd.amazon.eventstream"
 _CORAL = ":http://internal.amazon.com/coral/com.amazon.bedrock/"
+# Beta flags Bedrock serves on Claude's InvokeModel (Anthropic-only ones, such as oauth or prompt-caching-scope, are
+# refused: "invalid beta flag").
+SERVED_BETAS = frozenset({"claude-code-20250219", "interleaved-thinking-2025-05-14", "context-1m-2025-08-07",
+                          "context-management-2025-06-27", "effort-2025-11-24", "tool-search-tool-2025-10-19",
+                          "fine-grained-tool-streaming-2025-05-14", "computer-use-2025-01-24"})
 
 
 def aws_error(status: int, kind: str, message: str) -> Answer:
@@ -106,6 +111,8 @@ class FakeBedrock(FakeProvider):
         if doc.get("anthropic_version") != VERSION or "max_tokens" not in doc or not doc.get("messages"):
             return aws_error(400, "ValidationException", "Malformed input request: #: required key "
                                                          "[anthropic_version] not found or invalid")
+        if not set(doc.get("anthropic_beta") or ()) <= SERVED_BETAS:  # one unknown flag fails the whole request
+            return aws_error(400, "ValidationException", "invalid beta flag")
         return None
 
     def _unauthenticated(self, recorded: Recorded) -> Answer | None:

@@ -27,6 +27,9 @@ SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 TOKEN_PATH = "/token"
 CLAUDE_VERSION = "vertex-2023-10-16"
+# Beta flags Vertex AI serves on Claude (an Anthropic-only one, such as oauth, fails the request).
+SERVED_BETAS = frozenset({"claude-code-20250219", "interleaved-thinking-2025-05-14", "context-1m-2025-08-07",
+                          "context-management-2025-06-27", "web-search-2025-03-05", "tool-search-tool-2025-10-19"})
 AUDIENCE = "https://oauth2.googleapis.com/token"  # what an assertion is for, whatever token_uri it was sent to
 
 
@@ -175,6 +178,12 @@ class FakeVertex(FakeProvider):
         if model not in self.models:
             return _status(404, "NOT_FOUND", f"Publisher Model `projects/{self.project}/locations/{self.location}"
                                              f"/publishers/anthropic/models/{model}` was not found.")
+        unserved = [f.strip() for f in recorded.headers.get("anthropic-beta", "").split(",")
+                    if f.strip() and f.strip() not in SERVED_BETAS]
+        if unserved:
+            return 400, {"content-type": "application/json"}, json.dumps({"type": "error", "error": {
+                "type": "invalid_request_error",
+                "message": f"Unexpected value(s) `{','.join(unserved)}` for the `anthropic-beta` header."}}).encode()
         doc = json.loads(recorded.body or b"{}")
         if doc.get("anthropic_version") != CLAUDE_VERSION or "model" in doc:
             return 400, {"content-type": "application/json"}, json.dumps({"type": "error", "error": {

@@ -60,7 +60,10 @@ def expand_kind(section: dict[str, Any], key: str) -> dict[str, Any] | None:
     for name in sorted(ALL_KIND_KEYS - KIND_KEYS[kind] - {"kind"} & section.keys()):
         report(ConfigError(f"{key}.{name}: not a key of kind {kind}; drop it"))
     expand = {"azure": _azure, "vertex": _vertex, "bedrock": _bedrock}[kind]
-    return expand(section, key, dict(builtin_kind_data()[kind]))
+    facts = dict(builtin_kind_data()[kind])
+    if isinstance(section.get("invoke"), dict) and isinstance(facts.get("invoke"), dict):
+        section = {**section, "invoke": {**facts["invoke"], **section["invoke"]}}  # a part overridden, not all
+    return expand(section, key, facts)
 
 
 def _azure(section: dict[str, Any], key: str, facts: dict[str, Any]) -> dict[str, Any] | None:

@@ -213,7 +213,7 @@ def _invoke(raw: Any, key: str) -> InvokeSpec:
     """Anthropic's Messages API as a cloud's call on the model's path (a kind's data; each part overridable)."""
     section = mapping(raw, key)
     reject_unknown(section, key, {"anthropic_version", "whole", "stream", "betas", "keeps_stream", "statuses",
-                                  "stream_errors"})
+                                  "stream_errors", "accepted_betas", "renamed_betas"})
 
     def statuses(name: str) -> dict[Any, int]:
         found = mapping(section.get(name) or {}, f"{key}.{name}")
@@ -225,6 +225,11 @@ def _invoke(raw: Any, key: str) -> InvokeSpec:
                       whole=string(section.get("whole"), f"{key}.whole"),
                       stream=string(section.get("stream"), f"{key}.stream"),
                       betas=string(section["betas"], f"{key}.betas") if section.get("betas") else None,
+                      accepted_betas=frozenset(string_list(section["accepted_betas"], f"{key}.accepted_betas"))
+                      if section.get("accepted_betas") is not None else None,
+                      renamed_betas={str(k): string(v, f"{key}.renamed_betas.{k}")
+                                     for k, v in mapping(section.get("renamed_betas") or {},
+                                                         f"{key}.renamed_betas").items()},
                       keeps_stream=boolean(section.get("keeps_stream", False), f"{key}.keeps_stream"),
                       statuses={int(k): v for k, v in statuses("statuses").items()},
                       stream_errors={str(k): v for k, v in statuses("stream_errors").items()})

@@ -97,6 +97,10 @@ class InvokeSpec:
     whole: str  # the call after the model's path, for a whole answer (/invoke, :rawPredict)
     stream: str  # … for a streamed one (/invoke-with-response-stream, :streamRawPredict)
     betas: str | None = None  # the body field the anthropic-beta header's flags go in (None: the header goes)
+    # The beta flags the cloud takes (None: any); a client's others are dropped, since the cloud refuses a whole
+    # request for one flag it does not know ("invalid beta flag"). Renamed first: Anthropic's name → the cloud's.
+    accepted_betas: frozenset[str] | None = None
+    renamed_betas: Mapping[str, str] = field(default_factory=dict)
     keeps_stream: bool = False  # `stream` stays in the body (Vertex AI's), besides choosing the call
     # The status an error of the cloud reaches an Anthropic client with, when not its own (503 → 529 overloaded).
     statuses: Mapping[int, int] = field(default_factory=dict)

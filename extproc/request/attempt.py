@@ -108,7 +108,7 @@ class AttemptExchange:
                                 self._gateway.runtime.current.settings.accounting)
         # Undo what earlier attempts set (the client's values back, or nothing), then this attempt's own; the
         # length is always this attempt's: the map may carry an earlier attempt's.
-        set_headers = {k: v for k, v in plan.restore.items() if v is not None}
+        set_headers = {k: v for k, v in plan.restore.items() if v is not None and k not in forward.remove_headers}
         set_headers.update(forward.set_headers)
         set_headers["content-length"] = str(len(forward.body if forward.body is not None else body))
         set_headers[ATTEMPT_HEADER] = attempt_header(decision, self.attempt)

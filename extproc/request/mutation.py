@@ -95,7 +95,8 @@ def build_forward(endpoint: Endpoint, parsed: ParsedRequest, decision: Decision,
     if cred.aws is not None:  # signed last, over the path and body as they leave
         set_headers.update(signed_headers(secret, cred.aws, provider.upstream.authority, "POST", upstream_path,
                                           new_body if new_body is not None else parsed.body))
-    remove = tuple(h for h in CLIENT_CREDENTIAL_HEADERS if h not in set_headers)
+    remove = (*(h for h in CLIENT_CREDENTIAL_HEADERS if h not in set_headers),
+              *(h for h in out.removed if h not in set_headers))
     return Forward(decision, set_headers, remove, new_body,
                    (*(t.answer for t in transforms if t.answer), *out.answers))
 

@@ -222,8 +222,9 @@ def test_the_flagship_chain_answers_one_request_anthropic_then_bedrock_then_vert
     vertex.reset()
     fakes["anthropic"].script(429, body=b'{"type":"error","error":{"type":"rate_limit_error","message":"slow"}}')
     bedrock.script(*aws_error(429, "ThrottlingException", "Too many requests"))
+    betas = "claude-code-20250219,oauth-2025-04-20,prompt-caching-scope-2026-01-05,advanced-tool-use-2025-11-20"
     answer = client(chain).messages.with_raw_response.create(model=MODEL, max_tokens=10,  # type: ignore[arg-type]
-                                                             messages=CHAT)
+                                                             messages=CHAT, extra_headers={"anthropic-beta": betas})
     assert answer.parse().content[0].text == "hello from claude-sonnet-4-5@20250929"  # type: ignore[union-attr]
     assert answer.headers["x-extproc-provider"] == "vertex"
     # One request, three attempts: Anthropic's 429, Bedrock's throttle, Vertex AI's answer.
@@ -232,6 +233,11 @@ def test_the_flagship_chain_answers_one_request_anthropic_then_bedrock_then_vert
     assert sent.path == vertex.claude_prefix() + "claude-sonnet-4-5%4020250929:rawPredict"
     assert sent.json()["anthropic_version"] == "vertex-2023-10-16" and "model" not in sent.json()
     assert sent.headers["authorization"].startswith("Bearer ya29.")
+    # Each gets the client's betas it serves, by its own name (one it does not serve fails a whole request).
+    assert fakes["anthropic"].requests[-1].headers["anthropic-beta"] == betas
+    assert bedrock.requests[-1].json()["anthropic_beta"] == ["claude-code-20250219", "tool-search-tool-2025-10-19"]
+    assert "anthropic-beta" not in bedrock.requests[-1].headers  # Bedrock takes them in the body
+    assert sent.headers["anthropic-beta"] == "claude-code-20250219,tool-search-tool-2025-10-19"
     record = eventually(lambda: [r for r in chain.usage_records() if r.get("requested_model") == MODEL],
                         "the request's usage record")[-1]
     assert (record["attempts"], record["provider"], record["status"]) == (3, "vertex", 200)
@@ -257,3 +263,5 @@ def test_claude_code_runs_on_a_bedrock_claude_model(claude: Path, stack: Stack, 
     doc = sent.json()
     assert doc["system"][0]["text"].startswith("x-anthropic-billing-header:")  # its own request, reshaped only
     assert "model" not in doc and doc["anthropic_version"] == "bedrock-2023-05-31"
+    # It believes it talks to Anthropic and names Anthropic-only betas too: only those Bedrock serves go on.
+    assert "claude-code-20250219" in doc["anthropic_beta"] and "anthropic-beta" not in sent.headers

@@ -265,3 +265,33 @@ def test_an_attempt_refused_before_it_went_is_not_learned_against_the_previous_o
     assert learn_attempt(runtime, gateway.secrets, header, 503, {}, "rid", attempt_count=2) is None
     assert runtime.health.blocked("anthropic:key1", "claude-x", runtime.clock()) is None
     assert learn_attempt(runtime, gateway.secrets, header, 503, {}, "rid", attempt_count=1) is not None
+
+
+def test_each_cloud_attempt_gets_the_betas_it_serves_and_a_later_one_the_clients_own(clock):
+    """Claude on a cloud that takes betas in the body, then on one that takes the header, then on Anthropic: each
+    gets what it serves of the client's flags, and Anthropic all of them, as the client sent them."""
+    def cloud(host: str, **invoke: Any) -> dict[str, Any]:
+        return {"base_url": f"https://{host}", "apis": {"anthropic": "/m"}, "api_key": host, "invoke": {
+            "anthropic_version": "v-1", "whole": ":call", "stream": ":stream", **invoke}}
+    gw = gateway_for(clock, providers={
+        "in-body": cloud("body.example.com", betas="anthropic_beta",
+                         accepted_betas=["interleaved-thinking-2025-05-14"]),
+        "in-header": cloud("header.example.com", accepted_betas=["claude-code-20250219", "tool-search-tool-2025-10-19"],
+                           renamed_betas={"advanced-tool-use-2025-11-20": "tool-search-tool-2025-10-19"}),
+        "anthropic": {"api_key": "an-1"}},
+        models=[model("c-body", "in-body"), model("c-header", "in-header"), model("c-direct", "anthropic")],
+        fallbacks={"c-body": ["c-header", "c-direct"]}, strategy="none")
+    betas = "claude-code-20250219,oauth-2025-04-20,advanced-tool-use-2025-11-20"
+    client = {":method": "POST", ":path": MESSAGES, "anthropic-beta": betas}
+    doc = {**DOC, "model": "c-body"}
+    raw = json.dumps(doc).encode()
+    first = route(gw, MESSAGES, doc, client)
+    _, one = attempt(gw, first, 1, "in-body", shared_headers(client, first), raw)
+    assert isinstance(one, Mutate) and one.body is not None
+    assert "anthropic-beta" in one.remove_headers and "anthropic_beta" not in json.loads(one.body)  # none it serves
+    _, two = attempt(gw, first, 2, "in-header", shared_headers(client, first, one), raw)
+    assert isinstance(two, Mutate)
+    assert two.set_headers["anthropic-beta"] == "claude-code-20250219,tool-search-tool-2025-10-19"
+    _, three = attempt(gw, first, 3, "anthropic", shared_headers(client, first, one, two), raw)
+    assert isinstance(three, Mutate) and three.set_headers["anthropic-beta"] == betas
+    assert "anthropic-beta" not in three.remove_headers

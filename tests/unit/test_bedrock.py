@@ -16,7 +16,7 @@ from extproc.core.providers import InvokeSpec
 from extproc.core.settings import AwsAuth
 from extproc.formats.bedrock import BedrockStream
 from extproc.request.sigv4 import pack_keys, signed_headers
-from extproc.request.transforms.invoke import CloudError, reshape
+from extproc.request.transforms.invoke import CloudError, cloud_betas, reshape
 from tests.fake_bedrock import anthropic_events, chunk, exception
 
 ERRORS = {"throttlingException": 529}
@@ -61,13 +61,42 @@ def test_a_frame_that_fails_its_checksum_ends_the_stream() -> None:
 
 def test_the_invoke_body_names_no_model_and_carries_the_version_and_betas() -> None:
     doc = {"model": "claude-x", "stream": True, "max_tokens": 5, "messages": []}
-    assert reshape(doc, BEDROCK, "a-2025, b-2026") == "/invoke-with-response-stream"
+    assert reshape(doc, BEDROCK, ["a-2025", "b-2026"]) == "/invoke-with-response-stream"
     assert doc == {"max_tokens": 5, "messages": [], "anthropic_version": "bedrock-2023-05-31",
                    "anthropic_beta": ["a-2025", "b-2026"]}
     vertex = InvokeSpec("vertex-2023-10-16", ":rawPredict", ":streamRawPredict", keeps_stream=True)
     doc = {"model": "claude-x", "stream": True, "max_tokens": 5}
-    assert reshape(doc, vertex, "a-2025") == ":streamRawPredict" and doc["stream"] is True and "model" not in doc
+    assert reshape(doc, vertex, ["a-2025"]) == ":streamRawPredict" and doc["stream"] is True and "model" not in doc
     assert "anthropic_beta" not in doc  # Vertex takes the header
+    doc = {"max_tokens": 5}
+    reshape(doc, BEDROCK, [])
+    assert "anthropic_beta" not in doc  # no flag: no field
+
+
+def test_a_cloud_gets_only_the_betas_it_serves_under_its_own_names() -> None:
+    spec = InvokeSpec("v", "/i", "/s",
+                      accepted_betas=frozenset({"claude-code-20250219", "tool-search-tool-2025-10-19"}),
+                      renamed_betas={"advanced-tool-use-2025-11-20": "tool-search-tool-2025-10-19"})
+    sent = " claude-code-20250219,oauth-2025-04-20, advanced-tool-use-2025-11-20,,tool-search-tool-2025-10-19"
+    assert cloud_betas(sent, spec) == ["claude-code-20250219", "tool-search-tool-2025-10-19"]
+    assert cloud_betas("oauth-2025-04-20", spec) == [] and cloud_betas(None, spec) == []
+    assert cloud_betas("x-1, y-2", BEDROCK) == ["x-1", "y-2"]  # a cloud whose data names none: every flag goes
+
+
+def test_the_clouds_data_drops_anthropic_only_betas_and_a_user_may_accept_more() -> None:
+    settings = parse_settings({"providers": {
+        "bedrock-1": {"kind": "bedrock", "region": "us-east-1"},
+        "bedrock-2": {"kind": "bedrock", "region": "us-east-1", "invoke": {"accepted_betas": ["new-flag-2027-01-01"]}},
+        "vertex-1": {"kind": "vertex", "project": "my-project", "location": "global"}}}, env={})
+    claude_code = ("claude-code-20250219,oauth-2025-04-20,interleaved-thinking-2025-05-14,"
+                   "prompt-caching-scope-2026-01-05")
+    for name in ("bedrock-1", "vertex-1"):
+        spec = settings.providers[name].invoke
+        assert spec is not None
+        assert cloud_betas(claude_code, spec) == ["claude-code-20250219", "interleaved-thinking-2025-05-14"], name
+    custom = settings.providers["bedrock-2"].invoke
+    assert custom is not None and custom.betas == "anthropic_beta" and custom.anthropic_version == "bedrock-2023-05-31"
+    assert cloud_betas("new-flag-2027-01-01,claude-code-20250219", custom) == ["new-flag-2027-01-01"]
 
 
 def test_a_clouds_error_becomes_anthropics_with_anthropics_status() -> None:

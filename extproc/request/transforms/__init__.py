@@ -23,7 +23,14 @@ from extproc.formats.sse import EventSplitter
 from extproc.request.transforms import copilot
 from extproc.request.transforms.codex import codex_refusal, codex_request
 from extproc.request.transforms.converse import answer_maker, converse_applies, converse_refusal, rewrite
-from extproc.request.transforms.invoke import CloudError, Unchanged, invoke_applies, invoke_refusal, reshape
+from extproc.request.transforms.invoke import (
+    CloudError,
+    Unchanged,
+    cloud_betas,
+    invoke_applies,
+    invoke_refusal,
+    reshape,
+)
 from extproc.translate.transform import (
     API_OF,
     CollectedAnswer,
@@ -47,6 +54,7 @@ class Outgoing:
     hides_usage: bool = False  # the client's stream did not ask for its usage (an earlier attempt may have)
     client_headers: Mapping[str, str] = field(default_factory=dict)  # as the client sent them (read, never set)
     answers: list[Callable[[bool, int], Shaper]] = field(default_factory=list)  # (streamed, status) → shaper
+    removed: list[str] = field(default_factory=list)  # client headers taken off (a transform's `headers`)
 
 
 class Shaper(Protocol):
@@ -193,8 +201,13 @@ def _invoke_request(out: Outgoing, endpoint: Endpoint, decision: Decision) -> No
     spec = decision.provider.invoke
     if spec is None or (out.api or endpoint.api) is not Api.ANTHROPIC:
         return
-    out.rest = reshape(out.doc, spec, out.client_headers.get("anthropic-beta"))
+    flags = cloud_betas(out.client_headers.get("anthropic-beta"), spec)
+    out.rest = reshape(out.doc, spec, flags)
     out.changed = True
+    if spec.betas is None and flags:  # the header carries them: the ones the cloud takes
+        out.headers["anthropic-beta"] = ",".join(flags)
+    elif "anthropic-beta" in out.client_headers:  # in the body, or none the cloud takes
+        out.removed.append("anthropic-beta")
     out.headers["accept-encoding"] = "identity"  # an error is rewritten here: it must come uncompressed
 
     def answer(streamed: bool, status: int) -> Shaper:
@@ -264,7 +277,7 @@ TRANSFORMS: Mapping[str, Transform] = {
                            reshapes=True),
     "codeassist": Transform(_codeassist_request, _codeassist_answer, ("accept-encoding",)),
     "drop_fields": Transform(_drop_fields),
-    "invoke": Transform(_invoke_request, headers=("accept-encoding",), reshapes=True,
+    "invoke": Transform(_invoke_request, headers=("accept-encoding", "anthropic-beta"), reshapes=True,
                         refuses=lambda endpoint, doc: invoke_refusal(endpoint)),
     "converse": Transform(_converse_request, headers=("accept-encoding",), reshapes=True,
                           refuses=converse_refusal),

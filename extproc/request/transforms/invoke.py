@@ -27,16 +27,26 @@ def invoke_refusal(endpoint: Endpoint) -> str | None:
     return None
 
 
-def reshape(doc: dict[str, object], spec: InvokeSpec, client_betas: str | None) -> str:
-    """The Messages body as the cloud takes it, in place; the call (path after the model's) it goes to."""
+def reshape(doc: dict[str, object], spec: InvokeSpec, flags: list[str]) -> str:
+    """The Messages body as the cloud takes it, in place (with the beta `flags`, where the cloud takes them in
+    the body); the call (path after the model's) it goes to."""
     streams = (doc.get("stream") if spec.keeps_stream else doc.pop("stream", None)) is True
     doc.pop("model", None)  # the path names it
     doc["anthropic_version"] = spec.anthropic_version
-    if spec.betas is not None:
-        flags = [f.strip() for f in (client_betas or "").split(",") if f.strip()]
-        if flags:
-            doc[spec.betas] = flags
+    if spec.betas is not None and flags:
+        doc[spec.betas] = flags
     return spec.stream if streams else spec.whole
+
+
+def cloud_betas(client_betas: str | None, spec: InvokeSpec) -> list[str]:
+    """The client's anthropic-beta flags as the cloud takes them: renamed to the cloud's names, and without those
+    it does not serve (it would refuse the whole request for one), each once, in the client's order."""
+    flags: list[str] = []
+    for raw in (client_betas or "").split(","):
+        flag = spec.renamed_betas.get(raw.strip(), raw.strip())
+        if flag and flag not in flags and (spec.accepted_betas is None or flag in spec.accepted_betas):
+            flags.append(flag)
+    return flags
 
 
 class HeldWhole:

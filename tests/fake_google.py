@@ -175,6 +175,12 @@ class FakeVertex(FakeProvider):
         model, _, method = bare.removeprefix(self.claude_prefix()).partition(":")
         if method not in ("rawPredict", "streamRawPredict"):
             return _status(404, "NOT_FOUND", "The requested URL was not found on this server.")
+        doc = json.loads(recorded.body or b"{}")
+        counting = model == "count-tokens"  # a token count names its model in the body, a completion in the path
+        if counting:
+            if method != "rawPredict" or not doc.get("messages"):
+                return _status(400, "INVALID_ARGUMENT", "A count takes messages, at count-tokens:rawPredict.")
+            model = str(doc.get("model"))
         if model not in self.models:
             return _status(404, "NOT_FOUND", f"Publisher Model `projects/{self.project}/locations/{self.location}"
                                              f"/publishers/anthropic/models/{model}` was not found.")
@@ -184,8 +190,7 @@ class FakeVertex(FakeProvider):
             return 400, {"content-type": "application/json"}, json.dumps({"type": "error", "error": {
                 "type": "invalid_request_error",
                 "message": f"Unexpected value(s) `{','.join(unserved)}` for the `anthropic-beta` header."}}).encode()
-        doc = json.loads(recorded.body or b"{}")
-        if doc.get("anthropic_version") != CLAUDE_VERSION or "model" in doc:
+        if doc.get("anthropic_version") != CLAUDE_VERSION or ("model" in doc) != counting:
             return 400, {"content-type": "application/json"}, json.dumps({"type": "error", "error": {
                 "type": "invalid_request_error", "message": "anthropic_version: vertex-2023-10-16 is required, and "
                                                            "model: Extra inputs are not permitted"}}).encode()
@@ -199,6 +204,9 @@ class FakeVertex(FakeProvider):
         if scripted or not bare.startswith(self.claude_prefix()):
             return super()._answer(path, body)
         model = bare.removeprefix(self.claude_prefix()).partition(":")[0]
+        if model == "count-tokens":
+            counted = {"input_tokens": len(json.dumps(json.loads(body)["messages"]))}  # a count that reads the body
+            return 200, {"content-type": "application/json"}, json.dumps(counted).encode()
         if bare.endswith(":streamRawPredict"):
             return 200, {"content-type": "text/event-stream"}, messages_stream(model)
         whole = success_body("/messages", {"model": model})

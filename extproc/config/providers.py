@@ -213,7 +213,7 @@ def _invoke(raw: Any, key: str) -> InvokeSpec:
     """Anthropic's Messages API as a cloud's call on the model's path (a kind's data; each part overridable)."""
     section = mapping(raw, key)
     reject_unknown(section, key, {"anthropic_version", "whole", "stream", "betas", "keeps_stream", "statuses",
-                                  "stream_errors", "accepted_betas", "renamed_betas"})
+                                  "stream_errors", "accepted_betas", "renamed_betas", "count"})
 
     def statuses(name: str) -> dict[Any, int]:
         found = mapping(section.get(name) or {}, f"{key}.{name}")
@@ -231,6 +231,7 @@ def _invoke(raw: Any, key: str) -> InvokeSpec:
                                      for k, v in mapping(section.get("renamed_betas") or {},
                                                          f"{key}.renamed_betas").items()},
                       keeps_stream=boolean(section.get("keeps_stream", False), f"{key}.keeps_stream"),
+                      count=string(section["count"], f"{key}.count") if section.get("count") else None,
                       statuses={int(k): v for k, v in statuses("statuses").items()},
                       stream_errors={str(k): v for k, v in statuses("stream_errors").items()})
 

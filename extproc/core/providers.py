@@ -102,6 +102,9 @@ class InvokeSpec:
     accepted_betas: frozenset[str] | None = None
     renamed_betas: Mapping[str, str] = field(default_factory=dict)
     keeps_stream: bool = False  # `stream` stays in the body (Vertex AI's), besides choosing the call
+    # The call that counts a request's tokens, in place of the model's segment and call (Vertex AI's
+    # count-tokens:rawPredict, the model named in the body); None: the cloud counts none (Bedrock's InvokeModel).
+    count: str | None = None
     # The status an error of the cloud reaches an Anthropic client with, when not its own (503 → 529 overloaded).
     statuses: Mapping[int, int] = field(default_factory=dict)
     # An exception a stream ends with (Bedrock's event stream) → the status whose error event it becomes.
@@ -196,13 +199,13 @@ class ProviderSpec:
         """The model a request body names: its served name, unless the path names the deployment already."""
         return model if DEPLOYMENT in self.apis[api].path_prefix else self.served_name(model)
 
-    def upstream_path(self, api: Api, rest: str, model: str = "") -> str:
+    def upstream_path(self, api: Api, rest: str, model: str = "", segment: str | None = None) -> str:
         """The upstream path for a request of `model` whose client path, minus its API prefix, is `rest`: a prefix
-        with `{deployment}` takes the model's served name (for Gemini's API, in place of the call's own
-        `/{version}/models/{model}`: Vertex's), and `api_version` goes as a query."""
+        with `{deployment}` takes the model's served name, or `segment` in its place (for Gemini's API, in place of
+        the call's own `/{version}/models/{model}`: Vertex's), and `api_version` goes as a query."""
         prefix = self.apis[api].path_prefix
         if DEPLOYMENT in prefix:
-            prefix = prefix.replace(DEPLOYMENT, quote(self.served_name(model), safe=""))
+            prefix = prefix.replace(DEPLOYMENT, quote(self.served_name(model) if segment is None else segment, safe=""))
             named = _GEMINI_MODEL.match(rest) if api is Api.GEMINI else None
             rest = rest[named.end():] if named else rest
         path = self.upstream.base_path + prefix + rest

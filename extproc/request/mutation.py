@@ -76,7 +76,7 @@ def build_forward(endpoint: Endpoint, parsed: ParsedRequest, decision: Decision,
         set_headers[STREAM_HEADER] = "1"
     for name, value in cred.merge_headers.items():
         set_headers[name] = merge_header_values(client_headers.get(name), value)
-    upstream_path = provider.upstream_path(api, out.rest, decision.model.id)
+    upstream_path = provider.upstream_path(api, out.rest, decision.model.id, out.segment)
     if upstream_path != endpoint.path:
         set_headers[":path"] = upstream_path
     if new_body is not None:

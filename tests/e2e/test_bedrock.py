@@ -254,6 +254,21 @@ def test_claude_on_vertex_streams_anthropics_own_events(chain: Stack, vertex: Fa
     assert sent.json()["stream"] is True and "model" not in sent.json()
 
 
+def test_a_token_count_is_vertex_ais_count_call_and_bedrock_refuses_one_before_it_goes(
+        chain: Stack, stack: Stack, vertex: FakeVertex, bedrock: FakeBedrock) -> None:
+    vertex.reset()
+    counted = client(chain).messages.count_tokens(model=TEAM_MODEL, messages=CHAT,  # type: ignore[arg-type]
+                                                  extra_headers={"anthropic-beta": "oauth-2025-04-20"})
+    assert counted.input_tokens == len(json.dumps(CHAT))  # the fake's count of the messages it was sent
+    sent = vertex.requests[-1]
+    assert sent.path == vertex.claude_prefix() + "count-tokens:rawPredict"
+    assert sent.json()["model"] == "claude-sonnet-4-5@20250929" and "anthropic-beta" not in sent.headers
+    # Bedrock's InvokeModel counts nothing (Anthropic's own Bedrock client refuses a count too): told, not sent.
+    with pytest.raises(anthropic.BadRequestError) as refused:
+        client(stack).messages.count_tokens(model=MODEL, messages=CHAT)  # type: ignore[arg-type]
+    assert "counting tokens" in refused.value.message and not bedrock.requests
+
+
 def test_claude_code_runs_on_a_bedrock_claude_model(claude: Path, stack: Stack,  # noqa: F811
                                                    bedrock: FakeBedrock, tmp_path: Path) -> None:
     result = run_claude(claude, stack, tmp_path, "say hi", MODEL)

@@ -27,9 +27,11 @@ from extproc.request.transforms.invoke import (
     CloudError,
     Unchanged,
     cloud_betas,
+    counts,
     invoke_applies,
     invoke_refusal,
     reshape,
+    reshape_count,
 )
 from extproc.translate.transform import (
     API_OF,
@@ -55,6 +57,7 @@ class Outgoing:
     client_headers: Mapping[str, str] = field(default_factory=dict)  # as the client sent them (read, never set)
     answers: list[Callable[[bool, int], Shaper]] = field(default_factory=list)  # (streamed, status) → shaper
     removed: list[str] = field(default_factory=list)  # client headers taken off (a transform's `headers`)
+    segment: str | None = None  # in place of the model's served name in the provider's path (None: that name)
 
 
 class Shaper(Protocol):
@@ -77,7 +80,8 @@ class Transform:
     answer: Callable[[bool, int], Shaper] | None = None  # (streamed, status) → the shaper for this answer
     headers: tuple[str, ...] = ()  # request headers it may set
     reshapes: bool = False  # its request step hands the answer a shaper of its own (Outgoing.answers)
-    refuses: Callable[[Endpoint, Mapping[str, Any]], str | None] | None = None  # why a request cannot go (None: it can)
+    # Why a request cannot go to a decision's upstream (None: it can).
+    refuses: Callable[[Endpoint, Mapping[str, Any], Decision], str | None] | None = None
 
 
 def asks_without_usage(endpoint: Endpoint, doc: Mapping[str, Any]) -> bool:
@@ -107,7 +111,8 @@ def selected(decision: Decision, streams: bool | None = None) -> tuple[Transform
 
 def refusal(decision: Decision, endpoint: Endpoint, doc: Mapping[str, Any]) -> str | None:
     """Why the transforms of a decision cannot send this request as it was asked (None: they can)."""
-    return next((why for t in selected(decision) if t.refuses and (why := t.refuses(endpoint, doc))), None)
+    return next((why for t in selected(decision) if t.refuses and (why := t.refuses(endpoint, doc, decision))),
+                None)
 
 
 def _drop_fields(out: Outgoing, endpoint: Endpoint, decision: Decision) -> None:
@@ -202,7 +207,10 @@ def _invoke_request(out: Outgoing, endpoint: Endpoint, decision: Decision) -> No
     if spec is None or (out.api or endpoint.api) is not Api.ANTHROPIC:
         return
     flags = cloud_betas(out.client_headers.get("anthropic-beta"), spec)
-    out.rest = reshape(out.doc, spec, flags)
+    if counts(endpoint):  # a token count (refused before now on a cloud that counts none)
+        out.segment, out.rest = reshape_count(out.doc, spec, flags, decision.provider.served_name(decision.model.id))
+    else:
+        out.rest = reshape(out.doc, spec, flags)
     out.changed = True
     if spec.betas is None and flags:  # the header carries them: the ones the cloud takes
         out.headers["anthropic-beta"] = ",".join(flags)
@@ -278,10 +286,10 @@ TRANSFORMS: Mapping[str, Transform] = {
     "codeassist": Transform(_codeassist_request, _codeassist_answer, ("accept-encoding",)),
     "drop_fields": Transform(_drop_fields),
     "invoke": Transform(_invoke_request, headers=("accept-encoding", "anthropic-beta"), reshapes=True,
-                        refuses=lambda endpoint, doc: invoke_refusal(endpoint)),
+                        refuses=lambda endpoint, doc, decision: invoke_refusal(endpoint, decision.provider.invoke)),
     "converse": Transform(_converse_request, headers=("accept-encoding",), reshapes=True,
-                          refuses=converse_refusal),
-    "codex": Transform(codex_request, refuses=codex_refusal),
+                          refuses=lambda endpoint, doc, decision: converse_refusal(endpoint, doc)),
+    "codex": Transform(codex_request, refuses=lambda endpoint, doc, decision: codex_refusal(endpoint, doc)),
     "copilot": Transform(copilot.copilot_request, headers=copilot.HEADERS),
 }
 PROVIDER_TRANSFORMS = ("codeassist", "codex", "copilot")  # what `providers.X.transform` may name

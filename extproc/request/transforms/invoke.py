@@ -20,10 +20,14 @@ def invoke_applies(decision: Decision, leaves_in: Api) -> bool:
     return decision.provider.invoke is not None and leaves_in is Api.ANTHROPIC
 
 
-def invoke_refusal(endpoint: Endpoint) -> str | None:
-    """A token count has no invoke call: it is not sent."""
-    if endpoint.match.string.endswith("/count_tokens"):
-        return "counting tokens on a cloud's Claude model (ask Anthropic's API, or drop the count)"
+def counts(endpoint: Endpoint) -> bool:
+    return endpoint.match.string.endswith("/count_tokens")
+
+
+def invoke_refusal(endpoint: Endpoint, spec: InvokeSpec | None) -> str | None:
+    """A token count on a cloud that counts none (Bedrock's InvokeModel) is not sent."""
+    if counts(endpoint) and (spec is None or spec.count is None):
+        return "counting tokens on this cloud's Claude model (ask Anthropic's API or Vertex AI, or drop the count)"
     return None
 
 
@@ -32,10 +36,24 @@ def reshape(doc: dict[str, object], spec: InvokeSpec, flags: list[str]) -> str:
     the body); the call (path after the model's) it goes to."""
     streams = (doc.get("stream") if spec.keeps_stream else doc.pop("stream", None)) is True
     doc.pop("model", None)  # the path names it
+    _version_and_betas(doc, spec, flags)
+    return spec.stream if streams else spec.whole
+
+
+def reshape_count(doc: dict[str, object], spec: InvokeSpec, flags: list[str], served: str) -> tuple[str, str]:
+    """A token count as the cloud takes it, in place: the model by its `served` name in the body, since the path
+    names the count call; the segment in place of the model's, and the call after it."""
+    assert spec.count is not None
+    doc["model"] = served
+    _version_and_betas(doc, spec, flags)
+    segment, colon, call = spec.count.partition(":")
+    return segment, colon + call
+
+
+def _version_and_betas(doc: dict[str, object], spec: InvokeSpec, flags: list[str]) -> None:
     doc["anthropic_version"] = spec.anthropic_version
     if spec.betas is not None and flags:
         doc[spec.betas] = flags
-    return spec.stream if streams else spec.whole
 
 
 def cloud_betas(client_betas: str | None, spec: InvokeSpec) -> list[str]:

@@ -179,7 +179,7 @@ def fast_route(endpoint_name: str, model: str, registry: Registry, health: Healt
     # (a chat stream's route matches only a body that asked for its usage, which the full path leaves as it is).
     view = RequestView(endpoint.api, model, endpoint=endpoint_name)
     learn = cred.windows is not None or health.remembers(cred.id, first.model.id)  # as Gateway.success_is_news
-    forward = route_request(endpoint, ParsedRequest(view, {"model": model}), decisions, secret, {}, learn,
+    forward = route_request(endpoint, ParsedRequest(view, {"model": model}), decisions, secret, None, learn,
                             settings.failover)
     if not forward.handled or forward.plan is None or forward.body is not None:
         return None

@@ -145,24 +145,32 @@ def failover_headers(policy: FailoverPolicy, planned: int) -> dict[str, str]:
 
 
 def route_request(endpoint: Endpoint, parsed: ParsedRequest, decisions: list[Decision], secret: str,
-                  client_headers: Mapping[str, str], learn_success: bool = False,
+                  client_headers: Mapping[str, str] | None, learn_success: bool = False,
                   failover: FailoverPolicy = _DEFAULT_FAILOVER, account: Account | None = None) -> Forward:
     """The router-level mutation: the plan every attempt follows, and the first attempt itself when it can; with
     accounting, the request's account goes with every attempt (a stream is asked for its usage).
 
     A first attempt whose transforms reshape the body is left to its own processor: later attempts get the
     body this mutation leaves, and must never get one reshaped for another provider.
+
+    `client_headers` None: planned ahead of any request (a fast route), so the client's values are not known.
+    Then only what the first attempt sets is undone for later ones (removed); any other header a later attempt
+    may set is left as the shared map holds it, which is the client's own until a later attempt changes it.
     """
     first = decisions[0]
     candidates = tuple(Candidate.of(d) for d in decisions)
     selections = [selected(d, "streaming" in parsed.view.needs) for d in decisions]
+    seen = client_headers if client_headers is not None else {}
     if selections[0]:
         forward = Forward(first, _route_headers(first), CLIENT_CREDENTIAL_HEADERS, None, handled=False)
     else:
-        forward = build_forward(endpoint, parsed, first, (), secret, client_headers, account is not None)
+        forward = build_forward(endpoint, parsed, first, (), secret, seen, account is not None)
     # Every header any attempt may set, with the client's value to put back (never its credentials).
-    restore = {name: None if name in _NEVER_RESTORED else client_headers.get(name)
-               for name in _settable(decisions, selections)}
+    restore: dict[str, str | None] = {name: None if name in _NEVER_RESTORED else seen.get(name)
+                                      for name in _settable(decisions, selections)}
+    if client_headers is None:  # unknown: only what the first attempt sets goes
+        first_sets = set(_settable(decisions[:1], selections[:1]))
+        restore = {name: None for name in restore if name in _NEVER_RESTORED or name in first_sets}
     query = without_credentials(endpoint.query)
     path = endpoint.path.partition("?")[0] + (f"?{query}" if query else "")  # a client's ?key= stays out
     restore[":path"] = path

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from extproc.core.headers import API_HEADER, ATTEMPT_HEADER, HANDLED_HEADER
+from extproc.fast.routes import fast_route, rendered
 from extproc.request.actions import CONTINUE, Mutate, Reply
 from extproc.request.attempt import AttemptExchange
 from extproc.request.exchange import Exchange
@@ -267,12 +268,15 @@ def test_an_attempt_refused_before_it_went_is_not_learned_against_the_previous_o
     assert learn_attempt(runtime, gateway.secrets, header, 503, {}, "rid", attempt_count=1) is not None
 
 
+def cloud(host: str, **invoke: Any) -> dict[str, Any]:
+    """A provider of Claude on a cloud (an `invoke` call on the model's path)."""
+    return {"base_url": f"https://{host}", "apis": {"anthropic": "/m"}, "api_key": host, "invoke": {
+        "anthropic_version": "v-1", "whole": ":call", "stream": ":stream", **invoke}}
+
+
 def test_each_cloud_attempt_gets_the_betas_it_serves_and_a_later_one_the_clients_own(clock):
     """Claude on a cloud that takes betas in the body, then on one that takes the header, then on Anthropic: each
     gets what it serves of the client's flags, and Anthropic all of them, as the client sent them."""
-    def cloud(host: str, **invoke: Any) -> dict[str, Any]:
-        return {"base_url": f"https://{host}", "apis": {"anthropic": "/m"}, "api_key": host, "invoke": {
-            "anthropic_version": "v-1", "whole": ":call", "stream": ":stream", **invoke}}
     gw = gateway_for(clock, providers={
         "in-body": cloud("body.example.com", betas="anthropic_beta",
                          accepted_betas=["interleaved-thinking-2025-05-14"]),
@@ -295,3 +299,25 @@ def test_each_cloud_attempt_gets_the_betas_it_serves_and_a_later_one_the_clients
     _, three = attempt(gw, first, 3, "anthropic", shared_headers(client, first, one, two), raw)
     assert isinstance(three, Mutate) and three.set_headers["anthropic-beta"] == betas
     assert "anthropic-beta" not in three.remove_headers
+
+
+def test_a_fast_routes_later_attempt_on_a_cloud_gets_the_betas_it_serves_of_the_clients(clock):
+    """A fast route is planned before any request: the client's flags are not in its plan, and its later attempt
+    reads them from the request as it came, not as none."""
+    gw = gateway_for(clock, providers={"anthropic": {"api_key": "an-1"},
+                                       "in-body": cloud("body.example.com", betas="anthropic_beta",
+                                                        accepted_betas=["context-1m-2025-08-07"])},
+                     models=[model("c-direct", "anthropic"), model("c-body", "in-body")],
+                     fallbacks={"c-direct": ["c-body"]}, strategy="none")
+    snapshot = gw.runtime.current
+    route = fast_route("messages", "c-direct", snapshot.registry, gw.runtime.health, clock(), snapshot.settings)
+    assert route is not None and [c.model for c in route.plan.candidates] == ["c-direct", "c-body"]
+    betas = "context-1m-2025-08-07,oauth-2025-04-20"
+    shared = {":method": "POST", ":path": MESSAGES, "anthropic-beta": betas, "x-request-id": "rid-2",
+              **{k: v.replace("%%", "%") for k, v in rendered(route).items()}, "x-envoy-attempt-count": "2"}
+    ex = AttemptExchange(gw)
+    assert isinstance(ex.request_headers(shared, None, "in-body"), Mutate)
+    second = asyncio.run(ex.request_body(json.dumps({**DOC, "model": "c-direct"}).encode()))
+    assert isinstance(second, Mutate) and second.body is not None, second
+    assert json.loads(second.body)["anthropic_beta"] == ["context-1m-2025-08-07"]
+    assert "anthropic-beta" in second.remove_headers and "x-api-key" in second.remove_headers

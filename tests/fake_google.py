@@ -185,7 +185,7 @@ class FakeVertex(FakeProvider):
             return _status(404, "NOT_FOUND", f"Publisher Model `projects/{self.project}/locations/{self.location}"
                                              f"/publishers/anthropic/models/{model}` was not found.")
         unserved = [f.strip() for f in recorded.headers.get("anthropic-beta", "").split(",")
-                    if f.strip() and f.strip() not in SERVED_BETAS]
+                    if f.strip() and (counting or f.strip() not in SERVED_BETAS)]  # its count call takes none
         if unserved:
             return 400, {"content-type": "application/json"}, json.dumps({"type": "error", "error": {
                 "type": "invalid_request_error",

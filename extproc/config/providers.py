@@ -213,7 +213,8 @@ def _invoke(raw: Any, key: str) -> InvokeSpec:
     """Anthropic's Messages API as a cloud's call on the model's path (a kind's data; each part overridable)."""
     section = mapping(raw, key)
     reject_unknown(section, key, {"anthropic_version", "whole", "stream", "betas", "keeps_stream", "statuses",
-                                  "stream_errors", "accepted_betas", "renamed_betas", "count"})
+                                  "stream_errors", "accepted_betas", "renamed_betas", "count",
+                                  "count_betas"})
 
     def statuses(name: str) -> dict[Any, int]:
         found = mapping(section.get(name) or {}, f"{key}.{name}")
@@ -231,9 +232,20 @@ def _invoke(raw: Any, key: str) -> InvokeSpec:
                                      for k, v in mapping(section.get("renamed_betas") or {},
                                                          f"{key}.renamed_betas").items()},
                       keeps_stream=boolean(section.get("keeps_stream", False), f"{key}.keeps_stream"),
-                      count=string(section["count"], f"{key}.count") if section.get("count") else None,
+                      count=_count_call(section["count"], f"{key}.count") if section.get("count") else None,
+                      count_betas=frozenset(string_list(section["count_betas"], f"{key}.count_betas"))
+                      if section.get("count_betas") is not None else None,
                       statuses={int(k): v for k, v in statuses("statuses").items()},
                       stream_errors={str(k): v for k, v in statuses("stream_errors").items()})
+
+
+def _count_call(raw: Any, key: str) -> str:
+    """A count call is the segment in place of the model's and the call after it, as `count-tokens:rawPredict`."""
+    value = string(raw, key)
+    segment, colon, call = value.partition(":")
+    if not segment or not colon or not call or "/" in value:
+        raise ConfigError(f"{key}: {value!r} is not a path segment and its call, e.g. count-tokens:rawPredict")
+    return value
 
 
 def _credentials(provider: str, data: Mapping[str, Any], key: str) -> list[Credential]:

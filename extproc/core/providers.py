@@ -105,6 +105,7 @@ class InvokeSpec:
     # The call that counts a request's tokens, in place of the model's segment and call (Vertex AI's
     # count-tokens:rawPredict, the model named in the body); None: the cloud counts none (Bedrock's InvokeModel).
     count: str | None = None
+    count_betas: frozenset[str] | None = None  # the flags its count call takes (None: as `accepted_betas`)
     # The status an error of the cloud reaches an Anthropic client with, when not its own (503 → 529 overloaded).
     statuses: Mapping[int, int] = field(default_factory=dict)
     # An exception a stream ends with (Bedrock's event stream) → the status whose error event it becomes.

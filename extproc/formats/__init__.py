@@ -120,6 +120,12 @@ class Endpoint:
     def name(self) -> str:
         return self.spec.endpoint
 
+    @property
+    def counts_tokens(self) -> bool:
+        """Anthropic's count_tokens and Gemini's countTokens: they answer a count, not a completion."""
+        bare = self.match.string
+        return bare.endswith("/count_tokens") or bare.endswith(":countTokens")
+
     def read(self, body: bytes) -> ParsedRequest:
         """Parse a request body for this endpoint (raises ClientError for bad input)."""
         doc = decode_object(body, None if self.spec.model_in_path else "model")

@@ -29,7 +29,7 @@ from extproc.formats import Endpoint, ParsedRequest, api_for_path, match_endpoin
 from extproc.request.actions import CONTINUE, Continue, Mutate, Reply, internal_error, reject
 from extproc.request.gateway import Gateway
 from extproc.request.mutation import Forward, route_request
-from extproc.request.transforms import TRANSFORMS, asks_without_usage, counts_tokens, refusal, translates
+from extproc.request.transforms import TRANSFORMS, asks_without_usage, refusal, translates
 from extproc.translate.transform import TranslationCheck
 from extproc.usage.account import Account, Answer
 from extproc.usage.tokens import Usage, usage_of_answer
@@ -271,7 +271,7 @@ class Exchange:
                 refused = refused or why
                 continue
             target = translates(d)
-            if target is not None and counts_tokens(endpoint):
+            if target is not None and endpoint.counts_tokens:
                 reasons[target[1]] = "token counting is answered in the model's own API only"
                 continue
             if target is not None:

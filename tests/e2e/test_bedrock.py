@@ -258,7 +258,7 @@ def test_a_token_count_is_vertex_ais_count_call_and_bedrock_refuses_one_before_i
         chain: Stack, stack: Stack, vertex: FakeVertex, bedrock: FakeBedrock) -> None:
     vertex.reset()
     counted = client(chain).messages.count_tokens(model=TEAM_MODEL, messages=CHAT,  # type: ignore[arg-type]
-                                                  extra_headers={"anthropic-beta": "oauth-2025-04-20"})
+                                                  extra_headers={"anthropic-beta": "context-1m-2025-08-07"})
     assert counted.input_tokens == len(json.dumps(CHAT))  # the fake's count of the messages it was sent
     sent = vertex.requests[-1]
     assert sent.path == vertex.claude_prefix() + "count-tokens:rawPredict"

@@ -94,6 +94,10 @@ def test_the_clouds_data_drops_anthropic_only_betas_and_a_user_may_accept_more()
         spec = settings.providers[name].invoke
         assert spec is not None
         assert cloud_betas(claude_code, spec) == ["claude-code-20250219", "interleaved-thinking-2025-05-14"], name
+    vertex = settings.providers["vertex-1"].invoke
+    assert vertex is not None and vertex.count == "count-tokens:rawPredict"
+    assert cloud_betas("context-1m-2025-08-07", vertex) == ["context-1m-2025-08-07"]
+    assert cloud_betas("context-1m-2025-08-07", vertex, counting=True) == []  # Vertex's count call takes none
     custom = settings.providers["bedrock-2"].invoke
     assert custom is not None and custom.betas == "anthropic_beta" and custom.anthropic_version == "bedrock-2023-05-31"
     assert cloud_betas("new-flag-2027-01-01,claude-code-20250219", custom) == ["new-flag-2027-01-01"]
@@ -151,3 +155,10 @@ def test_a_bedrock_providers_mistakes_are_named_all_at_once() -> None:
     said = str(found.value)
     for part in ("providers.aws.region", "providers.aws.inference_profile", "providers.aws.base_url"):
         assert part in said, said
+
+
+@pytest.mark.parametrize("count", ["count-tokens", ":rawPredict", "a/b:rawPredict"])
+def test_a_count_call_that_is_not_a_segment_and_its_call_is_refused_at_start(count: str) -> None:
+    with pytest.raises(ConfigError, match=r"vertex-1\.invoke\.count: .* e\.g\. count-tokens:rawPredict"):
+        parse_settings({"providers": {"vertex-1": {"kind": "vertex", "project": "my-project", "location": "global",
+                                                   "invoke": {"count": count}}}}, env={})

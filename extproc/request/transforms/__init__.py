@@ -27,7 +27,6 @@ from extproc.request.transforms.invoke import (
     CloudError,
     Unchanged,
     cloud_betas,
-    counts,
     invoke_applies,
     invoke_refusal,
     reshape,
@@ -123,13 +122,6 @@ def _drop_fields(out: Outgoing, endpoint: Endpoint, decision: Decision) -> None:
             out.changed = True
 
 
-def counts_tokens(endpoint: Endpoint) -> bool:
-    """Anthropic's count_tokens and Gemini's countTokens: they answer a count, not a completion, so they are
-    never translated into one (nor collected)."""
-    bare = endpoint.match.string
-    return bare.endswith("/count_tokens") or bare.endswith(":countTokens")
-
-
 def translates(decision: Decision) -> tuple[Api, str] | None:
     """The provider API and endpoint a decision's request is translated into; None when it goes as it is."""
     api, listed = API_OF.get(decision.endpoint), decision.model.endpoints
@@ -206,8 +198,8 @@ def _invoke_request(out: Outgoing, endpoint: Endpoint, decision: Decision) -> No
     spec = decision.provider.invoke
     if spec is None or (out.api or endpoint.api) is not Api.ANTHROPIC:
         return
-    flags = cloud_betas(out.client_headers.get("anthropic-beta"), spec)
-    if counts(endpoint):  # a token count (refused before now on a cloud that counts none)
+    flags = cloud_betas(out.client_headers.get("anthropic-beta"), spec, endpoint.counts_tokens)
+    if endpoint.counts_tokens:  # a token count (refused before now on a cloud that counts none)
         out.segment, out.rest = reshape_count(out.doc, spec, flags, decision.provider.served_name(decision.model.id))
     else:
         out.rest = reshape(out.doc, spec, flags)
@@ -246,7 +238,7 @@ def _translate(out: Outgoing, endpoint: Endpoint, decision: Decision) -> None:
     target = translates(decision)
     streams = "streamGenerateContent" in endpoint.match.string or out.doc.get("stream") is True
     collect = decision.provider.stream_only and not streams and (
-        endpoint.name in ("chat", "responses", "messages") and not counts_tokens(endpoint)
+        endpoint.name in ("chat", "responses", "messages") and not endpoint.counts_tokens
         or endpoint.name == "gemini" and ":generateContent" in endpoint.match.string)
     if target is None and not collect:
         return

@@ -20,13 +20,9 @@ def invoke_applies(decision: Decision, leaves_in: Api) -> bool:
     return decision.provider.invoke is not None and leaves_in is Api.ANTHROPIC
 
 
-def counts(endpoint: Endpoint) -> bool:
-    return endpoint.match.string.endswith("/count_tokens")
-
-
 def invoke_refusal(endpoint: Endpoint, spec: InvokeSpec | None) -> str | None:
     """A token count on a cloud that counts none (Bedrock's InvokeModel) is not sent."""
-    if counts(endpoint) and (spec is None or spec.count is None):
+    if endpoint.counts_tokens and (spec is None or spec.count is None):
         return "counting tokens on this cloud's Claude model (ask Anthropic's API or Vertex AI, or drop the count)"
     return None
 
@@ -56,13 +52,15 @@ def _version_and_betas(doc: dict[str, object], spec: InvokeSpec, flags: list[str
         doc[spec.betas] = flags
 
 
-def cloud_betas(client_betas: str | None, spec: InvokeSpec) -> list[str]:
-    """The client's anthropic-beta flags as the cloud takes them: renamed to the cloud's names, and without those
-    it does not serve (it would refuse the whole request for one), each once, in the client's order."""
+def cloud_betas(client_betas: str | None, spec: InvokeSpec, counting: bool = False) -> list[str]:
+    """The client's anthropic-beta flags as the cloud takes them (on its count call when `counting`): renamed to
+    the cloud's names, and without those it does not serve (it would refuse the whole request for one), each once,
+    in the client's order."""
+    accepted = spec.count_betas if counting and spec.count_betas is not None else spec.accepted_betas
     flags: list[str] = []
     for raw in (client_betas or "").split(","):
         flag = spec.renamed_betas.get(raw.strip(), raw.strip())
-        if flag and flag not in flags and (spec.accepted_betas is None or flag in spec.accepted_betas):
+        if flag and flag not in flags and (accepted is None or flag in accepted):
             flags.append(flag)
     return flags
 

@@ -229,7 +229,8 @@ def _invoke(raw: Any, key: str) -> InvokeSpec:
                       accepted_betas=frozenset(string_list(section["accepted_betas"], f"{key}.accepted_betas"))
                       if section.get("accepted_betas") is not None else None,
                       renamed_betas={str(k): string(v, f"{key}.renamed_betas.{k}")
-                                     for k, v in mapping(section.get("renamed_betas") or {},
+                                     for k, v in mapping({} if section.get("renamed_betas") is None
+                                                         else section["renamed_betas"],
                                                          f"{key}.renamed_betas").items()},
                       keeps_stream=boolean(section.get("keeps_stream", False), f"{key}.keeps_stream"),
                       count=_count_call(section["count"], f"{key}.count") if section.get("count") else None,

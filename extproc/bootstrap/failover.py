@@ -35,6 +35,7 @@ from extproc.core.headers import (
     ROUTE_HEADER,
     STREAM_HEADER,
     UPSTREAM_API_HEADER,
+    client_value_header,
 )
 from extproc.core.providers import Api, ProviderSpec
 from extproc.core.settings import MAX_FAILOVER_ATTEMPTS, Settings
@@ -256,6 +257,12 @@ def provider_listener(provider: ProviderSpec, settings: Settings, local_replies:
     }
 
 
+def kept_values(settings: Settings) -> list[str]:
+    """The client's values a fast login route keeps for later attempts (merge_headers.lua): never sent on."""
+    names = {name for flow in settings.flows.values() for name in flow.use.merge_headers}
+    return [client_value_header(name) for name in sorted(names)]
+
+
 def _provider_route(provider: ProviderSpec, settings: Settings, login: bool, stream: bool) -> dict[str, Any]:
     """The route of an attempt planned for this provider: a login's retries its 401 once (see reauth.py), and
     a streamed answer comes through the processor's relay (see relay.py)."""
@@ -276,7 +283,7 @@ def _provider_route(provider: ProviderSpec, settings: Settings, login: bool, str
                                         if h not in kept),
                                       LOGIN_HEADER, STREAM_HEADER, ATTEMPT_COUNT_HEADER, "x-envoy-max-retries",
                                       "x-envoy-original-path",  # a fast route's rewrite of its prefix
-                                      *RELAY_HEADERS]}
+                                      *RELAY_HEADERS, *kept_values(settings)]}
     if not stream:  # the kind of failure is ours to say: a provider's answer cannot pass for Envoy's own reply
         entry["response_headers_to_remove"] = [FAILURE_HEADER]  # (the relay takes it off a streamed answer)
     if stream and settings.processor_token:

@@ -16,6 +16,7 @@ from extproc.core.headers import (
     API_HEADER,
     ATTEMPT_HEADER,
     CLIENT_HEADER,
+    CLIENT_VALUE_PREFIX,
     ENDPOINTS_HEADER,
     ENVOY_REQUEST_HEADERS,
     INTERNAL_HEADERS,
@@ -250,7 +251,8 @@ def _envoy_route(route: FastRoute, settings: Settings, response_headers: list[di
         "typed_per_filter_config": per_filter,
     }
     if route.merge:  # the values merge_headers.lua joins, where it reads them
-        entry["metadata"] = {"filter_metadata": {LUA_FILTER: {"merge": dict(route.merge)}}}
+        entry["metadata"] = {"filter_metadata": {LUA_FILTER: {"merge": dict(route.merge),
+                                                               "keep_as": CLIENT_VALUE_PREFIX}}}
     return entry
 
 

@@ -30,3 +30,10 @@ CLIENT_HEADER = "x-extproc-client"  # on a fast request: the name of the client 
 ENDPOINTS_HEADER = "x-extproc-endpoints"  # a fast route's endpoint list for the override_host load balancer
 INTERNAL_HEADERS = (PROVIDER_HEADER, MODEL_HEADER, ROUTE_HEADER, HANDLED_HEADER, ATTEMPT_HEADER, LEARN_HEADER,
                     PLAN_HEADER, ENDPOINTS_HEADER, CLIENT_HEADER)
+# On a fast route that joins a login's values to a client's header (merge_headers.lua): the client's own value,
+# kept under this prefix for the attempts after the first, which must send it as the client did.
+CLIENT_VALUE_PREFIX = "x-extproc-client-value-"
+
+
+def client_value_header(name: str) -> str:
+    return CLIENT_VALUE_PREFIX + name

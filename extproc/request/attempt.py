@@ -15,7 +15,14 @@ from collections.abc import Callable, Mapping
 
 from extproc import tracing
 from extproc.core.errors import ClientError, CredentialUnavailable
-from extproc.core.headers import ATTEMPT_COUNT_HEADER, ATTEMPT_HEADER, LEARN_HEADER, PLAN_HEADER, PROVIDER_HEADER
+from extproc.core.headers import (
+    ATTEMPT_COUNT_HEADER,
+    ATTEMPT_HEADER,
+    LEARN_HEADER,
+    PLAN_HEADER,
+    PROVIDER_HEADER,
+    client_value_header,
+)
 from extproc.core.providers import CLIENT_CREDENTIAL_HEADERS
 from extproc.core.resolve import Decision
 from extproc.core.windows import StreamWindows, stream_windows
@@ -43,6 +50,7 @@ class AttemptExchange:
         self._plan: Plan | None = None
         self._endpoint: Endpoint | None = None
         self._client_headers: dict[str, str] = {}
+        self._restore: dict[str, str | None] = {}  # the plan's headers to undo → the client's value (None: remove)
         self._transforms: tuple[Transform, ...] = ()  # selected once, from the headers (whether it streams unknown)
         self._shaping: tuple[Callable[[bool, int], Shaper], ...] = ()  # the answer's shaper makers, once built
         self._shapers: tuple[Shaper, ...] = ()
@@ -71,9 +79,12 @@ class AttemptExchange:
             return self._refuse(
                 f"The credential planned for attempt {self.attempt} is no longer configured.")
         self.decision = decision
-        # The client's headers as they came: undo what the first attempt set on the shared header map.
+        # The client's headers as they came: undo what the first attempt set on the shared header map (a fast
+        # route, planned before any request, kept the client's value of a header it joined a login's to).
+        self._restore = {k: headers.get(client_value_header(k)) if v is None and k not in CLIENT_CREDENTIAL_HEADERS
+                         else v for k, v in plan.restore.items()}
         self._client_headers = {k: v for k, v in headers.items() if k not in plan.restore}
-        self._client_headers.update({k: v for k, v in plan.restore.items() if v is not None})
+        self._client_headers.update({k: v for k, v in self._restore.items() if v is not None})
         # Before the body says whether it streams: a provider that only streams may collect the answer. Its
         # translate step, selected for that, changes nothing when the request turns out to stream in its own API.
         self._transforms = selected(decision)
@@ -108,13 +119,13 @@ class AttemptExchange:
                                 self._gateway.runtime.current.settings.accounting)
         # Undo what earlier attempts set (the client's values back, or nothing), then this attempt's own; the
         # length is always this attempt's: the map may carry an earlier attempt's.
-        set_headers = {k: v for k, v in plan.restore.items() if v is not None and k not in forward.remove_headers}
+        set_headers = {k: v for k, v in self._restore.items() if v is not None and k not in forward.remove_headers}
         set_headers.update(forward.set_headers)
         set_headers["content-length"] = str(len(forward.body if forward.body is not None else body))
         set_headers[ATTEMPT_HEADER] = attempt_header(decision, self.attempt)
         if self._gateway.success_is_news(decision):
             set_headers[LEARN_HEADER] = "1"
-        gone = {k for k, v in plan.restore.items() if v is None} | set(forward.remove_headers) | {LEARN_HEADER}
+        gone = {k for k, v in self._restore.items() if v is None} | set(forward.remove_headers) | {LEARN_HEADER}
         remove = tuple(sorted(gone - set(set_headers)))
         self._shaping = forward.answer
         log.info("attempt rid=%s n=%d requested=%r resolved=%s provider=%s why=%s credential=%s", self.request_id,

@@ -182,6 +182,10 @@ def test_a_429_on_the_login_fails_over_to_the_api_key_in_the_same_request(
     assert answer.headers["x-extproc-model"] == "backup-model"
     sent = fakes["groq"].requests[-1]
     assert sent.headers["x-api-key"] == BACKUP_KEY and "authorization" not in sent.headers
+    # The login's flag was joined to the client's on the first attempt; the key's gets the client's own alone.
+    assert fakes["anthropic"].requests[-1].headers["anthropic-beta"] == "claude-code-20250219,oauth-2025-04-20"
+    assert sent.headers["anthropic-beta"] == "claude-code-20250219"
+    assert not [h for r in (sent, fakes["anthropic"].requests[-1]) for h in r.headers if "client-value" in h]
 
 
 def test_a_token_refreshed_ahead_of_expiry_with_no_request_asking_reaches_the_route(

@@ -254,7 +254,8 @@ def test_a_route_that_merges_headers_runs_the_shared_lua_script_and_no_other_rou
     (made,) = envoy_routes(route, s, [])
     assert made["typed_per_filter_config"][LUA_FILTER] == {
         "@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.LuaPerRoute", "name": MERGE_SCRIPT}
-    assert made["metadata"] == {"filter_metadata": {LUA_FILTER: {"merge": {"anthropic-beta": "oauth-2025-04-20"}}}}
+    assert made["metadata"] == {"filter_metadata": {LUA_FILTER: {"merge": {"anthropic-beta": "oauth-2025-04-20"},
+                                                                 "keep_as": "x-extproc-client-value-"}}}
     keyed = route_for("a-model")
     (plain,) = envoy_routes(keyed, settings(), [])
     assert LUA_FILTER not in plain["typed_per_filter_config"] and "metadata" not in plain

@@ -15,6 +15,7 @@ from typing import Any
 from extproc.bootstrap.names import GRPC_LIMIT_SLACK, PROCESSOR_CLUSTER, UPSTREAM_MODE, T, provider_cluster_name
 from extproc.bootstrap.tracing import connection_tracing
 from extproc.core.errors import ClientError
+from extproc.core.flows import merged_header_names
 from extproc.core.headers import (
     ACCOUNT_HEADER,
     API_HEADER,
@@ -259,8 +260,7 @@ def provider_listener(provider: ProviderSpec, settings: Settings, local_replies:
 
 def kept_values(settings: Settings) -> list[str]:
     """The client's values a fast login route keeps for later attempts (merge_headers.lua): never sent on."""
-    names = {name for flow in settings.flows.values() for name in flow.use.merge_headers}
-    return [client_value_header(name) for name in sorted(names)]
+    return [client_value_header(name) for name in sorted(merged_header_names(settings.flows))]
 
 
 def _provider_route(provider: ProviderSpec, settings: Settings, login: bool, stream: bool) -> dict[str, Any]:

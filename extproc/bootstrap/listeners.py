@@ -75,7 +75,7 @@ def _connection_manager(settings: Settings) -> dict[str, Any]:
             **connection_tracing(settings, "gateway"),
             **({"rds": route_source(settings.fast_routes), "access_log": answers_log(settings)}
                if settings.fast_routes else {"route_config": route_configuration(settings)}),
-            "http_filters": [*([scrub_forged()] if settings.fast_routes else []), *request_decompressors(),
+            "http_filters": [*([scrub_forged(settings)] if settings.fast_routes else []), *request_decompressors(),
                              *([body_to_metadata(settings), translated_mark()] if settings.fast_routes else []),
                              _ext_proc_filter(settings), {
                 "name": LUA_FILTER,

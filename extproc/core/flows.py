@@ -130,3 +130,9 @@ class Flow:
                   "scope": " ".join(self.scopes), "code_challenge": challenge, "code_challenge_method": "S256",
                   "state": state, **self.authorize_params}
         return f"{self.authorize_url}?{urlencode(params)}"
+
+
+def merged_header_names(flows: Mapping[str, Flow]) -> frozenset[str]:
+    """The headers some login joins its values to a client's in (`merge_headers`): a fast route keeps the client's
+    own value of each for the attempts after the first."""
+    return frozenset(name for flow in flows.values() for name in flow.use.merge_headers)

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 
 from extproc import tracing
 from extproc.core.errors import ClientError, CredentialUnavailable
+from extproc.core.flows import merged_header_names
 from extproc.core.headers import (
     ATTEMPT_COUNT_HEADER,
     ATTEMPT_HEADER,
@@ -81,8 +82,9 @@ class AttemptExchange:
         self.decision = decision
         # The client's headers as they came: undo what the first attempt set on the shared header map (a fast
         # route, planned before any request, kept the client's value of a header it joined a login's to).
-        self._restore = {k: headers.get(client_value_header(k)) if v is None and k not in CLIENT_CREDENTIAL_HEADERS
-                         else v for k, v in plan.restore.items()}
+        merged = merged_header_names(self.snapshot.settings.flows)
+        self._restore = {k: headers.get(client_value_header(k)) if v is None and k in merged else v
+                         for k, v in plan.restore.items()}
         self._client_headers = {k: v for k, v in headers.items() if k not in plan.restore}
         self._client_headers.update({k: v for k, v in self._restore.items() if v is not None})
         # Before the body says whether it streams: a provider that only streams may collect the answer. Its

@@ -20,6 +20,7 @@ from extproc.core.headers import (
     ROUTE_HEADER,
     STREAM_HEADER,
     UPSTREAM_API_HEADER,
+    client_value_header,
 )
 from extproc.core.providers import CLIENT_CREDENTIAL_HEADERS, Api, AuthStyle, ProviderSpec
 from extproc.core.resolve import Decision
@@ -184,8 +185,12 @@ def route_request(endpoint: Endpoint, parsed: ParsedRequest, decisions: list[Dec
     if account is not None:
         headers[ACCOUNT_HEADER] = account.header()
     # Nothing a client sends may steer the attempts: our own headers, and Envoy's retry and timeout ones.
+    # A client's own "kept value" of a header a login joins to is forged too (a fast route's Lua keeps the real one,
+    # after Envoy took any a client sent: the route must not take it off).
+    kept = [] if client_headers is None else \
+        sorted({client_value_header(name) for d in decisions for name in d.credential.merge_headers})
     forged = tuple(h for h in (*INTERNAL_HEADERS, LOGIN_HEADER, STREAM_HEADER, ACCOUNT_HEADER, UPSTREAM_API_HEADER,
-                               *RELAY_HEADERS,
+                               *RELAY_HEADERS, *kept,
                                *ENVOY_REQUEST_HEADERS) if h not in headers)
     return replace(forward, set_headers=headers, remove_headers=(*forward.remove_headers, *forged), plan=plan)
 

@@ -68,12 +68,12 @@ def stack(fakes: dict[str, FakeProvider], oauth: FakeOAuth, issued: dict[str, An
 
 
 def claude_code(stack: Stack, body: dict[str, Any] | None = None,
-                beta: str | None = "claude-code-20250219") -> httpx.Response:
+                beta: str | None = "claude-code-20250219", extra: dict[str, str] | None = None) -> httpx.Response:
     """Claude Code's request (or `body`), with the client's own key and its betas (none: no header)."""
     return httpx.post(stack.url + "/v1/messages", json=body or {
         "model": MODEL, "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}], **CLAUDE_CODE},
         headers={"authorization": "Bearer client-own-key", "anthropic-version": "2023-06-01",
-                 **({"anthropic-beta": beta} if beta is not None else {})}, timeout=30)
+                 **({"anthropic-beta": beta} if beta is not None else {}), **(extra or {})}, timeout=30)
 
 
 def bearer(fake: FakeProvider) -> str:
@@ -186,6 +186,11 @@ def test_a_429_on_the_login_fails_over_to_the_api_key_in_the_same_request(
     assert fakes["anthropic"].requests[-1].headers["anthropic-beta"] == "claude-code-20250219,oauth-2025-04-20"
     assert sent.headers["anthropic-beta"] == "claude-code-20250219"
     assert not [h for r in (sent, fakes["anthropic"].requests[-1]) for h in r.headers if "client-value" in h]
+    # A client that sends no flags but forges the kept value gets none on the next attempt either.
+    fakes["anthropic"].script(429, {"retry-after": "1"})
+    forged = claude_code(stack, beta=None, extra={"x-extproc-client-value-anthropic-beta": "forged-2099-01-01"})
+    assert forged.status_code == 200 and forged.headers["x-extproc-attempts"] == "2"
+    assert "anthropic-beta" not in fakes["groq"].requests[-1].headers
 
 
 def test_a_token_refreshed_ahead_of_expiry_with_no_request_asking_reaches_the_route(

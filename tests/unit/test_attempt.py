@@ -321,3 +321,16 @@ def test_a_fast_routes_later_attempt_on_a_cloud_gets_the_betas_it_serves_of_the_
     assert isinstance(second, Mutate) and second.body is not None, second
     assert json.loads(second.body)["anthropic_beta"] == ["context-1m-2025-08-07"]
     assert "anthropic-beta" in second.remove_headers and "x-api-key" in second.remove_headers
+
+
+def test_a_kept_client_value_a_client_forges_never_sets_our_headers_on_a_later_attempt(gateway):
+    """Only a header a login joins its values to has a kept client value; one named after our own headers (the
+    login to refresh on a 401, the relay's stream mark) is nothing to a later attempt."""
+    client = {**CLIENT, "x-extproc-client-value-x-extproc-login": "some-login",
+              "x-extproc-client-value-x-extproc-stream": "1", "x-extproc-client-value-x-api-key": "stolen"}
+    first = route(gateway, MESSAGES, DOC, client)
+    _, second = attempt(gateway, first, 2, "anthropic", shared_headers(client, first), json.dumps(DOC).encode())
+    assert isinstance(second, Mutate), second
+    assert second.set_headers["x-api-key"] == "an-2"  # the planned key, not the forged one
+    assert {"x-extproc-login", "x-extproc-stream"} <= set(second.remove_headers)
+    assert not {"x-extproc-login", "x-extproc-stream"} & set(second.set_headers)

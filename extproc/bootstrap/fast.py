@@ -172,9 +172,15 @@ def routes_document(route_config: dict[str, Any]) -> bytes:
     return orjson.dumps({"resources": [{"@type": T + "config.route.v3.RouteConfiguration", **route_config}]})
 
 
+# The last event of a chat stream and of a Messages stream: once a chunk holds one, the ends are kept at once.
+STREAM_ENDS = ("data: [DONE]", "event: message_stop")
+
+
 def _stream_names() -> str:
     """What stream_ends.lua expects set before it."""
-    return f'local NAMESPACE, HEAD, TAIL, KEEP = "{STREAM_NAMESPACE}", "{HEAD_KEY}", "{TAIL_KEY}", {STREAM_KEEP}\n'
+    ends = ", ".join(f'"{end}"' for end in STREAM_ENDS)
+    return (f'local NAMESPACE, HEAD, TAIL, KEEP = "{STREAM_NAMESPACE}", "{HEAD_KEY}", "{TAIL_KEY}", {STREAM_KEEP}\n'
+            f'local ENDS = {{{ends}}}\n')
 
 
 def _streamed(route: FastRoute, settings: Settings) -> list[dict[str, Any]]:

@@ -8,10 +8,16 @@ from typing import Any
 
 import orjson
 
-from extproc.bootstrap.failover import ATTEMPTS_CLUSTER, grpc_service, header_matches, no_answer_retries, skipped_when
+from extproc.bootstrap.failover import (
+    ATTEMPTS_CLUSTER,
+    grpc_service,
+    header_matches,
+    kept_values,
+    no_answer_retries,
+    skipped_when,
+)
 from extproc.bootstrap.names import LUA_FILTER, T, lua
 from extproc.core.clients import ClientKey
-from extproc.core.flows import merged_header_names
 from extproc.core.headers import (
     ACCOUNT_HEADER,
     API_HEADER,
@@ -27,7 +33,6 @@ from extproc.core.headers import (
     ROUTE_HEADER,
     STREAM_HEADER,
     UPSTREAM_API_HEADER,
-    client_value_header,
 )
 from extproc.core.settings import Settings
 from extproc.fast.routes import (
@@ -153,8 +158,7 @@ def scrub_forged(settings: Settings) -> dict[str, Any]:
     """First in the chain: what a client sends in our headers, or in Envoy's retry and timeout ones, is gone
     before any route sees it (a fast route sets its own; the processor sets its own on the full path)."""
     forged = (*ENVOY_REQUEST_HEADERS, *INTERNAL_HEADERS, API_HEADER, LOGIN_HEADER, STREAM_HEADER, ACCOUNT_HEADER,
-              UPSTREAM_API_HEADER, *RELAY_HEADERS,
-              *(client_value_header(name) for name in sorted(merged_header_names(settings.flows))))
+              UPSTREAM_API_HEADER, *RELAY_HEADERS, *kept_values(settings))
     return {"name": "envoy.filters.http.header_mutation.forged", "typed_config": {
         "@type": T + "extensions.filters.http.header_mutation.v3.HeaderMutation",
         "mutations": {"request_mutations": [{"remove": h} for h in forged]}}}

@@ -37,3 +37,8 @@ CLIENT_VALUE_PREFIX = "x-extproc-client-value-"
 
 def client_value_header(name: str) -> str:
     return CLIENT_VALUE_PREFIX + name
+
+
+def header_values(value: str | None) -> list[str]:
+    """The values of a comma-separated header (anthropic-beta's flags), trimmed, empty ones left out."""
+    return [v for v in (x.strip() for x in (value or "").split(",")) if v]

@@ -21,6 +21,7 @@ from extproc.core.headers import (
     STREAM_HEADER,
     UPSTREAM_API_HEADER,
     client_value_header,
+    header_values,
 )
 from extproc.core.providers import CLIENT_CREDENTIAL_HEADERS, Api, AuthStyle, ProviderSpec
 from extproc.core.resolve import Decision
@@ -206,6 +207,6 @@ def _route_headers(decision: Decision) -> dict[str, str]:
 
 def merge_header_values(client: str | None, ours: str) -> str:
     """A comma-separated header with our values added to the client's (e.g. anthropic-beta flags)."""
-    values = [v.strip() for v in (client or "").split(",") if v.strip()]
-    values += [v for v in (x.strip() for x in ours.split(",")) if v and v not in values]
+    values = header_values(client)
+    values += [v for v in header_values(ours) if v not in values]
     return ",".join(values)

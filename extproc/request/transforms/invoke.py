@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 
 from extproc.core.errors import ClientError
+from extproc.core.headers import header_values
 from extproc.core.providers import Api, InvokeSpec
 from extproc.core.resolve import Decision
 from extproc.formats import Endpoint
@@ -58,9 +59,9 @@ def cloud_betas(client_betas: str | None, spec: InvokeSpec, counting: bool = Fal
     in the client's order."""
     accepted = spec.count_betas if counting and spec.count_betas is not None else spec.accepted_betas
     flags: list[str] = []
-    for raw in (client_betas or "").split(","):
-        flag = spec.renamed_betas.get(raw.strip(), raw.strip())
-        if flag and flag not in flags and (accepted is None or flag in accepted):
+    for sent in header_values(client_betas):
+        flag = spec.renamed_betas.get(sent, sent)
+        if flag not in flags and (accepted is None or flag in accepted):
             flags.append(flag)
     return flags
 
